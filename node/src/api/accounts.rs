@@ -1,0 +1,393 @@
+//! Enrolment, login, sessions and the second factor.
+//!
+//! The node never receives a password. At enrolment the client sends a login verifier derived
+//! from the password (separately from the key that wraps the secret key); the node keeps only
+//! an Argon2id hash of it. Login sends the verifier again. Failed logins count per account and
+//! lock it for a while; the routes are also rate-limited per client address.
+
+use std::sync::LazyLock;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp, token_hash};
+use crate::crypto::{self, KdfParams};
+use crate::proto::*;
+use crate::storage::{Account, AccountState, Enrolment};
+use crate::{normalize_address, now};
+
+pub(super) async fn org(State(st): State<AppState>) -> Json<OrgInfo> {
+    let l = &st.config.limits;
+    Json(OrgInfo {
+        domain: st.config.domain.clone(),
+        ca_fingerprint: st.ca.fingerprint().to_hex(),
+        ca_cert: st.ca_armored.clone(),
+        node_key: st.node_key_hex.clone(),
+        limits: PublicLimits {
+            max_message_bytes: l.max_message_bytes,
+            max_parts: l.max_parts,
+            max_recipients: l.max_recipients,
+            inline_part_max_bytes: l.inline_part_max_bytes,
+        },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}
+
+fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {
+    STANDARD
+        .decode(v)
+        .map_err(|_| ApiError::bad_request("invalid_request", format!("{field} is not base64")))
+}
+
+fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
+    b64("login_verifier", v)?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("invalid_request", "login_verifier must be 32 bytes"))
+}
+
+fn verifier_hasher(st: &AppState) -> ApiResult<Argon2<'static>> {
+    let a = &st.config.accounts;
+    let params = Params::new(a.verifier_hash_m_cost_kib, a.verifier_hash_t_cost, 1, None)
+        .map_err(ApiError::internal)?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Argon2id is deliberately slow: run it off the async workers.
+async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResult<String> {
+    let hasher = verifier_hasher(st)?;
+    tokio::task::spawn_blocking(move || hasher.hash_password(&verifier).map(|h| h.to_string()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// Constant-time check of a verifier against its stored hash (`None`: no such account, in
+/// which case a hash is still checked so the answer takes as long either way).
+async fn check_verifier(stored: Option<String>, verifier: [u8; 32]) -> ApiResult<bool> {
+    static DECOY: LazyLock<String> = LazyLock::new(|| {
+        let params = Params::new(19 * 1024, 2, 1, None).expect("valid params");
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(&[0u8; 32])
+            .expect("hashing works")
+            .to_string()
+    });
+    tokio::task::spawn_blocking(move || {
+        let real = stored.is_some();
+        let phc = stored.unwrap_or_else(|| DECOY.clone());
+        real && Argon2::default()
+            .verify_password(&verifier, phc.as_str())
+            .is_ok()
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthorized(
+        "invalid_credentials",
+        "wrong address or password; after several failures the account is locked for a while",
+    )
+}
+
+/// Invite codes are typed by people: ignore case, spaces and dashes.
+pub fn invite_hash(code: &str) -> [u8; 32] {
+    let canonical: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    token_hash(&canonical)
+}
+
+pub(super) async fn enroll(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
+    st.limit_auth(&ip)?;
+    let now = now();
+    let address = normalize_address(&req.address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    if !address.ends_with(&format!("@{}", st.config.domain)) {
+        return Err(ApiError::unprocessable(
+            "wrong_domain",
+            format!("this node enrols addresses of {} only", st.config.domain),
+        ));
+    }
+    req.kdf_params
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
+    let salt = b64("kdf_salt", &req.kdf_salt)?;
+    if !(16..=64).contains(&salt.len()) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "kdf_salt must be 16 to 64 bytes",
+        ));
+    }
+    let verifier = verifier_bytes(&req.login_verifier)?;
+    let cert = crypto::cert_from_armored(&req.cert).map_err(|e| {
+        ApiError::unprocessable("invalid_cert", format!("the certificate is unusable: {e}"))
+    })?;
+    crypto::check_user_cert(&cert, &address, &st.policy, std::time::SystemTime::now())
+        .map_err(|e| ApiError::unprocessable("invalid_cert", e.to_string()))?;
+    crypto::check_wrapped_key(&req.wrapped_key, &cert)
+        .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
+    let certified = crypto::ca_certify(&st.ca, &cert, &address, std::time::SystemTime::now())
+        .map_err(ApiError::internal)?;
+    let certified_armored = crypto::cert_to_armored(&certified).map_err(ApiError::internal)?;
+    let fingerprint = cert.fingerprint().to_hex();
+    let login_hash = hash_verifier(&st, verifier).await?;
+    st.store
+        .enroll(
+            invite_hash(&req.invite),
+            &address,
+            Enrolment {
+                cert: certified_armored.clone(),
+                fingerprint: fingerprint.clone(),
+                wrapped_key: req.wrapped_key,
+                kdf_salt: salt,
+                kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,
+                login_hash,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(%address, %fingerprint, "enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollResponse {
+            address,
+            fingerprint,
+            cert: certified_armored,
+        }),
+    ))
+}
+
+pub(super) async fn login_params(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<LoginParamsRequest>,
+) -> ApiResult<Json<LoginParams>> {
+    st.limit_auth(&ip)?;
+    let address = normalize_address(&req.address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    let account = st.store.account_by_address(&address).await?;
+    // Enrolled accounts, disabled ones included: a disabled user who knows the password
+    // should learn that the account is disabled, not that the password is wrong.
+    if let Some(Account {
+        kdf_salt: Some(salt),
+        kdf_params: Some(params),
+        state: AccountState::Active | AccountState::Disabled,
+        ..
+    }) = account
+    {
+        let kdf_params = serde_json::from_str(&params).map_err(ApiError::internal)?;
+        return Ok(Json(LoginParams {
+            kdf_salt: STANDARD.encode(salt),
+            kdf_params,
+        }));
+    }
+    // Unknown addresses get a stable decoy salt, so this route does not tell who has an account.
+    let mut salt = [0u8; 16];
+    Hkdf::<Sha256>::new(Some(&st.decoy_key), address.as_bytes())
+        .expand(b"decoy salt", &mut salt)
+        .expect("16 bytes is a valid HKDF length");
+    Ok(Json(LoginParams {
+        kdf_salt: STANDARD.encode(salt),
+        kdf_params: KdfParams::DEFAULT,
+    }))
+}
+
+fn account_view(a: &Account) -> AccountView {
+    AccountView {
+        address: a.address.clone(),
+        name: a.name.clone(),
+        is_admin: a.is_admin,
+        fingerprint: a.fingerprint.clone().unwrap_or_default(),
+        cert: a.cert.clone().unwrap_or_default(),
+        wrapped_key: a.wrapped_key.clone().unwrap_or_default(),
+        totp_enabled: a.totp_enabled,
+    }
+}
+
+fn totp(secret: &[u8]) -> ApiResult<totp_rs::TOTP> {
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec())
+        .map_err(ApiError::internal)
+}
+
+pub(super) async fn login(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    st.limit_auth(&ip)?;
+    let now = now();
+    let verifier = verifier_bytes(&req.login_verifier)?;
+    let account = match normalize_address(&req.address) {
+        Some(a) => st.store.account_by_address(&a).await?,
+        None => None,
+    }
+    .filter(|a| a.login_hash.is_some());
+    let Some(account) = account else {
+        check_verifier(None, verifier).await?;
+        return Err(invalid_credentials());
+    };
+    if let Some(until) = account.locked_until.filter(|u| *u > now) {
+        return Err(ApiError::too_many(
+            "locked_out",
+            format!(
+                "too many failed logins: the account is locked for {} more seconds",
+                until - now
+            ),
+            (until - now) as u64,
+        ));
+    }
+    let cfg = &st.config.accounts;
+    let fail = || async {
+        st.store
+            .login_failed(
+                account.id,
+                cfg.max_failed_logins,
+                cfg.lockout_secs as i64,
+                now,
+            )
+            .await
+    };
+    if !check_verifier(account.login_hash.clone(), verifier).await? {
+        fail().await?;
+        return Err(invalid_credentials());
+    }
+    if account.state != AccountState::Active {
+        return Err(ApiError::forbidden(
+            "account_disabled",
+            "this account is disabled",
+        ));
+    }
+    if account.totp_enabled {
+        let secret = account.totp_secret.as_deref().unwrap_or_default();
+        match req.totp.as_deref() {
+            None => {
+                return Err(ApiError::unauthorized(
+                    "totp_required",
+                    "enter the 6-digit code from your authenticator app",
+                ));
+            }
+            Some(code) if !totp(secret)?.check(code.trim(), now as u64) => {
+                fail().await?;
+                return Err(ApiError::unauthorized(
+                    "totp_invalid",
+                    "that code is wrong or has expired",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let expires_at = now + cfg.session_ttl_secs as i64;
+    st.store
+        .login_succeeded(account.id, token_hash(&token), expires_at, now)
+        .await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        account: account_view(&account),
+    }))
+}
+
+pub(super) async fn logout(State(st): State<AppState>, auth: Authed) -> ApiResult<StatusCode> {
+    st.store.end_session(auth.token_hash, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn me(auth: Authed) -> Json<AccountView> {
+    Json(account_view(&auth.account))
+}
+
+pub(super) async fn totp_setup(
+    State(st): State<AppState>,
+    auth: Authed,
+) -> ApiResult<Json<TotpSetup>> {
+    if auth.account.totp_enabled {
+        return Err(ApiError::conflict(
+            "totp_enabled",
+            "a second factor is already set up; disable it first",
+        ));
+    }
+    let secret = rand::random::<[u8; 20]>().to_vec();
+    let encoded = totp_rs::Secret::Raw(secret.clone())
+        .to_encoded()
+        .to_string();
+    st.store
+        .set_totp(auth.account.id, Some(secret), false)
+        .await?;
+    let label = format!("Sealpost:{}", auth.account.address).replace('@', "%40");
+    Ok(Json(TotpSetup {
+        otpauth_uri: format!(
+            "otpauth://totp/{label}?secret={encoded}&issuer=Sealpost&algorithm=SHA1&digits=6&period=30"
+        ),
+        secret: encoded,
+    }))
+}
+
+fn check_code(account: &Account, code: &str) -> ApiResult<()> {
+    let secret = account
+        .totp_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::conflict("totp_not_set_up", "set up a second factor first"))?;
+    if totp(secret)?.check(code.trim(), now() as u64) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "totp_invalid",
+            "that code is wrong or has expired",
+        ))
+    }
+}
+
+pub(super) async fn totp_confirm(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(req): ApiJson<TotpCode>,
+) -> ApiResult<StatusCode> {
+    check_code(&auth.account, &req.code)?;
+    st.store
+        .set_totp(auth.account.id, auth.account.totp_secret.clone(), true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn totp_disable(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(req): ApiJson<TotpCode>,
+) -> ApiResult<StatusCode> {
+    check_code(&auth.account, &req.code)?;
+    st.store.set_totp(auth.account.id, None, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn user_cert(
+    State(st): State<AppState>,
+    _auth: Authed,
+    Path(address): Path<String>,
+) -> ApiResult<String> {
+    let address = normalize_address(&address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    match st.store.account_by_address(&address).await? {
+        Some(Account {
+            cert: Some(cert),
+            state: AccountState::Active,
+            ..
+        }) => Ok(cert),
+        _ => Err(ApiError::not_found(
+            "unknown_user",
+            format!("no enrolled user {address} here"),
+        )),
+    }
+}

@@ -1,0 +1,127 @@
+//! The one error type of the HTTP API.
+//!
+//! Every failure answers `{code, message}` with a stable `code`. Client mistakes are not
+//! logged above debug (they are the client's business, and logging them invites log floods);
+//! server faults are logged with their cause, and the client gets no internals.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::proto::ErrorBody;
+use crate::storage::{StorageError, blobs::BlobError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request is larger than this node's limit of {limit} bytes"),
+        )
+    }
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+    /// A server fault: logged here with its cause, reported to the client without it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the node failed to handle this request; it has been logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if !self.status.is_server_error() {
+            tracing::debug!(code = self.code, status = %self.status, "request refused");
+        }
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+        };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(what) => {
+                ApiError::not_found("not_found", format!("{what} not found"))
+            }
+            StorageError::Conflict(m) => ApiError::conflict("conflict", m),
+            StorageError::InviteInvalid => ApiError::unauthorized(
+                "invite_invalid",
+                "this invite code is unknown, already used or expired: ask your administrator for a new one",
+            ),
+            StorageError::Overloaded => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the node is overloaded; retry shortly",
+                )
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::TooLarge { limit } => ApiError::too_large(limit),
+            BlobError::Interrupted(e) => {
+                ApiError::bad_request("upload_interrupted", format!("the upload broke off: {e}"))
+            }
+            BlobError::NotFound => ApiError::not_found("not_found", "blob not found"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

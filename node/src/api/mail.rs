@@ -1,0 +1,532 @@
+//! The message pipeline on the node: envelope request, upload, submit, mailboxes, reading.
+//!
+//! Submission is where the node enforces the promises it can check without reading content:
+//! the session, that the message ID was issued to this sender, the sender's signature on the
+//! exact envelope bytes, that every part's hash and size match the signed envelope, and that
+//! every part is encrypted to every recipient and to the sender (the recipient key IDs are
+//! visible in the ciphertext's first packets). Only then is anything stored.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures::TryStreamExt;
+use sequoia_openpgp::Cert;
+use sha2::{Digest, Sha256};
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use super::{ApiError, ApiJson, ApiResult, AppState, Authed};
+use crate::crypto;
+use crate::proto::*;
+use crate::storage::{AccountState, NewMessage, NewPart, PartData, SubmitOutcome};
+use crate::{is_message_id, new_message_id, normalize_address, now};
+
+/// Resolves one recipient to an enrolled, active local account and its certificate.
+async fn resolve(
+    st: &AppState,
+    address: &str,
+) -> ApiResult<Option<(i64, ResolvedRecipient, Arc<Cert>)>> {
+    if !address.ends_with(&format!("@{}", st.config.domain)) {
+        return Ok(None);
+    }
+    let Some(account) = st.store.account_by_address(address).await? else {
+        return Ok(None);
+    };
+    if account.state != AccountState::Active || account.cert.is_none() {
+        return Ok(None);
+    }
+    let cert = st.account_cert(&account)?;
+    Ok(Some((
+        account.id,
+        ResolvedRecipient {
+            address: account.address.clone(),
+            fingerprint: account.fingerprint.clone().unwrap_or_default(),
+            cert: account.cert.clone().unwrap_or_default(),
+            mode: DeliveryMode::Local,
+        },
+        cert,
+    )))
+}
+
+fn normalized_recipients(st: &AppState, to: &[String]) -> ApiResult<Vec<String>> {
+    if to.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_recipients",
+            "name at least one recipient",
+        ));
+    }
+    if to.len() > st.config.limits.max_recipients {
+        return Err(ApiError::unprocessable(
+            "too_many_recipients",
+            format!(
+                "at most {} recipients per message",
+                st.config.limits.max_recipients
+            ),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(to.len());
+    for a in to {
+        let n = normalize_address(a).ok_or_else(|| {
+            ApiError::bad_request("invalid_address", format!("{a:?} is not an e-mail address"))
+        })?;
+        if seen.insert(n.clone()) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves all recipients, or names every one that cannot be reached.
+async fn resolve_all(
+    st: &AppState,
+    to: &[String],
+) -> ApiResult<Vec<(i64, ResolvedRecipient, Arc<Cert>)>> {
+    let mut found = Vec::with_capacity(to.len());
+    let mut unknown = Vec::new();
+    for a in to {
+        match resolve(st, a).await? {
+            Some(r) => found.push(r),
+            None => unknown.push(a.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::unprocessable(
+            "unknown_recipient",
+            format!("no enrolled user for: {}", unknown.join(", ")),
+        ));
+    }
+    Ok(found)
+}
+
+pub(super) async fn envelope(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(req): ApiJson<EnvelopeRequest>,
+) -> ApiResult<Json<EnvelopeResponse>> {
+    let to = normalized_recipients(&st, &req.to)?;
+    let recipients = resolve_all(&st, &to).await?;
+    let (_, sender, _) = resolve(&st, &auth.account.address)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("not_enrolled", "your account has no key"))?;
+    let now = now();
+    let message_id = new_message_id();
+    let expires_at = now + st.config.limits.message_id_ttl_secs as i64;
+    st.store
+        .issue_message_id(auth.account.id, &message_id, expires_at, now)
+        .await?;
+    Ok(Json(EnvelopeResponse {
+        message_id,
+        expires_at,
+        sender,
+        recipients: recipients.into_iter().map(|(_, r, _)| r).collect(),
+    }))
+}
+
+pub(super) async fn upload(
+    State(st): State<AppState>,
+    auth: Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
+    let limit = st.config.limits.max_message_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let mut reader = StreamReader::new(stream);
+    let (sha256, size) = st.blobs.put(&mut reader, limit).await?;
+    st.store
+        .record_upload(auth.account.id, sha256, size, now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadResponse {
+            sha256: hex::encode(sha256),
+            size,
+        }),
+    ))
+}
+
+fn parse_envelope(st: &AppState, text: &str) -> ApiResult<Envelope> {
+    let bad = |m: String| ApiError::bad_request("invalid_envelope", m);
+    let env: Envelope =
+        serde_json::from_str(text).map_err(|e| bad(format!("the envelope is not valid: {e}")))?;
+    if env.v != 1 {
+        return Err(bad(format!("envelope version {} is not supported", env.v)));
+    }
+    if !is_message_id(&env.message_id) {
+        return Err(bad("message_id is malformed".into()));
+    }
+    if env.parts.is_empty() || env.parts.len() > st.config.limits.max_parts {
+        return Err(ApiError::unprocessable(
+            "too_many_parts",
+            format!("a message has 1 to {} parts", st.config.limits.max_parts),
+        ));
+    }
+    let total: u64 = env.parts.iter().map(|p| p.size).sum();
+    if total > st.config.limits.max_message_bytes {
+        return Err(ApiError::too_large(st.config.limits.max_message_bytes));
+    }
+    for p in &env.parts {
+        if p.sha256.len() != 64
+            || hex::decode(&p.sha256).is_err()
+            || p.sha256 != p.sha256.to_lowercase()
+        {
+            return Err(bad("part sha256 must be 64 lowercase hex digits".into()));
+        }
+    }
+    Ok(env)
+}
+
+pub(super) async fn submit(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(req): ApiJson<SubmitRequest>,
+) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
+    let now = now();
+    let env = parse_envelope(&st, &req.envelope)?;
+    if env.from != auth.account.address {
+        return Err(ApiError::forbidden(
+            "sender_mismatch",
+            "the envelope's sender is not the logged-in user",
+        ));
+    }
+    let to = normalized_recipients(&st, &env.to)?;
+    if to != env.to {
+        return Err(ApiError::bad_request(
+            "invalid_envelope",
+            "recipients must be lowercase and listed once each",
+        ));
+    }
+    let issued = st.store.issued_id(&env.message_id).await?;
+    match issued {
+        Some(i) if i.account_id == auth.account.id && (i.used || i.expires_at >= now) => {}
+        Some(i) if i.account_id == auth.account.id => {
+            return Err(ApiError::forbidden(
+                "message_id_expired",
+                "this message ID has expired: request a new envelope",
+            ));
+        }
+        _ => {
+            return Err(ApiError::forbidden(
+                "message_id_not_issued",
+                "this message ID was not issued to you: request an envelope first",
+            ));
+        }
+    }
+    let sender_cert = st.account_cert(&auth.account)?;
+    crypto::verify_detached(
+        &sender_cert,
+        &st.policy,
+        std::time::SystemTime::now(),
+        req.envelope.as_bytes(),
+        &req.signature,
+    )
+    .map_err(|e| {
+        ApiError::unprocessable(
+            "bad_envelope_signature",
+            format!("the envelope is not signed by the sender's key: {e}"),
+        )
+    })?;
+    let recipients = resolve_all(&st, &to).await?;
+
+    if let Some(i) = req
+        .inline_parts
+        .keys()
+        .find(|i| **i as usize >= env.parts.len())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("inline part {i} is not in the envelope"),
+        ));
+    }
+    let mut parts = Vec::with_capacity(env.parts.len());
+    for (i, p) in env.parts.iter().enumerate() {
+        let sha256: [u8; 32] = hex::decode(&p.sha256)
+            .expect("checked")
+            .try_into()
+            .expect("checked");
+        let inline = match req.inline_parts.get(&(i as u32)) {
+            Some(b64) => {
+                let data = STANDARD.decode(b64).map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        format!("inline part {i} is not base64"),
+                    )
+                })?;
+                if data.len() > st.config.limits.inline_part_max_bytes {
+                    return Err(ApiError::too_large(
+                        st.config.limits.inline_part_max_bytes as u64,
+                    ));
+                }
+                if data.len() as u64 != p.size || <[u8; 32]>::from(Sha256::digest(&data)) != sha256
+                {
+                    return Err(ApiError::unprocessable(
+                        "part_mismatch",
+                        format!("part {i} does not match the hash and size in the signed envelope"),
+                    ));
+                }
+                Some(data)
+            }
+            None => {
+                if st.store.uploaded_by(auth.account.id, sha256).await? != Some(p.size) {
+                    return Err(ApiError::unprocessable(
+                        "part_missing",
+                        format!("part {i} was not uploaded by you with the size in the envelope"),
+                    ));
+                }
+                None
+            }
+        };
+        parts.push(NewPart {
+            sha256,
+            size: p.size,
+            inline,
+        });
+    }
+
+    // Every part must be encrypted to every recipient and to the sender (for Sent).
+    let mut required: Vec<(String, Cert)> = recipients
+        .iter()
+        .map(|(_, r, c)| (r.address.clone(), (**c).clone()))
+        .collect();
+    required.push((auth.account.address.clone(), (*sender_cert).clone()));
+    for (i, part) in parts.iter().enumerate() {
+        let keys = match &part.inline {
+            Some(data) => crypto::pkesk_recipients(&mut &data[..]),
+            None => {
+                let blobs = st.blobs.clone();
+                let sha = part.sha256;
+                tokio::task::spawn_blocking(move || {
+                    let mut r = blobs
+                        .open_blocking(sha)
+                        .map_err(|e| crypto::CryptoError::Other(e.to_string()))?;
+                    crypto::pkesk_recipients(&mut r)
+                })
+                .await
+                .map_err(ApiError::internal)?
+            }
+        }
+        .map_err(|e| {
+            ApiError::unprocessable(
+                "not_encrypted",
+                format!("part {i} is not an OpenPGP message encrypted to its recipients: {e}"),
+            )
+        })?;
+        let certs: Vec<Cert> = required.iter().map(|(_, c)| c.clone()).collect();
+        let missing =
+            crypto::missing_recipients(&keys, &certs, &st.policy, std::time::SystemTime::now());
+        if !missing.is_empty() {
+            let names: Vec<&str> = required
+                .iter()
+                .filter(|(_, c)| missing.contains(&c.fingerprint()))
+                .map(|(a, _)| a.as_str())
+                .collect();
+            return Err(ApiError::unprocessable(
+                "missing_recipient_key",
+                format!("part {i} is not encrypted to: {}", names.join(", ")),
+            ));
+        }
+    }
+
+    let size = parts.iter().map(|p| p.size).sum();
+    let outcome = st
+        .store
+        .submit(
+            NewMessage {
+                id: env.message_id.clone(),
+                sender_account: auth.account.id,
+                sender_address: auth.account.address.clone(),
+                envelope: req.envelope,
+                signature: req.signature,
+                size,
+                parts,
+                recipients: recipients
+                    .iter()
+                    .map(|(id, r, _)| (*id, r.address.clone()))
+                    .collect(),
+            },
+            now,
+        )
+        .await?;
+    let (status, accepted_at, duplicate) = match outcome {
+        SubmitOutcome::Accepted { accepted_at } => (StatusCode::CREATED, accepted_at, false),
+        SubmitOutcome::AlreadyAccepted { accepted_at } => (StatusCode::OK, accepted_at, true),
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            message_id: env.message_id,
+            accepted_at,
+            duplicate,
+            recipients: recipients
+                .into_iter()
+                .map(|(_, r, _)| RecipientState {
+                    address: r.address,
+                    state: "delivered".into(),
+                })
+                .collect(),
+        }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+pub(super) async fn mailbox(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(folder): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<MailboxResponse>> {
+    let folder = Folder::parse(&folder).ok_or_else(|| {
+        ApiError::not_found("unknown_folder", "folders are inbox, sent and archive")
+    })?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = st
+        .store
+        .mailbox(auth.account.id, folder, limit, q.before)
+        .await?;
+    Ok(Json(MailboxResponse { items }))
+}
+
+fn message_id_param(id: &str) -> ApiResult<()> {
+    if is_message_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("unknown_message", "no such message"))
+    }
+}
+
+pub(super) async fn message(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageResponse>> {
+    message_id_param(&id)?;
+    let m = st
+        .store
+        .message(auth.account.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_message", "no such message in your mailbox"))?;
+    let sender_cert = match st.store.account_by_address(&m.item.from).await? {
+        Some(a) => a.cert.unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(Json(MessageResponse {
+        item: m.item,
+        envelope: m.envelope,
+        signature: m.signature,
+        accepted_at: m.accepted_at,
+        parts: m
+            .parts
+            .into_iter()
+            .map(|p| PartView {
+                index: p.index,
+                size: p.size,
+                sha256: hex::encode(p.sha256),
+            })
+            .collect(),
+        sender_cert,
+    }))
+}
+
+pub(super) async fn part(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path((id, index)): Path<(String, u32)>,
+) -> ApiResult<Response> {
+    message_id_param(&id)?;
+    if st.store.message(auth.account.id, &id).await?.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_message",
+            "no such message in your mailbox",
+        ));
+    }
+    let data = st
+        .store
+        .part(&id, index)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_part", "the message has no such part"))?;
+    let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
+    Ok(match data {
+        PartData::Inline(bytes) => (octets, bytes).into_response(),
+        PartData::Blob { sha256, size } => {
+            let file = st.blobs.open(sha256).await?;
+            (
+                octets,
+                [(header::CONTENT_LENGTH, size.to_string())],
+                Body::from_stream(ReaderStream::with_capacity(file, 256 * 1024)),
+            )
+                .into_response()
+        }
+    })
+}
+
+pub(super) async fn mark_read(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    message_id_param(&id)?;
+    st.store
+        .mark_read(auth.account.id, &auth.account.address, &id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn move_message(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<MoveRequest>,
+) -> ApiResult<StatusCode> {
+    message_id_param(&id)?;
+    let allowed = matches!(
+        (req.from, req.to),
+        (Folder::Inbox, Folder::Archive) | (Folder::Archive, Folder::Inbox)
+    );
+    if !allowed {
+        return Err(ApiError::unprocessable(
+            "invalid_move",
+            "received messages move between inbox and archive; Sent holds what you sent",
+        ));
+    }
+    st.store
+        .move_to(auth.account.id, &id, req.from, req.to)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn delete(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    message_id_param(&id)?;
+    let orphans = st
+        .store
+        .delete(auth.account.id, &auth.account.address, &id, now())
+        .await?;
+    for sha in orphans {
+        // The rows are gone and committed; a file left behind is only wasted space.
+        if let Err(e) = st.blobs.remove(sha).await {
+            tracing::warn!(error = %e, "could not remove an unreferenced blob");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,348 @@
+//! The HTTP API (`/api/v1`): JSON in and out, one error type, a body limit on every route,
+//! authentication on every route that touches an account, and an OpenAPI document.
+//!
+//! Handlers are thin: they check what the request claims and call storage. They never see a
+//! password, an unwrapped key or any plaintext: the client does all cryptography.
+
+mod accounts;
+pub mod error;
+mod mail;
+pub mod openapi;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::StandardPolicy;
+use sha2::{Digest, Sha256};
+
+pub use accounts::invite_hash;
+pub use error::{ApiError, ApiResult};
+
+use crate::config::Config;
+use crate::storage::{Account, AccountState, BlobStore, MetaStore};
+
+/// Everything a request handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub ca: Cert,
+    pub ca_armored: String,
+    pub node_key_hex: String,
+    /// Keyed secret for deterministic decoy KDF salts of unknown addresses.
+    pub decoy_key: [u8; 32],
+    pub policy: StandardPolicy<'static>,
+    certs: Mutex<HashMap<String, Arc<Cert>>>,
+    auth_limiter: RateLimiter,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        ca: Cert,
+        node_key: &ed25519_dalek::SigningKey,
+    ) -> AppState {
+        let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
+        let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
+        let rate = config.http.auth_rate_per_sec;
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                blobs,
+                ca,
+                ca_armored,
+                node_key_hex: hex::encode(node_key.verifying_key().as_bytes()),
+                decoy_key,
+                policy: StandardPolicy::new(),
+                certs: Mutex::new(HashMap::new()),
+                auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
+            }),
+        }
+    }
+
+    /// The parsed certificate of an enrolled account. Parsing is the expensive part of
+    /// checking a signature, so parsed certificates are kept (bounded; keyed by fingerprint, so
+    /// a changed certificate is a different key).
+    pub fn account_cert(&self, account: &Account) -> ApiResult<Arc<Cert>> {
+        let (Some(fpr), Some(armored)) = (&account.fingerprint, &account.cert) else {
+            return Err(ApiError::unprocessable(
+                "not_enrolled",
+                format!("{} has not enrolled yet", account.address),
+            ));
+        };
+        if let Some(c) = self.certs.lock().expect("cert cache").get(fpr) {
+            return Ok(c.clone());
+        }
+        let cert = Arc::new(crate::crypto::cert_from_armored(armored).map_err(ApiError::internal)?);
+        let mut cache = self.certs.lock().expect("cert cache");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(fpr.clone(), cert.clone());
+        Ok(cert)
+    }
+}
+
+/// The router with every route, limit and fallback.
+pub fn app(state: AppState) -> Router {
+    let json_limit = state.config.http.max_json_body;
+    let api = Router::new()
+        .route("/org", get(accounts::org))
+        .route("/openapi.json", get(openapi::document))
+        .route("/enroll", post(accounts::enroll))
+        .route("/login/params", post(accounts::login_params))
+        .route("/login", post(accounts::login))
+        .route("/logout", post(accounts::logout))
+        .route("/me", get(accounts::me))
+        .route("/me/totp", post(accounts::totp_setup))
+        .route("/me/totp/confirm", post(accounts::totp_confirm))
+        .route("/me/totp/disable", post(accounts::totp_disable))
+        .route("/users/{address}/cert", get(accounts::user_cert))
+        .route("/envelopes", post(mail::envelope))
+        // Uploads stream to disk under their own limit (limits.max_message_bytes).
+        .route(
+            "/blobs",
+            put(mail::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/messages", post(mail::submit))
+        .route("/mailbox/{folder}", get(mail::mailbox))
+        .route("/messages/{id}", get(mail::message).delete(mail::delete))
+        .route("/messages/{id}/parts/{index}", get(mail::part))
+        .route("/messages/{id}/read", post(mail::mark_read))
+        .route("/messages/{id}/move", post(mail::move_message));
+    Router::new()
+        .nest(crate::proto::API_PREFIX, api)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("no_route", "no such route") })
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// `axum::Json` whose rejections are [`ApiError`]s with stable codes.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection as R;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(R::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json",
+            )),
+            Err(R::JsonSyntaxError(e)) => Err(ApiError::bad_request(
+                "malformed_json",
+                format!("the request body is not valid JSON: {}", e.body_text()),
+            )),
+            Err(R::JsonDataError(e)) => Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "the request does not have the expected fields: {}",
+                    e.body_text()
+                ),
+            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is too large",
+            )),
+            Err(e) => Err(ApiError::bad_request("bad_request", e.body_text())),
+        }
+    }
+}
+
+/// An authenticated request: a live session of an active account.
+pub struct Authed {
+    pub account: Account,
+    pub token_hash: [u8; 32],
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauth = || {
+            ApiError::unauthorized(
+                "unauthenticated",
+                "log in first: this route needs a valid session token (Authorization: Bearer …)",
+            )
+        };
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(unauth)?;
+        // Looked up by its SHA-256: the token is 256 random bits, so the hash is as good as
+        // the token for lookup and a stolen database yields no usable session.
+        let token_hash = token_hash(token.trim());
+        let now = crate::now();
+        let session = state
+            .store
+            .session(token_hash, now)
+            .await?
+            .ok_or_else(unauth)?;
+        let account = state
+            .store
+            .account_by_id(session.account_id)
+            .await?
+            .ok_or_else(unauth)?;
+        if account.state != AccountState::Active {
+            return Err(ApiError::forbidden(
+                "account_disabled",
+                "this account is disabled",
+            ));
+        }
+        Ok(Authed {
+            account,
+            token_hash,
+        })
+    }
+}
+
+/// The client's address, for rate limiting (absent when the router is driven without a socket).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Token buckets per client address for the guessable routes.
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token, or says how many seconds until one is available.
+    fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
+        let Some(ip) = ip else { return Ok(()) };
+        let mut buckets = self.buckets.lock().expect("rate limiter");
+        if buckets.len() > 100_000 {
+            // Bounded memory: forget addresses whose bucket has refilled.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil() as u64)
+        }
+    }
+}
+
+impl AppState {
+    pub(crate) fn limit_auth(&self, ip: &ClientIp) -> ApiResult<()> {
+        self.auth_limiter
+            .check(ip.0, Instant::now())
+            .map_err(|retry| {
+                ApiError::too_many(
+                    "rate_limited",
+                    format!("too many attempts from your address; retry in {retry} s"),
+                    retry,
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_refuses_then_refills() {
+        let l = RateLimiter::new(1.0, 3.0);
+        let ip = Some(IpAddr::from([127, 0, 0, 1]));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.check(ip, t0).is_ok());
+        }
+        assert_eq!(l.check(ip, t0), Err(1));
+        // Another address has its own bucket.
+        assert!(l.check(Some(IpAddr::from([127, 0, 0, 2])), t0).is_ok());
+        assert!(
+            l.check(ip, t0 + std::time::Duration::from_millis(1100))
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,375 @@
+//! `sealpost client …`: the command-line client.
+//!
+//! Client state (node URL, address, the pinned CA fingerprint) lives in `--dir` or
+//! `$SEALPOST_CLIENT_DIR`. Nothing secret is stored there: every command asks for the password
+//! (`--password-file`, `$SEALPOST_PASSWORD`, or a prompt), unlocks the key in memory, does its
+//! work and logs out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use super::{Client, Outgoing, Session};
+use crate::crypto::KdfParams;
+use crate::proto::Folder;
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// The node's base URL, e.g. http://127.0.0.1:8080 (remembered after enrolment).
+    #[arg(long, env = "SEALPOST_NODE")]
+    pub node: Option<String>,
+    /// Directory for this client's state.
+    #[arg(long, env = "SEALPOST_CLIENT_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Read the password from this file (first line) instead of a prompt.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// The current code of your authenticator app, if you set up a second factor.
+    #[arg(long)]
+    pub totp: Option<String>,
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Generate your key and enrol with the invite code your administrator gave you.
+    Enroll {
+        #[arg(long)]
+        invite: String,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Seal and send a message; prints its message ID.
+    Send {
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        #[arg(long)]
+        subject: String,
+        #[arg(
+            long,
+            conflicts_with = "body_file",
+            required_unless_present = "body_file"
+        )]
+        body: Option<String>,
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        #[arg(long = "attach")]
+        attach: Vec<PathBuf>,
+    },
+    /// List received messages.
+    Inbox {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sent messages.
+    Sent {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List archived messages.
+    Archived {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a message: verifies the sender's signature and shows who signed it.
+    Read {
+        id: String,
+        #[arg(long)]
+        save_attachments: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a received message to the archive.
+    Archive { id: String },
+    /// Delete a message from your mailbox.
+    Delete { id: String },
+    /// Show who you are on this node.
+    Whoami,
+}
+
+/// What the client remembers between commands. Nothing secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientState {
+    pub node: String,
+    pub address: String,
+    pub fingerprint: String,
+    pub ca_fingerprint: String,
+}
+
+impl ClientState {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("client.json")
+    }
+    pub fn load(dir: &Path) -> anyhow::Result<ClientState> {
+        let p = Self::path(dir);
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("no client state in {} (enrol first)", dir.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", p.display()))
+    }
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join("client.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, Self::path(dir))?;
+        Ok(())
+    }
+}
+
+fn client_dir(args: &ClientArgs) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &args.dir {
+        return Ok(d.clone());
+    }
+    let home = std::env::var_os("HOME").context("set --dir or SEALPOST_CLIENT_DIR")?;
+    Ok(PathBuf::from(home).join(".sealpost"))
+}
+
+fn password(args: &ClientArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
+    if let Some(f) = &args.password_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return Ok(text.lines().next().unwrap_or("").as_bytes().to_vec());
+    }
+    if let Ok(p) = std::env::var("SEALPOST_PASSWORD") {
+        return Ok(p.into_bytes());
+    }
+    let p = rpassword::prompt_password("Password: ")?;
+    if confirm && rpassword::prompt_password("Password again: ")? != p {
+        bail!("the two passwords differ");
+    }
+    Ok(p.into_bytes())
+}
+
+async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
+    let state = ClientState::load(dir)?;
+    let node = args.node.clone().unwrap_or(state.node.clone());
+    let pw = password(args, false)?;
+    let session = Client::new(&node)
+        .login(
+            &state.address,
+            &pw,
+            args.totp.as_deref(),
+            Some(&state.ca_fingerprint),
+        )
+        .await?;
+    Ok(session)
+}
+
+fn print_items(
+    items: &[(crate::proto::MailboxItem, String)],
+    json: bool,
+    sent: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let v: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(i, subject)| {
+                let mut v = serde_json::to_value(i).expect("items serialise");
+                v["subject"] = subject.clone().into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if items.is_empty() {
+        println!("(no messages)");
+    }
+    for (i, subject) in items {
+        let who = if sent {
+            i.to.join(", ")
+        } else {
+            i.from.clone()
+        };
+        let mark = if i.unread { "*" } else { " " };
+        println!(
+            "{mark} {}  {:<28}  {}  ({} bytes)",
+            i.message_id, who, subject, i.size
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    let dir = client_dir(&args)?;
+    let work = std::env::temp_dir();
+    match &args.command {
+        ClientCommand::Enroll {
+            invite,
+            address,
+            name,
+        } => {
+            let node = args.node.clone().context("--node URL is needed to enrol")?;
+            if ClientState::path(&dir).exists() {
+                bail!(
+                    "{} already holds an enrolled client; use another --dir",
+                    dir.display()
+                );
+            }
+            let pw = password(&args, true)?;
+            if pw.len() < 10 {
+                bail!("choose a password of at least 10 characters");
+            }
+            let enrolled = Client::new(&node)
+                .enroll(invite, address, name.as_deref(), &pw, KdfParams::DEFAULT)
+                .await?;
+            ClientState {
+                node,
+                address: enrolled.address.clone(),
+                fingerprint: enrolled.fingerprint.clone(),
+                ca_fingerprint: enrolled.ca_fingerprint.clone(),
+            }
+            .save(&dir)?;
+            println!("Enrolled {}.", enrolled.address);
+            println!("Your key's fingerprint (compare it aloud with people who certify you):");
+            println!("  {}", grouped(&enrolled.fingerprint));
+        }
+        ClientCommand::Send {
+            to,
+            subject,
+            body,
+            body_file,
+            attach,
+        } => {
+            let body = match (body, body_file) {
+                (Some(b), _) => b.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            for a in attach {
+                if !a.is_file() {
+                    bail!("{} is not a file", a.display());
+                }
+            }
+            let s = login(&args, &dir).await?;
+            let resp = s
+                .send(
+                    &Outgoing {
+                        to: to.clone(),
+                        subject: subject.clone(),
+                        body,
+                        attachments: attach.clone(),
+                    },
+                    &work,
+                )
+                .await;
+            s.logout().await?;
+            let resp = resp?;
+            for r in &resp.recipients {
+                eprintln!("{}: {}", r.address, r.state);
+            }
+            println!("{}", resp.message_id);
+        }
+        ClientCommand::Inbox { json }
+        | ClientCommand::Sent { json }
+        | ClientCommand::Archived { json } => {
+            let folder = match &args.command {
+                ClientCommand::Inbox { .. } => Folder::Inbox,
+                ClientCommand::Sent { .. } => Folder::Sent,
+                _ => Folder::Archive,
+            };
+            let s = login(&args, &dir).await?;
+            let items = s.mailbox(folder).await?;
+            let mut rows = Vec::with_capacity(items.len());
+            for i in items {
+                let subject = match s.open_head(&i.message_id, &work).await {
+                    Ok(h) => h.head.subject,
+                    Err(e) => format!("[cannot open: {e}]"),
+                };
+                rows.push((i, subject));
+            }
+            s.logout().await?;
+            print_items(&rows, *json, folder == Folder::Sent)?;
+        }
+        ClientCommand::Read {
+            id,
+            save_attachments,
+            json,
+        } => {
+            if let Some(d) = save_attachments {
+                std::fs::create_dir_all(d)?;
+            }
+            let s = login(&args, &dir).await?;
+            let m = s.read(id, save_attachments.as_deref(), &work).await;
+            s.logout().await?;
+            let m = m?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                println!("From:    {}", m.from);
+                println!(
+                    "Signed:  verified, by {} (key {})",
+                    m.verified_sender,
+                    grouped(&m.signer_fingerprint)
+                );
+                println!("To:      {}", m.to.join(", "));
+                println!("Subject: {}", m.subject);
+                println!();
+                println!("{}", m.body);
+                for a in &m.attachments {
+                    match &a.saved_to {
+                        Some(p) => println!(
+                            "[attachment] {} ({} bytes) saved to {}",
+                            a.name,
+                            a.size,
+                            p.display()
+                        ),
+                        None => println!("[attachment] {} ({} bytes)", a.name, a.size),
+                    }
+                }
+            }
+        }
+        ClientCommand::Archive { id } => {
+            let s = login(&args, &dir).await?;
+            let r = s.move_message(id, Folder::Inbox, Folder::Archive).await;
+            s.logout().await?;
+            r?;
+            println!("archived {id}");
+        }
+        ClientCommand::Delete { id } => {
+            let s = login(&args, &dir).await?;
+            let r = s.delete(id).await;
+            s.logout().await?;
+            r?;
+            println!("deleted {id}");
+        }
+        ClientCommand::Whoami => {
+            let state = ClientState::load(&dir)?;
+            let s = login(&args, &dir).await?;
+            println!("{}", s.address());
+            if let Some(n) = &s.account.name {
+                println!("name:        {n}");
+            }
+            println!(
+                "node:        {}",
+                args.node.as_deref().unwrap_or(&state.node)
+            );
+            println!("fingerprint: {}", grouped(&s.fingerprint()));
+            println!(
+                "admin:       {}",
+                if s.account.is_admin { "yes" } else { "no" }
+            );
+            println!(
+                "second factor: {}",
+                if s.account.totp_enabled { "on" } else { "off" }
+            );
+            s.logout().await?;
+        }
+    }
+    Ok(())
+}
+
+/// A fingerprint as people compare it aloud: upper-case hex in groups of four.
+pub fn grouped(hex: &str) -> String {
+    let up = hex.to_ascii_uppercase();
+    up.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).expect("hex is ascii"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,902 @@
+//! The client library: everything a user's side does, used by the CLI client, the demo, the
+//! tests and the load tool.
+//!
+//! All cryptography happens here, never on the node: the key is generated here, wrapped here
+//! with a key derived from the password, and only the wrapped key and a separately derived
+//! login verifier are sent. Messages are sealed here (compressed, signed, encrypted to every
+//! recipient and to the sender) and opened here. The node is not trusted with keys either:
+//! every certificate it hands out must carry the organisation CA's certification, and the CA
+//! is pinned by fingerprint when the user enrols.
+
+pub mod cli;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures::TryStreamExt;
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::StandardPolicy;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::crypto::{self, CryptoError, KdfParams};
+use crate::proto::*;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The node refused the request; `code` is the API's stable error code.
+    #[error("{message} ({code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("cannot reach the node: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The message or its envelope does not match what was signed: it was altered.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// A certificate is not vouched for by the organisation CA.
+    #[error("not verified: {0}")]
+    Unverified(String),
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The API error code, if the node refused the request.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+static POLICY: StandardPolicy<'static> = StandardPolicy::new();
+
+/// An unauthenticated connection to a node.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    Err(match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(e) => ClientError::Api {
+            status,
+            code: e.code,
+            message: e.message,
+        },
+        Err(_) => ClientError::Api {
+            status,
+            code: "http".into(),
+            message: format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        },
+    })
+}
+
+async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+    let resp = check(resp).await?;
+    let bytes = resp.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// What enrolment produced.
+#[derive(Clone, Debug)]
+pub struct Enrolled {
+    pub address: String,
+    pub fingerprint: String,
+    pub ca_fingerprint: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("HTTP client builds"),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{API_PREFIX}{path}", self.base)
+    }
+
+    pub async fn org(&self) -> Result<OrgInfo> {
+        json(self.http.get(self.url("/org")).send().await?).await
+    }
+
+    /// Generates the user's key, wraps it with the password and registers it with the invite.
+    pub async fn enroll(
+        &self,
+        invite: &str,
+        address: &str,
+        name: Option<&str>,
+        password: &[u8],
+        params: KdfParams,
+    ) -> Result<Enrolled> {
+        let org = self.org().await?;
+        let salt: [u8; 16] = rand::random();
+        let address = address.trim().to_ascii_lowercase();
+        let (address2, name) = (address.clone(), name.map(str::to_owned));
+        let password = password.to_vec();
+        let req = tokio::task::spawn_blocking(move || -> Result<EnrollRequest> {
+            let keys = crypto::derive_password_keys(&password, &salt, &params)?;
+            let (cert, _revocation) =
+                crypto::generate_user_key(&address2, name.as_deref(), SystemTime::now())?;
+            Ok(EnrollRequest {
+                invite: String::new(),
+                address: address2,
+                cert: crypto::cert_to_armored(&cert)?,
+                wrapped_key: crypto::wrap_secret_key(&cert, &keys.wrap_passphrase())?,
+                kdf_salt: STANDARD.encode(salt),
+                kdf_params: params,
+                login_verifier: STANDARD.encode(keys.login_verifier()),
+            })
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        let req = EnrollRequest {
+            invite: invite.to_owned(),
+            ..req
+        };
+        let resp: EnrollResponse = json(
+            self.http
+                .post(self.url("/enroll"))
+                .json(&req)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(Enrolled {
+            address: resp.address,
+            fingerprint: resp.fingerprint,
+            ca_fingerprint: org.ca_fingerprint,
+        })
+    }
+
+    /// Logs in and unlocks the user's key. `ca_fingerprint` pins the organisation CA (learnt at
+    /// enrolment); `None` trusts the CA the node presents now.
+    pub async fn login(
+        &self,
+        address: &str,
+        password: &[u8],
+        totp: Option<&str>,
+        ca_fingerprint: Option<&str>,
+    ) -> Result<Session> {
+        let org = self.org().await?;
+        if let Some(pinned) = ca_fingerprint
+            && !pinned.eq_ignore_ascii_case(&org.ca_fingerprint)
+        {
+            return Err(ClientError::Unverified(format!(
+                "the node presents CA {} but you enrolled under CA {pinned}",
+                org.ca_fingerprint
+            )));
+        }
+        let ca = crypto::cert_from_armored(&org.ca_cert)?;
+        if !ca
+            .fingerprint()
+            .to_hex()
+            .eq_ignore_ascii_case(&org.ca_fingerprint)
+        {
+            return Err(ClientError::Protocol(
+                "the CA certificate does not match its fingerprint".into(),
+            ));
+        }
+        let params: LoginParams = json(
+            self.http
+                .post(self.url("/login/params"))
+                .json(&LoginParamsRequest {
+                    address: address.to_owned(),
+                })
+                .send()
+                .await?,
+        )
+        .await?;
+        let salt = STANDARD
+            .decode(&params.kdf_salt)
+            .map_err(|_| ClientError::Protocol("kdf_salt is not base64".into()))?;
+        let password = password.to_vec();
+        let kdf = params.kdf_params;
+        let keys = tokio::task::spawn_blocking(move || {
+            crypto::derive_password_keys(&password, &salt, &kdf)
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        let resp: LoginResponse = json(
+            self.http
+                .post(self.url("/login"))
+                .json(&LoginRequest {
+                    address: address.to_owned(),
+                    login_verifier: STANDARD.encode(keys.login_verifier()),
+                    totp: totp.map(str::to_owned),
+                })
+                .send()
+                .await?,
+        )
+        .await?;
+        let wrapped = resp.account.wrapped_key.clone();
+        let me = tokio::task::spawn_blocking(move || {
+            crypto::unwrap_secret_key(&wrapped, &keys.wrap_passphrase())
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        Ok(Session {
+            client: self.clone(),
+            token: resp.token,
+            account: resp.account,
+            me,
+            ca,
+            limits: org.limits,
+        })
+    }
+}
+
+/// A logged-in user with their key unlocked (in this process's memory only).
+pub struct Session {
+    client: Client,
+    token: String,
+    pub account: AccountView,
+    me: Cert,
+    ca: Cert,
+    pub limits: PublicLimits,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, Default)]
+pub struct Outgoing {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<PathBuf>,
+}
+
+/// A message sealed and ready to submit (the load tool pre-seals many).
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    pub message_id: String,
+    pub request: SubmitRequest,
+}
+
+/// A message's verified envelope and decrypted head.
+#[derive(Clone, Debug)]
+pub struct OpenedHead {
+    pub item: MailboxItem,
+    pub envelope: Envelope,
+    pub head: Head,
+    pub sender: Cert,
+    pub signer_fingerprint: String,
+}
+
+/// A message as the reader sees it, verified.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReadMessage {
+    pub message_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub sent_at: i64,
+    /// The key that made the valid signature, and the address it was verified for.
+    pub signer_fingerprint: String,
+    pub verified_sender: String,
+    pub attachments: Vec<ReadAttachment>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReadAttachment {
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Where it was saved, when saving was asked for.
+    pub saved_to: Option<PathBuf>,
+}
+
+/// Writer that hashes and counts what passes through.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reader that hashes and counts what passes through.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Keeps only a safe file name: no directories, no hidden files, no control characters.
+fn safe_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim_start_matches('.')
+        .trim()
+        .to_owned();
+    if cleaned.is_empty() {
+        "attachment".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Moves a verified temporary file to `dir/name`, never overwriting: `name (1)`, `name (2)`…
+fn persist_unique(file: tempfile::NamedTempFile, dir: &Path, name: &str) -> Result<PathBuf> {
+    let mut file = file;
+    for n in 0..1000 {
+        let candidate = if n == 0 {
+            dir.join(name)
+        } else {
+            dir.join(format!("{name} ({n})"))
+        };
+        match file.persist_noclobber(&candidate) {
+            Ok(_) => return Ok(candidate),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => file = e.file,
+            Err(e) => return Err(e.error.into()),
+        }
+    }
+    Err(ClientError::Io(std::io::Error::other(
+        "no free file name for the attachment",
+    )))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ClientError::Protocol(format!("worker failed: {e}")))?
+}
+
+impl Session {
+    pub fn address(&self) -> &str {
+        &self.account.address
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.me.fingerprint().to_hex()
+    }
+
+    /// The user's own certificate with its secret key unlocked (in this process only).
+    pub fn unlocked_cert(&self) -> &Cert {
+        &self.me
+    }
+
+    /// The organisation CA this session trusts.
+    pub fn ca(&self) -> &Cert {
+        &self.ca
+    }
+
+    /// The session token (for tests that exercise the API directly).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .http
+            .get(self.client.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .http
+            .post(self.client.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// Checks that `cert` is vouched for by our organisation CA for `address`.
+    fn verified_cert(&self, armored: &str, address: &str) -> Result<Cert> {
+        let cert = crypto::cert_from_armored(armored)?;
+        if !crypto::ca_certifies(&self.ca, &cert, address, &POLICY, SystemTime::now()) {
+            return Err(ClientError::Unverified(format!(
+                "the key offered for {address} is not certified by your organisation's CA"
+            )));
+        }
+        Ok(cert)
+    }
+
+    /// Asks the node for a message ID and the recipients' certificates, checking each.
+    pub async fn envelope(&self, to: &[String]) -> Result<(EnvelopeResponse, Vec<Cert>)> {
+        let resp: EnvelopeResponse = json(
+            self.post("/envelopes")
+                .json(&EnvelopeRequest { to: to.to_vec() })
+                .send()
+                .await?,
+        )
+        .await?;
+        if !crate::is_message_id(&resp.message_id) {
+            return Err(ClientError::Protocol("malformed message ID".into()));
+        }
+        let mut certs = Vec::new();
+        for r in &resp.recipients {
+            certs.push(self.verified_cert(&r.cert, &r.address)?);
+        }
+        Ok((resp, certs))
+    }
+
+    /// Seals a message whose parts are all small enough to travel inline. Used by the load
+    /// tool and by `send` for the head.
+    fn seal_bytes(&self, recipients: &[Cert], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut all = recipients.to_vec();
+        all.push(self.me.clone());
+        let mut out = Vec::with_capacity(plaintext.len() + 1024);
+        crypto::seal(
+            &all,
+            &self.me,
+            &POLICY,
+            SystemTime::now(),
+            &mut &plaintext[..],
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    fn sign_envelope(
+        &self,
+        env: &Envelope,
+        inline_parts: std::collections::BTreeMap<u32, String>,
+    ) -> Result<SubmitRequest> {
+        let text = serde_json::to_string(env).expect("envelope serialises");
+        let signature = crypto::sign_detached(&self.me, &POLICY, text.as_bytes())?;
+        Ok(SubmitRequest {
+            envelope: text,
+            signature,
+            inline_parts,
+        })
+    }
+
+    /// Seals a text-only message for the recipients of `envelope`, without submitting it.
+    pub fn seal_text(
+        &self,
+        envelope: &EnvelopeResponse,
+        recipient_certs: &[Cert],
+        subject: &str,
+        body: &str,
+    ) -> Result<Sealed> {
+        let to: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect();
+        let head = Head {
+            v: 1,
+            message_id: envelope.message_id.clone(),
+            from: self.account.address.clone(),
+            to: to.clone(),
+            subject: subject.to_owned(),
+            body: body.to_owned(),
+            attachments: vec![],
+            sent_at: crate::now(),
+        };
+        let sealed = self.seal_bytes(
+            recipient_certs,
+            &serde_json::to_vec(&head).expect("head serialises"),
+        )?;
+        let env = Envelope {
+            v: 1,
+            message_id: envelope.message_id.clone(),
+            from: self.account.address.clone(),
+            to,
+            created_at: crate::now(),
+            parts: vec![EnvelopePart {
+                sha256: hex::encode(Sha256::digest(&sealed)),
+                size: sealed.len() as u64,
+            }],
+        };
+        let request = self.sign_envelope(&env, [(0, STANDARD.encode(&sealed))].into())?;
+        Ok(Sealed {
+            message_id: envelope.message_id.clone(),
+            request,
+        })
+    }
+
+    /// Submits a sealed message.
+    pub async fn submit(&self, request: &SubmitRequest) -> Result<SubmitResponse> {
+        json(self.post("/messages").json(request).send().await?).await
+    }
+
+    /// Streams a file to the node's blob store; returns its SHA-256 (checked against ours).
+    async fn upload(&self, path: &Path, sha256: &str) -> Result<()> {
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ));
+        let resp: UploadResponse = json(
+            self.client
+                .http
+                .put(self.client.url("/blobs"))
+                .bearer_auth(&self.token)
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body)
+                .send()
+                .await?,
+        )
+        .await?;
+        if resp.sha256 != sha256 || resp.size != len {
+            return Err(ClientError::Integrity(
+                "the node stored different bytes than were uploaded".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Seals and sends a message; attachments are streamed from disk through the encryption
+    /// into temporary files in `work_dir` and uploaded from there, never held in memory.
+    pub async fn send(&self, msg: &Outgoing, work_dir: &Path) -> Result<SubmitResponse> {
+        let (envelope, certs) = self.envelope(&msg.to).await?;
+        let mut recipients = certs.clone();
+        recipients.push(self.me.clone());
+        let mut parts = vec![EnvelopePart {
+            sha256: String::new(),
+            size: 0,
+        }];
+        let mut metas = Vec::new();
+        let mut temps = Vec::new();
+        for (i, path) in msg.attachments.iter().enumerate() {
+            let (path, dir, recips, me) = (
+                path.clone(),
+                work_dir.to_owned(),
+                recipients.clone(),
+                self.me.clone(),
+            );
+            let (temp, meta, part) = blocking(move || {
+                let input = std::fs::File::open(&path)?;
+                let mut reader = HashingReader {
+                    inner: std::io::BufReader::new(input),
+                    hash: Sha256::new(),
+                    len: 0,
+                };
+                let temp = tempfile::NamedTempFile::new_in(&dir)?;
+                let mut out = Hashing {
+                    inner: std::io::BufWriter::new(temp.reopen()?),
+                    hash: Sha256::new(),
+                    len: 0,
+                };
+                crypto::seal(
+                    &recips,
+                    &me,
+                    &POLICY,
+                    SystemTime::now(),
+                    &mut reader,
+                    &mut out,
+                )?;
+                out.flush()?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let meta = AttachmentMeta {
+                    name: safe_file_name(&name),
+                    media_type: "application/octet-stream".into(),
+                    size: reader.len,
+                    sha256: hex::encode(reader.hash.finalize()),
+                    part: (i + 1) as u32,
+                };
+                let part = EnvelopePart {
+                    sha256: hex::encode(out.hash.finalize()),
+                    size: out.len,
+                };
+                Ok((temp, meta, part))
+            })
+            .await?;
+            self.upload(temp.path(), &part.sha256).await?;
+            temps.push(temp);
+            metas.push(meta);
+            parts.push(part);
+        }
+        let to: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect();
+        let head = Head {
+            v: 1,
+            message_id: envelope.message_id.clone(),
+            from: self.account.address.clone(),
+            to: to.clone(),
+            subject: msg.subject.clone(),
+            body: msg.body.clone(),
+            attachments: metas,
+            sent_at: crate::now(),
+        };
+        let sealed =
+            self.seal_bytes(&certs, &serde_json::to_vec(&head).expect("head serialises"))?;
+        parts[0] = EnvelopePart {
+            sha256: hex::encode(Sha256::digest(&sealed)),
+            size: sealed.len() as u64,
+        };
+        let mut inline = std::collections::BTreeMap::new();
+        if sealed.len() <= self.limits.inline_part_max_bytes {
+            inline.insert(0, STANDARD.encode(&sealed));
+        } else {
+            let temp = tempfile::NamedTempFile::new_in(work_dir)?;
+            std::fs::write(temp.path(), &sealed)?;
+            self.upload(temp.path(), &parts[0].sha256).await?;
+        }
+        let env = Envelope {
+            v: 1,
+            message_id: envelope.message_id.clone(),
+            from: self.account.address.clone(),
+            to,
+            created_at: crate::now(),
+            parts,
+        };
+        let request = self.sign_envelope(&env, inline)?;
+        drop(temps);
+        self.submit(&request).await
+    }
+
+    pub async fn mailbox(&self, folder: Folder) -> Result<Vec<MailboxItem>> {
+        let resp: MailboxResponse = json(
+            self.get(&format!("/mailbox/{}", folder.as_str()))
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(resp.items)
+    }
+
+    /// Downloads part `index` into `out`, checking its hash against the signed envelope.
+    async fn download(
+        &self,
+        id: &str,
+        index: u32,
+        expect: &EnvelopePart,
+        out: &mut tokio::fs::File,
+    ) -> Result<()> {
+        let resp = check(
+            self.get(&format!("/messages/{id}/parts/{index}"))
+                .send()
+                .await?,
+        )
+        .await?;
+        let mut stream = resp.bytes_stream();
+        let mut hash = Sha256::new();
+        let mut len = 0u64;
+        while let Some(chunk) = stream.try_next().await? {
+            len += chunk.len() as u64;
+            if len > expect.size {
+                return Err(ClientError::Integrity(format!(
+                    "part {index} is longer than the signed envelope says"
+                )));
+            }
+            hash.update(&chunk);
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        if len != expect.size || hex::encode(hash.finalize()) != expect.sha256 {
+            return Err(ClientError::Integrity(format!(
+                "part {index} does not match the hash in the sender's signed envelope"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fetches and verifies a message's envelope and decrypts its signed head, without
+    /// marking it read.
+    pub async fn open_head(&self, id: &str, work_dir: &Path) -> Result<OpenedHead> {
+        let m: MessageResponse = json(self.get(&format!("/messages/{id}")).send().await?).await?;
+        let env: Envelope = serde_json::from_str(&m.envelope)
+            .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
+        if env.message_id != id {
+            return Err(ClientError::Integrity(
+                "the envelope is for another message".into(),
+            ));
+        }
+        let sender = self.verified_cert(&m.sender_cert, &env.from)?;
+        crypto::verify_detached(
+            &sender,
+            &POLICY,
+            SystemTime::now(),
+            m.envelope.as_bytes(),
+            &m.signature,
+        )
+        .map_err(|e| {
+            ClientError::Integrity(format!("the envelope signature does not verify: {e}"))
+        })?;
+        let head_file = tempfile::NamedTempFile::new_in(work_dir)?;
+        self.download(
+            id,
+            0,
+            &env.parts[0],
+            &mut tokio::fs::File::from_std(head_file.reopen()?),
+        )
+        .await?;
+        let (me, s) = (self.me.clone(), sender.clone());
+        let head_path = head_file.path().to_owned();
+        let (head_bytes, signer) = blocking(move || {
+            let mut plain = Vec::new();
+            let mut input = std::io::BufReader::new(std::fs::File::open(&head_path)?);
+            let fpr = crypto::open(
+                &me,
+                &[s],
+                &POLICY,
+                SystemTime::now(),
+                &mut input,
+                &mut plain,
+            )?;
+            Ok((plain, fpr))
+        })
+        .await?;
+        let head: Head = serde_json::from_slice(&head_bytes)
+            .map_err(|e| ClientError::Integrity(format!("head: {e}")))?;
+        if head.message_id != env.message_id || head.from != env.from {
+            return Err(ClientError::Integrity(
+                "the signed content belongs to another message or sender".into(),
+            ));
+        }
+        Ok(OpenedHead {
+            item: m.item,
+            envelope: env,
+            head,
+            sender,
+            signer_fingerprint: signer.to_hex(),
+        })
+    }
+
+    /// Fetches, verifies and decrypts a message, marks it read, and saves its attachments
+    /// into `save_to` if given (else they are decrypted and verified, then discarded).
+    pub async fn read(
+        &self,
+        id: &str,
+        save_to: Option<&Path>,
+        work_dir: &Path,
+    ) -> Result<ReadMessage> {
+        let OpenedHead {
+            item,
+            envelope: env,
+            head,
+            sender,
+            signer_fingerprint,
+        } = self.open_head(id, work_dir).await?;
+        let mut attachments = Vec::new();
+        for a in &head.attachments {
+            let part = env
+                .parts
+                .get(a.part as usize)
+                .filter(|_| a.part > 0)
+                .ok_or_else(|| {
+                    ClientError::Integrity(format!("attachment {} names no part", a.name))
+                })?;
+            let cipher = tempfile::NamedTempFile::new_in(work_dir)?;
+            self.download(
+                id,
+                a.part,
+                part,
+                &mut tokio::fs::File::from_std(cipher.reopen()?),
+            )
+            .await?;
+            let plain = tempfile::NamedTempFile::new_in(save_to.unwrap_or(work_dir))?;
+            let (me, s, cpath, pfile) = (
+                self.me.clone(),
+                sender.clone(),
+                cipher.path().to_owned(),
+                plain.reopen()?,
+            );
+            let (sha, len) = blocking(move || {
+                let mut input = std::io::BufReader::new(std::fs::File::open(&cpath)?);
+                let mut out = Hashing {
+                    inner: std::io::BufWriter::new(pfile),
+                    hash: Sha256::new(),
+                    len: 0,
+                };
+                crypto::open(&me, &[s], &POLICY, SystemTime::now(), &mut input, &mut out)?;
+                let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                Ok((hex::encode(out.hash.finalize()), out.len))
+            })
+            .await?;
+            drop(cipher);
+            if sha != a.sha256 || len != a.size {
+                return Err(ClientError::Integrity(format!(
+                    "attachment {} does not match the sender's signed hash",
+                    a.name
+                )));
+            }
+            let saved_to = match save_to {
+                Some(dir) => Some(persist_unique(plain, dir, &safe_file_name(&a.name))?),
+                None => None,
+            };
+            attachments.push(ReadAttachment {
+                name: a.name.clone(),
+                media_type: a.media_type.clone(),
+                size: a.size,
+                sha256: a.sha256.clone(),
+                saved_to,
+            });
+        }
+        if item.folder != Folder::Sent {
+            check(self.post(&format!("/messages/{id}/read")).send().await?).await?;
+        }
+        Ok(ReadMessage {
+            message_id: env.message_id,
+            from: env.from.clone(),
+            to: head.to,
+            subject: head.subject,
+            body: head.body,
+            sent_at: head.sent_at,
+            signer_fingerprint,
+            verified_sender: env.from,
+            attachments,
+        })
+    }
+
+    pub async fn move_message(&self, id: &str, from: Folder, to: Folder) -> Result<()> {
+        check(
+            self.post(&format!("/messages/{id}/move"))
+                .json(&MoveRequest { from, to })
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        check(
+            self.client
+                .http
+                .delete(self.client.url(&format!("/messages/{id}")))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn logout(self) -> Result<()> {
+        check(self.post("/logout").send().await?).await?;
+        Ok(())
+    }
+}

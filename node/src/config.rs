@@ -1,0 +1,441 @@
+//! The node's one typed configuration.
+//!
+//! Loaded from `DATA/sealpost.toml`, then overridden by environment variables of the form
+//! `SEALPOST__SECTION__KEY=value` (double underscores, so they never collide with the client's
+//! `SEALPOST_PASSWORD` / `SEALPOST_CLIENT_DIR`), then validated. Every path the node uses is
+//! derived from the data directory through [`Paths`]; nothing else names a file.
+//!
+//! `sealpost.example.toml` at the crate root documents every key; a test keeps it in step with
+//! [`Config::default`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The example configuration shipped with the node, every key documented.
+pub const EXAMPLE: &str = include_str!("../sealpost.example.toml");
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "sealpost.toml";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The organisation's mail domain: users are `name@domain`.
+    pub domain: String,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub accounts: AccountsConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the HTTP API and web app listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest JSON request body in bytes (uploads of ciphertext have their own limit).
+    pub max_json_body: usize,
+    /// Requests per second allowed from one client address to the login, enrolment and
+    /// login-parameter routes (the guessable ones), with a burst of ten times that.
+    pub auth_rate_per_sec: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_json_body: 1024 * 1024,
+            auth_rate_per_sec: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message (all encrypted parts together) in bytes.
+    pub max_message_bytes: u64,
+    /// Largest number of parts (the sealed head plus one per attachment).
+    pub max_parts: usize,
+    /// Largest number of recipients of one message.
+    pub max_recipients: usize,
+    /// Parts up to this size may travel inside the submit request and are kept in the
+    /// database; larger parts are uploaded as streams and kept as files.
+    pub inline_part_max_bytes: usize,
+    /// Seconds a message ID issued by an envelope request stays valid for submission.
+    pub message_id_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 256 * 1024 * 1024,
+            max_parts: 64,
+            max_recipients: 100,
+            inline_part_max_bytes: 256 * 1024,
+            message_id_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Seconds an invite code stays valid.
+    pub invite_ttl_secs: u64,
+    /// Seconds a login session stays valid.
+    pub session_ttl_secs: u64,
+    /// Failed logins in a row after which the account is locked for `lockout_secs`.
+    pub max_failed_logins: u32,
+    /// Seconds an account stays locked after too many failed logins.
+    pub lockout_secs: u64,
+    /// Argon2id memory (KiB) for the node's slow hash of login verifiers.
+    pub verifier_hash_m_cost_kib: u32,
+    /// Argon2id passes for the node's slow hash of login verifiers.
+    pub verifier_hash_t_cost: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            invite_ttl_secs: 7 * 24 * 3600,
+            session_ttl_secs: 12 * 3600,
+            max_failed_logins: 5,
+            lockout_secs: 15 * 60,
+            verifier_hash_m_cost_kib: 19 * 1024,
+            verifier_hash_t_cost: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Most write operations grouped into one SQLite commit.
+    pub group_commit_max: usize,
+    /// Write operations that may wait for the writer before callers get `overloaded`.
+    pub write_queue: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            group_commit_max: 512,
+            write_queue: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A signed checkpoint is written after this many transaction-log entries.
+    pub checkpoint_every: u64,
+    /// ... and at least this often (seconds) while there are unsigned entries.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration `init` writes for a new organisation.
+    pub fn new(domain: &str) -> Config {
+        Config {
+            domain: domain.to_ascii_lowercase(),
+            http: HttpConfig::default(),
+            limits: Limits::default(),
+            accounts: AccountsConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// Loads `DATA/sealpost.toml`, applies `SEALPOST__*` environment overrides, validates.
+    pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
+        let path = Paths::new(data_dir).config();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, &path, std::env::vars())
+    }
+
+    /// Parses TOML text and applies overrides from `env` (separate from `load` so tests can
+    /// pass their own environment).
+    pub fn from_toml_with_env(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("SEALPOST__") else {
+                continue;
+            };
+            let keys: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            if keys.iter().any(|k| k.is_empty()) {
+                return Err(ConfigError::Env {
+                    name,
+                    message: "empty key segment".into(),
+                });
+            }
+            set_path(&mut value, &keys, parse_env_value(&raw));
+        }
+        let config: Config = toml::Table::try_into(value).map_err(parse_err)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config always serialises")
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !is_valid_domain(&self.domain) {
+            return bad("domain must be a lowercase DNS name such as example.org");
+        }
+        if self.limits.max_message_bytes < 1024 * 1024 {
+            return bad("limits.max_message_bytes must be at least 1 MiB");
+        }
+        if self.limits.max_parts == 0 || self.limits.max_parts > 1024 {
+            return bad("limits.max_parts must be between 1 and 1024");
+        }
+        if self.limits.max_recipients == 0 || self.limits.max_recipients > 10_000 {
+            return bad("limits.max_recipients must be between 1 and 10000");
+        }
+        if self.limits.inline_part_max_bytes > 16 * 1024 * 1024 {
+            return bad("limits.inline_part_max_bytes must be at most 16 MiB");
+        }
+        if self.http.max_json_body < 64 * 1024 {
+            return bad("http.max_json_body must be at least 64 KiB");
+        }
+        if (self.limits.inline_part_max_bytes as u64 * 4 / 3) + 64 * 1024
+            > self.http.max_json_body as u64 * self.limits.max_parts as u64
+        {
+            return bad("http.max_json_body is too small for limits.inline_part_max_bytes");
+        }
+        if self.http.auth_rate_per_sec == 0 {
+            return bad("http.auth_rate_per_sec must be at least 1");
+        }
+        if self.accounts.max_failed_logins == 0 {
+            return bad("accounts.max_failed_logins must be at least 1");
+        }
+        if self.accounts.session_ttl_secs < 60 || self.accounts.invite_ttl_secs < 60 {
+            return bad("accounts.session_ttl_secs and invite_ttl_secs must be at least 60");
+        }
+        if self.accounts.verifier_hash_m_cost_kib < 8 * 1024
+            || self.accounts.verifier_hash_t_cost == 0
+        {
+            return bad("accounts.verifier_hash_* are below Argon2id's safe minimum");
+        }
+        if self.storage.group_commit_max == 0 || self.storage.write_queue == 0 {
+            return bad("storage.group_commit_max and storage.write_queue must be at least 1");
+        }
+        if self.log.checkpoint_every == 0 || self.log.checkpoint_interval_secs == 0 {
+            return bad("log.checkpoint_every and log.checkpoint_interval_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Every file and directory the node uses, derived from the data directory.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path) -> Paths {
+        Paths {
+            root: root.to_owned(),
+        }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("sealpost.db")
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    /// The organisation CA's secret key (armored TSK, mode 0600).
+    pub fn ca_key(&self) -> PathBuf {
+        self.keys().join("ca.tsk.asc")
+    }
+    /// The node's Ed25519 identity (32 raw secret bytes, mode 0600).
+    pub fn node_key(&self) -> PathBuf {
+        self.keys().join("node.ed25519")
+    }
+}
+
+pub fn is_valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // `KEY=5` should be an integer and `KEY=true` a boolean, but `KEY=127.0.0.1:80` a string:
+    // parse as a TOML value and fall back to the raw string.
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) {
+    let (last, parents) = keys.split_last().expect("at least one key");
+    let mut cur = table;
+    for k in parents {
+        let entry = cur
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        cur = entry.as_table_mut().expect("just made a table");
+    }
+    cur.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(
+            text,
+            Path::new("t.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn example_config_parses_to_the_defaults_and_documents_every_key() {
+        let example = load(EXAMPLE, &[]).unwrap();
+        assert_eq!(example, Config::new("example.org"));
+        // Every key of the serialised defaults appears, commented, in the example.
+        let defaults: toml::Table = toml::from_str(&Config::new("example.org").to_toml()).unwrap();
+        for (section, v) in &defaults {
+            match v {
+                toml::Value::Table(t) => {
+                    assert!(EXAMPLE.contains(&format!("[{section}]")), "[{section}]");
+                    for key in t.keys() {
+                        let line = EXAMPLE
+                            .lines()
+                            .position(|l| l.starts_with(&format!("{key} =")))
+                            .unwrap_or_else(|| panic!("{section}.{key} missing from example"));
+                        let above = EXAMPLE.lines().nth(line - 1).unwrap();
+                        assert!(above.starts_with('#'), "{section}.{key} is not documented");
+                    }
+                }
+                _ => assert!(EXAMPLE.contains(&format!("{section} =")), "{section}"),
+            }
+        }
+    }
+
+    #[test]
+    fn environment_overrides_typed_values() {
+        let c = load(
+            "domain = \"a.test\"",
+            &[
+                ("SEALPOST__HTTP__LISTEN", "127.0.0.1:0"),
+                ("SEALPOST__LIMITS__MAX_PARTS", "7"),
+                ("SEALPOST_PASSWORD", "not config"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.limits.max_parts, 7);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_key_named() {
+        for (text, env, needle) in [
+            ("domain = \"Not A Domain\"", vec![], "domain"),
+            ("domain = \"a.test\"\nbogus = 1", vec![], "bogus"),
+            (
+                "domain = \"a.test\"",
+                vec![("SEALPOST__LIMITS__MAX_PARTS", "0")],
+                "max_parts",
+            ),
+            (
+                "domain = \"a.test\"",
+                vec![("SEALPOST__HTTP__LISTEN", "nope")],
+                "listen",
+            ),
+        ] {
+            let err = load(text, &env).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should name {needle}");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        for ok in ["a.test", "alpha.example.org", "x-1.io"] {
+            assert!(is_valid_domain(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "A.test",
+            "-a.test",
+            "a..test",
+            "a test.org",
+        ] {
+            assert!(!is_valid_domain(bad), "{bad}");
+        }
+    }
+}

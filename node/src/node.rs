@@ -1,0 +1,121 @@
+//! A node assembled from its data directory: `init` creates one, [`Node::open`] loads it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::api::AppState;
+use crate::config::{Config, Paths};
+use crate::keys;
+use crate::storage::{FsBlobStore, MetaStore, SqliteStore};
+
+/// Creates a new organisation's data directory: config, database, CA and node identity.
+/// Refuses to touch a directory that already holds a node.
+pub fn init(
+    data: &Path,
+    domain: &str,
+    http: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Config> {
+    let domain = domain.trim().to_ascii_lowercase();
+    let mut config = Config::new(&domain);
+    if let Some(addr) = http {
+        config.http.listen = addr;
+    }
+    config.validate()?;
+    let paths = Paths::new(data);
+    if paths.config().exists() || paths.database().exists() || paths.keys().exists() {
+        bail!(
+            "{} already holds a Sealpost node; refusing to overwrite it",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(paths.keys())
+        .with_context(|| format!("creating {}", paths.keys().display()))?;
+    std::fs::set_permissions(
+        paths.keys(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let node_key = keys::create_node_key(&paths)?;
+    keys::create_ca(&paths, &domain)?;
+    keys::write_secret_file(&paths.config(), config.to_toml().as_bytes())?;
+    let store = open_store(&paths, &config, node_key)?;
+    drop(store);
+    Ok(config)
+}
+
+fn open_store(
+    paths: &Paths,
+    config: &Config,
+    node_key: ed25519_dalek::SigningKey,
+) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(
+        &paths.database(),
+        node_key,
+        config.storage.group_commit_max,
+        config.storage.write_queue,
+        config.log.checkpoint_every,
+    )
+    .with_context(|| format!("opening {}", paths.database().display()))
+}
+
+/// An opened node: its configuration, storage and keys, ready to serve.
+pub struct Node {
+    pub paths: Paths,
+    pub config: Config,
+    pub store: Arc<SqliteStore>,
+    pub state: AppState,
+}
+
+impl Node {
+    pub fn open(data: &Path) -> anyhow::Result<Node> {
+        let config = Config::load(data)?;
+        Self::open_with(data, config)
+    }
+
+    /// Opens with an already loaded (and validated) configuration.
+    pub fn open_with(data: &Path, config: Config) -> anyhow::Result<Node> {
+        let paths = Paths::new(data);
+        let node_key = keys::load_node_key(&paths)?;
+        let ca = keys::load_ca(&paths)?;
+        let store = Arc::new(open_store(&paths, &config, node_key.clone())?);
+        let blobs = Arc::new(FsBlobStore::open(&paths.blobs())?);
+        let state = AppState::new(config.clone(), store.clone(), blobs, ca, &node_key);
+        Ok(Node {
+            paths,
+            config,
+            store,
+            state,
+        })
+    }
+
+    /// Binds the configured address and serves until `shutdown`. `on_bound` learns the real
+    /// address (port 0 picks one).
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        on_bound: impl FnOnce(std::net::SocketAddr),
+    ) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.config.http.listen)
+            .await
+            .with_context(|| format!("binding {}", self.config.http.listen))?;
+        on_bound(listener.local_addr()?);
+        let store: Arc<dyn MetaStore> = self.store.clone();
+        let every = std::time::Duration::from_secs(self.config.log.checkpoint_interval_secs);
+        let checkpoints = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.checkpoint(crate::now()).await {
+                    tracing::warn!(error = %e, "could not write a log checkpoint");
+                }
+            }
+        });
+        let result = crate::api::run(listener, self.state, shutdown).await;
+        checkpoints.abort();
+        // Sign whatever was logged since the last checkpoint before going away.
+        self.store.checkpoint(crate::now()).await?;
+        Ok(result?)
+    }
+}

@@ -1,0 +1,257 @@
+//! The HTTP API's wire types, shared by the node and the client so the two cannot drift.
+//!
+//! Binary values travel as base64 (standard alphabet, padded) except hashes and fingerprints,
+//! which are lowercase/uppercase hex as OpenPGP tools print them. Times are Unix seconds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::KdfParams;
+pub use crate::storage::{Folder, MailboxItem};
+
+/// Version prefix of every API route.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// The body of every error answer: a stable machine-readable `code` and a sentence for people.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublicLimits {
+    pub max_message_bytes: u64,
+    pub max_parts: usize,
+    pub max_recipients: usize,
+    pub inline_part_max_bytes: usize,
+}
+
+/// What a node publishes about its organisation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrgInfo {
+    pub domain: String,
+    pub ca_fingerprint: String,
+    pub ca_cert: String,
+    /// Hex of the node's Ed25519 public key (its federation identity).
+    pub node_key: String,
+    pub limits: PublicLimits,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub invite: String,
+    pub address: String,
+    /// Armored public certificate generated in the client.
+    pub cert: String,
+    /// Armored secret key, encrypted in the client with the password-derived wrap key.
+    pub wrapped_key: String,
+    pub kdf_salt: String,
+    pub kdf_params: KdfParams,
+    /// Derived from the password separately from the wrap key; the node keeps a slow hash.
+    pub login_verifier: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub address: String,
+    pub fingerprint: String,
+    /// The certificate with the organisation CA's certification.
+    pub cert: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginParamsRequest {
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginParams {
+    pub kdf_salt: String,
+    pub kdf_params: KdfParams,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub address: String,
+    pub login_verifier: String,
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountView {
+    pub address: String,
+    pub name: Option<String>,
+    pub is_admin: bool,
+    pub fingerprint: String,
+    pub cert: String,
+    pub wrapped_key: String,
+    pub totp_enabled: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_at: i64,
+    pub account: AccountView,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TotpSetup {
+    /// Base32 secret, for manual entry in an authenticator app.
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeRequest {
+    pub to: Vec<String>,
+}
+
+/// How a recipient will be reached.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// A user of this node.
+    Local,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResolvedRecipient {
+    pub address: String,
+    pub fingerprint: String,
+    pub cert: String,
+    pub mode: DeliveryMode,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnvelopeResponse {
+    pub message_id: String,
+    pub expires_at: i64,
+    pub sender: ResolvedRecipient,
+    pub recipients: Vec<ResolvedRecipient>,
+}
+
+/// The routing envelope the sender signs. Its exact JSON bytes travel in
+/// [`SubmitRequest::envelope`] and the signature is over those bytes, so nobody has to agree
+/// on a canonical form.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub v: u32,
+    pub message_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub created_at: i64,
+    pub parts: Vec<EnvelopePart>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopePart {
+    /// Lowercase hex SHA-256 of the part's ciphertext.
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub envelope: String,
+    pub signature: String,
+    /// Ciphertext of small parts, by part index (base64); larger parts are uploaded first.
+    #[serde(default)]
+    pub inline_parts: BTreeMap<u32, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecipientState {
+    pub address: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub message_id: String,
+    pub accepted_at: i64,
+    /// True when this exact envelope had already been accepted (a retried submission).
+    pub duplicate: bool,
+    pub recipients: Vec<RecipientState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MailboxResponse {
+    pub items: Vec<MailboxItem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartView {
+    pub index: u32,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageResponse {
+    pub item: MailboxItem,
+    pub envelope: String,
+    pub signature: String,
+    pub accepted_at: i64,
+    pub parts: Vec<PartView>,
+    /// The sender's certificate as this node knows it (empty if the sender is unknown here).
+    pub sender_cert: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    pub from: Folder,
+    pub to: Folder,
+}
+
+/// The sealed head of a message (part 0): everything a reader sees besides attachment bytes.
+/// It lives only inside the ciphertext; the node never sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub v: u32,
+    /// Binds the signed content to its envelope: a reader refuses a head whose ID differs.
+    pub message_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<AttachmentMeta>,
+    pub sent_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentMeta {
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the attachment's plaintext.
+    pub sha256: String,
+    /// Index of the part that carries it.
+    pub part: u32,
+}

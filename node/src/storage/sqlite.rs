@@ -1,0 +1,1142 @@
+//! The embedded default [`MetaStore`]: one SQLite file in WAL mode.
+//!
+//! All writes go through one writer thread that groups whatever is waiting (up to
+//! `group_commit_max` operations) into a single transaction with `synchronous=FULL`, then
+//! answers each caller. One fsync then acknowledges many operations, which is what lets a
+//! 2-core machine accept thousands of durable messages a second. Each operation runs inside its
+//! own savepoint, so one failing operation rolls back alone and never takes the batch with it.
+//! Reads use a small pool of separate connections and never wait for the writer.
+//!
+//! The transaction log is appended in the same transaction as the change it records, and its
+//! head is read from the database at the start of every batch (not cached), so that the admin
+//! CLI, which writes from another process while the node runs, keeps the one chain intact.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::txlog;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE,
+    name TEXT,
+    is_admin INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    cert TEXT,
+    fingerprint TEXT UNIQUE,
+    wrapped_key TEXT,
+    kdf_salt BLOB,
+    kdf_params TEXT,
+    login_hash TEXT,
+    totp_secret BLOB,
+    totp_enabled INTEGER NOT NULL DEFAULT 0,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER
+);
+CREATE TABLE invites (
+    code_hash BLOB PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE sessions (
+    token_hash BLOB PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE issued_ids (
+    message_id TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    sha256 BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB
+) WITHOUT ROWID;
+CREATE TABLE uploads (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    sha256 BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, sha256)
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    parts INTEGER NOT NULL,
+    accepted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE parts (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    idx INTEGER NOT NULL,
+    sha256 BLOB NOT NULL REFERENCES blobs(sha256),
+    size INTEGER NOT NULL,
+    PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX parts_by_blob ON parts(sha256);
+CREATE TABLE mailbox (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    folder TEXT NOT NULL,
+    unread INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, message_id, folder)
+) WITHOUT ROWID;
+CREATE INDEX mailbox_list ON mailbox(account_id, folder, received_at DESC);
+CREATE TABLE txlog (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    signature BLOB NOT NULL
+);
+"#];
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write operation. Called with `None` when its batch could not start, so that it answers
+/// its caller without running.
+type Job = Box<dyn FnOnce(Option<(&Connection, &mut Chain)>) -> (bool, Completion) + Send>;
+
+/// The head of the transaction log during one write batch.
+#[derive(Clone)]
+struct ChainHead {
+    seq: u64,
+    hash: [u8; 32],
+    signed_seq: u64,
+}
+
+struct Chain {
+    head: ChainHead,
+    key: Arc<SigningKey>,
+    checkpoint_every: u64,
+}
+
+impl Chain {
+    fn load(&mut self, conn: &Connection) -> Result<()> {
+        let (seq, hash) = conn
+            .query_row(
+                "SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, txlog::GENESIS.to_vec()));
+        let signed_seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM checkpoints", [], |r| {
+                r.get(0)
+            })?;
+        self.head = ChainHead {
+            seq,
+            hash: hash
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("log head hash".into()))?,
+            signed_seq: signed_seq as u64,
+        };
+        Ok(())
+    }
+
+    fn append(&mut self, conn: &Connection, now: Timestamp, event: &LogEvent) -> Result<()> {
+        let entry = txlog::Entry {
+            seq: self.head.seq + 1,
+            at: now,
+            kind: event.kind.to_owned(),
+            actor: event.actor.clone(),
+            subject: event.subject.clone(),
+            detail: event.detail.to_string(),
+        };
+        let hash = txlog::entry_hash(&self.head.hash, &entry);
+        conn.prepare_cached(
+            "INSERT INTO txlog (seq, at, kind, actor, subject, detail, prev, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            entry.seq as i64,
+            entry.at,
+            entry.kind,
+            entry.actor,
+            entry.subject,
+            entry.detail,
+            &self.head.hash[..],
+            &hash[..]
+        ])?;
+        self.head.seq = entry.seq;
+        self.head.hash = hash;
+        if self.head.seq - self.head.signed_seq >= self.checkpoint_every {
+            self.checkpoint(conn, now)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, conn: &Connection, now: Timestamp) -> Result<()> {
+        if self.head.seq == self.head.signed_seq {
+            return Ok(());
+        }
+        let sig = txlog::sign_checkpoint(&self.key, self.head.seq, &self.head.hash, now);
+        conn.prepare_cached(
+            "INSERT INTO checkpoints (seq, hash, at, signature) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            self.head.seq as i64,
+            &self.head.hash[..],
+            now,
+            &sig[..]
+        ])?;
+        self.head.signed_seq = self.head.seq;
+        Ok(())
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::SyncSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    verifying_key: VerifyingKey,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL: readers never block the writer. FULL: a commit is on disk before it returns, so
+    // nothing acknowledged is lost to a power cut.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(StorageError::Corrupt(format!(
+            "database schema {version} is newer than this sealpost ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        node_key: SigningKey,
+        group_commit_max: usize,
+        write_queue: usize,
+        checkpoint_every: u64,
+    ) -> Result<SqliteStore> {
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        let verifying_key = node_key.verifying_key();
+        let (tx, rx) = mpsc::sync_channel::<Job>(write_queue);
+        let chain = Chain {
+            head: ChainHead {
+                seq: 0,
+                hash: txlog::GENESIS,
+                signed_seq: 0,
+            },
+            key: Arc::new(node_key),
+            checkpoint_every,
+        };
+        std::thread::Builder::new()
+            .name("sealpost-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, chain, rx, group_commit_max))
+            .map_err(StorageError::Io)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            verifying_key,
+        })
+    }
+
+    /// Runs `f` in the writer's next batch; resolves once the batch is durably committed.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut Chain) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let result = match ctx {
+                Some((conn, chain)) => f(conn, chain),
+                None => Err(StorageError::Database(
+                    "the write transaction could not start".into(),
+                )),
+            };
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, done)
+        });
+        match self.writer.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => return Err(StorageError::Overloaded),
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StorageError::Closed),
+        }
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().expect("reader pool").pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = open_connection(&path)?;
+                    c.pragma_update(None, "query_only", true)?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().expect("reader pool");
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Database(format!("reader task failed: {e}")))?
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut chain: Chain,
+    rx: mpsc::Receiver<Job>,
+    group_commit_max: usize,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < group_commit_max {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let begun = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(StorageError::from)
+            .and_then(|()| chain.load(&conn));
+        if let Err(e) = begun {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "cannot start a write transaction");
+            for job in batch {
+                let (_, done) = job(None);
+                done(Err(StorageError::Database(e.to_string())));
+            }
+            continue;
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        for job in batch {
+            let saved = chain.head.clone();
+            let step = conn.execute_batch("SAVEPOINT op");
+            let (ok, done) = job(Some((&conn, &mut chain)));
+            if step.is_err() || !ok {
+                let _ = conn.execute_batch("ROLLBACK TO op");
+                chain.head = saved;
+            }
+            let _ = conn.execute_batch("RELEASE op");
+            completions.push(done);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "write batch failed to commit");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StorageError::Database(e.to_string())),
+            });
+        }
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, address, name, is_admin, state, created_at, cert, fingerprint, \
+    wrapped_key, kdf_salt, kdf_params, login_hash, totp_secret, totp_enabled, failed_logins, locked_until";
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
+    Ok((
+        Account {
+            id: r.get(0)?,
+            address: r.get(1)?,
+            name: r.get(2)?,
+            is_admin: r.get(3)?,
+            state: AccountState::Invited,
+            created_at: r.get(5)?,
+            cert: r.get(6)?,
+            fingerprint: r.get(7)?,
+            wrapped_key: r.get(8)?,
+            kdf_salt: r.get(9)?,
+            kdf_params: r.get(10)?,
+            login_hash: r.get(11)?,
+            totp_secret: r.get(12)?,
+            totp_enabled: r.get(13)?,
+            failed_logins: r.get(14)?,
+            locked_until: r.get(15)?,
+        },
+        r.get(4)?,
+    ))
+}
+
+fn query_accounts(
+    conn: &Connection,
+    filter: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Account>> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts {filter}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(p, account_row)?;
+    rows.map(|r| {
+        let (mut a, state) = r?;
+        a.state = AccountState::parse(&state)?;
+        Ok(a)
+    })
+    .collect()
+}
+
+fn account_id(conn: &Connection, address: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT id FROM accounts WHERE address = ?1",
+        [address],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or(StorageError::NotFound("account"))
+}
+
+fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+    v.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            32,
+            rusqlite::types::Type::Blob,
+            "sha256 is not 32 bytes".into(),
+        )
+    })
+}
+
+const ITEM_SELECT: &str = "SELECT m.message_id, m.folder, m.unread, g.sender, g.recipients, \
+    m.received_at, g.size, g.parts FROM mailbox m JOIN messages g ON g.id = m.message_id";
+
+fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
+    let folder: String = r.get(1)?;
+    let to: String = r.get(4)?;
+    Ok(MailboxItem {
+        message_id: r.get(0)?,
+        folder: Folder::parse(&folder).unwrap_or(Folder::Inbox),
+        unread: r.get(2)?,
+        from: r.get(3)?,
+        to: serde_json::from_str(&to).unwrap_or_default(),
+        received_at: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        parts: r.get(7)?,
+    })
+}
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn create_account(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        is_admin: bool,
+        invite_hash: [u8; 32],
+        invite_expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let (address, name) = (address.to_owned(), name.map(str::to_owned));
+        self.write(move |c, chain| {
+            let exists: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)",
+                [&address],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(StorageError::Conflict(format!("{address} already has an account")));
+            }
+            c.execute(
+                "INSERT INTO accounts (address, name, is_admin, state, created_at) VALUES (?1, ?2, ?3, 'invited', ?4)",
+                params![address, name, is_admin, now],
+            )?;
+            let id = c.last_insert_rowid();
+            c.execute(
+                "INSERT INTO invites (code_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![&invite_hash[..], id, invite_expires],
+            )?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("account.authorised", "admin", &address)
+                    .with(serde_json::json!({ "admin": is_admin, "invite_expires": invite_expires })),
+            )?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn reissue_invite(
+        &self,
+        address: &str,
+        invite_hash: [u8; 32],
+        invite_expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        let address = address.to_owned();
+        self.write(move |c, chain| {
+            let id = account_id(c, &address)?;
+            let state: String =
+                c.query_row("SELECT state FROM accounts WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+            if state != "invited" {
+                return Err(StorageError::Conflict(format!(
+                    "{address} has already enrolled"
+                )));
+            }
+            c.execute("DELETE FROM invites WHERE account_id = ?1", [id])?;
+            c.execute(
+                "INSERT INTO invites (code_hash, account_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![&invite_hash[..], id, invite_expires],
+            )?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("account.invite_reissued", "admin", &address),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_by_address(&self, address: &str) -> Result<Option<Account>> {
+        let address = address.to_owned();
+        self.read(move |c| Ok(query_accounts(c, "WHERE address = ?1", [address])?.pop()))
+            .await
+    }
+
+    async fn account_by_id(&self, id: i64) -> Result<Option<Account>> {
+        self.read(move |c| Ok(query_accounts(c, "WHERE id = ?1", [id])?.pop()))
+            .await
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        self.read(|c| query_accounts(c, "ORDER BY address", []))
+            .await
+    }
+
+    async fn set_account_state(
+        &self,
+        address: &str,
+        state: AccountState,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (address, actor) = (address.to_owned(), actor.to_owned());
+        self.write(move |c, chain| {
+            let id = account_id(c, &address)?;
+            c.execute(
+                "UPDATE accounts SET state = ?1 WHERE id = ?2",
+                params![state.as_str(), id],
+            )?;
+            if state == AccountState::Disabled {
+                // A disabled account keeps no open session.
+                c.execute("DELETE FROM sessions WHERE account_id = ?1", [id])?;
+                c.execute("DELETE FROM invites WHERE account_id = ?1", [id])?;
+            }
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("account.state", &actor, &address)
+                    .with(serde_json::json!({ "state": state.as_str() })),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enroll(
+        &self,
+        invite_hash: [u8; 32],
+        address: &str,
+        e: Enrolment,
+        now: Timestamp,
+    ) -> Result<()> {
+        let address = address.to_owned();
+        self.write(move |c, chain| {
+            let invite: Option<(i64, i64, Option<i64>, String, String)> = c
+                .query_row(
+                    "SELECT i.account_id, i.expires_at, i.used_at, a.address, a.state
+                     FROM invites i JOIN accounts a ON a.id = i.account_id WHERE i.code_hash = ?1",
+                    [&invite_hash[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            let Some((id, expires, used, invited_address, state)) = invite else {
+                return Err(StorageError::InviteInvalid);
+            };
+            if used.is_some() || expires < now || invited_address != address || state != "invited" {
+                return Err(StorageError::InviteInvalid);
+            }
+            c.execute("UPDATE invites SET used_at = ?1 WHERE code_hash = ?2", params![now, &invite_hash[..]])?;
+            c.execute(
+                "UPDATE accounts SET state = 'active', cert = ?1, fingerprint = ?2, wrapped_key = ?3,
+                 kdf_salt = ?4, kdf_params = ?5, login_hash = ?6 WHERE id = ?7",
+                params![e.cert, e.fingerprint, e.wrapped_key, e.kdf_salt, e.kdf_params, e.login_hash, id],
+            )?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("enrolment", &address, &address)
+                    .with(serde_json::json!({ "fingerprint": e.fingerprint })),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login_failed(
+        &self,
+        account_id: i64,
+        max_failed: u32,
+        lockout_secs: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write(move |c, chain| {
+            let (address, failed): (String, u32) = c.query_row(
+                "UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING address, failed_logins",
+                [account_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let mut event = LogEvent::new("login.failed", &address, &address)
+                .with(serde_json::json!({ "failures": failed }));
+            if failed >= max_failed {
+                let until = now + lockout_secs;
+                c.execute(
+                    "UPDATE accounts SET failed_logins = 0, locked_until = ?1 WHERE id = ?2",
+                    params![until, account_id],
+                )?;
+                event = event.with(serde_json::json!({ "failures": failed, "locked_until": until }));
+            }
+            chain.append(c, now, &event)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login_succeeded(
+        &self,
+        account_id: i64,
+        token_hash: [u8; 32],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write(move |c, chain| {
+            let address: String = c.query_row(
+                "UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = ?1 RETURNING address",
+                [account_id],
+                |r| r.get(0),
+            )?;
+            c.execute("DELETE FROM sessions WHERE account_id = ?1 AND expires_at < ?2", params![account_id, now])?;
+            c.execute(
+                "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![&token_hash[..], account_id, now, expires_at],
+            )?;
+            chain.append(c, now, &LogEvent::new("login", &address, &address))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT account_id, created_at, expires_at FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
+            )?
+            .query_row(params![&token_hash[..], now], |r| {
+                Ok(Session {
+                    account_id: r.get(0)?,
+                    created_at: r.get(1)?,
+                    expires_at: r.get(2)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn end_session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<()> {
+        self.write(move |c, chain| {
+            let address: Option<String> = c
+                .query_row(
+                    "DELETE FROM sessions WHERE token_hash = ?1
+                     RETURNING (SELECT address FROM accounts WHERE id = sessions.account_id)",
+                    [&token_hash[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(a) = address {
+                chain.append(c, now, &LogEvent::new("logout", &a, &a))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_totp(
+        &self,
+        account_id: i64,
+        secret: Option<Vec<u8>>,
+        enabled: bool,
+    ) -> Result<()> {
+        self.write(move |c, _| {
+            c.execute(
+                "UPDATE accounts SET totp_secret = ?1, totp_enabled = ?2 WHERE id = ?3",
+                params![secret, enabled, account_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn issue_message_id(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        let id = message_id.to_owned();
+        self.write(move |c, _| {
+            // Old, never-used IDs are of no use to anyone: drop them as we go.
+            c.prepare_cached("DELETE FROM issued_ids WHERE expires_at < ?1 AND used = 0")?
+                .execute([now - 3600])?;
+            c.prepare_cached(
+                "INSERT INTO issued_ids (message_id, account_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, account_id, now, expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn issued_id(&self, message_id: &str) -> Result<Option<IssuedId>> {
+        let id = message_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT account_id, expires_at, used FROM issued_ids WHERE message_id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(IssuedId {
+                    account_id: r.get(0)?,
+                    expires_at: r.get(1)?,
+                    used: r.get(2)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn record_upload(
+        &self,
+        account_id: i64,
+        sha256: [u8; 32],
+        size: u64,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write(move |c, _| {
+            c.execute(
+                "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, NULL) ON CONFLICT DO NOTHING",
+                params![&sha256[..], size as i64],
+            )?;
+            c.execute(
+                "INSERT INTO uploads (account_id, sha256, size, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET created_at = excluded.created_at",
+                params![account_id, &sha256[..], size as i64, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn uploaded_by(&self, account_id: i64, sha256: [u8; 32]) -> Result<Option<u64>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT size FROM uploads WHERE account_id = ?1 AND sha256 = ?2",
+                params![account_id, &sha256[..]],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|s| s as u64))
+        })
+        .await
+    }
+
+    async fn submit(&self, m: NewMessage, now: Timestamp) -> Result<SubmitOutcome> {
+        self.write(move |c, chain| {
+            let existing: Option<(String, String, i64)> = c
+                .prepare_cached("SELECT sender, envelope, accepted_at FROM messages WHERE id = ?1")?
+                .query_row([&m.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if let Some((sender, envelope, accepted_at)) = existing {
+                if sender == m.sender_address && envelope == m.envelope {
+                    return Ok(SubmitOutcome::AlreadyAccepted { accepted_at });
+                }
+                return Err(StorageError::Conflict("message ID already used".into()));
+            }
+            let claimed = c
+                .prepare_cached(
+                    "UPDATE issued_ids SET used = 1
+                     WHERE message_id = ?1 AND account_id = ?2 AND used = 0 AND expires_at >= ?3",
+                )?
+                .execute(params![m.id, m.sender_account, now])?;
+            if claimed != 1 {
+                return Err(StorageError::Conflict(
+                    "message ID was not issued to this sender, or has expired".into(),
+                ));
+            }
+            let recipients: Vec<&str> = m.recipients.iter().map(|(_, a)| a.as_str()).collect();
+            c.prepare_cached(
+                "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                m.id,
+                m.sender_address,
+                serde_json::to_string(&recipients).expect("strings serialise"),
+                m.envelope,
+                m.signature,
+                m.size as i64,
+                m.parts.len() as i64,
+                now
+            ])?;
+            for (i, p) in m.parts.iter().enumerate() {
+                if let Some(data) = &p.inline {
+                    c.prepare_cached(
+                        "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![&p.sha256[..], p.size as i64, data])?;
+                } else {
+                    c.prepare_cached("DELETE FROM uploads WHERE account_id = ?1 AND sha256 = ?2")?
+                        .execute(params![m.sender_account, &p.sha256[..]])?;
+                }
+                c.prepare_cached("INSERT INTO parts (message_id, idx, sha256, size) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![m.id, i as i64, &p.sha256[..], p.size as i64])?;
+            }
+            let mut insert = c.prepare_cached(
+                "INSERT INTO mailbox (account_id, message_id, folder, unread, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            insert.execute(params![m.sender_account, m.id, "sent", false, now])?;
+            let part_hashes: Vec<String> = m.parts.iter().map(|p| hex::encode(p.sha256)).collect();
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("submission", &m.sender_address, &m.id).with(serde_json::json!({
+                    "to": recipients, "size": m.size, "parts": part_hashes,
+                })),
+            )?;
+            for (account, address) in &m.recipients {
+                insert.execute(params![account, m.id, "inbox", true, now])?;
+                chain.append(c, now, &LogEvent::new("delivery", address, &m.id))?;
+            }
+            Ok(SubmitOutcome::Accepted { accepted_at: now })
+        })
+        .await
+    }
+
+    async fn mailbox(
+        &self,
+        account_id: i64,
+        folder: Folder,
+        limit: u32,
+        before: Option<Timestamp>,
+    ) -> Result<Vec<MailboxItem>> {
+        self.read(move |c| {
+            let sql = format!(
+                "{ITEM_SELECT} WHERE m.account_id = ?1 AND m.folder = ?2 AND m.received_at < ?3
+                 ORDER BY m.received_at DESC, m.message_id LIMIT ?4"
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        account_id,
+                        folder.as_str(),
+                        before.unwrap_or(i64::MAX),
+                        limit
+                    ],
+                    item_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn message(&self, account_id: i64, message_id: &str) -> Result<Option<StoredMessage>> {
+        let id = message_id.to_owned();
+        self.read(move |c| {
+            // A message sent to oneself is in Sent and Inbox: show the received copy.
+            let sql = format!(
+                "{ITEM_SELECT} WHERE m.account_id = ?1 AND m.message_id = ?2
+                 ORDER BY CASE m.folder WHEN 'sent' THEN 1 ELSE 0 END LIMIT 1"
+            );
+            let Some(item) = c
+                .prepare_cached(&sql)?
+                .query_row(params![account_id, id], item_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let (envelope, signature, accepted_at) = c.query_row(
+                "SELECT envelope, signature, accepted_at FROM messages WHERE id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let parts = c
+                .prepare_cached(
+                    "SELECT idx, size, sha256 FROM parts WHERE message_id = ?1 ORDER BY idx",
+                )?
+                .query_map([&id], |r| {
+                    Ok(PartInfo {
+                        index: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        sha256: parse_sha(r.get(2)?)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(StoredMessage {
+                item,
+                envelope,
+                signature,
+                accepted_at,
+                parts,
+            }))
+        })
+        .await
+    }
+
+    async fn part(&self, message_id: &str, index: u32) -> Result<Option<PartData>> {
+        let id = message_id.to_owned();
+        self.read(move |c| {
+            let row: Option<(Vec<u8>, i64, Option<Vec<u8>>)> = c
+                .prepare_cached(
+                    "SELECT p.sha256, p.size, b.data FROM parts p JOIN blobs b ON b.sha256 = p.sha256
+                     WHERE p.message_id = ?1 AND p.idx = ?2",
+                )?
+                .query_row(params![id, index], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            Ok(match row {
+                None => None,
+                Some((_, _, Some(data))) => Some(PartData::Inline(data)),
+                Some((sha, size, None)) => Some(PartData::Blob {
+                    sha256: parse_sha(sha)?,
+                    size: size as u64,
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        account_id: i64,
+        actor: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (id, actor) = (message_id.to_owned(), actor.to_owned());
+        self.write(move |c, chain| {
+            let in_box: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM mailbox WHERE account_id = ?1 AND message_id = ?2 AND folder != 'sent')",
+                params![account_id, id],
+                |r| r.get(0),
+            )?;
+            if !in_box {
+                return Err(StorageError::NotFound("message"));
+            }
+            let changed = c.execute(
+                "UPDATE mailbox SET unread = 0 WHERE account_id = ?1 AND message_id = ?2 AND unread = 1",
+                params![account_id, id],
+            )?;
+            if changed > 0 {
+                chain.append(c, now, &LogEvent::new("read", &actor, &id))?;
+            }
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn move_to(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        from: Folder,
+        to: Folder,
+    ) -> Result<()> {
+        let id = message_id.to_owned();
+        self.write(move |c, _| {
+            let n = c.execute(
+                "UPDATE mailbox SET folder = ?1 WHERE account_id = ?2 AND message_id = ?3 AND folder = ?4",
+                params![to.as_str(), account_id, id, from.as_str()],
+            )?;
+            if n == 0 {
+                return Err(StorageError::NotFound("message in that folder"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        account_id: i64,
+        actor: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>> {
+        let (id, actor) = (message_id.to_owned(), actor.to_owned());
+        self.write(move |c, chain| {
+            let n = c.execute(
+                "DELETE FROM mailbox WHERE account_id = ?1 AND message_id = ?2",
+                params![account_id, id],
+            )?;
+            if n == 0 {
+                return Err(StorageError::NotFound("message"));
+            }
+            chain.append(c, now, &LogEvent::new("deletion", &actor, &id))?;
+            let still_referenced: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM mailbox WHERE message_id = ?1)",
+                [&id],
+                |r| r.get(0),
+            )?;
+            if still_referenced {
+                return Ok(Vec::new());
+            }
+            // Nobody holds the message any more: drop it, and every blob only it used.
+            let hashes: Vec<Vec<u8>> = c
+                .prepare("DELETE FROM parts WHERE message_id = ?1 RETURNING sha256")?
+                .query_map([&id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            c.execute("DELETE FROM messages WHERE id = ?1", [&id])?;
+            let mut orphans = Vec::new();
+            for h in hashes {
+                let used: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1)
+                        OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)",
+                    [&h],
+                    |r| r.get(0),
+                )?;
+                if !used {
+                    let inline: Option<Option<Vec<u8>>> = c
+                        .query_row(
+                            "DELETE FROM blobs WHERE sha256 = ?1 RETURNING data",
+                            [&h],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(None) = inline {
+                        orphans.push(parse_sha(h)?);
+                    }
+                }
+            }
+            Ok(orphans)
+        })
+        .await
+    }
+
+    async fn log(&self, events: Vec<LogEvent>, now: Timestamp) -> Result<()> {
+        self.write(move |c, chain| {
+            for e in &events {
+                chain.append(c, now, e)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, now: Timestamp) -> Result<()> {
+        self.write(move |c, chain| chain.checkpoint(c, now)).await
+    }
+
+    async fn verify_log(&self) -> Result<LogReport> {
+        let key = self.verifying_key;
+        self.read(move |c| {
+            let mut v = txlog::ChainVerifier::new();
+            let mut entries = 0u64;
+            let mut stmt = c.prepare(
+                "SELECT seq, at, kind, actor, subject, detail, prev, hash FROM txlog ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let e = txlog::Entry {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    actor: r.get(3)?,
+                    subject: r.get(4)?,
+                    detail: r.get(5)?,
+                };
+                let prev: Vec<u8> = r.get(6)?;
+                let hash: Vec<u8> = r.get(7)?;
+                v.entry(&e, &prev, &hash);
+                entries += 1;
+            }
+            let mut checkpoints = 0u64;
+            let mut stmt =
+                c.prepare("SELECT seq, hash, at, signature FROM checkpoints ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let hash: Vec<u8> = r.get(1)?;
+                let sig: Vec<u8> = r.get(3)?;
+                v.checkpoint(&key, r.get::<_, i64>(0)? as u64, &hash, r.get(2)?, &sig);
+                checkpoints += 1;
+            }
+            Ok(LogReport {
+                entries,
+                checkpoints,
+                first_broken: v.first_broken,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,295 @@
+//! The `sealpost` binary as a user and an administrator run it: init, serve, admin, the CLI
+//! client, the transaction log check, and the demo.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn init_creates_a_node_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    ok(&["init", "--data", d, "--domain", "a.test"], &[]);
+    for f in [
+        "sealpost.toml",
+        "sealpost.db",
+        "keys/ca.tsk.asc",
+        "keys/node.ed25519",
+    ] {
+        assert!(data.join(f).exists(), "{f}");
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("keys/ca.tsk.asc"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the CA key is private to its owner");
+    let ca = std::fs::read_to_string(data.join("keys/ca.tsk.asc")).unwrap();
+    let before = std::fs::read(data.join("sealpost.toml")).unwrap();
+    let o = sealpost(&["init", "--data", d, "--domain", "b.test"], &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(data.join("sealpost.toml")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(data.join("keys/ca.tsk.asc")).unwrap(),
+        ca
+    );
+    // A bad domain is refused before anything is created.
+    let o = sealpost(
+        &[
+            "init",
+            "--data",
+            dir.path().join("e").to_str().unwrap(),
+            "--domain",
+            "not a domain",
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(!dir.path().join("e").exists());
+}
+
+#[test]
+fn cli_client_enrols_sends_lists_and_reads_while_admin_works_on_the_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    ok(
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "a.test",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let (node, url) = Proc::serve(&data);
+    // Admin commands work while the node runs.
+    let alice_invite = add_user(&data, "alice@a.test");
+    let bob_invite = add_user(&data, "bob@a.test");
+    assert_eq!(alice_invite.len(), 24, "XXXX-XXXX-XXXX-XXXX-XXXX");
+    let list = ok(&["admin", "--data", d, "user", "list"], &[]);
+    assert!(list.contains("alice@a.test") && list.contains("invited"));
+
+    let alice_dir = dir.path().join("alice");
+    let bob_dir = dir.path().join("bob");
+    let pw_file = dir.path().join("bob-password");
+    std::fs::write(&pw_file, "bob's long password\n").unwrap();
+    let a = alice_dir.to_str().unwrap();
+    let b = bob_dir.to_str().unwrap();
+    let apw = [("SEALPOST_PASSWORD", "alice's long password")];
+    let out = ok(
+        &[
+            "client",
+            "--node",
+            &url,
+            "--dir",
+            a,
+            "enroll",
+            "--invite",
+            &alice_invite,
+            "--address",
+            "alice@a.test",
+        ],
+        &apw,
+    );
+    assert!(out.contains("Enrolled alice@a.test"));
+    ok(
+        &[
+            "client",
+            "--node",
+            &url,
+            "--dir",
+            b,
+            "--password-file",
+            pw_file.to_str().unwrap(),
+            "enroll",
+            "--invite",
+            &bob_invite,
+            "--address",
+            "bob@a.test",
+        ],
+        &[],
+    );
+    // The same invite does not work twice.
+    let o = sealpost(
+        &[
+            "client",
+            "--node",
+            &url,
+            "--dir",
+            dir.path().join("x").to_str().unwrap(),
+            "enroll",
+            "--invite",
+            &bob_invite,
+            "--address",
+            "bob@a.test",
+        ],
+        &[("SEALPOST_PASSWORD", "some password here")],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invite_invalid"));
+
+    let att = dir.path().join("report.txt");
+    std::fs::write(&att, "attachment bytes").unwrap();
+    let id = ok(
+        &[
+            "client",
+            "--dir",
+            a,
+            "send",
+            "--to",
+            "bob@a.test",
+            "--subject",
+            "Hello Bob",
+            "--body",
+            "See attached.",
+            "--attach",
+            att.to_str().unwrap(),
+        ],
+        &apw,
+    )
+    .trim()
+    .to_owned();
+    assert!(sealpost::is_message_id(&id), "{id}");
+
+    let bpw = [
+        ("SEALPOST_CLIENT_DIR", b),
+        ("SEALPOST_PASSWORD", "bob's long password"),
+    ];
+    let inbox: serde_json::Value =
+        serde_json::from_str(&ok(&["client", "inbox", "--json"], &bpw)).unwrap();
+    assert_eq!(inbox[0]["message_id"], id.as_str());
+    assert_eq!(inbox[0]["subject"], "Hello Bob");
+    assert_eq!(inbox[0]["unread"], true);
+    let save = dir.path().join("saved");
+    let read: serde_json::Value = serde_json::from_str(&ok(
+        &[
+            "client",
+            "read",
+            &id,
+            "--save-attachments",
+            save.to_str().unwrap(),
+            "--json",
+        ],
+        &bpw,
+    ))
+    .unwrap();
+    assert_eq!(read["verified_sender"], "alice@a.test");
+    assert_eq!(read["body"], "See attached.");
+    assert_eq!(
+        std::fs::read_to_string(save.join("report.txt")).unwrap(),
+        "attachment bytes"
+    );
+    let text = ok(&["client", "read", &id], &bpw);
+    assert!(
+        text.contains("Signed:  verified, by alice@a.test"),
+        "{text}"
+    );
+    let sent = ok(&["client", "--dir", a, "sent"], &apw);
+    assert!(sent.contains(&id) && sent.contains("Hello Bob"));
+    let who = ok(&["client", "--dir", a, "whoami"], &apw);
+    assert!(who.starts_with("alice@a.test"));
+    // Wrong password: a clear error.
+    let o = sealpost(
+        &["client", "--dir", a, "inbox"],
+        &[("SEALPOST_PASSWORD", "wrong")],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong address or password"));
+
+    // Disabling bob while the node runs ends his access.
+    ok(
+        &["admin", "--data", d, "user", "disable", "bob@a.test"],
+        &[],
+    );
+    let o = sealpost(&["client", "inbox"], &bpw);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("account_disabled"));
+    drop(node);
+}
+
+#[test]
+fn log_verify_passes_on_an_intact_log_and_names_the_first_changed_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    ok(&["init", "--data", d, "--domain", "a.test"], &[]);
+    for u in ["a", "b", "c", "d", "e"] {
+        add_user(&data, &format!("{u}@a.test"));
+    }
+    let out = ok(&["admin", "--data", d, "log", "verify"], &[]);
+    assert!(out.contains("log ok: 5 entries"), "{out}");
+    // Change one stored byte of entry 3.
+    let db = rusqlite::Connection::open(data.join("sealpost.db")).unwrap();
+    let subject: String = db
+        .query_row("SELECT subject FROM txlog WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    let changed = subject.replacen('c', "x", 1);
+    assert_ne!(subject, changed);
+    db.execute("UPDATE txlog SET subject = ?1 WHERE seq = 3", [&changed])
+        .unwrap();
+    drop(db);
+    let o = sealpost(&["admin", "--data", d, "log", "verify"], &[]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("log BROKEN at entry 3"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn demo_starts_a_ready_organisation_whose_printed_commands_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let demo = Proc::spawn(&[
+        "demo",
+        "--data",
+        data.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let url_line = demo.wait_line("is running at", Duration::from_secs(60));
+    assert!(url_line.contains("http://127.0.0.1:"));
+    demo.wait_line("Press Ctrl-C", Duration::from_secs(10));
+    let alice = data.join("clients/alice");
+    let bob = data.join("clients/bob");
+    let id = ok(
+        &[
+            "client",
+            "--dir",
+            alice.to_str().unwrap(),
+            "--password-file",
+            alice.join("password").to_str().unwrap(),
+            "send",
+            "--to",
+            "bob@alpha.test",
+            "--subject",
+            "Hello",
+            "--body",
+            "Hi Bob",
+        ],
+        &[],
+    );
+    let inbox = ok(
+        &[
+            "client",
+            "--dir",
+            bob.to_str().unwrap(),
+            "--password-file",
+            bob.join("password").to_str().unwrap(),
+            "inbox",
+        ],
+        &[],
+    );
+    assert!(
+        inbox.contains(id.trim()) && inbox.contains("Hello"),
+        "{inbox}"
+    );
+}

@@ -1,0 +1,177 @@
+//! A test kit for real Sealpost nodes: each [`TestNode`] is a real node on a temporary data
+//! directory, a real SQLite file and a real socket on `127.0.0.1:0`, driven through the same
+//! client library users run. Helpers wait for conditions with deadlines; nothing sleeps blindly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sealpost::client::{Client, Session};
+use sealpost::config::Config;
+use sealpost::crypto::KdfParams;
+use sealpost::node::{Node, init};
+use sealpost::storage::SqliteStore;
+
+/// KDF parameters for tests that enrol many users: the smallest the node accepts. Tests of the
+/// password path itself use `KdfParams::DEFAULT`.
+pub const TEST_KDF: KdfParams = KdfParams {
+    m_cost_kib: 8 * 1024,
+    t_cost: 1,
+    p_cost: 1,
+};
+
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub config: Config,
+    pub store: Arc<SqliteStore>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestNode {
+    /// A fresh node for `domain`, with `tweak` applied to its configuration.
+    pub async fn spawn_with(
+        domain: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestNode> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?))?;
+        tweak(&mut config);
+        config.validate()?;
+        let node = Node::open_with(&data, config.clone())?;
+        let store = node.store.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(node.serve(
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |a| {
+                let _ = addr_tx.send(a);
+            },
+        ));
+        let addr = addr_rx.await.context("node did not start")?;
+        Ok(TestNode {
+            dir,
+            url: format!("http://{addr}"),
+            config,
+            store,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    pub async fn spawn(domain: &str) -> anyhow::Result<TestNode> {
+        Self::spawn_with(domain, |_| {}).await
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    /// Authorises `address` as the admin CLI does; returns the invite code.
+    pub async fn invite(&self, address: &str) -> anyhow::Result<String> {
+        sealpost::cli::add_user(&*self.store, &self.config, address, None, false).await
+    }
+
+    /// Authorises, enrols and logs in `address` with `password`.
+    pub async fn user(
+        &self,
+        address: &str,
+        password: &str,
+        kdf: KdfParams,
+    ) -> anyhow::Result<Session> {
+        let code = self.invite(address).await?;
+        let enrolled = self
+            .client()
+            .enroll(&code, address, None, password.as_bytes(), kdf)
+            .await?;
+        Ok(self
+            .client()
+            .login(
+                address,
+                password.as_bytes(),
+                None,
+                Some(&enrolled.ca_fingerprint),
+            )
+            .await?)
+    }
+
+    /// Opens the node's database read-only, for assertions about what is stored.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data().join("sealpost.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("database opens")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("count query")
+    }
+
+    /// Stops serving (gracefully); the data directory stays until the `TestNode` is dropped.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readable dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            let bytes = std::fs::read(p).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns `Some` or `deadline` passes.
+pub async fn wait_for<T>(
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > end {
+            anyhow::bail!("condition not met within {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,600 @@
+//! Bad input against a real node: each case gets a clear, typed error, and nothing is stored.
+
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sealpost::client::{ClientError, Outgoing, Session};
+use sealpost::crypto;
+use sealpost::proto::*;
+use sealpost_tests::{TEST_KDF, TestNode};
+use sequoia_openpgp::policy::StandardPolicy;
+use sha2::{Digest, Sha256};
+
+fn code(e: &ClientError) -> &str {
+    e.code()
+        .unwrap_or_else(|| panic!("expected an API error, got {e}"))
+}
+
+/// What a bad request must leave untouched.
+fn stored(node: &TestNode) -> (i64, i64, i64) {
+    (
+        node.count("SELECT COUNT(*) FROM messages"),
+        node.count("SELECT COUNT(*) FROM mailbox"),
+        node.count("SELECT COUNT(*) FROM blobs"),
+    )
+}
+
+async fn pair(node: &TestNode) -> (Session, Session) {
+    (
+        node.user("alice@a.test", "alice password", TEST_KDF)
+            .await
+            .unwrap(),
+        node.user("bob@a.test", "bob password!!", TEST_KDF)
+            .await
+            .unwrap(),
+    )
+}
+
+/// POSTs raw JSON with `token`; returns (status, error code).
+async fn raw_post(node: &TestNode, token: &str, path: &str, body: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1{path}", node.url))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
+        code: String::new(),
+        message: String::new(),
+    });
+    assert!(
+        status < 300 || !body.message.is_empty(),
+        "errors explain themselves"
+    );
+    (status, body.code)
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_and_repeated_failures_lock_the_account() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let code_ = node.invite("alice@a.test").await.unwrap();
+    let enrolled = node
+        .client()
+        .enroll(
+            &code_,
+            "alice@a.test",
+            None,
+            b"the right password",
+            TEST_KDF,
+        )
+        .await
+        .unwrap();
+    let ca = Some(enrolled.ca_fingerprint.as_str());
+    let sessions_before = node.count("SELECT COUNT(*) FROM sessions");
+    for _ in 0..node.config.accounts.max_failed_logins {
+        let e = node
+            .client()
+            .login("alice@a.test", b"wrong password", None, ca)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(code(&e), "invalid_credentials");
+    }
+    // Locked now, even with the right password, and the answer says so and for how long.
+    let e = node
+        .client()
+        .login("alice@a.test", b"the right password", None, ca)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "locked_out");
+    assert!(matches!(e, ClientError::Api { status: 429, .. }));
+    assert_eq!(
+        node.count("SELECT COUNT(*) FROM sessions"),
+        sessions_before,
+        "no session opened"
+    );
+    assert_eq!(
+        node.count("SELECT COUNT(*) FROM txlog WHERE kind = 'login.failed'"),
+        5
+    );
+    // An unknown address gets the same answer as a wrong password.
+    let e = node
+        .client()
+        .login("nobody@a.test", b"whatever", None, None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "invalid_credentials");
+}
+
+#[tokio::test]
+async fn guessing_from_one_address_is_rate_limited() {
+    let node = TestNode::spawn_with("a.test", |c| c.http.auth_rate_per_sec = 1)
+        .await
+        .unwrap();
+    let mut limited = false;
+    for _ in 0..12 {
+        let (status, code) =
+            raw_post(&node, "", "/login/params", r#"{"address":"x@a.test"}"#).await;
+        if status == 429 {
+            assert_eq!(code, "rate_limited");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "a burst of 10 then refusal");
+}
+
+#[tokio::test]
+async fn reused_and_expired_invites_are_refused() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let invite = node.invite("alice@a.test").await.unwrap();
+    node.client()
+        .enroll(&invite, "alice@a.test", None, b"alice password", TEST_KDF)
+        .await
+        .unwrap();
+    let e = node
+        .client()
+        .enroll(&invite, "alice@a.test", None, b"another password", TEST_KDF)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "invite_invalid");
+
+    // An invite that has expired.
+    let expired = sealpost::cli::new_invite_code();
+    let now = sealpost::now();
+    use sealpost::storage::MetaStore;
+    node.store
+        .create_account(
+            "carol@a.test",
+            None,
+            false,
+            sealpost::api::invite_hash(&expired),
+            now - 1,
+            now - 100,
+        )
+        .await
+        .unwrap();
+    let e = node
+        .client()
+        .enroll(&expired, "carol@a.test", None, b"carol password", TEST_KDF)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "invite_invalid");
+    // An invite used for another address.
+    let dave = node.invite("dave@a.test").await.unwrap();
+    let e = node
+        .client()
+        .enroll(&dave, "erin@a.test", None, b"erin password", TEST_KDF)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "invite_invalid");
+    assert_eq!(
+        node.count("SELECT COUNT(*) FROM accounts WHERE state = 'active'"),
+        1
+    );
+    assert_eq!(
+        node.count("SELECT COUNT(*) FROM accounts WHERE cert IS NOT NULL"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unknown_recipient_is_named_and_nothing_is_issued() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, _bob) = pair(&node).await;
+    let before = stored(&node);
+    let issued = node.count("SELECT COUNT(*) FROM issued_ids");
+    let e = alice
+        .send(
+            &Outgoing {
+                to: vec![
+                    "bob@a.test".into(),
+                    "nobody@a.test".into(),
+                    "x@elsewhere.test".into(),
+                ],
+                subject: "s".into(),
+                body: "b".into(),
+                attachments: vec![],
+            },
+            std::env::temp_dir().as_path(),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "unknown_recipient");
+    assert!(e.to_string().contains("nobody@a.test") && e.to_string().contains("x@elsewhere.test"));
+    assert_eq!(stored(&node), before);
+    assert_eq!(node.count("SELECT COUNT(*) FROM issued_ids"), issued);
+}
+
+#[tokio::test]
+async fn envelope_signed_by_someone_else_is_refused() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, bob) = pair(&node).await;
+    let (env, certs) = alice.envelope(&["bob@a.test".into()]).await.unwrap();
+    let mut sealed = alice.seal_text(&env, &certs, "s", "b").unwrap();
+    // Bob signs alice's envelope.
+    let p = StandardPolicy::new();
+    sealed.request.signature =
+        crypto::sign_detached(bob.unlocked_cert(), &p, sealed.request.envelope.as_bytes()).unwrap();
+    let before = stored(&node);
+    let e = alice.submit(&sealed.request).await.err().unwrap();
+    assert_eq!(code(&e), "bad_envelope_signature");
+    // A signature over other bytes (the envelope altered after signing) fails the same way.
+    let mut altered = alice.seal_text(&env, &certs, "s", "b").unwrap();
+    altered.request.envelope = altered.request.envelope.replace("\"v\":1", "\"v\":1 ");
+    let e = alice.submit(&altered.request).await.err().unwrap();
+    assert_eq!(code(&e), "bad_envelope_signature");
+    assert_eq!(stored(&node), before);
+}
+
+#[tokio::test]
+async fn ciphertext_missing_a_required_recipient_is_refused() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, bob) = pair(&node).await;
+    let (env, _) = alice.envelope(&["bob@a.test".into()]).await.unwrap();
+    let p = StandardPolicy::new();
+    let head = serde_json::to_vec(&Head {
+        v: 1,
+        message_id: env.message_id.clone(),
+        from: "alice@a.test".into(),
+        to: vec!["bob@a.test".into()],
+        subject: "s".into(),
+        body: "b".into(),
+        attachments: vec![],
+        sent_at: sealpost::now(),
+    })
+    .unwrap();
+    let submit_sealed_to = |certs: Vec<sequoia_openpgp::Cert>| {
+        let mut ct = Vec::new();
+        crypto::seal(
+            &certs,
+            alice.unlocked_cert(),
+            &p,
+            SystemTime::now(),
+            &mut &head[..],
+            &mut ct,
+        )
+        .unwrap();
+        let envelope = serde_json::to_string(&Envelope {
+            v: 1,
+            message_id: env.message_id.clone(),
+            from: "alice@a.test".into(),
+            to: vec!["bob@a.test".into()],
+            created_at: sealpost::now(),
+            parts: vec![EnvelopePart {
+                sha256: hex::encode(Sha256::digest(&ct)),
+                size: ct.len() as u64,
+            }],
+        })
+        .unwrap();
+        SubmitRequest {
+            signature: crypto::sign_detached(alice.unlocked_cert(), &p, envelope.as_bytes())
+                .unwrap(),
+            envelope,
+            inline_parts: [(0, STANDARD.encode(&ct))].into(),
+        }
+    };
+    let before = stored(&node);
+    // Encrypted to alice only: bob is missing.
+    let e = alice
+        .submit(&submit_sealed_to(vec![alice.unlocked_cert().clone()]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "missing_recipient_key");
+    assert!(e.to_string().contains("bob@a.test"), "{e}");
+    // Encrypted to bob only: the sender's own copy is missing.
+    let e = alice
+        .submit(&submit_sealed_to(vec![bob.unlocked_cert().clone()]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "missing_recipient_key");
+    assert!(e.to_string().contains("alice@a.test"), "{e}");
+    assert_eq!(stored(&node), before);
+    // Both: accepted.
+    alice
+        .submit(&submit_sealed_to(vec![
+            alice.unlocked_cert().clone(),
+            bob.unlocked_cert().clone(),
+        ]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn tampered_ciphertext_gives_the_reader_an_integrity_error() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, bob) = pair(&node).await;
+    let work = tempfile::tempdir().unwrap();
+    let att = work.path().join("a.bin");
+    std::fs::write(&att, vec![7u8; 600_000]).unwrap();
+    let sent = alice
+        .send(
+            &Outgoing {
+                to: vec!["bob@a.test".into()],
+                subject: "s".into(),
+                body: "b".into(),
+                attachments: vec![att],
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    // Flip one byte of the stored attachment ciphertext (a blob file) ...
+    let blob = sealpost_tests::files_under(&node.data().join("blobs"))
+        .into_iter()
+        .find(|p| !p.starts_with(node.data().join("blobs/tmp")))
+        .unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+    let e = bob
+        .read(&sent.message_id, Some(work.path()), work.path())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, ClientError::Integrity(_)), "{e}");
+    assert!(
+        !work.path().join("a.bin (1)").exists(),
+        "nothing saved from a tampered part"
+    );
+
+    // ... and of the stored head (inline, in the database).
+    let sent2 = alice
+        .send(
+            &Outgoing {
+                to: vec!["bob@a.test".into()],
+                subject: "s".into(),
+                body: "b".into(),
+                attachments: vec![],
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
+    let sha: Vec<u8> = db
+        .query_row(
+            "SELECT sha256 FROM parts WHERE message_id = ?1 AND idx = 0",
+            [&sent2.message_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut data: Vec<u8> = db
+        .query_row("SELECT data FROM blobs WHERE sha256 = ?1", [&sha], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    data[40] ^= 0x01;
+    db.execute(
+        "UPDATE blobs SET data = ?1 WHERE sha256 = ?2",
+        rusqlite::params![data, sha],
+    )
+    .unwrap();
+    let e = bob
+        .read(&sent2.message_id, None, work.path())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, ClientError::Integrity(_)), "{e}");
+}
+
+#[tokio::test]
+async fn oversize_upload_is_refused_with_413_and_leaves_nothing() {
+    let node = TestNode::spawn_with("a.test", |c| c.limits.max_message_bytes = 1024 * 1024)
+        .await
+        .unwrap();
+    let (alice, _bob) = pair(&node).await;
+    let before = stored(&node);
+    // Declared too large: refused before reading.
+    let resp = reqwest::Client::new()
+        .put(format!("{}/api/v1/blobs", node.url))
+        .bearer_auth(alice.token())
+        .body(vec![0u8; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert_eq!(resp.json::<ErrorBody>().await.unwrap().code, "too_large");
+    // Streamed without a length: refused when the limit is crossed.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![1u8; 64 * 1024])).collect();
+    let resp = reqwest::Client::new()
+        .put(format!("{}/api/v1/blobs", node.url))
+        .bearer_auth(alice.token())
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert_eq!(stored(&node), before);
+    assert_eq!(
+        sealpost_tests::files_under(&node.data().join("blobs")).len(),
+        0
+    );
+    // An oversize JSON body is refused too.
+    let big = format!("{{\"to\":[\"{}\"]}}", "a".repeat(2 * 1024 * 1024));
+    let (status, code) = raw_post(&node, alice.token(), "/envelopes", &big).await;
+    assert_eq!((status, code.as_str()), (413, "too_large"));
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_with_a_code() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, _bob) = pair(&node).await;
+    for (body, want) in [
+        ("{\"to\": [", "malformed_json"),
+        ("not json", "malformed_json"),
+        ("{\"to\": \"bob@a.test\"}", "invalid_request"),
+        (
+            "{\"to\": [\"bob@a.test\"], \"extra\": 1}",
+            "invalid_request",
+        ),
+        ("{\"to\": []}", "no_recipients"),
+    ] {
+        let (status, code) = raw_post(&node, alice.token(), "/envelopes", body).await;
+        assert_eq!((status, code.as_str()), (400, want), "{body}");
+    }
+    let (status, code) = raw_post(&node, alice.token(), "/messages", "{\"envelope\": 5}").await;
+    assert_eq!((status, code.as_str()), (400, "invalid_request"));
+    let (status, code) = raw_post(
+        &node,
+        alice.token(),
+        "/messages",
+        r#"{"envelope":"{}","signature":"x"}"#,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (400, "invalid_envelope"));
+    assert_eq!(node.count("SELECT COUNT(*) FROM issued_ids"), 0);
+}
+
+#[tokio::test]
+async fn a_session_token_only_reaches_its_own_user() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, bob) = pair(&node).await;
+    let carol = node
+        .user("carol@a.test", "carol password", TEST_KDF)
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let sent = alice
+        .send(
+            &Outgoing {
+                to: vec!["bob@a.test".into()],
+                subject: "for bob".into(),
+                body: "b".into(),
+                attachments: vec![],
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    // Carol's token cannot read, mark, move or delete a message that is not hers.
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}/api/v1{p}", node.url);
+    for req in [
+        http.get(url(&format!("/messages/{}", sent.message_id))),
+        http.get(url(&format!("/messages/{}/parts/0", sent.message_id))),
+        http.post(url(&format!("/messages/{}/read", sent.message_id))),
+        http.delete(url(&format!("/messages/{}", sent.message_id))),
+    ] {
+        let resp = req.bearer_auth(carol.token()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+    }
+    assert!(carol.mailbox(Folder::Inbox).await.unwrap().is_empty());
+    // Bob's token cannot submit as alice: the envelope names alice but bob is logged in.
+    let (env, certs) = alice.envelope(&["carol@a.test".into()]).await.unwrap();
+    let sealed = alice.seal_text(&env, &certs, "s", "b").unwrap();
+    let e = bob.submit(&sealed.request).await.err().unwrap();
+    assert_eq!(code(&e), "sender_mismatch");
+    // Nor use a message ID issued to alice for his own envelope.
+    let (benv, bcerts) = bob.envelope(&["carol@a.test".into()]).await.unwrap();
+    let mut stolen = benv.clone();
+    stolen.message_id = env.message_id.clone();
+    let sealed = bob.seal_text(&stolen, &bcerts, "s", "b").unwrap();
+    let e = bob.submit(&sealed.request).await.err().unwrap();
+    assert_eq!(code(&e), "message_id_not_issued");
+    // No token, or a made-up one: 401.
+    let resp = http.get(url("/mailbox/inbox")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = http
+        .get(url("/mailbox/inbox"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // After logout the token is dead.
+    let token = bob.token().to_owned();
+    bob.logout().await.unwrap();
+    let resp = http
+        .get(url("/mailbox/inbox"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(node.count("SELECT COUNT(*) FROM messages"), 1);
+}
+
+#[tokio::test]
+async fn totp_second_factor_is_required_once_enabled() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let invite = node.invite("alice@a.test").await.unwrap();
+    let enrolled = node
+        .client()
+        .enroll(&invite, "alice@a.test", None, b"alice password", TEST_KDF)
+        .await
+        .unwrap();
+    let ca = Some(enrolled.ca_fingerprint.as_str());
+    let alice = node
+        .client()
+        .login("alice@a.test", b"alice password", None, ca)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let setup: TotpSetup = http
+        .post(format!("{}/api/v1/me/totp", node.url))
+        .bearer_auth(alice.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        setup
+            .otpauth_uri
+            .starts_with("otpauth://totp/Sealpost:alice%40a.test?secret=")
+    );
+    let secret = totp_rs::Secret::Encoded(setup.secret).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret).unwrap();
+    let (status, code_) = raw_post(
+        &node,
+        alice.token(),
+        "/me/totp/confirm",
+        r#"{"code":"000000"}"#,
+    )
+    .await;
+    assert_eq!((status, code_.as_str()), (401, "totp_invalid"));
+    let now = sealpost::now() as u64;
+    let (status, _) = raw_post(
+        &node,
+        alice.token(),
+        "/me/totp/confirm",
+        &format!("{{\"code\":\"{}\"}}", totp.generate(now)),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let e = node
+        .client()
+        .login("alice@a.test", b"alice password", None, ca)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "totp_required");
+    let e = node
+        .client()
+        .login("alice@a.test", b"alice password", Some("123456"), ca)
+        .await
+        .err()
+        .unwrap();
+    assert!(["totp_invalid"].contains(&code(&e)));
+    let code_now = totp.generate(sealpost::now() as u64);
+    node.client()
+        .login("alice@a.test", b"alice password", Some(&code_now), ca)
+        .await
+        .unwrap();
+}
