@@ -1,0 +1,1 @@
+//! Sealpost's key directory (being built; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! Sealpost's web-of-trust engine (being built; see ARCHITECTURE.md).
