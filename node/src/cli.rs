@@ -114,7 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Init { data, domain, http } => {
-                let config = init(&data, &domain, http)?;
+                let config = init(&data, &domain, http).await?;
                 println!(
                     "Created the {} node in {} (listens on {}).",
                     config.domain,

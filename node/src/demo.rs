@@ -21,7 +21,7 @@ const USERS: [(&str, &str, bool); 2] = [
 pub async fn run(data: &Path, http: SocketAddr) -> anyhow::Result<()> {
     let fresh = !Paths::new(data).config().exists();
     if fresh {
-        init(data, DEMO_DOMAIN, Some(http))?;
+        init(data, DEMO_DOMAIN, Some(http)).await?;
     }
     let mut config = Config::load(data)?;
     // A busy port should not stop a demo: take a free one instead.

@@ -5,6 +5,7 @@
 //! library, which does all the cryptography on the user's side. See `ARCHITECTURE.md`.
 
 pub mod api;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -8,11 +8,11 @@ use anyhow::{Context, bail};
 use crate::api::AppState;
 use crate::config::{Config, Paths};
 use crate::keys;
-use crate::storage::{FsBlobStore, MetaStore, SqliteStore};
+use crate::storage::{FsBlobStore, LogEvent, MetaStore, SqliteStore};
 
 /// Creates a new organisation's data directory: config, database, CA and node identity.
 /// Refuses to touch a directory that already holds a node.
-pub fn init(
+pub async fn init(
     data: &Path,
     domain: &str,
     http: Option<std::net::SocketAddr>,
@@ -37,10 +37,15 @@ pub fn init(
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )?;
     let node_key = keys::create_node_key(&paths)?;
-    keys::create_ca(&paths, &domain)?;
+    let ca = keys::create_ca(&paths, &domain)?;
     keys::write_secret_file(&paths.config(), config.to_toml().as_bytes())?;
     let store = open_store(&paths, &config, node_key)?;
-    drop(store);
+    // The CA's public certificate is served by the directory like any user's.
+    let record = crate::certs::record(&ca.clone().strip_secret_key_material())?;
+    let event = LogEvent::new("ca.created", "admin", &record.fingerprint);
+    store
+        .put_cert(record, "ca", Some(event), crate::now())
+        .await?;
     Ok(config)
 }
 

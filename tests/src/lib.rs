@@ -38,7 +38,7 @@ impl TestNode {
     ) -> anyhow::Result<TestNode> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
-        let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?))?;
+        let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
         let node = Node::open_with(&data, config.clone())?;

@@ -144,9 +144,33 @@ async fn alice_sends_bob_subject_body_and_two_attachments_and_the_node_sees_none
     assert_eq!(own.subject, SUBJECT);
     assert_eq!(own.signer_fingerprint, alice.fingerprint());
 
+    // Alice deletes her Sent copy; bob's stays.
+    alice.delete(&sent.message_id).await.unwrap();
+    assert!(alice.mailbox(Folder::Sent).await.unwrap().is_empty());
+    assert_eq!(bob.mailbox(Folder::Inbox).await.unwrap().len(), 1);
+
+    // Every step is in the transaction log.
+    for kind in [
+        "account.authorised",
+        "enrolment",
+        "login",
+        "submission",
+        "delivery",
+        "read",
+        "deletion",
+    ] {
+        let n = node.count(&format!("SELECT COUNT(*) FROM txlog WHERE kind = '{kind}'"));
+        assert!(n >= 1, "no {kind} entry in the log");
+    }
+
     // The ciphertext is stored once: one file per large part, however many mailboxes.
     assert_eq!(node.count("SELECT COUNT(*) FROM messages"), 1);
-    assert_eq!(node.count("SELECT COUNT(*) FROM mailbox"), 2);
+    assert_eq!(node.count("SELECT COUNT(*) FROM mailbox"), 1);
+    assert_eq!(
+        node.count("SELECT COUNT(*) FROM blobs WHERE data IS NULL"),
+        2,
+        "two attachment files"
+    );
 
     // Blindness: nothing in the data directory (database, WAL, blobs, keys, config) holds
     // the subject, the body, the attachments' content, or any unwrapped secret key.
@@ -161,6 +185,14 @@ async fn alice_sends_bob_subject_body_and_two_attachments_and_the_node_sees_none
         "two keys each, all unlocked in the clients"
     );
     node.stop().await.unwrap(); // flush everything to disk first
+    let report = sealpost::storage::MetaStore::verify_log(&*node.store)
+        .await
+        .unwrap();
+    assert_eq!(report.first_broken, None);
+    assert!(
+        report.checkpoints >= 1,
+        "the node signs a checkpoint when it stops"
+    );
     assert!(files_under(&data).len() >= 5);
     for needle in [
         SUBJECT.as_bytes(),

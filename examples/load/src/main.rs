@@ -1,1 +1,257 @@
-fn main() {}
+//! Load tool: how many sealed messages a node accepts per second, durably.
+//!
+//! Run (release build; not part of the tests):
+//!
+//! ```sh
+//! cargo build --release -p sealpost -p sealpost-load
+//! target/release/sealpost-load --count 20000 --concurrency 64
+//! ```
+//!
+//! It starts a real `sealpost serve` process on loopback with a fresh data directory (SQLite
+//! with `synchronous=FULL`), enrols a sender and a recipient, pre-seals `--count` messages of
+//! `--size` bytes (envelope request, sign, encrypt: not timed), then submits them with
+//! `--concurrency` requests in flight and prints accepted messages per second, acceptance
+//! latency percentiles, and the node's peak resident memory (VmHWM).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use sealpost::client::{Client, Sealed, Session};
+use sealpost::crypto::KdfParams;
+
+#[derive(Parser, Debug)]
+#[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
+struct Args {
+    /// Messages to submit.
+    #[arg(long, default_value_t = 20_000)]
+    count: usize,
+    /// Submissions in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Plaintext body size in bytes.
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// The `sealpost` binary (default: next to this tool).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn run(bin: &PathBuf, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(bin).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "sealpost {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = match &args.node_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("sealpost"),
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it with `cargo build --release --bin sealpost`",
+        bin.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    let d = data.to_str().context("utf-8 path")?;
+    run(
+        &bin,
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "load.test",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    )?;
+    let mut node = Command::new(&bin)
+        .args(["serve", "--data", d])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = node.id();
+    let mut lines = BufReader::new(node.stdout.take().context("stdout")?).lines();
+    let url = loop {
+        let line = lines.next().context("node exited")??;
+        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break u.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let mut ca = String::new();
+    for (user, pw) in [
+        ("sender", "sender password"),
+        ("recipient", "recipient password"),
+    ] {
+        let out = run(
+            &bin,
+            &[
+                "admin",
+                "--data",
+                d,
+                "user",
+                "add",
+                &format!("{user}@load.test"),
+            ],
+        )?;
+        let invite = out.lines().last().context("invite")?.trim().to_owned();
+        ca = Client::new(&url)
+            .enroll(
+                &invite,
+                &format!("{user}@load.test"),
+                None,
+                pw.as_bytes(),
+                KdfParams::DEFAULT,
+            )
+            .await?
+            .ca_fingerprint;
+    }
+    let session: Arc<Session> = Arc::new(
+        Client::new(&url)
+            .login("sender@load.test", b"sender password", None, Some(&ca))
+            .await?,
+    );
+
+    println!("node {url} (pid {pid}), data in {}", data.display());
+    println!(
+        "pre-sealing {} messages of {} bytes...",
+        args.count, args.size
+    );
+    let t0 = Instant::now();
+    let body: String = (0..args.size)
+        .map(|i| (b'a' + ((i * 7919) % 26) as u8) as char)
+        .collect();
+    let mut sealed: Vec<Sealed> = Vec::with_capacity(args.count);
+    let to = vec!["recipient@load.test".to_owned()];
+    for chunk in (0..args.count).collect::<Vec<_>>().chunks(256) {
+        let mut envs = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            envs.push(session.envelope(&to).await?);
+        }
+        let mut tasks = Vec::new();
+        for (env, certs) in envs {
+            let (s, body) = (session.clone(), body.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                s.seal_text(&env, &certs, "load", &body)
+            }));
+        }
+        for t in tasks {
+            sealed.push(t.await??);
+        }
+    }
+    let sealed_bytes: usize = sealed
+        .iter()
+        .map(|s| s.request.envelope.len() + s.request.signature.len())
+        .sum();
+    println!(
+        "pre-sealed in {:.1} s (avg envelope+signature {} bytes)",
+        t0.elapsed().as_secs_f64(),
+        sealed_bytes / args.count.max(1)
+    );
+    let rss_before = vm_hwm_kib(pid).unwrap_or(0);
+
+    let queue = Arc::new(std::sync::Mutex::new(sealed));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (s, q) = (session.clone(), queue.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let Some(m) = q.lock().expect("queue").pop() else {
+                    break;
+                };
+                let t = Instant::now();
+                match s.submit(&m.request).await {
+                    Ok(r) if !r.duplicate => lat.push(t.elapsed()),
+                    Ok(_) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("submit failed: {e}");
+                        }
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(args.count);
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let rss_peak = vm_hwm_kib(pid).unwrap_or(0);
+    let _ = node.kill();
+    let _ = node.wait();
+
+    println!();
+    println!(
+        "accepted:    {} of {} ({} errors) in {:.2} s",
+        latencies.len(),
+        args.count,
+        errors,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "throughput:  {:.0} messages/s (synchronous=FULL, concurrency {})",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        args.concurrency
+    );
+    println!(
+        "latency:     p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "node RSS:    peak {:.1} MiB (before the run {:.1} MiB)",
+        rss_peak as f64 / 1024.0,
+        rss_before as f64 / 1024.0
+    );
+    if errors > 0 {
+        bail!("{errors} submissions failed");
+    }
+    Ok(())
+}

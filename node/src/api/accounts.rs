@@ -140,16 +140,16 @@ pub(super) async fn enroll(
         .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
     let certified = crypto::ca_certify(&st.ca, &cert, &address, std::time::SystemTime::now())
         .map_err(ApiError::internal)?;
-    let certified_armored = crypto::cert_to_armored(&certified).map_err(ApiError::internal)?;
-    let fingerprint = cert.fingerprint().to_hex();
+    let record = crate::certs::record(&certified).map_err(ApiError::internal)?;
+    let certified_armored = record.armored.clone();
+    let fingerprint = record.fingerprint.clone();
     let login_hash = hash_verifier(&st, verifier).await?;
     st.store
         .enroll(
             invite_hash(&req.invite),
             &address,
             Enrolment {
-                cert: certified_armored.clone(),
-                fingerprint: fingerprint.clone(),
+                cert: record,
                 wrapped_key: req.wrapped_key,
                 kdf_salt: salt,
                 kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,

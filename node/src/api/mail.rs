@@ -297,11 +297,12 @@ pub(super) async fn submit(
     }
 
     // Every part must be encrypted to every recipient and to the sender (for Sent).
-    let mut required: Vec<(String, Cert)> = recipients
+    let mut required: Vec<(&str, &Cert)> = recipients
         .iter()
-        .map(|(_, r, c)| (r.address.clone(), (**c).clone()))
+        .map(|(_, r, c)| (r.address.as_str(), &**c))
         .collect();
-    required.push((auth.account.address.clone(), (*sender_cert).clone()));
+    required.push((auth.account.address.as_str(), &*sender_cert));
+    let required_certs: Vec<Cert> = required.iter().map(|(_, c)| (*c).clone()).collect();
     for (i, part) in parts.iter().enumerate() {
         let keys = match &part.inline {
             Some(data) => crypto::pkesk_recipients(&mut &data[..]),
@@ -324,14 +325,17 @@ pub(super) async fn submit(
                 format!("part {i} is not an OpenPGP message encrypted to its recipients: {e}"),
             )
         })?;
-        let certs: Vec<Cert> = required.iter().map(|(_, c)| c.clone()).collect();
-        let missing =
-            crypto::missing_recipients(&keys, &certs, &st.policy, std::time::SystemTime::now());
+        let missing = crypto::missing_recipients(
+            &keys,
+            &required_certs,
+            &st.policy,
+            std::time::SystemTime::now(),
+        );
         if !missing.is_empty() {
             let names: Vec<&str> = required
                 .iter()
                 .filter(|(_, c)| missing.contains(&c.fingerprint()))
-                .map(|(a, _)| a.as_str())
+                .map(|(a, _)| *a)
                 .collect();
             return Err(ApiError::unprocessable(
                 "missing_recipient_key",

@@ -236,14 +236,9 @@ impl FromRequestParts<AppState> for Authed {
         // the token for lookup and a stolen database yields no usable session.
         let token_hash = token_hash(token.trim());
         let now = crate::now();
-        let session = state
-            .store
-            .session(token_hash, now)
-            .await?
-            .ok_or_else(unauth)?;
         let account = state
             .store
-            .account_by_id(session.account_id)
+            .session_account(token_hash, now)
             .await?
             .ok_or_else(unauth)?;
         if account.state != AccountState::Active {

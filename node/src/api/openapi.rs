@@ -20,9 +20,10 @@ mod tests {
     /// `(path, methods)` of every route registered in `api/mod.rs`, read from its source.
     fn routes_in_router() -> Vec<(String, Vec<String>)> {
         let src = include_str!("mod.rs");
-        src.split(".route(\"")
+        src.split(".route(")
             .skip(1)
             .filter_map(|rest| {
+                let rest = rest.trim_start().strip_prefix('"')?;
                 let (path, after) = rest.split_once('"')?;
                 let call = after.split(".route(").next().unwrap_or(after);
                 let methods = ["get", "post", "put", "delete"]

@@ -38,6 +38,9 @@ pub fn check_user_cert(
     if let RevocationStatus::Revoked(_) = vc.revocation_status() {
         return bad("the key is revoked");
     }
+    if vc.alive().is_err() {
+        return bad("the key has expired");
+    }
     if !vc
         .userids()
         .any(|u| email_of(u.userid()).as_deref() == Some(address))
@@ -114,8 +117,15 @@ pub fn ca_certifies(
     let Ok(vc) = cert.with_policy(policy, now) else {
         return false;
     };
-    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+    if vc.alive().is_err() || matches!(vc.revocation_status(), RevocationStatus::Revoked(_)) {
         return false;
+    }
+    // The CA itself must be valid, alive and not revoked at `now`.
+    match ca.with_policy(policy, now) {
+        Ok(vca)
+            if vca.alive().is_ok()
+                && !matches!(vca.revocation_status(), RevocationStatus::Revoked(_)) => {}
+        _ => return false,
     }
     let ca_key = ca.primary_key().key().role_as_unspecified();
     vc.userids()

@@ -100,11 +100,22 @@ pub struct Account {
     pub locked_until: Option<Timestamp>,
 }
 
+/// A certificate ready to store: its armored public form and what it is looked up by.
+#[derive(Clone, Debug)]
+pub struct CertRecord {
+    /// Upper-case hex fingerprint of the primary key.
+    pub fingerprint: String,
+    pub armored: String,
+    /// Lowercased e-mail addresses of its user IDs.
+    pub emails: Vec<String>,
+    /// Upper-case hex key IDs and fingerprints of the primary key and every subkey.
+    pub handles: Vec<String>,
+}
+
 /// What a user's client registers at enrolment.
 #[derive(Clone, Debug)]
 pub struct Enrolment {
-    pub cert: String,
-    pub fingerprint: String,
+    pub cert: CertRecord,
     pub wrapped_key: String,
     pub kdf_salt: Vec<u8>,
     pub kdf_params: String,
@@ -315,6 +326,12 @@ pub trait MetaStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<()>;
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>>;
+    /// The account of a live session, in one look-up (every authenticated request needs it).
+    async fn session_account(
+        &self,
+        token_hash: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Account>>;
     async fn end_session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<()>;
     async fn set_totp(&self, account_id: i64, secret: Option<Vec<u8>>, enabled: bool)
     -> Result<()>;
@@ -379,4 +396,22 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Signs a checkpoint over the newest entry if it is not signed yet.
     async fn checkpoint(&self, now: Timestamp) -> Result<()>;
     async fn verify_log(&self) -> Result<LogReport>;
+    /// Stores (inserts or replaces) a certificate, optionally logging why, and bumps the
+    /// certificate generation.
+    async fn put_cert(
+        &self,
+        record: CertRecord,
+        origin: &str,
+        event: Option<LogEvent>,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn cert_by_fingerprint(&self, fingerprint: &str) -> Result<Option<String>>;
+    /// By key ID or fingerprint of the primary key or a subkey (upper-case hex).
+    async fn certs_by_handle(&self, handle: &str) -> Result<Vec<String>>;
+    async fn certs_by_email(&self, email: &str) -> Result<Vec<String>>;
+    /// Certificates with an address containing `text` (case-insensitive), at most `limit`.
+    async fn certs_search(&self, text: &str, limit: usize) -> Result<Vec<String>>;
+    async fn all_certs(&self) -> Result<Vec<String>>;
+    /// Changes whenever any certificate changes (in any process sharing the store).
+    async fn cert_generation(&self) -> Result<u64>;
 }

@@ -30,7 +30,6 @@ CREATE TABLE accounts (
     is_admin INTEGER NOT NULL,
     state TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    cert TEXT,
     fingerprint TEXT UNIQUE,
     wrapped_key TEXT,
     kdf_salt BLOB,
@@ -41,6 +40,31 @@ CREATE TABLE accounts (
     failed_logins INTEGER NOT NULL DEFAULT 0,
     locked_until INTEGER
 );
+-- Every certificate the node knows, public parts only: its users', its CA's, peers'.
+CREATE TABLE certs (
+    fingerprint TEXT PRIMARY KEY,
+    armored TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE cert_emails (
+    email TEXT NOT NULL,
+    fingerprint TEXT NOT NULL REFERENCES certs(fingerprint),
+    PRIMARY KEY (email, fingerprint)
+) WITHOUT ROWID;
+-- Key IDs and fingerprints of primary keys and subkeys, for look-ups by key ID.
+CREATE TABLE cert_handles (
+    handle TEXT NOT NULL,
+    fingerprint TEXT NOT NULL REFERENCES certs(fingerprint),
+    PRIMARY KEY (handle, fingerprint)
+) WITHOUT ROWID;
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Bumped with every certificate change, so caches (in this or another process) know when
+-- to rebuild the trust network.
+INSERT INTO meta (key, value) VALUES ('cert_generation', 0);
 CREATE TABLE invites (
     code_hash BLOB PRIMARY KEY,
     account_id INTEGER NOT NULL REFERENCES accounts(id),
@@ -211,10 +235,15 @@ impl Chain {
     }
 }
 
+/// Most read connections open at once. Reads beyond this wait for a connection rather than
+/// opening (and then closing) more: opening one costs far more than a typical query.
+const MAX_READERS: usize = 8;
+
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::SyncSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    reader_permits: Arc<tokio::sync::Semaphore>,
     verifying_key: VerifyingKey,
 }
 
@@ -278,6 +307,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reader_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             verifying_key,
         })
     }
@@ -315,7 +345,14 @@ impl SqliteStore {
     ) -> Result<R> {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = readers.lock().expect("reader pool").pop();
             let conn = match conn {
                 Some(c) => c,
@@ -326,15 +363,16 @@ impl SqliteStore {
                 }
             };
             let result = f(&conn);
-            let mut pool = readers.lock().expect("reader pool");
-            if pool.len() < 16 {
-                pool.push(conn);
-            }
+            readers.lock().expect("reader pool").push(conn);
             result
         })
         .await
         .map_err(|e| StorageError::Database(format!("reader task failed: {e}")))?
     }
+}
+
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
 }
 
 fn writer_loop(
@@ -367,13 +405,13 @@ fn writer_loop(
         let mut completions = Vec::with_capacity(batch.len());
         for job in batch {
             let saved = chain.head.clone();
-            let step = conn.execute_batch("SAVEPOINT op");
+            let step = exec_cached(&conn, "SAVEPOINT op");
             let (ok, done) = job(Some((&conn, &mut chain)));
             if step.is_err() || !ok {
-                let _ = conn.execute_batch("ROLLBACK TO op");
+                let _ = exec_cached(&conn, "ROLLBACK TO op");
                 chain.head = saved;
             }
-            let _ = conn.execute_batch("RELEASE op");
+            let _ = exec_cached(&conn, "RELEASE op");
             completions.push(done);
         }
         let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
@@ -390,7 +428,8 @@ fn writer_loop(
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "id, address, name, is_admin, state, created_at, cert, fingerprint, \
+const ACCOUNT_COLUMNS: &str = "id, address, name, is_admin, state, created_at, \
+    (SELECT armored FROM certs c WHERE c.fingerprint = accounts.fingerprint), fingerprint, \
     wrapped_key, kdf_salt, kdf_params, login_hash, totp_secret, totp_enabled, failed_logins, locked_until";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
@@ -451,6 +490,38 @@ fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
             "sha256 is not 32 bytes".into(),
         )
     })
+}
+
+/// Inserts or replaces a certificate with its indexes, and bumps the generation.
+fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timestamp) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO certs (fingerprint, armored, origin, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (fingerprint) DO UPDATE SET armored = excluded.armored, updated_at = excluded.updated_at",
+    )?
+    .execute(params![r.fingerprint, r.armored, origin, now])?;
+    c.prepare_cached("DELETE FROM cert_emails WHERE fingerprint = ?1")?
+        .execute([&r.fingerprint])?;
+    c.prepare_cached("DELETE FROM cert_handles WHERE fingerprint = ?1")?
+        .execute([&r.fingerprint])?;
+    for e in &r.emails {
+        c.prepare_cached("INSERT OR IGNORE INTO cert_emails (email, fingerprint) VALUES (?1, ?2)")?
+            .execute(params![e, r.fingerprint])?;
+    }
+    for h in &r.handles {
+        c.prepare_cached(
+            "INSERT OR IGNORE INTO cert_handles (handle, fingerprint) VALUES (?1, ?2)",
+        )?
+        .execute(params![h, r.fingerprint])?;
+    }
+    c.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'cert_generation'")?
+        .execute([])?;
+    Ok(())
+}
+
+fn query_certs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
+    Ok(c.prepare_cached(sql)?
+        .query_map(p, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?)
 }
 
 const ITEM_SELECT: &str = "SELECT m.message_id, m.folder, m.unread, g.sender, g.recipients, \
@@ -615,17 +686,28 @@ impl MetaStore for SqliteStore {
             if used.is_some() || expires < now || invited_address != address || state != "invited" {
                 return Err(StorageError::InviteInvalid);
             }
-            c.execute("UPDATE invites SET used_at = ?1 WHERE code_hash = ?2", params![now, &invite_hash[..]])?;
             c.execute(
-                "UPDATE accounts SET state = 'active', cert = ?1, fingerprint = ?2, wrapped_key = ?3,
-                 kdf_salt = ?4, kdf_params = ?5, login_hash = ?6 WHERE id = ?7",
-                params![e.cert, e.fingerprint, e.wrapped_key, e.kdf_salt, e.kdf_params, e.login_hash, id],
+                "UPDATE invites SET used_at = ?1 WHERE code_hash = ?2",
+                params![now, &invite_hash[..]],
             )?;
+            c.execute(
+                "UPDATE accounts SET state = 'active', fingerprint = ?1, wrapped_key = ?2,
+                 kdf_salt = ?3, kdf_params = ?4, login_hash = ?5 WHERE id = ?6",
+                params![
+                    e.cert.fingerprint,
+                    e.wrapped_key,
+                    e.kdf_salt,
+                    e.kdf_params,
+                    e.login_hash,
+                    id
+                ],
+            )?;
+            put_cert(c, &e.cert, "local", now)?;
             chain.append(
                 c,
                 now,
                 &LogEvent::new("enrolment", &address, &address)
-                    .with(serde_json::json!({ "fingerprint": e.fingerprint })),
+                    .with(serde_json::json!({ "fingerprint": e.cert.fingerprint })),
             )?;
             Ok(())
         })
@@ -681,6 +763,22 @@ impl MetaStore for SqliteStore {
             )?;
             chain.append(c, now, &LogEvent::new("login", &address, &address))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn session_account(
+        &self,
+        token_hash: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Account>> {
+        self.read(move |c| {
+            Ok(query_accounts(
+                c,
+                "WHERE id = (SELECT account_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2)",
+                params![&token_hash[..], now],
+            )?
+            .pop())
         })
         .await
     }
@@ -1096,6 +1194,91 @@ impl MetaStore for SqliteStore {
 
     async fn checkpoint(&self, now: Timestamp) -> Result<()> {
         self.write(move |c, chain| chain.checkpoint(c, now)).await
+    }
+
+    async fn put_cert(
+        &self,
+        record: CertRecord,
+        origin: &str,
+        event: Option<LogEvent>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let origin = origin.to_owned();
+        self.write(move |c, chain| {
+            put_cert(c, &record, &origin, now)?;
+            if let Some(e) = &event {
+                chain.append(c, now, e)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cert_by_fingerprint(&self, fingerprint: &str) -> Result<Option<String>> {
+        let f = fingerprint.to_owned();
+        self.read(move |c| {
+            Ok(query_certs(c, "SELECT armored FROM certs WHERE fingerprint = ?1", [f])?.pop())
+        })
+        .await
+    }
+
+    async fn certs_by_handle(&self, handle: &str) -> Result<Vec<String>> {
+        let h = handle.to_owned();
+        self.read(move |c| {
+            query_certs(
+                c,
+                "SELECT c.armored FROM cert_handles h JOIN certs c ON c.fingerprint = h.fingerprint WHERE h.handle = ?1",
+                [h],
+            )
+        })
+        .await
+    }
+
+    async fn certs_by_email(&self, email: &str) -> Result<Vec<String>> {
+        let e = email.to_owned();
+        self.read(move |c| {
+            query_certs(
+                c,
+                "SELECT c.armored FROM cert_emails e JOIN certs c ON c.fingerprint = e.fingerprint WHERE e.email = ?1",
+                [e],
+            )
+        })
+        .await
+    }
+
+    async fn certs_search(&self, text: &str, limit: usize) -> Result<Vec<String>> {
+        // A substring of an address: escape LIKE's wildcards so they match literally.
+        let pattern = format!(
+            "%{}%",
+            text.to_ascii_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.read(move |c| {
+            query_certs(
+                c,
+                "SELECT c.armored FROM certs c WHERE c.fingerprint IN
+                   (SELECT fingerprint FROM cert_emails WHERE email LIKE ?1 ESCAPE '\\') LIMIT ?2",
+                params![pattern, limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn all_certs(&self) -> Result<Vec<String>> {
+        self.read(|c| query_certs(c, "SELECT armored FROM certs", []))
+            .await
+    }
+
+    async fn cert_generation(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM meta WHERE key = 'cert_generation'")?
+                    .query_row([], |r| r.get::<_, i64>(0))? as u64,
+            )
+        })
+        .await
     }
 
     async fn verify_log(&self) -> Result<LogReport> {
