@@ -99,6 +99,9 @@ pub enum UserCommand {
     Disable { address: String },
     /// Enable a disabled account again.
     Enable { address: String },
+    /// Revoke the organisation CA's certification of a user (a leaver): paths through the CA
+    /// to their key break. Disable the account separately if they may no longer log in.
+    Revoke { address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +215,38 @@ pub async fn add_user(
     Ok(code)
 }
 
+/// The CA revokes its certification of `address`'s key (a leaver). Returns the address.
+pub async fn revoke_certification(
+    store: &dyn MetaStore,
+    data: &Path,
+    address: &str,
+) -> anyhow::Result<String> {
+    let address = crate::normalize_address(address).context("not an e-mail address")?;
+    let account = store
+        .account_by_address(&address)
+        .await?
+        .with_context(|| format!("no account {address}"))?;
+    let armored = account
+        .cert
+        .with_context(|| format!("{address} has not enrolled"))?;
+    let cert = crate::crypto::cert_from_armored(&armored)?;
+    let ca = crate::keys::load_ca(&Paths::new(data))?;
+    let when = crate::certs::after_previous_signatures(
+        &ca.fingerprint(),
+        &cert,
+        &address,
+        std::time::SystemTime::now(),
+    );
+    let revoked = sealpost_trust::retract(&ca, &cert, &address, when)?;
+    let record = crate::certs::record(&revoked)?;
+    let event = crate::storage::LogEvent::new("ca.certification_revoked", "admin", &address)
+        .with(serde_json::json!({ "fingerprint": record.fingerprint }));
+    store
+        .put_cert(record, "local", Some(event), crate::now())
+        .await?;
+    Ok(address)
+}
+
 async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
     let (config, store) = open_store(data)?;
     match command {
@@ -272,6 +307,10 @@ async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                         );
                     }
                 }
+            }
+            UserCommand::Revoke { address } => {
+                let address = revoke_certification(&store, data, &address).await?;
+                println!("The CA no longer certifies {address}'s key.");
             }
             UserCommand::Disable { ref address } | UserCommand::Enable { ref address } => {
                 let enable = matches!(command, UserCommand::Enable { .. });

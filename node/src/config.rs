@@ -50,6 +50,16 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub trust: TrustConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// Whether a recipient whose key is only partially authenticated (some trust, less than
+    /// full) may be written to. Clients learn this from the organisation record.
+    pub accept_partial: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -178,6 +188,7 @@ impl Config {
             accounts: AccountsConfig::default(),
             storage: StorageConfig::default(),
             log: LogConfig::default(),
+            trust: TrustConfig::default(),
         }
     }
 

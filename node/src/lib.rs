@@ -11,10 +11,12 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod directory_store;
 pub mod keys;
 pub mod node;
 pub mod proto;
 pub mod storage;
+pub mod trustview;
 pub mod txlog;
 
 /// Seconds since the Unix epoch.

@@ -37,6 +37,8 @@ pub struct OrgInfo {
     /// Hex of the node's Ed25519 public key (its federation identity).
     pub node_key: String,
     pub limits: PublicLimits,
+    /// Whether partially authenticated recipients are acceptable (`trust.accept_partial`).
+    pub accept_partial: bool,
     pub version: String,
 }
 
@@ -135,6 +137,60 @@ pub struct ResolvedRecipient {
     pub fingerprint: String,
     pub cert: String,
     pub mode: DeliveryMode,
+    /// How far the requesting user's web of trust authenticates this key for this address.
+    pub verdict: VerdictView,
+}
+
+/// A trust verdict as clients see it: level, amount, and every path in words.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerdictView {
+    pub fingerprint: String,
+    pub address: String,
+    /// `full`, `partial` or `none`.
+    pub level: String,
+    /// 0..=120 (sums of paths may exceed 120).
+    pub amount: usize,
+    /// A stable code when the key is not fully authenticated: `revoked`, `expired`,
+    /// `user_id_revoked`, `invalid`, `unknown_key`, `address_not_on_key`, `invalid_address`,
+    /// `no_path`, `not_enough`, `conflict`.
+    pub why_not: Option<String>,
+    /// One line per path ("you → Alpha CA (your organisation) → bob@alpha.test: full (120)"),
+    /// then why not, in words.
+    pub explanation: Vec<String>,
+}
+
+impl VerdictView {
+    pub fn is_revoked(&self) -> bool {
+        self.why_not.as_deref() == Some("revoked")
+    }
+    /// Whether a message may be written to this key under the organisation's policy.
+    pub fn acceptable(&self, accept_partial: bool) -> bool {
+        !self.is_revoked()
+            && !matches!(
+                self.why_not.as_deref(),
+                Some("expired" | "user_id_revoked" | "invalid")
+            )
+            && (self.level == "full" || (accept_partial && self.level == "partial"))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustResponse {
+    /// Every key claiming the address, strongest first.
+    pub keys: Vec<VerdictView>,
+}
+
+/// A certificate carrying new certifications (or retractions) made by the requesting user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificationRequest {
+    pub cert: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CertificationResponse {
+    pub fingerprint: String,
+    pub added: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -296,3 +296,157 @@ fn demo_starts_a_ready_organisation_whose_printed_commands_work() {
         "{inbox}"
     );
 }
+
+#[test]
+fn trust_commands_work_end_to_end_including_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    ok(
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "a.test",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let (node, url) = Proc::serve(&data);
+    let users = ["alice", "bob"];
+    for u in users {
+        let invite = add_user(&data, &format!("{u}@a.test"));
+        let cdir = dir.path().join(u);
+        ok(
+            &[
+                "client",
+                "--node",
+                &url,
+                "--dir",
+                cdir.to_str().unwrap(),
+                "enroll",
+                "--invite",
+                &invite,
+                "--address",
+                &format!("{u}@a.test"),
+            ],
+            &[("SEALPOST_PASSWORD", &format!("{u} long password"))],
+        );
+    }
+    let a = dir.path().join("alice");
+    let b = dir.path().join("bob");
+    let alice = [
+        ("SEALPOST_CLIENT_DIR", a.to_str().unwrap()),
+        ("SEALPOST_PASSWORD", "alice long password"),
+    ];
+    let bob = [
+        ("SEALPOST_CLIENT_DIR", b.to_str().unwrap()),
+        ("SEALPOST_PASSWORD", "bob long password"),
+    ];
+
+    let show = ok(&["client", "trust", "show", "bob@a.test"], &alice);
+    assert!(
+        show.contains("full (120)") && show.contains("(your organisation)"),
+        "{show}"
+    );
+    let own = ok(&["client", "fingerprint"], &bob);
+    let bob_fpr = own.trim().split_once("  ").unwrap().1.to_owned();
+    assert_eq!(bob_fpr.len(), 49, "ten groups of four: {bob_fpr}");
+    let served = ok(&["client", "fingerprint", "bob@a.test"], &alice);
+    assert!(served.contains(&bob_fpr), "{served}");
+
+    // The leaver: the admin revokes the CA's certification; the path is gone.
+    ok(&["admin", "--data", d, "user", "revoke", "bob@a.test"], &[]);
+    let show = ok(&["client", "trust", "show", "bob@a.test"], &alice);
+    assert!(show.contains("none (0)"), "{show}");
+    let o = sealpost(
+        &[
+            "client",
+            "send",
+            "--to",
+            "bob@a.test",
+            "--subject",
+            "s",
+            "--body",
+            "b",
+        ],
+        &alice,
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no trust path"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A wrong fingerprint is refused; the right one certifies, and the personal path shows.
+    let o = sealpost(
+        &[
+            "client",
+            "certify",
+            "bob@a.test",
+            "--fingerprint",
+            "ABCD 0000",
+        ],
+        &alice,
+    );
+    assert!(!o.status.success());
+    let out = ok(
+        &["client", "certify", "bob@a.test", "--fingerprint", &bob_fpr],
+        &alice,
+    );
+    assert!(out.contains("you certified"), "{out}");
+    ok(
+        &[
+            "client",
+            "send",
+            "--to",
+            "bob@a.test",
+            "--subject",
+            "s",
+            "--body",
+            "b",
+        ],
+        &alice,
+    );
+    ok(&["client", "retract", "bob@a.test"], &alice);
+    assert!(ok(&["client", "trust", "show", "bob@a.test"], &alice).contains("none (0)"));
+    ok(
+        &[
+            "client",
+            "introducer",
+            "bob@a.test",
+            "--fingerprint",
+            &bob_fpr,
+            "--scope",
+            "a.test",
+        ],
+        &alice,
+    );
+    assert!(ok(&["client", "trust", "show", "bob@a.test"], &alice).contains("full (120)"));
+
+    // Bob revokes his key: the verdict says revoked and sending refuses.
+    ok(&["client", "revoke-key", "--reason", "laptop stolen"], &bob);
+    let show = ok(&["client", "trust", "show", "bob@a.test"], &alice);
+    assert!(show.contains("revoked"), "{show}");
+    let o = sealpost(
+        &[
+            "client",
+            "send",
+            "--to",
+            "bob@a.test",
+            "--subject",
+            "s",
+            "--body",
+            "b",
+        ],
+        &alice,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("revoked"));
+    let log = ok(&["admin", "--data", d, "log", "verify"], &[]);
+    assert!(log.contains("log ok"));
+    drop(node);
+}

@@ -2,6 +2,8 @@
 //! directory, a real SQLite file and a real socket on `127.0.0.1:0`, driven through the same
 //! client library users run. Helpers wait for conditions with deadlines; nothing sleeps blindly.
 
+pub mod gpg;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

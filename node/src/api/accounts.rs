@@ -22,21 +22,8 @@ use crate::proto::*;
 use crate::storage::{Account, AccountState, Enrolment};
 use crate::{normalize_address, now};
 
-pub(super) async fn org(State(st): State<AppState>) -> Json<OrgInfo> {
-    let l = &st.config.limits;
-    Json(OrgInfo {
-        domain: st.config.domain.clone(),
-        ca_fingerprint: st.ca.fingerprint().to_hex(),
-        ca_cert: st.ca_armored.clone(),
-        node_key: st.node_key_hex.clone(),
-        limits: PublicLimits {
-            max_message_bytes: l.max_message_bytes,
-            max_parts: l.max_parts,
-            max_recipients: l.max_recipients,
-            inline_part_max_bytes: l.inline_part_max_bytes,
-        },
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-    })
+pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
+    Json(st.org_record())
 }
 
 fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {

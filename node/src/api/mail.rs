@@ -27,9 +27,11 @@ use crate::proto::*;
 use crate::storage::{AccountState, NewMessage, NewPart, PartData, SubmitOutcome};
 use crate::{is_message_id, new_message_id, normalize_address, now};
 
-/// Resolves one recipient to an enrolled, active local account and its certificate.
+/// Resolves one recipient to an enrolled, active local account and its certificate, with the
+/// viewer's trust verdict on that key for that address.
 async fn resolve(
     st: &AppState,
+    viewer: Option<&sequoia_openpgp::Fingerprint>,
     address: &str,
 ) -> ApiResult<Option<(i64, ResolvedRecipient, Arc<Cert>)>> {
     if !address.ends_with(&format!("@{}", st.config.domain)) {
@@ -42,6 +44,23 @@ async fn resolve(
         return Ok(None);
     }
     let cert = st.account_cert(&account)?;
+    let verdict = match viewer {
+        Some(viewer) => super::trust::view(
+            &st.trust
+                .authenticate(viewer, &cert.fingerprint(), address)
+                .await
+                .map_err(ApiError::internal)?,
+        ),
+        // Submission needs no verdict, only whether the key is revoked (checked by the caller).
+        None => VerdictView {
+            fingerprint: cert.fingerprint().to_hex(),
+            address: address.to_owned(),
+            level: String::new(),
+            amount: 0,
+            why_not: None,
+            explanation: Vec::new(),
+        },
+    };
     Ok(Some((
         account.id,
         ResolvedRecipient {
@@ -49,6 +68,7 @@ async fn resolve(
             fingerprint: account.fingerprint.clone().unwrap_or_default(),
             cert: account.cert.clone().unwrap_or_default(),
             mode: DeliveryMode::Local,
+            verdict,
         },
         cert,
     )))
@@ -86,12 +106,13 @@ fn normalized_recipients(st: &AppState, to: &[String]) -> ApiResult<Vec<String>>
 /// Resolves all recipients, or names every one that cannot be reached.
 async fn resolve_all(
     st: &AppState,
+    viewer: Option<&sequoia_openpgp::Fingerprint>,
     to: &[String],
 ) -> ApiResult<Vec<(i64, ResolvedRecipient, Arc<Cert>)>> {
     let mut found = Vec::with_capacity(to.len());
     let mut unknown = Vec::new();
     for a in to {
-        match resolve(st, a).await? {
+        match resolve(st, viewer, a).await? {
             Some(r) => found.push(r),
             None => unknown.push(a.clone()),
         }
@@ -111,8 +132,9 @@ pub(super) async fn envelope(
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> ApiResult<Json<EnvelopeResponse>> {
     let to = normalized_recipients(&st, &req.to)?;
-    let recipients = resolve_all(&st, &to).await?;
-    let (_, sender, _) = resolve(&st, &auth.account.address)
+    let me = super::trust::viewer(&auth.account)?;
+    let recipients = resolve_all(&st, Some(&me), &to).await?;
+    let (_, sender, _) = resolve(&st, Some(&me), &auth.account.address)
         .await?
         .ok_or_else(|| ApiError::forbidden("not_enrolled", "your account has no key"))?;
     let now = now();
@@ -239,7 +261,24 @@ pub(super) async fn submit(
             format!("the envelope is not signed by the sender's key: {e}"),
         )
     })?;
-    let recipients = resolve_all(&st, &to).await?;
+    let recipients = resolve_all(&st, None, &to).await?;
+    // New messages to a revoked key are refused, whatever the client decided.
+    let revoked: Vec<&str> = recipients
+        .iter()
+        .filter(|(_, _, c)| {
+            matches!(
+                c.revocation_status(&st.policy, None),
+                sequoia_openpgp::types::RevocationStatus::Revoked(_)
+            )
+        })
+        .map(|(_, r, _)| r.address.as_str())
+        .collect();
+    if !revoked.is_empty() {
+        return Err(ApiError::unprocessable(
+            "recipient_revoked",
+            format!("the key of {} is revoked", revoked.join(", ")),
+        ));
+    }
 
     if let Some(i) = req
         .inline_parts

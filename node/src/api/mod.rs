@@ -8,6 +8,7 @@ mod accounts;
 pub mod error;
 mod mail;
 pub mod openapi;
+pub mod trust;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -45,7 +46,11 @@ pub struct Inner {
     /// Keyed secret for deterministic decoy KDF salts of unknown addresses.
     pub decoy_key: [u8; 32],
     pub policy: StandardPolicy<'static>,
-    certs: Mutex<HashMap<String, Arc<Cert>>>,
+    pub trust: crate::trustview::TrustView,
+    /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
+    /// certificate that changed (new certification, revocation) under the same fingerprint must
+    /// not be served from the cache.
+    certs: Mutex<HashMap<String, (String, Arc<Cert>)>>,
     auth_limiter: RateLimiter,
 }
 
@@ -67,6 +72,7 @@ impl AppState {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
         let rate = config.http.auth_rate_per_sec;
+        let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -77,10 +83,32 @@ impl AppState {
                 node_key_hex: hex::encode(node_key.verifying_key().as_bytes()),
                 decoy_key,
                 policy: StandardPolicy::new(),
+                trust,
                 certs: Mutex::new(HashMap::new()),
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
             }),
         }
+    }
+
+    /// What this node publishes about its organisation (`/api/v1/org`,
+    /// `/.well-known/sealpost/org`).
+    pub fn org_record(&self) -> serde_json::Value {
+        let l = &self.config.limits;
+        serde_json::to_value(crate::proto::OrgInfo {
+            domain: self.config.domain.clone(),
+            ca_fingerprint: self.ca.fingerprint().to_hex(),
+            ca_cert: self.ca_armored.clone(),
+            node_key: self.node_key_hex.clone(),
+            limits: crate::proto::PublicLimits {
+                max_message_bytes: l.max_message_bytes,
+                max_parts: l.max_parts,
+                max_recipients: l.max_recipients,
+                inline_part_max_bytes: l.inline_part_max_bytes,
+            },
+            accept_partial: self.config.trust.accept_partial,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .expect("org info serialises")
     }
 
     /// The parsed certificate of an enrolled account. Parsing is the expensive part of
@@ -93,7 +121,9 @@ impl AppState {
                 format!("{} has not enrolled yet", account.address),
             ));
         };
-        if let Some(c) = self.certs.lock().expect("cert cache").get(fpr) {
+        if let Some((text, c)) = self.certs.lock().expect("cert cache").get(fpr)
+            && text == armored
+        {
             return Ok(c.clone());
         }
         let cert = Arc::new(crate::crypto::cert_from_armored(armored).map_err(ApiError::internal)?);
@@ -101,7 +131,7 @@ impl AppState {
         if cache.len() >= 10_000 {
             cache.clear();
         }
-        cache.insert(fpr.clone(), cert.clone());
+        cache.insert(fpr.clone(), (armored.clone(), cert.clone()));
         Ok(cert)
     }
 }
@@ -132,9 +162,19 @@ pub fn app(state: AppState) -> Router {
         .route("/messages/{id}", get(mail::message).delete(mail::delete))
         .route("/messages/{id}/parts/{index}", get(mail::part))
         .route("/messages/{id}/read", post(mail::mark_read))
-        .route("/messages/{id}/move", post(mail::move_message));
+        .route("/messages/{id}/move", post(mail::move_message))
+        .route("/trust/{address}", get(trust::trust))
+        .route("/certifications", post(trust::certify));
+    let directory = sealpost_directory::router(
+        Arc::new(crate::directory_store::NodeDirectory {
+            store: state.store.clone(),
+            org_record: state.org_record(),
+        }),
+        sealpost_directory::DirectoryConfig::new(&state.config.domain),
+    );
     Router::new()
         .nest(crate::proto::API_PREFIX, api)
+        .merge(directory)
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .layer(DefaultBodyLimit::max(json_limit))

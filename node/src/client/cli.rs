@@ -90,6 +90,40 @@ pub enum ClientCommand {
     Delete { id: String },
     /// Show who you are on this node.
     Whoami,
+    /// The web of trust.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+    /// Certify that a key is ADDRESS's, after comparing its fingerprint with them.
+    Certify {
+        address: String,
+        #[arg(long)]
+        fingerprint: String,
+    },
+    /// Make ADDRESS's key a trusted introducer (optionally only for one domain).
+    Introducer {
+        address: String,
+        #[arg(long)]
+        fingerprint: String,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Retract your certification of ADDRESS's key.
+    Retract { address: String },
+    /// Print a fingerprint to compare aloud: yours, or the keys the directory has for ADDRESS.
+    Fingerprint { address: Option<String> },
+    /// Revoke your own key (for good: messages to it are refused afterwards).
+    RevokeKey {
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Show the verdict for every key of ADDRESS, and each trust path in words.
+    Show { address: String },
 }
 
 /// What the client remembers between commands. Nothing secret.
@@ -311,6 +345,17 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 println!("Subject: {}", m.subject);
                 println!();
                 println!("{}", m.body);
+                match &m.sender_trust {
+                    Some(t) => {
+                        println!("Trust:   {} ({})", t.level, t.amount);
+                        for line in &t.explanation {
+                            println!("         {line}");
+                        }
+                    }
+                    None => {
+                        println!("Trust:   none (the sender's key is not in your web of trust)")
+                    }
+                }
                 for a in &m.attachments {
                     match &a.saved_to {
                         Some(p) => println!(
@@ -337,6 +382,100 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             s.logout().await?;
             r?;
             println!("deleted {id}");
+        }
+        ClientCommand::Trust {
+            command: TrustCommand::Show { address },
+        } => {
+            let s = login(&args, &dir).await?;
+            let t = s.trust(address).await;
+            s.logout().await?;
+            let t = t?;
+            if t.keys.is_empty() {
+                println!("{address}: no key known");
+            }
+            for k in &t.keys {
+                println!(
+                    "{address}: key {} — {} ({})",
+                    grouped(&k.fingerprint),
+                    k.level,
+                    k.amount
+                );
+                for line in &k.explanation {
+                    println!("  {line}");
+                }
+            }
+        }
+        ClientCommand::Certify {
+            address,
+            fingerprint,
+        }
+        | ClientCommand::Introducer {
+            address,
+            fingerprint,
+            ..
+        } => {
+            let scope = match &args.command {
+                ClientCommand::Introducer { scope, .. } => Some(scope.as_deref()),
+                _ => None,
+            };
+            let s = login(&args, &dir).await?;
+            let r = match scope {
+                None => s.certify(address, fingerprint).await,
+                Some(scope) => s.introducer(address, fingerprint, scope).await,
+            };
+            let t = match &r {
+                Ok(_) => s.trust(address).await.ok(),
+                Err(_) => None,
+            };
+            s.logout().await?;
+            r?;
+            match scope {
+                None => println!("You certified {address}'s key {}.", grouped(fingerprint)),
+                Some(Some(d)) => println!("{address} is now your trusted introducer for {d}."),
+                Some(None) => println!("{address} is now your trusted introducer."),
+            }
+            for k in t.map(|t| t.keys).unwrap_or_default() {
+                for line in &k.explanation {
+                    println!("  {line}");
+                }
+            }
+        }
+        ClientCommand::Retract { address } => {
+            let s = login(&args, &dir).await?;
+            let r = s.retract(address).await;
+            s.logout().await?;
+            let n = r?;
+            println!("Retracted your certification of {n} key(s) of {address}.");
+        }
+        ClientCommand::Fingerprint { address } => {
+            let s = login(&args, &dir).await?;
+            match address {
+                None => println!("{}  {}", s.address(), grouped(&s.fingerprint())),
+                Some(a) => {
+                    let certs = s.directory_certs(a).await;
+                    let certs = match certs {
+                        Ok(c) => c,
+                        Err(e) => {
+                            s.logout().await?;
+                            return Err(e.into());
+                        }
+                    };
+                    if certs.is_empty() {
+                        println!("{a}: the directory has no key");
+                    }
+                    for c in certs {
+                        println!("{a}  {}", grouped(&c.fingerprint().to_hex()));
+                    }
+                }
+            }
+            s.logout().await?;
+        }
+        ClientCommand::RevokeKey { reason } => {
+            let s = login(&args, &dir).await?;
+            let r = s.revoke_key(reason).await;
+            s.logout().await?;
+            r?;
+            println!("Your key is revoked. New messages to it will be refused.");
         }
         ClientCommand::Whoami => {
             let state = ClientState::load(&dir)?;

@@ -47,6 +47,12 @@ pub enum ClientError {
     /// A certificate is not vouched for by the organisation CA.
     #[error("not verified: {0}")]
     Unverified(String),
+    /// The web of trust does not authenticate a recipient's key well enough to write to it.
+    #[error("{address}: {}", explain(.verdict))]
+    Untrusted {
+        address: String,
+        verdict: Box<VerdictView>,
+    },
     #[error("unexpected answer from the node: {0}")]
     Protocol(String),
 }
@@ -62,6 +68,16 @@ impl ClientError {
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+fn explain(v: &VerdictView) -> String {
+    let why = match v.why_not.as_deref() {
+        Some("revoked") => "the key is revoked".to_owned(),
+        Some("no_path") | Some("unknown_key") => "no trust path leads to this key".to_owned(),
+        Some(other) => format!("not trusted ({other})"),
+        None => format!("trust is only {}", v.level),
+    };
+    format!("refused: {why}; {}", v.explanation.join("; "))
+}
 
 static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 
@@ -250,6 +266,7 @@ impl Client {
             me,
             ca,
             limits: org.limits,
+            accept_partial: org.accept_partial,
         })
     }
 }
@@ -262,6 +279,8 @@ pub struct Session {
     me: Cert,
     ca: Cert,
     pub limits: PublicLimits,
+    /// The organisation's policy: may partially trusted recipients be written to?
+    pub accept_partial: bool,
 }
 
 /// A message to send.
@@ -302,6 +321,8 @@ pub struct ReadMessage {
     /// The key that made the valid signature, and the address it was verified for.
     pub signer_fingerprint: String,
     pub verified_sender: String,
+    /// How far the reader's web of trust authenticates the signer's key for the sender.
+    pub sender_trust: Option<VerdictView>,
     pub attachments: Vec<ReadAttachment>,
 }
 
@@ -431,18 +452,9 @@ impl Session {
             .bearer_auth(&self.token)
     }
 
-    /// Checks that `cert` is vouched for by our organisation CA for `address`.
-    fn verified_cert(&self, armored: &str, address: &str) -> Result<Cert> {
-        let cert = crypto::cert_from_armored(armored)?;
-        if !crypto::ca_certifies(&self.ca, &cert, address, &POLICY, SystemTime::now()) {
-            return Err(ClientError::Unverified(format!(
-                "the key offered for {address} is not certified by your organisation's CA"
-            )));
-        }
-        Ok(cert)
-    }
-
-    /// Asks the node for a message ID and the recipients' certificates, checking each.
+    /// Asks the node for a message ID and the recipients' certificates, and refuses any
+    /// recipient whose key the user's web of trust does not authenticate (revoked, no path,
+    /// or only partial when the organisation's policy wants full).
     pub async fn envelope(&self, to: &[String]) -> Result<(EnvelopeResponse, Vec<Cert>)> {
         let resp: EnvelopeResponse = json(
             self.post("/envelopes")
@@ -456,9 +468,229 @@ impl Session {
         }
         let mut certs = Vec::new();
         for r in &resp.recipients {
-            certs.push(self.verified_cert(&r.cert, &r.address)?);
+            if !r.verdict.acceptable(self.accept_partial) {
+                return Err(ClientError::Untrusted {
+                    address: r.address.clone(),
+                    verdict: Box::new(r.verdict.clone()),
+                });
+            }
+            certs.push(self.checked_cert(&r.cert, &r.address, &r.verdict)?);
         }
         Ok((resp, certs))
+    }
+
+    /// Parses a recipient's certificate and checks locally what can be checked without the
+    /// node: that it is the key the verdict speaks of, that it is not revoked, and, for the
+    /// paths that start with one signature we hold the key for (our pinned CA, or our own
+    /// certification), that the signature is really there.
+    fn checked_cert(&self, armored: &str, address: &str, verdict: &VerdictView) -> Result<Cert> {
+        let cert = crypto::cert_from_armored(armored)?;
+        if !cert
+            .fingerprint()
+            .to_hex()
+            .eq_ignore_ascii_case(&verdict.fingerprint)
+        {
+            return Err(ClientError::Unverified(format!(
+                "the node's verdict for {address} is about another key"
+            )));
+        }
+        let valid = cert
+            .with_policy(&POLICY, SystemTime::now())
+            .map(|vc| {
+                !matches!(
+                    vc.revocation_status(),
+                    sequoia_openpgp::types::RevocationStatus::Revoked(_)
+                )
+            })
+            .unwrap_or(false);
+        if !valid {
+            return Err(ClientError::Untrusted {
+                address: address.to_owned(),
+                verdict: Box::new(VerdictView {
+                    why_not: Some("revoked".into()),
+                    ..verdict.clone()
+                }),
+            });
+        }
+        let by_ca = crypto::ca_certifies(&self.ca, &cert, address, &POLICY, SystemTime::now());
+        let by_me = crypto::ca_certifies(&self.me, &cert, address, &POLICY, SystemTime::now());
+        let one_hop_claimed = verdict
+            .explanation
+            .iter()
+            .any(|l| l.contains("(your organisation) → ") && l.matches(" → ").count() == 2);
+        if one_hop_claimed && !by_ca && !by_me {
+            return Err(ClientError::Unverified(format!(
+                "the node claims your CA certifies {address}, but the key carries no such certification"
+            )));
+        }
+        Ok(cert)
+    }
+
+    /// Every key the node knows for `address`, with this user's verdict and paths.
+    pub async fn trust(&self, address: &str) -> Result<TrustResponse> {
+        json(self.get(&format!("/trust/{address}")).send().await?).await
+    }
+
+    /// The certificates the directory serves for `address`.
+    pub async fn directory_certs(&self, address: &str) -> Result<Vec<Cert>> {
+        use sequoia_openpgp::cert::CertParser;
+        use sequoia_openpgp::parse::Parse;
+        let resp = self
+            .client
+            .http
+            .get(format!("{}/vks/v1/by-email/{}", self.client.base, address))
+            .send()
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let bytes = check(resp).await?.bytes().await?;
+        CertParser::from_bytes(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("directory answer: {e}")))?
+            .map(|c| c.map_err(|e| ClientError::Protocol(format!("directory answer: {e}"))))
+            .collect()
+    }
+
+    /// The one key the directory serves for `address` with fingerprint `fpr` (spaces and case
+    /// ignored); refuses when it serves none.
+    async fn served_key(&self, address: &str, fpr: &str) -> Result<Cert> {
+        let want: String = fpr
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        self.directory_certs(address)
+            .await?
+            .into_iter()
+            .find(|c| c.fingerprint().to_hex() == want)
+            .ok_or_else(|| {
+                ClientError::Unverified(format!(
+                    "the directory serves no key for {address} with fingerprint {fpr}: compare again"
+                ))
+            })
+    }
+
+    fn signing_time(&self, target: &Cert, address: &str) -> SystemTime {
+        crate::certs::after_previous_signatures(
+            &self.me.fingerprint(),
+            target,
+            address,
+            SystemTime::now(),
+        )
+    }
+
+    async fn upload_certification(&self, cert: &Cert) -> Result<CertificationResponse> {
+        json(
+            self.post("/certifications")
+                .json(&CertificationRequest {
+                    cert: crypto::cert_to_armored(cert)?,
+                })
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Certifies that the key with fingerprint `fpr` is `address`'s (after comparing it with
+    /// them), and publishes the certification.
+    pub async fn certify(&self, address: &str, fpr: &str) -> Result<CertificationResponse> {
+        let target = self.served_key(address, fpr).await?;
+        let signed = sealpost_trust::certify(
+            &self.me,
+            &target,
+            address,
+            self.signing_time(&target, address),
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.upload_certification(&signed).await
+    }
+
+    /// Makes `address`'s key a trusted introducer (optionally only for `scope` domain).
+    pub async fn introducer(
+        &self,
+        address: &str,
+        fpr: &str,
+        scope: Option<&str>,
+    ) -> Result<CertificationResponse> {
+        let target = self.served_key(address, fpr).await?;
+        let signed = sealpost_trust::make_introducer(
+            &self.me,
+            &target,
+            address,
+            scope,
+            self.signing_time(&target, address),
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.upload_certification(&signed).await
+    }
+
+    /// Retracts this user's certifications of every key the directory serves for `address`.
+    pub async fn retract(&self, address: &str) -> Result<usize> {
+        let mut done = 0;
+        for target in self.directory_certs(address).await? {
+            let mine = target.userids().any(|u| {
+                u.certifications().any(|s| {
+                    s.get_issuers()
+                        .iter()
+                        .any(|i| i.aliases(sequoia_openpgp::KeyHandle::from(self.me.fingerprint())))
+                })
+            });
+            if !mine {
+                continue;
+            }
+            let signed = sealpost_trust::retract(
+                &self.me,
+                &target,
+                address,
+                self.signing_time(&target, address),
+            )
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.upload_certification(&signed).await?;
+            done += 1;
+        }
+        if done == 0 {
+            return Err(ClientError::Protocol(format!(
+                "you have not certified any key of {address}"
+            )));
+        }
+        Ok(done)
+    }
+
+    /// Revokes this user's own key and publishes the revocation through the directory.
+    pub async fn revoke_key(&self, reason: &str) -> Result<()> {
+        use sequoia_openpgp::cert::CertRevocationBuilder;
+        use sequoia_openpgp::types::ReasonForRevocation;
+        let mut signer = self
+            .me
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .and_then(|k| k.into_keypair())
+            .map_err(|e| ClientError::Protocol(format!("unlocking the primary key: {e}")))?;
+        let sig = CertRevocationBuilder::new()
+            .set_reason_for_revocation(ReasonForRevocation::KeyRetired, reason.as_bytes())
+            .and_then(|b| b.build(&mut signer, &self.me, None))
+            .map_err(|e| ClientError::Protocol(format!("making the revocation: {e}")))?;
+        let revoked = self
+            .me
+            .clone()
+            .strip_secret_key_material()
+            .insert_packets(sig)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .0;
+        let keytext = crypto::cert_to_armored(&revoked)?;
+        check(
+            self.client
+                .http
+                .post(format!("{}/pks/add", self.client.base))
+                .bearer_auth(&self.token)
+                .form(&[("keytext", keytext)])
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Seals a message whose parts are all small enough to travel inline. Used by the load
@@ -733,7 +965,7 @@ impl Session {
                 "the envelope is for another message".into(),
             ));
         }
-        let sender = self.verified_cert(&m.sender_cert, &env.from)?;
+        let sender = crypto::cert_from_armored(&m.sender_cert)?;
         crypto::verify_detached(
             &sender,
             &POLICY,
@@ -858,6 +1090,13 @@ impl Session {
         if item.folder != Folder::Sent {
             check(self.post(&format!("/messages/{id}/read")).send().await?).await?;
         }
+        let sender_fpr = sender.fingerprint().to_hex();
+        let sender_trust = self
+            .trust(&env.from)
+            .await?
+            .keys
+            .into_iter()
+            .find(|k| k.fingerprint == sender_fpr);
         Ok(ReadMessage {
             message_id: env.message_id,
             from: env.from.clone(),
@@ -867,6 +1106,7 @@ impl Session {
             sent_at: head.sent_at,
             signer_fingerprint,
             verified_sender: env.from,
+            sender_trust,
             attachments,
         })
     }

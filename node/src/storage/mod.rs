@@ -412,6 +412,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Certificates with an address containing `text` (case-insensitive), at most `limit`.
     async fn certs_search(&self, text: &str, limit: usize) -> Result<Vec<String>>;
     async fn all_certs(&self) -> Result<Vec<String>>;
+    /// Certificates changed after certificate generation `generation`.
+    async fn certs_since(&self, generation: u64) -> Result<Vec<String>>;
     /// Changes whenever any certificate changes (in any process sharing the store).
     async fn cert_generation(&self) -> Result<u64>;
 }

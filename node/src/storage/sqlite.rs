@@ -45,8 +45,11 @@ CREATE TABLE certs (
     fingerprint TEXT PRIMARY KEY,
     armored TEXT NOT NULL,
     origin TEXT NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    -- The certificate generation at its last change: caches fetch what changed since theirs.
+    generation INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX certs_by_generation ON certs(generation);
 CREATE TABLE cert_emails (
     email TEXT NOT NULL,
     fingerprint TEXT NOT NULL REFERENCES certs(fingerprint),
@@ -339,6 +342,30 @@ impl SqliteStore {
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
+    /// A point look-up (one row by key: microseconds): run it on the calling task rather than
+    /// paying for a hop to the blocking pool, when a connection is free; otherwise queue like
+    /// any read.
+    async fn read_point<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let Ok(_permit) = self.reader_permits.clone().try_acquire_owned() else {
+            return self.read(f).await;
+        };
+        let conn = self.readers.lock().expect("reader pool").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = open_connection(&self.path)?;
+                c.pragma_update(None, "query_only", true)?;
+                c
+            }
+        };
+        let result = f(&conn);
+        self.readers.lock().expect("reader pool").push(conn);
+        result
+    }
+
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
@@ -494,11 +521,17 @@ fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
 
 /// Inserts or replaces a certificate with its indexes, and bumps the generation.
 fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timestamp) -> Result<()> {
+    let generation: i64 = c
+        .prepare_cached(
+            "UPDATE meta SET value = value + 1 WHERE key = 'cert_generation' RETURNING value",
+        )?
+        .query_row([], |row| row.get(0))?;
     c.prepare_cached(
-        "INSERT INTO certs (fingerprint, armored, origin, updated_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (fingerprint) DO UPDATE SET armored = excluded.armored, updated_at = excluded.updated_at",
+        "INSERT INTO certs (fingerprint, armored, origin, updated_at, generation) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (fingerprint) DO UPDATE SET armored = excluded.armored,
+             updated_at = excluded.updated_at, generation = excluded.generation",
     )?
-    .execute(params![r.fingerprint, r.armored, origin, now])?;
+    .execute(params![r.fingerprint, r.armored, origin, now, generation])?;
     c.prepare_cached("DELETE FROM cert_emails WHERE fingerprint = ?1")?
         .execute([&r.fingerprint])?;
     c.prepare_cached("DELETE FROM cert_handles WHERE fingerprint = ?1")?
@@ -513,8 +546,6 @@ fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timestamp) -> Res
         )?
         .execute(params![h, r.fingerprint])?;
     }
-    c.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'cert_generation'")?
-        .execute([])?;
     Ok(())
 }
 
@@ -619,12 +650,12 @@ impl MetaStore for SqliteStore {
 
     async fn account_by_address(&self, address: &str) -> Result<Option<Account>> {
         let address = address.to_owned();
-        self.read(move |c| Ok(query_accounts(c, "WHERE address = ?1", [address])?.pop()))
+        self.read_point(move |c| Ok(query_accounts(c, "WHERE address = ?1", [address])?.pop()))
             .await
     }
 
     async fn account_by_id(&self, id: i64) -> Result<Option<Account>> {
-        self.read(move |c| Ok(query_accounts(c, "WHERE id = ?1", [id])?.pop()))
+        self.read_point(move |c| Ok(query_accounts(c, "WHERE id = ?1", [id])?.pop()))
             .await
     }
 
@@ -772,7 +803,7 @@ impl MetaStore for SqliteStore {
         token_hash: [u8; 32],
         now: Timestamp,
     ) -> Result<Option<Account>> {
-        self.read(move |c| {
+        self.read_point(move |c| {
             Ok(query_accounts(
                 c,
                 "WHERE id = (SELECT account_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2)",
@@ -784,7 +815,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {
-        self.read(move |c| {
+        self.read_point(move |c| {
             Ok(c.prepare_cached(
                 "SELECT account_id, created_at, expires_at FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
             )?
@@ -857,7 +888,7 @@ impl MetaStore for SqliteStore {
 
     async fn issued_id(&self, message_id: &str) -> Result<Option<IssuedId>> {
         let id = message_id.to_owned();
-        self.read(move |c| {
+        self.read_point(move |c| {
             Ok(c.prepare_cached(
                 "SELECT account_id, expires_at, used FROM issued_ids WHERE message_id = ?1",
             )?
@@ -896,7 +927,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn uploaded_by(&self, account_id: i64, sha256: [u8; 32]) -> Result<Option<u64>> {
-        self.read(move |c| {
+        self.read_point(move |c| {
             Ok(c.query_row(
                 "SELECT size FROM uploads WHERE account_id = ?1 AND sha256 = ?2",
                 params![account_id, &sha256[..]],
@@ -1216,7 +1247,7 @@ impl MetaStore for SqliteStore {
 
     async fn cert_by_fingerprint(&self, fingerprint: &str) -> Result<Option<String>> {
         let f = fingerprint.to_owned();
-        self.read(move |c| {
+        self.read_point(move |c| {
             Ok(query_certs(c, "SELECT armored FROM certs WHERE fingerprint = ?1", [f])?.pop())
         })
         .await
@@ -1271,8 +1302,19 @@ impl MetaStore for SqliteStore {
             .await
     }
 
+    async fn certs_since(&self, generation: u64) -> Result<Vec<String>> {
+        self.read(move |c| {
+            query_certs(
+                c,
+                "SELECT armored FROM certs WHERE generation > ?1",
+                [generation as i64],
+            )
+        })
+        .await
+    }
+
     async fn cert_generation(&self) -> Result<u64> {
-        self.read(|c| {
+        self.read_point(|c| {
             Ok(
                 c.prepare_cached("SELECT value FROM meta WHERE key = 'cert_generation'")?
                     .query_row([], |r| r.get::<_, i64>(0))? as u64,

@@ -1,0 +1,115 @@
+//! Trust verdicts for the logged-in user, and personal certifications.
+//!
+//! Verdicts come from [`crate::trustview::TrustView`]; this module turns them into wire form and
+//! accepts certifications, introducer signatures and retractions that a user made in their
+//! client. The node only stores what the user's own key verifiably signed.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use sealpost_trust::{Verdict, WhyNot};
+use sequoia_openpgp::Fingerprint;
+
+use super::{ApiError, ApiJson, ApiResult, AppState, Authed};
+use crate::proto::{CertificationRequest, CertificationResponse, TrustResponse, VerdictView};
+use crate::storage::{Account, LogEvent};
+
+pub fn why_not_code(w: &WhyNot) -> &'static str {
+    match w {
+        WhyNot::Revoked { .. } => "revoked",
+        WhyNot::Expired { .. } => "expired",
+        WhyNot::UserIdRevoked { .. } => "user_id_revoked",
+        WhyNot::Invalid { .. } => "invalid",
+        WhyNot::UnknownKey => "unknown_key",
+        WhyNot::AddressNotOnKey => "address_not_on_key",
+        WhyNot::InvalidAddress => "invalid_address",
+        WhyNot::NoPath => "no_path",
+        WhyNot::NotEnough { .. } => "not_enough",
+        WhyNot::Conflict { .. } => "conflict",
+        _ => "other",
+    }
+}
+
+pub fn view(v: &Verdict) -> VerdictView {
+    VerdictView {
+        fingerprint: v.target.to_hex(),
+        address: v.address.clone(),
+        level: v.level.word().to_owned(),
+        amount: v.amount,
+        why_not: v.why_not.as_ref().map(|w| why_not_code(w).to_owned()),
+        explanation: v.explain(),
+    }
+}
+
+pub(super) fn viewer(account: &Account) -> ApiResult<Fingerprint> {
+    account
+        .fingerprint
+        .as_deref()
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ApiError::forbidden("not_enrolled", "your account has no key"))
+}
+
+pub(super) async fn trust(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(address): Path<String>,
+) -> ApiResult<Json<TrustResponse>> {
+    let address = crate::normalize_address(&address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    let verdicts = st
+        .trust
+        .lookup(&viewer(&auth.account)?, &address)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(TrustResponse {
+        keys: verdicts.iter().map(view).collect(),
+    }))
+}
+
+pub(super) async fn certify(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(req): ApiJson<CertificationRequest>,
+) -> ApiResult<Json<CertificationResponse>> {
+    let me = st.account_cert(&auth.account)?;
+    let update = crate::crypto::cert_from_armored(&req.cert)
+        .map_err(|e| ApiError::bad_request("invalid_cert", format!("not a certificate: {e}")))?;
+    let fpr = update.fingerprint();
+    let existing = st
+        .store
+        .cert_by_fingerprint(&fpr.to_hex())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_key",
+                "this node's directory does not hold that key",
+            )
+        })?;
+    let existing = crate::crypto::cert_from_armored(&existing).map_err(ApiError::internal)?;
+    // Only signatures the user's own key verifiably made are kept; the directory's merge
+    // policy also bounds sizes and counts.
+    let limits = sealpost_directory::DirectoryConfig::new(&st.config.domain).merge_limits();
+    let outcome = sealpost_directory::merge_update_verified(
+        Some(&existing),
+        update,
+        &[(*me).clone()],
+        &limits,
+    )
+    .map_err(|e| ApiError::unprocessable("rejected_update", e.to_string()))?;
+    if outcome.new_signatures == 0 {
+        return Err(ApiError::unprocessable(
+            "nothing_new",
+            "the update carries no new certification made by your key",
+        ));
+    }
+    let record = crate::certs::record(&outcome.cert).map_err(ApiError::internal)?;
+    let target = record.emails.first().cloned().unwrap_or_default();
+    let event = LogEvent::new("certification", &auth.account.address, &record.fingerprint)
+        .with(serde_json::json!({ "address": target, "signatures": outcome.new_signatures }));
+    st.store
+        .put_cert(record, "local", Some(event), crate::now())
+        .await?;
+    Ok(Json(CertificationResponse {
+        fingerprint: fpr.to_hex(),
+        added: outcome.new_signatures,
+    }))
+}

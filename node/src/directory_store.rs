@@ -1,0 +1,133 @@
+//! The node's side of the key directory: [`sealpost_directory::DirectoryStore`] over the
+//! node's certificate tables. The directory crate serves HKP/VKS/WKD and merges updates; this
+//! says where certificates live, who may update which, and which certifiers are known.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sealpost_directory::{DirectoryError, DirectoryStore};
+use sequoia_openpgp::{Cert, Fingerprint, KeyHandle, KeyID};
+
+use crate::storage::{LogEvent, MetaStore};
+
+pub struct NodeDirectory {
+    pub store: Arc<dyn MetaStore>,
+    pub org_record: serde_json::Value,
+}
+
+fn parse_all(armored: Vec<String>) -> Result<Vec<Cert>, DirectoryError> {
+    armored
+        .iter()
+        .map(|a| crate::crypto::cert_from_armored(a).map_err(DirectoryError::storage))
+        .collect()
+}
+
+fn storage_err(e: crate::storage::StorageError) -> DirectoryError {
+    match e {
+        crate::storage::StorageError::Overloaded => DirectoryError::Overloaded,
+        other => DirectoryError::storage(other),
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for NodeDirectory {
+    async fn by_fingerprint(&self, fpr: &Fingerprint) -> Result<Option<Cert>, DirectoryError> {
+        let found = self
+            .store
+            .cert_by_fingerprint(&fpr.to_hex())
+            .await
+            .map_err(storage_err)?;
+        Ok(parse_all(found.into_iter().collect())?.pop())
+    }
+
+    async fn by_keyid(&self, keyid: &KeyID) -> Result<Vec<Cert>, DirectoryError> {
+        parse_all(
+            self.store
+                .certs_by_handle(&keyid.to_hex())
+                .await
+                .map_err(storage_err)?,
+        )
+    }
+
+    async fn by_email(&self, email: &str) -> Result<Vec<Cert>, DirectoryError> {
+        parse_all(
+            self.store
+                .certs_by_email(&email.to_ascii_lowercase())
+                .await
+                .map_err(storage_err)?,
+        )
+    }
+
+    async fn search(&self, text: &str, limit: usize) -> Result<Vec<Cert>, DirectoryError> {
+        parse_all(
+            self.store
+                .certs_search(text, limit)
+                .await
+                .map_err(storage_err)?,
+        )
+    }
+
+    async fn by_wkd_hash(&self, hash: &str, domain: &str) -> Result<Vec<Cert>, DirectoryError> {
+        // The default scans a bounded search; the node scans its addresses of the domain.
+        let candidates = self.search(&format!("@{domain}"), usize::MAX >> 1).await?;
+        Ok(candidates
+            .into_iter()
+            .filter(|c| sealpost_directory::wkd::has_hashed_address(c, hash, domain))
+            .collect())
+    }
+
+    async fn may_update(
+        &self,
+        bearer: Option<&str>,
+        fpr: &Fingerprint,
+    ) -> Result<bool, DirectoryError> {
+        let Some(token) = bearer else {
+            return Ok(false);
+        };
+        let account = self
+            .store
+            .session_account(crate::api::token_hash(token.trim()), crate::now())
+            .await
+            .map_err(storage_err)?;
+        Ok(account.is_some_and(|a| {
+            a.state == crate::storage::AccountState::Active
+                && (a.is_admin || a.fingerprint.as_deref() == Some(&fpr.to_hex()))
+        }))
+    }
+
+    async fn is_known_certifier(&self, issuer: &KeyHandle) -> Result<bool, DirectoryError> {
+        let hex = match issuer {
+            KeyHandle::Fingerprint(f) => f.to_hex(),
+            KeyHandle::KeyID(k) => k.to_hex(),
+        };
+        Ok(!self
+            .store
+            .certs_by_handle(&hex)
+            .await
+            .map_err(storage_err)?
+            .is_empty())
+    }
+
+    async fn store(&self, cert: Cert) -> Result<(), DirectoryError> {
+        let revoked = matches!(
+            cert.revocation_status(&sequoia_openpgp::policy::StandardPolicy::new(), None),
+            sequoia_openpgp::types::RevocationStatus::Revoked(_)
+        );
+        let record = crate::certs::record(&cert).map_err(DirectoryError::storage)?;
+        let kind = if revoked {
+            "key.revoked"
+        } else {
+            "cert.updated"
+        };
+        let address = record.emails.first().cloned().unwrap_or_default();
+        let event = LogEvent::new(kind, &address, &record.fingerprint);
+        self.store
+            .put_cert(record, "local", Some(event), crate::now())
+            .await
+            .map_err(storage_err)
+    }
+
+    async fn org_record(&self) -> Result<serde_json::Value, DirectoryError> {
+        Ok(self.org_record.clone())
+    }
+}

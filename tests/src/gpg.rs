@@ -1,0 +1,127 @@
+//! A throw-away GnuPG 2.2 home for interoperability tests: the real `gpg` and its dirmngr,
+//! pointed at loopback only.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A throw-away GnuPG home; its agent and dirmngr are killed when it is dropped.
+pub struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Gpg {
+    pub fn new() -> Self {
+        let home = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
+        // gpg warns about anything but 0700.
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        // No DNS and no Tor: everything here is a literal loopback address, and a fresh
+        // dirmngr otherwise probes for Tor and the system resolver first.
+        std::fs::write(
+            home.path().join("dirmngr.conf"),
+            "standard-resolver\nno-use-tor\ndisable-ipv6\nconnect-timeout 10\n",
+        )
+        .unwrap();
+        Gpg { home }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.arg("--homedir").arg(self.home.path());
+        // Whatever the environment says, talk to our loopback server directly.
+        for var in [
+            "GNUPGHOME",
+            "http_proxy",
+            "https_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    }
+
+    /// Runs `gpg --batch ARGS` with `stdin`, with a time limit, and returns its output.
+    pub fn gpg(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command("gpg")
+            .arg("--batch")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("gpg {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        println!(
+            "$ gpg {}\n[exit {:?}]\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = self
+            .command("gpgconf")
+            .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+pub fn gpg_path() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("gpg"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Whether `gpg --list-sigs --with-colons` shows a signature by `issuer_keyid` under a user ID
+/// containing `uid` (before the next uid/sub line).
+pub fn uid_has_sig_by(colons: &str, uid: &str, issuer_keyid: &str) -> bool {
+    let mut in_uid = false;
+    for line in colons.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.first() {
+            Some(&"uid") => in_uid = fields.get(9).is_some_and(|f| f.contains(uid)),
+            Some(&"sub") | Some(&"pub") => in_uid = false,
+            Some(&"sig") if in_uid && fields.get(4) == Some(&issuer_keyid) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+impl Default for Gpg {
+    fn default() -> Self {
+        Self::new()
+    }
+}
