@@ -141,18 +141,7 @@ impl TrustCache {
         reference_time: SystemTime,
         capacity: usize,
     ) -> Result<TrustCache, TrustError> {
-        let mut map: BTreeMap<Fingerprint, Cert> = BTreeMap::new();
-        for cert in certs {
-            let cert = cert.strip_secret_key_material();
-            let fpr = cert.fingerprint();
-            let merged = match map.remove(&fpr) {
-                Some(old) => old
-                    .merge_public(cert)
-                    .map_err(|e| TrustError::openpgp("merging copies of a certificate", e))?,
-                None => cert,
-            };
-            map.insert(fpr, merged);
-        }
+        let map = crate::network::merge_copies(certs)?;
         Ok(TrustCache {
             state: Mutex::new(State {
                 policy,

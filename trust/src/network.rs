@@ -157,6 +157,23 @@ impl std::fmt::Debug for TrustNetwork {
     }
 }
 
+/// The certificates by fingerprint, public parts only, with copies of one certificate merged.
+pub(crate) fn merge_copies(certs: Vec<Cert>) -> Result<BTreeMap<Fingerprint, Cert>, TrustError> {
+    let mut map: BTreeMap<Fingerprint, Cert> = BTreeMap::new();
+    for cert in certs {
+        let cert = cert.strip_secret_key_material();
+        let fpr = cert.fingerprint();
+        let merged = match map.remove(&fpr) {
+            Some(old) => old
+                .merge_public(cert)
+                .map_err(|e| TrustError::openpgp("merging copies of a certificate", e))?,
+            None => cert,
+        };
+        map.insert(fpr, merged);
+    }
+    Ok(map)
+}
+
 impl TrustNetwork {
     /// Builds the network from `certs` (secret key material is dropped;
     /// copies of one certificate are merged) under `policy` at
@@ -172,18 +189,7 @@ impl TrustNetwork {
         policy: Arc<dyn Policy>,
         reference_time: SystemTime,
     ) -> Result<TrustNetwork, TrustError> {
-        let mut map: BTreeMap<Fingerprint, Cert> = BTreeMap::new();
-        for cert in certs {
-            let cert = cert.strip_secret_key_material();
-            let fpr = cert.fingerprint();
-            let merged = match map.remove(&fpr) {
-                Some(old) => old
-                    .merge_public(cert)
-                    .map_err(|e| TrustError::openpgp("merging copies of a certificate", e))?,
-                None => cert,
-            };
-            map.insert(fpr, merged);
-        }
+        let map = merge_copies(certs)?;
         TrustNetwork::from_arcs(
             map.into_iter().map(|(f, c)| (f, Arc::new(c))).collect(),
             policy,

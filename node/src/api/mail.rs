@@ -341,7 +341,6 @@ pub(super) async fn submit(
         .map(|(_, r, c)| (r.address.as_str(), &**c))
         .collect();
     required.push((auth.account.address.as_str(), &*sender_cert));
-    let required_certs: Vec<Cert> = required.iter().map(|(_, c)| (*c).clone()).collect();
     for (i, part) in parts.iter().enumerate() {
         let keys = match &part.inline {
             Some(data) => crypto::pkesk_recipients(&mut &data[..]),
@@ -366,7 +365,7 @@ pub(super) async fn submit(
         })?;
         let missing = crypto::missing_recipients(
             &keys,
-            &required_certs,
+            required.iter().map(|(_, c)| *c),
             &st.policy,
             std::time::SystemTime::now(),
         );

@@ -76,14 +76,14 @@ pub fn encryption_key_handles(cert: &Cert, policy: &dyn Policy, now: SystemTime)
 /// fingerprints are compared with [`KeyHandle::aliases`], since v4
 /// PKESKs carry only key IDs.  A cert with no usable encryption key is
 /// always reported missing.
-pub fn missing_recipients(
+pub fn missing_recipients<'a>(
     recipients: &[KeyHandle],
-    required: &[Cert],
+    required: impl IntoIterator<Item = &'a Cert>,
     policy: &dyn Policy,
     now: SystemTime,
 ) -> Vec<Fingerprint> {
     required
-        .iter()
+        .into_iter()
         .filter(|cert| {
             !encryption_key_handles(cert, policy, now)
                 .iter()

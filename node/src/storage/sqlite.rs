@@ -258,6 +258,12 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 64 MiB of page cache per connection (the default is 2 MiB), and a WAL checkpoint every
+    // 16,384 pages (64 MiB) rather than every 1,000: hot pages (indexes, the log's last leaf)
+    // are copied back into the database once per checkpoint, so rarer checkpoints write less.
+    // Durability is unchanged: every commit is still fsynced to the WAL.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
     Ok(conn)
 }
 
