@@ -96,8 +96,11 @@ pub struct Limits {
     /// Parts up to this size may travel inside the submit request and are kept in the
     /// database; larger parts are uploaded as streams and kept as files.
     pub inline_part_max_bytes: usize,
-    /// Seconds a message ID issued by an envelope request stays valid for submission.
+    /// Seconds a message ID issued by an envelope request stays valid for submission; uploads
+    /// not used by a submitted message within this time are deleted.
     pub message_id_ttl_secs: u64,
+    /// Most bytes one account may have uploaded but not yet submitted.
+    pub max_pending_upload_bytes: u64,
 }
 
 impl Default for Limits {
@@ -108,6 +111,7 @@ impl Default for Limits {
             max_recipients: 100,
             inline_part_max_bytes: 256 * 1024,
             message_id_ttl_secs: 24 * 3600,
+            max_pending_upload_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -243,6 +247,11 @@ impl Config {
         }
         if self.limits.max_message_bytes < 1024 * 1024 {
             return bad("limits.max_message_bytes must be at least 1 MiB");
+        }
+        if self.limits.max_pending_upload_bytes < self.limits.max_message_bytes {
+            return bad(
+                "limits.max_pending_upload_bytes must be at least limits.max_message_bytes",
+            );
         }
         if self.limits.max_parts == 0 || self.limits.max_parts > 1024 {
             return bad("limits.max_parts must be between 1 and 1024");

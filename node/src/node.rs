@@ -117,10 +117,44 @@ impl Node {
                 }
             }
         });
+        let gc = tokio::spawn(collect_garbage(
+            self.store.clone(),
+            self.state.blobs.clone(),
+            self.config.limits.message_id_ttl_secs,
+        ));
         let result = crate::api::run(listener, self.state, shutdown).await;
         checkpoints.abort();
+        gc.abort();
         // Sign whatever was logged since the last checkpoint before going away.
         self.store.checkpoint(crate::now()).await?;
         Ok(result?)
     }
+}
+
+/// Every ten minutes, deletes uploads that no message used within `ttl_secs`, and their files.
+async fn collect_garbage(
+    store: Arc<SqliteStore>,
+    blobs: Arc<dyn crate::storage::BlobStore>,
+    ttl_secs: u64,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = expire_uploads(&*store, &*blobs, crate::now() - ttl_secs as i64).await {
+            tracing::warn!(error = %e, "could not collect expired uploads");
+        }
+    }
+}
+
+/// Deletes uploads made before `before` that no message used; returns how many files went.
+pub async fn expire_uploads(
+    store: &dyn MetaStore,
+    blobs: &dyn crate::storage::BlobStore,
+    before: i64,
+) -> anyhow::Result<usize> {
+    let orphans = store.expire_uploads(before).await?;
+    for sha in &orphans {
+        blobs.remove(*sha).await?;
+    }
+    Ok(orphans.len())
 }

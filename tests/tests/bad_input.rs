@@ -599,3 +599,47 @@ async fn totp_second_factor_is_required_once_enabled() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn abandoned_uploads_are_bounded_by_a_quota_and_expire() {
+    let node = TestNode::spawn_with("a.test", |c| {
+        c.limits.max_message_bytes = 1024 * 1024;
+        c.limits.max_pending_upload_bytes = 2 * 1024 * 1024;
+    })
+    .await
+    .unwrap();
+    let (alice, _bob) = pair(&node).await;
+    let put = |n: u8| {
+        reqwest::Client::new()
+            .put(format!("{}/api/v1/blobs", node.url))
+            .bearer_auth(alice.token())
+            .body(vec![n; 900_000])
+            .send()
+    };
+    assert_eq!(put(1).await.unwrap().status().as_u16(), 201);
+    assert_eq!(put(2).await.unwrap().status().as_u16(), 201);
+    // 1.8 MB pending of a 2 MiB quota: a third is refused, and leaves nothing behind.
+    let resp = put(3).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let blob_files = || {
+        sealpost_tests::files_under(&node.data().join("blobs"))
+            .into_iter()
+            .filter(|p| !p.starts_with(node.data().join("blobs/tmp")))
+            .count()
+    };
+    assert_eq!(blob_files(), 2);
+
+    // Uploads no message used expire with their files.
+    let blobs = sealpost::storage::FsBlobStore::open(&node.data().join("blobs")).unwrap();
+    let removed = sealpost::node::expire_uploads(&*node.store, &blobs, sealpost::now() + 1)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(blob_files(), 0);
+    assert_eq!(node.count("SELECT COUNT(*) FROM uploads"), 0);
+    assert_eq!(
+        put(4).await.unwrap().status().as_u16(),
+        201,
+        "the quota is free again"
+    );
+}

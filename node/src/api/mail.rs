@@ -157,7 +157,22 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    let limit = st.config.limits.max_message_bytes;
+    // An upload counts against the account's quota of uploaded-but-unsent bytes until a
+    // submitted message uses it (or it expires): nobody fills the disk with abandoned uploads.
+    let pending = st.store.pending_upload_bytes(auth.account.id).await?;
+    let room = st
+        .config
+        .limits
+        .max_pending_upload_bytes
+        .saturating_sub(pending);
+    if room == 0 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload_quota",
+            "you have too many uploads not yet sent: submit or wait for them to expire",
+        ));
+    }
+    let limit = st.config.limits.max_message_bytes.min(room);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -351,6 +351,11 @@ pub trait MetaStore: Send + Sync + 'static {
         size: u64,
         now: Timestamp,
     ) -> Result<()>;
+    /// Bytes `account_id` has uploaded and not yet used in a submitted message.
+    async fn pending_upload_bytes(&self, account_id: i64) -> Result<u64>;
+    /// Forgets uploads made before `before` that no message used, and returns the blobs that
+    /// nothing refers to any more (for the caller to remove from the BlobStore).
+    async fn expire_uploads(&self, before: Timestamp) -> Result<Vec<[u8; 32]>>;
     /// Size of a blob `account_id` uploaded, if they did.
     async fn uploaded_by(&self, account_id: i64, sha256: [u8; 32]) -> Result<Option<u64>>;
     /// Stores the message once, a mailbox entry per local recipient and one in the sender's

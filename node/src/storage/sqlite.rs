@@ -932,6 +932,45 @@ impl MetaStore for SqliteStore {
         .await
     }
 
+    async fn pending_upload_bytes(&self, account_id: i64) -> Result<u64> {
+        self.read_point(move |c| {
+            Ok(
+                c.prepare_cached(
+                    "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE account_id = ?1",
+                )?
+                .query_row([account_id], |r| r.get::<_, i64>(0))? as u64,
+            )
+        })
+        .await
+    }
+
+    async fn expire_uploads(&self, before: Timestamp) -> Result<Vec<[u8; 32]>> {
+        self.write(move |c, _| {
+            let expired: Vec<Vec<u8>> = c
+                .prepare("DELETE FROM uploads WHERE created_at < ?1 RETURNING sha256")?
+                .query_map([before], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut orphans = Vec::new();
+            for h in expired {
+                let used: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1)
+                        OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)",
+                    [&h],
+                    |r| r.get(0),
+                )?;
+                if !used {
+                    let deleted =
+                        c.execute("DELETE FROM blobs WHERE sha256 = ?1 AND data IS NULL", [&h])?;
+                    if deleted > 0 {
+                        orphans.push(parse_sha(h)?);
+                    }
+                }
+            }
+            Ok(orphans)
+        })
+        .await
+    }
+
     async fn uploaded_by(&self, account_id: i64, sha256: [u8; 32]) -> Result<Option<u64>> {
         self.read_point(move |c| {
             Ok(c.query_row(
