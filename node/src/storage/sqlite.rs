@@ -561,6 +561,31 @@ fn query_certs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Ve
         .collect::<rusqlite::Result<Vec<String>>>()?)
 }
 
+/// Deletes the blobs among `hashes` that no part and no pending upload refers to any more;
+/// returns those that were files (for the caller to remove from the BlobStore).
+fn drop_unreferenced(c: &Connection, hashes: Vec<Vec<u8>>) -> Result<Vec<[u8; 32]>> {
+    let mut files = Vec::new();
+    for h in hashes {
+        let used: bool = c
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1)
+                    OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)",
+            )?
+            .query_row([&h], |r| r.get(0))?;
+        if used {
+            continue;
+        }
+        let inline: Option<Option<Vec<u8>>> = c
+            .prepare_cached("DELETE FROM blobs WHERE sha256 = ?1 RETURNING data")?
+            .query_row([&h], |r| r.get(0))
+            .optional()?;
+        if let Some(None) = inline {
+            files.push(parse_sha(h)?);
+        }
+    }
+    Ok(files)
+}
+
 const ITEM_SELECT: &str = "SELECT m.message_id, m.folder, m.unread, g.sender, g.recipients, \
     m.received_at, g.size, g.parts FROM mailbox m JOIN messages g ON g.id = m.message_id";
 
@@ -950,23 +975,7 @@ impl MetaStore for SqliteStore {
                 .prepare("DELETE FROM uploads WHERE created_at < ?1 RETURNING sha256")?
                 .query_map([before], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut orphans = Vec::new();
-            for h in expired {
-                let used: bool = c.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1)
-                        OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)",
-                    [&h],
-                    |r| r.get(0),
-                )?;
-                if !used {
-                    let deleted =
-                        c.execute("DELETE FROM blobs WHERE sha256 = ?1 AND data IS NULL", [&h])?;
-                    if deleted > 0 {
-                        orphans.push(parse_sha(h)?);
-                    }
-                }
-            }
-            Ok(orphans)
+            drop_unreferenced(c, expired)
         })
         .await
     }
@@ -1232,28 +1241,7 @@ impl MetaStore for SqliteStore {
                 .query_map([&id], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             c.execute("DELETE FROM messages WHERE id = ?1", [&id])?;
-            let mut orphans = Vec::new();
-            for h in hashes {
-                let used: bool = c.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1)
-                        OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)",
-                    [&h],
-                    |r| r.get(0),
-                )?;
-                if !used {
-                    let inline: Option<Option<Vec<u8>>> = c
-                        .query_row(
-                            "DELETE FROM blobs WHERE sha256 = ?1 RETURNING data",
-                            [&h],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if let Some(None) = inline {
-                        orphans.push(parse_sha(h)?);
-                    }
-                }
-            }
-            Ok(orphans)
+            drop_unreferenced(c, hashes)
         })
         .await
     }
