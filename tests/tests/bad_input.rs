@@ -593,11 +593,28 @@ async fn totp_second_factor_is_required_once_enabled() {
         .err()
         .unwrap();
     assert!(["totp_invalid"].contains(&code(&e)));
-    let code_now = totp.generate(sealpost::now() as u64);
+    // The code used to confirm is spent; the next time step's code (clock skew allows one
+    // step either side) logs in once, and replaying it is refused.
+    let used = totp.generate(now);
+    let e = node
+        .client()
+        .login("alice@a.test", b"alice password", Some(&used), ca)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "totp_reused");
+    let next = totp.generate(now + 30);
     node.client()
-        .login("alice@a.test", b"alice password", Some(&code_now), ca)
+        .login("alice@a.test", b"alice password", Some(&next), ca)
         .await
         .unwrap();
+    let e = node
+        .client()
+        .login("alice@a.test", b"alice password", Some(&next), ca)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "totp_reused");
 }
 
 #[tokio::test]

@@ -208,6 +208,46 @@ fn totp(secret: &[u8]) -> ApiResult<totp_rs::TOTP> {
         .map_err(ApiError::internal)
 }
 
+const TOTP_STEP: i64 = 30;
+
+/// The time step whose code `code` is (the current one or one either side, for clock skew),
+/// compared in constant time.
+fn totp_step(secret: &[u8], code: &str, now: i64) -> ApiResult<Option<i64>> {
+    use subtle::ConstantTimeEq;
+    let t = totp(secret)?;
+    let code = code.trim().as_bytes();
+    let here = now / TOTP_STEP;
+    let mut found = None;
+    for step in [here - 1, here, here + 1] {
+        let expected = t.generate((step * TOTP_STEP) as u64);
+        if bool::from(expected.as_bytes().ct_eq(code)) {
+            found = Some(step);
+        }
+    }
+    Ok(found)
+}
+
+/// Checks a TOTP code and consumes its time step: each code is accepted once.
+async fn consume_totp(st: &AppState, account: &Account, code: &str, now: i64) -> ApiResult<()> {
+    let secret = account
+        .totp_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::conflict("totp_not_set_up", "set up a second factor first"))?;
+    let Some(step) = totp_step(secret, code, now)? else {
+        return Err(ApiError::unauthorized(
+            "totp_invalid",
+            "that code is wrong or has expired",
+        ));
+    };
+    if !st.store.use_totp_step(account.id, step).await? {
+        return Err(ApiError::unauthorized(
+            "totp_reused",
+            "that code was already used: wait for the next one",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn login(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -257,22 +297,15 @@ pub(super) async fn login(
         ));
     }
     if account.totp_enabled {
-        let secret = account.totp_secret.as_deref().unwrap_or_default();
-        match req.totp.as_deref() {
-            None => {
-                return Err(ApiError::unauthorized(
-                    "totp_required",
-                    "enter the 6-digit code from your authenticator app",
-                ));
-            }
-            Some(code) if !totp(secret)?.check(code.trim(), now as u64) => {
-                fail().await?;
-                return Err(ApiError::unauthorized(
-                    "totp_invalid",
-                    "that code is wrong or has expired",
-                ));
-            }
-            Some(_) => {}
+        let Some(code) = req.totp.as_deref() else {
+            return Err(ApiError::unauthorized(
+                "totp_required",
+                "enter the 6-digit code from your authenticator app",
+            ));
+        };
+        if let Err(e) = consume_totp(&st, &account, code, now).await {
+            fail().await?;
+            return Err(e);
         }
     }
     let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
@@ -322,27 +355,12 @@ pub(super) async fn totp_setup(
     }))
 }
 
-fn check_code(account: &Account, code: &str) -> ApiResult<()> {
-    let secret = account
-        .totp_secret
-        .as_deref()
-        .ok_or_else(|| ApiError::conflict("totp_not_set_up", "set up a second factor first"))?;
-    if totp(secret)?.check(code.trim(), now() as u64) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized(
-            "totp_invalid",
-            "that code is wrong or has expired",
-        ))
-    }
-}
-
 pub(super) async fn totp_confirm(
     State(st): State<AppState>,
     auth: Authed,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    check_code(&auth.account, &req.code)?;
+    consume_totp(&st, &auth.account, &req.code, now()).await?;
     st.store
         .set_totp(auth.account.id, auth.account.totp_secret.clone(), true)
         .await?;
@@ -354,7 +372,7 @@ pub(super) async fn totp_disable(
     auth: Authed,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    check_code(&auth.account, &req.code)?;
+    consume_totp(&st, &auth.account, &req.code, now()).await?;
     st.store.set_totp(auth.account.id, None, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -333,6 +333,9 @@ pub trait MetaStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Account>>;
     async fn end_session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<()>;
+    /// Records that the TOTP code of time step `step` was used; false if that step (or a later
+    /// one) was already used, so that a code is good only once.
+    async fn use_totp_step(&self, account_id: i64, step: i64) -> Result<bool>;
     async fn set_totp(&self, account_id: i64, secret: Option<Vec<u8>>, enabled: bool)
     -> Result<()>;
     async fn issue_message_id(

@@ -37,6 +37,8 @@ CREATE TABLE accounts (
     login_hash TEXT,
     totp_secret BLOB,
     totp_enabled INTEGER NOT NULL DEFAULT 0,
+    -- The last TOTP time step accepted: a code is good once.
+    totp_last_step INTEGER NOT NULL DEFAULT 0,
     failed_logins INTEGER NOT NULL DEFAULT 0,
     locked_until INTEGER
 );
@@ -876,6 +878,16 @@ impl MetaStore for SqliteStore {
                 chain.append(c, now, &LogEvent::new("logout", &a, &a))?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn use_totp_step(&self, account_id: i64, step: i64) -> Result<bool> {
+        self.write(move |c, _| {
+            Ok(c.execute(
+                "UPDATE accounts SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
+                params![account_id, step],
+            )? == 1)
         })
         .await
     }
