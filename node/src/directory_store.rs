@@ -58,18 +58,27 @@ impl DirectoryStore for NodeDirectory {
         )
     }
 
+    /// Exact addresses only: a substring search (`search=example.org`) would hand anyone the
+    /// organisation's staff list. Someone who knows an address finds its key; nobody can list.
     async fn search(&self, text: &str, limit: usize) -> Result<Vec<Cert>, DirectoryError> {
-        parse_all(
-            self.store
-                .certs_search(text, limit)
-                .await
-                .map_err(storage_err)?,
-        )
+        let text = text.trim().trim_start_matches('<').trim_end_matches('>');
+        let Some(address) = crate::normalize_address(text) else {
+            return Ok(Vec::new());
+        };
+        let mut certs = self.by_email(&address).await?;
+        certs.truncate(limit);
+        Ok(certs)
     }
 
     async fn by_wkd_hash(&self, hash: &str, domain: &str) -> Result<Vec<Cert>, DirectoryError> {
-        // The default scans a bounded search; the node scans its addresses of the domain.
-        let candidates = self.search(&format!("@{domain}"), usize::MAX >> 1).await?;
+        // A hash-only WKD request names no address: match the hash against the domain's
+        // addresses (internally; nothing is listed to the requester).
+        let candidates = parse_all(
+            self.store
+                .certs_search(&format!("@{domain}"), usize::MAX >> 1)
+                .await
+                .map_err(storage_err)?,
+        )?;
         Ok(candidates
             .into_iter()
             .filter(|c| sealpost_directory::wkd::has_hashed_address(c, hash, domain))

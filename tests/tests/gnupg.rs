@@ -29,6 +29,26 @@ async fn gpg_fetches_user_certificates_from_the_node_over_hkp_and_wkd() {
     let keyserver = format!("hkp://{}", node.url.trim_start_matches("http://"));
     let url = node.url.clone();
 
+    // The directory finds a key by its exact address, but lists nobody by domain.
+    let index = |search: &str| {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/pks/lookup?op=index&options=mr&search={search}",
+                node.url
+            ))
+            .send()
+    };
+    assert_eq!(index("alice@a.test").await.unwrap().status().as_u16(), 200);
+    assert_eq!(index("a.test").await.unwrap().status().as_u16(), 404);
+    assert_eq!(index("alice").await.unwrap().status().as_u16(), 404);
+    // A hash-only WKD request still finds the key.
+    let wkd = format!(
+        "{}/.well-known/openpgpkey/hu/{}",
+        node.url,
+        wkd_hash("alice")
+    );
+    assert_eq!(reqwest::get(&wkd).await.unwrap().status().as_u16(), 200);
+
     tokio::task::spawn_blocking(move || {
         // HKP: receive by fingerprint, with the CA's certification. GnuPG 2.2 imports only
         // self-signatures from keyservers unless told otherwise.
