@@ -177,14 +177,7 @@ pub fn open_store(data: &Path) -> anyhow::Result<(Config, crate::storage::Sqlite
     let config = Config::load(data)?;
     let paths = Paths::new(data);
     let key = crate::keys::load_node_key(&paths)?;
-    let store = crate::storage::SqliteStore::open(
-        &paths.database(),
-        key,
-        config.storage.group_commit_max,
-        config.storage.write_queue,
-        config.log.checkpoint_every,
-    )
-    .with_context(|| format!("opening {}", paths.database().display()))?;
+    let store = crate::node::open_store(&paths, &config, key)?;
     Ok((config, store))
 }
 

@@ -49,7 +49,8 @@ pub async fn init(
     Ok(config)
 }
 
-fn open_store(
+/// Opens the node's database with the configured writer settings.
+pub fn open_store(
     paths: &Paths,
     config: &Config,
     node_key: ed25519_dalek::SigningKey,

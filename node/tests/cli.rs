@@ -57,19 +57,7 @@ fn cli_client_enrols_sends_lists_and_reads_while_admin_works_on_the_running_node
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let d = data.to_str().unwrap();
-    ok(
-        &[
-            "init",
-            "--data",
-            d,
-            "--domain",
-            "a.test",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let (node, url) = Proc::serve(&data);
+    let (node, url) = init_and_serve(&data);
     // Admin commands work while the node runs.
     let alice_invite = add_user(&data, "alice@a.test");
     let bob_invite = add_user(&data, "bob@a.test");
@@ -302,19 +290,7 @@ fn trust_commands_work_end_to_end_including_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let d = data.to_str().unwrap();
-    ok(
-        &[
-            "init",
-            "--data",
-            d,
-            "--domain",
-            "a.test",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let (node, url) = Proc::serve(&data);
+    let (node, url) = init_and_serve(&data);
     let users = ["alice", "bob"];
     for u in users {
         let invite = add_user(&data, &format!("{u}@a.test"));

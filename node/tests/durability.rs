@@ -56,19 +56,7 @@ async fn send_one(
 async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    ok(
-        &[
-            "init",
-            "--data",
-            data.to_str().unwrap(),
-            "--domain",
-            "a.test",
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let (node, url) = Proc::serve(&data);
+    let (node, url) = init_and_serve(&data);
     let ca = {
         let mut ca = String::new();
         for (user, pw) in [("alice", "alice password"), ("bob", "bob password")] {

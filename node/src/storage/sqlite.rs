@@ -360,18 +360,7 @@ impl SqliteStore {
         let Ok(_permit) = self.reader_permits.clone().try_acquire_owned() else {
             return self.read(f).await;
         };
-        let conn = self.readers.lock().expect("reader pool").pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = open_connection(&self.path)?;
-                c.pragma_update(None, "query_only", true)?;
-                c
-            }
-        };
-        let result = f(&conn);
-        self.readers.lock().expect("reader pool").push(conn);
-        result
+        with_reader(&self.readers, &self.path, f)
     }
 
     async fn read<R: Send + 'static>(
@@ -388,22 +377,32 @@ impl SqliteStore {
             .map_err(|_| StorageError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let conn = readers.lock().expect("reader pool").pop();
-            let conn = match conn {
-                Some(c) => c,
-                None => {
-                    let c = open_connection(&path)?;
-                    c.pragma_update(None, "query_only", true)?;
-                    c
-                }
-            };
-            let result = f(&conn);
-            readers.lock().expect("reader pool").push(conn);
-            result
+            with_reader(&readers, &path, f)
         })
         .await
         .map_err(|e| StorageError::Database(format!("reader task failed: {e}")))?
     }
+}
+
+/// Runs `f` on a pooled read-only connection (opening one if the pool is empty) and returns
+/// the connection to the pool. Callers hold a reader permit, which bounds the pool.
+fn with_reader<R>(
+    readers: &Mutex<Vec<Connection>>,
+    path: &Path,
+    f: impl FnOnce(&Connection) -> Result<R>,
+) -> Result<R> {
+    let pooled = readers.lock().expect("reader pool").pop();
+    let conn = match pooled {
+        Some(c) => c,
+        None => {
+            let c = open_connection(path)?;
+            c.pragma_update(None, "query_only", true)?;
+            c
+        }
+    };
+    let result = f(&conn);
+    readers.lock().expect("reader pool").push(conn);
+    result
 }
 
 fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {

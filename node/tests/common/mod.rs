@@ -114,3 +114,21 @@ pub fn add_user(data: &Path, address: &str) -> String {
     );
     out.lines().last().unwrap().trim().to_owned()
 }
+
+/// `sealpost init` for `a.test` on port 0, then `sealpost serve`: the node and its URL.
+pub fn init_and_serve(data: &Path) -> (Proc, String) {
+    let d = data.to_str().unwrap();
+    ok(
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "a.test",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    Proc::serve(data)
+}
