@@ -65,6 +65,32 @@ pub enum Frame {
     CertUpdates(CertUpdates),
     /// "Send me every certificate change after this cursor."
     PullSince(PullSince),
+    /// The receiver's answer to an admissible [`Transfer`]: send these parts (by index), then
+    /// expect the [`Receipt`]. Parts the receiver already holds are not asked for.
+    Want(Want),
+    /// "My certificates changed; my cursor is now this": the peer pulls if it is behind.
+    Changed(Changed),
+    /// A request the answering node could not serve, in plain words.
+    Error(ErrorFrame),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Want {
+    pub message_id: MessageId,
+    /// Indices into [`Transfer::parts`], ascending, each at most once.
+    pub parts: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    pub cursor: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// Stable machine-readable code, e.g. `not_authorised`, `unavailable`.
+    pub code: String,
+    pub message: String,
 }
 
 /// A message transfer.
@@ -75,6 +101,11 @@ pub struct Transfer {
     pub envelope: String,
     /// The sender's detached OpenPGP signature over `envelope` (armored).
     pub signature: String,
+    /// The sender's certificate (armored), so the receiver can authenticate the signature
+    /// through its own trust view without a look-up round trip. The receiver keeps only what
+    /// its peer may speak for, and decides trust itself.
+    #[serde(default)]
+    pub sender_cert: String,
     /// The ciphertext parts, in order, by SHA-256 (lowercase hex) and size.
     pub parts: Vec<PartRef>,
     /// The sending node's signature over [`Transfer::signing_digest`] (hex on the wire).
@@ -278,6 +309,7 @@ impl Frame {
                 check_len("envelope", t.envelope.len(), limits.max_envelope_bytes)?;
                 check_nonempty("signature", &t.signature)?;
                 check_len("signature", t.signature.len(), limits.max_signature_bytes)?;
+                check_len("sender_cert", t.sender_cert.len(), limits.max_cert_bytes)?;
                 if t.parts.is_empty() {
                     // Part 0 is the sealed head: a message always has one.
                     return Err(FrameError::Invalid {
@@ -324,6 +356,23 @@ impl Frame {
             Frame::LookupAnswer(a) => check_certs(&a.certs, limits),
             Frame::CertUpdates(u) => check_certs(&u.certs, limits),
             Frame::PullSince(_) => Ok(()),
+            Frame::Want(w) => {
+                check_id(&w.message_id, limits)?;
+                check_len("parts", w.parts.len(), limits.max_parts)?;
+                if !w.parts.windows(2).all(|p| p[0] < p[1]) {
+                    return Err(FrameError::Invalid {
+                        field: "parts",
+                        reason: "must be ascending without repeats",
+                    });
+                }
+                Ok(())
+            }
+            Frame::Changed(_) => Ok(()),
+            Frame::Error(e) => {
+                check_nonempty("code", &e.code)?;
+                check_len("code", e.code.len(), 64)?;
+                check_len("message", e.message.len(), limits.max_reason_bytes)
+            }
         }
     }
 }
@@ -372,6 +421,7 @@ impl Transfer {
         s.field(self.message_id.as_str().as_bytes());
         s.field(self.envelope.as_bytes());
         s.field(self.signature.as_bytes());
+        s.field(self.sender_cert.as_bytes());
         s.field(&(self.parts.len() as u64).to_be_bytes());
         for p in &self.parts {
             s.field(p.sha256.as_bytes());
@@ -425,6 +475,7 @@ mod tests {
             message_id: "m-1".into(),
             envelope: r#"{"v":1,"message_id":"m-1"}"#.into(),
             signature: "-----BEGIN PGP SIGNATURE-----".into(),
+            sender_cert: String::new(),
             parts: vec![PartRef {
                 sha256: H.into(),
                 size: 42,
@@ -667,6 +718,7 @@ mod tests {
                 message_id: "m".into(),
                 envelope: "{}".into(),
                 signature: "s".into(),
+                sender_cert: String::new(),
                 parts: vec![part()],
                 node_sig: vec![],
             };

@@ -7,18 +7,23 @@
 //! - [`delivery`]: the per-peer [`Outbox`] (batching, exponential backoff with jitter, ack
 //!   timeouts, expiry) and the receiver's [`Inbox`] de-duplication window.
 //!
-//! It must not do I/O, read a clock, spawn tasks or touch mailboxes: time comes in as
-//! `now: Instant`, randomness from an injected RNG, and a thin async driver (the libp2p layer,
-//! not in this crate) moves bytes and persists state. Everything here is therefore testable
-//! with a simulated network and clock (`tests/sim.rs`).
+//! - [`host`]: the boundary with the node: the [`Host`] trait through which the driver hands
+//!   over what arrives and asks for what to send; the driver never touches mailboxes.
+//!
+//! `frame` and `delivery` must not do I/O, read a clock or spawn tasks: time comes in as
+//! `now: Instant` and randomness from an injected RNG, so they are testable with a simulated
+//! network and clock (`tests/sim.rs`). The thin async driver around them (libp2p over QUIC)
+//! moves bytes; the host persists state.
 
 pub mod delivery;
 pub mod frame;
+pub mod host;
 
 pub use delivery::{
     ConfigError, Full, Inbox, InboxConfig, ItemState, ItemStatus, Outbox, OutboxConfig, Seen,
 };
 pub use frame::{
-    CertUpdates, Frame, FrameError, Limits, Lookup, LookupAnswer, MessageId, PROTOCOL_VERSION,
-    PartRef, PullSince, Receipt, Refusal, Transfer, decode, encode,
+    CertUpdates, Changed, ErrorFrame, Frame, FrameError, Limits, Lookup, LookupAnswer, MessageId,
+    PROTOCOL_VERSION, PartRef, PullSince, Receipt, Refusal, Transfer, Want, decode, encode,
 };
+pub use host::{Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost};

@@ -98,6 +98,7 @@ fn transfer(id: &MessageId) -> Vec<u8> {
     let mut t = Transfer {
         message_id: id.clone(),
         signature: "sig".into(),
+        sender_cert: String::new(),
         parts: vec![PartRef {
             sha256: hex::encode(Sha256::digest(envelope.as_bytes())),
             size: 4096,
