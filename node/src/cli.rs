@@ -76,6 +76,42 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Peered organisations (federation).
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Authorise another organisation's node for its domain, and bridge our CA to its CA.
+    /// Either give its peer ID, address and CA fingerprint, or `--from` its node's URL (its
+    /// published record is shown for confirmation).
+    Add {
+        domain: String,
+        /// QUIC multiaddress of the peer's node (repeatable).
+        #[arg(long = "addr")]
+        addrs: Vec<String>,
+        #[arg(long)]
+        peer_id: Option<String>,
+        /// The peer organisation's CA fingerprint (compare it with them out of band).
+        #[arg(long)]
+        ca: Option<String>,
+        /// The peer node's URL: fetch its published record (peer ID, addresses, CA).
+        #[arg(long, conflicts_with_all = ["addrs", "peer_id", "ca"])]
+        from: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List peers with their connection state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a peer and revoke our bridge to its CA.
+    Remove { domain: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -325,6 +361,7 @@ async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                 println!("{address} is now {}", state.as_str());
             }
         },
+        AdminCommand::Peer { command } => peer_command(&store, data, command).await?,
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {
@@ -342,4 +379,164 @@ async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A peer's published record, as `peer add --from` reads it.
+#[derive(serde::Deserialize)]
+struct PublishedPeer {
+    domain: String,
+    ca_fingerprint: String,
+    ca_cert: String,
+    peer_id: String,
+    federation_addrs: Vec<String>,
+}
+
+async fn fetch_peer_record(url: &str) -> anyhow::Result<PublishedPeer> {
+    let url = format!("{}/.well-known/sealpost/org", url.trim_end_matches('/'));
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("fetching {url}"))?
+        .error_for_status()
+        .with_context(|| format!("fetching {url}"))?;
+    resp.json()
+        .await
+        .with_context(|| format!("{url} is not a Sealpost organisation record"))
+}
+
+async fn peer_command(
+    store: &dyn MetaStore,
+    data: &Path,
+    command: PeerCommand,
+) -> anyhow::Result<()> {
+    let paths = Paths::new(data);
+    match command {
+        PeerCommand::Add {
+            domain,
+            addrs,
+            peer_id,
+            ca,
+            from,
+            yes,
+        } => {
+            let domain = domain.trim().to_ascii_lowercase();
+            let config = Config::load(data)?;
+            if domain == config.domain {
+                bail!("{domain} is this node's own domain");
+            }
+            let (record, peer_ca) = match from {
+                Some(url) => {
+                    let published = fetch_peer_record(&url).await?;
+                    if published.domain != domain {
+                        bail!(
+                            "{url} is the node of {}, not of {domain}",
+                            published.domain
+                        );
+                    }
+                    let ca = crate::crypto::cert_from_armored(&published.ca_cert)
+                        .context("the published CA certificate does not parse")?;
+                    println!("Peer {domain} at {url}:");
+                    println!("  peer ID:        {}", published.peer_id);
+                    println!("  addresses:      {}", published.federation_addrs.join(" "));
+                    println!(
+                        "  CA fingerprint: {}",
+                        crate::client::cli::grouped(&published.ca_fingerprint)
+                    );
+                    println!("Compare the CA fingerprint with {domain} by a separate channel.");
+                    if !yes && !confirm(&format!("Peer with {domain} and bridge to its CA?"))? {
+                        bail!("not peered");
+                    }
+                    (
+                        (published.peer_id, published.federation_addrs, published.ca_fingerprint),
+                        Some(ca),
+                    )
+                }
+                None => {
+                    let (Some(peer_id), Some(ca)) = (peer_id, ca) else {
+                        bail!("give --peer-id, --addr and --ca, or --from URL");
+                    };
+                    if addrs.is_empty() {
+                        bail!("give at least one --addr");
+                    }
+                    let ca: String = ca.chars().filter(|c| !c.is_whitespace()).collect();
+                    ((peer_id, addrs, ca.to_ascii_uppercase()), None)
+                }
+            };
+            let (peer_id, addrs, ca_fingerprint) = record;
+            if peer_id.parse::<libp2p::PeerId>().is_err() {
+                bail!("{peer_id} is not a libp2p peer ID");
+            }
+            for a in &addrs {
+                if a.parse::<libp2p::Multiaddr>().is_err() {
+                    bail!("{a} is not a multiaddress");
+                }
+            }
+            let our_ca = crate::keys::load_ca(&paths)?;
+            let bridged_now = peer_ca.is_some();
+            crate::federation::add_peer(
+                store,
+                &our_ca,
+                crate::storage::PeerRecord {
+                    domain: domain.clone(),
+                    peer_id: peer_id.clone(),
+                    addrs,
+                    ca_fingerprint,
+                    added_at: crate::now(),
+                    state: "new".into(),
+                    last_error: None,
+                    retry_at: None,
+                    state_at: None,
+                    pull_cursor: 0,
+                },
+                peer_ca,
+            )
+            .await?;
+            println!("Peered with {domain} (node {peer_id}).");
+            if bridged_now {
+                println!("Our CA now vouches for {domain}'s CA, for {domain} addresses only.");
+            } else {
+                println!("The bridge to {domain}'s CA is made when the node first reaches it.");
+            }
+        }
+        PeerCommand::List { json } => {
+            let peers = store.peers().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&peers)?);
+            } else if peers.is_empty() {
+                println!("no peers");
+            } else {
+                for p in peers {
+                    let detail = match (&p.last_error, p.retry_at) {
+                        (Some(e), Some(t)) if p.state == "backing_off" => {
+                            format!("retry in {}s: {e}", (t - crate::now()).max(0))
+                        }
+                        (Some(e), _) if p.state != "connected" => format!("last error: {e}"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{:<24} {:<12} {} {}",
+                        p.domain, p.state, p.peer_id, detail
+                    );
+                }
+            }
+        }
+        PeerCommand::Remove { domain } => {
+            let our_ca = crate::keys::load_ca(&paths)?;
+            crate::federation::remove_peer(store, &our_ca, &domain.to_ascii_lowercase()).await?;
+            println!("Removed {domain}; our CA no longer vouches for its CA.");
+        }
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

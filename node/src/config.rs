@@ -52,6 +52,41 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Whether this node exchanges messages with peered organisations' nodes over QUIC.
+    pub enabled: bool,
+    /// QUIC listen addresses (multiaddresses). Port 0 picks a free port the first time and
+    /// keeps it afterwards, so peers find the node again after a restart.
+    pub listen: Vec<String>,
+    /// Addresses published in the organisation record for peers to dial; empty means the
+    /// addresses actually listened on.
+    pub announce: Vec<String>,
+    /// Seconds a message waits for a peer's node before its delivery fails and the sender is
+    /// told.
+    pub delivery_expiry_secs: u64,
+    /// Seconds between sweeps for expired deliveries.
+    pub sweep_interval_secs: u64,
+    /// Seconds to wait for a peer's directory answer in an envelope request.
+    pub lookup_timeout_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            enabled: true,
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
+            announce: Vec::new(),
+            delivery_expiry_secs: 3 * 24 * 3600,
+            sweep_interval_secs: 30,
+            lookup_timeout_secs: 5,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -193,6 +228,7 @@ impl Config {
             storage: StorageConfig::default(),
             log: LogConfig::default(),
             trust: TrustConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 
@@ -289,6 +325,22 @@ impl Config {
         }
         if self.log.checkpoint_every == 0 || self.log.checkpoint_interval_secs == 0 {
             return bad("log.checkpoint_every and log.checkpoint_interval_secs must be at least 1");
+        }
+        let f = &self.federation;
+        if f.enabled && f.listen.is_empty() {
+            return bad("federation.listen needs at least one address when federation is enabled");
+        }
+        for a in f.listen.iter().chain(&f.announce) {
+            if !a.starts_with('/') || !a.contains("/udp/") || !a.contains("/quic-v1") {
+                return Err(ConfigError::Invalid(format!(
+                    "federation address {a:?} is not a QUIC multiaddress such as /ip4/0.0.0.0/udp/8443/quic-v1"
+                )));
+            }
+        }
+        if f.delivery_expiry_secs == 0 || f.sweep_interval_secs == 0 || f.lookup_timeout_secs == 0 {
+            return bad(
+                "federation.delivery_expiry_secs, sweep_interval_secs and lookup_timeout_secs must be at least 1",
+            );
         }
         Ok(())
     }

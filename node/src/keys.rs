@@ -69,3 +69,14 @@ pub fn derive_subkey(node_key: &SigningKey, label: &[u8]) -> [u8; 32] {
         .expect("32 bytes is a valid HKDF length");
     out
 }
+
+/// The node key as a libp2p identity: the node's peer ID is its Ed25519 key.
+pub fn libp2p_keypair(node_key: &SigningKey) -> libp2p::identity::Keypair {
+    libp2p::identity::Keypair::ed25519_from_bytes(node_key.to_bytes())
+        .expect("an Ed25519 secret key is 32 bytes")
+}
+
+/// The node's libp2p peer ID (base58).
+pub fn peer_id(node_key: &SigningKey) -> String {
+    libp2p_keypair(node_key).public().to_peer_id().to_base58()
+}

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod directory_store;
+pub mod federation;
 pub mod keys;
 pub mod node;
 pub mod proto;

@@ -36,6 +36,12 @@ pub struct OrgInfo {
     pub ca_cert: String,
     /// Hex of the node's Ed25519 public key (its federation identity).
     pub node_key: String,
+    /// The same key as a libp2p peer ID: what peers authorise.
+    #[serde(default)]
+    pub peer_id: String,
+    /// QUIC multiaddresses where peers reach this node (empty when federation is off).
+    #[serde(default)]
+    pub federation_addrs: Vec<String>,
     pub limits: PublicLimits,
     /// Whether partially authenticated recipients are acceptable (`trust.accept_partial`).
     pub accept_partial: bool,
@@ -129,6 +135,8 @@ pub struct EnvelopeRequest {
 pub enum DeliveryMode {
     /// A user of this node.
     Local,
+    /// A user of a peered organisation: delivered by this node over federation.
+    Remote,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -257,6 +265,9 @@ pub struct UploadResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MailboxResponse {
     pub items: Vec<MailboxItem>,
+    /// In the inbox: the node's notices to the user (deliveries that failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::storage::Notice>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -27,15 +27,21 @@ use crate::proto::*;
 use crate::storage::{AccountState, NewMessage, NewPart, PartData, SubmitOutcome};
 use crate::{is_message_id, new_message_id, normalize_address, now};
 
-/// Resolves one recipient to an enrolled, active local account and its certificate, with the
-/// viewer's trust verdict on that key for that address.
+/// A resolved recipient: the local account (None for a peer organisation's user), what the
+/// client is told, and the certificate.
+type Resolved = (Option<i64>, ResolvedRecipient, Arc<Cert>);
+
+/// Resolves one recipient, with the viewer's trust verdict on the key for that address: an
+/// enrolled, active local account, or a user of a peered organisation (through its directory,
+/// asked over QUIC and cached).
 async fn resolve(
     st: &AppState,
     viewer: Option<&sequoia_openpgp::Fingerprint>,
     address: &str,
-) -> ApiResult<Option<(i64, ResolvedRecipient, Arc<Cert>)>> {
-    if !address.ends_with(&format!("@{}", st.config.domain)) {
-        return Ok(None);
+) -> ApiResult<Option<Resolved>> {
+    let domain = crate::federation::domain_of(address);
+    if domain != st.config.domain {
+        return resolve_remote(st, viewer, address, domain).await;
     }
     let Some(account) = st.store.account_by_address(address).await? else {
         return Ok(None);
@@ -44,7 +50,27 @@ async fn resolve(
         return Ok(None);
     }
     let cert = st.account_cert(&account)?;
-    let verdict = match viewer {
+    let verdict = verdict_for(st, viewer, &cert, address).await?;
+    Ok(Some((
+        Some(account.id),
+        ResolvedRecipient {
+            address: account.address.clone(),
+            fingerprint: account.fingerprint.clone().unwrap_or_default(),
+            cert: account.cert.clone().unwrap_or_default(),
+            mode: DeliveryMode::Local,
+            verdict,
+        },
+        cert,
+    )))
+}
+
+async fn verdict_for(
+    st: &AppState,
+    viewer: Option<&sequoia_openpgp::Fingerprint>,
+    cert: &Cert,
+    address: &str,
+) -> ApiResult<VerdictView> {
+    Ok(match viewer {
         Some(viewer) => super::trust::view(
             &st.trust
                 .authenticate(viewer, &cert.fingerprint(), address)
@@ -60,14 +86,47 @@ async fn resolve(
             why_not: None,
             explanation: Vec::new(),
         },
+    })
+}
+
+/// A user of a peered organisation. Of several keys claiming the address, the one the viewer's
+/// web of trust rates highest (at submission, without a viewer: the first not revoked).
+async fn resolve_remote(
+    st: &AppState,
+    viewer: Option<&sequoia_openpgp::Fingerprint>,
+    address: &str,
+    domain: &str,
+) -> ApiResult<Option<Resolved>> {
+    let Some(peer) = st.store.peer(domain).await? else {
+        return Ok(None);
+    };
+    let certs = crate::federation::remote_certs(st, &peer, address).await?;
+    let mut best: Option<(VerdictView, Arc<Cert>)> = None;
+    for cert in certs {
+        let verdict = verdict_for(st, viewer, &cert, address).await?;
+        let revoked = matches!(
+            cert.revocation_status(&st.policy, None),
+            sequoia_openpgp::types::RevocationStatus::Revoked(_)
+        );
+        let better = match &best {
+            None => true,
+            Some((b, _)) if viewer.is_some() => verdict.amount > b.amount,
+            Some(_) => !revoked,
+        };
+        if better {
+            best = Some((verdict, cert));
+        }
+    }
+    let Some((verdict, cert)) = best else {
+        return Ok(None);
     };
     Ok(Some((
-        account.id,
+        None,
         ResolvedRecipient {
-            address: account.address.clone(),
-            fingerprint: account.fingerprint.clone().unwrap_or_default(),
-            cert: account.cert.clone().unwrap_or_default(),
-            mode: DeliveryMode::Local,
+            address: address.to_owned(),
+            fingerprint: cert.fingerprint().to_hex(),
+            cert: crypto::cert_to_armored(&cert).map_err(ApiError::internal)?,
+            mode: DeliveryMode::Remote,
             verdict,
         },
         cert,
@@ -108,7 +167,7 @@ async fn resolve_all(
     st: &AppState,
     viewer: Option<&sequoia_openpgp::Fingerprint>,
     to: &[String],
-) -> ApiResult<Vec<(i64, ResolvedRecipient, Arc<Cert>)>> {
+) -> ApiResult<Vec<Resolved>> {
     let mut found = Vec::with_capacity(to.len());
     let mut unknown = Vec::new();
     for a in to {
@@ -120,7 +179,10 @@ async fn resolve_all(
     if !unknown.is_empty() {
         return Err(ApiError::unprocessable(
             "unknown_recipient",
-            format!("no enrolled user for: {}", unknown.join(", ")),
+            format!(
+                "no enrolled user (here or at a peered organisation) for: {}",
+                unknown.join(", ")
+            ),
         ));
     }
     Ok(found)
@@ -149,6 +211,22 @@ pub(super) async fn envelope(
         sender,
         recipients: recipients.into_iter().map(|(_, r, _)| r).collect(),
     }))
+}
+
+/// Remote recipients grouped by destination organisation.
+fn remote_routes(recipients: &[Resolved]) -> Vec<crate::storage::RemoteRoute> {
+    let mut routes: Vec<crate::storage::RemoteRoute> = Vec::new();
+    for (_, r, _) in recipients.iter().filter(|(id, _, _)| id.is_none()) {
+        let domain = crate::federation::domain_of(&r.address);
+        match routes.iter_mut().find(|x| x.domain == domain) {
+            Some(x) => x.addresses.push(r.address.clone()),
+            None => routes.push(crate::storage::RemoteRoute {
+                domain: domain.to_owned(),
+                addresses: vec![r.address.clone()],
+            }),
+        }
+    }
+    routes
 }
 
 pub(super) async fn upload(
@@ -411,12 +489,21 @@ pub(super) async fn submit(
                 parts,
                 recipients: recipients
                     .iter()
-                    .map(|(id, r, _)| (*id, r.address.clone()))
+                    .filter_map(|(id, r, _)| id.map(|id| (id, r.address.clone())))
                     .collect(),
+                remote: remote_routes(&recipients),
+                remote_expires_at: now + st.config.federation.delivery_expiry_secs as i64,
             },
             now,
         )
         .await?;
+    if let (SubmitOutcome::Accepted { .. }, Some(link)) = (&outcome, st.federation.get()) {
+        for route in remote_routes(&recipients) {
+            if let Some(peer) = st.store.peer(&route.domain).await? {
+                link.wake(&peer.peer_id);
+            }
+        }
+    }
     let (status, accepted_at, duplicate) = match outcome {
         SubmitOutcome::Accepted { accepted_at } => (StatusCode::CREATED, accepted_at, false),
         SubmitOutcome::AlreadyAccepted { accepted_at } => (StatusCode::OK, accepted_at, true),
@@ -429,9 +516,10 @@ pub(super) async fn submit(
             duplicate,
             recipients: recipients
                 .into_iter()
-                .map(|(_, r, _)| RecipientState {
+                .map(|(id, r, _)| RecipientState {
                     address: r.address,
-                    state: "delivered".into(),
+                    // Local recipients have it now; others once their node's receipt is back.
+                    state: if id.is_some() { "delivered" } else { "queued" }.into(),
                 })
                 .collect(),
         }),
@@ -458,7 +546,12 @@ pub(super) async fn mailbox(
         .store
         .mailbox(auth.account.id, folder, limit, q.before)
         .await?;
-    Ok(Json(MailboxResponse { items }))
+    let notices = if folder == Folder::Inbox && q.before.is_none() {
+        st.store.notices(auth.account.id, 50).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(MailboxResponse { items, notices }))
 }
 
 fn message_id_param(id: &str) -> ApiResult<()> {

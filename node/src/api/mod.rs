@@ -43,10 +43,15 @@ pub struct Inner {
     pub ca: Cert,
     pub ca_armored: String,
     pub node_key_hex: String,
+    /// The node's libp2p peer ID (from the same Ed25519 key).
+    pub peer_id: String,
     /// Keyed secret for deterministic decoy KDF salts of unknown addresses.
     pub decoy_key: [u8; 32],
     pub policy: StandardPolicy<'static>,
     pub trust: crate::trustview::TrustView,
+    /// The running federation driver, once started (absent in tests of one node, and while
+    /// the node starts).
+    pub federation: std::sync::OnceLock<Arc<dyn crate::federation::FedLink>>,
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
@@ -81,9 +86,11 @@ impl AppState {
                 ca,
                 ca_armored,
                 node_key_hex: hex::encode(node_key.verifying_key().as_bytes()),
+                peer_id: crate::keys::peer_id(node_key),
                 decoy_key,
                 policy: StandardPolicy::new(),
                 trust,
+                federation: std::sync::OnceLock::new(),
                 certs: Mutex::new(HashMap::new()),
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
             }),
@@ -99,6 +106,15 @@ impl AppState {
             ca_fingerprint: self.ca.fingerprint().to_hex(),
             ca_cert: self.ca_armored.clone(),
             node_key: self.node_key_hex.clone(),
+            peer_id: self.peer_id.clone(),
+            federation_addrs: if self.config.federation.announce.is_empty() {
+                self.federation
+                    .get()
+                    .map(|f| f.listen_addrs())
+                    .unwrap_or_default()
+            } else {
+                self.config.federation.announce.clone()
+            },
             limits: crate::proto::PublicLimits {
                 max_message_bytes: l.max_message_bytes,
                 max_parts: l.max_parts,

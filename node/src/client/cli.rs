@@ -224,6 +224,12 @@ fn print_items(
             "{mark} {}  {:<28}  {}  ({} bytes)",
             i.message_id, who, subject, i.size
         );
+        for d in &i.delivery {
+            match &d.reason {
+                Some(why) => println!("      {}: {} ({why})", d.address, d.state),
+                None => println!("      {}: {}", d.address, d.state),
+            }
+        }
     }
     Ok(())
 }
@@ -308,7 +314,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 _ => Folder::Archive,
             };
             let s = login(&args, &dir).await?;
-            let items = s.mailbox(folder).await?;
+            let resp = s.mailbox_with_notices(folder).await?;
+            let items = resp.items;
+            if !*json {
+                for n in resp.notices.iter().filter(|n| n.unread) {
+                    println!("! {}", n.text);
+                }
+            }
             let mut rows = Vec::with_capacity(items.len());
             for i in items {
                 let subject = match s.open_head(&i.message_id, &work).await {

@@ -909,13 +909,17 @@ impl Session {
     }
 
     pub async fn mailbox(&self, folder: Folder) -> Result<Vec<MailboxItem>> {
-        let resp: MailboxResponse = json(
+        Ok(self.mailbox_with_notices(folder).await?.items)
+    }
+
+    /// A folder with the node's notices (in the inbox: deliveries that failed).
+    pub async fn mailbox_with_notices(&self, folder: Folder) -> Result<MailboxResponse> {
+        json(
             self.get(&format!("/mailbox/{}", folder.as_str()))
                 .send()
                 .await?,
         )
-        .await?;
-        Ok(resp.items)
+        .await
     }
 
     /// Downloads part `index` into `out`, checking its hash against the signed envelope.

@@ -9,12 +9,15 @@
 //! same commit. A method that returns `Err` changed nothing.
 
 pub mod blobs;
+pub mod federation;
 pub mod sqlite;
+mod sqlite_federation;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 pub use blobs::{BlobStore, FsBlobStore};
+pub use federation::*;
 pub use sqlite::SqliteStore;
 
 /// Seconds since the Unix epoch. Storage never reads the clock: callers pass `now`.
@@ -157,6 +160,10 @@ pub struct NewMessage {
     pub parts: Vec<NewPart>,
     /// Local recipients: (account id, address).
     pub recipients: Vec<(i64, String)>,
+    /// Recipients at peered organisations, one outbox entry per destination domain.
+    pub remote: Vec<RemoteRoute>,
+    /// When undelivered remote entries give up (Unix seconds).
+    pub remote_expires_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +213,9 @@ pub struct MailboxItem {
     pub received_at: Timestamp,
     pub size: u64,
     pub parts: u32,
+    /// For messages in Sent: each remote recipient's delivery state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivery: Vec<DeliveryState>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -269,9 +279,10 @@ pub struct LogReport {
     pub first_broken: Option<(u64, String)>,
 }
 
-/// Rows: accounts, sessions, messages, mailboxes, and the transaction log.
+/// Rows: accounts, sessions, messages, mailboxes, and the transaction log; and, through its
+/// supertrait [`FederationStore`], peers, the outbox and delivery states.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: FederationStore + Send + Sync + 'static {
     /// Authorises an account and stores its (hashed) invite. Conflict if the address exists.
     async fn create_account(
         &self,

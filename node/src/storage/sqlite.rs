@@ -144,6 +144,67 @@ CREATE TABLE checkpoints (
     at INTEGER NOT NULL,
     signature BLOB NOT NULL
 );
+"#, r#"
+-- Federation. Peers an admin authorised: one domain each, bound to a peer ID and a CA.
+CREATE TABLE peers (
+    domain TEXT PRIMARY KEY,
+    peer_id TEXT NOT NULL UNIQUE,
+    addrs TEXT NOT NULL,
+    ca_fingerprint TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'new',
+    last_error TEXT,
+    retry_at INTEGER,
+    state_at INTEGER,
+    pull_cursor INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('peer_generation', 0);
+-- One entry per message and destination organisation, until the peer's receipt or expiry.
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    domain TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    UNIQUE (message_id, domain)
+);
+CREATE INDEX outbox_by_domain ON outbox(domain, seq);
+CREATE INDEX outbox_by_expiry ON outbox(expires_at);
+-- Each remote recipient's state, for the sender.
+CREATE TABLE deliveries (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, address)
+) WITHOUT ROWID;
+-- Messages received from peers: which peer, and the local recipients they reached. Kept after
+-- the message is deleted, so that a replayed transfer is recognised and not delivered again.
+CREATE TABLE received (
+    message_id TEXT PRIMARY KEY,
+    domain TEXT NOT NULL,
+    envelope_sha256 BLOB NOT NULL,
+    recipients TEXT NOT NULL,
+    node_sig TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Our certificates each peer has looked up: it is sent their changes (revocations).
+CREATE TABLE peer_served (
+    domain TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (domain, fingerprint)
+) WITHOUT ROWID;
+CREATE TABLE notices (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    message_id TEXT,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    unread INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX notices_by_account ON notices(account_id, id DESC);
 "#];
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -159,7 +220,7 @@ struct ChainHead {
     signed_seq: u64,
 }
 
-struct Chain {
+pub(super) struct Chain {
     head: ChainHead,
     key: Arc<SigningKey>,
     checkpoint_every: u64,
@@ -189,7 +250,12 @@ impl Chain {
         Ok(())
     }
 
-    fn append(&mut self, conn: &Connection, now: Timestamp, event: &LogEvent) -> Result<()> {
+    pub(super) fn append(
+        &mut self,
+        conn: &Connection,
+        now: Timestamp,
+        event: &LogEvent,
+    ) -> Result<()> {
         let entry = txlog::Entry {
             seq: self.head.seq + 1,
             at: now,
@@ -324,7 +390,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's next batch; resolves once the batch is durably committed.
-    async fn write<R: Send + 'static>(
+    pub(super) async fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection, &mut Chain) -> Result<R> + Send + 'static,
     ) -> Result<R> {
@@ -353,7 +419,7 @@ impl SqliteStore {
     /// A point look-up (one row by key: microseconds): run it on the calling task rather than
     /// paying for a hop to the blocking pool, when a connection is free; otherwise queue like
     /// any read.
-    async fn read_point<R: Send + 'static>(
+    pub(super) async fn read_point<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
@@ -363,7 +429,7 @@ impl SqliteStore {
         with_reader(&self.readers, &self.path, f)
     }
 
-    async fn read<R: Send + 'static>(
+    pub(super) async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
@@ -516,7 +582,7 @@ fn account_id(conn: &Connection, address: &str) -> Result<i64> {
     .ok_or(StorageError::NotFound("account"))
 }
 
-fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+pub(super) fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     v.try_into().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
             32,
@@ -527,7 +593,7 @@ fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
 }
 
 /// Inserts or replaces a certificate with its indexes, and bumps the generation.
-fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timestamp) -> Result<()> {
+pub(super) fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timestamp) -> Result<()> {
     let generation: i64 = c
         .prepare_cached(
             "UPDATE meta SET value = value + 1 WHERE key = 'cert_generation' RETURNING value",
@@ -556,15 +622,40 @@ fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timestamp) -> Res
     Ok(())
 }
 
-fn query_certs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
+pub(super) fn query_certs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
     Ok(c.prepare_cached(sql)?
         .query_map(p, |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?)
 }
 
+/// Drops a message nobody holds any more (no mailbox entry, nothing queued for a peer), and
+/// every blob only it used; returns the blob files to remove.
+pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<Vec<[u8; 32]>> {
+    let still_referenced: bool = c
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM mailbox WHERE message_id = ?1)
+                OR EXISTS(SELECT 1 FROM outbox WHERE message_id = ?1)",
+        )?
+        .query_row([id], |r| r.get(0))?;
+    if still_referenced {
+        return Ok(Vec::new());
+    }
+    let hashes: Vec<Vec<u8>> = c
+        .prepare_cached("DELETE FROM parts WHERE message_id = ?1 RETURNING sha256")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for table in [
+        "DELETE FROM deliveries WHERE message_id = ?1",
+        "DELETE FROM messages WHERE id = ?1",
+    ] {
+        c.prepare_cached(table)?.execute([id])?;
+    }
+    drop_unreferenced(c, hashes)
+}
+
 /// Deletes the blobs among `hashes` that no part and no pending upload refers to any more;
 /// returns those that were files (for the caller to remove from the BlobStore).
-fn drop_unreferenced(c: &Connection, hashes: Vec<Vec<u8>>) -> Result<Vec<[u8; 32]>> {
+pub(super) fn drop_unreferenced(c: &Connection, hashes: Vec<Vec<u8>>) -> Result<Vec<[u8; 32]>> {
     let mut files = Vec::new();
     for h in hashes {
         let used: bool = c
@@ -590,6 +681,14 @@ fn drop_unreferenced(c: &Connection, hashes: Vec<Vec<u8>>) -> Result<Vec<[u8; 32
 const ITEM_SELECT: &str = "SELECT m.message_id, m.folder, m.unread, g.sender, g.recipients, \
     m.received_at, g.size, g.parts FROM mailbox m JOIN messages g ON g.id = m.message_id";
 
+/// Adds each remote recipient's delivery state to items in Sent.
+fn with_deliveries(c: &Connection, mut items: Vec<MailboxItem>) -> Result<Vec<MailboxItem>> {
+    for item in items.iter_mut().filter(|i| i.folder == Folder::Sent) {
+        item.delivery = super::sqlite_federation::deliveries_of(c, &item.message_id)?;
+    }
+    Ok(items)
+}
+
 fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
     let folder: String = r.get(1)?;
     let to: String = r.get(4)?;
@@ -602,6 +701,7 @@ fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
         received_at: r.get(5)?,
         size: r.get::<_, i64>(6)? as u64,
         parts: r.get(7)?,
+        delivery: Vec::new(),
     })
 }
 
@@ -1027,7 +1127,12 @@ impl MetaStore for SqliteStore {
                     "message ID was not issued to this sender, or has expired".into(),
                 ));
             }
-            let recipients: Vec<&str> = m.recipients.iter().map(|(_, a)| a.as_str()).collect();
+            let recipients: Vec<&str> = m
+                .recipients
+                .iter()
+                .map(|(_, a)| a.as_str())
+                .chain(m.remote.iter().flat_map(|r| r.addresses.iter().map(String::as_str)))
+                .collect();
             c.prepare_cached(
                 "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1072,6 +1177,7 @@ impl MetaStore for SqliteStore {
                 insert.execute(params![account, m.id, "inbox", true, now])?;
                 chain.append(c, now, &LogEvent::new("delivery", address, &m.id))?;
             }
+            super::sqlite_federation::enqueue_remote(c, chain, &m, now)?;
             Ok(SubmitOutcome::Accepted { accepted_at: now })
         })
         .await
@@ -1101,7 +1207,7 @@ impl MetaStore for SqliteStore {
                     item_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            with_deliveries(c, rows)
         })
         .await
     }
@@ -1121,6 +1227,7 @@ impl MetaStore for SqliteStore {
             else {
                 return Ok(None);
             };
+            let item = with_deliveries(c, vec![item])?.remove(0);
             let (envelope, signature, accepted_at) = c.query_row(
                 "SELECT envelope, signature, accepted_at FROM messages WHERE id = ?1",
                 [&id],
@@ -1238,21 +1345,7 @@ impl MetaStore for SqliteStore {
                 return Err(StorageError::NotFound("message"));
             }
             chain.append(c, now, &LogEvent::new("deletion", &actor, &id))?;
-            let still_referenced: bool = c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM mailbox WHERE message_id = ?1)",
-                [&id],
-                |r| r.get(0),
-            )?;
-            if still_referenced {
-                return Ok(Vec::new());
-            }
-            // Nobody holds the message any more: drop it, and every blob only it used.
-            let hashes: Vec<Vec<u8>> = c
-                .prepare("DELETE FROM parts WHERE message_id = ?1 RETURNING sha256")?
-                .query_map([&id], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            c.execute("DELETE FROM messages WHERE id = ?1", [&id])?;
-            drop_unreferenced(c, hashes)
+            drop_message_if_unreferenced(c, &id)
         })
         .await
     }

@@ -1,0 +1,184 @@
+//! Storage for federation: peers an admin authorised, the durable outbox (one entry per message
+//! and destination organisation), each remote recipient's delivery state, messages received
+//! from peers, and which of our certificates each peer has looked up (it is sent their updates).
+//!
+//! Same contract as [`MetaStore`](super::MetaStore): a write that returns `Ok` is durable with
+//! its transaction-log entries; one that returns `Err` changed nothing.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{CertRecord, LogEvent, NewPart, Result, Timestamp};
+
+/// A peer organisation's node, as an admin authorised it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    pub domain: String,
+    /// The libp2p peer ID (base58), i.e. the peer node's Ed25519 identity.
+    pub peer_id: String,
+    /// Multiaddresses to dial.
+    pub addrs: Vec<String>,
+    /// The peer organisation's CA fingerprint (hex): only this key may be bridged.
+    pub ca_fingerprint: String,
+    pub added_at: Timestamp,
+    /// `new`, `connected`, `backing_off` or `disconnected`.
+    pub state: String,
+    pub last_error: Option<String>,
+    pub retry_at: Option<Timestamp>,
+    pub state_at: Option<Timestamp>,
+    /// How far we have pulled the peer's certificate changes.
+    pub pull_cursor: u64,
+}
+
+/// The recipients of one message at one peered organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRoute {
+    pub domain: String,
+    pub addresses: Vec<String>,
+}
+
+/// A recipient's delivery state, as the sender sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    pub address: String,
+    /// `queued`, `delivered` or `failed`.
+    pub state: String,
+    /// Why it failed, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// One outbox entry, ready to be turned into a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub message_id: String,
+    pub sender: String,
+    pub envelope: String,
+    pub signature: String,
+    /// (SHA-256, size) of each part, in order.
+    pub parts: Vec<([u8; 32], u64)>,
+}
+
+/// A message from a peer, checked by the federation host, for local recipients.
+#[derive(Clone, Debug)]
+pub struct RemoteMessage {
+    pub id: String,
+    pub peer_domain: String,
+    pub sender: String,
+    pub envelope: String,
+    pub signature: String,
+    pub size: u64,
+    pub parts: Vec<NewPart>,
+    /// Every recipient in the envelope (shown to readers as `to`).
+    pub all_recipients: Vec<String>,
+    /// The local recipients it is delivered to: (account id, address).
+    pub recipients: Vec<(i64, String)>,
+    /// The sending node's signature over the transfer (hex), kept as evidence.
+    pub node_sig: String,
+}
+
+/// What happened to a received message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiveOutcome {
+    Stored,
+    /// Already stored (a retry or a replay): nothing changed.
+    Duplicate,
+}
+
+/// A delivery that expired: the sender is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub message_id: String,
+    pub sender: String,
+    pub domain: String,
+    pub addresses: Vec<String>,
+}
+
+/// A notice for a user from their node (for example, a delivery that failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub id: i64,
+    pub message_id: Option<String>,
+    pub text: String,
+    pub created_at: Timestamp,
+    pub unread: bool,
+}
+
+#[async_trait]
+pub trait FederationStore: Send + Sync + 'static {
+    /// Adds or replaces a peer (by domain). Conflict if its peer ID serves another domain.
+    async fn put_peer(&self, peer: PeerRecord, event: LogEvent, now: Timestamp) -> Result<()>;
+    /// Removes a peer. NotFound if there is none for this domain.
+    async fn remove_peer(&self, domain: &str, event: LogEvent, now: Timestamp) -> Result<()>;
+    async fn peers(&self) -> Result<Vec<PeerRecord>>;
+    async fn peer(&self, domain: &str) -> Result<Option<PeerRecord>>;
+    /// Changes whenever a peer is added, changed or removed (by any process).
+    async fn peer_generation(&self) -> Result<u64>;
+    async fn set_peer_state(
+        &self,
+        domain: &str,
+        state: &str,
+        error: Option<String>,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn set_pull_cursor(&self, domain: &str, cursor: u64) -> Result<()>;
+
+    /// Queued entries for `domain` after `after`, in order.
+    async fn outbox_pending(
+        &self,
+        domain: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>>;
+    /// Records a peer's receipt: the entry leaves the outbox and each recipient's state is set.
+    /// `refused` holds (address, reason). Returns blob files no longer needed by anything.
+    async fn outbox_delivered(
+        &self,
+        domain: &str,
+        message_id: &str,
+        accepted: Vec<String>,
+        refused: Vec<(String, String)>,
+        receipt: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>>;
+    /// Gives up on entries whose time ran out: their recipients fail with `reason`, the sender
+    /// gets a notice. Returns what expired and blob files no longer needed.
+    async fn outbox_expire(&self, now: Timestamp) -> Result<(Vec<Expired>, Vec<[u8; 32]>)>;
+    async fn deliveries(&self, message_id: &str) -> Result<Vec<DeliveryState>>;
+
+    /// Stores a message from a peer for its local recipients (idempotent by message ID).
+    /// Conflict if the ID is taken by a different message.
+    async fn receive_remote(&self, m: RemoteMessage, now: Timestamp) -> Result<ReceiveOutcome>;
+    /// The local recipients a stored message was delivered to, if it is stored.
+    async fn received_by(&self, message_id: &str) -> Result<Option<Vec<String>>>;
+    /// Where a blob's bytes are (inline in its row or a file), if the node holds it.
+    async fn blob(&self, sha256: [u8; 32]) -> Result<Option<super::PartData>>;
+    /// Which of these blobs the node already holds.
+    async fn blobs_held(&self, hashes: Vec<[u8; 32]>) -> Result<Vec<[u8; 32]>>;
+
+    /// Remembers that `domain`'s node looked up these certificates (it gets their updates).
+    async fn record_served(&self, domain: &str, fingerprints: Vec<String>) -> Result<()>;
+    /// Our certificates changed after `cursor` that `domain` may see (ones it looked up, and
+    /// our CA), at most `max`, in generation order, with the generation of the last one.
+    async fn served_updates(
+        &self,
+        domain: &str,
+        ca_fingerprint: &str,
+        cursor: u64,
+        max: usize,
+    ) -> Result<(u64, Vec<String>)>;
+    /// Certificates for `email` that `origin` published (a peer's users, cached here).
+    async fn certs_by_email_from(&self, email: &str, origin: &str) -> Result<Vec<String>>;
+    /// Stores certificates learned from a peer, each already merged with what we hold.
+    async fn put_remote_certs(
+        &self,
+        origin: &str,
+        certs: Vec<CertRecord>,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    async fn notices(&self, account_id: i64, limit: u32) -> Result<Vec<Notice>>;
+}
