@@ -330,17 +330,30 @@ impl<R: Rng> Outbox<R> {
 
     /// The wait after the `failures`-th failure (see the module invariants).
     fn backoff(&mut self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(31);
-        let base = self
-            .config
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.config.max_backoff);
-        let half = base / 2;
-        // `base` is at most a year, so its nanoseconds fit in a u64.
-        let span = u64::try_from((base - half).as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(self.rng.gen_range(0..=span))
+        backoff_delay(
+            self.config.initial_backoff,
+            self.config.max_backoff,
+            failures,
+            &mut self.rng,
+        )
     }
+}
+
+/// The wait after the `failures`-th failure in a row: `b = min(initial · 2ⁿ⁻¹, max)`, then
+/// uniform in `[b/2, b]` ("equal jitter"). Shared by [`Outbox`] and the driver's per-peer
+/// backoff so both follow one rule.
+pub fn backoff_delay<R: Rng + ?Sized>(
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+    rng: &mut R,
+) -> Duration {
+    let exp = failures.saturating_sub(1).min(31);
+    let base = initial.saturating_mul(1u32 << exp).min(max);
+    let half = base / 2;
+    // Saturating: a base beyond u64 nanoseconds (centuries) is clamped rather than overflowing.
+    let span = u64::try_from((base - half).as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(rng.gen_range(0..=span))
 }
 
 /// Settings of an [`Inbox`].

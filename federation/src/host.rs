@@ -13,7 +13,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-use crate::frame::{CertUpdates, LookupAnswer, PartRef, Receipt, Transfer};
+use crate::frame::{CertUpdates, LookupAnswer, MessageId, PartRef, Receipt, Transfer};
 
 pub use libp2p::{Multiaddr, PeerId};
 
@@ -141,6 +141,18 @@ pub trait Host: Send + Sync + 'static {
 
     /// The peer's connection state changed.
     async fn peer_state(&self, peer: &Peer, state: PeerState);
+
+    /// The peer refused this transfer outright with an error frame that resending the same
+    /// bytes cannot cure (`code` such as `refused`, `too_large`, `bad_signature`, `malformed`;
+    /// `message` is the peer's, in plain words). Transient answers (`unavailable`,
+    /// `not_authorised`, `busy`) are not reported here: the driver backs off and retries.
+    ///
+    /// The default does nothing, so the transfer stays queued and is offered again on the next
+    /// pass (after a wake, a reconnection or the resync interval). A host should mark it failed
+    /// and tell the sender, so that it leaves [`Host::pending`].
+    async fn rejected(&self, peer: &Peer, message_id: &MessageId, code: &str, message: &str) {
+        let _ = (peer, message_id, code, message);
+    }
 }
 
 /// A host shared between the driver's tasks.

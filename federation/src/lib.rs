@@ -18,12 +18,15 @@
 pub mod delivery;
 pub mod frame;
 pub mod host;
+pub mod net;
 
 pub use delivery::{
     ConfigError, Full, Inbox, InboxConfig, ItemState, ItemStatus, Outbox, OutboxConfig, Seen,
+    backoff_delay,
 };
 pub use frame::{
     CertUpdates, Changed, ErrorFrame, Frame, FrameError, Limits, Lookup, LookupAnswer, MessageId,
     PROTOCOL_VERSION, PartRef, PullSince, Receipt, Refusal, Transfer, Want, decode, encode,
 };
 pub use host::{Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost};
+pub use net::{Config, Handle, NetError, PeerStatus, start};

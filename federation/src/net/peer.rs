@@ -1,0 +1,380 @@
+//! The two tasks each authorised peer gets: the sender and the control task.
+//!
+//! The sender pages through [`crate::Host::pending`] and sends with up to
+//! `outbound_streams_per_peer` transfers in flight, each worker reusing its stream for one
+//! exchange after another. Any connection or stream failure ends the pass and the peer backs
+//! off (equal jitter, [`crate::delivery::backoff_delay`]); a wake, a new connection or any
+//! stream from the peer ends the backoff early. Transfers the peer refuses for good are
+//! reported with [`crate::Host::rejected`] and do not stop the pass.
+//!
+//! The control task reports the connection state to the host, pulls certificate updates (on
+//! connection, on `Changed`, every `resync_interval`) and pushes `Changed` after
+//! [`super::Handle::certs_changed`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::AsyncWriteExt as _;
+use libp2p::Stream;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+use tokio::time::Instant;
+
+use super::wire::{self, CopyError};
+use super::{Inner, NetError, PeerEntry, frame_name, unix_after};
+use crate::delivery::backoff_delay;
+use crate::frame::{Changed, Frame, PullSince, encode};
+use crate::host::{HostError, Outgoing, Peer, PeerState};
+
+/// Most `PullSince` rounds in one pull (each brings up to `max_certs` certificates).
+const MAX_PULL_ROUNDS: usize = 10_000;
+
+pub(super) async fn sender(inner: Arc<Inner>, entry: Arc<PeerEntry>) {
+    let cfg = &inner.config;
+    let mut rng = StdRng::from_entropy();
+    let mut failures: u32 = 0;
+    loop {
+        let result = tokio::select! {
+            () = entry.cancel.cancelled() => return,
+            r = send_pass(&inner, &entry) => r,
+        };
+        let peer = entry.peer();
+        let wait_until = match result {
+            Ok(()) => {
+                if failures > 0 {
+                    failures = 0;
+                    entry.set_backoff(None, None);
+                    tracing::info!(peer = %entry.peer_id, domain = %peer.domain, "sending resumed");
+                    let state = if inner.is_connected(&entry.peer_id) {
+                        PeerState::Connected
+                    } else {
+                        PeerState::Disconnected { error: None }
+                    };
+                    inner.host.peer_state(&peer, state).await;
+                }
+                Instant::now() + cfg.resync_interval
+            }
+            Err(NetError::Shutdown) => return,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let delay = backoff_delay(cfg.initial_backoff, cfg.max_backoff, failures, &mut rng);
+                let retry_at = unix_after(delay);
+                let error = e.to_string();
+                entry.set_backoff(Some(retry_at), Some(error.clone()));
+                tracing::info!(peer = %entry.peer_id, domain = %peer.domain, %error, retry_in = ?delay, failures, "sending failed; backing off");
+                inner
+                    .host
+                    .peer_state(&peer, PeerState::BackingOff { retry_at, error })
+                    .await;
+                Instant::now() + delay
+            }
+        };
+        tokio::select! {
+            () = entry.cancel.cancelled() => return,
+            () = entry.wake.notified() => {}
+            () = tokio::time::sleep_until(wait_until) => {}
+        }
+    }
+}
+
+/// The host's pending transfers for one pass, fetched a page at a time.
+struct Pager {
+    after: u64,
+    buf: VecDeque<Outgoing>,
+    done: bool,
+}
+
+impl Pager {
+    async fn next(&mut self, inner: &Inner, peer: &Peer) -> Result<Option<Outgoing>, NetError> {
+        if self.buf.is_empty() && !self.done {
+            let page = inner
+                .host
+                .pending(peer, self.after, inner.config.batch)
+                .await?;
+            match page.iter().map(|o| o.seq).max() {
+                Some(max) if max > self.after => self.after = max,
+                // Nothing newer (or a host that repeats itself): the pass ends here.
+                _ => self.done = true,
+            }
+            self.buf.extend(page.into_iter().take(inner.config.batch));
+        }
+        Ok(self.buf.pop_front())
+    }
+}
+
+/// One pass over everything pending: `Ok` when all was sent (or refused for good).
+async fn send_pass(inner: &Inner, entry: &PeerEntry) -> Result<(), NetError> {
+    let peer = entry.peer();
+    let pager = tokio::sync::Mutex::new(Pager {
+        after: 0,
+        buf: VecDeque::new(),
+        done: false,
+    });
+    let workers =
+        (0..inner.config.outbound_streams_per_peer).map(|_| worker(inner, entry, &peer, &pager));
+    futures::future::try_join_all(workers).await?;
+    Ok(())
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a stream is still in step after an exchange.
+enum After {
+    Keep,
+    Drop,
+}
+
+async fn worker(
+    inner: &Inner,
+    entry: &PeerEntry,
+    peer: &Peer,
+    pager: &tokio::sync::Mutex<Pager>,
+) -> Result<(), NetError> {
+    let mut stream: Option<Stream> = None;
+    loop {
+        let item = pager.lock().await.next(inner, peer).await?;
+        let Some(item) = item else { break };
+        let s = match stream.as_mut() {
+            Some(s) => s,
+            None => stream.insert(inner.open_stream(entry.peer_id).await?),
+        };
+        let _guard = InFlight::new(&entry.in_flight);
+        if let After::Drop = send_one(inner, entry, peer, s, item).await?
+            && let Some(mut s) = stream.take()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
+        }
+    }
+    if let Some(mut s) = stream {
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
+    }
+    Ok(())
+}
+
+/// Sends one transfer on the stream and sees it through to its receipt.
+async fn send_one(
+    inner: &Inner,
+    entry: &PeerEntry,
+    peer: &Peer,
+    stream: &mut Stream,
+    item: Outgoing,
+) -> Result<After, NetError> {
+    let cfg = &inner.config;
+    let t_req = cfg.request_timeout;
+    let mut t = item.transfer;
+    wire::sign_transfer(&inner.keypair, &mut t);
+    let id = t.message_id.clone();
+    let frame = Frame::Transfer(t);
+    let too_big = encode(&frame).len() > cfg.limits.max_frame_bytes;
+    if let Err(e) = frame.validate(&cfg.limits) {
+        tracing::warn!(peer = %entry.peer_id, message_id = %id, error = %e, "queued transfer exceeds the frame limits; not sent");
+        inner
+            .host
+            .rejected(peer, &id, "invalid", &e.to_string())
+            .await;
+        return Ok(After::Keep);
+    }
+    if too_big {
+        tracing::warn!(peer = %entry.peer_id, message_id = %id, "queued transfer exceeds max_frame_bytes; not sent");
+        inner
+            .host
+            .rejected(
+                peer,
+                &id,
+                "too_large",
+                "the transfer frame exceeds the frame limit",
+            )
+            .await;
+        return Ok(After::Keep);
+    }
+    wire::write_frame(stream, &frame, t_req).await?;
+    let Frame::Transfer(t) = frame else {
+        unreachable!("built above")
+    };
+    let mut parts_sent = false;
+    loop {
+        let answer = wire::read_frame(stream, &cfg.limits, t_req, t_req).await?;
+        match answer {
+            Frame::Receipt(r) => {
+                if r.message_id != id {
+                    return Err(NetError::Protocol(format!(
+                        "receipt for {} answers transfer {id}",
+                        r.message_id
+                    )));
+                }
+                if !wire::verify_receipt(&entry.key, &r) {
+                    tracing::warn!(peer = %entry.peer_id, message_id = %id, "receipt with a bad node signature");
+                    return Err(NetError::BadSignature);
+                }
+                tracing::debug!(peer = %entry.peer_id, message_id = %id, accepted = r.accepted.len(), refused = r.refused.len(), "delivered");
+                inner.host.delivered(peer, r).await?;
+                return Ok(After::Keep);
+            }
+            Frame::Want(w) if !parts_sent => {
+                if w.message_id != id || w.parts.iter().any(|&i| i as usize >= t.parts.len()) {
+                    return Err(NetError::Protocol(
+                        "want names parts we did not offer".into(),
+                    ));
+                }
+                for &i in &w.parts {
+                    let part = &t.parts[i as usize];
+                    let mut reader = match inner.host.open_part(part).await {
+                        Ok(r) => r,
+                        Err(HostError::Refused(m)) => {
+                            tracing::warn!(message_id = %id, sha256 = %part.sha256, "cannot open our part; transfer skipped");
+                            inner.host.rejected(peer, &id, "part_missing", &m).await;
+                            return Ok(After::Drop);
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    match wire::copy_part(&mut reader, stream, part.size, cfg.idle_timeout).await {
+                        Ok(()) => {}
+                        Err(CopyError::Remote(e)) => return Err(NetError::Io(e)),
+                        Err(CopyError::Local(e)) => {
+                            tracing::error!(message_id = %id, sha256 = %part.sha256, error = %e, "reading our part failed");
+                            return Err(NetError::Host(HostError::Unavailable(format!(
+                                "reading part {}: {e}",
+                                part.sha256
+                            ))));
+                        }
+                    }
+                }
+                parts_sent = true;
+            }
+            Frame::Error(e) => match e.code.as_str() {
+                "unavailable" | "not_authorised" | "busy" => {
+                    return Err(NetError::Remote {
+                        code: e.code,
+                        message: e.message,
+                    });
+                }
+                _ => {
+                    tracing::warn!(peer = %entry.peer_id, message_id = %id, code = %e.code, reason = %e.message, "peer refused the transfer");
+                    inner.host.rejected(peer, &id, &e.code, &e.message).await;
+                    return Ok(After::Drop);
+                }
+            },
+            other => {
+                return Err(NetError::Protocol(format!(
+                    "unexpected {} frame answering a transfer",
+                    frame_name(&other)
+                )));
+            }
+        }
+    }
+}
+
+pub(super) async fn control(inner: Arc<Inner>, entry: Arc<PeerEntry>) {
+    let cfg = &inner.config;
+    let mut reported: Option<bool> = None;
+    let mut next_resync = Instant::now() + cfg.resync_interval;
+    loop {
+        let peer = entry.peer();
+        if entry.conn_dirty.swap(false, Ordering::Relaxed) {
+            let up = inner.is_connected(&entry.peer_id);
+            if reported != Some(up) {
+                reported = Some(up);
+                tracing::info!(peer = %entry.peer_id, domain = %peer.domain, connected = up, "peer connection");
+                let state = if up {
+                    PeerState::Connected
+                } else {
+                    PeerState::Disconnected { error: None }
+                };
+                inner.host.peer_state(&peer, state).await;
+                if up {
+                    entry.pull_wanted.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        let push = entry.push_cursor.swap(0, Ordering::Relaxed);
+        if push > 0 && inner.is_connected(&entry.peer_id) {
+            let r = tokio::select! {
+                () = entry.cancel.cancelled() => return,
+                r = announce(&inner, &entry, push) => r,
+            };
+            if let Err(e) = r {
+                tracing::debug!(peer = %entry.peer_id, error = %e, "announcing changes failed");
+            }
+        }
+        let mut pull = entry.pull_wanted.swap(false, Ordering::Relaxed);
+        let remote = entry.remote_cursor.load(Ordering::Relaxed);
+        if !pull && remote > 0 {
+            pull = matches!(inner.host.pull_cursor(&peer).await, Ok(c) if remote > c);
+        }
+        if pull {
+            let r = tokio::select! {
+                () = entry.cancel.cancelled() => return,
+                r = pull_from(&inner, &entry, &peer) => r,
+            };
+            if let Err(e) = r {
+                tracing::debug!(peer = %entry.peer_id, error = %e, "pulling certificate updates failed");
+            }
+        }
+        tokio::select! {
+            () = entry.cancel.cancelled() => return,
+            () = entry.control.notified() => {}
+            () = tokio::time::sleep_until(next_resync) => {
+                next_resync = Instant::now() + cfg.resync_interval;
+                entry.pull_wanted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Tells the peer our certificates changed up to `cursor`.
+async fn announce(inner: &Inner, entry: &PeerEntry, cursor: u64) -> Result<(), NetError> {
+    let t = inner.config.request_timeout;
+    let mut s = inner.open_stream(entry.peer_id).await?;
+    wire::write_frame(&mut s, &Frame::Changed(Changed { cursor }), t).await?;
+    let _ = tokio::time::timeout(t, s.close()).await;
+    Ok(())
+}
+
+/// Pulls certificate updates until the peer has no more.
+async fn pull_from(inner: &Inner, entry: &PeerEntry, peer: &Peer) -> Result<(), NetError> {
+    let t = inner.config.request_timeout;
+    let mut s = inner.open_stream(entry.peer_id).await?;
+    for _ in 0..MAX_PULL_ROUNDS {
+        let cursor = inner.host.pull_cursor(peer).await?;
+        wire::write_frame(&mut s, &Frame::PullSince(PullSince { cursor }), t).await?;
+        match wire::read_frame(&mut s, &inner.config.limits, t, t).await? {
+            Frame::CertUpdates(u) => {
+                let more = !u.certs.is_empty() && u.cursor > cursor;
+                tracing::debug!(peer = %entry.peer_id, from = cursor, to = u.cursor, certs = u.certs.len(), "pulled certificate updates");
+                inner.host.apply_updates(peer, u).await?;
+                if !more {
+                    break;
+                }
+            }
+            Frame::Error(e) => {
+                return Err(NetError::Remote {
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+            other => {
+                return Err(NetError::Protocol(format!(
+                    "unexpected {} frame answering pull_since",
+                    frame_name(&other)
+                )));
+            }
+        }
+    }
+    let _ = tokio::time::timeout(t, s.close()).await;
+    Ok(())
+}

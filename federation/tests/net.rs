@@ -1,0 +1,437 @@
+//! The driver over real QUIC on 127.0.0.1 (port 0), two or three drivers against each other,
+//! each with an in-memory host (`support::TestHost`).
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::AsyncWriteExt as _;
+use libp2p::identity::Keypair;
+use sealpost_federation::net::{NetError, wire};
+use sealpost_federation::{Frame, Limits, Lookup, PeerState};
+use support::{Node, TestHost, config, eventually, pair, transfer};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_20_mib_part_arrives_intact_with_a_verifiable_receipt() {
+    let (a, b) = pair(config(), config()).await;
+    let head = b"sealed head".to_vec();
+    let big = pseudo_random(20 << 20, 1);
+    a.host.queue(b.id(), "m-big", &[&head, &big]);
+    a.handle.wake(&b.id());
+
+    eventually("receipt at alpha", Duration::from_secs(30), || {
+        a.host.delivered_count() == 1
+    })
+    .await;
+    let stored = b.host.stored_parts.lock().unwrap();
+    assert!(stored[&support::sha(&big)] == big, "bytes differ");
+    assert_eq!(stored[&support::sha(&head)], head);
+    drop(stored);
+    let (_, receipt) = a.host.delivered.lock().unwrap()[0].clone();
+    let b_key = wire::ed25519_key_of(&b.id()).unwrap();
+    assert!(wire::verify_receipt(&b_key, &receipt));
+    assert_eq!(receipt.accepted, vec!["bob@beta.test".to_string()]);
+    assert_eq!(a.host.outbox_len(), 0);
+    assert_eq!(b.host.messages.lock().unwrap()[&"m-big".into()], 1);
+}
+
+#[tokio::test]
+async fn an_unauthorised_peer_gets_not_authorised_and_the_host_is_never_called() {
+    let b = Node::start("beta.test", config(), vec![]).await;
+    // Mallory has beta as a peer, but beta has no peering with mallory.
+    let m = Node::start("mallory.test", config(), vec![b.as_peer()]).await;
+    m.host.queue(b.id(), "m-1", &[b"head"]);
+    m.handle.wake(&b.id());
+
+    eventually("mallory backs off with not_authorised", WAIT, || {
+        m.handle.status().iter().any(|s| {
+            s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("not_authorised"))
+                && s.retry_at.is_some()
+        })
+    })
+    .await;
+    let err = m.handle.lookup(&b.id(), "bob@beta.test").await.unwrap_err();
+    assert!(
+        matches!(&err, NetError::Remote { code, .. } if code == "not_authorised"),
+        "{err:?}"
+    );
+    assert_eq!(b.host.inbound_calls(), 0);
+    assert_eq!(m.host.delivered_count(), 0);
+    assert!(
+        m.host
+            .states
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, s)| matches!(s, PeerState::BackingOff { .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_bad_or_missing_node_signature_is_refused() {
+    let (a, b) = pair(config(), config()).await;
+    let lim = Limits::default();
+    let t5 = Duration::from_secs(5);
+    let mut s = a.handle.open_stream(&b.id()).await.unwrap();
+
+    let mut forged = transfer("m-forged", &[b"head"]);
+    wire::sign_transfer(&Keypair::generate_ed25519(), &mut forged);
+    let unsigned = transfer("m-unsigned", &[b"head"]);
+    let mut tampered = transfer("m-tampered", &[b"head"]);
+    wire::sign_transfer(&a.keypair, &mut tampered);
+    tampered.envelope.push(' ');
+
+    for t in [forged, unsigned, tampered] {
+        wire::write_frame(&mut s, &Frame::Transfer(t), t5)
+            .await
+            .unwrap();
+        match wire::read_frame(&mut s, &lim, t5, t5).await.unwrap() {
+            Frame::Error(e) => assert_eq!(e.code, "bad_signature"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    // The same stream still serves a correctly signed transfer.
+    let mut good = transfer("m-good", &[b"head"]);
+    wire::sign_transfer(&a.keypair, &mut good);
+    wire::write_frame(&mut s, &Frame::Transfer(good), t5)
+        .await
+        .unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut s, &lim, t5, t5).await.unwrap(),
+        Frame::Want(_)
+    ));
+    assert_eq!(b.host.admits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_replayed_transfer_is_answered_without_storing_again() {
+    let (a, b) = pair(config(), config()).await;
+    let t = a.host.queue(b.id(), "m-replay", &[b"head", b"attachment"]);
+    a.handle.wake(&b.id());
+    eventually("first delivery", WAIT, || a.host.delivered_count() == 1).await;
+    assert_eq!(b.host.stores.load(Ordering::SeqCst), 2);
+
+    // The same transfer again (a lost receipt, or a replay).
+    a.host.queue_transfer(b.id(), t, &[b"head", b"attachment"]);
+    a.handle.wake(&b.id());
+    eventually("second receipt", WAIT, || a.host.delivered_count() == 2).await;
+    assert_eq!(
+        b.host.stores.load(Ordering::SeqCst),
+        2,
+        "parts stored again"
+    );
+    assert_eq!(b.host.commits.load(Ordering::SeqCst), 1);
+    assert_eq!(b.host.admits.load(Ordering::SeqCst), 2);
+    assert_eq!(b.host.messages.lock().unwrap()[&"m-replay".into()], 1);
+}
+
+#[tokio::test]
+async fn a_part_larger_than_max_part_bytes_is_refused() {
+    let mut b_cfg = config();
+    b_cfg.max_part_bytes = 1024;
+    let (a, b) = pair(config(), b_cfg).await;
+    a.host.queue(b.id(), "m-huge", &[b"head", &[7u8; 2048]]);
+    a.host.queue(b.id(), "m-fine", &[b"head", &[8u8; 1024]]);
+    a.handle.wake(&b.id());
+
+    eventually("refusal reported", WAIT, || {
+        a.host
+            .rejected
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(id, code)| id.as_str() == "m-huge" && code == "too_large")
+    })
+    .await;
+    // A refused transfer does not hold up the next one.
+    eventually("the other one delivered", WAIT, || {
+        a.host.delivered_count() == 1
+    })
+    .await;
+    assert_eq!(b.host.admits.load(Ordering::SeqCst), 1);
+    assert!(
+        !b.host
+            .messages
+            .lock()
+            .unwrap()
+            .contains_key(&"m-huge".into())
+    );
+}
+
+#[tokio::test]
+async fn lookup_round_trip_and_typed_errors() {
+    let (a, b) = pair(config(), config()).await;
+    b.host
+        .directory
+        .lock()
+        .unwrap()
+        .insert("bob@beta.test".into(), vec!["CERT-BOB".into()]);
+    let answer = a.handle.lookup(&b.id(), "bob@beta.test").await.unwrap();
+    assert_eq!(answer.certs, vec!["CERT-BOB".to_string()]);
+    let none = a.handle.lookup(&b.id(), "nobody@beta.test").await.unwrap();
+    assert!(none.certs.is_empty());
+
+    // Not a peer: refused at once.
+    let stranger = Keypair::generate_ed25519().public().to_peer_id();
+    assert!(matches!(
+        a.handle.lookup(&stranger, "x@y.test").await,
+        Err(NetError::UnknownPeer(_))
+    ));
+
+    // A peer whose address swallows packets: a timeout, as a typed error.
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let mut cfg = config();
+    cfg.request_timeout = Duration::from_millis(800);
+    let dead_id = Keypair::generate_ed25519().public().to_peer_id();
+    let c = Node::start(
+        "gamma.test",
+        cfg,
+        vec![sealpost_federation::Peer {
+            peer_id: dead_id,
+            addrs: vec![
+                format!("/ip4/127.0.0.1/udp/{port}/quic-v1")
+                    .parse()
+                    .unwrap(),
+            ],
+            domain: "dead.test".into(),
+        }],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let err = c.handle.lookup(&dead_id, "x@dead.test").await.unwrap_err();
+    assert!(
+        matches!(err, NetError::Timeout | NetError::Unreachable(_)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn changed_makes_the_peer_pull_and_apply() {
+    let (a, b) = pair(config(), config()).await;
+    b.host.my_certs.lock().unwrap().push("CERT-1".into());
+    // Alpha pulls on connection; make sure it is connected and has pulled the first one.
+    a.handle.lookup(&b.id(), "x@beta.test").await.unwrap();
+    eventually("initial pull", WAIT, || {
+        a.host
+            .applied
+            .lock()
+            .unwrap()
+            .contains(&"CERT-1".to_string())
+    })
+    .await;
+
+    b.host.my_certs.lock().unwrap().push("REVOCATION-2".into());
+    b.handle.certs_changed(2);
+    eventually(
+        "alpha applied the revocation",
+        Duration::from_secs(2),
+        || {
+            a.host
+                .applied
+                .lock()
+                .unwrap()
+                .contains(&"REVOCATION-2".to_string())
+        },
+    )
+    .await;
+    assert_eq!(a.host.pull_cursors.lock().unwrap()[&b.id()], 2);
+    assert_eq!(
+        a.host
+            .applied
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == "CERT-1")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_comes_back_gets_its_backlog_promptly() {
+    // Alpha's backoff is long: prompt delivery after beta's restart proves the immediate
+    // retry on connection, not the backoff timer.
+    let mut a_cfg = config();
+    a_cfg.initial_backoff = Duration::from_secs(30);
+    a_cfg.max_backoff = Duration::from_secs(60);
+    a_cfg.request_timeout = Duration::from_secs(2);
+    let (a, b) = pair(a_cfg, config()).await;
+    a.host.queue(b.id(), "m-0", &[b"head 0"]);
+    a.handle.wake(&b.id());
+    eventually("warm-up delivery", WAIT, || a.host.delivered_count() == 1).await;
+
+    let b_addr = b.addrs()[0].clone();
+    let (b_key, b_host) = (b.keypair.clone(), b.host.clone());
+    b.handle.shutdown().await;
+    drop(b);
+
+    for i in 1..=5 {
+        a.host.queue(
+            b_key.public().to_peer_id(),
+            &format!("m-{i}"),
+            &[format!("head {i}").as_bytes()],
+        );
+    }
+    a.handle.wake(&b_key.public().to_peer_id());
+    eventually("alpha backs off", WAIT, || {
+        a.handle
+            .status()
+            .iter()
+            .any(|s| s.retry_at.is_some() && s.last_error.is_some())
+    })
+    .await;
+    assert_eq!(a.host.delivered_count(), 1);
+
+    // Beta restarts on the same address with the same identity and storage.
+    let mut b_cfg = config();
+    b_cfg.listen = vec![b_addr];
+    let peers = b_host.peers.lock().unwrap().clone();
+    let restart = tokio::time::Instant::now();
+    let b = loop {
+        b_host.set_peers(peers.clone());
+        match sealpost_federation::net::start(b_cfg.clone(), b_key.clone(), b_host.clone()).await {
+            Ok(handle) => break handle,
+            Err(e) if restart.elapsed() < WAIT => {
+                eprintln!("restart: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("beta cannot restart: {e}"),
+        }
+    };
+    eventually("backlog delivered", Duration::from_secs(5), || {
+        a.host.delivered_count() == 6
+    })
+    .await;
+    assert_eq!(b_host.messages.lock().unwrap().len(), 6);
+    assert!(b_host.messages.lock().unwrap().values().all(|n| *n == 1));
+    eventually("alpha's status clears", WAIT, || {
+        a.handle
+            .status()
+            .iter()
+            .all(|s| s.retry_at.is_none() && s.last_error.is_none() && s.connected)
+    })
+    .await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_hundred_queued_transfers_are_delivered_exactly_once() {
+    let (a, b) = pair(config(), config()).await;
+    for i in 0..200 {
+        let head = format!("head of message {i}");
+        a.host
+            .queue(b.id(), &format!("m-{i:03}"), &[head.as_bytes()]);
+    }
+    a.handle.wake(&b.id());
+    eventually("all 200 delivered", Duration::from_secs(30), || {
+        a.host.delivered_count() == 200
+    })
+    .await;
+    let delivered = a.host.delivered.lock().unwrap();
+    let ids: std::collections::HashSet<_> = delivered
+        .iter()
+        .map(|(_, r)| r.message_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 200);
+    drop(delivered);
+    let messages = b.host.messages.lock().unwrap();
+    assert_eq!(messages.len(), 200);
+    assert!(messages.values().all(|n| *n == 1));
+    assert_eq!(b.host.commits.load(Ordering::SeqCst), 200);
+    assert_eq!(a.host.outbox_len(), 0);
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_is_refused_without_reading_it() {
+    let mut b_cfg = config();
+    b_cfg.limits.max_frame_bytes = 64 << 10;
+    let (a, b) = pair(config(), b_cfg).await;
+    let t5 = Duration::from_secs(5);
+    let mut s = a.handle.open_stream(&b.id()).await.unwrap();
+    // Announce a frame just over the limit, and send none of it: the answer comes at once, so
+    // beta neither waited for the body nor allocated it.
+    s.write_all(&((64u32 << 10) + 1).to_be_bytes())
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    match wire::read_frame(&mut s, &Limits::default(), t5, t5)
+        .await
+        .unwrap()
+    {
+        Frame::Error(e) => assert_eq!(e.code, "too_large"),
+        other => panic!("expected too_large, got {other:?}"),
+    }
+    // And the peer closed the stream (out of step).
+    assert!(matches!(
+        wire::read_frame(&mut s, &Limits::default(), t5, t5).await,
+        Err(wire::ReadError::Closed | wire::ReadError::Io(_))
+    ));
+
+    // A frame within the limit on a new stream is served.
+    let mut s = a.handle.open_stream(&b.id()).await.unwrap();
+    let req = Frame::Lookup(Lookup {
+        address: "bob@beta.test".into(),
+    });
+    wire::write_frame(&mut s, &req, t5).await.unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut s, &Limits::default(), t5, t5)
+            .await
+            .unwrap(),
+        Frame::LookupAnswer(_)
+    ));
+    assert_eq!(b.host.lookups.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn status_reports_peers_and_connection_state() {
+    let (a, b) = pair(config(), config()).await;
+    a.handle.lookup(&b.id(), "x@beta.test").await.unwrap();
+    let st = a.handle.status();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].peer_id, b.id());
+    assert_eq!(st[0].domain, "beta.test");
+    eventually("connected reported to the host", WAIT, || {
+        a.host
+            .states
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, s)| *p == b.id() && *s == PeerState::Connected)
+    })
+    .await;
+    assert!(a.handle.status()[0].connected);
+    assert_eq!(a.handle.listen_addrs().len(), 1);
+    assert!(!a.handle.listen_addrs()[0].to_string().contains("/udp/0/"));
+
+    // Removing the peer drops it from the table and refuses its streams afterwards.
+    b.host.set_peers(vec![]);
+    b.handle.peers_changed();
+    eventually("beta forgot alpha", WAIT, || b.handle.status().is_empty()).await;
+    let before = b.host.inbound_calls();
+    let err = a.handle.lookup(&b.id(), "x@beta.test").await.unwrap_err();
+    assert!(
+        matches!(&err, NetError::Remote { code, .. } if code == "not_authorised"),
+        "{err:?}"
+    );
+    assert_eq!(b.host.inbound_calls(), before);
+    let _ = TestHost::new();
+}
