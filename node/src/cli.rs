@@ -276,7 +276,8 @@ pub async fn revoke_certification(
     Ok(address)
 }
 
-async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
+/// Runs one `sealpost admin` command (also called in-process by tests).
+pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
     let (config, store) = open_store(data)?;
     match command {
         AdminCommand::User { command } => match command {

@@ -102,6 +102,13 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         on_bound: impl FnOnce(std::net::SocketAddr),
     ) -> anyhow::Result<()> {
+        // Federation first: the organisation record the HTTP side publishes names its
+        // addresses.
+        let federation = if self.config.federation.enabled {
+            Some(start_federation(&self.paths, &self.state).await?)
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(self.config.http.listen)
             .await
             .with_context(|| format!("binding {}", self.config.http.listen))?;
@@ -126,6 +133,10 @@ impl Node {
         let result = crate::api::run(listener, self.state, shutdown).await;
         checkpoints.abort();
         gc.abort();
+        if let Some((handle, background)) = federation {
+            background.abort();
+            handle.shutdown().await;
+        }
         // Sign whatever was logged since the last checkpoint before going away.
         self.store.checkpoint(crate::now()).await?;
         Ok(result?)
@@ -158,4 +169,65 @@ pub async fn expire_uploads(
         blobs.remove(*sha).await?;
     }
     Ok(orphans.len())
+}
+
+/// Starts the QUIC federation driver with the node's identity, and its background task.
+///
+/// A configured port 0 picks a free port the first time; the addresses actually bound are
+/// remembered in the data directory and reused, so peers that know them reach the node again
+/// after a restart.
+async fn start_federation(
+    paths: &Paths,
+    state: &AppState,
+) -> anyhow::Result<(sealpost_federation::net::Handle, tokio::task::JoinHandle<()>)> {
+    let fed = &state.config.federation;
+    let parse = |list: &[String]| -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+        list.iter()
+            .map(|a| a.parse().with_context(|| format!("federation address {a}")))
+            .collect()
+    };
+    let configured = parse(&fed.listen)?;
+    let remembered_file = paths.root().join("federation-listen");
+    let remembered = std::fs::read_to_string(&remembered_file)
+        .ok()
+        .map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+        .and_then(|l| parse(&l).ok())
+        .filter(|_| fed.listen.iter().any(|a| a.contains("/udp/0/")));
+    let key = keys::load_node_key(paths)?;
+    let limits = &state.config.limits;
+    let config = |listen| sealpost_federation::net::Config {
+        listen,
+        max_part_bytes: limits.max_message_bytes,
+        ..Default::default()
+    };
+    let host: sealpost_federation::SharedHost =
+        Arc::new(crate::federation::FedHost::new(state.clone()));
+    let handle = match remembered {
+        Some(addrs) => match sealpost_federation::net::start(
+            config(addrs),
+            keys::libp2p_keypair(&key),
+            host.clone(),
+        )
+        .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "remembered federation address unusable; picking a new one");
+                sealpost_federation::net::start(config(configured), keys::libp2p_keypair(&key), host)
+                    .await?
+            }
+        },
+        None => {
+            sealpost_federation::net::start(config(configured), keys::libp2p_keypair(&key), host)
+                .await?
+        }
+    };
+    let bound: Vec<String> = handle.listen_addrs().iter().map(|a| a.to_string()).collect();
+    std::fs::write(&remembered_file, bound.join("\n"))
+        .with_context(|| format!("writing {}", remembered_file.display()))?;
+    tracing::info!(peer_id = %handle.peer_id(), addrs = ?bound, "federation listening");
+    let link: Arc<dyn crate::federation::FedLink> = Arc::new(handle.clone());
+    let _ = state.federation.set(link.clone());
+    let background = tokio::spawn(crate::federation::background(state.clone(), link));
+    Ok((handle, background))
 }

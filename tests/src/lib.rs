@@ -43,7 +43,27 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
-        let node = Node::open_with(&data, config.clone())?;
+        let mut node = TestNode {
+            dir,
+            url: String::new(),
+            config,
+            store: Arc::new(sealpost::node::open_store(
+                &sealpost::config::Paths::new(&data),
+                &Config::new(domain),
+                sealpost::keys::load_node_key(&sealpost::config::Paths::new(&data))?,
+            )?),
+            stop: None,
+            task: None,
+        };
+        node.start().await?;
+        Ok(node)
+    }
+
+    /// Serves the node's data directory (again, after [`TestNode::stop`]): a new HTTP port,
+    /// the same federation address.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        let data = self.data();
+        let node = Node::open_with(&data, self.config.clone())?;
         let store = node.store.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -56,14 +76,30 @@ impl TestNode {
             },
         ));
         let addr = addr_rx.await.context("node did not start")?;
-        Ok(TestNode {
-            dir,
-            url: format!("http://{addr}"),
-            config,
-            store,
-            stop: Some(stop_tx),
-            task: Some(task),
-        })
+        self.url = format!("http://{addr}");
+        self.store = store;
+        self.stop = Some(stop_tx);
+        self.task = Some(task);
+        Ok(())
+    }
+
+    /// Runs `sealpost admin --data DIR ARGS…` in-process, as an admin would.
+    pub async fn admin(&self, args: &[&str]) -> anyhow::Result<()> {
+        use clap::Parser;
+        let data = self.data();
+        let mut argv = vec!["sealpost", "admin", "--data", data.to_str().expect("utf-8 path")];
+        argv.extend_from_slice(args);
+        let cli = sealpost::cli::Cli::try_parse_from(argv)?;
+        let sealpost::cli::Command::Admin { data, command } = cli.command else {
+            unreachable!("parsed an admin command");
+        };
+        sealpost::cli::admin(&data, command).await
+    }
+
+    /// Peers this node with `other` through the admin command (`peer add DOMAIN --from URL`).
+    pub async fn peer_with(&self, other: &TestNode) -> anyhow::Result<()> {
+        self.admin(&["peer", "add", &other.config.domain, "--from", &other.url, "--yes"])
+            .await
     }
 
     pub async fn spawn(domain: &str) -> anyhow::Result<TestNode> {

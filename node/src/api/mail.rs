@@ -575,7 +575,28 @@ pub(super) async fn message(
         .ok_or_else(|| ApiError::not_found("unknown_message", "no such message in your mailbox"))?;
     let sender_cert = match st.store.account_by_address(&m.item.from).await? {
         Some(a) => a.cert.unwrap_or_default(),
-        None => String::new(),
+        // A peer organisation's user: the key (of those held for the address) whose signature
+        // on this envelope verifies. The reader checks it again, and its trust.
+        None => {
+            let domain = crate::federation::domain_of(&m.item.from);
+            st.store
+                .certs_by_email_from(&m.item.from, domain)
+                .await?
+                .into_iter()
+                .find(|armored| {
+                    crypto::cert_from_armored(armored).is_ok_and(|c| {
+                        crypto::verify_detached(
+                            &c,
+                            &st.policy,
+                            std::time::SystemTime::now(),
+                            m.envelope.as_bytes(),
+                            &m.signature,
+                        )
+                        .is_ok()
+                    })
+                })
+                .unwrap_or_default()
+        }
     };
     Ok(Json(MessageResponse {
         item: m.item,

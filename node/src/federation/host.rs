@@ -232,13 +232,24 @@ impl Host for FedHost {
 
     async fn admit(&self, peer: &Peer, t: &Transfer) -> Result<Admission, HostError> {
         let env = self.envelope(t)?;
-        if let Some(to) = self
+        if domain_of(&env.from) != peer.domain {
+            let reason = format!(
+                "the node of {} may not send for {}",
+                peer.domain, env.from
+            );
+            return self.refused(peer, t, &env, reason).await;
+        }
+        if let Some((to, envelope_sha)) = self
             .st
             .store
             .received_by(&t.message_id.0)
             .await
             .map_err(unavailable)?
         {
+            if envelope_sha != <[u8; 32]>::from(Sha256::digest(t.envelope.as_bytes())) {
+                let reason = "this message ID was already used for another message".to_owned();
+                return self.refused(peer, t, &env, reason).await;
+            }
             // A retry or a replay: answer as the first time, store nothing.
             return Ok(Admission::Answer(Receipt {
                 message_id: t.message_id.clone(),
@@ -246,13 +257,6 @@ impl Host for FedHost {
                 refused: Vec::new(),
                 node_sig: Vec::new(),
             }));
-        }
-        if domain_of(&env.from) != peer.domain {
-            let reason = format!(
-                "the node of {} may not send for {}",
-                peer.domain, env.from
-            );
-            return self.refused(peer, t, &env, reason).await;
         }
         if let Err(reason) = self.check_sender(peer, t, &env).await {
             return self.refused(peer, t, &env, reason).await;

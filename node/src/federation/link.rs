@@ -18,3 +18,40 @@ pub trait FedLink: Send + Sync + 'static {
     /// Asks a peer's node for the certificates of one of its addresses.
     async fn lookup(&self, peer_id: &str, address: &str) -> Result<Vec<String>, String>;
 }
+#[async_trait]
+impl FedLink for sealpost_federation::net::Handle {
+    fn peer_id(&self) -> String {
+        sealpost_federation::net::Handle::peer_id(self).to_base58()
+    }
+
+    fn listen_addrs(&self) -> Vec<String> {
+        sealpost_federation::net::Handle::listen_addrs(self)
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    }
+
+    fn wake(&self, peer_id: &str) {
+        if let Ok(p) = peer_id.parse() {
+            sealpost_federation::net::Handle::wake(self, &p);
+        }
+    }
+
+    fn peers_changed(&self) {
+        sealpost_federation::net::Handle::peers_changed(self);
+    }
+
+    fn certs_changed(&self, cursor: u64) {
+        sealpost_federation::net::Handle::certs_changed(self, cursor);
+    }
+
+    async fn lookup(&self, peer_id: &str, address: &str) -> Result<Vec<String>, String> {
+        let peer = peer_id
+            .parse()
+            .map_err(|e| format!("bad peer ID {peer_id}: {e}"))?;
+        sealpost_federation::net::Handle::lookup(self, &peer, address)
+            .await
+            .map(|a| a.certs)
+            .map_err(|e| e.to_string())
+    }
+}

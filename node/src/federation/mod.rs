@@ -156,7 +156,12 @@ pub async fn remote_certs(
                 "federation is not running on this node",
             ));
         };
-        let answer = link.lookup(&peer.peer_id, address).await.map_err(|e| {
+        let wait = std::time::Duration::from_secs(st.config.federation.lookup_timeout_secs);
+        let answer = match tokio::time::timeout(wait, link.lookup(&peer.peer_id, address)).await {
+            Ok(a) => a,
+            Err(_) => Err(format!("no answer within {}s", wait.as_secs())),
+        }
+        .map_err(|e| {
             ApiError::unavailable(
                 "peer_unreachable",
                 format!(

@@ -152,8 +152,9 @@ pub trait FederationStore: Send + Sync + 'static {
     /// Stores a message from a peer for its local recipients (idempotent by message ID).
     /// Conflict if the ID is taken by a different message.
     async fn receive_remote(&self, m: RemoteMessage, now: Timestamp) -> Result<ReceiveOutcome>;
-    /// The local recipients a stored message was delivered to, if it is stored.
-    async fn received_by(&self, message_id: &str) -> Result<Option<Vec<String>>>;
+    /// For a message received from a peer: the local recipients it was delivered to and the
+    /// SHA-256 of its envelope.
+    async fn received_by(&self, message_id: &str) -> Result<Option<(Vec<String>, [u8; 32])>>;
     /// Where a blob's bytes are (inline in its row or a file), if the node holds it.
     async fn blob(&self, sha256: [u8; 32]) -> Result<Option<super::PartData>>;
     /// Which of these blobs the node already holds.

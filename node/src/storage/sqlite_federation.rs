@@ -448,14 +448,22 @@ impl FederationStore for SqliteStore {
         .await
     }
 
-    async fn received_by(&self, message_id: &str) -> Result<Option<Vec<String>>> {
+    async fn received_by(&self, message_id: &str) -> Result<Option<(Vec<String>, [u8; 32])>> {
         let id = message_id.to_owned();
         self.read_point(move |c| {
-            let r: Option<String> = c
-                .prepare_cached("SELECT recipients FROM received WHERE message_id = ?1")?
-                .query_row([id], |r| r.get(0))
+            let r: Option<(String, Vec<u8>)> = c
+                .prepare_cached(
+                    "SELECT recipients, envelope_sha256 FROM received WHERE message_id = ?1",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            Ok(r.map(|r| serde_json::from_str(&r).unwrap_or_default()))
+            r.map(|(to, sha)| {
+                Ok((
+                    serde_json::from_str(&to).unwrap_or_default(),
+                    parse_sha(sha)?,
+                ))
+            })
+            .transpose()
         })
         .await
     }
