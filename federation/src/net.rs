@@ -1,18 +1,18 @@
-//! The federation driver: libp2p over QUIC around the protocol core and the [`Host`].
+//! The federation driver: libp2p over QUIC around the protocol core and the [`Host`](crate::Host).
 //!
 //! [`start`] binds the listeners and spawns a handful of tasks:
 //!
 //! - the **swarm task** owns the libp2p `Swarm` (QUIC transport, `libp2p-stream`, and the
-//!   [`gate`] that knows peers' addresses and bounds connections), and reports connections
+//!   `gate` that knows peers' addresses and bounds connections), and reports connections
 //!   coming and going to the per-peer tasks;
 //! - the **accept task** takes each inbound stream of [`wire::PROTOCOL`]: unknown peer IDs get
 //!   `not_authorised` (the host is never called), authorised ones are served by a task of their
-//!   own, at most `inbound_streams_per_peer` at once per peer ([`inbound`]);
-//! - per authorised peer, a **sender task** pages through [`Host::pending`] and sends, with up
+//!   own, at most `inbound_streams_per_peer` at once per peer (`inbound`);
+//! - per authorised peer, a **sender task** pages through [`Host::pending`](crate::Host::pending) and sends, with up
 //!   to `outbound_streams_per_peer` transfers in flight, backing off on failure, and a
 //!   **control task** that reports the connection state, pulls certificate updates and pushes
-//!   `Changed` ([`peer`]);
-//! - a **supervisor** that re-reads [`Host::peers`] after [`Handle::peers_changed`].
+//!   `Changed` (`peer`);
+//! - a **supervisor** that re-reads [`Host::peers`](crate::Host::peers) after [`Handle::peers_changed`].
 //!
 //! The driver holds no durable state: the host persists the outbox, receipts and cursors, so a
 //! crash at any moment loses nothing (a transfer in flight is sent again and de-duplicated by
