@@ -1,19 +1,28 @@
-//! The node-to-node protocol core of Sealpost federation, without I/O.
+//! Sealpost federation: the node-to-node protocol core, and the thin libp2p/QUIC driver
+//! around it.
 //!
-//! This crate is the deterministic heart of federation, in the style of `quinn-proto`:
+//! The deterministic heart, in the style of `quinn-proto`:
 //!
 //! - [`frame`]: the versioned messages two nodes exchange, with pure `encode`/`decode` and
 //!   size limits checked on decode;
 //! - [`delivery`]: the per-peer [`Outbox`] (batching, exponential backoff with jitter, ack
-//!   timeouts, expiry) and the receiver's [`Inbox`] de-duplication window.
+//!   timeouts, expiry) and the receiver's [`Inbox`] de-duplication window, and
+//!   [`backoff_delay`], the one backoff rule the driver uses too.
+//!
+//! The boundary and the driver:
 //!
 //! - [`host`]: the boundary with the node: the [`Host`] trait through which the driver hands
 //!   over what arrives and asks for what to send; the driver never touches mailboxes.
+//! - [`net`]: the driver: [`net::start`] binds QUIC listeners and runs, per authorised peer, a
+//!   sender (pages through [`Host::pending`], signs, streams parts, verifies receipts, backs
+//!   off) and a control task (connection state, certificate pulls, `Changed` pushes), and serves
+//!   inbound streams within bounds. [`net::wire`] is the stream layout (length-prefixed frames,
+//!   raw part bytes) and the node signatures.
 //!
 //! `frame` and `delivery` must not do I/O, read a clock or spawn tasks: time comes in as
 //! `now: Instant` and randomness from an injected RNG, so they are testable with a simulated
-//! network and clock (`tests/sim.rs`). The thin async driver around them (libp2p over QUIC)
-//! moves bytes; the host persists state.
+//! network and clock (`tests/sim.rs`). `net` moves bytes and holds no durable state; the host
+//! persists everything (`tests/net.rs` runs drivers against each other on loopback).
 
 pub mod delivery;
 pub mod frame;

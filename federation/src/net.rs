@@ -1,18 +1,18 @@
-//! The federation driver: libp2p over QUIC around the protocol core and the [`Host`].
+//! The federation driver: libp2p over QUIC around the protocol core and the [`Host`](crate::Host).
 //!
 //! [`start`] binds the listeners and spawns a handful of tasks:
 //!
 //! - the **swarm task** owns the libp2p `Swarm` (QUIC transport, `libp2p-stream`, and the
-//!   [`gate`] that knows peers' addresses and bounds connections), and reports connections
+//!   `gate` that knows peers' addresses and bounds connections), and reports connections
 //!   coming and going to the per-peer tasks;
 //! - the **accept task** takes each inbound stream of [`wire::PROTOCOL`]: unknown peer IDs get
 //!   `not_authorised` (the host is never called), authorised ones are served by a task of their
-//!   own, at most `inbound_streams_per_peer` at once per peer ([`inbound`]);
-//! - per authorised peer, a **sender task** pages through [`Host::pending`] and sends, with up
+//!   own, at most `inbound_streams_per_peer` at once per peer (`inbound`);
+//! - per authorised peer, a **sender task** pages through [`Host::pending`](crate::Host::pending) and sends, with up
 //!   to `outbound_streams_per_peer` transfers in flight, backing off on failure, and a
 //!   **control task** that reports the connection state, pulls certificate updates and pushes
-//!   `Changed` ([`peer`]);
-//! - a **supervisor** that re-reads [`Host::peers`] after [`Handle::peers_changed`].
+//!   `Changed` (`peer`);
+//! - a **supervisor** that re-reads [`Host::peers`](crate::Host::peers) after [`Handle::peers_changed`].
 //!
 //! The driver holds no durable state: the host persists the outbox, receipts and cursors, so a
 //! crash at any moment loses nothing (a transfer in flight is sent again and de-duplicated by
@@ -87,7 +87,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_part_bytes: 4 << 30,
             outbound_streams_per_peer: 8,
-            inbound_streams_per_peer: 32,
+            inbound_streams_per_peer: 16,
             batch: 64,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(180),
@@ -233,6 +233,11 @@ pub(crate) struct Inner {
     swarm_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A connection this much older than a new one from the same peer is taken for stale (the
+/// peer restarted or lost it): simultaneous dials land within milliseconds of each other.
+const STALE_AFTER: Duration = Duration::from_secs(2);
+/// Attempts at an exchange on fresh streams that fail before any answer.
+pub(crate) const FRESH_STREAM_ATTEMPTS: u32 = 3;
 /// Most `not_authorised` answers being written at once; further unknown streams are dropped.
 const MAX_CONCURRENT_REFUSALS: usize = 16;
 /// Capacity of the command channel into the swarm task.
@@ -484,14 +489,22 @@ async fn run_swarm(
                 // dial could explain: the peer restarted or lost the old one. The old one would
                 // swallow streams until its QUIC idle timeout; close it now.
                 let now = Instant::now();
+                let mut closing_stale = false;
                 for (old, at) in conns.iter() {
-                    if now.duration_since(*at) > Duration::from_secs(2) {
-                        swarm.close_connection(*old);
+                    if now.duration_since(*at) > STALE_AFTER {
+                        closing_stale |= swarm.close_connection(*old);
                     }
                 }
                 conns.push((connection_id, now));
-                tracing::debug!(peer = %peer_id, n = num_established.get(), "connection established");
-                set_connections(&inner, peer_id, num_established.get() as usize);
+                tracing::debug!(peer = %peer_id, n = num_established.get(), closing_stale, "connection established");
+                // While a stale connection is closing, a stream opened now could land on it and
+                // fail; the sender is woken when it has closed instead.
+                set_connections(
+                    &inner,
+                    peer_id,
+                    num_established.get() as usize,
+                    !closing_stale,
+                );
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -507,7 +520,7 @@ async fn run_swarm(
                     }
                 }
                 tracing::debug!(peer = %peer_id, n = num_established, cause = ?cause.map(|c| c.to_string()), "connection closed");
-                set_connections(&inner, peer_id, num_established as usize);
+                set_connections(&inner, peer_id, num_established as usize, true);
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 let mut addrs = inner.listen_addrs.lock().unwrap_or_else(|e| e.into_inner());
@@ -554,7 +567,7 @@ async fn run_swarm(
     drop(swarm);
 }
 
-fn set_connections(inner: &Inner, peer: PeerId, n: usize) {
+fn set_connections(inner: &Inner, peer: PeerId, n: usize, wake: bool) {
     {
         let mut c = inner.connections.lock().unwrap_or_else(|e| e.into_inner());
         if n == 0 {
@@ -566,7 +579,7 @@ fn set_connections(inner: &Inner, peer: PeerId, n: usize) {
     if let Some(entry) = inner.entry(&peer) {
         entry.conn_dirty.store(true, Ordering::Relaxed);
         entry.control.notify_one();
-        if n > 0 {
+        if n > 0 && wake {
             // "Retry immediately when the peer connects."
             entry.wake.notify_one();
         }
@@ -692,6 +705,35 @@ impl Inner {
         }
     }
 
+    /// Opens a stream, sends `request` and reads the first answer. A stream that fails before
+    /// any answer (libp2p-stream drops inbound streams the receiver has no room for at that
+    /// instant) is retried on a new stream, a few times; timeouts are not retried.
+    pub(crate) async fn ask(
+        &self,
+        peer: PeerId,
+        request: &Frame,
+    ) -> Result<(Stream, Frame), NetError> {
+        let t = self.config.request_timeout;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = async {
+                let mut s = self.open_stream(peer).await?;
+                wire::write_frame(&mut s, request, t).await?;
+                let answer = wire::read_frame(&mut s, &self.config.limits, t, t).await?;
+                Ok::<_, NetError>((s, answer))
+            }
+            .await;
+            match r {
+                Err(NetError::Io(e)) if attempt < FRESH_STREAM_ATTEMPTS => {
+                    tracing::debug!(%peer, error = %e, attempt, "stream failed before an answer; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub(crate) fn disconnect_later(self: &Arc<Self>, peer: PeerId, after: Duration) {
         let inner = self.clone();
         tokio::spawn(async move {
@@ -757,12 +799,10 @@ impl Handle {
         }
         let t = inner.config.request_timeout;
         let exchange = async {
-            let mut stream = inner.open_stream(*peer).await?;
             let req = Frame::Lookup(Lookup {
                 address: address.to_owned(),
             });
-            wire::write_frame(&mut stream, &req, t).await?;
-            let answer = wire::read_frame(&mut stream, &inner.config.limits, t, t).await?;
+            let (mut stream, answer) = inner.ask(*peer, &req).await?;
             let _ = futures::AsyncWriteExt::close(&mut stream).await;
             match answer {
                 Frame::LookupAnswer(a) => Ok(a),

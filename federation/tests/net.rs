@@ -435,3 +435,79 @@ async fn status_reports_peers_and_connection_state() {
     assert_eq!(b.host.inbound_calls(), before);
     let _ = TestHost::new();
 }
+
+#[tokio::test]
+async fn a_peer_killed_without_goodbye_gets_its_backlog_promptly_after_restart() {
+    // Beta runs on a runtime of its own, which is then dropped on the spot: no connection is
+    // closed politely, so alpha holds a stale connection until its QUIC idle timeout (15 s).
+    let mut a_cfg = config();
+    a_cfg.initial_backoff = Duration::from_secs(30);
+    a_cfg.max_backoff = Duration::from_secs(60);
+    a_cfg.request_timeout = Duration::from_secs(2);
+    let b_key = Keypair::generate_ed25519();
+    let b_host = TestHost::new();
+    let (rt, b_handle) = {
+        let (key, host) = (b_key.clone(), b_host.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let node = rt.block_on(Node::start_with("beta.test", config(), vec![], key, host));
+            (rt, node.handle)
+        })
+        .join()
+        .unwrap()
+    };
+    let b_id = b_handle.peer_id();
+    let b_addr = b_handle.listen_addrs()[0].clone();
+    let a = Node::start(
+        "alpha.test",
+        a_cfg,
+        vec![sealpost_federation::Peer {
+            peer_id: b_id,
+            addrs: vec![b_addr.clone()],
+            domain: "beta.test".into(),
+        }],
+    )
+    .await;
+    b_host.set_peers(vec![a.as_peer()]);
+    b_handle.peers_changed();
+    eventually("beta knows alpha", WAIT, || b_handle.status().len() == 1).await;
+    a.host.queue(b_id, "m-0", &[b"head 0"]);
+    a.handle.wake(&b_id);
+    eventually("warm-up delivery", WAIT, || a.host.delivered_count() == 1).await;
+
+    rt.shutdown_background();
+    drop(b_handle);
+    for i in 1..=5 {
+        a.host
+            .queue(b_id, &format!("m-{i}"), &[format!("head {i}").as_bytes()]);
+    }
+    a.handle.wake(&b_id);
+    eventually("alpha backs off", WAIT, || {
+        a.handle.status().iter().any(|s| s.retry_at.is_some())
+    })
+    .await;
+
+    let mut b_cfg = config();
+    b_cfg.listen = vec![b_addr];
+    let restart = tokio::time::Instant::now();
+    let b = loop {
+        match sealpost_federation::net::start(b_cfg.clone(), b_key.clone(), b_host.clone()).await {
+            Ok(handle) => break handle,
+            Err(e) if restart.elapsed() < WAIT => {
+                eprintln!("restart: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("beta cannot restart: {e}"),
+        }
+    };
+    eventually("backlog delivered", Duration::from_secs(5), || {
+        a.host.delivered_count() == 6
+    })
+    .await;
+    assert!(b_host.messages.lock().unwrap().values().all(|n| *n == 1));
+    b.shutdown().await;
+}

@@ -196,7 +196,8 @@ async fn serve(
             Frame::Changed(c) => {
                 tracing::debug!(peer = %entry.peer_id, cursor = c.cursor, "peer announced certificate changes");
                 entry.remote_changed(c.cursor);
-                Next::Continue
+                // Echoed as the acknowledgement, so the announcer knows it was heard.
+                answer_with(&inner, &slot, Frame::Changed(c)).await
             }
             other => {
                 let msg = format!("a {} frame is not a request", frame_name(&other));

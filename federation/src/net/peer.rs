@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use super::wire::{self, CopyError};
-use super::{Inner, NetError, PeerEntry, frame_name, unix_after};
+use super::{FRESH_STREAM_ATTEMPTS, Inner, NetError, PeerEntry, frame_name, unix_after};
 use crate::delivery::backoff_delay;
 use crate::frame::{Changed, Frame, PullSince, encode};
 use crate::host::{HostError, Outgoing, Peer, PeerState};
@@ -107,15 +107,43 @@ impl Pager {
 /// One pass over everything pending: `Ok` when all was sent (or refused for good).
 async fn send_pass(inner: &Inner, entry: &PeerEntry) -> Result<(), NetError> {
     let peer = entry.peer();
-    let pager = tokio::sync::Mutex::new(Pager {
-        after: 0,
-        buf: VecDeque::new(),
-        done: false,
-    });
+    let pass = Pass {
+        pager: tokio::sync::Mutex::new(Pager {
+            after: 0,
+            buf: VecDeque::new(),
+            done: false,
+        }),
+        opening: tokio::sync::Mutex::new(()),
+    };
     let workers =
-        (0..inner.config.outbound_streams_per_peer).map(|_| worker(inner, entry, &peer, &pager));
+        (0..inner.config.outbound_streams_per_peer).map(|_| worker(inner, entry, &peer, &pass));
     futures::future::try_join_all(workers).await?;
     Ok(())
+}
+
+/// What the workers of one pass share.
+struct Pass {
+    pager: tokio::sync::Mutex<Pager>,
+    /// Held from opening a stream until its first answer: streams open one after another.
+    /// libp2p-stream hands inbound streams to the receiver through a channel with a single
+    /// slot and drops streams that arrive while it is taken, so a burst of new streams from
+    /// one sender would mostly be dropped.
+    opening: tokio::sync::Mutex<()>,
+}
+
+/// How one exchange went so far, for the decision to retry it on a new stream.
+#[derive(Default)]
+struct Progress<'a> {
+    /// The peer answered at least once: it saw the transfer.
+    answered: bool,
+    ramp: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl Progress<'_> {
+    fn on_answer(&mut self) {
+        self.answered = true;
+        self.ramp = None;
+    }
 }
 
 struct InFlight<'a>(&'a AtomicUsize);
@@ -143,18 +171,35 @@ async fn worker(
     inner: &Inner,
     entry: &PeerEntry,
     peer: &Peer,
-    pager: &tokio::sync::Mutex<Pager>,
+    pass: &Pass,
 ) -> Result<(), NetError> {
     let mut stream: Option<Stream> = None;
     loop {
-        let item = pager.lock().await.next(inner, peer).await?;
+        let item = pass.pager.lock().await.next(inner, peer).await?;
         let Some(item) = item else { break };
-        let s = match stream.as_mut() {
-            Some(s) => s,
-            None => stream.insert(inner.open_stream(entry.peer_id).await?),
-        };
         let _guard = InFlight::new(&entry.in_flight);
-        if let After::Drop = send_one(inner, entry, peer, s, item).await?
+        let mut attempt = 0;
+        let after = loop {
+            attempt += 1;
+            let mut progress = Progress::default();
+            let s = match stream.as_mut() {
+                Some(s) => s,
+                None => {
+                    progress.ramp = Some(pass.opening.lock().await);
+                    stream.insert(inner.open_stream(entry.peer_id).await?)
+                }
+            };
+            match send_one(inner, entry, peer, s, item.clone(), &mut progress).await {
+                Ok(after) => break after,
+                Err(NetError::Io(e)) if !progress.answered && attempt < FRESH_STREAM_ATTEMPTS => {
+                    tracing::debug!(peer = %entry.peer_id, error = %e, attempt, "stream failed before an answer; retrying on a new one");
+                    stream = None;
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if let After::Drop = after
             && let Some(mut s) = stream.take()
         {
             let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
@@ -173,6 +218,7 @@ async fn send_one(
     peer: &Peer,
     stream: &mut Stream,
     item: Outgoing,
+    progress: &mut Progress<'_>,
 ) -> Result<After, NetError> {
     let cfg = &inner.config;
     let t_req = cfg.request_timeout;
@@ -209,6 +255,7 @@ async fn send_one(
     let mut parts_sent = false;
     loop {
         let answer = wire::read_frame(stream, &cfg.limits, t_req, t_req).await?;
+        progress.on_answer();
         match answer {
             Frame::Receipt(r) => {
                 if r.message_id != id {
@@ -336,23 +383,46 @@ pub(super) async fn control(inner: Arc<Inner>, entry: Arc<PeerEntry>) {
     }
 }
 
-/// Tells the peer our certificates changed up to `cursor`.
+/// Tells the peer our certificates changed up to `cursor`; the peer echoes the frame back as
+/// its acknowledgement.
 async fn announce(inner: &Inner, entry: &PeerEntry, cursor: u64) -> Result<(), NetError> {
     let t = inner.config.request_timeout;
-    let mut s = inner.open_stream(entry.peer_id).await?;
-    wire::write_frame(&mut s, &Frame::Changed(Changed { cursor }), t).await?;
+    let (mut s, answer) = inner
+        .ask(entry.peer_id, &Frame::Changed(Changed { cursor }))
+        .await?;
     let _ = tokio::time::timeout(t, s.close()).await;
-    Ok(())
+    match answer {
+        Frame::Changed(_) => Ok(()),
+        Frame::Error(e) => Err(NetError::Remote {
+            code: e.code,
+            message: e.message,
+        }),
+        other => Err(NetError::Protocol(format!(
+            "unexpected {} frame answering changed",
+            frame_name(&other)
+        ))),
+    }
 }
 
 /// Pulls certificate updates until the peer has no more.
 async fn pull_from(inner: &Inner, entry: &PeerEntry, peer: &Peer) -> Result<(), NetError> {
     let t = inner.config.request_timeout;
-    let mut s = inner.open_stream(entry.peer_id).await?;
+    let mut stream: Option<Stream> = None;
     for _ in 0..MAX_PULL_ROUNDS {
         let cursor = inner.host.pull_cursor(peer).await?;
-        wire::write_frame(&mut s, &Frame::PullSince(PullSince { cursor }), t).await?;
-        match wire::read_frame(&mut s, &inner.config.limits, t, t).await? {
+        let request = Frame::PullSince(PullSince { cursor });
+        let answer = match stream.as_mut() {
+            None => {
+                let (s, answer) = inner.ask(entry.peer_id, &request).await?;
+                stream = Some(s);
+                answer
+            }
+            Some(s) => {
+                wire::write_frame(s, &request, t).await?;
+                wire::read_frame(s, &inner.config.limits, t, t).await?
+            }
+        };
+        match answer {
             Frame::CertUpdates(u) => {
                 let more = !u.certs.is_empty() && u.cursor > cursor;
                 tracing::debug!(peer = %entry.peer_id, from = cursor, to = u.cursor, certs = u.certs.len(), "pulled certificate updates");
@@ -375,6 +445,8 @@ async fn pull_from(inner: &Inner, entry: &PeerEntry, peer: &Peer) -> Result<(), 
             }
         }
     }
-    let _ = tokio::time::timeout(t, s.close()).await;
+    if let Some(mut s) = stream {
+        let _ = tokio::time::timeout(t, s.close()).await;
+    }
     Ok(())
 }

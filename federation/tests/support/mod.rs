@@ -318,6 +318,7 @@ impl Node {
         keypair: Keypair,
         host: Arc<TestHost>,
     ) -> Node {
+        init_tracing();
         host.set_peers(peers);
         let handle = net::start(config, keypair.clone(), host.clone())
             .await
@@ -365,6 +366,14 @@ pub async fn pair(a_config: Config, b_config: Config) -> (Node, Node) {
     })
     .await;
     (a, b)
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 /// Waits until `cond` holds, failing the test with `what` after `deadline`.
