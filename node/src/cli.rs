@@ -432,10 +432,7 @@ async fn peer_command(
                 Some(url) => {
                     let published = fetch_peer_record(&url).await?;
                     if published.domain != domain {
-                        bail!(
-                            "{url} is the node of {}, not of {domain}",
-                            published.domain
-                        );
+                        bail!("{url} is the node of {}, not of {domain}", published.domain);
                     }
                     let ca = crate::crypto::cert_from_armored(&published.ca_cert)
                         .context("the published CA certificate does not parse")?;
@@ -451,7 +448,11 @@ async fn peer_command(
                         bail!("not peered");
                     }
                     (
-                        (published.peer_id, published.federation_addrs, published.ca_fingerprint),
+                        (
+                            published.peer_id,
+                            published.federation_addrs,
+                            published.ca_fingerprint,
+                        ),
                         Some(ca),
                     )
                 }
@@ -517,10 +518,7 @@ async fn peer_command(
                         (Some(e), _) if p.state != "connected" => format!("last error: {e}"),
                         _ => String::new(),
                     };
-                    println!(
-                        "{:<24} {:<12} {} {}",
-                        p.domain, p.state, p.peer_id, detail
-                    );
+                    println!("{:<24} {:<12} {} {}", p.domain, p.state, p.peer_id, detail);
                 }
             }
         }

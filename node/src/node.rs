@@ -179,7 +179,10 @@ pub async fn expire_uploads(
 async fn start_federation(
     paths: &Paths,
     state: &AppState,
-) -> anyhow::Result<(sealpost_federation::net::Handle, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(
+    sealpost_federation::net::Handle,
+    tokio::task::JoinHandle<()>,
+)> {
     let fed = &state.config.federation;
     let parse = |list: &[String]| -> anyhow::Result<Vec<libp2p::Multiaddr>> {
         list.iter()
@@ -213,8 +216,12 @@ async fn start_federation(
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "remembered federation address unusable; picking a new one");
-                sealpost_federation::net::start(config(configured), keys::libp2p_keypair(&key), host)
-                    .await?
+                sealpost_federation::net::start(
+                    config(configured),
+                    keys::libp2p_keypair(&key),
+                    host,
+                )
+                .await?
             }
         },
         None => {
@@ -222,7 +229,11 @@ async fn start_federation(
                 .await?
         }
     };
-    let bound: Vec<String> = handle.listen_addrs().iter().map(|a| a.to_string()).collect();
+    let bound: Vec<String> = handle
+        .listen_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     std::fs::write(&remembered_file, bound.join("\n"))
         .with_context(|| format!("writing {}", remembered_file.display()))?;
     tracing::info!(peer_id = %handle.peer_id(), addrs = ?bound, "federation listening");

@@ -87,7 +87,12 @@ impl TestNode {
     pub async fn admin(&self, args: &[&str]) -> anyhow::Result<()> {
         use clap::Parser;
         let data = self.data();
-        let mut argv = vec!["sealpost", "admin", "--data", data.to_str().expect("utf-8 path")];
+        let mut argv = vec![
+            "sealpost",
+            "admin",
+            "--data",
+            data.to_str().expect("utf-8 path"),
+        ];
         argv.extend_from_slice(args);
         let cli = sealpost::cli::Cli::try_parse_from(argv)?;
         let sealpost::cli::Command::Admin { data, command } = cli.command else {
@@ -98,8 +103,15 @@ impl TestNode {
 
     /// Peers this node with `other` through the admin command (`peer add DOMAIN --from URL`).
     pub async fn peer_with(&self, other: &TestNode) -> anyhow::Result<()> {
-        self.admin(&["peer", "add", &other.config.domain, "--from", &other.url, "--yes"])
-            .await
+        self.admin(&[
+            "peer",
+            "add",
+            &other.config.domain,
+            "--from",
+            &other.url,
+            "--yes",
+        ])
+        .await
     }
 
     pub async fn spawn(domain: &str) -> anyhow::Result<TestNode> {

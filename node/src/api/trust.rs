@@ -55,6 +55,18 @@ pub(super) async fn trust(
 ) -> ApiResult<Json<TrustResponse>> {
     let address = crate::normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    // A peered organisation's user may not be known here yet: ask its directory first.
+    let domain = crate::federation::domain_of(&address);
+    if domain != st.config.domain
+        && let Some(peer) = st.store.peer(domain).await?
+        && st
+            .store
+            .certs_by_email_from(&address, domain)
+            .await?
+            .is_empty()
+    {
+        crate::federation::remote_certs(&st, &peer, &address).await?;
+    }
     let verdicts = st
         .trust
         .lookup(&viewer(&auth.account)?, &address)

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use sealpost_federation::{
-    Admission, CertUpdates, Host, HostError, LookupAnswer, Outgoing, PartReader,
+    Admission, CertUpdates, Host, HostError, LookupAnswer, MessageId, Outgoing, PartReader,
     PartRef, Peer, PeerState, Receipt, Refusal, Transfer,
 };
 use sha2::{Digest, Sha256};
@@ -233,10 +233,7 @@ impl Host for FedHost {
     async fn admit(&self, peer: &Peer, t: &Transfer) -> Result<Admission, HostError> {
         let env = self.envelope(t)?;
         if domain_of(&env.from) != peer.domain {
-            let reason = format!(
-                "the node of {} may not send for {}",
-                peer.domain, env.from
-            );
+            let reason = format!("the node of {} may not send for {}", peer.domain, env.from);
             return self.refused(peer, t, &env, reason).await;
         }
         if let Some((to, envelope_sha)) = self
@@ -548,10 +545,29 @@ impl Host for FedHost {
         Ok(())
     }
 
+    async fn rejected(&self, peer: &Peer, message_id: &MessageId, code: &str, message: &str) {
+        let reason = format!("the node of {} refused it ({code}): {message}", peer.domain);
+        match self
+            .st
+            .store
+            .outbox_rejected(&peer.domain, &message_id.0, &reason, crate::now())
+            .await
+        {
+            Ok(files) => {
+                for f in files {
+                    let _ = self.st.blobs.remove(f).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record a refused transfer"),
+        }
+    }
+
     async fn peer_state(&self, peer: &Peer, state: PeerState) {
         let (name, error, retry_at) = match state {
             PeerState::Connected => ("connected", None, None),
-            PeerState::BackingOff { retry_at, error } => ("backing_off", Some(error), Some(retry_at)),
+            PeerState::BackingOff { retry_at, error } => {
+                ("backing_off", Some(error), Some(retry_at))
+            }
             PeerState::Disconnected { error } => ("disconnected", error, None),
         };
         if let Err(e) = self

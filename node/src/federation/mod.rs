@@ -35,7 +35,9 @@ pub enum CertRefusal {
     Malformed(String),
     #[error("certificate {fingerprint} has no user ID with an address")]
     NoAddress { fingerprint: String },
-    #[error("certificate {fingerprint} names {address}, which the node of {domain} may not speak for")]
+    #[error(
+        "certificate {fingerprint} names {address}, which the node of {domain} may not speak for"
+    )]
     OutsideDomain {
         fingerprint: String,
         address: String,
@@ -263,7 +265,11 @@ pub async fn remove_peer(
         }
     }
     store
-        .remove_peer(domain, LogEvent::new("peer.removed", "admin", domain), crate::now())
+        .remove_peer(
+            domain,
+            LogEvent::new("peer.removed", "admin", domain),
+            crate::now(),
+        )
         .await?;
     Ok(())
 }

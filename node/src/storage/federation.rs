@@ -144,6 +144,15 @@ pub trait FederationStore: Send + Sync + 'static {
         receipt: serde_json::Value,
         now: Timestamp,
     ) -> Result<Vec<[u8; 32]>>;
+    /// The peer's node refused the transfer for good: its recipients fail with `reason` and
+    /// the sender gets a notice. Returns blob files no longer needed.
+    async fn outbox_rejected(
+        &self,
+        domain: &str,
+        message_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>>;
     /// Gives up on entries whose time ran out: their recipients fail with `reason`, the sender
     /// gets a notice. Returns what expired and blob files no longer needed.
     async fn outbox_expire(&self, now: Timestamp) -> Result<(Vec<Expired>, Vec<[u8; 32]>)>;

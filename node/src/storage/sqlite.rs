@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::txlog;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     address TEXT NOT NULL UNIQUE,
@@ -144,7 +145,8 @@ CREATE TABLE checkpoints (
     at INTEGER NOT NULL,
     signature BLOB NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 -- Federation. Peers an admin authorised: one domain each, bound to a peer ID and a CA.
 CREATE TABLE peers (
     domain TEXT PRIMARY KEY,
@@ -205,7 +207,8 @@ CREATE TABLE notices (
     unread INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX notices_by_account ON notices(account_id, id DESC);
-"#];
+"#,
+];
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// A write operation. Called with `None` when its batch could not start, so that it answers
@@ -622,7 +625,11 @@ pub(super) fn put_cert(c: &Connection, r: &CertRecord, origin: &str, now: Timest
     Ok(())
 }
 
-pub(super) fn query_certs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<String>> {
+pub(super) fn query_certs(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<String>> {
     Ok(c.prepare_cached(sql)?
         .query_map(p, |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?)

@@ -4,9 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::sqlite::{
-    SqliteStore, drop_message_if_unreferenced, parse_sha, put_cert, query_certs,
-};
+use super::sqlite::{SqliteStore, drop_message_if_unreferenced, parse_sha, put_cert, query_certs};
 use super::*;
 
 const PEER_COLUMNS: &str = "domain, peer_id, addrs, ca_fingerprint, added_at, state, last_error, \
@@ -56,6 +54,37 @@ fn set_delivery(
     Ok(())
 }
 
+/// Tells the sender of `message_id` that it did not reach `addresses`.
+fn notify_failure(
+    c: &Connection,
+    message_id: &str,
+    addresses: &[String],
+    reason: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let account: Option<i64> = c
+        .prepare_cached(
+            "SELECT a.id FROM accounts a JOIN messages m ON m.sender = a.address WHERE m.id = ?1",
+        )?
+        .query_row([message_id], |r| r.get(0))
+        .optional()?;
+    if let Some(account) = account {
+        c.prepare_cached(
+            "INSERT INTO notices (account_id, message_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            account,
+            message_id,
+            format!(
+                "Your message {message_id} was not delivered to {}: {reason}.",
+                addresses.join(", ")
+            ),
+            now
+        ])?;
+    }
+    Ok(())
+}
+
 /// Queues a submitted message's remote recipients (called inside the submission's write).
 pub(super) fn enqueue_remote(
     c: &Connection,
@@ -90,20 +119,19 @@ pub(super) fn enqueue_remote(
 
 /// Delivery states of the given messages, for mailbox listings.
 pub(super) fn deliveries_of(c: &Connection, message_id: &str) -> Result<Vec<DeliveryState>> {
-    Ok(c
-        .prepare_cached(
-            "SELECT address, state, reason, updated_at FROM deliveries WHERE message_id = ?1
+    Ok(c.prepare_cached(
+        "SELECT address, state, reason, updated_at FROM deliveries WHERE message_id = ?1
              ORDER BY address",
-        )?
-        .query_map([message_id], |r| {
-            Ok(DeliveryState {
-                address: r.get(0)?,
-                state: r.get(1)?,
-                reason: r.get(2)?,
-                updated_at: r.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+    )?
+    .query_map([message_id], |r| {
+        Ok(DeliveryState {
+            address: r.get(0)?,
+            state: r.get(1)?,
+            reason: r.get(2)?,
+            updated_at: r.get(3)?,
+        })
+    })?
+    .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 #[async_trait]
@@ -154,9 +182,11 @@ impl FederationStore for SqliteStore {
 
     async fn peers(&self) -> Result<Vec<PeerRecord>> {
         self.read(|c| {
-            Ok(c.prepare_cached(&format!("SELECT {PEER_COLUMNS} FROM peers ORDER BY domain"))?
-                .query_map([], peer_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(
+                c.prepare_cached(&format!("SELECT {PEER_COLUMNS} FROM peers ORDER BY domain"))?
+                    .query_map([], peer_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            )
         })
         .await
     }
@@ -164,18 +194,21 @@ impl FederationStore for SqliteStore {
     async fn peer(&self, domain: &str) -> Result<Option<PeerRecord>> {
         let domain = domain.to_owned();
         self.read_point(move |c| {
-            Ok(c
-                .prepare_cached(&format!("SELECT {PEER_COLUMNS} FROM peers WHERE domain = ?1"))?
-                .query_row([domain], peer_row)
-                .optional()?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {PEER_COLUMNS} FROM peers WHERE domain = ?1"
+            ))?
+            .query_row([domain], peer_row)
+            .optional()?)
         })
         .await
     }
 
     async fn peer_generation(&self) -> Result<u64> {
         self.read_point(|c| {
-            Ok(c.prepare_cached("SELECT value FROM meta WHERE key = 'peer_generation'")?
-                .query_row([], |r| r.get::<_, i64>(0))? as u64)
+            Ok(
+                c.prepare_cached("SELECT value FROM meta WHERE key = 'peer_generation'")?
+                    .query_row([], |r| r.get::<_, i64>(0))? as u64,
+            )
         })
         .await
     }
@@ -290,12 +323,47 @@ impl FederationStore for SqliteStore {
                         .map(|(_, why)| why.as_str())
                         .unwrap_or("the receiving node did not accept this recipient");
                     set_delivery(c, &id, a, "failed", Some(reason), now)?;
+                    notify_failure(c, &id, std::slice::from_ref(a), reason, now)?;
                 }
             }
             chain.append(
                 c,
                 now,
                 &LogEvent::new("federation.delivered", &domain, &id).with(receipt),
+            )?;
+            drop_message_if_unreferenced(c, &id)
+        })
+        .await
+    }
+
+    async fn outbox_rejected(
+        &self,
+        domain: &str,
+        message_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>> {
+        let (domain, id, reason) = (domain.to_owned(), message_id.to_owned(), reason.to_owned());
+        self.write(move |c, chain| {
+            let recipients: Option<String> = c
+                .prepare_cached(
+                    "DELETE FROM outbox WHERE message_id = ?1 AND domain = ?2 RETURNING recipients",
+                )?
+                .query_row(params![id, domain], |r| r.get(0))
+                .optional()?;
+            let Some(recipients) = recipients else {
+                return Ok(Vec::new());
+            };
+            let addresses: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
+            for a in &addresses {
+                set_delivery(c, &id, a, "failed", Some(&reason), now)?;
+            }
+            notify_failure(c, &id, &addresses, &reason, now)?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("federation.rejected", &domain, &id)
+                    .with(serde_json::json!({ "to": addresses, "reason": reason })),
             )?;
             drop_message_if_unreferenced(c, &id)
         })
@@ -330,29 +398,13 @@ impl FederationStore for SqliteStore {
                 for a in &addresses {
                     set_delivery(c, &message_id, a, "failed", Some(&reason), now)?;
                 }
-                let account: Option<i64> = c
-                    .prepare_cached("SELECT id FROM accounts WHERE address = ?1")?
-                    .query_row([&sender], |r| r.get(0))
-                    .optional()?;
-                if let Some(account) = account {
-                    c.prepare_cached(
-                        "INSERT INTO notices (account_id, message_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![
-                        account,
-                        message_id,
-                        format!(
-                            "Your message {message_id} was not delivered to {}: {reason}.",
-                            addresses.join(", ")
-                        ),
-                        now
-                    ])?;
-                }
+                notify_failure(c, &message_id, &addresses, &reason, now)?;
                 chain.append(
                     c,
                     now,
-                    &LogEvent::new("federation.expired", &sender, &message_id)
-                        .with(serde_json::json!({ "domain": domain, "to": addresses, "reason": reason })),
+                    &LogEvent::new("federation.expired", &sender, &message_id).with(
+                        serde_json::json!({ "domain": domain, "to": addresses, "reason": reason }),
+                    ),
                 )?;
                 files.extend(drop_message_if_unreferenced(c, &message_id)?);
                 expired.push(Expired {
