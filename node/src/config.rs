@@ -52,6 +52,33 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The browser app the node serves at `/` (see `api::web`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Whether to serve the web app at all (the API and the session cookie work either way).
+    pub enabled: bool,
+    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). Empty:
+    /// the `webui/dist` of the source tree this binary was built from.
+    pub dir: String,
+    /// The `Secure` attribute of the session cookie: `auto` (set unless the browser reached
+    /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
+    /// TLS in front of any node that is not on loopback.
+    pub secure_cookies: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            dir: String::new(),
+            secure_cookies: "auto".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -193,6 +220,7 @@ impl Config {
             storage: StorageConfig::default(),
             log: LogConfig::default(),
             trust: TrustConfig::default(),
+            web: WebConfig::default(),
         }
     }
 
@@ -289,6 +317,12 @@ impl Config {
         }
         if self.log.checkpoint_every == 0 || self.log.checkpoint_interval_secs == 0 {
             return bad("log.checkpoint_every and log.checkpoint_interval_secs must be at least 1");
+        }
+        if !matches!(
+            self.web.secure_cookies.as_str(),
+            "auto" | "always" | "never"
+        ) {
+            return bad("web.secure_cookies must be auto, always or never");
         }
         Ok(())
     }

@@ -10,12 +10,14 @@
 
 pub mod blobs;
 pub mod sqlite;
+pub mod web;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 pub use blobs::{BlobStore, FsBlobStore};
 pub use sqlite::SqliteStore;
+pub use web::WebStore;
 
 /// Seconds since the Unix epoch. Storage never reads the clock: callers pass `now`.
 pub type Timestamp = i64;
@@ -271,7 +273,7 @@ pub struct LogReport {
 
 /// Rows: accounts, sessions, messages, mailboxes, and the transaction log.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: WebStore + Send + Sync + 'static {
     /// Authorises an account and stores its (hashed) invite. Conflict if the address exists.
     async fn create_account(
         &self,
