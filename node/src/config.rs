@@ -54,6 +54,8 @@ pub struct Config {
     pub trust: TrustConfig,
     #[serde(default)]
     pub federation: FederationConfig,
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -85,6 +87,31 @@ impl Default for FederationConfig {
             delivery_expiry_secs: 3 * 24 * 3600,
             sweep_interval_secs: 30,
             lookup_timeout_secs: 5,
+        }
+    }
+}
+
+/// The browser app the node serves at `/` (see `api::web`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Whether to serve the web app at all (the API and the session cookie work either way).
+    pub enabled: bool,
+    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). Empty:
+    /// the `webui/dist` of the source tree this binary was built from.
+    pub dir: String,
+    /// The `Secure` attribute of the session cookie: `auto` (set unless the browser reached
+    /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
+    /// TLS in front of any node that is not on loopback.
+    pub secure_cookies: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            dir: String::new(),
+            secure_cookies: "auto".into(),
         }
     }
 }
@@ -229,6 +256,7 @@ impl Config {
             log: LogConfig::default(),
             trust: TrustConfig::default(),
             federation: FederationConfig::default(),
+            web: WebConfig::default(),
         }
     }
 
@@ -341,6 +369,12 @@ impl Config {
             return bad(
                 "federation.delivery_expiry_secs, sweep_interval_secs and lookup_timeout_secs must be at least 1",
             );
+        }
+        if !matches!(
+            self.web.secure_cookies.as_str(),
+            "auto" | "always" | "never"
+        ) {
+            return bad("web.secure_cookies must be auto, always or never");
         }
         Ok(())
     }

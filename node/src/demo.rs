@@ -85,6 +85,15 @@ pub async fn run(data: &Path, http: SocketAddr) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!("In a browser: {url}/  (sign in as alice@{DEMO_DOMAIN} / alice-demo-password)");
+    println!(
+        "  a new user enrols from an invite link: {exe} admin --data {} user add carol@{DEMO_DOMAIN}",
+        data.display()
+    );
+    println!(
+        "  then open {url}/#/enroll?address=carol@{DEMO_DOMAIN}&invite=CODE (or use Administration in the app)"
+    );
+    println!();
     println!("Try it from another terminal:");
     println!(
         "  {exe} client --dir {} --password-file {}/password send --to bob@{DEMO_DOMAIN} --subject Hello --body 'Hi Bob, this is end-to-end encrypted.'",

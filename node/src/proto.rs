@@ -105,9 +105,14 @@ pub struct AccountView {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoginResponse {
+    /// The bearer token; empty for a cookie session (`X-Sealpost-Session: cookie`), whose
+    /// token travels only in an HttpOnly cookie.
     pub token: String,
     pub expires_at: i64,
     pub account: AccountView,
+    /// For a cookie session: the token to send as `X-CSRF-Token` on state-changing requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -321,4 +326,102 @@ pub struct AttachmentMeta {
     pub sha256: String,
     /// Index of the part that carries it.
     pub part: u32,
+}
+
+// ---- Web app: account settings and the admin console (api/console.rs) ----
+
+/// A new password: the key re-wrapped and a new verifier, all made by the client; the current
+/// password's verifier proves the request comes from the user, not just from their session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_verifier: String,
+    pub wrapped_key: String,
+    pub kdf_salt: String,
+    pub kdf_params: KdfParams,
+    pub login_verifier: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionView {
+    /// An opaque identifier (not usable as a token).
+    pub id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionsResponse {
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminUser {
+    pub address: String,
+    pub name: Option<String>,
+    pub is_admin: bool,
+    /// `invited`, `active` or `disabled`.
+    pub state: String,
+    pub fingerprint: Option<String>,
+    pub created_at: i64,
+    pub totp_enabled: bool,
+    /// When the pending invite expires (invited accounts only).
+    pub invite_expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminUsersResponse {
+    pub users: Vec<AdminUser>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    pub address: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InviteResponse {
+    pub address: String,
+    /// The one-time invite code (shown once; the node keeps only its hash).
+    pub invite: String,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountStateRequest {
+    /// `active` or `disabled`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct AccountCounts {
+    pub active: u64,
+    pub invited: u64,
+    pub disabled: u64,
+    pub admins: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub domain: String,
+    pub version: String,
+    pub started_at: i64,
+    pub ca_fingerprint: String,
+    pub node_key: String,
+    pub accounts: AccountCounts,
+    pub messages: u64,
+    pub stored_bytes: u64,
+    pub log_entries: u64,
+    pub last_checkpoint_at: Option<i64>,
+    pub live_sessions: u64,
+    /// Federated peers; empty until federation is configured.
+    pub peers: Vec<serde_json::Value>,
 }

@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hkdf::Hkdf;
@@ -26,13 +27,13 @@ pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(st.org_record())
 }
 
-fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {
+pub(super) fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {
     STANDARD
         .decode(v)
         .map_err(|_| ApiError::bad_request("invalid_request", format!("{field} is not base64")))
 }
 
-fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
+pub(super) fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
     b64("login_verifier", v)?
         .try_into()
         .map_err(|_| ApiError::bad_request("invalid_request", "login_verifier must be 32 bytes"))
@@ -46,7 +47,7 @@ fn verifier_hasher(st: &AppState) -> ApiResult<Argon2<'static>> {
 }
 
 /// Argon2id is deliberately slow: run it off the async workers.
-async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResult<String> {
+pub(super) async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResult<String> {
     let hasher = verifier_hasher(st)?;
     tokio::task::spawn_blocking(move || hasher.hash_password(&verifier).map(|h| h.to_string()))
         .await
@@ -56,7 +57,7 @@ async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResult<String> {
 
 /// Constant-time check of a verifier against its stored hash (`None`: no such account, in
 /// which case a hash is still checked so the answer takes as long either way).
-async fn check_verifier(stored: Option<String>, verifier: [u8; 32]) -> ApiResult<bool> {
+pub(super) async fn check_verifier(stored: Option<String>, verifier: [u8; 32]) -> ApiResult<bool> {
     static DECOY: LazyLock<String> = LazyLock::new(|| {
         let params = Params::new(19 * 1024, 2, 1, None).expect("valid params");
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -191,7 +192,7 @@ pub(super) async fn login_params(
     }))
 }
 
-fn account_view(a: &Account) -> AccountView {
+pub(super) fn account_view(a: &Account) -> AccountView {
     AccountView {
         address: a.address.clone(),
         name: a.name.clone(),
@@ -251,8 +252,9 @@ async fn consume_totp(st: &AppState, account: &Account, code: &str, now: i64) ->
 pub(super) async fn login(
     State(st): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<Json<LoginResponse>> {
+) -> ApiResult<(HeaderMap, Json<LoginResponse>)> {
     st.limit_auth(&ip)?;
     let now = now();
     let verifier = verifier_bytes(&req.login_verifier)?;
@@ -313,16 +315,40 @@ pub(super) async fn login(
     st.store
         .login_succeeded(account.id, token_hash(&token), expires_at, now)
         .await?;
-    Ok(Json(LoginResponse {
-        token,
-        expires_at,
-        account: account_view(&account),
-    }))
+    // The web app's session lives in an HttpOnly cookie, out of reach of page scripts.
+    let mut set = HeaderMap::new();
+    let (token, csrf_token) = if super::web::wants_cookie(&headers) {
+        set.insert(
+            SET_COOKIE,
+            super::web::session_cookie(&st, &headers, &token),
+        );
+        (
+            String::new(),
+            Some(super::web::csrf_token(&st, &token_hash(&token))),
+        )
+    } else {
+        (token, None)
+    };
+    Ok((
+        set,
+        Json(LoginResponse {
+            token,
+            expires_at,
+            account: account_view(&account),
+            csrf_token,
+        }),
+    ))
 }
 
-pub(super) async fn logout(State(st): State<AppState>, auth: Authed) -> ApiResult<StatusCode> {
+pub(super) async fn logout(
+    State(st): State<AppState>,
+    auth: Authed,
+) -> ApiResult<([(HeaderName, HeaderValue); 1], StatusCode)> {
     st.store.end_session(auth.token_hash, now()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        [(SET_COOKIE, super::web::clear_cookie())],
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 pub(super) async fn me(auth: Authed) -> Json<AccountView> {

@@ -5,10 +5,12 @@
 //! password, an unwrapped key or any plaintext: the client does all cryptography.
 
 mod accounts;
+mod console;
 pub mod error;
 mod mail;
 pub mod openapi;
 pub mod trust;
+pub mod web;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -180,7 +182,8 @@ pub fn app(state: AppState) -> Router {
         .route("/messages/{id}/read", post(mail::mark_read))
         .route("/messages/{id}/move", post(mail::move_message))
         .route("/trust/{address}", get(trust::trust))
-        .route("/certifications", post(trust::certify));
+        .route("/certifications", post(trust::certify))
+        .merge(console::routes());
     let directory = sealpost_directory::router(
         Arc::new(crate::directory_store::NodeDirectory {
             store: state.store.clone(),
@@ -192,9 +195,17 @@ pub fn app(state: AppState) -> Router {
         .nest(crate::proto::API_PREFIX, api)
         .merge(directory)
         .route("/healthz", get(|| async { "ok" }))
+        // The web app (api/web.rs): static files, then cookie sessions and CSP for everything.
+        .route("/", get(web::index))
+        .route("/assets/{name}", get(web::asset))
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(web::headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::cookie_session,
+        ))
         .with_state(state)
 }
 

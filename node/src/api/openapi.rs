@@ -19,7 +19,7 @@ mod tests {
 
     /// `(path, methods)` of every route registered in `api/mod.rs`, read from its source.
     fn routes_in_router() -> Vec<(String, Vec<String>)> {
-        let src = include_str!("mod.rs");
+        let src = [include_str!("mod.rs"), include_str!("console.rs")].concat();
         src.split(".route(")
             .skip(1)
             .filter_map(|rest| {
@@ -33,7 +33,8 @@ mod tests {
                     .collect();
                 Some((path.to_owned(), methods))
             })
-            .filter(|(p, _)| p != "/healthz")
+            // Outside the API prefix: health check and the web app's files.
+            .filter(|(p, _)| p != "/healthz" && p != "/" && !p.starts_with("/assets/"))
             .collect()
     }
 

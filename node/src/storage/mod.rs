@@ -12,6 +12,7 @@ pub mod blobs;
 pub mod federation;
 pub mod sqlite;
 mod sqlite_federation;
+pub mod web;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -19,6 +20,7 @@ use serde::Serialize;
 pub use blobs::{BlobStore, FsBlobStore};
 pub use federation::*;
 pub use sqlite::SqliteStore;
+pub use web::WebStore;
 
 /// Seconds since the Unix epoch. Storage never reads the clock: callers pass `now`.
 pub type Timestamp = i64;
@@ -282,7 +284,7 @@ pub struct LogReport {
 /// Rows: accounts, sessions, messages, mailboxes, and the transaction log; and, through its
 /// supertrait [`FederationStore`], peers, the outbox and delivery states.
 #[async_trait]
-pub trait MetaStore: FederationStore + Send + Sync + 'static {
+pub trait MetaStore: FederationStore + WebStore + Send + Sync + 'static {
     /// Authorises an account and stores its (hashed) invite. Conflict if the address exists.
     async fn create_account(
         &self,

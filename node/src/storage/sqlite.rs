@@ -22,6 +22,8 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::txlog;
 
+mod web;
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE accounts (

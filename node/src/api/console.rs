@@ -1,0 +1,318 @@
+//! Account settings and the admin console, as the web app needs them: change password (the
+//! client re-wraps its key), list and end one's sessions, and for administrators the users,
+//! invites and the node's status.
+//!
+//! As everywhere in `api/`, nothing here sees a password or a key: a new password arrives as a
+//! re-wrapped key and a new login verifier, with the current password's verifier as proof.
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use sha2::{Digest, Sha256};
+
+use super::accounts::{b64, check_verifier, hash_verifier, verifier_bytes};
+use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp};
+use crate::crypto;
+use crate::proto::*;
+use crate::storage::AccountState;
+use crate::storage::web::NewLogin;
+use crate::{normalize_address, now};
+
+/// When this process started serving (for the status page).
+static STARTED: LazyLock<i64> = LazyLock::new(now);
+
+/// The routes of this module, relative to the API prefix.
+pub(super) fn routes() -> Router<AppState> {
+    LazyLock::force(&STARTED);
+    Router::new()
+        .route("/me/password", post(change_password))
+        .route("/me/sessions", get(sessions))
+        .route("/me/sessions/{id}", delete(end_session))
+        .route("/admin/users", get(users))
+        .route("/admin/users/{address}/state", post(set_state))
+        .route("/admin/invites", post(invite))
+        .route("/admin/status", get(status))
+}
+
+/// A session's public identifier: derived from its token hash, so it cannot be used as (or
+/// turned back into) a token, and stable for as long as the session lives.
+fn session_id(token_hash: &[u8; 32]) -> String {
+    let d = Sha256::new()
+        .chain_update(b"sealpost/v1/session-id")
+        .chain_update(token_hash)
+        .finalize();
+    hex::encode(&d[..12])
+}
+
+async fn change_password(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    auth: Authed,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
+) -> ApiResult<StatusCode> {
+    st.limit_auth(&ip)?;
+    let now = now();
+    let current = verifier_bytes(&req.current_verifier)?;
+    if !check_verifier(auth.account.login_hash.clone(), current).await? {
+        let a = &st.config.accounts;
+        st.store
+            .login_failed(
+                auth.account.id,
+                a.max_failed_logins,
+                a.lockout_secs as i64,
+                now,
+            )
+            .await?;
+        return Err(ApiError::forbidden(
+            "wrong_password",
+            "the current password is wrong: type it again",
+        ));
+    }
+    req.kdf_params
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
+    let salt = b64("kdf_salt", &req.kdf_salt)?;
+    if !(16..=64).contains(&salt.len()) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "kdf_salt must be 16 to 64 bytes",
+        ));
+    }
+    let verifier = verifier_bytes(&req.login_verifier)?;
+    let cert = st.account_cert(&auth.account)?;
+    crypto::check_wrapped_key(&req.wrapped_key, &cert)
+        .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
+    let login_hash = hash_verifier(&st, verifier).await?;
+    st.store
+        .change_login(
+            auth.account.id,
+            NewLogin {
+                wrapped_key: req.wrapped_key,
+                kdf_salt: salt,
+                kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,
+                login_hash,
+            },
+            auth.token_hash,
+            now,
+        )
+        .await?;
+    tracing::info!(address = %auth.account.address, "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sessions(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<SessionsResponse>> {
+    let rows = st.store.sessions_of(auth.account.id, now()).await?;
+    Ok(Json(SessionsResponse {
+        sessions: rows
+            .into_iter()
+            .map(|r| SessionView {
+                id: session_id(&r.token_hash),
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                current: r.token_hash == auth.token_hash,
+            })
+            .collect(),
+    }))
+}
+
+async fn end_session(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let now = now();
+    let unknown = || ApiError::not_found("unknown_session", "you have no such session");
+    let row = st
+        .store
+        .sessions_of(auth.account.id, now)
+        .await?
+        .into_iter()
+        .find(|r| session_id(&r.token_hash) == id)
+        .ok_or_else(unknown)?;
+    if !st
+        .store
+        .end_session_of(auth.account.id, row.token_hash, now)
+        .await?
+    {
+        return Err(unknown());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn require_admin(auth: &Authed) -> ApiResult<()> {
+    if auth.account.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "not_admin",
+            "only administrators of this organisation may do this",
+        ))
+    }
+}
+
+async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminUsersResponse>> {
+    require_admin(&auth)?;
+    let invites: std::collections::HashMap<i64, i64> =
+        st.store.invite_expiries().await?.into_iter().collect();
+    let users = st
+        .store
+        .accounts()
+        .await?
+        .into_iter()
+        .map(|a| AdminUser {
+            invite_expires_at: (a.state == AccountState::Invited)
+                .then(|| invites.get(&a.id).copied())
+                .flatten(),
+            address: a.address,
+            name: a.name,
+            is_admin: a.is_admin,
+            state: a.state.as_str().to_owned(),
+            fingerprint: a.fingerprint,
+            created_at: a.created_at,
+            totp_enabled: a.totp_enabled,
+        })
+        .collect();
+    Ok(Json(AdminUsersResponse { users }))
+}
+
+async fn invite(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiJson(req): ApiJson<InviteRequest>,
+) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
+    require_admin(&auth)?;
+    let now = now();
+    let address = normalize_address(&req.address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    if !address.ends_with(&format!("@{}", st.config.domain)) {
+        return Err(ApiError::unprocessable(
+            "wrong_domain",
+            format!("this node hosts addresses of {} only", st.config.domain),
+        ));
+    }
+    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the name must be at most 200 printable characters",
+        ));
+    }
+    let code = crate::cli::new_invite_code();
+    let expires_at = now + st.config.accounts.invite_ttl_secs as i64;
+    let hash = super::invite_hash(&code);
+    let status = match st.store.account_by_address(&address).await? {
+        None => {
+            st.store
+                .create_account(&address, name, req.is_admin, hash, expires_at, now)
+                .await?;
+            StatusCode::CREATED
+        }
+        Some(a) if a.state == AccountState::Invited => {
+            st.store
+                .reissue_invite(&address, hash, expires_at, now)
+                .await?;
+            StatusCode::OK
+        }
+        Some(_) => {
+            return Err(ApiError::conflict(
+                "already_enrolled",
+                format!("{address} has already enrolled; an invite is only for a new account"),
+            ));
+        }
+    };
+    tracing::info!(%address, by = %auth.account.address, "invite issued");
+    Ok((
+        status,
+        Json(InviteResponse {
+            address,
+            invite: code,
+            expires_at,
+        }),
+    ))
+}
+
+async fn set_state(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(address): Path<String>,
+    ApiJson(req): ApiJson<AccountStateRequest>,
+) -> ApiResult<StatusCode> {
+    require_admin(&auth)?;
+    let address = normalize_address(&address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    let state = match req.state.as_str() {
+        "active" => AccountState::Active,
+        "disabled" => AccountState::Disabled,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "state must be active or disabled",
+            ));
+        }
+    };
+    if address == auth.account.address {
+        return Err(ApiError::conflict(
+            "own_account",
+            "you cannot disable or enable your own account; ask another administrator",
+        ));
+    }
+    let account = st
+        .store
+        .account_by_address(&address)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_user", format!("no account {address}")))?;
+    if account.state == AccountState::Invited {
+        return Err(ApiError::conflict(
+            "not_enrolled",
+            format!("{address} has not enrolled yet"),
+        ));
+    }
+    st.store
+        .set_account_state(&address, state, &auth.account.address, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn status(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<NodeStatus>> {
+    require_admin(&auth)?;
+    let now = now();
+    let mut accounts = AccountCounts::default();
+    for a in st.store.accounts().await? {
+        match a.state {
+            AccountState::Active => accounts.active += 1,
+            AccountState::Invited => accounts.invited += 1,
+            AccountState::Disabled => accounts.disabled += 1,
+        }
+        accounts.admins += a.is_admin as u64;
+    }
+    let c = st.store.node_counts(now).await?;
+    Ok(Json(NodeStatus {
+        domain: st.config.domain.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: *STARTED,
+        ca_fingerprint: st.ca.fingerprint().to_hex(),
+        node_key: st.node_key_hex.clone(),
+        accounts,
+        messages: c.messages,
+        stored_bytes: c.stored_bytes,
+        log_entries: c.log_entries,
+        last_checkpoint_at: c.last_checkpoint_at,
+        live_sessions: c.live_sessions,
+        peers: Vec::new(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_ids_are_stable_and_not_the_hash() {
+        let h = [7u8; 32];
+        assert_eq!(super::session_id(&h), super::session_id(&h));
+        assert_eq!(super::session_id(&h).len(), 24);
+        assert!(!hex::encode(h).contains(&super::session_id(&h)));
+    }
+}

@@ -1,0 +1,333 @@
+// What a user's side does, in the browser: the same steps as the CLI client
+// (node/src/client/mod.rs), so that both read what the other writes. Nothing secret leaves
+// memory: the password is used for the KDF and dropped; the unlocked key lives in the Session.
+import * as api from './api';
+import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo, VerdictView } from './api';
+import { b64, derivePasswordKeys, unb64, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
+import * as pgp from './pgp';
+
+export interface Session {
+  account: AccountView;
+  me: pgp.PrivateKey;
+  ca: pgp.PublicKey;
+  org: OrgInfo;
+}
+
+/** Pinned CA fingerprints (public, not secret): a node that later presents another CA is refused. */
+function pinned(address: string): string | null {
+  try {
+    return localStorage.getItem(`sealpost.ca.${address}`);
+  } catch {
+    return null;
+  }
+}
+
+function pin(address: string, fpr: string) {
+  try {
+    localStorage.setItem(`sealpost.ca.${address}`, fpr);
+  } catch {
+    /* storage disabled: no pinning */
+  }
+}
+
+export async function org(): Promise<{ org: OrgInfo; ca: pgp.PublicKey }> {
+  const info = await api.get<OrgInfo>('/org');
+  const ca = await pgp.readCert(info.ca_cert);
+  if (ca.getFingerprint().toUpperCase() !== info.ca_fingerprint.toUpperCase()) {
+    throw new Error('The node sent an organisation certificate that does not match its fingerprint. Do not continue; tell your administrator.');
+  }
+  return { org: info, ca };
+}
+
+export type Progress = (step: string, fraction: number) => void;
+
+function randomSalt(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(16));
+}
+
+export interface Enrolled {
+  session: Session;
+  fingerprint: string;
+}
+
+/** Generates the key, wraps it with the password-derived key and registers it; then logs in. */
+export async function enroll(invite: string, address: string, name: string, password: string, progress: Progress): Promise<Enrolled> {
+  address = address.trim().toLowerCase();
+  progress('Checking your organisation', 0.05);
+  const { org: info } = await org();
+  progress('Generating your key pair (Ed25519 and X25519)', 0.15);
+  const key = await pgp.generateUserKey(address, name.trim() || undefined);
+  progress('Deriving your encryption key from your password (Argon2id, 64 MiB)', 0.35);
+  const salt = randomSalt();
+  const params: KdfParams = DEFAULT_KDF;
+  const keys = await derivePasswordKeys(password, salt, params);
+  progress('Locking your secret key with it', 0.7);
+  const wrapped = await pgp.wrapKey(key.privateKey, keys.wrap);
+  progress(`Registering your public key with ${info.domain}`, 0.8);
+  const resp = await api.post<{ address: string; fingerprint: string; cert: string }>('/enroll', {
+    invite: invite.trim(),
+    address,
+    cert: key.publicArmored,
+    wrapped_key: wrapped,
+    kdf_salt: b64(salt),
+    kdf_params: params,
+    login_verifier: b64(keys.verifier),
+  });
+  pin(address, info.ca_fingerprint.toUpperCase());
+  progress('Signing you in', 0.9);
+  const session = await loginWithKeys(address, keys, undefined, key.privateKey);
+  progress('Done', 1);
+  return { session, fingerprint: resp.fingerprint };
+}
+
+/** Logs in: the password never leaves this function; only the derived verifier is sent. */
+export async function login(address: string, password: string, totp?: string): Promise<Session> {
+  address = address.trim().toLowerCase();
+  const params = await api.post<{ kdf_salt: string; kdf_params: KdfParams }>('/login/params', { address });
+  const keys = await derivePasswordKeys(password, unb64(params.kdf_salt), params.kdf_params);
+  return loginWithKeys(address, keys, totp);
+}
+
+export class LoginError extends Error {
+  constructor(public code: string, message: string) {
+    super(message);
+  }
+}
+
+async function loginWithKeys(address: string, keys: PasswordKeys, totp?: string, unlocked?: pgp.PrivateKey): Promise<Session> {
+  const { org: info, ca } = await org();
+  const pin_ = pinned(address);
+  if (pin_ && pin_ !== info.ca_fingerprint.toUpperCase()) {
+    throw new LoginError('ca_changed', `This node now presents a different organisation key (${pgp.groupFingerprint(info.ca_fingerprint)}) than when you enrolled. Do not log in; tell your administrator.`);
+  }
+  const resp = await api.post<api.LoginResponse>(
+    '/login',
+    { address, login_verifier: b64(keys.verifier), totp: totp?.trim() || undefined },
+    { 'x-sealpost-session': 'cookie' },
+  );
+  api.setCsrf(resp.csrf_token ?? null);
+  let me = unlocked;
+  if (!me) {
+    try {
+      me = await pgp.unwrapKey(resp.account.wrapped_key, keys.wrap);
+    } catch (e) {
+      throw new LoginError('unwrap', 'Your password was accepted but does not unlock your key. Your key may have been changed on the node: tell your administrator.');
+    }
+  }
+  if (me.getFingerprint().toUpperCase() !== resp.account.fingerprint.toUpperCase()) {
+    throw new LoginError('key_mismatch', 'The node returned a key that is not yours. Tell your administrator.');
+  }
+  pin(address, info.ca_fingerprint.toUpperCase());
+  return { account: resp.account, me, ca, org: info };
+}
+
+export async function logout(): Promise<void> {
+  try {
+    await api.post('/logout');
+  } finally {
+    api.setCsrf(null);
+  }
+}
+
+// ---- reading ----
+
+export interface Opened {
+  item: MailboxItem;
+  envelope: Envelope;
+  head: Head;
+  sender: pgp.PublicKey;
+  signer: string;
+  raw: MessageResponse;
+}
+
+const heads = new Map<string, Opened>();
+
+export function cached(id: string): Opened | undefined {
+  return heads.get(id);
+}
+
+export function forget() {
+  heads.clear();
+}
+
+/** Fetches and verifies the envelope, downloads and decrypts the signed head (not marking it
+ * read): the same checks as `Session::open_head` of the CLI. */
+export async function openHead(s: Session, id: string): Promise<Opened> {
+  const hit = heads.get(id);
+  if (hit) return hit;
+  const m = await api.get<MessageResponse>(`/messages/${id}`);
+  const envBytes = new TextEncoder().encode(m.envelope);
+  const env: Envelope = JSON.parse(m.envelope);
+  if (env.message_id !== id) throw new Error('The envelope belongs to another message: it was altered.');
+  const sender = await pgp.readCert(m.sender_cert);
+  try {
+    await pgp.verifyDetached(envBytes, m.signature, sender);
+  } catch {
+    throw new Error(`The sender's signature on this message's envelope does not verify: it may be forged or altered.`);
+  }
+  const part0 = env.parts[0];
+  const cipher = await api.download(`/messages/${id}/parts/0`, part0.size, () => {});
+  if ((await pgp.sha256hex(cipher)) !== part0.sha256) throw new Error('The message does not match what the sender signed: it was altered.');
+  const { data, signer } = await pgp.open(cipher, s.me, sender);
+  const head: Head = JSON.parse(new TextDecoder().decode(data));
+  if (head.message_id !== env.message_id || head.from !== env.from) {
+    throw new Error('The signed content belongs to another message or sender.');
+  }
+  const opened = { item: m.item, envelope: env, head, sender, signer, raw: m };
+  heads.set(id, opened);
+  return opened;
+}
+
+export async function markRead(id: string) {
+  await api.post(`/messages/${id}/read`);
+  const o = heads.get(id);
+  if (o) o.item = { ...o.item, unread: false };
+}
+
+/** Downloads, checks and decrypts one attachment. */
+export async function openAttachment(s: Session, o: Opened, index: number, progress: (f: number) => void): Promise<Uint8Array> {
+  const a = o.head.attachments[index];
+  const part = a.part > 0 ? o.envelope.parts[a.part] : undefined;
+  if (!part) throw new Error(`Attachment ${a.name} names no part of the message.`);
+  const cipher = await api.download(`/messages/${o.item.message_id}/parts/${a.part}`, part.size, (f) => progress(f * 0.9));
+  if ((await pgp.sha256hex(cipher)) !== part.sha256) throw new Error(`Attachment ${a.name} does not match what the sender signed.`);
+  const { data } = await pgp.open(cipher, s.me, o.sender);
+  if (data.length !== a.size || (await pgp.sha256hex(data)) !== a.sha256) {
+    throw new Error(`Attachment ${a.name} does not match the sender's signed hash.`);
+  }
+  progress(1);
+  return data;
+}
+
+export async function trust(address: string): Promise<VerdictView[]> {
+  const r = await api.get<{ keys: VerdictView[] }>(`/trust/${encodeURIComponent(address.trim().toLowerCase())}`);
+  return r.keys;
+}
+
+// ---- writing ----
+
+export interface Outgoing {
+  to: string[];
+  subject: string;
+  body: string;
+  files: File[];
+}
+
+/** Checks locally what can be checked without the node (as `checked_cert` in the CLI). */
+async function checkedCert(s: Session, r: api.ResolvedRecipient): Promise<pgp.PublicKey> {
+  const cert = await pgp.readCert(r.cert);
+  if (cert.getFingerprint().toUpperCase() !== r.verdict.fingerprint.toUpperCase()) {
+    throw new Error(`The node's verdict for ${r.address} is about another key. Do not send; tell your administrator.`);
+  }
+  if (await pgp.isRevoked(cert)) throw new Error(api.refusal({ ...r.verdict, why_not: 'revoked' }, r.address));
+  const oneHop = r.verdict.explanation.some((l) => l.includes('(your organisation) → ') && l.split(' → ').length === 3);
+  if (oneHop && !(await pgp.certifies(s.ca, cert, r.address)) && !(await pgp.certifies(s.me, cert, r.address))) {
+    throw new Error(`The node claims your organisation certifies ${r.address}, but the key carries no such certification. Do not send; tell your administrator.`);
+  }
+  return cert;
+}
+
+export type SendProgress = (file: number, stage: string, fraction: number) => void;
+
+export async function send(s: Session, msg: Outgoing, progress: SendProgress): Promise<string> {
+  const resp = await api.post<api.EnvelopeResponse>('/envelopes', { to: msg.to });
+  if (!/^[0-9a-f]{32}$/.test(resp.message_id)) {
+    throw new Error('The node issued a malformed message ID.');
+  }
+  const certs: pgp.PublicKey[] = [];
+  for (const r of resp.recipients) {
+    if (!api.acceptable(r.verdict, s.org.accept_partial)) throw new Error(api.refusal(r.verdict, r.address));
+    certs.push(await checkedCert(s, r));
+  }
+  const to = resp.recipients.map((r) => r.address);
+  const parts: api.EnvelopePart[] = [{ sha256: '', size: 0 }];
+  const metas: api.AttachmentMeta[] = [];
+  for (let i = 0; i < msg.files.length; i++) {
+    const f = msg.files[i];
+    progress(i, 'Reading', 0);
+    const plain = new Uint8Array(await f.arrayBuffer());
+    progress(i, 'Encrypting', 0.05);
+    const sealed = await pgp.seal(plain, certs, s.me);
+    const sha = await pgp.sha256hex(sealed);
+    progress(i, 'Uploading', 0.1);
+    const up = await api.upload(sealed, (x) => progress(i, 'Uploading', 0.1 + 0.9 * x));
+    if (up.sha256 !== sha || up.size !== sealed.length) throw new Error('The node stored different bytes than were uploaded. Try again.');
+    progress(i, 'Uploaded', 1);
+    metas.push({
+      name: safeName(f.name),
+      media_type: f.type || 'application/octet-stream',
+      size: plain.length,
+      sha256: await pgp.sha256hex(plain),
+      part: i + 1,
+    });
+    parts.push({ sha256: sha, size: sealed.length });
+  }
+  const now = Math.floor(Date.now() / 1000);
+  // Field order and names exactly as `Head` in node/src/proto.rs (it denies unknown fields).
+  const head: Head = { v: 1, message_id: resp.message_id, from: s.account.address, to, subject: msg.subject, body: msg.body, attachments: metas, sent_at: now };
+  const sealedHead = await pgp.seal(new TextEncoder().encode(JSON.stringify(head)), certs, s.me);
+  parts[0] = { sha256: await pgp.sha256hex(sealedHead), size: sealedHead.length };
+  const inline: Record<string, string> = {};
+  if (sealedHead.length <= s.org.limits.inline_part_max_bytes) inline['0'] = b64(sealedHead);
+  else await api.upload(sealedHead, () => {});
+  const env: Envelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
+  const text = JSON.stringify(env);
+  const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
+  await api.post('/messages', { envelope: text, signature, inline_parts: inline });
+  return resp.message_id;
+}
+
+function safeName(name: string): string {
+  const base = name.split(/[/\\]/).pop() ?? '';
+  const cleaned = base.replace(/[\u0000-\u001f\u007f]/g, '').replace(/^\.+/, '').trim();
+  return cleaned || 'attachment';
+}
+
+// ---- trust ----
+
+async function servedKey(address: string, fpr: string): Promise<pgp.PublicKey> {
+  const want = fpr.replace(/\s+/g, '').toUpperCase();
+  const resp = await api.request('GET', `/vks/v1/by-fingerprint/${want}`);
+  const keys = await pgp.readCerts(await resp.text());
+  const k = keys.find((c) => c.getFingerprint().toUpperCase() === want);
+  if (!k) throw new Error(`The directory serves no key for ${address} with this fingerprint.`);
+  return k;
+}
+
+export async function certify(s: Session, address: string, fpr: string, introducer?: { scope?: string }): Promise<void> {
+  const target = await servedKey(address, fpr);
+  const armored = await pgp.certification(s.me, target, address, introducer ? { kind: 'introducer', scope: introducer.scope } : { kind: 'certify' });
+  await api.post('/certifications', { cert: armored });
+}
+
+export async function retract(s: Session, address: string, fpr: string): Promise<void> {
+  const target = await servedKey(address, fpr);
+  const armored = await pgp.certification(s.me, target, address, { kind: 'retract' });
+  await api.post('/certifications', { cert: armored });
+}
+
+export async function revokeKey(s: Session, reason: string): Promise<void> {
+  const keytext = await pgp.revokeOwnKey(s.me, reason);
+  await api.request('POST', '/pks/add', new URLSearchParams({ keytext }));
+}
+
+// ---- settings ----
+
+export async function changePassword(s: Session, current: string, next: string, progress: Progress): Promise<void> {
+  progress('Checking your current password', 0.1);
+  const params = await api.post<{ kdf_salt: string; kdf_params: KdfParams }>('/login/params', { address: s.account.address });
+  const old = await derivePasswordKeys(current, unb64(params.kdf_salt), params.kdf_params);
+  progress('Deriving the key of your new password (Argon2id)', 0.45);
+  const salt = randomSalt();
+  const keys = await derivePasswordKeys(next, salt, DEFAULT_KDF);
+  progress('Locking your secret key with it', 0.8);
+  const wrapped = await pgp.wrapKey(s.me, keys.wrap);
+  await api.post('/me/password', {
+    current_verifier: b64(old.verifier),
+    wrapped_key: wrapped,
+    kdf_salt: b64(salt),
+    kdf_params: DEFAULT_KDF,
+    login_verifier: b64(keys.verifier),
+  });
+  progress('Done', 1);
+}

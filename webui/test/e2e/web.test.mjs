@@ -1,0 +1,317 @@
+// End-to-end tests of the web app in Debian's Chromium against real `sealpost` nodes.
+// The tests of this file run in order and build on each other: alice and bob enrol first.
+// Screenshots of every step land in test-artefacts/<test>/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TestNode, launchBrowser, shooter, sealpost } from './harness.mjs';
+
+const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42', dave: 'a long enough password', carol: 'another long password' };
+let alpha, browser, alicePage, bobPage, bobFpr, aliceFpr;
+const work = mkdtempSync(join(tmpdir(), 'sealpost-web-files-'));
+
+before(async () => {
+  alpha = await TestNode.start('alpha.test');
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  alpha?.cleanup();
+});
+
+async function enrollInBrowser(page, link, name, password, shot) {
+  await page.goto(link);
+  await page.waitForSelector('[data-testid=enroll-form]');
+  await shot('invite-link-opened');
+  await page.fill('#enroll-name', name);
+  await page.fill('#enroll-password', password);
+  await page.fill('#enroll-again', password);
+  await page.click('text=Create my key and enrol');
+  await page.waitForSelector('[data-testid=enroll-progress]');
+  await shot('generating-key');
+  await page.waitForSelector('[data-testid=welcome]', { timeout: 60_000 });
+  await shot('enrolled-fingerprint');
+  const fpr = (await page.textContent('[data-testid=fpr-hex]')).replace(/\s+/g, '');
+  assert.match(fpr, /^[0-9A-F]{40}$/);
+  assert.equal((await page.$$('[data-testid=fpr-words] li')).length, 20, 'one word per fingerprint byte');
+  await page.click('text=Open my mailbox');
+  await page.waitForSelector('#folder-title');
+  return fpr;
+}
+
+async function loginInBrowser(page, address, password) {
+  await page.goto(alpha.url + '/#/login');
+  await page.fill('#login-address', address);
+  await page.fill('#login-password', password);
+  await page.click('button[type=submit]');
+}
+
+/** Records every request the page sends (URL, headers, body). */
+function capture(page) {
+  const seen = [];
+  const on = (req) => seen.push({ url: req.url(), method: req.method(), headers: JSON.stringify(req.headers()), body: req.postDataBuffer() ?? Buffer.alloc(0) });
+  page.on('request', on);
+  return { seen, stop: () => page.off('request', on) };
+}
+
+/** Waits for `selector`, failing at once with the app's error message if one appears instead. */
+async function expectOk(page, selector, timeout = 60_000) {
+  await page.waitForSelector(`${selector}, [data-testid=error]`, { timeout });
+  const err = await page.$('[data-testid=error]');
+  if (err && !(await page.$(selector))) assert.fail(`the app says: ${await err.textContent()}`);
+}
+
+function assertNoPassword(requests, password) {
+  const forms = [
+    password,
+    encodeURIComponent(password),
+    JSON.stringify(password).slice(1, -1),
+    Buffer.from(password).toString('base64'),
+    Buffer.from(password).toString('base64url'),
+    Buffer.from(password).toString('hex'),
+  ];
+  for (const r of requests) {
+    const hay = [r.url, r.headers, r.body.toString('latin1'), r.body.toString('utf8')].join('\n');
+    for (const f of forms) assert.ok(!hay.includes(f), `the password (as ${f}) was sent in ${r.method} ${r.url}`);
+  }
+}
+
+test('alice and bob enrol through invite links; no request carries the password', async () => {
+  const aliceInvite = alpha.addUser('alice@alpha.test', { admin: true, name: 'Alice' });
+  const bobInvite = alpha.addUser('bob@alpha.test', { name: 'Bob' });
+  alicePage = await browser.page();
+  const shot = shooter(alicePage, 'enrol-alice');
+  const cap = capture(alicePage);
+  aliceFpr = await enrollInBrowser(alicePage, alpha.inviteLink('alice@alpha.test', aliceInvite), 'Alice Martin', PW.alice, shot);
+  await shot('inbox');
+  // Log out and in again: the login requests are captured too.
+  await alicePage.click('text=Sign out');
+  await alicePage.waitForSelector('[data-testid=login-form]');
+  await loginInBrowser(alicePage, 'alice@alpha.test', PW.alice);
+  await alicePage.waitForSelector('#folder-title');
+  await shot('logged-in-again');
+  cap.stop();
+  assert.ok(cap.seen.some((r) => r.url.endsWith('/api/v1/enroll')), 'the enrolment request was captured');
+  assert.ok(cap.seen.some((r) => r.url.endsWith('/api/v1/login')), 'the login request was captured');
+  assertNoPassword(cap.seen, PW.alice);
+
+  bobPage = await browser.page();
+  const shotB = shooter(bobPage, 'enrol-bob');
+  const capB = capture(bobPage);
+  bobFpr = await enrollInBrowser(bobPage, alpha.inviteLink('bob@alpha.test', bobInvite), 'Bob Baker', PW.bob, shotB);
+  capB.stop();
+  assertNoPassword(capB.seen, PW.bob);
+
+  // The session is an HttpOnly cookie: page scripts cannot read it, and nothing is in storage.
+  const cookies = await bobPage.context().cookies();
+  const session = cookies.find((c) => c.name === 'sealpost_session');
+  assert.ok(session && session.httpOnly && session.sameSite === 'Strict');
+  assert.equal(await bobPage.evaluate(() => document.cookie), '');
+  const stored = await bobPage.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.ok(!stored.includes('PRIVATE KEY') && !stored.includes(PW.bob), 'no secret in web storage');
+});
+
+test('the node serves the app with a strict CSP and refuses cookie requests without the CSRF token', async () => {
+  const r = await fetch(alpha.url + '/');
+  assert.equal(r.status, 200);
+  const csp = r.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.ok(!/unsafe-inline/.test(csp));
+  assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
+  assert.equal(r.headers.get('referrer-policy'), 'no-referrer');
+  const html = await r.text();
+  assert.ok(!/<script(?![^>]*\bsrc=)[^>]*>/.test(html), 'no inline script');
+  // A forged cross-site request carries the cookie but not the token: it is not authenticated.
+  const status = await bobPage.evaluate(async () => (await fetch('/api/v1/logout', { method: 'POST' })).status);
+  assert.equal(status, 401);
+  const wrong = await bobPage.evaluate(async () => (await fetch('/api/v1/logout', { method: 'POST', headers: { 'x-csrf-token': 'forged' } })).status);
+  assert.equal(wrong, 403);
+});
+
+test('alice sends bob a message with an attachment; bob reads it, signed by alice and verified through their organisation', async () => {
+  const shot = shooter(alicePage, 'send-with-attachment');
+  const file = join(work, 'quarterly-report.pdf');
+  const content = Buffer.concat([Buffer.from('%PDF-1.4 quarterly figures\n'), Buffer.alloc(300_000, 7)]);
+  writeFileSync(file, content);
+  await alicePage.click('text=Write');
+  await alicePage.fill('#compose-to', 'bob@alpha.test');
+  await alicePage.waitForSelector('[data-testid=lookup] [data-kind=verified]');
+  await shot('recipient-resolved-as-typed');
+  await alicePage.press('#compose-to', 'Enter');
+  await alicePage.waitForSelector('[data-testid=recipient][data-state=ok]');
+  await alicePage.fill('#compose-subject', 'Quarterly report');
+  await alicePage.fill('#compose-body', 'Hi Bob,\n\nthe figures are attached. The merger code name is BLUEFIN.\n\nAlice');
+  await alicePage.setInputFiles('#compose-files', file);
+  await shot('composed');
+  await alicePage.click('[data-testid=send]');
+  await expectOk(alicePage, '[data-testid=sent]');
+  await shot('sent');
+
+  const shotB = shooter(bobPage, 'read-with-attachment');
+  await bobPage.goto(alpha.url + '/#/mail/inbox');
+  await bobPage.click('text=Refresh');
+  await bobPage.waitForSelector('[data-testid=message-row].unread >> text=Quarterly report');
+  await shotB('inbox-unread');
+  // Search runs over what this browser decrypted.
+  await bobPage.fill('#search', 'bluefin');
+  await bobPage.waitForSelector('[data-testid=search-note]');
+  assert.equal((await bobPage.$$('[data-testid=message-row]')).length, 1);
+  await shotB('search');
+  await bobPage.fill('#search', '');
+  await bobPage.click('text=Quarterly report');
+  await bobPage.waitForSelector('[data-testid=reader]');
+  await bobPage.waitForSelector('[data-testid=trust-badge][data-kind=verified]');
+  assert.equal(await bobPage.textContent('[data-testid=sender]'), 'alice@alpha.test');
+  assert.match(await bobPage.textContent('[data-testid=signature-status]'), /Signed by alice@alpha\.test/);
+  assert.match(await bobPage.textContent('[data-testid=trust-badge]'), /Verified by your organisation/);
+  await bobPage.click('[data-testid=trust-badge]');
+  const paths = await bobPage.textContent('[data-testid=path-panel]');
+  assert.match(paths, /\(your organisation\)/);
+  assert.match(paths, /alice@alpha\.test/);
+  await shotB('read-badge-path');
+  const [download] = await Promise.all([bobPage.waitForEvent('download'), bobPage.click('text=Download')]);
+  const saved = join(work, 'downloaded.pdf');
+  await download.saveAs(saved);
+  assert.ok(readFileSync(saved).equals(content), 'the attachment arrives intact');
+  await bobPage.waitForSelector('text=Decrypted and verified');
+  await shotB('attachment-downloaded');
+});
+
+test('a wrong password gives a clear error', async () => {
+  const page = await browser.page();
+  const shot = shooter(page, 'wrong-password');
+  await loginInBrowser(page, 'bob@alpha.test', 'not my password at all');
+  await page.waitForSelector('[data-testid=error]');
+  assert.match(await page.textContent('[data-testid=error]'), /Wrong address or password/);
+  await shot('error');
+  await page.context().close();
+});
+
+test('a message written in the browser is read by the CLI, and one sent with the CLI is read in the browser', async () => {
+  // Bob enrolled in the browser; the CLI works with the same password. The CLI has no login
+  // command yet, so its (non-secret) state file is written as enrolment would have.
+  const org = await (await fetch(alpha.url + '/api/v1/org')).json();
+  const bobCli = alpha.cli('bob@alpha.test', PW.bob);
+  writeFileSync(join(bobCli.dir, 'client.json'), JSON.stringify({ node: alpha.url, address: 'bob@alpha.test', fingerprint: bobFpr, ca_fingerprint: org.ca_fingerprint }));
+  const inbox = JSON.parse(bobCli.run('inbox', '--json'));
+  const id = inbox.find((i) => i.subject === 'Quarterly report').message_id;
+  const saveDir = mkdtempSync(join(work, 'cli-'));
+  const read = bobCli.run('read', id, '--save-attachments', saveDir);
+  assert.match(read, /Quarterly report/);
+  assert.match(read, /BLUEFIN/);
+  assert.match(read, /alice@alpha\.test/);
+  assert.deepEqual(readdirSync(saveDir), ['quarterly-report.pdf']);
+
+  const aliceCli = alpha.cli('alice@alpha.test', PW.alice);
+  writeFileSync(join(aliceCli.dir, 'client.json'), JSON.stringify({ node: alpha.url, address: 'alice@alpha.test', fingerprint: aliceFpr, ca_fingerprint: org.ca_fingerprint }));
+  const note = join(work, 'minutes.txt');
+  writeFileSync(note, 'minutes of the board meeting\n');
+  aliceCli.run('send', '--to', 'bob@alpha.test', '--subject', 'Sent from the command line', '--body', 'Typed in a terminal, read in a browser.', '--attach', note);
+
+  const shot = shooter(bobPage, 'cli-to-browser');
+  await bobPage.goto(alpha.url + '/#/mail/inbox');
+  await bobPage.click('text=Refresh');
+  await bobPage.click('text=Sent from the command line');
+  await bobPage.waitForSelector('[data-testid=trust-badge][data-kind=verified]');
+  assert.match(await bobPage.textContent('[data-testid=body]'), /Typed in a terminal, read in a browser\./);
+  const [download] = await Promise.all([bobPage.waitForEvent('download'), bobPage.click('text=Download')]);
+  const saved = join(work, 'minutes-downloaded.txt');
+  await download.saveAs(saved);
+  assert.equal(readFileSync(saved, 'utf8'), 'minutes of the board meeting\n');
+  await shot('read-cli-message');
+});
+
+test('bob compares carol\'s fingerprint and certifies her; the badge changes', async () => {
+  // Carol is a contractor: she has an account and a key, but the organisation CA does not vouch
+  // for her (the admin revoked its certification), so nobody bob trusts does. (Carol at another
+  // organisation, through a bridge, is the federated test that comes with federation.)
+  const carolInvite = alpha.addUser('carol@alpha.test');
+  const carolCli = alpha.cli('carol@alpha.test', PW.carol);
+  carolCli.run('enroll', '--invite', carolInvite, '--address', 'carol@alpha.test');
+  sealpost(['admin', '--data', alpha.data, 'user', 'revoke', 'carol@alpha.test']);
+  const carolFpr = carolCli.run('fingerprint').replace(/^.*?\s{2}/, '').replace(/\s+/g, '');
+
+  const shot = shooter(bobPage, 'certify-carol');
+  await bobPage.click('text=Contacts & trust');
+  await bobPage.fill('#contact-address', 'carol@alpha.test');
+  await bobPage.click('button:has-text("Look up")');
+  await expectOk(bobPage, '[data-testid=key-card]').catch(async (e) => { await shot('lookup-failed'); throw e; });
+  assert.equal(await bobPage.getAttribute('[data-testid=key-card] [data-testid=trust-badge]', 'data-kind'), 'unverified');
+  // Carol reads her fingerprint aloud: bob compares the words on his screen with hers.
+  assert.equal((await bobPage.textContent('[data-testid=key-card] [data-testid=fpr-hex]')).replace(/\s+/g, ''), carolFpr);
+  assert.ok(await bobPage.$('[data-testid=key-card] svg.qr'), 'a QR code to scan');
+  await shot('not-verified-compare');
+  await bobPage.check('[data-testid=compared]');
+  await bobPage.click('[data-testid=certify]');
+  await bobPage.waitForSelector('[data-testid=trust-done]');
+  await bobPage.waitForSelector('[data-testid=key-card] [data-testid=trust-badge][data-kind=verified]');
+  assert.match(await bobPage.textContent('[data-testid=key-card] [data-testid=trust-paths]'), /you certified this key/);
+  await shot('certified-verified');
+  // And the CLI agrees.
+  const bobCli = alpha.cli('bob@alpha.test', PW.bob);
+  assert.match(bobCli.run('trust', 'show', 'carol@alpha.test'), /full/);
+
+  // Retracting takes it back.
+  await bobPage.click('[data-testid=retract]');
+  await bobPage.waitForSelector('[data-testid=key-card] [data-testid=trust-badge][data-kind=unverified]');
+  await shot('retracted');
+});
+
+test('a revoked recipient is refused in compose with the reason', async () => {
+  const invite = alpha.addUser('dave@alpha.test');
+  const dave = alpha.cli('dave@alpha.test', PW.dave);
+  dave.run('enroll', '--invite', invite, '--address', 'dave@alpha.test');
+  dave.run('revoke-key', '--reason', 'laptop stolen');
+  const shot = shooter(alicePage, 'revoked-recipient');
+  await alicePage.goto(alpha.url + '/#/mail/inbox');
+  await alicePage.click('text=Write');
+  await alicePage.fill('#compose-to', 'dave@alpha.test');
+  await alicePage.press('#compose-to', 'Enter');
+  await alicePage.waitForSelector('[data-testid=refusal]');
+  assert.match(await alicePage.textContent('[data-testid=refusal]'), /revoked/);
+  assert.equal(await alicePage.getAttribute('[data-testid=recipient]', 'data-state'), 'refused');
+  await alicePage.fill('#compose-subject', 'Hello Dave');
+  await alicePage.click('[data-testid=send]');
+  await alicePage.waitForSelector('[data-testid=error]');
+  assert.match(await alicePage.textContent('[data-testid=error]'), /dave@alpha\.test/);
+  await shot('refused');
+});
+
+test('settings and admin console: sessions, invite link, node status; a changed password works in the CLI', async () => {
+  const shot = shooter(alicePage, 'settings-admin');
+  await alicePage.goto(alpha.url + '/#/admin');
+  await alicePage.waitForSelector('[data-testid=node-status]');
+  await alicePage.fill('#inv-address', 'erin@alpha.test');
+  await alicePage.fill('#inv-name', 'Erin');
+  await alicePage.click('text=Create invite');
+  await alicePage.waitForSelector('[data-testid=invite-link]');
+  const link = await alicePage.inputValue('[data-testid=invite-link]');
+  assert.match(link, /#\/enroll\?address=erin%40alpha\.test&invite=/);
+  assert.match(await alicePage.textContent('[data-testid=users]'), /erin@alpha\.test/);
+  await shot('admin');
+
+  // Erin enrols from the link the console produced.
+  const erin = await browser.page();
+  await enrollInBrowser(erin, link, 'Erin', 'a long enough passphrase', shooter(erin, 'enrol-erin'));
+  await erin.context().close();
+
+  await alicePage.goto(alpha.url + '/#/settings');
+  await alicePage.waitForSelector('[data-testid=sessions] tbody tr');
+  assert.match(await alicePage.textContent('[data-testid=sessions]'), /this browser/);
+  await shot('settings');
+  const next = 'an even better passphrase';
+  await alicePage.fill('#pw-current', PW.alice);
+  await alicePage.fill('#pw-new', next);
+  await alicePage.fill('#pw-again', next);
+  await alicePage.click('button:text("Change password")');
+  await alicePage.waitForSelector('text=Password changed');
+  await shot('password-changed');
+  PW.alice = next;
+  const aliceCli = alpha.cli('alice@alpha.test', next);
+  assert.match(aliceCli.run('whoami'), /alice@alpha\.test/);
+});
