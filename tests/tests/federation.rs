@@ -9,6 +9,10 @@ use sealpost::storage::Folder;
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sha2::{Digest, Sha256};
 
+/// The tests here measure deadlines (10 s after a restart, 2 s for a revocation); run them one
+/// at a time so that they measure federation, not each other's CPU use on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn note(to: &str, subject: &str) -> Outgoing {
     Outgoing {
         to: vec![to.to_owned()],
@@ -38,6 +42,7 @@ async fn inbox_ids(s: &Session) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_path() {
+    let _serial = SERIAL.lock().await;
     let (alpha, beta) = peered().await;
     let alice = alpha
         .user("alice@alpha.test", "alice password", TEST_KDF)
@@ -110,6 +115,7 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outage_200_messages_arrive_exactly_once_after_restart() {
+    let _serial = SERIAL.lock().await;
     let (alpha, mut beta) = peered().await;
     let alice = alpha
         .user("alice@alpha.test", "alice password", TEST_KDF)
@@ -250,6 +256,7 @@ fn refusal(node: &TestNode, id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn impersonation_bad_signature_and_replay_are_refused() {
+    let _serial = SERIAL.lock().await;
     let (mut alpha, beta) = peered().await;
     let mut gamma = TestNode::spawn("gamma.test").await.unwrap();
     beta.peer_with(&gamma).await.unwrap();
@@ -314,6 +321,7 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
+    let _serial = SERIAL.lock().await;
     let (alpha, beta) = peered().await;
     let alice = alpha
         .user("alice@alpha.test", "alice password", TEST_KDF)
