@@ -15,8 +15,11 @@ use crate::crypto::KdfParams;
 use crate::node::{Node, init};
 use crate::storage::PeerRecord;
 
-/// The organisations of the demo: domain, and users (local part, name, admin).
-const ORGS: [(&str, [(&str, &str, bool); 2]); 2] = [
+/// A demo user: local part, name, whether an admin.
+type DemoUser = (&'static str, &'static str, bool);
+
+/// The organisations of the demo: domain, and users.
+const ORGS: [(&str, [DemoUser; 2]); 2] = [
     (
         "alpha.test",
         [
