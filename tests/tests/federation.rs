@@ -349,3 +349,38 @@ async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
     assert_eq!(why, "revoked");
     eprintln!("revocation seen at alpha after {:?}", revoked_at.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_is_down_cannot_make_the_outbox_grow_without_bound() {
+    let _serial = SERIAL.lock().await;
+    let alpha = TestNode::spawn_with("alpha.test", |c| c.federation.max_backlog_per_peer = 3)
+        .await
+        .unwrap();
+    let mut beta = TestNode::spawn("beta.test").await.unwrap();
+    alpha.peer_with(&beta).await.unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // Alpha learns bob's key while beta is up.
+    alice.trust("bob@beta.test").await.unwrap();
+    beta.stop().await.unwrap();
+    for i in 0..3 {
+        alice
+            .send(&note("bob@beta.test", &format!("m{i}")), work.path())
+            .await
+            .unwrap();
+    }
+    let e = alice
+        .send(&note("bob@beta.test", "one too many"), work.path())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("peer_backlog"), "{e}");
+    assert!(e.to_string().contains("beta.test"), "{e}");
+    assert_eq!(alpha.count("SELECT COUNT(*) FROM outbox"), 3);
+}
