@@ -384,3 +384,63 @@ async fn a_peer_that_is_down_cannot_make_the_outbox_grow_without_bound() {
     assert!(e.to_string().contains("beta.test"), "{e}");
     assert_eq!(alpha.count("SELECT COUNT(*) FROM outbox"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undeliverable_message_expires_and_the_sender_is_told() {
+    let _serial = SERIAL.lock().await;
+    let alpha = TestNode::spawn_with("alpha.test", |c| {
+        c.federation.delivery_expiry_secs = 1;
+        c.federation.sweep_interval_secs = 1;
+    })
+    .await
+    .unwrap();
+    let mut beta = TestNode::spawn("beta.test").await.unwrap();
+    alpha.peer_with(&beta).await.unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    alice.trust("bob@beta.test").await.unwrap();
+    beta.stop().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let id = alice
+        .send(&note("bob@beta.test", "into the void"), work.path())
+        .await
+        .unwrap()
+        .message_id;
+
+    let notice = wait_for(Duration::from_secs(15), async || {
+        let inbox = alice.mailbox_with_notices(Folder::Inbox).await.unwrap();
+        inbox
+            .notices
+            .into_iter()
+            .find(|n| n.message_id.as_deref() == Some(id.as_str()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        notice.text.contains("bob@beta.test")
+            && notice.text.contains("beta.test could not be reached"),
+        "{}",
+        notice.text
+    );
+    let sent = alice.mailbox(Folder::Sent).await.unwrap();
+    let item = sent.iter().find(|i| i.message_id == id).unwrap();
+    assert_eq!(item.delivery[0].state, "failed");
+    assert!(
+        item.delivery[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("beta.test")
+    );
+    assert_eq!(alpha.count("SELECT COUNT(*) FROM outbox"), 0);
+    assert_eq!(
+        alpha.count("SELECT COUNT(*) FROM txlog WHERE kind = 'federation.expired'"),
+        1
+    );
+}
