@@ -444,3 +444,72 @@ async fn an_undeliverable_message_expires_and_the_sender_is_told() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peering_by_peer_id_and_ca_fingerprint_bridges_when_the_ca_arrives() {
+    let _serial = SERIAL.lock().await;
+    let alpha = TestNode::spawn("alpha.test").await.unwrap();
+    let beta = TestNode::spawn("beta.test").await.unwrap();
+    let org = beta.client().org().await.unwrap();
+    // The admin typed what beta's admin read out: peer ID, address, CA fingerprint (grouped).
+    let grouped: Vec<String> = org
+        .ca_fingerprint
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    alpha
+        .admin(&[
+            "peer",
+            "add",
+            "beta.test",
+            "--peer-id",
+            &org.peer_id,
+            "--addr",
+            &org.federation_addrs[0],
+            "--ca",
+            &grouped.join(" "),
+        ])
+        .await
+        .unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let verdict = wait_for(Duration::from_secs(10), async || {
+        let t = alice.trust("bob@beta.test").await.ok()?;
+        (t.keys.first()?.level == "full").then(|| t.keys[0].explanation.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert!(verdict.contains("bridge"), "{verdict}");
+
+    // A wrong CA fingerprint is never bridged: the peer's users stay unauthenticated.
+    let gamma = TestNode::spawn("gamma.test").await.unwrap();
+    let g = gamma.client().org().await.unwrap();
+    alpha
+        .admin(&[
+            "peer",
+            "add",
+            "gamma.test",
+            "--peer-id",
+            &g.peer_id,
+            "--addr",
+            &g.federation_addrs[0],
+            "--ca",
+            &org.ca_fingerprint,
+        ])
+        .await
+        .unwrap();
+    gamma.peer_with(&alpha).await.unwrap();
+    gamma
+        .user("carol@gamma.test", "carol password", TEST_KDF)
+        .await
+        .unwrap();
+    let t = alice.trust("carol@gamma.test").await.unwrap();
+    assert_eq!(t.keys[0].level, "none", "{:?}", t.keys[0]);
+}
