@@ -111,6 +111,21 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
     );
     // The ciphertext at beta is the ciphertext alice's client made: no plaintext anywhere.
     assert!(sealpost_tests::files_containing(&beta.data(), b"Across the bridge").is_empty());
+    // Admins see the peer connected.
+    use sealpost::storage::FederationStore;
+    let peers = alpha.store.peers().await.unwrap();
+    assert_eq!(peers[0].domain, "beta.test");
+    assert_eq!(peers[0].state, "connected");
+
+    // Removing the peer revokes the bridge: bob is no longer authenticated at alpha.
+    alpha.admin(&["peer", "remove", "beta.test"]).await.unwrap();
+    let t = alice.trust("bob@beta.test").await.unwrap();
+    assert_ne!(t.keys[0].level, "full", "{:?}", t.keys[0]);
+    let e = alice
+        .send(&note("bob@beta.test", "after removal"), work.path())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bob@beta.test"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
