@@ -38,6 +38,11 @@ impl TestNode {
         domain: &str,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<TestNode> {
+        // `RUST_LOG=sealpost=debug cargo test -- --nocapture` shows the nodes' logs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;

@@ -145,7 +145,8 @@ async fn outage_200_messages_arrive_exactly_once_after_restart() {
         .send(&note("bob@beta.test", "before"), work.path())
         .await
         .unwrap();
-    wait_for(Duration::from_secs(20), async || {
+    // Generous: only the delivery after the restart below is what this test times.
+    wait_for(Duration::from_secs(60), async || {
         (beta.count("SELECT COUNT(*) FROM mailbox WHERE folder = 'inbox'") == 1).then_some(())
     })
     .await

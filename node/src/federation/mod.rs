@@ -75,13 +75,20 @@ pub async fn accept_remote_certs(
                 domain: peer.domain.clone(),
             });
         }
-        let held = st
+        let held_text = st
             .store
             .cert_by_fingerprint(&fingerprint)
             .await
             .ok()
-            .flatten()
-            .and_then(|h| crate::crypto::cert_from_armored(&h).ok());
+            .flatten();
+        // The common case (every transfer carries its sender's certificate): nothing new.
+        if held_text.as_deref() == Some(a.as_str()) && fingerprint != peer.ca_fingerprint {
+            kept.push(cert);
+            continue;
+        }
+        let held = held_text
+            .as_deref()
+            .and_then(|h| crate::crypto::cert_from_armored(h).ok());
         let mut merged = match held {
             Some(h) => h
                 .merge_public(cert)
@@ -99,10 +106,17 @@ pub async fn accept_remote_certs(
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?;
             tracing::info!(domain = %peer.domain, "bridged to the peer's CA");
         }
-        records.push(
-            crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?,
-        );
+        let record =
+            crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?;
+        // Unchanged by the merge (we already held everything it carries): no write, so the
+        // trust view and the peers' pull cursors are not disturbed.
+        if held_text.as_deref() != Some(record.armored.as_str()) {
+            records.push(record);
+        }
         kept.push(merged);
+    }
+    if records.is_empty() {
+        return Ok(kept);
     }
     if let Err(e) = st
         .store
