@@ -313,6 +313,17 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
     return () => clearInterval(t);
   }, [load, pending]);
 
+  // A notice names the message by its ID; show its subject instead (decrypted here, as ever).
+  const [noticeSubjects, setNoticeSubjects] = useState<Record<string, string>>({});
+  useEffect(() => {
+    for (const n of notices) {
+      const id = n.message_id;
+      if (!id || noticeSubjects[id] !== undefined) continue;
+      setNoticeSubjects((m) => ({ ...m, [id]: '' }));
+      client.openHead(session, id).then((o) => setNoticeSubjects((m) => ({ ...m, [id]: o.head.subject || '(no subject)' }))).catch(() => {});
+    }
+  }, [notices]);
+
   const dismiss = async (n: api.Notice) => {
     setNotices((ns) => ns.filter((x) => x.id !== n.id));
     try { await api.post(`/notices/${n.id}/read`); } catch (e) { setError(e); }
@@ -342,7 +353,7 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
             <div class="alert alert-warn notice" role="alert" data-testid="notice">
               <span class="notice-icon" aria-hidden="true">⚠</span>
               <div class="grow">
-                <div>{n.text}</div>
+                <div><Reason text={noticeText(n, n.message_id ? noticeSubjects[n.message_id] : undefined)} /></div>
                 <div class="small notice-meta">{when(n.created_at)}{n.message_id && <> · <a href={`#/mail/sent/${n.message_id}`}>Open the message in Sent</a></>}</div>
               </div>
               <button class="btn btn-ghost btn-sm" onClick={() => dismiss(n)} aria-label="Dismiss this notice">Dismiss</button>
@@ -386,24 +397,47 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
   );
 }
 
+/** The node's reasons end with the transport's own error text, "(last error: …)": people get
+ * the sentence, the technical part goes under a disclosure. */
+function splitReason(text: string): [string, string | null] {
+  const m = /^([\s\S]*?)\s*\(last error: ([\s\S]*)\)(\.?)$/.exec(text);
+  return m ? [m[1] + m[3], m[2]] : [text, null];
+}
+
+/** A notice's text with the message's subject in place of its ID, once known. */
+function noticeText(n: api.Notice, subject: string | undefined): string {
+  if (!n.message_id) return n.text;
+  return n.text.replace(`message ${n.message_id}`, subject ? `message “${subject}”` : 'message');
+}
+
+function Reason({ text }: { text: string }) {
+  const [plain, technical] = splitReason(text);
+  return <>{plain}{technical && <details class="technical"><summary>Technical detail</summary><div class="mono tiny">{technical}</div></details>}</>;
+}
+
 /** Each recipient at a peered organisation and how far their copy got. */
 function DeliveryChips({ delivery, long }: { delivery: api.DeliveryState[]; long?: boolean }) {
   const label = { queued: 'Queued', delivered: 'Delivered', failed: 'Not delivered' } as const;
   const detail = (d: api.DeliveryState) =>
     d.state === 'queued' ? `Waiting for ${d.address.split('@')[1]}'s node to accept it; Sealpost keeps trying.`
       : d.state === 'delivered' ? `${d.address.split('@')[1]}'s node confirmed it has the message (${when(d.updated_at)}).`
-        : `Could not be delivered${d.reason ? `: ${d.reason}` : ''}.`;
+        : `Could not be delivered${d.reason ? `: ${splitReason(d.reason)[0]}` : ''}`;
+  const failed = delivery.filter((d) => d.state === 'failed' && d.reason);
   return (
-    <span class="delivery-chips">
-      {delivery.map((d) => (
-        <span class={`dchip dchip-${d.state}`} data-testid="delivery-state" data-state={d.state} title={detail(d)}>
-          <span class="dchip-dot" aria-hidden="true" />
-          {long && <span class="dchip-addr">{d.address}</span>}
-          <span>{long ? label[d.state] ?? d.state : `${d.address} · ${label[d.state] ?? d.state}`}</span>
-          {long && d.state === 'failed' && d.reason && <span class="dchip-reason">: {d.reason}</span>}
-        </span>
+    <>
+      <span class="delivery-chips">
+        {delivery.map((d) => (
+          <span class={`dchip dchip-${d.state}`} data-testid="delivery-state" data-state={d.state} title={detail(d)}>
+            <span class="dchip-dot" aria-hidden="true" />
+            {long && <span class="dchip-addr">{d.address}</span>}
+            <span>{long ? label[d.state] ?? d.state : `${d.address} · ${label[d.state] ?? d.state}`}</span>
+          </span>
+        ))}
+      </span>
+      {long && failed.map((d) => (
+        <div class="delivery-reason" data-testid="delivery-reason">Not delivered to {d.address}: <Reason text={d.reason!} /></div>
       ))}
-    </span>
+    </>
   );
 }
 
@@ -670,7 +704,7 @@ function Compose({ session, seed }: { session: Session; seed: ComposeSeed | null
         <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
         {(() => {
           const others = [...new Set(rcpts.map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
-          return others.length > 0 && <p class="muted" data-testid="sent-remote">The copies for {others.join(', ')} travel to {others.length > 1 ? 'their nodes' : 'its node'} over the federation; <a href="#/mail/sent">Sent</a> shows when each has arrived.</p>;
+          return others.length > 0 && <p class="muted" data-testid="sent-remote">Recipients at {others.join(', ')} get it through {others.length > 1 ? 'their organisations\' nodes' : 'their organisation\'s node'}: <a href="#/mail/sent">Sent</a> shows when it has arrived there.</p>;
         })()}
         <div class="row"><a class="btn btn-primary" href="#/mail/inbox">Back to inbox</a><a class="btn" href="#/mail/sent">See it in Sent</a></div>
       </section>

@@ -11,7 +11,10 @@ const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwash
 let alpha, beta, browser, alicePage, bobPage;
 
 before(async () => {
-  [alpha, beta] = await Promise.all([TestNode.start('alpha.test'), TestNode.start('beta.test')]);
+  // alpha gives up on a delivery after 25 s (instead of 3 days), so that the last test can show
+  // the failure notice; everything before it is delivered within a few seconds.
+  const expiry = { SEALPOST__FEDERATION__DELIVERY_EXPIRY_SECS: '25', SEALPOST__FEDERATION__SWEEP_INTERVAL_SECS: '1' };
+  [alpha, beta] = await Promise.all([TestNode.start('alpha.test', expiry), TestNode.start('beta.test')]);
   // Peering is an admin action on each side, with the other node's published record.
   const a = sealpost(['admin', '--data', alpha.data, 'peer', 'add', 'beta.test', '--from', beta.url, '--yes']);
   const b = sealpost(['admin', '--data', beta.data, 'peer', 'add', 'alpha.test', '--from', alpha.url, '--yes']);
@@ -146,4 +149,30 @@ test('the admin console lists the peer with its link state, its backlog and how 
     return state !== 'connected' && /1 message/.test(queued) && (await alicePage.$('[data-testid=peer-error]'));
   });
   await shot('peer-down-backlog');
+});
+
+test('a delivery that expires fails in Sent with the reason and leaves a notice to dismiss in the inbox', async () => {
+  const shot = shooter(alicePage, 'federation-delivery-failed');
+  await alicePage.goto(alpha.url + '/#/mail/inbox');
+  await until('the failure notice', 60_000, async () => {
+    await alicePage.click('text=Refresh');
+    return alicePage.waitForSelector('[data-testid=notice]', { timeout: 1_000 });
+  });
+  assert.match(await alicePage.textContent('[data-testid=notice]'), /bob@beta\.test/);
+  await shot('inbox-notice');
+  await alicePage.click('[data-testid=notice] >> text=Open the message in Sent');
+  await alicePage.waitForSelector('[data-testid=reader] [data-testid=delivery] [data-state=failed]');
+  assert.match(await alicePage.textContent('[data-testid=delivery-reason]'), /could not be reached/);
+  await shot('failed-delivery-with-reason');
+  await alicePage.goto(alpha.url + '/#/mail/inbox');
+  await alicePage.click('[data-testid=notice] >> text=Dismiss');
+  await alicePage.waitForSelector('[data-testid=notice]', { state: 'detached' });
+  // Dismissed for good: the node keeps it read.
+  await alicePage.click('nav >> text=Sent');
+  await alicePage.waitForSelector('[data-testid=delivery-state]');
+  await alicePage.click('nav >> text=Inbox');
+  await alicePage.waitForSelector('#folder-title >> text=Inbox');
+  await alicePage.waitForSelector('text=Your inbox is empty');
+  assert.equal(await alicePage.$('[data-testid=notice]'), null);
+  await shot('notice-dismissed');
 });
