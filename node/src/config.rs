@@ -72,6 +72,9 @@ pub struct FederationConfig {
     /// Seconds a message waits for a peer's node before its delivery fails and the sender is
     /// told.
     pub delivery_expiry_secs: u64,
+    /// Most messages waiting for one peer's node; further submissions to that organisation
+    /// are refused until it catches up (the sender is told).
+    pub max_backlog_per_peer: u64,
     /// Seconds between sweeps for expired deliveries.
     pub sweep_interval_secs: u64,
     /// Seconds to wait for a peer's directory answer in an envelope request.
@@ -85,6 +88,7 @@ impl Default for FederationConfig {
             listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
             announce: Vec::new(),
             delivery_expiry_secs: 3 * 24 * 3600,
+            max_backlog_per_peer: 100_000,
             sweep_interval_secs: 30,
             lookup_timeout_secs: 5,
         }
@@ -365,9 +369,13 @@ impl Config {
                 )));
             }
         }
-        if f.delivery_expiry_secs == 0 || f.sweep_interval_secs == 0 || f.lookup_timeout_secs == 0 {
+        if f.delivery_expiry_secs == 0
+            || f.sweep_interval_secs == 0
+            || f.lookup_timeout_secs == 0
+            || f.max_backlog_per_peer == 0
+        {
             return bad(
-                "federation.delivery_expiry_secs, sweep_interval_secs and lookup_timeout_secs must be at least 1",
+                "federation.delivery_expiry_secs, max_backlog_per_peer, sweep_interval_secs and lookup_timeout_secs must be at least 1",
             );
         }
         if !matches!(

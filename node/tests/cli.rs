@@ -236,7 +236,7 @@ fn log_verify_passes_on_an_intact_log_and_names_the_first_changed_entry() {
 }
 
 #[test]
-fn demo_starts_a_ready_organisation_whose_printed_commands_work() {
+fn demo_starts_two_federated_organisations_whose_printed_commands_work() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let demo = Proc::spawn(&[
@@ -246,43 +246,49 @@ fn demo_starts_a_ready_organisation_whose_printed_commands_work() {
         "--http",
         "127.0.0.1:0",
     ]);
-    let url_line = demo.wait_line("is running at", Duration::from_secs(60));
-    assert!(url_line.contains("http://127.0.0.1:"));
-    demo.wait_line("Press Ctrl-C", Duration::from_secs(10));
-    let alice = data.join("clients/alice");
-    let bob = data.join("clients/bob");
-    let id = ok(
+    let alpha = demo.wait_line("alpha.test  http://", Duration::from_secs(90));
+    assert!(alpha.contains("http://127.0.0.1:"), "{alpha}");
+    demo.wait_line("beta.test  http://", Duration::from_secs(10));
+    demo.wait_line("Press Ctrl-C", Duration::from_secs(60));
+    let client = |user: &str, args: &[&str]| {
+        let d = data.join("clients").join(user);
+        let mut argv = vec![
+            "client".to_owned(),
+            "--dir".into(),
+            d.to_str().unwrap().into(),
+            "--password-file".into(),
+            d.join("password").to_str().unwrap().into(),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        ok(&argv, &[])
+    };
+    let id = client(
+        "alice",
         &[
-            "client",
-            "--dir",
-            alice.to_str().unwrap(),
-            "--password-file",
-            alice.join("password").to_str().unwrap(),
             "send",
             "--to",
-            "bob@alpha.test",
+            "bob@beta.test",
             "--subject",
             "Hello",
             "--body",
             "Hi Bob",
         ],
-        &[],
     );
-    let inbox = ok(
-        &[
-            "client",
-            "--dir",
-            bob.to_str().unwrap(),
-            "--password-file",
-            bob.join("password").to_str().unwrap(),
-            "inbox",
-        ],
-        &[],
-    );
-    assert!(
-        inbox.contains(id.trim()) && inbox.contains("Hello"),
-        "{inbox}"
-    );
+    // Delivery across organisations is asynchronous: poll with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let inbox = client("bob", &["inbox"]);
+        if inbox.contains(id.trim()) && inbox.contains("Hello") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{inbox}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let path = client("bob", &["trust", "show", "alice@alpha.test"]);
+    assert!(path.contains("bridge") && path.contains("full"), "{path}");
+    let sent = client("alice", &["sent"]);
+    assert!(sent.contains("bob@beta.test: delivered"), "{sent}");
 }
 
 #[test]

@@ -9,6 +9,10 @@ use sealpost::storage::Folder;
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sha2::{Digest, Sha256};
 
+/// The tests here measure deadlines (10 s after a restart, 2 s for a revocation); run them one
+/// at a time so that they measure federation, not each other's CPU use on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn note(to: &str, subject: &str) -> Outgoing {
     Outgoing {
         to: vec![to.to_owned()],
@@ -38,6 +42,7 @@ async fn inbox_ids(s: &Session) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_path() {
+    let _serial = SERIAL.lock().await;
     let (alpha, beta) = peered().await;
     let alice = alpha
         .user("alice@alpha.test", "alice password", TEST_KDF)
@@ -106,10 +111,26 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
     );
     // The ciphertext at beta is the ciphertext alice's client made: no plaintext anywhere.
     assert!(sealpost_tests::files_containing(&beta.data(), b"Across the bridge").is_empty());
+    // Admins see the peer connected.
+    use sealpost::storage::FederationStore;
+    let peers = alpha.store.peers().await.unwrap();
+    assert_eq!(peers[0].domain, "beta.test");
+    assert_eq!(peers[0].state, "connected");
+
+    // Removing the peer revokes the bridge: bob is no longer authenticated at alpha.
+    alpha.admin(&["peer", "remove", "beta.test"]).await.unwrap();
+    let t = alice.trust("bob@beta.test").await.unwrap();
+    assert_ne!(t.keys[0].level, "full", "{:?}", t.keys[0]);
+    let e = alice
+        .send(&note("bob@beta.test", "after removal"), work.path())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bob@beta.test"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outage_200_messages_arrive_exactly_once_after_restart() {
+    let _serial = SERIAL.lock().await;
     let (alpha, mut beta) = peered().await;
     let alice = alpha
         .user("alice@alpha.test", "alice password", TEST_KDF)
@@ -250,6 +271,7 @@ fn refusal(node: &TestNode, id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn impersonation_bad_signature_and_replay_are_refused() {
+    let _serial = SERIAL.lock().await;
     let (mut alpha, beta) = peered().await;
     let mut gamma = TestNode::spawn("gamma.test").await.unwrap();
     beta.peer_with(&gamma).await.unwrap();
@@ -314,6 +336,7 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
+    let _serial = SERIAL.lock().await;
     let (alpha, beta) = peered().await;
     let alice = alpha
         .user("alice@alpha.test", "alice password", TEST_KDF)
@@ -340,4 +363,168 @@ async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
     .unwrap();
     assert_eq!(why, "revoked");
     eprintln!("revocation seen at alpha after {:?}", revoked_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_is_down_cannot_make_the_outbox_grow_without_bound() {
+    let _serial = SERIAL.lock().await;
+    let alpha = TestNode::spawn_with("alpha.test", |c| c.federation.max_backlog_per_peer = 3)
+        .await
+        .unwrap();
+    let mut beta = TestNode::spawn("beta.test").await.unwrap();
+    alpha.peer_with(&beta).await.unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // Alpha learns bob's key while beta is up.
+    alice.trust("bob@beta.test").await.unwrap();
+    beta.stop().await.unwrap();
+    for i in 0..3 {
+        alice
+            .send(&note("bob@beta.test", &format!("m{i}")), work.path())
+            .await
+            .unwrap();
+    }
+    let e = alice
+        .send(&note("bob@beta.test", "one too many"), work.path())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("peer_backlog"), "{e}");
+    assert!(e.to_string().contains("beta.test"), "{e}");
+    assert_eq!(alpha.count("SELECT COUNT(*) FROM outbox"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undeliverable_message_expires_and_the_sender_is_told() {
+    let _serial = SERIAL.lock().await;
+    let alpha = TestNode::spawn_with("alpha.test", |c| {
+        c.federation.delivery_expiry_secs = 1;
+        c.federation.sweep_interval_secs = 1;
+    })
+    .await
+    .unwrap();
+    let mut beta = TestNode::spawn("beta.test").await.unwrap();
+    alpha.peer_with(&beta).await.unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    alice.trust("bob@beta.test").await.unwrap();
+    beta.stop().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let id = alice
+        .send(&note("bob@beta.test", "into the void"), work.path())
+        .await
+        .unwrap()
+        .message_id;
+
+    let notice = wait_for(Duration::from_secs(15), async || {
+        let inbox = alice.mailbox_with_notices(Folder::Inbox).await.unwrap();
+        inbox
+            .notices
+            .into_iter()
+            .find(|n| n.message_id.as_deref() == Some(id.as_str()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        notice.text.contains("bob@beta.test")
+            && notice.text.contains("beta.test could not be reached"),
+        "{}",
+        notice.text
+    );
+    let sent = alice.mailbox(Folder::Sent).await.unwrap();
+    let item = sent.iter().find(|i| i.message_id == id).unwrap();
+    assert_eq!(item.delivery[0].state, "failed");
+    assert!(
+        item.delivery[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("beta.test")
+    );
+    assert_eq!(alpha.count("SELECT COUNT(*) FROM outbox"), 0);
+    assert_eq!(
+        alpha.count("SELECT COUNT(*) FROM txlog WHERE kind = 'federation.expired'"),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peering_by_peer_id_and_ca_fingerprint_bridges_when_the_ca_arrives() {
+    let _serial = SERIAL.lock().await;
+    let alpha = TestNode::spawn("alpha.test").await.unwrap();
+    let beta = TestNode::spawn("beta.test").await.unwrap();
+    let org = beta.client().org().await.unwrap();
+    // The admin typed what beta's admin read out: peer ID, address, CA fingerprint (grouped).
+    let grouped: Vec<String> = org
+        .ca_fingerprint
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    alpha
+        .admin(&[
+            "peer",
+            "add",
+            "beta.test",
+            "--peer-id",
+            &org.peer_id,
+            "--addr",
+            &org.federation_addrs[0],
+            "--ca",
+            &grouped.join(" "),
+        ])
+        .await
+        .unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let verdict = wait_for(Duration::from_secs(10), async || {
+        let t = alice.trust("bob@beta.test").await.ok()?;
+        (t.keys.first()?.level == "full").then(|| t.keys[0].explanation.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert!(verdict.contains("bridge"), "{verdict}");
+
+    // A wrong CA fingerprint is never bridged: the peer's users stay unauthenticated.
+    let gamma = TestNode::spawn("gamma.test").await.unwrap();
+    let g = gamma.client().org().await.unwrap();
+    alpha
+        .admin(&[
+            "peer",
+            "add",
+            "gamma.test",
+            "--peer-id",
+            &g.peer_id,
+            "--addr",
+            &g.federation_addrs[0],
+            "--ca",
+            &org.ca_fingerprint,
+        ])
+        .await
+        .unwrap();
+    gamma.peer_with(&alpha).await.unwrap();
+    gamma
+        .user("carol@gamma.test", "carol password", TEST_KDF)
+        .await
+        .unwrap();
+    let t = alice.trust("carol@gamma.test").await.unwrap();
+    assert_eq!(t.keys[0].level, "none", "{:?}", t.keys[0]);
 }

@@ -109,6 +109,17 @@ impl From<StorageError> for ApiError {
                     "the node is overloaded; retry shortly",
                 )
             },
+            StorageError::Backlog(n, domain) => ApiError {
+                retry_after: Some(60),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "peer_backlog",
+                    format!(
+                        "{n} messages are already waiting for the node of {domain}, which is not \
+                         taking them; try again later or ask your administrator to check the peer"
+                    ),
+                )
+            },
             other => ApiError::internal(other),
         }
     }

@@ -493,6 +493,7 @@ pub(super) async fn submit(
                     .collect(),
                 remote: remote_routes(&recipients),
                 remote_expires_at: now + st.config.federation.delivery_expiry_secs as i64,
+                remote_backlog_max: st.config.federation.max_backlog_per_peer,
             },
             now,
         )

@@ -301,7 +301,7 @@ pub fn transfer_of(
 /// (the admin CLI writes it from another process), and expires deliveries that ran out of
 /// time. Runs until aborted.
 pub async fn background(st: AppState, link: Arc<dyn FedLink>) {
-    let poll = std::time::Duration::from_millis(200);
+    let poll = std::time::Duration::from_millis(100);
     let sweep_every = std::time::Duration::from_secs(st.config.federation.sweep_interval_secs);
     let mut last_sweep = std::time::Instant::now();
     let mut certs = st.store.cert_generation().await.unwrap_or(0);

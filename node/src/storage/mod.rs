@@ -36,6 +36,8 @@ pub enum StorageError {
     InviteInvalid,
     #[error("storage is overloaded: too many writes waiting")]
     Overloaded,
+    #[error("{0} messages are already waiting for the node of {1}")]
+    Backlog(u64, String),
     #[error("storage is shut down")]
     Closed,
     #[error("database error: {0}")]
@@ -166,6 +168,9 @@ pub struct NewMessage {
     pub remote: Vec<RemoteRoute>,
     /// When undelivered remote entries give up (Unix seconds).
     pub remote_expires_at: Timestamp,
+    /// Most entries one destination's outbox may hold; beyond it the submission is refused
+    /// (`StorageError::Backlog`) rather than letting an unreachable peer fill the disk.
+    pub remote_backlog_max: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -93,6 +93,12 @@ pub(super) fn enqueue_remote(
     now: Timestamp,
 ) -> Result<()> {
     for route in &m.remote {
+        let waiting: i64 = c
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE domain = ?1")?
+            .query_row([&route.domain], |r| r.get(0))?;
+        if waiting as u64 >= m.remote_backlog_max {
+            return Err(StorageError::Backlog(waiting as u64, route.domain.clone()));
+        }
         c.prepare_cached(
             "INSERT INTO outbox (message_id, domain, recipients, queued_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
