@@ -422,6 +422,32 @@ pub struct NodeStatus {
     pub log_entries: u64,
     pub last_checkpoint_at: Option<i64>,
     pub live_sessions: u64,
-    /// Federated peers; empty until federation is configured.
-    pub peers: Vec<serde_json::Value>,
+    /// Federated peers (as `GET /admin/peers` lists them).
+    pub peers: Vec<PeerView>,
+}
+
+/// A federated peer as the admin console shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerView {
+    pub domain: String,
+    /// The peer node's libp2p peer ID.
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+    /// The peer organisation's CA fingerprint (hex), the key our bridge trust-signs.
+    pub ca_fingerprint: String,
+    pub added_at: i64,
+    /// `new`, `connected`, `backing_off` or `disconnected`.
+    pub state: String,
+    pub state_at: Option<i64>,
+    /// The last error talking to this peer, in plain words.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (while backing off).
+    pub retry_at: Option<i64>,
+    /// Messages waiting in the outbox for this peer.
+    pub queued: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminPeersResponse {
+    pub peers: Vec<PeerView>,
 }

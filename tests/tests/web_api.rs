@@ -1,6 +1,7 @@
 //! The node's side of the web app against a real node: cookie sessions with CSRF protection,
 //! the app's files with their security headers, and the routes of account settings and the
-//! admin console (change password, sessions, users, invites, status), happy and unhappy paths.
+//! admin console (change password, sessions, users, invites, status, federated peers), and the
+//! delivery states and notices the mailbox carries, happy and unhappy paths.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -9,7 +10,7 @@ use reqwest::header::{HeaderMap, SET_COOKIE};
 use sealpost::client::Session;
 use sealpost::crypto::{self, KdfParams};
 use sealpost::proto::*;
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sequoia_openpgp::serialize::SerializeInto;
 use serde_json::{Value, json};
 
@@ -391,6 +392,7 @@ async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
     for (m, p) in [
         (M::GET, "/admin/users"),
         (M::GET, "/admin/status"),
+        (M::GET, "/admin/peers"),
         (M::POST, "/admin/invites"),
         (M::POST, "/admin/users/root@a.test/state"),
     ] {
@@ -513,4 +515,185 @@ async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
     assert_eq!(status.accounts.admins, 1);
     assert!(status.log_entries > 0);
     assert!(status.peers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_states() {
+    use sealpost::client::Outgoing;
+    use sealpost::storage::Folder;
+    use std::time::Duration;
+
+    let alpha = TestNode::spawn("alpha.test").await.unwrap();
+    let mut beta = TestNode::spawn("beta.test").await.unwrap();
+    alpha.peer_with(&beta).await.unwrap();
+    beta.peer_with(&alpha).await.unwrap();
+    let root = admin(&alpha, "root@alpha.test", "root password").await;
+    let carol = alpha
+        .user("carol@alpha.test", "carol password", TEST_KDF)
+        .await
+        .unwrap();
+    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let peers = async |token: &str| -> AdminPeersResponse {
+        let r = http()
+            .get(api(&alpha, "/admin/peers"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    };
+
+    // Unauthenticated: refused; not an admin: forbidden.
+    let (s, c) = outcome(
+        http()
+            .get(api(&alpha, "/admin/peers"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 401, "{c}");
+    let r = http()
+        .get(api(&alpha, "/admin/peers"))
+        .bearer_auth(carol.token())
+        .send()
+        .await
+        .unwrap();
+    let (s, c) = outcome(r).await;
+    assert_eq!((s.as_u16(), c.as_str()), (403, "not_admin"));
+
+    // The admin sees beta as peered: its identity as `peer add` recorded it, nothing queued.
+    let list = peers(root.token()).await;
+    assert_eq!(list.peers.len(), 1);
+    let p = &list.peers[0];
+    assert_eq!(p.domain, "beta.test");
+    let beta_org: OrgInfo = http()
+        .get(api(&beta, "/org"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p.ca_fingerprint, beta_org.ca_fingerprint);
+    assert!(!p.peer_id.is_empty() && !p.addrs.is_empty());
+    assert_eq!(p.queued, 0);
+    assert!(
+        ["new", "connected", "backing_off", "disconnected"].contains(&p.state.as_str()),
+        "{}",
+        p.state
+    );
+
+    // carol writes to bob: delivered to his node, which her Sent folder shows.
+    let note = |subject: &str| Outgoing {
+        to: vec!["bob@beta.test".into()],
+        subject: subject.into(),
+        body: "hello".into(),
+        attachments: vec![],
+    };
+    let work = tempfile::tempdir().unwrap();
+    let first = carol.send(&note("first"), work.path()).await.unwrap();
+    let sent_state = async |id: &str| {
+        carol
+            .mailbox(Folder::Sent)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.message_id == id)
+            .unwrap()
+            .delivery
+    };
+    wait_for(Duration::from_secs(20), async || {
+        let d = sent_state(&first.message_id).await;
+        (d.len() == 1 && d[0].state == "delivered").then_some(())
+    })
+    .await
+    .unwrap();
+    let d = sent_state(&first.message_id).await;
+    assert_eq!(d[0].address, "bob@beta.test");
+    assert_eq!(peers(root.token()).await.peers[0].state, "connected");
+
+    // beta goes away: two messages wait for it, the console says so and the link is down.
+    beta.stop().await.unwrap();
+    for s in ["second", "third"] {
+        let r = carol.send(&note(s), work.path()).await.unwrap();
+        assert_eq!(r.recipients[0].state, "queued");
+        assert_eq!(sent_state(&r.message_id).await[0].state, "queued");
+    }
+    let down = wait_for(Duration::from_secs(30), async || {
+        let l = peers(root.token()).await;
+        (l.peers[0].queued == 2 && l.peers[0].state != "connected").then(|| l.peers[0].clone())
+    })
+    .await
+    .unwrap();
+    assert!(
+        ["backing_off", "disconnected"].contains(&down.state.as_str()),
+        "{}",
+        down.state
+    );
+    // The status page carries the same list.
+    let status: NodeStatus = http()
+        .get(api(&alpha, "/admin/status"))
+        .bearer_auth(root.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status.peers.len(), 1);
+    assert_eq!(status.peers[0].domain, "beta.test");
+}
+
+#[tokio::test]
+async fn notices_are_listed_in_the_inbox_and_dismissed_only_by_their_owner() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let alice = node
+        .user("alice@a.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    let bob = node
+        .user("bob@a.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    {
+        let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        db.execute(
+            "INSERT INTO notices (account_id, message_id, text, created_at)
+             SELECT id, NULL, 'Your message to x@b.test could not be delivered.', 1 FROM accounts
+             WHERE address = 'alice@a.test'",
+            [],
+        )
+        .unwrap();
+    }
+    let inbox = async |s: &Session| -> MailboxResponse {
+        http()
+            .get(api(&node, "/mailbox/inbox"))
+            .bearer_auth(s.token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let n = inbox(&alice).await.notices;
+    assert_eq!(n.len(), 1);
+    assert!(n[0].unread);
+    assert!(inbox(&bob).await.notices.is_empty());
+    let dismiss = |s: &Session, id: i64| {
+        http()
+            .post(api(&node, &format!("/notices/{id}/read")))
+            .bearer_auth(s.token().to_owned())
+            .send()
+    };
+    let (s, c) = outcome(dismiss(&bob, n[0].id).await.unwrap()).await;
+    assert_eq!((s.as_u16(), c.as_str()), (404, "unknown_notice"));
+    assert!(inbox(&alice).await.notices[0].unread);
+    assert_eq!(dismiss(&alice, n[0].id).await.unwrap().status(), 204);
+    assert!(!inbox(&alice).await.notices[0].unread);
 }

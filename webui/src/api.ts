@@ -136,7 +136,12 @@ export interface EnvelopeResponse { message_id: string; expires_at: number; send
 export interface MailboxItem {
   message_id: string; folder: 'inbox' | 'sent' | 'archive'; unread: boolean; from: string; to: string[];
   received_at: number; size: number; parts: number;
+  /** In Sent: each recipient at a peered organisation and how far their copy got. */
+  delivery?: DeliveryState[];
 }
+export interface DeliveryState { address: string; state: 'queued' | 'delivered' | 'failed'; reason?: string; updated_at: number }
+export interface Notice { id: number; message_id: string | null; text: string; created_at: number; unread: boolean }
+export interface MailboxResponse { items: MailboxItem[]; notices?: Notice[] }
 export interface MessageResponse {
   item: MailboxItem; envelope: string; signature: string; accepted_at: number;
   parts: { index: number; size: number; sha256: string }[]; sender_cert: string;
@@ -157,7 +162,12 @@ export interface NodeStatus {
   domain: string; version: string; started_at: number; ca_fingerprint: string; node_key: string;
   accounts: { active: number; invited: number; disabled: number; admins: number };
   messages: number; stored_bytes: number; log_entries: number; last_checkpoint_at: number | null;
-  live_sessions: number; peers: unknown[];
+  live_sessions: number; peers: PeerView[];
+}
+export interface PeerView {
+  domain: string; peer_id: string; addrs: string[]; ca_fingerprint: string; added_at: number;
+  state: 'new' | 'connected' | 'backing_off' | 'disconnected'; state_at: number | null;
+  last_error: string | null; retry_at: number | null; queued: number;
 }
 
 /** Same rule as `VerdictView::acceptable` in the node and the CLI. */

@@ -279,14 +279,16 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
 
 function Mailbox({ session, folder, search, onUnread }: { session: Session; folder: string; search: string; onUnread: (n: number) => void }) {
   const [items, setItems] = useState<api.MailboxItem[] | null>(null);
+  const [notices, setNotices] = useState<api.Notice[]>([]);
   const [heads, setHeads] = useState<Record<string, Opened | Error>>({});
   const [error, setError] = useState<unknown>(null);
 
   const load = useCallback(async () => {
     setError(null);
     try {
-      const r = await api.get<{ items: api.MailboxItem[] }>(`/mailbox/${folder}`);
+      const r = await api.get<api.MailboxResponse>(`/mailbox/${folder}`);
       setItems(r.items);
+      setNotices((r.notices ?? []).filter((n) => n.unread));
       if (folder === 'inbox') onUnread(r.items.filter((i) => i.unread).length);
       // Decrypt the heads (subject, body) here, for display and search; never stored.
       for (const it of r.items.slice(0, 200)) {
@@ -299,12 +301,33 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
     }
   }, [folder, session]);
 
+  // Deliveries to other organisations are asynchronous: while one is still queued, look
+  // again every few seconds rather than every 20.
+  const pending = !!items?.some((it) => it.delivery?.some((d) => d.state === 'queued'));
   useEffect(() => {
     setItems(null);
     load();
-    const t = setInterval(load, 20_000);
-    return () => clearInterval(t);
   }, [load]);
+  useEffect(() => {
+    const t = setInterval(load, pending ? 3_000 : 20_000);
+    return () => clearInterval(t);
+  }, [load, pending]);
+
+  // A notice names the message by its ID; show its subject instead (decrypted here, as ever).
+  const [noticeSubjects, setNoticeSubjects] = useState<Record<string, string>>({});
+  useEffect(() => {
+    for (const n of notices) {
+      const id = n.message_id;
+      if (!id || noticeSubjects[id] !== undefined) continue;
+      setNoticeSubjects((m) => ({ ...m, [id]: '' }));
+      client.openHead(session, id).then((o) => setNoticeSubjects((m) => ({ ...m, [id]: o.head.subject || '(no subject)' }))).catch(() => {});
+    }
+  }, [notices]);
+
+  const dismiss = async (n: api.Notice) => {
+    setNotices((ns) => ns.filter((x) => x.id !== n.id));
+    try { await api.post(`/notices/${n.id}/read`); } catch (e) { setError(e); }
+  };
 
   const q = search.trim().toLowerCase();
   const shown = useMemo(() => {
@@ -324,6 +347,20 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
         <h1 id="folder-title">{title}</h1>
         <button class="btn btn-ghost" onClick={load} aria-label="Refresh">↻ Refresh</button>
       </div>
+      {folder === 'inbox' && notices.length > 0 && (
+        <div class="notices" role="region" aria-label="Notices from your node" data-testid="notices">
+          {notices.map((n) => (
+            <div class="alert alert-warn notice" role="alert" data-testid="notice">
+              <span class="notice-icon" aria-hidden="true">⚠</span>
+              <div class="grow">
+                <div><Reason text={noticeText(n, n.message_id ? noticeSubjects[n.message_id] : undefined)} /></div>
+                <div class="small notice-meta">{when(n.created_at)}{n.message_id && <> · <a href={`#/mail/sent/${n.message_id}`}>Open the message in Sent</a></>}</div>
+              </div>
+              <button class="btn btn-ghost btn-sm" onClick={() => dismiss(n)} aria-label="Dismiss this notice">Dismiss</button>
+            </div>
+          ))}
+        </div>
+      )}
       {q && <p class="muted" data-testid="search-note">Searching {items?.length ?? 0} messages decrypted on this device for “{search}”: {shown.length} found.</p>}
       <ErrorBox error={error} />
       {items === null && !error && <div class="skeleton-list" aria-busy="true">{[0, 1, 2].map(() => <div class="skeleton" />)}</div>}
@@ -349,6 +386,7 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
                   <span class="row-snippet muted">
                     {o && !(o instanceof Error) && <>{o.head.attachments.length > 0 && <span class="clip" aria-label="has attachments"><Icon name="clip" size={14} /></span>}{o.head.body.slice(0, 140)}</>}
                   </span>
+                  {folder === 'sent' && it.delivery && it.delivery.length > 0 && <DeliveryChips delivery={it.delivery} />}
                 </span>
               </a>
             </li>
@@ -356,6 +394,50 @@ function Mailbox({ session, folder, search, onUnread }: { session: Session; fold
         })}
       </ul>
     </section>
+  );
+}
+
+/** The node's reasons end with the transport's own error text, "(last error: …)": people get
+ * the sentence, the technical part goes under a disclosure. */
+function splitReason(text: string): [string, string | null] {
+  const m = /^([\s\S]*?)\s*\(last error: ([\s\S]*)\)(\.?)$/.exec(text);
+  return m ? [m[1] + m[3], m[2]] : [text, null];
+}
+
+/** A notice's text with the message's subject in place of its ID, once known. */
+function noticeText(n: api.Notice, subject: string | undefined): string {
+  if (!n.message_id) return n.text;
+  return n.text.replace(`message ${n.message_id}`, subject ? `message “${subject}”` : 'message');
+}
+
+function Reason({ text }: { text: string }) {
+  const [plain, technical] = splitReason(text);
+  return <>{plain}{technical && <details class="technical"><summary>Technical detail</summary><div class="mono tiny">{technical}</div></details>}</>;
+}
+
+/** Each recipient at a peered organisation and how far their copy got. */
+function DeliveryChips({ delivery, long }: { delivery: api.DeliveryState[]; long?: boolean }) {
+  const label = { queued: 'Queued', delivered: 'Delivered', failed: 'Not delivered' } as const;
+  const detail = (d: api.DeliveryState) =>
+    d.state === 'queued' ? `Waiting for ${d.address.split('@')[1]}'s node to accept it; Sealpost keeps trying.`
+      : d.state === 'delivered' ? `${d.address.split('@')[1]}'s node confirmed it has the message (${when(d.updated_at)}).`
+        : `Could not be delivered${d.reason ? `: ${splitReason(d.reason)[0]}` : ''}`;
+  const failed = delivery.filter((d) => d.state === 'failed' && d.reason);
+  return (
+    <>
+      <span class="delivery-chips">
+        {delivery.map((d) => (
+          <span class={`dchip dchip-${d.state}`} data-testid="delivery-state" data-state={d.state} title={detail(d)}>
+            <span class="dchip-dot" aria-hidden="true" />
+            {long && <span class="dchip-addr">{d.address}</span>}
+            <span>{long ? label[d.state] ?? d.state : `${d.address} · ${label[d.state] ?? d.state}`}</span>
+          </span>
+        ))}
+      </span>
+      {long && failed.map((d) => (
+        <div class="delivery-reason" data-testid="delivery-reason">Not delivered to {d.address}: <Reason text={d.reason!} /></div>
+      ))}
+    </>
   );
 }
 
@@ -368,6 +450,17 @@ function MessageView({ session, folder, id, onCompose }: { session: Session; fol
   const [showPath, setShowPath] = useState(false);
   const [progress, setProgress] = useState<Record<number, number>>({});
   const [attError, setAttError] = useState<unknown>(null);
+  const [delivery, setDelivery] = useState<api.DeliveryState[]>([]);
+
+  // While a copy for another organisation is queued, follow it until its node has it.
+  const queued = delivery.some((d) => d.state === 'queued');
+  useEffect(() => {
+    if (!queued) return;
+    const t = setInterval(async () => {
+      try { setDelivery((await api.get<api.MessageResponse>(`/messages/${id}`)).item.delivery ?? []); } catch { /* keep the last state */ }
+    }, 3_000);
+    return () => clearInterval(t);
+  }, [id, queued]);
 
   useEffect(() => {
     let live = true;
@@ -376,6 +469,7 @@ function MessageView({ session, folder, id, onCompose }: { session: Session; fol
         const opened = await client.openHead(session, id);
         if (!live) return;
         setO(opened);
+        setDelivery(opened.item.delivery ?? []);
         if (opened.item.unread && opened.item.folder !== 'sent') client.markRead(id).catch(() => {});
         const keys = await client.trust(opened.envelope.from);
         if (live) setVerdict(keys.find((k) => k.fingerprint.toUpperCase() === opened.signer) ?? null);
@@ -453,6 +547,7 @@ function MessageView({ session, folder, id, onCompose }: { session: Session; fol
             {verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
           </div>
           <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
+          {delivery.length > 0 && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery} long /></div>}
           <div class="sig-line small" data-testid="signature-status">
             <span class="ok">✔ Signed by {o.envelope.from}</span> with key {o.signer.replace(/(.{4})(?=.)/g, '$1 ').slice(-24)} · signature and content checked
           </div>
@@ -607,6 +702,10 @@ function Compose({ session, seed }: { session: Session; seed: ComposeSeed | null
         <div class="big-check" aria-hidden="true">✔</div>
         <h1>Sent, encrypted</h1>
         <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
+        {(() => {
+          const others = [...new Set(rcpts.map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
+          return others.length > 0 && <p class="muted" data-testid="sent-remote">Recipients at {others.join(', ')} get it through {others.length > 1 ? 'their organisations\' nodes' : 'their organisation\'s node'}: <a href="#/mail/sent">Sent</a> shows when it has arrived there.</p>;
+        })()}
         <div class="row"><a class="btn btn-primary" href="#/mail/inbox">Back to inbox</a><a class="btn" href="#/mail/sent">See it in Sent</a></div>
       </section>
     );
@@ -944,6 +1043,27 @@ function RevokeKey({ session, onSignOut }: { session: Session; onSignOut: () => 
 
 // ---------------------------------------------------------------- administration
 
+const PEER_STATE: Record<string, string> = {
+  new: 'Not yet contacted',
+  connected: 'Connected',
+  backing_off: 'Retrying',
+  disconnected: 'Not connected',
+};
+
+/** What a peer link's last error means, and what to do about it. */
+function peerProblem(error: string, ownDomain: string): string {
+  if (/not_authorised|not authorised|not a peer/i.test(error)) return `Their node does not accept this one yet: their administrator must add ${ownDomain} as a peer too.`;
+  if (/reach|dial|refused|unreachable|timed out|did not answer|timeout|handshake|connection/i.test(error)) return 'Their node cannot be reached: it may be down, or a firewall blocks UDP to its QUIC address. Messages wait in the queue and go as soon as it answers.';
+  if (/busy|unavailable|overloaded/i.test(error)) return 'Their node is busy; messages wait in the queue and go when it accepts them.';
+  if (/signature|protocol/i.test(error)) return 'Their node answered with something this node cannot accept; check that both run a current Sealpost version.';
+  return 'Delivery to their node failed; Sealpost retries on its own.';
+}
+
+function untilWhen(t: number): string {
+  const s = Math.max(0, Math.round(t - Date.now() / 1000));
+  return s < 60 ? `in ${s} s` : `in ${Math.round(s / 60)} min`;
+}
+
 function Admin({ session }: { session: Session }) {
   const [users, setUsers] = useState<AdminUser[] | null>(null);
   const [status, setStatus] = useState<NodeStatus | null>(null);
@@ -952,13 +1072,23 @@ function Admin({ session }: { session: Session }) {
   const [issued, setIssued] = useState<{ address: string; link: string; expires_at: number } | null>(null);
   const [copied, setCopied] = useState(false);
 
+  const [peers, setPeers] = useState<api.PeerView[] | null>(null);
+
   const load = async () => {
     try {
       setUsers((await api.get<{ users: AdminUser[] }>('/admin/users')).users);
       setStatus(await api.get<NodeStatus>('/admin/status'));
+      setPeers((await api.get<{ peers: api.PeerView[] }>('/admin/peers')).peers);
     } catch (e) { setError(e); }
   };
   useEffect(() => { load(); }, []);
+  // Links to peers come and go: keep their state current while the console is open.
+  useEffect(() => {
+    const t = setInterval(async () => {
+      try { setPeers((await api.get<{ peers: api.PeerView[] }>('/admin/peers')).peers); } catch { /* shown on next load */ }
+    }, 5_000);
+    return () => clearInterval(t);
+  }, []);
 
   const invite = async (address: string, name?: string, is_admin = false) => {
     setError(null);
@@ -1024,11 +1154,44 @@ function Admin({ session }: { session: Session }) {
           </tbody>
         </table>
       </div>
-      <div class="card" data-testid="peers">
+      <div class="card stack" data-testid="peers">
         <h2 class="h3">Federated organisations</h2>
-        {/* FEDERATION: peers (domain, peer ID, CA fingerprint, link state) are listed here once
-            the federation driver lands; NodeStatus.peers is the slot for them. */}
-        {status && status.peers.length === 0 && <p class="muted">No peers yet. Federation with other organisations is configured on the node; peers will be listed here with their state.</p>}
+        <p class="muted small">Users here can write to users of these organisations, and the other way round. Each one's CA is bridged: this node's CA vouches for keys its CA certified, for addresses of its domain only.</p>
+        {peers && peers.length === 0 && <p class="muted" data-testid="no-peers">No peers yet.</p>}
+        {peers && peers.length > 0 && (
+          <table class="table" data-testid="peer-table">
+            <thead><tr><th scope="col">Organisation</th><th scope="col">Link</th><th scope="col">Queued</th><th scope="col">Identity</th></tr></thead>
+            <tbody>
+              {peers.map((p) => (
+                <tr data-testid="peer" data-domain={p.domain} data-state={p.state}>
+                  <td><div class="strong">{p.domain}</div><div class="muted small">peered {when(p.added_at)}</div></td>
+                  <td>
+                    <span class={`pill pill-peer-${p.state}`} data-testid="peer-state">{PEER_STATE[p.state] ?? p.state}</span>
+                    {p.state_at && <div class="muted small">since {when(p.state_at)}</div>}
+                    {p.state !== 'connected' && p.last_error && (
+                      <div class="peer-error small" data-testid="peer-error">
+                        {peerProblem(p.last_error, session.org.domain)}
+                        {p.retry_at && p.retry_at * 1000 > Date.now() && <> Next try {untilWhen(p.retry_at)}.</>}
+                        <details class="muted"><summary class="tiny">Technical detail</summary><div class="mono tiny">{p.last_error}</div></details>
+                      </div>
+                    )}
+                  </td>
+                  <td data-testid="peer-queued">{p.queued === 0 ? <span class="muted">none</span> : <strong>{p.queued} message{p.queued > 1 ? 's' : ''}</strong>}</td>
+                  <td class="small">
+                    <div><span class="muted">CA </span><span class="mono">{p.ca_fingerprint.replace(/(.{4})(?=.)/g, '$1 ')}</span></div>
+                    <div><span class="muted">Node </span><span class="mono">{p.peer_id.length > 20 ? `${p.peer_id.slice(0, 8)}…${p.peer_id.slice(-8)}` : p.peer_id}</span></div>
+                    {p.addrs.map((a) => <div class="mono tiny muted">{a}</div>)}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+        <div class="alert alert-info stack-sm" data-testid="peer-howto">
+          <div><strong>To federate with another organisation</strong>, its administrator and you each run this on your own node's server, naming the other:</div>
+          <pre class="cmd">sealpost admin --data DIR peer add THEIR-DOMAIN --from https://THEIR-NODE --yes</pre>
+          <div class="small">Without <code>--yes</code> it shows their node's peer ID, addresses and CA fingerprint and asks you to confirm: compare the CA fingerprint with their administrator by phone or in person first. <code>peer list</code> and <code>peer remove</code> do the rest. This node's CA fingerprint, for them to compare, is under <em>This node</em> below.</div>
+        </div>
       </div>
       {status && (
         <div class="card small">

@@ -1,6 +1,6 @@
 //! Account settings and the admin console, as the web app needs them: change password (the
 //! client re-wraps its key), list and end one's sessions, and for administrators the users,
-//! invites and the node's status.
+//! invites, the node's status and its federated peers.
 //!
 //! As everywhere in `api/`, nothing here sees a password or a key: a new password arrives as a
 //! re-wrapped key and a new login verifier, with the current password's verifier as proof.
@@ -36,6 +36,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/users/{address}/state", post(set_state))
         .route("/admin/invites", post(invite))
         .route("/admin/status", get(status))
+        .route("/admin/peers", get(peers))
 }
 
 /// A session's public identifier: derived from its token hash, so it cannot be used as (or
@@ -302,7 +303,35 @@ async fn status(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Node
         log_entries: c.log_entries,
         last_checkpoint_at: c.last_checkpoint_at,
         live_sessions: c.live_sessions,
-        peers: Vec::new(),
+        peers: peer_views(&st).await?,
+    }))
+}
+
+/// Every peer with its link state and backlog.
+async fn peer_views(st: &AppState) -> ApiResult<Vec<PeerView>> {
+    let mut out = Vec::new();
+    for p in st.store.peers().await? {
+        let queued = st.store.outbox_count(&p.domain).await?;
+        out.push(PeerView {
+            domain: p.domain,
+            peer_id: p.peer_id,
+            addrs: p.addrs,
+            ca_fingerprint: p.ca_fingerprint,
+            added_at: p.added_at,
+            state: p.state,
+            state_at: p.state_at,
+            last_error: p.last_error,
+            retry_at: p.retry_at,
+            queued,
+        });
+    }
+    Ok(out)
+}
+
+async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminPeersResponse>> {
+    require_admin(&auth)?;
+    Ok(Json(AdminPeersResponse {
+        peers: peer_views(&st).await?,
     }))
 }
 

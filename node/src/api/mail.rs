@@ -661,6 +661,22 @@ pub(super) async fn mark_read(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Marks one of the user's notices (a failed delivery) as read: the app stops showing it.
+pub(super) async fn dismiss_notice(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    if st.store.dismiss_notice(auth.account.id, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unknown_notice",
+            "you have no such notice",
+        ))
+    }
+}
+
 pub(super) async fn move_message(
     State(st): State<AppState>,
     auth: Authed,

@@ -181,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         .route("/messages/{id}/parts/{index}", get(mail::part))
         .route("/messages/{id}/read", post(mail::mark_read))
         .route("/messages/{id}/move", post(mail::move_message))
+        .route("/notices/{id}/read", post(mail::dismiss_notice))
         .route("/trust/{address}", get(trust::trust))
         .route("/certifications", post(trust::certify))
         .merge(console::routes());

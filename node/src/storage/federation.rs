@@ -190,5 +190,10 @@ pub trait FederationStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<()>;
 
+    /// How many messages wait in the outbox for `domain`.
+    async fn outbox_count(&self, domain: &str) -> Result<u64>;
+
     async fn notices(&self, account_id: i64, limit: u32) -> Result<Vec<Notice>>;
+    /// Marks one of the account's notices as read. False if it has no such notice.
+    async fn dismiss_notice(&self, account_id: i64, id: i64) -> Result<bool>;
 }

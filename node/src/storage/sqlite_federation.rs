@@ -662,4 +662,28 @@ impl FederationStore for SqliteStore {
         })
         .await
     }
+
+    async fn outbox_count(&self, domain: &str) -> Result<u64> {
+        let domain = domain.to_owned();
+        self.read_point(move |c| {
+            Ok(
+                c.prepare_cached("SELECT COUNT(*) FROM outbox WHERE domain = ?1")?
+                    .query_row([domain], |r| r.get::<_, i64>(0))? as u64,
+            )
+        })
+        .await
+    }
+
+    async fn dismiss_notice(&self, account_id: i64, id: i64) -> Result<bool> {
+        self.write(move |c, _| {
+            Ok(
+                c.prepare_cached(
+                    "UPDATE notices SET unread = 0 WHERE account_id = ?1 AND id = ?2",
+                )?
+                .execute(params![account_id, id])?
+                    > 0,
+            )
+        })
+        .await
+    }
 }

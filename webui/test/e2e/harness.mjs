@@ -29,23 +29,24 @@ export function sealpost(args, env = {}) {
 
 /** A node of its own organisation in a temporary directory, serving on a free port. */
 export class TestNode {
-  static async start(domain) {
+  /** `env` is added to the node's environment (e.g. `SEALPOST__SECTION__KEY` overrides). */
+  static async start(domain, env = {}) {
     const dir = mkdtempSync(join(tmpdir(), `sealpost-web-${domain}-`));
     const data = join(dir, 'data');
     sealpost(['init', '--data', data, '--domain', domain, '--http', '127.0.0.1:0']);
-    const node = new TestNode(domain, dir, data);
+    const node = new TestNode(domain, dir, data, env);
     await node.serve();
     return node;
   }
 
-  constructor(domain, dir, data) {
-    Object.assign(this, { domain, dir, data });
+  constructor(domain, dir, data, env = {}) {
+    Object.assign(this, { domain, dir, data, env });
   }
 
   serve() {
     return new Promise((resolveUrl, reject) => {
       const p = spawn(BIN, ['serve', '--data', this.data], {
-        env: { ...process.env, RUST_LOG: 'warn' },
+        env: { ...process.env, RUST_LOG: 'warn', ...this.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       this.proc = p;

@@ -228,8 +228,10 @@ test('a message written in the browser is read by the CLI, and one sent with the
 
 test('bob compares carol\'s fingerprint and certifies her; the badge changes', async () => {
   // Carol is a contractor: she has an account and a key, but the organisation CA does not vouch
-  // for her (the admin revoked its certification), so nobody bob trusts does. (Carol at another
-  // organisation, through a bridge, is the federated test that comes with federation.)
+  // for her (the admin revoked its certification), so nobody bob trusts does. She stays at
+  // bob's own organisation on purpose: a carol@beta.test would be verified through the bridge
+  // already, and making her unverified at alpha would need beta's CA to withdraw its
+  // certification and that to spread first; federation.test.mjs covers the bridge path.
   const carolInvite = alpha.addUser('carol@alpha.test');
   const carolCli = alpha.cli('carol@alpha.test', PW.carol);
   carolCli.run('enroll', '--invite', carolInvite, '--address', 'carol@alpha.test');
