@@ -89,8 +89,9 @@ pub async fn accept_remote_certs(
         let held = held_text
             .as_deref()
             .and_then(|h| crate::crypto::cert_from_armored(h).ok());
-        let mut merged = match held {
+        let mut merged = match &held {
             Some(h) => h
+                .clone()
                 .merge_public(cert)
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?,
             None => cert,
@@ -106,12 +107,13 @@ pub async fn accept_remote_certs(
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?;
             tracing::info!(domain = %peer.domain, "bridged to the peer's CA");
         }
-        let record =
-            crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?;
-        // Unchanged by the merge (we already held everything it carries): no write, so the
-        // trust view and the peers' pull cursors are not disturbed.
-        if held_text.as_deref() != Some(record.armored.as_str()) {
-            records.push(record);
+        // Unchanged by the merge (we already held everything it carries): no write. A write
+        // would bump the certificate generation, making the trust view re-read it and drop
+        // its cached verdicts, and make us announce a change to every peer.
+        if held.as_ref() != Some(&merged) {
+            records.push(
+                crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?,
+            );
         }
         kept.push(merged);
     }
