@@ -58,6 +58,9 @@ pub struct Inner {
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
     certs: Mutex<HashMap<String, (String, Arc<Cert>)>>,
+    /// Parsed certificates by the SHA-256 of their armored text (public parts only): every
+    /// transfer from a peer carries its sender's certificate, nearly always the same text.
+    parsed: Mutex<HashMap<[u8; 32], Arc<Cert>>>,
     auth_limiter: RateLimiter,
 }
 
@@ -94,6 +97,7 @@ impl AppState {
                 trust,
                 federation: std::sync::OnceLock::new(),
                 certs: Mutex::new(HashMap::new()),
+                parsed: Mutex::new(HashMap::new()),
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
             }),
         }
@@ -127,6 +131,22 @@ impl AppState {
             version: env!("CARGO_PKG_VERSION").to_owned(),
         })
         .expect("org info serialises")
+    }
+
+    /// Parses an armored certificate (secret parts stripped), remembering the result by the
+    /// text's hash: parsing is most of the cost of taking a certificate from the network.
+    pub fn parse_cert(&self, armored: &str) -> Result<Arc<Cert>, crate::crypto::CryptoError> {
+        let key: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
+        if let Some(c) = self.parsed.lock().expect("parsed certs").get(&key) {
+            return Ok(c.clone());
+        }
+        let cert = Arc::new(crate::crypto::cert_from_armored(armored)?.strip_secret_key_material());
+        let mut cache = self.parsed.lock().expect("parsed certs");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, cert.clone());
+        Ok(cert)
     }
 
     /// The parsed certificate of an enrolled account. Parsing is the expensive part of

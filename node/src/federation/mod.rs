@@ -52,14 +52,14 @@ pub async fn accept_remote_certs(
     st: &AppState,
     peer: &PeerRecord,
     armored: &[String],
-) -> Result<Vec<Cert>, CertRefusal> {
+) -> Result<Vec<Arc<Cert>>, CertRefusal> {
     let policy = StandardPolicy::new();
     let mut records = Vec::new();
     let mut kept = Vec::new();
     for a in armored {
-        let cert = crate::crypto::cert_from_armored(a)
-            .map_err(|e| CertRefusal::Malformed(e.to_string()))?
-            .strip_secret_key_material();
+        let cert = st
+            .parse_cert(a)
+            .map_err(|e| CertRefusal::Malformed(e.to_string()))?;
         let fingerprint = cert.fingerprint().to_hex();
         let emails: Vec<String> = cert
             .userids()
@@ -92,9 +92,9 @@ pub async fn accept_remote_certs(
         let mut merged = match &held {
             Some(h) => h
                 .clone()
-                .merge_public(cert)
+                .merge_public((*cert).clone())
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?,
-            None => cert,
+            None => (*cert).clone(),
         };
         if fingerprint == peer.ca_fingerprint && !bridged(&merged, &st.ca, &peer.domain, &policy) {
             let at = crate::certs::after_previous_signatures(
@@ -115,7 +115,7 @@ pub async fn accept_remote_certs(
                 crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?,
             );
         }
-        kept.push(merged);
+        kept.push(Arc::new(merged));
     }
     if records.is_empty() {
         return Ok(kept);
@@ -194,7 +194,7 @@ pub async fn remote_certs(
                 format!("the node of {} answered badly: {e}", peer.domain),
             )
         })?;
-        return Ok(kept.into_iter().map(Arc::new).collect());
+        return Ok(kept);
     }
     held.drain(..)
         .map(|a| {
