@@ -82,9 +82,8 @@ pub async fn accept_remote_certs(
             .ok()
             .flatten()
             .and_then(|h| crate::crypto::cert_from_armored(&h).ok());
-        let mut merged = match &held {
+        let mut merged = match held {
             Some(h) => h
-                .clone()
                 .merge_public(cert)
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?,
             None => cert,
@@ -100,19 +99,10 @@ pub async fn accept_remote_certs(
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?;
             tracing::info!(domain = %peer.domain, "bridged to the peer's CA");
         }
-        // Every transfer carries its sender's certificate, almost always the one we hold:
-        // rewriting it would bump the certificate generation, which makes the trust view
-        // re-read it and drop its cached verdicts, and makes us announce a change to every
-        // peer — a database commit and a trust computation per message for nothing.
-        if held.as_ref() != Some(&merged) {
-            records.push(
-                crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?,
-            );
-        }
+        records.push(
+            crate::certs::record(&merged).map_err(|e| CertRefusal::Malformed(e.to_string()))?,
+        );
         kept.push(merged);
-    }
-    if records.is_empty() {
-        return Ok(kept);
     }
     if let Err(e) = st
         .store
