@@ -160,7 +160,10 @@ CREATE TABLE peers (
     last_error TEXT,
     retry_at INTEGER,
     state_at INTEGER,
-    pull_cursor INTEGER NOT NULL DEFAULT 0
+    pull_cursor INTEGER NOT NULL DEFAULT 0,
+    -- Outbox entries for this peer, kept with the outbox (counting them per submission would
+    -- cost as much as the backlog is long).
+    queued INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('peer_generation', 0);
 -- One entry per message and destination organisation, until the peer's receipt or expiry.

@@ -54,6 +54,13 @@ fn set_delivery(
     Ok(())
 }
 
+/// One outbox entry for `domain` left the outbox.
+fn dequeued(c: &Connection, domain: &str) -> Result<()> {
+    c.prepare_cached("UPDATE peers SET queued = MAX(queued - 1, 0) WHERE domain = ?1")?
+        .execute([domain])?;
+    Ok(())
+}
+
 /// Tells the sender of `message_id` that it did not reach `addresses`.
 fn notify_failure(
     c: &Connection,
@@ -94,11 +101,15 @@ pub(super) fn enqueue_remote(
 ) -> Result<()> {
     for route in &m.remote {
         let waiting: i64 = c
-            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE domain = ?1")?
-            .query_row([&route.domain], |r| r.get(0))?;
+            .prepare_cached("SELECT queued FROM peers WHERE domain = ?1")?
+            .query_row([&route.domain], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
         if waiting as u64 >= m.remote_backlog_max {
             return Err(StorageError::Backlog(waiting as u64, route.domain.clone()));
         }
+        c.prepare_cached("UPDATE peers SET queued = queued + 1 WHERE domain = ?1")?
+            .execute([&route.domain])?;
         c.prepare_cached(
             "INSERT INTO outbox (message_id, domain, recipients, queued_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -318,6 +329,7 @@ impl FederationStore for SqliteStore {
             let Some(recipients) = recipients else {
                 return Ok(Vec::new());
             };
+            dequeued(c, &domain)?;
             let queued: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
             for a in &queued {
                 if accepted.contains(a) {
@@ -360,6 +372,7 @@ impl FederationStore for SqliteStore {
             let Some(recipients) = recipients else {
                 return Ok(Vec::new());
             };
+            dequeued(c, &domain)?;
             let addresses: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
             for a in &addresses {
                 set_delivery(c, &id, a, "failed", Some(&reason), now)?;
@@ -389,6 +402,7 @@ impl FederationStore for SqliteStore {
             let mut expired = Vec::with_capacity(rows.len());
             let mut files = Vec::new();
             for (message_id, domain, recipients, sender) in rows {
+                dequeued(c, &domain)?;
                 let addresses: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
                 let last_error: Option<String> = c
                     .prepare_cached("SELECT last_error FROM peers WHERE domain = ?1")?
@@ -667,8 +681,10 @@ impl FederationStore for SqliteStore {
         let domain = domain.to_owned();
         self.read_point(move |c| {
             Ok(
-                c.prepare_cached("SELECT COUNT(*) FROM outbox WHERE domain = ?1")?
-                    .query_row([domain], |r| r.get::<_, i64>(0))? as u64,
+                c.prepare_cached("SELECT queued FROM peers WHERE domain = ?1")?
+                    .query_row([domain], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .unwrap_or(0) as u64,
             )
         })
         .await
