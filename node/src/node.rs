@@ -201,6 +201,10 @@ async fn start_federation(
     let config = |listen| sealpost_federation::net::Config {
         listen,
         max_part_bytes: limits.max_message_bytes,
+        // Each transfer waits for the receiver's durable commit: more in flight lets both
+        // nodes group more of them into one commit.
+        outbound_streams_per_peer: 32,
+        inbound_streams_per_peer: 64,
         ..Default::default()
     };
     let host: sealpost_federation::SharedHost =
