@@ -263,8 +263,8 @@ async function memorySampler(page) {
 const MiB = 1 << 20;
 const mib = (n) => `${(n / MiB).toFixed(1)} MiB`;
 
-test('a large attachment (16 MiB; BIG_ATTACHMENT_MIB) streams browser → browser and browser → CLI, with progress and bounded memory', async () => {
-  const SIZE = Number(process.env.BIG_ATTACHMENT_MIB || 16) * MiB;
+test('a large attachment (64 MiB; BIG_ATTACHMENT_MIB) streams browser → browser and browser → CLI, with progress and bounded memory', async () => {
+  const SIZE = Number(process.env.BIG_ATTACHMENT_MIB || 64) * MiB;
   const { randomBytes, createHash } = await import('node:crypto');
   const file = join(work, 'survey-scans.bin');
   // Incompressible, so the ciphertext is as large as the file.
