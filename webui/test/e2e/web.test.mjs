@@ -290,7 +290,7 @@ test('a large attachment (64 MiB; BIG_ATTACHMENT_MIB) streams browser → browse
   sent.catch(() => {});
   const bar = (stage) => `[data-testid=compose-file] [role=progressbar][aria-label^="${stage}"]`;
   await alicePage.waitForSelector(bar('Encrypting'));
-  await alicePage.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('aria-valuenow')) >= 15, bar('Encrypting'), { polling: 50 }).catch(() => {});
+  await alicePage.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('aria-valuenow')) >= 3, bar('Encrypting'), { polling: 50 }).catch(() => {});
   await shot('encrypting-progress');
   if (await Promise.race([alicePage.waitForSelector(bar('Uploading'), { timeout: 60_000 }).catch(() => null), sent.then(() => null)])) await shot('uploading-progress');
   await sent;
@@ -313,7 +313,7 @@ test('a large attachment (64 MiB; BIG_ATTACHMENT_MIB) streams browser → browse
   const rbar = (stage) => `[data-testid=attachment] [role=progressbar][aria-label^="${stage}"]`;
   if (await bobPage.waitForSelector(rbar('Downloading'), { timeout: 10_000 }).catch(() => null)) await shotB('downloading-progress');
   if (await Promise.race([bobPage.waitForSelector(rbar('Decrypting'), { timeout: 60_000 }).catch(() => null), downloaded.then(() => null)])) {
-    await bobPage.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('aria-valuenow')) >= 65, rbar('Decrypting'), { polling: 50, timeout: 60_000 }).catch(() => {});
+    await bobPage.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('aria-valuenow')) >= 53, rbar('Decrypting'), { polling: 50, timeout: 60_000 }).catch(() => {});
     await shotB('decrypting-progress');
   }
   const download = await downloaded.catch(async (e) => { await readMem.stop(); throw e; });
