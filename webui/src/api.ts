@@ -1,6 +1,8 @@
 // The node's HTTP API as the app uses it. The session is an HttpOnly cookie the page cannot
 // read; state-changing requests carry the session's CSRF token, kept in memory only.
 
+import { BlobSink, pump, sha256 } from './streams';
+
 export const PREFIX = '/api/v1';
 
 let csrf: string | null = null;
@@ -71,7 +73,7 @@ export async function del(path: string): Promise<void> {
 }
 
 /** Uploads ciphertext (`PUT /blobs`) reporting progress; fetch cannot report upload progress. */
-export function upload(data: Uint8Array, onProgress: (fraction: number) => void): Promise<{ sha256: string; size: number }> {
+export function upload(data: Uint8Array | Blob, onProgress: (fraction: number) => void): Promise<{ sha256: string; size: number }> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('PUT', PREFIX + '/blobs');
@@ -89,29 +91,50 @@ export function upload(data: Uint8Array, onProgress: (fraction: number) => void)
       if (xhr.status >= 200 && xhr.status < 300 && body) resolve(body);
       else reject(new ApiError(xhr.status, body?.code ?? 'http', body?.message ?? `Upload failed (HTTP ${xhr.status}).`));
     };
-    xhr.send(data as any);
+    xhr.send(data as any); // a Blob is streamed from the browser's blob storage
   });
 }
 
 /** Downloads a part, checking it against the size and hash the sender signed, with progress. */
 export async function download(path: string, expectSize: number, onProgress: (fraction: number) => void): Promise<Uint8Array> {
+  const sink: Uint8Array[] = [];
+  const got = await receive(path, expectSize, (c) => sink.push(c), onProgress);
+  const out = new Uint8Array(got);
+  let at = 0;
+  for (const c of sink) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Downloads a part as a stream into a Blob (never whole in memory), hashing it as it arrives;
+ * refuses more or fewer bytes than the sender signed for. The caller compares the hash. */
+export async function downloadBlob(path: string, expectSize: number, onProgress: (fraction: number) => void): Promise<{ blob: Blob; sha256: string }> {
+  const hash = await sha256();
+  const sink = new BlobSink();
+  await receive(path, expectSize, (c) => { hash.update(c); sink.push(c); }, onProgress);
+  return { blob: sink.blob(), sha256: hash.hex() };
+}
+
+async function receive(path: string, expectSize: number, onChunk: (c: Uint8Array) => void, onProgress: (fraction: number) => void): Promise<number> {
   const resp = await request('GET', path);
-  const reader = resp.body!.getReader();
-  const out = new Uint8Array(expectSize);
   let got = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (got + value.length > expectSize) {
-      await reader.cancel();
-      throw new ApiError(0, 'integrity', 'The node sent more data than the sender signed for: the message was altered.');
-    }
-    out.set(value, got);
-    got += value.length;
-    onProgress(expectSize ? got / expectSize : 1);
+  try {
+    await pump(resp.body!, (value) => {
+      if (got + value.length > expectSize) {
+        throw new ApiError(0, 'integrity', 'The node sent more data than the sender signed for: the message was altered.');
+      }
+      onChunk(value);
+      got += value.length;
+      onProgress(expectSize ? got / expectSize : 1);
+    });
+  } catch (e) {
+    if (e instanceof ApiError) throw e;
+    throw new ApiError(0, 'network', 'The download broke off. Check your connection, then try again.');
   }
   if (got !== expectSize) throw new ApiError(0, 'integrity', 'The node sent less data than the sender signed for: the message was altered.');
-  return out;
+  return got;
 }
 
 // ---- wire types (node/src/proto.rs) ----

@@ -7,7 +7,7 @@ import * as client from './client';
 import type { Session, Opened } from './client';
 import {
   Badge, ErrorBox, Field, Fingerprint, Icon, Logo, Progress, QrCode, TrustPath,
-  badgeOf, bytes, fullDate, go, initials, saveBytes, useRoute, when,
+  badgeOf, bytes, fullDate, go, initials, saveBlob, useRoute, when,
 } from './ui';
 
 // ---------------------------------------------------------------- root
@@ -448,7 +448,7 @@ function MessageView({ session, folder, id, onCompose }: { session: Session; fol
   const [error, setError] = useState<unknown>(null);
   const [verdict, setVerdict] = useState<VerdictView | null | undefined>(undefined);
   const [showPath, setShowPath] = useState(false);
-  const [progress, setProgress] = useState<Record<number, number>>({});
+  const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
   const [attError, setAttError] = useState<unknown>(null);
   const [delivery, setDelivery] = useState<api.DeliveryState[]>([]);
 
@@ -484,9 +484,8 @@ function MessageView({ session, folder, id, onCompose }: { session: Session; fol
     if (!o) return;
     setAttError(null);
     try {
-      const data = await client.openAttachment(session, o, i, (f) => setProgress((p) => ({ ...p, [i]: f })));
-      const a = o.head.attachments[i];
-      saveBytes(data, a.name, a.media_type);
+      const blob = await client.openAttachment(session, o, i, (value, stage) => setProgress((p) => ({ ...p, [i]: { value, stage } })));
+      saveBlob(blob, o.head.attachments[i].name);
     } catch (e) {
       setAttError(e);
       setProgress((p) => { const c = { ...p }; delete c[i]; return c; });
@@ -570,9 +569,9 @@ function MessageView({ session, folder, id, onCompose }: { session: Session; fol
               <li class="attachment" data-testid="attachment">
                 <span class="file-icon"><Icon name="file" size={22} /></span>
                 <span class="att-main"><span class="att-name">{a.name}</span><span class="muted small">{bytes(a.size)}</span>
-                  {progress[i] !== undefined && <Progress value={progress[i]} label={progress[i] >= 1 ? 'Decrypted and verified' : 'Downloading and decrypting'} />}
+                  {progress[i] !== undefined && <Progress value={progress[i].value} label={progress[i].stage} />}
                 </span>
-                <button class="btn" onClick={() => download(i)} aria-label={`Download ${a.name}`}>Download</button>
+                <button class="btn" onClick={() => download(i)} disabled={progress[i] !== undefined && progress[i].value < 1} aria-label={`Download ${a.name}`}>Download</button>
               </li>
             ))}
           </ul>
@@ -642,7 +641,7 @@ function Compose({ session, seed }: { session: Session; seed: ComposeSeed | null
     if (seed?.forwardFrom && seed.forwardFrom.head.attachments.length) {
       const o = seed.forwardFrom;
       setForwarding('Decrypting the original attachments…');
-      Promise.all(o.head.attachments.map(async (a, i) => new File([await client.openAttachment(session, o, i, () => {}) as any], a.name, { type: a.media_type })))
+      Promise.all(o.head.attachments.map(async (a, i) => new File([await client.openAttachment(session, o, i, () => {})], a.name, { type: a.media_type })))
         .then((fs) => { setFiles((cur) => [...cur, ...fs]); setForwarding(null); })
         .catch((e) => { setForwarding(null); setError(e); });
     }

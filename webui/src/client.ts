@@ -5,6 +5,7 @@ import * as api from './api';
 import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo, VerdictView } from './api';
 import { b64, derivePasswordKeys, unb64, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
 import * as pgp from './pgp';
+import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
 
 export interface Session {
   account: AccountView;
@@ -184,19 +185,52 @@ export async function markRead(id: string) {
   if (o) o.item = { ...o.item, unread: false };
 }
 
-/** Downloads, checks and decrypts one attachment. */
-export async function openAttachment(s: Session, o: Opened, index: number, progress: (f: number) => void): Promise<Uint8Array> {
+/** Progress of one attachment: the stage in words and the fraction done of the whole. */
+export type AttachmentProgress = (fraction: number, stage: string) => void;
+
+/** Downloads, checks and decrypts one attachment, streaming: never whole in memory.
+ *  1. the ciphertext streams into a Blob, hashed as it arrives; it must be exactly the part the
+ *     sender's signed envelope names (size and SHA-256), so nothing the node altered is ever
+ *     decrypted;
+ *  2. the Blob streams through OpenPGP.js into a plaintext Blob, hashed as it goes;
+ *  3. only when the stream has ended are the sender's signature, the MDC, the size and the
+ *     plaintext SHA-256 of the signed head all known to be right: then the Blob is returned.
+ *     On any failure nothing is returned, so nothing is offered for download. */
+export async function openAttachment(s: Session, o: Opened, index: number, progress: AttachmentProgress): Promise<Blob> {
   const a = o.head.attachments[index];
   const part = a.part > 0 ? o.envelope.parts[a.part] : undefined;
   if (!part) throw new Error(`Attachment ${a.name} names no part of the message.`);
-  const cipher = await api.download(`/messages/${o.item.message_id}/parts/${a.part}`, part.size, (f) => progress(f * 0.9));
-  if ((await pgp.sha256hex(cipher)) !== part.sha256) throw new Error(`Attachment ${a.name} does not match what the sender signed.`);
-  const { data } = await pgp.open(cipher, s.me, o.sender);
-  if (data.length !== a.size || (await pgp.sha256hex(data)) !== a.sha256) {
-    throw new Error(`Attachment ${a.name} does not match the sender's signed hash.`);
+  // Downloading weighs about as much as decrypting on a fast network; show both halves.
+  const DL = 0.5;
+  const dlProgress = throttled((f) => progress(f * DL, 'Downloading'));
+  const cipher = await api.downloadBlob(`/messages/${o.item.message_id}/parts/${a.part}`, part.size, dlProgress);
+  if (cipher.sha256 !== part.sha256) {
+    throw new Error(`Attachment ${a.name} is not what the sender signed (its encrypted bytes differ): it was altered on the way. It was not saved.`);
   }
-  progress(1);
-  return data;
+  const refused = `Attachment ${a.name} failed verification: it is not exactly the file ${o.envelope.from} signed. It was not saved; ask the sender to send it again.`;
+  const plainHash = await sha256();
+  const sink = new BlobSink();
+  const decProgress = throttled((f) => progress(DL + (1 - DL) * f, 'Decrypting and verifying'));
+  try {
+    const { data, verified } = await pgp.openStream(cipher.blob.stream().pipeThrough(rechunk()), s.me, o.sender);
+    await pump(data, (chunk) => {
+      if (sink.size + chunk.length > a.size) throw new Error('longer than signed');
+      plainHash.update(chunk);
+      sink.push(chunk);
+      decProgress(a.size ? sink.size / a.size : 1);
+    });
+    // With streaming, OpenPGP.js settles the signature only after the data was read to its end.
+    await verified;
+  } catch (e) {
+    if (e instanceof pgp.BadSignature || /signing key|signature/i.test(String(e))) {
+      throw new Error(`Attachment ${a.name} does not carry a valid signature of ${o.envelope.from}: it may be forged. It was not saved.`);
+    }
+    throw new Error(refused, { cause: e });
+  }
+  if (sink.size !== a.size || plainHash.hex() !== a.sha256) throw new Error(refused);
+  const blob = sink.blob(a.media_type || 'application/octet-stream');
+  progress(1, 'Decrypted and verified');
+  return blob;
 }
 
 export async function trust(address: string): Promise<VerdictView[]> {
@@ -244,23 +278,20 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const metas: api.AttachmentMeta[] = [];
   for (let i = 0; i < msg.files.length; i++) {
     const f = msg.files[i];
-    progress(i, 'Reading', 0);
-    const plain = new Uint8Array(await f.arrayBuffer());
-    progress(i, 'Encrypting', 0.05);
-    const sealed = await pgp.seal(plain, certs, s.me);
-    const sha = await pgp.sha256hex(sealed);
-    progress(i, 'Uploading', 0.1);
-    const up = await api.upload(sealed, (x) => progress(i, 'Uploading', 0.1 + 0.9 * x));
-    if (up.sha256 !== sha || up.size !== sealed.length) throw new Error('The node stored different bytes than were uploaded. Try again.');
+    const sealed = await sealFile(f, certs, s.me, (stage, x) => progress(i, stage, x));
+    progress(i, 'Uploading', 0.5);
+    const report = throttled((x) => progress(i, 'Uploading', 0.5 + 0.5 * x));
+    const up = await api.upload(sealed.blob, report);
+    if (up.sha256 !== sealed.sha256 || up.size !== sealed.blob.size) throw new Error('The node stored different bytes than were uploaded. Try again.');
     progress(i, 'Uploaded', 1);
     metas.push({
       name: safeName(f.name),
       media_type: f.type || 'application/octet-stream',
-      size: plain.length,
-      sha256: await pgp.sha256hex(plain),
+      size: sealed.plainSize,
+      sha256: sealed.plainSha256,
       part: i + 1,
     });
-    parts.push({ sha256: sha, size: sealed.length });
+    parts.push({ sha256: sealed.sha256, size: sealed.blob.size });
   }
   const now = Math.floor(Date.now() / 1000);
   // Field order and names exactly as `Head` in node/src/proto.rs (it denies unknown fields).
@@ -275,6 +306,39 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
   await api.post('/messages', { envelope: text, signature, inline_parts: inline });
   return resp.message_id;
+}
+
+/** Encrypts and signs a file as it is read (`file.stream()` → OpenPGP.js → a Blob of
+ * ciphertext), hashing plaintext and ciphertext incrementally: never whole in memory. Progress
+ * runs from 0 to 0.5 (encrypting is the first half of sending). */
+async function sealFile(f: File, certs: pgp.PublicKey[], me: pgp.PrivateKey, progress: (stage: string, fraction: number) => void) {
+  const plainHash = await sha256();
+  const cipherHash = await sha256();
+  let read = 0;
+  const report = throttled((x) => progress('Encrypting', 0.5 * x));
+  report(0);
+  const counted = f.stream().pipeThrough(rechunk()).pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, ctl) {
+      plainHash.update(chunk);
+      read += chunk.length;
+      report(f.size ? Math.min(1, read / f.size) : 1);
+      ctl.enqueue(chunk);
+    },
+  }));
+  const sink = new BlobSink();
+  try {
+    await pump(await pgp.sealStream(counted, certs, me), (chunk) => {
+      cipherHash.update(chunk);
+      sink.push(chunk);
+    });
+  } catch (e) {
+    if (e instanceof DOMException && (e.name === 'NotReadableError' || e.name === 'NotFoundError')) {
+      throw new Error(`${f.name} could not be read any more (was it moved or changed?). Attach it again.`);
+    }
+    throw e;
+  }
+  if (read !== f.size) throw new Error(`${f.name} changed while it was being encrypted. Attach it again.`);
+  return { blob: sink.blob(), sha256: cipherHash.hex(), plainSize: read, plainSha256: plainHash.hex() };
 }
 
 function safeName(name: string): string {

@@ -87,6 +87,62 @@ export async function seal(plain: Uint8Array, recipients: PublicKey[], me: Priva
 
 export class BadSignature extends Error {}
 
+/** `seal` for a stream: the plaintext is read as the ciphertext is consumed (OpenPGP.js
+ * streaming; a one-pass signature, partial-length packets), so neither is ever whole in memory.
+ * The same packets as `seal` (and the CLI): signed, compressed as configured, SEIPDv1. */
+export async function sealStream(plain: ReadableStream<Uint8Array>, recipients: PublicKey[], me: PrivateKey): Promise<ReadableStream<Uint8Array>> {
+  const message = await openpgp.createMessage({ binary: plain, format: 'binary' });
+  return (await openpgp.encrypt({
+    message,
+    encryptionKeys: [...recipients, me.toPublic()],
+    signingKeys: me,
+    format: 'binary',
+    config,
+  })) as unknown as ReadableStream<Uint8Array>;
+}
+
+/** `open` for a stream. Only for ciphertext already authenticated by other means (the caller
+ * checks it against the hash in the sender's signed envelope before decrypting): SEIPDv1 then
+ * streams its plaintext before its MDC is checked (`allowUnauthenticatedStream`), which is safe
+ * because the node cannot have altered a single byte. Returns the plaintext stream and a
+ * promise that settles once it has been read to its end: resolved when the sender's signature
+ * verifies, rejected (BadSignature) otherwise. A bad MDC or signature also errors the stream. */
+export async function openStream(
+  cipher: ReadableStream<Uint8Array>,
+  me: PrivateKey,
+  sender: PublicKey,
+): Promise<{ data: ReadableStream<Uint8Array>; verified: Promise<void> }> {
+  const streamConfig = { allowUnauthenticatedStream: true };
+  const message = await openpgp.readMessage({ binaryMessage: cipher, config: streamConfig });
+  let result;
+  try {
+    result = await openpgp.decrypt({
+      message,
+      decryptionKeys: me,
+      verificationKeys: [sender],
+      expectSigned: true,
+      format: 'binary',
+      config: streamConfig,
+    });
+  } catch (e) {
+    const text = String(e);
+    if (/signature|not signed/i.test(text)) throw new BadSignature(text);
+    throw e;
+  }
+  const checks = result.signatures.map((sig) => sig.verified);
+  checks.forEach((c) => c.catch(() => {})); // judged below, once the data has been read
+  const verified = (async () => {
+    if (!checks.length) throw new BadSignature('the attachment is not signed');
+    try {
+      await Promise.any(checks);
+    } catch (e) {
+      throw new BadSignature(String(e));
+    }
+  })();
+  verified.catch(() => {});
+  return { data: result.data as unknown as ReadableStream<Uint8Array>, verified };
+}
+
 /** Decrypts `cipher` and checks it is signed by `sender`; returns the plaintext and the
  * signer's primary fingerprint. */
 export async function open(

@@ -205,8 +205,9 @@ export function Logo({ size = 28 }: { size?: number }) {
 }
 
 /** Triggers a browser download of decrypted bytes (kept in memory, never stored). */
-export function saveBytes(data: Uint8Array, name: string, type: string) {
-  const url = URL.createObjectURL(new Blob([data as any], { type: type || 'application/octet-stream' }));
+/** Offers a Blob (already decrypted and verified) for download under `name`. */
+export function saveBlob(blob: Blob, name: string) {
+  const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
   a.download = name;
@@ -214,7 +215,7 @@ export function saveBytes(data: Uint8Array, name: string, type: string) {
   document.body.appendChild(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 30_000);
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 export { h };

@@ -4,9 +4,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export async function load(entry) {
+/** `conditions`: extra package export conditions (['browser'] for code importing
+ * openpgp/lightweight, which OpenPGP.js exports to browsers only). */
+export async function load(entry, conditions = []) {
   const dir = mkdtempSync(join(tmpdir(), 'sealpost-unit-'));
   const out = join(dir, 'mod.mjs');
-  await build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', outfile: out, logLevel: 'error' });
+  await build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', outfile: out, logLevel: 'error', conditions });
   return import(out);
 }
