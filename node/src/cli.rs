@@ -481,18 +481,7 @@ async fn peer_command(
             crate::federation::add_peer(
                 store,
                 &our_ca,
-                crate::storage::PeerRecord {
-                    domain: domain.clone(),
-                    peer_id: peer_id.clone(),
-                    addrs,
-                    ca_fingerprint,
-                    added_at: crate::now(),
-                    state: "new".into(),
-                    last_error: None,
-                    retry_at: None,
-                    state_at: None,
-                    pull_cursor: 0,
-                },
+                crate::storage::PeerRecord::new(&domain, peer_id.clone(), addrs, ca_fingerprint),
                 peer_ca,
             )
             .await?;

@@ -98,18 +98,12 @@ async fn peer(a: &Running, b: &Running) -> anyhow::Result<()> {
     crate::federation::add_peer(
         &*a.state.store,
         &a.state.ca,
-        PeerRecord {
-            domain: b.domain.to_owned(),
-            peer_id: link.peer_id(),
-            addrs: link.listen_addrs(),
-            ca_fingerprint: ca.fingerprint().to_hex(),
-            added_at: crate::now(),
-            state: "new".into(),
-            last_error: None,
-            retry_at: None,
-            state_at: None,
-            pull_cursor: 0,
-        },
+        PeerRecord::new(
+            b.domain,
+            link.peer_id(),
+            link.listen_addrs(),
+            ca.fingerprint().to_hex(),
+        ),
         Some(ca),
     )
     .await

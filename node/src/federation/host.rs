@@ -102,6 +102,18 @@ impl FedHost {
         Ok(env)
     }
 
+    /// Each part's hash, and those of them this node already holds.
+    async fn held_parts(&self, t: &Transfer) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), HostError> {
+        let hashes = t.parts.iter().map(sha_of).collect::<Result<Vec<_>, _>>()?;
+        let held = self
+            .st
+            .store
+            .blobs_held(hashes.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((hashes, held))
+    }
+
     async fn routing(&self, env: &Envelope) -> Result<Routing, HostError> {
         let mut r = Routing {
             accepted: Vec::new(),
@@ -267,13 +279,7 @@ impl Host for FedHost {
                 node_sig: Vec::new(),
             }));
         }
-        let hashes = t.parts.iter().map(sha_of).collect::<Result<Vec<_>, _>>()?;
-        let held = self
-            .st
-            .store
-            .blobs_held(hashes.clone())
-            .await
-            .map_err(unavailable)?;
+        let (hashes, held) = self.held_parts(t).await?;
         let staged = self.staged.lock().expect("staged parts");
         let want = hashes
             .iter()
@@ -331,13 +337,7 @@ impl Host for FedHost {
     async fn commit(&self, peer: &Peer, t: &Transfer) -> Result<Receipt, HostError> {
         let env = self.envelope(t)?;
         let routing = self.routing(&env).await?;
-        let hashes = t.parts.iter().map(sha_of).collect::<Result<Vec<_>, _>>()?;
-        let held = self
-            .st
-            .store
-            .blobs_held(hashes.clone())
-            .await
-            .map_err(unavailable)?;
+        let (hashes, held) = self.held_parts(t).await?;
         let mut parts = Vec::with_capacity(t.parts.len());
         {
             let mut staged = self.staged.lock().expect("staged parts");

@@ -30,6 +30,25 @@ pub struct PeerRecord {
     pub pull_cursor: u64,
 }
 
+impl PeerRecord {
+    /// A peer as an admin authorises it, before the node has reached it (`put_peer` sets the
+    /// time it was added).
+    pub fn new(domain: &str, peer_id: String, addrs: Vec<String>, ca_fingerprint: String) -> Self {
+        PeerRecord {
+            domain: domain.to_owned(),
+            peer_id,
+            addrs,
+            ca_fingerprint,
+            added_at: 0,
+            state: "new".into(),
+            last_error: None,
+            retry_at: None,
+            state_at: None,
+            pull_cursor: 0,
+        }
+    }
+}
+
 /// The recipients of one message at one peered organisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteRoute {

@@ -61,6 +61,21 @@ fn dequeued(c: &Connection, domain: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes a message's entry for `domain` from the outbox; its recipients, if it was there.
+fn take_from_outbox(c: &Connection, id: &str, domain: &str) -> Result<Option<Vec<String>>> {
+    let recipients: Option<String> = c
+        .prepare_cached(
+            "DELETE FROM outbox WHERE message_id = ?1 AND domain = ?2 RETURNING recipients",
+        )?
+        .query_row(params![id, domain], |r| r.get(0))
+        .optional()?;
+    let Some(recipients) = recipients else {
+        return Ok(None);
+    };
+    dequeued(c, domain)?;
+    Ok(Some(serde_json::from_str(&recipients).unwrap_or_default()))
+}
+
 /// Tells the sender of `message_id` that it did not reach `addresses`.
 fn notify_failure(
     c: &Connection,
@@ -319,18 +334,10 @@ impl FederationStore for SqliteStore {
     ) -> Result<Vec<[u8; 32]>> {
         let (domain, id) = (domain.to_owned(), message_id.to_owned());
         self.write(move |c, chain| {
-            let recipients: Option<String> = c
-                .prepare_cached(
-                    "DELETE FROM outbox WHERE message_id = ?1 AND domain = ?2 RETURNING recipients",
-                )?
-                .query_row(params![id, domain], |r| r.get(0))
-                .optional()?;
             // A receipt for something no longer queued (a late duplicate) changes nothing.
-            let Some(recipients) = recipients else {
+            let Some(queued) = take_from_outbox(c, &id, &domain)? else {
                 return Ok(Vec::new());
             };
-            dequeued(c, &domain)?;
-            let queued: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
             for a in &queued {
                 if accepted.contains(a) {
                     set_delivery(c, &id, a, "delivered", None, now)?;
@@ -363,17 +370,9 @@ impl FederationStore for SqliteStore {
     ) -> Result<Vec<[u8; 32]>> {
         let (domain, id, reason) = (domain.to_owned(), message_id.to_owned(), reason.to_owned());
         self.write(move |c, chain| {
-            let recipients: Option<String> = c
-                .prepare_cached(
-                    "DELETE FROM outbox WHERE message_id = ?1 AND domain = ?2 RETURNING recipients",
-                )?
-                .query_row(params![id, domain], |r| r.get(0))
-                .optional()?;
-            let Some(recipients) = recipients else {
+            let Some(addresses) = take_from_outbox(c, &id, &domain)? else {
                 return Ok(Vec::new());
             };
-            dequeued(c, &domain)?;
-            let addresses: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
             for a in &addresses {
                 set_delivery(c, &id, a, "failed", Some(&reason), now)?;
             }
