@@ -48,42 +48,24 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
-        let mut node = TestNode {
+        let (url, store, stop, task) = launch(&data, &config).await?;
+        Ok(TestNode {
             dir,
-            url: String::new(),
+            url,
             config,
-            store: Arc::new(sealpost::node::open_store(
-                &sealpost::config::Paths::new(&data),
-                &Config::new(domain),
-                sealpost::keys::load_node_key(&sealpost::config::Paths::new(&data))?,
-            )?),
-            stop: None,
-            task: None,
-        };
-        node.start().await?;
-        Ok(node)
+            store,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
-    /// Serves the node's data directory (again, after [`TestNode::stop`]): a new HTTP port,
-    /// the same federation address.
+    /// Serves the node's data directory again after [`TestNode::stop`]: a new HTTP port, the
+    /// same federation address.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let data = self.data();
-        let node = Node::open_with(&data, self.config.clone())?;
-        let store = node.store.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(node.serve(
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |a| {
-                let _ = addr_tx.send(a);
-            },
-        ));
-        let addr = addr_rx.await.context("node did not start")?;
-        self.url = format!("http://{addr}");
+        let (url, store, stop, task) = launch(&self.data(), &self.config).await?;
+        self.url = url;
         self.store = store;
-        self.stop = Some(stop_tx);
+        self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
     }
@@ -184,6 +166,32 @@ impl TestNode {
         }
         Ok(())
     }
+}
+
+type Launched = (
+    String,
+    Arc<SqliteStore>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Opens and serves a data directory until the returned sender fires: its URL, store, stop
+/// sender and task.
+async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
+    let node = Node::open_with(data, config.clone())?;
+    let store = node.store.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(node.serve(
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |a| {
+            let _ = addr_tx.send(a);
+        },
+    ));
+    let addr = addr_rx.await.context("node did not start")?;
+    Ok((format!("http://{addr}"), store, stop_tx, task))
 }
 
 /// Every file under `dir`, recursively.

@@ -24,6 +24,9 @@ use clap::Parser;
 use sealpost::client::{Client, Sealed, Session};
 use sealpost::crypto::KdfParams;
 
+mod shared;
+use shared::{percentile, run};
+
 #[derive(Parser, Debug)]
 #[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
 struct Args {
@@ -48,24 +51,6 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn run(bin: &PathBuf, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(bin).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "sealpost {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main]

@@ -41,6 +41,10 @@ use clap::Parser;
 use sealpost::client::{Client, Outgoing, Sealed, Session};
 use sealpost::crypto::KdfParams;
 
+#[path = "../shared.rs"]
+mod shared;
+use shared::{percentile, run};
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark federation between two Sealpost nodes on loopback")]
 struct Args {
@@ -114,24 +118,6 @@ fn cpu_time(pid: u32) -> Duration {
         .unwrap_or(0);
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
-}
-
-fn run(bin: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(bin).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "sealpost {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn ms(d: Duration) -> f64 {
