@@ -217,6 +217,9 @@ impl Default for AccountsConfig {
 pub struct StorageConfig {
     /// Most write operations grouped into one SQLite commit.
     pub group_commit_max: usize,
+    /// Under load, how long (microseconds) the writer waits for more operations to share a
+    /// commit; 0 commits whatever is queued at once.
+    pub group_commit_window_us: u64,
     /// Write operations that may wait for the writer before callers get `overloaded`.
     pub write_queue: usize,
 }
@@ -225,6 +228,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             group_commit_max: 512,
+            group_commit_window_us: 1000,
             write_queue: 4096,
         }
     }
@@ -354,6 +358,9 @@ impl Config {
         }
         if self.storage.group_commit_max == 0 || self.storage.write_queue == 0 {
             return bad("storage.group_commit_max and storage.write_queue must be at least 1");
+        }
+        if self.storage.group_commit_window_us > 100_000 {
+            return bad("storage.group_commit_window_us must be at most 100000 (0.1 s)");
         }
         if self.log.checkpoint_every == 0 || self.log.checkpoint_interval_secs == 0 {
             return bad("log.checkpoint_every and log.checkpoint_interval_secs must be at least 1");

@@ -45,9 +45,25 @@ pub fn normalize_address(a: &str) -> Option<String> {
     (local_ok && config::is_valid_domain(domain)).then_some(a)
 }
 
-/// A new message ID: 128 random bits as 32 lowercase hex digits.
+/// A new message ID, 32 lowercase hex digits: the issuing time in milliseconds (48 bits)
+/// followed by 80 random bits. IDs issued close in time sort close together, so the tables
+/// and indexes keyed by message ID grow at their end: a batch of new messages dirties a few
+/// pages instead of one random page per index and message (fewer bytes through the WAL, fewer
+/// page-cache misses). 80 random bits keep IDs unguessable and collisions out of reach; the
+/// issuing time is no secret from the node, which records it anyway.
 pub fn new_message_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    message_id_at(millis)
+}
+
+fn message_id_at(millis: u64) -> String {
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    id[6..].copy_from_slice(&rand::random::<[u8; 10]>());
+    hex::encode(id)
 }
 
 pub fn is_message_id(s: &str) -> bool {
@@ -79,6 +95,12 @@ mod tests {
     #[test]
     fn message_ids() {
         assert!(is_message_id(&new_message_id()));
+        // Time-ordered: a later ID sorts after an earlier one (48-bit millisecond prefix).
+        let (a, b) = (message_id_at(1_795_000_000_000), message_id_at(1_795_000_000_001));
+        assert!(is_message_id(&a) && a < b, "{a} then {b}");
+        assert_eq!(&a[..12], "01a1ee565e00");
+        // The same millisecond: still distinct.
+        assert_ne!(message_id_at(7), message_id_at(7));
         assert!(!is_message_id("ABCDEF0123456789abcdef0123456789"));
         assert!(!is_message_id("../../etc/passwd"));
     }

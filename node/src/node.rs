@@ -58,9 +58,14 @@ pub fn open_store(
     SqliteStore::open(
         &paths.database(),
         node_key,
-        config.storage.group_commit_max,
-        config.storage.write_queue,
-        config.log.checkpoint_every,
+        crate::storage::WriterSettings {
+            group_commit_max: config.storage.group_commit_max,
+            group_commit_window: std::time::Duration::from_micros(
+                config.storage.group_commit_window_us,
+            ),
+            write_queue: config.storage.write_queue,
+            checkpoint_every: config.log.checkpoint_every,
+        },
     )
     .with_context(|| format!("opening {}", paths.database().display()))
 }

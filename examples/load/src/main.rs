@@ -141,10 +141,8 @@ async fn main() -> anyhow::Result<()> {
     let mut sealed: Vec<Sealed> = Vec::with_capacity(args.count);
     let to = vec!["recipient@load.test".to_owned()];
     for chunk in (0..args.count).collect::<Vec<_>>().chunks(256) {
-        let mut envs = Vec::with_capacity(chunk.len());
-        for _ in chunk {
-            envs.push(session.envelope(&to).await?);
-        }
+        // Envelope requests in parallel: each waits for a durable commit at the node.
+        let envs = futures::future::try_join_all(chunk.iter().map(|_| session.envelope(&to))).await?;
         let mut tasks = Vec::new();
         for (env, certs) in envs {
             let (s, body) = (session.clone(), body.clone());

@@ -207,13 +207,34 @@ pub(crate) fn verify_ed25519(
     if digest.get(..2) != Some(&sig.digest_prefix()[..]) {
         return bad("the signature is not over this data");
     }
-    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
+    let Some(vk) = verifying_key(&public) else {
         return bad("malformed Ed25519 public key");
     };
     Some(
         vk.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&raw))
             .map_err(|_| "bad signature".to_owned()),
     )
+}
+
+/// The Ed25519 key for these 32 bytes, decompressed once: decompressing a point (a square
+/// root in the field) is about a fifth of a verification, and the same few keys sign nearly
+/// every request. Bounded: the map is emptied when full.
+fn verifying_key(public: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    const MAX_KEYS: usize = 4096;
+    static KEYS: OnceLock<Mutex<HashMap<[u8; 32], ed25519_dalek::VerifyingKey>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    if let Some(vk) = keys.lock().unwrap_or_else(|e| e.into_inner()).get(public) {
+        return Some(*vk);
+    }
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(public).ok()?;
+    let mut map = keys.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_KEYS {
+        map.clear();
+    }
+    map.insert(*public, vk);
+    Some(vk)
 }
 
 #[cfg(test)]

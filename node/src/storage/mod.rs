@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use blobs::{BlobStore, FsBlobStore};
 pub use federation::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WriterSettings};
 pub use web::WebStore;
 
 /// Seconds since the Unix epoch. Storage never reads the clock: callers pass `now`.

@@ -364,17 +364,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database and starts the writer thread.
-    pub fn open(
-        path: &Path,
-        node_key: SigningKey,
-        group_commit_max: usize,
-        write_queue: usize,
-        checkpoint_every: u64,
-    ) -> Result<SqliteStore> {
+    pub fn open(path: &Path, node_key: SigningKey, settings: WriterSettings) -> Result<SqliteStore> {
         let mut conn = open_connection(path)?;
         migrate(&mut conn)?;
         let verifying_key = node_key.verifying_key();
-        let (tx, rx) = mpsc::sync_channel::<Job>(write_queue);
+        let (tx, rx) = mpsc::sync_channel::<Job>(settings.write_queue);
         let chain = Chain {
             head: ChainHead {
                 seq: 0,
@@ -382,11 +376,11 @@ impl SqliteStore {
                 signed_seq: 0,
             },
             key: Arc::new(node_key),
-            checkpoint_every,
+            checkpoint_every: settings.checkpoint_every,
         };
         std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, chain, rx, group_commit_max))
+            .spawn(move || writer_loop(conn, chain, rx, settings))
             .map_err(StorageError::Io)?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -483,20 +477,51 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute([])
 }
 
+/// How the writer thread groups operations into commits.
+#[derive(Clone, Debug)]
+pub struct WriterSettings {
+    /// Most operations in one commit.
+    pub group_commit_max: usize,
+    /// Under load (the last commit held more than one operation), how long the writer waits
+    /// for more operations before committing. A commit's fixed costs (the fsync, and the last
+    /// page of every table and index written again) are then shared by more operations; an
+    /// idle node commits a lone operation at once.
+    pub group_commit_window: std::time::Duration,
+    /// Operations that may wait for the writer before callers get `Overloaded`.
+    pub write_queue: usize,
+    /// A signed log checkpoint after this many log entries.
+    pub checkpoint_every: u64,
+}
+
 fn writer_loop(
     conn: Connection,
     mut chain: Chain,
     rx: mpsc::Receiver<Job>,
-    group_commit_max: usize,
+    settings: WriterSettings,
 ) {
+    let max = settings.group_commit_max.max(1);
+    let mut under_load = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while batch.len() < group_commit_max {
-            match rx.try_recv() {
+        let window_ends = std::time::Instant::now() + settings.group_commit_window;
+        while batch.len() < max {
+            let next = match rx.try_recv() {
+                Ok(job) => Ok(job),
+                Err(mpsc::TryRecvError::Empty) if under_load => {
+                    let left = window_ends.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    rx.recv_timeout(left).map_err(|_| ())
+                }
+                Err(_) => Err(()),
+            };
+            match next {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
+                Err(()) => break,
             }
         }
+        under_load = batch.len() > 1;
         let begun = conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(StorageError::from)
