@@ -125,7 +125,12 @@ async fn resolve_remote(
         ResolvedRecipient {
             address: address.to_owned(),
             fingerprint: cert.fingerprint().to_hex(),
-            cert: crypto::cert_to_armored(&cert).map_err(ApiError::internal)?,
+            // Only the envelope request (with a viewer) hands the certificate to the client;
+            // submission needs the parsed certificate alone.
+            cert: match viewer {
+                Some(_) => crypto::cert_to_armored(&cert).map_err(ApiError::internal)?,
+                None => String::new(),
+            },
             mode: DeliveryMode::Remote,
             verdict,
         },

@@ -166,7 +166,7 @@ pub async fn remote_certs(
     peer: &PeerRecord,
     address: &str,
 ) -> ApiResult<Vec<Arc<Cert>>> {
-    let mut held = st.store.certs_by_email_from(address, &peer.domain).await?;
+    let held = st.store.certs_by_email_from(address, &peer.domain).await?;
     if held.is_empty() {
         let Some(link) = st.federation.get() else {
             return Err(ApiError::unavailable(
@@ -196,12 +196,9 @@ pub async fn remote_certs(
         })?;
         return Ok(kept);
     }
-    held.drain(..)
-        .map(|a| {
-            crate::crypto::cert_from_armored(&a)
-                .map(Arc::new)
-                .map_err(ApiError::internal)
-        })
+    // Parsed through the node's cache: every submission to a peer's user comes here.
+    held.iter()
+        .map(|a| st.parse_cert(a).map_err(ApiError::internal))
         .collect()
 }
 

@@ -213,6 +213,11 @@ CREATE TABLE notices (
 );
 CREATE INDEX notices_by_account ON notices(account_id, id DESC);
 "#,
+    r#"
+-- Whether any mailbox still holds a message (checked after each remote delivery and each
+-- deletion) without scanning every mailbox.
+CREATE INDEX mailbox_by_message ON mailbox(message_id);
+"#,
 ];
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
