@@ -96,7 +96,10 @@ mod tests {
     fn message_ids() {
         assert!(is_message_id(&new_message_id()));
         // Time-ordered: a later ID sorts after an earlier one (48-bit millisecond prefix).
-        let (a, b) = (message_id_at(1_795_000_000_000), message_id_at(1_795_000_000_001));
+        let (a, b) = (
+            message_id_at(1_795_000_000_000),
+            message_id_at(1_795_000_000_001),
+        );
         assert!(is_message_id(&a) && a < b, "{a} then {b}");
         assert_eq!(&a[..12], "01a1ee565e00");
         // The same millisecond: still distinct.

@@ -142,7 +142,8 @@ async fn main() -> anyhow::Result<()> {
     let to = vec!["recipient@load.test".to_owned()];
     for chunk in (0..args.count).collect::<Vec<_>>().chunks(256) {
         // Envelope requests in parallel: each waits for a durable commit at the node.
-        let envs = futures::future::try_join_all(chunk.iter().map(|_| session.envelope(&to))).await?;
+        let envs =
+            futures::future::try_join_all(chunk.iter().map(|_| session.envelope(&to))).await?;
         let mut tasks = Vec::new();
         for (env, certs) in envs {
             let (s, body) = (session.clone(), body.clone());

@@ -369,7 +369,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database and starts the writer thread.
-    pub fn open(path: &Path, node_key: SigningKey, settings: WriterSettings) -> Result<SqliteStore> {
+    pub fn open(
+        path: &Path,
+        node_key: SigningKey,
+        settings: WriterSettings,
+    ) -> Result<SqliteStore> {
         let mut conn = open_connection(path)?;
         migrate(&mut conn)?;
         let verifying_key = node_key.verifying_key();
