@@ -258,6 +258,11 @@ pub(crate) struct PeerEntry {
     /// Wakes the control task: connection change, pull wanted, push wanted.
     pub(crate) control: Notify,
     pub(crate) conn_dirty: AtomicBool,
+    /// The state the host shows may be stale (the sender reported backing off, then
+    /// recovered): the control task reports the connection state again. Only the control task
+    /// reports connected or disconnected, from the connection table, so that a report made
+    /// between two connections' events is corrected by the next one.
+    pub(crate) report_wanted: AtomicBool,
     pub(crate) pull_wanted: AtomicBool,
     /// Highest cursor the peer announced with `Changed`.
     pub(crate) remote_cursor: AtomicU64,
@@ -647,6 +652,7 @@ async fn reload_peers(inner: &Arc<Inner>) {
                 wake: Notify::new(),
                 control: Notify::new(),
                 conn_dirty: AtomicBool::new(true),
+                report_wanted: AtomicBool::new(false),
                 pull_wanted: AtomicBool::new(true),
                 remote_cursor: AtomicU64::new(0),
                 push_cursor: AtomicU64::new(0),
@@ -740,7 +746,11 @@ impl Inner {
             tokio::select! {
                 () = inner.cancel.cancelled() => {}
                 () = tokio::time::sleep(after) => {
-                    let _ = inner.commands.try_send(Command::Disconnect(peer));
+                    // An admin may have authorised the peer meanwhile (the two sides of a
+                    // peering are set up one after the other): keep its connection then.
+                    if inner.entry(&peer).is_none() {
+                        let _ = inner.commands.try_send(Command::Disconnect(peer));
+                    }
                 }
             }
         });

@@ -111,12 +111,17 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
     );
     // The ciphertext at beta is the ciphertext alice's client made: no plaintext anywhere.
     assert!(sealpost_tests::files_containing(&beta.data(), b"Across the bridge").is_empty());
-    // The peer is listed for admins. (Its reported link state is not asserted: after the
-    // simultaneous dials of a fresh peering the driver can report `disconnected` for a link
-    // that is up — a known bug, see ARCHITECTURE.md.)
+    // Admins see the peer connected: the link that carried the message (also after the
+    // simultaneous dials of a fresh peering, where one of two connections is closed).
     use sealpost::storage::FederationStore;
     let peers = alpha.store.peers().await.unwrap();
     assert_eq!(peers[0].domain, "beta.test");
+    wait_for(Duration::from_secs(5), async || {
+        let peers = alpha.store.peers().await.unwrap();
+        (peers[0].state == "connected").then_some(())
+    })
+    .await
+    .expect("alpha shows beta connected");
 
     // Removing the peer revokes the bridge: bob is no longer authenticated at alpha.
     alpha.admin(&["peer", "remove", "beta.test"]).await.unwrap();

@@ -47,12 +47,9 @@ pub(super) async fn sender(inner: Arc<Inner>, entry: Arc<PeerEntry>) {
                     failures = 0;
                     entry.set_backoff(None, None);
                     tracing::info!(peer = %entry.peer_id, domain = %peer.domain, "sending resumed");
-                    let state = if inner.is_connected(&entry.peer_id) {
-                        PeerState::Connected
-                    } else {
-                        PeerState::Disconnected { error: None }
-                    };
-                    inner.host.peer_state(&peer, state).await;
+                    // The host still shows "backing off": the control task reports the link.
+                    entry.report_wanted.store(true, Ordering::Relaxed);
+                    entry.control.notify_one();
                 }
                 Instant::now() + cfg.resync_interval
             }
@@ -332,9 +329,10 @@ pub(super) async fn control(inner: Arc<Inner>, entry: Arc<PeerEntry>) {
     let mut next_resync = Instant::now() + cfg.resync_interval;
     loop {
         let peer = entry.peer();
-        if entry.conn_dirty.swap(false, Ordering::Relaxed) {
+        let forced = entry.report_wanted.swap(false, Ordering::Relaxed);
+        if entry.conn_dirty.swap(false, Ordering::Relaxed) || forced {
             let up = inner.is_connected(&entry.peer_id);
-            if reported != Some(up) {
+            if forced || reported != Some(up) {
                 reported = Some(up);
                 tracing::info!(peer = %entry.peer_id, domain = %peer.domain, connected = up, "peer connection");
                 let state = if up {

@@ -30,26 +30,10 @@ pub struct FedHost {
     staged: Mutex<Staged>,
 }
 
-/// Most admissions remembered for their commit (see [`Admitted`]).
-const MAX_ADMITTED: usize = 4096;
-
 #[derive(Default)]
 struct Staged {
     bytes: usize,
     parts: HashMap<[u8; 32], Vec<u8>>,
-    /// What `admit` worked out, by peer domain and message ID, for the `commit` that follows it on the same
-    /// stream: the envelope parsed and checked, the recipients' accounts read, the parts
-    /// looked up. Bounded (emptied when full); a commit without an entry works it out again.
-    admitted: HashMap<(String, String), Admitted>,
-}
-
-/// One admitted transfer, valid for the envelope with this hash.
-struct Admitted {
-    envelope_sha: [u8; 32],
-    env: Envelope,
-    routing: Routing,
-    hashes: Vec<[u8; 32]>,
-    held: Vec<[u8; 32]>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> HostError {
@@ -296,26 +280,13 @@ impl Host for FedHost {
             }));
         }
         let (hashes, held) = self.held_parts(t).await?;
-        let mut staged = self.staged.lock().expect("staged parts");
+        let staged = self.staged.lock().expect("staged parts");
         let want = hashes
             .iter()
             .enumerate()
             .filter(|(_, h)| !held.contains(h) && !staged.parts.contains_key(*h))
             .map(|(i, _)| i as u32)
             .collect();
-        if staged.admitted.len() >= MAX_ADMITTED {
-            staged.admitted.clear();
-        }
-        staged.admitted.insert(
-            (peer.domain.clone(), t.message_id.0.clone()),
-            Admitted {
-                envelope_sha: Sha256::digest(t.envelope.as_bytes()).into(),
-                env,
-                routing,
-                hashes,
-                held,
-            },
-        );
         Ok(Admission::Want(want))
     }
 
@@ -364,22 +335,9 @@ impl Host for FedHost {
     }
 
     async fn commit(&self, peer: &Peer, t: &Transfer) -> Result<Receipt, HostError> {
-        let remembered = self
-            .staged
-            .lock()
-            .expect("staged parts")
-            .admitted
-            .remove(&(peer.domain.clone(), t.message_id.0.clone()))
-            .filter(|a| a.envelope_sha == <[u8; 32]>::from(Sha256::digest(t.envelope.as_bytes())));
-        let (env, routing, hashes, held) = match remembered {
-            Some(a) => (a.env, a.routing, a.hashes, a.held),
-            None => {
-                let env = self.envelope(t)?;
-                let routing = self.routing(&env).await?;
-                let (hashes, held) = self.held_parts(t).await?;
-                (env, routing, hashes, held)
-            }
-        };
+        let env = self.envelope(t)?;
+        let routing = self.routing(&env).await?;
+        let (hashes, held) = self.held_parts(t).await?;
         let mut parts = Vec::with_capacity(t.parts.len());
         {
             let mut staged = self.staged.lock().expect("staged parts");
