@@ -148,7 +148,8 @@ impl Node {
     }
 }
 
-/// Every ten minutes, deletes uploads that no message used within `ttl_secs`, and their files.
+/// Every ten minutes, deletes uploads that no message used within `ttl_secs`, and part files
+/// peers streamed for transfers that did not commit within it, with their files.
 async fn collect_garbage(
     store: Arc<SqliteStore>,
     blobs: Arc<dyn crate::storage::BlobStore>,
@@ -163,7 +164,8 @@ async fn collect_garbage(
     }
 }
 
-/// Deletes uploads made before `before` that no message used; returns how many files went.
+/// Deletes uploads made before `before` that no message used, and part files peers streamed
+/// before `before` for transfers that never committed; returns how many files went.
 pub async fn expire_uploads(
     store: &dyn MetaStore,
     blobs: &dyn crate::storage::BlobStore,

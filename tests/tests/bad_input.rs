@@ -660,3 +660,43 @@ async fn abandoned_uploads_are_bounded_by_a_quota_and_expire() {
         "the quota is free again"
     );
 }
+
+#[tokio::test]
+async fn part_files_a_peer_sent_for_a_transfer_that_never_committed_expire() {
+    use sealpost::storage::{BlobStore, FederationStore};
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let blobs = sealpost::storage::FsBlobStore::open(&node.data().join("blobs")).unwrap();
+    // A peer streamed a part, then went away before committing its transfer.
+    let data = vec![7u8; 300_000];
+    let (sha, size) = blobs.put(&mut &data[..], 1 << 20).await.unwrap();
+    let now = sealpost::now();
+    node.store
+        .record_peer_part("b.test", sha, size, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        node.store.blobs_held(vec![sha]).await.unwrap(),
+        vec![sha],
+        "held: a retried transfer need not send it again"
+    );
+    let file = node
+        .data()
+        .join("blobs")
+        .join(&hex::encode(sha)[..2])
+        .join(hex::encode(sha));
+    assert!(file.exists());
+    // Younger than the cut-off: kept.
+    let kept = sealpost::node::expire_uploads(&*node.store, &blobs, now - 60)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    assert!(file.exists());
+    // Older: the file and its records go.
+    let removed = sealpost::node::expire_uploads(&*node.store, &blobs, now + 1)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(!file.exists());
+    assert_eq!(node.count("SELECT COUNT(*) FROM peer_parts"), 0);
+    assert!(node.store.blobs_held(vec![sha]).await.unwrap().is_empty());
+}

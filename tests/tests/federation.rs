@@ -89,6 +89,14 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
     assert_eq!(trust.level, "full");
     let saved = std::fs::read(out.path().join("scan.bin")).unwrap();
     assert_eq!(Sha256::digest(&saved), Sha256::digest(&bytes));
+    // The part file alpha streamed is a committed message's now: collecting expired uploads
+    // and abandoned peer parts at beta leaves it.
+    assert_eq!(beta.count("SELECT COUNT(*) FROM peer_parts"), 0);
+    let beta_blobs = sealpost::storage::FsBlobStore::open(&beta.data().join("blobs")).unwrap();
+    let removed = sealpost::node::expire_uploads(&*beta.store, &beta_blobs, sealpost::now() + 1)
+        .await
+        .unwrap();
+    assert_eq!(removed, 0);
 
     // Bob's path to alice names the bridge from his CA to alpha's CA.
     let t = bob.trust("alice@alpha.test").await.unwrap();

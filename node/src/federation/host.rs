@@ -292,7 +292,7 @@ impl Host for FedHost {
 
     async fn store_part(
         &self,
-        _peer: &Peer,
+        peer: &Peer,
         part: &PartRef,
         data: &mut PartReader,
     ) -> Result<(), HostError> {
@@ -331,6 +331,11 @@ impl Host for FedHost {
                 "a part does not match its hash and size".into(),
             ));
         }
+        self.st
+            .store
+            .record_peer_part(&peer.domain, sha, size, crate::now())
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -187,6 +187,16 @@ pub trait FederationStore: Send + Sync + 'static {
     async fn blob(&self, sha256: [u8; 32]) -> Result<Option<super::PartData>>;
     /// Which of these blobs the node already holds.
     async fn blobs_held(&self, hashes: Vec<[u8; 32]>) -> Result<Vec<[u8; 32]>>;
+    /// A part file `domain` streamed for a transfer not yet committed: held from now on (a
+    /// retried transfer need not send it again), and collected with expired uploads if no
+    /// committed message comes to refer to it.
+    async fn record_peer_part(
+        &self,
+        domain: &str,
+        sha256: [u8; 32],
+        size: u64,
+        now: Timestamp,
+    ) -> Result<()>;
 
     /// Remembers that `domain`'s node looked up these certificates (it gets their updates).
     async fn record_served(&self, domain: &str, fingerprints: Vec<String>) -> Result<()>;

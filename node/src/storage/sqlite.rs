@@ -218,6 +218,17 @@ CREATE INDEX notices_by_account ON notices(account_id, id DESC);
 -- deletion) without scanning every mailbox.
 CREATE INDEX mailbox_by_message ON mailbox(message_id);
 "#,
+    r#"
+-- Part files a peer streamed for a transfer, until that transfer commits. A transfer that
+-- never commits (the peer went away between its parts and the commit) leaves its file here,
+-- collected with expired uploads.
+CREATE TABLE peer_parts (
+    sha256 BLOB PRIMARY KEY,
+    domain TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -707,7 +718,8 @@ pub(super) fn drop_unreferenced(c: &Connection, hashes: Vec<Vec<u8>>) -> Result<
         let used: bool = c
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1)
-                    OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)",
+                    OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)
+                    OR EXISTS(SELECT 1 FROM peer_parts WHERE sha256 = ?1)",
             )?
             .query_row([&h], |r| r.get(0))?;
         if used {
@@ -1128,10 +1140,20 @@ impl MetaStore for SqliteStore {
 
     async fn expire_uploads(&self, before: Timestamp) -> Result<Vec<[u8; 32]>> {
         self.write(move |c, _| {
-            let expired: Vec<Vec<u8>> = c
-                .prepare("DELETE FROM uploads WHERE created_at < ?1 RETURNING sha256")?
-                .query_map([before], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let mut expired: Vec<Vec<u8>> = Vec::new();
+            // Uploads no message used, and part files of peers' transfers that never committed.
+            for sql in [
+                "DELETE FROM uploads WHERE created_at < ?1 RETURNING sha256",
+                "DELETE FROM peer_parts WHERE received_at < ?1 RETURNING sha256",
+            ] {
+                let rows = c
+                    .prepare(sql)?
+                    .query_map([before], |r| r.get::<_, Vec<u8>>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                expired.extend(rows);
+            }
+            expired.sort();
+            expired.dedup();
             drop_unreferenced(c, expired)
         })
         .await

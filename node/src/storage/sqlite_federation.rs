@@ -485,6 +485,11 @@ impl FederationStore for SqliteStore {
                     "INSERT INTO parts (message_id, idx, sha256, size) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![m.id, i as i64, &p.sha256[..], p.size as i64])?;
+                if p.inline.is_none() {
+                    // A message refers to the file now: it is no longer waiting for a commit.
+                    c.prepare_cached("DELETE FROM peer_parts WHERE sha256 = ?1")?
+                        .execute([&p.sha256[..]])?;
+                }
             }
             let addresses: Vec<&str> = m.recipients.iter().map(|(_, a)| a.as_str()).collect();
             c.prepare_cached(
@@ -552,6 +557,29 @@ impl FederationStore for SqliteStore {
                     size: size as u64,
                 },
             }))
+        })
+        .await
+    }
+
+    async fn record_peer_part(
+        &self,
+        domain: &str,
+        sha256: [u8; 32],
+        size: u64,
+        now: Timestamp,
+    ) -> Result<()> {
+        let domain = domain.to_owned();
+        self.write(move |c, _| {
+            c.prepare_cached(
+                "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, NULL) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![&sha256[..], size as i64])?;
+            c.prepare_cached(
+                "INSERT INTO peer_parts (sha256, domain, size, received_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET received_at = excluded.received_at",
+            )?
+            .execute(params![&sha256[..], domain, size as i64, now])?;
+            Ok(())
         })
         .await
     }
