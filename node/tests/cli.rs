@@ -184,6 +184,39 @@ fn cli_client_enrols_sends_lists_and_reads_while_admin_works_on_the_running_node
     assert!(sent.contains(&id) && sent.contains("Hello Bob"));
     let who = ok(&["client", "--dir", a, "whoami"], &apw);
     assert!(who.starts_with("alice@a.test"));
+
+    // The same account on another machine (or one enrolled in the browser): `setup`.
+    let a2_dir = dir.path().join("alice-laptop");
+    let a2 = a2_dir.to_str().unwrap();
+    let setup = |dir: &str, extra: &[&str], pw: &str| {
+        let mut args = vec!["client", "--node", &url, "--dir", dir, "setup"];
+        args.extend_from_slice(&["--address", "alice@a.test"]);
+        args.extend_from_slice(extra);
+        sealpost(&args, &[("SEALPOST_PASSWORD", pw)])
+    };
+    // A wrong password or a CA other than the one given: refused, nothing saved.
+    let o = setup(a2, &[], "wrong");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong address or password"));
+    let o = setup(a2, &["--ca", &"AB".repeat(20)], "alice's long password");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("presents CA"));
+    assert!(!a2_dir.join("client.json").exists());
+    let o = setup(a2, &[], "alice's long password");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Set up alice@a.test"), "{out}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(alice_dir.join("client.json")).unwrap()).unwrap();
+    let state2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a2_dir.join("client.json")).unwrap()).unwrap();
+    assert_eq!(state, state2, "the same client state as at enrolment");
+    let sent2 = ok(&["client", "--dir", a2, "sent"], &apw);
+    assert!(sent2.contains(&id) && sent2.contains("Hello Bob"));
+    // Not over an existing client.
+    let o = setup(a2, &[], "alice's long password");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a client"));
     // Wrong password: a clear error.
     let o = sealpost(
         &["client", "--dir", a, "inbox"],

@@ -44,6 +44,17 @@ pub enum ClientCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Use this client for an account enrolled elsewhere (in the browser, or on another
+    /// machine): checks the password by logging in, pins the organisation's CA and saves the
+    /// client state. Nothing secret is stored.
+    Setup {
+        #[arg(long)]
+        address: String,
+        /// The organisation CA's fingerprint as your administrator gave it. Without it, the
+        /// one the node publishes is used and printed for you to compare.
+        #[arg(long)]
+        ca: Option<String>,
+    },
     /// Seal and send a message; prints its message ID.
     Send {
         #[arg(long = "to", required = true)]
@@ -267,6 +278,48 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             println!("Enrolled {}.", enrolled.address);
             println!("Your key's fingerprint (compare it aloud with people who certify you):");
             println!("  {}", grouped(&enrolled.fingerprint));
+        }
+        ClientCommand::Setup { address, ca } => {
+            let node = args
+                .node
+                .clone()
+                .context("--node URL is needed to set up")?;
+            if ClientState::path(&dir).exists() {
+                bail!(
+                    "{} already holds a client; use another --dir",
+                    dir.display()
+                );
+            }
+            // Given: login refuses a node presenting another CA. Not given: trust on first
+            // use, as at enrolment, and show it for comparison.
+            let ca_fingerprint = match ca {
+                Some(given) => given
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_uppercase(),
+                None => Client::new(&node).org().await?.ca_fingerprint,
+            };
+            let pw = password(&args, false)?;
+            let session = Client::new(&node)
+                .login(address, &pw, args.totp.as_deref(), Some(&ca_fingerprint))
+                .await?;
+            ClientState {
+                node,
+                address: session.address().to_owned(),
+                fingerprint: session.fingerprint(),
+                ca_fingerprint: ca_fingerprint.clone(),
+            }
+            .save(&dir)?;
+            println!("Set up {} in {}.", session.address(), dir.display());
+            println!("Your key's fingerprint:");
+            println!("  {}", grouped(&session.fingerprint()));
+            if ca.is_none() {
+                println!(
+                    "Your organisation's CA (compare it with what your administrator gave you):"
+                );
+                println!("  {}", grouped(&ca_fingerprint));
+            }
         }
         ClientCommand::Send {
             to,
