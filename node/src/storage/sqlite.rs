@@ -526,20 +526,13 @@ fn writer_loop(
         let window_ends = std::time::Instant::now() + settings.group_commit_window;
         while batch.len() < max {
             let next = match rx.try_recv() {
-                Ok(job) => Ok(job),
-                Err(mpsc::TryRecvError::Empty) if under_load => {
-                    let left = window_ends.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    rx.recv_timeout(left).map_err(|_| ())
-                }
-                Err(_) => Err(()),
+                Err(mpsc::TryRecvError::Empty) if under_load => rx
+                    .recv_timeout(window_ends.saturating_duration_since(std::time::Instant::now()))
+                    .ok(),
+                r => r.ok(),
             };
-            match next {
-                Ok(job) => batch.push(job),
-                Err(()) => break,
-            }
+            let Some(job) = next else { break };
+            batch.push(job);
         }
         under_load = batch.len() > 1;
         let begun = conn
@@ -708,6 +701,15 @@ pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<V
         c.prepare_cached(table)?.execute([id])?;
     }
     drop_unreferenced(c, hashes)
+}
+
+/// Records that the blob `sha256` is a file of `size` bytes (its row has no inline data).
+pub(super) fn hold_file_blob(c: &Connection, sha256: [u8; 32], size: u64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, NULL) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![&sha256[..], size as i64])?;
+    Ok(())
 }
 
 /// Deletes the blobs among `hashes` that no part and no pending upload refers to any more;
@@ -1112,10 +1114,7 @@ impl MetaStore for SqliteStore {
         now: Timestamp,
     ) -> Result<()> {
         self.write(move |c, _| {
-            c.execute(
-                "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, NULL) ON CONFLICT DO NOTHING",
-                params![&sha256[..], size as i64],
-            )?;
+            hold_file_blob(c, sha256, size)?;
             c.execute(
                 "INSERT INTO uploads (account_id, sha256, size, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO UPDATE SET created_at = excluded.created_at",

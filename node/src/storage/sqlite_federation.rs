@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::sqlite::{SqliteStore, drop_message_if_unreferenced, parse_sha, put_cert, query_certs};
+use super::sqlite::{
+    SqliteStore, drop_message_if_unreferenced, hold_file_blob, parse_sha, put_cert, query_certs,
+};
 use super::*;
 
 const PEER_COLUMNS: &str = "domain, peer_id, addrs, ca_fingerprint, added_at, state, last_error, \
@@ -570,10 +572,7 @@ impl FederationStore for SqliteStore {
     ) -> Result<()> {
         let domain = domain.to_owned();
         self.write(move |c, _| {
-            c.prepare_cached(
-                "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, NULL) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![&sha256[..], size as i64])?;
+            hold_file_blob(c, sha256, size)?;
             c.prepare_cached(
                 "INSERT INTO peer_parts (sha256, domain, size, received_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO UPDATE SET received_at = excluded.received_at",
