@@ -132,8 +132,13 @@ pub trait Host: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Outgoing>, HostError>;
 
-    /// Opens one of our stored parts for sending.
-    async fn open_part(&self, part: &PartRef) -> Result<PartReader, HostError>;
+    /// Opens part `index` of our message `message_id` (described by `part`) for sending.
+    async fn open_part(
+        &self,
+        message_id: &MessageId,
+        index: u32,
+        part: &PartRef,
+    ) -> Result<PartReader, HostError>;
 
     /// The peer answered a transfer with this receipt (its node signature checked by the
     /// driver). The host records it and removes the transfer from the outbox.

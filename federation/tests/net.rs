@@ -228,8 +228,10 @@ async fn lookup_round_trip_and_typed_errors() {
 async fn changed_makes_the_peer_pull_and_apply() {
     let (a, b) = pair(config(), config()).await;
     b.host.my_certs.lock().unwrap().push("CERT-1".into());
-    // Alpha pulls on connection; make sure it is connected and has pulled the first one.
+    // Alpha pulls on connection, which may have happened before CERT-1 existed: announce it
+    // too, so that alpha has it either way.
     a.handle.lookup(&b.id(), "x@beta.test").await.unwrap();
+    b.handle.certs_changed(1);
     eventually("initial pull", WAIT, || {
         a.host
             .applied

@@ -366,22 +366,17 @@ async fn tampered_ciphertext_gives_the_reader_an_integrity_error() {
         .await
         .unwrap();
     let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
-    let sha: Vec<u8> = db
+    let mut data: Vec<u8> = db
         .query_row(
-            "SELECT sha256 FROM parts WHERE message_id = ?1 AND idx = 0",
+            "SELECT data FROM parts WHERE message_id = ?1 AND idx = 0",
             [&sent2.message_id],
             |r| r.get(0),
         )
         .unwrap();
-    let mut data: Vec<u8> = db
-        .query_row("SELECT data FROM blobs WHERE sha256 = ?1", [&sha], |r| {
-            r.get(0)
-        })
-        .unwrap();
     data[40] ^= 0x01;
     db.execute(
-        "UPDATE blobs SET data = ?1 WHERE sha256 = ?2",
-        rusqlite::params![data, sha],
+        "UPDATE parts SET data = ?1 WHERE message_id = ?2 AND idx = 0",
+        rusqlite::params![data, sent2.message_id],
     )
     .unwrap();
     let e = bob

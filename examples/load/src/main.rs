@@ -25,7 +25,7 @@ use sealpost::client::{Client, Sealed, Session};
 use sealpost::crypto::KdfParams;
 
 mod shared;
-use shared::{percentile, run};
+use shared::{cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
@@ -45,12 +45,6 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[tokio::main]
@@ -164,9 +158,10 @@ async fn main() -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64(),
         sealed_bytes / args.count.max(1)
     );
-    let rss_before = vm_hwm_kib(pid).unwrap_or(0);
+    let rss_before = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
 
     let queue = Arc::new(std::sync::Mutex::new(sealed));
+    let cpu_before = (cpu_time(pid), cpu_time(std::process::id()));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut workers = Vec::new();
@@ -205,8 +200,12 @@ async fn main() -> anyhow::Result<()> {
         errors += e;
     }
     let elapsed = started.elapsed();
+    let cpu = (
+        cpu_time(pid) - cpu_before.0,
+        cpu_time(std::process::id()) - cpu_before.1,
+    );
     latencies.sort();
-    let rss_peak = vm_hwm_kib(pid).unwrap_or(0);
+    let rss_peak = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
     let _ = node.kill();
     let _ = node.wait();
 
@@ -233,6 +232,12 @@ async fn main() -> anyhow::Result<()> {
         "node RSS:    peak {:.1} MiB (before the run {:.1} MiB)",
         rss_peak as f64 / 1024.0,
         rss_before as f64 / 1024.0
+    );
+    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
+    println!(
+        "CPU:         node {:.0} µs/message, this load tool {:.0} µs/message",
+        per_message(cpu.0),
+        per_message(cpu.1)
     );
     if errors > 0 {
         bail!("{errors} submissions failed");

@@ -277,7 +277,7 @@ async fn send_one(
                 }
                 for &i in &w.parts {
                     let part = &t.parts[i as usize];
-                    let mut reader = match inner.host.open_part(part).await {
+                    let mut reader = match inner.host.open_part(&id, i, part).await {
                         Ok(r) => r,
                         Err(HostError::Refused(m)) => {
                             tracing::warn!(message_id = %id, sha256 = %part.sha256, "cannot open our part; transfer skipped");

@@ -246,7 +246,12 @@ impl Host for TestHost {
             .collect())
     }
 
-    async fn open_part(&self, part: &PartRef) -> Result<PartReader, HostError> {
+    async fn open_part(
+        &self,
+        _message_id: &MessageId,
+        _index: u32,
+        part: &PartRef,
+    ) -> Result<PartReader, HostError> {
         let bytes = self
             .local_parts
             .lock()

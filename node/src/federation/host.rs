@@ -505,18 +505,29 @@ impl Host for FedHost {
         Ok(out)
     }
 
-    async fn open_part(&self, part: &PartRef) -> Result<PartReader, HostError> {
+    async fn open_part(
+        &self,
+        message_id: &MessageId,
+        index: u32,
+        part: &PartRef,
+    ) -> Result<PartReader, HostError> {
         let sha = sha_of(part)?;
-        match self.st.store.blob(sha).await.map_err(unavailable)? {
-            Some(PartData::Inline(data)) => Ok(Box::pin(std::io::Cursor::new(data))),
-            Some(PartData::Blob { sha256, .. }) => {
+        let not_held = || HostError::Unavailable(format!("part {} is not held", part.sha256));
+        match self
+            .st
+            .store
+            .part(&message_id.0, index)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(PartData::Inline(data)) if <[u8; 32]>::from(Sha256::digest(&data)) == sha => {
+                Ok(Box::pin(std::io::Cursor::new(data)))
+            }
+            Some(PartData::Blob { sha256, .. }) if sha256 == sha => {
                 let r = self.st.blobs.open(sha256).await.map_err(unavailable)?;
                 Ok(Box::pin(r))
             }
-            None => Err(HostError::Unavailable(format!(
-                "part {} is not held",
-                part.sha256
-            ))),
+            _ => Err(not_held()),
         }
     }
 

@@ -183,8 +183,6 @@ pub trait FederationStore: Send + Sync + 'static {
     /// For a message received from a peer: the local recipients it was delivered to and the
     /// SHA-256 of its envelope.
     async fn received_by(&self, message_id: &str) -> Result<Option<(Vec<String>, [u8; 32])>>;
-    /// Where a blob's bytes are (inline in its row or a file), if the node holds it.
-    async fn blob(&self, sha256: [u8; 32]) -> Result<Option<super::PartData>>;
     /// Which of these blobs the node already holds.
     async fn blobs_held(&self, hashes: Vec<[u8; 32]>) -> Result<Vec<[u8; 32]>>;
     /// A part file `domain` streamed for a transfer not yet committed: held from now on (a

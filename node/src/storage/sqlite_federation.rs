@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::sqlite::{
-    SqliteStore, drop_message_if_unreferenced, hold_file_blob, parse_sha, put_cert, query_certs,
+    SqliteStore, drop_message_if_unreferenced, hold_file_blob, insert_part, parse_sha, put_cert,
+    query_certs,
 };
 use super::*;
 
@@ -479,19 +480,13 @@ impl FederationStore for SqliteStore {
                 now
             ])?;
             for (i, p) in m.parts.iter().enumerate() {
-                c.prepare_cached(
-                    "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![&p.sha256[..], p.size as i64, p.inline])?;
-                c.prepare_cached(
-                    "INSERT INTO parts (message_id, idx, sha256, size) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![m.id, i as i64, &p.sha256[..], p.size as i64])?;
                 if p.inline.is_none() {
+                    hold_file_blob(c, p.sha256, p.size)?;
                     // A message refers to the file now: it is no longer waiting for a commit.
                     c.prepare_cached("DELETE FROM peer_parts WHERE sha256 = ?1")?
                         .execute([&p.sha256[..]])?;
                 }
+                insert_part(c, &m.id, i, p.sha256, p.size, p.inline.as_deref())?;
             }
             let addresses: Vec<&str> = m.recipients.iter().map(|(_, a)| a.as_str()).collect();
             c.prepare_cached(
@@ -542,23 +537,6 @@ impl FederationStore for SqliteStore {
                 ))
             })
             .transpose()
-        })
-        .await
-    }
-
-    async fn blob(&self, sha256: [u8; 32]) -> Result<Option<PartData>> {
-        self.read_point(move |c| {
-            let row: Option<(i64, Option<Vec<u8>>)> = c
-                .prepare_cached("SELECT size, data FROM blobs WHERE sha256 = ?1")?
-                .query_row([&sha256[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            Ok(row.map(|(size, data)| match data {
-                Some(d) => PartData::Inline(d),
-                None => PartData::Blob {
-                    sha256,
-                    size: size as u64,
-                },
-            }))
         })
         .await
     }

@@ -43,7 +43,7 @@ use sealpost::crypto::KdfParams;
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{percentile, run};
+use shared::{cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark federation between two Sealpost nodes on loopback")]
@@ -98,27 +98,6 @@ const TARGET_P50_MS: f64 = 5.0;
 const TARGET_P99_MS: f64 = 25.0;
 const TARGET_MB_PER_SEC: f64 = 200.0;
 const TARGET_RSS_GROWTH_MB: f64 = 64.0;
-
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// CPU time (user + system) a process has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // The fields after the command name, which is in parentheses and may hold spaces.
-            let rest = s.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
