@@ -120,6 +120,13 @@ pub struct PartRef {
     /// SHA-256 of the part, 64 lowercase hex digits.
     pub sha256: String,
     pub size: u64,
+    /// The part's bytes, when the sender sends a small part with its transfer (base64 on the
+    /// wire): the receiver stores it without a `Want` round trip. Like streamed part bytes it
+    /// is not under the node signature; the receiver checks it against `sha256` and `size`.
+    /// Bounded by [`Limits::max_inline_part_bytes`] and, per transfer,
+    /// [`Limits::max_inline_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_base64")]
+    pub data: Option<Vec<u8>>,
 }
 
 /// The receiving node's answer to a transfer: which recipients it accepted and which it refused.
@@ -184,6 +191,10 @@ pub struct Limits {
     pub max_reason_bytes: usize,
     pub max_certs: usize,
     pub max_cert_bytes: usize,
+    /// One part sent inline in a transfer ([`PartRef::data`]).
+    pub max_inline_part_bytes: usize,
+    /// All inline parts of one transfer together.
+    pub max_inline_bytes: usize,
 }
 
 impl Default for Limits {
@@ -200,6 +211,8 @@ impl Default for Limits {
             max_reason_bytes: 1024,
             max_certs: 256,
             max_cert_bytes: 256 << 10,
+            max_inline_part_bytes: 64 << 10,
+            max_inline_bytes: 1 << 20,
         }
     }
 }
@@ -330,7 +343,18 @@ impl Frame {
                             reason: "must be 64 lowercase hex digits",
                         });
                     }
+                    if let Some(d) = &p.data {
+                        check_len("parts.data", d.len(), limits.max_inline_part_bytes)?;
+                        if d.len() as u64 != p.size {
+                            return Err(FrameError::Invalid {
+                                field: "parts.data",
+                                reason: "must be exactly the part's size",
+                            });
+                        }
+                    }
                 }
+                let inline = t.parts.iter().filter_map(|p| p.data.as_ref()).map(Vec::len);
+                check_len("parts.data", inline.sum(), limits.max_inline_bytes)?;
                 check_len("node_sig", t.node_sig.len(), limits.max_node_sig_bytes)
             }
             Frame::Receipt(r) => {
@@ -450,6 +474,26 @@ impl Receipt {
     }
 }
 
+/// Optional bytes as standard base64 on the wire.
+mod opt_base64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_some(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| STANDARD.decode(s).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
 /// Bytes as lowercase hex strings on the wire.
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -479,6 +523,7 @@ mod tests {
             parts: vec![PartRef {
                 sha256: H.into(),
                 size: 42,
+                data: None,
             }],
             node_sig: vec![0xab; 64],
         })
@@ -497,8 +542,17 @@ mod tests {
     }
 
     fn all_frames() -> Vec<Frame> {
+        let Frame::Transfer(mut with_inline) = transfer() else {
+            unreachable!()
+        };
+        with_inline.parts.push(PartRef {
+            sha256: H.into(),
+            size: 3,
+            data: Some(b"abc".to_vec()),
+        });
         vec![
             transfer(),
+            Frame::Transfer(with_inline),
             receipt(),
             Frame::Lookup(Lookup {
                 address: "bob@beta.test".into(),
@@ -565,6 +619,30 @@ mod tests {
                     r#"{{"v":1,"frame":{{"type":"transfer","message_id":"m","envelope":"{{}}","signature":"s","parts":[{{"sha256":"{H}","size":1}}]}}}}"#
                 ),
                 Type("transfer"),
+            ),
+            (
+                "transfer with a part inline (base64)",
+                format!(
+                    r#"{{"v":1,"frame":{{"type":"transfer","message_id":"m","envelope":"{{}}","signature":"s","parts":[{{"sha256":"{H}","size":3,"data":"YWJj"}}]}}}}"#
+                ),
+                Type("transfer"),
+            ),
+            (
+                "inline part shorter than its size",
+                format!(
+                    r#"{{"v":1,"frame":{{"type":"transfer","message_id":"m","envelope":"{{}}","signature":"s","parts":[{{"sha256":"{H}","size":4,"data":"YWJj"}}]}}}}"#
+                ),
+                Err(FrameError::Invalid {
+                    field: "parts.data",
+                    reason: "must be exactly the part's size",
+                }),
+            ),
+            (
+                "inline part not base64",
+                format!(
+                    r#"{{"v":1,"frame":{{"type":"transfer","message_id":"m","envelope":"{{}}","signature":"s","parts":[{{"sha256":"{H}","size":3,"data":"!!!"}}]}}}}"#
+                ),
+                Malformed,
             ),
             ("empty input", "".into(), Malformed),
             ("not json", "hello".into(), Malformed),
@@ -708,10 +786,18 @@ mod tests {
             max_reason_bytes: 4,
             max_certs: 2,
             max_cert_bytes: 4,
+            max_inline_part_bytes: 3,
+            max_inline_bytes: 5,
         };
         let part = || PartRef {
             sha256: H.into(),
             size: 1,
+            data: None,
+        };
+        let inline = |n: usize| PartRef {
+            sha256: H.into(),
+            size: n as u64,
+            data: Some(vec![7; n]),
         };
         let t = |f: &dyn Fn(&mut Transfer)| {
             let mut t = Transfer {
@@ -751,6 +837,13 @@ mod tests {
                 2,
             ),
             (t(&|t| t.node_sig = vec![0; 5]), "node_sig", 5, 4),
+            (t(&|t| t.parts = vec![inline(4)]), "parts.data", 4, 3),
+            (
+                t(&|t| t.parts = vec![inline(3), inline(3)]),
+                "parts.data",
+                6,
+                5,
+            ),
             (
                 r(&|r| r.accepted = vec!["a@b".into(); 2]),
                 "addresses",

@@ -51,6 +51,44 @@ async fn a_20_mib_part_arrives_intact_with_a_verifiable_receipt() {
 }
 
 #[tokio::test]
+async fn a_part_sent_inline_is_stored_without_being_asked_for() {
+    let (a, b) = pair(config(), config()).await;
+    let head = b"sealed head".to_vec();
+    let big = pseudo_random(1 << 20, 2);
+    let mut t = support::transfer("m-inline", &[&head, &big]);
+    t.parts[0].data = Some(head.clone());
+    // Alpha holds only the big part: asking for the head would make it reject the transfer.
+    a.host.queue_transfer(b.id(), t, &[&big]);
+    a.handle.wake(&b.id());
+
+    eventually("receipt at alpha", WAIT, || a.host.delivered_count() == 1).await;
+    let stored = b.host.stored_parts.lock().unwrap();
+    assert_eq!(stored[&support::sha(&head)], head);
+    assert!(stored[&support::sha(&big)] == big, "bytes differ");
+    drop(stored);
+    assert!(a.host.rejected.lock().unwrap().is_empty());
+    assert_eq!(b.host.messages.lock().unwrap()[&"m-inline".into()], 1);
+}
+
+#[tokio::test]
+async fn an_inline_part_that_does_not_match_its_hash_is_not_stored() {
+    let (a, b) = pair(config(), config()).await;
+    let head = b"sealed head".to_vec();
+    let mut t = support::transfer("m-forged", &[&head]);
+    t.parts[0].data = Some(b"sealed heaD".to_vec());
+    a.host.queue_transfer(b.id(), t, &[]);
+    a.handle.wake(&b.id());
+
+    eventually("alpha told of the refusal", WAIT, || {
+        !a.host.rejected.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(b.host.stored_parts.lock().unwrap().is_empty());
+    assert!(b.host.messages.lock().unwrap().is_empty());
+    assert_eq!(a.host.delivered_count(), 0);
+}
+
+#[tokio::test]
 async fn an_unauthorised_peer_gets_not_authorised_and_the_host_is_never_called() {
     let b = Node::start("beta.test", config(), vec![]).await;
     // Mallory has beta as a peer, but beta has no peering with mallory.

@@ -102,6 +102,7 @@ fn transfer(id: &MessageId) -> Vec<u8> {
         parts: vec![PartRef {
             sha256: hex::encode(Sha256::digest(envelope.as_bytes())),
             size: 4096,
+            data: None,
         }],
         envelope,
         node_sig: vec![],

@@ -25,7 +25,7 @@ use sealpost::client::{Client, Sealed, Session};
 use sealpost::crypto::KdfParams;
 
 mod shared;
-use shared::{cpu_time, percentile, proc_status_kib, run};
+use shared::{MachineCpu, cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
@@ -162,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
 
     let queue = Arc::new(std::sync::Mutex::new(sealed));
     let cpu_before = (cpu_time(pid), cpu_time(std::process::id()));
+    let machine_before = MachineCpu::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut workers = Vec::new();
@@ -239,6 +240,7 @@ async fn main() -> anyhow::Result<()> {
         per_message(cpu.0),
         per_message(cpu.1)
     );
+    println!("             {}", MachineCpu::now().since(&machine_before));
     if errors > 0 {
         bail!("{errors} submissions failed");
     }

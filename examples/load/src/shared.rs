@@ -48,3 +48,42 @@ pub fn cpu_time(pid: u32) -> Duration {
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
 }
+
+/// The machine's CPU time counters (`/proc/stat`, first line), to tell how much of a run's time
+/// the hypervisor gave to other guests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineCpu {
+    total: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl MachineCpu {
+    pub fn now() -> MachineCpu {
+        let line = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .unwrap_or_default();
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        MachineCpu {
+            total: f.iter().take(8).sum(),
+            idle: f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0),
+            steal: f.get(7).copied().unwrap_or(0),
+        }
+    }
+
+    /// "idle X %, stolen by the hypervisor Y %" since `before`: a run with much stolen time
+    /// measured a busy host rather than Sealpost.
+    pub fn since(&self, before: &MachineCpu) -> String {
+        let total = self.total.saturating_sub(before.total).max(1) as f64;
+        format!(
+            "machine CPU over the run: idle {:.0} %, stolen by the hypervisor {:.0} %",
+            100.0 * self.idle.saturating_sub(before.idle) as f64 / total,
+            100.0 * self.steal.saturating_sub(before.steal) as f64 / total
+        )
+    }
+}

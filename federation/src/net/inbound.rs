@@ -290,14 +290,30 @@ async fn on_transfer(
                 )
                 .await;
             }
-            let want = Frame::Want(Want {
-                message_id: t.message_id.clone(),
-                parts: wanted.clone(),
-            });
-            if let Next::Close = answer_with(inner, slot, want).await {
-                return Next::Close;
+            // Wanted parts the sender sent inline are stored now; only the others are asked
+            // for, and with none left the receipt follows without a `Want` round trip.
+            let (inline, streamed): (Vec<u32>, Vec<u32>) = wanted
+                .iter()
+                .partition(|&&i| t.parts[i as usize].data.is_some());
+            for &i in &inline {
+                let part = &t.parts[i as usize];
+                let data = part.data.clone().unwrap_or_default();
+                let mut boxed: PartReader = Box::pin(std::io::Cursor::new(data));
+                if let Err(e) = inner.host.store_part(peer, part, &mut boxed).await {
+                    tracing::debug!(peer = %entry.peer_id, message_id = %t.message_id, error = %e, "inline part not stored");
+                    return answer_with(inner, slot, host_error(&e)).await;
+                }
             }
-            for &i in &wanted {
+            if !streamed.is_empty() {
+                let want = Frame::Want(Want {
+                    message_id: t.message_id.clone(),
+                    parts: streamed.clone(),
+                });
+                if let Next::Close = answer_with(inner, slot, want).await {
+                    return Next::Close;
+                }
+            }
+            for &i in &streamed {
                 let part = &t.parts[i as usize];
                 let reader = PartIn::new(slot.clone(), part.size, cfg.idle_timeout);
                 let left = reader.left();

@@ -71,6 +71,7 @@ pub fn transfer(id: &str, parts: &[&[u8]]) -> Transfer {
             .map(|p| PartRef {
                 sha256: sha(p),
                 size: p.len() as u64,
+                data: None,
             })
             .collect(),
         node_sig: vec![],

@@ -292,6 +292,8 @@ pub fn transfer_of(
     e: crate::storage::OutboxEntry,
     sender_cert: String,
 ) -> sealpost_federation::Transfer {
+    let limits = sealpost_federation::Limits::default();
+    let mut inline_total = 0;
     sealpost_federation::Transfer {
         message_id: sealpost_federation::MessageId(e.message_id),
         envelope: e.envelope,
@@ -300,9 +302,18 @@ pub fn transfer_of(
         parts: e
             .parts
             .into_iter()
-            .map(|(sha, size)| sealpost_federation::PartRef {
-                sha256: hex::encode(sha),
-                size,
+            .map(|p| {
+                // Small parts go with the transfer, within the protocol's inline limits.
+                let data = p.inline.filter(|d| {
+                    d.len() <= limits.max_inline_part_bytes
+                        && inline_total + d.len() <= limits.max_inline_bytes
+                });
+                inline_total += data.as_ref().map_or(0, Vec::len);
+                sealpost_federation::PartRef {
+                    sha256: hex::encode(p.sha256),
+                    size: p.size,
+                    data,
+                }
             })
             .collect(),
         node_sig: Vec::new(),

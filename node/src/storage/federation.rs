@@ -76,8 +76,17 @@ pub struct OutboxEntry {
     pub sender: String,
     pub envelope: String,
     pub signature: String,
-    /// (SHA-256, size) of each part, in order.
-    pub parts: Vec<([u8; 32], u64)>,
+    /// Each part in order: SHA-256, size, and its bytes when it is stored in the database
+    /// (a small part).
+    pub parts: Vec<OutboxPart>,
+}
+
+/// One part of an [`OutboxEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxPart {
+    pub sha256: [u8; 32],
+    pub size: u64,
+    pub inline: Option<Vec<u8>>,
 }
 
 /// A message from a peer, checked by the federation host, for local recipients.

@@ -303,13 +303,17 @@ impl FederationStore for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut parts_of = c.prepare_cached(
-                "SELECT sha256, size FROM parts WHERE message_id = ?1 ORDER BY idx",
+                "SELECT sha256, size, data FROM parts WHERE message_id = ?1 ORDER BY idx",
             )?;
             rows.into_iter()
                 .map(|(seq, message_id, sender, envelope, signature)| {
                     let parts = parts_of
                         .query_map([&message_id], |r| {
-                            Ok((parse_sha(r.get(0)?)?, r.get::<_, i64>(1)? as u64))
+                            Ok(OutboxPart {
+                                sha256: parse_sha(r.get(0)?)?,
+                                size: r.get::<_, i64>(1)? as u64,
+                                inline: r.get(2)?,
+                            })
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
                     Ok(OutboxEntry {

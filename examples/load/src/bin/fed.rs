@@ -43,7 +43,7 @@ use sealpost::crypto::KdfParams;
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{cpu_time, percentile, proc_status_kib, run};
+use shared::{MachineCpu, cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark federation between two Sealpost nodes on loopback")]
@@ -483,6 +483,7 @@ async fn main() -> anyhow::Result<()> {
         let ids: Vec<String> = sealed.iter().map(|s| s.message_id.clone()).collect();
         let rss = RssSampler::start(vec![alpha.pid(), beta.pid()]);
         let cpu0 = (cpu_time(alpha.pid()), cpu_time(beta.pid()));
+        let machine0 = MachineCpu::now();
         let queue = Arc::new(Mutex::new(sealed));
         let started = Instant::now();
         let mut workers = Vec::new();
@@ -559,7 +560,7 @@ async fn main() -> anyhow::Result<()> {
             mib(peaks[0]),
             mib(peaks[1]),
         ));
-        with_load(&mut report);
+        with_load(&mut report, &machine0);
     }
 
     // 2. Latency at an offered rate.
@@ -576,6 +577,7 @@ async fn main() -> anyhow::Result<()> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(1024));
         let mut behind = Duration::ZERO;
         arrivals.reset_poll_stats();
+        let machine0 = MachineCpu::now();
         let started = Instant::now();
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
         let mut tasks = Vec::with_capacity(n);
@@ -645,7 +647,7 @@ async fn main() -> anyhow::Result<()> {
             ms(read_max),
             ms(period + read),
         ));
-        with_load(&mut report);
+        with_load(&mut report, &machine0);
     }
 
     // 3. One large attachment.
@@ -661,6 +663,7 @@ async fn main() -> anyhow::Result<()> {
         let before_send = (alpha.rss_kib(), beta.rss_kib());
         println!("sealing and uploading to alpha (streamed; not timed)...");
         let rss_upload = RssSampler::start(vec![alpha.pid(), beta.pid()]);
+        let machine0 = MachineCpu::now();
         let t = Instant::now();
         let msg = Outgoing {
             to: vec!["bob@beta.test".to_owned()],
@@ -728,7 +731,7 @@ async fn main() -> anyhow::Result<()> {
             mib(hwm.1),
             verdict(g_alpha <= TARGET_RSS_GROWTH_MB && g_beta <= TARGET_RSS_GROWTH_MB),
         ));
-        with_load(&mut report);
+        with_load(&mut report, &machine0);
     }
     arrivals.stop.store(true, Ordering::Relaxed);
 
@@ -754,11 +757,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn with_load(report: &mut [String]) {
+fn with_load(report: &mut [String], machine0: &MachineCpu) {
     if let Some(r) = report.last_mut() {
         r.push_str(&format!(
-            "\n  load average (1, 5, 15 min) after the phase: {}",
-            loadavg()
+            "\n  load average (1, 5, 15 min) after the phase: {}; {}",
+            loadavg(),
+            MachineCpu::now().since(machine0)
         ));
     }
 }
