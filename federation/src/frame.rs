@@ -70,8 +70,26 @@ pub enum Frame {
     Want(Want),
     /// "My certificates changed; my cursor is now this": the peer pulls if it is behind.
     Changed(Changed),
+    /// "Send me your organisation record."
+    OrgLookup(OrgLookup),
+    /// The answer to an [`OrgLookup`].
+    OrgRecord(OrgRecord),
     /// A request the answering node could not serve, in plain words.
     Error(ErrorFrame),
+}
+
+/// Asks the peer for its organisation record (the one its directory publishes over HTTPS at
+/// `/.well-known/sealpost/org`), so a node can check what it pinned at peering without leaving
+/// the authenticated QUIC link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgLookup {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    /// The record as the answering node publishes it: a JSON object (domain, CA fingerprint
+    /// and certificate, node key, peer ID, federation addresses, limits, version). At most
+    /// [`Limits::max_org_record_bytes`].
+    pub record: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +213,8 @@ pub struct Limits {
     pub max_inline_part_bytes: usize,
     /// All inline parts of one transfer together.
     pub max_inline_bytes: usize,
+    /// An organisation record ([`OrgRecord::record`]).
+    pub max_org_record_bytes: usize,
 }
 
 impl Default for Limits {
@@ -213,6 +233,7 @@ impl Default for Limits {
             max_cert_bytes: 256 << 10,
             max_inline_part_bytes: 64 << 10,
             max_inline_bytes: 1 << 20,
+            max_org_record_bytes: 64 << 10,
         }
     }
 }
@@ -379,7 +400,11 @@ impl Frame {
             Frame::Lookup(l) => check_address(&l.address, limits),
             Frame::LookupAnswer(a) => check_certs(&a.certs, limits),
             Frame::CertUpdates(u) => check_certs(&u.certs, limits),
-            Frame::PullSince(_) => Ok(()),
+            Frame::PullSince(_) | Frame::OrgLookup(_) => Ok(()),
+            Frame::OrgRecord(r) => {
+                check_nonempty("record", &r.record)?;
+                check_len("record", r.record.len(), limits.max_org_record_bytes)
+            }
             Frame::Want(w) => {
                 check_id(&w.message_id, limits)?;
                 check_len("parts", w.parts.len(), limits.max_parts)?;
@@ -553,6 +578,10 @@ mod tests {
         vec![
             transfer(),
             Frame::Transfer(with_inline),
+            Frame::OrgLookup(OrgLookup {}),
+            Frame::OrgRecord(OrgRecord {
+                record: r#"{"domain":"beta.test"}"#.into(),
+            }),
             receipt(),
             Frame::Lookup(Lookup {
                 address: "bob@beta.test".into(),
@@ -643,6 +672,19 @@ mod tests {
                     r#"{{"v":1,"frame":{{"type":"transfer","message_id":"m","envelope":"{{}}","signature":"s","parts":[{{"sha256":"{H}","size":3,"data":"!!!"}}]}}}}"#
                 ),
                 Malformed,
+            ),
+            (
+                "org lookup",
+                r#"{"v":1,"frame":{"type":"org_lookup"}}"#.into(),
+                Type("org_lookup"),
+            ),
+            (
+                "empty org record",
+                r#"{"v":1,"frame":{"type":"org_record","record":""}}"#.into(),
+                Err(FrameError::Invalid {
+                    field: "record",
+                    reason: "must not be empty",
+                }),
             ),
             ("empty input", "".into(), Malformed),
             ("not json", "hello".into(), Malformed),
@@ -788,6 +830,7 @@ mod tests {
             max_cert_bytes: 4,
             max_inline_part_bytes: 3,
             max_inline_bytes: 5,
+            max_org_record_bytes: 4,
         };
         let part = || PartRef {
             sha256: H.into(),
@@ -838,6 +881,14 @@ mod tests {
             ),
             (t(&|t| t.node_sig = vec![0; 5]), "node_sig", 5, 4),
             (t(&|t| t.parts = vec![inline(4)]), "parts.data", 4, 3),
+            (
+                Frame::OrgRecord(OrgRecord {
+                    record: "{\"a\"}".into(),
+                }),
+                "record",
+                5,
+                4,
+            ),
             (
                 t(&|t| t.parts = vec![inline(3), inline(3)]),
                 "parts.data",

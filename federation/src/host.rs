@@ -104,6 +104,9 @@ pub trait Host: Send + Sync + 'static {
     /// Must be idempotent: committing the same transfer twice stores it once.
     async fn commit(&self, peer: &Peer, transfer: &Transfer) -> Result<Receipt, HostError>;
 
+    /// Our organisation record (JSON), as our directory publishes it, for a peer that asks.
+    async fn org_record(&self, peer: &Peer) -> Result<String, HostError>;
+
     /// A directory look-up by a peer: certificates for one of our addresses.
     async fn lookup(&self, peer: &Peer, address: &str) -> Result<LookupAnswer, HostError>;
 

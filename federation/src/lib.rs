@@ -35,7 +35,8 @@ pub use delivery::{
 };
 pub use frame::{
     CertUpdates, Changed, ErrorFrame, Frame, FrameError, Limits, Lookup, LookupAnswer, MessageId,
-    PROTOCOL_VERSION, PartRef, PullSince, Receipt, Refusal, Transfer, Want, decode, encode,
+    OrgLookup, OrgRecord, PROTOCOL_VERSION, PartRef, PullSince, Receipt, Refusal, Transfer, Want,
+    decode, encode,
 };
 pub use host::{Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost};
 pub use net::{Config, Handle, NetError, PeerStatus, start};

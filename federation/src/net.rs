@@ -41,7 +41,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{Frame, Limits, Lookup, LookupAnswer};
+use crate::frame::{Frame, Limits, Lookup, LookupAnswer, OrgLookup};
 use crate::host::{HostError, Peer, SharedHost};
 
 pub use wire::PROTOCOL;
@@ -803,28 +803,55 @@ impl Handle {
 
     /// Asks the peer's directory for an address's certificates, within `request_timeout`.
     pub async fn lookup(&self, peer: &PeerId, address: &str) -> Result<LookupAnswer, NetError> {
+        let req = Frame::Lookup(Lookup {
+            address: address.to_owned(),
+        });
+        self.request(peer, req, "a lookup answer", |f| match f {
+            Frame::LookupAnswer(a) => Some(a),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asks the peer for its organisation record (JSON), within `request_timeout`.
+    pub async fn org_record(&self, peer: &PeerId) -> Result<String, NetError> {
+        self.request(
+            peer,
+            Frame::OrgLookup(OrgLookup {}),
+            "an organisation record",
+            |f| match f {
+                Frame::OrgRecord(r) => Some(r.record),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// One request and its answer on a stream of its own, within `request_timeout`. `pick`
+    /// takes the expected answer (`what`); an error frame becomes [`NetError::Remote`].
+    async fn request<T>(
+        &self,
+        peer: &PeerId,
+        req: Frame,
+        what: &str,
+        pick: impl FnOnce(Frame) -> Option<T>,
+    ) -> Result<T, NetError> {
         let inner = &self.inner;
         if inner.entry(peer).is_none() {
             return Err(NetError::UnknownPeer(*peer));
         }
         let t = inner.config.request_timeout;
         let exchange = async {
-            let req = Frame::Lookup(Lookup {
-                address: address.to_owned(),
-            });
             let (mut stream, answer) = inner.ask(*peer, &req).await?;
             let _ = futures::AsyncWriteExt::close(&mut stream).await;
-            match answer {
-                Frame::LookupAnswer(a) => Ok(a),
-                Frame::Error(e) => Err(NetError::Remote {
+            let got = frame_name(&answer);
+            if let Frame::Error(e) = answer {
+                return Err(NetError::Remote {
                     code: e.code,
                     message: e.message,
-                }),
-                other => Err(NetError::Protocol(format!(
-                    "expected a lookup answer, got {}",
-                    frame_name(&other)
-                ))),
+                });
             }
+            pick(answer).ok_or_else(|| NetError::Protocol(format!("expected {what}, got {got}")))
         };
         tokio::select! {
             () = inner.cancel.cancelled() => Err(NetError::Shutdown),
@@ -892,6 +919,8 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::PullSince(_) => "pull_since",
         Frame::Want(_) => "want",
         Frame::Changed(_) => "changed",
+        Frame::OrgLookup(_) => "org_lookup",
+        Frame::OrgRecord(_) => "org_record",
         Frame::Error(_) => "error",
     }
 }

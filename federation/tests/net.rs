@@ -263,6 +263,19 @@ async fn lookup_round_trip_and_typed_errors() {
 }
 
 #[tokio::test]
+async fn org_record_round_trip_and_unknown_peer() {
+    let (a, b) = pair(config(), config()).await;
+    let record = a.handle.org_record(&b.id()).await.unwrap();
+    assert_eq!(record, r#"{"domain":"test"}"#);
+    assert_eq!(b.host.lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stranger = Keypair::generate_ed25519().public().to_peer_id();
+    assert!(matches!(
+        a.handle.org_record(&stranger).await,
+        Err(NetError::UnknownPeer(p)) if p == stranger
+    ));
+}
+
+#[tokio::test]
 async fn changed_makes_the_peer_pull_and_apply() {
     let (a, b) = pair(config(), config()).await;
     b.host.my_certs.lock().unwrap().push("CERT-1".into());

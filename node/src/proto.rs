@@ -447,6 +447,18 @@ pub struct PeerView {
     pub queued: u64,
 }
 
+/// A peer's organisation record fetched live over the federation link, checked against what
+/// was pinned when the peer was added.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerOrgResponse {
+    pub domain: String,
+    pub record: OrgInfo,
+    /// The record's domain, peer ID and CA fingerprint are those pinned at peering. When not,
+    /// `mismatches` says which differ: the peer re-keyed or moved, and an admin must re-peer.
+    pub matches_pinned: bool,
+    pub mismatches: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdminPeersResponse {
     pub peers: Vec<PeerView>,

@@ -393,6 +393,7 @@ async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
         (M::GET, "/admin/users"),
         (M::GET, "/admin/status"),
         (M::GET, "/admin/peers"),
+        (M::GET, "/admin/peers/b.test/org"),
         (M::POST, "/admin/invites"),
         (M::POST, "/admin/users/root@a.test/state"),
     ] {
@@ -580,6 +581,38 @@ async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_
         .unwrap();
     assert_eq!(p.ca_fingerprint, beta_org.ca_fingerprint);
     assert!(!p.peer_id.is_empty() && !p.addrs.is_empty());
+
+    // Beta's organisation record, asked of beta's node over QUIC, matches what was pinned.
+    let live: PeerOrgResponse = http()
+        .get(api(&alpha, "/admin/peers/beta.test/org"))
+        .bearer_auth(root.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(live.matches_pinned, "{:?}", live.mismatches);
+    assert_eq!(live.record.domain, "beta.test");
+    assert_eq!(live.record.ca_fingerprint, beta_org.ca_fingerprint);
+    assert_eq!(live.record.ca_cert, beta_org.ca_cert);
+    assert_eq!(live.record.peer_id, p.peer_id);
+    let r = http()
+        .get(api(&alpha, "/admin/peers/gamma.test/org"))
+        .bearer_auth(root.token())
+        .send()
+        .await
+        .unwrap();
+    let (s, c) = outcome(r).await;
+    assert_eq!((s.as_u16(), c.as_str()), (404, "unknown_peer"));
+    let r = http()
+        .get(api(&alpha, "/admin/peers/beta.test/org"))
+        .bearer_auth(carol.token())
+        .send()
+        .await
+        .unwrap();
+    let (s, c) = outcome(r).await;
+    assert_eq!((s.as_u16(), c.as_str()), (403, "not_admin"));
     assert_eq!(p.queued, 0);
     assert!(
         ["new", "connected", "backing_off", "disconnected"].contains(&p.state.as_str()),

@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::wire::{self, PartIn, ReadError};
 use super::{Inner, PeerEntry, frame_name};
-use crate::frame::{ErrorFrame, Frame, Transfer, Want};
+use crate::frame::{ErrorFrame, Frame, OrgRecord, Transfer, Want};
 use crate::host::{Admission, HostError, PartReader, Peer};
 
 /// Takes inbound streams as fast as they come (libp2p-stream drops streams when this loop
@@ -178,6 +178,13 @@ async fn serve(
             Frame::Lookup(l) => {
                 let answer = match inner.host.lookup(&peer, &l.address).await {
                     Ok(a) => checked(Frame::LookupAnswer(a), &inner),
+                    Err(e) => host_error(&e),
+                };
+                answer_with(&inner, &slot, answer).await
+            }
+            Frame::OrgLookup(_) => {
+                let answer = match inner.host.org_record(&peer).await {
+                    Ok(record) => checked(Frame::OrgRecord(OrgRecord { record }), &inner),
                     Err(e) => host_error(&e),
                 };
                 answer_with(&inner, &slot, answer).await

@@ -179,6 +179,11 @@ impl Host for TestHost {
         Ok(receipt_for(t))
     }
 
+    async fn org_record(&self, _peer: &Peer) -> Result<String, HostError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        Ok(r#"{"domain":"test"}"#.into())
+    }
+
     async fn lookup(&self, _peer: &Peer, address: &str) -> Result<LookupAnswer, HostError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         Ok(LookupAnswer {

@@ -37,6 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/invites", post(invite))
         .route("/admin/status", get(status))
         .route("/admin/peers", get(peers))
+        .route("/admin/peers/{domain}/org", get(peer_org))
 }
 
 /// A session's public identifier: derived from its token hash, so it cannot be used as (or
@@ -332,6 +333,55 @@ async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
     require_admin(&auth)?;
     Ok(Json(AdminPeersResponse {
         peers: peer_views(&st).await?,
+    }))
+}
+
+/// The peer's organisation record, asked of its node over QUIC (not over HTTPS: the answer
+/// comes from the very node key that was pinned), and how it compares with the pins.
+async fn peer_org(
+    State(st): State<AppState>,
+    auth: Authed,
+    Path(domain): Path<String>,
+) -> ApiResult<Json<PeerOrgResponse>> {
+    require_admin(&auth)?;
+    let domain = domain.to_ascii_lowercase();
+    let peer =
+        st.store.peer(&domain).await?.ok_or_else(|| {
+            ApiError::not_found("unknown_peer", format!("{domain} is not a peer"))
+        })?;
+    let link = st.federation.get().ok_or_else(|| {
+        ApiError::unavailable("federation_off", "federation is not running on this node")
+    })?;
+    let text = link.org_record(&peer.peer_id).await.map_err(|e| {
+        ApiError::bad_gateway(
+            "peer_unreachable",
+            format!("{domain}'s node did not answer: {e}"),
+        )
+    })?;
+    let record: OrgInfo = serde_json::from_str(&text).map_err(|e| {
+        ApiError::bad_gateway(
+            "bad_peer_answer",
+            format!("{domain}'s node sent an organisation record we cannot read: {e}"),
+        )
+    })?;
+    let mut mismatches = Vec::new();
+    if record.domain != peer.domain {
+        mismatches.push(format!("domain is {}", record.domain));
+    }
+    if record.peer_id != peer.peer_id {
+        mismatches.push(format!("peer ID is {}", record.peer_id));
+    }
+    if !record
+        .ca_fingerprint
+        .eq_ignore_ascii_case(&peer.ca_fingerprint)
+    {
+        mismatches.push(format!("CA fingerprint is {}", record.ca_fingerprint));
+    }
+    Ok(Json(PeerOrgResponse {
+        domain: peer.domain,
+        record,
+        matches_pinned: mismatches.is_empty(),
+        mismatches,
     }))
 }
 

@@ -400,6 +400,11 @@ impl Host for FedHost {
         })
     }
 
+    async fn org_record(&self, _peer: &Peer) -> Result<String, HostError> {
+        serde_json::to_string(&self.st.org_record())
+            .map_err(|e| HostError::Unavailable(e.to_string()))
+    }
+
     async fn lookup(&self, peer: &Peer, address: &str) -> Result<LookupAnswer, HostError> {
         let address = crate::normalize_address(address)
             .ok_or_else(|| HostError::Refused("not an e-mail address".into()))?;

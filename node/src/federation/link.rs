@@ -17,6 +17,8 @@ pub trait FedLink: Send + Sync + 'static {
     fn certs_changed(&self, cursor: u64);
     /// Asks a peer's node for the certificates of one of its addresses.
     async fn lookup(&self, peer_id: &str, address: &str) -> Result<Vec<String>, String>;
+    /// Asks a peer's node for its organisation record (JSON).
+    async fn org_record(&self, peer_id: &str) -> Result<String, String>;
 }
 #[async_trait]
 impl FedLink for sealpost_federation::net::Handle {
@@ -52,6 +54,15 @@ impl FedLink for sealpost_federation::net::Handle {
         sealpost_federation::net::Handle::lookup(self, &peer, address)
             .await
             .map(|a| a.certs)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn org_record(&self, peer_id: &str) -> Result<String, String> {
+        let peer = peer_id
+            .parse()
+            .map_err(|e| format!("bad peer ID {peer_id}: {e}"))?;
+        sealpost_federation::net::Handle::org_record(self, &peer)
+            .await
             .map_err(|e| e.to_string())
     }
 }
