@@ -274,7 +274,9 @@ pub fn signature_from_armored(armored: &str) -> Result<Signature, CryptoError> {
         armored.as_bytes(),
         armor::ReaderMode::Tolerant(Some(armor::Kind::Signature)),
     );
-    let mut bytes = Vec::new();
+    // Sized up front (the binary is shorter than its armor): the armor reader then fills it
+    // in one pass instead of many small reads into a growing buffer.
+    let mut bytes = Vec::with_capacity(armored.len());
     reader
         .read_to_end(&mut bytes)
         .map_err(|e| CryptoError::malformed("signature armor", e))?;
