@@ -583,12 +583,16 @@ async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_
     assert!(!p.peer_id.is_empty() && !p.addrs.is_empty());
 
     // Beta's organisation record, asked of beta's node over QUIC, matches what was pinned.
-    let live: PeerOrgResponse = http()
-        .get(api(&alpha, "/admin/peers/beta.test/org"))
-        .bearer_auth(root.token())
-        .send()
+    let get_as = async |path: &str, token: &str| {
+        http()
+            .get(api(&alpha, path))
+            .bearer_auth(token.to_owned())
+            .send()
+            .await
+            .unwrap()
+    };
+    let live: PeerOrgResponse = get_as("/admin/peers/beta.test/org", root.token())
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -597,21 +601,9 @@ async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_
     assert_eq!(live.record.ca_fingerprint, beta_org.ca_fingerprint);
     assert_eq!(live.record.ca_cert, beta_org.ca_cert);
     assert_eq!(live.record.peer_id, p.peer_id);
-    let r = http()
-        .get(api(&alpha, "/admin/peers/gamma.test/org"))
-        .bearer_auth(root.token())
-        .send()
-        .await
-        .unwrap();
-    let (s, c) = outcome(r).await;
+    let (s, c) = outcome(get_as("/admin/peers/gamma.test/org", root.token()).await).await;
     assert_eq!((s.as_u16(), c.as_str()), (404, "unknown_peer"));
-    let r = http()
-        .get(api(&alpha, "/admin/peers/beta.test/org"))
-        .bearer_auth(carol.token())
-        .send()
-        .await
-        .unwrap();
-    let (s, c) = outcome(r).await;
+    let (s, c) = outcome(get_as("/admin/peers/beta.test/org", carol.token()).await).await;
     assert_eq!((s.as_u16(), c.as_str()), (403, "not_admin"));
     assert_eq!(p.queued, 0);
     assert!(
