@@ -441,7 +441,7 @@ pub(super) async fn submit(
     required.push((auth.account.address.as_str(), &*sender_cert));
     for (i, part) in parts.iter().enumerate() {
         let keys = match &part.inline {
-            Some(data) => crypto::pkesk_recipients(&mut &data[..]),
+            Some(data) => crypto::pkesk_recipients_of_bytes(data),
             None => {
                 let blobs = st.blobs.clone();
                 let sha = part.sha256;

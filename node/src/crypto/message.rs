@@ -107,8 +107,19 @@ pub fn missing_recipients<'a>(
 pub fn pkesk_recipients(
     ciphertext: &mut (dyn Read + Send + Sync),
 ) -> Result<Vec<KeyHandle>, CryptoError> {
-    let mut ppr = PacketParser::from_reader(ciphertext)
-        .map_err(|e| CryptoError::malformed("not an OpenPGP message", e))?;
+    recipients_of(PacketParser::from_reader(ciphertext))
+}
+
+/// [`pkesk_recipients`] of a ciphertext held in memory (an inline part): parsed in place,
+/// without the copy into a read-ahead buffer that a reader needs.
+pub fn pkesk_recipients_of_bytes(ciphertext: &[u8]) -> Result<Vec<KeyHandle>, CryptoError> {
+    recipients_of(PacketParser::from_bytes(ciphertext))
+}
+
+fn recipients_of(
+    parser: openpgp::Result<PacketParserResult<'_>>,
+) -> Result<Vec<KeyHandle>, CryptoError> {
+    let mut ppr = parser.map_err(|e| CryptoError::malformed("not an OpenPGP message", e))?;
     let mut recipients = Vec::new();
     loop {
         let pp = match ppr {

@@ -54,7 +54,8 @@ pub use keys::{
     signature_from_armored, signature_to_armored, unwrap_secret_key, wrap_secret_key,
 };
 pub use message::{
-    OPEN_BUFFER_SIZE, encryption_key_handles, missing_recipients, open, pkesk_recipients, seal,
+    OPEN_BUFFER_SIZE, encryption_key_handles, missing_recipients, open, pkesk_recipients,
+    pkesk_recipients_of_bytes, seal,
 };
 
 /// Errors in the caller's terms.

@@ -280,13 +280,26 @@ fn signed_but_unencrypted_message_is_rejected() {
     ));
 }
 
+/// `pkesk_recipients` of `ct` through a reader, checked to agree with the in-memory parser
+/// (same recipients, or both malformed).
+fn pkesk_both(ct: &[u8]) -> Result<Vec<KeyHandle>, CryptoError> {
+    let from_reader = pkesk_recipients(&mut &ct[..]);
+    let from_bytes = pkesk_recipients_of_bytes(ct);
+    match (&from_reader, &from_bytes) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(CryptoError::Malformed(_)), Err(CryptoError::Malformed(_))) => {}
+        other => panic!("reader and bytes disagree: {other:?}"),
+    }
+    from_reader
+}
+
 #[test]
 fn pkesk_recipients_lists_exactly_the_recipient_subkeys() {
     let alice = user("alice@a.example");
     let bob = user("bob@b.example");
     let carol = user("carol@c.example");
     let ct = seal_to_vec(&[bob.clone(), carol.clone(), alice.clone()], &alice, b"x");
-    let found = pkesk_recipients(&mut &ct[..]).expect("recipients");
+    let found = pkesk_both(&ct[..]).expect("recipients");
 
     let expected: Vec<KeyHandle> = [&bob, &carol, &alice]
         .iter()
@@ -351,14 +364,11 @@ fn pkesk_recipients_reads_only_the_first_packets() {
 fn pkesk_recipients_rejects_bad_input() {
     // Not OpenPGP at all.
     assert!(matches!(
-        pkesk_recipients(&mut &b"hello, this is not a message"[..]),
+        pkesk_both(b"hello, this is not a message"),
         Err(CryptoError::Malformed(_))
     ));
     // Empty.
-    assert!(matches!(
-        pkesk_recipients(&mut &b""[..]),
-        Err(CryptoError::Malformed(_))
-    ));
+    assert!(matches!(pkesk_both(b""), Err(CryptoError::Malformed(_))));
 
     // Password-encrypted (SKESK).
     let mut ct = Vec::new();
@@ -372,7 +382,7 @@ fn pkesk_recipients_rejects_bad_input() {
         w.finalize().unwrap();
     }
     assert!(matches!(
-        pkesk_recipients(&mut &ct[..]),
+        pkesk_both(&ct[..]),
         Err(CryptoError::Malformed(_))
     ));
 
@@ -381,7 +391,7 @@ fn pkesk_recipients_rejects_bad_input() {
     let ct = seal_to_vec(std::slice::from_ref(&alice), &alice, b"x");
     let start = container_offset(&ct);
     assert!(matches!(
-        pkesk_recipients(&mut &ct[..start]),
+        pkesk_both(&ct[..start]),
         Err(CryptoError::Malformed(_))
     ));
 
@@ -391,7 +401,7 @@ fn pkesk_recipients_rejects_bad_input() {
     assert_eq!(anon[2], 3, "PKESK v3");
     anon[3..11].fill(0);
     assert!(matches!(
-        pkesk_recipients(&mut &anon[..]),
+        pkesk_both(&anon[..]),
         Err(CryptoError::Malformed(_))
     ));
 }
