@@ -148,9 +148,14 @@ pub fn verify_detached(
 /// checked by the caller through sequoia; this computes the digest exactly as sequoia's
 /// `verify_message` does (message, then the signature's hashed trailer) and checks the same
 /// equation as sequoia's OpenSSL backend (Ed25519 over the digest, with R and S zero-padded to
-/// 32 bytes), with `verify_strict` (no small-order keys or R, canonical S). The OpenSSL
-/// backend imports the key into a fresh context on every call, which made this check most of
-/// the node's cost per submitted message. `None`: not an Ed25519 v4 signature; use sequoia.
+/// 32 bytes): cofactorless, S must be canonical, R is compared as encoded, so a non-canonical
+/// R never matches. Like OpenSSL (and OpenPGP.js, which recipients' browsers check with) it
+/// accepts a small-order R, which only the key's holder can produce; `verify_strict` would
+/// refuse it at the cost of decompressing R (a square root: an eighth of the check), so a
+/// signature this node accepts is exactly one that its recipients accept. Weak (small-order)
+/// keys are refused once, when the key is first decompressed. The OpenSSL backend imports the
+/// key into a fresh context on every call, which made this check most of the node's cost per
+/// submitted message. `None`: not an Ed25519 v4 signature; use sequoia.
 pub(crate) fn verify_ed25519(
     sig: &openpgp::packet::Signature,
     key: &openpgp::packet::Key<
@@ -208,15 +213,16 @@ pub(crate) fn verify_ed25519(
         return bad("the signature is not over this data");
     }
     let Some(vk) = verifying_key(&public) else {
-        return bad("malformed Ed25519 public key");
+        return bad("malformed or weak Ed25519 public key");
     };
     Some(
-        vk.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&raw))
+        ed25519_dalek::Verifier::verify(&vk, &digest, &ed25519_dalek::Signature::from_bytes(&raw))
             .map_err(|_| "bad signature".to_owned()),
     )
 }
 
-/// The Ed25519 key for these 32 bytes, decompressed once: decompressing a point (a square
+/// The Ed25519 key for these 32 bytes (`None` if it is not a point or has small order),
+/// decompressed once: decompressing a point (a square
 /// root in the field) is about a fifth of a verification, and the same few keys sign nearly
 /// every request. Bounded: the map is emptied when full.
 fn verifying_key(public: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
@@ -228,7 +234,9 @@ fn verifying_key(public: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
     if let Some(vk) = keys.lock().unwrap_or_else(|e| e.into_inner()).get(public) {
         return Some(*vk);
     }
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(public).ok()?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(public)
+        .ok()
+        .filter(|vk| !vk.is_weak())?;
     let mut map = keys.lock().unwrap_or_else(|e| e.into_inner());
     if map.len() >= MAX_KEYS {
         map.clear();
@@ -283,5 +291,21 @@ mod tests {
         .unwrap();
         assert!(verify_ed25519(&altered, &public, data).unwrap().is_err());
         assert!(altered.verify_message(&public, data).is_err());
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity point, and a point of order 2 (y = -1): both decompress, both weak.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order_two = [0xffu8; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        for weak in [identity, order_two] {
+            assert!(ed25519_dalek::VerifyingKey::from_bytes(&weak).is_ok());
+            assert!(verifying_key(&weak).is_none());
+        }
+        let good = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+        assert_eq!(verifying_key(good.as_bytes()), Some(good));
     }
 }

@@ -250,10 +250,46 @@ CREATE INDEX parts_by_blob ON parts(sha256) WHERE data IS NULL;
 "#,
 ];
 
-type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-/// A write operation. Called with `None` when its batch could not start, so that it answers
-/// its caller without running.
-type Job = Box<dyn FnOnce(Option<(&Connection, &mut Chain)>) -> (bool, Completion) + Send>;
+/// A write operation in the writer's queue.
+trait WriteJob: Send {
+    /// Runs the operation inside the batch's transaction; `false` if it failed, in which case
+    /// its changes must be undone. May run more than once: when another operation of the same
+    /// batch fails, the batch is rolled back and run again, each operation in a savepoint.
+    fn run(&mut self, conn: &Connection, chain: &mut Chain) -> bool;
+    /// Answers the caller with the outcome of the batch's commit (or why it never ran).
+    fn finish(self: Box<Self>, commit: Result<()>);
+}
+
+type Job = Box<dyn WriteJob>;
+
+struct Op<F, R> {
+    f: F,
+    result: Option<Result<R>>,
+    tx: oneshot::Sender<Result<R>>,
+}
+
+impl<F, R> WriteJob for Op<F, R>
+where
+    F: FnMut(&Connection, &mut Chain) -> Result<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection, chain: &mut Chain) -> bool {
+        let result = (self.f)(conn, chain);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<()>) {
+        let answer = match self.result {
+            Some(result) => commit.and(result),
+            None => Err(commit.err().unwrap_or_else(|| {
+                StorageError::Database("the write transaction could not start".into())
+            })),
+        };
+        let _ = self.tx.send(answer);
+    }
+}
 
 /// The head of the transaction log during one write batch.
 #[derive(Clone)]
@@ -436,23 +472,17 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's next batch; resolves once the batch is durably committed.
+    /// `f` may be called more than once (see [`WriteJob::run`]): it must only touch the
+    /// database through `conn` and `chain`, and give the same answer for the same state.
     pub(super) async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection, &mut Chain) -> Result<R> + Send + 'static,
+        f: impl FnMut(&Connection, &mut Chain) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let result = match ctx {
-                Some((conn, chain)) => f(conn, chain),
-                None => Err(StorageError::Database(
-                    "the write transaction could not start".into(),
-                )),
-            };
-            let ok = result.is_ok();
-            let done: Completion = Box::new(move |commit| {
-                let _ = tx.send(commit.and(result));
-            });
-            (ok, done)
+        let job: Job = Box::new(Op {
+            f,
+            result: None,
+            tx,
         });
         match self.writer.try_send(job) {
             Ok(()) => {}
@@ -559,43 +589,55 @@ fn writer_loop(
             batch.push(job);
         }
         under_load = batch.len() > 1;
-        let begun = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StorageError::from)
-            .and_then(|()| chain.load(&conn));
-        if let Err(e) = begun {
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(error = %e, "cannot start a write transaction");
-            for job in batch {
-                let (_, done) = job(None);
-                done(Err(StorageError::Database(e.to_string())));
-            }
-            continue;
-        }
-        let mut completions = Vec::with_capacity(batch.len());
+        let committed = run_batch(&conn, &mut chain, &mut batch);
         for job in batch {
-            let saved = chain.head.clone();
-            let step = exec_cached(&conn, "SAVEPOINT op");
-            let (ok, done) = job(Some((&conn, &mut chain)));
-            if step.is_err() || !ok {
-                let _ = exec_cached(&conn, "ROLLBACK TO op");
-                chain.head = saved;
-            }
-            let _ = exec_cached(&conn, "RELEASE op");
-            completions.push(done);
-        }
-        let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "write batch failed to commit");
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for done in completions {
-            done(match &committed {
+            job.finish(match &committed {
                 Ok(()) => Ok(()),
                 Err(e) => Err(StorageError::Database(e.to_string())),
             });
         }
     }
+}
+
+/// Runs a batch in one transaction and commits it. Operations nearly always succeed, so they
+/// first run one after another with nothing to undo them one by one; if one fails, the whole
+/// transaction is rolled back and the batch runs again with each operation in a savepoint, so
+/// that the failed ones leave nothing behind. (A savepoint copies every page an operation
+/// first touches into the statement journal: a fifth of the writer's work when taken for
+/// every operation.)
+fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<()> {
+    let begin = |chain: &mut Chain| {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(StorageError::from)
+            .and_then(|()| chain.load(conn))
+            .inspect_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                tracing::error!(error = %e, "cannot start a write transaction");
+            })
+    };
+    begin(chain)?;
+    let all_ok = batch.len() == 1 || batch.iter_mut().all(|job| job.run(conn, chain));
+    if !all_ok {
+        let _ = conn.execute_batch("ROLLBACK");
+        begin(chain)?;
+    }
+    if batch.len() == 1 || !all_ok {
+        for job in batch.iter_mut() {
+            let saved = chain.head.clone();
+            let step = exec_cached(conn, "SAVEPOINT op");
+            if step.is_err() || !job.run(conn, chain) {
+                let _ = exec_cached(conn, "ROLLBACK TO op");
+                chain.head = saved;
+            }
+            let _ = exec_cached(conn, "RELEASE op");
+        }
+    }
+    conn.execute_batch("COMMIT")
+        .map_err(StorageError::from)
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "write batch failed to commit");
+            let _ = conn.execute_batch("ROLLBACK");
+        })
 }
 
 const ACCOUNT_COLUMNS: &str = "id, address, name, is_admin, state, created_at, \
@@ -1726,5 +1768,79 @@ mod tests {
             .query_row("SELECT count(*) FROM parts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(parts, 0);
+    }
+
+    /// A batch whose middle operation fails after writing: the others are committed (each
+    /// once, with a valid log chain), the failed one leaves no row and no log entry, and its
+    /// caller gets its own error.
+    #[tokio::test]
+    async fn a_failed_operation_leaves_nothing_and_spares_its_batch() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealpost.db");
+        let key = SigningKey::from_bytes(&[7; 32]);
+        drop(SqliteStore::open(&path, key.clone(), settings()).unwrap());
+        let conn = open_connection(&path).unwrap();
+        let mut chain = Chain {
+            head: ChainHead {
+                seq: 0,
+                hash: txlog::GENESIS,
+                signed_seq: 0,
+            },
+            key: Arc::new(key.clone()),
+            checkpoint_every: 1000,
+        };
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut answers = Vec::new();
+        let mut batch: Vec<Job> = Vec::new();
+        for (name, fails) in [("one", false), ("two", true), ("three", false)] {
+            let (tx, rx) = oneshot::channel();
+            let runs = runs.clone();
+            let f = move |c: &Connection, chain: &mut Chain| -> Result<()> {
+                runs.fetch_add(1, Ordering::Relaxed);
+                c.execute("INSERT INTO meta (key, value) VALUES (?1, 1)", [name])?;
+                chain.append(c, 1, &LogEvent::new("test.op", name, name))?;
+                if fails {
+                    return Err(StorageError::Conflict(format!("{name} fails")));
+                }
+                Ok(())
+            };
+            batch.push(Box::new(Op {
+                f,
+                result: None,
+                tx,
+            }));
+            answers.push(rx);
+        }
+        run_batch(&conn, &mut chain, &mut batch).unwrap();
+        for job in batch {
+            job.finish(Ok(()));
+        }
+        let answers: Vec<_> = futures::future::join_all(answers).await;
+        assert!(matches!(answers[0], Ok(Ok(()))));
+        assert!(matches!(&answers[1], Ok(Err(StorageError::Conflict(m))) if m == "two fails"));
+        assert!(matches!(answers[2], Ok(Ok(()))));
+        // Fast path (stopped at the failure: 2 runs), then all three again in savepoints.
+        assert_eq!(runs.load(Ordering::Relaxed), 5);
+        let names: Vec<String> = conn
+            .prepare("SELECT key FROM meta WHERE key IN ('one', 'two', 'three') ORDER BY key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(names, ["one", "three"]);
+        let actors: Vec<String> = conn
+            .prepare("SELECT actor FROM txlog WHERE kind = 'test.op' ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(actors, ["one", "three"]);
+        drop(conn);
+        let store = SqliteStore::open(&path, key, settings()).unwrap();
+        let report = store.verify_log().await.unwrap();
+        assert_eq!(report.first_broken, None);
     }
 }

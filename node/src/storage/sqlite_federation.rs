@@ -361,7 +361,7 @@ impl FederationStore for SqliteStore {
             chain.append(
                 c,
                 now,
-                &LogEvent::new("federation.delivered", &domain, &id).with(receipt),
+                &LogEvent::new("federation.delivered", &domain, &id).with(receipt.clone()),
             )?;
             drop_message_if_unreferenced(c, &id)
         })
