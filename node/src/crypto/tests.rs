@@ -929,3 +929,59 @@ fn gnupg_decrypts_and_verifies_sealed_message() {
         "{status}"
     );
 }
+
+/// The plain armor decoder agrees with sequoia's reader on every form writers use, and
+/// leaves every other form to it.
+#[test]
+fn plain_signature_armor_decodes_as_sequoia_does() {
+    let p = StandardPolicy::new();
+    let (cert, _) = generate_user_key("a@a.test", None, SystemTime::now()).unwrap();
+    let armored = sign_detached(&cert, &p, b"envelope").unwrap();
+    let sequoia = |text: &str| {
+        let mut r = openpgp::armor::Reader::from_bytes(
+            text.as_bytes(),
+            openpgp::armor::ReaderMode::Tolerant(Some(openpgp::armor::Kind::Signature)),
+        );
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes).map(|_| bytes).ok()
+    };
+    let lines: Vec<&str> = armored.lines().collect();
+    let without_checksum: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with('='))
+        .collect();
+    let mut with_header = lines.clone();
+    with_header.insert(1, "Comment: made by a test");
+    let plain_forms = [
+        armored.clone(),
+        armored.replace('\n', "\r\n"),
+        format!("\n  {armored}  \n"),
+        without_checksum.join("\n"),
+        with_header.join("\n"),
+    ];
+    let expected = sequoia(&armored).unwrap();
+    for form in &plain_forms {
+        assert_eq!(
+            keys::dearmor_signature_plain(form).as_ref(),
+            Some(&expected),
+            "{form}"
+        );
+        assert_eq!(sequoia(form).as_ref(), Some(&expected), "{form}");
+        assert!(signature_from_armored(form).is_ok());
+    }
+    // Not the plain form: left to sequoia (which may still read it, or refuse it).
+    let mut no_blank = lines.clone();
+    no_blank.retain(|l| !l.is_empty());
+    let other_forms = [
+        no_blank.join("\n"),
+        format!("{armored}\ntrailing text"),
+        armored.replace("SIGNATURE", "MESSAGE"),
+        armored.replacen('\n', "\n!!!!\n", 3),
+        String::new(),
+    ];
+    for form in &other_forms {
+        assert_eq!(keys::dearmor_signature_plain(form), None, "{form}");
+    }
+    assert!(signature_from_armored("not armor at all").is_err());
+}
