@@ -405,11 +405,17 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // 64 MiB of page cache per connection (the default is 2 MiB), and a WAL checkpoint every
-    // 16,384 pages (64 MiB) rather than every 1,000: hot pages (indexes, the log's last leaf)
-    // are copied back into the database once per checkpoint, so rarer checkpoints write less.
-    // Durability is unchanged: every commit is still fsynced to the WAL.
-    conn.pragma_update(None, "cache_size", -65536)?;
+    // 8 MiB of page cache (the default is 2 MiB), and a WAL checkpoint every 16,384 pages
+    // (64 MiB) rather than every 1,000: hot pages (indexes, the log's last leaf) are copied
+    // back into the database once per checkpoint, so rarer checkpoints write less. Durability
+    // is unchanged: every commit is still fsynced to the WAL. Not more cache: a B-tree page
+    // split renumbers pages through a temporary page number past 1 GiB, after which SQLite's
+    // commit walks every cached page (pcache1TruncateUnsafe, seen with perf probes); with
+    // the former 64 MiB the walk grew with the cache (about 0.4 ms per commit with 14 MiB
+    // cached, 3 % of the node's CPU under load, and more as it filled). New rows go
+    // to the end of their tables (message IDs start with the time), so the writer's working
+    // set is small.
+    conn.pragma_update(None, "cache_size", -8192)?;
     conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
     // When a write batch is run again after one of its operations failed, each operation
     // runs in its own savepoint, so each page it touches is first copied to the statement
