@@ -346,10 +346,13 @@ pub(super) async fn submit(
         }
     }
     let sender_cert = st.account_cert(&auth.account)?;
-    crypto::verify_detached(
+    let checked_at = std::time::SystemTime::now();
+    let sender_facts = st.cert_facts(&sender_cert, checked_at);
+    crypto::verify_detached_with(
         &sender_cert,
+        &sender_facts.signer,
         &st.policy,
-        std::time::SystemTime::now(),
+        checked_at,
         req.envelope.as_bytes(),
         &req.signature,
     )
@@ -434,11 +437,11 @@ pub(super) async fn submit(
     }
 
     // Every part must be encrypted to every recipient and to the sender (for Sent).
-    let mut required: Vec<(&str, &Cert)> = recipients
+    let mut required: Vec<(&str, &Cert, Arc<crate::api::CertFacts>)> = recipients
         .iter()
-        .map(|(_, r, c)| (r.address.as_str(), &**c))
+        .map(|(_, r, c)| (r.address.as_str(), &**c, st.cert_facts(c, checked_at)))
         .collect();
-    required.push((auth.account.address.as_str(), &*sender_cert));
+    required.push((auth.account.address.as_str(), &*sender_cert, sender_facts));
     for (i, part) in parts.iter().enumerate() {
         let keys = match &part.inline {
             Some(data) => crypto::pkesk_recipients_of_bytes(data),
@@ -461,17 +464,17 @@ pub(super) async fn submit(
                 format!("part {i} is not an OpenPGP message encrypted to its recipients: {e}"),
             )
         })?;
-        let missing = crypto::missing_recipients(
+        let missing = crypto::missing_recipients_among(
             &keys,
-            required.iter().map(|(_, c)| *c),
-            &st.policy,
-            std::time::SystemTime::now(),
+            required
+                .iter()
+                .map(|(_, c, f)| (c.fingerprint(), f.encryption.as_slice())),
         );
         if !missing.is_empty() {
             let names: Vec<&str> = required
                 .iter()
-                .filter(|(_, c)| missing.contains(&c.fingerprint()))
-                .map(|(a, _)| *a)
+                .filter(|(_, c, _)| missing.contains(&c.fingerprint()))
+                .map(|(a, _, _)| *a)
                 .collect();
             return Err(ApiError::unprocessable(
                 "missing_recipient_key",

@@ -54,6 +54,52 @@ pub fn sign_detached(
     signature_to_armored(&sig)
 }
 
+/// What `policy` says of a signer's certificate at one time: whether it is valid, alive and
+/// not revoked, and its signing keys that are alive and not revoked then. The part of
+/// [`verify_detached`] that depends on the certificate and the time but not on the
+/// signature, so that a node can work it out once per certificate and second
+/// ([`SignerFacts::at`] is exact for the whole second: OpenPGP times are whole seconds).
+pub struct SignerFacts {
+    state: Result<(), String>,
+    signing: Vec<openpgp::packet::Key<openpgp::packet::key::PublicParts, UnspecifiedRole>>,
+}
+
+use openpgp::packet::key::UnspecifiedRole;
+
+impl SignerFacts {
+    /// Whether the certificate can sign at all (valid, alive, not revoked, a signing key).
+    pub fn is_usable(&self) -> bool {
+        self.state.is_ok() && !self.signing.is_empty()
+    }
+
+    pub fn at(signer: &Cert, policy: &dyn Policy, now: SystemTime) -> SignerFacts {
+        let vc = match signer.with_policy(policy, now) {
+            Ok(vc) => vc,
+            Err(e) => {
+                return SignerFacts {
+                    state: Err(format!("signer's certificate not valid: {e}")),
+                    signing: Vec::new(),
+                };
+            }
+        };
+        let state = match (vc.alive(), vc.revocation_status()) {
+            (Err(e), _) => Err(format!("signer's certificate not alive: {e}")),
+            (Ok(()), RevocationStatus::Revoked(_)) => {
+                Err("signer's certificate is revoked".to_string())
+            }
+            (Ok(()), _) => Ok(()),
+        };
+        let signing = vc
+            .keys()
+            .for_signing()
+            .alive()
+            .revoked(false)
+            .map(|ka| ka.key().clone().role_into_unspecified())
+            .collect();
+        SignerFacts { state, signing }
+    }
+}
+
 /// Checks `armored_sig` is a binary detached signature over `data` made
 /// by a key of `signer` that is valid for signing under `policy` at
 /// `now` (certificate not revoked or expired, key not revoked or
@@ -68,6 +114,19 @@ pub fn sign_detached(
 /// bind a nonce or timestamp into `data`.
 pub fn verify_detached(
     signer: &Cert,
+    policy: &dyn Policy,
+    now: SystemTime,
+    data: &[u8],
+    armored_sig: &str,
+) -> Result<(), CryptoError> {
+    let facts = SignerFacts::at(signer, policy, now);
+    verify_detached_with(signer, &facts, policy, now, data, armored_sig)
+}
+
+/// [`verify_detached`] with the signer's [`SignerFacts`] at `now` already worked out.
+pub fn verify_detached_with(
+    signer: &Cert,
+    facts: &SignerFacts,
     policy: &dyn Policy,
     now: SystemTime,
     data: &[u8],
@@ -101,36 +160,18 @@ pub fn verify_detached(
     if !signer.keys().any(|ka| is_issuer(&ka.key().fingerprint())) {
         return Err(CryptoError::UnknownSigner);
     }
-
-    let vc = signer
-        .with_policy(policy, now)
-        .map_err(|e| CryptoError::BadSignature(format!("signer's certificate not valid: {e}")))?;
-    vc.alive()
-        .map_err(|e| CryptoError::BadSignature(format!("signer's certificate not alive: {e}")))?;
-    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
-        return Err(CryptoError::BadSignature(
-            "signer's certificate is revoked".into(),
-        ));
-    }
+    facts.state.clone().map_err(CryptoError::BadSignature)?;
 
     let mut last_error = None;
-    for ka in vc
-        .keys()
-        .for_signing()
-        .alive()
-        .revoked(false)
-        .filter(|ka| is_issuer(&ka.key().fingerprint()))
-    {
+    for key in facts.signing.iter().filter(|k| is_issuer(&k.fingerprint())) {
         // A signature older than its key is bogus.
-        if ka.key().creation_time() > sig_time {
+        if key.creation_time() > sig_time {
             last_error = Some("signature predates the signing key".to_string());
             continue;
         }
-        let result = match verify_ed25519(&sig, ka.key().role_as_unspecified(), data) {
+        let result = match verify_ed25519(&sig, key, data) {
             Some(r) => r,
-            None => sig
-                .verify_message(ka.key(), data)
-                .map_err(|e| e.to_string()),
+            None => sig.verify_message(key, data).map_err(|e| e.to_string()),
         };
         match result {
             Ok(()) => return Ok(()),

@@ -82,14 +82,35 @@ pub fn missing_recipients<'a>(
     policy: &dyn Policy,
     now: SystemTime,
 ) -> Vec<Fingerprint> {
+    let handles: Vec<(Fingerprint, Vec<KeyHandle>)> = required
+        .into_iter()
+        .map(|cert| {
+            (
+                cert.fingerprint(),
+                encryption_key_handles(cert, policy, now),
+            )
+        })
+        .collect();
+    missing_recipients_among(
+        recipients,
+        handles.iter().map(|(f, h)| (f.clone(), h.as_slice())),
+    )
+}
+
+/// [`missing_recipients`] with each required certificate's [`encryption_key_handles`]
+/// already worked out.
+pub fn missing_recipients_among<'a>(
+    recipients: &[KeyHandle],
+    required: impl IntoIterator<Item = (Fingerprint, &'a [KeyHandle])>,
+) -> Vec<Fingerprint> {
     required
         .into_iter()
-        .filter(|cert| {
-            !encryption_key_handles(cert, policy, now)
+        .filter(|(_, handles)| {
+            !handles
                 .iter()
                 .any(|h| recipients.iter().any(|r| r.aliases(h)))
         })
-        .map(|cert| cert.fingerprint())
+        .map(|(fingerprint, _)| fingerprint)
         .collect()
 }
 

@@ -44,7 +44,9 @@ mod tests;
 use sequoia_openpgp::Fingerprint;
 
 pub use checks::{ca_certifies, check_user_cert, check_wrapped_key};
-pub use detached::{MAX_CLOCK_SKEW, sign_detached, verify_detached};
+pub use detached::{
+    MAX_CLOCK_SKEW, SignerFacts, sign_detached, verify_detached, verify_detached_with,
+};
 pub use kdf::{
     KDF_INFO_KEY_WRAP, KDF_INFO_LOGIN, KDF_MIN_SALT_LEN, KdfParams, PasswordKeys,
     derive_password_keys,
@@ -54,8 +56,8 @@ pub use keys::{
     signature_from_armored, signature_to_armored, unwrap_secret_key, wrap_secret_key,
 };
 pub use message::{
-    OPEN_BUFFER_SIZE, encryption_key_handles, missing_recipients, open, pkesk_recipients,
-    pkesk_recipients_of_bytes, seal,
+    OPEN_BUFFER_SIZE, encryption_key_handles, missing_recipients, missing_recipients_among, open,
+    pkesk_recipients, pkesk_recipients_of_bytes, seal,
 };
 
 /// Errors in the caller's terms.

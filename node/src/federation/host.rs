@@ -207,10 +207,12 @@ impl FedHost {
                 why.why_not.unwrap_or_else(|| why.level.clone())
             ));
         }
-        crate::crypto::verify_detached(
+        let now = SystemTime::now();
+        crate::crypto::verify_detached_with(
             &cert,
+            &self.st.cert_facts(&cert, now).signer,
             &self.st.policy,
-            SystemTime::now(),
+            now,
             t.envelope.as_bytes(),
             &t.signature,
         )
