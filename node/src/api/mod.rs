@@ -63,9 +63,13 @@ pub struct Inner {
     parsed: Mutex<HashMap<[u8; 32], Arc<Cert>>>,
     /// What the policy says of the certificates checked on every submission, by the address
     /// of their (cached, shared) parsed certificate: see [`AppState::cert_facts`].
-    facts: Mutex<HashMap<usize, (Arc<Cert>, u64, Arc<CertFacts>)>>,
+    facts: Mutex<FactsCache>,
     auth_limiter: RateLimiter,
 }
+
+/// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
+/// they are for.
+type FactsCache = HashMap<usize, (Arc<Cert>, u64, Arc<CertFacts>)>;
 
 /// What [`StandardPolicy`] says of a certificate at one second: a sender's signing keys and
 /// a recipient's encryption keys. Working it out (finding each component's binding
