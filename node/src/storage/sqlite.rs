@@ -3,8 +3,9 @@
 //! All writes go through one writer thread that groups whatever is waiting (up to
 //! `group_commit_max` operations) into a single transaction with `synchronous=FULL`, then
 //! answers each caller. One fsync then acknowledges many operations, which is what lets a
-//! 2-core machine accept thousands of durable messages a second. Each operation runs inside its
-//! own savepoint, so one failing operation rolls back alone and never takes the batch with it.
+//! 2-core machine accept thousands of durable messages a second. A failing operation never
+//! takes the batch with it: the batch is then run again with each operation in its own
+//! savepoint, so the failed one rolls back alone (see `run_batch`).
 //! Reads use a small pool of separate connections and never wait for the writer.
 //!
 //! The transaction log is appended in the same transaction as the change it records, and its
@@ -548,8 +549,8 @@ fn with_reader<R>(
             // A reader's page cache is dropped whole at the start of every read transaction
             // that follows a commit (SQLite cannot tell which pages the writer changed), so
             // under write load it holds only what one read touched. Dropping it walks its
-            // whole hash table, which grows with the cache and never shrinks: with the
-            // writer's 64 MiB, that walk was 4 % of the node's CPU. The default 2 MiB keeps
+            // whole hash table, which grows with the cache and never shrinks: with the 64 MiB
+            // readers had before, that walk was 4 % of the node's CPU. The default 2 MiB keeps
             // it small; pages come back from the OS page cache.
             c.pragma_update(None, "cache_size", -2048)?;
             c
