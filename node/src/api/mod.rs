@@ -502,24 +502,14 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &next_second));
 
         // The revoked certificate is another parsed certificate: its own facts, at once.
-        let revoked = {
-            let mut signer = cert
-                .primary_key()
-                .key()
-                .clone()
-                .parts_into_secret()
-                .unwrap()
-                .into_keypair()
-                .unwrap();
-            let rev = cert
-                .revoke(
-                    &mut signer,
-                    sequoia_openpgp::types::ReasonForRevocation::KeyCompromised,
-                    b"lost",
-                )
-                .unwrap();
-            Arc::new(cert.as_ref().clone().insert_packets(rev).unwrap().0)
-        };
+        let revoked = Arc::new(
+            crate::crypto::revoke_cert(
+                &cert,
+                sequoia_openpgp::types::ReasonForRevocation::KeyCompromised,
+                "lost",
+            )
+            .unwrap(),
+        );
         let after = st.cert_facts(&revoked, t + Duration::from_millis(500));
         assert!(!after.signer.is_usable());
         assert!(after.encryption.is_empty());

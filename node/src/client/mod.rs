@@ -658,27 +658,12 @@ impl Session {
 
     /// Revokes this user's own key and publishes the revocation through the directory.
     pub async fn revoke_key(&self, reason: &str) -> Result<()> {
-        use sequoia_openpgp::cert::CertRevocationBuilder;
-        use sequoia_openpgp::types::ReasonForRevocation;
-        let mut signer = self
-            .me
-            .primary_key()
-            .key()
-            .clone()
-            .parts_into_secret()
-            .and_then(|k| k.into_keypair())
-            .map_err(|e| ClientError::Protocol(format!("unlocking the primary key: {e}")))?;
-        let sig = CertRevocationBuilder::new()
-            .set_reason_for_revocation(ReasonForRevocation::KeyRetired, reason.as_bytes())
-            .and_then(|b| b.build(&mut signer, &self.me, None))
-            .map_err(|e| ClientError::Protocol(format!("making the revocation: {e}")))?;
-        let revoked = self
-            .me
-            .clone()
-            .strip_secret_key_material()
-            .insert_packets(sig)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-            .0;
+        let revoked = crypto::revoke_cert(
+            &self.me,
+            sequoia_openpgp::types::ReasonForRevocation::KeyRetired,
+            reason,
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let keytext = crypto::cert_to_armored(&revoked)?;
         check(
             self.client

@@ -268,6 +268,32 @@ pub fn signature_to_armored(sig: &Signature) -> Result<String, CryptoError> {
     String::from_utf8(bytes).map_err(|e| CryptoError::other("armor", e))
 }
 
+/// `cert` revoked by its own primary key (which must hold unencrypted secret material), with
+/// `reason` and its text; the result holds public material only.
+pub fn revoke_cert(
+    cert: &Cert,
+    reason: openpgp::types::ReasonForRevocation,
+    text: &str,
+) -> Result<Cert, CryptoError> {
+    let mut signer = cert
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .and_then(|k| k.into_keypair())
+        .map_err(|e| CryptoError::other("unlocking the primary key", e))?;
+    let sig = CertRevocationBuilder::new()
+        .set_reason_for_revocation(reason, text.as_bytes())
+        .and_then(|b| b.build(&mut signer, cert, None))
+        .map_err(|e| CryptoError::other("making the revocation", e))?;
+    Ok(cert
+        .clone()
+        .strip_secret_key_material()
+        .insert_packets(sig)
+        .map_err(|e| CryptoError::other("adding the revocation", e))?
+        .0)
+}
+
 /// Parses exactly one armored signature packet.
 pub fn signature_from_armored(armored: &str) -> Result<Signature, CryptoError> {
     let bytes = match dearmor_signature_plain(armored) {

@@ -52,7 +52,7 @@ pub use kdf::{
     derive_password_keys,
 };
 pub use keys::{
-    ca_certify, cert_from_armored, cert_to_armored, generate_ca, generate_user_key,
+    ca_certify, cert_from_armored, cert_to_armored, generate_ca, generate_user_key, revoke_cert,
     signature_from_armored, signature_to_armored, unwrap_secret_key, wrap_secret_key,
 };
 pub use message::{

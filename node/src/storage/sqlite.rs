@@ -1836,22 +1836,22 @@ mod tests {
         assert!(matches!(answers[2], Ok(Ok(()))));
         // Fast path (stopped at the failure: 2 runs), then all three again in savepoints.
         assert_eq!(runs.load(Ordering::Relaxed), 5);
-        let names: Vec<String> = conn
-            .prepare("SELECT key FROM meta WHERE key IN ('one', 'two', 'three') ORDER BY key")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(names, ["one", "three"]);
-        let actors: Vec<String> = conn
-            .prepare("SELECT actor FROM txlog WHERE kind = 'test.op' ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(actors, ["one", "three"]);
+        let texts = |sql: &str| -> Vec<String> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(
+            texts("SELECT key FROM meta WHERE key IN ('one', 'two', 'three') ORDER BY key"),
+            ["one", "three"]
+        );
+        assert_eq!(
+            texts("SELECT actor FROM txlog WHERE kind = 'test.op' ORDER BY seq"),
+            ["one", "three"]
+        );
         drop(conn);
         let store = SqliteStore::open(&path, key, settings()).unwrap();
         let report = store.verify_log().await.unwrap();
