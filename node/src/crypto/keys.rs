@@ -94,13 +94,7 @@ pub fn ca_certify(
     address: &str,
     now: SystemTime,
 ) -> Result<Cert, CryptoError> {
-    let mut signer = ca
-        .primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .and_then(|k| k.into_keypair())
-        .map_err(|_| CryptoError::NoUsableKey(ca.fingerprint()))?;
+    let mut signer = primary_signer(ca)?;
 
     let wanted = address.to_lowercase();
     let mut packets: Vec<Packet> = Vec::new();
@@ -268,6 +262,16 @@ pub fn signature_to_armored(sig: &Signature) -> Result<String, CryptoError> {
     String::from_utf8(bytes).map_err(|e| CryptoError::other("armor", e))
 }
 
+/// A signer for `cert`'s primary key, which must hold unencrypted secret material.
+fn primary_signer(cert: &Cert) -> Result<openpgp::crypto::KeyPair, CryptoError> {
+    cert.primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .and_then(|k| k.into_keypair())
+        .map_err(|_| CryptoError::NoUsableKey(cert.fingerprint()))
+}
+
 /// `cert` revoked by its own primary key (which must hold unencrypted secret material), with
 /// `reason` and its text; the result holds public material only.
 pub fn revoke_cert(
@@ -275,13 +279,7 @@ pub fn revoke_cert(
     reason: openpgp::types::ReasonForRevocation,
     text: &str,
 ) -> Result<Cert, CryptoError> {
-    let mut signer = cert
-        .primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .and_then(|k| k.into_keypair())
-        .map_err(|e| CryptoError::other("unlocking the primary key", e))?;
+    let mut signer = primary_signer(cert)?;
     let sig = CertRevocationBuilder::new()
         .set_reason_for_revocation(reason, text.as_bytes())
         .and_then(|b| b.build(&mut signer, cert, None))
