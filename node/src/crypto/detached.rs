@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use sequoia_openpgp as openpgp;
 
+use openpgp::packet::key::UnspecifiedRole;
 use openpgp::packet::signature::SignatureBuilder;
 use openpgp::policy::{HashAlgoSecurity, Policy};
 use openpgp::types::{RevocationStatus, SignatureType};
@@ -63,8 +64,6 @@ pub struct SignerFacts {
     state: Result<(), String>,
     signing: Vec<openpgp::packet::Key<openpgp::packet::key::PublicParts, UnspecifiedRole>>,
 }
-
-use openpgp::packet::key::UnspecifiedRole;
 
 impl SignerFacts {
     /// Whether the certificate can sign at all (valid, alive, not revoked, a signing key).
@@ -263,9 +262,9 @@ pub(crate) fn verify_ed25519(
 }
 
 /// The Ed25519 key for these 32 bytes (`None` if it is not a point or has small order),
-/// decompressed once: decompressing a point (a square
-/// root in the field) is about a fifth of a verification, and the same few keys sign nearly
-/// every request. Bounded: the map is emptied when full.
+/// decompressed once: decompressing a point (a square root in the field) is about a fifth of
+/// a verification, and the same few keys sign nearly every request. Bounded: the map is
+/// emptied when full.
 fn verifying_key(public: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};

@@ -614,11 +614,11 @@ fn writer_loop(
 }
 
 /// Runs a batch in one transaction and commits it. Operations nearly always succeed, so they
-/// first run one after another with nothing to undo them one by one; if one fails, the whole
-/// transaction is rolled back and the batch runs again with each operation in a savepoint, so
-/// that the failed ones leave nothing behind. (A savepoint copies every page an operation
-/// first touches into the statement journal: a fifth of the writer's work when taken for
-/// every operation.)
+/// run one after another with nothing to undo them one by one. If one fails, the transaction
+/// is rolled back: a lone operation is then done (its caller gets its error); a larger batch
+/// runs again with each operation in a savepoint, so that the failed ones leave nothing
+/// behind. (A savepoint copies every page an operation first touches into the statement
+/// journal: a fifth of the writer's work when taken for every operation.)
 fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<()> {
     let begin = |chain: &mut Chain| {
         conn.execute_batch("BEGIN IMMEDIATE")
@@ -630,12 +630,12 @@ fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<
             })
     };
     begin(chain)?;
-    let all_ok = batch.len() == 1 || batch.iter_mut().all(|job| job.run(conn, chain));
-    if !all_ok {
+    if !batch.iter_mut().all(|job| job.run(conn, chain)) {
         let _ = conn.execute_batch("ROLLBACK");
+        if batch.len() == 1 {
+            return Ok(());
+        }
         begin(chain)?;
-    }
-    if batch.len() == 1 || !all_ok {
         for job in batch.iter_mut() {
             let saved = chain.head.clone();
             let step = exec_cached(conn, "SAVEPOINT op");
@@ -1672,6 +1672,11 @@ impl MetaStore for SqliteStore {
 mod tests {
     use super::*;
 
+    fn rows(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
     fn settings() -> WriterSettings {
         WriterSettings {
             group_commit_max: 16,
@@ -1739,10 +1744,7 @@ mod tests {
             drop_message_if_unreferenced(&conn, "m1").unwrap(),
             vec![file_sha]
         );
-        let blobs: i64 = conn
-            .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(blobs, 0);
+        assert_eq!(rows(&conn, "blobs"), 0);
     }
 
     /// A part stored in its row is read back whole and leaves no blob row behind; deleting its
@@ -1761,10 +1763,7 @@ mod tests {
         )
         .unwrap();
         insert_part(&conn, "m2", 0, [3; 32], 5, Some(b"hello")).unwrap();
-        let blobs: i64 = conn
-            .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(blobs, 0);
+        assert_eq!(rows(&conn, "blobs"), 0);
         drop(conn);
         let store = SqliteStore::open(&path, SigningKey::from_bytes(&[7; 32]), settings()).unwrap();
         assert!(matches!(
@@ -1778,10 +1777,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let parts: i64 = conn
-            .query_row("SELECT count(*) FROM parts", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(parts, 0);
+        assert_eq!(rows(&conn, "parts"), 0);
     }
 
     /// A batch whose middle operation fails after writing: the others are committed (each
