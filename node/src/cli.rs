@@ -277,6 +277,14 @@ pub async fn revoke_certification(
 }
 
 /// Runs one `sealpost admin` command (also called in-process by tests).
+/// A running node notices a change another process made to accounts, sessions or
+/// certificates within [`AUTH_CACHE_POLL`](crate::storage::sqlite::AUTH_CACHE_POLL) (it keeps
+/// them in memory): waiting twice that long means the node enforces a disabled account or a
+/// revoked certification by the time the command returns.
+async fn let_a_running_node_see_it() {
+    tokio::time::sleep(crate::storage::sqlite::AUTH_CACHE_POLL * 2).await;
+}
+
 pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
     let (config, store) = open_store(data)?;
     match command {
@@ -340,6 +348,7 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
             }
             UserCommand::Revoke { address } => {
                 let address = revoke_certification(&store, data, &address).await?;
+                let_a_running_node_see_it().await;
                 println!("The CA no longer certifies {address}'s key.");
             }
             UserCommand::Disable { ref address } | UserCommand::Enable { ref address } => {
@@ -359,6 +368,7 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                 store
                     .set_account_state(&address, state, "admin", crate::now())
                     .await?;
+                let_a_running_node_see_it().await;
                 println!("{address} is now {}", state.as_str());
             }
         },

@@ -22,14 +22,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use sealpost::client::{Client, Sealed, Session};
 use sealpost::crypto::KdfParams;
-use sealpost::proto::SubmitResponse;
 
 mod shared;
-use shared::{MachineCpu, cpu_time, percentile, proc_status_kib, run};
+use shared::{MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
@@ -169,17 +166,10 @@ async fn main() -> anyhow::Result<()> {
     let machine_before = MachineCpu::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs);
-    let addr = url
-        .strip_prefix("http://")
-        .context("http URL")?
-        .trim_end_matches('/')
-        .to_owned();
-    let auth = HeaderValue::try_from(format!("Bearer {}", session.token()))?;
-    let uri: hyper::Uri = format!("http://{addr}{}", "/api/v1/messages").parse()?;
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let q = queue.clone();
-        let mut conn = Submitter::connect(&addr, auth.clone(), uri.clone()).await?;
+        let mut conn = Submitter::connect(&url, session.token()).await?;
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
@@ -257,46 +247,4 @@ async fn main() -> anyhow::Result<()> {
         bail!("{errors} submissions failed");
     }
     Ok(())
-}
-
-/// One HTTP/1.1 connection that posts pre-serialised submissions. The node is measured, so
-/// the tool keeps its own work per request small: no URL parsing, connection pool or JSON
-/// serialisation on the timed path (reqwest's did cost 15-20 % of the machine's CPU).
-struct Submitter {
-    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    auth: HeaderValue,
-    host: HeaderValue,
-    uri: hyper::Uri,
-}
-
-impl Submitter {
-    async fn connect(addr: &str, auth: HeaderValue, uri: hyper::Uri) -> anyhow::Result<Submitter> {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let (send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-        tokio::spawn(conn);
-        Ok(Submitter {
-            send,
-            auth,
-            host: HeaderValue::try_from(addr)?,
-            uri,
-        })
-    }
-
-    async fn submit(&mut self, body: Bytes) -> anyhow::Result<SubmitResponse> {
-        let req = hyper::Request::post(self.uri.clone())
-            .header(HOST, self.host.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(body))?;
-        self.send.ready().await?;
-        let resp = self.send.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            bail!("HTTP {status}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(serde_json::from_slice(&body)?)
-    }
 }

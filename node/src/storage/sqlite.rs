@@ -23,7 +23,11 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::txlog;
 
+mod auth_cache;
 mod web;
+
+use auth_cache::AuthCache;
+pub use auth_cache::POLL as AUTH_CACHE_POLL;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -249,6 +253,33 @@ DROP TABLE parts;
 ALTER TABLE parts_v5 RENAME TO parts;
 CREATE INDEX parts_by_blob ON parts(sha256) WHERE data IS NULL;
 "#,
+    r#"
+-- Bumped in the same transaction as any change to what authenticates a request or resolves
+-- a local address (accounts, sessions, local users' certificates), by whichever process
+-- makes it: a node's in-memory copy of these is good only while the counter stands still.
+INSERT INTO meta (key, value) VALUES ('auth_generation', 0);
+CREATE TRIGGER accounts_insert_auth AFTER INSERT ON accounts
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER accounts_update_auth AFTER UPDATE ON accounts
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER accounts_delete_auth AFTER DELETE ON accounts
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER sessions_insert_auth AFTER INSERT ON sessions
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER sessions_update_auth AFTER UPDATE ON sessions
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER sessions_delete_auth AFTER DELETE ON sessions
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER certs_insert_auth AFTER INSERT ON certs
+    WHEN NEW.fingerprint IN (SELECT fingerprint FROM accounts)
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER certs_update_auth AFTER UPDATE ON certs
+    WHEN NEW.fingerprint IN (SELECT fingerprint FROM accounts)
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER certs_delete_auth AFTER DELETE ON certs
+    WHEN OLD.fingerprint IN (SELECT fingerprint FROM accounts)
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+"#,
 ];
 
 /// A write operation in the writer's queue.
@@ -396,6 +427,7 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_permits: Arc<tokio::sync::Semaphore>,
     verifying_key: VerifyingKey,
+    auth: Arc<AuthCache>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -465,9 +497,11 @@ impl SqliteStore {
             key: Arc::new(node_key),
             checkpoint_every: settings.checkpoint_every,
         };
+        let auth = Arc::new(AuthCache::new(auth_cache::read_generation(&conn)?));
+        let writer_auth = auth.clone();
         std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, chain, rx, settings))
+            .spawn(move || writer_loop(conn, chain, rx, settings, &writer_auth))
             .map_err(StorageError::Io)?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -475,6 +509,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             reader_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             verifying_key,
+            auth,
         })
     }
 
@@ -586,10 +621,22 @@ fn writer_loop(
     mut chain: Chain,
     rx: mpsc::Receiver<Job>,
     settings: WriterSettings,
+    auth: &AuthCache,
 ) {
     let max = settings.group_commit_max.max(1);
     let mut under_load = false;
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(auth_cache::POLL) {
+            Ok(job) => job,
+            // Idle: look for changes another process committed.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(g) = auth_cache::read_generation(&conn) {
+                    auth.publish(g);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         let window_ends = std::time::Instant::now() + settings.group_commit_window;
         while batch.len() < max {
@@ -604,9 +651,14 @@ fn writer_loop(
         }
         under_load = batch.len() > 1;
         let committed = run_batch(&conn, &mut chain, &mut batch);
+        if let Ok(Some(g)) = committed {
+            // Before anyone is answered: a caller that logged out, or disabled an account,
+            // is not served from the cache afterwards.
+            auth.publish(g);
+        }
         for job in batch {
             job.finish(match &committed {
-                Ok(()) => Ok(()),
+                Ok(_) => Ok(()),
                 Err(e) => Err(StorageError::Database(e.to_string())),
             });
         }
@@ -618,8 +670,9 @@ fn writer_loop(
 /// is rolled back: a lone operation is then done (its caller gets its error); a larger batch
 /// runs again with each operation in a savepoint, so that the failed ones leave nothing
 /// behind. (A savepoint copies every page an operation first touches into the statement
-/// journal: a fifth of the writer's work when taken for every operation.)
-fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<()> {
+/// journal: a fifth of the writer's work when taken for every operation.) Returns the
+/// committed `auth_generation` (see [`auth_cache`]), `None` if nothing was committed.
+fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<Option<u64>> {
     let begin = |chain: &mut Chain| {
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(StorageError::from)
@@ -633,7 +686,7 @@ fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<
     if !batch.iter_mut().all(|job| job.run(conn, chain)) {
         let _ = conn.execute_batch("ROLLBACK");
         if batch.len() == 1 {
-            return Ok(());
+            return Ok(None);
         }
         begin(chain)?;
         for job in batch.iter_mut() {
@@ -646,8 +699,11 @@ fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<
             let _ = exec_cached(conn, "RELEASE op");
         }
     }
-    conn.execute_batch("COMMIT")
-        .map_err(StorageError::from)
+    auth_cache::read_generation(conn)
+        .and_then(|g| {
+            conn.execute_batch("COMMIT")?;
+            Ok(Some(g))
+        })
         .inspect_err(|e| {
             tracing::error!(error = %e, "write batch failed to commit");
             let _ = conn.execute_batch("ROLLBACK");
@@ -942,9 +998,18 @@ impl MetaStore for SqliteStore {
     }
 
     async fn account_by_address(&self, address: &str) -> Result<Option<Account>> {
+        if let Some(a) = self.auth.account(address) {
+            return Ok(Some(a));
+        }
+        let generation = self.auth.generation();
         let address = address.to_owned();
-        self.read_point(move |c| Ok(query_accounts(c, "WHERE address = ?1", [address])?.pop()))
-            .await
+        let account = self
+            .read_point(move |c| Ok(query_accounts(c, "WHERE address = ?1", [address])?.pop()))
+            .await?;
+        if let Some(a) = &account {
+            self.auth.keep_account(generation, a);
+        }
+        Ok(account)
     }
 
     async fn account_by_id(&self, id: i64) -> Result<Option<Account>> {
@@ -1096,15 +1161,31 @@ impl MetaStore for SqliteStore {
         token_hash: [u8; 32],
         now: Timestamp,
     ) -> Result<Option<Account>> {
-        self.read_point(move |c| {
-            Ok(query_accounts(
-                c,
-                "WHERE id = (SELECT account_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2)",
-                params![&token_hash[..], now],
-            )?
-            .pop())
-        })
-        .await
+        if let Some(a) = self.auth.session(&token_hash, now) {
+            return Ok(Some(a));
+        }
+        let generation = self.auth.generation();
+        let found = self
+            .read_point(move |c| {
+                let session: Option<(i64, Timestamp)> = c
+                    .prepare_cached(
+                        "SELECT account_id, expires_at FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
+                    )?
+                    .query_row(params![&token_hash[..], now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((id, expires_at)) = session else {
+                    return Ok(None);
+                };
+                Ok(query_accounts(c, "WHERE id = ?1", [id])?
+                    .pop()
+                    .map(|a| (expires_at, a)))
+            })
+            .await?;
+        Ok(found.map(|(expires_at, account)| {
+            self.auth
+                .keep_session(generation, token_hash, expires_at, &account);
+            account
+        }))
     }
 
     async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Session>> {
@@ -1778,6 +1859,110 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(rows(&conn, "parts"), 0);
+    }
+
+    /// Session and account look-ups are served from memory; every change to what they return
+    /// is seen at once when this node makes it, within the idle poll when another process
+    /// (the admin CLI) does, and only changes to local users' certificates count.
+    #[tokio::test]
+    async fn cached_sessions_and_accounts_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealpost.db");
+        let store = SqliteStore::open(&path, SigningKey::from_bytes(&[7; 32]), settings()).unwrap();
+        let id = store
+            .create_account("a@x.test", Some("A"), false, [1; 32], 100, 0)
+            .await
+            .unwrap();
+        store.login_succeeded(id, [2; 32], 1_000, 0).await.unwrap();
+        let name = |a: Option<Account>| a.map(|a| a.name.unwrap_or_default());
+        assert_eq!(
+            name(store.session_account([2; 32], 10).await.unwrap()).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            name(store.account_by_address("a@x.test").await.unwrap()).as_deref(),
+            Some("A")
+        );
+
+        // Served from memory: a change that goes around the trigger is not seen.
+        let other = open_connection(&path).unwrap();
+        let trigger = "CREATE TRIGGER accounts_update_auth AFTER UPDATE ON accounts \
+            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;";
+        other
+            .execute_batch("DROP TRIGGER accounts_update_auth; UPDATE accounts SET name = 'around'")
+            .unwrap();
+        other.execute_batch(trigger).unwrap();
+        assert_eq!(
+            name(store.session_account([2; 32], 10).await.unwrap()).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            name(store.account_by_address("a@x.test").await.unwrap()).as_deref(),
+            Some("A")
+        );
+
+        // Another process's change, through the trigger: seen once the idle writer polls.
+        other.execute("UPDATE accounts SET name = 'B'", []).unwrap();
+        let started = std::time::Instant::now();
+        while name(store.session_account([2; 32], 10).await.unwrap()).as_deref() != Some("B") {
+            assert!(
+                started.elapsed() < AUTH_CACHE_POLL * 20,
+                "the change was never seen"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            name(store.account_by_address("a@x.test").await.unwrap()).as_deref(),
+            Some("B")
+        );
+
+        // The session's expiry holds for a cached session too.
+        assert!(
+            store
+                .session_account([2; 32], 1_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // This node's own changes: seen by the very next look-up.
+        store.end_session([2; 32], 20).await.unwrap();
+        assert!(store.session_account([2; 32], 30).await.unwrap().is_none());
+        store.login_succeeded(id, [3; 32], 1_000, 40).await.unwrap();
+        assert!(store.session_account([3; 32], 50).await.unwrap().is_some());
+        store
+            .set_account_state("a@x.test", AccountState::Disabled, "admin", 60)
+            .await
+            .unwrap();
+        assert!(store.session_account([3; 32], 70).await.unwrap().is_none());
+        let a = store.account_by_address("a@x.test").await.unwrap().unwrap();
+        assert_eq!(a.state, AccountState::Disabled);
+
+        // Certificates: a local user's counts, anyone else's does not.
+        let generation = || auth_cache::read_generation(&other).unwrap();
+        let before = generation();
+        let cert = "INSERT INTO certs (fingerprint, armored, origin, updated_at, generation) \
+            VALUES (?1, 'x', 'test', 0, 0)";
+        other.execute(cert, ["F1"]).unwrap();
+        assert_eq!(generation(), before);
+        other
+            .execute("UPDATE accounts SET fingerprint = 'F2' WHERE id = ?1", [id])
+            .unwrap();
+        assert_eq!(generation(), before + 1);
+        other.execute(cert, ["F2"]).unwrap();
+        other
+            .execute(
+                "UPDATE certs SET armored = 'y' WHERE fingerprint = 'F2'",
+                [],
+            )
+            .unwrap();
+        other
+            .execute(
+                "UPDATE certs SET armored = 'y' WHERE fingerprint = 'F1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(generation(), before + 3);
     }
 
     /// A batch whose middle operation fails after writing: the others are committed (each

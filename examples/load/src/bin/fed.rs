@@ -43,7 +43,7 @@ use sealpost::crypto::KdfParams;
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{MachineCpu, cpu_time, percentile, proc_status_kib, run};
+use shared::{MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark federation between two Sealpost nodes on loopback")]
@@ -481,6 +481,10 @@ async fn main() -> anyhow::Result<()> {
         let sealed = pre_seal(&alice, args.count, args.size).await?;
         println!("pre-sealed in {:.1} s", t.elapsed().as_secs_f64());
         let ids: Vec<String> = sealed.iter().map(|s| s.message_id.clone()).collect();
+        let sealed = sealed
+            .iter()
+            .map(|s| Ok(serde_json::to_vec(&s.request)?.into()))
+            .collect::<anyhow::Result<Vec<bytes::Bytes>>>()?;
         let rss = RssSampler::start(vec![alpha.pid(), beta.pid()]);
         let cpu0 = (cpu_time(alpha.pid()), cpu_time(beta.pid()));
         let machine0 = MachineCpu::now();
@@ -488,14 +492,15 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let mut workers = Vec::new();
         for _ in 0..args.concurrency {
-            let (s, q) = (alice.clone(), queue.clone());
+            let q = queue.clone();
+            let mut conn = Submitter::connect(&alpha.url, alice.token()).await?;
             workers.push(tokio::spawn(async move {
                 let mut errors = 0usize;
                 loop {
                     let Some(m) = q.lock().expect("queue").pop() else {
                         break;
                     };
-                    match s.submit(&m.request).await {
+                    match conn.submit(m).await {
                         Ok(r) if !r.duplicate => {}
                         Ok(_) => errors += 1,
                         Err(e) => {
