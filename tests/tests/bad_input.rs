@@ -238,6 +238,34 @@ async fn envelope_signed_by_someone_else_is_refused() {
     assert_eq!(stored(&node), before);
 }
 
+/// A message ID is good for a limited time: once expired unused, a submission with it is
+/// refused with its own code, stores nothing, and leaves the ID unused.
+#[tokio::test]
+async fn an_expired_message_id_is_refused_and_nothing_is_stored() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, _bob) = pair(&node).await;
+    let (env, certs) = alice.envelope(&["bob@a.test".into()]).await.unwrap();
+    let sealed = alice.seal_text(&env, &certs, "s", "b").unwrap();
+    let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE issued_ids SET expires_at = 0 WHERE message_id = ?1",
+            [&env.message_id],
+        )
+        .unwrap();
+    assert_eq!(aged, 1);
+    let before = stored(&node);
+    let e = alice.submit(&sealed.request).await.err().unwrap();
+    assert_eq!(code(&e), "message_id_expired");
+    assert_eq!(stored(&node), before);
+    let sql = format!(
+        "SELECT used FROM issued_ids WHERE message_id = '{}'",
+        env.message_id
+    );
+    assert_eq!(node.count(&sql), 0);
+}
+
 #[tokio::test]
 async fn ciphertext_missing_a_required_recipient_is_refused() {
     let node = TestNode::spawn("a.test").await.unwrap();

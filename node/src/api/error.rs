@@ -105,6 +105,14 @@ impl From<StorageError> for ApiError {
                 "invite_invalid",
                 "this invite code is unknown, already used or expired: ask your administrator for a new one",
             ),
+            StorageError::MessageIdNotIssued => ApiError::forbidden(
+                "message_id_not_issued",
+                "this message ID was not issued to you: request an envelope first",
+            ),
+            StorageError::MessageIdExpired => ApiError::forbidden(
+                "message_id_expired",
+                "this message ID has expired: request a new envelope",
+            ),
             StorageError::Overloaded => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(

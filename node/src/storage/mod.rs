@@ -34,6 +34,12 @@ pub enum StorageError {
     Conflict(String),
     #[error("the invite code is unknown, used or expired")]
     InviteInvalid,
+    /// A submission's message ID was never issued to its sender (or was issued to another).
+    #[error("the message ID was not issued to this sender")]
+    MessageIdNotIssued,
+    /// A submission's message ID was issued to its sender but has expired unused.
+    #[error("the message ID has expired")]
+    MessageIdExpired,
     #[error("storage is overloaded: too many writes waiting")]
     Overloaded,
     #[error("{0} messages are already waiting for the node of {1}")]
@@ -134,13 +140,6 @@ pub struct Session {
     pub account_id: i64,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
-}
-
-#[derive(Clone, Debug)]
-pub struct IssuedId {
-    pub account_id: i64,
-    pub expires_at: Timestamp,
-    pub used: bool,
 }
 
 /// One part of a message as it is submitted: the SHA-256 of its ciphertext, and the
@@ -363,7 +362,6 @@ pub trait MetaStore: FederationStore + WebStore + Send + Sync + 'static {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<()>;
-    async fn issued_id(&self, message_id: &str) -> Result<Option<IssuedId>>;
     /// Records that `account_id` uploaded the blob `sha256` (already durable in the BlobStore).
     async fn record_upload(
         &self,

@@ -1270,24 +1270,6 @@ impl MetaStore for SqliteStore {
         .await
     }
 
-    async fn issued_id(&self, message_id: &str) -> Result<Option<IssuedId>> {
-        let id = message_id.to_owned();
-        self.read_point(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT account_id, expires_at, used FROM issued_ids WHERE message_id = ?1",
-            )?
-            .query_row([id], |r| {
-                Ok(IssuedId {
-                    account_id: r.get(0)?,
-                    expires_at: r.get(1)?,
-                    used: r.get(2)?,
-                })
-            })
-            .optional()?)
-        })
-        .await
-    }
-
     async fn record_upload(
         &self,
         account_id: i64,
@@ -1372,9 +1354,22 @@ impl MetaStore for SqliteStore {
                 )?
                 .execute(params![m.id, m.sender_account, now])?;
             if claimed != 1 {
-                return Err(StorageError::Conflict(
-                    "message ID was not issued to this sender, or has expired".into(),
-                ));
+                let issued: Option<(i64, Timestamp, bool)> = c
+                    .prepare_cached(
+                        "SELECT account_id, expires_at, used FROM issued_ids WHERE message_id = ?1",
+                    )?
+                    .query_row([&m.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                return Err(match issued {
+                    Some((account, _, false)) if account == m.sender_account => {
+                        StorageError::MessageIdExpired
+                    }
+                    // Used, but its message is gone (deleted by everyone who had it).
+                    Some((account, _, true)) if account == m.sender_account => {
+                        StorageError::Conflict("message ID already used".into())
+                    }
+                    _ => StorageError::MessageIdNotIssued,
+                });
             }
             let recipients: Vec<&str> = m
                 .recipients
