@@ -276,7 +276,6 @@ pub async fn revoke_certification(
     Ok(address)
 }
 
-/// Runs one `sealpost admin` command (also called in-process by tests).
 /// A running node notices a change another process made to accounts, sessions or
 /// certificates within [`AUTH_CACHE_POLL`](crate::storage::sqlite::AUTH_CACHE_POLL) (it keeps
 /// them in memory): waiting twice that long means the node enforces a disabled account or a
@@ -285,6 +284,7 @@ async fn let_a_running_node_see_it() {
     tokio::time::sleep(crate::storage::sqlite::AUTH_CACHE_POLL * 2).await;
 }
 
+/// Runs one `sealpost admin` command (also called in-process by tests).
 pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
     let (config, store) = open_store(data)?;
     match command {

@@ -553,6 +553,20 @@ async fn a_session_token_only_reaches_its_own_user() {
     assert_eq!(node.count("SELECT COUNT(*) FROM messages"), 1);
 }
 
+/// The node keeps sessions in memory; an account disabled with the admin CLI (another
+/// process, in production) loses its sessions at the running node by the time the command
+/// returns, though the node had just served that session from memory.
+#[tokio::test]
+async fn an_account_disabled_by_the_admin_cli_is_refused_at_once() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let (alice, _bob) = pair(&node).await;
+    alice.mailbox(Folder::Inbox).await.unwrap();
+    alice.mailbox(Folder::Inbox).await.unwrap();
+    node.admin(&["user", "disable", "alice@a.test"]).await.unwrap();
+    let e = alice.mailbox(Folder::Inbox).await.err().unwrap();
+    assert_eq!(code(&e), "unauthenticated");
+}
+
 #[tokio::test]
 async fn totp_second_factor_is_required_once_enabled() {
     let node = TestNode::spawn("a.test").await.unwrap();
