@@ -562,7 +562,9 @@ async fn an_account_disabled_by_the_admin_cli_is_refused_at_once() {
     let (alice, _bob) = pair(&node).await;
     alice.mailbox(Folder::Inbox).await.unwrap();
     alice.mailbox(Folder::Inbox).await.unwrap();
-    node.admin(&["user", "disable", "alice@a.test"]).await.unwrap();
+    node.admin(&["user", "disable", "alice@a.test"])
+        .await
+        .unwrap();
     let e = alice.mailbox(Folder::Inbox).await.err().unwrap();
     assert_eq!(code(&e), "unauthenticated");
 }
