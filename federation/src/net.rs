@@ -192,7 +192,7 @@ impl From<wire::ReadError> for NetError {
     }
 }
 
-/// One peer as the driver sees it, for `peer list`.
+/// One peer as the driver sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
     pub peer_id: PeerId,
@@ -205,6 +205,9 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     /// Transfers being sent right now.
     pub in_flight: usize,
+    /// Transfer streams opened to this peer since the driver started (streams are kept open
+    /// between send passes, so this grows only when the link is new or broke).
+    pub streams_opened: u64,
 }
 
 /// A running driver. Cheap to clone; every clone controls the same driver.
@@ -270,6 +273,10 @@ pub(crate) struct PeerEntry {
     pub(crate) push_cursor: AtomicU64,
     pub(crate) inbound: Arc<Semaphore>,
     pub(crate) in_flight: AtomicUsize,
+    pub(crate) streams_opened: AtomicU64,
+    /// Transfer streams left open by the last send pass, with when each was last used: the
+    /// next pass takes them instead of opening new ones (see [`PeerEntry::take_idle_stream`]).
+    idle_streams: Mutex<Vec<(Stream, Instant)>>,
     status: Mutex<Backoff>,
 }
 
@@ -280,6 +287,32 @@ struct Backoff {
 }
 
 impl PeerEntry {
+    /// A transfer stream a previous send pass left open, used within `fresh_for` (well inside
+    /// the peer's idle timeout, after which it closes its end). Opening a stream costs a
+    /// protocol negotiation, and new streams open one after another (see `Pass::opening`):
+    /// when every pass opened and closed its own, messages offered at a few hundred per second
+    /// waited tens of milliseconds for a stream.
+    pub(crate) fn take_idle_stream(&self, fresh_for: Duration) -> Option<Stream> {
+        let mut idle = self.idle_streams.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((s, at)) = idle.pop() {
+            if at.elapsed() < fresh_for {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps a stream that is in step for the next pass; `None` when `max` are kept already
+    /// (the caller closes it).
+    pub(crate) fn keep_idle_stream(&self, stream: Stream, max: usize) -> Option<Stream> {
+        let mut idle = self.idle_streams.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= max {
+            return Some(stream);
+        }
+        idle.push((stream, Instant::now()));
+        None
+    }
+
     pub(crate) fn peer(&self) -> Peer {
         self.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -658,6 +691,8 @@ async fn reload_peers(inner: &Arc<Inner>) {
                 push_cursor: AtomicU64::new(0),
                 inbound: Arc::new(Semaphore::new(inner.config.inbound_streams_per_peer)),
                 in_flight: AtomicUsize::new(0),
+                streams_opened: AtomicU64::new(0),
+                idle_streams: Mutex::default(),
                 status: Mutex::default(),
             });
             peers.insert(id, entry.clone());
@@ -880,6 +915,7 @@ impl Handle {
                     retry_at: s.retry_at,
                     last_error: s.last_error.clone(),
                     in_flight: e.in_flight.load(Ordering::Relaxed),
+                    streams_opened: e.streams_opened.load(Ordering::Relaxed),
                 }
             })
             .collect();

@@ -386,6 +386,27 @@ async fn a_peer_that_comes_back_gets_its_backlog_promptly() {
     b.shutdown().await;
 }
 
+/// Transfers sent one after another, each in a send pass of its own, go over the stream the
+/// first pass opened: a pass leaves its streams open for the next one.
+#[tokio::test]
+async fn later_send_passes_reuse_the_open_stream() {
+    let (a, b) = pair(config(), config()).await;
+    for i in 1..=3 {
+        a.host
+            .queue(b.id(), &format!("m-{i}"), &[format!("head {i}").as_bytes()]);
+        a.handle.wake(&b.id());
+        eventually("delivery", WAIT, || a.host.delivered_count() == i).await;
+        eventually("the pass ends", WAIT, || {
+            a.handle.status().iter().all(|s| s.in_flight == 0)
+        })
+        .await;
+    }
+    let status = a.handle.status();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].streams_opened, 1, "{status:?}");
+    assert_eq!(b.host.messages.lock().unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn two_hundred_queued_transfers_are_delivered_exactly_once() {
     let (a, b) = pair(config(), config()).await;

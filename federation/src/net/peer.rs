@@ -170,6 +170,7 @@ async fn worker(
     peer: &Peer,
     pass: &Pass,
 ) -> Result<(), NetError> {
+    let cfg = &inner.config;
     let mut stream: Option<Stream> = None;
     loop {
         let item = pass.pager.lock().await.next(inner, peer).await?;
@@ -177,17 +178,34 @@ async fn worker(
         let _guard = InFlight::new(&entry.in_flight);
         let mut attempt = 0;
         let after = loop {
-            attempt += 1;
             let mut progress = Progress::default();
+            // A stream kept from an earlier pass may have been closed by the peer meanwhile
+            // (it restarted, or the stream idled out): such a failure is no attempt.
+            let mut kept = false;
             let s = match stream.as_mut() {
                 Some(s) => s,
-                None => {
-                    progress.ramp = Some(pass.opening.lock().await);
-                    stream.insert(inner.open_stream(entry.peer_id).await?)
-                }
+                None => match entry.take_idle_stream(cfg.idle_timeout / 2) {
+                    Some(s) => {
+                        kept = true;
+                        stream.insert(s)
+                    }
+                    None => {
+                        progress.ramp = Some(pass.opening.lock().await);
+                        let s = inner.open_stream(entry.peer_id).await?;
+                        entry.streams_opened.fetch_add(1, Ordering::Relaxed);
+                        stream.insert(s)
+                    }
+                },
             };
+            if !kept {
+                attempt += 1;
+            }
             match send_one(inner, entry, peer, s, item.clone(), &mut progress).await {
                 Ok(after) => break after,
+                Err(NetError::Io(e)) if !progress.answered && kept => {
+                    tracing::debug!(peer = %entry.peer_id, error = %e, "kept stream failed before an answer; trying another");
+                    stream = None;
+                }
                 Err(NetError::Io(e)) if !progress.answered && attempt < FRESH_STREAM_ATTEMPTS => {
                     tracing::debug!(peer = %entry.peer_id, error = %e, attempt, "stream failed before an answer; retrying on a new one");
                     stream = None;
@@ -202,7 +220,10 @@ async fn worker(
             let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
         }
     }
-    if let Some(mut s) = stream {
+    // In step after its last exchange: kept for the next pass.
+    if let Some(s) = stream
+        && let Some(mut s) = entry.keep_idle_stream(s, cfg.outbound_streams_per_peer)
+    {
         let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
     }
     Ok(())
