@@ -109,10 +109,7 @@ impl AuthCache {
     ) {
         let mut e = self.current();
         if e.generation == generation {
-            if e.sessions.len() >= MAX_ENTRIES {
-                e.sessions.clear();
-            }
-            e.sessions.insert(token_hash, (expires_at, account.clone()));
+            keep(&mut e.sessions, token_hash, (expires_at, account.clone()));
         }
     }
 
@@ -120,10 +117,15 @@ impl AuthCache {
     pub(super) fn keep_account(&self, generation: u64, account: &Account) {
         let mut e = self.current();
         if e.generation == generation {
-            if e.accounts.len() >= MAX_ENTRIES {
-                e.accounts.clear();
-            }
-            e.accounts.insert(account.address.clone(), account.clone());
+            keep(&mut e.accounts, account.address.clone(), account.clone());
         }
     }
+}
+
+/// Inserts into a map bounded by [`MAX_ENTRIES`] (emptied when full: a miss is only a read).
+fn keep<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, value);
 }
