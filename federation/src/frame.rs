@@ -74,8 +74,64 @@ pub enum Frame {
     OrgLookup(OrgLookup),
     /// The answer to an [`OrgLookup`].
     OrgRecord(OrgRecord),
+    /// Several transfers whose parts all travel inline, under one node signature over the
+    /// Merkle root of their digests ([`Batch::signing_digest`]).
+    Batch(Batch),
+    /// The receiver's answer to a [`Batch`]: a receipt or an error for each transfer, the
+    /// receipts under one node signature ([`BatchAnswer::signing_digest`]).
+    BatchAnswer(BatchAnswer),
     /// A request the answering node could not serve, in plain words.
     Error(ErrorFrame),
+}
+
+/// Transfers sent together so that the two nodes sign and verify once per batch rather than
+/// once per message. Each transfer has every part inline ([`PartRef::data`]) and an empty
+/// `node_sig`: the batch's signature covers it through the Merkle tree of
+/// [`Transfer::signing_digest`]s, and [`BatchProof`] shows that for any one of them later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// At least one, at most [`Limits::max_batch`], with distinct message IDs.
+    pub transfers: Vec<Transfer>,
+    /// The sending node's signature over [`Batch::signing_digest`] (hex on the wire).
+    #[serde(with = "hex_bytes", default)]
+    pub node_sig: Vec<u8>,
+}
+
+/// The answer to a [`Batch`]: every transfer of the batch answered exactly once, by a receipt
+/// or by an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    /// Receipts (each `node_sig` empty), in the order of the transfers they answer.
+    pub receipts: Vec<Receipt>,
+    /// Transfers not answered by a receipt, with the error a lone transfer would have got.
+    pub errors: Vec<BatchError>,
+    /// The receiving node's signature over [`BatchAnswer::signing_digest`] (hex on the wire).
+    #[serde(with = "hex_bytes", default)]
+    pub node_sig: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchError {
+    pub message_id: MessageId,
+    /// As in [`ErrorFrame::code`].
+    pub code: String,
+    pub message: String,
+}
+
+/// Where one transfer's or receipt's digest sits in the Merkle tree (RFC 6962) whose root a
+/// batch signature covers: with the batch's `node_sig`, the evidence that the node signed that
+/// one item, without revealing the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProof {
+    pub index: u64,
+    /// The number of items in the batch.
+    pub size: u64,
+    /// The tree's root (hex on the wire).
+    #[serde(with = "hex_bytes")]
+    pub root: Vec<u8>,
+    /// The RFC 6962 audit path: sibling hashes from the leaf up (hex on the wire).
+    #[serde(with = "hex_bytes")]
+    pub path: Vec<u8>,
 }
 
 /// Asks the peer for its organisation record (the one its directory publishes over HTTPS at
@@ -215,6 +271,8 @@ pub struct Limits {
     pub max_inline_bytes: usize,
     /// An organisation record ([`OrgRecord::record`]).
     pub max_org_record_bytes: usize,
+    /// Transfers in one [`Batch`] (and answers in one [`BatchAnswer`]).
+    pub max_batch: usize,
 }
 
 impl Default for Limits {
@@ -234,6 +292,7 @@ impl Default for Limits {
             max_inline_part_bytes: 64 << 10,
             max_inline_bytes: 1 << 20,
             max_org_record_bytes: 64 << 10,
+            max_batch: 64,
         }
     }
 }
@@ -337,65 +396,54 @@ impl Frame {
     /// Checks every count and size against `limits` and the few shape rules JSON cannot express.
     pub fn validate(&self, limits: &Limits) -> Result<(), FrameError> {
         match self {
-            Frame::Transfer(t) => {
-                check_id(&t.message_id, limits)?;
-                check_nonempty("envelope", &t.envelope)?;
-                check_len("envelope", t.envelope.len(), limits.max_envelope_bytes)?;
-                check_nonempty("signature", &t.signature)?;
-                check_len("signature", t.signature.len(), limits.max_signature_bytes)?;
-                check_len("sender_cert", t.sender_cert.len(), limits.max_cert_bytes)?;
-                if t.parts.is_empty() {
-                    // Part 0 is the sealed head: a message always has one.
-                    return Err(FrameError::Invalid {
-                        field: "parts",
-                        reason: "a message has at least its head part",
-                    });
-                }
-                check_len("parts", t.parts.len(), limits.max_parts)?;
-                for p in &t.parts {
-                    if p.sha256.len() != 64
-                        || !p
-                            .sha256
-                            .bytes()
-                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                    {
+            Frame::Transfer(t) => check_transfer(t, limits),
+            Frame::Receipt(r) => check_receipt(r, limits),
+            Frame::Batch(b) => {
+                check_count("transfers", b.transfers.len(), limits.max_batch)?;
+                let mut ids = std::collections::HashSet::with_capacity(b.transfers.len());
+                for t in &b.transfers {
+                    check_transfer(t, limits)?;
+                    if !t.node_sig.is_empty() {
                         return Err(FrameError::Invalid {
-                            field: "parts.sha256",
-                            reason: "must be 64 lowercase hex digits",
+                            field: "transfers.node_sig",
+                            reason: "must be empty: the batch signature covers it",
                         });
                     }
-                    if let Some(d) = &p.data {
-                        check_len("parts.data", d.len(), limits.max_inline_part_bytes)?;
-                        if d.len() as u64 != p.size {
-                            return Err(FrameError::Invalid {
-                                field: "parts.data",
-                                reason: "must be exactly the part's size",
-                            });
-                        }
+                    if t.parts.iter().any(|p| p.data.is_none()) {
+                        return Err(FrameError::Invalid {
+                            field: "transfers.parts",
+                            reason: "every part of a batched transfer is inline",
+                        });
+                    }
+                    if !ids.insert(&t.message_id) {
+                        return Err(FrameError::Invalid {
+                            field: "transfers.message_id",
+                            reason: "must be distinct within a batch",
+                        });
                     }
                 }
-                let inline = t.parts.iter().filter_map(|p| p.data.as_ref()).map(Vec::len);
-                check_len("parts.data", inline.sum(), limits.max_inline_bytes)?;
-                check_len("node_sig", t.node_sig.len(), limits.max_node_sig_bytes)
+                check_len("node_sig", b.node_sig.len(), limits.max_node_sig_bytes)
             }
-            Frame::Receipt(r) => {
-                check_id(&r.message_id, limits)?;
+            Frame::BatchAnswer(a) => {
                 check_len(
-                    "addresses",
-                    r.accepted.len().saturating_add(r.refused.len()),
-                    limits.max_addresses,
+                    "answers",
+                    a.receipts.len().saturating_add(a.errors.len()),
+                    limits.max_batch,
                 )?;
-                for a in r
-                    .accepted
-                    .iter()
-                    .chain(r.refused.iter().map(|x| &x.address))
-                {
-                    check_address(a, limits)?;
+                for r in &a.receipts {
+                    check_receipt(r, limits)?;
+                    if !r.node_sig.is_empty() {
+                        return Err(FrameError::Invalid {
+                            field: "receipts.node_sig",
+                            reason: "must be empty: the batch signature covers it",
+                        });
+                    }
                 }
-                for x in &r.refused {
-                    check_len("reason", x.reason.len(), limits.max_reason_bytes)?;
+                for e in &a.errors {
+                    check_id(&e.message_id, limits)?;
+                    check_error(&e.code, &e.message, limits)?;
                 }
-                check_len("node_sig", r.node_sig.len(), limits.max_node_sig_bytes)
+                check_len("node_sig", a.node_sig.len(), limits.max_node_sig_bytes)
             }
             Frame::Lookup(l) => check_address(&l.address, limits),
             Frame::LookupAnswer(a) => check_certs(&a.certs, limits),
@@ -417,13 +465,87 @@ impl Frame {
                 Ok(())
             }
             Frame::Changed(_) => Ok(()),
-            Frame::Error(e) => {
-                check_nonempty("code", &e.code)?;
-                check_len("code", e.code.len(), 64)?;
-                check_len("message", e.message.len(), limits.max_reason_bytes)
+            Frame::Error(e) => check_error(&e.code, &e.message, limits),
+        }
+    }
+}
+
+fn check_error(code: &str, message: &str, limits: &Limits) -> Result<(), FrameError> {
+    check_nonempty("code", code)?;
+    check_len("code", code.len(), 64)?;
+    check_len("message", message.len(), limits.max_reason_bytes)
+}
+
+fn check_count(field: &'static str, got: usize, max: usize) -> Result<(), FrameError> {
+    if got == 0 {
+        return Err(FrameError::Invalid {
+            field,
+            reason: "must not be empty",
+        });
+    }
+    check_len(field, got, max)
+}
+
+fn check_transfer(t: &Transfer, limits: &Limits) -> Result<(), FrameError> {
+    check_id(&t.message_id, limits)?;
+    check_nonempty("envelope", &t.envelope)?;
+    check_len("envelope", t.envelope.len(), limits.max_envelope_bytes)?;
+    check_nonempty("signature", &t.signature)?;
+    check_len("signature", t.signature.len(), limits.max_signature_bytes)?;
+    check_len("sender_cert", t.sender_cert.len(), limits.max_cert_bytes)?;
+    if t.parts.is_empty() {
+        // Part 0 is the sealed head: a message always has one.
+        return Err(FrameError::Invalid {
+            field: "parts",
+            reason: "a message has at least its head part",
+        });
+    }
+    check_len("parts", t.parts.len(), limits.max_parts)?;
+    for p in &t.parts {
+        if p.sha256.len() != 64
+            || !p
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(FrameError::Invalid {
+                field: "parts.sha256",
+                reason: "must be 64 lowercase hex digits",
+            });
+        }
+        if let Some(d) = &p.data {
+            check_len("parts.data", d.len(), limits.max_inline_part_bytes)?;
+            if d.len() as u64 != p.size {
+                return Err(FrameError::Invalid {
+                    field: "parts.data",
+                    reason: "must be exactly the part's size",
+                });
             }
         }
     }
+    let inline = t.parts.iter().filter_map(|p| p.data.as_ref()).map(Vec::len);
+    check_len("parts.data", inline.sum(), limits.max_inline_bytes)?;
+    check_len("node_sig", t.node_sig.len(), limits.max_node_sig_bytes)
+}
+
+fn check_receipt(r: &Receipt, limits: &Limits) -> Result<(), FrameError> {
+    check_id(&r.message_id, limits)?;
+    check_len(
+        "addresses",
+        r.accepted.len().saturating_add(r.refused.len()),
+        limits.max_addresses,
+    )?;
+    for a in r
+        .accepted
+        .iter()
+        .chain(r.refused.iter().map(|x| &x.address))
+    {
+        check_address(a, limits)?;
+    }
+    for x in &r.refused {
+        check_len("reason", x.reason.len(), limits.max_reason_bytes)?;
+    }
+    check_len("node_sig", r.node_sig.len(), limits.max_node_sig_bytes)
 }
 
 fn check_id(id: &MessageId, limits: &Limits) -> Result<(), FrameError> {
@@ -463,6 +585,11 @@ impl Signed {
 }
 
 impl Transfer {
+    /// Checks the transfer as [`Frame::validate`] checks a transfer frame.
+    pub fn validate(&self, limits: &Limits) -> Result<(), FrameError> {
+        check_transfer(self, limits)
+    }
+
     /// The digest the sending node signs into `node_sig`: everything but `node_sig` itself,
     /// domain-separated from receipts.
     pub fn signing_digest(&self) -> [u8; 32] {
@@ -496,6 +623,100 @@ impl Receipt {
             s.field(r.reason.as_bytes());
         }
         s.finish()
+    }
+}
+
+/// The RFC 6962 Merkle tree (SHA-256) over a batch's item digests.
+type Tree = ct_merkle::mem_backed_tree::MemoryBackedTree<Sha256, [u8; 32]>;
+
+fn tree(digests: impl Iterator<Item = [u8; 32]>) -> Tree {
+    let mut t = Tree::new();
+    for d in digests {
+        t.push(d);
+    }
+    t
+}
+
+const TRANSFER_BATCH: &str = "sealpost-federation-v1/transfer-batch";
+const RECEIPT_BATCH: &str = "sealpost-federation-v1/receipt-batch";
+
+/// What a batch signature signs: the tree's root and size, domain-separated.
+fn tree_head(domain: &str, root: &[u8], size: u64) -> [u8; 32] {
+    let mut s = Signed::new(domain);
+    s.field(root);
+    s.field(&size.to_be_bytes());
+    s.finish()
+}
+
+fn head_of(domain: &str, t: &Tree) -> [u8; 32] {
+    tree_head(domain, t.root().as_bytes(), t.len())
+}
+
+fn proofs_of(t: &Tree) -> Vec<BatchProof> {
+    let root = t.root().as_bytes().to_vec();
+    (0..t.len() as usize)
+        .map(|i| BatchProof {
+            index: i as u64,
+            size: t.len(),
+            root: root.clone(),
+            path: t.prove_inclusion(i).as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+impl Batch {
+    /// The digest the sending node signs into `node_sig`: the head of the Merkle tree whose
+    /// leaves are the transfers' [`Transfer::signing_digest`]s, in order.
+    pub fn signing_digest(&self) -> [u8; 32] {
+        head_of(TRANSFER_BATCH, &self.tree())
+    }
+
+    /// For each transfer, in order, the proof that the batch signature covers it.
+    pub fn proofs(&self) -> Vec<BatchProof> {
+        proofs_of(&self.tree())
+    }
+
+    fn tree(&self) -> Tree {
+        tree(self.transfers.iter().map(Transfer::signing_digest))
+    }
+}
+
+impl BatchAnswer {
+    /// The digest the receiving node signs into `node_sig`: the head of the Merkle tree whose
+    /// leaves are the receipts' [`Receipt::signing_digest`]s, in order. Errors are not signed.
+    pub fn signing_digest(&self) -> [u8; 32] {
+        head_of(RECEIPT_BATCH, &self.tree())
+    }
+
+    /// For each receipt, in order, the proof that the batch signature covers it.
+    pub fn proofs(&self) -> Vec<BatchProof> {
+        proofs_of(&self.tree())
+    }
+
+    fn tree(&self) -> Tree {
+        tree(self.receipts.iter().map(Receipt::signing_digest))
+    }
+}
+
+impl BatchProof {
+    /// The digest a batch signature must cover for this proof to show that the sending node
+    /// signed `transfer`; `None` when the proof does not place the transfer under its root.
+    pub fn signed_digest_of_transfer(&self, transfer: &Transfer) -> Option<[u8; 32]> {
+        self.head(TRANSFER_BATCH, transfer.signing_digest())
+    }
+
+    /// As [`BatchProof::signed_digest_of_transfer`], for a receipt of a [`BatchAnswer`].
+    pub fn signed_digest_of_receipt(&self, receipt: &Receipt) -> Option<[u8; 32]> {
+        self.head(RECEIPT_BATCH, receipt.signing_digest())
+    }
+
+    fn head(&self, domain: &str, leaf: [u8; 32]) -> Option<[u8; 32]> {
+        let root: [u8; 32] = self.root.as_slice().try_into().ok()?;
+        let proof = ct_merkle::InclusionProof::<Sha256>::try_from_bytes(self.path.clone()).ok()?;
+        ct_merkle::RootHash::<Sha256>::new(root.into(), self.size)
+            .verify_inclusion(&leaf, self.index, &proof)
+            .ok()?;
+        Some(tree_head(domain, &root, self.size))
     }
 }
 
@@ -831,6 +1052,7 @@ mod tests {
             max_inline_part_bytes: 3,
             max_inline_bytes: 5,
             max_org_record_bytes: 4,
+            max_batch: 2,
         };
         let part = || PartRef {
             sha256: H.into(),
@@ -984,6 +1206,139 @@ mod tests {
             decode(&[b'{'; 10], &lim),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    fn inline_transfer(id: &str) -> Transfer {
+        let Frame::Transfer(mut t) = transfer() else {
+            unreachable!()
+        };
+        t.message_id = id.into();
+        t.node_sig = Vec::new();
+        t.parts[0].size = 3;
+        t.parts[0].data = Some(b"abc".to_vec());
+        t
+    }
+
+    #[test]
+    fn batches_are_checked_as_a_whole_and_transfer_by_transfer() {
+        let lim = Limits {
+            max_batch: 3,
+            ..Limits::default()
+        };
+        let batch = |transfers: Vec<Transfer>| {
+            Frame::Batch(Batch {
+                transfers,
+                node_sig: vec![1; 64],
+            })
+        };
+        let ok = batch(vec![inline_transfer("m-1"), inline_transfer("m-2")]);
+        assert_eq!(decode(&encode(&ok), &lim), Ok(ok));
+
+        let invalid = |f: &Frame, field: &str| match decode(&encode(f), &lim) {
+            Err(FrameError::Invalid { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{field}: expected invalid, got {other:?}"),
+        };
+        invalid(&batch(vec![]), "transfers");
+        invalid(
+            &batch(vec![inline_transfer("m-1"), inline_transfer("m-1")]),
+            "transfers.message_id",
+        );
+        let mut signed = inline_transfer("m-1");
+        signed.node_sig = vec![2; 64];
+        invalid(&batch(vec![signed]), "transfers.node_sig");
+        let mut streamed = inline_transfer("m-1");
+        streamed.parts[0].data = None;
+        invalid(&batch(vec![streamed]), "transfers.parts");
+        let mut no_head = inline_transfer("m-1");
+        no_head.parts.clear();
+        invalid(&batch(vec![no_head]), "parts");
+        let four = (0..4).map(|i| inline_transfer(&format!("m-{i}"))).collect();
+        assert!(matches!(
+            decode(&encode(&batch(four)), &lim),
+            Err(FrameError::LimitExceeded {
+                field: "transfers",
+                ..
+            })
+        ));
+
+        let Frame::Receipt(r) = receipt() else {
+            unreachable!()
+        };
+        let answer = |receipts: Vec<Receipt>, errors: usize| {
+            Frame::BatchAnswer(BatchAnswer {
+                receipts,
+                errors: (0..errors)
+                    .map(|i| BatchError {
+                        message_id: MessageId(format!("m-{i}")),
+                        code: "refused".into(),
+                        message: "no".into(),
+                    })
+                    .collect(),
+                node_sig: vec![1; 64],
+            })
+        };
+        let unsigned = Receipt {
+            node_sig: Vec::new(),
+            ..r.clone()
+        };
+        let ok = answer(vec![unsigned.clone()], 2);
+        assert_eq!(decode(&encode(&ok), &lim), Ok(ok));
+        invalid(&answer(vec![r], 0), "receipts.node_sig");
+        assert!(matches!(
+            decode(&encode(&answer(vec![unsigned], 3)), &lim),
+            Err(FrameError::LimitExceeded {
+                field: "answers",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_proof_places_exactly_its_own_item_under_the_signed_root() {
+        for n in 1..=9 {
+            let b = Batch {
+                transfers: (0..n).map(|i| inline_transfer(&format!("m-{i}"))).collect(),
+                node_sig: Vec::new(),
+            };
+            let head = b.signing_digest();
+            let proofs = b.proofs();
+            assert_eq!(proofs.len(), n);
+            for (i, (t, p)) in b.transfers.iter().zip(&proofs).enumerate() {
+                assert_eq!(p.signed_digest_of_transfer(t), Some(head), "n={n} i={i}");
+                // Another transfer of the batch, a changed transfer, or a receipt's domain:
+                // no digest, or a different one.
+                let other = &b.transfers[(i + 1) % n];
+                if n > 1 {
+                    assert_eq!(p.signed_digest_of_transfer(other), None, "n={n} i={i}");
+                }
+                let mut changed = t.clone();
+                changed.envelope.push(' ');
+                assert_eq!(p.signed_digest_of_transfer(&changed), None);
+                let mut short = p.clone();
+                short.path.truncate(short.path.len().saturating_sub(1));
+                if !p.path.is_empty() {
+                    assert_eq!(short.signed_digest_of_transfer(t), None);
+                }
+            }
+        }
+        // Transfer and receipt heads are domain-separated.
+        let one = Batch {
+            transfers: vec![inline_transfer("m-1")],
+            node_sig: Vec::new(),
+        };
+        let Frame::Receipt(r) = receipt() else {
+            unreachable!()
+        };
+        let answer = BatchAnswer {
+            receipts: vec![r],
+            errors: Vec::new(),
+            node_sig: Vec::new(),
+        };
+        assert_ne!(one.signing_digest(), answer.signing_digest());
+        assert_eq!(
+            answer.proofs()[0].signed_digest_of_receipt(&answer.receipts[0]),
+            Some(answer.signing_digest())
+        );
     }
 
     #[test]

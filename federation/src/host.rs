@@ -13,7 +13,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-use crate::frame::{CertUpdates, LookupAnswer, MessageId, PartRef, Receipt, Transfer};
+use crate::frame::{BatchProof, CertUpdates, LookupAnswer, MessageId, PartRef, Receipt, Transfer};
 
 pub use libp2p::{Multiaddr, PeerId};
 
@@ -104,6 +104,23 @@ pub trait Host: Send + Sync + 'static {
     /// Must be idempotent: committing the same transfer twice stores it once.
     async fn commit(&self, peer: &Peer, transfer: &Transfer) -> Result<Receipt, HostError>;
 
+    /// A transfer that arrived in a [`crate::Batch`], whose node signature the driver checked:
+    /// every part is inline, `transfer.node_sig` holds the batch's signature and `proof` shows
+    /// that it covers this transfer (keep both as evidence). Answers as a lone transfer would
+    /// be answered: the unsigned receipt, or the error.
+    ///
+    /// The default takes the steps of a lone transfer ([`receive_in_steps`]); a host may do
+    /// them at once.
+    async fn receive_batched(
+        &self,
+        peer: &Peer,
+        transfer: &Transfer,
+        proof: &BatchProof,
+    ) -> Result<Receipt, HostError> {
+        let _ = proof;
+        receive_in_steps(self, peer, transfer).await
+    }
+
     /// Our organisation record (JSON), as our directory publishes it, for a peer that asks.
     async fn org_record(&self, peer: &Peer) -> Result<String, HostError>;
 
@@ -144,8 +161,15 @@ pub trait Host: Send + Sync + 'static {
     ) -> Result<PartReader, HostError>;
 
     /// The peer answered a transfer with this receipt (its node signature checked by the
-    /// driver). The host records it and removes the transfer from the outbox.
-    async fn delivered(&self, peer: &Peer, receipt: Receipt) -> Result<(), HostError>;
+    /// driver). The host records it and removes the transfer from the outbox. For a receipt
+    /// of a [`crate::BatchAnswer`], `receipt.node_sig` is the answer's signature and `proof`
+    /// shows that it covers this receipt: together, the evidence of delivery.
+    async fn delivered(
+        &self,
+        peer: &Peer,
+        receipt: Receipt,
+        proof: Option<BatchProof>,
+    ) -> Result<(), HostError>;
 
     /// The peer's connection state changed.
     async fn peer_state(&self, peer: &Peer, state: PeerState);
@@ -161,6 +185,31 @@ pub trait Host: Send + Sync + 'static {
     async fn rejected(&self, peer: &Peer, message_id: &MessageId, code: &str, message: &str) {
         let _ = (peer, message_id, code, message);
     }
+}
+
+/// A transfer whose parts are all inline, taken through the steps of a lone transfer:
+/// [`Host::admit`], [`Host::store_part`] for each wanted part, [`Host::commit`].
+pub async fn receive_in_steps<H: Host + ?Sized>(
+    host: &H,
+    peer: &Peer,
+    transfer: &Transfer,
+) -> Result<Receipt, HostError> {
+    let wanted = match host.admit(peer, transfer).await? {
+        Admission::Answer(r) => return Ok(r),
+        Admission::Want(wanted) => wanted,
+    };
+    for i in wanted {
+        let part = transfer.parts.get(i as usize).ok_or_else(|| {
+            HostError::Unavailable("the host wanted a part the transfer does not have".into())
+        })?;
+        let data = part
+            .data
+            .clone()
+            .ok_or_else(|| HostError::Refused("a part is not inline".into()))?;
+        let mut reader: PartReader = Box::pin(std::io::Cursor::new(data));
+        host.store_part(peer, part, &mut reader).await?;
+    }
+    host.commit(peer, transfer).await
 }
 
 /// A host shared between the driver's tasks.

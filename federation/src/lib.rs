@@ -34,9 +34,11 @@ pub use delivery::{
     backoff_delay,
 };
 pub use frame::{
-    CertUpdates, Changed, ErrorFrame, Frame, FrameError, Limits, Lookup, LookupAnswer, MessageId,
-    OrgLookup, OrgRecord, PROTOCOL_VERSION, PartRef, PullSince, Receipt, Refusal, Transfer, Want,
-    decode, encode,
+    Batch, BatchAnswer, BatchError, BatchProof, CertUpdates, Changed, ErrorFrame, Frame,
+    FrameError, Limits, Lookup, LookupAnswer, MessageId, OrgLookup, OrgRecord, PROTOCOL_VERSION,
+    PartRef, PullSince, Receipt, Refusal, Transfer, Want, decode, encode,
 };
-pub use host::{Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost};
+pub use host::{
+    Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost, receive_in_steps,
+};
 pub use net::{Config, Handle, NetError, PeerStatus, start};

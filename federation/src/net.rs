@@ -208,6 +208,11 @@ pub struct PeerStatus {
     /// Transfer streams opened to this peer since the driver started (streams are kept open
     /// between send passes, so this grows only when the link is new or broke).
     pub streams_opened: u64,
+    /// [`crate::Batch`] frames sent to this peer since the driver started.
+    pub batches_sent: u64,
+    /// Whether transfers go to this peer as batches: off after the peer refused a batch (a
+    /// node of an older version), until the next connection.
+    pub batching: bool,
 }
 
 /// A running driver. Cheap to clone; every clone controls the same driver.
@@ -274,6 +279,9 @@ pub(crate) struct PeerEntry {
     pub(crate) inbound: Arc<Semaphore>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) streams_opened: AtomicU64,
+    pub(crate) batches_sent: AtomicU64,
+    /// Set when the peer refused a batch: transfers go one by one until it reconnects.
+    pub(crate) no_batches: AtomicBool,
     /// Transfer streams left open by the last send pass, with when each was last used: the
     /// next pass takes them instead of opening new ones (see [`PeerEntry::take_idle_stream`]).
     idle_streams: Mutex<Vec<(Stream, Instant)>>,
@@ -618,6 +626,8 @@ fn set_connections(inner: &Inner, peer: PeerId, n: usize, wake: bool) {
         entry.conn_dirty.store(true, Ordering::Relaxed);
         entry.control.notify_one();
         if n > 0 && wake {
+            // A new connection may be to an upgraded node: offer batches again.
+            entry.no_batches.store(false, Ordering::Relaxed);
             // "Retry immediately when the peer connects."
             entry.wake.notify_one();
         }
@@ -692,6 +702,8 @@ async fn reload_peers(inner: &Arc<Inner>) {
                 inbound: Arc::new(Semaphore::new(inner.config.inbound_streams_per_peer)),
                 in_flight: AtomicUsize::new(0),
                 streams_opened: AtomicU64::new(0),
+                batches_sent: AtomicU64::new(0),
+                no_batches: AtomicBool::new(false),
                 idle_streams: Mutex::default(),
                 status: Mutex::default(),
             });
@@ -916,6 +928,8 @@ impl Handle {
                     last_error: s.last_error.clone(),
                     in_flight: e.in_flight.load(Ordering::Relaxed),
                     streams_opened: e.streams_opened.load(Ordering::Relaxed),
+                    batches_sent: e.batches_sent.load(Ordering::Relaxed),
+                    batching: !e.no_batches.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -957,6 +971,8 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::Changed(_) => "changed",
         Frame::OrgLookup(_) => "org_lookup",
         Frame::OrgRecord(_) => "org_record",
+        Frame::Batch(_) => "batch",
+        Frame::BatchAnswer(_) => "batch_answer",
         Frame::Error(_) => "error",
     }
 }

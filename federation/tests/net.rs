@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::AsyncWriteExt as _;
 use libp2p::identity::Keypair;
 use sealpost_federation::net::{NetError, wire};
-use sealpost_federation::{Frame, Limits, Lookup, PeerState};
+use sealpost_federation::{Batch, Frame, Limits, Lookup, PeerState};
 use support::{Node, TestHost, config, eventually, pair, transfer};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -42,7 +42,8 @@ async fn a_20_mib_part_arrives_intact_with_a_verifiable_receipt() {
     assert!(stored[&support::sha(&big)] == big, "bytes differ");
     assert_eq!(stored[&support::sha(&head)], head);
     drop(stored);
-    let (_, receipt) = a.host.delivered.lock().unwrap()[0].clone();
+    let (_, receipt, proof) = a.host.delivered.lock().unwrap()[0].clone();
+    assert!(proof.is_none(), "a streamed transfer is answered alone");
     let b_key = wire::ed25519_key_of(&b.id()).unwrap();
     assert!(wire::verify_receipt(&b_key, &receipt));
     assert_eq!(receipt.accepted, vec!["bob@beta.test".to_string()]);
@@ -156,6 +157,117 @@ async fn a_bad_or_missing_node_signature_is_refused() {
         Frame::Want(_)
     ));
     assert_eq!(b.host.admits.load(Ordering::SeqCst), 1);
+}
+
+/// A transfer with every part inline, queued at `host` for `to`.
+fn queue_inline(host: &TestHost, to: libp2p::PeerId, id: &str, head: &[u8]) {
+    let mut t = transfer(id, &[head]);
+    t.parts[0].data = Some(head.to_vec());
+    host.queue_transfer(to, t, &[]);
+}
+
+#[tokio::test]
+async fn inline_transfers_travel_as_one_batch_and_each_receipt_proves_itself() {
+    let (a, b) = pair(config(), config()).await;
+    for i in 0..20 {
+        queue_inline(
+            &a.host,
+            b.id(),
+            &format!("m-{i:02}"),
+            format!("head {i}").as_bytes(),
+        );
+    }
+    a.handle.wake(&b.id());
+    eventually("all 20 delivered", WAIT, || a.host.delivered_count() == 20).await;
+
+    let status = a.handle.status();
+    let sent = status.iter().find(|s| s.peer_id == b.id()).unwrap();
+    assert_eq!(sent.batches_sent, 1, "one batch for a backlog of 20");
+    assert!(sent.batching);
+    let messages = b.host.messages.lock().unwrap();
+    assert_eq!(messages.len(), 20);
+    assert!(messages.values().all(|n| *n == 1));
+    drop(messages);
+
+    // Each receipt, with its proof and the one batch signature, is evidence on its own.
+    let b_key = wire::ed25519_key_of(&b.id()).unwrap();
+    let delivered = a.host.delivered.lock().unwrap().clone();
+    let mut indices = std::collections::BTreeSet::new();
+    for (_, receipt, proof) in &delivered {
+        let proof = proof
+            .as_ref()
+            .expect("a batched receipt comes with its proof");
+        assert_eq!(proof.size, 20);
+        indices.insert(proof.index);
+        let digest = proof.signed_digest_of_receipt(receipt).expect("proof fits");
+        assert!(b_key.verify(&digest, &receipt.node_sig));
+        // Not a single-receipt signature: the receipt alone does not verify.
+        assert!(!wire::verify_receipt(&b_key, receipt));
+        let mut forged = receipt.clone();
+        forged.accepted = vec!["eve@beta.test".into()];
+        assert_eq!(proof.signed_digest_of_receipt(&forged), None);
+        let mut moved = proof.clone();
+        moved.index = (moved.index + 1) % 20;
+        assert_eq!(moved.signed_digest_of_receipt(receipt), None);
+    }
+    assert_eq!(
+        indices.len(),
+        20,
+        "every receipt has its own place in the tree"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_signature_or_shape_is_refused_and_nothing_is_stored() {
+    let (a, b) = pair(config(), config()).await;
+    let lim = Limits::default();
+    let t5 = Duration::from_secs(5);
+    let inline = |id: &str| {
+        let mut t = transfer(id, &[b"head"]);
+        t.parts[0].data = Some(b"head".to_vec());
+        t
+    };
+    let mut forged = Batch {
+        transfers: vec![inline("m-1"), inline("m-2")],
+        node_sig: Vec::new(),
+    };
+    wire::sign_batch(&Keypair::generate_ed25519(), &mut forged);
+    let mut tampered = Batch {
+        transfers: vec![inline("m-1"), inline("m-2")],
+        node_sig: Vec::new(),
+    };
+    wire::sign_batch(&a.keypair, &mut tampered);
+    tampered.transfers[1].envelope.push(' ');
+    let unsigned = Batch {
+        transfers: vec![inline("m-1")],
+        node_sig: Vec::new(),
+    };
+    let mut s = a.handle.open_stream(&b.id()).await.unwrap();
+    for batch in [forged, tampered, unsigned] {
+        wire::write_frame(&mut s, &Frame::Batch(batch), t5)
+            .await
+            .unwrap();
+        match wire::read_frame(&mut s, &lim, t5, t5).await.unwrap() {
+            Frame::Error(e) => assert_eq!(e.code, "bad_signature"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    // A batched transfer must carry its parts inline: refused as malformed, stream closed.
+    let mut streamed = Batch {
+        transfers: vec![transfer("m-3", &[b"head"])],
+        node_sig: Vec::new(),
+    };
+    wire::sign_batch(&a.keypair, &mut streamed);
+    wire::write_frame(&mut s, &Frame::Batch(streamed), t5)
+        .await
+        .unwrap();
+    match wire::read_frame(&mut s, &lim, t5, t5).await.unwrap() {
+        Frame::Error(e) => assert_eq!(e.code, "malformed"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(b.host.admits.load(Ordering::SeqCst), 0);
+    assert_eq!(b.host.commits.load(Ordering::SeqCst), 0);
+    assert!(b.host.messages.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -423,7 +535,7 @@ async fn two_hundred_queued_transfers_are_delivered_exactly_once() {
     let delivered = a.host.delivered.lock().unwrap();
     let ids: std::collections::HashSet<_> = delivered
         .iter()
-        .map(|(_, r)| r.message_id.clone())
+        .map(|(_, r, _)| r.message_id.clone())
         .collect();
     assert_eq!(ids.len(), 200);
     drop(delivered);

@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::wire::{self, PartIn, ReadError};
 use super::{Inner, PeerEntry, frame_name};
-use crate::frame::{ErrorFrame, Frame, OrgRecord, Transfer, Want};
+use crate::frame::{Batch, BatchAnswer, BatchError, ErrorFrame, Frame, OrgRecord, Transfer, Want};
 use crate::host::{Admission, HostError, PartReader, Peer};
 
 /// Takes inbound streams as fast as they come (libp2p-stream drops streams when this loop
@@ -91,10 +91,15 @@ pub(super) fn error(code: &str, message: &str) -> Frame {
 }
 
 fn host_error(e: &HostError) -> Frame {
+    let (code, message) = host_error_parts(e);
+    error(code, message)
+}
+
+fn host_error_parts(e: &HostError) -> (&'static str, &str) {
     match e {
-        HostError::Refused(m) => error("refused", truncate(m, 1000)),
+        HostError::Refused(m) => ("refused", truncate(m, 1000)),
         // Our own fault: details stay in our log, the peer retries later.
-        HostError::Unavailable(_) => error("unavailable", "temporarily unavailable, retry later"),
+        HostError::Unavailable(_) => ("unavailable", "temporarily unavailable, retry later"),
     }
 }
 
@@ -175,6 +180,7 @@ async fn serve(
         put(&slot, stream);
         let next = match frame {
             Frame::Transfer(t) => on_transfer(&inner, &entry, &peer, &slot, t).await,
+            Frame::Batch(b) => on_batch(&inner, &entry, &peer, &slot, b).await,
             Frame::Lookup(l) => {
                 let answer = match inner.host.lookup(&peer, &l.address).await {
                     Ok(a) => checked(Frame::LookupAnswer(a), &inner),
@@ -253,6 +259,79 @@ async fn answer_with(inner: &Inner, slot: &wire::StreamSlot, frame: Frame) -> Ne
     }
 }
 
+/// The error for a transfer with a part over our size limit, if it has one.
+fn oversize(inner: &Inner, entry: &PeerEntry, t: &Transfer) -> Option<(&'static str, String)> {
+    let max = inner.config.max_part_bytes;
+    let p = t.parts.iter().find(|p| p.size > max)?;
+    tracing::info!(peer = %entry.peer_id, message_id = %t.message_id, size = p.size, "transfer with an oversize part refused");
+    let msg = format!(
+        "a part of {} bytes exceeds the limit of {max} bytes",
+        p.size
+    );
+    Some(("too_large", msg))
+}
+
+/// An inbound batch: one signature check, every transfer handed to the host at once (so that
+/// the host's writes share commits), one signed answer.
+async fn on_batch(
+    inner: &Arc<Inner>,
+    entry: &PeerEntry,
+    peer: &Peer,
+    slot: &wire::StreamSlot,
+    b: Batch,
+) -> Next {
+    if !wire::verify_batch(&entry.key, &b) {
+        tracing::warn!(peer = %entry.peer_id, transfers = b.transfers.len(), "batch with a bad node signature refused");
+        return answer_with(
+            inner,
+            slot,
+            error("bad_signature", "the node signature does not verify"),
+        )
+        .await;
+    }
+    let proofs = b.proofs();
+    let sig = b.node_sig;
+    let answers = b.transfers.into_iter().zip(proofs).map(|(mut t, proof)| {
+        let sig = sig.clone();
+        async move {
+            if let Some((code, message)) = oversize(inner, entry, &t) {
+                return Err((t.message_id, code, message));
+            }
+            t.node_sig = sig;
+            match inner.host.receive_batched(peer, &t, &proof).await {
+                Ok(r) if r.message_id == t.message_id => Ok(r),
+                Ok(_) => {
+                    tracing::error!(message_id = %t.message_id, "host receipt names another message");
+                    Err((t.message_id, "unavailable", "internal error, retry later".into()))
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %entry.peer_id, message_id = %t.message_id, error = %e, "batched transfer not received");
+                    let (code, message) = host_error_parts(&e);
+                    Err((t.message_id, code, message.to_owned()))
+                }
+            }
+        }
+    });
+    let mut answer = BatchAnswer {
+        receipts: Vec::new(),
+        errors: Vec::new(),
+        node_sig: Vec::new(),
+    };
+    for a in futures::future::join_all(answers).await {
+        match a {
+            Ok(r) => answer.receipts.push(r),
+            Err((message_id, code, message)) => answer.errors.push(BatchError {
+                message_id,
+                code: code.to_owned(),
+                message,
+            }),
+        }
+    }
+    wire::sign_batch_answer(&inner.keypair, &mut answer);
+    let frame = checked(Frame::BatchAnswer(answer), inner);
+    answer_with(inner, slot, frame).await
+}
+
 /// One inbound transfer: checks, admission, wanted parts, commit, signed receipt.
 async fn on_transfer(
     inner: &Arc<Inner>,
@@ -271,13 +350,8 @@ async fn on_transfer(
         )
         .await;
     }
-    if let Some(p) = t.parts.iter().find(|p| p.size > cfg.max_part_bytes) {
-        tracing::info!(peer = %entry.peer_id, message_id = %t.message_id, size = p.size, "transfer with an oversize part refused");
-        let msg = format!(
-            "a part of {} bytes exceeds the limit of {} bytes",
-            p.size, cfg.max_part_bytes
-        );
-        return answer_with(inner, slot, error("too_large", &msg)).await;
+    if let Some((code, msg)) = oversize(inner, entry, &t) {
+        return answer_with(inner, slot, error(code, &msg)).await;
     }
     let receipt = match inner.host.admit(peer, &t).await {
         Err(e) => {

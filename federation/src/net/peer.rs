@@ -11,7 +11,7 @@
 //! connection, on `Changed`, every `resync_interval`) and pushes `Changed` after
 //! [`super::Handle::certs_changed`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::wire::{self, CopyError};
 use super::{FRESH_STREAM_ATTEMPTS, Inner, NetError, PeerEntry, frame_name, unix_after};
 use crate::delivery::backoff_delay;
-use crate::frame::{Changed, Frame, PullSince, encode};
+use crate::frame::{Batch, Changed, Frame, Limits, PullSince, Transfer, encode};
 use crate::host::{HostError, Outgoing, Peer, PeerState};
 
 /// Most `PullSince` rounds in one pull (each brings up to `max_certs` certificates).
@@ -99,6 +99,63 @@ impl Pager {
         }
         Ok(self.buf.pop_front())
     }
+
+    /// The next exchange's work. With `batching`, a transfer whose parts are all inline goes
+    /// in a batch, with the inline transfers queued right behind it (those already fetched:
+    /// a batch never waits for more), within the batch limits and half the frame limit.
+    async fn next_work(
+        &mut self,
+        inner: &Inner,
+        peer: &Peer,
+        batching: bool,
+    ) -> Result<Option<Work>, NetError> {
+        let Some(first) = self.next(inner, peer).await? else {
+            return Ok(None);
+        };
+        let limits = &inner.config.limits;
+        if !batching || !batchable(&first.transfer, limits) {
+            return Ok(Some(Work::One(first)));
+        }
+        let mut budget = (limits.max_frame_bytes / 2).saturating_sub(wire_cost(&first.transfer));
+        let mut items = vec![first];
+        while items.len() < limits.max_batch {
+            match self.buf.front() {
+                Some(o) if batchable(&o.transfer, limits) && wire_cost(&o.transfer) <= budget => {
+                    budget -= wire_cost(&o.transfer);
+                    items.extend(self.buf.pop_front());
+                }
+                _ => break,
+            }
+        }
+        Ok(Some(Work::Batch(items)))
+    }
+}
+
+/// Whether a transfer can travel in a batch: every part inline, within the frame limits.
+fn batchable(t: &Transfer, limits: &Limits) -> bool {
+    t.node_sig.is_empty() && t.parts.iter().all(|p| p.data.is_some()) && t.validate(limits).is_ok()
+}
+
+/// An upper bound on a transfer's encoded size: JSON escaping at most doubles a string (the
+/// envelope is JSON in a JSON string), base64 makes 4 bytes of 3.
+fn wire_cost(t: &Transfer) -> usize {
+    let strings = t.message_id.0.len() + t.envelope.len() + t.signature.len() + t.sender_cert.len();
+    let data: usize = t
+        .parts
+        .iter()
+        .filter_map(|p| p.data.as_ref())
+        .map(Vec::len)
+        .sum();
+    2 * strings + data.div_ceil(3) * 4 + 160 * t.parts.len() + 256
+}
+
+/// What one exchange carries.
+#[derive(Clone)]
+enum Work {
+    /// One transfer, its parts streamed when the peer wants them.
+    One(Outgoing),
+    /// Transfers with inline parts, under one signature each way.
+    Batch(Vec<Outgoing>),
 }
 
 /// One pass over everything pending: `Ok` when all was sent (or refused for good).
@@ -173,8 +230,14 @@ async fn worker(
     let cfg = &inner.config;
     let mut stream: Option<Stream> = None;
     loop {
-        let item = pass.pager.lock().await.next(inner, peer).await?;
-        let Some(item) = item else { break };
+        let batching = !entry.no_batches.load(Ordering::Relaxed);
+        let work = pass
+            .pager
+            .lock()
+            .await
+            .next_work(inner, peer, batching)
+            .await?;
+        let Some(work) = work else { break };
         let _guard = InFlight::new(&entry.in_flight);
         let mut attempt = 0;
         let after = loop {
@@ -200,7 +263,11 @@ async fn worker(
             if !kept {
                 attempt += 1;
             }
-            match send_one(inner, entry, peer, s, item.clone(), &mut progress).await {
+            let sent = match work.clone() {
+                Work::One(item) => send_one(inner, entry, peer, s, item, &mut progress).await,
+                Work::Batch(items) => send_batch(inner, entry, peer, s, items, &mut progress).await,
+            };
+            match sent {
                 Ok(after) => break after,
                 Err(NetError::Io(e)) if !progress.answered && kept => {
                     tracing::debug!(peer = %entry.peer_id, error = %e, "kept stream failed before an answer; trying another");
@@ -227,6 +294,104 @@ async fn worker(
         let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
     }
     Ok(())
+}
+
+/// Whether an error code from the peer is worth retrying as it is.
+fn transient(code: &str) -> bool {
+    matches!(code, "unavailable" | "not_authorised" | "busy")
+}
+
+/// Sends a batch on the stream and sees each transfer through to its receipt or error.
+async fn send_batch(
+    inner: &Inner,
+    entry: &PeerEntry,
+    peer: &Peer,
+    stream: &mut Stream,
+    items: Vec<Outgoing>,
+    progress: &mut Progress<'_>,
+) -> Result<After, NetError> {
+    let t_req = inner.config.request_timeout;
+    let mut batch = Batch {
+        transfers: items.into_iter().map(|o| o.transfer).collect(),
+        node_sig: Vec::new(),
+    };
+    wire::sign_batch(&inner.keypair, &mut batch);
+    let frame = Frame::Batch(batch);
+    wire::write_frame(stream, &frame, t_req).await?;
+    entry.batches_sent.fetch_add(1, Ordering::Relaxed);
+    let Frame::Batch(batch) = frame else {
+        unreachable!("built above")
+    };
+    let answer = match wire::read_frame(stream, &inner.config.limits, t_req, t_req).await? {
+        Frame::BatchAnswer(a) => a,
+        Frame::Error(e) => {
+            progress.on_answer();
+            if !transient(&e.code) {
+                // A node that does not take batches (an older version) answers `malformed`
+                // or `unexpected`: send one by one from the next pass on.
+                tracing::warn!(peer = %entry.peer_id, code = %e.code, reason = %e.message, "peer refused a batch; sending transfers one by one");
+                entry.no_batches.store(true, Ordering::Relaxed);
+            }
+            return Err(NetError::Remote {
+                code: e.code,
+                message: e.message,
+            });
+        }
+        other => {
+            return Err(NetError::Protocol(format!(
+                "unexpected {} frame answering a batch",
+                frame_name(&other)
+            )));
+        }
+    };
+    progress.on_answer();
+    if !wire::verify_batch_answer(&entry.key, &answer) {
+        tracing::warn!(peer = %entry.peer_id, "batch answer with a bad node signature");
+        return Err(NetError::BadSignature);
+    }
+    let mut unanswered: HashSet<_> = batch.transfers.iter().map(|t| &t.message_id).collect();
+    let answered = answer.receipts.iter().map(|r| &r.message_id);
+    for id in answered.chain(answer.errors.iter().map(|e| &e.message_id)) {
+        if !unanswered.remove(id) {
+            return Err(NetError::Protocol(format!(
+                "the batch answer names {id} twice, or a transfer not in the batch"
+            )));
+        }
+    }
+    if !unanswered.is_empty() {
+        return Err(NetError::Protocol(
+            "the batch answer leaves transfers unanswered".into(),
+        ));
+    }
+    tracing::debug!(peer = %entry.peer_id, transfers = batch.transfers.len(), receipts = answer.receipts.len(), errors = answer.errors.len(), "batch answered");
+    // Recorded together, so that the host's writes share commits.
+    let proofs = answer.proofs();
+    let sig = &answer.node_sig;
+    let delivered = answer
+        .receipts
+        .into_iter()
+        .zip(proofs)
+        .map(|(mut r, proof)| {
+            r.node_sig = sig.clone();
+            inner.host.delivered(peer, r, Some(proof))
+        });
+    let results = futures::future::join_all(delivered).await;
+    let (retry, refused): (Vec<_>, Vec<_>) = answer.errors.iter().partition(|e| transient(&e.code));
+    let rejected = refused.iter().map(|e| {
+        tracing::warn!(peer = %entry.peer_id, message_id = %e.message_id, code = %e.code, reason = %e.message, "peer refused the transfer");
+        inner.host.rejected(peer, &e.message_id, &e.code, &e.message)
+    });
+    futures::future::join_all(rejected).await;
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, HostError>>()?;
+    if let Some(e) = retry.first() {
+        return Err(NetError::Remote {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        });
+    }
+    Ok(After::Keep)
 }
 
 /// Sends one transfer on the stream and sees it through to its receipt.
@@ -287,7 +452,7 @@ async fn send_one(
                     return Err(NetError::BadSignature);
                 }
                 tracing::debug!(peer = %entry.peer_id, message_id = %id, accepted = r.accepted.len(), refused = r.refused.len(), "delivered");
-                inner.host.delivered(peer, r).await?;
+                inner.host.delivered(peer, r, None).await?;
                 return Ok(After::Keep);
             }
             Frame::Want(w) if !parts_sent => {
@@ -321,19 +486,17 @@ async fn send_one(
                 }
                 parts_sent = true;
             }
-            Frame::Error(e) => match e.code.as_str() {
-                "unavailable" | "not_authorised" | "busy" => {
-                    return Err(NetError::Remote {
-                        code: e.code,
-                        message: e.message,
-                    });
-                }
-                _ => {
-                    tracing::warn!(peer = %entry.peer_id, message_id = %id, code = %e.code, reason = %e.message, "peer refused the transfer");
-                    inner.host.rejected(peer, &id, &e.code, &e.message).await;
-                    return Ok(After::Drop);
-                }
-            },
+            Frame::Error(e) if transient(&e.code) => {
+                return Err(NetError::Remote {
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+            Frame::Error(e) => {
+                tracing::warn!(peer = %entry.peer_id, message_id = %id, code = %e.code, reason = %e.message, "peer refused the transfer");
+                inner.host.rejected(peer, &id, &e.code, &e.message).await;
+                return Ok(After::Drop);
+            }
             other => {
                 return Err(NetError::Protocol(format!(
                     "unexpected {} frame answering a transfer",

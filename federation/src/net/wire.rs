@@ -21,7 +21,9 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::io::ReadBuf;
 use tokio::time::{Instant, Sleep, timeout};
 
-use crate::frame::{Frame, FrameError, Limits, Receipt, Transfer, decode, encode};
+use crate::frame::{
+    Batch, BatchAnswer, Frame, FrameError, Limits, Receipt, Transfer, decode, encode,
+};
 
 /// The one libp2p protocol federation speaks. The version inside frames is separate
 /// ([`crate::PROTOCOL_VERSION`]); this name changes only if the stream layout does.
@@ -138,6 +140,16 @@ pub fn sign_receipt(keypair: &Keypair, receipt: &mut Receipt) {
     receipt.node_sig = sign(keypair, &receipt.signing_digest());
 }
 
+/// The node key's signature over a batch's signing digest, stored in `node_sig`.
+pub fn sign_batch(keypair: &Keypair, batch: &mut Batch) {
+    batch.node_sig = sign(keypair, &batch.signing_digest());
+}
+
+/// The node key's signature over a batch answer's signing digest, stored in `node_sig`.
+pub fn sign_batch_answer(keypair: &Keypair, answer: &mut BatchAnswer) {
+    answer.node_sig = sign(keypair, &answer.signing_digest());
+}
+
 fn sign(keypair: &Keypair, digest: &[u8; 32]) -> Vec<u8> {
     // Ed25519 signing cannot fail; other key types are refused at start.
     keypair.sign(digest).unwrap_or_default()
@@ -164,6 +176,16 @@ pub fn verify_transfer(key: &PublicKey, transfer: &Transfer) -> bool {
 /// Whether `node_sig` on the receipt is `key`'s signature over its digest.
 pub fn verify_receipt(key: &PublicKey, receipt: &Receipt) -> bool {
     !receipt.node_sig.is_empty() && key.verify(&receipt.signing_digest(), &receipt.node_sig)
+}
+
+/// Whether `node_sig` on the batch is `key`'s signature over its digest.
+pub fn verify_batch(key: &PublicKey, batch: &Batch) -> bool {
+    !batch.node_sig.is_empty() && key.verify(&batch.signing_digest(), &batch.node_sig)
+}
+
+/// Whether `node_sig` on the batch answer is `key`'s signature over its digest.
+pub fn verify_batch_answer(key: &PublicKey, answer: &BatchAnswer) -> bool {
+    !answer.node_sig.is_empty() && key.verify(&answer.signing_digest(), &answer.node_sig)
 }
 
 /// A stream parked while the host reads one part from it: [`PartIn`] borrows it through this

@@ -12,8 +12,8 @@ use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use sealpost_federation::net::{self, Config, Handle};
 use sealpost_federation::{
-    Admission, CertUpdates, Host, HostError, LookupAnswer, MessageId, Outgoing, PartReader,
-    PartRef, Peer, PeerState, Receipt, Transfer,
+    Admission, BatchProof, CertUpdates, Host, HostError, LookupAnswer, MessageId, Outgoing,
+    PartReader, PartRef, Peer, PeerState, Receipt, Transfer,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt as _;
@@ -26,7 +26,7 @@ pub struct TestHost {
     pub outbox: Mutex<BTreeMap<u64, (PeerId, Transfer)>>,
     next_seq: AtomicU64,
     pub local_parts: Mutex<HashMap<String, Vec<u8>>>,
-    pub delivered: Mutex<Vec<(PeerId, Receipt)>>,
+    pub delivered: Mutex<Vec<(PeerId, Receipt, Option<BatchProof>)>>,
     pub rejected: Mutex<Vec<(MessageId, String)>>,
     pub states: Mutex<Vec<(PeerId, PeerState)>>,
     // inbound
@@ -268,12 +268,20 @@ impl Host for TestHost {
         Ok(Box::pin(std::io::Cursor::new(bytes)))
     }
 
-    async fn delivered(&self, peer: &Peer, receipt: Receipt) -> Result<(), HostError> {
+    async fn delivered(
+        &self,
+        peer: &Peer,
+        receipt: Receipt,
+        proof: Option<BatchProof>,
+    ) -> Result<(), HostError> {
         self.outbox
             .lock()
             .unwrap()
             .retain(|_, (to, t)| !(*to == peer.peer_id && t.message_id == receipt.message_id));
-        self.delivered.lock().unwrap().push((peer.peer_id, receipt));
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((peer.peer_id, receipt, proof));
         Ok(())
     }
 

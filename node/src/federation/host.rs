@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use sealpost_federation::{
-    Admission, CertUpdates, Host, HostError, LookupAnswer, MessageId, Outgoing, PartReader,
-    PartRef, Peer, PeerState, Receipt, Refusal, Transfer,
+    Admission, BatchProof, CertUpdates, Host, HostError, LookupAnswer, MessageId, Outgoing,
+    PartReader, PartRef, Peer, PeerState, Receipt, Refusal, Transfer,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -166,7 +166,7 @@ impl FedHost {
         t: &Transfer,
         env: &Envelope,
         reason: String,
-    ) -> Result<Admission, HostError> {
+    ) -> Result<Receipt, HostError> {
         tracing::warn!(peer = %peer.domain, message = %t.message_id, %reason, "transfer refused");
         let event = LogEvent::new("federation.refused", &peer.domain, &t.message_id.0)
             .with(serde_json::json!({ "from": env.from, "reason": reason }));
@@ -179,7 +179,7 @@ impl FedHost {
         receipt
             .refused
             .retain(|r| domain_of(&r.address) == self.st.config.domain);
-        Ok(Admission::Answer(receipt))
+        Ok(receipt)
     }
 
     /// Authenticates the sender's key through this node's own trust view (our CA is the root)
@@ -218,6 +218,167 @@ impl FedHost {
         )
         .map_err(|e| format!("the sender's signature on the envelope does not verify: {e}"))
     }
+
+    /// The checks every transfer passes before anything is stored: the peer speaks for the
+    /// sender's domain, the message ID is new (a replay is answered as the first time, storing
+    /// nothing), the sender's signature verifies through our trust view, and some recipient is
+    /// ours. `Answer` is the receipt to give at once.
+    async fn screen(&self, peer: &Peer, t: &Transfer) -> Result<Screened, HostError> {
+        let env = self.envelope(t)?;
+        if domain_of(&env.from) != peer.domain {
+            let reason = format!("the node of {} may not send for {}", peer.domain, env.from);
+            return self
+                .refused(peer, t, &env, reason)
+                .await
+                .map(Screened::Answer);
+        }
+        if let Some((to, envelope_sha)) = self
+            .st
+            .store
+            .received_by(&t.message_id.0)
+            .await
+            .map_err(unavailable)?
+        {
+            if envelope_sha != <[u8; 32]>::from(Sha256::digest(t.envelope.as_bytes())) {
+                let reason = "this message ID was already used for another message".to_owned();
+                return self
+                    .refused(peer, t, &env, reason)
+                    .await
+                    .map(Screened::Answer);
+            }
+            // A retry or a replay: answer as the first time, store nothing.
+            return Ok(Screened::Answer(Receipt {
+                message_id: t.message_id.clone(),
+                accepted: to,
+                refused: Vec::new(),
+                node_sig: Vec::new(),
+            }));
+        }
+        if let Err(reason) = self.check_sender(peer, t, &env).await {
+            return self
+                .refused(peer, t, &env, reason)
+                .await
+                .map(Screened::Answer);
+        }
+        let routing = self.routing(&env).await?;
+        if routing.accepted.is_empty() {
+            return Ok(Screened::Answer(Receipt {
+                message_id: t.message_id.clone(),
+                accepted: Vec::new(),
+                refused: routing.refused,
+                node_sig: Vec::new(),
+            }));
+        }
+        Ok(Screened::Go { env, routing })
+    }
+
+    /// A batched transfer through admit, store and commit, keeping the batch proof.
+    async fn receive_in_steps(
+        &self,
+        peer: &Peer,
+        t: &Transfer,
+        proof: &BatchProof,
+    ) -> Result<Receipt, HostError> {
+        let wanted = match self.admit(peer, t).await? {
+            Admission::Answer(r) => return Ok(r),
+            Admission::Want(w) => w,
+        };
+        for i in wanted {
+            let part = &t.parts[i as usize];
+            let data = part.data.clone().unwrap_or_default();
+            let mut reader: PartReader = Box::pin(std::io::Cursor::new(data));
+            self.store_part(peer, part, &mut reader).await?;
+        }
+        self.commit_with(peer, t, Some(proof)).await
+    }
+
+    /// Every part is staged, held or in a file: stores the message.
+    async fn commit_with(
+        &self,
+        peer: &Peer,
+        t: &Transfer,
+        proof: Option<&BatchProof>,
+    ) -> Result<Receipt, HostError> {
+        let env = self.envelope(t)?;
+        let routing = self.routing(&env).await?;
+        let (hashes, held) = self.held_parts(t).await?;
+        let mut parts = Vec::with_capacity(t.parts.len());
+        {
+            let mut staged = self.staged.lock().expect("staged parts");
+            for (p, sha) in t.parts.iter().zip(&hashes) {
+                let inline = match staged.parts.remove(sha) {
+                    Some(data) => {
+                        staged.bytes -= data.len();
+                        Some(data)
+                    }
+                    None => None,
+                };
+                // Not staged and not held: it is a file `store_part` wrote (or it is missing,
+                // which the blob store will say when it is read; the receipt would lie, so
+                // check files too).
+                parts.push((
+                    NewPart {
+                        sha256: *sha,
+                        size: p.size,
+                        inline,
+                    },
+                    held.contains(sha),
+                ));
+            }
+        }
+        for (p, held) in &parts {
+            if p.inline.is_none() && !held && self.st.blobs.open(p.sha256).await.is_err() {
+                return Err(HostError::Refused(format!(
+                    "part {} was never sent",
+                    hex::encode(p.sha256)
+                )));
+            }
+        }
+        let parts = parts.into_iter().map(|(p, _)| p).collect();
+        self.store(peer, t, env, routing, parts, proof).await
+    }
+
+    /// Stores a received message durably and builds its (unsigned) receipt.
+    async fn store(
+        &self,
+        peer: &Peer,
+        t: &Transfer,
+        env: Envelope,
+        routing: Routing,
+        parts: Vec<NewPart>,
+        proof: Option<&BatchProof>,
+    ) -> Result<Receipt, HostError> {
+        let message = RemoteMessage {
+            id: t.message_id.0.clone(),
+            peer_domain: peer.domain.clone(),
+            sender: env.from,
+            envelope: t.envelope.clone(),
+            signature: t.signature.clone(),
+            size: t.parts.iter().map(|p| p.size).sum(),
+            parts,
+            all_recipients: env.to,
+            recipients: routing.accepted.clone(),
+            node_sig: hex::encode(&t.node_sig),
+            node_proof: proof.map(|p| serde_json::json!(p)),
+        };
+        match self.st.store.receive_remote(message, crate::now()).await {
+            Ok(ReceiveOutcome::Stored) | Ok(ReceiveOutcome::Duplicate) => {}
+            Err(StorageError::Conflict(m)) => return Err(HostError::Refused(m)),
+            Err(e) => return Err(unavailable(e)),
+        }
+        Ok(Receipt {
+            message_id: t.message_id.clone(),
+            accepted: routing.accepted.into_iter().map(|(_, a)| a).collect(),
+            refused: routing.refused,
+            node_sig: Vec::new(),
+        })
+    }
+}
+
+/// What [`FedHost::screen`] decided.
+enum Screened {
+    Answer(Receipt),
+    Go { env: Envelope, routing: Routing },
 }
 
 #[async_trait]
@@ -245,41 +406,8 @@ impl Host for FedHost {
     }
 
     async fn admit(&self, peer: &Peer, t: &Transfer) -> Result<Admission, HostError> {
-        let env = self.envelope(t)?;
-        if domain_of(&env.from) != peer.domain {
-            let reason = format!("the node of {} may not send for {}", peer.domain, env.from);
-            return self.refused(peer, t, &env, reason).await;
-        }
-        if let Some((to, envelope_sha)) = self
-            .st
-            .store
-            .received_by(&t.message_id.0)
-            .await
-            .map_err(unavailable)?
-        {
-            if envelope_sha != <[u8; 32]>::from(Sha256::digest(t.envelope.as_bytes())) {
-                let reason = "this message ID was already used for another message".to_owned();
-                return self.refused(peer, t, &env, reason).await;
-            }
-            // A retry or a replay: answer as the first time, store nothing.
-            return Ok(Admission::Answer(Receipt {
-                message_id: t.message_id.clone(),
-                accepted: to,
-                refused: Vec::new(),
-                node_sig: Vec::new(),
-            }));
-        }
-        if let Err(reason) = self.check_sender(peer, t, &env).await {
-            return self.refused(peer, t, &env, reason).await;
-        }
-        let routing = self.routing(&env).await?;
-        if routing.accepted.is_empty() {
-            return Ok(Admission::Answer(Receipt {
-                message_id: t.message_id.clone(),
-                accepted: Vec::new(),
-                refused: routing.refused,
-                node_sig: Vec::new(),
-            }));
+        if let Screened::Answer(r) = self.screen(peer, t).await? {
+            return Ok(Admission::Answer(r));
         }
         let (hashes, held) = self.held_parts(t).await?;
         let staged = self.staged.lock().expect("staged parts");
@@ -290,6 +418,41 @@ impl Host for FedHost {
             .map(|(i, _)| i as u32)
             .collect();
         Ok(Admission::Want(want))
+    }
+
+    /// One step instead of admit, store and commit: the parts are in the transfer. Parts too
+    /// large for this node to keep in its database (over `limits.inline_part_max_bytes`, when
+    /// an admin set it below the protocol's inline size) take the steps of a lone transfer.
+    async fn receive_batched(
+        &self,
+        peer: &Peer,
+        t: &Transfer,
+        proof: &BatchProof,
+    ) -> Result<Receipt, HostError> {
+        let max = self.st.config.limits.inline_part_max_bytes as u64;
+        if t.parts.iter().any(|p| p.size > max) {
+            return self.receive_in_steps(peer, t, proof).await;
+        }
+        let (env, routing) = match self.screen(peer, t).await? {
+            Screened::Answer(r) => return Ok(r),
+            Screened::Go { env, routing } => (env, routing),
+        };
+        let mut parts = Vec::with_capacity(t.parts.len());
+        for p in &t.parts {
+            let sha256 = sha_of(p)?;
+            let data = p.data.clone().unwrap_or_default();
+            if data.len() as u64 != p.size || <[u8; 32]>::from(Sha256::digest(&data)) != sha256 {
+                return Err(HostError::Refused(
+                    "a part does not match its hash and size".into(),
+                ));
+            }
+            parts.push(NewPart {
+                sha256,
+                size: p.size,
+                inline: Some(data),
+            });
+        }
+        self.store(peer, t, env, routing, parts, Some(proof)).await
     }
 
     async fn store_part(
@@ -342,64 +505,7 @@ impl Host for FedHost {
     }
 
     async fn commit(&self, peer: &Peer, t: &Transfer) -> Result<Receipt, HostError> {
-        let env = self.envelope(t)?;
-        let routing = self.routing(&env).await?;
-        let (hashes, held) = self.held_parts(t).await?;
-        let mut parts = Vec::with_capacity(t.parts.len());
-        {
-            let mut staged = self.staged.lock().expect("staged parts");
-            for (p, sha) in t.parts.iter().zip(&hashes) {
-                let inline = match staged.parts.remove(sha) {
-                    Some(data) => {
-                        staged.bytes -= data.len();
-                        Some(data)
-                    }
-                    None => None,
-                };
-                // Not staged and not held: it is a file `store_part` wrote (or it is missing,
-                // which the blob store will say when it is read; the receipt would lie, so
-                // check files too).
-                parts.push((
-                    NewPart {
-                        sha256: *sha,
-                        size: p.size,
-                        inline,
-                    },
-                    held.contains(sha),
-                ));
-            }
-        }
-        for (p, held) in &parts {
-            if p.inline.is_none() && !held && self.st.blobs.open(p.sha256).await.is_err() {
-                return Err(HostError::Refused(format!(
-                    "part {} was never sent",
-                    hex::encode(p.sha256)
-                )));
-            }
-        }
-        let message = RemoteMessage {
-            id: t.message_id.0.clone(),
-            peer_domain: peer.domain.clone(),
-            sender: env.from.clone(),
-            envelope: t.envelope.clone(),
-            signature: t.signature.clone(),
-            size: t.parts.iter().map(|p| p.size).sum(),
-            parts: parts.into_iter().map(|(p, _)| p).collect(),
-            all_recipients: env.to.clone(),
-            recipients: routing.accepted.clone(),
-            node_sig: hex::encode(&t.node_sig),
-        };
-        match self.st.store.receive_remote(message, crate::now()).await {
-            Ok(ReceiveOutcome::Stored) | Ok(ReceiveOutcome::Duplicate) => {}
-            Err(StorageError::Conflict(m)) => return Err(HostError::Refused(m)),
-            Err(e) => return Err(unavailable(e)),
-        }
-        Ok(Receipt {
-            message_id: t.message_id.clone(),
-            accepted: routing.accepted.into_iter().map(|(_, a)| a).collect(),
-            refused: routing.refused,
-            node_sig: Vec::new(),
-        })
+        self.commit_with(peer, t, None).await
     }
 
     async fn org_record(&self, _peer: &Peer) -> Result<String, HostError> {
@@ -538,13 +644,21 @@ impl Host for FedHost {
         }
     }
 
-    async fn delivered(&self, peer: &Peer, receipt: Receipt) -> Result<(), HostError> {
-        let evidence = serde_json::json!({
+    async fn delivered(
+        &self,
+        peer: &Peer,
+        receipt: Receipt,
+        proof: Option<BatchProof>,
+    ) -> Result<(), HostError> {
+        let mut evidence = serde_json::json!({
             "accepted": receipt.accepted,
             "refused": receipt.refused.iter().map(|r| (&r.address, &r.reason)).collect::<Vec<_>>(),
             "node": peer.peer_id.to_base58(),
             "node_sig": hex::encode(&receipt.node_sig),
         });
+        if let Some(p) = proof {
+            evidence["batch"] = serde_json::json!(p);
+        }
         let files = self
             .st
             .store

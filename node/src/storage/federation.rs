@@ -105,6 +105,9 @@ pub struct RemoteMessage {
     pub recipients: Vec<(i64, String)>,
     /// The sending node's signature over the transfer (hex), kept as evidence.
     pub node_sig: String,
+    /// For a transfer that came in a batch: where it sits under the signed root (the batch
+    /// proof as JSON), without which `node_sig` cannot be checked against it.
+    pub node_proof: Option<serde_json::Value>,
 }
 
 /// What happened to a received message.

@@ -510,6 +510,7 @@ impl FederationStore for SqliteStore {
                 now,
                 &LogEvent::new("federation.received", &m.sender, &m.id).with(serde_json::json!({
                     "from_node": m.peer_domain, "to": addresses, "node_sig": m.node_sig,
+                    "node_proof": m.node_proof,
                 })),
             )?;
             let mut insert = c.prepare_cached(
