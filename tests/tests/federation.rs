@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use sealpost::client::{Outgoing, Session};
 use sealpost::storage::Folder;
+use sealpost_federation::net::wire;
+use sealpost_federation::{BatchProof, MessageId, Receipt, Refusal};
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sha2::{Digest, Sha256};
 
@@ -117,6 +119,8 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
         alpha.count("SELECT COUNT(*) FROM txlog WHERE kind = 'federation.delivered'"),
         1
     );
+    // Its attachment was streamed, so the receipt was signed alone.
+    assert_eq!(delivery_evidence(&alpha, &id), 1);
     // The ciphertext at beta is the ciphertext alice's client made: no plaintext anywhere.
     assert!(sealpost_tests::files_containing(&beta.data(), b"Across the bridge").is_empty());
     // Admins see the peer connected: the link that carried the message (also after the
@@ -206,6 +210,74 @@ async fn outage_200_messages_arrive_exactly_once_after_restart() {
     })
     .await
     .unwrap();
+    // The backlog went in batches, and each message's evidence stands on its own.
+    let batch_sizes: Vec<u64> = ids.iter().map(|id| delivery_evidence(&alpha, id)).collect();
+    assert!(batch_sizes.iter().any(|n| *n > 1), "{batch_sizes:?}");
+}
+
+/// Checks the delivery evidence the sending node logged for `id` (the receipt, its peer's node
+/// signature and, for a batched receipt, the proof that the signature covers it) against the
+/// peer's node key, and returns the size of the batch it was signed in (1 for a lone receipt).
+fn delivery_evidence(node: &TestNode, id: &str) -> u64 {
+    let db = node.db();
+    let detail: String = db
+        .query_row(
+            "SELECT detail FROM txlog WHERE kind = 'federation.delivered' AND subject = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    let peer_id: String = db
+        .query_row(
+            "SELECT peer_id FROM peers WHERE peer_id = ?1",
+            [v["node"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let key = wire::ed25519_key_of(&peer_id.parse().unwrap()).unwrap();
+    let strings = |x: &serde_json::Value| -> Vec<String> {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let receipt = Receipt {
+        message_id: MessageId::new(id),
+        accepted: strings(&v["accepted"]),
+        refused: v["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| Refusal {
+                address: r[0].as_str().unwrap().to_owned(),
+                reason: r[1].as_str().unwrap().to_owned(),
+            })
+            .collect(),
+        node_sig: hex::decode(v["node_sig"].as_str().unwrap()).unwrap(),
+    };
+    let (digest, size) = match v.get("batch") {
+        Some(b) => {
+            let proof: BatchProof = serde_json::from_value(b.clone()).unwrap();
+            let digest = proof
+                .signed_digest_of_receipt(&receipt)
+                .expect("proof fits");
+            (digest, proof.size)
+        }
+        None => (receipt.signing_digest(), 1),
+    };
+    assert!(key.verify(&digest, &receipt.node_sig), "evidence of {id}");
+    let mut forged = receipt;
+    forged.accepted.push("eve@beta.test".into());
+    assert!(
+        v.get("batch").is_none_or(|b| {
+            let proof: BatchProof = serde_json::from_value(b.clone()).unwrap();
+            proof.signed_digest_of_receipt(&forged).is_none()
+        }) && !key.verify(&forged.signing_digest(), &forged.node_sig),
+        "a changed receipt must not verify"
+    );
+    size
 }
 
 /// A message as stored: sender, envelope, signature, and its parts (hash, size, inline data).
