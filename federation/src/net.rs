@@ -826,6 +826,17 @@ impl Handle {
         }
     }
 
+    /// Something was queued for the peer that speaks for `domain`: send now. Costs no look-up
+    /// in the host (the driver's peer table knows each peer's domain).
+    pub fn wake_domain(&self, domain: &str) {
+        let peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
+        for e in peers.values() {
+            if e.peer.lock().unwrap_or_else(|e| e.into_inner()).domain == domain {
+                e.wake.notify_one();
+            }
+        }
+    }
+
     /// The peer table changed: re-read [`crate::Host::peers`] (add, remove, readdress).
     pub fn peers_changed(&self) {
         self.inner.reload.notify_one();

@@ -277,11 +277,11 @@ pub async fn revoke_certification(
 }
 
 /// A running node notices a change another process made to accounts, sessions or
-/// certificates within [`AUTH_CACHE_POLL`](crate::storage::sqlite::AUTH_CACHE_POLL) (it keeps
+/// certificates within [`READ_CACHE_POLL`](crate::storage::sqlite::READ_CACHE_POLL) (it keeps
 /// them in memory): waiting twice that long means the node enforces a disabled account or a
 /// revoked certification by the time the command returns.
 async fn let_a_running_node_see_it() {
-    tokio::time::sleep(crate::storage::sqlite::AUTH_CACHE_POLL * 2).await;
+    tokio::time::sleep(crate::storage::sqlite::READ_CACHE_POLL * 2).await;
 }
 
 /// Runs one `sealpost admin` command (also called in-process by tests).

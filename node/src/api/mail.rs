@@ -495,9 +495,7 @@ pub(super) async fn submit(
         .await?;
     if let (SubmitOutcome::Accepted { .. }, Some(link)) = (&outcome, st.federation.get()) {
         for route in remote_routes(&recipients) {
-            if let Some(peer) = st.store.peer(&route.domain).await? {
-                link.wake(&peer.peer_id);
-            }
+            link.wake(&route.domain);
         }
     }
     let (status, accepted_at, duplicate) = match outcome {

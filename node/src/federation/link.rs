@@ -9,8 +9,8 @@ pub trait FedLink: Send + Sync + 'static {
     fn peer_id(&self) -> String;
     /// The QUIC addresses this node listens on (multiaddresses).
     fn listen_addrs(&self) -> Vec<String>;
-    /// Something was queued for this peer: send now.
-    fn wake(&self, peer_id: &str);
+    /// Something was queued for the peer of this domain: send now.
+    fn wake(&self, domain: &str);
     /// The peer table changed.
     fn peers_changed(&self);
     /// Our certificates changed; `cursor` is the new generation.
@@ -33,10 +33,8 @@ impl FedLink for sealpost_federation::net::Handle {
             .collect()
     }
 
-    fn wake(&self, peer_id: &str) {
-        if let Ok(p) = peer_id.parse() {
-            sealpost_federation::net::Handle::wake(self, &p);
-        }
+    fn wake(&self, domain: &str) {
+        sealpost_federation::net::Handle::wake_domain(self, domain);
     }
 
     fn peers_changed(&self) {

@@ -23,11 +23,11 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::txlog;
 
-mod auth_cache;
+mod read_cache;
 mod web;
 
-use auth_cache::AuthCache;
-pub use auth_cache::POLL as AUTH_CACHE_POLL;
+pub use read_cache::POLL as READ_CACHE_POLL;
+use read_cache::ReadCache;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -280,6 +280,26 @@ CREATE TRIGGER certs_delete_auth AFTER DELETE ON certs
     WHEN OLD.fingerprint IN (SELECT fingerprint FROM accounts)
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
 "#,
+    r#"
+-- The node also keeps peer records and certificates in memory (`read_cache`): every change
+-- to a certificate, and every change to a peer but its outbox count, bumps the counter too.
+DROP TRIGGER certs_insert_auth;
+DROP TRIGGER certs_update_auth;
+DROP TRIGGER certs_delete_auth;
+CREATE TRIGGER certs_insert_auth AFTER INSERT ON certs
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER certs_update_auth AFTER UPDATE ON certs
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER certs_delete_auth AFTER DELETE ON certs
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER peers_insert_auth AFTER INSERT ON peers
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER peers_update_auth AFTER UPDATE OF domain, peer_id, addrs, ca_fingerprint,
+        added_at, state, last_error, retry_at, state_at, pull_cursor ON peers
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+CREATE TRIGGER peers_delete_auth AFTER DELETE ON peers
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
+"#,
 ];
 
 /// A write operation in the writer's queue.
@@ -427,7 +447,7 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_permits: Arc<tokio::sync::Semaphore>,
     verifying_key: VerifyingKey,
-    auth: Arc<AuthCache>,
+    pub(super) auth: Arc<ReadCache>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -497,7 +517,7 @@ impl SqliteStore {
             key: Arc::new(node_key),
             checkpoint_every: settings.checkpoint_every,
         };
-        let auth = Arc::new(AuthCache::new(auth_cache::read_generation(&conn)?));
+        let auth = Arc::new(ReadCache::new(read_cache::read_generation(&conn)?));
         let writer_auth = auth.clone();
         std::thread::Builder::new()
             .name("sealpost-sqlite-writer".into())
@@ -621,16 +641,16 @@ fn writer_loop(
     mut chain: Chain,
     rx: mpsc::Receiver<Job>,
     settings: WriterSettings,
-    auth: &AuthCache,
+    auth: &ReadCache,
 ) {
     let max = settings.group_commit_max.max(1);
     let mut under_load = false;
     loop {
-        let first = match rx.recv_timeout(auth_cache::POLL) {
+        let first = match rx.recv_timeout(read_cache::POLL) {
             Ok(job) => job,
             // Idle: look for changes another process committed.
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(g) = auth_cache::read_generation(&conn) {
+                if let Ok(g) = read_cache::read_generation(&conn) {
                     auth.publish(g);
                 }
                 continue;
@@ -671,7 +691,7 @@ fn writer_loop(
 /// runs again with each operation in a savepoint, so that the failed ones leave nothing
 /// behind. (A savepoint copies every page an operation first touches into the statement
 /// journal: a fifth of the writer's work when taken for every operation.) Returns the
-/// committed `auth_generation` (see [`auth_cache`]), `None` if nothing was committed.
+/// committed `auth_generation` (see [`read_cache`]), `None` if nothing was committed.
 fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<Option<u64>> {
     let begin = |chain: &mut Chain| {
         conn.execute_batch("BEGIN IMMEDIATE")
@@ -699,7 +719,7 @@ fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<
             let _ = exec_cached(conn, "RELEASE op");
         }
     }
-    auth_cache::read_generation(conn)
+    read_cache::read_generation(conn)
         .and_then(|g| {
             conn.execute_batch("COMMIT")?;
             Ok(Some(g))
@@ -1624,11 +1644,20 @@ impl MetaStore for SqliteStore {
     }
 
     async fn cert_by_fingerprint(&self, fingerprint: &str) -> Result<Option<String>> {
+        if let Some(a) = self.auth.cert(fingerprint) {
+            return Ok(Some(a));
+        }
+        let generation = self.auth.generation();
         let f = fingerprint.to_owned();
-        self.read_point(move |c| {
-            Ok(query_certs(c, "SELECT armored FROM certs WHERE fingerprint = ?1", [f])?.pop())
-        })
-        .await
+        let armored = self
+            .read_point(move |c| {
+                Ok(query_certs(c, "SELECT armored FROM certs WHERE fingerprint = ?1", [f])?.pop())
+            })
+            .await?;
+        if let Some(a) = &armored {
+            self.auth.keep_cert(generation, fingerprint, a);
+        }
+        Ok(armored)
     }
 
     async fn certs_by_handle(&self, handle: &str) -> Result<Vec<String>> {
@@ -1692,13 +1721,22 @@ impl MetaStore for SqliteStore {
     }
 
     async fn cert_generation(&self) -> Result<u64> {
-        self.read_point(|c| {
-            Ok(
-                c.prepare_cached("SELECT value FROM meta WHERE key = 'cert_generation'")?
-                    .query_row([], |r| r.get::<_, i64>(0))? as u64,
-            )
-        })
-        .await
+        // Only `put_cert` moves it, in the transaction that writes `certs` (which bumps the
+        // cache's generation).
+        if let Some(g) = self.auth.cert_generation() {
+            return Ok(g);
+        }
+        let generation = self.auth.generation();
+        let g = self
+            .read_point(|c| {
+                Ok(
+                    c.prepare_cached("SELECT value FROM meta WHERE key = 'cert_generation'")?
+                        .query_row([], |r| r.get::<_, i64>(0))? as u64,
+                )
+            })
+            .await?;
+        self.auth.keep_cert_generation(generation, g);
+        Ok(g)
     }
 
     async fn verify_log(&self) -> Result<LogReport> {
@@ -1901,7 +1939,7 @@ mod tests {
         let started = std::time::Instant::now();
         while name(store.session_account([2; 32], 10).await.unwrap()).as_deref() != Some("B") {
             assert!(
-                started.elapsed() < AUTH_CACHE_POLL * 20,
+                started.elapsed() < READ_CACHE_POLL * 20,
                 "the change was never seen"
             );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -1933,31 +1971,116 @@ mod tests {
         let a = store.account_by_address("a@x.test").await.unwrap().unwrap();
         assert_eq!(a.state, AccountState::Disabled);
 
-        // Certificates: a local user's counts, anyone else's does not.
-        let generation = || auth_cache::read_generation(&other).unwrap();
+        // Certificates: every change counts (local users' and peers' users' alike).
+        let generation = || read_cache::read_generation(&other).unwrap();
         let before = generation();
         let cert = "INSERT INTO certs (fingerprint, armored, origin, updated_at, generation) \
             VALUES (?1, 'x', 'test', 0, 0)";
         other.execute(cert, ["F1"]).unwrap();
-        assert_eq!(generation(), before);
-        other
-            .execute("UPDATE accounts SET fingerprint = 'F2' WHERE id = ?1", [id])
-            .unwrap();
         assert_eq!(generation(), before + 1);
-        other.execute(cert, ["F2"]).unwrap();
-        other
-            .execute(
-                "UPDATE certs SET armored = 'y' WHERE fingerprint = 'F2'",
-                [],
-            )
-            .unwrap();
         other
             .execute(
                 "UPDATE certs SET armored = 'y' WHERE fingerprint = 'F1'",
                 [],
             )
             .unwrap();
+        other
+            .execute("DELETE FROM certs WHERE fingerprint = 'F1'", [])
+            .unwrap();
         assert_eq!(generation(), before + 3);
+    }
+
+    #[tokio::test]
+    async fn cached_peers_and_certificates_follow_every_change() {
+        use crate::storage::{FederationStore, LogEvent, PeerRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealpost.db");
+        let store = SqliteStore::open(&path, SigningKey::from_bytes(&[7; 32]), settings()).unwrap();
+        let event = LogEvent::new("federation.peer_added", "admin", "p.test");
+        let peer = PeerRecord::new("p.test", "peer-1".into(), vec![], "CA1".into());
+        store.put_peer(peer, event, 0).await.unwrap();
+        let other = open_connection(&path).unwrap();
+        other
+            .execute_batch(
+                "INSERT INTO certs (fingerprint, armored, origin, updated_at, generation) \
+                 VALUES ('F1', 'x', 'p.test', 0, 0); \
+                 INSERT INTO cert_emails (email, fingerprint) VALUES ('u@p.test', 'F1');",
+            )
+            .unwrap();
+        let seen = async |armored: &str| {
+            let started = std::time::Instant::now();
+            loop {
+                let from = store
+                    .certs_by_email_from("u@p.test", "p.test")
+                    .await
+                    .unwrap();
+                let by_fpr = store.cert_by_fingerprint("F1").await.unwrap();
+                if from == [armored] && by_fpr.as_deref() == Some(armored) {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < READ_CACHE_POLL * 20,
+                    "{armored} never seen: {from:?} {by_fpr:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        seen("x").await;
+        // Once the writer has published the insert, what is read now is kept.
+        tokio::time::sleep(READ_CACHE_POLL * 3).await;
+        seen("x").await;
+        assert_eq!(
+            store.peer("p.test").await.unwrap().unwrap().peer_id,
+            "peer-1"
+        );
+
+        // Served from memory: changes that go around the triggers are not seen.
+        other
+            .execute_batch(
+                "DROP TRIGGER certs_update_auth; DROP TRIGGER peers_update_auth; \
+                 UPDATE certs SET armored = 'around'; UPDATE peers SET peer_id = 'around';",
+            )
+            .unwrap();
+        tokio::time::sleep(READ_CACHE_POLL * 3).await;
+        seen("x").await;
+        assert_eq!(
+            store.peer("p.test").await.unwrap().unwrap().peer_id,
+            "peer-1"
+        );
+        drop(other);
+        // Reopening runs no migration again: put the triggers back as migration 7 made them.
+        let other = open_connection(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER certs_update_auth AFTER UPDATE ON certs \
+                 BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END; \
+                 CREATE TRIGGER peers_update_auth AFTER UPDATE OF domain, peer_id, addrs, \
+                 ca_fingerprint, added_at, state, last_error, retry_at, state_at, pull_cursor \
+                 ON peers BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;",
+            )
+            .unwrap();
+
+        // A peer's outbox count moves with every message: it does not empty the cache.
+        let before = read_cache::read_generation(&other).unwrap();
+        other
+            .execute("UPDATE peers SET queued = queued + 1", [])
+            .unwrap();
+        assert_eq!(read_cache::read_generation(&other).unwrap(), before);
+
+        // This node's own change: seen by the very next look-up.
+        store
+            .set_peer_state("p.test", "connected", None, None, 5)
+            .await
+            .unwrap();
+        let p = store.peer("p.test").await.unwrap().unwrap();
+        assert_eq!(
+            (p.state.as_str(), p.peer_id.as_str()),
+            ("connected", "around")
+        );
+
+        // Another process's change to a certificate: seen once the idle writer polls.
+        other.execute("UPDATE certs SET armored = 'z'", []).unwrap();
+        seen("z").await;
     }
 
     /// A batch whose middle operation fails after writing: the others are committed (each

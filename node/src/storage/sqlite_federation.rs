@@ -227,15 +227,24 @@ impl FederationStore for SqliteStore {
     }
 
     async fn peer(&self, domain: &str) -> Result<Option<PeerRecord>> {
-        let domain = domain.to_owned();
-        self.read_point(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {PEER_COLUMNS} FROM peers WHERE domain = ?1"
-            ))?
-            .query_row([domain], peer_row)
-            .optional()?)
-        })
-        .await
+        if let Some(p) = self.auth.peer(domain) {
+            return Ok(Some(p));
+        }
+        let generation = self.auth.generation();
+        let d = domain.to_owned();
+        let peer = self
+            .read_point(move |c| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {PEER_COLUMNS} FROM peers WHERE domain = ?1"
+                ))?
+                .query_row([d], peer_row)
+                .optional()?)
+            })
+            .await?;
+        if let Some(p) = &peer {
+            self.auth.keep_peer(generation, p);
+        }
+        Ok(peer)
     }
 
     async fn peer_generation(&self) -> Result<u64> {
@@ -631,16 +640,26 @@ impl FederationStore for SqliteStore {
     }
 
     async fn certs_by_email_from(&self, email: &str, origin: &str) -> Result<Vec<String>> {
-        let (email, origin) = (email.to_owned(), origin.to_owned());
-        self.read_point(move |c| {
-            query_certs(
-                c,
-                "SELECT c.armored FROM cert_emails e JOIN certs c ON c.fingerprint = e.fingerprint
-                 WHERE e.email = ?1 AND c.origin = ?2",
-                params![email, origin],
-            )
-        })
-        .await
+        let key = (email.to_owned(), origin.to_owned());
+        if let Some(certs) = self.auth.certs_from(&key) {
+            return Ok(certs);
+        }
+        let generation = self.auth.generation();
+        let (e, o) = key.clone();
+        let certs = self
+            .read_point(move |c| {
+                query_certs(
+                    c,
+                    "SELECT c.armored FROM cert_emails e JOIN certs c ON c.fingerprint = e.fingerprint
+                     WHERE e.email = ?1 AND c.origin = ?2",
+                    params![e, o],
+                )
+            })
+            .await?;
+        if !certs.is_empty() {
+            self.auth.keep_certs_from(generation, key, &certs);
+        }
+        Ok(certs)
     }
 
     async fn put_remote_certs(
