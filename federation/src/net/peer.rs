@@ -127,7 +127,13 @@ impl Pager {
                 _ => break,
             }
         }
-        Ok(Some(Work::Batch(items)))
+        // Signed once, however many attempts it takes, and never copied.
+        let mut batch = Batch {
+            transfers: items.into_iter().map(|o| o.transfer).collect(),
+            node_sig: Vec::new(),
+        };
+        wire::sign_batch(&inner.keypair, &mut batch);
+        Ok(Some(Work::Batch(Frame::Batch(batch))))
     }
 }
 
@@ -150,12 +156,11 @@ fn wire_cost(t: &Transfer) -> usize {
 }
 
 /// What one exchange carries.
-#[derive(Clone)]
 enum Work {
     /// One transfer, its parts streamed when the peer wants them.
     One(Outgoing),
-    /// Transfers with inline parts, under one signature each way.
-    Batch(Vec<Outgoing>),
+    /// A signed [`Frame::Batch`]: transfers with inline parts, under one signature each way.
+    Batch(Frame),
 }
 
 /// One pass over everything pending: `Ok` when all was sent (or refused for good).
@@ -263,9 +268,11 @@ async fn worker(
             if !kept {
                 attempt += 1;
             }
-            let sent = match work.clone() {
-                Work::One(item) => send_one(inner, entry, peer, s, item, &mut progress).await,
-                Work::Batch(items) => send_batch(inner, entry, peer, s, items, &mut progress).await,
+            let sent = match &work {
+                Work::One(item) => {
+                    send_one(inner, entry, peer, s, item.clone(), &mut progress).await
+                }
+                Work::Batch(frame) => send_batch(inner, entry, peer, s, frame, &mut progress).await,
             };
             match sent {
                 Ok(after) => break after,
@@ -301,27 +308,21 @@ fn transient(code: &str) -> bool {
     matches!(code, "unavailable" | "not_authorised" | "busy")
 }
 
-/// Sends a batch on the stream and sees each transfer through to its receipt or error.
+/// Sends a signed batch on the stream and sees each transfer through to its receipt or error.
 async fn send_batch(
     inner: &Inner,
     entry: &PeerEntry,
     peer: &Peer,
     stream: &mut Stream,
-    items: Vec<Outgoing>,
+    frame: &Frame,
     progress: &mut Progress<'_>,
 ) -> Result<After, NetError> {
     let t_req = inner.config.request_timeout;
-    let mut batch = Batch {
-        transfers: items.into_iter().map(|o| o.transfer).collect(),
-        node_sig: Vec::new(),
-    };
-    wire::sign_batch(&inner.keypair, &mut batch);
-    let frame = Frame::Batch(batch);
-    wire::write_frame(stream, &frame, t_req).await?;
-    entry.batches_sent.fetch_add(1, Ordering::Relaxed);
     let Frame::Batch(batch) = frame else {
-        unreachable!("built above")
+        return Err(NetError::Protocol("not a batch".into()));
     };
+    wire::write_frame(stream, frame, t_req).await?;
+    entry.batches_sent.fetch_add(1, Ordering::Relaxed);
     let answer = match wire::read_frame(stream, &inner.config.limits, t_req, t_req).await? {
         Frame::BatchAnswer(a) => a,
         Frame::Error(e) => {
