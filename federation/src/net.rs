@@ -61,6 +61,10 @@ pub struct Config {
     pub inbound_streams_per_peer: usize,
     /// Page size of [`crate::Host::pending`].
     pub batch: usize,
+    /// Most transfers sent in one [`crate::Batch`] (and at most the peer's
+    /// `limits.max_batch`). Smaller batches spread a backlog over several streams, which the
+    /// receiver serves in parallel: one batch's transfers are checked one after another.
+    pub max_batch_transfers: usize,
     /// Backoff after the first failure in a row (before jitter).
     pub initial_backoff: Duration,
     /// Upper bound of the backoff, jitter included (at most [`MAX_BACKOFF`]).
@@ -89,6 +93,7 @@ impl Default for Config {
             outbound_streams_per_peer: 8,
             inbound_streams_per_peer: 16,
             batch: 64,
+            max_batch_transfers: 64,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(180),
             request_timeout: Duration::from_secs(30),
@@ -109,6 +114,7 @@ impl Config {
             ("outbound_streams_per_peer", self.outbound_streams_per_peer),
             ("inbound_streams_per_peer", self.inbound_streams_per_peer),
             ("batch", self.batch),
+            ("max_batch_transfers", self.max_batch_transfers),
             ("limits.max_frame_bytes", self.limits.max_frame_bytes),
         ] {
             if v == 0 {

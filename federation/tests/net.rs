@@ -168,7 +168,9 @@ fn queue_inline(host: &TestHost, to: libp2p::PeerId, id: &str, head: &[u8]) {
 
 #[tokio::test]
 async fn inline_transfers_travel_as_one_batch_and_each_receipt_proves_itself() {
-    let (a, b) = pair(config(), config()).await;
+    let mut a_cfg = config();
+    a_cfg.max_batch_transfers = 32;
+    let (a, b) = pair(a_cfg, config()).await;
     for i in 0..20 {
         queue_inline(
             &a.host,
@@ -215,6 +217,32 @@ async fn inline_transfers_travel_as_one_batch_and_each_receipt_proves_itself() {
         20,
         "every receipt has its own place in the tree"
     );
+}
+
+#[tokio::test]
+async fn a_backlog_is_split_into_batches_of_at_most_max_batch_transfers() {
+    let mut a_cfg = config();
+    a_cfg.max_batch_transfers = 4;
+    let (a, b) = pair(a_cfg, config()).await;
+    for i in 0..10 {
+        queue_inline(
+            &a.host,
+            b.id(),
+            &format!("m-{i:02}"),
+            format!("head {i}").as_bytes(),
+        );
+    }
+    a.handle.wake(&b.id());
+    eventually("all 10 delivered", WAIT, || a.host.delivered_count() == 10).await;
+    let delivered = a.host.delivered.lock().unwrap().clone();
+    let sizes: Vec<u64> = delivered
+        .iter()
+        .map(|(_, _, p)| p.as_ref().unwrap().size)
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= 4), "{sizes:?}");
+    let sent = a.handle.status()[0].batches_sent;
+    assert!((3..=10).contains(&sent), "{sent} batches");
+    assert_eq!(b.host.messages.lock().unwrap().len(), 10);
 }
 
 #[tokio::test]

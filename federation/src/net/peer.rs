@@ -118,7 +118,8 @@ impl Pager {
         }
         let mut budget = (limits.max_frame_bytes / 2).saturating_sub(wire_cost(&first.transfer));
         let mut items = vec![first];
-        while items.len() < limits.max_batch {
+        let most = limits.max_batch.min(inner.config.max_batch_transfers);
+        while items.len() < most {
             match self.buf.front() {
                 Some(o) if batchable(&o.transfer, limits) && wire_cost(&o.transfer) <= budget => {
                     budget -= wire_cost(&o.transfer);
