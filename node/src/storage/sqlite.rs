@@ -2025,9 +2025,12 @@ mod tests {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         };
-        seen("x").await;
-        // Once the writer has published the insert, what is read now is kept.
-        tokio::time::sleep(READ_CACHE_POLL * 3).await;
+        // Once the writer has published the insert, what is read is kept.
+        let started = std::time::Instant::now();
+        while store.auth.generation() != read_cache::read_generation(&other).unwrap() {
+            assert!(started.elapsed() < READ_CACHE_POLL * 20, "never published");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         seen("x").await;
         assert_eq!(
             store.peer("p.test").await.unwrap().unwrap().peer_id,
@@ -2041,6 +2044,7 @@ mod tests {
                  UPDATE certs SET armored = 'around'; UPDATE peers SET peer_id = 'around';",
             )
             .unwrap();
+        // Long enough for the idle writer to have polled several times: nothing to see.
         tokio::time::sleep(READ_CACHE_POLL * 3).await;
         seen("x").await;
         assert_eq!(
