@@ -214,6 +214,8 @@ pub struct PeerStatus {
     /// Transfer streams opened to this peer since the driver started (streams are kept open
     /// between send passes, so this grows only when the link is new or broke).
     pub streams_opened: u64,
+    /// Transfer streams kept open for the next send pass right now.
+    pub idle_streams: usize,
     /// [`crate::Batch`] frames sent to this peer since the driver started.
     pub batches_sent: u64,
     /// Whether transfers go to this peer as batches: off after the peer refused a batch (a
@@ -945,6 +947,11 @@ impl Handle {
                     last_error: s.last_error.clone(),
                     in_flight: e.in_flight.load(Ordering::Relaxed),
                     streams_opened: e.streams_opened.load(Ordering::Relaxed),
+                    idle_streams: e
+                        .idle_streams
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .len(),
                     batches_sent: e.batches_sent.load(Ordering::Relaxed),
                     batching: !e.no_batches.load(Ordering::Relaxed),
                 }

@@ -536,8 +536,13 @@ async fn later_send_passes_reuse_the_open_stream() {
             .queue(b.id(), &format!("m-{i}"), &[format!("head {i}").as_bytes()]);
         a.handle.wake(&b.id());
         eventually("delivery", WAIT, || a.host.delivered_count() == i).await;
+        // The pass has ended once its stream is back among the kept ones (a wake before
+        // that would start a pass that finds none and opens another).
         eventually("the pass ends", WAIT, || {
-            a.handle.status().iter().all(|s| s.in_flight == 0)
+            a.handle
+                .status()
+                .iter()
+                .all(|s| s.in_flight == 0 && s.idle_streams == 1)
         })
         .await;
     }
