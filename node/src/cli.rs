@@ -278,8 +278,9 @@ pub async fn revoke_certification(
 
 /// A running node notices a change another process made to accounts, sessions or
 /// certificates within [`READ_CACHE_POLL`](crate::storage::sqlite::READ_CACHE_POLL) (it keeps
-/// them in memory): waiting twice that long means the node enforces a disabled account or a
-/// revoked certification by the time the command returns.
+/// them in memory, with peer records): waiting twice that long means the node enforces a
+/// disabled account, a revoked certification or a removed peer by the time the command
+/// returns.
 async fn let_a_running_node_see_it() {
     tokio::time::sleep(crate::storage::sqlite::READ_CACHE_POLL * 2).await;
 }
@@ -372,7 +373,11 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                 println!("{address} is now {}", state.as_str());
             }
         },
-        AdminCommand::Peer { command } => peer_command(&store, data, command).await?,
+        AdminCommand::Peer { command } => {
+            peer_command(&store, data, command).await?;
+            // Peers and certificates are kept in memory by a running node too.
+            let_a_running_node_see_it().await;
+        }
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {
