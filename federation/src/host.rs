@@ -188,14 +188,27 @@ pub trait Host: Send + Sync + 'static {
 }
 
 /// A transfer whose parts are all inline, taken through the steps of a lone transfer:
-/// [`Host::admit`], [`Host::store_part`] for each wanted part, [`Host::commit`].
+/// [`admit_inline`], then [`Host::commit`].
 pub async fn receive_in_steps<H: Host + ?Sized>(
     host: &H,
     peer: &Peer,
     transfer: &Transfer,
 ) -> Result<Receipt, HostError> {
+    match admit_inline(host, peer, transfer).await? {
+        Some(answer) => Ok(answer),
+        None => host.commit(peer, transfer).await,
+    }
+}
+
+/// [`Host::admit`], then [`Host::store_part`] for each wanted part from its inline bytes.
+/// `Some` is the receipt to answer with at once; `None`: every part is held, commit next.
+pub async fn admit_inline<H: Host + ?Sized>(
+    host: &H,
+    peer: &Peer,
+    transfer: &Transfer,
+) -> Result<Option<Receipt>, HostError> {
     let wanted = match host.admit(peer, transfer).await? {
-        Admission::Answer(r) => return Ok(r),
+        Admission::Answer(r) => return Ok(Some(r)),
         Admission::Want(wanted) => wanted,
     };
     for i in wanted {
@@ -209,7 +222,7 @@ pub async fn receive_in_steps<H: Host + ?Sized>(
         let mut reader: PartReader = Box::pin(std::io::Cursor::new(data));
         host.store_part(peer, part, &mut reader).await?;
     }
-    host.commit(peer, transfer).await
+    Ok(None)
 }
 
 /// A host shared between the driver's tasks.

@@ -39,6 +39,7 @@ pub use frame::{
     PartRef, PullSince, Receipt, Refusal, Transfer, Want, decode, encode,
 };
 pub use host::{
-    Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost, receive_in_steps,
+    Admission, Host, HostError, Outgoing, PartReader, Peer, PeerState, SharedHost, admit_inline,
+    receive_in_steps,
 };
 pub use net::{Config, Handle, NetError, PeerStatus, start};

@@ -279,17 +279,10 @@ impl FedHost {
         t: &Transfer,
         proof: &BatchProof,
     ) -> Result<Receipt, HostError> {
-        let wanted = match self.admit(peer, t).await? {
-            Admission::Answer(r) => return Ok(r),
-            Admission::Want(w) => w,
-        };
-        for i in wanted {
-            let part = &t.parts[i as usize];
-            let data = part.data.clone().unwrap_or_default();
-            let mut reader: PartReader = Box::pin(std::io::Cursor::new(data));
-            self.store_part(peer, part, &mut reader).await?;
+        match sealpost_federation::admit_inline(self, peer, t).await? {
+            Some(answer) => Ok(answer),
+            None => self.commit_with(peer, t, Some(proof)).await,
         }
-        self.commit_with(peer, t, Some(proof)).await
     }
 
     /// Every part is staged, held or in a file: stores the message.
