@@ -3,13 +3,14 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::AsyncWriteExt as _;
 use libp2p::identity::Keypair;
 use sealpost_federation::net::{NetError, wire};
-use sealpost_federation::{Batch, Frame, Limits, Lookup, PeerState};
+use sealpost_federation::{Batch, Frame, Limits, Lookup, MessageId, PeerState};
 use support::{Node, TestHost, config, eventually, pair, transfer};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -550,6 +551,32 @@ async fn later_send_passes_reuse_the_open_stream() {
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].streams_opened, 1, "{status:?}");
     assert_eq!(b.host.messages.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_transfer_queued_during_an_exchange_does_not_wait_for_it_to_end() {
+    let (a, b) = pair(config(), config()).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *a.host.delivery_gate.lock().unwrap() = Some(gate.clone());
+    let stored = |id: &str| {
+        b.host
+            .messages
+            .lock()
+            .unwrap()
+            .contains_key(&MessageId::new(id))
+    };
+    a.host.queue(b.id(), "m-1", &[b"first"]);
+    a.handle.wake(&b.id());
+    eventually("the first stored at the peer", WAIT, || stored("m-1")).await;
+    // The first exchange now waits for its delivery record; the second goes meanwhile.
+    a.host.queue(b.id(), "m-2", &[b"second"]);
+    a.handle.wake(&b.id());
+    eventually("the second stored at the peer", WAIT, || stored("m-2")).await;
+    assert_eq!(a.host.delivered_count(), 0, "no delivery was recorded yet");
+    gate.add_permits(2);
+    eventually("both delivered", WAIT, || a.host.delivered_count() == 2).await;
+    assert_eq!(a.host.outbox_len(), 0);
+    assert!(b.host.messages.lock().unwrap().values().all(|n| *n == 1));
 }
 
 #[tokio::test]

@@ -84,6 +84,11 @@ struct Pager {
 }
 
 impl Pager {
+    /// Something was queued since the pager ran dry: look again (past what it already gave).
+    fn reopen(&mut self) {
+        self.done = false;
+    }
+
     async fn next(&mut self, inner: &Inner, peer: &Peer) -> Result<Option<Outgoing>, NetError> {
         if self.buf.is_empty() && !self.done {
             let page = inner
@@ -174,6 +179,8 @@ async fn send_pass(inner: &Inner, entry: &PeerEntry) -> Result<(), NetError> {
             done: false,
         }),
         opening: tokio::sync::Mutex::new(()),
+        busy: AtomicUsize::new(0),
+        changed: tokio::sync::Notify::new(),
     };
     let workers =
         (0..inner.config.outbound_streams_per_peer).map(|_| worker(inner, entry, &peer, &pass));
@@ -189,6 +196,29 @@ struct Pass {
     /// slot and drops streams that arrive while it is taken, so a burst of new streams from
     /// one sender would mostly be dropped.
     opening: tokio::sync::Mutex<()>,
+    /// Workers in an exchange. The pass lasts while one is: a worker with nothing to do
+    /// waits for a wake instead of leaving, so that what is queued meanwhile goes at once
+    /// rather than after that exchange (and its delivery record) ends.
+    busy: AtomicUsize,
+    /// An exchange ended, or the pager holds work for idle workers.
+    changed: tokio::sync::Notify,
+}
+
+/// A worker's share of [`Pass::busy`], for the length of one exchange.
+struct Busy<'a>(&'a Pass);
+
+impl<'a> Busy<'a> {
+    fn new(pass: &'a Pass) -> Self {
+        pass.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(pass)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
 }
 
 /// How one exchange went so far, for the decision to retry it on a new stream.
@@ -237,13 +267,29 @@ async fn worker(
     let mut stream: Option<Stream> = None;
     loop {
         let batching = !entry.no_batches.load(Ordering::Relaxed);
-        let work = pass
-            .pager
-            .lock()
-            .await
-            .next_work(inner, peer, batching)
-            .await?;
-        let Some(work) = work else { break };
+        // Registered before the pager is asked, so that no change after it is missed.
+        let changed = pass.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let (work, more) = {
+            let mut pager = pass.pager.lock().await;
+            let work = pager.next_work(inner, peer, batching).await?;
+            let busy = work.is_some().then(|| Busy::new(pass));
+            (work.zip(busy), !pager.buf.is_empty())
+        };
+        let Some((work, _busy)) = work else {
+            if pass.busy.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                () = entry.wake.notified() => pass.pager.lock().await.reopen(),
+                () = changed => {}
+            }
+            continue;
+        };
+        if more {
+            pass.changed.notify_waiters();
+        }
         let _guard = InFlight::new(&entry.in_flight);
         let mut attempt = 0;
         let after = loop {

@@ -29,6 +29,8 @@ pub struct TestHost {
     pub delivered: Mutex<Vec<(PeerId, Receipt, Option<BatchProof>)>>,
     pub rejected: Mutex<Vec<(MessageId, String)>>,
     pub states: Mutex<Vec<(PeerId, PeerState)>>,
+    /// While set, `delivered` waits for a permit of this semaphore before recording.
+    pub delivery_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     // inbound
     pub admits: AtomicUsize,
     pub stores: AtomicUsize,
@@ -274,6 +276,10 @@ impl Host for TestHost {
         receipt: Receipt,
         proof: Option<BatchProof>,
     ) -> Result<(), HostError> {
+        let gate = self.delivery_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            let _permit = gate.acquire().await;
+        }
         self.outbox
             .lock()
             .unwrap()
