@@ -1,10 +1,10 @@
 //! Load tool: how many sealed messages a node accepts per second, durably.
 //!
-//! Run (release build; not part of the tests):
+//! Run (the `production` profile, as deployed; not part of the tests):
 //!
 //! ```sh
-//! cargo build --release -p sealpost -p sealpost-load
-//! target/release/sealpost-load --count 20000 --concurrency 64
+//! cargo build --profile production -p sealpost -p sealpost-load
+//! target/production/sealpost-load --count 20000 --concurrency 64
 //! ```
 //!
 //! It starts a real `sealpost serve` process on loopback with a fresh data directory (SQLite
@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     };
     anyhow::ensure!(
         bin.exists(),
-        "{} not found: build it with `cargo build --release --bin sealpost`",
+        "{} not found: build it with `cargo build --profile production --bin sealpost`",
         bin.display()
     );
     let dir = tempfile::tempdir()?;

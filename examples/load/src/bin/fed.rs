@@ -1,10 +1,10 @@
 //! Federation benchmark: two real nodes on loopback, alice@alpha.test → bob@beta.test.
 //!
-//! Run (release build; not part of the tests):
+//! Run (the `production` profile: release with fat LTO, as deployed; not part of the tests):
 //!
 //! ```sh
-//! cargo build --release -p sealpost -p sealpost-load
-//! target/release/sealpost-fed-bench
+//! cargo build --profile production -p sealpost -p sealpost-load
+//! target/production/sealpost-fed-bench
 //! ```
 //!
 //! It initialises two nodes in a fresh directory (on disk, `synchronous=FULL`), starts each as
@@ -400,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
     };
     anyhow::ensure!(
         bin.exists(),
-        "{} not found: build it with `cargo build --release -p sealpost -p sealpost-load`",
+        "{} not found: build it with `cargo build --profile production -p sealpost -p sealpost-load`",
         bin.display()
     );
     let dir = match &args.work {
