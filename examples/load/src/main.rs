@@ -26,7 +26,7 @@ use sealpost::client::{Client, Sealed, Session};
 use sealpost::crypto::KdfParams;
 
 mod shared;
-use shared::{MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
+use shared::{DiskProbe, MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
@@ -164,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
     let queue = Arc::new(std::sync::Mutex::new(sealed));
     let cpu_before = (cpu_time(pid), cpu_time(std::process::id()));
     let machine_before = MachineCpu::now();
+    let disk = DiskProbe::start(dir.path());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let mut workers = Vec::new();
@@ -243,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
         per_message(cpu.1)
     );
     println!("             {}", MachineCpu::now().since(&machine_before));
+    println!("             {}", disk.finish());
     if errors > 0 {
         bail!("{errors} submissions failed");
     }

@@ -1,9 +1,12 @@
 //! What both load tools need: running the `sealpost` binary, submitting pre-serialised
-//! messages, percentiles, and reading a process's memory and CPU time from /proc.
+//! messages, percentiles, reading a process's memory and CPU time from /proc, and watching
+//! the disk's fsync stalls.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -88,6 +91,97 @@ impl MachineCpu {
             "machine CPU over the run: idle {:.0} %, stolen by the hypervisor {:.0} %",
             100.0 * self.idle.saturating_sub(before.idle) as f64 / total,
             100.0 * self.steal.saturating_sub(before.steal) as f64 / total
+        )
+    }
+}
+
+/// Watches the disk the nodes write to while a phase runs: a 4 KiB write and `fdatasync` on a
+/// file of its own every 20 ms. The nodes fsync every commit before they answer, and a disk
+/// that stalls stalls every fsync on the device at once (seen on this machine: 20-700 ms,
+/// every few seconds, with nothing else running), so the messages in flight then wait for it
+/// whatever Sealpost does. The probe says whether a phase's slowest messages met such a stall.
+pub struct DiskProbe {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<Vec<Duration>>>>,
+    path: PathBuf,
+}
+
+/// A sync slower than this is counted as a stall.
+const STALL: Duration = Duration::from_millis(20);
+
+impl DiskProbe {
+    pub fn start(dir: &Path) -> DiskProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = dir.join("disk-probe");
+        let (s, p) = (stop.clone(), path.clone());
+        let thread = std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt as _;
+            let f = std::fs::File::create(&p)?;
+            let block = [0x5au8; 4096];
+            let mut syncs = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                // Over the same 1 MiB again and again, as a WAL is written after a restart.
+                f.write_all_at(&block, (syncs.len() % 256) as u64 * 4096)?;
+                let t = Instant::now();
+                f.sync_data()?;
+                syncs.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(syncs)
+        });
+        DiskProbe {
+            stop,
+            thread: Some(thread),
+            path,
+        }
+    }
+
+    /// One line on the syncs seen since `start`.
+    pub fn finish(mut self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        let result = match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(std::io::Error::other("the probe thread panicked")),
+        };
+        let _ = std::fs::remove_file(&self.path);
+        let mut syncs = match result {
+            Ok(s) if !s.is_empty() => s,
+            Ok(_) => return "disk probe: no sync finished during the phase".into(),
+            Err(e) => return format!("disk probe failed: {e}"),
+        };
+        let in_order: Vec<u128> = syncs
+            .iter()
+            .filter(|d| **d > STALL)
+            .map(Duration::as_millis)
+            .collect();
+        syncs.sort();
+        let stalled: Duration = syncs.iter().filter(|d| **d > STALL).sum();
+        format!(
+            "data disk (one 4 KiB write + fdatasync every 20 ms beside the node processes): {} syncs, \
+             p50 {:.2} ms, max {:.1} ms; {} over {} ms ({:.0} ms in all{}){}",
+            syncs.len(),
+            percentile(&syncs, 0.5).as_secs_f64() * 1e3,
+            syncs.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+            in_order.len(),
+            STALL.as_millis(),
+            stalled.as_secs_f64() * 1e3,
+            if in_order.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; in order, ms: {}",
+                    in_order
+                        .iter()
+                        .map(u128::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            if in_order.is_empty() {
+                ""
+            } else {
+                ": while the disk stalls, every commit waits, so the messages in flight then are late by about as much"
+            }
         )
     }
 }

@@ -43,7 +43,7 @@ use sealpost::crypto::KdfParams;
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
+use shared::{DiskProbe, MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark federation between two Sealpost nodes on loopback")]
@@ -487,7 +487,7 @@ async fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<bytes::Bytes>>>()?;
         let rss = RssSampler::start(vec![alpha.pid(), beta.pid()]);
         let cpu0 = (cpu_time(alpha.pid()), cpu_time(beta.pid()));
-        let machine0 = MachineCpu::now();
+        let (machine0, disk) = (MachineCpu::now(), DiskProbe::start(dir.path()));
         let queue = Arc::new(Mutex::new(sealed));
         let started = Instant::now();
         let mut workers = Vec::new();
@@ -565,7 +565,7 @@ async fn main() -> anyhow::Result<()> {
             mib(peaks[0]),
             mib(peaks[1]),
         ));
-        with_load(&mut report, &machine0);
+        with_load(&mut report, &machine0, disk);
     }
 
     // 2. Latency at an offered rate.
@@ -582,7 +582,7 @@ async fn main() -> anyhow::Result<()> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(1024));
         let mut behind = Duration::ZERO;
         arrivals.reset_poll_stats();
-        let machine0 = MachineCpu::now();
+        let (machine0, disk) = (MachineCpu::now(), DiskProbe::start(dir.path()));
         let started = Instant::now();
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
         let mut tasks = Vec::with_capacity(n);
@@ -652,7 +652,7 @@ async fn main() -> anyhow::Result<()> {
             ms(read_max),
             ms(period + read),
         ));
-        with_load(&mut report, &machine0);
+        with_load(&mut report, &machine0, disk);
     }
 
     // 3. One large attachment.
@@ -668,7 +668,7 @@ async fn main() -> anyhow::Result<()> {
         let before_send = (alpha.rss_kib(), beta.rss_kib());
         println!("sealing and uploading to alpha (streamed; not timed)...");
         let rss_upload = RssSampler::start(vec![alpha.pid(), beta.pid()]);
-        let machine0 = MachineCpu::now();
+        let (machine0, disk) = (MachineCpu::now(), DiskProbe::start(dir.path()));
         let t = Instant::now();
         let msg = Outgoing {
             to: vec!["bob@beta.test".to_owned()],
@@ -736,7 +736,7 @@ async fn main() -> anyhow::Result<()> {
             mib(hwm.1),
             verdict(g_alpha <= TARGET_RSS_GROWTH_MB && g_beta <= TARGET_RSS_GROWTH_MB),
         ));
-        with_load(&mut report, &machine0);
+        with_load(&mut report, &machine0, disk);
     }
     arrivals.stop.store(true, Ordering::Relaxed);
 
@@ -762,10 +762,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn with_load(report: &mut [String], machine0: &MachineCpu) {
+fn with_load(report: &mut [String], machine0: &MachineCpu, disk: DiskProbe) {
+    let disk = disk.finish();
     if let Some(r) = report.last_mut() {
         r.push_str(&format!(
-            "\n  load average (1, 5, 15 min) after the phase: {}; {}",
+            "\n  load average (1, 5, 15 min) after the phase: {}; {}\n  {disk}",
             loadavg(),
             MachineCpu::now().since(machine0)
         ));
