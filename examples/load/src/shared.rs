@@ -102,7 +102,7 @@ impl MachineCpu {
 /// whatever Sealpost does. The probe says whether a phase's slowest messages met such a stall.
 pub struct DiskProbe {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<Vec<Duration>>>>,
+    thread: std::thread::JoinHandle<std::io::Result<Vec<Duration>>>,
     path: PathBuf,
 }
 
@@ -129,59 +129,43 @@ impl DiskProbe {
             }
             Ok(syncs)
         });
-        DiskProbe {
-            stop,
-            thread: Some(thread),
-            path,
-        }
+        DiskProbe { stop, thread, path }
     }
 
     /// One line on the syncs seen since `start`.
-    pub fn finish(mut self) -> String {
+    pub fn finish(self) -> String {
         self.stop.store(true, Ordering::Relaxed);
-        let result = match self.thread.take().map(|t| t.join()) {
-            Some(Ok(r)) => r,
-            _ => Err(std::io::Error::other("the probe thread panicked")),
-        };
+        let result = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the probe thread panicked")));
         let _ = std::fs::remove_file(&self.path);
         let mut syncs = match result {
             Ok(s) if !s.is_empty() => s,
             Ok(_) => return "disk probe: no sync finished during the phase".into(),
             Err(e) => return format!("disk probe failed: {e}"),
         };
-        let in_order: Vec<u128> = syncs
-            .iter()
-            .filter(|d| **d > STALL)
-            .map(Duration::as_millis)
-            .collect();
+        let stalls: Vec<Duration> = syncs.iter().copied().filter(|d| *d > STALL).collect();
+        let listed = if stalls.is_empty() {
+            String::new()
+        } else {
+            let ms: Vec<String> = stalls.iter().map(|d| d.as_millis().to_string()).collect();
+            format!(
+                "; in order, ms: {}: while the disk stalls, every commit waits, so the messages \
+                 in flight then are late by about as much",
+                ms.join(", ")
+            )
+        };
         syncs.sort();
-        let stalled: Duration = syncs.iter().filter(|d| **d > STALL).sum();
         format!(
             "data disk (one 4 KiB write + fdatasync every 20 ms beside the node processes): {} syncs, \
-             p50 {:.2} ms, max {:.1} ms; {} over {} ms ({:.0} ms in all{}){}",
+             p50 {:.2} ms, max {:.1} ms; {} over {} ms ({:.0} ms in all){listed}",
             syncs.len(),
             percentile(&syncs, 0.5).as_secs_f64() * 1e3,
             syncs.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-            in_order.len(),
+            stalls.len(),
             STALL.as_millis(),
-            stalled.as_secs_f64() * 1e3,
-            if in_order.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; in order, ms: {}",
-                    in_order
-                        .iter()
-                        .map(u128::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
-            if in_order.is_empty() {
-                ""
-            } else {
-                ": while the disk stalls, every commit waits, so the messages in flight then are late by about as much"
-            }
+            stalls.iter().sum::<Duration>().as_secs_f64() * 1e3,
         )
     }
 }
