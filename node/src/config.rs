@@ -338,7 +338,7 @@ impl Config {
             return bad("http.max_json_body must be at least 64 KiB");
         }
         if (self.limits.inline_part_max_bytes as u64 * 4 / 3) + 64 * 1024
-            > self.http.max_json_body as u64 * self.limits.max_parts as u64
+            > (self.http.max_json_body as u64).saturating_mul(self.limits.max_parts as u64)
         {
             return bad("http.max_json_body is too small for limits.inline_part_max_bytes");
         }
@@ -541,6 +541,23 @@ mod tests {
             let err = load(text, &env).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should name {needle}");
         }
+    }
+
+    /// Found while writing the `config` fuzz target (its input is
+    /// `fuzz/corpus/config/overflow-max-json-body.toml`): `http.max_json_body` × `limits.max_parts`
+    /// was a plain multiplication, which panicked on overflow in a debug build (and wrapped in a
+    /// release build) for a large `max_json_body`, from the file or from
+    /// `SEALPOST__HTTP__MAX_JSON_BODY`.
+    #[test]
+    fn a_huge_max_json_body_does_not_overflow_validation() {
+        let huge = i64::MAX.to_string();
+        let text = format!("domain = \"a.test\"\n[http]\nmax_json_body = {huge}\n");
+        assert!(load(&text, &[]).is_ok());
+        let from_env = load(
+            "domain = \"a.test\"\n",
+            &[("SEALPOST__HTTP__MAX_JSON_BODY", huge.as_str())],
+        );
+        assert!(from_env.is_ok());
     }
 
     #[test]

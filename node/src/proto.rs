@@ -228,6 +228,16 @@ pub struct Envelope {
     pub parts: Vec<EnvelopePart>,
 }
 
+impl Envelope {
+    /// The sum of the parts' sizes; `None` if it does not fit in a `u64` (sizes come from
+    /// outside: a plain sum overflowed, and in a release build wrapped under the size limit).
+    pub fn total_size(&self) -> Option<u64> {
+        self.parts
+            .iter()
+            .try_fold(0u64, |sum, p| sum.checked_add(p.size))
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopePart {

@@ -278,7 +278,10 @@ pub(super) async fn upload(
     ))
 }
 
-fn parse_envelope(st: &AppState, text: &str) -> ApiResult<Envelope> {
+/// Parses the signed envelope text of a submission and checks it against the node's `limits`
+/// (version, message ID, part count, total size, part hashes). Pure; the signature, the sender
+/// and the recipients are the caller's to check.
+pub fn parse_envelope(limits: &crate::config::Limits, text: &str) -> ApiResult<Envelope> {
     let bad = |m: String| ApiError::bad_request("invalid_envelope", m);
     let env: Envelope =
         serde_json::from_str(text).map_err(|e| bad(format!("the envelope is not valid: {e}")))?;
@@ -288,15 +291,17 @@ fn parse_envelope(st: &AppState, text: &str) -> ApiResult<Envelope> {
     if !is_message_id(&env.message_id) {
         return Err(bad("message_id is malformed".into()));
     }
-    if env.parts.is_empty() || env.parts.len() > st.config.limits.max_parts {
+    if env.parts.is_empty() || env.parts.len() > limits.max_parts {
         return Err(ApiError::unprocessable(
             "too_many_parts",
-            format!("a message has 1 to {} parts", st.config.limits.max_parts),
+            format!("a message has 1 to {} parts", limits.max_parts),
         ));
     }
-    let total: u64 = env.parts.iter().map(|p| p.size).sum();
-    if total > st.config.limits.max_message_bytes {
-        return Err(ApiError::too_large(st.config.limits.max_message_bytes));
+    if env
+        .total_size()
+        .is_none_or(|total| total > limits.max_message_bytes)
+    {
+        return Err(ApiError::too_large(limits.max_message_bytes));
     }
     for p in &env.parts {
         if p.sha256.len() != 64
@@ -315,7 +320,7 @@ pub(super) async fn submit(
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
     let now = now();
-    let env = parse_envelope(&st, &req.envelope)?;
+    let env = parse_envelope(&st.config.limits, &req.envelope)?;
     if env.from != auth.account.address {
         return Err(ApiError::forbidden(
             "sender_mismatch",
@@ -710,4 +715,44 @@ pub(super) async fn delete(
         }
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope_with_sizes(sizes: &[u64]) -> String {
+        let parts: Vec<EnvelopePart> = sizes
+            .iter()
+            .map(|&size| EnvelopePart {
+                sha256: "ab".repeat(32),
+                size,
+            })
+            .collect();
+        serde_json::to_string(&Envelope {
+            v: 1,
+            message_id: "0190a1b2c3d4e5f60718293a4b5c6d7e".into(),
+            from: "alice@example.org".into(),
+            to: vec!["bob@example.org".into()],
+            created_at: 1_700_000_000,
+            parts,
+        })
+        .unwrap()
+    }
+
+    /// Found while writing the `envelope` fuzz target (its input is
+    /// `fuzz/corpus/envelope/overflow-part-sizes.json`): the total of the parts' sizes was a plain
+    /// sum, which panicked on overflow in a debug build and wrapped under `max_message_bytes` in
+    /// a release build (`u64::MAX` and 2 made 1). The federation host's envelope check had the
+    /// same sum; both use `Envelope::total_size` now.
+    #[test]
+    fn part_sizes_that_overflow_their_total_are_too_large() {
+        let limits = crate::config::Limits::default();
+        for sizes in [&[u64::MAX, 2][..], &[u64::MAX / 2 + 1, u64::MAX / 2 + 1]] {
+            let e = parse_envelope(&limits, &envelope_with_sizes(sizes)).unwrap_err();
+            assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{sizes:?}");
+        }
+        let within = parse_envelope(&limits, &envelope_with_sizes(&[1, 2])).unwrap();
+        assert_eq!(within.total_size(), Some(3));
+    }
 }

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 pub use accounts::invite_hash;
 pub use error::{ApiError, ApiResult};
+pub use mail::parse_envelope;
 
 use crate::config::Config;
 use crate::storage::{Account, AccountState, BlobStore, MetaStore};

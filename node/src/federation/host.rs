@@ -92,7 +92,9 @@ impl FedHost {
             ));
         }
         if env.parts.len() > limits.max_parts
-            || env.parts.iter().map(|p| p.size).sum::<u64>() > limits.max_message_bytes
+            || env
+                .total_size()
+                .is_none_or(|total| total > limits.max_message_bytes)
             || env.to.len() > limits.max_recipients
         {
             return Err(HostError::Refused(
