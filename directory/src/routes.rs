@@ -67,6 +67,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(
             get(wkd_advanced_policy),
         )
         .route("/.well-known/sealpost/org", get(org_record))
+        // Plain text like every other answer here (axum's own 405 has an empty body).
+        .method_not_allowed_fallback(|| async {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
         .with_state(state)
 }
 

@@ -579,3 +579,32 @@ async fn merges_into_a_router_with_another_state() {
         .unwrap();
     assert_eq!(key.status(), StatusCode::OK);
 }
+
+/// Regression: a certificate cut off in transit was refused as "more than one certificate"
+/// (422). It is a malformed keytext (400). And a wrong method gets plain text like every other
+/// directory answer, not axum's empty 405.
+#[tokio::test]
+async fn hkp_add_truncated_certificate_is_400_and_wrong_methods_are_plain_text() {
+    let w = world().await;
+    let text = armored(&w.alice);
+    let cut = &text[..text.len() * 2 / 3];
+    let (status, body) = w.add(Some("alice-token"), keytext_form(cut)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("not a valid OpenPGP certificate"), "{body}");
+    assert_eq!(w.store.stored.load(Ordering::SeqCst), 0);
+
+    let r = w
+        .http
+        .delete(format!("{}/pks/add", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(!r.text().await.unwrap().is_empty());
+}

@@ -138,6 +138,20 @@ pub struct HttpConfig {
     /// Requests per second allowed from one client address to the login, enrolment and
     /// login-parameter routes (the guessable ones), with a burst of ten times that.
     pub auth_rate_per_sec: u32,
+    /// Seconds a client has to send a request's complete head (request line and headers),
+    /// counted from when the connection is ready for it: from its opening, and on a kept-alive
+    /// connection from the end of the previous answer. So it is also how long an idle
+    /// kept-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// Seconds without a byte moving either way after which a connection in the middle of a
+    /// request (a stalled upload, a client that stopped reading its answer) is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64); more are closed as
+    /// soon as they are accepted. Behind a reverse proxy or a NAT every client has the same
+    /// address: raise it there, as the proxy limits its clients.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -146,6 +160,10 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_json_body: 1024 * 1024,
             auth_rate_per_sec: 5,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -345,6 +363,18 @@ impl Config {
         if self.http.auth_rate_per_sec == 0 {
             return bad("http.auth_rate_per_sec must be at least 1");
         }
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs)
+            || !(1..=3600).contains(&self.http.idle_timeout_secs)
+        {
+            return bad("http.header_read_timeout_secs and idle_timeout_secs must be 1 to 3600");
+        }
+        if self.http.max_connections == 0
+            || !(1..=self.http.max_connections).contains(&self.http.max_connections_per_ip)
+        {
+            return bad(
+                "http.max_connections must be at least 1, and max_connections_per_ip 1 to max_connections",
+            );
+        }
         if self.accounts.max_failed_logins == 0 {
             return bad("accounts.max_failed_logins must be at least 1");
         }
@@ -536,6 +566,16 @@ mod tests {
                 "domain = \"a.test\"",
                 vec![("SEALPOST__HTTP__LISTEN", "nope")],
                 "listen",
+            ),
+            (
+                "domain = \"a.test\"",
+                vec![("SEALPOST__HTTP__HEADER_READ_TIMEOUT_SECS", "0")],
+                "header_read_timeout_secs",
+            ),
+            (
+                "domain = \"a.test\"",
+                vec![("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "5000")],
+                "max_connections_per_ip",
             ),
         ] {
             let err = load(text, &env).unwrap_err().to_string();

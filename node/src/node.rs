@@ -78,6 +78,18 @@ pub struct Node {
     pub state: AppState,
 }
 
+/// A node initialised for `domain` in a temporary data directory, for unit tests; the
+/// directory lasts as long as the returned guard.
+#[cfg(test)]
+pub(crate) async fn temp_node(domain: &str) -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    init(dir.path(), domain, None)
+        .await
+        .expect("node initialised");
+    let node = Node::open(dir.path()).expect("node opens");
+    (dir, node)
+}
+
 impl Node {
     pub fn open(data: &Path) -> anyhow::Result<Node> {
         let config = Config::load(data)?;

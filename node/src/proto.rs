@@ -228,6 +228,17 @@ pub struct Envelope {
     pub parts: Vec<EnvelopePart>,
 }
 
+impl Envelope {
+    /// The parts' sizes added up, or `None` if they add up past `u64`. The sizes are the
+    /// sender's claim: an unchecked sum panics in a debug build and wraps in a release build,
+    /// where a wrapped total would pass the size limit.
+    pub fn total_size(&self) -> Option<u64> {
+        self.parts
+            .iter()
+            .try_fold(0u64, |total, p| total.checked_add(p.size))
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopePart {

@@ -78,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
     let mut node = Command::new(&bin)
         .args(["serve", "--data", d])
         .env("RUST_LOG", "warn")
+        // One address stands for many clients here: 256 envelope requests in parallel while
+        // sealing, then `--concurrency` submitters, over the per-address default of 64.
+        .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
         .stdout(Stdio::piped())
         .spawn()?;
     let pid = node.id();

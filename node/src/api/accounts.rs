@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
@@ -17,7 +17,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp, token_hash};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp, token_hash};
 use crate::crypto::{self, KdfParams};
 use crate::proto::*;
 use crate::storage::{Account, AccountState, Enrolment};
@@ -406,7 +406,7 @@ pub(super) async fn totp_disable(
 pub(super) async fn user_cert(
     State(st): State<AppState>,
     _auth: Authed,
-    Path(address): Path<String>,
+    ApiPath(address): ApiPath<String>,
 ) -> ApiResult<String> {
     let address = normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;

@@ -9,13 +9,13 @@ use std::sync::LazyLock;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use sha2::{Digest, Sha256};
 
 use super::accounts::{b64, check_verifier, hash_verifier, verifier_bytes};
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
 use crate::proto::*;
 use crate::storage::AccountState;
@@ -124,7 +124,7 @@ async fn sessions(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Se
 async fn end_session(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let now = now();
     let unknown = || ApiError::not_found("unknown_session", "you have no such session");
@@ -240,7 +240,7 @@ async fn invite(
 async fn set_state(
     State(st): State<AppState>,
     auth: Authed,
-    Path(address): Path<String>,
+    ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
     require_admin(&auth)?;
@@ -341,7 +341,7 @@ async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 async fn peer_org(
     State(st): State<AppState>,
     auth: Authed,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
 ) -> ApiResult<Json<PeerOrgResponse>> {
     require_admin(&auth)?;
     let domain = domain.to_ascii_lowercase();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -21,7 +21,7 @@ use sequoia_openpgp::Cert;
 use sha2::{Digest, Sha256};
 use tokio_util::io::{ReaderStream, StreamReader};
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Authed};
 use crate::crypto;
 use crate::proto::*;
 use crate::storage::{AccountState, NewMessage, NewPart, PartData, SubmitOutcome};
@@ -294,8 +294,10 @@ fn parse_envelope(st: &AppState, text: &str) -> ApiResult<Envelope> {
             format!("a message has 1 to {} parts", st.config.limits.max_parts),
         ));
     }
-    let total: u64 = env.parts.iter().map(|p| p.size).sum();
-    if total > st.config.limits.max_message_bytes {
+    if env
+        .total_size()
+        .is_none_or(|total| total > st.config.limits.max_message_bytes)
+    {
         return Err(ApiError::too_large(st.config.limits.max_message_bytes));
     }
     for p in &env.parts {
@@ -470,7 +472,8 @@ pub(super) async fn submit(
         }
     }
 
-    let size = parts.iter().map(|p| p.size).sum();
+    // Checked against the limit (so without overflow) by parse_envelope.
+    let size = env.total_size().unwrap_or(u64::MAX);
     let outcome = st
         .store
         .submit(
@@ -529,8 +532,8 @@ pub(super) struct ListQuery {
 pub(super) async fn mailbox(
     State(st): State<AppState>,
     auth: Authed,
-    Path(folder): Path<String>,
-    Query(q): Query<ListQuery>,
+    ApiPath(folder): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<MailboxResponse>> {
     let folder = Folder::parse(&folder).ok_or_else(|| {
         ApiError::not_found("unknown_folder", "folders are inbox, sent and archive")
@@ -559,7 +562,7 @@ fn message_id_param(id: &str) -> ApiResult<()> {
 pub(super) async fn message(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<MessageResponse>> {
     message_id_param(&id)?;
     let m = st
@@ -613,7 +616,7 @@ pub(super) async fn message(
 pub(super) async fn part(
     State(st): State<AppState>,
     auth: Authed,
-    Path((id, index)): Path<(String, u32)>,
+    ApiPath((id, index)): ApiPath<(String, u32)>,
 ) -> ApiResult<Response> {
     message_id_param(&id)?;
     if st.store.message(auth.account.id, &id).await?.is_none() {
@@ -645,7 +648,7 @@ pub(super) async fn part(
 pub(super) async fn mark_read(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
     st.store
@@ -658,7 +661,7 @@ pub(super) async fn mark_read(
 pub(super) async fn dismiss_notice(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     if st.store.dismiss_notice(auth.account.id, id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -673,7 +676,7 @@ pub(super) async fn dismiss_notice(
 pub(super) async fn move_message(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
@@ -696,7 +699,7 @@ pub(super) async fn move_message(
 pub(super) async fn delete(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
     let orphans = st

@@ -9,6 +9,7 @@ mod console;
 pub mod error;
 mod mail;
 pub mod openapi;
+mod serve;
 pub mod trust;
 pub mod web;
 
@@ -17,9 +18,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
+};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use sequoia_openpgp::Cert;
@@ -219,7 +222,6 @@ impl AppState {
 
 /// The router with every route, limit and fallback.
 pub fn app(state: AppState) -> Router {
-    let json_limit = state.config.http.max_json_body;
     let api = Router::new()
         .route("/org", get(accounts::org))
         .route("/openapi.json", get(openapi::document))
@@ -247,7 +249,10 @@ pub fn app(state: AppState) -> Router {
         .route("/notices/{id}/read", post(mail::dismiss_notice))
         .route("/trust/{address}", get(trust::trust))
         .route("/certifications", post(trust::certify))
-        .merge(console::routes());
+        .merge(console::routes())
+        // After every route: it applies to the routes registered so far.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route);
     let directory = sealpost_directory::router(
         Arc::new(crate::directory_store::NodeDirectory {
             store: state.store.clone(),
@@ -255,26 +260,54 @@ pub fn app(state: AppState) -> Router {
         }),
         sealpost_directory::DirectoryConfig::new(&state.config.domain),
     );
-    Router::new()
+    let routes = Router::new()
         .nest(crate::proto::API_PREFIX, api)
+        // The directory keeps its protocols' own answers (plain text), wrong methods included.
         .merge(directory)
         .route("/healthz", get(|| async { "ok" }))
         // The web app (api/web.rs): static files, then cookie sessions and CSP for everything.
         .route("/", get(web::index))
         .route("/assets/{name}", get(web::asset))
-        .fallback(|| async { ApiError::not_found("no_route", "no such route") })
+        .fallback(no_route);
+    layered(routes, state.clone()).with_state(state)
+}
+
+/// The layers every route is served under: the JSON body limit, security headers, the web
+/// app's cookie session and, outermost, the conversion of a panic anywhere inside into a
+/// logged `500 internal` (the connection and the other requests carry on either way).
+fn layered(routes: Router<AppState>, state: AppState) -> Router<AppState> {
+    let json_limit = state.config.http.max_json_body;
+    routes
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_response(web::headers))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             web::cookie_session,
         ))
-        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no_route", "no such route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}: see /api/v1/openapi.json"),
+    )
 }
 
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
-    let h = resp.headers_mut();
+    set_security_headers(resp.headers_mut());
+    resp
+}
+
+fn set_security_headers(h: &mut HeaderMap) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -284,21 +317,17 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    resp
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, under the timeouts and connection
+/// limits of `http` in the configuration (see [`serve`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = serve::ConnLimits::from_config(&state.config.http);
+    serve::serve(listener, app(state), limits, shutdown).await
 }
 
 /// `axum::Json` whose rejections are [`ApiError`]s with stable codes.
@@ -334,6 +363,46 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
             )),
             Err(e) => Err(ApiError::bad_request("bad_request", e.body_text())),
         }
+    }
+}
+
+/// `axum::extract::Path` whose rejections are [`ApiError`]s: a path parameter that does not
+/// parse (a part index that is not a number, a percent-encoded address that is not UTF-8) is
+/// `400 invalid_path`.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(rejection("invalid_path", e.status(), e.body_text())),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s: `400 invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(rejection("invalid_query", e.status(), e.body_text())),
+        }
+    }
+}
+
+/// An extractor's rejection as an [`ApiError`]: the client's mistake with `code`, or (a route
+/// declared without the parameter its handler reads) a server fault.
+fn rejection(code: &'static str, status: StatusCode, text: String) -> ApiError {
+    if status.is_server_error() {
+        ApiError::internal(text)
+    } else {
+        ApiError::bad_request(code, text)
     }
 }
 
@@ -477,11 +546,7 @@ mod tests {
     #[tokio::test]
     async fn cert_facts_are_kept_for_one_certificate_and_one_second() {
         use std::time::{Duration, SystemTime};
-        let dir = tempfile::tempdir().unwrap();
-        crate::node::init(dir.path(), "facts.test", None)
-            .await
-            .unwrap();
-        let node = crate::node::Node::open(dir.path()).unwrap();
+        let (_dir, node) = crate::node::temp_node("facts.test").await;
         let st = node.state;
         let (cert, _) =
             crate::crypto::generate_user_key("a@facts.test", None, SystemTime::now()).unwrap();

@@ -92,7 +92,9 @@ impl FedHost {
             ));
         }
         if env.parts.len() > limits.max_parts
-            || env.parts.iter().map(|p| p.size).sum::<u64>() > limits.max_message_bytes
+            || env
+                .total_size()
+                .is_none_or(|total| total > limits.max_message_bytes)
             || env.to.len() > limits.max_recipients
         {
             return Err(HostError::Refused(
@@ -341,13 +343,16 @@ impl FedHost {
         parts: Vec<NewPart>,
         proof: Option<&BatchProof>,
     ) -> Result<Receipt, HostError> {
+        // The envelope's parts are the transfer's, and their total was checked against the
+        // limit (so without overflow) when it was admitted.
+        let size = env.total_size().unwrap_or(u64::MAX);
         let message = RemoteMessage {
             id: t.message_id.0.clone(),
             peer_domain: peer.domain.clone(),
             sender: env.from,
             envelope: t.envelope.clone(),
             signature: t.signature.clone(),
-            size: t.parts.iter().map(|p| p.size).sum(),
+            size,
             parts,
             all_recipients: env.to,
             recipients: routing.accepted.clone(),
@@ -707,6 +712,57 @@ impl Host for FedHost {
             .await
         {
             tracing::warn!(error = %e, "could not record a peer's state");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::EnvelopePart;
+
+    /// Regression: part sizes adding up past `u64` panicked ("attempt to add with overflow")
+    /// in a debug build and wrapped under the size limit in a release build. A peer's transfer
+    /// is refused like any other over the limit.
+    #[tokio::test]
+    async fn a_transfer_whose_part_sizes_overflow_is_refused() {
+        let (_dir, node) = crate::node::temp_node("host.test").await;
+        let host = FedHost::new(node.state);
+        let id = crate::new_message_id();
+        let sizes = [u64::MAX, 2];
+        let env = Envelope {
+            v: 1,
+            message_id: id.clone(),
+            from: "a@peer.test".into(),
+            to: vec!["b@host.test".into()],
+            created_at: crate::now(),
+            parts: sizes
+                .iter()
+                .map(|&size| EnvelopePart {
+                    sha256: "ab".repeat(32),
+                    size,
+                })
+                .collect(),
+        };
+        let t = Transfer {
+            message_id: MessageId::new(id),
+            envelope: serde_json::to_string(&env).unwrap(),
+            signature: "sig".into(),
+            sender_cert: String::new(),
+            parts: env
+                .parts
+                .iter()
+                .map(|p| PartRef {
+                    sha256: p.sha256.clone(),
+                    size: p.size,
+                    data: None,
+                })
+                .collect(),
+            node_sig: Vec::new(),
+        };
+        match host.envelope(&t) {
+            Err(HostError::Refused(m)) => assert!(m.contains("exceeds"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 }

@@ -142,6 +142,8 @@ impl NodeProc {
             // A production node runs without it.
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
+            // One address stands for many clients (`--concurrency` submitters and more).
+            .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
             // A 1 GiB attachment is over the default message limit (256 MiB).
             .env(
                 "SEALPOST__LIMITS__MAX_MESSAGE_BYTES",
