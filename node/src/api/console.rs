@@ -15,7 +15,7 @@ use axum::routing::{delete, get, post};
 use sha2::{Digest, Sha256};
 
 use super::accounts::{b64, check_verifier, hash_verifier, verifier_bytes};
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp};
+use super::{AdminAuthed, ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
 use crate::proto::*;
 use crate::storage::AccountState;
@@ -145,19 +145,7 @@ async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn require_admin(auth: &Authed) -> ApiResult<()> {
-    if auth.account.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "not_admin",
-            "only administrators of this organisation may do this",
-        ))
-    }
-}
-
-async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminUsersResponse>> {
-    require_admin(&auth)?;
+async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminUsersResponse>> {
     let invites: std::collections::HashMap<i64, i64> =
         st.store.invite_expiries().await?.into_iter().collect();
     let users = st
@@ -183,10 +171,9 @@ async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 
 async fn invite(
     State(st): State<AppState>,
-    auth: Authed,
+    AdminAuthed(auth): AdminAuthed,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
-    require_admin(&auth)?;
     let now = now();
     let address = normalize_address(&req.address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
@@ -239,11 +226,10 @@ async fn invite(
 
 async fn set_state(
     State(st): State<AppState>,
-    auth: Authed,
+    AdminAuthed(auth): AdminAuthed,
     Path(address): Path<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&auth)?;
     let address = normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
     let state = match req.state.as_str() {
@@ -279,8 +265,7 @@ async fn set_state(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn status(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<NodeStatus>> {
-    require_admin(&auth)?;
+async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<NodeStatus>> {
     let now = now();
     let mut accounts = AccountCounts::default();
     for a in st.store.accounts().await? {
@@ -329,8 +314,7 @@ async fn peer_views(st: &AppState) -> ApiResult<Vec<PeerView>> {
     Ok(out)
 }
 
-async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminPeersResponse>> {
-    require_admin(&auth)?;
+async fn peers(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminPeersResponse>> {
     Ok(Json(AdminPeersResponse {
         peers: peer_views(&st).await?,
     }))
@@ -340,10 +324,9 @@ async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 /// comes from the very node key that was pinned), and how it compares with the pins.
 async fn peer_org(
     State(st): State<AppState>,
-    auth: Authed,
+    _: AdminAuthed,
     Path(domain): Path<String>,
 ) -> ApiResult<Json<PeerOrgResponse>> {
-    require_admin(&auth)?;
     let domain = domain.to_ascii_lowercase();
     let peer =
         st.store.peer(&domain).await?.ok_or_else(|| {

@@ -252,6 +252,8 @@ pub fn app(state: AppState) -> Router {
         Arc::new(crate::directory_store::NodeDirectory {
             store: state.store.clone(),
             org_record: state.org_record(),
+            ca: Arc::new(state.ca.clone().strip_secret_key_material()),
+            domain: state.config.domain.to_ascii_lowercase(),
         }),
         sealpost_directory::DirectoryConfig::new(&state.config.domain),
     );
@@ -382,6 +384,26 @@ impl FromRequestParts<AppState> for Authed {
             account,
             token_hash,
         })
+    }
+}
+
+/// An authenticated request of an administrator. An extractor rather than a check in the
+/// handler, so that it runs before the body is read: a non-admin learns nothing about what an
+/// admin route would accept.
+pub struct AdminAuthed(pub Authed);
+
+impl FromRequestParts<AppState> for AdminAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Authed::from_request_parts(parts, state).await?;
+        if !auth.account.is_admin {
+            return Err(ApiError::forbidden(
+                "not_admin",
+                "only administrators of this organisation may do this",
+            ));
+        }
+        Ok(AdminAuthed(auth))
     }
 }
 
