@@ -6,6 +6,7 @@
 //! re-wrapped key and a new login verifier, with the current password's verifier as proof.
 
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -14,7 +15,10 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use sha2::{Digest, Sha256};
 
-use super::accounts::{b64, check_verifier, hash_verifier, verifier_bytes};
+use super::accounts::{
+    b64, check_verifier, failed, hash_verifier, too_many_attempts, verifier_bytes,
+};
+use super::throttle::Source;
 use super::{AdminAuthed, ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
 use crate::proto::*;
@@ -59,21 +63,21 @@ async fn change_password(
     st.limit_auth(&ip)?;
     let now = now();
     let current = verifier_bytes(&req.current_verifier)?;
-    if !check_verifier(auth.account.login_hash.clone(), current).await? {
-        let a = &st.config.accounts;
-        st.store
-            .login_failed(
-                auth.account.id,
-                a.max_failed_logins,
-                a.lockout_secs as i64,
-                now,
-            )
-            .await?;
+    // Guesses of the current password inside a session slow that session only: a stolen
+    // session cannot lock or slow the owner's logins.
+    let source = Source::Session(&auth.token_hash);
+    let attempt = st
+        .throttle
+        .admit(source, Instant::now())
+        .map_err(too_many_attempts)?;
+    if !check_verifier(&st, auth.account.login_hash.clone(), current).await? {
+        failed(&st, attempt, source, Some(&auth.account));
         return Err(ApiError::forbidden(
             "wrong_password",
             "the current password is wrong: type it again",
         ));
     }
+    attempt.succeeded();
     req.kdf_params
         .validate()
         .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
