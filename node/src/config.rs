@@ -207,10 +207,19 @@ pub struct AccountsConfig {
     pub invite_ttl_secs: u64,
     /// Seconds a login session stays valid.
     pub session_ttl_secs: u64,
-    /// Failed logins in a row after which the account is locked for `lockout_secs`.
+    /// Failed logins in a row that one source may make before each further attempt must wait.
+    /// A source is a device that logged in to the account before (it holds a device token),
+    /// or all other sources of the address together. Nothing is ever locked.
     pub max_failed_logins: u32,
-    /// Seconds an account stays locked after too many failed logins.
-    pub lockout_secs: u64,
+    /// Seconds the first wait lasts; it doubles with each further failure.
+    pub login_delay_secs: u64,
+    /// Longest wait in seconds between attempts of one source. (Read from the former
+    /// `lockout_secs` too.)
+    #[serde(alias = "lockout_secs")]
+    pub login_max_delay_secs: u64,
+    /// Seconds a device token (set at a successful login: a cookie in the browser, a file of
+    /// the CLI client) marks its device as known to the account.
+    pub device_ttl_secs: u64,
     /// Argon2id memory (KiB) for the node's slow hash of login verifiers.
     pub verifier_hash_m_cost_kib: u32,
     /// Argon2id passes for the node's slow hash of login verifiers.
@@ -223,7 +232,9 @@ impl Default for AccountsConfig {
             invite_ttl_secs: 7 * 24 * 3600,
             session_ttl_secs: 12 * 3600,
             max_failed_logins: 5,
-            lockout_secs: 15 * 60,
+            login_delay_secs: 1,
+            login_max_delay_secs: 15 * 60,
+            device_ttl_secs: 90 * 24 * 3600,
             verifier_hash_m_cost_kib: 19 * 1024,
             verifier_hash_t_cost: 2,
         }
@@ -377,6 +388,18 @@ impl Config {
         }
         if self.accounts.max_failed_logins == 0 {
             return bad("accounts.max_failed_logins must be at least 1");
+        }
+        let a = &self.accounts;
+        if a.login_delay_secs == 0
+            || a.login_max_delay_secs < a.login_delay_secs
+            || a.login_max_delay_secs > 24 * 3600
+        {
+            return bad(
+                "accounts.login_delay_secs must be at least 1 and at most login_max_delay_secs, which must be at most 86400",
+            );
+        }
+        if a.device_ttl_secs < 3600 {
+            return bad("accounts.device_ttl_secs must be at least 3600");
         }
         if self.accounts.session_ttl_secs < 60 || self.accounts.invite_ttl_secs < 60 {
             return bad("accounts.session_ttl_secs and invite_ttl_secs must be at least 60");

@@ -258,6 +258,7 @@ async fn enrol_or_update(
         address,
         fingerprint: enrolled.fingerprint,
         ca_fingerprint: enrolled.ca_fingerprint,
+        device_token: None,
     }
     .save(&dir)
 }

@@ -113,6 +113,11 @@ pub struct LoginResponse {
     /// For a cookie session: the token to send as `X-CSRF-Token` on state-changing requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf_token: Option<String>,
+    /// For a bearer login: this device's new device token, to send as `X-Sealpost-Device` at
+    /// later logins of this address, so that others' failures do not slow them. (A cookie
+    /// session gets it as an HttpOnly cookie instead.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

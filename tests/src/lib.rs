@@ -141,6 +141,24 @@ impl TestNode {
             .await?)
     }
 
+    /// The login verifier of `password` for `address`, derived as a client derives it from
+    /// what `login/params` answers: for tests that speak the login protocol by hand.
+    pub async fn login_verifier(&self, address: &str, password: &str) -> anyhow::Result<[u8; 32]> {
+        use base64::Engine;
+        let p: sealpost::proto::LoginParams = reqwest::Client::new()
+            .post(self.client().url("/login/params"))
+            .json(&serde_json::json!({ "address": address }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let salt = base64::engine::general_purpose::STANDARD.decode(p.kdf_salt)?;
+        let keys =
+            sealpost::crypto::derive_password_keys(password.as_bytes(), &salt, &p.kdf_params)?;
+        Ok(keys.login_verifier())
+    }
+
     /// Opens the node's database read-only, for assertions about what is stored.
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(

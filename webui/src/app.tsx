@@ -82,7 +82,9 @@ function Login({ onLogin }: { onLogin: (s: Session) => void }) {
         setNeedTotp(true);
         setError(null);
       } else if (err instanceof api.ApiError && err.code === 'invalid_credentials') {
-        setError(new Error('Wrong address or password. Check both and try again; after 5 failures in a row the account is locked for 15 minutes.'));
+        setError(new Error('Wrong address or password. Check both and try again; after a few failures in a row, each further try has to wait a little longer.'));
+      } else if (err instanceof api.ApiError && err.code === 'too_many_attempts') {
+        setError(new Error(`Too many failed tries: ${err.message.replace(/^too many failed attempts: /, '')}. On a device you have signed in from before, you are not held up by failures elsewhere.`));
       } else if (err instanceof api.ApiError && err.code === 'totp_invalid') {
         setError(new Error('That code is wrong or has expired. Type the code your authenticator app shows now.'));
       } else {

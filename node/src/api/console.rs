@@ -6,6 +6,7 @@
 //! re-wrapped key and a new login verifier, with the current password's verifier as proof.
 
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -14,8 +15,11 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use sha2::{Digest, Sha256};
 
-use super::accounts::{b64, check_verifier, hash_verifier, verifier_bytes};
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
+use super::accounts::{
+    b64, check_verifier, failed, hash_verifier, too_many_attempts, verifier_bytes,
+};
+use super::throttle::Source;
+use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
 use crate::proto::*;
 use crate::storage::AccountState;
@@ -59,21 +63,21 @@ async fn change_password(
     st.limit_auth(&ip)?;
     let now = now();
     let current = verifier_bytes(&req.current_verifier)?;
-    if !check_verifier(auth.account.login_hash.clone(), current).await? {
-        let a = &st.config.accounts;
-        st.store
-            .login_failed(
-                auth.account.id,
-                a.max_failed_logins,
-                a.lockout_secs as i64,
-                now,
-            )
-            .await?;
+    // Guesses of the current password inside a session slow that session only: a stolen
+    // session cannot lock or slow the owner's logins.
+    let source = Source::Session(&auth.token_hash);
+    let attempt = st
+        .throttle
+        .admit(source, Instant::now())
+        .map_err(too_many_attempts)?;
+    if !check_verifier(&st, auth.account.login_hash.clone(), current).await? {
+        failed(&st, attempt, source, Some(&auth.account));
         return Err(ApiError::forbidden(
             "wrong_password",
             "the current password is wrong: type it again",
         ));
     }
+    attempt.succeeded();
     req.kdf_params
         .validate()
         .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
@@ -145,19 +149,7 @@ async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn require_admin(auth: &Authed) -> ApiResult<()> {
-    if auth.account.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "not_admin",
-            "only administrators of this organisation may do this",
-        ))
-    }
-}
-
-async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminUsersResponse>> {
-    require_admin(&auth)?;
+async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminUsersResponse>> {
     let invites: std::collections::HashMap<i64, i64> =
         st.store.invite_expiries().await?.into_iter().collect();
     let users = st
@@ -183,10 +175,9 @@ async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 
 async fn invite(
     State(st): State<AppState>,
-    auth: Authed,
+    AdminAuthed(auth): AdminAuthed,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
-    require_admin(&auth)?;
     let now = now();
     let address = normalize_address(&req.address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
@@ -239,11 +230,10 @@ async fn invite(
 
 async fn set_state(
     State(st): State<AppState>,
-    auth: Authed,
+    AdminAuthed(auth): AdminAuthed,
     ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&auth)?;
     let address = normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
     let state = match req.state.as_str() {
@@ -279,8 +269,7 @@ async fn set_state(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn status(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<NodeStatus>> {
-    require_admin(&auth)?;
+async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<NodeStatus>> {
     let now = now();
     let mut accounts = AccountCounts::default();
     for a in st.store.accounts().await? {
@@ -329,8 +318,7 @@ async fn peer_views(st: &AppState) -> ApiResult<Vec<PeerView>> {
     Ok(out)
 }
 
-async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminPeersResponse>> {
-    require_admin(&auth)?;
+async fn peers(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminPeersResponse>> {
     Ok(Json(AdminPeersResponse {
         peers: peer_views(&st).await?,
     }))
@@ -340,10 +328,9 @@ async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 /// comes from the very node key that was pinned), and how it compares with the pins.
 async fn peer_org(
     State(st): State<AppState>,
-    auth: Authed,
+    _: AdminAuthed,
     ApiPath(domain): ApiPath<String>,
 ) -> ApiResult<Json<PeerOrgResponse>> {
-    require_admin(&auth)?;
     let domain = domain.to_ascii_lowercase();
     let peer =
         st.store.peer(&domain).await?.ok_or_else(|| {

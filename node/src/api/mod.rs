@@ -10,13 +10,14 @@ pub mod error;
 mod mail;
 pub mod openapi;
 mod serve;
+pub mod throttle;
 pub mod trust;
 pub mod web;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
@@ -68,6 +69,13 @@ pub struct Inner {
     /// of their (cached, shared) parsed certificate: see [`AppState::cert_facts`].
     facts: Mutex<FactsCache>,
     auth_limiter: RateLimiter,
+    /// Growing delays per source of failed password checks (`throttle.rs`).
+    pub throttle: throttle::Throttle,
+    /// Issues and checks the device tokens that tell a known device from the rest.
+    pub devices: throttle::DeviceTokens,
+    /// A hash made with the configured parameters, checked when an address has no account so
+    /// that the answer costs the same work (see `accounts::check_verifier`).
+    decoy_login_hash: String,
 }
 
 /// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
@@ -100,6 +108,20 @@ impl AppState {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
         let rate = config.http.auth_rate_per_sec;
+        let a = &config.accounts;
+        let throttle = throttle::Throttle::new(
+            throttle::Rule {
+                free: a.max_failed_logins,
+                base: Duration::from_secs(a.login_delay_secs),
+                max: Duration::from_secs(a.login_max_delay_secs),
+            },
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/login-throttle"),
+        );
+        let devices = throttle::DeviceTokens::new(
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
+            a.device_ttl_secs,
+        );
+        let decoy_login_hash = accounts::decoy_hash(&config);
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
         AppState {
             inner: Arc::new(Inner {
@@ -118,6 +140,9 @@ impl AppState {
                 parsed: Mutex::new(HashMap::new()),
                 facts: Mutex::new(HashMap::new()),
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
+                throttle,
+                devices,
+                decoy_login_hash,
             }),
         }
     }
@@ -257,6 +282,8 @@ pub fn app(state: AppState) -> Router {
         Arc::new(crate::directory_store::NodeDirectory {
             store: state.store.clone(),
             org_record: state.org_record(),
+            ca: Arc::new(state.ca.clone().strip_secret_key_material()),
+            domain: state.config.domain.to_ascii_lowercase(),
         }),
         sealpost_directory::DirectoryConfig::new(&state.config.domain),
     );
@@ -454,6 +481,26 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
+/// An authenticated request of an administrator. An extractor rather than a check in the
+/// handler, so that it runs before the body is read: a non-admin learns nothing about what an
+/// admin route would accept.
+pub struct AdminAuthed(pub Authed);
+
+impl FromRequestParts<AppState> for AdminAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Authed::from_request_parts(parts, state).await?;
+        if !auth.account.is_admin {
+            return Err(ApiError::forbidden(
+                "not_admin",
+                "only administrators of this organisation may do this",
+            ));
+        }
+        Ok(AdminAuthed(auth))
+    }
+}
+
 /// The client's address, for rate limiting (absent when the router is driven without a socket).
 pub struct ClientIp(pub Option<IpAddr>);
 
@@ -469,11 +516,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Token buckets per client address for the guessable routes.
+/// Whose token bucket a request draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Bucket {
+    Ip(IpAddr),
+    /// A known device (a valid device token for the address it names) has a bucket of its
+    /// own, so that others behind its address (one NAT, one proxy) cannot use up its share.
+    Device(throttle::DeviceId),
+}
+
+/// Token buckets per client address (or known device) for the guessable routes.
 struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<Bucket, (f64, Instant)>>,
 }
 
 impl RateLimiter {
@@ -486,15 +542,17 @@ impl RateLimiter {
     }
 
     /// Takes one token, or says how many seconds until one is available.
-    fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let Some(ip) = ip else { return Ok(()) };
+    fn check(&self, bucket: Option<Bucket>, now: Instant) -> Result<(), u64> {
+        let Some(bucket) = bucket else {
+            return Ok(());
+        };
         let mut buckets = self.buckets.lock().expect("rate limiter");
         if buckets.len() > 100_000 {
             // Bounded memory: forget addresses whose bucket has refilled.
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        let (tokens, at) = buckets.entry(bucket).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -508,8 +566,19 @@ impl RateLimiter {
 
 impl AppState {
     pub(crate) fn limit_auth(&self, ip: &ClientIp) -> ApiResult<()> {
+        self.limit_login(ip, None)
+    }
+
+    /// [`AppState::limit_auth`] for the login routes, where a known device draws on its own
+    /// bucket instead of its address's.
+    pub(crate) fn limit_login(
+        &self,
+        ip: &ClientIp,
+        device: Option<throttle::DeviceId>,
+    ) -> ApiResult<()> {
+        let bucket = device.map(Bucket::Device).or(ip.0.map(Bucket::Ip));
         self.auth_limiter
-            .check(ip.0, Instant::now())
+            .check(bucket, Instant::now())
             .map_err(|retry| {
                 ApiError::too_many(
                     "rate_limited",
@@ -527,14 +596,19 @@ mod tests {
     #[test]
     fn rate_limiter_allows_a_burst_then_refuses_then_refills() {
         let l = RateLimiter::new(1.0, 3.0);
-        let ip = Some(IpAddr::from([127, 0, 0, 1]));
+        let ip = Some(Bucket::Ip(IpAddr::from([127, 0, 0, 1])));
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(l.check(ip, t0).is_ok());
         }
         assert_eq!(l.check(ip, t0), Err(1));
-        // Another address has its own bucket.
-        assert!(l.check(Some(IpAddr::from([127, 0, 0, 2])), t0).is_ok());
+        // Another address, or a known device behind the same one, has its own bucket.
+        assert!(
+            l.check(Some(Bucket::Ip(IpAddr::from([127, 0, 0, 2]))), t0)
+                .is_ok()
+        );
+        let device = Bucket::Device(throttle::DeviceId([1; 16]));
+        assert!(l.check(Some(device), t0).is_ok());
         assert!(
             l.check(ip, t0 + std::time::Duration::from_millis(1100))
                 .is_ok()

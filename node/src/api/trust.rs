@@ -104,6 +104,9 @@ pub(super) async fn certify(
         Some(&existing),
         update,
         &[(*me).clone()],
+        // A certification adds signatures, never a user ID: a new user ID here would be an
+        // address its uploader claims on someone's key.
+        sealpost_directory::NewUserIds::None,
         &limits,
     )
     .map_err(|e| ApiError::unprocessable("rejected_update", e.to_string()))?;

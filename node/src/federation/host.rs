@@ -520,17 +520,20 @@ impl Host for FedHost {
                 self.st.config.domain
             )));
         }
-        let certs = self
-            .st
-            .store
-            .certs_by_email(&address)
-            .await
-            .map_err(unavailable)?;
-        let fingerprints = certs
+        let published = crate::directory_store::published_for_address(
+            self.st.store.as_ref(),
+            &self.st.ca,
+            &self.st.config.domain,
+            &address,
+        )
+        .await
+        .map_err(unavailable)?;
+        let fingerprints = published.iter().map(|c| c.fingerprint().to_hex()).collect();
+        let certs = published
             .iter()
-            .filter_map(|a| crate::crypto::cert_from_armored(a).ok())
-            .map(|c| c.fingerprint().to_hex())
-            .collect();
+            .map(crate::crypto::cert_to_armored)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
         self.st
             .store
             .record_served(&peer.domain, fingerprints)
@@ -556,6 +559,12 @@ impl Host for FedHost {
             )
             .await
             .map_err(unavailable)?;
+        // What we announce is what we publish: our domain's user IDs only where our CA vouches.
+        let certs = certs
+            .iter()
+            .map(|a| crate::certs::published_armored(a, &self.st.ca, &self.st.config.domain))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
         Ok(CertUpdates { cursor, certs })
     }
 
@@ -604,6 +613,10 @@ impl Host for FedHost {
                         .map_err(unavailable)?
                         .and_then(|a| a.cert)
                         .unwrap_or_default();
+                    // The sender's certificate as we publish it (see `certs::published`).
+                    let c =
+                        crate::certs::published_armored(&c, &self.st.ca, &self.st.config.domain)
+                            .unwrap_or(c);
                     certs.insert(e.sender.clone(), c.clone());
                     c
                 }

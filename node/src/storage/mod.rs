@@ -109,8 +109,6 @@ pub struct Account {
     pub login_hash: Option<String>,
     pub totp_secret: Option<Vec<u8>>,
     pub totp_enabled: bool,
-    pub failed_logins: u32,
-    pub locked_until: Option<Timestamp>,
 }
 
 /// A certificate ready to store: its armored public form and what it is looked up by.
@@ -326,15 +324,16 @@ pub trait MetaStore: FederationStore + WebStore + Send + Sync + 'static {
         enrolment: Enrolment,
         now: Timestamp,
     ) -> Result<()>;
-    /// Counts a failed login; locks the account for `lockout_secs` once `max_failed` is reached.
+    /// Writes a failed password check of the account to the transaction log, with `detail`
+    /// (failures in a row of its source, which source, the delay imposed). Throttling itself
+    /// is kept in memory by the API, for any address (`api/throttle.rs`).
     async fn login_failed(
         &self,
         account_id: i64,
-        max_failed: u32,
-        lockout_secs: i64,
+        detail: serde_json::Value,
         now: Timestamp,
     ) -> Result<()>;
-    /// Resets the failure count and opens a session.
+    /// Opens a session.
     async fn login_succeeded(
         &self,
         account_id: i64,

@@ -732,7 +732,7 @@ fn run_batch(conn: &Connection, chain: &mut Chain, batch: &mut [Job]) -> Result<
 
 const ACCOUNT_COLUMNS: &str = "id, address, name, is_admin, state, created_at, \
     (SELECT armored FROM certs c WHERE c.fingerprint = accounts.fingerprint), fingerprint, \
-    wrapped_key, kdf_salt, kdf_params, login_hash, totp_secret, totp_enabled, failed_logins, locked_until";
+    wrapped_key, kdf_salt, kdf_params, login_hash, totp_secret, totp_enabled";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
     Ok((
@@ -751,8 +751,6 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
             login_hash: r.get(11)?,
             totp_secret: r.get(12)?,
             totp_enabled: r.get(13)?,
-            failed_logins: r.get(14)?,
-            locked_until: r.get(15)?,
         },
         r.get(4)?,
     ))
@@ -1126,27 +1124,20 @@ impl MetaStore for SqliteStore {
     async fn login_failed(
         &self,
         account_id: i64,
-        max_failed: u32,
-        lockout_secs: i64,
+        detail: serde_json::Value,
         now: Timestamp,
     ) -> Result<()> {
         self.write(move |c, chain| {
-            let (address, failed): (String, u32) = c.query_row(
-                "UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING address, failed_logins",
+            let address: String = c.query_row(
+                "SELECT address FROM accounts WHERE id = ?1",
                 [account_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )?;
-            let mut event = LogEvent::new("login.failed", &address, &address)
-                .with(serde_json::json!({ "failures": failed }));
-            if failed >= max_failed {
-                let until = now + lockout_secs;
-                c.execute(
-                    "UPDATE accounts SET failed_logins = 0, locked_until = ?1 WHERE id = ?2",
-                    params![until, account_id],
-                )?;
-                event = event.with(serde_json::json!({ "failures": failed, "locked_until": until }));
-            }
-            chain.append(c, now, &event)?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("login.failed", &address, &address).with(detail.clone()),
+            )?;
             Ok(())
         })
         .await
@@ -1161,7 +1152,7 @@ impl MetaStore for SqliteStore {
     ) -> Result<()> {
         self.write(move |c, chain| {
             let address: String = c.query_row(
-                "UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = ?1 RETURNING address",
+                "SELECT address FROM accounts WHERE id = ?1",
                 [account_id],
                 |r| r.get(0),
             )?;

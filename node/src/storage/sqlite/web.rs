@@ -19,7 +19,7 @@ impl WebStore for SqliteStore {
             let address: String = c
                 .query_row(
                     "UPDATE accounts SET wrapped_key = ?1, kdf_salt = ?2, kdf_params = ?3,
-                         login_hash = ?4, failed_logins = 0, locked_until = NULL
+                         login_hash = ?4
                      WHERE id = ?5 AND state = 'active' RETURNING address",
                     params![
                         login.wrapped_key,
