@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Paths};
 use crate::node::{Node, init};
-use crate::storage::{AccountState, MetaStore};
+use crate::storage::{AccountState, AccountStore, LogStore, MetaStore};
 
 #[derive(Parser, Debug)]
 #[command(

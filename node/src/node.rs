@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use crate::api::AppState;
 use crate::config::{Config, Paths};
 use crate::keys;
-use crate::storage::{FsBlobStore, LogEvent, MetaStore, SqliteStore};
+use crate::storage::{CertStore, FsBlobStore, LogEvent, LogStore, MetaStore, SqliteStore};
 
 /// Creates a new organisation's data directory: config, database, CA and node identity.
 /// Refuses to touch a directory that already holds a node.

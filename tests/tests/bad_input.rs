@@ -159,7 +159,7 @@ async fn reused_and_expired_invites_are_refused() {
     // An invite that has expired.
     let expired = sealpost::cli::new_invite_code();
     let now = sealpost::now();
-    use sealpost::storage::MetaStore;
+    use sealpost::storage::AccountStore;
     node.store
         .create_account(
             "carol@a.test",

@@ -3,7 +3,7 @@
 //! federation look-ups serve it. Through a real node on loopback, and with GnuPG fetching the
 //! WKD answer as a mail program would.
 
-use sealpost::storage::MetaStore;
+use sealpost::storage::CertStore;
 use sealpost_directory::wkd_hash;
 use sealpost_tests::gpg::{Gpg, gpg_path};
 use sealpost_tests::{TEST_KDF, TestNode};

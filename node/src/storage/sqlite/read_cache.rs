@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::storage::{Account, PeerRecord, Result, Timestamp};
+use crate::storage::accounts::Account;
+use crate::storage::error::{Result, Timestamp};
+use crate::storage::federation::PeerRecord;
 
 /// How often an idle writer looks for changes made by another process.
 pub const POLL: Duration = Duration::from_millis(25);

@@ -3,8 +3,10 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use super::rows::parse_sha;
+use crate::storage::error::{Result, StorageError, Timestamp};
+use crate::storage::log::LogEvent;
 use crate::storage::web::{NewLogin, NodeCounts, SessionRow, WebStore};
-use crate::storage::{LogEvent, Result, StorageError, Timestamp};
 
 #[async_trait::async_trait]
 impl WebStore for SqliteStore {
@@ -55,7 +57,7 @@ impl WebStore for SqliteStore {
             )?;
             let rows = stmt.query_map(params![account_id, now], |r| {
                 Ok(SessionRow {
-                    token_hash: super::parse_sha(r.get(0)?)?,
+                    token_hash: parse_sha(r.get(0)?)?,
                     created_at: r.get(1)?,
                     expires_at: r.get(2)?,
                 })
