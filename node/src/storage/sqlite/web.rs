@@ -1,4 +1,6 @@
 //! [`WebStore`] for [`SqliteStore`]: the web app's account settings and admin console.
+//!
+//! Uses the store and `rows`; it must not use another concern's module.
 
 use rusqlite::{OptionalExtension, params};
 
