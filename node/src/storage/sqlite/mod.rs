@@ -104,8 +104,9 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's next batch; resolves once the batch is durably committed.
-    /// `f` may be called more than once (see [`WriteJob::run`]): it must only touch the
-    /// database through `conn` and `chain`, and give the same answer for the same state.
+    /// `f` may be called more than once (see [`WriteJob::run`](writer::WriteJob::run)): it must
+    /// only touch the database through `conn` and `chain`, and give the same answer for the same
+    /// state.
     async fn write<R: Send + 'static>(
         &self,
         f: impl FnMut(&Connection, &mut Chain) -> Result<R> + Send + 'static,
