@@ -36,9 +36,10 @@ pub use self::web::WebStore;
 
 /// Rows: every row trait at once (accounts, messages and mailboxes, certificates, the
 /// transaction log, federation, the web app's settings). Implemented for any type that
-/// implements them all; callers hold an `Arc<dyn MetaStore>`.
+/// implements them all; callers hold an `Arc<dyn MetaStore>`. (Each of them is `Send + Sync +
+/// 'static`.)
 pub trait MetaStore:
-    AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore + Send + Sync + 'static
+    AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore
 {
 }
 
