@@ -949,9 +949,14 @@ impl MetaStore for SqliteStore {
         is_admin: bool,
         invite_hash: [u8; 32],
         invite_expires: Timestamp,
+        actor: &str,
         now: Timestamp,
     ) -> Result<i64> {
-        let (address, name) = (address.to_owned(), name.map(str::to_owned));
+        let (address, name, actor) = (
+            address.to_owned(),
+            name.map(str::to_owned),
+            actor.to_owned(),
+        );
         self.write(move |c, chain| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)",
@@ -973,7 +978,7 @@ impl MetaStore for SqliteStore {
             chain.append(
                 c,
                 now,
-                &LogEvent::new("account.authorised", "admin", &address)
+                &LogEvent::new("account.authorised", &actor, &address)
                     .with(serde_json::json!({ "admin": is_admin, "invite_expires": invite_expires })),
             )?;
             Ok(id)
@@ -986,9 +991,10 @@ impl MetaStore for SqliteStore {
         address: &str,
         invite_hash: [u8; 32],
         invite_expires: Timestamp,
+        actor: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let address = address.to_owned();
+        let (address, actor) = (address.to_owned(), actor.to_owned());
         self.write(move |c, chain| {
             let id = account_id(c, &address)?;
             let state: String =
@@ -1008,7 +1014,7 @@ impl MetaStore for SqliteStore {
             chain.append(
                 c,
                 now,
-                &LogEvent::new("account.invite_reissued", "admin", &address),
+                &LogEvent::new("account.invite_reissued", &actor, &address),
             )?;
             Ok(())
         })
@@ -1894,7 +1900,7 @@ mod tests {
         let path = dir.path().join("sealpost.db");
         let store = SqliteStore::open(&path, SigningKey::from_bytes(&[7; 32]), settings()).unwrap();
         let id = store
-            .create_account("a@x.test", Some("A"), false, [1; 32], 100, 0)
+            .create_account("a@x.test", Some("A"), false, [1; 32], 100, "cli", 0)
             .await
             .unwrap();
         store.login_succeeded(id, [2; 32], 1_000, 0).await.unwrap();
