@@ -120,6 +120,7 @@ impl From<crate::service::ServiceError> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Unavailable | ErrorKind::Internal => match e {
                 ServiceError::Storage(s) => return s.into(),
                 other => return ApiError::internal(other),

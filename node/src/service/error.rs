@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Invalid,
     /// Well-formed, but refused by a rule.
     Refused,
+    /// It is larger than this node accepts.
+    TooLarge,
     /// It names something that does not exist (or that the actor may not see).
     NotFound,
     /// It contradicts the current state.
@@ -28,7 +30,7 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
-    #[error("not an e-mail address: {0:?}")]
+    #[error("{0:?} is not an e-mail address")]
     InvalidAddress(String),
     #[error("this node hosts addresses of {domain} only")]
     WrongDomain { domain: String },
@@ -42,6 +44,16 @@ pub enum ServiceError {
     NotEnrolled { address: String },
     #[error("you cannot disable or enable your own account; ask another administrator")]
     OwnAccount,
+    #[error("{0}")]
+    InvalidEnvelope(String),
+    #[error("name at least one recipient")]
+    NoRecipients,
+    #[error("at most {max} recipients per message")]
+    TooManyRecipients { max: usize },
+    #[error("a message has 1 to {max} parts")]
+    TooManyParts { max: usize },
+    #[error("the message is larger than this node's limit of {limit} bytes")]
+    TooLarge { limit: u64 },
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -59,6 +71,11 @@ impl ServiceError {
             ServiceError::UnknownUser { .. } => "unknown_user",
             ServiceError::NotEnrolled { .. } => "not_enrolled",
             ServiceError::OwnAccount => "own_account",
+            ServiceError::InvalidEnvelope(_) => "invalid_envelope",
+            ServiceError::NoRecipients => "no_recipients",
+            ServiceError::TooManyRecipients { .. } => "too_many_recipients",
+            ServiceError::TooManyParts { .. } => "too_many_parts",
+            ServiceError::TooLarge { .. } => "too_large",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -68,10 +85,14 @@ impl ServiceError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::InvalidAddress(_) | ServiceError::InvalidName { .. } => {
-                ErrorKind::Invalid
-            }
-            ServiceError::WrongDomain { .. } => ErrorKind::Refused,
+            ServiceError::InvalidAddress(_)
+            | ServiceError::InvalidName { .. }
+            | ServiceError::InvalidEnvelope(_)
+            | ServiceError::NoRecipients => ErrorKind::Invalid,
+            ServiceError::WrongDomain { .. }
+            | ServiceError::TooManyRecipients { .. }
+            | ServiceError::TooManyParts { .. } => ErrorKind::Refused,
+            ServiceError::TooLarge { .. } => ErrorKind::TooLarge,
             ServiceError::UnknownUser { .. } => ErrorKind::NotFound,
             ServiceError::AlreadyEnrolled { .. }
             | ServiceError::NotEnrolled { .. }

@@ -11,6 +11,7 @@
 
 pub mod accounts;
 mod error;
+pub mod mail;
 
 pub use error::{ErrorKind, ServiceError};
 
