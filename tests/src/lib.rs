@@ -115,7 +115,28 @@ impl TestNode {
 
     /// Authorises `address` as the admin CLI does; returns the invite code.
     pub async fn invite(&self, address: &str) -> anyhow::Result<String> {
-        sealpost::cli::add_user(&*self.store, &self.config, address, None, false).await
+        self.invite_with(address, None, false).await
+    }
+
+    /// Authorises `address` (with a name, as an admin if `admin`) as the admin CLI does;
+    /// returns the invite code.
+    pub async fn invite_with(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        admin: bool,
+    ) -> anyhow::Result<String> {
+        Ok(sealpost::service::accounts::invite(
+            &*self.store,
+            &self.config,
+            &sealpost::service::Actor::Cli,
+            address,
+            name,
+            admin,
+            sealpost::now(),
+        )
+        .await?
+        .code)
     }
 
     /// Authorises, enrols and logs in `address` with `password`.
@@ -125,7 +146,18 @@ impl TestNode {
         password: &str,
         kdf: KdfParams,
     ) -> anyhow::Result<Session> {
-        let code = self.invite(address).await?;
+        self.enrolled(address, password, kdf, false).await
+    }
+
+    /// Authorises (as an admin if `admin`), enrols and logs in `address` with `password`.
+    pub async fn enrolled(
+        &self,
+        address: &str,
+        password: &str,
+        kdf: KdfParams,
+        admin: bool,
+    ) -> anyhow::Result<Session> {
+        let code = self.invite_with(address, None, admin).await?;
         let enrolled = self
             .client()
             .enroll(&code, address, None, password.as_bytes(), kdf)

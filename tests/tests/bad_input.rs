@@ -157,7 +157,7 @@ async fn reused_and_expired_invites_are_refused() {
     assert_eq!(code(&e), "invite_invalid");
 
     // An invite that has expired.
-    let expired = sealpost::cli::new_invite_code();
+    let expired = sealpost::service::accounts::new_invite_code();
     let now = sealpost::now();
     use sealpost::storage::AccountStore;
     node.store
@@ -165,8 +165,9 @@ async fn reused_and_expired_invites_are_refused() {
             "carol@a.test",
             None,
             false,
-            sealpost::api::invite_hash(&expired),
+            sealpost::service::accounts::invite_hash(&expired),
             now - 1,
+            "cli",
             now - 100,
         )
         .await

@@ -117,34 +117,8 @@ async fn a_user_cannot_publish_his_key_for_a_colleagues_address() {
         .user("bob@a.test", "bob password!!", TEST_KDF)
         .await
         .unwrap();
-    let admin_code = sealpost::cli::add_user(
-        &*node.store,
-        &node.config,
-        "admin@a.test",
-        Some("Admin"),
-        true,
-    )
-    .await
-    .unwrap();
-    let enrolled = node
-        .client()
-        .enroll(
-            &admin_code,
-            "admin@a.test",
-            None,
-            b"admin password",
-            TEST_KDF,
-        )
-        .await
-        .unwrap();
     let admin = node
-        .client()
-        .login(
-            "admin@a.test",
-            b"admin password",
-            None,
-            Some(&enrolled.ca_fingerprint),
-        )
+        .enrolled("admin@a.test", "admin password", TEST_KDF, true)
         .await
         .unwrap();
     let (alice_fpr, bob_fpr) = (alice.fingerprint(), bob.fingerprint());

@@ -34,16 +34,7 @@ async fn outcome(r: reqwest::Response) -> (StatusCode, String) {
 }
 
 async fn admin(node: &TestNode, address: &str, password: &str) -> Session {
-    let code = sealpost::cli::add_user(&*node.store, &node.config, address, None, true)
-        .await
-        .unwrap();
-    let e = node
-        .client()
-        .enroll(&code, address, None, password.as_bytes(), TEST_KDF)
-        .await
-        .unwrap();
-    node.client()
-        .login(address, password.as_bytes(), None, Some(&e.ca_fingerprint))
+    node.enrolled(address, password, TEST_KDF, true)
         .await
         .unwrap()
 }

@@ -143,16 +143,6 @@ pub(super) fn failed(
     });
 }
 
-/// Invite codes are typed by people: ignore case, spaces and dashes.
-pub fn invite_hash(code: &str) -> [u8; 32] {
-    let canonical: String = code
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    token_hash(&canonical)
-}
-
 pub(super) async fn enroll(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -194,7 +184,7 @@ pub(super) async fn enroll(
     let login_hash = hash_verifier(&st, verifier).await?;
     st.store
         .enroll(
-            invite_hash(&req.invite),
+            crate::service::accounts::invite_hash(&req.invite),
             &address,
             Enrolment {
                 cert: record,

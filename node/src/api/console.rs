@@ -21,10 +21,11 @@ use super::accounts::{
 use super::throttle::Source;
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
+use crate::now;
 use crate::proto::*;
+use crate::service::{self, Actor};
 use crate::storage::AccountState;
 use crate::storage::web::NewLogin;
-use crate::{normalize_address, now};
 
 /// When this process started serving (for the status page).
 static STARTED: LazyLock<i64> = LazyLock::new(now);
@@ -178,52 +179,27 @@ async fn invite(
     AdminAuthed(auth): AdminAuthed,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
-    let now = now();
-    let address = normalize_address(&req.address)
-        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
-    if !address.ends_with(&format!("@{}", st.config.domain)) {
-        return Err(ApiError::unprocessable(
-            "wrong_domain",
-            format!("this node hosts addresses of {} only", st.config.domain),
-        ));
-    }
-    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    if name.is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control)) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the name must be at most 200 printable characters",
-        ));
-    }
-    let code = crate::cli::new_invite_code();
-    let expires_at = now + st.config.accounts.invite_ttl_secs as i64;
-    let hash = super::invite_hash(&code);
-    let status = match st.store.account_by_address(&address).await? {
-        None => {
-            st.store
-                .create_account(&address, name, req.is_admin, hash, expires_at, now)
-                .await?;
-            StatusCode::CREATED
-        }
-        Some(a) if a.state == AccountState::Invited => {
-            st.store
-                .reissue_invite(&address, hash, expires_at, now)
-                .await?;
-            StatusCode::OK
-        }
-        Some(_) => {
-            return Err(ApiError::conflict(
-                "already_enrolled",
-                format!("{address} has already enrolled; an invite is only for a new account"),
-            ));
-        }
+    let invite = service::accounts::invite(
+        st.store.as_ref(),
+        &st.config,
+        &Actor::Admin(auth.account.address.clone()),
+        &req.address,
+        req.name.as_deref(),
+        req.is_admin,
+        now(),
+    )
+    .await?;
+    let status = if invite.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    tracing::info!(%address, by = %auth.account.address, "invite issued");
     Ok((
         status,
         Json(InviteResponse {
-            address,
-            invite: code,
-            expires_at,
+            address: invite.address,
+            invite: invite.code,
+            expires_at: invite.expires_at,
         }),
     ))
 }
@@ -234,11 +210,9 @@ async fn set_state(
     ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    let address = normalize_address(&address)
-        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
-    let state = match req.state.as_str() {
-        "active" => AccountState::Active,
-        "disabled" => AccountState::Disabled,
+    let enabled = match req.state.as_str() {
+        "active" => true,
+        "disabled" => false,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -246,26 +220,14 @@ async fn set_state(
             ));
         }
     };
-    if address == auth.account.address {
-        return Err(ApiError::conflict(
-            "own_account",
-            "you cannot disable or enable your own account; ask another administrator",
-        ));
-    }
-    let account = st
-        .store
-        .account_by_address(&address)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_user", format!("no account {address}")))?;
-    if account.state == AccountState::Invited {
-        return Err(ApiError::conflict(
-            "not_enrolled",
-            format!("{address} has not enrolled yet"),
-        ));
-    }
-    st.store
-        .set_account_state(&address, state, &auth.account.address, now())
-        .await?;
+    service::accounts::set_state(
+        st.store.as_ref(),
+        &Actor::Admin(auth.account.address.clone()),
+        &address,
+        enabled,
+        now(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

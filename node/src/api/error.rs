@@ -110,6 +110,26 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> 
     resp
 }
 
+impl From<crate::service::ServiceError> for ApiError {
+    /// The service's code unchanged; the status from the kind of failure.
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::{ErrorKind, ServiceError};
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unavailable | ErrorKind::Internal => match e {
+                ServiceError::Storage(s) => return s.into(),
+                other => return ApiError::internal(other),
+            },
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {

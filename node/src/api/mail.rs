@@ -6,7 +6,6 @@
 //! every part is encrypted to every recipient and to the sender (the recipient key IDs are
 //! visible in the ciphertext's first packets). Only then is anything stored.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
@@ -24,8 +23,9 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Authed};
 use crate::crypto;
 use crate::proto::*;
-use crate::storage::{AccountState, NewMessage, NewPart, PartData, SubmitOutcome};
-use crate::{is_message_id, new_message_id, normalize_address, now};
+use crate::service;
+use crate::storage::{NewMessage, NewPart, PartData, SubmitOutcome};
+use crate::{is_message_id, new_message_id, now};
 
 /// A resolved recipient: the local account (None for a peer organisation's user), what the
 /// client is told, and the certificate.
@@ -46,7 +46,7 @@ async fn resolve(
     let Some(account) = st.store.account_by_address(address).await? else {
         return Ok(None);
     };
-    if account.state != AccountState::Active || account.cert.is_none() {
+    if !service::mail::deliverable(&account) {
         return Ok(None);
     }
     let cert = st.account_cert(&account)?;
@@ -138,35 +138,6 @@ async fn resolve_remote(
     )))
 }
 
-fn normalized_recipients(st: &AppState, to: &[String]) -> ApiResult<Vec<String>> {
-    if to.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_recipients",
-            "name at least one recipient",
-        ));
-    }
-    if to.len() > st.config.limits.max_recipients {
-        return Err(ApiError::unprocessable(
-            "too_many_recipients",
-            format!(
-                "at most {} recipients per message",
-                st.config.limits.max_recipients
-            ),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(to.len());
-    for a in to {
-        let n = normalize_address(a).ok_or_else(|| {
-            ApiError::bad_request("invalid_address", format!("{a:?} is not an e-mail address"))
-        })?;
-        if seen.insert(n.clone()) {
-            out.push(n);
-        }
-    }
-    Ok(out)
-}
-
 /// Resolves all recipients, or names every one that cannot be reached.
 async fn resolve_all(
     st: &AppState,
@@ -198,7 +169,7 @@ pub(super) async fn envelope(
     auth: Authed,
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> ApiResult<Json<EnvelopeResponse>> {
-    let to = normalized_recipients(&st, &req.to)?;
+    let to = service::mail::recipients(&st.config.limits, &req.to)?;
     let me = super::trust::viewer(&auth.account)?;
     let recipients = resolve_all(&st, Some(&me), &to).await?;
     let (_, sender, _) = resolve(&st, Some(&me), &auth.account.address)
@@ -278,59 +249,20 @@ pub(super) async fn upload(
     ))
 }
 
-fn parse_envelope(st: &AppState, text: &str) -> ApiResult<Envelope> {
-    let bad = |m: String| ApiError::bad_request("invalid_envelope", m);
-    let env: Envelope =
-        serde_json::from_str(text).map_err(|e| bad(format!("the envelope is not valid: {e}")))?;
-    if env.v != 1 {
-        return Err(bad(format!("envelope version {} is not supported", env.v)));
-    }
-    if !is_message_id(&env.message_id) {
-        return Err(bad("message_id is malformed".into()));
-    }
-    if env.parts.is_empty() || env.parts.len() > st.config.limits.max_parts {
-        return Err(ApiError::unprocessable(
-            "too_many_parts",
-            format!("a message has 1 to {} parts", st.config.limits.max_parts),
-        ));
-    }
-    if env
-        .total_size()
-        .is_none_or(|total| total > st.config.limits.max_message_bytes)
-    {
-        return Err(ApiError::too_large(st.config.limits.max_message_bytes));
-    }
-    for p in &env.parts {
-        if p.sha256.len() != 64
-            || hex::decode(&p.sha256).is_err()
-            || p.sha256 != p.sha256.to_lowercase()
-        {
-            return Err(bad("part sha256 must be 64 lowercase hex digits".into()));
-        }
-    }
-    Ok(env)
-}
-
 pub(super) async fn submit(
     State(st): State<AppState>,
     auth: Authed,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
     let now = now();
-    let env = parse_envelope(&st, &req.envelope)?;
+    let env = service::mail::check_envelope(&st.config.limits, &req.envelope)?;
     if env.from != auth.account.address {
         return Err(ApiError::forbidden(
             "sender_mismatch",
             "the envelope's sender is not the logged-in user",
         ));
     }
-    let to = normalized_recipients(&st, &env.to)?;
-    if to != env.to {
-        return Err(ApiError::bad_request(
-            "invalid_envelope",
-            "recipients must be lowercase and listed once each",
-        ));
-    }
+    let to = env.to.clone();
     // That the message ID was issued to this sender and is unexpired is checked where it is
     // claimed, in the commit that stores the message (`MessageIdNotIssued`, `MessageIdExpired`):
     // a separate read before it was 5 % of the node's CPU in a profile under load.

@@ -30,7 +30,6 @@ use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
 
-pub use accounts::invite_hash;
 pub use error::{ApiError, ApiResult};
 
 use crate::config::Config;
@@ -439,9 +438,7 @@ pub struct Authed {
     pub token_hash: [u8; 32],
 }
 
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+pub use crate::service::accounts::token_hash;
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;

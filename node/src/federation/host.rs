@@ -16,8 +16,7 @@ use super::{accept_remote_certs, domain_of, transfer_of};
 use crate::api::AppState;
 use crate::proto::Envelope;
 use crate::storage::{
-    AccountState, LogEvent, NewPart, PartData, PeerRecord, ReceiveOutcome, RemoteMessage,
-    StorageError,
+    LogEvent, NewPart, PartData, PeerRecord, ReceiveOutcome, RemoteMessage, StorageError,
 };
 
 /// Small parts received from peers wait here between `store_part` and `commit` (they are
@@ -71,34 +70,20 @@ impl FedHost {
             .ok_or_else(|| HostError::Refused(format!("{} is no longer a peer", peer.domain)))
     }
 
-    /// Parses the envelope and checks it matches the transfer.
+    /// Reads the envelope by the rule every door applies ([`service::mail::check_envelope`]; a
+    /// refusal names its code) and checks it matches the transfer.
     fn envelope(&self, t: &Transfer) -> Result<Envelope, HostError> {
-        let env: Envelope = serde_json::from_str(&t.envelope)
-            .map_err(|e| HostError::Refused(format!("the envelope is not valid: {e}")))?;
-        let limits = &self.st.config.limits;
+        let env = crate::service::mail::check_envelope(&self.st.config.limits, &t.envelope)
+            .map_err(|e| HostError::Refused(format!("{}: {e}", e.code())))?;
         let same_parts = env.parts.len() == t.parts.len()
             && env
                 .parts
                 .iter()
                 .zip(&t.parts)
                 .all(|(e, p)| e.sha256 == p.sha256 && e.size == p.size);
-        if env.v != 1
-            || env.message_id != t.message_id.0
-            || !crate::is_message_id(&env.message_id)
-            || !same_parts
-        {
+        if env.message_id != t.message_id.0 || !same_parts {
             return Err(HostError::Refused(
                 "the transfer does not match its signed envelope".into(),
-            ));
-        }
-        if env.parts.len() > limits.max_parts
-            || env
-                .total_size()
-                .is_none_or(|total| total > limits.max_message_bytes)
-            || env.to.len() > limits.max_recipients
-        {
-            return Err(HostError::Refused(
-                "the message exceeds this node's limits".into(),
             ));
         }
         Ok(env)
@@ -133,7 +118,7 @@ impl FedHost {
                 .await
                 .map_err(unavailable)?
             {
-                Some(acc) if acc.state == AccountState::Active && acc.cert.is_some() => {
+                Some(acc) if crate::service::mail::deliverable(&acc) => {
                     r.accepted.push((acc.id, acc.address))
                 }
                 _ => r.refused.push(Refusal {
@@ -774,7 +759,7 @@ mod tests {
             node_sig: Vec::new(),
         };
         match host.envelope(&t) {
-            Err(HostError::Refused(m)) => assert!(m.contains("exceeds"), "{m}"),
+            Err(HostError::Refused(m)) => assert!(m.starts_with("too_large: "), "{m}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }

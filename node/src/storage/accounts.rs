@@ -78,7 +78,9 @@ pub struct Session {
 /// Accounts: invites and enrolment, state, logins and sessions, TOTP.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
-    /// Authorises an account and stores its (hashed) invite. Conflict if the address exists.
+    /// Authorises an account and stores its (hashed) invite, logged as done by `actor`.
+    /// Conflict if the address exists.
+    #[allow(clippy::too_many_arguments)]
     async fn create_account(
         &self,
         address: &str,
@@ -86,14 +88,17 @@ pub trait AccountStore: Send + Sync + 'static {
         is_admin: bool,
         invite_hash: [u8; 32],
         invite_expires: Timestamp,
+        actor: &str,
         now: Timestamp,
     ) -> Result<i64>;
-    /// A fresh invite for an account that has not enrolled yet (the old one stops working).
+    /// A fresh invite for an account that has not enrolled yet (the old one stops working),
+    /// logged as done by `actor`.
     async fn reissue_invite(
         &self,
         address: &str,
         invite_hash: [u8; 32],
         invite_expires: Timestamp,
+        actor: &str,
         now: Timestamp,
     ) -> Result<()>;
     async fn account_by_address(&self, address: &str) -> Result<Option<Account>>;

@@ -72,9 +72,14 @@ impl AccountStore for SqliteStore {
         is_admin: bool,
         invite_hash: [u8; 32],
         invite_expires: Timestamp,
+        actor: &str,
         now: Timestamp,
     ) -> Result<i64> {
-        let (address, name) = (address.to_owned(), name.map(str::to_owned));
+        let (address, name, actor) = (
+            address.to_owned(),
+            name.map(str::to_owned),
+            actor.to_owned(),
+        );
         self.write(move |c, chain| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)",
@@ -96,7 +101,7 @@ impl AccountStore for SqliteStore {
             chain.append(
                 c,
                 now,
-                &LogEvent::new("account.authorised", "admin", &address)
+                &LogEvent::new("account.authorised", &actor, &address)
                     .with(serde_json::json!({ "admin": is_admin, "invite_expires": invite_expires })),
             )?;
             Ok(id)
@@ -109,9 +114,10 @@ impl AccountStore for SqliteStore {
         address: &str,
         invite_hash: [u8; 32],
         invite_expires: Timestamp,
+        actor: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let address = address.to_owned();
+        let (address, actor) = (address.to_owned(), actor.to_owned());
         self.write(move |c, chain| {
             let id = account_id(c, &address)?;
             let state: String =
@@ -131,7 +137,7 @@ impl AccountStore for SqliteStore {
             chain.append(
                 c,
                 now,
-                &LogEvent::new("account.invite_reissued", "admin", &address),
+                &LogEvent::new("account.invite_reissued", &actor, &address),
             )?;
             Ok(())
         })

@@ -127,7 +127,7 @@ async fn cached_sessions_and_accounts_follow_every_change() {
     let path = dir.path().join("sealpost.db");
     let store = SqliteStore::open(&path, SigningKey::from_bytes(&[7; 32]), settings()).unwrap();
     let id = store
-        .create_account("a@x.test", Some("A"), false, [1; 32], 100, 0)
+        .create_account("a@x.test", Some("A"), false, [1; 32], 100, "cli", 0)
         .await
         .unwrap();
     store.login_succeeded(id, [2; 32], 1_000, 0).await.unwrap();
