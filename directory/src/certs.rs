@@ -72,7 +72,17 @@ pub fn parse_keytext(body: &[u8], max_keytext_bytes: usize) -> Result<Cert, Keyt
         .next()
         .ok_or(KeytextError::NoCertificate)?
         .map_err(|e| KeytextError::Malformed(e.to_string()))?;
-    if certs.next().is_some() {
+    // What follows the first certificate decides. The parser yields the certificate it read
+    // so far and then the error for what is cut off or malformed: an error anywhere is a
+    // broken keytext (400), not a second certificate (422), which only a well-formed rest is.
+    let mut several = false;
+    for rest in certs {
+        match rest {
+            Ok(_) => several = true,
+            Err(e) => return Err(KeytextError::Malformed(e.to_string())),
+        }
+    }
+    if several {
         return Err(KeytextError::SeveralCertificates);
     }
     Ok(first)
@@ -164,6 +174,61 @@ mod tests {
             ),
             Err(KeytextError::Malformed(_) | KeytextError::NoCertificate)
         ));
+    }
+
+    /// Regression: a certificate cut off in transit was refused as "more than one
+    /// certificate" (422), because the parser's error after the part it could read was
+    /// counted as a second certificate. A parse error is a malformed keytext (400).
+    #[test]
+    fn truncated_keytext_is_malformed_not_several_certificates() {
+        let (alice, _) = CertBuilder::general_purpose(Some("alice@example.org"))
+            .generate()
+            .unwrap();
+        let (bob, _) = CertBuilder::general_purpose(Some("bob@example.org"))
+            .generate()
+            .unwrap();
+        let alice = alice.strip_secret_key_material();
+        let armored_alice =
+            String::from_utf8(armored(std::slice::from_ref(&alice)).unwrap()).unwrap();
+        // Cut in the middle of the base64, so a packet is incomplete.
+        let cut_armor = armored_alice[..armored_alice.len() * 2 / 3].to_owned();
+        // Binary keytext, cut in the middle of the last packet (form values are text: bytes
+        // that are not UTF-8 become U+FFFD, which makes a binary key malformed either way).
+        let bin = binary(std::slice::from_ref(&alice)).unwrap();
+        let cut_bin = String::from_utf8_lossy(&bin[..bin.len() - 10]).into_owned();
+        let two = String::from_utf8(armored(&[alice.clone(), bob]).unwrap()).unwrap();
+        // The second certificate cut off: still a broken keytext, not two certificates.
+        let second_cut = format!("{armored_alice}{cut_armor}");
+
+        let malformed = "malformed";
+        for (name, keytext, want) in [
+            ("truncated armor", cut_armor.as_str(), malformed),
+            ("truncated binary", cut_bin.as_str(), malformed),
+            (
+                "second certificate truncated",
+                second_cut.as_str(),
+                malformed,
+            ),
+            ("two certificates", two.as_str(), "several"),
+            ("garbage", "hello, this is not a key", malformed),
+            (
+                "armored garbage",
+                "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nbm9uc2Vuc2U=\n-----END PGP PUBLIC KEY BLOCK-----\n",
+                malformed,
+            ),
+            ("one certificate", armored_alice.as_str(), "ok"),
+        ] {
+            let got = match parse_keytext(&form(keytext), 1 << 20) {
+                Ok(c) => {
+                    assert_eq!(c.fingerprint(), alice.fingerprint(), "{name}");
+                    "ok"
+                }
+                Err(KeytextError::Malformed(_)) => malformed,
+                Err(KeytextError::SeveralCertificates) => "several",
+                Err(e) => panic!("{name}: unexpected {e:?}"),
+            };
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     #[test]

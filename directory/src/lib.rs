@@ -32,11 +32,11 @@ pub mod vks;
 pub mod wkd;
 
 pub use merge::{
-    MergeError, MergeLimits, MergeOutcome, check_update_limits, merge_update,
+    MergeError, MergeLimits, MergeOutcome, NewUserIds, check_update_limits, merge_update,
     merge_update_verified, third_party_issuers,
 };
 pub use routes::router;
-pub use store::{DirectoryError, DirectoryStore, WKD_SCAN_LIMIT};
+pub use store::{DirectoryError, DirectoryStore, UpdateRight, WKD_SCAN_LIMIT};
 pub use wkd::wkd_hash;
 
 /// How the directory is set up. Build it with [`DirectoryConfig::new`] and adjust the fields.

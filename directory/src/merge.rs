@@ -8,6 +8,10 @@
 //!   publishes new keys, not `/pks/add`);
 //! - secret key material is stripped, never stored;
 //! - self-signatures and self-revocations are kept if they verify (Sequoia checks them);
+//! - a user ID the directory does not hold yet is accepted only for an address the caller
+//!   allows ([`NewUserIds`]): the node allows the addresses its CA vouched for on that key, so
+//!   nobody can put a colleague's address on their own key and have the organisation's WKD
+//!   serve it;
 //! - third-party certifications and certification revocations are kept only from known
 //!   issuers (and, in [`merge_update_verified`], only if they verify against the issuer's key);
 //!   the others are dropped and counted;
@@ -32,6 +36,33 @@ pub struct MergeLimits {
     pub max_signatures_per_update: usize,
     /// Most signatures one user ID may carry after the merge.
     pub max_signatures_per_user_id: usize,
+}
+
+/// Which user IDs an update may add to the certificate the directory holds.
+///
+/// A user ID binds an address to a key, and the organisation's directory answers for its
+/// domain's addresses: an update may add a user ID only for an address the organisation
+/// already vouches for on this key. A new user ID without an address, or with an address that
+/// does not parse, is refused too (another parser might find an address in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewUserIds<'a> {
+    /// No new user ID (certifications, revocations and subkeys only).
+    None,
+    /// New user IDs whose address (normalised) is one of these, lowercased.
+    ForAddresses(&'a [String]),
+}
+
+impl NewUserIds<'_> {
+    fn allows(&self, uid: &UserID) -> bool {
+        match self {
+            NewUserIds::None => false,
+            NewUserIds::ForAddresses(allowed) => uid
+                .email_normalized()
+                .ok()
+                .flatten()
+                .is_some_and(|a| allowed.iter().any(|x| x.eq_ignore_ascii_case(&a))),
+        }
+    }
 }
 
 /// What a merge did.
@@ -71,6 +102,11 @@ pub enum MergeError {
     TooManySignatures { count: usize, limit: usize },
     #[error("too many signatures on one user ID: {count} (at most {limit})")]
     TooManySignaturesOnUserId { count: usize, limit: usize },
+    #[error(
+        "the update adds the user ID {0:?}, but a user ID may be added only for an address \
+         the organisation enrolled this key with"
+    )]
+    UserIdNotAllowed(String),
     #[error("malformed certificate: {0}")]
     Malformed(String),
 }
@@ -84,7 +120,8 @@ impl MergeError {
             MergeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MergeError::DifferentKey { .. }
             | MergeError::TooManySignatures { .. }
-            | MergeError::TooManySignaturesOnUserId { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | MergeError::TooManySignaturesOnUserId { .. }
+            | MergeError::UserIdNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             MergeError::Malformed(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -184,11 +221,13 @@ pub fn merge_update(
     existing: Option<&Cert>,
     update: Cert,
     is_known: impl Fn(&KeyHandle) -> bool,
+    new_user_ids: NewUserIds<'_>,
     limits: &MergeLimits,
 ) -> Result<MergeOutcome, MergeError> {
     merge_with(
         existing,
         update,
+        new_user_ids,
         |sig, _, _| {
             if sig.get_issuers().iter().any(&is_known) {
                 Verdict::Keep
@@ -207,11 +246,13 @@ pub fn merge_update_verified(
     existing: Option<&Cert>,
     update: Cert,
     certifiers: &[Cert],
+    new_user_ids: NewUserIds<'_>,
     limits: &MergeLimits,
 ) -> Result<MergeOutcome, MergeError> {
     merge_with(
         existing,
         update,
+        new_user_ids,
         |sig, pk, target| {
             let issuers = sig.get_issuers();
             let mut named = false;
@@ -318,6 +359,7 @@ where
 fn merge_with<F>(
     existing: Option<&Cert>,
     update: Cert,
+    new_user_ids: NewUserIds<'_>,
     decide: F,
     limits: &MergeLimits,
 ) -> Result<MergeOutcome, MergeError>
@@ -358,9 +400,15 @@ where
 
     for ua in update.userids() {
         let bound = ua.self_signatures().next().is_some() || ua.self_revocations().next().is_some();
-        if !bound && !existing.userids().any(|e| e.userid() == ua.userid()) {
+        let held = existing.userids().any(|e| e.userid() == ua.userid());
+        if !bound && !held {
             filter.dropped_invalid += ua.signatures().count();
             continue;
+        }
+        if !held && !new_user_ids.allows(ua.userid()) {
+            return Err(MergeError::UserIdNotAllowed(
+                String::from_utf8_lossy(ua.userid().value()).into_owned(),
+            ));
         }
         packets.push(ua.userid().clone().into());
         filter.own(

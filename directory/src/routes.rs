@@ -21,8 +21,8 @@ use crate::DirectoryConfig;
 use crate::certs::{self, KeytextError};
 use crate::hkp::{self, Op, Search};
 use crate::index;
-use crate::merge::{self, MergeOutcome};
-use crate::store::{DirectoryError, DirectoryStore};
+use crate::merge::{self, MergeOutcome, NewUserIds};
+use crate::store::{DirectoryError, DirectoryStore, UpdateRight};
 use crate::vks;
 use crate::wkd;
 
@@ -67,6 +67,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(
             get(wkd_advanced_policy),
         )
         .route("/.well-known/sealpost/org", get(org_record))
+        // Plain text like every other answer here (axum's own 405 has an empty body).
+        .method_not_allowed_fallback(|| async {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
         .with_state(state)
 }
 
@@ -299,17 +303,19 @@ async fn hkp_add(
     // Authorisation before anything costly: verifying signatures and asking the store about
     // issuers are for the key's owner only.
     let bearer = bearer_token(&headers);
-    match state.store.may_update(bearer, &fpr).await {
-        Ok(true) => {}
-        Ok(false) if bearer.is_none() => {
+    let new_user_id_addresses = match state.store.may_update(bearer, &fpr).await {
+        Ok(UpdateRight::Allowed {
+            new_user_id_addresses,
+        }) => new_user_id_addresses,
+        Ok(_) if bearer.is_none() => {
             let mut r = text(StatusCode::UNAUTHORIZED, UPDATE_NEEDS_OWNER);
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
-        Ok(false) => return text(StatusCode::FORBIDDEN, UPDATE_NEEDS_OWNER),
+        Ok(_) => return text(StatusCode::FORBIDDEN, UPDATE_NEEDS_OWNER),
         Err(e) => return store_failed(e),
-    }
+    };
 
     let limits = state.config.merge_limits();
     if let Err(e) = merge::check_update_limits(&update, &limits) {
@@ -324,11 +330,16 @@ async fn hkp_add(
         Ok(c) => c,
         Err(e) => return store_failed(e),
     };
-    let outcome =
-        match merge::merge_update_verified(existing.as_ref(), update, &certifiers, &limits) {
-            Ok(o) => o,
-            Err(e) => return text(e.status(), e.to_string()),
-        };
+    let outcome = match merge::merge_update_verified(
+        existing.as_ref(),
+        update,
+        &certifiers,
+        NewUserIds::ForAddresses(&new_user_id_addresses),
+        &limits,
+    ) {
+        Ok(o) => o,
+        Err(e) => return text(e.status(), e.to_string()),
+    };
     let summary = describe(&fpr, &outcome);
     let MergeOutcome {
         cert,

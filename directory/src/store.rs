@@ -29,6 +29,20 @@ impl DirectoryError {
     }
 }
 
+/// What the bearer of a session token may do to one certificate through `POST /pks/add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateRight {
+    /// Nothing: no session, or not the key's owner nor an admin.
+    Denied,
+    /// Update it. A user ID the directory does not hold yet may be added only for one of
+    /// these addresses (lowercased): the ones the organisation vouches for on this key.
+    Allowed {
+        /// Addresses a new user ID may carry.
+        new_user_id_addresses: Vec<String>,
+    },
+}
+
 /// What the directory needs from the node. The node implements it over its database.
 ///
 /// Every look-up returns public certificates; the directory strips secret key material again
@@ -47,13 +61,14 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// Certificates with a user ID containing `text`, at most `limit` of them.
     async fn search(&self, text: &str, limit: usize) -> Result<Vec<Cert>, DirectoryError>;
 
-    /// May the bearer of this Authorization token update the cert with this fingerprint? (the
-    /// node answers: only the key's owner's session, or an admin's)
+    /// May the bearer of this Authorization token update the cert with this fingerprint, and
+    /// which addresses may new user IDs carry? (the node answers: only the key's owner's
+    /// session, or an admin's; new user IDs only for the addresses its CA certified on the key)
     async fn may_update(
         &self,
         bearer: Option<&str>,
         fpr: &Fingerprint,
-    ) -> Result<bool, DirectoryError>;
+    ) -> Result<UpdateRight, DirectoryError>;
 
     /// Is this key a party the directory knows (an enrolled user, the org CA, a peered org's
     /// CA)? Third-party certifications are accepted only from known parties.

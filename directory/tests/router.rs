@@ -579,3 +579,72 @@ async fn merges_into_a_router_with_another_state() {
         .unwrap();
     assert_eq!(key.status(), StatusCode::OK);
 }
+
+/// Regression: a certificate cut off in transit was refused as "more than one certificate"
+/// (422). It is a malformed keytext (400). And a wrong method gets plain text like every other
+/// directory answer, not axum's empty 405.
+#[tokio::test]
+async fn hkp_add_truncated_certificate_is_400_and_wrong_methods_are_plain_text() {
+    let w = world().await;
+    let text = armored(&w.alice);
+    let cut = &text[..text.len() * 2 / 3];
+    let (status, body) = w.add(Some("alice-token"), keytext_form(cut)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("not a valid OpenPGP certificate"), "{body}");
+    assert_eq!(w.store.stored.load(Ordering::SeqCst), 0);
+
+    let r = w
+        .http
+        .delete(format!("{}/pks/add", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(!r.text().await.unwrap().is_empty());
+}
+
+/// Regression (security review, issue 15 item 1): Bob put "Alice <alice@example.org>" on his
+/// own key with his own session, and the directory served his key for Alice's address.
+#[tokio::test]
+async fn hkp_add_refuses_a_user_id_for_someone_elses_address() {
+    let w = world().await;
+    let before = w.store.get(&w.bob.fingerprint()).unwrap();
+    for (uid, token) in [
+        ("Alice <alice@example.org>", "bob-token"),
+        ("Alice <ALICE@Example.ORG>", "bob-token"),
+        ("alice@example.org", "bob-token"),
+        ("Bob <bob@elsewhere.example>", "bob-token"),
+        ("Bob Builder", "bob-token"),
+        ("Alice <alice@example.org>", ADMIN_TOKEN),
+    ] {
+        let forged = with_user_id(&w.bob, uid);
+        let (status, body) = w.add(Some(token), keytext_form(&armored(&forged))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uid}: {body}");
+        assert!(body.contains("may be added only for an address"), "{body}");
+        assert_eq!(
+            w.store.get(&w.bob.fingerprint()).unwrap(),
+            before,
+            "{uid}: nothing stored"
+        );
+    }
+    let (_, _, served) = w.get("/vks/v1/by-email/alice%40example.org").await;
+    let served: Vec<_> = certs(&served).iter().map(|c| c.fingerprint()).collect();
+    assert_eq!(served, vec![w.alice.fingerprint()]);
+
+    // A new user ID for the key's own address (a new name) is the owner's to add.
+    let renamed = with_user_id(&w.bob, "Robert <bob@example.org>");
+    let (status, body) = w
+        .add(Some("bob-token"), keytext_form(&armored(&renamed)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        w.store.get(&w.bob.fingerprint()).unwrap().userids().count(),
+        2
+    );
+}

@@ -1,347 +1,37 @@
-//! Delivery state: the sender's per-peer [`Outbox`] and the receiver's [`Inbox`] de-dup window.
+//! The delivery core: every decision the driver makes about sending to one peer, as plain
+//! state and functions that `net::peer` calls, in the way quinn's driver pumps `quinn-proto`.
 //!
-//! Both are plain state machines. Time comes in as `now: Instant` on every call that depends on
-//! it, randomness (backoff jitter) from an RNG handed to [`Outbox::new`]. They must not do I/O,
-//! read a clock, sleep or persist anything: the driver around them owns sockets, timers and the
-//! database. The durable outbox and the durable message-ID claim live in the node's database;
-//! after a restart the driver re-enqueues its pending rows and these structures rebuild the
-//! in-memory view.
+//! - [`PeerSchedule`]: a peer's backoff (equal jitter, capped), when the sender runs next,
+//!   which events wake it early, and whether transfers go to it in batches;
+//! - [`plan_exchange`]: what the next exchange carries (one transfer, or a batch within the
+//!   batch and frame limits), with [`PendingCursor`] paging through the host's pending
+//!   transfers;
+//! - [`IdleStreams`]: which kept streams are fresh enough for the next pass;
+//! - [`ExchangeAttempts`]: whether an exchange that failed on its stream is tried again on
+//!   another, and after what pause;
+//! - [`transient`] and [`check_batch_answer`]: how the peer's answers are classified.
 //!
-//! ## Outbox invariants
+//! Nothing here does I/O, reads a clock, sleeps or spawns: time comes in as `now: Instant`,
+//! randomness (backoff jitter) from the RNG handed to [`PeerSchedule::new`]. `tests/sim.rs`
+//! makes the same calls over a simulated lossy, partitioned network with a manual clock.
 //!
-//! - At most `capacity` items are held; [`Outbox::enqueue`] beyond that is [`Full`].
-//! - Every held item is in exactly one state: *waiting* (due at some instant) or *in flight*
-//!   (handed out by [`Outbox::poll_transmit`], awaiting [`Outbox::on_ack`] or
-//!   [`Outbox::on_error`]). An item leaves only by `on_ack` or [`Outbox::expire`].
-//! - An in-flight item is not handed out again until it errors or `ack_timeout` has passed
-//!   since it was handed out (then it is due again without counting as a failure: the transfer
-//!   may still be queued behind others on a slow link).
-//! - After the `n`-th failure an item waits `d` with `b = min(initial_backoff · 2ⁿ⁻¹,
-//!   max_backoff)` and `d` uniform in `[b/2, b]` ("equal jitter"), so never longer than
-//!   `max_backoff` and never shorter than `initial_backoff / 2`.
-//! - Due items are handed out oldest-due first, ties in enqueue order; at most `batch` per call.
-//! - [`Outbox::poll_timeout`] is the earliest instant at which a call to `poll_transmit` or
-//!   `expire` would return something it would not return now.
+//! What is not here is durable: the host (the node's database) holds the outbox and its bound,
+//! claims each message ID once in the commit that stores it (exact de-duplication), and expires
+//! what cannot be delivered. The driver asks [`crate::Host::pending`] afresh on every pass, so
+//! a crash or a lost receipt costs a retransmission, never a message.
 
-use crate::frame::MessageId;
+use crate::frame::{Limits, MessageId, Transfer};
 use rand::Rng;
 use rand::rngs::StdRng;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Durations longer than this are refused in configuration, so that `Instant + Duration`
-/// cannot overflow.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// Settings of one [`Outbox`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxConfig {
-    /// Most items held for this peer (queued or in flight).
-    pub capacity: usize,
-    /// Most items handed out by one [`Outbox::poll_transmit`].
-    pub batch: usize,
-    /// Backoff after the first failure (before jitter).
-    pub initial_backoff: Duration,
-    /// Upper bound of any backoff, jitter included.
-    pub max_backoff: Duration,
-    /// How long an in-flight item waits for its receipt before it is sent again.
-    pub ack_timeout: Duration,
-    /// Age (since enqueue) after which an undelivered item is given up by [`Outbox::expire`].
-    pub max_age: Duration,
-}
-
-impl Default for OutboxConfig {
-    fn default() -> Self {
-        OutboxConfig {
-            capacity: 100_000,
-            batch: 64,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            ack_timeout: Duration::from_secs(30),
-            max_age: Duration::from_secs(5 * 24 * 3600),
-        }
-    }
-}
-
-/// Invalid [`OutboxConfig`] or [`InboxConfig`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("{0} must be greater than zero")]
-    Zero(&'static str),
-    #[error("initial_backoff must not exceed max_backoff")]
-    BackoffOrder,
-    #[error("{0} must not exceed one year")]
-    TooLong(&'static str),
-}
-
-/// The outbox for this peer holds `capacity` items already.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the outbox for this peer is full ({capacity} messages)")]
-#[non_exhaustive]
-pub struct Full {
-    pub capacity: usize,
-}
-
-/// Where an item stands, as [`Outbox::status`] reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ItemState {
-    /// Waiting to be sent; due at this instant (possibly already past).
-    Waiting { due_at: Instant },
-    /// Handed out at `since`; sent again if no receipt or error by `since + ack_timeout`.
-    InFlight { since: Instant },
-}
-
-/// An item's state, failures so far and age, for `peer list` and for tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ItemStatus {
-    pub state: ItemState,
-    /// Failures reported by [`Outbox::on_error`].
-    pub failures: u32,
-    pub enqueued_at: Instant,
-}
-
-#[derive(Debug)]
-struct Item {
-    seq: u64,
-    enqueued_at: Instant,
-    failures: u32,
-    state: ItemState,
-}
-
-/// The sender's delivery state for one peer: which messages are due, in flight or backing off.
-#[derive(Debug)]
-pub struct Outbox<R = StdRng> {
-    config: OutboxConfig,
-    rng: R,
-    next_seq: u64,
-    items: HashMap<MessageId, Item>,
-    /// Each item once, keyed by the next instant it needs attention (due, or ack timeout).
-    timeline: BTreeMap<(Instant, u64), MessageId>,
-    /// Each item once, keyed by enqueue time, for expiry.
-    by_age: BTreeMap<(Instant, u64), MessageId>,
-}
-
-impl OutboxConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.capacity == 0 {
-            return Err(ConfigError::Zero("capacity"));
-        }
-        if self.batch == 0 {
-            return Err(ConfigError::Zero("batch"));
-        }
-        for (name, d) in [
-            ("initial_backoff", self.initial_backoff),
-            ("max_backoff", self.max_backoff),
-            ("ack_timeout", self.ack_timeout),
-            ("max_age", self.max_age),
-        ] {
-            if d.is_zero() {
-                return Err(ConfigError::Zero(name));
-            }
-            if d > MAX_DURATION {
-                return Err(ConfigError::TooLong(name));
-            }
-        }
-        if self.initial_backoff > self.max_backoff {
-            return Err(ConfigError::BackoffOrder);
-        }
-        Ok(())
-    }
-}
-
-impl<R: Rng> Outbox<R> {
-    /// An empty outbox. `rng` supplies backoff jitter (seed it in tests).
-    pub fn new(config: OutboxConfig, rng: R) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Outbox {
-            config,
-            rng,
-            next_seq: 0,
-            items: HashMap::new(),
-            timeline: BTreeMap::new(),
-            by_age: BTreeMap::new(),
-        })
-    }
-
-    pub fn config(&self) -> &OutboxConfig {
-        &self.config
-    }
-
-    /// Items held (waiting or in flight).
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    pub fn contains(&self, id: &MessageId) -> bool {
-        self.items.contains_key(id)
-    }
-
-    pub fn status(&self, id: &MessageId) -> Option<ItemStatus> {
-        self.items.get(id).map(|i| ItemStatus {
-            state: i.state,
-            failures: i.failures,
-            enqueued_at: i.enqueued_at,
-        })
-    }
-
-    /// Queues a message for this peer; it is due immediately. Enqueueing an ID already held is a
-    /// no-op (`Ok`), so the driver can re-load its durable outbox after a restart without care.
-    /// `now` is the message's enqueue time, from which `max_age` counts: pass the durable
-    /// acceptance time when re-loading.
-    pub fn enqueue(&mut self, id: MessageId, now: Instant) -> Result<(), Full> {
-        if self.items.contains_key(&id) {
-            return Ok(());
-        }
-        if self.items.len() >= self.config.capacity {
-            return Err(Full {
-                capacity: self.config.capacity,
-            });
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.timeline.insert((now, seq), id.clone());
-        self.by_age.insert((now, seq), id.clone());
-        self.items.insert(
-            id,
-            Item {
-                seq,
-                enqueued_at: now,
-                failures: 0,
-                state: ItemState::Waiting { due_at: now },
-            },
-        );
-        Ok(())
-    }
-
-    /// Up to `batch` items due at `now`, oldest-due first; they are now in flight.
-    pub fn poll_transmit(&mut self, now: Instant) -> Vec<MessageId> {
-        let mut out = Vec::new();
-        while out.len() < self.config.batch {
-            let Some(entry) = self.timeline.first_entry() else {
-                break;
-            };
-            if entry.key().0 > now {
-                break;
-            }
-            let ((_, seq), id) = entry.remove_entry();
-            self.timeline
-                .insert((now + self.config.ack_timeout, seq), id.clone());
-            if let Some(item) = self.items.get_mut(&id) {
-                item.state = ItemState::InFlight { since: now };
-            }
-            out.push(id);
-        }
-        out
-    }
-
-    /// The peer answered this transfer with a receipt (whatever it accepted or refused): the item
-    /// is done. Returns `false` if the ID was not held (already acked, expired, or unknown).
-    pub fn on_ack(&mut self, id: &MessageId) -> bool {
-        let Some(item) = self.items.remove(id) else {
-            return false;
-        };
-        self.timeline.remove(&(self.wake_at(&item), item.seq));
-        self.by_age.remove(&(item.enqueued_at, item.seq));
-        true
-    }
-
-    /// Sending this item failed (connection refused, stream reset, peer said "try later"): it
-    /// backs off. Returns when it is due again, or `None` if the ID is not held.
-    pub fn on_error(&mut self, id: &MessageId, now: Instant) -> Option<Instant> {
-        let (old_key, failures) = {
-            let item = self.items.get(id)?;
-            (
-                (self.wake_at(item), item.seq),
-                item.failures.saturating_add(1),
-            )
-        };
-        let due_at = now + self.backoff(failures);
-        let item = self.items.get_mut(id)?;
-        item.failures = failures;
-        item.state = ItemState::Waiting { due_at };
-        let seq = item.seq;
-        self.timeline.remove(&old_key);
-        self.timeline.insert((due_at, seq), id.clone());
-        Some(due_at)
-    }
-
-    /// The peer connected or sent us something: every item backing off is due now. In-flight
-    /// items are left alone (their transfers may be answered yet; the ack timeout covers the
-    /// ones a dropped connection lost). Failure counts are kept, so an item that keeps failing
-    /// on a healthy peer still backs off further each time.
-    pub fn on_peer_up(&mut self, now: Instant) {
-        let mut moved = Vec::new();
-        for (id, item) in self.items.iter_mut() {
-            if let ItemState::Waiting { due_at } = item.state
-                && due_at > now
-            {
-                item.state = ItemState::Waiting { due_at: now };
-                moved.push(((due_at, item.seq), (now, item.seq), id.clone()));
-            }
-        }
-        for (old, new, id) in moved {
-            self.timeline.remove(&old);
-            self.timeline.insert(new, id);
-        }
-    }
-
-    /// Removes and returns every item enqueued at least `max_age` before `now`, oldest first,
-    /// whatever its state. The caller records the failure and notifies the sender; a receipt
-    /// that still arrives later finds the ID gone (`on_ack` returns `false`), and the database,
-    /// which holds the truth, decides what to record then.
-    pub fn expire(&mut self, now: Instant) -> Vec<MessageId> {
-        let mut out = Vec::new();
-        while let Some(entry) = self.by_age.first_entry() {
-            if entry.key().0 + self.config.max_age > now {
-                break;
-            }
-            let (_, id) = entry.remove_entry();
-            if let Some(item) = self.items.remove(&id) {
-                self.timeline.remove(&(self.wake_at(&item), item.seq));
-            }
-            out.push(id);
-        }
-        out
-    }
-
-    /// The next instant at which something becomes due or expires; `None` when empty. A driver
-    /// sleeps until then (or until an event) and calls `expire` and `poll_transmit`.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let due = self.timeline.keys().next().map(|k| k.0);
-        let expiry = self.by_age.keys().next().map(|k| k.0 + self.config.max_age);
-        match (due, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn wake_at(&self, item: &Item) -> Instant {
-        match item.state {
-            ItemState::Waiting { due_at } => due_at,
-            ItemState::InFlight { since } => since + self.config.ack_timeout,
-        }
-    }
-
-    /// The wait after the `failures`-th failure (see the module invariants).
-    fn backoff(&mut self, failures: u32) -> Duration {
-        backoff_delay(
-            self.config.initial_backoff,
-            self.config.max_backoff,
-            failures,
-            &mut self.rng,
-        )
-    }
-}
+/// Attempts at an exchange on fresh streams that fail before any answer.
+pub const FRESH_STREAM_ATTEMPTS: u32 = 3;
 
 /// The wait after the `failures`-th failure in a row: `b = min(initial · 2ⁿ⁻¹, max)`, then
-/// uniform in `[b/2, b]` ("equal jitter"). Shared by [`Outbox`] and the driver's per-peer
-/// backoff so both follow one rule.
+/// uniform in `[b/2, b]` ("equal jitter"): never longer than `max`, never shorter than
+/// `initial / 2`.
 pub fn backoff_delay<R: Rng + ?Sized>(
     initial: Duration,
     max: Duration,
@@ -356,123 +46,399 @@ pub fn backoff_delay<R: Rng + ?Sized>(
     half + Duration::from_nanos(rng.gen_range(0..=span))
 }
 
-/// Settings of an [`Inbox`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxConfig {
-    /// Most message IDs remembered; the oldest are forgotten first.
-    pub capacity: usize,
-    /// How long an ID is remembered.
-    pub retention: Duration,
+/// Something that happened to a peer, for [`PeerSchedule::on_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The host queued new transfers for the peer.
+    Queued,
+    /// A connection to the peer opened (it may be a node of a newer version).
+    Connected,
+    /// The peer's addresses or domain changed.
+    Readdressed,
+    /// The peer opened a stream to us: it is reachable.
+    HeardFrom,
 }
 
-impl Default for InboxConfig {
-    fn default() -> Self {
-        InboxConfig {
-            capacity: 100_000,
-            retention: Duration::from_secs(3600),
+/// How a send pass ended, as [`PeerSchedule::pass_ended`] is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassResult {
+    /// Everything pending was sent or refused for good.
+    Done,
+    /// The pass stopped at a failure (connection, stream, timeout, transient refusal).
+    Failed(String),
+}
+
+/// What the sender does after a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Sleep until `at` (the resync interval) or a wake. `resumed`: the peer was backing off
+    /// until this pass, so its link state is reported again.
+    Idle { at: Instant, resumed: bool },
+    /// Back off: try again at `at` (`delay` after the failure) unless woken earlier.
+    Retry {
+        at: Instant,
+        delay: Duration,
+        failures: u32,
+    },
+}
+
+impl Next {
+    /// When the sender runs next if nothing wakes it.
+    pub fn at(&self) -> Instant {
+        match self {
+            Next::Idle { at, .. } | Next::Retry { at, .. } => *at,
         }
     }
 }
 
-/// Whether a transfer's message ID was seen before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
-    /// Not remembered: check, store, then [`Inbox::remember`].
-    New,
-    /// Already accepted: do not store again, but answer with a receipt again (the sender's
-    /// receipt was probably lost).
-    Duplicate,
-}
-
-/// The receiver's protocol-level de-duplication window.
+/// One peer's sending schedule.
 ///
-/// Decision: durable, exact de-duplication is the node's database (the message ID is claimed
-/// in the same commit that stores the message). This window is bounded by `capacity` and
-/// `retention` and only spares the database the common case, a retransmission shortly after the
-/// first copy: an ID it has forgotten is answered `New`, and the database then says
-/// "duplicate". It never answers `Duplicate` for an ID that was not remembered.
+/// Invariants: the peer is backing off (`retry_at` is set) exactly from a failed pass until the
+/// next successful one; the `n`-th failure in a row waits [`backoff_delay`]`(n)`; a success
+/// resets the count; batching is on until the peer refuses a batch for good, and on again from
+/// its next connection.
 #[derive(Debug)]
-pub struct Inbox {
-    config: InboxConfig,
-    seen: HashMap<MessageId, Instant>,
-    /// IDs in the order they were remembered, with when; the front is forgotten first.
-    order: VecDeque<(Instant, MessageId)>,
+pub struct PeerSchedule<R = StdRng> {
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    resync_interval: Duration,
+    rng: R,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+    batching: bool,
 }
 
-impl InboxConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.capacity == 0 {
-            return Err(ConfigError::Zero("capacity"));
+impl<R: Rng> PeerSchedule<R> {
+    /// `rng` supplies the backoff jitter (seed it in tests). The caller checks that
+    /// `initial_backoff <= max_backoff` ([`crate::Config::validate`]).
+    pub fn new(
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        resync_interval: Duration,
+        rng: R,
+    ) -> Self {
+        PeerSchedule {
+            initial_backoff,
+            max_backoff,
+            resync_interval,
+            rng,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            batching: true,
         }
-        if self.retention.is_zero() {
-            return Err(ConfigError::Zero("retention"));
+    }
+
+    /// A send pass ended at `now`: when to run the next.
+    pub fn pass_ended(&mut self, result: PassResult, now: Instant) -> Next {
+        match result {
+            PassResult::Done => {
+                let resumed = self.failures > 0;
+                self.failures = 0;
+                self.retry_at = None;
+                self.last_error = None;
+                Next::Idle {
+                    at: now + self.resync_interval,
+                    resumed,
+                }
+            }
+            PassResult::Failed(error) => {
+                self.failures = self.failures.saturating_add(1);
+                let delay = backoff_delay(
+                    self.initial_backoff,
+                    self.max_backoff,
+                    self.failures,
+                    &mut self.rng,
+                );
+                let at = now + delay;
+                self.retry_at = Some(at);
+                self.last_error = Some(error);
+                Next::Retry {
+                    at,
+                    delay,
+                    failures: self.failures,
+                }
+            }
         }
-        if self.retention > MAX_DURATION {
-            return Err(ConfigError::TooLong("retention"));
+    }
+
+    /// Whether `event` wakes the sender now. New work, a new connection and new addresses
+    /// always do (even while backing off: "retry immediately when the peer connects"); the peer
+    /// speaking to us does while we back off from it. A connection also turns batching back
+    /// on: the peer may have been upgraded.
+    pub fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Queued | Event::Readdressed => true,
+            Event::Connected => {
+                self.batching = true;
+                true
+            }
+            Event::HeardFrom => self.backing_off(),
         }
+    }
+
+    /// The peer answered a batch with an error frame `code`. A refusal for good means a node
+    /// that does not take batches (an older version answers `malformed` or `unexpected`):
+    /// transfers go one by one until it reconnects. Returns whether batching was turned off.
+    pub fn batch_refused(&mut self, code: &str) -> bool {
+        if transient(code) {
+            return false;
+        }
+        let was = self.batching;
+        self.batching = false;
+        was
+    }
+
+    pub fn batching(&self) -> bool {
+        self.batching
+    }
+
+    pub fn backing_off(&self) -> bool {
+        self.retry_at.is_some()
+    }
+
+    /// While backing off: when the next attempt is due.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// The last pass's failure, cleared by a successful pass.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Failed passes in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// Whether an error code from the peer is worth retrying as it is (the pass ends and the peer
+/// backs off); any other code refuses the transfer for good ([`crate::Host::rejected`]), and
+/// the pass goes on.
+pub fn transient(code: &str) -> bool {
+    matches!(code, "unavailable" | "not_authorised" | "busy")
+}
+
+/// Where the sender stands in the host's pending transfers during one pass: it asks for a page
+/// after the highest sequence number it has seen, and the pass ends when a page brings nothing
+/// newer (also against a host that repeats itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingCursor {
+    after: u64,
+    done: bool,
+}
+
+impl PendingCursor {
+    /// Whether to ask the host for a page now; `buffered`: transfers of the last page are
+    /// still waiting.
+    pub fn wants_page(&self, buffered: bool) -> bool {
+        !buffered && !self.done
+    }
+
+    /// The sequence number to page after.
+    pub fn after(&self) -> u64 {
+        self.after
+    }
+
+    /// A page came with these sequence numbers.
+    pub fn on_page(&mut self, seqs: impl IntoIterator<Item = u64>) {
+        match seqs.into_iter().max() {
+            Some(max) if max > self.after => self.after = max,
+            _ => self.done = true,
+        }
+    }
+
+    /// Something was queued since the cursor ran dry: look again (past what it already gave).
+    pub fn reopen(&mut self) {
+        self.done = false;
+    }
+}
+
+/// What the next exchange carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The first transfer alone, its parts streamed when the peer wants them.
+    One,
+    /// A batch of the first transfer and the `following` transfers right behind it.
+    Batch { following: usize },
+}
+
+/// What the next exchange carries, given the first transfer due and those already fetched
+/// behind it (a batch never waits for more). With `batching`, a transfer whose parts are all
+/// inline goes in a batch with the inline transfers behind it, up to the first that is not
+/// inline or does not fit: at most `min(limits.max_batch, max_batch_transfers)` transfers, and
+/// at most half the frame limit by [`wire_cost`].
+pub fn plan_exchange<'a>(
+    first: &Transfer,
+    following: impl IntoIterator<Item = &'a Transfer>,
+    batching: bool,
+    limits: &Limits,
+    max_batch_transfers: usize,
+) -> Plan {
+    if !batching || !batchable(first, limits) {
+        return Plan::One;
+    }
+    let mut budget = (limits.max_frame_bytes / 2).saturating_sub(wire_cost(first));
+    let most = limits.max_batch.min(max_batch_transfers);
+    let mut n = 1;
+    for t in following {
+        if n >= most || !batchable(t, limits) || wire_cost(t) > budget {
+            break;
+        }
+        budget -= wire_cost(t);
+        n += 1;
+    }
+    Plan::Batch { following: n - 1 }
+}
+
+/// Whether a transfer can travel in a batch: every part inline, within the frame limits.
+pub fn batchable(t: &Transfer, limits: &Limits) -> bool {
+    t.node_sig.is_empty() && t.parts.iter().all(|p| p.data.is_some()) && t.validate(limits).is_ok()
+}
+
+/// An upper bound on a transfer's encoded size: JSON escaping at most doubles a string (the
+/// envelope is JSON in a JSON string), base64 makes 4 bytes of 3.
+pub fn wire_cost(t: &Transfer) -> usize {
+    let strings = t.message_id.0.len() + t.envelope.len() + t.signature.len() + t.sender_cert.len();
+    let data: usize = t
+        .parts
+        .iter()
+        .filter_map(|p| p.data.as_ref())
+        .map(Vec::len)
+        .sum();
+    2 * strings + data.div_ceil(3) * 4 + 160 * t.parts.len() + 256
+}
+
+/// Checks that a batch answer answers every transfer sent exactly once (by a receipt or an
+/// error) and nothing else; the error says how it does not.
+pub fn check_batch_answer<'a>(
+    sent: impl IntoIterator<Item = &'a MessageId>,
+    answered: impl IntoIterator<Item = &'a MessageId>,
+) -> Result<(), String> {
+    let mut unanswered: HashSet<&MessageId> = sent.into_iter().collect();
+    for id in answered {
+        if !unanswered.remove(id) {
+            return Err(format!(
+                "the batch answer names {id} twice, or a transfer not in the batch"
+            ));
+        }
+    }
+    if !unanswered.is_empty() {
+        return Err("the batch answer leaves transfers unanswered".into());
+    }
+    Ok(())
+}
+
+/// Transfer streams a send pass left open, for the next pass: opening a stream costs a
+/// protocol negotiation, and new streams open one after another. A stream is reused only while
+/// fresher than half the peer's idle timeout (after which the peer closes its end); at most
+/// `max` are kept.
+#[derive(Debug)]
+pub struct IdleStreams<S> {
+    fresh_for: Duration,
+    max: usize,
+    streams: Vec<(S, Instant)>,
+}
+
+impl<S> IdleStreams<S> {
+    pub fn new(idle_timeout: Duration, max: usize) -> Self {
+        IdleStreams {
+            fresh_for: idle_timeout / 2,
+            max,
+            streams: Vec::new(),
+        }
+    }
+
+    /// The most recently kept stream still fresh at `now`; staler ones are dropped.
+    pub fn take(&mut self, now: Instant) -> Option<S> {
+        while let Some((s, at)) = self.streams.pop() {
+            if now.saturating_duration_since(at) < self.fresh_for {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps a stream that is in step after its last exchange at `now`; hands it back when
+    /// `max` are kept already (the caller closes it).
+    pub fn keep(&mut self, stream: S, now: Instant) -> Result<(), S> {
+        if self.streams.len() >= self.max {
+            return Err(stream);
+        }
+        self.streams.push((stream, now));
         Ok(())
     }
-}
 
-impl Inbox {
-    pub fn new(config: InboxConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Inbox {
-            config,
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-        })
-    }
-
-    /// IDs currently remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.streams.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.streams.is_empty()
     }
+}
 
-    /// Whether `id` was accepted within the retention window. Does not remember it: the caller
-    /// calls [`Inbox::remember`] only once the message is stored, so a failed store is retried
-    /// rather than answered as a duplicate.
-    pub fn check(&self, id: &MessageId, now: Instant) -> Seen {
-        match self.seen.get(id) {
-            Some(at) if *at + self.config.retention > now => Seen::Duplicate,
-            _ => Seen::New,
+/// Where the stream an exchange runs on came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamSource {
+    /// Kept from an earlier pass ([`IdleStreams`]).
+    Kept,
+    /// Opened for this exchange.
+    Fresh,
+}
+
+/// How an exchange failed on its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The stream broke (reset, closed, I/O error).
+    Stream {
+        /// The peer had answered at least once: it saw the transfer.
+        answered: bool,
+    },
+    /// Anything else: a timeout, an error frame, a protocol violation, our host.
+    Other,
+}
+
+/// What to do after an exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Try again on another stream at once.
+    Now,
+    /// Try again on a new stream after this pause.
+    After(Duration),
+    /// The exchange (and with it the pass) fails.
+    GiveUp,
+}
+
+/// The attempts at one exchange. libp2p-stream drops inbound streams the receiver has no room
+/// for at that instant, so a stream that fails before any answer is retried on a new one, up
+/// to [`FRESH_STREAM_ATTEMPTS`] fresh streams with a growing pause; a kept stream the peer
+/// closed meanwhile (it restarted, or the stream idled out) is no attempt. Timeouts and
+/// failures after an answer are not retried.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeAttempts {
+    fresh: u32,
+}
+
+impl ExchangeAttempts {
+    /// The exchange is about to run on a stream from `source`.
+    pub fn on_stream(&mut self, source: StreamSource) {
+        if source == StreamSource::Fresh {
+            self.fresh += 1;
         }
     }
 
-    /// Remembers `id` as accepted at `now`, forgetting the oldest IDs beyond the bounds.
-    pub fn remember(&mut self, id: MessageId, now: Instant) {
-        self.prune(now);
-        if self.check(&id, now) == Seen::Duplicate {
-            return;
-        }
-        // A stale entry for the same ID may still sit in `order`; `prune` skips it by time.
-        self.seen.insert(id.clone(), now);
-        self.order.push_back((now, id));
-        while self.seen.len() > self.config.capacity {
-            self.pop_oldest();
-        }
-    }
-
-    /// Forgets IDs older than the retention window.
-    pub fn prune(&mut self, now: Instant) {
-        while let Some((at, _)) = self.order.front() {
-            if *at + self.config.retention > now {
-                break;
+    /// The exchange failed on a stream from `source`.
+    pub fn on_failure(&self, source: StreamSource, failure: Failure) -> Retry {
+        match failure {
+            Failure::Stream { answered: false } if source == StreamSource::Kept => Retry::Now,
+            Failure::Stream { answered: false } if self.fresh < FRESH_STREAM_ATTEMPTS => {
+                Retry::After(Duration::from_millis(20 * u64::from(self.fresh)))
             }
-            self.pop_oldest();
-        }
-    }
-
-    fn pop_oldest(&mut self) {
-        if let Some((at, id)) = self.order.pop_front() {
-            // Only forget the ID if this entry is its current one (not a stale earlier one).
-            if self.seen.get(&id) == Some(&at) {
-                self.seen.remove(&id);
-            }
+            _ => Retry::GiveUp,
         }
     }
 }
@@ -480,229 +446,211 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::PartRef;
     use rand::SeedableRng;
 
-    fn cfg() -> OutboxConfig {
-        OutboxConfig {
-            capacity: 4,
-            batch: 2,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
-            ack_timeout: Duration::from_secs(10),
-            max_age: Duration::from_secs(3600),
+    const S: Duration = Duration::from_secs(1);
+
+    fn schedule(seed: u64) -> PeerSchedule {
+        PeerSchedule::new(S, 60 * S, 120 * S, StdRng::seed_from_u64(seed))
+    }
+
+    fn transfer(id: &str, inline: Option<usize>) -> Transfer {
+        Transfer {
+            message_id: MessageId::from(id),
+            envelope: "{}".into(),
+            signature: "sig".into(),
+            sender_cert: String::new(),
+            parts: vec![PartRef {
+                sha256: "0".repeat(64),
+                size: inline.unwrap_or(1 << 20) as u64,
+                data: inline.map(|n| vec![7; n]),
+            }],
+            node_sig: vec![],
         }
     }
 
-    fn outbox(c: OutboxConfig) -> Outbox {
-        Outbox::new(c, StdRng::seed_from_u64(7)).unwrap()
-    }
-
-    fn ids(v: &[&str]) -> Vec<MessageId> {
-        v.iter().map(|s| MessageId::from(*s)).collect()
-    }
-
     #[test]
-    fn config_is_validated() {
-        let bad = [
-            (
-                OutboxConfig {
-                    capacity: 0,
-                    ..cfg()
-                },
-                ConfigError::Zero("capacity"),
-            ),
-            (
-                OutboxConfig { batch: 0, ..cfg() },
-                ConfigError::Zero("batch"),
-            ),
-            (
-                OutboxConfig {
-                    ack_timeout: Duration::ZERO,
-                    ..cfg()
-                },
-                ConfigError::Zero("ack_timeout"),
-            ),
-            (
-                OutboxConfig {
-                    initial_backoff: Duration::from_secs(61),
-                    ..cfg()
-                },
-                ConfigError::BackoffOrder,
-            ),
-            (
-                OutboxConfig {
-                    max_age: Duration::from_secs(400 * 24 * 3600),
-                    ..cfg()
-                },
-                ConfigError::TooLong("max_age"),
-            ),
-        ];
-        for (c, e) in bad {
-            assert_eq!(Outbox::new(c, StdRng::seed_from_u64(0)).unwrap_err(), e);
-        }
-        assert!(OutboxConfig::default().validate().is_ok());
-        assert_eq!(
-            InboxConfig {
-                capacity: 0,
-                ..InboxConfig::default()
-            }
-            .validate(),
-            Err(ConfigError::Zero("capacity"))
-        );
-    }
-
-    #[test]
-    fn new_items_are_due_at_once_in_batches_and_in_order() {
+    fn backoff_doubles_with_jitter_is_capped_and_reset_by_a_success() {
         let t0 = Instant::now();
-        let mut o = outbox(cfg());
-        for id in ["a", "b", "c"] {
-            o.enqueue(id.into(), t0).unwrap();
-        }
-        assert_eq!(o.poll_timeout(), Some(t0));
-        assert_eq!(o.poll_transmit(t0), ids(&["a", "b"]));
-        assert_eq!(o.poll_transmit(t0), ids(&["c"]));
-        assert_eq!(o.poll_transmit(t0), ids(&[]));
-        // Next: the ack timeout of the in-flight items.
-        assert_eq!(o.poll_timeout(), Some(t0 + Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn capacity_bound_and_idempotent_enqueue() {
-        let t0 = Instant::now();
-        let mut o = outbox(cfg());
-        for id in ["a", "b", "c", "d"] {
-            o.enqueue(id.into(), t0).unwrap();
-        }
-        assert_eq!(o.enqueue("a".into(), t0), Ok(()));
-        assert_eq!(o.enqueue("e".into(), t0), Err(Full { capacity: 4 }));
-        assert!(o.on_ack(&"a".into()));
-        assert!(!o.on_ack(&"a".into()));
-        assert_eq!(o.enqueue("e".into(), t0), Ok(()));
-        assert_eq!(o.len(), 4);
-    }
-
-    #[test]
-    fn in_flight_items_wait_for_ack_timeout() {
-        let t0 = Instant::now();
-        let mut o = outbox(cfg());
-        o.enqueue("a".into(), t0).unwrap();
-        assert_eq!(o.poll_transmit(t0), ids(&["a"]));
-        assert!(o.poll_transmit(t0 + Duration::from_secs(9)).is_empty());
-        let t1 = t0 + Duration::from_secs(10);
-        assert_eq!(o.poll_transmit(t1), ids(&["a"]));
-        // A timeout is not a failure.
-        assert_eq!(o.status(&"a".into()).unwrap().failures, 0);
-        assert_eq!(
-            o.status(&"a".into()).unwrap().state,
-            ItemState::InFlight { since: t1 }
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let t0 = Instant::now();
-        let mut o = outbox(cfg());
-        let a = MessageId::from("a");
-        o.enqueue(a.clone(), t0).unwrap();
+        let mut s = schedule(7);
         let mut now = t0;
         for n in 1..=12u32 {
-            assert_eq!(o.poll_transmit(now), vec![a.clone()]);
-            let due = o.on_error(&a, now).unwrap();
-            let wait = due - now;
-            let base = Duration::from_secs(1u64 << (n - 1)).min(Duration::from_secs(60));
-            assert!(wait >= base / 2 && wait <= base, "failure {n}: {wait:?}");
-            assert!(o.poll_transmit(due - Duration::from_nanos(1)).is_empty());
-            assert_eq!(o.poll_timeout(), Some(due));
-            now = due;
+            let Next::Retry {
+                at,
+                delay,
+                failures,
+            } = s.pass_ended(PassResult::Failed("down".into()), now)
+            else {
+                panic!("a failure backs off");
+            };
+            let base = (S * (1 << (n - 1))).min(60 * S);
+            assert!(delay >= base / 2 && delay <= base, "failure {n}: {delay:?}");
+            assert_eq!((at, failures), (now + delay, n));
+            assert_eq!(s.retry_at(), Some(at));
+            assert_eq!(s.last_error(), Some("down"));
+            now = at;
         }
-        assert_eq!(o.status(&a).unwrap().failures, 12);
+        assert_eq!(
+            s.pass_ended(PassResult::Done, now),
+            Next::Idle {
+                at: now + 120 * S,
+                resumed: true
+            }
+        );
+        assert!(!s.backing_off() && s.last_error().is_none() && s.failures() == 0);
+        assert_eq!(
+            s.pass_ended(PassResult::Done, now),
+            Next::Idle {
+                at: now + 120 * S,
+                resumed: false
+            }
+        );
+        let Next::Retry { delay, .. } = s.pass_ended(PassResult::Failed("x".into()), now) else {
+            panic!()
+        };
+        assert!(delay <= S, "the count starts again");
     }
 
     #[test]
     fn jitter_is_deterministic_for_a_seed() {
-        let run = || {
+        let run = |seed| {
             let t0 = Instant::now();
-            let mut o = outbox(cfg());
-            o.enqueue("a".into(), t0).unwrap();
-            (1..6)
-                .map(|_| o.on_error(&"a".into(), t0).unwrap() - t0)
+            let mut s = schedule(seed);
+            (0..6)
+                .map(|_| s.pass_ended(PassResult::Failed(String::new()), t0).at() - t0)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(run(), run());
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
     }
 
     #[test]
-    fn peer_up_makes_waiting_items_due_but_not_in_flight_ones() {
-        let t0 = Instant::now();
-        let mut o = outbox(cfg());
-        for id in ["a", "b"] {
-            o.enqueue(id.into(), t0).unwrap();
+    fn events_wake_the_sender_and_a_connection_restores_batching() {
+        let mut s = schedule(1);
+        assert!(!s.on_event(Event::HeardFrom), "not backing off: no wake");
+        assert!(s.on_event(Event::Queued) && s.on_event(Event::Readdressed));
+        s.pass_ended(PassResult::Failed("x".into()), Instant::now());
+        assert!(s.on_event(Event::HeardFrom));
+        assert!(!s.batch_refused("busy"), "a transient code keeps batching");
+        assert!(s.batching());
+        assert!(s.batch_refused("unexpected"));
+        assert!(!s.batch_refused("malformed"), "already off");
+        assert!(!s.batching());
+        assert!(s.on_event(Event::Connected));
+        assert!(s.batching());
+    }
+
+    #[test]
+    fn codes_are_classified() {
+        for c in ["unavailable", "not_authorised", "busy"] {
+            assert!(transient(c), "{c}");
         }
-        assert_eq!(o.poll_transmit(t0).len(), 2);
-        o.on_error(&"a".into(), t0);
-        let t1 = t0 + Duration::from_millis(100);
-        assert!(o.poll_transmit(t1).is_empty());
-        o.on_peer_up(t1);
-        assert_eq!(o.poll_timeout(), Some(t1));
-        assert_eq!(o.poll_transmit(t1), ids(&["a"]));
-        assert_eq!(o.status(&"a".into()).unwrap().failures, 1);
+        for c in [
+            "refused",
+            "too_large",
+            "bad_signature",
+            "malformed",
+            "invalid",
+        ] {
+            assert!(!transient(c), "{c}");
+        }
     }
 
     #[test]
-    fn expiry_takes_old_items_whatever_their_state() {
-        let t0 = Instant::now();
-        let mut o = outbox(cfg());
-        o.enqueue("a".into(), t0).unwrap();
-        o.enqueue("b".into(), t0 + Duration::from_secs(1)).unwrap();
-        o.enqueue("c".into(), t0 + Duration::from_secs(2)).unwrap();
-        assert_eq!(o.poll_transmit(t0 + Duration::from_secs(2)).len(), 2);
-        o.on_error(&"b".into(), t0 + Duration::from_secs(2));
-        let age = Duration::from_secs(3600);
-        assert!(o.expire(t0 + age - Duration::from_nanos(1)).is_empty());
+    fn cursor_pages_until_nothing_newer() {
+        let mut c = PendingCursor::default();
+        assert!(c.wants_page(false) && !c.wants_page(true));
+        c.on_page([3, 1, 2]);
+        assert_eq!(c.after(), 3);
+        c.on_page([3]);
+        assert!(!c.wants_page(false), "a repeated page ends the pass");
+        c.reopen();
+        assert!(c.wants_page(false));
+        c.on_page([]);
+        assert!(!c.wants_page(false));
+        assert_eq!(c.after(), 3);
+    }
+
+    #[test]
+    fn plan_batches_inline_transfers_within_every_limit() {
+        let limits = Limits::default();
+        let small: Vec<Transfer> = (0..100)
+            .map(|i| transfer(&format!("m{i}"), Some(100)))
+            .collect();
         assert_eq!(
-            o.expire(t0 + age + Duration::from_secs(1)),
-            ids(&["a", "b"])
+            plan_exchange(&small[0], &small[1..], true, &limits, 64),
+            Plan::Batch { following: 63 }
         );
-        assert_eq!(o.len(), 1);
-        assert!(!o.on_ack(&"a".into()));
-        // Only "c" is left; its expiry bounds the timeout.
-        assert!(o.poll_timeout().unwrap() <= t0 + Duration::from_secs(2) + age);
-        assert_eq!(o.expire(t0 + age * 2), ids(&["c"]));
-        assert_eq!(o.poll_timeout(), None);
+        assert_eq!(
+            plan_exchange(&small[0], &small[1..], true, &limits, 10),
+            Plan::Batch { following: 9 }
+        );
+        assert_eq!(
+            plan_exchange(&small[0], &small[1..], false, &limits, 64),
+            Plan::One
+        );
+        // A streamed part goes alone, and stops a batch behind it.
+        let big = transfer("big", None);
+        assert_eq!(plan_exchange(&big, &small, true, &limits, 64), Plan::One);
+        let mixed = [small[1].clone(), big, small[2].clone()];
+        assert_eq!(
+            plan_exchange(&small[0], &mixed, true, &limits, 64),
+            Plan::Batch { following: 1 }
+        );
+        // Half the frame limit.
+        let tight = Limits {
+            max_frame_bytes: 2 * (wire_cost(&small[0]) * 3 + 1),
+            ..Limits::default()
+        };
+        assert_eq!(
+            plan_exchange(&small[0], &small[1..], true, &tight, 64),
+            Plan::Batch { following: 2 }
+        );
     }
 
     #[test]
-    fn inbox_remembers_within_bounds() {
+    fn batch_answers_must_answer_each_transfer_once() {
+        let ids: Vec<MessageId> = ["a", "b"].into_iter().map(MessageId::from).collect();
+        assert!(check_batch_answer(&ids, &ids).is_ok());
+        assert!(check_batch_answer(&ids, &ids[..1]).is_err());
+        let twice = [ids[0].clone(), ids[0].clone(), ids[1].clone()];
+        assert!(check_batch_answer(&ids, &twice).is_err());
+        let other = [MessageId::from("c")];
+        assert!(check_batch_answer(&ids[..0], &other).is_err());
+    }
+
+    #[test]
+    fn idle_streams_are_bounded_and_reused_only_while_fresh() {
         let t0 = Instant::now();
-        let mut i = Inbox::new(InboxConfig {
-            capacity: 2,
-            retention: Duration::from_secs(60),
-        })
-        .unwrap();
-        let (a, b, c) = (
-            MessageId::from("a"),
-            MessageId::from("b"),
-            MessageId::from("c"),
-        );
-        assert_eq!(i.check(&a, t0), Seen::New);
-        // Checking does not remember.
-        assert_eq!(i.check(&a, t0), Seen::New);
-        i.remember(a.clone(), t0);
-        assert_eq!(i.check(&a, t0), Seen::Duplicate);
-        i.remember(a.clone(), t0 + Duration::from_secs(1));
-        i.remember(b.clone(), t0 + Duration::from_secs(1));
-        assert_eq!(i.len(), 2);
-        // Capacity: remembering a third forgets the oldest.
-        i.remember(c.clone(), t0 + Duration::from_secs(2));
-        assert_eq!(i.len(), 2);
-        assert_eq!(i.check(&a, t0 + Duration::from_secs(2)), Seen::New);
-        assert_eq!(i.check(&b, t0 + Duration::from_secs(2)), Seen::Duplicate);
-        // Retention: forgotten after 60 s, even before pruning.
-        assert_eq!(i.check(&b, t0 + Duration::from_secs(61)), Seen::New);
-        i.prune(t0 + Duration::from_secs(62));
-        assert!(i.is_empty());
-        // Re-remembering after expiry works and is not undone by a stale entry.
-        i.remember(b.clone(), t0 + Duration::from_secs(70));
-        assert_eq!(i.check(&b, t0 + Duration::from_secs(70)), Seen::Duplicate);
+        let mut p = IdleStreams::new(10 * S, 2);
+        assert_eq!(p.keep(1, t0), Ok(()));
+        assert_eq!(p.keep(2, t0 + S), Ok(()));
+        assert_eq!(p.keep(3, t0 + S), Err(3));
+        assert_eq!(p.take(t0 + 5 * S), Some(2), "most recent first");
+        assert_eq!(p.take(t0 + 5 * S), None, "stream 1 is 5 s old: stale");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn exchange_retries_on_new_streams_a_few_times() {
+        let before = Failure::Stream { answered: false };
+        let mut a = ExchangeAttempts::default();
+        a.on_stream(StreamSource::Kept);
+        assert_eq!(a.on_failure(StreamSource::Kept, before), Retry::Now);
+        for n in 1..FRESH_STREAM_ATTEMPTS {
+            a.on_stream(StreamSource::Fresh);
+            assert_eq!(
+                a.on_failure(StreamSource::Fresh, before),
+                Retry::After(Duration::from_millis(20 * u64::from(n)))
+            );
+        }
+        a.on_stream(StreamSource::Fresh);
+        assert_eq!(a.on_failure(StreamSource::Fresh, before), Retry::GiveUp);
+        assert_eq!(a.on_failure(StreamSource::Kept, before), Retry::Now);
+        let fresh = ExchangeAttempts::default();
+        for f in [Failure::Stream { answered: true }, Failure::Other] {
+            assert_eq!(fresh.on_failure(StreamSource::Kept, f), Retry::GiveUp);
+        }
     }
 }

@@ -523,8 +523,14 @@ fn check_transfer(t: &Transfer, limits: &Limits) -> Result<(), FrameError> {
             }
         }
     }
-    let inline = t.parts.iter().filter_map(|p| p.data.as_ref()).map(Vec::len);
-    check_len("parts.data", inline.sum(), limits.max_inline_bytes)?;
+    // Saturating: a total past `usize` is over any limit (each part was bounded above, so it
+    // cannot happen with sane limits, but these are a peer's bytes).
+    let inline = t
+        .parts
+        .iter()
+        .filter_map(|p| p.data.as_ref())
+        .fold(0usize, |total, d| total.saturating_add(d.len()));
+    check_len("parts.data", inline, limits.max_inline_bytes)?;
     check_len("node_sig", t.node_sig.len(), limits.max_node_sig_bytes)
 }
 

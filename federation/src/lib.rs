@@ -5,9 +5,11 @@
 //!
 //! - [`frame`]: the versioned messages two nodes exchange, with pure `encode`/`decode` and
 //!   size limits checked on decode;
-//! - [`delivery`]: the per-peer [`Outbox`] (batching, exponential backoff with jitter, ack
-//!   timeouts, expiry) and the receiver's [`Inbox`] de-duplication window, and
-//!   [`backoff_delay`], the one backoff rule the driver uses too.
+//! - [`delivery`]: the delivery core, every decision the driver makes about sending to a
+//!   peer: its [`PeerSchedule`] (backoff with jitter, wake-ups, batching on or off), what an
+//!   exchange carries ([`plan_exchange`]), when a kept stream is fresh enough
+//!   ([`IdleStreams`]), when a failed exchange is tried again ([`ExchangeAttempts`]), and
+//!   which refusals are [`transient`].
 //!
 //! The boundary and the driver:
 //!
@@ -20,8 +22,9 @@
 //!   raw part bytes) and the node signatures.
 //!
 //! `frame` and `delivery` must not do I/O, read a clock or spawn tasks: time comes in as
-//! `now: Instant` and randomness from an injected RNG, so they are testable with a simulated
-//! network and clock (`tests/sim.rs`). `net` moves bytes and holds no durable state; the host
+//! `now: Instant` and randomness from an injected RNG. The driver calls `delivery` for its
+//! decisions, and `tests/sim.rs` makes the same calls over a simulated lossy, partitioned
+//! network with a manual clock. `net` moves bytes and holds no durable state; the host
 //! persists everything (`tests/net.rs` runs drivers against each other on loopback).
 
 pub mod delivery;
@@ -30,8 +33,9 @@ pub mod host;
 pub mod net;
 
 pub use delivery::{
-    ConfigError, Full, Inbox, InboxConfig, ItemState, ItemStatus, Outbox, OutboxConfig, Seen,
-    backoff_delay,
+    Event, ExchangeAttempts, FRESH_STREAM_ATTEMPTS, Failure, IdleStreams, Next, PassResult,
+    PeerSchedule, PendingCursor, Plan, Retry, StreamSource, backoff_delay, batchable,
+    check_batch_answer, plan_exchange, transient, wire_cost,
 };
 pub use frame::{
     Batch, BatchAnswer, BatchError, BatchProof, CertUpdates, Changed, ErrorFrame, Frame,

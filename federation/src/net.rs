@@ -41,6 +41,12 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+
+use crate::delivery::{
+    Event, ExchangeAttempts, Failure, IdleStreams, PeerSchedule, Retry, StreamSource,
+};
 use crate::frame::{Frame, Limits, Lookup, LookupAnswer, OrgLookup};
 use crate::host::{HostError, Peer, SharedHost};
 
@@ -252,8 +258,6 @@ pub(crate) struct Inner {
 /// A connection this much older than a new one from the same peer is taken for stale (the
 /// peer restarted or lost it): simultaneous dials land within milliseconds of each other.
 const STALE_AFTER: Duration = Duration::from_secs(2);
-/// Attempts at an exchange on fresh streams that fail before any answer.
-pub(crate) const FRESH_STREAM_ATTEMPTS: u32 = 3;
 /// Most `not_authorised` answers being written at once; further unknown streams are dropped.
 const MAX_CONCURRENT_REFUSALS: usize = 16;
 /// Capacity of the command channel into the swarm task.
@@ -288,70 +292,39 @@ pub(crate) struct PeerEntry {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) streams_opened: AtomicU64,
     pub(crate) batches_sent: AtomicU64,
-    /// Set when the peer refused a batch: transfers go one by one until it reconnects.
-    pub(crate) no_batches: AtomicBool,
     /// Transfer streams left open by the last send pass, with when each was last used: the
-    /// next pass takes them instead of opening new ones (see [`PeerEntry::take_idle_stream`]).
-    idle_streams: Mutex<Vec<(Stream, Instant)>>,
-    status: Mutex<Backoff>,
-}
-
-#[derive(Default)]
-struct Backoff {
-    retry_at: Option<i64>,
-    last_error: Option<String>,
+    /// next pass takes them instead of opening new ones. Opening a stream costs a protocol
+    /// negotiation, and new streams open one after another (see `Pass::opening`): when every
+    /// pass opened and closed its own, messages offered at a few hundred per second waited
+    /// tens of milliseconds for a stream.
+    pub(crate) idle_streams: Mutex<IdleStreams<Stream>>,
+    /// Backoff, wake-ups and batching: the delivery core's decisions for this peer.
+    schedule: Mutex<PeerSchedule>,
 }
 
 impl PeerEntry {
-    /// A transfer stream a previous send pass left open, used within `fresh_for` (well inside
-    /// the peer's idle timeout, after which it closes its end). Opening a stream costs a
-    /// protocol negotiation, and new streams open one after another (see `Pass::opening`):
-    /// when every pass opened and closed its own, messages offered at a few hundred per second
-    /// waited tens of milliseconds for a stream.
-    pub(crate) fn take_idle_stream(&self, fresh_for: Duration) -> Option<Stream> {
-        let mut idle = self.idle_streams.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((s, at)) = idle.pop() {
-            if at.elapsed() < fresh_for {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    /// Keeps a stream that is in step for the next pass; `None` when `max` are kept already
-    /// (the caller closes it).
-    pub(crate) fn keep_idle_stream(&self, stream: Stream, max: usize) -> Option<Stream> {
-        let mut idle = self.idle_streams.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() >= max {
-            return Some(stream);
-        }
-        idle.push((stream, Instant::now()));
-        None
-    }
-
     pub(crate) fn peer(&self) -> Peer {
         self.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The peer sent us something: if the sender is backing off, it retries now.
-    pub(crate) fn poke(&self) {
-        if self.backing_off() {
+    pub(crate) fn schedule(&self) -> std::sync::MutexGuard<'_, PeerSchedule> {
+        self.schedule.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn idle_streams(&self) -> std::sync::MutexGuard<'_, IdleStreams<Stream>> {
+        self.idle_streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the schedule what happened, and wakes the sender if it decides so.
+    pub(crate) fn on_event(&self, event: Event) {
+        if self.schedule().on_event(event) {
             self.wake.notify_one();
         }
     }
 
-    pub(crate) fn backing_off(&self) -> bool {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retry_at
-            .is_some()
-    }
-
-    pub(crate) fn set_backoff(&self, retry_at: Option<i64>, error: Option<String>) {
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        s.retry_at = retry_at;
-        s.last_error = error;
+    /// The peer sent us something: if the sender is backing off, it retries now.
+    pub(crate) fn poke(&self) {
+        self.on_event(Event::HeardFrom);
     }
 
     /// The peer announced `Changed{cursor}`.
@@ -361,9 +334,14 @@ impl PeerEntry {
     }
 }
 
-pub(crate) fn unix_after(d: Duration) -> i64 {
-    (SystemTime::now() + d)
-        .duration_since(UNIX_EPOCH)
+/// The wall-clock time (Unix seconds) of `at`, an instant on the monotonic clock.
+pub(crate) fn unix_at(at: Instant, now: Instant) -> i64 {
+    let wall = SystemTime::now();
+    let t = match at.checked_duration_since(now) {
+        Some(ahead) => wall + ahead,
+        None => wall - now.duration_since(at),
+    };
+    t.duration_since(UNIX_EPOCH)
         .map(|t| t.as_secs() as i64)
         .unwrap_or(0)
 }
@@ -634,10 +612,9 @@ fn set_connections(inner: &Inner, peer: PeerId, n: usize, wake: bool) {
         entry.conn_dirty.store(true, Ordering::Relaxed);
         entry.control.notify_one();
         if n > 0 && wake {
-            // A new connection may be to an upgraded node: offer batches again.
-            entry.no_batches.store(false, Ordering::Relaxed);
-            // "Retry immediately when the peer connects."
-            entry.wake.notify_one();
+            // "Retry immediately when the peer connects", with batches offered again (it may
+            // be an upgraded node).
+            entry.on_event(Event::Connected);
         }
     }
 }
@@ -691,7 +668,7 @@ async fn reload_peers(inner: &Arc<Inner>) {
                     *cur = p;
                     drop(cur);
                     // New addresses: try them now.
-                    entry.wake.notify_one();
+                    entry.on_event(Event::Readdressed);
                 }
                 continue;
             }
@@ -711,9 +688,16 @@ async fn reload_peers(inner: &Arc<Inner>) {
                 in_flight: AtomicUsize::new(0),
                 streams_opened: AtomicU64::new(0),
                 batches_sent: AtomicU64::new(0),
-                no_batches: AtomicBool::new(false),
-                idle_streams: Mutex::default(),
-                status: Mutex::default(),
+                idle_streams: Mutex::new(IdleStreams::new(
+                    inner.config.idle_timeout,
+                    inner.config.outbound_streams_per_peer,
+                )),
+                schedule: Mutex::new(PeerSchedule::new(
+                    inner.config.initial_backoff,
+                    inner.config.max_backoff,
+                    inner.config.resync_interval,
+                    StdRng::from_entropy(),
+                )),
             });
             peers.insert(id, entry.clone());
             spawned.push(entry);
@@ -775,9 +759,9 @@ impl Inner {
         request: &Frame,
     ) -> Result<(Stream, Frame), NetError> {
         let t = self.config.request_timeout;
-        let mut attempt = 0;
+        let mut attempts = ExchangeAttempts::default();
         loop {
-            attempt += 1;
+            attempts.on_stream(StreamSource::Fresh);
             let r = async {
                 let mut s = self.open_stream(peer).await?;
                 wire::write_frame(&mut s, request, t).await?;
@@ -785,12 +769,20 @@ impl Inner {
                 Ok::<_, NetError>((s, answer))
             }
             .await;
-            match r {
-                Err(NetError::Io(e)) if attempt < FRESH_STREAM_ATTEMPTS => {
-                    tracing::debug!(%peer, error = %e, attempt, "stream failed before an answer; retrying");
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            let failure = match &r {
+                Ok(_) => return r,
+                Err(NetError::Io(_)) => Failure::Stream { answered: false },
+                Err(_) => Failure::Other,
+            };
+            match attempts.on_failure(StreamSource::Fresh, failure) {
+                Retry::After(pause) => {
+                    if let Err(e) = &r {
+                        tracing::debug!(%peer, error = %e, "stream failed before an answer; retrying");
+                    }
+                    tokio::time::sleep(pause).await;
                 }
-                other => return other,
+                Retry::Now => {}
+                Retry::GiveUp => return r,
             }
         }
     }
@@ -830,7 +822,7 @@ impl Handle {
     /// New outgoing transfers are queued for this peer: send now (even while backing off).
     pub fn wake(&self, peer: &PeerId) {
         if let Some(e) = self.inner.entry(peer) {
-            e.wake.notify_one();
+            e.on_event(Event::Queued);
         }
     }
 
@@ -840,7 +832,7 @@ impl Handle {
         let peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
         for e in peers.values() {
             if e.peer.lock().unwrap_or_else(|e| e.into_inner()).domain == domain {
-                e.wake.notify_one();
+                e.on_event(Event::Queued);
             }
         }
     }
@@ -935,25 +927,26 @@ impl Handle {
             .values()
             .cloned()
             .collect();
+        let now = Instant::now();
         let mut out: Vec<PeerStatus> = peers
             .into_iter()
             .map(|e| {
-                let s = e.status.lock().unwrap_or_else(|e| e.into_inner());
+                let (retry_at, last_error, batching) = {
+                    let s = e.schedule();
+                    let retry_at = s.retry_at().map(|at| unix_at(at, now));
+                    (retry_at, s.last_error().map(str::to_owned), s.batching())
+                };
                 PeerStatus {
                     peer_id: e.peer_id,
                     domain: e.peer().domain,
                     connected: self.inner.is_connected(&e.peer_id),
-                    retry_at: s.retry_at,
-                    last_error: s.last_error.clone(),
+                    retry_at,
+                    last_error,
                     in_flight: e.in_flight.load(Ordering::Relaxed),
                     streams_opened: e.streams_opened.load(Ordering::Relaxed),
-                    idle_streams: e
-                        .idle_streams
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .len(),
+                    idle_streams: e.idle_streams().len(),
                     batches_sent: e.batches_sent.load(Ordering::Relaxed),
-                    batching: !e.no_batches.load(Ordering::Relaxed),
+                    batching,
                 }
             })
             .collect();

@@ -211,7 +211,7 @@ fn split_at_nul(data: &[u8]) -> (&[u8], &[u8]) {
 // ---- the node's submit path ----------------------------------------------------------------
 
 /// The body of `POST /api/v1/messages` as the submit handler reads it: the request JSON, the
-/// signed envelope inside it (`api::parse_envelope` with the default limits), the recipient
+/// signed envelope inside it (`service::mail::check_envelope` with the default limits), the recipient
 /// addresses, the detached signature's armor, and each inline part (base64, then the
 /// ciphertext's first packets). Property: an accepted envelope is within the limits.
 pub fn envelope(data: &[u8]) {
@@ -221,7 +221,7 @@ pub fn envelope(data: &[u8]) {
     };
     let _ = sealpost::crypto::signature_from_armored(&req.signature);
     let limits = sealpost::config::Limits::default();
-    if let Ok(env) = sealpost::api::parse_envelope(&limits, &req.envelope) {
+    if let Ok(env) = sealpost::service::mail::check_envelope(&limits, &req.envelope) {
         assert!(!env.parts.is_empty() && env.parts.len() <= limits.max_parts);
         let total = env
             .parts
@@ -383,8 +383,22 @@ pub fn merge(data: &[u8]) {
     }
     let _ = sealpost_directory::third_party_issuers(&update, limits.max_signatures_per_update);
     let existing = alice();
+    // As the node allows: new user IDs only for the addresses the CA vouches for on the key.
+    let allowed: Vec<String> = existing
+        .userids()
+        .filter_map(|u| u.userid().email_normalized().ok().flatten())
+        .collect();
+    let new_user_ids = sealpost_directory::NewUserIds::ForAddresses(&allowed);
     let check = |o: &sealpost_directory::MergeOutcome| {
         assert_eq!(o.cert.fingerprint(), existing.fingerprint());
+        for u in o.cert.userids() {
+            let held = existing.userids().any(|e| e.userid() == u.userid());
+            let address = u.userid().email_normalized().ok().flatten();
+            assert!(
+                held || address.is_some_and(|a| allowed.contains(&a)),
+                "a merge added a user ID for an address nobody vouched for"
+            );
+        }
         assert!(
             !o.cert.is_tsk(),
             "a merged certificate holds no secret material"
@@ -399,14 +413,19 @@ pub fn merge(data: &[u8]) {
         Some(existing),
         update.clone(),
         std::slice::from_ref(ca()),
+        new_user_ids,
         &limits,
     ) {
         check(&o);
     }
     let ca_handle = sequoia_openpgp::KeyHandle::from(ca().fingerprint());
-    if let Ok(o) =
-        sealpost_directory::merge_update(Some(existing), update, |h| h.aliases(&ca_handle), &limits)
-    {
+    if let Ok(o) = sealpost_directory::merge_update(
+        Some(existing),
+        update,
+        |h| h.aliases(&ca_handle),
+        new_user_ids,
+        &limits,
+    ) {
         check(&o);
     }
 }

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Paths};
 use crate::node::{Node, init};
-use crate::storage::{AccountState, MetaStore};
+use crate::service::{self, Actor};
+use crate::storage::{AccountStore, LogStore, MetaStore};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -195,18 +196,6 @@ async fn serve(data: &Path) -> anyhow::Result<()> {
     .await
 }
 
-/// A one-time invite code: 20 characters of Crockford's base32 (100 bits), grouped by four.
-pub fn new_invite_code() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let bytes: [u8; 20] = rand::random();
-    let chars: Vec<u8> = bytes.iter().map(|b| ALPHABET[(*b % 32) as usize]).collect();
-    chars
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).expect("ascii"))
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 /// Opens the store of a node's data directory (the node may be running: SQLite's WAL lets
 /// the two processes share it).
 pub fn open_store(data: &Path) -> anyhow::Result<(Config, crate::storage::SqliteStore)> {
@@ -215,65 +204,6 @@ pub fn open_store(data: &Path) -> anyhow::Result<(Config, crate::storage::Sqlite
     let key = crate::keys::load_node_key(&paths)?;
     let store = crate::node::open_store(&paths, &config, key)?;
     Ok((config, store))
-}
-
-/// Authorises `address` and returns its invite code.
-pub async fn add_user(
-    store: &dyn MetaStore,
-    config: &Config,
-    address: &str,
-    name: Option<&str>,
-    admin: bool,
-) -> anyhow::Result<String> {
-    let address = crate::normalize_address(address).context("not an e-mail address")?;
-    if !address.ends_with(&format!("@{}", config.domain)) {
-        bail!("this node's users are …@{}", config.domain);
-    }
-    let code = new_invite_code();
-    let now = crate::now();
-    store
-        .create_account(
-            &address,
-            name,
-            admin,
-            crate::api::invite_hash(&code),
-            now + config.accounts.invite_ttl_secs as i64,
-            now,
-        )
-        .await?;
-    Ok(code)
-}
-
-/// The CA revokes its certification of `address`'s key (a leaver). Returns the address.
-pub async fn revoke_certification(
-    store: &dyn MetaStore,
-    data: &Path,
-    address: &str,
-) -> anyhow::Result<String> {
-    let address = crate::normalize_address(address).context("not an e-mail address")?;
-    let account = store
-        .account_by_address(&address)
-        .await?
-        .with_context(|| format!("no account {address}"))?;
-    let armored = account
-        .cert
-        .with_context(|| format!("{address} has not enrolled"))?;
-    let cert = crate::crypto::cert_from_armored(&armored)?;
-    let ca = crate::keys::load_ca(&Paths::new(data))?;
-    let when = crate::certs::after_previous_signatures(
-        &ca.fingerprint(),
-        &cert,
-        &address,
-        std::time::SystemTime::now(),
-    );
-    let revoked = sealpost_trust::retract(&ca, &cert, &address, when)?;
-    let record = crate::certs::record(&revoked)?;
-    let event = crate::storage::LogEvent::new("ca.certification_revoked", "admin", &address)
-        .with(serde_json::json!({ "fingerprint": record.fingerprint }));
-    store
-        .put_cert(record, "local", Some(event), crate::now())
-        .await?;
-    Ok(address)
 }
 
 /// A running node notices a change another process made to accounts, sessions or
@@ -295,31 +225,48 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                 name,
                 admin,
             } => {
-                let code = add_user(&store, &config, &address, name.as_deref(), admin).await?;
+                let invite = service::accounts::invite(
+                    &store,
+                    &config,
+                    &Actor::Cli,
+                    &address,
+                    name.as_deref(),
+                    admin,
+                    crate::now(),
+                )
+                .await?;
                 let hours = config.accounts.invite_ttl_secs / 3600;
-                println!(
-                    "Authorised {}{}.",
-                    address.to_ascii_lowercase(),
-                    if admin { " (admin)" } else { "" }
-                );
+                if invite.created {
+                    println!(
+                        "Authorised {}{}.",
+                        invite.address,
+                        if admin { " (admin)" } else { "" }
+                    );
+                } else {
+                    println!(
+                        "{} had not enrolled yet: a new invite (the old one no longer works).",
+                        invite.address
+                    );
+                }
                 println!("Give them this one-time invite code; it expires in {hours} hours:");
-                println!("{code}");
+                println!("{}", invite.code);
             }
             UserCommand::Invite { address } => {
-                let address =
-                    crate::normalize_address(&address).context("not an e-mail address")?;
-                let code = new_invite_code();
-                let now = crate::now();
-                store
-                    .reissue_invite(
-                        &address,
-                        crate::api::invite_hash(&code),
-                        now + config.accounts.invite_ttl_secs as i64,
-                        now,
-                    )
-                    .await?;
-                println!("New invite for {address} (the old one no longer works):");
-                println!("{code}");
+                let invite = service::accounts::invite(
+                    &store,
+                    &config,
+                    &Actor::Cli,
+                    &address,
+                    None,
+                    false,
+                    crate::now(),
+                )
+                .await?;
+                println!(
+                    "New invite for {} (an earlier one no longer works):",
+                    invite.address
+                );
+                println!("{}", invite.code);
             }
             UserCommand::List { json } => {
                 let accounts = store.accounts().await?;
@@ -348,29 +295,30 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                 }
             }
             UserCommand::Revoke { address } => {
-                let address = revoke_certification(&store, data, &address).await?;
+                let ca = crate::keys::load_ca(&Paths::new(data))?;
+                let address = service::accounts::revoke_certification(
+                    &store,
+                    &ca,
+                    &Actor::Cli,
+                    &address,
+                    std::time::SystemTime::now(),
+                )
+                .await?;
                 let_a_running_node_see_it().await;
                 println!("The CA no longer certifies {address}'s key.");
             }
             UserCommand::Disable { ref address } | UserCommand::Enable { ref address } => {
-                let enable = matches!(command, UserCommand::Enable { .. });
-                let address = address.clone();
-                let address =
-                    crate::normalize_address(&address).context("not an e-mail address")?;
-                let account = store
-                    .account_by_address(&address)
-                    .await?
-                    .with_context(|| format!("no account {address}"))?;
-                let state = match (enable, account.cert.is_some()) {
-                    (false, _) => AccountState::Disabled,
-                    (true, true) => AccountState::Active,
-                    (true, false) => AccountState::Invited,
-                };
-                store
-                    .set_account_state(&address, state, "admin", crate::now())
-                    .await?;
+                let enabled = matches!(command, UserCommand::Enable { .. });
+                let state = service::accounts::set_state(
+                    &store,
+                    &Actor::Cli,
+                    address,
+                    enabled,
+                    crate::now(),
+                )
+                .await?;
                 let_a_running_node_see_it().await;
-                println!("{address} is now {}", state.as_str());
+                println!("{} is now {}", address.to_ascii_lowercase(), state.as_str());
             }
         },
         AdminCommand::Peer { command } => {

@@ -138,6 +138,20 @@ pub struct HttpConfig {
     /// Requests per second allowed from one client address to the login, enrolment and
     /// login-parameter routes (the guessable ones), with a burst of ten times that.
     pub auth_rate_per_sec: u32,
+    /// Seconds a client has to send a request's complete head (request line and headers),
+    /// counted from when the connection is ready for it: from its opening, and on a kept-alive
+    /// connection from the end of the previous answer. So it is also how long an idle
+    /// kept-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// Seconds without a byte moving either way after which a connection in the middle of a
+    /// request (a stalled upload, a client that stopped reading its answer) is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64); more are closed as
+    /// soon as they are accepted. Behind a reverse proxy or a NAT every client has the same
+    /// address: raise it there, as the proxy limits its clients.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -146,6 +160,10 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_json_body: 1024 * 1024,
             auth_rate_per_sec: 5,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -189,10 +207,19 @@ pub struct AccountsConfig {
     pub invite_ttl_secs: u64,
     /// Seconds a login session stays valid.
     pub session_ttl_secs: u64,
-    /// Failed logins in a row after which the account is locked for `lockout_secs`.
+    /// Failed logins in a row that one source may make before each further attempt must wait.
+    /// A source is a device that logged in to the account before (it holds a device token),
+    /// or all other sources of the address together. Nothing is ever locked.
     pub max_failed_logins: u32,
-    /// Seconds an account stays locked after too many failed logins.
-    pub lockout_secs: u64,
+    /// Seconds the first wait lasts; it doubles with each further failure.
+    pub login_delay_secs: u64,
+    /// Longest wait in seconds between attempts of one source. (Read from the former
+    /// `lockout_secs` too.)
+    #[serde(alias = "lockout_secs")]
+    pub login_max_delay_secs: u64,
+    /// Seconds a device token (set at a successful login: a cookie in the browser, a file of
+    /// the CLI client) marks its device as known to the account.
+    pub device_ttl_secs: u64,
     /// Argon2id memory (KiB) for the node's slow hash of login verifiers.
     pub verifier_hash_m_cost_kib: u32,
     /// Argon2id passes for the node's slow hash of login verifiers.
@@ -205,7 +232,9 @@ impl Default for AccountsConfig {
             invite_ttl_secs: 7 * 24 * 3600,
             session_ttl_secs: 12 * 3600,
             max_failed_logins: 5,
-            lockout_secs: 15 * 60,
+            login_delay_secs: 1,
+            login_max_delay_secs: 15 * 60,
+            device_ttl_secs: 90 * 24 * 3600,
             verifier_hash_m_cost_kib: 19 * 1024,
             verifier_hash_t_cost: 2,
         }
@@ -345,8 +374,32 @@ impl Config {
         if self.http.auth_rate_per_sec == 0 {
             return bad("http.auth_rate_per_sec must be at least 1");
         }
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs)
+            || !(1..=3600).contains(&self.http.idle_timeout_secs)
+        {
+            return bad("http.header_read_timeout_secs and idle_timeout_secs must be 1 to 3600");
+        }
+        if self.http.max_connections == 0
+            || !(1..=self.http.max_connections).contains(&self.http.max_connections_per_ip)
+        {
+            return bad(
+                "http.max_connections must be at least 1, and max_connections_per_ip 1 to max_connections",
+            );
+        }
         if self.accounts.max_failed_logins == 0 {
             return bad("accounts.max_failed_logins must be at least 1");
+        }
+        let a = &self.accounts;
+        if a.login_delay_secs == 0
+            || a.login_max_delay_secs < a.login_delay_secs
+            || a.login_max_delay_secs > 24 * 3600
+        {
+            return bad(
+                "accounts.login_delay_secs must be at least 1 and at most login_max_delay_secs, which must be at most 86400",
+            );
+        }
+        if a.device_ttl_secs < 3600 {
+            return bad("accounts.device_ttl_secs must be at least 3600");
         }
         if self.accounts.session_ttl_secs < 60 || self.accounts.invite_ttl_secs < 60 {
             return bad("accounts.session_ttl_secs and invite_ttl_secs must be at least 60");
@@ -536,6 +589,16 @@ mod tests {
                 "domain = \"a.test\"",
                 vec![("SEALPOST__HTTP__LISTEN", "nope")],
                 "listen",
+            ),
+            (
+                "domain = \"a.test\"",
+                vec![("SEALPOST__HTTP__HEADER_READ_TIMEOUT_SECS", "0")],
+                "header_read_timeout_secs",
+            ),
+            (
+                "domain = \"a.test\"",
+                vec![("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "5000")],
+                "max_connections_per_ip",
             ),
         ] {
             let err = load(text, &env).unwrap_err().to_string();

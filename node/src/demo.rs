@@ -233,14 +233,17 @@ async fn enrol_or_update(
     }
     let address = format!("{user}@{}", org.domain);
     let password = format!("{user}-demo-password");
-    let code = crate::cli::add_user(
-        &*org.state.store,
+    let code = crate::service::accounts::invite(
+        org.state.store.as_ref(),
         &org.state.config,
+        &crate::service::Actor::Node,
         &address,
         Some(name),
         admin,
+        crate::now(),
     )
-    .await?;
+    .await?
+    .code;
     let enrolled = Client::new(&org.url)
         .enroll(
             &code,
@@ -258,6 +261,7 @@ async fn enrol_or_update(
         address,
         fingerprint: enrolled.fingerprint,
         ca_fingerprint: enrolled.ca_fingerprint,
+        device_token: None,
     }
     .save(&dir)
 }

@@ -1,11 +1,16 @@
 //! The node's side of the key directory: [`sealpost_directory::DirectoryStore`] over the
 //! node's certificate tables. The directory crate serves HKP/VKS/WKD and merges updates; this
 //! says where certificates live, who may update which, and which certifiers are known.
+//!
+//! Every certificate it hands out is the organisation's published view
+//! ([`crate::certs::published`]): a key is served for an address of our domain only when our CA
+//! vouches for that binding, so a user who put a colleague's address on his own key cannot have
+//! the organisation's WKD answer for it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sealpost_directory::{DirectoryError, DirectoryStore};
+use sealpost_directory::{DirectoryError, DirectoryStore, UpdateRight};
 use sequoia_openpgp::{Cert, Fingerprint, KeyHandle, KeyID};
 
 use crate::storage::{LogEvent, MetaStore};
@@ -13,6 +18,37 @@ use crate::storage::{LogEvent, MetaStore};
 pub struct NodeDirectory {
     pub store: Arc<dyn MetaStore>,
     pub org_record: serde_json::Value,
+    /// The organisation CA (public parts), which vouches for our domain's addresses.
+    pub ca: Arc<Cert>,
+    /// Our mail domain, lowercased.
+    pub domain: String,
+}
+
+impl NodeDirectory {
+    fn publish(&self, certs: Vec<Cert>) -> Vec<Cert> {
+        certs
+            .into_iter()
+            .map(|c| crate::certs::published(c, &self.ca, &self.domain))
+            .collect()
+    }
+}
+
+/// The certificates the organisation publishes for `address` (lowercased): what its
+/// directory and its federation look-ups answer with.
+pub async fn published_for_address(
+    store: &dyn MetaStore,
+    ca: &Cert,
+    domain: &str,
+    address: &str,
+) -> Result<Vec<Cert>, crate::storage::StorageError> {
+    Ok(store
+        .certs_by_email(address)
+        .await?
+        .iter()
+        .filter_map(|a| crate::crypto::cert_from_armored(a).ok())
+        .map(|c| crate::certs::published(c, ca, domain))
+        .filter(|c| crate::certs::names_address(c, address))
+        .collect())
 }
 
 fn parse_all(armored: Vec<String>) -> Result<Vec<Cert>, DirectoryError> {
@@ -37,25 +73,27 @@ impl DirectoryStore for NodeDirectory {
             .cert_by_fingerprint(&fpr.to_hex())
             .await
             .map_err(storage_err)?;
-        Ok(parse_all(found.into_iter().collect())?.pop())
+        Ok(self.publish(parse_all(found.into_iter().collect())?).pop())
     }
 
     async fn by_keyid(&self, keyid: &KeyID) -> Result<Vec<Cert>, DirectoryError> {
-        parse_all(
+        Ok(self.publish(parse_all(
             self.store
                 .certs_by_handle(&keyid.to_hex())
                 .await
                 .map_err(storage_err)?,
-        )
+        )?))
     }
 
     async fn by_email(&self, email: &str) -> Result<Vec<Cert>, DirectoryError> {
-        parse_all(
-            self.store
-                .certs_by_email(&email.to_ascii_lowercase())
-                .await
-                .map_err(storage_err)?,
+        published_for_address(
+            self.store.as_ref(),
+            &self.ca,
+            &self.domain,
+            &email.to_ascii_lowercase(),
         )
+        .await
+        .map_err(storage_err)
     }
 
     /// Exact addresses only: a substring search (`search=example.org`) would hand anyone the
@@ -79,7 +117,13 @@ impl DirectoryStore for NodeDirectory {
                 .await
                 .map_err(storage_err)?,
         )?;
-        Ok(candidates
+        Ok(self
+            .publish(
+                candidates
+                    .into_iter()
+                    .filter(|c| sealpost_directory::wkd::has_hashed_address(c, hash, domain))
+                    .collect(),
+            )
             .into_iter()
             .filter(|c| sealpost_directory::wkd::has_hashed_address(c, hash, domain))
             .collect())
@@ -89,19 +133,36 @@ impl DirectoryStore for NodeDirectory {
         &self,
         bearer: Option<&str>,
         fpr: &Fingerprint,
-    ) -> Result<bool, DirectoryError> {
+    ) -> Result<UpdateRight, DirectoryError> {
         let Some(token) = bearer else {
-            return Ok(false);
+            return Ok(UpdateRight::Denied);
         };
         let account = self
             .store
             .session_account(crate::api::token_hash(token.trim()), crate::now())
             .await
             .map_err(storage_err)?;
-        Ok(account.is_some_and(|a| {
+        let allowed = account.is_some_and(|a| {
             a.state == crate::storage::AccountState::Active
                 && (a.is_admin || a.fingerprint.as_deref() == Some(&fpr.to_hex()))
-        }))
+        });
+        if !allowed {
+            return Ok(UpdateRight::Denied);
+        }
+        // New user IDs only for what our CA already vouches for on this key: an owner (or an
+        // admin) may rename a user ID, never claim another address with it.
+        let held = self
+            .store
+            .cert_by_fingerprint(&fpr.to_hex())
+            .await
+            .map_err(storage_err)?;
+        let new_user_id_addresses = parse_all(held.into_iter().collect())?
+            .first()
+            .map(|c| crate::certs::vouched_addresses(c, &self.ca))
+            .unwrap_or_default();
+        Ok(UpdateRight::Allowed {
+            new_user_id_addresses,
+        })
     }
 
     async fn is_known_certifier(&self, issuer: &KeyHandle) -> Result<bool, DirectoryError> {

@@ -16,6 +16,7 @@ pub mod federation;
 pub mod keys;
 pub mod node;
 pub mod proto;
+pub mod service;
 pub mod storage;
 pub mod trustview;
 pub mod txlog;

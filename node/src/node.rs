@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use crate::api::AppState;
 use crate::config::{Config, Paths};
 use crate::keys;
-use crate::storage::{FsBlobStore, LogEvent, MetaStore, SqliteStore};
+use crate::storage::{CertStore, FsBlobStore, LogEvent, LogStore, MetaStore, SqliteStore};
 
 /// Creates a new organisation's data directory: config, database, CA and node identity.
 /// Refuses to touch a directory that already holds a node.
@@ -76,6 +76,18 @@ pub struct Node {
     pub config: Config,
     pub store: Arc<SqliteStore>,
     pub state: AppState,
+}
+
+/// A node initialised for `domain` in a temporary data directory, for unit tests; the
+/// directory lasts as long as the returned guard.
+#[cfg(test)]
+pub(crate) async fn temp_node(domain: &str) -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    init(dir.path(), domain, None)
+        .await
+        .expect("node initialised");
+    let node = Node::open(dir.path()).expect("node opens");
+    (dir, node)
 }
 
 impl Node {

@@ -113,6 +113,11 @@ pub struct LoginResponse {
     /// For a cookie session: the token to send as `X-CSRF-Token` on state-changing requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf_token: Option<String>,
+    /// For a bearer login: this device's new device token, to send as `X-Sealpost-Device` at
+    /// later logins of this address, so that others' failures do not slow them. (A cookie
+    /// session gets it as an HttpOnly cookie instead.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,12 +234,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The sum of the parts' sizes; `None` if it does not fit in a `u64` (sizes come from
-    /// outside: a plain sum overflowed, and in a release build wrapped under the size limit).
+    /// The parts' sizes added up, or `None` if they add up past `u64`. The sizes are the
+    /// sender's claim: an unchecked sum panics in a debug build and wraps in a release build,
+    /// where a wrapped total would pass the size limit.
     pub fn total_size(&self) -> Option<u64> {
         self.parts
             .iter()
-            .try_fold(0u64, |sum, p| sum.checked_add(p.size))
+            .try_fold(0u64, |total, p| total.checked_add(p.size))
     }
 }
 

@@ -206,11 +206,16 @@ fn cli_client_enrols_sends_lists_and_reads_while_admin_works_on_the_running_node
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Set up alice@a.test"), "{out}");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(alice_dir.join("client.json")).unwrap()).unwrap();
-    let state2: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a2_dir.join("client.json")).unwrap()).unwrap();
+    // The same client state as at enrolment, but for the device token: each device has its own.
+    let state_of = |dir: &std::path::Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("client.json")).unwrap()).unwrap();
+        let token = v.as_object_mut().unwrap().remove("device_token");
+        (v, token)
+    };
+    let ((state, token), (state2, token2)) = (state_of(&alice_dir), state_of(&a2_dir));
     assert_eq!(state, state2, "the same client state as at enrolment");
+    assert!(token.is_some() && token2.is_some() && token != token2);
     let sent2 = ok(&["client", "--dir", a2, "sent"], &apw);
     assert!(sent2.contains(&id) && sent2.contains("Hello Bob"));
     // Not over an existing client.

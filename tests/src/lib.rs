@@ -115,7 +115,28 @@ impl TestNode {
 
     /// Authorises `address` as the admin CLI does; returns the invite code.
     pub async fn invite(&self, address: &str) -> anyhow::Result<String> {
-        sealpost::cli::add_user(&*self.store, &self.config, address, None, false).await
+        self.invite_with(address, None, false).await
+    }
+
+    /// Authorises `address` (with a name, as an admin if `admin`) as the admin CLI does;
+    /// returns the invite code.
+    pub async fn invite_with(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        admin: bool,
+    ) -> anyhow::Result<String> {
+        Ok(sealpost::service::accounts::invite(
+            &*self.store,
+            &self.config,
+            &sealpost::service::Actor::Cli,
+            address,
+            name,
+            admin,
+            sealpost::now(),
+        )
+        .await?
+        .code)
     }
 
     /// Authorises, enrols and logs in `address` with `password`.
@@ -125,7 +146,18 @@ impl TestNode {
         password: &str,
         kdf: KdfParams,
     ) -> anyhow::Result<Session> {
-        let code = self.invite(address).await?;
+        self.enrolled(address, password, kdf, false).await
+    }
+
+    /// Authorises (as an admin if `admin`), enrols and logs in `address` with `password`.
+    pub async fn enrolled(
+        &self,
+        address: &str,
+        password: &str,
+        kdf: KdfParams,
+        admin: bool,
+    ) -> anyhow::Result<Session> {
+        let code = self.invite_with(address, None, admin).await?;
         let enrolled = self
             .client()
             .enroll(&code, address, None, password.as_bytes(), kdf)
@@ -139,6 +171,24 @@ impl TestNode {
                 Some(&enrolled.ca_fingerprint),
             )
             .await?)
+    }
+
+    /// The login verifier of `password` for `address`, derived as a client derives it from
+    /// what `login/params` answers: for tests that speak the login protocol by hand.
+    pub async fn login_verifier(&self, address: &str, password: &str) -> anyhow::Result<[u8; 32]> {
+        use base64::Engine;
+        let p: sealpost::proto::LoginParams = reqwest::Client::new()
+            .post(self.client().url("/login/params"))
+            .json(&serde_json::json!({ "address": address }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let salt = base64::engine::general_purpose::STANDARD.decode(p.kdf_salt)?;
+        let keys =
+            sealpost::crypto::derive_password_keys(password.as_bytes(), &salt, &p.kdf_params)?;
+        Ok(keys.login_verifier())
     }
 
     /// Opens the node's database read-only, for assertions about what is stored.

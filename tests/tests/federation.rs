@@ -613,3 +613,87 @@ async fn peering_by_peer_id_and_ca_fingerprint_bridges_when_the_ca_arrives() {
     let t = alice.trust("carol@gamma.test").await.unwrap();
     assert_eq!(t.keys[0].level, "none", "{:?}", t.keys[0]);
 }
+
+/// HTTP submission and federation receive read an envelope by one rule
+/// (`service::mail::check_envelope`): the same malformed envelope is refused with the same code
+/// through both doors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_envelope_is_refused_with_the_same_code_through_both_doors() {
+    let _serial = SERIAL.lock().await;
+    let (mut alpha, beta) = peered().await;
+    let alice = alpha
+        .user("alice@alpha.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    let bob = beta
+        .user("bob@beta.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let id = alice
+        .send(&note("bob@beta.test", "genuine"), work.path())
+        .await
+        .unwrap()
+        .message_id;
+    wait_for(Duration::from_secs(20), async || {
+        inbox_ids(&bob).await.contains(&id).then_some(())
+    })
+    .await
+    .unwrap();
+    let (sender, envelope, signature, parts) = stored(&alpha, &id);
+    let malformed = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+        edit(&mut v);
+        v.to_string()
+    };
+    let cases: [(&str, String); 3] = [
+        ("invalid_envelope", malformed(&|v| v["v"] = 2.into())),
+        (
+            "invalid_envelope",
+            malformed(&|v| v["to"] = serde_json::json!(["Bob@beta.test"])),
+        ),
+        (
+            "too_large",
+            malformed(&|v| v["parts"][0]["size"] = (u64::MAX / 2 + 1).into()),
+        ),
+    ];
+    for (code, text) in cases {
+        // Through HTTP, by the sender at her own node.
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/messages", alpha.url))
+            .bearer_auth(alice.token())
+            .json(&serde_json::json!({ "envelope": text, "signature": signature }))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], code, "HTTP: {body}");
+
+        // Through federation: alpha's node hands the same envelope to beta's.
+        let new_id = sealpost::new_message_id();
+        let copy = (
+            sender.clone(),
+            text.clone(),
+            signature.clone(),
+            parts.clone(),
+        );
+        requeue(&mut alpha, &copy, &id, &new_id, "beta.test").await;
+        let reason = wait_for(Duration::from_secs(20), async || {
+            let detail: String = alpha
+                .db()
+                .query_row(
+                    "SELECT detail FROM txlog WHERE kind = 'federation.rejected' AND subject = ?1",
+                    [&new_id],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            Some(detail)
+        })
+        .await
+        .unwrap();
+        assert!(
+            reason.contains(&format!("{code}: ")),
+            "federation: {reason}"
+        );
+    }
+}

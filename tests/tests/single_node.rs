@@ -185,7 +185,7 @@ async fn alice_sends_bob_subject_body_and_two_attachments_and_the_node_sees_none
         "two keys each, all unlocked in the clients"
     );
     node.stop().await.unwrap(); // flush everything to disk first
-    let report = sealpost::storage::MetaStore::verify_log(&*node.store)
+    let report = sealpost::storage::LogStore::verify_log(&*node.store)
         .await
         .unwrap();
     assert_eq!(report.first_broken, None);

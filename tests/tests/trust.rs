@@ -43,9 +43,7 @@ async fn ca_paths_leaver_revocation_personal_certification_and_key_revocation() 
 
     // The admin revokes the CA's certification of bob (a leaver): no path any more, and
     // alice's client refuses to write to him, saying why.
-    sealpost::cli::revoke_certification(&*node.store, &node.data(), "bob@a.test")
-        .await
-        .unwrap();
+    node.admin(&["user", "revoke", "bob@a.test"]).await.unwrap();
     let t = alice.trust("bob@a.test").await.unwrap();
     assert_eq!(level(&t), "none", "{:?}", t.keys[0]);
     assert_eq!(t.keys[0].why_not.as_deref(), Some("no_path"));

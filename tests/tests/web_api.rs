@@ -23,22 +23,7 @@ fn api(node: &TestNode, path: &str) -> String {
 }
 
 async fn verifier(node: &TestNode, address: &str, password: &str) -> String {
-    let p: LoginParams = http()
-        .post(api(node, "/login/params"))
-        .json(&json!({ "address": address }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let keys = crypto::derive_password_keys(
-        password.as_bytes(),
-        &STANDARD.decode(p.kdf_salt).unwrap(),
-        &p.kdf_params,
-    )
-    .unwrap();
-    STANDARD.encode(keys.login_verifier())
+    STANDARD.encode(node.login_verifier(address, password).await.unwrap())
 }
 
 /// (status, error code or "") of a response.
@@ -49,16 +34,7 @@ async fn outcome(r: reqwest::Response) -> (StatusCode, String) {
 }
 
 async fn admin(node: &TestNode, address: &str, password: &str) -> Session {
-    let code = sealpost::cli::add_user(&*node.store, &node.config, address, None, true)
-        .await
-        .unwrap();
-    let e = node
-        .client()
-        .enroll(&code, address, None, password.as_bytes(), TEST_KDF)
-        .await
-        .unwrap();
-    node.client()
-        .login(address, password.as_bytes(), None, Some(&e.ca_fingerprint))
+    node.enrolled(address, password, TEST_KDF, true)
         .await
         .unwrap()
 }
@@ -82,10 +58,21 @@ async fn cookie_sessions_need_the_csrf_token_for_changes_and_keep_the_token_out_
     assert!(set.starts_with("sealpost_session="), "{set}");
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
     assert!(!set.contains("Secure"), "plain HTTP on loopback: no Secure");
+    // The device cookie too is out of scripts' reach, and goes only to the login routes.
+    let device = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sealpost_device="))
+        .expect("a device cookie")
+        .to_owned();
+    assert!(device.contains("HttpOnly") && device.contains("SameSite=Strict"));
+    assert!(device.contains("Path=/api/v1/login;"), "{device}");
     let login: LoginResponse = r.json().await.unwrap();
     assert!(
-        login.token.is_empty(),
-        "the token travels only in the cookie"
+        login.token.is_empty() && login.device_token.is_none(),
+        "the tokens travel only in cookies"
     );
     let csrf = login.csrf_token.expect("a CSRF token");
     let cookie = set.split(';').next().unwrap().to_owned();

@@ -151,6 +151,20 @@ fn certifications_by(cert: &Cert, issuer: &Cert) -> usize {
         .count()
 }
 
+/// The addresses the organisation vouches for on Alice's key (her enrolled address and, in
+/// these tables, a second one she may add).
+static ALICE_ADDRESSES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    vec![
+        "alice@example.org".into(),
+        "alice@work.example".into(),
+        "a@example.org".into(),
+    ]
+});
+
+fn alices() -> NewUserIds<'static> {
+    NewUserIds::ForAddresses(&ALICE_ADDRESSES)
+}
+
 const LIMITS: MergeLimits = MergeLimits {
     max_cert_bytes: 64 * 1024,
     max_signatures_per_update: 64,
@@ -251,6 +265,27 @@ fn merge_policy_table() {
             with_new_uid(&alice_tsk, "Alice Work <alice@work.example>"),
             LIMITS,
             e(1, 0, 0, false, 2, 0, 0),
+        ),
+        (
+            "a new user ID for an address not vouched for is refused",
+            Some(&alice),
+            with_new_uid(&alice_tsk, "Bob <bob@example.org>"),
+            LIMITS,
+            Err(MergeError::UserIdNotAllowed("Bob <bob@example.org>".into())),
+        ),
+        (
+            "a new user ID for a vouched address in other case is accepted",
+            Some(&alice),
+            with_new_uid(&alice_tsk, "Alice <ALICE@Example.ORG>"),
+            LIMITS,
+            e(1, 0, 0, false, 2, 0, 0),
+        ),
+        (
+            "a new user ID without an address is refused",
+            Some(&alice),
+            with_new_uid(&alice_tsk, "Alice Example"),
+            LIMITS,
+            Err(MergeError::UserIdNotAllowed("Alice Example".into())),
         ),
         (
             "a self-revocation of a user ID is accepted",
@@ -365,7 +400,7 @@ fn merge_policy_table() {
     ];
 
     for (name, existing, update, limits, want) in cases {
-        let got = merge_update(existing, update, is_ca, &limits).map(|o| {
+        let got = merge_update(existing, update, is_ca, alices(), &limits).map(|o| {
             assert!(
                 !o.cert.is_tsk(),
                 "{name}: secret key material in the result"
@@ -385,8 +420,14 @@ fn verified_merge_checks_known_issuers_signatures() {
     let certifiers = [ca_public.clone()];
 
     // Genuine: kept.
-    let o =
-        merge_update_verified(Some(&alice), certified(&alice, &ca), &certifiers, &LIMITS).unwrap();
+    let o = merge_update_verified(
+        Some(&alice),
+        certified(&alice, &ca),
+        &certifiers,
+        alices(),
+        &LIMITS,
+    )
+    .unwrap();
     assert_eq!(
         (
             certifications_by(&o.cert, &ca),
@@ -401,6 +442,7 @@ fn verified_merge_checks_known_issuers_signatures() {
         Some(&alice),
         forged(&alice, &stranger, &ca),
         &certifiers,
+        alices(),
         &LIMITS,
     )
     .unwrap();
@@ -418,6 +460,7 @@ fn verified_merge_checks_known_issuers_signatures() {
         Some(&alice),
         certified(&alice, &stranger),
         &certifiers,
+        alices(),
         &LIMITS,
     )
     .unwrap();
@@ -436,6 +479,7 @@ fn verified_merge_checks_known_issuers_signatures() {
         Some(&alice_ca),
         with_certification_revoked(&alice, &ca),
         &certifiers,
+        alices(),
         &LIMITS,
     )
     .unwrap();

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
-use sealpost_directory::{DirectoryConfig, DirectoryError, DirectoryStore};
+use sealpost_directory::{DirectoryConfig, DirectoryError, DirectoryStore, UpdateRight};
 use sequoia_openpgp::cert::prelude::*;
 use sequoia_openpgp::packet::UserID;
 use sequoia_openpgp::types::{Features, KeyFlags, SignatureType};
@@ -126,12 +126,27 @@ impl DirectoryStore for MemStore {
         &self,
         bearer: Option<&str>,
         fpr: &Fingerprint,
-    ) -> Result<bool, DirectoryError> {
+    ) -> Result<UpdateRight, DirectoryError> {
         self.check()?;
-        Ok(match bearer {
+        let allowed = match bearer {
             Some(ADMIN_TOKEN) => true,
             Some(t) => self.sessions.lock().unwrap().get(t) == Some(fpr),
             None => false,
+        };
+        if !allowed {
+            return Ok(UpdateRight::Denied);
+        }
+        // This store vouches for the addresses the held certificate already has.
+        let new_user_id_addresses = self
+            .get(fpr)
+            .map(|c| {
+                c.userids()
+                    .filter_map(|u| u.userid().email_normalized().ok().flatten())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(UpdateRight::Allowed {
+            new_user_id_addresses,
         })
     }
 
@@ -222,6 +237,32 @@ pub fn certify(cert: &Cert, certifier: &Cert) -> Cert {
         .unwrap();
     cert.clone()
         .strip_secret_key_material()
+        .insert_packets(vec![Packet::from(uid), sig.into()])
+        .unwrap()
+        .0
+}
+
+/// `cert` (with its secret key, which it keeps) with a new user ID `uid`, self-signed.
+pub fn with_user_id(cert: &Cert, uid: &str) -> Cert {
+    let mut signer = cert
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let uid = UserID::from(uid);
+    let sig = uid
+        .bind(
+            &mut signer,
+            cert,
+            sequoia_openpgp::packet::signature::SignatureBuilder::new(
+                SignatureType::PositiveCertification,
+            ),
+        )
+        .unwrap();
+    cert.clone()
         .insert_packets(vec![Packet::from(uid), sig.into()])
         .unwrap()
         .0

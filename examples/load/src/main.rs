@@ -11,7 +11,9 @@
 //! with `synchronous=FULL`), enrols a sender and a recipient, pre-seals `--count` messages of
 //! `--size` bytes (envelope request, sign, encrypt: not timed), then submits them with
 //! `--concurrency` requests in flight and prints accepted messages per second, acceptance
-//! latency percentiles, and the node's peak resident memory (VmHWM).
+//! latency percentiles, and the node's peak resident memory (VmHWM), and appends the run's
+//! record (date, commit, command, host, figures) as one JSON line to `--results`
+//! (`examples/load/results.jsonl`; `--no-results` to skip).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -26,7 +28,10 @@ use sealpost::client::{Client, Sealed, Session};
 use sealpost::crypto::KdfParams;
 
 mod shared;
-use shared::{DiskProbe, MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
+use shared::{
+    DiskProbe, MachineCpu, ResultsArgs, Submitter, cpu_time, percentile, proc_status_kib, round1,
+    round2, run,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Submit pre-sealed messages to a Sealpost node and measure acceptance")]
@@ -46,6 +51,8 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    #[command(flatten)]
+    results: ResultsArgs,
 }
 
 #[tokio::main]
@@ -78,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     let mut node = Command::new(&bin)
         .args(["serve", "--data", d])
         .env("RUST_LOG", "warn")
+        // One address stands for many clients here: 256 envelope requests in parallel while
+        // sealing, then `--concurrency` submitters, over the per-address default of 64.
+        .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
         .stdout(Stdio::piped())
         .spawn()?;
     let pid = node.id();
@@ -213,38 +223,59 @@ async fn main() -> anyhow::Result<()> {
     let _ = node.kill();
     let _ = node.wait();
 
+    let disk = disk.finish();
+    let machine = MachineCpu::now();
+    let accepted = latencies.len();
+    let rate = accepted as f64 / elapsed.as_secs_f64();
+    let (p50, p99, max) = (
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / accepted.max(1) as f64;
+    let (cpu_node, cpu_tool) = (per_message(cpu.0), per_message(cpu.1));
+
     println!();
     println!(
         "accepted:    {} of {} ({} errors) in {:.2} s",
-        latencies.len(),
+        accepted,
         args.count,
         errors,
         elapsed.as_secs_f64()
     );
     println!(
-        "throughput:  {:.0} messages/s (synchronous=FULL, concurrency {})",
-        latencies.len() as f64 / elapsed.as_secs_f64(),
+        "throughput:  {rate:.0} messages/s (synchronous=FULL, concurrency {})",
         args.concurrency
     );
-    println!(
-        "latency:     p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
-    );
+    println!("latency:     p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
     println!(
         "node RSS:    peak {:.1} MiB (before the run {:.1} MiB)",
         rss_peak as f64 / 1024.0,
         rss_before as f64 / 1024.0
     );
-    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
-    println!(
-        "CPU:         node {:.0} µs/message, this load tool {:.0} µs/message",
-        per_message(cpu.0),
-        per_message(cpu.1)
+    println!("CPU:         node {cpu_node:.0} µs/message, this load tool {cpu_tool:.0} µs/message");
+    println!("             {}", machine.since(&machine_before));
+    println!("             {disk}");
+    args.results.append(
+        "sealpost-load",
+        serde_json::json!({
+            "messages": args.count,
+            "accepted": accepted,
+            "errors": errors,
+            "concurrency": args.concurrency,
+            "body_bytes": args.size,
+            "seconds": round2(elapsed.as_secs_f64()),
+            "messages_per_s": rate.round(),
+            "latency_ms": { "p50": round2(p50), "p99": round2(p99), "max": round2(max) },
+            "cpu_us_per_message": { "node": cpu_node.round(), "tool": cpu_tool.round() },
+            "node_rss_mib": {
+                "before": round1(rss_before as f64 / 1024.0),
+                "peak": round1(rss_peak as f64 / 1024.0),
+            },
+            "machine": machine.json_since(&machine_before),
+            "disk": disk.figures,
+        }),
     );
-    println!("             {}", MachineCpu::now().since(&machine_before));
-    println!("             {}", disk.finish());
     if errors > 0 {
         bail!("{errors} submissions failed");
     }

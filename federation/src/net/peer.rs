@@ -2,112 +2,110 @@
 //!
 //! The sender pages through [`crate::Host::pending`] and sends with up to
 //! `outbound_streams_per_peer` transfers in flight, each worker reusing its stream for one
-//! exchange after another. Any connection or stream failure ends the pass and the peer backs
-//! off (equal jitter, [`crate::delivery::backoff_delay`]); a wake, a new connection or any
-//! stream from the peer ends the backoff early. Transfers the peer refuses for good are
-//! reported with [`crate::Host::rejected`] and do not stop the pass.
+//! exchange after another. Every decision is the delivery core's ([`crate::delivery`]): what
+//! an exchange carries, whether a kept stream is fresh enough, whether a failed exchange is
+//! tried again, how an answer is classified, how long the peer backs off after a failed pass
+//! and what ends the backoff early. This module moves the bytes, holds the locks and sleeps.
+//! Transfers the peer refuses for good are reported with [`crate::Host::rejected`] and do not
+//! stop the pass.
 //!
 //! The control task reports the connection state to the host, pulls certificate updates (on
 //! connection, on `Changed`, every `resync_interval`) and pushes `Changed` after
 //! [`super::Handle::certs_changed`].
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::AsyncWriteExt as _;
 use libp2p::Stream;
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use super::wire::{self, CopyError};
-use super::{FRESH_STREAM_ATTEMPTS, Inner, NetError, PeerEntry, frame_name, unix_after};
-use crate::delivery::backoff_delay;
-use crate::frame::{Batch, Changed, Frame, Limits, PullSince, Transfer, encode};
+use super::{Inner, NetError, PeerEntry, frame_name, unix_at};
+use crate::delivery::{
+    ExchangeAttempts, Failure, Next, PassResult, PendingCursor, Plan, Retry, StreamSource,
+    check_batch_answer, plan_exchange, transient,
+};
+use crate::frame::{Batch, Changed, Frame, PullSince, encode};
 use crate::host::{HostError, Outgoing, Peer, PeerState};
 
 /// Most `PullSince` rounds in one pull (each brings up to `max_certs` certificates).
 const MAX_PULL_ROUNDS: usize = 10_000;
 
 pub(super) async fn sender(inner: Arc<Inner>, entry: Arc<PeerEntry>) {
-    let cfg = &inner.config;
-    let mut rng = StdRng::from_entropy();
-    let mut failures: u32 = 0;
     loop {
         let result = tokio::select! {
             () = entry.cancel.cancelled() => return,
             r = send_pass(&inner, &entry) => r,
         };
-        let peer = entry.peer();
-        let wait_until = match result {
-            Ok(()) => {
-                if failures > 0 {
-                    failures = 0;
-                    entry.set_backoff(None, None);
-                    tracing::info!(peer = %entry.peer_id, domain = %peer.domain, "sending resumed");
-                    // The host still shows "backing off": the control task reports the link.
-                    entry.report_wanted.store(true, Ordering::Relaxed);
-                    entry.control.notify_one();
-                }
-                Instant::now() + cfg.resync_interval
-            }
+        let (result, error) = match result {
+            Ok(()) => (PassResult::Done, String::new()),
             Err(NetError::Shutdown) => return,
             Err(e) => {
-                failures = failures.saturating_add(1);
-                let delay = backoff_delay(cfg.initial_backoff, cfg.max_backoff, failures, &mut rng);
-                let retry_at = unix_after(delay);
                 let error = e.to_string();
-                entry.set_backoff(Some(retry_at), Some(error.clone()));
+                (PassResult::Failed(error.clone()), error)
+            }
+        };
+        let peer = entry.peer();
+        let now = Instant::now();
+        let next = entry.schedule().pass_ended(result, now.into_std());
+        match next {
+            Next::Idle { resumed: true, .. } => {
+                tracing::info!(peer = %entry.peer_id, domain = %peer.domain, "sending resumed");
+                // The host still shows "backing off": the control task reports the link.
+                entry.report_wanted.store(true, Ordering::Relaxed);
+                entry.control.notify_one();
+            }
+            Next::Idle { resumed: false, .. } => {}
+            Next::Retry {
+                at,
+                delay,
+                failures,
+            } => {
+                let retry_at = unix_at(at, now.into_std());
                 tracing::info!(peer = %entry.peer_id, domain = %peer.domain, %error, retry_in = ?delay, failures, "sending failed; backing off");
                 inner
                     .host
                     .peer_state(&peer, PeerState::BackingOff { retry_at, error })
                     .await;
-                Instant::now() + delay
             }
-        };
+        }
         tokio::select! {
             () = entry.cancel.cancelled() => return,
             () = entry.wake.notified() => {}
-            () = tokio::time::sleep_until(wait_until) => {}
+            () = tokio::time::sleep_until(Instant::from_std(next.at())) => {}
         }
     }
 }
 
 /// The host's pending transfers for one pass, fetched a page at a time.
 struct Pager {
-    after: u64,
+    cursor: PendingCursor,
     buf: VecDeque<Outgoing>,
-    done: bool,
 }
 
 impl Pager {
     /// Something was queued since the pager ran dry: look again (past what it already gave).
     fn reopen(&mut self) {
-        self.done = false;
+        self.cursor.reopen();
     }
 
     async fn next(&mut self, inner: &Inner, peer: &Peer) -> Result<Option<Outgoing>, NetError> {
-        if self.buf.is_empty() && !self.done {
+        if self.cursor.wants_page(!self.buf.is_empty()) {
             let page = inner
                 .host
-                .pending(peer, self.after, inner.config.batch)
+                .pending(peer, self.cursor.after(), inner.config.batch)
                 .await?;
-            match page.iter().map(|o| o.seq).max() {
-                Some(max) if max > self.after => self.after = max,
-                // Nothing newer (or a host that repeats itself): the pass ends here.
-                _ => self.done = true,
-            }
+            self.cursor.on_page(page.iter().map(|o| o.seq));
             self.buf.extend(page.into_iter().take(inner.config.batch));
         }
         Ok(self.buf.pop_front())
     }
 
-    /// The next exchange's work. With `batching`, a transfer whose parts are all inline goes
-    /// in a batch, with the inline transfers queued right behind it (those already fetched:
-    /// a batch never waits for more), within the batch limits and half the frame limit.
+    /// The next exchange's work, as [`plan_exchange`] decides over the transfers already
+    /// fetched (a batch never waits for more).
     async fn next_work(
         &mut self,
         inner: &Inner,
@@ -117,48 +115,27 @@ impl Pager {
         let Some(first) = self.next(inner, peer).await? else {
             return Ok(None);
         };
-        let limits = &inner.config.limits;
-        if !batching || !batchable(&first.transfer, limits) {
-            return Ok(Some(Work::One(first)));
-        }
-        let mut budget = (limits.max_frame_bytes / 2).saturating_sub(wire_cost(&first.transfer));
-        let mut items = vec![first];
-        let most = limits.max_batch.min(inner.config.max_batch_transfers);
-        while items.len() < most {
-            match self.buf.front() {
-                Some(o) if batchable(&o.transfer, limits) && wire_cost(&o.transfer) <= budget => {
-                    budget -= wire_cost(&o.transfer);
-                    items.extend(self.buf.pop_front());
-                }
-                _ => break,
-            }
-        }
+        let following = match plan_exchange(
+            &first.transfer,
+            self.buf.iter().map(|o| &o.transfer),
+            batching,
+            &inner.config.limits,
+            inner.config.max_batch_transfers,
+        ) {
+            Plan::One => return Ok(Some(Work::One(first))),
+            Plan::Batch { following } => following,
+        };
         // Signed once, however many attempts it takes, and never copied.
         let mut batch = Batch {
-            transfers: items.into_iter().map(|o| o.transfer).collect(),
+            transfers: std::iter::once(first)
+                .chain(self.buf.drain(..following))
+                .map(|o| o.transfer)
+                .collect(),
             node_sig: Vec::new(),
         };
         wire::sign_batch(&inner.keypair, &mut batch);
         Ok(Some(Work::Batch(Frame::Batch(batch))))
     }
-}
-
-/// Whether a transfer can travel in a batch: every part inline, within the frame limits.
-fn batchable(t: &Transfer, limits: &Limits) -> bool {
-    t.node_sig.is_empty() && t.parts.iter().all(|p| p.data.is_some()) && t.validate(limits).is_ok()
-}
-
-/// An upper bound on a transfer's encoded size: JSON escaping at most doubles a string (the
-/// envelope is JSON in a JSON string), base64 makes 4 bytes of 3.
-fn wire_cost(t: &Transfer) -> usize {
-    let strings = t.message_id.0.len() + t.envelope.len() + t.signature.len() + t.sender_cert.len();
-    let data: usize = t
-        .parts
-        .iter()
-        .filter_map(|p| p.data.as_ref())
-        .map(Vec::len)
-        .sum();
-    2 * strings + data.div_ceil(3) * 4 + 160 * t.parts.len() + 256
 }
 
 /// What one exchange carries.
@@ -174,9 +151,8 @@ async fn send_pass(inner: &Inner, entry: &PeerEntry) -> Result<(), NetError> {
     let peer = entry.peer();
     let pass = Pass {
         pager: tokio::sync::Mutex::new(Pager {
-            after: 0,
+            cursor: PendingCursor::default(),
             buf: VecDeque::new(),
-            done: false,
         }),
         opening: tokio::sync::Mutex::new(()),
         busy: AtomicUsize::new(0),
@@ -263,10 +239,9 @@ async fn worker(
     peer: &Peer,
     pass: &Pass,
 ) -> Result<(), NetError> {
-    let cfg = &inner.config;
     let mut stream: Option<Stream> = None;
     loop {
-        let batching = !entry.no_batches.load(Ordering::Relaxed);
+        let batching = entry.schedule().batching();
         // Registered before the pager is asked, so that no change after it is missed.
         let changed = pass.changed.notified();
         tokio::pin!(changed);
@@ -291,48 +266,58 @@ async fn worker(
             pass.changed.notify_waiters();
         }
         let _guard = InFlight::new(&entry.in_flight);
-        let mut attempt = 0;
+        let mut attempts = ExchangeAttempts::default();
         let after = loop {
             let mut progress = Progress::default();
             // A stream kept from an earlier pass may have been closed by the peer meanwhile
-            // (it restarted, or the stream idled out): such a failure is no attempt.
-            let mut kept = false;
+            // (it restarted, or the stream idled out): see `ExchangeAttempts`.
+            let mut source = StreamSource::Fresh;
             let s = match stream.as_mut() {
                 Some(s) => s,
-                None => match entry.take_idle_stream(cfg.idle_timeout / 2) {
-                    Some(s) => {
-                        kept = true;
-                        stream.insert(s)
+                None => {
+                    let idle = entry.idle_streams().take(std::time::Instant::now());
+                    match idle {
+                        Some(s) => {
+                            source = StreamSource::Kept;
+                            stream.insert(s)
+                        }
+                        None => {
+                            progress.ramp = Some(pass.opening.lock().await);
+                            let s = inner.open_stream(entry.peer_id).await?;
+                            entry.streams_opened.fetch_add(1, Ordering::Relaxed);
+                            stream.insert(s)
+                        }
                     }
-                    None => {
-                        progress.ramp = Some(pass.opening.lock().await);
-                        let s = inner.open_stream(entry.peer_id).await?;
-                        entry.streams_opened.fetch_add(1, Ordering::Relaxed);
-                        stream.insert(s)
-                    }
-                },
+                }
             };
-            if !kept {
-                attempt += 1;
-            }
+            attempts.on_stream(source);
             let sent = match &work {
                 Work::One(item) => {
                     send_one(inner, entry, peer, s, item.clone(), &mut progress).await
                 }
                 Work::Batch(frame) => send_batch(inner, entry, peer, s, frame, &mut progress).await,
             };
-            match sent {
+            let e = match sent {
                 Ok(after) => break after,
-                Err(NetError::Io(e)) if !progress.answered && kept => {
+                Err(e) => e,
+            };
+            let failure = match e {
+                NetError::Io(_) => Failure::Stream {
+                    answered: progress.answered,
+                },
+                _ => Failure::Other,
+            };
+            match attempts.on_failure(source, failure) {
+                Retry::Now => {
                     tracing::debug!(peer = %entry.peer_id, error = %e, "kept stream failed before an answer; trying another");
                     stream = None;
                 }
-                Err(NetError::Io(e)) if !progress.answered && attempt < FRESH_STREAM_ATTEMPTS => {
-                    tracing::debug!(peer = %entry.peer_id, error = %e, attempt, "stream failed before an answer; retrying on a new one");
+                Retry::After(pause) => {
+                    tracing::debug!(peer = %entry.peer_id, error = %e, "stream failed before an answer; retrying on a new one");
                     stream = None;
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    tokio::time::sleep(pause).await;
                 }
-                Err(e) => return Err(e),
+                Retry::GiveUp => return Err(e),
             }
         };
         if let After::Drop = after
@@ -342,17 +327,13 @@ async fn worker(
         }
     }
     // In step after its last exchange: kept for the next pass.
-    if let Some(s) = stream
-        && let Some(mut s) = entry.keep_idle_stream(s, cfg.outbound_streams_per_peer)
-    {
-        let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
+    if let Some(s) = stream {
+        let refused = entry.idle_streams().keep(s, std::time::Instant::now());
+        if let Err(mut s) = refused {
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
+        }
     }
     Ok(())
-}
-
-/// Whether an error code from the peer is worth retrying as it is.
-fn transient(code: &str) -> bool {
-    matches!(code, "unavailable" | "not_authorised" | "busy")
 }
 
 /// Sends a signed batch on the stream and sees each transfer through to its receipt or error.
@@ -378,7 +359,7 @@ async fn send_batch(
                 // A node that does not take batches (an older version) answers `malformed`
                 // or `unexpected`: send one by one from the next pass on.
                 tracing::warn!(peer = %entry.peer_id, code = %e.code, reason = %e.message, "peer refused a batch; sending transfers one by one");
-                entry.no_batches.store(true, Ordering::Relaxed);
+                entry.schedule().batch_refused(&e.code);
             }
             return Err(NetError::Remote {
                 code: e.code,
@@ -397,20 +378,12 @@ async fn send_batch(
         tracing::warn!(peer = %entry.peer_id, "batch answer with a bad node signature");
         return Err(NetError::BadSignature);
     }
-    let mut unanswered: HashSet<_> = batch.transfers.iter().map(|t| &t.message_id).collect();
     let answered = answer.receipts.iter().map(|r| &r.message_id);
-    for id in answered.chain(answer.errors.iter().map(|e| &e.message_id)) {
-        if !unanswered.remove(id) {
-            return Err(NetError::Protocol(format!(
-                "the batch answer names {id} twice, or a transfer not in the batch"
-            )));
-        }
-    }
-    if !unanswered.is_empty() {
-        return Err(NetError::Protocol(
-            "the batch answer leaves transfers unanswered".into(),
-        ));
-    }
+    check_batch_answer(
+        batch.transfers.iter().map(|t| &t.message_id),
+        answered.chain(answer.errors.iter().map(|e| &e.message_id)),
+    )
+    .map_err(NetError::Protocol)?;
     tracing::debug!(peer = %entry.peer_id, transfers = batch.transfers.len(), receipts = answer.receipts.len(), errors = answer.errors.len(), "batch answered");
     // Recorded together, so that the host's writes share commits.
     let proofs = answer.proofs();

@@ -2,14 +2,19 @@
 //!
 //! The node never receives a password. At enrolment the client sends a login verifier derived
 //! from the password (separately from the key that wraps the secret key); the node keeps only
-//! an Argon2id hash of it. Login sends the verifier again. Failed logins count per account and
-//! lock it for a while; the routes are also rate-limited per client address.
+//! an Argon2id hash of it. Login sends the verifier again.
+//!
+//! Login must not tell who has an account: an unknown address costs the same hash (a decoy
+//! made with the configured parameters) and gets the same answers, throttling included.
+//! Failed checks slow down their source with growing delays (`throttle.rs`); a device that
+//! logged in before presents its device token and is throttled on its own, so failures from
+//! elsewhere never keep the owner out. The routes are also rate-limited per client address.
 
-use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
@@ -17,7 +22,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp, token_hash};
+use super::throttle::{Attempt, DeviceId, Source};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp, token_hash};
 use crate::crypto::{self, KdfParams};
 use crate::proto::*;
 use crate::storage::{Account, AccountState, Enrolment};
@@ -55,42 +61,86 @@ pub(super) async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResul
         .map_err(ApiError::internal)
 }
 
-/// Constant-time check of a verifier against its stored hash (`None`: no such account, in
-/// which case a hash is still checked so the answer takes as long either way).
-pub(super) async fn check_verifier(stored: Option<String>, verifier: [u8; 32]) -> ApiResult<bool> {
-    static DECOY: LazyLock<String> = LazyLock::new(|| {
-        let params = Params::new(19 * 1024, 2, 1, None).expect("valid params");
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password(&[0u8; 32])
-            .expect("hashing works")
-            .to_string()
-    });
-    tokio::task::spawn_blocking(move || {
-        let real = stored.is_some();
-        let phc = stored.unwrap_or_else(|| DECOY.clone());
-        real && Argon2::default()
+/// The hash checked when an address has no account: made once at start with the parameters
+/// real hashes are made with now, so that checking it is the same work.
+pub(super) fn decoy_hash(config: &crate::config::Config) -> String {
+    let a = &config.accounts;
+    let params = Params::new(a.verifier_hash_m_cost_kib, a.verifier_hash_t_cost, 1, None)
+        .expect("validated Argon2id parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(&rand::random::<[u8; 32]>())
+        .expect("hashing works")
+        .to_string()
+}
+
+/// Constant-time check of a verifier against its stored hash. `None` (no such account) checks
+/// the decoy hash instead and answers `false`: the same work either way, with no shortcut.
+/// (A hash made under earlier `verifier_hash_*` parameters keeps those until its owner changes
+/// the password.)
+pub(super) async fn check_verifier(
+    st: &AppState,
+    stored: Option<String>,
+    verifier: [u8; 32],
+) -> ApiResult<bool> {
+    let real = stored.is_some();
+    let phc = stored.unwrap_or_else(|| st.decoy_login_hash.clone());
+    let matches = tokio::task::spawn_blocking(move || {
+        Argon2::default()
             .verify_password(&verifier, phc.as_str())
             .is_ok()
     })
     .await
-    .map_err(ApiError::internal)
+    .map_err(ApiError::internal)?;
+    Ok(real & matches)
 }
 
 fn invalid_credentials() -> ApiError {
     ApiError::unauthorized(
         "invalid_credentials",
-        "wrong address or password; after several failures the account is locked for a while",
+        "wrong address or password; after several failures in a row, each further attempt must wait longer",
     )
 }
 
-/// Invite codes are typed by people: ignore case, spaces and dashes.
-pub fn invite_hash(code: &str) -> [u8; 32] {
-    let canonical: String = code
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    token_hash(&canonical)
+/// The answer to an attempt that comes before its source's delay has passed: the same for
+/// every address, existing or not.
+pub(super) fn too_many_attempts(wait: Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::too_many(
+        "too_many_attempts",
+        format!("too many failed attempts: wait {secs} s before trying again"),
+        secs,
+    )
+}
+
+/// The device this request comes from, if it presents a valid device token for `address`.
+fn known_device(st: &AppState, headers: &HeaderMap, address: Option<&str>) -> Option<DeviceId> {
+    st.devices
+        .check(super::web::device_token(headers)?, address?, now())
+}
+
+/// Counts a failed check against its source and, for a real account, writes `login.failed`
+/// to the transaction log. The write is not awaited: the answer must not wait for a commit
+/// that only real accounts make (nor fail when the writer is overloaded), or its timing and
+/// status would tell them apart.
+pub(super) fn failed(
+    st: &AppState,
+    attempt: Attempt<'_>,
+    source: Source<'_>,
+    account: Option<&Account>,
+) {
+    let f = attempt.failed(Instant::now());
+    let Some(account) = account else { return };
+    let (store, id) = (st.store.clone(), account.id);
+    let detail = serde_json::json!({
+        "failures": f.failures,
+        "source": source.label(),
+        "delay_secs": f.delay.as_secs(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = store.login_failed(id, detail, now()).await {
+            tracing::warn!(account = id, error = %e, "failed login not logged");
+        }
+    });
 }
 
 pub(super) async fn enroll(
@@ -134,7 +184,7 @@ pub(super) async fn enroll(
     let login_hash = hash_verifier(&st, verifier).await?;
     st.store
         .enroll(
-            invite_hash(&req.invite),
+            crate::service::accounts::invite_hash(&req.invite),
             &address,
             Enrolment {
                 cert: record,
@@ -160,11 +210,13 @@ pub(super) async fn enroll(
 pub(super) async fn login_params(
     State(st): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginParamsRequest>,
 ) -> ApiResult<Json<LoginParams>> {
-    st.limit_auth(&ip)?;
-    let address = normalize_address(&req.address)
-        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    let address = normalize_address(&req.address);
+    st.limit_login(&ip, known_device(&st, &headers, address.as_deref()))?;
+    let address =
+        address.ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
     let account = st.store.account_by_address(&address).await?;
     // Enrolled accounts, disabled ones included: a disabled user who knows the password
     // should learn that the account is disabled, not that the password is wrong.
@@ -181,7 +233,10 @@ pub(super) async fn login_params(
             kdf_params,
         }));
     }
-    // Unknown addresses get a stable decoy salt, so this route does not tell who has an account.
+    // Unknown addresses, invited ones that have not enrolled and accounts disabled before
+    // enrolling get a stable decoy salt of the length clients choose (16 bytes) and the
+    // parameters both clients enrol with, in the same shape, so this route does not tell who
+    // has an account.
     let mut salt = [0u8; 16];
     Hkdf::<Sha256>::new(Some(&st.decoy_key), address.as_bytes())
         .expand(b"decoy salt", &mut salt)
@@ -255,43 +310,35 @@ pub(super) async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(HeaderMap, Json<LoginResponse>)> {
-    st.limit_auth(&ip)?;
     let now = now();
+    let address = normalize_address(&req.address);
+    let device = known_device(&st, &headers, address.as_deref());
+    st.limit_login(&ip, device)?;
     let verifier = verifier_bytes(&req.login_verifier)?;
-    let account = match normalize_address(&req.address) {
-        Some(a) => st.store.account_by_address(&a).await?,
+    // Any address string is a source of its own, existing or not (see `throttle.rs`).
+    let source = match (&device, &address) {
+        (Some(d), _) => Source::Device(d),
+        (None, Some(a)) => Source::Address(a),
+        (None, None) => Source::Address(req.address.trim()),
+    };
+    let attempt = st
+        .throttle
+        .admit(source, Instant::now())
+        .map_err(too_many_attempts)?;
+    let account = match &address {
+        Some(a) => st.store.account_by_address(a).await?,
         None => None,
     }
     .filter(|a| a.login_hash.is_some());
-    let Some(account) = account else {
-        check_verifier(None, verifier).await?;
-        return Err(invalid_credentials());
+    let stored = account.as_ref().and_then(|a| a.login_hash.clone());
+    let matches = check_verifier(&st, stored, verifier).await?;
+    let account = match account {
+        Some(a) if matches => a,
+        other => {
+            failed(&st, attempt, source, other.as_ref());
+            return Err(invalid_credentials());
+        }
     };
-    if let Some(until) = account.locked_until.filter(|u| *u > now) {
-        return Err(ApiError::too_many(
-            "locked_out",
-            format!(
-                "too many failed logins: the account is locked for {} more seconds",
-                until - now
-            ),
-            (until - now) as u64,
-        ));
-    }
-    let cfg = &st.config.accounts;
-    let fail = || async {
-        st.store
-            .login_failed(
-                account.id,
-                cfg.max_failed_logins,
-                cfg.lockout_secs as i64,
-                now,
-            )
-            .await
-    };
-    if !check_verifier(account.login_hash.clone(), verifier).await? {
-        fail().await?;
-        return Err(invalid_credentials());
-    }
     if account.state != AccountState::Active {
         return Err(ApiError::forbidden(
             "account_disabled",
@@ -306,28 +353,40 @@ pub(super) async fn login(
             ));
         };
         if let Err(e) = consume_totp(&st, &account, code, now).await {
-            fail().await?;
+            failed(&st, attempt, source, Some(&account));
             return Err(e);
         }
     }
+    attempt.succeeded();
+    let cfg = &st.config.accounts;
     let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires_at = now + cfg.session_ttl_secs as i64;
     st.store
         .login_succeeded(account.id, token_hash(&token), expires_at, now)
         .await?;
-    // The web app's session lives in an HttpOnly cookie, out of reach of page scripts.
+    // A new device ID at every login (OWASP: issue a fresh device cookie on success).
+    let device_token = st
+        .devices
+        .mint(DeviceId(rand::random()), &account.address, now);
+    // The web app's session and device token live in HttpOnly cookies, out of reach of page
+    // scripts.
     let mut set = HeaderMap::new();
-    let (token, csrf_token) = if super::web::wants_cookie(&headers) {
-        set.insert(
+    let (token, csrf_token, device_token) = if super::web::wants_cookie(&headers) {
+        set.append(
             SET_COOKIE,
             super::web::session_cookie(&st, &headers, &token),
+        );
+        set.append(
+            SET_COOKIE,
+            super::web::device_cookie(&st, &headers, &device_token),
         );
         (
             String::new(),
             Some(super::web::csrf_token(&st, &token_hash(&token))),
+            None,
         )
     } else {
-        (token, None)
+        (token, None, Some(device_token))
     };
     Ok((
         set,
@@ -336,6 +395,7 @@ pub(super) async fn login(
             expires_at,
             account: account_view(&account),
             csrf_token,
+            device_token,
         }),
     ))
 }
@@ -406,7 +466,7 @@ pub(super) async fn totp_disable(
 pub(super) async fn user_cert(
     State(st): State<AppState>,
     _auth: Authed,
-    Path(address): Path<String>,
+    ApiPath(address): ApiPath<String>,
 ) -> ApiResult<String> {
     let address = normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;

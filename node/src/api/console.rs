@@ -6,21 +6,26 @@
 //! re-wrapped key and a new login verifier, with the current password's verifier as proof.
 
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use sha2::{Digest, Sha256};
 
-use super::accounts::{b64, check_verifier, hash_verifier, verifier_bytes};
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ClientIp};
+use super::accounts::{
+    b64, check_verifier, failed, hash_verifier, too_many_attempts, verifier_bytes,
+};
+use super::throttle::Source;
+use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
+use crate::now;
 use crate::proto::*;
+use crate::service::{self, Actor};
 use crate::storage::AccountState;
 use crate::storage::web::NewLogin;
-use crate::{normalize_address, now};
 
 /// When this process started serving (for the status page).
 static STARTED: LazyLock<i64> = LazyLock::new(now);
@@ -59,21 +64,21 @@ async fn change_password(
     st.limit_auth(&ip)?;
     let now = now();
     let current = verifier_bytes(&req.current_verifier)?;
-    if !check_verifier(auth.account.login_hash.clone(), current).await? {
-        let a = &st.config.accounts;
-        st.store
-            .login_failed(
-                auth.account.id,
-                a.max_failed_logins,
-                a.lockout_secs as i64,
-                now,
-            )
-            .await?;
+    // Guesses of the current password inside a session slow that session only: a stolen
+    // session cannot lock or slow the owner's logins.
+    let source = Source::Session(&auth.token_hash);
+    let attempt = st
+        .throttle
+        .admit(source, Instant::now())
+        .map_err(too_many_attempts)?;
+    if !check_verifier(&st, auth.account.login_hash.clone(), current).await? {
+        failed(&st, attempt, source, Some(&auth.account));
         return Err(ApiError::forbidden(
             "wrong_password",
             "the current password is wrong: type it again",
         ));
     }
+    attempt.succeeded();
     req.kdf_params
         .validate()
         .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
@@ -124,7 +129,7 @@ async fn sessions(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Se
 async fn end_session(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let now = now();
     let unknown = || ApiError::not_found("unknown_session", "you have no such session");
@@ -145,19 +150,7 @@ async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn require_admin(auth: &Authed) -> ApiResult<()> {
-    if auth.account.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "not_admin",
-            "only administrators of this organisation may do this",
-        ))
-    }
-}
-
-async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminUsersResponse>> {
-    require_admin(&auth)?;
+async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminUsersResponse>> {
     let invites: std::collections::HashMap<i64, i64> =
         st.store.invite_expiries().await?.into_iter().collect();
     let users = st
@@ -183,72 +176,43 @@ async fn users(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 
 async fn invite(
     State(st): State<AppState>,
-    auth: Authed,
+    AdminAuthed(auth): AdminAuthed,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
-    require_admin(&auth)?;
-    let now = now();
-    let address = normalize_address(&req.address)
-        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
-    if !address.ends_with(&format!("@{}", st.config.domain)) {
-        return Err(ApiError::unprocessable(
-            "wrong_domain",
-            format!("this node hosts addresses of {} only", st.config.domain),
-        ));
-    }
-    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    if name.is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control)) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the name must be at most 200 printable characters",
-        ));
-    }
-    let code = crate::cli::new_invite_code();
-    let expires_at = now + st.config.accounts.invite_ttl_secs as i64;
-    let hash = super::invite_hash(&code);
-    let status = match st.store.account_by_address(&address).await? {
-        None => {
-            st.store
-                .create_account(&address, name, req.is_admin, hash, expires_at, now)
-                .await?;
-            StatusCode::CREATED
-        }
-        Some(a) if a.state == AccountState::Invited => {
-            st.store
-                .reissue_invite(&address, hash, expires_at, now)
-                .await?;
-            StatusCode::OK
-        }
-        Some(_) => {
-            return Err(ApiError::conflict(
-                "already_enrolled",
-                format!("{address} has already enrolled; an invite is only for a new account"),
-            ));
-        }
+    let invite = service::accounts::invite(
+        st.store.as_ref(),
+        &st.config,
+        &Actor::Admin(auth.account.address.clone()),
+        &req.address,
+        req.name.as_deref(),
+        req.is_admin,
+        now(),
+    )
+    .await?;
+    let status = if invite.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    tracing::info!(%address, by = %auth.account.address, "invite issued");
     Ok((
         status,
         Json(InviteResponse {
-            address,
-            invite: code,
-            expires_at,
+            address: invite.address,
+            invite: invite.code,
+            expires_at: invite.expires_at,
         }),
     ))
 }
 
 async fn set_state(
     State(st): State<AppState>,
-    auth: Authed,
-    Path(address): Path<String>,
+    AdminAuthed(auth): AdminAuthed,
+    ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&auth)?;
-    let address = normalize_address(&address)
-        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
-    let state = match req.state.as_str() {
-        "active" => AccountState::Active,
-        "disabled" => AccountState::Disabled,
+    let enabled = match req.state.as_str() {
+        "active" => true,
+        "disabled" => false,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -256,31 +220,18 @@ async fn set_state(
             ));
         }
     };
-    if address == auth.account.address {
-        return Err(ApiError::conflict(
-            "own_account",
-            "you cannot disable or enable your own account; ask another administrator",
-        ));
-    }
-    let account = st
-        .store
-        .account_by_address(&address)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_user", format!("no account {address}")))?;
-    if account.state == AccountState::Invited {
-        return Err(ApiError::conflict(
-            "not_enrolled",
-            format!("{address} has not enrolled yet"),
-        ));
-    }
-    st.store
-        .set_account_state(&address, state, &auth.account.address, now())
-        .await?;
+    service::accounts::set_state(
+        st.store.as_ref(),
+        &Actor::Admin(auth.account.address.clone()),
+        &address,
+        enabled,
+        now(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn status(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<NodeStatus>> {
-    require_admin(&auth)?;
+async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<NodeStatus>> {
     let now = now();
     let mut accounts = AccountCounts::default();
     for a in st.store.accounts().await? {
@@ -329,8 +280,7 @@ async fn peer_views(st: &AppState) -> ApiResult<Vec<PeerView>> {
     Ok(out)
 }
 
-async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<AdminPeersResponse>> {
-    require_admin(&auth)?;
+async fn peers(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminPeersResponse>> {
     Ok(Json(AdminPeersResponse {
         peers: peer_views(&st).await?,
     }))
@@ -340,10 +290,9 @@ async fn peers(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Admin
 /// comes from the very node key that was pinned), and how it compares with the pins.
 async fn peer_org(
     State(st): State<AppState>,
-    auth: Authed,
-    Path(domain): Path<String>,
+    _: AdminAuthed,
+    ApiPath(domain): ApiPath<String>,
 ) -> ApiResult<Json<PeerOrgResponse>> {
-    require_admin(&auth)?;
     let domain = domain.to_ascii_lowercase();
     let peer =
         st.store.peer(&domain).await?.ok_or_else(|| {

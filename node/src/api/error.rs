@@ -94,6 +94,42 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a request whose handler (or middleware) panicked, for `tower-http`'s
+/// `CatchPanicLayer` on the whole router: the panic's message goes to the log, the client gets
+/// the same `500 internal` as any server fault and nothing of the message.
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    let mut resp =
+        ApiError::internal(format_args!("a request handler panicked: {message}")).into_response();
+    // Outside the layers that add these to every other answer.
+    super::set_security_headers(resp.headers_mut());
+    resp
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    /// The service's code unchanged; the status from the kind of failure.
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::{ErrorKind, ServiceError};
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unavailable | ErrorKind::Internal => match e {
+                ServiceError::Storage(s) => return s.into(),
+                other => return ApiError::internal(other),
+            },
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -151,3 +187,52 @@ impl From<BlobError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// A handler that panics gets the documented `500 internal` JSON through the layers every
+    /// route is served under (`api::layered`), with nothing of the panic's message.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_internal_json_without_the_message() {
+        let (_dir, node) = crate::node::temp_node("panic.test").await;
+        let state = node.state;
+        let routes = Router::new().route(
+            "/api/v1/boom",
+            get(|| async {
+                if true {
+                    panic!("secret detail: /var/lib/sealpost/ca.key");
+                }
+                "unreachable"
+            }),
+        );
+        let app = super::super::layered(routes, state.clone()).with_state(state);
+        for _ in 0..2 {
+            // The second request shows the service still serves after a panic.
+            let resp = app
+                .clone()
+                .oneshot(Request::get("/api/v1/boom").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let err: crate::proto::ErrorBody = serde_json::from_slice(&body).unwrap();
+            assert_eq!(err.code, "internal");
+            assert!(!err.message.is_empty());
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                !text.contains("secret") && !text.contains("ca.key"),
+                "{text}"
+            );
+        }
+    }
+}

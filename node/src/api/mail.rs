@@ -6,12 +6,11 @@
 //! every part is encrypted to every recipient and to the sender (the recipient key IDs are
 //! visible in the ciphertext's first packets). Only then is anything stored.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -21,11 +20,12 @@ use sequoia_openpgp::Cert;
 use sha2::{Digest, Sha256};
 use tokio_util::io::{ReaderStream, StreamReader};
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Authed};
 use crate::crypto;
 use crate::proto::*;
-use crate::storage::{AccountState, NewMessage, NewPart, PartData, SubmitOutcome};
-use crate::{is_message_id, new_message_id, normalize_address, now};
+use crate::service;
+use crate::storage::{NewMessage, NewPart, PartData, SubmitOutcome};
+use crate::{is_message_id, new_message_id, now};
 
 /// A resolved recipient: the local account (None for a peer organisation's user), what the
 /// client is told, and the certificate.
@@ -46,7 +46,7 @@ async fn resolve(
     let Some(account) = st.store.account_by_address(address).await? else {
         return Ok(None);
     };
-    if account.state != AccountState::Active || account.cert.is_none() {
+    if !service::mail::deliverable(&account) {
         return Ok(None);
     }
     let cert = st.account_cert(&account)?;
@@ -138,35 +138,6 @@ async fn resolve_remote(
     )))
 }
 
-fn normalized_recipients(st: &AppState, to: &[String]) -> ApiResult<Vec<String>> {
-    if to.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_recipients",
-            "name at least one recipient",
-        ));
-    }
-    if to.len() > st.config.limits.max_recipients {
-        return Err(ApiError::unprocessable(
-            "too_many_recipients",
-            format!(
-                "at most {} recipients per message",
-                st.config.limits.max_recipients
-            ),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(to.len());
-    for a in to {
-        let n = normalize_address(a).ok_or_else(|| {
-            ApiError::bad_request("invalid_address", format!("{a:?} is not an e-mail address"))
-        })?;
-        if seen.insert(n.clone()) {
-            out.push(n);
-        }
-    }
-    Ok(out)
-}
-
 /// Resolves all recipients, or names every one that cannot be reached.
 async fn resolve_all(
     st: &AppState,
@@ -198,7 +169,7 @@ pub(super) async fn envelope(
     auth: Authed,
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> ApiResult<Json<EnvelopeResponse>> {
-    let to = normalized_recipients(&st, &req.to)?;
+    let to = service::mail::recipients(&st.config.limits, &req.to)?;
     let me = super::trust::viewer(&auth.account)?;
     let recipients = resolve_all(&st, Some(&me), &to).await?;
     let (_, sender, _) = resolve(&st, Some(&me), &auth.account.address)
@@ -278,62 +249,20 @@ pub(super) async fn upload(
     ))
 }
 
-/// Parses the signed envelope text of a submission and checks it against the node's `limits`
-/// (version, message ID, part count, total size, part hashes). Pure; the signature, the sender
-/// and the recipients are the caller's to check.
-pub fn parse_envelope(limits: &crate::config::Limits, text: &str) -> ApiResult<Envelope> {
-    let bad = |m: String| ApiError::bad_request("invalid_envelope", m);
-    let env: Envelope =
-        serde_json::from_str(text).map_err(|e| bad(format!("the envelope is not valid: {e}")))?;
-    if env.v != 1 {
-        return Err(bad(format!("envelope version {} is not supported", env.v)));
-    }
-    if !is_message_id(&env.message_id) {
-        return Err(bad("message_id is malformed".into()));
-    }
-    if env.parts.is_empty() || env.parts.len() > limits.max_parts {
-        return Err(ApiError::unprocessable(
-            "too_many_parts",
-            format!("a message has 1 to {} parts", limits.max_parts),
-        ));
-    }
-    if env
-        .total_size()
-        .is_none_or(|total| total > limits.max_message_bytes)
-    {
-        return Err(ApiError::too_large(limits.max_message_bytes));
-    }
-    for p in &env.parts {
-        if p.sha256.len() != 64
-            || hex::decode(&p.sha256).is_err()
-            || p.sha256 != p.sha256.to_lowercase()
-        {
-            return Err(bad("part sha256 must be 64 lowercase hex digits".into()));
-        }
-    }
-    Ok(env)
-}
-
 pub(super) async fn submit(
     State(st): State<AppState>,
     auth: Authed,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
     let now = now();
-    let env = parse_envelope(&st.config.limits, &req.envelope)?;
+    let env = service::mail::check_envelope(&st.config.limits, &req.envelope)?;
     if env.from != auth.account.address {
         return Err(ApiError::forbidden(
             "sender_mismatch",
             "the envelope's sender is not the logged-in user",
         ));
     }
-    let to = normalized_recipients(&st, &env.to)?;
-    if to != env.to {
-        return Err(ApiError::bad_request(
-            "invalid_envelope",
-            "recipients must be lowercase and listed once each",
-        ));
-    }
+    let to = env.to.clone();
     // That the message ID was issued to this sender and is unexpired is checked where it is
     // claimed, in the commit that stores the message (`MessageIdNotIssued`, `MessageIdExpired`):
     // a separate read before it was 5 % of the node's CPU in a profile under load.
@@ -475,7 +404,8 @@ pub(super) async fn submit(
         }
     }
 
-    let size = parts.iter().map(|p| p.size).sum();
+    // Checked against the limit (so without overflow) by check_envelope.
+    let size = env.total_size().unwrap_or(u64::MAX);
     let outcome = st
         .store
         .submit(
@@ -534,8 +464,8 @@ pub(super) struct ListQuery {
 pub(super) async fn mailbox(
     State(st): State<AppState>,
     auth: Authed,
-    Path(folder): Path<String>,
-    Query(q): Query<ListQuery>,
+    ApiPath(folder): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<MailboxResponse>> {
     let folder = Folder::parse(&folder).ok_or_else(|| {
         ApiError::not_found("unknown_folder", "folders are inbox, sent and archive")
@@ -564,7 +494,7 @@ fn message_id_param(id: &str) -> ApiResult<()> {
 pub(super) async fn message(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<MessageResponse>> {
     message_id_param(&id)?;
     let m = st
@@ -618,7 +548,7 @@ pub(super) async fn message(
 pub(super) async fn part(
     State(st): State<AppState>,
     auth: Authed,
-    Path((id, index)): Path<(String, u32)>,
+    ApiPath((id, index)): ApiPath<(String, u32)>,
 ) -> ApiResult<Response> {
     message_id_param(&id)?;
     if st.store.message(auth.account.id, &id).await?.is_none() {
@@ -650,7 +580,7 @@ pub(super) async fn part(
 pub(super) async fn mark_read(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
     st.store
@@ -663,7 +593,7 @@ pub(super) async fn mark_read(
 pub(super) async fn dismiss_notice(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     if st.store.dismiss_notice(auth.account.id, id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -678,7 +608,7 @@ pub(super) async fn dismiss_notice(
 pub(super) async fn move_message(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<MoveRequest>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
@@ -701,7 +631,7 @@ pub(super) async fn move_message(
 pub(super) async fn delete(
     State(st): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
     let orphans = st
@@ -715,44 +645,4 @@ pub(super) async fn delete(
         }
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn envelope_with_sizes(sizes: &[u64]) -> String {
-        let parts: Vec<EnvelopePart> = sizes
-            .iter()
-            .map(|&size| EnvelopePart {
-                sha256: "ab".repeat(32),
-                size,
-            })
-            .collect();
-        serde_json::to_string(&Envelope {
-            v: 1,
-            message_id: "0190a1b2c3d4e5f60718293a4b5c6d7e".into(),
-            from: "alice@example.org".into(),
-            to: vec!["bob@example.org".into()],
-            created_at: 1_700_000_000,
-            parts,
-        })
-        .unwrap()
-    }
-
-    /// Found while writing the `envelope` fuzz target (its input is
-    /// `fuzz/corpus/envelope/overflow-part-sizes.json`): the total of the parts' sizes was a plain
-    /// sum, which panicked on overflow in a debug build and wrapped under `max_message_bytes` in
-    /// a release build (`u64::MAX` and 2 made 1). The federation host's envelope check had the
-    /// same sum; both use `Envelope::total_size` now.
-    #[test]
-    fn part_sizes_that_overflow_their_total_are_too_large() {
-        let limits = crate::config::Limits::default();
-        for sizes in [&[u64::MAX, 2][..], &[u64::MAX / 2 + 1, u64::MAX / 2 + 1]] {
-            let e = parse_envelope(&limits, &envelope_with_sizes(sizes)).unwrap_err();
-            assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{sizes:?}");
-        }
-        let within = parse_envelope(&limits, &envelope_with_sizes(&[1, 2])).unwrap();
-        assert_eq!(within.total_size(), Some(3));
-    }
 }

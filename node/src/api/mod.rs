@@ -9,26 +9,28 @@ mod console;
 pub mod error;
 mod mail;
 pub mod openapi;
+mod serve;
+pub mod throttle;
 pub mod trust;
 pub mod web;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
+};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
 
-pub use accounts::invite_hash;
 pub use error::{ApiError, ApiResult};
-pub use mail::parse_envelope;
 
 use crate::config::Config;
 use crate::storage::{Account, AccountState, BlobStore, MetaStore};
@@ -66,6 +68,13 @@ pub struct Inner {
     /// of their (cached, shared) parsed certificate: see [`AppState::cert_facts`].
     facts: Mutex<FactsCache>,
     auth_limiter: RateLimiter,
+    /// Growing delays per source of failed password checks (`throttle.rs`).
+    pub throttle: throttle::Throttle,
+    /// Issues and checks the device tokens that tell a known device from the rest.
+    pub devices: throttle::DeviceTokens,
+    /// A hash made with the configured parameters, checked when an address has no account so
+    /// that the answer costs the same work (see `accounts::check_verifier`).
+    decoy_login_hash: String,
 }
 
 /// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
@@ -98,6 +107,20 @@ impl AppState {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
         let rate = config.http.auth_rate_per_sec;
+        let a = &config.accounts;
+        let throttle = throttle::Throttle::new(
+            throttle::Rule {
+                free: a.max_failed_logins,
+                base: Duration::from_secs(a.login_delay_secs),
+                max: Duration::from_secs(a.login_max_delay_secs),
+            },
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/login-throttle"),
+        );
+        let devices = throttle::DeviceTokens::new(
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
+            a.device_ttl_secs,
+        );
+        let decoy_login_hash = accounts::decoy_hash(&config);
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
         AppState {
             inner: Arc::new(Inner {
@@ -116,6 +139,9 @@ impl AppState {
                 parsed: Mutex::new(HashMap::new()),
                 facts: Mutex::new(HashMap::new()),
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
+                throttle,
+                devices,
+                decoy_login_hash,
             }),
         }
     }
@@ -220,7 +246,6 @@ impl AppState {
 
 /// The router with every route, limit and fallback.
 pub fn app(state: AppState) -> Router {
-    let json_limit = state.config.http.max_json_body;
     let api = Router::new()
         .route("/org", get(accounts::org))
         .route("/openapi.json", get(openapi::document))
@@ -248,34 +273,67 @@ pub fn app(state: AppState) -> Router {
         .route("/notices/{id}/read", post(mail::dismiss_notice))
         .route("/trust/{address}", get(trust::trust))
         .route("/certifications", post(trust::certify))
-        .merge(console::routes());
+        .merge(console::routes())
+        // After every route: it applies to the routes registered so far.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route);
     let directory = sealpost_directory::router(
         Arc::new(crate::directory_store::NodeDirectory {
             store: state.store.clone(),
             org_record: state.org_record(),
+            ca: Arc::new(state.ca.clone().strip_secret_key_material()),
+            domain: state.config.domain.to_ascii_lowercase(),
         }),
         sealpost_directory::DirectoryConfig::new(&state.config.domain),
     );
-    Router::new()
+    let routes = Router::new()
         .nest(crate::proto::API_PREFIX, api)
+        // The directory keeps its protocols' own answers (plain text), wrong methods included.
         .merge(directory)
         .route("/healthz", get(|| async { "ok" }))
         // The web app (api/web.rs): static files, then cookie sessions and CSP for everything.
         .route("/", get(web::index))
         .route("/assets/{name}", get(web::asset))
-        .fallback(|| async { ApiError::not_found("no_route", "no such route") })
+        .fallback(no_route);
+    layered(routes, state.clone()).with_state(state)
+}
+
+/// The layers every route is served under: the JSON body limit, security headers, the web
+/// app's cookie session and, outermost, the conversion of a panic anywhere inside into a
+/// logged `500 internal` (the connection and the other requests carry on either way).
+fn layered(routes: Router<AppState>, state: AppState) -> Router<AppState> {
+    let json_limit = state.config.http.max_json_body;
+    routes
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_response(web::headers))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             web::cookie_session,
         ))
-        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no_route", "no such route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}: see /api/v1/openapi.json"),
+    )
 }
 
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
-    let h = resp.headers_mut();
+    set_security_headers(resp.headers_mut());
+    resp
+}
+
+fn set_security_headers(h: &mut HeaderMap) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -285,21 +343,17 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    resp
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, under the timeouts and connection
+/// limits of `http` in the configuration (see [`serve`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = serve::ConnLimits::from_config(&state.config.http);
+    serve::serve(listener, app(state), limits, shutdown).await
 }
 
 /// `axum::Json` whose rejections are [`ApiError`]s with stable codes.
@@ -338,15 +392,53 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
+/// `axum::extract::Path` whose rejections are [`ApiError`]s: a path parameter that does not
+/// parse (a part index that is not a number, a percent-encoded address that is not UTF-8) is
+/// `400 invalid_path`.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(rejection("invalid_path", e.status(), e.body_text())),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s: `400 invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(rejection("invalid_query", e.status(), e.body_text())),
+        }
+    }
+}
+
+/// An extractor's rejection as an [`ApiError`]: the client's mistake with `code`, or (a route
+/// declared without the parameter its handler reads) a server fault.
+fn rejection(code: &'static str, status: StatusCode, text: String) -> ApiError {
+    if status.is_server_error() {
+        ApiError::internal(text)
+    } else {
+        ApiError::bad_request(code, text)
+    }
+}
+
 /// An authenticated request: a live session of an active account.
 pub struct Authed {
     pub account: Account,
     pub token_hash: [u8; 32],
 }
 
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+pub use crate::service::accounts::token_hash;
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
@@ -386,6 +478,26 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
+/// An authenticated request of an administrator. An extractor rather than a check in the
+/// handler, so that it runs before the body is read: a non-admin learns nothing about what an
+/// admin route would accept.
+pub struct AdminAuthed(pub Authed);
+
+impl FromRequestParts<AppState> for AdminAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Authed::from_request_parts(parts, state).await?;
+        if !auth.account.is_admin {
+            return Err(ApiError::forbidden(
+                "not_admin",
+                "only administrators of this organisation may do this",
+            ));
+        }
+        Ok(AdminAuthed(auth))
+    }
+}
+
 /// The client's address, for rate limiting (absent when the router is driven without a socket).
 pub struct ClientIp(pub Option<IpAddr>);
 
@@ -401,11 +513,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Token buckets per client address for the guessable routes.
+/// Whose token bucket a request draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Bucket {
+    Ip(IpAddr),
+    /// A known device (a valid device token for the address it names) has a bucket of its
+    /// own, so that others behind its address (one NAT, one proxy) cannot use up its share.
+    Device(throttle::DeviceId),
+}
+
+/// Token buckets per client address (or known device) for the guessable routes.
 struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<Bucket, (f64, Instant)>>,
 }
 
 impl RateLimiter {
@@ -418,15 +539,17 @@ impl RateLimiter {
     }
 
     /// Takes one token, or says how many seconds until one is available.
-    fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let Some(ip) = ip else { return Ok(()) };
+    fn check(&self, bucket: Option<Bucket>, now: Instant) -> Result<(), u64> {
+        let Some(bucket) = bucket else {
+            return Ok(());
+        };
         let mut buckets = self.buckets.lock().expect("rate limiter");
         if buckets.len() > 100_000 {
             // Bounded memory: forget addresses whose bucket has refilled.
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        let (tokens, at) = buckets.entry(bucket).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -440,8 +563,19 @@ impl RateLimiter {
 
 impl AppState {
     pub(crate) fn limit_auth(&self, ip: &ClientIp) -> ApiResult<()> {
+        self.limit_login(ip, None)
+    }
+
+    /// [`AppState::limit_auth`] for the login routes, where a known device draws on its own
+    /// bucket instead of its address's.
+    pub(crate) fn limit_login(
+        &self,
+        ip: &ClientIp,
+        device: Option<throttle::DeviceId>,
+    ) -> ApiResult<()> {
+        let bucket = device.map(Bucket::Device).or(ip.0.map(Bucket::Ip));
         self.auth_limiter
-            .check(ip.0, Instant::now())
+            .check(bucket, Instant::now())
             .map_err(|retry| {
                 ApiError::too_many(
                     "rate_limited",
@@ -459,14 +593,19 @@ mod tests {
     #[test]
     fn rate_limiter_allows_a_burst_then_refuses_then_refills() {
         let l = RateLimiter::new(1.0, 3.0);
-        let ip = Some(IpAddr::from([127, 0, 0, 1]));
+        let ip = Some(Bucket::Ip(IpAddr::from([127, 0, 0, 1])));
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(l.check(ip, t0).is_ok());
         }
         assert_eq!(l.check(ip, t0), Err(1));
-        // Another address has its own bucket.
-        assert!(l.check(Some(IpAddr::from([127, 0, 0, 2])), t0).is_ok());
+        // Another address, or a known device behind the same one, has its own bucket.
+        assert!(
+            l.check(Some(Bucket::Ip(IpAddr::from([127, 0, 0, 2]))), t0)
+                .is_ok()
+        );
+        let device = Bucket::Device(throttle::DeviceId([1; 16]));
+        assert!(l.check(Some(device), t0).is_ok());
         assert!(
             l.check(ip, t0 + std::time::Duration::from_millis(1100))
                 .is_ok()
@@ -478,11 +617,7 @@ mod tests {
     #[tokio::test]
     async fn cert_facts_are_kept_for_one_certificate_and_one_second() {
         use std::time::{Duration, SystemTime};
-        let dir = tempfile::tempdir().unwrap();
-        crate::node::init(dir.path(), "facts.test", None)
-            .await
-            .unwrap();
-        let node = crate::node::Node::open(dir.path()).unwrap();
+        let (_dir, node) = crate::node::temp_node("facts.test").await;
         let st = node.state;
         let (cert, _) =
             crate::crypto::generate_user_key("a@facts.test", None, SystemTime::now()).unwrap();

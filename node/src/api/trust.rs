@@ -5,11 +5,11 @@
 //! client. The node only stores what the user's own key verifiably signed.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use sealpost_trust::{Verdict, WhyNot};
 use sequoia_openpgp::Fingerprint;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Authed};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed};
 use crate::proto::{CertificationRequest, CertificationResponse, TrustResponse, VerdictView};
 use crate::storage::{Account, LogEvent};
 
@@ -51,7 +51,7 @@ pub(super) fn viewer(account: &Account) -> ApiResult<Fingerprint> {
 pub(super) async fn trust(
     State(st): State<AppState>,
     auth: Authed,
-    Path(address): Path<String>,
+    ApiPath(address): ApiPath<String>,
 ) -> ApiResult<Json<TrustResponse>> {
     let address = crate::normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
@@ -104,6 +104,9 @@ pub(super) async fn certify(
         Some(&existing),
         update,
         &[(*me).clone()],
+        // A certification adds signatures, never a user ID: a new user ID here would be an
+        // address its uploader claims on someone's key.
+        sealpost_directory::NewUserIds::None,
         &limits,
     )
     .map_err(|e| ApiError::unprocessable("rejected_update", e.to_string()))?;

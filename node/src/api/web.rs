@@ -9,6 +9,8 @@
 //! API understands, and for state-changing methods only when that header holds the CSRF token
 //! of *this* session (an HKDF of the session's token hash under a node secret, compared in
 //! constant time): a cross-site request cannot know it. Bearer tokens (the CLI) are untouched.
+//! A login also sets the device cookie (`Path=/api/v1/login`, kept across logouts), which
+//! marks the browser as a known device of the account (`throttle.rs`).
 //!
 //! **Static files.** Served from a directory (not embedded) so the node builds without Node.js
 //! and an operator can rebuild or patch the app without rebuilding the node; the directory
@@ -33,6 +35,10 @@ use super::{AppState, token_hash};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "sealpost_session";
+/// Name of the device cookie (see `throttle.rs`).
+pub const DEVICE_COOKIE: &str = "sealpost_device";
+/// Header by which the CLI client presents its device token at login.
+pub const DEVICE_HEADER: &str = "x-sealpost-device";
 /// Header carrying the CSRF token on state-changing cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Header by which the web app asks `/login` for a cookie session.
@@ -156,18 +162,47 @@ fn secure(st: &AppState, headers: &HeaderMap) -> bool {
     }
 }
 
-/// The `Set-Cookie` for a new cookie session.
-pub fn session_cookie(st: &AppState, req_headers: &HeaderMap, token: &str) -> HeaderValue {
+/// An `HttpOnly; SameSite=Strict` cookie (`Secure` unless served on loopback by HTTP).
+fn cookie(
+    st: &AppState,
+    req_headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+) -> HeaderValue {
     let secure = if secure(st, req_headers) {
         "; Secure"
     } else {
         ""
     };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        st.config.accounts.session_ttl_secs
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .expect("token is URL-safe base64")
+}
+
+/// The `Set-Cookie` for a new cookie session.
+pub fn session_cookie(st: &AppState, req_headers: &HeaderMap, token: &str) -> HeaderValue {
+    let ttl = st.config.accounts.session_ttl_secs;
+    cookie(st, req_headers, SESSION_COOKIE, token, "/", ttl)
+}
+
+/// The `Set-Cookie` for a device token: sent back only to the login routes, and kept across
+/// logouts (it marks the device, not a session).
+pub fn device_cookie(st: &AppState, req_headers: &HeaderMap, token: &str) -> HeaderValue {
+    let ttl = st.config.accounts.device_ttl_secs;
+    let path = format!("{}/login", crate::proto::API_PREFIX);
+    cookie(st, req_headers, DEVICE_COOKIE, token, &path, ttl)
+}
+
+/// The device token a request presents: the CLI's `X-Sealpost-Device` header, else the
+/// browser's device cookie.
+pub fn device_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| cookie_value(headers, DEVICE_COOKIE))
 }
 
 /// The `Set-Cookie` that removes the session cookie.

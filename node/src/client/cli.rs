@@ -3,7 +3,8 @@
 //! Client state (node URL, address, the pinned CA fingerprint) lives in `--dir` or
 //! `$SEALPOST_CLIENT_DIR`. Nothing secret is stored there: every command asks for the password
 //! (`--password-file`, `$SEALPOST_PASSWORD`, or a prompt), unlocks the key in memory, does its
-//! work and logs out.
+//! work and logs out. The state also keeps the device token of the last login, which opens
+//! nothing but marks this machine as a known device of the account.
 
 use std::path::{Path, PathBuf};
 
@@ -144,6 +145,10 @@ pub struct ClientState {
     pub address: String,
     pub fingerprint: String,
     pub ca_fingerprint: String,
+    /// The device token of the last login: it grants nothing by itself, but lets the node
+    /// tell this device from a guesser elsewhere (see `api/throttle.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 impl ClientState {
@@ -194,6 +199,7 @@ async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
     let node = args.node.clone().unwrap_or(state.node.clone());
     let pw = password(args, false)?;
     let session = Client::new(&node)
+        .with_device_token(state.device_token.clone())
         .login(
             &state.address,
             &pw,
@@ -201,6 +207,16 @@ async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
             Some(&state.ca_fingerprint),
         )
         .await?;
+    if let Some(t) = session.device_token() {
+        // Each login brings a fresh token; keeping it is a convenience, not a requirement.
+        let state = ClientState {
+            device_token: Some(t.to_owned()),
+            ..state
+        };
+        if let Err(e) = state.save(dir) {
+            tracing::warn!(error = %e, "could not keep the device token");
+        }
+    }
     Ok(session)
 }
 
@@ -273,6 +289,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 address: enrolled.address.clone(),
                 fingerprint: enrolled.fingerprint.clone(),
                 ca_fingerprint: enrolled.ca_fingerprint.clone(),
+                device_token: None,
             }
             .save(&dir)?;
             println!("Enrolled {}.", enrolled.address);
@@ -309,6 +326,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 address: session.address().to_owned(),
                 fingerprint: session.fingerprint(),
                 ca_fingerprint: ca_fingerprint.clone(),
+                device_token: session.device_token().map(str::to_owned),
             }
             .save(&dir)?;
             println!("Set up {} in {}.", session.address(), dir.display());

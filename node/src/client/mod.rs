@@ -86,6 +86,9 @@ static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// The device token from an earlier login, presented at login so that failures from
+    /// elsewhere do not slow this device.
+    device_token: Option<String>,
 }
 
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
@@ -133,6 +136,24 @@ impl Client {
                 .build()
                 .expect("HTTP client builds"),
             base: base.trim_end_matches('/').to_owned(),
+            device_token: None,
+        }
+    }
+
+    /// Presents `token` (from [`Session::device_token`] of an earlier login to this node) at
+    /// login: the node then counts failures of this device on their own, so that failures
+    /// from elsewhere do not slow it.
+    pub fn with_device_token(mut self, token: Option<String>) -> Client {
+        self.device_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// A POST to the login routes, with the device token if there is one.
+    fn login_post(&self, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.post(self.url(path));
+        match &self.device_token {
+            Some(t) => req.header(crate::api::web::DEVICE_HEADER, t),
+            None => req,
         }
     }
 
@@ -222,8 +243,7 @@ impl Client {
             ));
         }
         let params: LoginParams = json(
-            self.http
-                .post(self.url("/login/params"))
+            self.login_post("/login/params")
                 .json(&LoginParamsRequest {
                     address: address.to_owned(),
                 })
@@ -242,8 +262,7 @@ impl Client {
         .await
         .map_err(|e| ClientError::Protocol(e.to_string()))??;
         let resp: LoginResponse = json(
-            self.http
-                .post(self.url("/login"))
+            self.login_post("/login")
                 .json(&LoginRequest {
                     address: address.to_owned(),
                     login_verifier: STANDARD.encode(keys.login_verifier()),
@@ -262,6 +281,7 @@ impl Client {
         Ok(Session {
             client: self.clone(),
             token: resp.token,
+            device_token: resp.device_token,
             account: resp.account,
             me,
             ca,
@@ -275,6 +295,7 @@ impl Client {
 pub struct Session {
     client: Client,
     token: String,
+    device_token: Option<String>,
     pub account: AccountView,
     me: Cert,
     ca: Cert,
@@ -434,6 +455,12 @@ impl Session {
     }
 
     /// The session token (for tests that exercise the API directly).
+    /// The device token this login earned: present it at the next login of this address
+    /// ([`Client::with_device_token`]).
+    pub fn device_token(&self) -> Option<&str> {
+        self.device_token.as_deref()
+    }
+
     pub fn token(&self) -> &str {
         &self.token
     }

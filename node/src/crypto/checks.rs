@@ -32,6 +32,18 @@ pub fn check_user_cert(
     if cert.userids().count() > 8 || cert.keys().count() > 8 {
         return bad("too many user IDs or subkeys");
     }
+    // Every user ID names the enrolled address: the organisation's directory serves this key
+    // for each address on it, and a second one would be a claim nobody checked.
+    if let Some(other) = cert
+        .userids()
+        .find(|u| email_of(u.userid()).as_deref() != Some(address))
+    {
+        return Err(CryptoError::Malformed(format!(
+            "the user ID {:?} is not for {address}: a key is enrolled with user IDs for its \
+             own address only",
+            String::from_utf8_lossy(other.userid().value())
+        )));
+    }
     let vc = cert
         .with_policy(policy, now)
         .map_err(|e| CryptoError::Malformed(format!("not valid now: {e}")))?;

@@ -16,8 +16,7 @@ use super::{accept_remote_certs, domain_of, transfer_of};
 use crate::api::AppState;
 use crate::proto::Envelope;
 use crate::storage::{
-    AccountState, LogEvent, NewPart, PartData, PeerRecord, ReceiveOutcome, RemoteMessage,
-    StorageError,
+    LogEvent, NewPart, PartData, PeerRecord, ReceiveOutcome, RemoteMessage, StorageError,
 };
 
 /// Small parts received from peers wait here between `store_part` and `commit` (they are
@@ -71,34 +70,20 @@ impl FedHost {
             .ok_or_else(|| HostError::Refused(format!("{} is no longer a peer", peer.domain)))
     }
 
-    /// Parses the envelope and checks it matches the transfer.
+    /// Reads the envelope by the rule every door applies ([`service::mail::check_envelope`]; a
+    /// refusal names its code) and checks it matches the transfer.
     fn envelope(&self, t: &Transfer) -> Result<Envelope, HostError> {
-        let env: Envelope = serde_json::from_str(&t.envelope)
-            .map_err(|e| HostError::Refused(format!("the envelope is not valid: {e}")))?;
-        let limits = &self.st.config.limits;
+        let env = crate::service::mail::check_envelope(&self.st.config.limits, &t.envelope)
+            .map_err(|e| HostError::Refused(format!("{}: {e}", e.code())))?;
         let same_parts = env.parts.len() == t.parts.len()
             && env
                 .parts
                 .iter()
                 .zip(&t.parts)
                 .all(|(e, p)| e.sha256 == p.sha256 && e.size == p.size);
-        if env.v != 1
-            || env.message_id != t.message_id.0
-            || !crate::is_message_id(&env.message_id)
-            || !same_parts
-        {
+        if env.message_id != t.message_id.0 || !same_parts {
             return Err(HostError::Refused(
                 "the transfer does not match its signed envelope".into(),
-            ));
-        }
-        if env.parts.len() > limits.max_parts
-            || env
-                .total_size()
-                .is_none_or(|total| total > limits.max_message_bytes)
-            || env.to.len() > limits.max_recipients
-        {
-            return Err(HostError::Refused(
-                "the message exceeds this node's limits".into(),
             ));
         }
         Ok(env)
@@ -133,7 +118,7 @@ impl FedHost {
                 .await
                 .map_err(unavailable)?
             {
-                Some(acc) if acc.state == AccountState::Active && acc.cert.is_some() => {
+                Some(acc) if crate::service::mail::deliverable(&acc) => {
                     r.accepted.push((acc.id, acc.address))
                 }
                 _ => r.refused.push(Refusal {
@@ -343,13 +328,16 @@ impl FedHost {
         parts: Vec<NewPart>,
         proof: Option<&BatchProof>,
     ) -> Result<Receipt, HostError> {
+        // The envelope's parts are the transfer's, and their total was checked against the
+        // limit (so without overflow) when it was admitted.
+        let size = env.total_size().unwrap_or(u64::MAX);
         let message = RemoteMessage {
             id: t.message_id.0.clone(),
             peer_domain: peer.domain.clone(),
             sender: env.from,
             envelope: t.envelope.clone(),
             signature: t.signature.clone(),
-            size: t.parts.iter().map(|p| p.size).sum(),
+            size,
             parts,
             all_recipients: env.to,
             recipients: routing.accepted.clone(),
@@ -517,17 +505,20 @@ impl Host for FedHost {
                 self.st.config.domain
             )));
         }
-        let certs = self
-            .st
-            .store
-            .certs_by_email(&address)
-            .await
-            .map_err(unavailable)?;
-        let fingerprints = certs
+        let published = crate::directory_store::published_for_address(
+            self.st.store.as_ref(),
+            &self.st.ca,
+            &self.st.config.domain,
+            &address,
+        )
+        .await
+        .map_err(unavailable)?;
+        let fingerprints = published.iter().map(|c| c.fingerprint().to_hex()).collect();
+        let certs = published
             .iter()
-            .filter_map(|a| crate::crypto::cert_from_armored(a).ok())
-            .map(|c| c.fingerprint().to_hex())
-            .collect();
+            .map(crate::crypto::cert_to_armored)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
         self.st
             .store
             .record_served(&peer.domain, fingerprints)
@@ -553,6 +544,12 @@ impl Host for FedHost {
             )
             .await
             .map_err(unavailable)?;
+        // What we announce is what we publish: our domain's user IDs only where our CA vouches.
+        let certs = certs
+            .iter()
+            .map(|a| crate::certs::published_armored(a, &self.st.ca, &self.st.config.domain))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
         Ok(CertUpdates { cursor, certs })
     }
 
@@ -601,6 +598,10 @@ impl Host for FedHost {
                         .map_err(unavailable)?
                         .and_then(|a| a.cert)
                         .unwrap_or_default();
+                    // The sender's certificate as we publish it (see `certs::published`).
+                    let c =
+                        crate::certs::published_armored(&c, &self.st.ca, &self.st.config.domain)
+                            .unwrap_or(c);
                     certs.insert(e.sender.clone(), c.clone());
                     c
                 }
@@ -709,6 +710,57 @@ impl Host for FedHost {
             .await
         {
             tracing::warn!(error = %e, "could not record a peer's state");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::EnvelopePart;
+
+    /// Regression: part sizes adding up past `u64` panicked ("attempt to add with overflow")
+    /// in a debug build and wrapped under the size limit in a release build. A peer's transfer
+    /// is refused like any other over the limit.
+    #[tokio::test]
+    async fn a_transfer_whose_part_sizes_overflow_is_refused() {
+        let (_dir, node) = crate::node::temp_node("host.test").await;
+        let host = FedHost::new(node.state);
+        let id = crate::new_message_id();
+        let sizes = [u64::MAX, 2];
+        let env = Envelope {
+            v: 1,
+            message_id: id.clone(),
+            from: "a@peer.test".into(),
+            to: vec!["b@host.test".into()],
+            created_at: crate::now(),
+            parts: sizes
+                .iter()
+                .map(|&size| EnvelopePart {
+                    sha256: "ab".repeat(32),
+                    size,
+                })
+                .collect(),
+        };
+        let t = Transfer {
+            message_id: MessageId::new(id),
+            envelope: serde_json::to_string(&env).unwrap(),
+            signature: "sig".into(),
+            sender_cert: String::new(),
+            parts: env
+                .parts
+                .iter()
+                .map(|p| PartRef {
+                    sha256: p.sha256.clone(),
+                    size: p.size,
+                    data: None,
+                })
+                .collect(),
+            node_sig: Vec::new(),
+        };
+        match host.envelope(&t) {
+            Err(HostError::Refused(m)) => assert!(m.starts_with("too_large: "), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 }

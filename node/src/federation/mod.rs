@@ -56,6 +56,8 @@ pub async fn accept_remote_certs(
     let policy = StandardPolicy::new();
     let mut records = Vec::new();
     let mut kept = Vec::new();
+    // The peer's CA certificate, read at the first certificate that needs it.
+    let mut peer_ca: Option<Option<Cert>> = None;
     for a in armored {
         let cert = st
             .parse_cert(a)
@@ -96,6 +98,33 @@ pub async fn accept_remote_certs(
                 .map_err(|e| CertRefusal::Malformed(e.to_string()))?,
             None => (*cert).clone(),
         };
+        // A peer speaks for its domain's addresses through its CA, as we do for ours: a user ID
+        // its CA did not certify is not kept (once we hold the CA's certificate).
+        if peer_ca.is_none() {
+            peer_ca = Some(
+                st.store
+                    .cert_by_fingerprint(&peer.ca_fingerprint)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|a| crate::crypto::cert_from_armored(&a).ok())
+                    // Only the CA of that domain vouches for it (a mistyped pin is another
+                    // organisation's CA, whose users then stay unauthenticated here).
+                    .filter(|ca| {
+                        let ca_address = format!("openpgp-ca@{}", peer.domain);
+                        crate::certs::names_address(ca, &ca_address)
+                    }),
+            );
+        }
+        if let Some(Some(ca)) = &peer_ca {
+            merged = crate::certs::published(merged, ca, &peer.domain);
+            if !merged
+                .userids()
+                .any(|u| u.userid().email_normalized().ok().flatten().is_some())
+            {
+                return Err(CertRefusal::NoAddress { fingerprint });
+            }
+        }
         if fingerprint == peer.ca_fingerprint && !bridged(&merged, &st.ca, &peer.domain, &policy) {
             let at = crate::certs::after_previous_signatures(
                 &st.ca.fingerprint(),

@@ -8,7 +8,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{CertRecord, LogEvent, NewPart, Result, Timestamp};
+use super::certs::CertRecord;
+use super::error::{Result, Timestamp};
+use super::log::LogEvent;
+use super::mail::{DeliveryState, NewPart};
 
 /// A peer organisation's node, as an admin authorised it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,25 +50,6 @@ impl PeerRecord {
             pull_cursor: 0,
         }
     }
-}
-
-/// The recipients of one message at one peered organisation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteRoute {
-    pub domain: String,
-    pub addresses: Vec<String>,
-}
-
-/// A recipient's delivery state, as the sender sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveryState {
-    pub address: String,
-    /// `queued`, `delivered` or `failed`.
-    pub state: String,
-    /// Why it failed, in plain words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub updated_at: Timestamp,
 }
 
 /// One outbox entry, ready to be turned into a transfer.

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use super::{Result, Timestamp};
+use super::error::{Result, Timestamp};
 
 /// A new login for an account: everything derived from a new password, made by the client.
 #[derive(Clone, Debug)]

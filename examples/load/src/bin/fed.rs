@@ -27,6 +27,9 @@
 //! the writer) about every millisecond for new `federation.received` entries of the transaction
 //! log, which beta writes in the same commit as the received message; the poll interval and the
 //! read's duration (printed) bound how late an arrival can be seen.
+//!
+//! At the end it appends the run's record (date, commit, command, host, each phase's figures)
+//! as one JSON line to `--results` (`examples/load/results.jsonl`; `--no-results` to skip).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -43,7 +46,10 @@ use sealpost::crypto::KdfParams;
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{DiskProbe, MachineCpu, Submitter, cpu_time, percentile, proc_status_kib, run};
+use shared::{
+    DiskProbe, MachineCpu, ResultsArgs, Submitter, cpu_time, nproc, percentile, proc_status_kib,
+    round1, round2, run,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark federation between two Sealpost nodes on loopback")]
@@ -82,6 +88,8 @@ struct Args {
     /// Give up waiting for any one phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    #[command(flatten)]
+    results: ResultsArgs,
 }
 
 /// Enrolment KDF: the smallest the node accepts (as the test kit's `TEST_KDF`); the benchmark
@@ -142,6 +150,8 @@ impl NodeProc {
             // A production node runs without it.
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
+            // One address stands for many clients (`--concurrency` submitters and more).
+            .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
             // A 1 GiB attachment is over the default message limit (256 MiB).
             .env(
                 "SEALPOST__LIMITS__MAX_MESSAGE_BYTES",
@@ -470,6 +480,8 @@ async fn main() -> anyhow::Result<()> {
     arrivals.wait_for_count(1, Duration::from_secs(30)).await?;
     let mut expected = 1u64;
     let mut report = Vec::<String>::new();
+    // The same figures for the results file, by phase.
+    let mut figures = serde_json::Map::new();
 
     // 1. Throughput.
     if !args.skip_throughput {
@@ -565,7 +577,25 @@ async fn main() -> anyhow::Result<()> {
             mib(peaks[0]),
             mib(peaks[1]),
         ));
-        with_load(&mut report, &machine0, disk);
+        let (machine, disk) = with_load(&mut report, &machine0, disk);
+        figures.insert(
+            "throughput".into(),
+            serde_json::json!({
+                "messages": args.count,
+                "concurrency": args.concurrency,
+                "body_bytes": args.size,
+                "messages_per_s": rate.round(),
+                "steady_messages_per_s": steady.round(),
+                "accepted_per_s": accept_rate.round(),
+                "cpu_ms_per_message": {
+                    "alpha": round2(ms(cpu.0) / args.count as f64),
+                    "beta": round2(ms(cpu.1) / args.count as f64),
+                },
+                "peak_rss_mib": { "alpha": round1(mib(peaks[0])), "beta": round1(mib(peaks[1])) },
+                "machine": machine,
+                "disk": disk,
+            }),
+        );
     }
 
     // 2. Latency at an offered rate.
@@ -652,7 +682,22 @@ async fn main() -> anyhow::Result<()> {
             ms(read_max),
             ms(period + read),
         ));
-        with_load(&mut report, &machine0, disk);
+        let (machine, disk) = with_load(&mut report, &machine0, disk);
+        figures.insert(
+            "latency".into(),
+            serde_json::json!({
+                "rate_per_s": args.rate,
+                "seconds": args.latency_secs,
+                "messages": n,
+                "p50_ms": round2(ms(p50)),
+                "p90_ms": round2(ms(percentile(&lat, 0.90))),
+                "p99_ms": round2(ms(p99)),
+                "max_ms": round2(ms(lat.last().copied().unwrap_or_default())),
+                "seen_late_up_to_ms": round1(ms(period + read)),
+                "machine": machine,
+                "disk": disk,
+            }),
+        );
     }
 
     // 3. One large attachment.
@@ -736,11 +781,23 @@ async fn main() -> anyhow::Result<()> {
             mib(hwm.1),
             verdict(g_alpha <= TARGET_RSS_GROWTH_MB && g_beta <= TARGET_RSS_GROWTH_MB),
         ));
-        with_load(&mut report, &machine0, disk);
+        let (machine, disk) = with_load(&mut report, &machine0, disk);
+        figures.insert(
+            "attachment".into(),
+            serde_json::json!({
+                "mib": args.attachment_mib,
+                "ciphertext_bytes": bytes,
+                "seconds": round2(took.as_secs_f64()),
+                "mb_per_s": mbps.round(),
+                "rss_growth_mb": { "alpha": round1(g_alpha), "beta": round1(g_beta) },
+                "machine": machine,
+                "disk": disk,
+            }),
+        );
     }
     arrivals.stop.store(true, Ordering::Relaxed);
 
-    println!("\n===== results ({} CPUs) =====", num_cpus());
+    println!("\n===== results ({} CPUs) =====", nproc());
     println!("command: {command_line}");
     println!(
         "nodes: `sealpost serve` processes {} and {} on loopback (HTTP + QUIC; RUST_LOG=warn, no RUST_BACKTRACE), SQLite synchronous=FULL on {}",
@@ -751,34 +808,43 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "note: this tool (the clients: submissions and the poller) shares the CPUs with both nodes"
     );
+    let load_at_end = loadavg();
     println!(
-        "load average at the start: {}; at the end: {} (other work on the machine skews the figures)",
-        load_at_start,
-        loadavg()
+        "load average at the start: {load_at_start}; at the end: {load_at_end} (other work on the machine skews the figures)",
     );
     for r in &report {
         println!("\n{r}");
     }
+    figures.insert(
+        "load_average".into(),
+        serde_json::json!({ "start": load_at_start, "end": load_at_end }),
+    );
+    args.results
+        .append("sealpost-fed-bench", serde_json::Value::Object(figures));
     Ok(())
 }
 
-fn with_load(report: &mut [String], machine0: &MachineCpu, disk: DiskProbe) {
+/// Adds the machine's load and the disk's stalls over the phase to its report; the same as
+/// (machine, disk) figures for the results file.
+fn with_load(
+    report: &mut [String],
+    machine0: &MachineCpu,
+    disk: DiskProbe,
+) -> (serde_json::Value, serde_json::Value) {
     let disk = disk.finish();
+    let machine = MachineCpu::now();
     if let Some(r) = report.last_mut() {
         r.push_str(&format!(
             "\n  load average (1, 5, 15 min) after the phase: {}; {}\n  {disk}",
             loadavg(),
-            MachineCpu::now().since(machine0)
+            machine.since(machine0)
         ));
     }
+    (machine.json_since(machine0), disk.figures)
 }
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -18,6 +18,10 @@
 //! writer's next batch, or by its idle poll every [`POLL`]; the CLI waits twice that long after
 //! such a change before it returns. An entry is used only while the published generation is
 //! the one that was current before the entry was read from the database.
+//!
+//! It keeps answers, never a connection: apart from reading the counter through a connection it
+//! is handed, it must not touch the database (the writer publishes generations; the concern
+//! modules fill it after their own reads).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,7 +30,9 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::storage::{Account, PeerRecord, Result, Timestamp};
+use crate::storage::accounts::Account;
+use crate::storage::error::{Result, Timestamp};
+use crate::storage::federation::PeerRecord;
 
 /// How often an idle writer looks for changes made by another process.
 pub const POLL: Duration = Duration::from_millis(25);

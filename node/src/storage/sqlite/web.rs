@@ -1,10 +1,14 @@
 //! [`WebStore`] for [`SqliteStore`]: the web app's account settings and admin console.
+//!
+//! Uses the store and `rows`; it must not use another concern's module.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use super::rows::parse_sha;
+use crate::storage::error::{Result, StorageError, Timestamp};
+use crate::storage::log::LogEvent;
 use crate::storage::web::{NewLogin, NodeCounts, SessionRow, WebStore};
-use crate::storage::{LogEvent, Result, StorageError, Timestamp};
 
 #[async_trait::async_trait]
 impl WebStore for SqliteStore {
@@ -19,7 +23,7 @@ impl WebStore for SqliteStore {
             let address: String = c
                 .query_row(
                     "UPDATE accounts SET wrapped_key = ?1, kdf_salt = ?2, kdf_params = ?3,
-                         login_hash = ?4, failed_logins = 0, locked_until = NULL
+                         login_hash = ?4
                      WHERE id = ?5 AND state = 'active' RETURNING address",
                     params![
                         login.wrapped_key,
@@ -55,7 +59,7 @@ impl WebStore for SqliteStore {
             )?;
             let rows = stmt.query_map(params![account_id, now], |r| {
                 Ok(SessionRow {
-                    token_hash: super::parse_sha(r.get(0)?)?,
+                    token_hash: parse_sha(r.get(0)?)?,
                     created_at: r.get(1)?,
                     expires_at: r.get(2)?,
                 })

@@ -1,14 +1,27 @@
-//! [`FederationStore`] on SQLite: peers, outbox, delivery states, received messages.
+//! [`FederationStore`] on SQLite: peers, the outbox as the driver sees it (pending entries,
+//! receipts, rejections, expiry), messages received from peers, certificates served to and
+//! learned from peers, notices.
+//!
+//! Uses the store, `rows` and `outbox`; nothing uses it back.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::sqlite::{
-    SqliteStore, drop_message_if_unreferenced, hold_file_blob, insert_part, parse_sha, put_cert,
+use super::SqliteStore;
+use super::outbox::{deliveries_of, dequeued, notify_failure, set_delivery, take_from_outbox};
+use super::rows::{
+    drop_message_if_unreferenced, hold_file_blob, insert_part, json, parse_sha, put_cert,
     query_certs,
 };
-use super::*;
+use crate::storage::certs::CertRecord;
+use crate::storage::error::{Result, StorageError, Timestamp};
+use crate::storage::federation::{
+    Expired, FederationStore, Notice, OutboxEntry, OutboxPart, PeerRecord, ReceiveOutcome,
+    RemoteMessage,
+};
+use crate::storage::log::LogEvent;
+use crate::storage::mail::DeliveryState;
 
 const PEER_COLUMNS: &str = "domain, peer_id, addrs, ca_fingerprint, added_at, state, last_error, \
     retry_at, state_at, pull_cursor";
@@ -33,140 +46,6 @@ fn bump_peer_generation(c: &Connection) -> Result<()> {
     c.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'peer_generation'")?
         .execute([])?;
     Ok(())
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("plain data serialises")
-}
-
-/// Sets a recipient's delivery state.
-fn set_delivery(
-    c: &Connection,
-    message_id: &str,
-    address: &str,
-    state: &str,
-    reason: Option<&str>,
-    now: Timestamp,
-) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO deliveries (message_id, address, state, reason, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (message_id, address) DO UPDATE SET state = excluded.state,
-             reason = excluded.reason, updated_at = excluded.updated_at",
-    )?
-    .execute(params![message_id, address, state, reason, now])?;
-    Ok(())
-}
-
-/// One outbox entry for `domain` left the outbox.
-fn dequeued(c: &Connection, domain: &str) -> Result<()> {
-    c.prepare_cached("UPDATE peers SET queued = MAX(queued - 1, 0) WHERE domain = ?1")?
-        .execute([domain])?;
-    Ok(())
-}
-
-/// Removes a message's entry for `domain` from the outbox; its recipients, if it was there.
-fn take_from_outbox(c: &Connection, id: &str, domain: &str) -> Result<Option<Vec<String>>> {
-    let recipients: Option<String> = c
-        .prepare_cached(
-            "DELETE FROM outbox WHERE message_id = ?1 AND domain = ?2 RETURNING recipients",
-        )?
-        .query_row(params![id, domain], |r| r.get(0))
-        .optional()?;
-    let Some(recipients) = recipients else {
-        return Ok(None);
-    };
-    dequeued(c, domain)?;
-    Ok(Some(serde_json::from_str(&recipients).unwrap_or_default()))
-}
-
-/// Tells the sender of `message_id` that it did not reach `addresses`.
-fn notify_failure(
-    c: &Connection,
-    message_id: &str,
-    addresses: &[String],
-    reason: &str,
-    now: Timestamp,
-) -> Result<()> {
-    let account: Option<i64> = c
-        .prepare_cached(
-            "SELECT a.id FROM accounts a JOIN messages m ON m.sender = a.address WHERE m.id = ?1",
-        )?
-        .query_row([message_id], |r| r.get(0))
-        .optional()?;
-    if let Some(account) = account {
-        c.prepare_cached(
-            "INSERT INTO notices (account_id, message_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            account,
-            message_id,
-            format!(
-                "Your message {message_id} was not delivered to {}: {reason}.",
-                addresses.join(", ")
-            ),
-            now
-        ])?;
-    }
-    Ok(())
-}
-
-/// Queues a submitted message's remote recipients (called inside the submission's write).
-pub(super) fn enqueue_remote(
-    c: &Connection,
-    chain: &mut super::sqlite::Chain,
-    m: &NewMessage,
-    now: Timestamp,
-) -> Result<()> {
-    for route in &m.remote {
-        let waiting: i64 = c
-            .prepare_cached("SELECT queued FROM peers WHERE domain = ?1")?
-            .query_row([&route.domain], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        if waiting as u64 >= m.remote_backlog_max {
-            return Err(StorageError::Backlog(waiting as u64, route.domain.clone()));
-        }
-        c.prepare_cached("UPDATE peers SET queued = queued + 1 WHERE domain = ?1")?
-            .execute([&route.domain])?;
-        c.prepare_cached(
-            "INSERT INTO outbox (message_id, domain, recipients, queued_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            m.id,
-            route.domain,
-            json(&route.addresses),
-            now,
-            m.remote_expires_at
-        ])?;
-        for a in &route.addresses {
-            set_delivery(c, &m.id, a, "queued", None, now)?;
-        }
-        chain.append(
-            c,
-            now,
-            &LogEvent::new("federation.queued", &m.sender_address, &m.id)
-                .with(serde_json::json!({ "domain": route.domain, "to": route.addresses })),
-        )?;
-    }
-    Ok(())
-}
-
-/// Delivery states of the given messages, for mailbox listings.
-pub(super) fn deliveries_of(c: &Connection, message_id: &str) -> Result<Vec<DeliveryState>> {
-    Ok(c.prepare_cached(
-        "SELECT address, state, reason, updated_at FROM deliveries WHERE message_id = ?1
-             ORDER BY address",
-    )?
-    .query_map([message_id], |r| {
-        Ok(DeliveryState {
-            address: r.get(0)?,
-            state: r.get(1)?,
-            reason: r.get(2)?,
-            updated_at: r.get(3)?,
-        })
-    })?
-    .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 #[async_trait]

@@ -1,0 +1,44 @@
+//! What every storage call returns: [`StorageError`], [`Result`], and the [`Timestamp`] callers
+//! pass in. A leaf: it depends on no other storage module, so each of them may use it.
+
+/// Seconds since the Unix epoch. Storage never reads the clock: callers pass `now`.
+pub type Timestamp = i64;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the invite code is unknown, used or expired")]
+    InviteInvalid,
+    /// A submission's message ID was never issued to its sender (or was issued to another).
+    #[error("the message ID was not issued to this sender")]
+    MessageIdNotIssued,
+    /// A submission's message ID was issued to its sender but has expired unused.
+    #[error("the message ID has expired")]
+    MessageIdExpired,
+    #[error("storage is overloaded: too many writes waiting")]
+    Overloaded,
+    #[error("{0} messages are already waiting for the node of {1}")]
+    Backlog(u64, String),
+    #[error("storage is shut down")]
+    Closed,
+    /// The database (or the machinery around it: the writer thread, a reader task) failed;
+    /// what it reported is the source, shown as it was.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Database(Box::new(e))
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

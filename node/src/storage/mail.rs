@@ -1,0 +1,205 @@
+//! Messages and mailboxes: what a submission stores, what a reader sees, uploads of large
+//! parts, and [`MailStore`].
+//!
+//! Holds the trait and what it speaks in; the remote side of a message (its routes and each
+//! recipient's delivery state) is named here because submission and listings carry it, and
+//! it must not depend on the federation module (which depends on this one).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, Timestamp};
+
+/// One part of a message as it is submitted: the SHA-256 of its ciphertext, and the
+/// ciphertext itself when small enough to live in the database.
+#[derive(Clone, Debug)]
+pub struct NewPart {
+    pub sha256: [u8; 32],
+    pub size: u64,
+    pub inline: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub id: String,
+    pub sender_account: i64,
+    pub sender_address: String,
+    /// The exact envelope bytes the sender signed, and the armored signature.
+    pub envelope: String,
+    pub signature: String,
+    pub size: u64,
+    pub parts: Vec<NewPart>,
+    /// Local recipients: (account id, address).
+    pub recipients: Vec<(i64, String)>,
+    /// Recipients at peered organisations, one outbox entry per destination domain.
+    pub remote: Vec<RemoteRoute>,
+    /// When undelivered remote entries give up (Unix seconds).
+    pub remote_expires_at: Timestamp,
+    /// Most entries one destination's outbox may hold; beyond it the submission is refused
+    /// (`StorageError::Backlog`) rather than letting an unreachable peer fill the disk.
+    pub remote_backlog_max: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    Accepted {
+        accepted_at: Timestamp,
+    },
+    /// The same envelope was already accepted (a client retrying after a lost answer).
+    AlreadyAccepted {
+        accepted_at: Timestamp,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Folder {
+    Inbox,
+    Sent,
+    Archive,
+}
+
+impl Folder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Folder::Inbox => "inbox",
+            Folder::Sent => "sent",
+            Folder::Archive => "archive",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inbox" => Folder::Inbox,
+            "sent" => Folder::Sent,
+            "archive" => Folder::Archive,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct MailboxItem {
+    pub message_id: String,
+    pub folder: Folder,
+    pub unread: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    pub received_at: Timestamp,
+    pub size: u64,
+    pub parts: u32,
+    /// For messages in Sent: each remote recipient's delivery state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivery: Vec<DeliveryState>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartInfo {
+    pub index: u32,
+    pub size: u64,
+    #[serde(serialize_with = "ser_hex")]
+    pub sha256: [u8; 32],
+}
+
+fn ser_hex<S: serde::Serializer>(v: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v))
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    pub item: MailboxItem,
+    pub envelope: String,
+    pub signature: String,
+    pub accepted_at: Timestamp,
+    pub parts: Vec<PartInfo>,
+}
+
+/// Where the ciphertext of one part is.
+#[derive(Clone, Debug)]
+pub enum PartData {
+    Inline(Vec<u8>),
+    Blob { sha256: [u8; 32], size: u64 },
+}
+
+/// The recipients of one message at one peered organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRoute {
+    pub domain: String,
+    pub addresses: Vec<String>,
+}
+
+/// A recipient's delivery state, as the sender sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    pub address: String,
+    /// `queued`, `delivered` or `failed`.
+    pub state: String,
+    /// Why it failed, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// Messages: issued message IDs, uploads, submission, mailboxes, parts, read/move/delete.
+#[async_trait]
+pub trait MailStore: Send + Sync + 'static {
+    async fn issue_message_id(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Records that `account_id` uploaded the blob `sha256` (already durable in the BlobStore).
+    async fn record_upload(
+        &self,
+        account_id: i64,
+        sha256: [u8; 32],
+        size: u64,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Bytes `account_id` has uploaded and not yet used in a submitted message.
+    async fn pending_upload_bytes(&self, account_id: i64) -> Result<u64>;
+    /// Forgets uploads made before `before` that no message used, and returns the blobs that
+    /// nothing refers to any more (for the caller to remove from the BlobStore).
+    async fn expire_uploads(&self, before: Timestamp) -> Result<Vec<[u8; 32]>>;
+    /// Size of a blob `account_id` uploaded, if they did.
+    async fn uploaded_by(&self, account_id: i64, sha256: [u8; 32]) -> Result<Option<u64>>;
+    /// Stores the message once, a mailbox entry per local recipient and one in the sender's
+    /// Sent, marks the message ID used, and logs submission and deliveries: one commit.
+    async fn submit(&self, message: NewMessage, now: Timestamp) -> Result<SubmitOutcome>;
+    async fn mailbox(
+        &self,
+        account_id: i64,
+        folder: Folder,
+        limit: u32,
+        before: Option<Timestamp>,
+    ) -> Result<Vec<MailboxItem>>;
+    /// The message as `account_id` sees it (None unless it is in one of their folders).
+    async fn message(&self, account_id: i64, message_id: &str) -> Result<Option<StoredMessage>>;
+    async fn part(&self, message_id: &str, index: u32) -> Result<Option<PartData>>;
+    /// Marks read and logs the read (the evidence of registered mail). Returns whether it was
+    /// unread before.
+    async fn mark_read(
+        &self,
+        account_id: i64,
+        actor: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+    async fn move_to(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        from: Folder,
+        to: Folder,
+    ) -> Result<()>;
+    /// Removes the message from the user's folders and logs it. Returns the blobs no message
+    /// refers to any more (for the caller to remove from the BlobStore).
+    async fn delete(
+        &self,
+        account_id: i64,
+        actor: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>>;
+}

@@ -1,0 +1,249 @@
+//! The authorisation and error-shape matrix, generated from the OpenAPI document (issue 15,
+//! hardening): every documented route is called as anonymous, as a user who is not the owner of
+//! what the route names, and as a non-admin, against a real node; each answer has the expected
+//! status, every error answer is the documented `{code, message}` JSON, and nothing refused
+//! changes what the owners hold. A route documented but missing from [`TABLE`] (or the other
+//! way round) fails the test, so a new route needs a decision here.
+
+use sealpost::client::Outgoing;
+use sealpost::proto::SessionsResponse;
+use sealpost_tests::{TEST_KDF, TestNode};
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    /// Anyone, without a session.
+    Public,
+    /// Any logged-in user.
+    User,
+    /// A logged-in admin.
+    Admin,
+}
+
+/// `(method, documented path, who may call it, status for a user who does not own what the
+/// path names (None: the route names nothing of anyone's))`.
+const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
+    ("GET", "/org", Who::Public, None),
+    ("GET", "/openapi.json", Who::Public, None),
+    ("POST", "/enroll", Who::Public, None),
+    ("POST", "/login/params", Who::Public, None),
+    ("POST", "/login", Who::Public, None),
+    ("POST", "/logout", Who::User, None),
+    ("GET", "/me", Who::User, None),
+    ("POST", "/me/totp", Who::User, None),
+    ("POST", "/me/totp/confirm", Who::User, None),
+    ("POST", "/me/totp/disable", Who::User, None),
+    ("POST", "/me/password", Who::User, None),
+    ("GET", "/me/sessions", Who::User, None),
+    ("DELETE", "/me/sessions/{id}", Who::User, Some(404)),
+    ("GET", "/users/{address}/cert", Who::User, None),
+    ("POST", "/envelopes", Who::User, None),
+    ("PUT", "/blobs", Who::User, None),
+    ("POST", "/messages", Who::User, None),
+    ("GET", "/mailbox/{folder}", Who::User, None),
+    ("GET", "/messages/{id}", Who::User, Some(404)),
+    ("DELETE", "/messages/{id}", Who::User, Some(404)),
+    ("GET", "/messages/{id}/parts/{index}", Who::User, Some(404)),
+    ("POST", "/messages/{id}/read", Who::User, Some(404)),
+    ("POST", "/messages/{id}/move", Who::User, Some(404)),
+    ("POST", "/notices/{id}/read", Who::User, Some(404)),
+    ("GET", "/trust/{address}", Who::User, None),
+    ("POST", "/certifications", Who::User, None),
+    ("GET", "/admin/users", Who::Admin, None),
+    ("POST", "/admin/users/{address}/state", Who::Admin, None),
+    ("POST", "/admin/invites", Who::Admin, None),
+    ("GET", "/admin/status", Who::Admin, None),
+    ("GET", "/admin/peers", Who::Admin, None),
+    ("GET", "/admin/peers/{domain}/org", Who::Admin, None),
+];
+
+/// The `(method, path)` pairs the OpenAPI document lists.
+fn documented() -> Vec<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(sealpost::api::openapi::DOCUMENT).unwrap();
+    let mut out = Vec::new();
+    for (path, entry) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if entry.get(method).is_some() {
+                out.push((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Checks that an error answer is the documented JSON and returns its code.
+async fn error_shape(what: &str, r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = r.text().await.unwrap();
+    assert!(
+        ctype.starts_with("application/json"),
+        "{what}: {status} with content-type {ctype:?}: {body}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{what}: {status} is not JSON ({e}): {body}"));
+    let (Some(code), Some(_)) = (v["code"].as_str(), v["message"].as_str()) else {
+        panic!("{what}: {status} is not {{code, message}}: {body}");
+    };
+    (status, code.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
+    // Every documented route has a row, and every row is documented.
+    let mut rows: Vec<(String, String)> = TABLE
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        documented(),
+        "the matrix and the OpenAPI document list different routes: add the new route to TABLE"
+    );
+
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let alice = node
+        .user("alice@a.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    let bob = node
+        .user("bob@a.test", "bob password!!", TEST_KDF)
+        .await
+        .unwrap();
+    let carol = node
+        .user("carol@a.test", "carol password", TEST_KDF)
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let sent = alice
+        .send(
+            &Outgoing {
+                to: vec!["bob@a.test".into()],
+                subject: "s".into(),
+                body: "b".into(),
+                attachments: vec![],
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let api = |p: &str| format!("{}/api/v1{p}", node.url);
+    let alices_session = http
+        .get(api("/me/sessions"))
+        .bearer_auth(alice.token())
+        .send()
+        .await
+        .unwrap()
+        .json::<SessionsResponse>()
+        .await
+        .unwrap()
+        .sessions[0]
+        .id
+        .clone();
+    let db_before = node.count("SELECT count(*) FROM mailbox")
+        + node.count("SELECT count(*) FROM sessions")
+        + node.count("SELECT count(*) FROM accounts");
+
+    let concrete = |path: &str| {
+        let id = if path.starts_with("/me/sessions/") {
+            alices_session.clone()
+        } else if path.starts_with("/notices/") {
+            "1".to_owned()
+        } else {
+            sent.message_id.clone()
+        };
+        path.replace("{id}", &id)
+            .replace("{index}", "0")
+            .replace("{address}", "bob@a.test")
+            .replace("{folder}", "inbox")
+            .replace("{domain}", "b.test")
+    };
+    let call = |method: &str, path: &str, token: Option<&str>| {
+        // A well-formed body where the route needs one, so that what is checked is the right
+        // to call it, not the body.
+        let body = if path.ends_with("/move") {
+            r#"{"from":"inbox","to":"archive"}"#
+        } else {
+            "{}"
+        };
+        let mut req = http
+            .request(method.parse().unwrap(), api(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+
+    let mut checked = 0;
+    for &(method, template, who, not_owner) in TABLE {
+        let path = concrete(template);
+        if who != Who::Public {
+            // Anonymous: 401 before anything else, whatever the body.
+            let r = call(method, &path, None).await.unwrap();
+            let what = format!("anonymous {method} {path}");
+            assert_eq!(error_shape(&what, r).await.0, 401, "{what}");
+            // A made-up token is no session either.
+            let r = call(method, &path, Some("not-a-session")).await.unwrap();
+            let what = format!("bad token {method} {path}");
+            assert_eq!(error_shape(&what, r).await.0, 401, "{what}");
+            checked += 2;
+        }
+        if who == Who::Admin {
+            let r = call(method, &path, Some(carol.token())).await.unwrap();
+            let what = format!("non-admin {method} {path}");
+            assert_eq!(error_shape(&what, r).await.0, 403, "{what}");
+            checked += 1;
+        }
+        if let Some(expected) = not_owner {
+            // Carol names alice's and bob's things: as if they did not exist.
+            if method == "POST" && template == "/logout" {
+                continue;
+            }
+            let r = call(method, &path, Some(carol.token())).await.unwrap();
+            let what = format!("not the owner {method} {path}");
+            assert_eq!(error_shape(&what, r).await.0, expected, "{what}");
+            checked += 1;
+        }
+        if who != Who::Admin && not_owner.is_none() && method != "POST" && method != "PUT" {
+            // Readable by who may call it: a success, or an error in the documented shape.
+            let token = (who == Who::User).then(|| carol.token());
+            let r = call(method, &path, token).await.unwrap();
+            if !r.status().is_success() {
+                error_shape(&format!("{method} {path}"), r).await;
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} checks ran");
+
+    // Nothing refused changed anything: alice's session works, bob still has the message.
+    assert_eq!(
+        node.count("SELECT count(*) FROM mailbox")
+            + node.count("SELECT count(*) FROM sessions")
+            + node.count("SELECT count(*) FROM accounts"),
+        db_before
+    );
+    let r = http
+        .get(api(&format!("/messages/{}", sent.message_id)))
+        .bearer_auth(bob.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = http
+        .get(api("/me"))
+        .bearer_auth(alice.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -1,0 +1,151 @@
+// Reading one message: decrypted and verified here, the sender's trust and why, attachments,
+// reply and forward, archive and delete.
+import { useEffect, useState } from 'preact/hooks';
+import * as api from '../api';
+import type { VerdictView } from '../api';
+import * as client from '../client';
+import type { Session, Opened } from '../client';
+import {
+  Badge, ErrorBox, Icon, Progress, TrustPath,
+  badgeOf, bytes, fullDate, go, initials, saveBlob,
+} from '../ui';
+import { DeliveryChips, FOLDERS, type ComposeSeed } from '../mail';
+
+export function MessageView({ session, folder, id, onCompose }: { session: Session; folder: string; id: string; onCompose: (seed: ComposeSeed) => void }) {
+  const [o, setO] = useState<Opened | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [verdict, setVerdict] = useState<VerdictView | null | undefined>(undefined);
+  const [showPath, setShowPath] = useState(false);
+  const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
+  const [attError, setAttError] = useState<unknown>(null);
+  const [delivery, setDelivery] = useState<api.DeliveryState[]>([]);
+
+  // While a copy for another organisation is queued, follow it until its node has it.
+  const queued = delivery.some((d) => d.state === 'queued');
+  useEffect(() => {
+    if (!queued) return;
+    const t = setInterval(async () => {
+      try { setDelivery((await api.get<api.MessageResponse>(`/messages/${id}`)).item.delivery ?? []); } catch { /* keep the last state */ }
+    }, 3_000);
+    return () => clearInterval(t);
+  }, [id, queued]);
+
+  useEffect(() => {
+    let live = true;
+    (async () => {
+      try {
+        const opened = await client.openHead(session, id);
+        if (!live) return;
+        setO(opened);
+        setDelivery(opened.item.delivery ?? []);
+        if (opened.item.unread && opened.item.folder !== 'sent') client.markRead(id).catch(() => {});
+        const keys = await client.trust(opened.envelope.from);
+        if (live) setVerdict(keys.find((k) => k.fingerprint.toUpperCase() === opened.signer) ?? null);
+      } catch (e) {
+        if (live) setError(e);
+      }
+    })();
+    return () => { live = false; };
+  }, [id]);
+
+  const download = async (i: number) => {
+    if (!o) return;
+    setAttError(null);
+    try {
+      const blob = await client.openAttachment(session, o, i, (value, stage) => setProgress((p) => ({ ...p, [i]: { value, stage } })));
+      saveBlob(blob, o.head.attachments[i].name);
+    } catch (e) {
+      setAttError(e);
+      setProgress((p) => { const c = { ...p }; delete c[i]; return c; });
+    }
+  };
+
+  const move = async (to: string) => {
+    try {
+      await api.post(`/messages/${id}/move`, { from: folder, to });
+      go(`mail/${folder}`);
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  const remove = async () => {
+    if (!confirm('Delete this message from your mailbox? This cannot be undone.')) return;
+    try {
+      await api.del(`/messages/${id}`);
+      go(`mail/${folder}`);
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  const reply = () => o && onCompose({
+    to: [o.envelope.from === session.account.address ? o.head.to[0] : o.envelope.from],
+    subject: /^re:/i.test(o.head.subject) ? o.head.subject : `Re: ${o.head.subject}`,
+    body: `\n\nOn ${fullDate(o.head.sent_at)}, ${o.envelope.from} wrote:\n${o.head.body.split('\n').map((l) => `> ${l}`).join('\n')}`,
+  });
+  const forward = () => o && onCompose({
+    to: [],
+    subject: /^fwd:/i.test(o.head.subject) ? o.head.subject : `Fwd: ${o.head.subject}`,
+    body: `\n\n---------- Forwarded message ----------\nFrom: ${o.envelope.from}\nDate: ${fullDate(o.head.sent_at)}\nSubject: ${o.head.subject}\nTo: ${o.head.to.join(', ')}\n\n${o.head.body}`,
+    forwardFrom: o,
+  });
+
+  if (error) return <section><a href={`#/mail/${folder}`} class="back">← Back</a><ErrorBox error={error} title="This message cannot be opened." /></section>;
+  if (!o) return <section aria-busy="true"><a href={`#/mail/${folder}`} class="back">← Back</a><div class="skeleton tall" /><p class="muted">Decrypting and verifying…</p></section>;
+
+  const b = badgeOf(verdict);
+  return (
+    <article class="reader" aria-labelledby="msg-subject" data-testid="reader">
+      <div class="reader-actions">
+        <a href={`#/mail/${folder}`} class="back">← {FOLDERS.find((f) => f.id === folder)?.label}</a>
+        <span class="spacer" />
+        <button class="btn" onClick={reply}>↩ Reply</button>
+        <button class="btn" onClick={forward}>↪ Forward</button>
+        {folder === 'inbox' && <button class="btn" onClick={() => move('archive')}>Archive</button>}
+        {folder === 'archive' && <button class="btn" onClick={() => move('inbox')}>Move to inbox</button>}
+        <button class="btn btn-danger-ghost" onClick={remove}>Delete</button>
+      </div>
+      <h1 id="msg-subject">{o.head.subject || '(no subject)'}</h1>
+      <div class="sender-card">
+        <span class="avatar avatar-lg" aria-hidden="true">{initials(o.envelope.from)}</span>
+        <div class="sender-info">
+          <div class="sender-line"><strong data-testid="sender">{o.envelope.from}</strong>
+            {verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
+          </div>
+          <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
+          {delivery.length > 0 && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery} long /></div>}
+          <div class="sig-line small" data-testid="signature-status">
+            <span class="ok">✔ Signed by {o.envelope.from}</span> with key {o.signer.replace(/(.{4})(?=.)/g, '$1 ').slice(-24)} · signature and content checked
+          </div>
+        </div>
+      </div>
+      {showPath && verdict && (
+        <div class={`path-panel path-${b.kind}`} data-testid="path-panel">
+          <h2 class="h4">Why Sealpost says “{b.detail}”</h2>
+          <TrustPath verdict={verdict} />
+          <p class="muted small">Each arrow is a certification: the one on the left vouches that the key on the right belongs to that address.
+            {b.kind !== 'verified' && <> To verify this sender yourself, <a href={`#/contacts?address=${encodeURIComponent(o.envelope.from)}`}>compare fingerprints with them</a>.</>}</p>
+        </div>
+      )}
+      <div class="body" data-testid="body">{o.head.body}</div>
+      {o.head.attachments.length > 0 && (
+        <div class="attachments">
+          <h2 class="h4">{o.head.attachments.length} attachment{o.head.attachments.length > 1 ? 's' : ''} · encrypted</h2>
+          <ul>
+            {o.head.attachments.map((a, i) => (
+              <li class="attachment" data-testid="attachment">
+                <span class="file-icon"><Icon name="file" size={22} /></span>
+                <span class="att-main"><span class="att-name">{a.name}</span><span class="muted small">{bytes(a.size)}</span>
+                  {progress[i] !== undefined && <Progress value={progress[i].value} label={progress[i].stage} />}
+                </span>
+                <button class="btn" onClick={() => download(i)} disabled={progress[i] !== undefined && progress[i].value < 1} aria-label={`Download ${a.name}`}>Download</button>
+              </li>
+            ))}
+          </ul>
+          <ErrorBox error={attError} />
+        </div>
+      )}
+    </article>
+  );
+}
