@@ -15,11 +15,7 @@ use sealpost::proto::SubmitRequest;
 
 const TOTAL: usize = 2000;
 const IN_FLIGHT: usize = 16;
-const FAST_KDF: KdfParams = KdfParams {
-    m_cost_kib: 8 * 1024,
-    t_cost: 1,
-    p_cost: 1,
-};
+const FAST_KDF: KdfParams = KdfParams::MIN;
 
 async fn login(url: &str, ca: &str) -> Session {
     Client::new(url)

@@ -20,11 +20,7 @@ use tokio::sync::RwLock;
 const TOTAL: usize = 1000;
 const IN_FLIGHT: usize = 8;
 const KILLS: usize = 6;
-const FAST_KDF: KdfParams = KdfParams {
-    m_cost_kib: 8 * 1024,
-    t_cost: 1,
-    p_cost: 1,
-};
+const FAST_KDF: KdfParams = KdfParams::MIN;
 
 fn init(data: &Path, domain: &str) {
     ok(

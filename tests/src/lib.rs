@@ -17,11 +17,7 @@ use sealpost::storage::SqliteStore;
 
 /// KDF parameters for tests that enrol many users: the smallest the node accepts. Tests of the
 /// password path itself use `KdfParams::DEFAULT`.
-pub const TEST_KDF: KdfParams = KdfParams {
-    m_cost_kib: 8 * 1024,
-    t_cost: 1,
-    p_cost: 1,
-};
+pub const TEST_KDF: KdfParams = KdfParams::MIN;
 
 pub struct TestNode {
     pub dir: tempfile::TempDir,

@@ -22,11 +22,7 @@ use super::*;
 const P: &StandardPolicy<'static> = &StandardPolicy::new();
 
 /// Small KDF parameters so tests stay fast.
-const FAST_KDF: KdfParams = KdfParams {
-    m_cost_kib: 8192,
-    t_cost: 1,
-    p_cost: 1,
-};
+const FAST_KDF: KdfParams = KdfParams::MIN;
 
 fn user(address: &str) -> Cert {
     generate_user_key(address, Some("Test User"), SystemTime::now())
