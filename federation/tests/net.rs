@@ -549,7 +549,11 @@ async fn later_send_passes_reuse_the_open_stream() {
     }
     let status = a.handle.status();
     assert_eq!(status.len(), 1);
-    assert_eq!(status[0].streams_opened, 1, "{status:?}");
+    // Three passes, at least one of the later two on a kept stream. Not exactly one: a kept
+    // stream that fails before any answer (the peer's end went away meanwhile) is replaced by
+    // a fresh one, as it must be, and on a loaded 2-core CI machine that happened about once
+    // in twelve runs of this file.
+    assert!(status[0].streams_opened <= 2, "{status:?}");
     assert_eq!(b.host.messages.lock().unwrap().len(), 3);
 }
 
