@@ -67,11 +67,12 @@ pub fn after_previous_signatures(
 ///
 /// A revoked certification still counts: the binding was the organisation's, and whoever looks
 /// the address up must see the revocation (a leaver's key).
-fn ca_signed_user_id(cert: &Cert, ca: &Cert, uid: &sequoia_openpgp::packet::UserID) -> bool {
-    let Some(ua) = cert.userids().find(|u| u.userid() == uid) else {
-        return false;
-    };
-    let pk = cert.primary_key().key();
+fn ca_signed_user_id(
+    cert: &Cert,
+    ca: &Cert,
+    ua: &sequoia_openpgp::cert::amalgamation::UserIDAmalgamation<'_>,
+) -> bool {
+    let (pk, uid) = (cert.primary_key().key(), ua.userid());
     ca.keys().any(|ka| {
         let signer = ka.key();
         let issued = |s: &&sequoia_openpgp::packet::Signature| {
@@ -98,7 +99,7 @@ pub fn vouched_addresses(cert: &Cert, ca: &Cert) -> Vec<String> {
     let own = cert.fingerprint() == ca.fingerprint();
     let mut out: Vec<String> = cert
         .userids()
-        .filter(|u| own || ca_signed_user_id(cert, ca, u.userid()))
+        .filter(|u| own || ca_signed_user_id(cert, ca, u))
         .filter_map(|u| u.userid().email_normalized().ok().flatten())
         .collect();
     out.sort();
@@ -128,8 +129,8 @@ pub fn published(cert: Cert, ca: &Cert, domain: &str) -> Cert {
     };
     let unvouched: Vec<sequoia_openpgp::packet::UserID> = cert
         .userids()
+        .filter(|u| claims_domain(u.userid()) && !ca_signed_user_id(&cert, ca, u))
         .map(|u| u.userid().clone())
-        .filter(|u| claims_domain(u) && !ca_signed_user_id(&cert, ca, u))
         .collect();
     if unvouched.is_empty() {
         return cert;
