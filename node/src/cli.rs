@@ -176,20 +176,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-}
-
 async fn serve(data: &Path) -> anyhow::Result<()> {
     let node = Node::open(data)?;
     let domain = node.config.domain.clone();
-    node.serve(shutdown_signal(), |addr| {
+    node.serve(crate::node::shutdown_signal(), |addr| {
         tracing::info!(%addr, %domain, "listening");
         println!("Sealpost node for {domain} listening on http://{addr}");
     })

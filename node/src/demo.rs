@@ -208,7 +208,7 @@ pub async fn run(data: &Path, http: SocketAddr) -> anyhow::Result<()> {
     println!("  {exe} admin --data {} log verify", orgs[1].data.display());
     println!();
     println!("Press Ctrl-C to stop.");
-    crate::cli::shutdown_signal().await;
+    crate::node::shutdown_signal().await;
     let _ = stop_tx.send(true);
     for org in orgs {
         org.server.await.context("a node task failed")??;

@@ -265,3 +265,14 @@ async fn start_federation(
     let background = tokio::spawn(crate::federation::background(state.clone(), link));
     Ok((handle, background))
 }
+
+/// Resolves on Ctrl-C or SIGTERM: what ends `sealpost serve` and `sealpost demo`.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
