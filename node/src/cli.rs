@@ -1,4 +1,4 @@
-//! The `sealpost` command line: `init`, `serve`, `admin`, `client`, `demo`, `config`.
+//! The `sealpost` command line: `init`, `serve`, `admin`, `client`, `demo`, `config`, `openapi`.
 //! `main.rs` only parses and calls [`run`].
 
 use std::net::SocketAddr;
@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Print the example configuration, every key documented.
     Config,
+    /// Print the HTTP API's OpenAPI document (what `/api/v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +172,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Demo { data, http } => crate::demo::run(&data, http).await,
             Command::Config => {
                 print!("{}", crate::config::EXAMPLE);
+                Ok(())
+            }
+            Command::Openapi => {
+                print!("{}", crate::api::openapi::json());
                 Ok(())
             }
         }

@@ -14,13 +14,13 @@ pub use crate::storage::{Folder, MailboxItem};
 pub const API_PREFIX: &str = "/api/v1";
 
 /// The body of every error answer: a stable machine-readable `code` and a sentence for people.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicLimits {
     pub max_message_bytes: u64,
     pub max_parts: usize,
@@ -29,7 +29,7 @@ pub struct PublicLimits {
 }
 
 /// What a node publishes about its organisation.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrgInfo {
     pub domain: String,
     pub ca_fingerprint: String,
@@ -48,7 +48,7 @@ pub struct OrgInfo {
     pub version: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub invite: String,
@@ -63,7 +63,7 @@ pub struct EnrollRequest {
     pub login_verifier: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollResponse {
     pub address: String,
     pub fingerprint: String,
@@ -71,19 +71,19 @@ pub struct EnrollResponse {
     pub cert: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginParamsRequest {
     pub address: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginParams {
     pub kdf_salt: String,
     pub kdf_params: KdfParams,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub address: String,
@@ -92,7 +92,7 @@ pub struct LoginRequest {
     pub totp: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub address: String,
     pub name: Option<String>,
@@ -103,7 +103,7 @@ pub struct AccountView {
     pub totp_enabled: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// The bearer token; empty for a cookie session (`X-Sealpost-Session: cookie`), whose
     /// token travels only in an HttpOnly cookie.
@@ -120,27 +120,27 @@ pub struct LoginResponse {
     pub device_token: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TotpSetup {
     /// Base32 secret, for manual entry in an authenticator app.
     pub secret: String,
     pub otpauth_uri: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCode {
     pub code: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeRequest {
     pub to: Vec<String>,
 }
 
 /// How a recipient will be reached.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryMode {
     /// A user of this node.
@@ -149,7 +149,7 @@ pub enum DeliveryMode {
     Remote,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResolvedRecipient {
     pub address: String,
     pub fingerprint: String,
@@ -160,7 +160,7 @@ pub struct ResolvedRecipient {
 }
 
 /// A trust verdict as clients see it: level, amount, and every path in words.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct VerdictView {
     pub fingerprint: String,
     pub address: String,
@@ -192,26 +192,26 @@ impl VerdictView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrustResponse {
     /// Every key claiming the address, strongest first.
     pub keys: Vec<VerdictView>,
 }
 
 /// A certificate carrying new certifications (or retractions) made by the requesting user.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificationRequest {
     pub cert: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertificationResponse {
     pub fingerprint: String,
     pub added: usize,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnvelopeResponse {
     pub message_id: String,
     pub expires_at: i64,
@@ -222,7 +222,7 @@ pub struct EnvelopeResponse {
 /// The routing envelope the sender signs. Its exact JSON bytes travel in
 /// [`SubmitRequest::envelope`] and the signature is over those bytes, so nobody has to agree
 /// on a canonical form.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     pub v: u32,
@@ -244,7 +244,7 @@ impl Envelope {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopePart {
     /// Lowercase hex SHA-256 of the part's ciphertext.
@@ -252,7 +252,7 @@ pub struct EnvelopePart {
     pub size: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     pub envelope: String,
@@ -262,13 +262,13 @@ pub struct SubmitRequest {
     pub inline_parts: BTreeMap<u32, String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecipientState {
     pub address: String,
     pub state: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     pub message_id: String,
     pub accepted_at: i64,
@@ -277,13 +277,13 @@ pub struct SubmitResponse {
     pub recipients: Vec<RecipientState>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadResponse {
     pub sha256: String,
     pub size: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MailboxResponse {
     pub items: Vec<MailboxItem>,
     /// In the inbox: the node's notices to the user (deliveries that failed).
@@ -291,14 +291,14 @@ pub struct MailboxResponse {
     pub notices: Vec<crate::storage::Notice>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartView {
     pub index: u32,
     pub size: u64,
     pub sha256: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageResponse {
     pub item: MailboxItem,
     pub envelope: String,
@@ -309,7 +309,7 @@ pub struct MessageResponse {
     pub sender_cert: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveRequest {
     pub from: Folder,
@@ -318,7 +318,7 @@ pub struct MoveRequest {
 
 /// The sealed head of a message (part 0): everything a reader sees besides attachment bytes.
 /// It lives only inside the ciphertext; the node never sees it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Head {
     pub v: u32,
@@ -332,7 +332,7 @@ pub struct Head {
     pub sent_at: i64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentMeta {
     pub name: String,
@@ -348,7 +348,7 @@ pub struct AttachmentMeta {
 
 /// A new password: the key re-wrapped and a new verifier, all made by the client; the current
 /// password's verifier proves the request comes from the user, not just from their session.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_verifier: String,
@@ -358,7 +358,7 @@ pub struct ChangePasswordRequest {
     pub login_verifier: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// An opaque identifier (not usable as a token).
     pub id: String,
@@ -368,12 +368,12 @@ pub struct SessionView {
     pub current: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionsResponse {
     pub sessions: Vec<SessionView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminUser {
     pub address: String,
     pub name: Option<String>,
@@ -387,12 +387,12 @@ pub struct AdminUser {
     pub invite_expires_at: Option<i64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminUsersResponse {
     pub users: Vec<AdminUser>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
     pub address: String,
@@ -402,7 +402,7 @@ pub struct InviteRequest {
     pub is_admin: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InviteResponse {
     pub address: String,
     /// The one-time invite code (shown once; the node keeps only its hash).
@@ -410,14 +410,14 @@ pub struct InviteResponse {
     pub expires_at: i64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountStateRequest {
     /// `active` or `disabled`.
     pub state: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct AccountCounts {
     pub active: u64,
     pub invited: u64,
@@ -425,7 +425,7 @@ pub struct AccountCounts {
     pub admins: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     pub domain: String,
     pub version: String,
@@ -443,7 +443,7 @@ pub struct NodeStatus {
 }
 
 /// A federated peer as the admin console shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub domain: String,
     /// The peer node's libp2p peer ID.
@@ -465,7 +465,7 @@ pub struct PeerView {
 
 /// A peer's organisation record fetched live over the federation link, checked against what
 /// was pinned when the peer was added.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerOrgResponse {
     pub domain: String,
     pub record: OrgInfo,
@@ -475,7 +475,7 @@ pub struct PeerOrgResponse {
     pub mismatches: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminPeersResponse {
     pub peers: Vec<PeerView>,
 }

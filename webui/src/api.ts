@@ -1,6 +1,7 @@
 // The node's HTTP API as the app uses it. The session is an HttpOnly cookie the page cannot
 // read; state-changing requests carry the session's CSRF token, kept in memory only.
 
+import type { components, paths } from './api-types';
 import { BlobSink, pump, sha256 } from './streams';
 
 export const PREFIX = '/api/v1';
@@ -59,21 +60,46 @@ export async function request(method: string, path: string, body?: unknown, extr
   return resp;
 }
 
-export async function get<T>(path: string): Promise<T> {
-  return (await request('GET', path)).json();
+// ---- typed routes: paths, parameters, bodies and answers as the node's OpenAPI document says ----
+
+type Method = 'get' | 'post' | 'put' | 'delete';
+type Op<P extends keyof paths, M extends Method> = NonNullable<paths[P][M]>;
+/** The API's routes that take `M`, as the document writes them (`/messages/{id}`). */
+export type Route<M extends Method> = { [P in keyof paths]: [Op<P, M>] extends [never] ? never : P }[keyof paths];
+type JsonOf<R> = R extends { content: { 'application/json': infer B } } ? B : never;
+/** What a route answers on success: its 200 or 201 JSON, or nothing (204). */
+export type Answer<P extends keyof paths, M extends Method> = Op<P, M>['responses'] extends infer R
+  ? R extends { 200: infer A } ? JsonOf<A> : R extends { 201: infer A } ? JsonOf<A> : void
+  : never;
+/** The JSON body a route takes (`never`: none). */
+export type Body<P extends keyof paths, M extends Method> = Op<P, M> extends { requestBody: { content: { 'application/json': infer B } } } ? B : never;
+type ParamNames<P extends string> = P extends `${string}{${infer N}}${infer R}` ? N | ParamNames<R> : never;
+type ParamArgs<P extends string> = [ParamNames<P>] extends [never] ? [] : [params: Record<ParamNames<P>, string | number>];
+type BodyArgs<P extends keyof paths, M extends Method> = [Body<P, M>] extends [never] ? [] : [body: Body<P, M>];
+
+/** `route` with its `{name}` parameters filled in, each URL-encoded; then the body, if any. */
+function fill(route: string, args: unknown[]): [string, unknown] {
+  if (!route.includes('{')) return [route, args[0]];
+  const params = args[0] as Record<string, string | number>;
+  return [route.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params[name]))), args[1]];
 }
 
-export async function post<T>(path: string, body?: unknown, extra?: Record<string, string>): Promise<T> {
-  const resp = await request('POST', path, body ?? {}, extra);
-  return resp.status === 204 ? (undefined as T) : resp.json();
+export async function get<P extends Route<'get'>>(route: P, ...params: ParamArgs<P>): Promise<Answer<P, 'get'>> {
+  return (await request('GET', fill(route, params)[0])).json();
 }
 
-export async function del(path: string): Promise<void> {
-  await request('DELETE', path);
+export async function post<P extends Route<'post'>>(route: P, ...args: [...ParamArgs<P>, ...BodyArgs<P, 'post'>]): Promise<Answer<P, 'post'>> {
+  const [path, body] = fill(route, args);
+  const resp = await request('POST', path, body ?? {});
+  return resp.status === 204 ? (undefined as Answer<P, 'post'>) : resp.json();
+}
+
+export async function del<P extends Route<'delete'>>(route: P, ...params: ParamArgs<P>): Promise<void> {
+  await request('DELETE', fill(route, params)[0]);
 }
 
 /** Uploads ciphertext (`PUT /blobs`) reporting progress; fetch cannot report upload progress. */
-export function upload(data: Uint8Array | Blob, onProgress: (fraction: number) => void): Promise<{ sha256: string; size: number }> {
+export function upload(data: Uint8Array | Blob, onProgress: (fraction: number) => void): Promise<UploadResponse> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('PUT', PREFIX + '/blobs');
@@ -137,61 +163,33 @@ async function receive(path: string, expectSize: number, onChunk: (c: Uint8Array
   return got;
 }
 
-// ---- wire types (node/src/proto.rs) ----
+// ---- wire types: generated from the node's code (node/src/proto.rs → webui/openapi.json →
+// src/api-types.ts, `npm run api-types`); never written by hand here ----
 
-export interface KdfParams { m_cost_kib: number; t_cost: number; p_cost: number }
-export interface OrgInfo {
-  domain: string; ca_fingerprint: string; ca_cert: string; node_key: string; version: string;
-  accept_partial: boolean;
-  limits: { max_message_bytes: number; max_parts: number; max_recipients: number; inline_part_max_bytes: number };
-}
-export interface AccountView {
-  address: string; name: string | null; is_admin: boolean; fingerprint: string; cert: string;
-  wrapped_key: string; totp_enabled: boolean;
-}
-export interface LoginResponse { token: string; expires_at: number; account: AccountView; csrf_token?: string }
-export interface VerdictView {
-  fingerprint: string; address: string; level: 'full' | 'partial' | 'none'; amount: number;
-  why_not: string | null; explanation: string[];
-}
-export interface ResolvedRecipient { address: string; fingerprint: string; cert: string; mode: string; verdict: VerdictView }
-export interface EnvelopeResponse { message_id: string; expires_at: number; sender: ResolvedRecipient; recipients: ResolvedRecipient[] }
-export interface MailboxItem {
-  message_id: string; folder: 'inbox' | 'sent' | 'archive'; unread: boolean; from: string; to: string[];
-  received_at: number; size: number; parts: number;
-  /** In Sent: each recipient at a peered organisation and how far their copy got. */
-  delivery?: DeliveryState[];
-}
-export interface DeliveryState { address: string; state: 'queued' | 'delivered' | 'failed'; reason?: string; updated_at: number }
-export interface Notice { id: number; message_id: string | null; text: string; created_at: number; unread: boolean }
-export interface MailboxResponse { items: MailboxItem[]; notices?: Notice[] }
-export interface MessageResponse {
-  item: MailboxItem; envelope: string; signature: string; accepted_at: number;
-  parts: { index: number; size: number; sha256: string }[]; sender_cert: string;
-}
-export interface EnvelopePart { sha256: string; size: number }
-export interface Envelope { v: number; message_id: string; from: string; to: string[]; created_at: number; parts: EnvelopePart[] }
-export interface AttachmentMeta { name: string; media_type: string; size: number; sha256: string; part: number }
-export interface Head {
-  v: number; message_id: string; from: string; to: string[]; subject: string; body: string;
-  attachments: AttachmentMeta[]; sent_at: number;
-}
-export interface SessionView { id: string; created_at: number; expires_at: number; current: boolean }
-export interface AdminUser {
-  address: string; name: string | null; is_admin: boolean; state: 'invited' | 'active' | 'disabled';
-  fingerprint: string | null; created_at: number; totp_enabled: boolean; invite_expires_at: number | null;
-}
-export interface NodeStatus {
-  domain: string; version: string; started_at: number; ca_fingerprint: string; node_key: string;
-  accounts: { active: number; invited: number; disabled: number; admins: number };
-  messages: number; stored_bytes: number; log_entries: number; last_checkpoint_at: number | null;
-  live_sessions: number; peers: PeerView[];
-}
-export interface PeerView {
-  domain: string; peer_id: string; addrs: string[]; ca_fingerprint: string; added_at: number;
-  state: 'new' | 'connected' | 'backing_off' | 'disconnected'; state_at: number | null;
-  last_error: string | null; retry_at: number | null; queued: number;
-}
+type Schemas = components['schemas'];
+export type ErrorBody = Schemas['ErrorBody'];
+export type KdfParams = Schemas['KdfParams'];
+export type OrgInfo = Schemas['OrgInfo'];
+export type AccountView = Schemas['AccountView'];
+export type LoginResponse = Schemas['LoginResponse'];
+export type VerdictView = Schemas['VerdictView'];
+export type ResolvedRecipient = Schemas['ResolvedRecipient'];
+export type EnvelopeResponse = Schemas['EnvelopeResponse'];
+export type Folder = Schemas['Folder'];
+export type MailboxItem = Schemas['MailboxItem'];
+export type DeliveryState = Schemas['DeliveryState'];
+export type Notice = Schemas['Notice'];
+export type MailboxResponse = Schemas['MailboxResponse'];
+export type MessageResponse = Schemas['MessageResponse'];
+export type UploadResponse = Schemas['UploadResponse'];
+export type EnvelopePart = Schemas['EnvelopePart'];
+export type Envelope = Schemas['Envelope'];
+export type AttachmentMeta = Schemas['AttachmentMeta'];
+export type Head = Schemas['Head'];
+export type SessionView = Schemas['SessionView'];
+export type AdminUser = Schemas['AdminUser'];
+export type NodeStatus = Schemas['NodeStatus'];
+export type PeerView = Schemas['PeerView'];
 
 /** Same rule as `VerdictView::acceptable` in the node and the CLI. */
 export function acceptable(v: VerdictView, acceptPartial: boolean): boolean {

@@ -32,7 +32,7 @@ function pin(address: string, fpr: string) {
 }
 
 export async function org(): Promise<{ org: OrgInfo; ca: pgp.PublicKey }> {
-  const info = await api.get<OrgInfo>('/org');
+  const info = await api.get('/org');
   const ca = await pgp.readCert(info.ca_cert);
   if (ca.getFingerprint().toUpperCase() !== info.ca_fingerprint.toUpperCase()) {
     throw new Error('The node sent an organisation certificate that does not match its fingerprint. Do not continue; tell your administrator.');
@@ -65,7 +65,7 @@ export async function enroll(invite: string, address: string, name: string, pass
   progress('Locking your secret key with it', 0.7);
   const wrapped = await pgp.wrapKey(key.privateKey, keys.wrap);
   progress(`Registering your public key with ${info.domain}`, 0.8);
-  const resp = await api.post<{ address: string; fingerprint: string; cert: string }>('/enroll', {
+  const resp = await api.post('/enroll', {
     invite: invite.trim(),
     address,
     cert: key.publicArmored,
@@ -84,7 +84,7 @@ export async function enroll(invite: string, address: string, name: string, pass
 /** Logs in: the password never leaves this function; only the derived verifier is sent. */
 export async function login(address: string, password: string, totp?: string): Promise<Session> {
   address = address.trim().toLowerCase();
-  const params = await api.post<{ kdf_salt: string; kdf_params: KdfParams }>('/login/params', { address });
+  const params = await api.post('/login/params', { address });
   const keys = await derivePasswordKeys(password, unb64(params.kdf_salt), params.kdf_params);
   return loginWithKeys(address, keys, totp);
 }
@@ -101,11 +101,8 @@ async function loginWithKeys(address: string, keys: PasswordKeys, totp?: string,
   if (pin_ && pin_ !== info.ca_fingerprint.toUpperCase()) {
     throw new LoginError('ca_changed', `This node now presents a different organisation key (${pgp.groupFingerprint(info.ca_fingerprint)}) than when you enrolled. Do not log in; tell your administrator.`);
   }
-  const resp = await api.post<api.LoginResponse>(
-    '/login',
-    { address, login_verifier: b64(keys.verifier), totp: totp?.trim() || undefined },
-    { 'x-sealpost-session': 'cookie' },
-  );
+  const body: api.Body<'/login', 'post'> = { address, login_verifier: b64(keys.verifier), totp: totp?.trim() || undefined };
+  const resp: api.Answer<'/login', 'post'> = await (await api.request('POST', '/login', body, { 'x-sealpost-session': 'cookie' })).json();
   api.setCsrf(resp.csrf_token ?? null);
   let me = unlocked;
   if (!me) {
@@ -156,7 +153,7 @@ export function forget() {
 export async function openHead(s: Session, id: string): Promise<Opened> {
   const hit = heads.get(id);
   if (hit) return hit;
-  const m = await api.get<MessageResponse>(`/messages/${id}`);
+  const m = await api.get('/messages/{id}', { id });
   const envBytes = new TextEncoder().encode(m.envelope);
   const env: Envelope = JSON.parse(m.envelope);
   if (env.message_id !== id) throw new Error('The envelope belongs to another message: it was altered.');
@@ -180,7 +177,7 @@ export async function openHead(s: Session, id: string): Promise<Opened> {
 }
 
 export async function markRead(id: string) {
-  await api.post(`/messages/${id}/read`);
+  await api.post('/messages/{id}/read', { id });
   const o = heads.get(id);
   if (o) o.item = { ...o.item, unread: false };
 }
@@ -234,7 +231,7 @@ export async function openAttachment(s: Session, o: Opened, index: number, progr
 }
 
 export async function trust(address: string): Promise<VerdictView[]> {
-  const r = await api.get<{ keys: VerdictView[] }>(`/trust/${encodeURIComponent(address.trim().toLowerCase())}`);
+  const r = await api.get('/trust/{address}', { address: address.trim().toLowerCase() });
   return r.keys;
 }
 
@@ -264,7 +261,7 @@ async function checkedCert(s: Session, r: api.ResolvedRecipient): Promise<pgp.Pu
 export type SendProgress = (file: number, stage: string, fraction: number) => void;
 
 export async function send(s: Session, msg: Outgoing, progress: SendProgress): Promise<string> {
-  const resp = await api.post<api.EnvelopeResponse>('/envelopes', { to: msg.to });
+  const resp = await api.post('/envelopes', { to: msg.to });
   if (!/^[0-9a-f]{32}$/.test(resp.message_id)) {
     throw new Error('The node issued a malformed message ID.');
   }
@@ -379,7 +376,7 @@ export async function revokeKey(s: Session, reason: string): Promise<void> {
 
 export async function changePassword(s: Session, current: string, next: string, progress: Progress): Promise<void> {
   progress('Checking your current password', 0.1);
-  const params = await api.post<{ kdf_salt: string; kdf_params: KdfParams }>('/login/params', { address: s.account.address });
+  const params = await api.post('/login/params', { address: s.account.address });
   const old = await derivePasswordKeys(current, unb64(params.kdf_salt), params.kdf_params);
   progress('Deriving the key of your new password (Argon2id)', 0.45);
   const salt = randomSalt();

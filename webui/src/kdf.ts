@@ -4,12 +4,10 @@
 //   verifier = HKDF-SHA256(master, salt = none, "sealpost/v1/login", 32)
 // `wrap` is the OpenPGP passphrase of the secret key; only `verifier` is ever sent to the node.
 import { argon2id } from 'hash-wasm';
+import type { components } from './api-types';
 
-export interface KdfParams {
-  m_cost_kib: number;
-  t_cost: number;
-  p_cost: number;
-}
+/** Argon2id's cost parameters, as the node's wire type `KdfParams` (generated). */
+export type KdfParams = components['schemas']['KdfParams'];
 
 export const DEFAULT_KDF: KdfParams = { m_cost_kib: 65536, t_cost: 3, p_cost: 1 };
 

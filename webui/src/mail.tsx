@@ -4,7 +4,7 @@ import type * as api from './api';
 import type { Opened } from './client';
 import { when } from './ui';
 
-export const FOLDERS: { id: 'inbox' | 'sent' | 'archive'; label: string; icon: string }[] = [
+export const FOLDERS: { id: api.Folder; label: string; icon: string }[] = [
   { id: 'inbox', label: 'Inbox', icon: 'inbox' },
   { id: 'sent', label: 'Sent', icon: 'sent' },
   { id: 'archive', label: 'Archive', icon: 'archive' },
@@ -32,7 +32,7 @@ export function Reason({ text }: { text: string }) {
 
 /** Each recipient at a peered organisation and how far their copy got. */
 export function DeliveryChips({ delivery, long }: { delivery: api.DeliveryState[]; long?: boolean }) {
-  const label = { queued: 'Queued', delivered: 'Delivered', failed: 'Not delivered' } as const;
+  const label: Record<string, string> = { queued: 'Queued', delivered: 'Delivered', failed: 'Not delivered' };
   const detail = (d: api.DeliveryState) =>
     d.state === 'queued' ? `Waiting for ${d.address.split('@')[1]}'s node to accept it; Sealpost keeps trying.`
       : d.state === 'delivered' ? `${d.address.split('@')[1]}'s node confirmed it has the message (${when(d.updated_at)}).`

@@ -29,6 +29,14 @@ use crate::proto::*;
 use crate::storage::{Account, AccountState, Enrolment};
 use crate::{normalize_address, now};
 
+#[utoipa::path(
+    get,
+    path = "/org",
+    tag = "accounts",
+    summary = "The organisation: domain, CA certificate, node key, limits",
+    responses((status = 200, description = "The organisation's record", body = OrgInfo)),
+    security(())
+)]
 pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(st.org_record())
 }
@@ -143,6 +151,23 @@ pub(super) fn failed(
     });
 }
 
+#[utoipa::path(
+    post,
+    path = "/enroll",
+    tag = "accounts",
+    summary = "Enrol with an invite",
+    description = "Registers the client-generated certificate, the wrapped secret key and a login verifier; the CA certifies the address. Rate-limited per client address.",
+    request_body = EnrollRequest,
+    responses(
+        (status = 201, description = "Enrolled", body = EnrollResponse),
+        (status = 400, description = "`invalid_address`; `invalid_request`: a field is not base64 or has the wrong length", body = ErrorBody),
+        (status = 401, description = "`invite_invalid`: unknown, used or expired invite", body = ErrorBody),
+        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 422, description = "`wrong_domain`, `invalid_kdf_params`, `invalid_cert`, `key_not_wrapped`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(())
+)]
 pub(super) async fn enroll(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -207,6 +232,21 @@ pub(super) async fn enroll(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/login/params",
+    tag = "accounts",
+    summary = "KDF salt and parameters for an address (decoys for unknown ones)",
+    description = "Rate-limited per client address; a known device (X-Sealpost-Device header or sealpost_device cookie with a valid device token for the address) has a bucket of its own.",
+    request_body = LoginParamsRequest,
+    params(("X-Sealpost-Device" = Option<String>, Header, description = "A device token from an earlier login of this address")),
+    responses(
+        (status = 200, description = "The salt and parameters to derive the login verifier with", body = LoginParams),
+        (status = 400, description = "`invalid_address`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(())
+)]
 pub(super) async fn login_params(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -304,6 +344,26 @@ async fn consume_totp(st: &AppState, account: &Account, code: &str, now: i64) ->
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "accounts",
+    summary = "Log in with the login verifier (and a TOTP code if enabled)",
+    description = "Rate-limited per client address (429 rate_limited). After repeated failures of one source each further attempt must wait a growing delay (429 too_many_attempts with Retry-After), alike for every address, existing or not; a source is a known device (X-Sealpost-Device header or sealpost_device cookie with a valid device token for the address) or all other sources of the address together. With the header X-Sealpost-Session: cookie the token is set as an HttpOnly, SameSite=Strict cookie instead of being returned, and csrf_token is returned; the device token is likewise a cookie (Path=/api/v1/login) or, for bearer logins, device_token.",
+    request_body = LoginRequest,
+    params(
+        ("X-Sealpost-Session" = Option<String>, Header, description = "`cookie`: ask for a cookie session (the web app)"),
+        ("X-Sealpost-Device" = Option<String>, Header, description = "A device token from an earlier login of this address"),
+    ),
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 400, description = "`invalid_request`: the verifier is not 32 bytes of base64", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`, `totp_required`, `totp_invalid`, `totp_reused`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `too_many_attempts`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(())
+)]
 pub(super) async fn login(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -400,6 +460,13 @@ pub(super) async fn login(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "accounts",
+    summary = "End this session",
+    responses((status = 204, description = "Ended; the session cookie is cleared"))
+)]
 pub(super) async fn logout(
     State(st): State<AppState>,
     auth: Authed,
@@ -411,10 +478,27 @@ pub(super) async fn logout(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "accounts",
+    summary = "The logged-in account, with its wrapped secret key",
+    responses((status = 200, description = "The account", body = AccountView))
+)]
 pub(super) async fn me(auth: Authed) -> Json<AccountView> {
     Json(account_view(&auth.account))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/totp",
+    tag = "accounts",
+    summary = "Start setting up a TOTP second factor",
+    responses(
+        (status = 200, description = "The new secret, to confirm with a code", body = TotpSetup),
+        (status = 409, description = "`totp_enabled`: disable the current one first", body = ErrorBody),
+    )
+)]
 pub(super) async fn totp_setup(
     State(st): State<AppState>,
     auth: Authed,
@@ -441,6 +525,18 @@ pub(super) async fn totp_setup(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/totp/confirm",
+    tag = "accounts",
+    summary = "Confirm the TOTP set-up with a current code",
+    request_body = TotpCode,
+    responses(
+        (status = 204, description = "The second factor is on"),
+        (status = 401, description = "`totp_invalid`, `totp_reused`", body = ErrorBody),
+        (status = 409, description = "`totp_not_set_up`", body = ErrorBody),
+    )
+)]
 pub(super) async fn totp_confirm(
     State(st): State<AppState>,
     auth: Authed,
@@ -453,6 +549,18 @@ pub(super) async fn totp_confirm(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/totp/disable",
+    tag = "accounts",
+    summary = "Turn the second factor off (needs a current code)",
+    request_body = TotpCode,
+    responses(
+        (status = 204, description = "The second factor is off"),
+        (status = 401, description = "`totp_invalid`, `totp_reused`", body = ErrorBody),
+        (status = 409, description = "`totp_not_set_up`", body = ErrorBody),
+    )
+)]
 pub(super) async fn totp_disable(
     State(st): State<AppState>,
     auth: Authed,
@@ -463,6 +571,18 @@ pub(super) async fn totp_disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{address}/cert",
+    tag = "accounts",
+    summary = "An enrolled user's certificate (armored, with the CA certification)",
+    params(("address" = String, Path, description = "E-mail address")),
+    responses(
+        (status = 200, description = "Armored OpenPGP certificate", body = String, content_type = "text/plain"),
+        (status = 400, description = "`invalid_address`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`: no enrolled, active user of that address", body = ErrorBody),
+    )
+)]
 pub(super) async fn user_cert(
     State(st): State<AppState>,
     _auth: Authed,

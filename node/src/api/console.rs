@@ -9,11 +9,11 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::accounts::{
     b64, check_verifier, failed, hash_verifier, too_many_attempts, verifier_bytes,
@@ -30,19 +30,19 @@ use crate::storage::web::NewLogin;
 /// When this process started serving (for the status page).
 static STARTED: LazyLock<i64> = LazyLock::new(now);
 
-/// The routes of this module, relative to the API prefix.
-pub(super) fn routes() -> Router<AppState> {
+/// The routes of this module, relative to the API prefix (see `api::routes`).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     LazyLock::force(&STARTED);
-    Router::new()
-        .route("/me/password", post(change_password))
-        .route("/me/sessions", get(sessions))
-        .route("/me/sessions/{id}", delete(end_session))
-        .route("/admin/users", get(users))
-        .route("/admin/users/{address}/state", post(set_state))
-        .route("/admin/invites", post(invite))
-        .route("/admin/status", get(status))
-        .route("/admin/peers", get(peers))
-        .route("/admin/peers/{domain}/org", get(peer_org))
+    OpenApiRouter::new()
+        .routes(routes!(change_password))
+        .routes(routes!(sessions))
+        .routes(routes!(end_session))
+        .routes(routes!(users))
+        .routes(routes!(set_state))
+        .routes(routes!(invite))
+        .routes(routes!(status))
+        .routes(routes!(peers))
+        .routes(routes!(peer_org))
 }
 
 /// A session's public identifier: derived from its token hash, so it cannot be used as (or
@@ -55,6 +55,21 @@ fn session_id(token_hash: &[u8; 32]) -> String {
     hex::encode(&d[..12])
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/password",
+    tag = "settings",
+    summary = "Change the password",
+    description = "The client re-wraps its key and derives a new verifier; the current password's verifier proves it is the user. Ends the account's other sessions. A wrong current password counts as a failed login of this session.",
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "`invalid_request`: a field is not base64 or has the wrong length", body = ErrorBody),
+        (status = 403, description = "`wrong_password`", body = ErrorBody),
+        (status = 422, description = "`invalid_kdf_params`, `key_not_wrapped`, `not_enrolled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `too_many_attempts`", body = ErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
 async fn change_password(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -111,6 +126,13 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/sessions",
+    tag = "settings",
+    summary = "The caller's live sessions",
+    responses((status = 200, description = "The sessions", body = SessionsResponse))
+)]
 async fn sessions(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<SessionsResponse>> {
     let rows = st.store.sessions_of(auth.account.id, now()).await?;
     Ok(Json(SessionsResponse {
@@ -126,6 +148,17 @@ async fn sessions(State(st): State<AppState>, auth: Authed) -> ApiResult<Json<Se
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/me/sessions/{id}",
+    tag = "settings",
+    summary = "End one of the caller's sessions",
+    params(("id" = String, Path, description = "The session's ID (from /me/sessions)")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 404, description = "`unknown_session`", body = ErrorBody),
+    )
+)]
 async fn end_session(
     State(st): State<AppState>,
     auth: Authed,
@@ -150,6 +183,16 @@ async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "admin",
+    summary = "Every account of the organisation with its state and pending invite",
+    responses(
+        (status = 200, description = "The accounts", body = AdminUsersResponse),
+        (status = 403, description = "`not_admin`", body = ErrorBody),
+    )
+)]
 async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminUsersResponse>> {
     let invites: std::collections::HashMap<i64, i64> =
         st.store.invite_expiries().await?.into_iter().collect();
@@ -174,6 +217,22 @@ async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<Adm
     Ok(Json(AdminUsersResponse { users }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/invites",
+    tag = "admin",
+    summary = "Authorise a new account and return its one-time invite code",
+    description = "For an account that has not enrolled yet, a fresh code (200; the old code stops working).",
+    request_body = InviteRequest,
+    responses(
+        (status = 201, description = "A new account, invited", body = InviteResponse),
+        (status = 200, description = "A fresh code for an invited account", body = InviteResponse),
+        (status = 400, description = "`invalid_address`, `invalid_name`", body = ErrorBody),
+        (status = 403, description = "`not_admin`", body = ErrorBody),
+        (status = 409, description = "`already_enrolled`", body = ErrorBody),
+        (status = 422, description = "`wrong_domain`", body = ErrorBody),
+    )
+)]
 async fn invite(
     State(st): State<AppState>,
     AdminAuthed(auth): AdminAuthed,
@@ -204,6 +263,21 @@ async fn invite(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users/{address}/state",
+    tag = "admin",
+    summary = "Disable or re-enable an enrolled account (not one's own); disabling ends its sessions",
+    params(("address" = String, Path, description = "E-mail address")),
+    request_body = AccountStateRequest,
+    responses(
+        (status = 204, description = "Done"),
+        (status = 400, description = "`invalid_request`: state is not active or disabled; `invalid_address`", body = ErrorBody),
+        (status = 403, description = "`not_admin`", body = ErrorBody),
+        (status = 404, description = "`unknown_user`", body = ErrorBody),
+        (status = 409, description = "`own_account`, `not_enrolled`", body = ErrorBody),
+    )
+)]
 async fn set_state(
     State(st): State<AppState>,
     AdminAuthed(auth): AdminAuthed,
@@ -231,6 +305,16 @@ async fn set_state(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/status",
+    tag = "admin",
+    summary = "The node's status: accounts, messages, log, sessions, federated peers",
+    responses(
+        (status = 200, description = "The status", body = NodeStatus),
+        (status = 403, description = "`not_admin`", body = ErrorBody),
+    )
+)]
 async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<NodeStatus>> {
     let now = now();
     let mut accounts = AccountCounts::default();
@@ -280,6 +364,17 @@ async fn peer_views(st: &AppState) -> ApiResult<Vec<PeerView>> {
     Ok(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/peers",
+    tag = "admin",
+    summary = "The federated peers an administrator authorised",
+    description = "Domain, peer ID, addresses, CA fingerprint, link state (new, connected, backing_off, disconnected), last error, next retry and how many messages are queued for each. Peering itself is an admin CLI action (`sealpost admin peer add`).",
+    responses(
+        (status = 200, description = "The peers", body = AdminPeersResponse),
+        (status = 403, description = "`not_admin`", body = ErrorBody),
+    )
+)]
 async fn peers(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<AdminPeersResponse>> {
     Ok(Json(AdminPeersResponse {
         peers: peer_views(&st).await?,
@@ -288,6 +383,21 @@ async fn peers(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<Adm
 
 /// The peer's organisation record, asked of its node over QUIC (not over HTTPS: the answer
 /// comes from the very node key that was pinned), and how it compares with the pins.
+#[utoipa::path(
+    get,
+    path = "/admin/peers/{domain}/org",
+    tag = "admin",
+    summary = "A peer's organisation record, asked of its node over the federation link",
+    description = "Over QUIC, authenticated by the pinned node key; says whether its domain, peer ID and CA fingerprint still match what was pinned at peering.",
+    params(("domain" = String, Path, description = "The peer's domain")),
+    responses(
+        (status = 200, description = "The record and how it compares with the pins", body = PeerOrgResponse),
+        (status = 403, description = "`not_admin`", body = ErrorBody),
+        (status = 404, description = "`unknown_peer`", body = ErrorBody),
+        (status = 502, description = "`peer_unreachable`, `bad_peer_answer`", body = ErrorBody),
+        (status = 503, description = "`federation_off`", body = ErrorBody),
+    )
+)]
 async fn peer_org(
     State(st): State<AppState>,
     _: AdminAuthed,

@@ -164,6 +164,21 @@ async fn resolve_all(
     Ok(found)
 }
 
+#[utoipa::path(
+    post,
+    path = "/envelopes",
+    tag = "mail",
+    summary = "Envelope request: resolves the recipients and issues a message ID to the sender",
+    description = "Each recipient comes with their certificate and the sender's trust verdict on it; a peered organisation's user is looked up through its node.",
+    request_body = EnvelopeRequest,
+    responses(
+        (status = 200, description = "The recipients, resolved, and the message ID to sign", body = EnvelopeResponse),
+        (status = 400, description = "`no_recipients`, `invalid_address`", body = ErrorBody),
+        (status = 403, description = "`not_enrolled`: your account has no key", body = ErrorBody),
+        (status = 422, description = "`unknown_recipient`, `too_many_recipients`", body = ErrorBody),
+        (status = 503, description = "`federation_off`, `peer_unreachable`, `peer_answer_refused`: a peered organisation's user could not be looked up", body = ErrorBody),
+    )
+)]
 pub(super) async fn envelope(
     State(st): State<AppState>,
     auth: Authed,
@@ -205,6 +220,19 @@ fn remote_routes(recipients: &[Resolved]) -> Vec<crate::storage::RemoteRoute> {
     routes
 }
 
+#[utoipa::path(
+    put,
+    path = "/blobs",
+    tag = "mail",
+    summary = "Stream one encrypted part into the blob store",
+    description = "Limited to limits.max_message_bytes and to the account's quota of uploads not yet sent.",
+    request_body(content_type = "application/octet-stream", description = "The part's ciphertext"),
+    responses(
+        (status = 201, description = "Stored", body = UploadResponse),
+        (status = 400, description = "`upload_interrupted`", body = ErrorBody),
+        (status = 413, description = "`too_large`, `upload_quota`", body = ErrorBody),
+    )
+)]
 pub(super) async fn upload(
     State(st): State<AppState>,
     auth: Authed,
@@ -249,6 +277,23 @@ pub(super) async fn upload(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/messages",
+    tag = "mail",
+    summary = "Submit a sealed message",
+    description = "Checks the session, the issued ID, the envelope signature, part hashes, and that every part is encrypted to every recipient and the sender. A resubmission of an accepted envelope answers 200 with duplicate set.",
+    request_body = SubmitRequest,
+    responses(
+        (status = 201, description = "Accepted", body = SubmitResponse),
+        (status = 200, description = "Already accepted (a retried submission)", body = SubmitResponse),
+        (status = 400, description = "`invalid_envelope`, `no_recipients`, `invalid_address`, `invalid_request`", body = ErrorBody),
+        (status = 403, description = "`sender_mismatch`, `message_id_not_issued`, `message_id_expired`", body = ErrorBody),
+        (status = 413, description = "`too_large`", body = ErrorBody),
+        (status = 422, description = "`bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`, `not_enrolled`", body = ErrorBody),
+        (status = 503, description = "`peer_backlog`: too many messages wait for that peer (Retry-After); `federation_off`, `peer_unreachable`, `peer_answer_refused`", body = ErrorBody),
+    )
+)]
 pub(super) async fn submit(
     State(st): State<AppState>,
     auth: Authed,
@@ -461,6 +506,21 @@ pub(super) struct ListQuery {
     before: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/mailbox/{folder}",
+    tag = "mail",
+    summary = "List a folder, newest first",
+    params(
+        ("folder" = Folder, Path, description = "`inbox`, `sent` or `archive`"),
+        ("limit" = Option<u32>, Query, description = "At most this many (1 to 1000, default 100)"),
+        ("before" = Option<i64>, Query, description = "Only messages received before this time (Unix seconds): the next page"),
+    ),
+    responses(
+        (status = 200, description = "The folder's messages (and, in the inbox, the node's notices)", body = MailboxResponse),
+        (status = 404, description = "`unknown_folder`", body = ErrorBody),
+    )
+)]
 pub(super) async fn mailbox(
     State(st): State<AppState>,
     auth: Authed,
@@ -491,6 +551,17 @@ fn message_id_param(id: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages/{id}",
+    tag = "mail",
+    summary = "A message's envelope, signature and parts",
+    params(("id" = String, Path, description = "Message ID")),
+    responses(
+        (status = 200, description = "The message", body = MessageResponse),
+        (status = 404, description = "`unknown_message`", body = ErrorBody),
+    )
+)]
 pub(super) async fn message(
     State(st): State<AppState>,
     auth: Authed,
@@ -545,6 +616,20 @@ pub(super) async fn message(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages/{id}/parts/{index}",
+    tag = "mail",
+    summary = "Stream one encrypted part",
+    params(
+        ("id" = String, Path, description = "Message ID"),
+        ("index" = u32, Path, description = "Part index (0 is the sealed head)"),
+    ),
+    responses(
+        (status = 200, description = "The part's ciphertext", content_type = "application/octet-stream"),
+        (status = 404, description = "`unknown_message`, `unknown_part`", body = ErrorBody),
+    )
+)]
 pub(super) async fn part(
     State(st): State<AppState>,
     auth: Authed,
@@ -577,6 +662,17 @@ pub(super) async fn part(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/messages/{id}/read",
+    tag = "mail",
+    summary = "Mark read (logged: evidence of reading)",
+    params(("id" = String, Path, description = "Message ID")),
+    responses(
+        (status = 204, description = "Marked read"),
+        (status = 404, description = "`unknown_message`, `not_found`", body = ErrorBody),
+    )
+)]
 pub(super) async fn mark_read(
     State(st): State<AppState>,
     auth: Authed,
@@ -590,6 +686,17 @@ pub(super) async fn mark_read(
 }
 
 /// Marks one of the user's notices (a failed delivery) as read: the app stops showing it.
+#[utoipa::path(
+    post,
+    path = "/notices/{id}/read",
+    tag = "mail",
+    summary = "Mark one of your notices (a delivery that failed) as read",
+    params(("id" = i64, Path, description = "Notice ID")),
+    responses(
+        (status = 204, description = "Marked read"),
+        (status = 404, description = "`unknown_notice`", body = ErrorBody),
+    )
+)]
 pub(super) async fn dismiss_notice(
     State(st): State<AppState>,
     auth: Authed,
@@ -605,6 +712,19 @@ pub(super) async fn dismiss_notice(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/messages/{id}/move",
+    tag = "mail",
+    summary = "Move between inbox and archive",
+    params(("id" = String, Path, description = "Message ID")),
+    request_body = MoveRequest,
+    responses(
+        (status = 204, description = "Moved"),
+        (status = 404, description = "`unknown_message`, `not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_move`", body = ErrorBody),
+    )
+)]
 pub(super) async fn move_message(
     State(st): State<AppState>,
     auth: Authed,
@@ -628,6 +748,17 @@ pub(super) async fn move_message(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/messages/{id}",
+    tag = "mail",
+    summary = "Delete from your mailbox (logged)",
+    params(("id" = String, Path, description = "Message ID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`unknown_message`, `not_found`", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete(
     State(st): State<AppState>,
     auth: Authed,

@@ -24,11 +24,14 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use error::{ApiError, ApiResult};
 
@@ -244,36 +247,42 @@ impl AppState {
     }
 }
 
+/// The API's routes, relative to [`crate::proto::API_PREFIX`], each registered together with
+/// its OpenAPI description (`routes!` reads the handler's `#[utoipa::path]`): register routes
+/// here only that way, never with `.route`, so that the document (`openapi.rs`) lists exactly
+/// what is served.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(accounts::org))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(accounts::enroll))
+        .routes(routes!(accounts::login_params))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::totp_setup))
+        .routes(routes!(accounts::totp_confirm))
+        .routes(routes!(accounts::totp_disable))
+        .routes(routes!(accounts::user_cert))
+        .routes(routes!(mail::envelope))
+        // Uploads stream to disk under their own limit (limits.max_message_bytes).
+        .routes(routes!(mail::upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(mail::submit))
+        .routes(routes!(mail::mailbox))
+        .routes(routes!(mail::message, mail::delete))
+        .routes(routes!(mail::part))
+        .routes(routes!(mail::mark_read))
+        .routes(routes!(mail::move_message))
+        .routes(routes!(mail::dismiss_notice))
+        .routes(routes!(trust::trust))
+        .routes(routes!(trust::certify))
+        .merge(console::routes())
+}
+
 /// The router with every route, limit and fallback.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/org", get(accounts::org))
-        .route("/openapi.json", get(openapi::document))
-        .route("/enroll", post(accounts::enroll))
-        .route("/login/params", post(accounts::login_params))
-        .route("/login", post(accounts::login))
-        .route("/logout", post(accounts::logout))
-        .route("/me", get(accounts::me))
-        .route("/me/totp", post(accounts::totp_setup))
-        .route("/me/totp/confirm", post(accounts::totp_confirm))
-        .route("/me/totp/disable", post(accounts::totp_disable))
-        .route("/users/{address}/cert", get(accounts::user_cert))
-        .route("/envelopes", post(mail::envelope))
-        // Uploads stream to disk under their own limit (limits.max_message_bytes).
-        .route(
-            "/blobs",
-            put(mail::upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/messages", post(mail::submit))
-        .route("/mailbox/{folder}", get(mail::mailbox))
-        .route("/messages/{id}", get(mail::message).delete(mail::delete))
-        .route("/messages/{id}/parts/{index}", get(mail::part))
-        .route("/messages/{id}/read", post(mail::mark_read))
-        .route("/messages/{id}/move", post(mail::move_message))
-        .route("/notices/{id}/read", post(mail::dismiss_notice))
-        .route("/trust/{address}", get(trust::trust))
-        .route("/certifications", post(trust::certify))
-        .merge(console::routes())
+    let (api, _) = routes().split_for_parts();
+    let api = api
         // After every route: it applies to the routes registered so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route);

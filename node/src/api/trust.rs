@@ -48,6 +48,19 @@ pub(super) fn viewer(account: &Account) -> ApiResult<Fingerprint> {
         .ok_or_else(|| ApiError::forbidden("not_enrolled", "your account has no key"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/trust/{address}",
+    tag = "trust",
+    summary = "Every key known for an address, with the logged-in user's verdict and each trust path in words",
+    params(("address" = String, Path, description = "E-mail address")),
+    responses(
+        (status = 200, description = "The keys, strongest first", body = TrustResponse),
+        (status = 400, description = "`invalid_address`", body = crate::proto::ErrorBody),
+        (status = 403, description = "`not_enrolled`: your account has no key", body = crate::proto::ErrorBody),
+        (status = 503, description = "`federation_off`, `peer_unreachable`, `peer_answer_refused`: a peered organisation's user could not be looked up", body = crate::proto::ErrorBody),
+    )
+)]
 pub(super) async fn trust(
     State(st): State<AppState>,
     auth: Authed,
@@ -77,6 +90,19 @@ pub(super) async fn trust(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/certifications",
+    tag = "trust",
+    summary = "Publish certifications, introducer signatures or retractions made by the logged-in user's key (only those are kept)",
+    request_body = CertificationRequest,
+    responses(
+        (status = 200, description = "Kept", body = CertificationResponse),
+        (status = 400, description = "`invalid_cert`", body = crate::proto::ErrorBody),
+        (status = 404, description = "`unknown_key`: this node's directory does not hold that key", body = crate::proto::ErrorBody),
+        (status = 422, description = "`rejected_update`, `nothing_new`, `not_enrolled`", body = crate::proto::ErrorBody),
+    )
+)]
 pub(super) async fn certify(
     State(st): State<AppState>,
     auth: Authed,

@@ -20,7 +20,7 @@ pub const KDF_MIN_SALT_LEN: usize = 16;
 
 /// Argon2id cost parameters.  Stored per account so they can be raised
 /// later without breaking existing users.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct KdfParams {
     /// Memory in KiB.
     pub m_cost_kib: u32,

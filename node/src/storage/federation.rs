@@ -112,11 +112,12 @@ pub struct Expired {
 }
 
 /// A notice for a user from their node (for example, a delivery that failed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notice {
     pub id: i64,
     pub message_id: Option<String>,
     pub text: String,
+    #[schema(value_type = i64)]
     pub created_at: Timestamp,
     pub unread: bool,
 }

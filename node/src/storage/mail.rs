@@ -51,7 +51,7 @@ pub enum SubmitOutcome {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Folder {
     Inbox,
@@ -77,13 +77,14 @@ impl Folder {
     }
 }
 
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MailboxItem {
     pub message_id: String,
     pub folder: Folder,
     pub unread: bool,
     pub from: String,
     pub to: Vec<String>,
+    #[schema(value_type = i64)]
     pub received_at: Timestamp,
     pub size: u64,
     pub parts: u32,
@@ -128,7 +129,7 @@ pub struct RemoteRoute {
 }
 
 /// A recipient's delivery state, as the sender sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryState {
     pub address: String,
     /// `queued`, `delivered` or `failed`.
@@ -136,6 +137,7 @@ pub struct DeliveryState {
     /// Why it failed, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[schema(value_type = i64)]
     pub updated_at: Timestamp,
 }
 

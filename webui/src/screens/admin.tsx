@@ -39,16 +39,16 @@ export function Admin({ session }: { session: Session }) {
 
   const load = async () => {
     try {
-      setUsers((await api.get<{ users: AdminUser[] }>('/admin/users')).users);
-      setStatus(await api.get<NodeStatus>('/admin/status'));
-      setPeers((await api.get<{ peers: api.PeerView[] }>('/admin/peers')).peers);
+      setUsers((await api.get('/admin/users')).users);
+      setStatus(await api.get('/admin/status'));
+      setPeers((await api.get('/admin/peers')).peers);
     } catch (e) { setError(e); }
   };
   useEffect(() => { load(); }, []);
   // Links to peers come and go: keep their state current while the console is open.
   useEffect(() => {
     const t = setInterval(async () => {
-      try { setPeers((await api.get<{ peers: api.PeerView[] }>('/admin/peers')).peers); } catch { /* shown on next load */ }
+      try { setPeers((await api.get('/admin/peers')).peers); } catch { /* shown on next load */ }
     }, 5_000);
     return () => clearInterval(t);
   }, []);
@@ -57,14 +57,14 @@ export function Admin({ session }: { session: Session }) {
     setError(null);
     setCopied(false);
     try {
-      const r = await api.post<{ address: string; invite: string; expires_at: number }>('/admin/invites', { address, name: name || undefined, is_admin });
+      const r = await api.post('/admin/invites', { address, name: name || undefined, is_admin });
       setIssued({ address: r.address, link: `${location.origin}/#/enroll?address=${encodeURIComponent(r.address)}&invite=${encodeURIComponent(r.invite)}`, expires_at: r.expires_at });
       setInv({ address: '', name: '', is_admin: false });
       load();
     } catch (e) { setError(e); }
   };
   const setState = async (u: AdminUser, state: string) => {
-    try { await api.post(`/admin/users/${encodeURIComponent(u.address)}/state`, { state }); load(); } catch (e) { setError(e); }
+    try { await api.post('/admin/users/{address}/state', { address: u.address }, { state }); load(); } catch (e) { setError(e); }
   };
 
   return (

@@ -16,7 +16,7 @@ export function Mailbox({ session, folder, search, onUnread }: { session: Sessio
   const load = useCallback(async () => {
     setError(null);
     try {
-      const r = await api.get<api.MailboxResponse>(`/mailbox/${folder}`);
+      const r = await api.get('/mailbox/{folder}', { folder });
       setItems(r.items);
       setNotices((r.notices ?? []).filter((n) => n.unread));
       if (folder === 'inbox') onUnread(r.items.filter((i) => i.unread).length);
@@ -56,7 +56,7 @@ export function Mailbox({ session, folder, search, onUnread }: { session: Sessio
 
   const dismiss = async (n: api.Notice) => {
     setNotices((ns) => ns.filter((x) => x.id !== n.id));
-    try { await api.post(`/notices/${n.id}/read`); } catch (e) { setError(e); }
+    try { await api.post('/notices/{id}/read', { id: n.id }); } catch (e) { setError(e); }
   };
 
   const q = search.trim().toLowerCase();

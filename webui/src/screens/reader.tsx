@@ -11,7 +11,7 @@ import {
 } from '../ui';
 import { DeliveryChips, FOLDERS, type ComposeSeed } from '../mail';
 
-export function MessageView({ session, folder, id, onCompose }: { session: Session; folder: string; id: string; onCompose: (seed: ComposeSeed) => void }) {
+export function MessageView({ session, folder, id, onCompose }: { session: Session; folder: api.Folder; id: string; onCompose: (seed: ComposeSeed) => void }) {
   const [o, setO] = useState<Opened | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [verdict, setVerdict] = useState<VerdictView | null | undefined>(undefined);
@@ -25,7 +25,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   useEffect(() => {
     if (!queued) return;
     const t = setInterval(async () => {
-      try { setDelivery((await api.get<api.MessageResponse>(`/messages/${id}`)).item.delivery ?? []); } catch { /* keep the last state */ }
+      try { setDelivery((await api.get('/messages/{id}', { id })).item.delivery ?? []); } catch { /* keep the last state */ }
     }, 3_000);
     return () => clearInterval(t);
   }, [id, queued]);
@@ -60,9 +60,9 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     }
   };
 
-  const move = async (to: string) => {
+  const move = async (to: api.Folder) => {
     try {
-      await api.post(`/messages/${id}/move`, { from: folder, to });
+      await api.post('/messages/{id}/move', { id }, { from: folder, to });
       go(`mail/${folder}`);
     } catch (e) {
       setError(e);
@@ -72,7 +72,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const remove = async () => {
     if (!confirm('Delete this message from your mailbox? This cannot be undone.')) return;
     try {
-      await api.del(`/messages/${id}`);
+      await api.del('/messages/{id}', { id });
       go(`mail/${folder}`);
     } catch (e) {
       setError(e);

@@ -112,11 +112,11 @@ function Sessions() {
   const [list, setList] = useState<SessionView[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const load = async () => {
-    try { setList((await api.get<{ sessions: SessionView[] }>('/me/sessions')).sessions); } catch (e) { setError(e); }
+    try { setList((await api.get('/me/sessions')).sessions); } catch (e) { setError(e); }
   };
   useEffect(() => { load(); }, []);
   const end = async (id: string) => {
-    try { await api.del(`/me/sessions/${id}`); load(); } catch (e) { setError(e); }
+    try { await api.del('/me/sessions/{id}', { id }); load(); } catch (e) { setError(e); }
   };
   return (
     <div class="card stack">
