@@ -103,6 +103,15 @@ impl SqliteStore {
         })
     }
 
+    /// Publishes the generation committed by now, by any process, to the read cache: nothing
+    /// it kept from before another process's commit is used after this returns (the admin
+    /// socket answers with it; see `read_cache`). Returns that generation.
+    pub async fn catch_up(&self) -> Result<u64> {
+        let generation = self.read_point(read_cache::read_generation).await?;
+        self.auth.publish(generation);
+        Ok(generation)
+    }
+
     /// Runs `f` in the writer's next batch; resolves once the batch is durably committed.
     /// `f` may be called more than once (see [`WriteJob::run`](writer::WriteJob::run)): it must
     /// only touch the database through `conn` and `chain`, and give the same answer for the same
