@@ -51,7 +51,6 @@ mod tests;
 mod web;
 mod writer;
 
-pub use self::read_cache::POLL as READ_CACHE_POLL;
 pub use self::writer::WriterSettings;
 
 /// Most read connections open at once. Reads beyond this wait for a connection rather than
