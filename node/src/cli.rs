@@ -43,7 +43,8 @@ pub enum Command {
         #[arg(long)]
         data: PathBuf,
     },
-    /// Administer accounts and check the transaction log (works while the node runs).
+    /// Administer accounts and check the transaction log (works while the node runs: a
+    /// change is in force at the running node when the command returns).
     Admin {
         #[arg(long)]
         data: PathBuf,
@@ -84,6 +85,23 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: PeerCommand,
     },
+}
+
+impl AdminCommand {
+    /// Whether the command may change what a running node keeps in memory (accounts,
+    /// sessions, certificates, peers): then the node must see it before the command returns.
+    fn changes(&self) -> bool {
+        match self {
+            AdminCommand::User {
+                command: UserCommand::List { .. },
+            }
+            | AdminCommand::Peer {
+                command: PeerCommand::List { .. },
+            }
+            | AdminCommand::Log { .. } => false,
+            AdminCommand::User { .. } | AdminCommand::Peer { .. } => true,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,17 +220,40 @@ pub fn open_store(data: &Path) -> anyhow::Result<(Config, crate::storage::Sqlite
     Ok((config, store))
 }
 
-/// A running node notices a change another process made to accounts, sessions or
-/// certificates within [`READ_CACHE_POLL`](crate::storage::sqlite::READ_CACHE_POLL) (it keeps
-/// them in memory, with peer records): waiting twice that long means the node enforces a
-/// disabled account, a revoked certification or a removed peer by the time the command
-/// returns.
-async fn let_a_running_node_see_it() {
-    tokio::time::sleep(crate::storage::sqlite::READ_CACHE_POLL * 2).await;
+/// Returns once a node serving `data` sees what an admin command committed: it keeps accounts,
+/// sessions, certificates and peers in memory, so it is asked over its admin socket to catch
+/// up with the database and answers when it has (see [`admin_socket`](crate::admin_socket)).
+/// No node running: nothing to tell.
+async fn tell_a_running_node(data: &Path) -> anyhow::Result<()> {
+    let socket = Paths::new(data).admin_socket();
+    crate::admin_socket::sync(&Paths::new(data))
+        .await
+        .with_context(|| {
+            format!(
+                "the change is made, but the node serving {} did not confirm that it sees it \
+                 (admin socket {})",
+                data.display(),
+                socket.display()
+            )
+        })?;
+    Ok(())
 }
 
-/// Runs one `sealpost admin` command (also called in-process by tests).
+/// Runs one `sealpost admin` command (also called in-process by tests). A change is in force
+/// at a node running on `data` when this returns.
 pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
+    let changes = command.changes();
+    let outcome = admin_command(data, command).await;
+    if changes {
+        // After a failure too: a command may have committed a part of its work.
+        let told = tell_a_running_node(data).await;
+        outcome?;
+        return told;
+    }
+    outcome
+}
+
+async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
     let (config, store) = open_store(data)?;
     match command {
         AdminCommand::User { command } => match command {
@@ -300,7 +341,6 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                     std::time::SystemTime::now(),
                 )
                 .await?;
-                let_a_running_node_see_it().await;
                 println!("The CA no longer certifies {address}'s key.");
             }
             UserCommand::Disable { ref address } | UserCommand::Enable { ref address } => {
@@ -313,14 +353,11 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
                     crate::now(),
                 )
                 .await?;
-                let_a_running_node_see_it().await;
                 println!("{} is now {}", address.to_ascii_lowercase(), state.as_str());
             }
         },
         AdminCommand::Peer { command } => {
             peer_command(&store, data, command).await?;
-            // Peers and certificates are kept in memory by a running node too.
-            let_a_running_node_see_it().await;
         }
         AdminCommand::Log {
             command: LogCommand::Verify,

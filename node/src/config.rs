@@ -475,6 +475,10 @@ impl Paths {
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
     }
+    /// The local admin socket (`admin_socket`), in a directory only the node's user enters.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("run").join("admin.sock")
+    }
     /// The organisation CA's secret key (armored TSK, mode 0600).
     pub fn ca_key(&self) -> PathBuf {
         self.keys().join("ca.tsk.asc")

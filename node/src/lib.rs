@@ -4,6 +4,7 @@
 //! directory and [`api::app`] / [`api::run`] serve it; [`client`] is the command-line client's
 //! library, which does all the cryptography on the user's side. See `ARCHITECTURE.md`.
 
+pub mod admin_socket;
 pub mod api;
 pub mod certs;
 pub mod cli;

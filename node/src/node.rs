@@ -119,6 +119,11 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         on_bound: impl FnOnce(std::net::SocketAddr),
     ) -> anyhow::Result<()> {
+        // The admin socket first, then a catch-up with the database, then serving: an admin
+        // command that found no socket had committed before the bind, so what this node
+        // serves includes its change (see `admin_socket`).
+        let admin = crate::admin_socket::bind(&self.paths).await?;
+        self.store.catch_up().await?;
         // Federation first: the organisation record the HTTP side publishes names its
         // addresses.
         let federation = if self.config.federation.enabled {
@@ -147,7 +152,12 @@ impl Node {
             self.state.blobs.clone(),
             self.config.limits.message_id_ttl_secs,
         ));
-        let result = crate::api::run(listener, self.state, shutdown).await;
+        // The admin socket is served until the HTTP server stops; then it is closed and its
+        // file removed, so admin commands change the database directly again.
+        let result = tokio::select! {
+            result = crate::api::run(listener, self.state, shutdown) => result,
+            never = admin.serve(self.store.clone()) => match never {},
+        };
         checkpoints.abort();
         gc.abort();
         if let Some((handle, background)) = federation {

@@ -144,3 +144,35 @@ async fn the_console_and_the_cli_apply_the_same_rules() {
     assert_eq!(actors(&console_node), vec!["cli", "root@a.test"]);
     assert_eq!(actors(&cli_node), vec!["cli"]);
 }
+
+/// A change made with `sealpost admin` is in force at the running node when the command
+/// returns, with no wait: the very next request with a disabled user's session is refused,
+/// though the node had just served that session from memory. Twenty rounds, so that a race
+/// between the command and the node's caches would show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_change_is_in_force_at_the_running_node_when_the_command_returns() {
+    use sealpost::proto::Folder;
+    let node = TestNode::spawn_with("a.test", |c| c.http.auth_rate_per_sec = 10_000)
+        .await
+        .unwrap();
+    node.user("alice@a.test", "alice password", TEST_KDF)
+        .await
+        .unwrap();
+    for round in 0..20 {
+        let alice = node
+            .client()
+            .login("alice@a.test", b"alice password", None, None)
+            .await
+            .unwrap();
+        alice.mailbox(Folder::Inbox).await.unwrap();
+        alice.mailbox(Folder::Inbox).await.unwrap();
+        node.admin(&["user", "disable", "alice@a.test"])
+            .await
+            .unwrap();
+        let e = alice.mailbox(Folder::Inbox).await.unwrap_err();
+        assert_eq!(e.code(), Some("unauthenticated"), "round {round}: {e}");
+        node.admin(&["user", "enable", "alice@a.test"])
+            .await
+            .unwrap();
+    }
+}

@@ -51,7 +51,6 @@ mod tests;
 mod web;
 mod writer;
 
-pub use self::read_cache::POLL as READ_CACHE_POLL;
 pub use self::writer::WriterSettings;
 
 /// Most read connections open at once. Reads beyond this wait for a connection rather than
@@ -101,6 +100,15 @@ impl SqliteStore {
             verifying_key,
             auth,
         })
+    }
+
+    /// Publishes the generation committed by now, by any process, to the read cache: nothing
+    /// it kept from before another process's commit is used after this returns (the admin
+    /// socket answers with it; see `read_cache`). Returns that generation.
+    pub async fn catch_up(&self) -> Result<u64> {
+        let generation = self.read_point(read_cache::read_generation).await?;
+        self.auth.publish(generation);
+        Ok(generation)
     }
 
     /// Runs `f` in the writer's next batch; resolves once the batch is durably committed.

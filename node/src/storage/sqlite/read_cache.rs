@@ -15,8 +15,9 @@
 //! publishes it after the batch commits and before any of its callers is answered, so a
 //! logout, a disabled account or a revoked key is seen by the very next request. Changes made
 //! by another process (the admin CLI writes to the same database) are picked up by the
-//! writer's next batch, or by its idle poll every [`POLL`]; the CLI waits twice that long after
-//! such a change before it returns. An entry is used only while the published generation is
+//! writer's next batch, by its idle poll every [`POLL`], or at once by `SqliteStore::catch_up`,
+//! which the admin CLI asks for over the node's admin socket (`admin_socket`) before it
+//! returns. An entry is used only while the published generation is
 //! the one that was current before the entry was read from the database.
 //!
 //! It keeps answers, never a connection: apart from reading the counter through a connection it

@@ -214,6 +214,50 @@ async fn cached_sessions_and_accounts_follow_every_change() {
     assert_eq!(generation(), before + 3);
 }
 
+/// What the admin socket relies on: once `catch_up` returns, a change another process
+/// committed is seen by the very next look-up, without waiting for the writer's poll.
+#[tokio::test]
+async fn catch_up_makes_another_process_s_change_seen_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sealpost.db");
+    let store = SqliteStore::open(&path, SigningKey::from_bytes(&[7; 32]), settings()).unwrap();
+    let id = store
+        .create_account("a@x.test", None, false, [1; 32], 100, "cli", 0)
+        .await
+        .unwrap();
+    store.login_succeeded(id, [2; 32], 1_000, 0).await.unwrap();
+    let other = open_connection(&path).unwrap();
+    other
+        .execute("UPDATE accounts SET state = 'active'", [])
+        .unwrap();
+    store.catch_up().await.unwrap();
+    let state = async || {
+        let by_session = store.session_account([2; 32], 10).await.unwrap().unwrap();
+        let by_address = store.account_by_address("a@x.test").await.unwrap().unwrap();
+        assert_eq!(by_session.state, by_address.state);
+        by_session.state
+    };
+    for (round, (from, to)) in [
+        (AccountState::Active, AccountState::Disabled),
+        (AccountState::Disabled, AccountState::Active),
+    ]
+    .into_iter()
+    .cycle()
+    .take(20)
+    .enumerate()
+    {
+        // Served from memory, then changed by another process.
+        assert_eq!(state().await, from, "round {round}");
+        assert_eq!(state().await, from, "round {round}");
+        other
+            .execute("UPDATE accounts SET state = ?1", [to.as_str()])
+            .unwrap();
+        let generation = store.catch_up().await.unwrap();
+        assert_eq!(generation, read_cache::read_generation(&other).unwrap());
+        assert_eq!(state().await, to, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn cached_peers_and_certificates_follow_every_change() {
     use crate::storage::{FederationStore, LogEvent, PeerRecord};
