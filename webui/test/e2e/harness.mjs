@@ -12,6 +12,9 @@ export const ROOT = resolve(WEBUI, '..');
 export const BIN = process.env.SEALPOST_BIN || join(ROOT, 'target/debug/sealpost');
 export const ARTEFACTS = join(WEBUI, 'test-artefacts');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** The app the nodes serve: this checkout's build, whichever binary runs (a prebuilt one in
+ * SEALPOST_BIN would otherwise serve the dist/ of the tree it was built from). */
+export const WEB_DIR = process.env.SEALPOST_WEB_DIR || join(WEBUI, 'dist');
 
 /** Runs the sealpost binary to completion; returns stdout (throws with stderr on failure). */
 export function sealpost(args, env = {}) {
@@ -46,7 +49,7 @@ export class TestNode {
   serve() {
     return new Promise((resolveUrl, reject) => {
       const p = spawn(BIN, ['serve', '--data', this.data], {
-        env: { ...process.env, RUST_LOG: 'warn', ...this.env },
+        env: { ...process.env, RUST_LOG: 'warn', SEALPOST__WEB__DIR: WEB_DIR, ...this.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       this.proc = p;
