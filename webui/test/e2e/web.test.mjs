@@ -489,6 +489,11 @@ test('on a phone (390x844): the menu reaches every screen and Write; alice write
   await page.keyboard.press('Escape');
   assert.deepEqual(await menuState(page, 'false'), { expanded: 'false', navShown: false });
   assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'menu-button', 'the focus is back on the button');
+  // Tabbing past its last entry closes it.
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelector('[data-testid=nav]').contains(document.activeElement));
+  for (let i = 0; i < 12 && (await page.getAttribute('[data-testid=menu-button]', 'aria-expanded')) === 'true'; i++) await page.keyboard.press('Tab');
+  assert.deepEqual(await menuState(page, 'false'), { expanded: 'false', navShown: false }, 'tabbing out of the menu closes it');
   // A tap beside the open menu closes it too.
   await page.click('[data-testid=menu-button]');
   await page.waitForSelector('[data-testid=nav]', { state: 'visible' });
