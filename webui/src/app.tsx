@@ -2,7 +2,7 @@
 // around the signed-in screens. The screens are in screens/, one module each; what several
 // share is in ui.tsx, auth.tsx and mail.tsx; cryptography lives in client.ts/pgp.ts.
 import { render } from 'preact';
-import { useCallback, useState } from 'preact/hooks';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import * as client from './client';
 import type { Session } from './client';
 import { Icon, Logo, go, initials, useRoute } from './ui';
@@ -58,8 +58,33 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
   const [unread, setUnread] = useState(0);
   const [search, setSearch] = useState('');
   const [composeSeed, setComposeSeed] = useState<ComposeSeed | null>(null);
+  // Narrow screens (phones) fold the navigation into a menu behind a button in the top bar;
+  // wide ones show it as a sidebar and never look at this.
+  const [menuOpen, setMenuOpen] = useState(false);
+  const menuButton = useRef<HTMLButtonElement>(null);
+  const nav = useRef<HTMLElement>(null);
+  const mainRef = useRef<HTMLElement>(null);
   const section = route[0] ?? 'mail';
   const folder = (route[0] === 'mail' && (route[1] as any)) || 'inbox';
+  const onList = section === 'mail' && !route[2];
+
+  /** Closes the menu; `focus` says where the keyboard goes: back to the menu button, or to
+   * the screen just chosen (the link that had it disappears with the menu). */
+  const closeMenu = (focus: 'button' | 'main' | null) => {
+    setMenuOpen(false);
+    if (focus === 'button') menuButton.current?.focus();
+    else if (focus === 'main') mainRef.current?.focus();
+  };
+
+  // Opening moves the keyboard into the menu; Escape closes it; so does going anywhere.
+  useEffect(() => {
+    if (!menuOpen) return;
+    nav.current?.querySelector<HTMLElement>('button, a[href]')?.focus();
+    const onKey = (e: KeyboardEvent) => { if (e.key === 'Escape') closeMenu('button'); };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [menuOpen]);
+  useEffect(() => { setMenuOpen(false); }, [route.join('/')]);
 
   const compose = (seed: ComposeSeed | null) => {
     setComposeSeed(seed);
@@ -75,10 +100,15 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
   else if (section === 'admin' && session.account.is_admin) main = <Admin session={session} />;
   else main = <div class="empty">Nothing here. <a href="#/mail/inbox">Go to your inbox</a>.</div>;
 
+  const here = (active: boolean) => ({ class: active ? 'active' : '', 'aria-current': active ? ('page' as const) : undefined });
   return (
-    <div class="shell">
+    <div class={`shell${menuOpen ? ' menu-open' : ''}${onList ? ' on-list' : ''}`}>
       <a class="skip" href="#main">Skip to content</a>
       <header class="topbar">
+        <button ref={menuButton} type="button" class="menu-btn" aria-expanded={menuOpen} aria-controls="main-nav" aria-label="Menu" data-testid="menu-button"
+          onClick={() => (menuOpen ? closeMenu(null) : setMenuOpen(true))}>
+          <Icon name={menuOpen ? 'close' : 'menu'} size={22} />
+        </button>
         <div class="brand-row"><Logo /><span class="brand">Sealpost</span><span class="org-pill">{session.org.domain}</span></div>
         <form class="search" role="search" onSubmit={(e) => { e.preventDefault(); go(`mail/${folder}`); }}>
           <label for="search" class="sr-only">Search your messages</label>
@@ -90,24 +120,40 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
           <button class="btn btn-ghost" onClick={onSignOut}>Sign out</button>
         </div>
       </header>
-      <nav class="sidebar" aria-label="Main">
-        <button class="btn btn-primary btn-block compose-btn" onClick={() => compose(null)}><Icon name="pen" /> Write</button>
+      {menuOpen && <div class="menu-backdrop" aria-hidden="true" onClick={() => closeMenu(null)} />}
+      <nav ref={nav} id="main-nav" class="sidebar" aria-label="Main" data-testid="nav"
+        onClick={(e) => { if (menuOpen && (e.target as Element).closest('a[href]')) closeMenu('main'); }}
+        onFocusOut={(e) => {
+          // Tabbing out of the open menu closes it (a tap elsewhere is the backdrop's).
+          const to = e.relatedTarget as Node | null;
+          if (menuOpen && to && !nav.current?.contains(to) && to !== menuButton.current) setMenuOpen(false);
+        }}>
+        <div class="nav-me">
+          <span class="avatar" aria-hidden="true">{initials(session.account.address)}</span>
+          <span class="nav-me-text">
+            {session.account.name && <span class="nav-me-name">{session.account.name}</span>}
+            <span class={session.account.name ? 'muted small nav-me-address' : 'nav-me-name nav-me-address'}>{session.account.address}</span>
+          </span>
+        </div>
+        <button class="btn btn-primary btn-block compose-btn" onClick={() => { compose(null); if (menuOpen) closeMenu('main'); }}><Icon name="pen" /> Write</button>
         <ul>
           {FOLDERS.map((f) => (
-            <li><a href={`#/mail/${f.id}`} class={section === 'mail' && folder === f.id ? 'active' : ''} aria-current={section === 'mail' && folder === f.id ? 'page' : undefined}>
+            <li><a href={`#/mail/${f.id}`} {...here(section === 'mail' && folder === f.id)}>
               <Icon name={f.icon} /> {f.label}
               {f.id === 'inbox' && unread > 0 && <span class="count" aria-label={`${unread} unread`}>{unread}</span>}
             </a></li>
           ))}
         </ul>
         <ul class="nav-secondary">
-          <li><a href="#/contacts" class={section === 'contacts' ? 'active' : ''}><Icon name="shield" /> Contacts &amp; trust</a></li>
-          <li><a href="#/settings" class={section === 'settings' ? 'active' : ''}><Icon name="settings" /> Settings</a></li>
-          {session.account.is_admin && <li><a href="#/admin" class={section === 'admin' ? 'active' : ''}><Icon name="building" /> Administration</a></li>}
+          <li><a href="#/contacts" {...here(section === 'contacts')}><Icon name="shield" /> Contacts &amp; trust</a></li>
+          <li><a href="#/settings" {...here(section === 'settings')}><Icon name="settings" /> Settings</a></li>
+          {session.account.is_admin && <li><a href="#/admin" {...here(section === 'admin')}><Icon name="building" /> Administration</a></li>}
         </ul>
+        <button class="btn btn-ghost nav-signout" onClick={onSignOut}><Icon name="signout" /> Sign out</button>
         <div class="sidebar-foot muted small">End-to-end encrypted · key {session.account.fingerprint.slice(-8)}</div>
       </nav>
-      <main id="main" class="content" tabIndex={-1}>{main}</main>
+      <main ref={mainRef} id="main" class="content" tabIndex={-1}>{main}</main>
+      {onList && <button class="btn btn-primary fab" onClick={() => compose(null)} data-testid="fab-write"><Icon name="pen" /> Write</button>}
     </div>
   );
 }

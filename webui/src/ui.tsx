@@ -135,7 +135,7 @@ export function Fingerprint({ fpr, qr = false }: { fpr: string; qr?: boolean }) 
   return (
     <div class="fingerprint">
       <div>
-        <div class="fpr-hex" data-testid="fpr-hex">{groupFingerprint(fpr)}</div>
+        <div class="fpr-hex" data-testid="fpr-hex">{halves(groupFingerprint(fpr)).map((half, i) => <>{i > 0 && ' '}<span class="fpr-half">{half}</span></>)}</div>
         <ol class="fpr-words" data-testid="fpr-words" aria-label="Fingerprint as words">
           {words.map((w) => <li>{w}</li>)}
         </ol>
@@ -143,6 +143,14 @@ export function Fingerprint({ fpr, qr = false }: { fpr: string; qr?: boolean }) 
       {qr && <QrCode text={`OPENPGP4FPR:${fpr.toUpperCase()}`} label={`QR code of fingerprint ${groupFingerprint(fpr)}`} />}
     </div>
   );
+}
+
+/** A grouped fingerprint in its two halves of five groups, which narrow screens put on two
+ * lines rather than breaking it anywhere. */
+function halves(grouped: string): string[] {
+  const groups = grouped.split(' ');
+  const mid = Math.ceil(groups.length / 2);
+  return [groups.slice(0, mid).join(' '), groups.slice(mid).join(' ')].filter(Boolean);
 }
 
 export function QrCode({ text, label }: { text: string; label: string }) {
@@ -233,6 +241,9 @@ const ICON_PATHS: Record<string, string> = {
   pen: 'M4 20l4-1L19 8l-3-3L5 16zM14 7l3 3',
   log: 'M6 3h12v18H6zM9 8h6M9 12h6M9 16h4',
   key: 'M14 10a4 4 0 10-3 3.9V16h2v2h2v2h3v-3l-4-4',
+  menu: 'M4 7h16M4 12h16M4 17h16',
+  close: 'M6 6l12 12M18 6L6 18',
+  signout: 'M14 4h5v16h-5M10 8l-4 4 4 4M6 12h10',
 };
 
 export function Icon({ name, size = 18 }: { name: keyof typeof ICON_PATHS | string; size?: number }) {

@@ -104,9 +104,9 @@ export function Admin({ session }: { session: Session }) {
             {(users ?? []).map((u) => (
               <tr>
                 <td><div>{u.address}{u.is_admin && <span class="pill">admin</span>}</div><div class="muted small">{u.name}</div></td>
-                <td><span class={`pill pill-${u.state}`}>{u.state}</span>{u.state === 'invited' && u.invite_expires_at && <div class="muted small">until {when(u.invite_expires_at)}</div>}</td>
-                <td class="mono small">{u.fingerprint ? u.fingerprint.slice(-16) : '—'}</td>
-                <td>{u.totp_enabled ? 'on' : 'off'}</td>
+                <td data-label="State"><span class={`pill pill-${u.state}`}>{u.state}</span>{u.state === 'invited' && u.invite_expires_at && <div class="muted small">until {when(u.invite_expires_at)}</div>}</td>
+                <td data-label="Key" class="mono small">{u.fingerprint ? u.fingerprint.slice(-16) : '—'}</td>
+                <td data-label="Two-step">{u.totp_enabled ? 'on' : 'off'}</td>
                 <td class="actions">
                   {u.state === 'invited' && <button class="btn btn-ghost" onClick={() => invite(u.address)}>New invite link</button>}
                   {u.state === 'active' && u.address !== session.account.address && <button class="btn btn-ghost" onClick={() => setState(u, 'disabled')}>Disable</button>}
@@ -128,7 +128,7 @@ export function Admin({ session }: { session: Session }) {
               {peers.map((p) => (
                 <tr data-testid="peer" data-domain={p.domain} data-state={p.state}>
                   <td><div class="strong">{p.domain}</div><div class="muted small">peered {when(p.added_at)}</div></td>
-                  <td>
+                  <td data-label="Link">
                     <span class={`pill pill-peer-${p.state}`} data-testid="peer-state">{PEER_STATE[p.state] ?? p.state}</span>
                     {p.state_at && <div class="muted small">since {when(p.state_at)}</div>}
                     {p.state !== 'connected' && p.last_error && (
@@ -139,8 +139,8 @@ export function Admin({ session }: { session: Session }) {
                       </div>
                     )}
                   </td>
-                  <td data-testid="peer-queued">{p.queued === 0 ? <span class="muted">none</span> : <strong>{p.queued} message{p.queued > 1 ? 's' : ''}</strong>}</td>
-                  <td class="small">
+                  <td data-label="Queued" data-testid="peer-queued">{p.queued === 0 ? <span class="muted">none</span> : <strong>{p.queued} message{p.queued > 1 ? 's' : ''}</strong>}</td>
+                  <td data-label="Identity" class="small">
                     <div><span class="muted">CA </span><span class="mono">{p.ca_fingerprint.replace(/(.{4})(?=.)/g, '$1 ')}</span></div>
                     <div><span class="muted">Node </span><span class="mono">{p.peer_id.length > 20 ? `${p.peer_id.slice(0, 8)}…${p.peer_id.slice(-8)}` : p.peer_id}</span></div>
                     {p.addrs.map((a) => <div class="mono tiny muted">{a}</div>)}

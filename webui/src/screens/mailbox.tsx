@@ -91,7 +91,7 @@ export function Mailbox({ session, folder, search, onUnread }: { session: Sessio
           ))}
         </div>
       )}
-      {q && <p class="muted" data-testid="search-note">Searching {items?.length ?? 0} messages decrypted on this device for “{search}”: {shown.length} found.</p>}
+      {q && <p class="muted" data-testid="search-note">Searching {items?.length ?? 0} message{items?.length === 1 ? '' : 's'} decrypted on this device for “{search}”: {shown.length} found.</p>}
       <ErrorBox error={error} />
       {items === null && !error && <div class="skeleton-list" aria-busy="true">{[0, 1, 2].map(() => <div class="skeleton" />)}</div>}
       {items && shown.length === 0 && (

@@ -128,10 +128,10 @@ function Sessions() {
         <tbody>
           {(list ?? []).map((s) => (
             <tr>
-              <td><code>{s.id.slice(0, 8)}</code>{s.current && <span class="pill pill-ok">this browser</span>}</td>
-              <td>{fullDate(s.created_at)}</td>
-              <td>{fullDate(s.expires_at)}</td>
-              <td>{!s.current && <button class="btn btn-ghost" onClick={() => end(s.id)}>Sign out</button>}</td>
+              <td data-label="Session"><code>{s.id.slice(0, 8)}</code>{s.current && <span class="pill pill-ok">this browser</span>}</td>
+              <td data-label="Started">{fullDate(s.created_at)}</td>
+              <td data-label="Expires">{fullDate(s.expires_at)}</td>
+              <td class="actions">{!s.current && <button class="btn btn-ghost" onClick={() => end(s.id)}>Sign out</button>}</td>
             </tr>
           ))}
         </tbody>

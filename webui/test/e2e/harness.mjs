@@ -12,6 +12,9 @@ export const ROOT = resolve(WEBUI, '..');
 export const BIN = process.env.SEALPOST_BIN || join(ROOT, 'target/debug/sealpost');
 export const ARTEFACTS = join(WEBUI, 'test-artefacts');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** The app the nodes serve: this checkout's build, whichever binary runs (a prebuilt one in
+ * SEALPOST_BIN would otherwise serve the dist/ of the tree it was built from). */
+export const WEB_DIR = process.env.SEALPOST_WEB_DIR || join(WEBUI, 'dist');
 
 /** Runs the sealpost binary to completion; returns stdout (throws with stderr on failure). */
 export function sealpost(args, env = {}) {
@@ -46,7 +49,7 @@ export class TestNode {
   serve() {
     return new Promise((resolveUrl, reject) => {
       const p = spawn(BIN, ['serve', '--data', this.data], {
-        env: { ...process.env, RUST_LOG: 'warn', ...this.env },
+        env: { ...process.env, RUST_LOG: 'warn', SEALPOST__WEB__DIR: WEB_DIR, ...this.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       this.proc = p;
@@ -111,14 +114,17 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Launches Debian's Chromium (Playwright gives it a fresh, temporary profile). Each user gets
- * a context of their own (own cookies), as if on their own computer. */
+ * a context of their own (own cookies), as if on their own computer; `page({ phone: true })`
+ * is one on a phone: 390x844, touch, the mobile viewport. */
 export async function launchBrowser() {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   return {
     browser,
-    async page() {
-      const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+    async page({ phone = false } = {}) {
+      const context = await browser.newContext(phone
+        ? { viewport: PHONE, isMobile: true, hasTouch: true, acceptDownloads: true }
+        : { viewport: DESKTOP, acceptDownloads: true });
       context.setDefaultTimeout(30_000);
       const page = await context.newPage();
       page.on('pageerror', (e) => console.error('page error:', e.message));
@@ -145,15 +151,102 @@ export async function bearerLogin(url, address, password) {
   return login.token;
 }
 
-/** Saves numbered screenshots of a test's steps under test-artefacts/<test>/. */
+/** The two screen sizes every screen is looked at in: a laptop and a phone (an iPhone 12–15's
+ * 390x844 CSS pixels). */
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+const SIZES = [['1280x800', DESKTOP], ['390x844', PHONE]];
+
+/** Waits until a resize has been laid out and painted. */
+async function settled(page) {
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
+/** What keeps the page at its current size from fitting: the page's scroll width, and the
+ * visible elements that reach past the right edge of the viewport without a box of the page
+ * clipping them (a `body { overflow-x: hidden }` would hide the scroll bar, not the problem).
+ * At phone size also the controls smaller than a 40 px touch target. */
+export async function layoutProblems(page, width) {
+  return page.evaluate(({ width, phone }) => {
+    const problems = [];
+    const doc = document.documentElement;
+    const vw = Math.min(width, window.innerWidth);
+    if (doc.scrollWidth > vw) problems.push(`the page scrolls sideways: ${doc.scrollWidth}px wide in a ${vw}px viewport`);
+    const name = (el) => {
+      const cls = typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\s+/).join('.') : '';
+      const tid = el.getAttribute('data-testid') ? `[data-testid=${el.getAttribute('data-testid')}]` : '';
+      const text = (el.textContent ?? '').trim().replace(/\s+/g, ' ').slice(0, 40);
+      return `<${el.tagName.toLowerCase()}${cls}${tid}> "${text}"`;
+    };
+    const shown = (el) => {
+      const r = el.getBoundingClientRect();
+      if (r.width <= 1 || r.height <= 1) return null;
+      const st = getComputedStyle(el);
+      return st.visibility === 'hidden' ? null : r;
+    };
+    const clipped = (el) => {
+      for (let p = el.parentElement; p && p !== document.body && p !== doc; p = p.parentElement) {
+        if (getComputedStyle(p).overflowX !== 'visible') return true;
+      }
+      return false;
+    };
+    const over = [];
+    for (const el of document.body.querySelectorAll('*')) {
+      const r = shown(el);
+      if (r && r.right > vw + 0.5 && !clipped(el)) over.push(el);
+    }
+    // Name only the outermost offenders: their children go with them.
+    for (const el of over) if (!over.some((o) => o !== el && o.contains(el))) problems.push(`reaches past the right edge (${Math.round(el.getBoundingClientRect().right)}px): ${name(el)}`);
+    if (phone) {
+      const targets = 'button, .btn, input:not([type=checkbox]):not([type=radio]), textarea, select, summary, label.check, nav a, a.back, .message-row';
+      for (const el of document.querySelectorAll(targets)) {
+        const r = shown(el);
+        if (r && (r.height < 40 || r.width < 40)) problems.push(`a touch target smaller than 40x40 (${Math.round(r.width)}x${Math.round(r.height)}): ${name(el)}`);
+      }
+    }
+    return problems;
+  }, { width, phone: width <= PHONE.width });
+}
+
+/** Fails with every problem `layoutProblems` finds at the page's current size. */
+export async function assertFits(page, what) {
+  const { width } = page.viewportSize();
+  const problems = await layoutProblems(page, width);
+  if (problems.length) throw new Error(`${what}, at ${width}px wide:\n  ${problems.join('\n  ')}`);
+}
+
+/** Saves numbered screenshots of a test's steps under test-artefacts/<test>/, each at both
+ * sizes (NN-step.1280x800.png, NN-step.390x844.png), and fails if the step does not fit in
+ * either: the page is resized for the pictures and given back its own size afterwards. */
 export function shooter(page, test) {
   const dir = join(ARTEFACTS, test);
   mkdirSync(dir, { recursive: true });
   let n = 0;
   return async (step) => {
     n += 1;
-    const file = join(dir, `${String(n).padStart(2, '0')}-${step}.png`);
-    await page.screenshot({ path: file, fullPage: true });
-    return file;
+    const base = join(dir, `${String(n).padStart(2, '0')}-${step}`);
+    const own = page.viewportSize();
+    // The page's own size first, so the picture of a passing moment (a progress bar) is taken
+    // as the test saw it.
+    const sizes = [...SIZES].sort(([, a], [, b]) => (a.width === own.width ? -1 : b.width === own.width ? 1 : 0));
+    const problems = [];
+    for (const [label, size] of sizes) {
+      if (page.viewportSize().width !== size.width || page.viewportSize().height !== size.height) {
+        await page.setViewportSize(size);
+        await settled(page);
+      }
+      // From the top: a full-page picture draws the sticky top bar where the page is scrolled to.
+      const y = await page.evaluate(() => { const y = window.scrollY; window.scrollTo(0, 0); return y; });
+      await page.screenshot({ path: `${base}.${label}.png`, fullPage: true });
+      await page.evaluate((y) => window.scrollTo(0, y), y);
+      const p = await layoutProblems(page, size.width);
+      if (p.length) problems.push(`at ${label}:\n  ${p.join('\n  ')}`);
+    }
+    if (page.viewportSize().width !== own.width || page.viewportSize().height !== own.height) {
+      await page.setViewportSize(own);
+      await settled(page);
+    }
+    if (problems.length) throw new Error(`${test}/${String(n).padStart(2, '0')}-${step} does not fit ${problems.join('\n')}`);
+    return base;
   };
 }

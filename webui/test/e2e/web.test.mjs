@@ -1,12 +1,13 @@
 // End-to-end tests of the web app in Debian's Chromium against real `sealpost` nodes.
 // The tests of this file run in order and build on each other: alice and bob enrol first.
-// Screenshots of every step land in test-artefacts/<test>/.
+// Screenshots of every step land in test-artefacts/<test>/, at 1280x800 and at 390x844, and
+// every step must fit both (harness.mjs: nothing wider than the screen, 40 px touch targets).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, sealpost } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, sealpost, assertFits, DESKTOP, PHONE } from './harness.mjs';
 
 const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42', dave: 'a long enough password', carol: 'another long password' };
 let alpha, browser, alicePage, bobPage, bobFpr, aliceFpr;
@@ -434,4 +435,164 @@ test('settings and admin console: sessions, invite link, node status; a changed 
   PW.alice = next;
   const aliceCli = alpha.cli('alice@alpha.test', next);
   assert.match(aliceCli.run('whoami'), /alice@alpha\.test/);
+});
+
+/** The phone's menu: its button says whether it is open, and the navigation shows only then.
+ * `settled` first waits for the button to say `settled` (the app re-renders asynchronously). */
+async function menuState(page, settled) {
+  if (settled) await page.waitForSelector(`[data-testid=menu-button][aria-expanded=${settled}]`);
+  return {
+    expanded: await page.getAttribute('[data-testid=menu-button]', 'aria-expanded'),
+    navShown: await page.isVisible('[data-testid=nav]'),
+  };
+}
+
+/** Opens the menu with a tap and follows `link` (a name in the navigation) to `ready`. */
+async function viaMenu(page, link, ready) {
+  await page.click('[data-testid=menu-button]');
+  await page.waitForSelector('[data-testid=nav]', { state: 'visible' });
+  await page.click(`[data-testid=nav] >> text=${link}`);
+  await page.waitForSelector(ready);
+  // (Signing out leaves the shell, and the menu with it.)
+  if (await page.$('[data-testid=menu-button]')) assert.deepEqual(await menuState(page, 'false'), { expanded: 'false', navShown: false }, `the menu closes after ${link}`);
+}
+
+test('on a phone (390x844): the menu reaches every screen and Write; alice writes with an attachment, bob reads it', async () => {
+  // Something in alice's inbox first, with a subject too long for a phone's line.
+  const note = join(work, 'treasury-liquidity-coverage-ratio-annex-2025.txt');
+  writeFileSync(note, 'liquidity coverage ratio: 142 %\n');
+  alpha.cli('bob@alpha.test', PW.bob).run('send', '--to', 'alice@alpha.test', '--subject', 'Liquidity coverage ratio for the third quarter, with the treasury annex', '--body', 'Alice, the ratio is in the annex. Bob', '--attach', note);
+  const page = await browser.page({ phone: true });
+  const shot = shooter(page, 'phone-alice');
+  await loginInBrowser(page, 'alice@alpha.test', PW.alice);
+  await page.waitForSelector('#folder-title');
+  await page.waitForSelector('[data-testid=message-row] >> text=Liquidity coverage ratio');
+  // The bar: the menu button and the search field at nearly the screen's width; no sidebar.
+  assert.deepEqual(await menuState(page), { expanded: 'false', navShown: false });
+  assert.equal(await page.getAttribute('[data-testid=menu-button]', 'aria-label'), 'Menu');
+  const search = await page.$eval('#search', (el) => el.getBoundingClientRect().width);
+  assert.ok(search >= PHONE.width - 40, `the search field is ${search}px wide`);
+  await shot('inbox');
+
+  // By keyboard: Enter opens it and moves into it, Escape closes it and comes back.
+  await page.focus('[data-testid=menu-button]');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('[data-testid=nav]', { state: 'visible' });
+  assert.deepEqual(await menuState(page, 'true'), { expanded: 'true', navShown: true });
+  assert.equal(await page.getAttribute('[data-testid=menu-button]', 'aria-controls'), await page.getAttribute('[data-testid=nav]', 'id'));
+  await page.waitForFunction(() => document.querySelector('[data-testid=nav]').contains(document.activeElement), null, { timeout: 5_000 }).catch(() => assert.fail('the focus moves into the menu'));
+  const names = (await page.$$eval('[data-testid=nav] a, [data-testid=nav] button', (els) => els.filter((e) => e.getBoundingClientRect().height > 0).map((e) => e.textContent.trim())));
+  for (const want of ['Write', 'Inbox', 'Sent', 'Archive', 'Contacts & trust', 'Settings', 'Administration', 'Sign out']) {
+    assert.ok(names.some((n) => n.startsWith(want)), `the menu offers ${want} (it has ${names.join(', ')})`);
+  }
+  await shot('menu-open');
+  await page.keyboard.press('Escape');
+  assert.deepEqual(await menuState(page, 'false'), { expanded: 'false', navShown: false });
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'menu-button', 'the focus is back on the button');
+  // Tabbing past its last entry closes it.
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelector('[data-testid=nav]').contains(document.activeElement));
+  for (let i = 0; i < 12 && (await page.getAttribute('[data-testid=menu-button]', 'aria-expanded')) === 'true'; i++) await page.keyboard.press('Tab');
+  assert.deepEqual(await menuState(page, 'false'), { expanded: 'false', navShown: false }, 'tabbing out of the menu closes it');
+  // A tap beside the open menu closes it too.
+  await page.click('[data-testid=menu-button]');
+  await page.waitForSelector('[data-testid=nav]', { state: 'visible' });
+  await page.mouse.click(PHONE.width - 20, PHONE.height / 2);
+  assert.deepEqual(await menuState(page, 'false'), { expanded: 'false', navShown: false });
+
+  // Every destination, through the menu.
+  await viaMenu(page, 'Sent', '#folder-title >> text=Sent');
+  await page.waitForSelector('[data-testid=message-row]');
+  await shot('sent');
+  await viaMenu(page, 'Archive', '#folder-title >> text=Archive');
+  await shot('archive');
+  await viaMenu(page, 'Contacts & trust', '#contacts-title');
+  await page.fill('#contact-address', 'carol@alpha.test');
+  await page.click('button:has-text("Look up")');
+  await expectOk(page, '[data-testid=key-card]');
+  await shot('contacts');
+  await viaMenu(page, 'Settings', '[data-testid=sessions] tbody tr');
+  await page.click('text=Set up an authenticator app');
+  await page.waitForSelector('[data-testid=totp-secret]');
+  await shot('settings-totp-qr');
+  await viaMenu(page, 'Administration', '[data-testid=node-status]');
+  await page.fill('#inv-address', 'frank.longname-of-the-treasury-department@alpha.test');
+  await page.click('text=Create invite');
+  await page.waitForSelector('[data-testid=invite-link]');
+  await shot('admin');
+  await viaMenu(page, 'Inbox', '#folder-title >> text=Inbox');
+
+  // Write: from the menu, and from the button over the list.
+  await viaMenu(page, 'Write', '[data-testid=compose]');
+  await page.goBack();
+  await page.waitForSelector('#folder-title >> text=Inbox');
+  await page.click('[data-testid=fab-write]');
+  await page.waitForSelector('[data-testid=compose]');
+  const file = join(work, 'board-minutes-2025-q3-liquidity-annex-final-version.pdf');
+  const content = Buffer.concat([Buffer.from('%PDF-1.4 minutes\n'), Buffer.alloc(5 * MiB, 3)]);
+  writeFileSync(file, content);
+  await page.fill('#compose-to', 'bob@alpha.test');
+  await page.press('#compose-to', 'Enter');
+  await page.waitForSelector('[data-testid=recipient][data-state=ok]');
+  await page.fill('#compose-subject', 'Minutes of the board meeting, with the liquidity annex, from my phone');
+  await page.fill('#compose-body', 'Hi Bob,\n\nthe minutes, typed on the train. Code word: HERON.\n\nAlice');
+  await page.setInputFiles('#compose-files', file);
+  await shot('composed');
+  await page.click('[data-testid=send]');
+  await expectOk(page, '[data-testid=sent]');
+  await shot('sent-done');
+
+  // At the desktop's size the same page has its sidebar back and no menu button.
+  await page.setViewportSize(DESKTOP);
+  assert.ok(await page.isVisible('[data-testid=nav]') && !(await page.isVisible('[data-testid=menu-button]')), 'a sidebar, not a menu, at 1280 px');
+  await assertFits(page, 'the sent page at 1280x800');
+  await page.setViewportSize(PHONE);
+
+  await viaMenu(page, 'Sign out', '[data-testid=login-form]');
+  await shot('signed-out');
+  await page.context().close();
+
+  // Bob, on his phone, reads it, asks why the sender is verified, and downloads the file.
+  const bob = await browser.page({ phone: true });
+  const shotB = shooter(bob, 'phone-bob');
+  await loginInBrowser(bob, 'bob@alpha.test', PW.bob);
+  await bob.waitForSelector('[data-testid=message-row].unread >> text=Minutes of the board meeting');
+  await shotB('inbox');
+  await bob.click('text=Minutes of the board meeting');
+  await bob.waitForSelector('[data-testid=trust-badge][data-kind=verified]');
+  await bob.click('[data-testid=trust-badge]');
+  await bob.waitForSelector('[data-testid=path-panel]');
+  assert.match(await bob.textContent('[data-testid=body]'), /HERON/);
+  const [download] = await Promise.all([bob.waitForEvent('download'), bob.click('text=Download')]);
+  const saved = join(work, 'minutes-phone.pdf');
+  await download.saveAs(saved);
+  assert.ok(readFileSync(saved).equals(content), 'the attachment arrives intact');
+  await bob.waitForSelector('text=Decrypted and verified');
+  await shotB('read-path-downloaded');
+  await bob.context().close();
+});
+
+test('on a phone: the sign-in and enrolment screens fit, and so does a wrong password\'s error', async () => {
+  const page = await browser.page({ phone: true });
+  const shot = shooter(page, 'phone-sign-in');
+  const invite = alpha.addUser('grace.hopper-montgomery@alpha.test', { name: 'Grace' });
+  await page.goto(alpha.inviteLink('grace.hopper-montgomery@alpha.test', invite));
+  await page.waitForSelector('[data-testid=enroll-form]');
+  await shot('enrol');
+  await page.fill('#enroll-name', 'Grace');
+  await page.fill('#enroll-password', 'a long enough passphrase');
+  await page.fill('#enroll-again', 'a long enough passphrase');
+  await page.click('text=Create my key and enrol');
+  await page.waitForSelector('[data-testid=welcome]', { timeout: 60_000 });
+  await shot('enrolled-fingerprint');
+  await page.click('text=Open my mailbox');
+  await page.waitForSelector('#folder-title');
+  await shot('empty-inbox');
+  await viaMenu(page, 'Sign out', '[data-testid=login-form]');
+  await page.fill('#login-address', 'grace.hopper-montgomery@alpha.test');
+  await page.fill('#login-password', 'not the passphrase at all');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=error]');
+  await shot('login-error');
+  await page.context().close();
 });
