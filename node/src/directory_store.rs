@@ -139,7 +139,10 @@ impl DirectoryStore for NodeDirectory {
         };
         let account = self
             .store
-            .session_account(crate::api::token_hash(token.trim()), crate::now())
+            .session_account(
+                crate::service::accounts::token_hash(token.trim()),
+                crate::now(),
+            )
             .await
             .map_err(storage_err)?;
         let allowed = account.is_some_and(|a| {

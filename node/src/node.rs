@@ -103,7 +103,9 @@ impl Node {
         let ca = keys::load_ca(&paths)?;
         let store = Arc::new(open_store(&paths, &config, node_key.clone())?);
         let blobs = Arc::new(FsBlobStore::open(&paths.blobs())?);
-        let state = AppState::new(config.clone(), store.clone(), blobs, ca, &node_key);
+        let context =
+            crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key);
+        let state = AppState::new(context, &node_key);
         Ok(Node {
             paths,
             config,
@@ -226,8 +228,10 @@ async fn start_federation(
         inbound_streams_per_peer: 64,
         ..Default::default()
     };
-    let host: sealpost_federation::SharedHost =
-        Arc::new(crate::federation::FedHost::new(state.clone()));
+    let host: sealpost_federation::SharedHost = Arc::new(crate::federation::FedHost::new(
+        state.context.clone(),
+        config(Vec::new()).limits,
+    ));
     let handle = match remembered {
         Some(addrs) => match sealpost_federation::net::start(
             config(addrs),
@@ -262,6 +266,6 @@ async fn start_federation(
     tracing::info!(peer_id = %handle.peer_id(), addrs = ?bound, "federation listening");
     let link: Arc<dyn crate::federation::FedLink> = Arc::new(handle.clone());
     let _ = state.federation.set(link.clone());
-    let background = tokio::spawn(crate::federation::background(state.clone(), link));
+    let background = tokio::spawn(crate::federation::background(state.context.clone(), link));
     Ok((handle, background))
 }
