@@ -367,3 +367,82 @@ pub async fn remote_certs(
         .map(|a| ctx.parse_cert(a).map_err(ServiceError::internal))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every rule of [`add`], by the code a door reports; a good peering is stored and logged
+    /// with its actor, and removing it is refused the second time.
+    #[tokio::test]
+    async fn peerings_are_checked_by_one_rule() {
+        let (_dir, node) = crate::node::temp_node("here.test").await;
+        let (_other_dir, other) = crate::node::temp_node("there.test").await;
+        let st = &node.state;
+        let their_ca = other.state.ca.clone().strip_secret_key_material();
+        let good = NewPeer {
+            domain: "There.Test".into(),
+            peer_id: other.state.peer_id.clone(),
+            addrs: vec!["/ip4/127.0.0.1/udp/4433/quic-v1".into()],
+            ca_fingerprint: their_ca.fingerprint().to_spaced_hex(),
+            ca_cert: Some(their_ca.clone()),
+        };
+        let with = |edit: &dyn Fn(&mut NewPeer)| {
+            let mut p = good.clone();
+            edit(&mut p);
+            p
+        };
+        let cases = [
+            (with(&|p| p.domain = "here.test".into()), Some("own_domain")),
+            (
+                with(&|p| p.domain = "not a domain".into()),
+                Some("invalid_peer"),
+            ),
+            (with(&|p| p.peer_id = "nobody".into()), Some("invalid_peer")),
+            (with(&|p| p.addrs.clear()), Some("invalid_peer")),
+            (
+                with(&|p| p.addrs = vec!["udp/1".into()]),
+                Some("invalid_peer"),
+            ),
+            (
+                with(&|p| p.ca_fingerprint = "ABCD".into()),
+                Some("invalid_peer"),
+            ),
+            (
+                with(&|p| p.ca_fingerprint = st.ca.fingerprint().to_hex()),
+                Some("ca_mismatch"),
+            ),
+            (good.clone(), None),
+        ];
+        let now = SystemTime::now();
+        for (peer, want) in cases {
+            let what = format!("{peer:?}");
+            let got = add(&*st.store, &st.config, &st.ca, &Actor::Cli, peer, now).await;
+            assert_eq!(got.as_ref().err().map(|e| e.code()), want, "{what}");
+        }
+        let listed = list(&*st.store).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].record.domain, "there.test");
+        assert_eq!(
+            listed[0].record.ca_fingerprint,
+            their_ca.fingerprint().to_hex()
+        );
+        let held = st
+            .store
+            .cert_by_fingerprint(&their_ca.fingerprint().to_hex())
+            .await
+            .unwrap()
+            .unwrap();
+        let held = crate::crypto::cert_from_armored(&held).unwrap();
+        assert!(bridged(&held, &st.ca, "there.test"));
+
+        remove(&*st.store, &st.ca, &Actor::Cli, "THERE.test", now)
+            .await
+            .unwrap();
+        let e = remove(&*st.store, &st.ca, &Actor::Cli, "there.test", now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "unknown_peer");
+        assert!(list(&*st.store).await.unwrap().is_empty());
+    }
+}
