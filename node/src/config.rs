@@ -79,6 +79,11 @@ pub struct FederationConfig {
     pub sweep_interval_secs: u64,
     /// Seconds to wait for a peer's directory answer in an envelope request.
     pub lookup_timeout_secs: u64,
+    /// Transfers in flight to one peer's node, each on its own stream. Each waits for the
+    /// receiver's durable commit: more in flight lets both nodes group more into one commit.
+    pub outbound_streams_per_peer: usize,
+    /// Streams from one peer's node served at once; further streams are dropped.
+    pub inbound_streams_per_peer: usize,
 }
 
 impl Default for FederationConfig {
@@ -91,6 +96,8 @@ impl Default for FederationConfig {
             max_backlog_per_peer: 100_000,
             sweep_interval_secs: 30,
             lookup_timeout_secs: 5,
+            outbound_streams_per_peer: 32,
+            inbound_streams_per_peer: 64,
         }
     }
 }
@@ -101,8 +108,10 @@ impl Default for FederationConfig {
 pub struct WebConfig {
     /// Whether to serve the web app at all (the API and the session cookie work either way).
     pub enabled: bool,
-    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). Empty:
-    /// the `webui/dist` of the source tree this binary was built from.
+    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). A
+    /// relative path is taken from the directory the node is started in: the default suits a
+    /// node started at the top of the source tree (`scripts/demo`); give an absolute path
+    /// when deploying.
     pub dir: String,
     /// The `Secure` attribute of the session cookie: `auto` (set unless the browser reached
     /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
@@ -114,7 +123,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             enabled: true,
-            dir: String::new(),
+            dir: "webui/dist".into(),
             secure_cookies: "auto".into(),
         }
     }
@@ -438,6 +447,13 @@ impl Config {
                 "federation.delivery_expiry_secs, max_backlog_per_peer, sweep_interval_secs and lookup_timeout_secs must be at least 1",
             );
         }
+        if !(1..=1024).contains(&f.outbound_streams_per_peer)
+            || !(1..=1024).contains(&f.inbound_streams_per_peer)
+        {
+            return bad(
+                "federation.outbound_streams_per_peer and inbound_streams_per_peer must be 1 to 1024",
+            );
+        }
         if !matches!(
             self.web.secure_cookies.as_str(),
             "auto" | "always" | "never"
@@ -482,6 +498,11 @@ impl Paths {
     /// The node's Ed25519 identity (32 raw secret bytes, mode 0600).
     pub fn node_key(&self) -> PathBuf {
         self.keys().join("node.ed25519")
+    }
+    /// The federation addresses the node last listened on (one multiaddress a line), reused
+    /// when the configured port is 0.
+    pub fn federation_listen(&self) -> PathBuf {
+        self.root.join("federation-listen")
     }
 }
 

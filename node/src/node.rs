@@ -211,21 +211,18 @@ async fn start_federation(
             .collect()
     };
     let configured = parse(&fed.listen)?;
-    let remembered_file = paths.root().join("federation-listen");
+    let remembered_file = paths.federation_listen();
     let remembered = std::fs::read_to_string(&remembered_file)
         .ok()
         .map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
         .and_then(|l| parse(&l).ok())
         .filter(|_| fed.listen.iter().any(|a| a.contains("/udp/0/")));
     let key = keys::load_node_key(paths)?;
-    let limits = &state.config.limits;
     let config = |listen| sealpost_federation::net::Config {
         listen,
-        max_part_bytes: limits.max_message_bytes,
-        // Each transfer waits for the receiver's durable commit: more in flight lets both
-        // nodes group more of them into one commit.
-        outbound_streams_per_peer: 32,
-        inbound_streams_per_peer: 64,
+        max_part_bytes: state.config.limits.max_message_bytes,
+        outbound_streams_per_peer: fed.outbound_streams_per_peer,
+        inbound_streams_per_peer: fed.inbound_streams_per_peer,
         ..Default::default()
     };
     let host: sealpost_federation::SharedHost = Arc::new(crate::federation::FedHost::new(

@@ -208,6 +208,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    web::warn_if_missing(&state.config.web);
     let limits = serve::ConnLimits::from_config(&state.config.http);
     serve::serve(listener, app(state), limits, shutdown).await
 }

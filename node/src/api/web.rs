@@ -13,8 +13,8 @@
 //! marks the browser as a known device of the account (`throttle.rs`).
 //!
 //! **Static files.** Served from a directory (not embedded) so the node builds without Node.js
-//! and an operator can rebuild or patch the app without rebuilding the node; the directory
-//! defaults to the source tree's `webui/dist`. File names are checked against a strict
+//! and an operator can rebuild or patch the app without rebuilding the node; `web.dir` names
+//! the directory (relative: from where the node was started). File names are checked against a strict
 //! alphabet; nothing outside the directory is reachable.
 //!
 //! This module never sees a password or key: the app derives and encrypts everything itself.
@@ -214,10 +214,14 @@ pub fn clear_cookie() -> HeaderValue {
 }
 
 fn app_dir(st: &AppState) -> PathBuf {
-    if st.config.web.dir.is_empty() {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../webui/dist"))
-    } else {
-        PathBuf::from(&st.config.web.dir)
+    PathBuf::from(&st.config.web.dir)
+}
+
+/// Says in the log, at start, where the web app is expected when it is not there.
+pub(super) fn warn_if_missing(web: &crate::config::WebConfig) {
+    let dir = std::path::absolute(&web.dir).unwrap_or_else(|_| PathBuf::from(&web.dir));
+    if web.enabled && !dir.join("index.html").is_file() {
+        tracing::warn!(dir = %dir.display(), "no web app in web.dir: / answers how to build it");
     }
 }
 
@@ -254,8 +258,9 @@ async fn file(st: &AppState, rel: &str) -> Response {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    "The web app is not built. Run `npm ci && npm run build` in webui/, or set \
-                     web.dir in sealpost.toml to a built copy.\n",
+                    "The web app is not built, or not where web.dir says. Run `npm ci && npm run \
+                     build` in webui/ and set web.dir in sealpost.toml to webui/dist (a relative \
+                     path is taken from where the node was started).\n",
                 )
                     .into_response()
             } else {

@@ -46,7 +46,7 @@ export class TestNode {
   serve() {
     return new Promise((resolveUrl, reject) => {
       const p = spawn(BIN, ['serve', '--data', this.data], {
-        env: { ...process.env, RUST_LOG: 'warn', ...this.env },
+        env: { ...process.env, RUST_LOG: 'warn', SEALPOST__WEB__DIR: join(WEBUI, 'dist'), ...this.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       this.proc = p;
