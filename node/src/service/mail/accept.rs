@@ -370,9 +370,12 @@ async fn parts(
                 .expect("checked by check_envelope")
         })
         .collect();
+    // Files a peer's earlier transfers left (looked up only if some part is not inline).
     let held = match source {
-        Source::Peer { .. } => ctx.store.blobs_held(hashes.clone()).await?,
-        Source::Local { .. } => Vec::new(),
+        Source::Peer { .. } if inline.len() < env.parts.len() => {
+            ctx.store.blobs_held(hashes.clone()).await?
+        }
+        _ => Vec::new(),
     };
     let mut parts = Vec::with_capacity(env.parts.len());
     for (i, (p, sha256)) in env.parts.iter().zip(hashes).enumerate() {
