@@ -111,7 +111,7 @@ pub struct WebConfig {
     /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). A
     /// relative path is taken from the directory the node is started in: the default suits a
     /// node started at the top of the source tree (`scripts/demo`); give an absolute path
-    /// when deploying.
+    /// when deploying. Empty means the default.
     pub dir: String,
     /// The `Secure` attribute of the session cookie: `auto` (set unless the browser reached
     /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
@@ -119,13 +119,27 @@ pub struct WebConfig {
     pub secure_cookies: String,
 }
 
+/// Where the built app is unless `web.dir` says otherwise.
+const DEFAULT_WEB_DIR: &str = "webui/dist";
+
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             enabled: true,
-            dir: "webui/dist".into(),
+            dir: DEFAULT_WEB_DIR.into(),
             secure_cookies: "auto".into(),
         }
+    }
+}
+
+impl WebConfig {
+    /// The directory of the built app: `dir`, or the default where it is empty (as in the
+    /// configurations `init` wrote when an empty `dir` meant the build machine's source tree).
+    pub fn app_dir(&self) -> PathBuf {
+        PathBuf::from(match self.dir.as_str() {
+            "" => DEFAULT_WEB_DIR,
+            dir => dir,
+        })
     }
 }
 
@@ -642,6 +656,25 @@ mod tests {
             &[("SEALPOST__HTTP__MAX_JSON_BODY", huge.as_str())],
         );
         assert!(from_env.is_ok());
+    }
+
+    /// The web app's directory is never where this binary was built: the default is relative
+    /// (to where the node starts), and so is an empty `dir`, which older `init`s wrote.
+    #[test]
+    fn the_web_directory_is_relative_by_default() {
+        let written_by_an_older_init = "domain = \"a.test\"\n[web]\ndir = \"\"\n";
+        for config in [
+            Config::new("a.test"),
+            load(written_by_an_older_init, &[]).unwrap(),
+        ] {
+            assert_eq!(config.web.app_dir(), PathBuf::from("webui/dist"));
+        }
+        let set = load(
+            "domain = \"a.test\"\n",
+            &[("SEALPOST__WEB__DIR", "/srv/web")],
+        )
+        .unwrap();
+        assert_eq!(set.web.app_dir(), PathBuf::from("/srv/web"));
     }
 
     #[test]

@@ -19,8 +19,6 @@
 //!
 //! This module never sees a password or key: the app derives and encrypts everything itself.
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -213,13 +211,10 @@ pub fn clear_cookie() -> HeaderValue {
     .expect("static cookie")
 }
 
-fn app_dir(st: &AppState) -> PathBuf {
-    PathBuf::from(&st.config.web.dir)
-}
-
 /// Says in the log, at start, where the web app is expected when it is not there.
 pub(super) fn warn_if_missing(web: &crate::config::WebConfig) {
-    let dir = std::path::absolute(&web.dir).unwrap_or_else(|_| PathBuf::from(&web.dir));
+    let dir = web.app_dir();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     if web.enabled && !dir.join("index.html").is_file() {
         tracing::warn!(dir = %dir.display(), "no web app in web.dir: / answers how to build it");
     }
@@ -246,7 +241,7 @@ async fn file(st: &AppState, rel: &str) -> Response {
         return super::ApiError::not_found("no_route", "the web app is disabled on this node")
             .into_response();
     }
-    let path = app_dir(st).join(rel);
+    let path = st.config.web.app_dir().join(rel);
     match tokio::fs::read(&path).await {
         Ok(bytes) => (
             [(header::CONTENT_TYPE, content_type(rel))],
