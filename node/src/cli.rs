@@ -357,7 +357,7 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
             }
         },
         AdminCommand::Peer { command } => {
-            peer_command(&store, data, command).await?;
+            peer_command(&store, &config, data, command).await?;
         }
         AdminCommand::Log {
             command: LogCommand::Verify,
@@ -406,6 +406,7 @@ async fn fetch_peer_record(url: &str) -> anyhow::Result<PublishedPeer> {
 
 async fn peer_command(
     store: &dyn MetaStore,
+    config: &Config,
     data: &Path,
     command: PeerCommand,
 ) -> anyhow::Result<()> {
@@ -419,15 +420,10 @@ async fn peer_command(
             from,
             yes,
         } => {
-            let domain = domain.trim().to_ascii_lowercase();
-            let config = Config::load(data)?;
-            if domain == config.domain {
-                bail!("{domain} is this node's own domain");
-            }
-            let (record, peer_ca) = match from {
+            let peer = match from {
                 Some(url) => {
                     let published = fetch_peer_record(&url).await?;
-                    if published.domain != domain {
+                    if published.domain != domain.trim().to_ascii_lowercase() {
                         bail!("{url} is the node of {}, not of {domain}", published.domain);
                     }
                     let ca = crate::crypto::cert_from_armored(&published.ca_cert)
@@ -443,45 +439,40 @@ async fn peer_command(
                     if !yes && !confirm(&format!("Peer with {domain} and bridge to its CA?"))? {
                         bail!("not peered");
                     }
-                    (
-                        (
-                            published.peer_id,
-                            published.federation_addrs,
-                            published.ca_fingerprint,
-                        ),
-                        Some(ca),
-                    )
+                    service::peers::NewPeer {
+                        domain,
+                        peer_id: published.peer_id,
+                        addrs: published.federation_addrs,
+                        ca_fingerprint: published.ca_fingerprint,
+                        ca_cert: Some(ca),
+                    }
                 }
                 None => {
                     let (Some(peer_id), Some(ca)) = (peer_id, ca) else {
                         bail!("give --peer-id, --addr and --ca, or --from URL");
                     };
-                    if addrs.is_empty() {
-                        bail!("give at least one --addr");
+                    service::peers::NewPeer {
+                        domain,
+                        peer_id,
+                        addrs,
+                        ca_fingerprint: ca,
+                        ca_cert: None,
                     }
-                    let ca: String = ca.chars().filter(|c| !c.is_whitespace()).collect();
-                    ((peer_id, addrs, ca.to_ascii_uppercase()), None)
                 }
             };
-            let (peer_id, addrs, ca_fingerprint) = record;
-            if peer_id.parse::<libp2p::PeerId>().is_err() {
-                bail!("{peer_id} is not a libp2p peer ID");
-            }
-            for a in &addrs {
-                if a.parse::<libp2p::Multiaddr>().is_err() {
-                    bail!("{a} is not a multiaddress");
-                }
-            }
+            let bridged_now = peer.ca_cert.is_some();
             let our_ca = crate::keys::load_ca(&paths)?;
-            let bridged_now = peer_ca.is_some();
-            crate::federation::add_peer(
+            let record = service::peers::add(
                 store,
+                config,
                 &our_ca,
-                crate::storage::PeerRecord::new(&domain, peer_id.clone(), addrs, ca_fingerprint),
-                peer_ca,
+                &Actor::Cli,
+                peer,
+                std::time::SystemTime::now(),
             )
             .await?;
-            println!("Peered with {domain} (node {peer_id}).");
+            let domain = record.domain;
+            println!("Peered with {domain} (node {}).", record.peer_id);
             if bridged_now {
                 println!("Our CA now vouches for {domain}'s CA, for {domain} addresses only.");
             } else {
@@ -489,7 +480,11 @@ async fn peer_command(
             }
         }
         PeerCommand::List { json } => {
-            let peers = store.peers().await?;
+            let peers: Vec<_> = service::peers::list(store)
+                .await?
+                .into_iter()
+                .map(|p| p.record)
+                .collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&peers)?);
             } else if peers.is_empty() {
@@ -509,7 +504,14 @@ async fn peer_command(
         }
         PeerCommand::Remove { domain } => {
             let our_ca = crate::keys::load_ca(&paths)?;
-            crate::federation::remove_peer(store, &our_ca, &domain.to_ascii_lowercase()).await?;
+            service::peers::remove(
+                store,
+                &our_ca,
+                &Actor::Cli,
+                &domain,
+                std::time::SystemTime::now(),
+            )
+            .await?;
             println!("Removed {domain}; our CA no longer vouches for its CA.");
         }
     }

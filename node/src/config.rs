@@ -79,6 +79,11 @@ pub struct FederationConfig {
     pub sweep_interval_secs: u64,
     /// Seconds to wait for a peer's directory answer in an envelope request.
     pub lookup_timeout_secs: u64,
+    /// Transfers in flight to one peer's node, each on its own stream. Each waits for the
+    /// receiver's durable commit: more in flight lets both nodes group more into one commit.
+    pub outbound_streams_per_peer: usize,
+    /// Streams from one peer's node served at once; further streams are dropped.
+    pub inbound_streams_per_peer: usize,
 }
 
 impl Default for FederationConfig {
@@ -91,6 +96,8 @@ impl Default for FederationConfig {
             max_backlog_per_peer: 100_000,
             sweep_interval_secs: 30,
             lookup_timeout_secs: 5,
+            outbound_streams_per_peer: 32,
+            inbound_streams_per_peer: 64,
         }
     }
 }
@@ -101,8 +108,10 @@ impl Default for FederationConfig {
 pub struct WebConfig {
     /// Whether to serve the web app at all (the API and the session cookie work either way).
     pub enabled: bool,
-    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). Empty:
-    /// the `webui/dist` of the source tree this binary was built from.
+    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). A
+    /// relative path is taken from the directory the node is started in: the default suits a
+    /// node started at the top of the source tree (`scripts/demo`); give an absolute path
+    /// when deploying. Empty means the default.
     pub dir: String,
     /// The `Secure` attribute of the session cookie: `auto` (set unless the browser reached
     /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
@@ -110,13 +119,27 @@ pub struct WebConfig {
     pub secure_cookies: String,
 }
 
+/// Where the built app is unless `web.dir` says otherwise.
+const DEFAULT_WEB_DIR: &str = "webui/dist";
+
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             enabled: true,
-            dir: String::new(),
+            dir: DEFAULT_WEB_DIR.into(),
             secure_cookies: "auto".into(),
         }
+    }
+}
+
+impl WebConfig {
+    /// The directory of the built app: `dir`, or the default where it is empty (as in the
+    /// configurations `init` wrote when an empty `dir` meant the build machine's source tree).
+    pub fn app_dir(&self) -> PathBuf {
+        PathBuf::from(match self.dir.as_str() {
+            "" => DEFAULT_WEB_DIR,
+            dir => dir,
+        })
     }
 }
 
@@ -438,6 +461,13 @@ impl Config {
                 "federation.delivery_expiry_secs, max_backlog_per_peer, sweep_interval_secs and lookup_timeout_secs must be at least 1",
             );
         }
+        if !(1..=1024).contains(&f.outbound_streams_per_peer)
+            || !(1..=1024).contains(&f.inbound_streams_per_peer)
+        {
+            return bad(
+                "federation.outbound_streams_per_peer and inbound_streams_per_peer must be 1 to 1024",
+            );
+        }
         if !matches!(
             self.web.secure_cookies.as_str(),
             "auto" | "always" | "never"
@@ -486,6 +516,11 @@ impl Paths {
     /// The node's Ed25519 identity (32 raw secret bytes, mode 0600).
     pub fn node_key(&self) -> PathBuf {
         self.keys().join("node.ed25519")
+    }
+    /// The federation addresses the node last listened on (one multiaddress a line), reused
+    /// when the configured port is 0.
+    pub fn federation_listen(&self) -> PathBuf {
+        self.root.join("federation-listen")
     }
 }
 
@@ -625,6 +660,25 @@ mod tests {
             &[("SEALPOST__HTTP__MAX_JSON_BODY", huge.as_str())],
         );
         assert!(from_env.is_ok());
+    }
+
+    /// The web app's directory is never where this binary was built: the default is relative
+    /// (to where the node starts), and so is an empty `dir`, which older `init`s wrote.
+    #[test]
+    fn the_web_directory_is_relative_by_default() {
+        let written_by_an_older_init = "domain = \"a.test\"\n[web]\ndir = \"\"\n";
+        for config in [
+            Config::new("a.test"),
+            load(written_by_an_older_init, &[]).unwrap(),
+        ] {
+            assert_eq!(config.web.app_dir(), PathBuf::from("webui/dist"));
+        }
+        let set = load(
+            "domain = \"a.test\"\n",
+            &[("SEALPOST__WEB__DIR", "/srv/web")],
+        )
+        .unwrap();
+        assert_eq!(set.web.app_dir(), PathBuf::from("/srv/web"));
     }
 
     #[test]

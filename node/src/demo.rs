@@ -13,7 +13,6 @@ use crate::client::cli::ClientState;
 use crate::config::{Config, Paths};
 use crate::crypto::KdfParams;
 use crate::node::{Node, init};
-use crate::storage::PeerRecord;
 
 /// A demo user: local part, name, whether an admin.
 type DemoUser = (&'static str, &'static str, bool);
@@ -95,18 +94,22 @@ async fn peer(a: &Running, b: &Running) -> anyhow::Result<()> {
         .get()
         .context("federation is not running")?;
     let ca = b.state.ca.clone().strip_secret_key_material();
-    crate::federation::add_peer(
+    crate::service::peers::add(
         &*a.state.store,
+        &a.state.config,
         &a.state.ca,
-        PeerRecord::new(
-            b.domain,
-            link.peer_id(),
-            link.listen_addrs(),
-            ca.fingerprint().to_hex(),
-        ),
-        Some(ca),
+        &crate::service::Actor::Node,
+        crate::service::peers::NewPeer {
+            domain: b.domain.to_owned(),
+            peer_id: link.peer_id(),
+            addrs: link.listen_addrs(),
+            ca_fingerprint: ca.fingerprint().to_hex(),
+            ca_cert: Some(ca),
+        },
+        std::time::SystemTime::now(),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 pub async fn run(data: &Path, http: SocketAddr) -> anyhow::Result<()> {

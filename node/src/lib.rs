@@ -47,6 +47,11 @@ pub fn normalize_address(a: &str) -> Option<String> {
     (local_ok && config::is_valid_domain(domain)).then_some(a)
 }
 
+/// The domain of an address (after the last `@`).
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
 /// A new message ID, 32 lowercase hex digits: the issuing time in milliseconds (48 bits)
 /// followed by 80 random bits. IDs issued close in time sort close together, so the tables
 /// and indexes keyed by message ID grow at their end: a batch of new messages dirties a few
