@@ -1,30 +1,17 @@
-//! The `sealpost` command line: `init`, `serve`, `admin`, `client`, `demo`, `config`, `openapi`.
-//! `main.rs` only parses and calls [`run`].
+//! The node's commands: `init`, `serve`, `admin`, `config`, `openapi`. The `sealpost` binary
+//! (package `sealpost-bin`) parses them beside the client's (`client`) and the demo's, and
+//! calls [`run`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::config::{Config, Paths};
 use crate::node::{Node, init};
 use crate::service::{self, Actor};
 use crate::storage::{AccountStore, LogStore, MetaStore};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "sealpost",
-    version,
-    about = "Sealpost: federated, end-to-end encrypted messaging for organisations"
-)]
-pub struct Cli {
-    /// Log as JSON lines (for log collectors) instead of text.
-    #[arg(long, global = true, env = "SEALPOST_LOG_JSON")]
-    pub log_json: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -51,20 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// The command-line client.
-    Client(crate::client::cli::ClientArgs),
-    /// Start a ready-to-use demo organisation on loopback with two enrolled users.
-    Demo {
-        /// Where the demo keeps its data (reused if it exists).
-        #[arg(long, default_value = "sealpost-demo")]
-        data: PathBuf,
-        /// Address to listen on; if it is taken, a free port is used.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-    },
     /// Print the example configuration, every key documented.
+    #[command(display_order = 100)]
     Config,
     /// Print the HTTP API's OpenAPI document (what `/api/v1/openapi.json` serves).
+    #[command(display_order = 101)]
     Openapi,
 }
 
@@ -167,12 +145,13 @@ pub enum LogCommand {
     Verify,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one of the node's commands on a new Tokio runtime.
+pub fn run(command: Command) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Init { data, domain, http } => {
                 let config = init(&data, &domain, http).await?;
                 println!(
@@ -186,8 +165,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Serve { data } => serve(&data).await,
             Command::Admin { data, command } => admin(&data, command).await,
-            Command::Client(args) => crate::client::cli::run(args).await,
-            Command::Demo { data, http } => crate::demo::run(&data, http).await,
             Command::Config => {
                 print!("{}", crate::config::EXAMPLE);
                 Ok(())
@@ -433,7 +410,7 @@ async fn peer_command(
                     println!("  addresses:      {}", published.federation_addrs.join(" "));
                     println!(
                         "  CA fingerprint: {}",
-                        crate::client::cli::grouped(&published.ca_fingerprint)
+                        crate::crypto::grouped(&published.ca_fingerprint)
                     );
                     println!("Compare the CA fingerprint with {domain} by a separate channel.");
                     if !yes && !confirm(&format!("Peer with {domain} and bridge to its CA?"))? {

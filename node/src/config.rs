@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use sealpost_proto::is_valid_domain;
 use serde::{Deserialize, Serialize};
 
 /// The example configuration shipped with the node, every key documented.
@@ -524,21 +525,6 @@ impl Paths {
     }
 }
 
-pub fn is_valid_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.contains('.')
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-}
-
 fn parse_env_value(raw: &str) -> toml::Value {
     // `KEY=5` should be an integer and `KEY=true` a boolean, but `KEY=127.0.0.1:80` a string:
     // parse as a TOML value and fall back to the raw string.
@@ -679,22 +665,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(set.web.app_dir(), PathBuf::from("/srv/web"));
-    }
-
-    #[test]
-    fn domains() {
-        for ok in ["a.test", "alpha.example.org", "x-1.io"] {
-            assert!(is_valid_domain(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "localhost",
-            "A.test",
-            "-a.test",
-            "a..test",
-            "a test.org",
-        ] {
-            assert!(!is_valid_domain(bad), "{bad}");
-        }
     }
 }

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use sealpost::client::{Outgoing, Session};
-use sealpost::storage::Folder;
+use sealpost_client::{Outgoing, Session};
 use sealpost_federation::net::wire;
 use sealpost_federation::{BatchProof, MessageId, Receipt, Refusal};
+use sealpost_proto::Folder;
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sha2::{Digest, Sha256};
 
@@ -392,7 +392,7 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
     assert_eq!(in_inbox(), 1);
 
     // gamma's node, peered for gamma.test only, forwards alice's message as if it were hers.
-    let forged = sealpost::new_message_id();
+    let forged = sealpost_proto::new_message_id();
     requeue(&mut gamma, &stored(&alpha, &id), &id, &forged, "beta.test").await;
     let reason = wait_for(Duration::from_secs(20), async || refusal(&gamma, &forged))
         .await
@@ -408,7 +408,7 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
     );
 
     // alpha sends an envelope whose signature is not over it (the ID was changed).
-    let tampered = sealpost::new_message_id();
+    let tampered = sealpost_proto::new_message_id();
     let genuine = stored(&alpha, &id);
     requeue(&mut alpha, &genuine, &id, &tampered, "beta.test").await;
     let reason = wait_for(Duration::from_secs(20), async || refusal(&alpha, &tampered))
@@ -448,7 +448,7 @@ async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
     let revoked_at = tokio::time::Instant::now();
     let why = wait_for(Duration::from_secs(2), async || {
         match alice.envelope(&to).await {
-            Err(sealpost::client::ClientError::Untrusted { verdict, .. }) => verdict.why_not,
+            Err(sealpost_client::ClientError::Untrusted { verdict, .. }) => verdict.why_not,
             _ => None,
         }
     })
@@ -647,7 +647,7 @@ fn answer(node: &TestNode, id: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_malformed_message_is_refused_with_the_same_code_through_both_doors() {
     use base64::Engine;
-    use sealpost::crypto;
+    use sealpost_client::crypto;
     use sequoia_openpgp::policy::StandardPolicy;
 
     let _serial = SERIAL.lock().await;
@@ -679,7 +679,7 @@ async fn a_malformed_message_is_refused_with_the_same_code_through_both_doors() 
     // The genuine envelope under a new message ID, edited.
     let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_str(&envelope).unwrap();
-        v["message_id"] = sealpost::new_message_id().into();
+        v["message_id"] = sealpost_proto::new_message_id().into();
         edit(&mut v);
         v.to_string()
     };

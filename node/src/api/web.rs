@@ -35,8 +35,8 @@ use super::{AppState, token_hash};
 pub const SESSION_COOKIE: &str = "sealpost_session";
 /// Name of the device cookie (see `throttle.rs`).
 pub const DEVICE_COOKIE: &str = "sealpost_device";
-/// Header by which the CLI client presents its device token at login.
-pub const DEVICE_HEADER: &str = "x-sealpost-device";
+/// Header by which the CLI client presents its device token at login (the wire's).
+pub use sealpost_proto::DEVICE_HEADER;
 /// Header carrying the CSRF token on state-changing cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Header by which the web app asks `/login` for a cookie session.

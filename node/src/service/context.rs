@@ -210,7 +210,8 @@ mod tests {
         let (_dir, node) = crate::node::temp_node("facts.test").await;
         let st = node.state;
         let (cert, _) =
-            crate::crypto::generate_user_key("a@facts.test", None, SystemTime::now()).unwrap();
+            sealpost_client::crypto::generate_user_key("a@facts.test", None, SystemTime::now())
+                .unwrap();
         let cert = Arc::new(cert);
         let t = SystemTime::UNIX_EPOCH
             + Duration::from_secs(
@@ -229,7 +230,7 @@ mod tests {
 
         // The revoked certificate is another parsed certificate: its own facts, at once.
         let revoked = Arc::new(
-            crate::crypto::revoke_cert(
+            sealpost_client::crypto::revoke_cert(
                 &cert,
                 sequoia_openpgp::types::ReasonForRevocation::KeyCompromised,
                 "lost",

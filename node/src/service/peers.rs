@@ -53,7 +53,7 @@ pub async fn add(
 ) -> Result<PeerRecord, ServiceError> {
     let invalid = |m: String| Err(ServiceError::InvalidPeer(m));
     let domain = peer.domain.trim().to_ascii_lowercase();
-    if !crate::config::is_valid_domain(&domain) {
+    if !sealpost_proto::is_valid_domain(&domain) {
         return invalid(format!("{:?} is not a domain", peer.domain));
     }
     if domain == config.domain {

@@ -1,29 +1,30 @@
-//! OpenPGP and password cryptography for Sealpost.
+//! The OpenPGP checks both sides make, and what they share to make them.
 //!
-//! This module is the only place in the node that touches key material
-//! or message cryptography.  Everything here is built from
-//! `sequoia-openpgp` (OpenSSL backend) and the `argon2`/`hkdf` crates;
-//! nothing is home-made.  It provides:
+//! Everything here is built from `sequoia-openpgp` (OpenSSL backend) and
+//! `ed25519-dalek`; nothing is home-made. It provides:
 //!
-//! * the password KDF shared with the browser app ([`derive_password_keys`]),
-//! * user and organisation-CA key generation and CA certification
-//!   ([`generate_user_key`], [`generate_ca`], [`ca_certify`]),
-//! * wrapping of secret keys under the derived passphrase
-//!   ([`wrap_secret_key`], [`unwrap_secret_key`]) and armor helpers,
-//! * streaming sign+encrypt / decrypt+verify of messages ([`seal`], [`open`]),
+//! * the password KDF's parameters and their bounds ([`KdfParams`]; the
+//!   derivation itself is the client's),
+//! * certificate checks: fit to be an enrolled user's ([`check_user_cert`]),
+//!   a wrapped key really wrapped ([`check_wrapped_key`]), vouched for by a
+//!   CA ([`ca_certifies`]),
+//! * verification of detached signatures over request envelopes
+//!   ([`verify_detached`], [`verify_detached_with`], [`SignerFacts`]),
 //! * cheap recipient inspection of a ciphertext ([`pkesk_recipients`],
-//!   [`missing_recipients`]),
-//! * detached signatures over request envelopes ([`sign_detached`],
-//!   [`verify_detached`]).
+//!   [`missing_recipients`]) without decrypting it,
+//! * armor and parsing of public objects ([`cert_from_armored`],
+//!   [`cert_to_armored`], [`signature_from_armored`]), and the key profile
+//!   both sides generate keys with ([`cert_builder`]).
 //!
 //! What this module must NOT do:
 //!
-//! * no I/O of its own: it reads and writes only the readers and
-//!   writers it is handed (no files, no network, no environment), so
-//!   callers decide where plaintext and key material live;
-//! * never log, print or put secrets (passwords, derived keys, session
-//!   keys, secret key material, plaintext) into error messages or
-//!   `Debug` output;
+//! * hold any operation that needs a user's secret key or password: key
+//!   generation for users, wrapping and unwrapping, sealing and opening,
+//!   signing and the password KDF are `sealpost-client`'s, which the node
+//!   does not link;
+//! * no I/O of its own: it reads only the readers it is handed (no files,
+//!   no network, no environment);
+//! * never log, print or put secrets into error messages or `Debug` output;
 //! * no policy of its own about *who* may talk to whom: callers pass the
 //!   certificates, the [`Policy`](sequoia_openpgp::policy::Policy) and
 //!   the reference time explicitly, which also keeps the functions
@@ -34,30 +35,25 @@
 
 mod checks;
 mod detached;
+mod inspect;
 mod kdf;
 mod keys;
-mod message;
 
 #[cfg(test)]
 mod tests;
 
 use sequoia_openpgp::Fingerprint;
 
-pub use checks::{ca_certifies, check_user_cert, check_wrapped_key};
-pub use detached::{
-    MAX_CLOCK_SKEW, SignerFacts, sign_detached, verify_detached, verify_detached_with,
+pub use checks::{after_previous_signatures, ca_certifies, check_user_cert, check_wrapped_key};
+pub use detached::{MAX_CLOCK_SKEW, SignerFacts, verify_detached, verify_detached_with};
+pub use inspect::{
+    encryption_key_handles, missing_recipients, missing_recipients_among, pkesk_recipients,
+    pkesk_recipients_of_bytes, valid_cert,
 };
-pub use kdf::{
-    KDF_INFO_KEY_WRAP, KDF_INFO_LOGIN, KDF_MIN_SALT_LEN, KdfParams, PasswordKeys,
-    derive_password_keys,
-};
+pub use kdf::KdfParams;
 pub use keys::{
-    ca_certify, cert_from_armored, cert_to_armored, generate_ca, generate_user_key, revoke_cert,
-    signature_from_armored, signature_to_armored, unwrap_secret_key, wrap_secret_key,
-};
-pub use message::{
-    OPEN_BUFFER_SIZE, encryption_key_handles, missing_recipients, missing_recipients_among, open,
-    pkesk_recipients, pkesk_recipients_of_bytes, seal,
+    cert_builder, cert_from_armored, cert_to_armored, primary_signer, signature_from_armored,
+    signature_to_armored, user_id,
 };
 
 /// Errors in the caller's terms.
@@ -103,12 +99,12 @@ pub enum CryptoError {
 
 impl CryptoError {
     /// Wraps a lower-level error as [`CryptoError::Other`].
-    fn other(context: &str, e: impl std::fmt::Display) -> Self {
+    pub fn other(context: &str, e: impl std::fmt::Display) -> Self {
         CryptoError::Other(format!("{context}: {e}"))
     }
 
     /// Wraps a lower-level error as [`CryptoError::Malformed`].
-    fn malformed(context: &str, e: impl std::fmt::Display) -> Self {
+    pub fn malformed(context: &str, e: impl std::fmt::Display) -> Self {
         CryptoError::Malformed(format!("{context}: {e}"))
     }
 }
@@ -117,7 +113,11 @@ impl CryptoError {
 /// groups of four separated by single spaces (10 groups for a v4
 /// fingerprint, 16 for a v6 one).
 pub fn fingerprint_display(fpr: &Fingerprint) -> String {
-    let hex = fpr.to_hex();
+    grouped(&fpr.to_hex())
+}
+
+/// [`fingerprint_display`] of a fingerprint given in hex, as the wire carries it.
+pub fn grouped(hex: &str) -> String {
     let mut out = String::with_capacity(hex.len() + hex.len() / 4);
     for (i, c) in hex.chars().enumerate() {
         if i > 0 && i % 4 == 0 {
