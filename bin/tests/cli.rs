@@ -277,17 +277,25 @@ fn log_verify_passes_on_an_intact_log_and_names_the_first_changed_entry() {
 fn demo_starts_two_federated_organisations_whose_printed_commands_work() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let demo = Proc::spawn(&[
-        "demo",
-        "--data",
-        data.to_str().unwrap(),
-        "--http",
-        "127.0.0.1:0",
-    ]);
-    let alpha = demo.wait_line("alpha.test  http://", Duration::from_secs(90));
+    let demo = NodeProcess::spawn(
+        bin(),
+        &[
+            "demo",
+            "--data",
+            data.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+    )
+    .unwrap();
+    let alpha = demo
+        .wait_line("alpha.test  http://", Duration::from_secs(90))
+        .unwrap();
     assert!(alpha.contains("http://127.0.0.1:"), "{alpha}");
-    demo.wait_line("beta.test  http://", Duration::from_secs(10));
-    demo.wait_line("Press Ctrl-C", Duration::from_secs(60));
+    demo.wait_line("beta.test  http://", Duration::from_secs(10))
+        .unwrap();
+    demo.wait_line("Press Ctrl-C", Duration::from_secs(60))
+        .unwrap();
     let client = |user: &str, args: &[&str]| {
         let d = data.join("clients").join(user);
         let mut argv = vec![
@@ -314,15 +322,12 @@ fn demo_starts_two_federated_organisations_whose_printed_commands_work() {
         ],
     );
     // Delivery across organisations is asynchronous: poll with a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let inbox = client("bob", &["inbox"]);
-        if inbox.contains(id.trim()) && inbox.contains("Hello") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{inbox}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut inbox = String::new();
+    wait_for_blocking(Duration::from_secs(30), || {
+        inbox = client("bob", &["inbox"]);
+        (inbox.contains(id.trim()) && inbox.contains("Hello")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {inbox}"));
     let path = client("bob", &["trust", "show", "alice@alpha.test"]);
     assert!(path.contains("bridge") && path.contains("full"), "{path}");
     let sent = client("alice", &["sent"]);

@@ -15,7 +15,6 @@ use sealpost_proto::SubmitRequest;
 
 const TOTAL: usize = 2000;
 const IN_FLIGHT: usize = 16;
-const FAST_KDF: KdfParams = KdfParams::MIN;
 
 async fn login(url: &str, ca: &str) -> Session {
     Client::new(url)
@@ -63,7 +62,7 @@ async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
                     &format!("{user}@a.test"),
                     None,
                     pw.as_bytes(),
-                    FAST_KDF,
+                    KdfParams::MIN,
                 )
                 .await
                 .unwrap()
@@ -104,11 +103,11 @@ async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
         }));
     }
     // Generous: a busy CI machine runs debug builds slowly; the test still stops by itself.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    while acked.lock().unwrap().len() < kill_after {
-        assert!(std::time::Instant::now() < deadline, "submissions too slow");
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    wait_for(std::time::Duration::from_secs(600), async || {
+        (acked.lock().unwrap().len() >= kill_after).then_some(())
+    })
+    .await
+    .expect("submissions too slow");
     node.kill9();
     for w in workers {
         w.await.unwrap();
@@ -124,7 +123,7 @@ async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
     // Phase 2: restart on the same data directory; the client retries what was not
     // acknowledged (some of it may have been stored just before the kill: the node must
     // recognise the retry, not store it twice).
-    let (node, url) = Proc::serve(&data);
+    let (node, url) = serve(&data);
     let s = login(&url, &ca).await;
     for n in unacked {
         let id = send_one(&s, &pending, n)

@@ -20,22 +20,6 @@ use tokio::sync::RwLock;
 const TOTAL: usize = 1000;
 const IN_FLIGHT: usize = 8;
 const KILLS: usize = 6;
-const FAST_KDF: KdfParams = KdfParams::MIN;
-
-fn init(data: &Path, domain: &str) {
-    ok(
-        &[
-            "init",
-            "--data",
-            data.to_str().unwrap(),
-            "--domain",
-            domain,
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-}
 
 fn peer(data: &Path, domain: &str, url: &str) {
     ok(
@@ -57,7 +41,7 @@ fn peer(data: &Path, domain: &str, url: &str) {
 async fn enrol(data: &Path, url: &str, address: &str, password: &str) -> String {
     let invite = add_user(data, address);
     Client::new(url)
-        .enroll(&invite, address, None, password.as_bytes(), FAST_KDF)
+        .enroll(&invite, address, None, password.as_bytes(), KdfParams::MIN)
         .await
         .unwrap()
         .ca_fingerprint
@@ -129,8 +113,8 @@ async fn federated_delivery_survives_sigkills_of_both_nodes_exactly_once() {
     let beta: PathBuf = dir.path().join("beta");
     init(&alpha, "alpha.test");
     init(&beta, "beta.test");
-    let (a_proc, a_url) = Proc::serve(&alpha);
-    let (b_proc, b_url) = Proc::serve(&beta);
+    let (a_proc, a_url) = serve(&alpha);
+    let (b_proc, b_url) = serve(&beta);
     peer(&alpha, "beta.test", &b_url);
     peer(&beta, "alpha.test", &a_url);
     let ca = enrol(&alpha, &a_url, "alice@alpha.test", "alice password").await;
@@ -200,7 +184,7 @@ async fn federated_delivery_survives_sigkills_of_both_nodes_exactly_once() {
             ["alpha", "beta"][which],
             acked.lock().unwrap().len()
         );
-        let (p, url) = Proc::serve(&datas[which]);
+        let (p, url) = serve(&datas[which]);
         procs[which] = Some(p);
         if which == 0 {
             *current.write().await = Some(login(&url, &ca).await);
@@ -220,19 +204,14 @@ async fn federated_delivery_survives_sigkills_of_both_nodes_exactly_once() {
     );
 
     // Everything acknowledged arrives at beta, exactly once.
-    let end = std::time::Instant::now() + Duration::from_secs(120);
-    let inbox = loop {
+    let mut delivered = 0;
+    let inbox = wait_for(Duration::from_secs(120), async || {
         let inbox = inbox_counts(&beta);
-        if acked.iter().all(|id| inbox.contains_key(id)) {
-            break inbox;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "{} of {TOTAL} delivered",
-            acked.iter().filter(|id| inbox.contains_key(*id)).count()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        delivered = acked.iter().filter(|id| inbox.contains_key(*id)).count();
+        (delivered == acked.len()).then_some(inbox)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {delivered} of {TOTAL} delivered"));
     for id in &acked {
         assert_eq!(
             inbox.get(id),
@@ -242,24 +221,19 @@ async fn federated_delivery_survives_sigkills_of_both_nodes_exactly_once() {
     }
     assert_eq!(inbox.len(), TOTAL, "nothing else in bob's inbox");
     // Alpha has every receipt: nothing left to send.
-    let end = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left: i64 = rusqlite::Connection::open_with_flags(
+    let mut left: i64 = 0;
+    wait_for(Duration::from_secs(30), async || {
+        left = rusqlite::Connection::open_with_flags(
             alpha.join("sealpost.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap()
         .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
         .unwrap();
-        if left == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "{left} still queued at alpha"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (left == 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {left} still queued at alpha"));
     for d in [&alpha, &beta] {
         let out = ok(
             &["admin", "--data", d.to_str().unwrap(), "log", "verify"],

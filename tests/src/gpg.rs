@@ -62,16 +62,12 @@ impl Gpg {
             .unwrap()
             .write_all(stdin.as_bytes())
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("gpg {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let finished = crate::wait_for_blocking(Duration::from_secs(60), || {
+            child.try_wait().unwrap().map(|_| ())
+        });
+        if let Err(e) = finished {
+            let _ = child.kill();
+            panic!("gpg {args:?}: {e}");
         }
         let out = child.wait_with_output().unwrap();
         println!(

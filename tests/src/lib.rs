@@ -1,12 +1,16 @@
 //! A test kit for real Sealpost nodes: each [`TestNode`] is a real node on a temporary data
 //! directory, a real SQLite file and a real socket on `127.0.0.1:0`, driven through the same
 //! client library users run. Helpers wait for conditions with deadlines; nothing sleeps blindly.
+//! Enrol with `KdfParams::MIN` (the smallest the node accepts) unless the password path itself
+//! is under test. The `sealpost` binary as a process and the one wait helper come from
+//! `sealpost-testkit` (no node dependency, so the load tools use it too), re-exported here.
 
 pub mod gpg;
 
+pub use sealpost_testkit::{NodeProcess, init_node, run, run_ok, wait_for, wait_for_blocking};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use sealpost::config::Config;
@@ -14,10 +18,6 @@ use sealpost::node::{Node, init};
 use sealpost::storage::SqliteStore;
 use sealpost_client::{Client, Session};
 use sealpost_proto::KdfParams;
-
-/// KDF parameters for tests that enrol many users: the smallest the node accepts. Tests of the
-/// password path itself use `KdfParams::DEFAULT`.
-pub const TEST_KDF: KdfParams = KdfParams::MIN;
 
 pub struct TestNode {
     pub dir: tempfile::TempDir,
@@ -130,6 +130,15 @@ impl TestNode {
         .code)
     }
 
+    /// `NAME@DOMAIN` enrolled (with `KdfParams::MIN`) and logged in, with the password
+    /// [`password_of`]`(name)`.
+    pub async fn person(&self, name: &str) -> Session {
+        let address = format!("{name}@{}", self.config.domain);
+        self.user(&address, &password_of(name), KdfParams::MIN)
+            .await
+            .unwrap_or_else(|e| panic!("enrol {address}: {e:#}"))
+    }
+
     /// Authorises, enrols and logs in `address` with `password`.
     pub async fn user(
         &self,
@@ -212,6 +221,30 @@ impl TestNode {
     }
 }
 
+/// The password [`TestNode::person`] gives `name`: `"NAME password"`, padded with `!` to 14
+/// characters (`"alice password"`, `"bob password!!"`).
+pub fn password_of(name: &str) -> String {
+    format!("{:!<14}", format!("{name} password"))
+}
+
+/// The world most tests start from: one organisation, `a.test`, with alice and bob enrolled
+/// ([`TestNode::person`]).
+pub async fn alice_and_bob() -> (TestNode, Session, Session) {
+    let node = TestNode::spawn("a.test").await.expect("node starts");
+    let alice = node.person("alice").await;
+    let bob = node.person("bob").await;
+    (node, alice, bob)
+}
+
+/// Two organisations peered both ways through `peer add DOMAIN --from URL --yes`.
+pub async fn peered(a: &str, b: &str) -> (TestNode, TestNode) {
+    let a = TestNode::spawn(a).await.expect("node starts");
+    let b = TestNode::spawn(b).await.expect("node starts");
+    a.peer_with(&b).await.expect("peer add");
+    b.peer_with(&a).await.expect("peer add");
+    (a, b)
+}
+
 type Launched = (
     String,
     Arc<SqliteStore>,
@@ -264,21 +297,4 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
             bytes.windows(needle.len()).any(|w| w == needle)
         })
         .collect()
-}
-
-/// Polls `check` until it returns `Some` or `deadline` passes.
-pub async fn wait_for<T>(
-    deadline: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> anyhow::Result<T> {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > end {
-            anyhow::bail!("condition not met within {deadline:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

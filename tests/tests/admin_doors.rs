@@ -7,7 +7,8 @@
 //! account (`cli` in the log), so that case runs through the console only.
 
 use sealpost_client::Session;
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_proto::KdfParams;
+use sealpost_tests::TestNode;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -43,12 +44,12 @@ const LONG_NAME: &str = "Erin Exampleeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
 /// A node with alice enrolled, carol invited and root@a.test an enrolled admin (logged in).
 async fn world() -> (TestNode, Session) {
     let node = TestNode::spawn("a.test").await.unwrap();
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
     node.invite("carol@a.test").await.unwrap();
     let root = node
-        .enrolled("root@a.test", "root password", TEST_KDF, true)
+        .enrolled("root@a.test", "root password", KdfParams::MIN, true)
         .await
         .unwrap();
     (node, root)
@@ -155,7 +156,7 @@ async fn a_cli_change_is_in_force_at_the_running_node_when_the_command_returns()
     let node = TestNode::spawn_with("a.test", |c| c.http.auth_rate_per_sec = 10_000)
         .await
         .unwrap();
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
     for round in 0..20 {

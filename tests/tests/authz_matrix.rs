@@ -7,7 +7,7 @@
 
 use sealpost_client::Outgoing;
 use sealpost_proto::SessionsResponse;
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_tests::alice_and_bob;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,19 +108,8 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
         "the matrix and the OpenAPI document list different routes: add the new route to TABLE"
     );
 
-    let node = TestNode::spawn("a.test").await.unwrap();
-    let alice = node
-        .user("alice@a.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = node
-        .user("bob@a.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
-    let carol = node
-        .user("carol@a.test", "carol password", TEST_KDF)
-        .await
-        .unwrap();
+    let (node, alice, bob) = alice_and_bob().await;
+    let carol = node.person("carol").await;
     let work = tempfile::tempdir().unwrap();
     let sent = alice
         .send(

@@ -6,8 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sealpost_client::crypto;
 use sealpost_client::{ClientError, Outgoing, Session};
+use sealpost_proto::KdfParams;
 use sealpost_proto::*;
-use sealpost_tests::{TEST_KDF, TestNode, wait_for};
+use sealpost_tests::{TestNode, wait_for};
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
 
@@ -27,10 +28,10 @@ fn stored(node: &TestNode) -> (i64, i64, i64) {
 
 async fn pair(node: &TestNode) -> (Session, Session) {
     (
-        node.user("alice@a.test", "alice password", TEST_KDF)
+        node.user("alice@a.test", "alice password", KdfParams::MIN)
             .await
             .unwrap(),
-        node.user("bob@a.test", "bob password!!", TEST_KDF)
+        node.user("bob@a.test", "bob password!!", KdfParams::MIN)
             .await
             .unwrap(),
     )
@@ -65,7 +66,7 @@ async fn raw_post(node: &TestNode, token: &str, path: &str, body: &str) -> (u16,
 async fn repeated_failures_slow_the_guesser_but_not_the_owners_known_device() {
     let node = TestNode::spawn("a.test").await.unwrap();
     let alice = node
-        .user("alice@a.test", "the right password", TEST_KDF)
+        .user("alice@a.test", "the right password", KdfParams::MIN)
         .await
         .unwrap();
     let device = alice.device_token().map(str::to_owned);
@@ -145,12 +146,24 @@ async fn reused_and_expired_invites_are_refused() {
     let node = TestNode::spawn("a.test").await.unwrap();
     let invite = node.invite("alice@a.test").await.unwrap();
     node.client()
-        .enroll(&invite, "alice@a.test", None, b"alice password", TEST_KDF)
+        .enroll(
+            &invite,
+            "alice@a.test",
+            None,
+            b"alice password",
+            KdfParams::MIN,
+        )
         .await
         .unwrap();
     let e = node
         .client()
-        .enroll(&invite, "alice@a.test", None, b"another password", TEST_KDF)
+        .enroll(
+            &invite,
+            "alice@a.test",
+            None,
+            b"another password",
+            KdfParams::MIN,
+        )
         .await
         .err()
         .unwrap();
@@ -174,7 +187,13 @@ async fn reused_and_expired_invites_are_refused() {
         .unwrap();
     let e = node
         .client()
-        .enroll(&expired, "carol@a.test", None, b"carol password", TEST_KDF)
+        .enroll(
+            &expired,
+            "carol@a.test",
+            None,
+            b"carol password",
+            KdfParams::MIN,
+        )
         .await
         .err()
         .unwrap();
@@ -183,7 +202,7 @@ async fn reused_and_expired_invites_are_refused() {
     let dave = node.invite("dave@a.test").await.unwrap();
     let e = node
         .client()
-        .enroll(&dave, "erin@a.test", None, b"erin password", TEST_KDF)
+        .enroll(&dave, "erin@a.test", None, b"erin password", KdfParams::MIN)
         .await
         .err()
         .unwrap();
@@ -498,10 +517,7 @@ async fn malformed_json_is_a_400_with_a_code() {
 async fn a_session_token_only_reaches_its_own_user() {
     let node = TestNode::spawn("a.test").await.unwrap();
     let (alice, bob) = pair(&node).await;
-    let carol = node
-        .user("carol@a.test", "carol password", TEST_KDF)
-        .await
-        .unwrap();
+    let carol = node.person("carol").await;
     let work = tempfile::tempdir().unwrap();
     let sent = alice
         .send(
@@ -585,7 +601,13 @@ async fn totp_second_factor_is_required_once_enabled() {
     let invite = node.invite("alice@a.test").await.unwrap();
     let enrolled = node
         .client()
-        .enroll(&invite, "alice@a.test", None, b"alice password", TEST_KDF)
+        .enroll(
+            &invite,
+            "alice@a.test",
+            None,
+            b"alice password",
+            KdfParams::MIN,
+        )
         .await
         .unwrap();
     let ca = Some(enrolled.ca_fingerprint.as_str());

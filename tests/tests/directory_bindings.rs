@@ -5,8 +5,9 @@
 
 use sealpost::storage::CertStore;
 use sealpost_directory::wkd_hash;
+use sealpost_proto::KdfParams;
 use sealpost_tests::gpg::{Gpg, gpg_path};
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_tests::{TestNode, alice_and_bob, peered};
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::packet::UserID;
 use sequoia_openpgp::packet::signature::SignatureBuilder;
@@ -108,17 +109,9 @@ fn assert_only_alices(answers: &[(String, Vec<u8>)], alice_fpr: &str, bob_fpr: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_cannot_publish_his_key_for_a_colleagues_address() {
-    let node = TestNode::spawn("a.test").await.unwrap();
-    let alice = node
-        .user("alice@a.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = node
-        .user("bob@a.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let (node, alice, bob) = alice_and_bob().await;
     let admin = node
-        .enrolled("admin@a.test", "admin password", TEST_KDF, true)
+        .enrolled("admin@a.test", "admin password", KdfParams::MIN, true)
         .await
         .unwrap();
     let (alice_fpr, bob_fpr) = (alice.fingerprint(), bob.fingerprint());
@@ -228,7 +221,7 @@ async fn a_user_cannot_publish_his_key_for_a_colleagues_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolment_refuses_a_key_with_a_user_id_for_another_address() {
     let node = TestNode::spawn("a.test").await.unwrap();
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
     let code = node.invite("mallory@a.test").await.unwrap();
@@ -242,7 +235,7 @@ async fn enrolment_refuses_a_key_with_a_user_id_for_another_address() {
             "invite": code,
             "address": "mallory@a.test",
             "kdf_salt": "AAAAAAAAAAAAAAAAAAAAAA==",
-            "kdf_params": TEST_KDF,
+            "kdf_params": KdfParams::MIN,
             "login_verifier": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
             "cert": armored(&key),
             "wrapped_key": "",
@@ -276,22 +269,13 @@ async fn enrolment_refuses_a_key_with_a_user_id_for_another_address() {
 /// a look-up, the peer gets the sender's key without the colleague's address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_get_a_key_only_with_the_addresses_its_organisation_vouches_for() {
-    let alpha = TestNode::spawn("alpha.test").await.unwrap();
-    let beta = TestNode::spawn("beta.test").await.unwrap();
-    alpha.peer_with(&beta).await.unwrap();
-    beta.peer_with(&alpha).await.unwrap();
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
+    let (alpha, beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
     let mallory = alpha
-        .user("mallory@alpha.test", "mallory password", TEST_KDF)
+        .user("mallory@alpha.test", "mallory password", KdfParams::MIN)
         .await
         .unwrap();
-    let bob = beta
-        .user("bob@beta.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let bob = beta.person("bob").await;
 
     let held = alpha
         .store

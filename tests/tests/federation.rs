@@ -8,7 +8,8 @@ use sealpost_client::{Outgoing, Session};
 use sealpost_federation::net::wire;
 use sealpost_federation::{BatchProof, MessageId, Receipt, Refusal};
 use sealpost_proto::Folder;
-use sealpost_tests::{TEST_KDF, TestNode, wait_for};
+use sealpost_proto::KdfParams;
+use sealpost_tests::{TestNode, peered, wait_for};
 use sha2::{Digest, Sha256};
 
 /// The tests here measure deadlines (10 s after a restart, 2 s for a revocation); run them one
@@ -24,15 +25,6 @@ fn note(to: &str, subject: &str) -> Outgoing {
     }
 }
 
-/// Two organisations peered both ways through `peer add --from URL --yes`.
-async fn peered() -> (TestNode, TestNode) {
-    let alpha = TestNode::spawn("alpha.test").await.unwrap();
-    let beta = TestNode::spawn("beta.test").await.unwrap();
-    alpha.peer_with(&beta).await.unwrap();
-    beta.peer_with(&alpha).await.unwrap();
-    (alpha, beta)
-}
-
 async fn inbox_ids(s: &Session) -> Vec<String> {
     s.mailbox(Folder::Inbox)
         .await
@@ -45,15 +37,9 @@ async fn inbox_ids(s: &Session) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_path() {
     let _serial = SERIAL.lock().await;
-    let (alpha, beta) = peered().await;
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = beta
-        .user("bob@beta.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let (alpha, beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
     let work = tempfile::tempdir().unwrap();
     let attachment = work.path().join("scan.bin");
     let bytes: Vec<u8> = (0..20u32 << 20)
@@ -149,12 +135,9 @@ async fn cross_organisation_message_with_20_mib_attachment_and_bridge_in_the_pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outage_200_messages_arrive_exactly_once_after_restart() {
     let _serial = SERIAL.lock().await;
-    let (alpha, mut beta) = peered().await;
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+    let (alpha, mut beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
+    beta.user("bob@beta.test", "bob password!!", KdfParams::MIN)
         .await
         .unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -365,18 +348,12 @@ fn refusal(node: &TestNode, id: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn impersonation_bad_signature_and_replay_are_refused() {
     let _serial = SERIAL.lock().await;
-    let (mut alpha, beta) = peered().await;
+    let (mut alpha, beta) = peered("alpha.test", "beta.test").await;
     let mut gamma = TestNode::spawn("gamma.test").await.unwrap();
     beta.peer_with(&gamma).await.unwrap();
     gamma.peer_with(&beta).await.unwrap();
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = beta
-        .user("bob@beta.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
     let work = tempfile::tempdir().unwrap();
     let sent = alice
         .send(&note("bob@beta.test", "genuine"), work.path())
@@ -430,15 +407,9 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
     let _serial = SERIAL.lock().await;
-    let (alpha, beta) = peered().await;
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = beta
-        .user("bob@beta.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let (alpha, beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
     let to = vec!["bob@beta.test".to_owned()];
     // Alpha resolves bob through beta's directory (and is told of later changes).
     let (env, _) = alice.envelope(&to).await.unwrap();
@@ -467,11 +438,8 @@ async fn a_peer_that_is_down_cannot_make_the_outbox_grow_without_bound() {
     let mut beta = TestNode::spawn("beta.test").await.unwrap();
     alpha.peer_with(&beta).await.unwrap();
     beta.peer_with(&alpha).await.unwrap();
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+    let alice = alpha.person("alice").await;
+    beta.user("bob@beta.test", "bob password!!", KdfParams::MIN)
         .await
         .unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -505,11 +473,8 @@ async fn an_undeliverable_message_expires_and_the_sender_is_told() {
     let mut beta = TestNode::spawn("beta.test").await.unwrap();
     alpha.peer_with(&beta).await.unwrap();
     beta.peer_with(&alpha).await.unwrap();
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+    let alice = alpha.person("alice").await;
+    beta.user("bob@beta.test", "bob password!!", KdfParams::MIN)
         .await
         .unwrap();
     alice.trust("bob@beta.test").await.unwrap();
@@ -581,11 +546,8 @@ async fn peering_by_peer_id_and_ca_fingerprint_bridges_when_the_ca_arrives() {
         .await
         .unwrap();
     beta.peer_with(&alpha).await.unwrap();
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+    let alice = alpha.person("alice").await;
+    beta.user("bob@beta.test", "bob password!!", KdfParams::MIN)
         .await
         .unwrap();
     let verdict = wait_for(Duration::from_secs(10), async || {
@@ -615,7 +577,7 @@ async fn peering_by_peer_id_and_ca_fingerprint_bridges_when_the_ca_arrives() {
         .unwrap();
     gamma.peer_with(&alpha).await.unwrap();
     gamma
-        .user("carol@gamma.test", "carol password", TEST_KDF)
+        .user("carol@gamma.test", "carol password", KdfParams::MIN)
         .await
         .unwrap();
     let t = alice.trust("carol@gamma.test").await.unwrap();
@@ -651,15 +613,9 @@ async fn a_malformed_message_is_refused_with_the_same_code_through_both_doors() 
     use sequoia_openpgp::policy::StandardPolicy;
 
     let _serial = SERIAL.lock().await;
-    let (mut alpha, beta) = peered().await;
-    let alice = alpha
-        .user("alice@alpha.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = beta
-        .user("bob@beta.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let (mut alpha, beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
     let work = tempfile::tempdir().unwrap();
     let id = alice
         .send(&note("bob@beta.test", "genuine"), work.path())

@@ -3,8 +3,8 @@
 //! `--fetch-keys` of the WKD URL imports it. Skipped (with a printed line) only without gpg.
 
 use sealpost_directory::wkd_hash;
+use sealpost_tests::TestNode;
 use sealpost_tests::gpg::{Gpg, gpg_path, uid_has_sig_by};
-use sealpost_tests::{TEST_KDF, TestNode};
 
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -20,10 +20,7 @@ async fn gpg_fetches_user_certificates_from_the_node_over_hkp_and_wkd() {
     assert_eq!(wkd_hash("Joe.Doe"), "iy9q119eutrkn8s1mk4r39qejnbu3n5q");
 
     let node = TestNode::spawn("a.test").await.unwrap();
-    let alice = node
-        .user("alice@a.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
+    let alice = node.person("alice").await;
     let fpr = alice.fingerprint();
     let ca_keyid = alice.ca().keyid().to_hex();
     let keyserver = format!("hkp://{}", node.url.trim_start_matches("http://"));

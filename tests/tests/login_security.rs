@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sealpost_proto::KdfParams;
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_tests::TestNode;
 use serde_json::{Value, json};
 
 /// What an answer shows an attacker: status, code, message (digits masked, as they carry the
@@ -80,10 +80,10 @@ async fn unknown_and_real_addresses_get_identical_answers_when_wrong_and_when_th
         .await
         .unwrap();
     let free = node.config.accounts.max_failed_logins as usize;
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
-    node.user("dave@a.test", "dave password", TEST_KDF)
+    node.user("dave@a.test", "dave password", KdfParams::MIN)
         .await
         .unwrap();
     node.admin(&["user", "disable", "dave@a.test"])
@@ -169,10 +169,10 @@ async fn login_params_look_alike_for_unknown_invited_and_enrolled_addresses() {
 #[tokio::test]
 async fn an_attacker_failing_1000_times_does_not_keep_the_owner_out_of_a_known_device() {
     let node = TestNode::spawn("a.test").await.unwrap();
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
-    node.user("bob@a.test", "bob password!!", TEST_KDF)
+    node.user("bob@a.test", "bob password!!", KdfParams::MIN)
         .await
         .unwrap();
     let right = node

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_proto::KdfParams;
+use sealpost_tests::TestNode;
 use serde_json::{Value, json};
 
 /// Posts a wrong login for `address`; its (status, code).
@@ -37,7 +38,7 @@ async fn a_wrong_login_takes_as_long_for_an_unknown_address_as_for_a_real_one() 
     })
     .await
     .unwrap();
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
     let http = reqwest::Client::new();

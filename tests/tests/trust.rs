@@ -2,7 +2,7 @@
 //! certification, personal certification and retraction, and key revocation.
 
 use sealpost_client::{ClientError, Outgoing};
-use sealpost_tests::{TEST_KDF, TestNode};
+use sealpost_tests::alice_and_bob;
 
 fn level(t: &sealpost_proto::TrustResponse) -> &str {
     &t.keys[0].level
@@ -10,15 +10,7 @@ fn level(t: &sealpost_proto::TrustResponse) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_paths_leaver_revocation_personal_certification_and_key_revocation() {
-    let node = TestNode::spawn("a.test").await.unwrap();
-    let alice = node
-        .user("alice@a.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = node
-        .user("bob@a.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let (node, alice, bob) = alice_and_bob().await;
     let work = tempfile::tempdir().unwrap();
     let note = |to: &str| Outgoing {
         to: vec![to.to_owned()],

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, SET_COOKIE};
 use sealpost_client::Session;
 use sealpost_client::crypto::{self, KdfParams};
 use sealpost_proto::*;
-use sealpost_tests::{TEST_KDF, TestNode, wait_for};
+use sealpost_tests::{TestNode, alice_and_bob, wait_for};
 use sequoia_openpgp::serialize::SerializeInto;
 use serde_json::{Value, json};
 
@@ -34,7 +34,7 @@ async fn outcome(r: reqwest::Response) -> (StatusCode, String) {
 }
 
 async fn admin(node: &TestNode, address: &str, password: &str) -> Session {
-    node.enrolled(address, password, TEST_KDF, true)
+    node.enrolled(address, password, KdfParams::MIN, true)
         .await
         .unwrap()
 }
@@ -42,7 +42,7 @@ async fn admin(node: &TestNode, address: &str, password: &str) -> Session {
 #[tokio::test]
 async fn cookie_sessions_need_the_csrf_token_for_changes_and_keep_the_token_out_of_the_body() {
     let node = TestNode::spawn("a.test").await.unwrap();
-    node.user("alice@a.test", "alice password", TEST_KDF)
+    node.user("alice@a.test", "alice password", KdfParams::MIN)
         .await
         .unwrap();
     let v = verifier(&node, "alice@a.test", "alice password").await;
@@ -202,7 +202,7 @@ async fn the_app_is_served_with_strict_headers_and_nothing_outside_its_directory
 async fn change_password_rewraps_the_key_and_ends_other_sessions() {
     let node = TestNode::spawn("a.test").await.unwrap();
     let alice = node
-        .user("alice@a.test", "old password!", TEST_KDF)
+        .user("alice@a.test", "old password!", KdfParams::MIN)
         .await
         .unwrap();
     let other = node
@@ -211,7 +211,7 @@ async fn change_password_rewraps_the_key_and_ends_other_sessions() {
         .await
         .unwrap();
     let salt = [9u8; 16];
-    let new_keys = crypto::derive_password_keys(b"new password!", &salt, &TEST_KDF).unwrap();
+    let new_keys = crypto::derive_password_keys(b"new password!", &salt, &KdfParams::MIN).unwrap();
     let wrapped =
         crypto::wrap_secret_key(alice.unlocked_cert(), &new_keys.wrap_passphrase()).unwrap();
     let body = |current: &str, wrapped: &str, params: KdfParams| {
@@ -233,7 +233,7 @@ async fn change_password_rewraps_the_key_and_ends_other_sessions() {
     let good_current = verifier(&node, "alice@a.test", "old password!").await;
     let wrong_current = STANDARD.encode([0u8; 32]);
     let (s, c) = outcome(
-        post(body(&wrong_current, &wrapped, TEST_KDF))
+        post(body(&wrong_current, &wrapped, KdfParams::MIN))
             .await
             .unwrap(),
     )
@@ -242,13 +242,18 @@ async fn change_password_rewraps_the_key_and_ends_other_sessions() {
     // A key that is not wrapped, or another key, is refused.
     let plain =
         String::from_utf8(alice.unlocked_cert().as_tsk().armored().to_vec().unwrap()).unwrap();
-    let (s, c) = outcome(post(body(&good_current, &plain, TEST_KDF)).await.unwrap()).await;
+    let (s, c) = outcome(
+        post(body(&good_current, &plain, KdfParams::MIN))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s.as_u16(), c.as_str()), (422, "key_not_wrapped"));
     let (stranger, _) =
         crypto::generate_user_key("x@a.test", None, std::time::SystemTime::now()).unwrap();
     let stranger = crypto::wrap_secret_key(&stranger, &new_keys.wrap_passphrase()).unwrap();
     let (s, c) = outcome(
-        post(body(&good_current, &stranger, TEST_KDF))
+        post(body(&good_current, &stranger, KdfParams::MIN))
             .await
             .unwrap(),
     )
@@ -256,20 +261,22 @@ async fn change_password_rewraps_the_key_and_ends_other_sessions() {
     assert_eq!((s.as_u16(), c.as_str()), (422, "key_not_wrapped"));
     let weak = KdfParams {
         m_cost_kib: 1024,
-        ..TEST_KDF
+        ..KdfParams::MIN
     };
     let (s, c) = outcome(post(body(&good_current, &wrapped, weak)).await.unwrap()).await;
     assert_eq!((s.as_u16(), c.as_str()), (422, "invalid_kdf_params"));
     // Unauthenticated: refused.
     let r = http()
         .post(api(&node, "/me/password"))
-        .json(&body(&good_current, &wrapped, TEST_KDF))
+        .json(&body(&good_current, &wrapped, KdfParams::MIN))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let r = post(body(&good_current, &wrapped, TEST_KDF)).await.unwrap();
+    let r = post(body(&good_current, &wrapped, KdfParams::MIN))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     // The old password no longer logs in; the new one does and unlocks the same key.
     let err = node
@@ -299,19 +306,13 @@ async fn change_password_rewraps_the_key_and_ends_other_sessions() {
 #[tokio::test]
 async fn sessions_are_listed_and_ended_one_by_one_only_by_their_owner() {
     let node = TestNode::spawn("a.test").await.unwrap();
-    let a1 = node
-        .user("alice@a.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
+    let a1 = node.person("alice").await;
     let a2 = node
         .client()
         .login("alice@a.test", b"alice password", None, None)
         .await
         .unwrap();
-    let bob = node
-        .user("bob@a.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let bob = node.person("bob").await;
     let list = |t: &str| {
         let t = t.to_owned();
         let url = api(&node, "/me/sessions");
@@ -367,10 +368,7 @@ async fn sessions_are_listed_and_ended_one_by_one_only_by_their_owner() {
 async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
     let node = TestNode::spawn("a.test").await.unwrap();
     let root = admin(&node, "root@a.test", "root password").await;
-    let bob = node
-        .user("bob@a.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let bob = node.person("bob").await;
     let req = |m: reqwest::Method, p: &str, t: &str| {
         http().request(m, api(&node, p)).bearer_auth(t.to_owned())
     };
@@ -413,7 +411,7 @@ async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
                 "carol@a.test",
                 None,
                 b"carol password",
-                TEST_KDF
+                KdfParams::MIN
             )
             .await
             .is_err()
@@ -424,7 +422,7 @@ async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
             "carol@a.test",
             None,
             b"carol password",
-            TEST_KDF,
+            KdfParams::MIN,
         )
         .await
         .unwrap();
@@ -516,11 +514,8 @@ async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_
     alpha.peer_with(&beta).await.unwrap();
     beta.peer_with(&alpha).await.unwrap();
     let root = admin(&alpha, "root@alpha.test", "root password").await;
-    let carol = alpha
-        .user("carol@alpha.test", "carol password", TEST_KDF)
-        .await
-        .unwrap();
-    beta.user("bob@beta.test", "bob password!!", TEST_KDF)
+    let carol = alpha.person("carol").await;
+    beta.user("bob@beta.test", "bob password!!", KdfParams::MIN)
         .await
         .unwrap();
     let peers = async |token: &str| -> AdminPeersResponse {
@@ -662,15 +657,7 @@ async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_
 
 #[tokio::test]
 async fn notices_are_listed_in_the_inbox_and_dismissed_only_by_their_owner() {
-    let node = TestNode::spawn("a.test").await.unwrap();
-    let alice = node
-        .user("alice@a.test", "alice password", TEST_KDF)
-        .await
-        .unwrap();
-    let bob = node
-        .user("bob@a.test", "bob password!!", TEST_KDF)
-        .await
-        .unwrap();
+    let (node, alice, bob) = alice_and_bob().await;
     {
         let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
         db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();

@@ -21,9 +21,6 @@ use super::*;
 
 const P: &StandardPolicy<'static> = &StandardPolicy::new();
 
-/// Small KDF parameters so tests stay fast.
-const FAST_KDF: KdfParams = KdfParams::MIN;
-
 fn user(address: &str) -> Cert {
     generate_user_key(address, Some("Test User"), SystemTime::now())
         .expect("generate key")
@@ -427,7 +424,8 @@ fn missing_recipients_detects_a_missing_cert() {
 #[test]
 fn wrap_unwrap_roundtrip_and_wrong_passphrase() {
     let (cert, _rev) = generate_user_key("alice@a.example", None, SystemTime::now()).unwrap();
-    let keys = derive_password_keys(b"correct horse", b"0123456789abcdef", &FAST_KDF).unwrap();
+    let keys =
+        derive_password_keys(b"correct horse", b"0123456789abcdef", &KdfParams::MIN).unwrap();
     let pass = keys.wrap_passphrase();
     let armored = wrap_secret_key(&cert, &pass).unwrap();
     assert!(armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
@@ -466,7 +464,7 @@ fn wrap_unwrap_roundtrip_and_wrong_passphrase() {
     assert!(unwrapped.keys().all(|ka| ka.key().has_unencrypted_secret()));
     assert_eq!(unwrapped, cert);
 
-    let other = derive_password_keys(b"wrong horse", b"0123456789abcdef", &FAST_KDF).unwrap();
+    let other = derive_password_keys(b"wrong horse", b"0123456789abcdef", &KdfParams::MIN).unwrap();
     let err = unwrap_secret_key(&armored, &other.wrap_passphrase()).unwrap_err();
     assert!(matches!(err, CryptoError::WrongPassphrase), "{err:?}");
 
@@ -481,10 +479,10 @@ fn wrap_unwrap_roundtrip_and_wrong_passphrase() {
 fn derive_password_keys_properties() {
     let salt1 = b"sixteen byte salt 1";
     let salt2 = b"sixteen byte salt 2";
-    let a = derive_password_keys(b"pw", salt1, &FAST_KDF).unwrap();
-    let b = derive_password_keys(b"pw", salt1, &FAST_KDF).unwrap();
-    let c = derive_password_keys(b"pw", salt2, &FAST_KDF).unwrap();
-    let d = derive_password_keys(b"pw2", salt1, &FAST_KDF).unwrap();
+    let a = derive_password_keys(b"pw", salt1, &KdfParams::MIN).unwrap();
+    let b = derive_password_keys(b"pw", salt1, &KdfParams::MIN).unwrap();
+    let c = derive_password_keys(b"pw", salt2, &KdfParams::MIN).unwrap();
+    let d = derive_password_keys(b"pw2", salt1, &KdfParams::MIN).unwrap();
 
     assert_eq!(a.login_verifier(), b.login_verifier());
     assert_eq!(a.wrap_passphrase(), b.wrap_passphrase());
@@ -510,10 +508,10 @@ fn derive_password_keys_properties() {
     assert_eq!(format!("{a:?}"), "PasswordKeys { .. }");
 
     // Short salt and out-of-bounds parameters are refused.
-    assert!(derive_password_keys(b"pw", b"short", &FAST_KDF).is_err());
+    assert!(derive_password_keys(b"pw", b"short", &KdfParams::MIN).is_err());
     let weak = KdfParams {
         m_cost_kib: 1024,
-        ..FAST_KDF
+        ..KdfParams::MIN
     };
     assert!(derive_password_keys(b"pw", salt1, &weak).is_err());
 }
@@ -527,7 +525,7 @@ fn derive_password_keys_matches_reference_construction() {
     use hkdf::Hkdf;
 
     let salt = b"0123456789abcdef";
-    let keys = derive_password_keys(b"hunter2", salt, &FAST_KDF).unwrap();
+    let keys = derive_password_keys(b"hunter2", salt, &KdfParams::MIN).unwrap();
 
     let mut master = [0u8; 32];
     Argon2::new(
@@ -557,7 +555,7 @@ fn derive_password_keys_known_answers() {
     let salt = b"sealpost-kat-salt-0001";
     for (params, wrap, login) in [
         (
-            FAST_KDF,
+            KdfParams::MIN,
             "QW4armO7B35TAiVrXqr5M1Udf7ILXSmhDu0QIwg5v9A",
             "1f0f6dfaad7e30199ec99d9f54ff724ce5fdd7982afd94376d28e7f7db340a60",
         ),

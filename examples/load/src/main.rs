@@ -15,9 +15,7 @@
 //! record (date, commit, command, host, figures) as one JSON line to `--results`
 //! (`examples/load/results.jsonl`; `--no-results` to skip).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,11 +24,12 @@ use bytes::Bytes;
 use clap::Parser;
 use sealpost_client::{Client, Sealed, Session};
 use sealpost_proto::KdfParams;
+use sealpost_testkit::{NodeProcess, run_ok};
 
 mod shared;
 use shared::{
     DiskProbe, MachineCpu, ResultsArgs, Submitter, cpu_time, percentile, proc_status_kib, round1,
-    round2, run,
+    round2,
 };
 
 #[derive(Parser, Debug)]
@@ -70,42 +69,20 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("node");
     let d = data.to_str().context("utf-8 path")?;
-    run(
-        &bin,
-        &[
-            "init",
-            "--data",
-            d,
-            "--domain",
-            "load.test",
-            "--http",
-            "127.0.0.1:0",
-        ],
-    )?;
-    let mut node = Command::new(&bin)
-        .args(["serve", "--data", d])
-        .env("RUST_LOG", "warn")
+    sealpost_testkit::init_node(&bin, &data, "load.test")?;
+    let (node, url) = NodeProcess::serve(&bin, &data, |c| {
         // One address stands for many clients here: 256 envelope requests in parallel while
         // sealing, then `--concurrency` submitters, over the per-address default of 64.
-        .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let pid = node.id();
-    let mut lines = BufReader::new(node.stdout.take().context("stdout")?).lines();
-    let url = loop {
-        let line = lines.next().context("node exited")??;
-        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break u.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+        c.env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096");
+    })?;
+    let pid = node.pid();
 
     let mut ca = String::new();
     for (user, pw) in [
         ("sender", "sender password"),
         ("recipient", "recipient password"),
     ] {
-        let out = run(
+        let out = run_ok(
             &bin,
             &[
                 "admin",
@@ -115,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 "add",
                 &format!("{user}@load.test"),
             ],
+            &[],
         )?;
         let invite = out.lines().last().context("invite")?.trim().to_owned();
         ca = Client::new(&url)
@@ -220,8 +198,7 @@ async fn main() -> anyhow::Result<()> {
     );
     latencies.sort();
     let rss_peak = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
-    let _ = node.kill();
-    let _ = node.wait();
+    node.kill9();
 
     let disk = disk.finish();
     let machine = MachineCpu::now();

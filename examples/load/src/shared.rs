@@ -15,18 +15,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use sealpost_proto::SubmitResponse;
 
-/// Runs `sealpost ARGS` to completion; its stdout.
-pub fn run(bin: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(bin).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "sealpost {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 /// The `p` quantile (0..=1) of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -32,9 +32,8 @@
 //! as one JSON line to `--results` (`examples/load/results.jsonl`; `--no-results` to skip).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,12 +42,13 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use sealpost_client::{Client, Outgoing, Sealed, Session};
 use sealpost_proto::KdfParams;
+use sealpost_testkit::{NodeProcess, run_ok};
 
 #[path = "../shared.rs"]
 mod shared;
 use shared::{
     DiskProbe, MachineCpu, ResultsArgs, Submitter, cpu_time, nproc, percentile, proc_status_kib,
-    round1, round2, run,
+    round1, round2,
 };
 
 #[derive(Parser, Debug)]
@@ -92,10 +92,6 @@ struct Args {
     results: ResultsArgs,
 }
 
-/// Enrolment KDF: the smallest the node accepts (as the test kit's `TEST_KDF`); the benchmark
-/// is about federation, not password hashing.
-const BENCH_KDF: KdfParams = KdfParams::MIN;
-
 // Targets of issue 4 on the 2-core machine.
 const TARGET_MSGS_PER_SEC: f64 = 3000.0;
 const TARGET_P50_MS: f64 = 5.0;
@@ -119,71 +115,48 @@ fn verdict(ok: bool) -> &'static str {
 struct NodeProc {
     name: &'static str,
     data: PathBuf,
-    child: Child,
+    process: NodeProcess,
     url: String,
 }
 
 impl NodeProc {
     fn start(bin: &Path, name: &'static str, domain: &str, data: PathBuf) -> anyhow::Result<Self> {
-        let d = data.to_str().context("utf-8 path")?;
-        run(
-            bin,
-            &[
-                "init",
-                "--data",
-                d,
-                "--domain",
-                domain,
-                "--http",
-                "127.0.0.1:0",
-            ],
-        )?;
-        let mut child = Command::new(bin)
-            .args(["serve", "--data", d])
-            .env("RUST_LOG", "warn")
+        sealpost_testkit::init_node(bin, &data, domain)?;
+        let (process, url) = NodeProcess::serve(bin, &data, |c| {
             // With RUST_BACKTRACE set (developer shells often have it), every error value the
-            // node creates and discards captures a backtrace: ~10 % of alpha's CPU in a profile.
-            // A production node runs without it.
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
-            // One address stands for many clients (`--concurrency` submitters and more).
-            .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
-            // A 1 GiB attachment is over the default message limit (256 MiB).
-            .env(
-                "SEALPOST__LIMITS__MAX_MESSAGE_BYTES",
-                (4u64 << 30).to_string(),
-            )
-            .env(
-                "SEALPOST__LIMITS__MAX_PENDING_UPLOAD_BYTES",
-                (4u64 << 30).to_string(),
-            )
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let url = loop {
-            let line = lines.next().context("node exited")??;
-            if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                break u.trim_end_matches('/').to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            // node creates and discards captures a backtrace: ~10 % of alpha's CPU in a
+            // profile. A production node runs without it.
+            c.env_remove("RUST_BACKTRACE")
+                .env_remove("RUST_LIB_BACKTRACE")
+                // One address stands for many clients (`--concurrency` submitters and more).
+                .env("SEALPOST__HTTP__MAX_CONNECTIONS_PER_IP", "4096")
+                // A 1 GiB attachment is over the default message limit (256 MiB).
+                .env(
+                    "SEALPOST__LIMITS__MAX_MESSAGE_BYTES",
+                    (4u64 << 30).to_string(),
+                )
+                .env(
+                    "SEALPOST__LIMITS__MAX_PENDING_UPLOAD_BYTES",
+                    (4u64 << 30).to_string(),
+                );
+        })?;
         Ok(NodeProc {
             name,
             data,
-            child,
+            process,
             url,
         })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn admin(&self, bin: &Path, args: &[&str]) -> anyhow::Result<String> {
         let d = self.data.to_str().context("utf-8 path")?;
         let mut argv = vec!["admin", "--data", d];
         argv.extend_from_slice(args);
-        run(bin, &argv)
+        run_ok(bin, &argv, &[])
     }
 
     fn rss_kib(&self) -> u64 {
@@ -192,13 +165,6 @@ impl NodeProc {
 
     fn hwm_kib(&self) -> u64 {
         proc_status_kib(self.pid(), "VmHWM:").unwrap_or(0)
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -435,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
         let out = node.admin(&bin, &["user", "add", addr])?;
         let invite = out.lines().last().context("invite")?.trim().to_owned();
         let ca = Client::new(&node.url)
-            .enroll(&invite, addr, None, pw.as_bytes(), BENCH_KDF)
+            .enroll(&invite, addr, None, pw.as_bytes(), KdfParams::MIN)
             .await?
             .ca_fingerprint;
         sessions.push(
