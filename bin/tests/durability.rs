@@ -10,8 +10,6 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use rand::Rng;
 use sealpost_client::{Client, Session};
-use sealpost_proto::KdfParams;
-use sealpost_proto::SubmitRequest;
 
 const TOTAL: usize = 2000;
 const IN_FLIGHT: usize = 16;
@@ -23,58 +21,18 @@ async fn login(url: &str, ca: &str) -> Session {
         .unwrap()
 }
 
-/// Requests an envelope, seals and submits one message. `Ok(id)` only when the node
-/// acknowledged it; the sealed request is kept so that it can be retried.
-async fn send_one(
-    s: &Session,
-    pending: &Mutex<HashMap<usize, SubmitRequest>>,
-    n: usize,
-) -> Result<String, ()> {
-    let retry = pending.lock().unwrap().get(&n).cloned();
-    let request = match retry {
-        Some(r) => r,
-        None => {
-            let (env, certs) = s.envelope(&["bob@a.test".into()]).await.map_err(|_| ())?;
-            let sealed = s
-                .seal_text(&env, &certs, &format!("message {n}"), "body")
-                .map_err(|_| ())?;
-            pending.lock().unwrap().insert(n, sealed.request.clone());
-            sealed.request
-        }
-    };
-    let resp = s.submit(&request).await.map_err(|_| ())?;
-    pending.lock().unwrap().remove(&n);
-    Ok(resp.message_id)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let (node, url) = init_and_serve(&data);
-    let ca = {
-        let mut ca = String::new();
-        for (user, pw) in [("alice", "alice password"), ("bob", "bob password")] {
-            let invite = add_user(&data, &format!("{user}@a.test"));
-            ca = Client::new(&url)
-                .enroll(
-                    &invite,
-                    &format!("{user}@a.test"),
-                    None,
-                    pw.as_bytes(),
-                    KdfParams::MIN,
-                )
-                .await
-                .unwrap()
-                .ca_fingerprint;
-        }
-        ca
-    };
+    let ca = enrol(&data, &url, "alice@a.test", "alice password").await;
+    enrol(&data, &url, "bob@a.test", "bob password").await;
 
     let kill_after = rand::thread_rng().gen_range(200..1500);
     println!("killing the node after {kill_after} acknowledgements");
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let pending: Arc<Mutex<HashMap<usize, SubmitRequest>>> = Arc::default();
+    let pending: Arc<Pending> = Arc::default();
     let failed: Arc<Mutex<Vec<usize>>> = Arc::default();
 
     // Phase 1: submit with IN_FLIGHT workers until the node dies under them.
@@ -95,7 +53,7 @@ async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
                 if n >= TOTAL {
                     return;
                 }
-                match send_one(&s, &pending, n).await {
+                match send_one(&s, "bob@a.test", &pending, n).await {
                     Ok(id) => acked.lock().unwrap().push(id),
                     Err(()) => failed.lock().unwrap().push(n),
                 }
@@ -126,7 +84,7 @@ async fn every_acknowledged_message_survives_a_sigkill_exactly_once() {
     let (node, url) = serve(&data);
     let s = login(&url, &ca).await;
     for n in unacked {
-        let id = send_one(&s, &pending, n)
+        let id = send_one(&s, "bob@a.test", &pending, n)
             .await
             .expect("retry after restart");
         acked.lock().unwrap().push(id);

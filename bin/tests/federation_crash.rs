@@ -13,8 +13,6 @@ use std::time::Duration;
 use common::*;
 use rand::Rng;
 use sealpost_client::{Client, Session};
-use sealpost_proto::KdfParams;
-use sealpost_proto::SubmitRequest;
 use tokio::sync::RwLock;
 
 const TOTAL: usize = 1000;
@@ -38,15 +36,6 @@ fn peer(data: &Path, domain: &str, url: &str) {
     );
 }
 
-async fn enrol(data: &Path, url: &str, address: &str, password: &str) -> String {
-    let invite = add_user(data, address);
-    Client::new(url)
-        .enroll(&invite, address, None, password.as_bytes(), KdfParams::MIN)
-        .await
-        .unwrap()
-        .ca_fingerprint
-}
-
 /// Alice's session at alpha, replaced whenever alpha restarts (None while it is down).
 type Current = Arc<RwLock<Option<Arc<Session>>>>;
 
@@ -57,33 +46,6 @@ async fn login(url: &str, ca: &str) -> Arc<Session> {
             .await
             .unwrap(),
     )
-}
-
-/// Seals (once) and submits message `n`. `Ok(id)` only when alpha acknowledged it.
-async fn send_one(
-    s: &Session,
-    sealed: &Mutex<HashMap<usize, SubmitRequest>>,
-    n: usize,
-) -> Result<String, ()> {
-    let retry = sealed.lock().unwrap().get(&n).cloned();
-    let request = match retry {
-        Some(r) => r,
-        None => {
-            let (env, certs) = s
-                .envelope(&["bob@beta.test".into()])
-                .await
-                .map_err(|_| ())?;
-            let r = s
-                .seal_text(&env, &certs, &format!("message {n}"), "body")
-                .map_err(|_| ())?
-                .request;
-            sealed.lock().unwrap().insert(n, r.clone());
-            r
-        }
-    };
-    let resp = s.submit(&request).await.map_err(|_| ())?;
-    sealed.lock().unwrap().remove(&n);
-    Ok(resp.message_id)
 }
 
 fn inbox_counts(beta: &Path) -> HashMap<String, i64> {
@@ -122,11 +84,11 @@ async fn federated_delivery_survives_sigkills_of_both_nodes_exactly_once() {
 
     let current: Current = Arc::new(RwLock::new(Some(login(&a_url, &ca).await)));
     // One message first, so alpha holds bob's key before the first crash.
-    let sealed: Arc<Mutex<HashMap<usize, SubmitRequest>>> = Arc::default();
+    let sealed: Arc<Pending> = Arc::default();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let first = {
         let s = current.read().await.clone().unwrap();
-        send_one(&s, &sealed, 0).await.unwrap()
+        send_one(&s, "bob@beta.test", &sealed, 0).await.unwrap()
     };
     acked.lock().unwrap().push(first);
 
@@ -146,7 +108,7 @@ async fn federated_delivery_survives_sigkills_of_both_nodes_exactly_once() {
                 };
                 let session = current.read().await.clone();
                 let result = match session {
-                    Some(s) => send_one(&s, &sealed, n).await,
+                    Some(s) => send_one(&s, "bob@beta.test", &sealed, n).await,
                     None => Err(()),
                 };
                 match result {

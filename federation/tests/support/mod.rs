@@ -401,16 +401,10 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Waits until `cond` holds, failing the test with `what` after `deadline`.
+/// Waits (the test kit's `wait_for`) until `cond` holds, failing the test with `what` after
+/// `deadline`.
 pub async fn eventually(what: &str, deadline: Duration, cond: impl Fn() -> bool) {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if cond() {
-            return;
-        }
-        if tokio::time::Instant::now() >= end {
-            panic!("timed out after {deadline:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sealpost_testkit::wait_for(deadline, async || cond().then_some(()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {what}"));
 }
