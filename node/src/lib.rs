@@ -16,6 +16,7 @@ pub mod directory_store;
 pub mod federation;
 pub mod keys;
 pub mod node;
+pub mod notify;
 pub mod proto;
 pub mod service;
 pub mod storage;
