@@ -207,10 +207,7 @@ impl RelayConfig {
     /// Whether `host` names this machine: `localhost` or a loopback address.
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost"
-            || self
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
+            || unbracketed(&self.host)
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     }
@@ -649,30 +646,23 @@ impl Paths {
 }
 
 pub fn is_valid_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.contains('.')
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
+    d.contains('.') && is_host_name(d)
 }
 
 /// A host name (lowercase labels of letters, digits and hyphens; one label is enough) or an IP
 /// address (IPv6 in brackets or bare).
 pub fn is_valid_host(h: &str) -> bool {
-    if h.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .is_ok()
-    {
-        return true;
-    }
+    unbracketed(h).parse::<std::net::IpAddr>().is_ok() || is_host_name(h)
+}
+
+/// An IPv6 literal without its brackets; anything else as it is.
+pub fn unbracketed(h: &str) -> &str {
+    h.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h)
+}
+
+fn is_host_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|label| {

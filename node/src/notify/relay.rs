@@ -19,7 +19,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 
 use super::schedule::{Attempt, Step, answer_text};
-use crate::config::{Config, RelaySecurity};
+use crate::config::{Config, RelaySecurity, unbracketed};
 
 /// How to reach the relay, with the secrets it takes, loaded at start.
 pub struct RelayLink {
@@ -42,16 +42,12 @@ impl RelayLink {
         if !r.is_configured() {
             return Ok(None);
         }
+        let host = unbracketed(&r.host).to_owned();
         let tls = match r.security {
             RelaySecurity::None => None,
             RelaySecurity::Starttls | RelaySecurity::Tls => {
-                let mut b = TlsParameters::builder(
-                    r.host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_owned(),
-                )
-                .set_min_tls_version(TlsVersion::Tlsv12);
+                let mut b =
+                    TlsParameters::builder(host.clone()).set_min_tls_version(TlsVersion::Tlsv12);
                 if !r.ca_file.is_empty() {
                     let pem = std::fs::read(&r.ca_file)
                         .with_context(|| format!("relay.ca_file: reading {}", r.ca_file))?;
@@ -95,11 +91,7 @@ impl RelayLink {
             &r.helo_name
         };
         Ok(Some(RelayLink {
-            host: r
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host,
             port: r.port,
             security: r.security,
             tls,

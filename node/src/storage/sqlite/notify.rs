@@ -1,6 +1,7 @@
 //! [`NotifyStore`] for [`SqliteStore`]: the notification mail queue.
 //!
-//! Uses the store and the log's chain; it must not use another concern's module. Every state
+//! Uses the store, `outbox` (a sender's notice) and the log's chain; it must not use another
+//! concern's module. Every state
 //! change is one write with its log entry, so the log and the queue never disagree: a
 //! notification is marked sent in the same commit that logs the relay's `250`.
 
@@ -8,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use super::SqliteStore;
+use super::outbox::add_notice;
 use crate::storage::error::{Result, StorageError, Timestamp};
 use crate::storage::log::LogEvent;
 use crate::storage::notify::{
@@ -62,18 +64,11 @@ fn tell_sender(
         .query_row([sender], |r| r.get(0))
         .optional()?;
     if let Some(account) = account {
-        c.prepare_cached(
-            "INSERT INTO notices (account_id, message_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            account,
-            message_id,
-            format!(
-                "{recipient} could not be told of your message {message_id}: the notification \
-                 mail failed. {reason}"
-            ),
-            now
-        ])?;
+        let text = format!(
+            "{recipient} could not be told of your message {message_id}: the notification mail \
+             failed. {reason}"
+        );
+        add_notice(c, account, message_id, &text, now)?;
     }
     Ok(())
 }
