@@ -7,6 +7,10 @@
 //! [`MetaStore`](super::MetaStore): a write that returns `Ok` is durable with its
 //! transaction-log entries (`notify.queued`, `notify.sent`, `notify.retry`, `notify.failed`);
 //! one that returns `Err` changed nothing. It depends only on `error`.
+//!
+//! The log names the outside recipient's address in clear (`to`), as `federation.queued`
+//! names remote recipients: it is the evidence that this address was told of the message,
+//! when and with which answer of the relay; the mail's words and link are not logged.
 
 use async_trait::async_trait;
 
