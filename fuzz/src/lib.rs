@@ -216,10 +216,10 @@ fn split_at_nul(data: &[u8]) -> (&[u8], &[u8]) {
 /// ciphertext's first packets). Property: an accepted envelope is within the limits.
 pub fn envelope(data: &[u8]) {
     use base64::Engine as _;
-    let Ok(req) = serde_json::from_slice::<sealpost::proto::SubmitRequest>(data) else {
+    let Ok(req) = serde_json::from_slice::<sealpost_proto::SubmitRequest>(data) else {
         return;
     };
-    let _ = sealpost::crypto::signature_from_armored(&req.signature);
+    let _ = sealpost_proto::crypto::signature_from_armored(&req.signature);
     let limits = sealpost::config::Limits::default();
     if let Ok(env) = sealpost::service::mail::check_envelope(&limits, &req.envelope) {
         assert!(!env.parts.is_empty() && env.parts.len() <= limits.max_parts);
@@ -231,16 +231,19 @@ pub fn envelope(data: &[u8]) {
             total.is_some_and(|t| t <= limits.max_message_bytes),
             "an accepted envelope's parts must fit in max_message_bytes"
         );
-        assert!(sealpost::is_message_id(&env.message_id));
+        assert!(sealpost_proto::is_message_id(&env.message_id));
         for a in env.to.iter().chain([&env.from]) {
-            if let Some(n) = sealpost::normalize_address(a) {
-                assert_eq!(sealpost::normalize_address(&n).as_deref(), Some(n.as_str()));
+            if let Some(n) = sealpost_proto::normalize_address(a) {
+                assert_eq!(
+                    sealpost_proto::normalize_address(&n).as_deref(),
+                    Some(n.as_str())
+                );
             }
         }
     }
     for b64 in req.inline_parts.values() {
         if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
-            let _ = sealpost::crypto::pkesk_recipients_of_bytes(&bytes);
+            let _ = sealpost_proto::crypto::pkesk_recipients_of_bytes(&bytes);
         }
     }
 }
@@ -248,7 +251,7 @@ pub fn envelope(data: &[u8]) {
 /// The detached signature of a submission (`SubmitRequest::signature`), checked as the submit
 /// handler checks it: against the sender's certificate over the envelope bytes.
 pub fn signature(data: &[u8]) {
-    let _ = sealpost::crypto::verify_detached(
+    let _ = sealpost_proto::crypto::verify_detached(
         alice(),
         policy(),
         fixture_time(),
@@ -260,9 +263,9 @@ pub fn signature(data: &[u8]) {
 /// A ciphertext part (inline in a submission or a transfer, or uploaded): the recipients of
 /// its first packets, in memory and through a reader.
 pub fn ciphertext(data: &[u8]) {
-    let a = sealpost::crypto::pkesk_recipients_of_bytes(data);
+    let a = sealpost_proto::crypto::pkesk_recipients_of_bytes(data);
     let mut reader = data;
-    let b = sealpost::crypto::pkesk_recipients(&mut reader);
+    let b = sealpost_proto::crypto::pkesk_recipients(&mut reader);
     assert_eq!(
         a.ok(),
         b.ok(),
@@ -296,16 +299,16 @@ pub fn keytext(data: &[u8]) {
 /// then the enrolment check (`crypto::check_user_cert`). Property: an accepted certificate
 /// holds no secret key material, and a valid one armors back to the same key.
 pub fn cert(data: &[u8]) {
-    let Ok(cert) = sealpost::crypto::cert_from_armored(&lossy(data)) else {
+    let Ok(cert) = sealpost_proto::crypto::cert_from_armored(&lossy(data)) else {
         return;
     };
     assert!(!cert.is_tsk(), "cert_from_armored must refuse secret keys");
-    let _ = sealpost::crypto::check_user_cert(&cert, ALICE, policy(), fixture_time());
+    let _ = sealpost_proto::crypto::check_user_cert(&cert, ALICE, policy(), fixture_time());
     let valid = cert.with_policy(policy(), fixture_time()).is_ok();
-    if let Ok(text) = sealpost::crypto::cert_to_armored(&cert)
+    if let Ok(text) = sealpost_proto::crypto::cert_to_armored(&cert)
         && valid
     {
-        let back = sealpost::crypto::cert_from_armored(&text).expect("our own armor parses");
+        let back = sealpost_proto::crypto::cert_from_armored(&text).expect("our own armor parses");
         assert_eq!(back.fingerprint(), cert.fingerprint());
     }
 }

@@ -98,7 +98,7 @@ mod fixtures {
 
     use base64::Engine as _;
     use libp2p::identity::Keypair;
-    use sealpost::crypto;
+    use sealpost_client::crypto;
     use sealpost_federation::frame::*;
     use sealpost_federation::net::wire;
     use sequoia_openpgp::Cert;
@@ -149,11 +149,12 @@ mod fixtures {
             crypto::generate_user_key(super::fz::ALICE, Some("Alice"), now).unwrap();
         let (bob, _) = crypto::generate_user_key("bob@example.org", None, now).unwrap();
         let (mallory, _) = crypto::generate_user_key("mallory@evil.example", None, now).unwrap();
-        let ca = crypto::generate_ca(super::fz::DOMAIN, now).unwrap();
+        let ca = sealpost::crypto::generate_ca(super::fz::DOMAIN, now).unwrap();
         let alice_pub = public(&alice);
-        let certified = public(&crypto::ca_certify(&ca, &alice, super::fz::ALICE, now).unwrap());
+        let certified =
+            public(&sealpost::crypto::ca_certify(&ca, &alice, super::fz::ALICE, now).unwrap());
         let by_mallory =
-            public(&crypto::ca_certify(&mallory, &alice, super::fz::ALICE, now).unwrap());
+            public(&sealpost::crypto::ca_certify(&mallory, &alice, super::fz::ALICE, now).unwrap());
 
         let fixtures = root().join("fixtures");
         std::fs::write(fixtures.join("alice.asc"), armored(&alice_pub)).unwrap();

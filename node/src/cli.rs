@@ -1,30 +1,17 @@
-//! The `sealpost` command line: `init`, `serve`, `admin`, `client`, `demo`, `config`, `openapi`.
-//! `main.rs` only parses and calls [`run`].
+//! The node's commands: `init`, `serve`, `admin`, `config`, `openapi`. The `sealpost` binary
+//! (package `sealpost-bin`) parses them beside the client's (`client`) and the demo's, and
+//! calls [`run`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::config::{Config, Paths};
 use crate::node::{Node, init};
 use crate::service::{self, Actor};
 use crate::storage::{AccountStore, LogStore, MetaStore};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "sealpost",
-    version,
-    about = "Sealpost: federated, end-to-end encrypted messaging for organisations"
-)]
-pub struct Cli {
-    /// Log as JSON lines (for log collectors) instead of text.
-    #[arg(long, global = true, env = "SEALPOST_LOG_JSON")]
-    pub log_json: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -51,20 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// The command-line client.
-    Client(crate::client::cli::ClientArgs),
-    /// Start a ready-to-use demo organisation on loopback with two enrolled users.
-    Demo {
-        /// Where the demo keeps its data (reused if it exists).
-        #[arg(long, default_value = "sealpost-demo")]
-        data: PathBuf,
-        /// Address to listen on; if it is taken, a free port is used.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-    },
     /// Print the example configuration, every key documented.
+    #[command(display_order = 100)]
     Config,
     /// Print the HTTP API's OpenAPI document (what `/api/v1/openapi.json` serves).
+    #[command(display_order = 101)]
     Openapi,
 }
 
@@ -167,12 +145,13 @@ pub enum LogCommand {
     Verify,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one of the node's commands on a new Tokio runtime.
+pub fn run(command: Command) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Init { data, domain, http } => {
                 let config = init(&data, &domain, http).await?;
                 println!(
@@ -186,8 +165,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Serve { data } => serve(&data).await,
             Command::Admin { data, command } => admin(&data, command).await,
-            Command::Client(args) => crate::client::cli::run(args).await,
-            Command::Demo { data, http } => crate::demo::run(&data, http).await,
             Command::Config => {
                 print!("{}", crate::config::EXAMPLE);
                 Ok(())
@@ -357,7 +334,7 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
             }
         },
         AdminCommand::Peer { command } => {
-            peer_command(&store, data, command).await?;
+            peer_command(&store, &config, data, command).await?;
         }
         AdminCommand::Log {
             command: LogCommand::Verify,
@@ -406,6 +383,7 @@ async fn fetch_peer_record(url: &str) -> anyhow::Result<PublishedPeer> {
 
 async fn peer_command(
     store: &dyn MetaStore,
+    config: &Config,
     data: &Path,
     command: PeerCommand,
 ) -> anyhow::Result<()> {
@@ -419,15 +397,10 @@ async fn peer_command(
             from,
             yes,
         } => {
-            let domain = domain.trim().to_ascii_lowercase();
-            let config = Config::load(data)?;
-            if domain == config.domain {
-                bail!("{domain} is this node's own domain");
-            }
-            let (record, peer_ca) = match from {
+            let peer = match from {
                 Some(url) => {
                     let published = fetch_peer_record(&url).await?;
-                    if published.domain != domain {
+                    if published.domain != domain.trim().to_ascii_lowercase() {
                         bail!("{url} is the node of {}, not of {domain}", published.domain);
                     }
                     let ca = crate::crypto::cert_from_armored(&published.ca_cert)
@@ -437,51 +410,46 @@ async fn peer_command(
                     println!("  addresses:      {}", published.federation_addrs.join(" "));
                     println!(
                         "  CA fingerprint: {}",
-                        crate::client::cli::grouped(&published.ca_fingerprint)
+                        crate::crypto::grouped(&published.ca_fingerprint)
                     );
                     println!("Compare the CA fingerprint with {domain} by a separate channel.");
                     if !yes && !confirm(&format!("Peer with {domain} and bridge to its CA?"))? {
                         bail!("not peered");
                     }
-                    (
-                        (
-                            published.peer_id,
-                            published.federation_addrs,
-                            published.ca_fingerprint,
-                        ),
-                        Some(ca),
-                    )
+                    service::peers::NewPeer {
+                        domain,
+                        peer_id: published.peer_id,
+                        addrs: published.federation_addrs,
+                        ca_fingerprint: published.ca_fingerprint,
+                        ca_cert: Some(ca),
+                    }
                 }
                 None => {
                     let (Some(peer_id), Some(ca)) = (peer_id, ca) else {
                         bail!("give --peer-id, --addr and --ca, or --from URL");
                     };
-                    if addrs.is_empty() {
-                        bail!("give at least one --addr");
+                    service::peers::NewPeer {
+                        domain,
+                        peer_id,
+                        addrs,
+                        ca_fingerprint: ca,
+                        ca_cert: None,
                     }
-                    let ca: String = ca.chars().filter(|c| !c.is_whitespace()).collect();
-                    ((peer_id, addrs, ca.to_ascii_uppercase()), None)
                 }
             };
-            let (peer_id, addrs, ca_fingerprint) = record;
-            if peer_id.parse::<libp2p::PeerId>().is_err() {
-                bail!("{peer_id} is not a libp2p peer ID");
-            }
-            for a in &addrs {
-                if a.parse::<libp2p::Multiaddr>().is_err() {
-                    bail!("{a} is not a multiaddress");
-                }
-            }
+            let bridged_now = peer.ca_cert.is_some();
             let our_ca = crate::keys::load_ca(&paths)?;
-            let bridged_now = peer_ca.is_some();
-            crate::federation::add_peer(
+            let record = service::peers::add(
                 store,
+                config,
                 &our_ca,
-                crate::storage::PeerRecord::new(&domain, peer_id.clone(), addrs, ca_fingerprint),
-                peer_ca,
+                &Actor::Cli,
+                peer,
+                std::time::SystemTime::now(),
             )
             .await?;
-            println!("Peered with {domain} (node {peer_id}).");
+            let domain = record.domain;
+            println!("Peered with {domain} (node {}).", record.peer_id);
             if bridged_now {
                 println!("Our CA now vouches for {domain}'s CA, for {domain} addresses only.");
             } else {
@@ -489,7 +457,11 @@ async fn peer_command(
             }
         }
         PeerCommand::List { json } => {
-            let peers = store.peers().await?;
+            let peers: Vec<_> = service::peers::list(store)
+                .await?
+                .into_iter()
+                .map(|p| p.record)
+                .collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&peers)?);
             } else if peers.is_empty() {
@@ -509,7 +481,14 @@ async fn peer_command(
         }
         PeerCommand::Remove { domain } => {
             let our_ca = crate::keys::load_ca(&paths)?;
-            crate::federation::remove_peer(store, &our_ca, &domain.to_ascii_lowercase()).await?;
+            service::peers::remove(
+                store,
+                &our_ca,
+                &Actor::Cli,
+                &domain,
+                std::time::SystemTime::now(),
+            )
+            .await?;
             println!("Removed {domain}; our CA no longer vouches for its CA.");
         }
     }

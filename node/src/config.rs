@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use sealpost_proto::is_valid_domain;
 use serde::{Deserialize, Serialize};
 
 /// The example configuration shipped with the node, every key documented.
@@ -81,6 +82,11 @@ pub struct FederationConfig {
     pub sweep_interval_secs: u64,
     /// Seconds to wait for a peer's directory answer in an envelope request.
     pub lookup_timeout_secs: u64,
+    /// Transfers in flight to one peer's node, each on its own stream. Each waits for the
+    /// receiver's durable commit: more in flight lets both nodes group more into one commit.
+    pub outbound_streams_per_peer: usize,
+    /// Streams from one peer's node served at once; further streams are dropped.
+    pub inbound_streams_per_peer: usize,
 }
 
 impl Default for FederationConfig {
@@ -93,6 +99,8 @@ impl Default for FederationConfig {
             max_backlog_per_peer: 100_000,
             sweep_interval_secs: 30,
             lookup_timeout_secs: 5,
+            outbound_streams_per_peer: 32,
+            inbound_streams_per_peer: 64,
         }
     }
 }
@@ -103,8 +111,10 @@ impl Default for FederationConfig {
 pub struct WebConfig {
     /// Whether to serve the web app at all (the API and the session cookie work either way).
     pub enabled: bool,
-    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). Empty:
-    /// the `webui/dist` of the source tree this binary was built from.
+    /// Directory of the built app (`npm run build` in `webui/` writes `webui/dist`). A
+    /// relative path is taken from the directory the node is started in: the default suits a
+    /// node started at the top of the source tree (`scripts/demo`); give an absolute path
+    /// when deploying. Empty means the default.
     pub dir: String,
     /// The `Secure` attribute of the session cookie: `auto` (set unless the browser reached
     /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
@@ -112,11 +122,14 @@ pub struct WebConfig {
     pub secure_cookies: String,
 }
 
+/// Where the built app is unless `web.dir` says otherwise.
+const DEFAULT_WEB_DIR: &str = "webui/dist";
+
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             enabled: true,
-            dir: String::new(),
+            dir: DEFAULT_WEB_DIR.into(),
             secure_cookies: "auto".into(),
         }
     }
@@ -271,6 +284,17 @@ impl RelayConfig {
             return bad("max_queued must be at least 1, and batch_max 1 to 1000");
         }
         Ok(())
+    }
+}
+
+impl WebConfig {
+    /// The directory of the built app: `dir`, or the default where it is empty (as in the
+    /// configurations `init` wrote when an empty `dir` meant the build machine's source tree).
+    pub fn app_dir(&self) -> PathBuf {
+        PathBuf::from(match self.dir.as_str() {
+            "" => DEFAULT_WEB_DIR,
+            dir => dir,
+        })
     }
 }
 
@@ -593,6 +617,13 @@ impl Config {
                 "federation.delivery_expiry_secs, max_backlog_per_peer, sweep_interval_secs and lookup_timeout_secs must be at least 1",
             );
         }
+        if !(1..=1024).contains(&f.outbound_streams_per_peer)
+            || !(1..=1024).contains(&f.inbound_streams_per_peer)
+        {
+            return bad(
+                "federation.outbound_streams_per_peer and inbound_streams_per_peer must be 1 to 1024",
+            );
+        }
         if !matches!(
             self.web.secure_cookies.as_str(),
             "auto" | "always" | "never"
@@ -643,16 +674,17 @@ impl Paths {
     pub fn node_key(&self) -> PathBuf {
         self.keys().join("node.ed25519")
     }
-}
-
-pub fn is_valid_domain(d: &str) -> bool {
-    d.contains('.') && is_host_name(d)
+    /// The federation addresses the node last listened on (one multiaddress a line), reused
+    /// when the configured port is 0.
+    pub fn federation_listen(&self) -> PathBuf {
+        self.root.join("federation-listen")
+    }
 }
 
 /// A host name (lowercase labels of letters, digits and hyphens; one label is enough) or an IP
 /// address (IPv6 in brackets or bare).
 pub fn is_valid_host(h: &str) -> bool {
-    unbracketed(h).parse::<std::net::IpAddr>().is_ok() || is_host_name(h)
+    unbracketed(h).parse::<std::net::IpAddr>().is_ok() || sealpost_proto::is_host_name(h)
 }
 
 /// An IPv6 literal without its brackets; anything else as it is.
@@ -660,20 +692,6 @@ pub fn unbracketed(h: &str) -> &str {
     h.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(h)
-}
-
-fn is_host_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -859,20 +877,22 @@ mod tests {
         }
     }
 
+    /// The web app's directory is never where this binary was built: the default is relative
+    /// (to where the node starts), and so is an empty `dir`, which older `init`s wrote.
     #[test]
-    fn domains() {
-        for ok in ["a.test", "alpha.example.org", "x-1.io"] {
-            assert!(is_valid_domain(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "localhost",
-            "A.test",
-            "-a.test",
-            "a..test",
-            "a test.org",
+    fn the_web_directory_is_relative_by_default() {
+        let written_by_an_older_init = "domain = \"a.test\"\n[web]\ndir = \"\"\n";
+        for config in [
+            Config::new("a.test"),
+            load(written_by_an_older_init, &[]).unwrap(),
         ] {
-            assert!(!is_valid_domain(bad), "{bad}");
+            assert_eq!(config.web.app_dir(), PathBuf::from("webui/dist"));
         }
+        let set = load(
+            "domain = \"a.test\"\n",
+            &[("SEALPOST__WEB__DIR", "/srv/web")],
+        )
+        .unwrap();
+        assert_eq!(set.web.app_dir(), PathBuf::from("/srv/web"));
     }
 }

@@ -1,113 +1,27 @@
 //! Sealpost node: a self-hosted, federated, end-to-end encrypted messaging server.
 //!
-//! The `sealpost` binary is a thin shell over this library: [`node::Node`] opens a data
-//! directory and [`api::app`] / [`api::run`] serve it; [`client`] is the command-line client's
-//! library, which does all the cryptography on the user's side. See `ARCHITECTURE.md`.
+//! [`node::Node`] opens a data directory and [`api::app`] / [`api::run`] serve it; [`cli`]
+//! holds the node's commands (`init`, `serve`, `admin`, `config`), which the `sealpost` binary
+//! (package `sealpost-bin`) offers beside the client's. The wire types and the checks both
+//! sides make are `sealpost-proto`'s ([`proto`], [`crypto`]); this library does not link the
+//! client (`sealpost-client`), which holds every operation that needs a user's secret key. See
+//! `ARCHITECTURE.md`.
 
 pub mod admin_socket;
 pub mod api;
 pub mod certs;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod crypto;
-pub mod demo;
 pub mod directory_store;
 pub mod federation;
 pub mod keys;
 pub mod node;
 pub mod notify;
-pub mod proto;
 pub mod service;
 pub mod storage;
 pub mod trustview;
 pub mod txlog;
 
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
-/// Lowercases and checks an e-mail address (`local@domain`); `None` if it is not one.
-/// Deliberately stricter than RFC 5322: these addresses name accounts and appear in OpenPGP
-/// user IDs and regular expressions, where exotic characters only cause trouble.
-pub fn normalize_address(a: &str) -> Option<String> {
-    let a = a.trim().to_ascii_lowercase();
-    let (local, domain) = a.split_once('@')?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
-    (local_ok && config::is_valid_domain(domain)).then_some(a)
-}
-
-/// A new message ID, 32 lowercase hex digits: the issuing time in milliseconds (48 bits)
-/// followed by 80 random bits. IDs issued close in time sort close together, so the tables
-/// and indexes keyed by message ID grow at their end: a batch of new messages dirties a few
-/// pages instead of one random page per index and message (fewer bytes through the WAL, fewer
-/// page-cache misses). 80 random bits keep IDs unguessable and collisions out of reach; the
-/// issuing time is no secret from the node, which records it anyway.
-pub fn new_message_id() -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    message_id_at(millis)
-}
-
-fn message_id_at(millis: u64) -> String {
-    let mut id = [0u8; 16];
-    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    id[6..].copy_from_slice(&rand::random::<[u8; 10]>());
-    hex::encode(id)
-}
-
-pub fn is_message_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses() {
-        for (input, want) in [
-            ("Alice@Example.ORG", Some("alice@example.org")),
-            (" bob.smith+tag@a.test ", Some("bob.smith+tag@a.test")),
-            ("no-at-sign.test", None),
-            ("@a.test", None),
-            ("a@b@c.test", None),
-            ("a..b@a.test", None),
-            ("a<b>@a.test", None),
-            ("alice@localhost", None),
-        ] {
-            assert_eq!(normalize_address(input).as_deref(), want, "{input}");
-        }
-    }
-
-    #[test]
-    fn message_ids() {
-        assert!(is_message_id(&new_message_id()));
-        // Time-ordered: a later ID sorts after an earlier one (48-bit millisecond prefix).
-        let (a, b) = (
-            message_id_at(1_795_000_000_000),
-            message_id_at(1_795_000_000_001),
-        );
-        assert!(is_message_id(&a) && a < b, "{a} then {b}");
-        assert_eq!(&a[..12], "01a1ee565e00");
-        // The same millisecond: still distinct.
-        assert_ne!(message_id_at(7), message_id_at(7));
-        assert!(!is_message_id("ABCDEF0123456789abcdef0123456789"));
-        assert!(!is_message_id("../../etc/passwd"));
-    }
-}
+pub use sealpost_proto as proto;
+pub use sealpost_proto::{domain_of, is_message_id, new_message_id, normalize_address, now};

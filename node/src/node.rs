@@ -106,7 +106,9 @@ impl Node {
         let ca = keys::load_ca(&paths)?;
         let store = Arc::new(open_store(&paths, &config, node_key.clone())?);
         let blobs = Arc::new(FsBlobStore::open(&paths.blobs())?);
-        let state = AppState::new(config.clone(), store.clone(), blobs, ca, &node_key);
+        let context =
+            crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key);
+        let state = AppState::new(context, &node_key);
         let notifier = crate::notify::Notifier::new(store.clone(), &config);
         let relay = crate::notify::RelayLink::load(&config)?;
         Ok(Node {
@@ -238,25 +240,24 @@ async fn start_federation(
             .collect()
     };
     let configured = parse(&fed.listen)?;
-    let remembered_file = paths.root().join("federation-listen");
+    let remembered_file = paths.federation_listen();
     let remembered = std::fs::read_to_string(&remembered_file)
         .ok()
         .map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
         .and_then(|l| parse(&l).ok())
         .filter(|_| fed.listen.iter().any(|a| a.contains("/udp/0/")));
     let key = keys::load_node_key(paths)?;
-    let limits = &state.config.limits;
     let config = |listen| sealpost_federation::net::Config {
         listen,
-        max_part_bytes: limits.max_message_bytes,
-        // Each transfer waits for the receiver's durable commit: more in flight lets both
-        // nodes group more of them into one commit.
-        outbound_streams_per_peer: 32,
-        inbound_streams_per_peer: 64,
+        max_part_bytes: state.config.limits.max_message_bytes,
+        outbound_streams_per_peer: fed.outbound_streams_per_peer,
+        inbound_streams_per_peer: fed.inbound_streams_per_peer,
         ..Default::default()
     };
-    let host: sealpost_federation::SharedHost =
-        Arc::new(crate::federation::FedHost::new(state.clone()));
+    let host: sealpost_federation::SharedHost = Arc::new(crate::federation::FedHost::new(
+        state.context.clone(),
+        config(Vec::new()).limits,
+    ));
     let handle = match remembered {
         Some(addrs) => match sealpost_federation::net::start(
             config(addrs),
@@ -291,7 +292,7 @@ async fn start_federation(
     tracing::info!(peer_id = %handle.peer_id(), addrs = ?bound, "federation listening");
     let link: Arc<dyn crate::federation::FedLink> = Arc::new(handle.clone());
     let _ = state.federation.set(link.clone());
-    let background = tokio::spawn(crate::federation::background(state.clone(), link));
+    let background = tokio::spawn(crate::federation::background(state.context.clone(), link));
     Ok((handle, background))
 }
 

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sealpost::client::{Client, Session};
 use sealpost::config::Config;
-use sealpost::crypto::KdfParams;
 use sealpost::node::{Node, init};
 use sealpost::storage::SqliteStore;
+use sealpost_client::{Client, Session};
+use sealpost_proto::KdfParams;
 
 /// KDF parameters for tests that enrol many users: the smallest the node accepts. Tests of the
 /// password path itself use `KdfParams::DEFAULT`.
@@ -74,19 +74,14 @@ impl TestNode {
     /// Runs `sealpost admin --data DIR ARGS…` in-process, as an admin would.
     pub async fn admin(&self, args: &[&str]) -> anyhow::Result<()> {
         use clap::Parser;
-        let data = self.data();
-        let mut argv = vec![
-            "sealpost",
-            "admin",
-            "--data",
-            data.to_str().expect("utf-8 path"),
-        ];
-        argv.extend_from_slice(args);
-        let cli = sealpost::cli::Cli::try_parse_from(argv)?;
-        let sealpost::cli::Command::Admin { data, command } = cli.command else {
-            unreachable!("parsed an admin command");
-        };
-        sealpost::cli::admin(&data, command).await
+        /// `sealpost admin`'s arguments after `--data DIR`.
+        #[derive(Parser)]
+        struct Admin {
+            #[command(subcommand)]
+            command: sealpost::cli::AdminCommand,
+        }
+        let argv = std::iter::once("admin").chain(args.iter().copied());
+        sealpost::cli::admin(&self.data(), Admin::try_parse_from(argv)?.command).await
     }
 
     /// Peers this node with `other` through the admin command (`peer add DOMAIN --from URL`).
@@ -178,7 +173,7 @@ impl TestNode {
     /// what `login/params` answers: for tests that speak the login protocol by hand.
     pub async fn login_verifier(&self, address: &str, password: &str) -> anyhow::Result<[u8; 32]> {
         use base64::Engine;
-        let p: sealpost::proto::LoginParams = reqwest::Client::new()
+        let p: sealpost_proto::LoginParams = reqwest::Client::new()
             .post(self.client().url("/login/params"))
             .json(&serde_json::json!({ "address": address }))
             .send()
@@ -187,8 +182,11 @@ impl TestNode {
             .json()
             .await?;
         let salt = base64::engine::general_purpose::STANDARD.decode(p.kdf_salt)?;
-        let keys =
-            sealpost::crypto::derive_password_keys(password.as_bytes(), &salt, &p.kdf_params)?;
+        let keys = sealpost_client::crypto::derive_password_keys(
+            password.as_bytes(),
+            &salt,
+            &p.kdf_params,
+        )?;
         Ok(keys.login_verifier())
     }
 

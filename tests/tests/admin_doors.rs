@@ -6,7 +6,7 @@
 //! The one rule that cannot be the same is "not your own account": the CLI acts as nobody's
 //! account (`cli` in the log), so that case runs through the console only.
 
-use sealpost::client::Session;
+use sealpost_client::Session;
 use sealpost_tests::{TEST_KDF, TestNode};
 
 #[derive(Clone, Copy, Debug)]
@@ -151,7 +151,7 @@ async fn the_console_and_the_cli_apply_the_same_rules() {
 /// between the command and the node's caches would show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_change_is_in_force_at_the_running_node_when_the_command_returns() {
-    use sealpost::proto::Folder;
+    use sealpost_proto::Folder;
     let node = TestNode::spawn_with("a.test", |c| c.http.auth_rate_per_sec = 10_000)
         .await
         .unwrap();

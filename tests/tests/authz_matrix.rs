@@ -5,8 +5,8 @@
 //! changes what the owners hold. A route documented but missing from [`TABLE`] (or the other
 //! way round) fails the test, so a new route needs a decision here.
 
-use sealpost::client::Outgoing;
-use sealpost::proto::SessionsResponse;
+use sealpost_client::Outgoing;
+use sealpost_proto::SessionsResponse;
 use sealpost_tests::{TEST_KDF, TestNode};
 
 /// Who may call a route.

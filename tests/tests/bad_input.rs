@@ -4,9 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost::client::{ClientError, Outgoing, Session};
-use sealpost::crypto;
-use sealpost::proto::*;
+use sealpost_client::crypto;
+use sealpost_client::{ClientError, Outgoing, Session};
+use sealpost_proto::*;
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
@@ -785,7 +785,7 @@ async fn an_envelope_whose_part_sizes_overflow_is_413_too_large() {
     };
     let envelope = serde_json::to_string(&Envelope {
         v: 1,
-        message_id: sealpost::new_message_id(),
+        message_id: sealpost_proto::new_message_id(),
         from: "alice@a.test".into(),
         to: vec!["bob@a.test".into()],
         created_at: sealpost::now(),
@@ -806,7 +806,7 @@ async fn an_envelope_whose_part_sizes_overflow_is_413_too_large() {
 async fn every_rejection_under_api_v1_is_the_documented_json() {
     let node = TestNode::spawn("a.test").await.unwrap();
     let (alice, _bob) = pair(&node).await;
-    let id = sealpost::new_message_id();
+    let id = sealpost_proto::new_message_id();
     let t = alice.token();
     let cases: Vec<(&str, String, u16, &str)> = vec![
         // Query values that do not parse.

@@ -234,7 +234,7 @@ async fn enrolment_refuses_a_key_with_a_user_id_for_another_address() {
     let code = node.invite("mallory@a.test").await.unwrap();
     let now = std::time::SystemTime::now();
     let (key, _) =
-        sealpost::crypto::generate_user_key("mallory@a.test", Some("Mallory"), now).unwrap();
+        sealpost_client::crypto::generate_user_key("mallory@a.test", Some("Mallory"), now).unwrap();
     let key = with_self_signed_uid(&key, "Alice <alice@a.test>");
     let r = reqwest::Client::new()
         .post(format!("{}/api/v1/enroll", node.url))
@@ -321,7 +321,7 @@ async fn peers_get_a_key_only_with_the_addresses_its_organisation_vouches_for() 
     let work = tempfile::tempdir().unwrap();
     mallory
         .send(
-            &sealpost::client::Outgoing {
+            &sealpost_client::Outgoing {
                 to: vec!["bob@beta.test".into()],
                 subject: "hello".into(),
                 body: "b".into(),
@@ -332,7 +332,7 @@ async fn peers_get_a_key_only_with_the_addresses_its_organisation_vouches_for() 
         .await
         .unwrap();
     sealpost_tests::wait_for(std::time::Duration::from_secs(20), async || {
-        let inbox = bob.mailbox(sealpost::storage::Folder::Inbox).await.unwrap();
+        let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
         (!inbox.is_empty()).then_some(())
     })
     .await

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use sealpost::client::{Outgoing, Session};
-use sealpost::storage::Folder;
+use sealpost_client::{Outgoing, Session};
 use sealpost_federation::net::wire;
 use sealpost_federation::{BatchProof, MessageId, Receipt, Refusal};
+use sealpost_proto::Folder;
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sha2::{Digest, Sha256};
 
@@ -308,33 +308,41 @@ fn stored(from: &TestNode, id: &str) -> Stored {
 /// Puts a copy of a stored message (under `new_id`) into `node`'s outbox for `domain`, as a
 /// node that misbehaves or replays would, and restarts it so its driver picks the entry up.
 async fn requeue(node: &mut TestNode, message: &Stored, id: &str, new_id: &str, domain: &str) {
-    let (sender, envelope, signature, parts) = message;
+    let (sender, envelope, signature, parts) = message.clone();
+    let copy = (sender, envelope.replace(id, new_id), signature, parts);
+    requeue_all(node, &[(new_id.to_owned(), copy)], domain).await;
+}
+
+/// Puts messages (each under its ID, its envelope as given) into `node`'s outbox for
+/// `domain`, and restarts it once so its driver picks them up.
+async fn requeue_all(node: &mut TestNode, messages: &[(String, Stored)], domain: &str) {
     node.stop().await.unwrap();
     {
         let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
-        let envelope = envelope.replace(id, new_id);
-        db.execute(
-            "INSERT OR IGNORE INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
-             VALUES (?1, ?2, '[]', ?3, ?4, 0, ?5, 0)",
-            rusqlite::params![new_id, sender, envelope, signature, parts.len() as i64],
-        )
-        .unwrap();
-        for (i, (sha, size, data)) in parts.iter().enumerate() {
-            // Small parts live in their part row; the test's messages have no files.
-            assert!(data.is_some(), "a part stored as a file");
+        for (new_id, (sender, envelope, signature, parts)) in messages {
             db.execute(
-                "INSERT OR IGNORE INTO parts (message_id, idx, sha256, size, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![new_id, i as i64, sha, size, data],
+                "INSERT OR IGNORE INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
+                 VALUES (?1, ?2, '[]', ?3, ?4, 0, ?5, 0)",
+                rusqlite::params![new_id, sender, envelope, signature, parts.len() as i64],
+            )
+            .unwrap();
+            for (i, (sha, size, data)) in parts.iter().enumerate() {
+                // Small parts live in their part row; the test's messages have no files.
+                assert!(data.is_some(), "a part stored as a file");
+                db.execute(
+                    "INSERT OR IGNORE INTO parts (message_id, idx, sha256, size, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![new_id, i as i64, sha, size, data],
+                )
+                .unwrap();
+            }
+            db.execute(
+                "INSERT INTO outbox (message_id, domain, recipients, queued_at, expires_at)
+                 VALUES (?1, ?2, '[\"bob@beta.test\"]', 0, 9999999999)",
+                rusqlite::params![new_id, domain],
             )
             .unwrap();
         }
-        db.execute(
-            "INSERT INTO outbox (message_id, domain, recipients, queued_at, expires_at)
-             VALUES (?1, ?2, '[\"bob@beta.test\"]', 0, 9999999999)",
-            rusqlite::params![new_id, domain],
-        )
-        .unwrap();
     }
     node.start().await.unwrap();
 }
@@ -384,7 +392,7 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
     assert_eq!(in_inbox(), 1);
 
     // gamma's node, peered for gamma.test only, forwards alice's message as if it were hers.
-    let forged = sealpost::new_message_id();
+    let forged = sealpost_proto::new_message_id();
     requeue(&mut gamma, &stored(&alpha, &id), &id, &forged, "beta.test").await;
     let reason = wait_for(Duration::from_secs(20), async || refusal(&gamma, &forged))
         .await
@@ -400,7 +408,7 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
     );
 
     // alpha sends an envelope whose signature is not over it (the ID was changed).
-    let tampered = sealpost::new_message_id();
+    let tampered = sealpost_proto::new_message_id();
     let genuine = stored(&alpha, &id);
     requeue(&mut alpha, &genuine, &id, &tampered, "beta.test").await;
     let reason = wait_for(Duration::from_secs(20), async || refusal(&alpha, &tampered))
@@ -440,7 +448,7 @@ async fn revocation_at_beta_reaches_alpha_within_two_seconds() {
     let revoked_at = tokio::time::Instant::now();
     let why = wait_for(Duration::from_secs(2), async || {
         match alice.envelope(&to).await {
-            Err(sealpost::client::ClientError::Untrusted { verdict, .. }) => verdict.why_not,
+            Err(sealpost_client::ClientError::Untrusted { verdict, .. }) => verdict.why_not,
             _ => None,
         }
     })
@@ -614,11 +622,34 @@ async fn peering_by_peer_id_and_ca_fingerprint_bridges_when_the_ca_arrives() {
     assert_eq!(t.keys[0].level, "none", "{:?}", t.keys[0]);
 }
 
-/// HTTP submission and federation receive read an envelope by one rule
-/// (`service::mail::check_envelope`): the same malformed envelope is refused with the same code
-/// through both doors.
+/// What a node holds of messages: rows of messages, parts, mailboxes and outbox.
+fn holdings(node: &TestNode) -> [i64; 4] {
+    ["messages", "parts", "mailbox", "outbox"]
+        .map(|t| node.count(&format!("SELECT COUNT(*) FROM {t}")))
+}
+
+/// How the peer's node answered a transfer of `id`, as the sending node logged it: the
+/// refusals in its signed receipt, or its error frame.
+fn answer(node: &TestNode, id: &str) -> Option<String> {
+    node.db()
+        .query_row(
+            "SELECT detail FROM txlog WHERE kind IN ('federation.delivered', 'federation.rejected')
+             AND subject = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .ok()
+}
+
+/// HTTP submission and federation receive both go through `service::mail::accept`: the same
+/// malformed message is refused with the same code through both doors, and a refused message
+/// leaves nothing stored (only a peer's refused transfer is logged, as evidence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_malformed_envelope_is_refused_with_the_same_code_through_both_doors() {
+async fn a_malformed_message_is_refused_with_the_same_code_through_both_doors() {
+    use base64::Engine;
+    use sealpost_client::crypto;
+    use sequoia_openpgp::policy::StandardPolicy;
+
     let _serial = SERIAL.lock().await;
     let (mut alpha, beta) = peered().await;
     let alice = alpha
@@ -641,59 +672,153 @@ async fn a_malformed_envelope_is_refused_with_the_same_code_through_both_doors()
     .await
     .unwrap();
     let (sender, envelope, signature, parts) = stored(&alpha, &id);
-    let malformed = |edit: &dyn Fn(&mut serde_json::Value)| {
+    let policy = StandardPolicy::new();
+    let sign = |text: &str| {
+        crypto::sign_detached(alice.unlocked_cert(), &policy, text.as_bytes()).unwrap()
+    };
+    // The genuine envelope under a new message ID, edited.
+    let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+        v["message_id"] = sealpost_proto::new_message_id().into();
         edit(&mut v);
         v.to_string()
     };
-    let cases: [(&str, String); 3] = [
-        ("invalid_envelope", malformed(&|v| v["v"] = 2.into())),
+    // A head sealed to alice alone: bob's key is missing.
+    let mut to_alice_only = Vec::new();
+    crypto::seal(
+        &[alice.unlocked_cert().clone()],
+        alice.unlocked_cert(),
+        &policy,
+        std::time::SystemTime::now(),
+        &mut &b"a head bob cannot read"[..],
+        &mut to_alice_only,
+    )
+    .unwrap();
+    let sealed_part = (
+        Sha256::digest(&to_alice_only).to_vec(),
+        to_alice_only.len() as i64,
+        Some(to_alice_only.clone()),
+    );
+    let unsealed = edited(&|v| {
+        v["parts"] = serde_json::json!([{
+            "sha256": hex::encode(Sha256::digest(&to_alice_only)),
+            "size": to_alice_only.len(),
+        }])
+    });
+    let too_many: Vec<String> = (0..101).map(|i| format!("r{i}@beta.test")).collect();
+    let unknown = edited(&|v| v["to"] = serde_json::json!(["nobody@beta.test"]));
+
+    // (code, envelope, signature, parts)
+    type Case = (
+        &'static str,
+        String,
+        String,
+        Vec<(Vec<u8>, i64, Option<Vec<u8>>)>,
+    );
+    let cases: Vec<Case> = vec![
+        ("invalid_envelope", edited(&|v| v["v"] = 2.into())),
         (
             "invalid_envelope",
-            malformed(&|v| v["to"] = serde_json::json!(["Bob@beta.test"])),
+            edited(&|v| v["to"] = serde_json::json!(["Bob@beta.test"])),
+        ),
+        (
+            "no_recipients",
+            edited(&|v| v["to"] = serde_json::json!([])),
+        ),
+        (
+            "invalid_address",
+            edited(&|v| v["to"] = serde_json::json!(["bob"])),
+        ),
+        (
+            "too_many_recipients",
+            edited(&|v| v["to"] = serde_json::json!(too_many)),
         ),
         (
             "too_large",
-            malformed(&|v| v["parts"][0]["size"] = (u64::MAX / 2 + 1).into()),
+            edited(&|v| v["parts"][0]["size"] = (u64::MAX / 2 + 1).into()),
         ),
-    ];
-    for (code, text) in cases {
-        // Through HTTP, by the sender at her own node.
+        // Signed by alice, but not this text.
+        (
+            "bad_envelope_signature",
+            edited(&|v| v["created_at"] = 1.into()),
+        ),
+    ]
+    .into_iter()
+    .map(|(code, text)| (code, text, signature.clone(), parts.clone()))
+    .chain([
+        (
+            "unknown_recipient",
+            unknown.clone(),
+            sign(&unknown),
+            parts.clone(),
+        ),
+        (
+            "missing_recipient_key",
+            unsealed.clone(),
+            sign(&unsealed),
+            vec![sealed_part],
+        ),
+    ])
+    .collect();
+
+    // Through HTTP, by the sender at her own node: refused, nothing stored.
+    let before = holdings(&alpha);
+    for (code, text, signature, parts) in &cases {
+        let inline: std::collections::BTreeMap<u32, String> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, data))| {
+                let data = data.as_deref().unwrap();
+                (
+                    i as u32,
+                    base64::engine::general_purpose::STANDARD.encode(data),
+                )
+            })
+            .collect();
         let r = reqwest::Client::new()
             .post(format!("{}/api/v1/messages", alpha.url))
             .bearer_auth(alice.token())
-            .json(&serde_json::json!({ "envelope": text, "signature": signature }))
+            .json(&serde_json::json!({
+                "envelope": text, "signature": signature, "inline_parts": inline,
+            }))
             .send()
             .await
             .unwrap();
         let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["code"], code, "HTTP: {body}");
+        assert_eq!(body["code"], *code, "HTTP: {body}");
+    }
+    assert_eq!(holdings(&alpha), before, "HTTP refusals stored nothing");
 
-        // Through federation: alpha's node hands the same envelope to beta's.
-        let new_id = sealpost::new_message_id();
-        let copy = (
-            sender.clone(),
-            text.clone(),
-            signature.clone(),
-            parts.clone(),
-        );
-        requeue(&mut alpha, &copy, &id, &new_id, "beta.test").await;
-        let reason = wait_for(Duration::from_secs(20), async || {
-            let detail: String = alpha
-                .db()
-                .query_row(
-                    "SELECT detail FROM txlog WHERE kind = 'federation.rejected' AND subject = ?1",
-                    [&new_id],
-                    |r| r.get(0),
-                )
-                .ok()?;
-            Some(detail)
+    // Through federation: alpha's node hands the same messages to beta's, in one pass.
+    let before = holdings(&beta);
+    let queued: Vec<(String, Stored)> = cases
+        .iter()
+        .map(|(_, text, signature, parts)| {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            let id = v["message_id"].as_str().unwrap().to_owned();
+            let message = (
+                sender.clone(),
+                text.clone(),
+                signature.clone(),
+                parts.clone(),
+            );
+            (id, message)
         })
-        .await
-        .unwrap();
+        .collect();
+    requeue_all(&mut alpha, &queued, "beta.test").await;
+    for ((code, ..), (id, _)) in cases.iter().zip(&queued) {
+        let answer = wait_for(Duration::from_secs(20), async || answer(&alpha, id))
+            .await
+            .unwrap();
         assert!(
-            reason.contains(&format!("{code}: ")),
-            "federation: {reason}"
+            answer.contains(&format!("{code}: ")),
+            "federation, {code}: {answer}"
         );
     }
+    assert_eq!(
+        holdings(&beta),
+        before,
+        "federation refusals stored nothing"
+    );
+    assert_eq!(inbox_ids(&bob).await, vec![id]);
 }

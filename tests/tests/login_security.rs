@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost::crypto::KdfParams;
+use sealpost_proto::KdfParams;
 use sealpost_tests::{TEST_KDF, TestNode};
 use serde_json::{Value, json};
 

@@ -3,9 +3,9 @@
 
 use std::io::Write;
 
-use sealpost::client::Outgoing;
-use sealpost::crypto::KdfParams;
-use sealpost::proto::Folder;
+use sealpost_client::Outgoing;
+use sealpost_proto::Folder;
+use sealpost_proto::KdfParams;
 use sealpost_tests::{TestNode, files_containing, files_under};
 use sequoia_openpgp::crypto::mpi;
 use sequoia_openpgp::packet::key::SecretKeyMaterial;

@@ -1,10 +1,10 @@
 //! The web of trust through a real node: verdicts at send time, the admin revoking a leaver's
 //! certification, personal certification and retraction, and key revocation.
 
-use sealpost::client::{ClientError, Outgoing};
+use sealpost_client::{ClientError, Outgoing};
 use sealpost_tests::{TEST_KDF, TestNode};
 
-fn level(t: &sealpost::proto::TrustResponse) -> &str {
+fn level(t: &sealpost_proto::TrustResponse) -> &str {
     &t.keys[0].level
 }
 
@@ -62,7 +62,7 @@ async fn ca_paths_leaver_revocation_personal_certification_and_key_revocation() 
     let wrong = "0000 1111 2222 3333 4444 5555 6666 7777 8888 9999";
     let e = alice.certify("bob@a.test", wrong).await.err().unwrap();
     assert!(matches!(e, ClientError::Unverified(_)), "{e}");
-    let spoken = sealpost::client::cli::grouped(&bob.fingerprint());
+    let spoken = sealpost_proto::crypto::grouped(&bob.fingerprint());
     let r = alice.certify("bob@a.test", &spoken).await.unwrap();
     assert_eq!(r.added, 1);
     let t = alice.trust("bob@a.test").await.unwrap();
@@ -97,7 +97,7 @@ async fn ca_paths_leaver_revocation_personal_certification_and_key_revocation() 
     }
     assert!(e.to_string().contains("revoked"), "{e}");
     // A client that ignores the verdict is refused by the node itself.
-    let env: sealpost::proto::EnvelopeResponse = reqwest::Client::new()
+    let env: sealpost_proto::EnvelopeResponse = reqwest::Client::new()
         .post(format!("{}/api/v1/envelopes", node.url))
         .bearer_auth(alice.token())
         .json(&serde_json::json!({ "to": ["bob@a.test"] }))

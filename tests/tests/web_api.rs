@@ -7,9 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
-use sealpost::client::Session;
-use sealpost::crypto::{self, KdfParams};
-use sealpost::proto::*;
+use sealpost_client::Session;
+use sealpost_client::crypto::{self, KdfParams};
+use sealpost_proto::*;
 use sealpost_tests::{TEST_KDF, TestNode, wait_for};
 use sequoia_openpgp::serialize::SerializeInto;
 use serde_json::{Value, json};
@@ -507,8 +507,8 @@ async fn admins_list_users_issue_invites_disable_accounts_and_see_the_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_states() {
-    use sealpost::client::Outgoing;
-    use sealpost::storage::Folder;
+    use sealpost_client::Outgoing;
+    use sealpost_proto::Folder;
     use std::time::Duration;
 
     let alpha = TestNode::spawn("alpha.test").await.unwrap();

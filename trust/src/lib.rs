@@ -21,6 +21,12 @@
 //! changes ([`TrustCache::update_cert`], [`TrustCache::remove_cert`],
 //! [`TrustCache::set_reference_time`]).
 //!
+//! # Features
+//!
+//! `engine` (default): everything that answers, over sequoia-wot. Without it the crate is the
+//! signature builders and [`TrustError`] alone, what a client needs: sequoia-wot's certificate
+//! store links SQLite.
+//!
 //! # Sealpost policy
 //!
 //! * **Roots.** For a viewer V (a user) the trust roots are V's own
@@ -108,22 +114,29 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "engine")]
 mod cache;
 mod error;
+#[cfg(feature = "engine")]
 mod network;
 mod sign;
+#[cfg(feature = "engine")]
 mod verdict;
 
+#[cfg(feature = "engine")]
 pub use cache::{CacheStats, DEFAULT_CAPACITY, TrustCache};
 pub use error::TrustError;
+#[cfg(feature = "engine")]
 pub use network::{Evidence, TrustNetwork};
 pub use sign::{
     bridge, certify, domain_regex, make_introducer, retract, revoke_bridge, tsig_on_ca,
 };
+#[cfg(feature = "engine")]
 pub use verdict::{FULL, Hop, HopRole, Level, TrustPath, Verdict, WhyNot};
 
 /// The versions of Sequoia this crate speaks (so callers use the same).
 pub use sequoia_openpgp;
+#[cfg(feature = "engine")]
 pub use sequoia_wot;
 
 /// The local part of an organisation CA's address (`openpgp-ca@DOMAIN`).

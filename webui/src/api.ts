@@ -163,7 +163,7 @@ async function receive(path: string, expectSize: number, onChunk: (c: Uint8Array
   return got;
 }
 
-// ---- wire types: generated from the node's code (node/src/proto.rs → webui/openapi.json →
+// ---- wire types: generated from the node's code (proto/src/lib.rs → webui/openapi.json →
 // src/api-types.ts, `npm run api-types`); never written by hand here ----
 
 type Schemas = components['schemas'];

@@ -1,5 +1,5 @@
 // What a user's side does, in the browser: the same steps as the CLI client
-// (node/src/client/mod.rs), so that both read what the other writes. Nothing secret leaves
+// (client/src/lib.rs), so that both read what the other writes. Nothing secret leaves
 // memory: the password is used for the KDF and dropped; the unlocked key lives in the Session.
 import * as api from './api';
 import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo, VerdictView } from './api';
@@ -291,7 +291,7 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
     parts.push({ sha256: sealed.sha256, size: sealed.blob.size });
   }
   const now = Math.floor(Date.now() / 1000);
-  // Field order and names exactly as `Head` in node/src/proto.rs (it denies unknown fields).
+  // Field order and names exactly as `Head` in proto/src/lib.rs (it denies unknown fields).
   const head: Head = { v: 1, message_id: resp.message_id, from: s.account.address, to, subject: msg.subject, body: msg.body, attachments: metas, sent_at: now };
   const sealedHead = await pgp.seal(new TextEncoder().encode(JSON.stringify(head)), certs, s.me);
   parts[0] = { sha256: await pgp.sha256hex(sealedHead), size: sealedHead.length };

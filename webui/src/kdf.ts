@@ -1,4 +1,4 @@
-// The password KDF, byte-for-byte the one in node/src/crypto/kdf.rs (`derive_password_keys`):
+// The password KDF, byte-for-byte the one in client/src/crypto/kdf.rs (`derive_password_keys`):
 //   master   = Argon2id(password, salt, m, t, p, 32 bytes, v0x13)
 //   wrap     = base64-no-pad(HKDF-SHA256(master, salt = none, "sealpost/v1/key-wrap", 32))
 //   verifier = HKDF-SHA256(master, salt = none, "sealpost/v1/login", 32)

@@ -1,6 +1,6 @@
 // All OpenPGP in the browser, through OpenPGP.js (lightweight build: the rarely used
-// algorithms load on demand). The formats are those of the CLI client (node/src/client and
-// node/src/crypto), so a user can use both and messages travel between them:
+// algorithms load on demand). The formats are those of the CLI client (the crate in client/,
+// client/src/crypto), so a user can use both and messages travel between them:
 //   - keys: OpenPGP v4, Ed25519 primary (certify + sign), Cv25519 subkey, SEIPDv1 only;
 //   - the secret key is wrapped with the password-derived passphrase (standard S2K);
 //   - each message part is one OpenPGP message, signed and encrypted to every recipient and

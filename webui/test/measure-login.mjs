@@ -1,7 +1,7 @@
 // Prints the median over 5 runs of the time from submitting the login form to the inbox being
 // shown (its first message listed), in headless Chromium against a debug node on loopback.
 // The user enrolled with the default KDF (Argon2id, 64 MiB, 3 passes), as real users do.
-// Not a test: run with `npm run measure` after `npm run build` and `cargo build -p sealpost`.
+// Not a test: run with `npm run measure` after `npm run build` and `cargo build -p sealpost-bin`.
 import { TestNode, launchBrowser } from './e2e/harness.mjs';
 
 const RUNS = 5;

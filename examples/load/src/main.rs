@@ -3,7 +3,7 @@
 //! Run (the `production` profile, as deployed; not part of the tests):
 //!
 //! ```sh
-//! cargo build --profile production -p sealpost -p sealpost-load
+//! cargo build --profile production -p sealpost-bin -p sealpost-load
 //! target/production/sealpost-load --count 20000 --concurrency 64
 //! ```
 //!
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
-use sealpost::client::{Client, Sealed, Session};
-use sealpost::crypto::KdfParams;
+use sealpost_client::{Client, Sealed, Session};
+use sealpost_proto::KdfParams;
 
 mod shared;
 use shared::{

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use sealpost::proto::SubmitResponse;
+use sealpost_proto::SubmitResponse;
 
 /// Runs `sealpost ARGS` to completion; its stdout.
 pub fn run(bin: &Path, args: &[&str]) -> anyhow::Result<String> {

@@ -345,23 +345,22 @@ async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<No
 
 /// Every peer with its link state and backlog.
 async fn peer_views(st: &AppState) -> ApiResult<Vec<PeerView>> {
-    let mut out = Vec::new();
-    for p in st.store.peers().await? {
-        let queued = st.store.outbox_count(&p.domain).await?;
-        out.push(PeerView {
-            domain: p.domain,
-            peer_id: p.peer_id,
-            addrs: p.addrs,
-            ca_fingerprint: p.ca_fingerprint,
-            added_at: p.added_at,
-            state: p.state,
-            state_at: p.state_at,
-            last_error: p.last_error,
-            retry_at: p.retry_at,
-            queued,
-        });
-    }
-    Ok(out)
+    Ok(service::peers::list(&*st.store)
+        .await?
+        .into_iter()
+        .map(|p| PeerView {
+            domain: p.record.domain,
+            peer_id: p.record.peer_id,
+            addrs: p.record.addrs,
+            ca_fingerprint: p.record.ca_fingerprint,
+            added_at: p.record.added_at,
+            state: p.record.state,
+            state_at: p.record.state_at,
+            last_error: p.record.last_error,
+            retry_at: p.record.retry_at,
+            queued: p.queued,
+        })
+        .collect())
 }
 
 #[utoipa::path(

@@ -114,6 +114,10 @@ impl From<crate::service::ServiceError> for ApiError {
     /// The service's code unchanged; the status from the kind of failure.
     fn from(e: crate::service::ServiceError) -> Self {
         use crate::service::{ErrorKind, ServiceError};
+        // Storage's own answers (their codes and `Retry-After`), as every door reports them.
+        if let ServiceError::Storage(s) = e {
+            return s.into();
+        }
         let status = match e.kind() {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -121,10 +125,8 @@ impl From<crate::service::ServiceError> for ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::Unavailable | ErrorKind::Internal => match e {
-                ServiceError::Storage(s) => return s.into(),
-                other => return ApiError::internal(other),
-            },
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => return ApiError::internal(e),
         };
         ApiError::new(status, e.code(), e.to_string())
     }

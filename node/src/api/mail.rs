@@ -1,12 +1,8 @@
 //! The message pipeline on the node: envelope request, upload, submit, mailboxes, reading.
 //!
-//! Submission is where the node enforces the promises it can check without reading content:
-//! the session, that the message ID was issued to this sender, the sender's signature on the
-//! exact envelope bytes, that every part's hash and size match the signed envelope, and that
-//! every part is encrypted to every recipient and to the sender (the recipient key IDs are
-//! visible in the ciphertext's first packets). Only then is anything stored.
-
-use std::sync::Arc;
+//! Submission decodes the request (inline parts from base64) and hands the message to
+//! [`service::mail::accept`] as the logged-in user's (`Source::Local`): the rules a message
+//! meets there are the ones a peer's transfer meets too.
 
 use axum::Json;
 use axum::body::Body;
@@ -16,153 +12,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::TryStreamExt;
-use sequoia_openpgp::Cert;
-use sha2::{Digest, Sha256};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Authed};
 use crate::crypto;
 use crate::proto::*;
 use crate::service;
-use crate::storage::{NewMessage, NewPart, PartData, SubmitOutcome};
-use crate::{is_message_id, new_message_id, now};
-
-/// A resolved recipient: the local account (None for a peer organisation's user), what the
-/// client is told, and the certificate.
-type Resolved = (Option<i64>, ResolvedRecipient, Arc<Cert>);
-
-/// Resolves one recipient, with the viewer's trust verdict on the key for that address: an
-/// enrolled, active local account, or a user of a peered organisation (through its directory,
-/// asked over QUIC and cached).
-async fn resolve(
-    st: &AppState,
-    viewer: Option<&sequoia_openpgp::Fingerprint>,
-    address: &str,
-) -> ApiResult<Option<Resolved>> {
-    let domain = crate::federation::domain_of(address);
-    if domain != st.config.domain {
-        return resolve_remote(st, viewer, address, domain).await;
-    }
-    let Some(account) = st.store.account_by_address(address).await? else {
-        return Ok(None);
-    };
-    if !service::mail::deliverable(&account) {
-        return Ok(None);
-    }
-    let cert = st.account_cert(&account)?;
-    let verdict = verdict_for(st, viewer, &cert, address).await?;
-    Ok(Some((
-        Some(account.id),
-        ResolvedRecipient {
-            address: account.address.clone(),
-            fingerprint: account.fingerprint.clone().unwrap_or_default(),
-            cert: account.cert.clone().unwrap_or_default(),
-            mode: DeliveryMode::Local,
-            verdict,
-        },
-        cert,
-    )))
-}
-
-async fn verdict_for(
-    st: &AppState,
-    viewer: Option<&sequoia_openpgp::Fingerprint>,
-    cert: &Cert,
-    address: &str,
-) -> ApiResult<VerdictView> {
-    Ok(match viewer {
-        Some(viewer) => super::trust::view(
-            &st.trust
-                .authenticate(viewer, &cert.fingerprint(), address)
-                .await
-                .map_err(ApiError::internal)?,
-        ),
-        // Submission needs no verdict, only whether the key is revoked (checked by the caller).
-        None => VerdictView {
-            fingerprint: cert.fingerprint().to_hex(),
-            address: address.to_owned(),
-            level: String::new(),
-            amount: 0,
-            why_not: None,
-            explanation: Vec::new(),
-        },
-    })
-}
-
-/// A user of a peered organisation. Of several keys claiming the address, the one the viewer's
-/// web of trust rates highest (at submission, without a viewer: the first not revoked).
-async fn resolve_remote(
-    st: &AppState,
-    viewer: Option<&sequoia_openpgp::Fingerprint>,
-    address: &str,
-    domain: &str,
-) -> ApiResult<Option<Resolved>> {
-    let Some(peer) = st.store.peer(domain).await? else {
-        return Ok(None);
-    };
-    let certs = crate::federation::remote_certs(st, &peer, address).await?;
-    let mut best: Option<(VerdictView, Arc<Cert>)> = None;
-    for cert in certs {
-        let verdict = verdict_for(st, viewer, &cert, address).await?;
-        let revoked = matches!(
-            cert.revocation_status(&st.policy, None),
-            sequoia_openpgp::types::RevocationStatus::Revoked(_)
-        );
-        let better = match &best {
-            None => true,
-            Some((b, _)) if viewer.is_some() => verdict.amount > b.amount,
-            Some(_) => !revoked,
-        };
-        if better {
-            best = Some((verdict, cert));
-        }
-    }
-    let Some((verdict, cert)) = best else {
-        return Ok(None);
-    };
-    Ok(Some((
-        None,
-        ResolvedRecipient {
-            address: address.to_owned(),
-            fingerprint: cert.fingerprint().to_hex(),
-            // Only the envelope request (with a viewer) hands the certificate to the client;
-            // submission needs the parsed certificate alone.
-            cert: match viewer {
-                Some(_) => crypto::cert_to_armored(&cert).map_err(ApiError::internal)?,
-                None => String::new(),
-            },
-            mode: DeliveryMode::Remote,
-            verdict,
-        },
-        cert,
-    )))
-}
-
-/// Resolves all recipients, or names every one that cannot be reached.
-async fn resolve_all(
-    st: &AppState,
-    viewer: Option<&sequoia_openpgp::Fingerprint>,
-    to: &[String],
-) -> ApiResult<Vec<Resolved>> {
-    let mut found = Vec::with_capacity(to.len());
-    let mut unknown = Vec::new();
-    for a in to {
-        match resolve(st, viewer, a).await? {
-            Some(r) => found.push(r),
-            None => unknown.push(a.clone()),
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(ApiError::unprocessable(
-            "unknown_recipient",
-            format!(
-                "no enrolled user (here or at a peered organisation) for: {}",
-                unknown.join(", ")
-            ),
-        ));
-    }
-    Ok(found)
-}
+use crate::storage::PartData;
+use crate::{is_message_id, now};
 
 #[utoipa::path(
     post,
@@ -184,40 +41,9 @@ pub(super) async fn envelope(
     auth: Authed,
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> ApiResult<Json<EnvelopeResponse>> {
-    let to = service::mail::recipients(&st.config.limits, &req.to)?;
-    let me = super::trust::viewer(&auth.account)?;
-    let recipients = resolve_all(&st, Some(&me), &to).await?;
-    let (_, sender, _) = resolve(&st, Some(&me), &auth.account.address)
-        .await?
-        .ok_or_else(|| ApiError::forbidden("not_enrolled", "your account has no key"))?;
-    let now = now();
-    let message_id = new_message_id();
-    let expires_at = now + st.config.limits.message_id_ttl_secs as i64;
-    st.store
-        .issue_message_id(auth.account.id, &message_id, expires_at, now)
-        .await?;
-    Ok(Json(EnvelopeResponse {
-        message_id,
-        expires_at,
-        sender,
-        recipients: recipients.into_iter().map(|(_, r, _)| r).collect(),
-    }))
-}
-
-/// Remote recipients grouped by destination organisation.
-fn remote_routes(recipients: &[Resolved]) -> Vec<crate::storage::RemoteRoute> {
-    let mut routes: Vec<crate::storage::RemoteRoute> = Vec::new();
-    for (_, r, _) in recipients.iter().filter(|(id, _, _)| id.is_none()) {
-        let domain = crate::federation::domain_of(&r.address);
-        match routes.iter_mut().find(|x| x.domain == domain) {
-            Some(x) => x.addresses.push(r.address.clone()),
-            None => routes.push(crate::storage::RemoteRoute {
-                domain: domain.to_owned(),
-                addresses: vec![r.address.clone()],
-            }),
-        }
-    }
-    routes
+    Ok(Json(
+        service::mail::envelope(&st, &auth.account, &req.to, now()).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -299,201 +125,45 @@ pub(super) async fn submit(
     auth: Authed,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
-    let now = now();
-    let env = service::mail::check_envelope(&st.config.limits, &req.envelope)?;
-    if env.from != auth.account.address {
-        return Err(ApiError::forbidden(
-            "sender_mismatch",
-            "the envelope's sender is not the logged-in user",
-        ));
-    }
-    let to = env.to.clone();
-    // That the message ID was issued to this sender and is unexpired is checked where it is
-    // claimed, in the commit that stores the message (`MessageIdNotIssued`, `MessageIdExpired`):
-    // a separate read before it was 5 % of the node's CPU in a profile under load.
-    let sender_cert = st.account_cert(&auth.account)?;
-    let checked_at = std::time::SystemTime::now();
-    let sender_facts = st.cert_facts(&sender_cert, checked_at);
-    crypto::verify_detached_with(
-        &sender_cert,
-        &sender_facts.signer,
-        &st.policy,
-        checked_at,
-        req.envelope.as_bytes(),
-        &req.signature,
-    )
-    .map_err(|e| {
-        ApiError::unprocessable(
-            "bad_envelope_signature",
-            format!("the envelope is not signed by the sender's key: {e}"),
-        )
-    })?;
-    let recipients = resolve_all(&st, None, &to).await?;
-    // New messages to a revoked key are refused, whatever the client decided.
-    let revoked: Vec<&str> = recipients
-        .iter()
-        .filter(|(_, _, c)| {
-            matches!(
-                c.revocation_status(&st.policy, None),
-                sequoia_openpgp::types::RevocationStatus::Revoked(_)
-            )
-        })
-        .map(|(_, r, _)| r.address.as_str())
-        .collect();
-    if !revoked.is_empty() {
-        return Err(ApiError::unprocessable(
-            "recipient_revoked",
-            format!("the key of {} is revoked", revoked.join(", ")),
-        ));
-    }
-
-    if let Some(i) = req
-        .inline_parts
-        .keys()
-        .find(|i| **i as usize >= env.parts.len())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            format!("inline part {i} is not in the envelope"),
-        ));
-    }
-    let mut parts = Vec::with_capacity(env.parts.len());
-    for (i, p) in env.parts.iter().enumerate() {
-        let sha256: [u8; 32] = hex::decode(&p.sha256)
-            .expect("checked")
-            .try_into()
-            .expect("checked");
-        let inline = match req.inline_parts.get(&(i as u32)) {
-            Some(b64) => {
-                let data = STANDARD.decode(b64).map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_request",
-                        format!("inline part {i} is not base64"),
-                    )
-                })?;
-                if data.len() > st.config.limits.inline_part_max_bytes {
-                    return Err(ApiError::too_large(
-                        st.config.limits.inline_part_max_bytes as u64,
-                    ));
-                }
-                if data.len() as u64 != p.size || <[u8; 32]>::from(Sha256::digest(&data)) != sha256
-                {
-                    return Err(ApiError::unprocessable(
-                        "part_mismatch",
-                        format!("part {i} does not match the hash and size in the signed envelope"),
-                    ));
-                }
-                Some(data)
-            }
-            None => {
-                if st.store.uploaded_by(auth.account.id, sha256).await? != Some(p.size) {
-                    return Err(ApiError::unprocessable(
-                        "part_missing",
-                        format!("part {i} was not uploaded by you with the size in the envelope"),
-                    ));
-                }
-                None
-            }
-        };
-        parts.push(NewPart {
-            sha256,
-            size: p.size,
-            inline,
-        });
-    }
-
-    // Every part must be encrypted to every recipient and to the sender (for Sent).
-    let mut required: Vec<(&str, &Cert, Arc<crate::api::CertFacts>)> = recipients
-        .iter()
-        .map(|(_, r, c)| (r.address.as_str(), &**c, st.cert_facts(c, checked_at)))
-        .collect();
-    required.push((auth.account.address.as_str(), &*sender_cert, sender_facts));
-    for (i, part) in parts.iter().enumerate() {
-        let keys = match &part.inline {
-            Some(data) => crypto::pkesk_recipients_of_bytes(data),
-            None => {
-                let blobs = st.blobs.clone();
-                let sha = part.sha256;
-                tokio::task::spawn_blocking(move || {
-                    let mut r = blobs
-                        .open_blocking(sha)
-                        .map_err(|e| crypto::CryptoError::Other(e.to_string()))?;
-                    crypto::pkesk_recipients(&mut r)
-                })
-                .await
-                .map_err(ApiError::internal)?
-            }
-        }
-        .map_err(|e| {
-            ApiError::unprocessable(
-                "not_encrypted",
-                format!("part {i} is not an OpenPGP message encrypted to its recipients: {e}"),
-            )
+    let mut inline = std::collections::BTreeMap::new();
+    for (i, b64) in &req.inline_parts {
+        let data = STANDARD.decode(b64).map_err(|_| {
+            ApiError::bad_request("invalid_request", format!("inline part {i} is not base64"))
         })?;
-        let missing = crypto::missing_recipients_among(
-            &keys,
-            required
-                .iter()
-                .map(|(_, c, f)| (c.fingerprint(), f.encryption.as_slice())),
-        );
-        if !missing.is_empty() {
-            let names: Vec<&str> = required
-                .iter()
-                .filter(|(_, c, _)| missing.contains(&c.fingerprint()))
-                .map(|(a, _, _)| *a)
-                .collect();
-            return Err(ApiError::unprocessable(
-                "missing_recipient_key",
-                format!("part {i} is not encrypted to: {}", names.join(", ")),
-            ));
-        }
+        inline.insert(*i, data);
     }
-
-    // Checked against the limit (so without overflow) by check_envelope.
-    let size = env.total_size().unwrap_or(u64::MAX);
-    let outcome = st
-        .store
-        .submit(
-            NewMessage {
-                id: env.message_id.clone(),
-                sender_account: auth.account.id,
-                sender_address: auth.account.address.clone(),
-                envelope: req.envelope,
-                signature: req.signature,
-                size,
-                parts,
-                recipients: recipients
-                    .iter()
-                    .filter_map(|(id, r, _)| id.map(|id| (id, r.address.clone())))
-                    .collect(),
-                remote: remote_routes(&recipients),
-                remote_expires_at: now + st.config.federation.delivery_expiry_secs as i64,
-                remote_backlog_max: st.config.federation.max_backlog_per_peer,
-            },
-            now,
-        )
-        .await?;
-    if let (SubmitOutcome::Accepted { .. }, Some(link)) = (&outcome, st.federation.get()) {
-        for route in remote_routes(&recipients) {
-            link.wake(&route.domain);
-        }
-    }
-    let (status, accepted_at, duplicate) = match outcome {
-        SubmitOutcome::Accepted { accepted_at } => (StatusCode::CREATED, accepted_at, false),
-        SubmitOutcome::AlreadyAccepted { accepted_at } => (StatusCode::OK, accepted_at, true),
+    let source = service::mail::Source::Local {
+        account: &auth.account,
+    };
+    let message = service::mail::Incoming {
+        envelope: &req.envelope,
+        signature: &req.signature,
+        inline,
+        declared: None,
+    };
+    let accepted =
+        service::mail::accept(&st, &source, message, std::time::SystemTime::now()).await?;
+    let status = if accepted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
     };
     Ok((
         status,
         Json(SubmitResponse {
-            message_id: env.message_id,
-            accepted_at,
-            duplicate,
-            recipients: recipients
+            message_id: accepted.message_id,
+            accepted_at: accepted.accepted_at,
+            duplicate: accepted.duplicate,
+            recipients: accepted
+                .recipients
                 .into_iter()
-                .map(|(id, r, _)| RecipientState {
-                    address: r.address,
-                    // Local recipients have it now; others once their node's receipt is back.
-                    state: if id.is_some() { "delivered" } else { "queued" }.into(),
+                .map(|(address, d)| RecipientState {
+                    address,
+                    state: match d {
+                        service::mail::Delivery::Delivered => "delivered",
+                        _ => "queued",
+                    }
+                    .into(),
                 })
                 .collect(),
         }),
@@ -578,7 +248,7 @@ pub(super) async fn message(
         // A peer organisation's user: the key (of those held for the address) whose signature
         // on this envelope verifies. The reader checks it again, and its trust.
         None => {
-            let domain = crate::federation::domain_of(&m.item.from);
+            let domain = crate::domain_of(&m.item.from);
             st.store
                 .certs_by_email_from(&m.item.from, domain)
                 .await?

@@ -26,50 +26,26 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
-use sequoia_openpgp::Cert;
-use sequoia_openpgp::policy::StandardPolicy;
-use sha2::{Digest, Sha256};
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ApiResult};
 
-use crate::config::Config;
-use crate::storage::{Account, AccountState, BlobStore, MetaStore};
+use crate::service::Context;
+use crate::storage::{Account, AccountState};
 
-/// Everything a request handler may use.
+/// Everything a request handler may use: the service layer's [`Context`] (which it
+/// dereferences to, so `st.config`, `st.store`, … read through) and what only HTTP needs.
 #[derive(Clone)]
 pub struct AppState {
     pub inner: Arc<Inner>,
 }
 
 pub struct Inner {
-    pub config: Config,
-    pub store: Arc<dyn MetaStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub ca: Cert,
-    pub ca_armored: String,
-    pub node_key_hex: String,
-    /// The node's libp2p peer ID (from the same Ed25519 key).
-    pub peer_id: String,
+    pub context: Arc<Context>,
     /// Keyed secret for deterministic decoy KDF salts of unknown addresses.
     pub decoy_key: [u8; 32],
-    pub policy: StandardPolicy<'static>,
-    pub trust: crate::trustview::TrustView,
-    /// The running federation driver, once started (absent in tests of one node, and while
-    /// the node starts).
-    pub federation: std::sync::OnceLock<Arc<dyn crate::federation::FedLink>>,
-    /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
-    /// certificate that changed (new certification, revocation) under the same fingerprint must
-    /// not be served from the cache.
-    certs: Mutex<HashMap<String, (String, Arc<Cert>)>>,
-    /// Parsed certificates by the SHA-256 of their armored text (public parts only): every
-    /// transfer from a peer carries its sender's certificate, nearly always the same text.
-    parsed: Mutex<HashMap<[u8; 32], Arc<Cert>>>,
-    /// What the policy says of the certificates checked on every submission, by the address
-    /// of their (cached, shared) parsed certificate: see [`AppState::cert_facts`].
-    facts: Mutex<FactsCache>,
     auth_limiter: RateLimiter,
     /// Growing delays per source of failed password checks (`throttle.rs`).
     pub throttle: throttle::Throttle,
@@ -80,18 +56,6 @@ pub struct Inner {
     decoy_login_hash: String,
 }
 
-/// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
-/// they are for.
-type FactsCache = HashMap<usize, (Arc<Cert>, u64, Arc<CertFacts>)>;
-
-/// What [`StandardPolicy`] says of a certificate at one second: a sender's signing keys and
-/// a recipient's encryption keys. Working it out (finding each component's binding
-/// signature valid then) was a tenth of the node's work per submission.
-pub struct CertFacts {
-    pub signer: crate::crypto::SignerFacts,
-    pub encryption: Vec<sequoia_openpgp::KeyHandle>,
-}
-
 impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -99,15 +63,17 @@ impl std::ops::Deref for AppState {
     }
 }
 
+impl std::ops::Deref for Inner {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.context
+    }
+}
+
 impl AppState {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
-        ca: Cert,
-        node_key: &ed25519_dalek::SigningKey,
-    ) -> AppState {
-        let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
+    /// The HTTP side over `context`, with its secrets derived from the node key.
+    pub fn new(context: Context, node_key: &ed25519_dalek::SigningKey) -> AppState {
+        let config = &context.config;
         let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
         let rate = config.http.auth_rate_per_sec;
         let a = &config.accounts;
@@ -123,127 +89,17 @@ impl AppState {
             crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
             a.device_ttl_secs,
         );
-        let decoy_login_hash = accounts::decoy_hash(&config);
-        let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
+        let decoy_login_hash = accounts::decoy_hash(config);
         AppState {
             inner: Arc::new(Inner {
-                config,
-                store,
-                blobs,
-                ca,
-                ca_armored,
-                node_key_hex: hex::encode(node_key.verifying_key().as_bytes()),
-                peer_id: crate::keys::peer_id(node_key),
+                context: Arc::new(context),
                 decoy_key,
-                policy: StandardPolicy::new(),
-                trust,
-                federation: std::sync::OnceLock::new(),
-                certs: Mutex::new(HashMap::new()),
-                parsed: Mutex::new(HashMap::new()),
-                facts: Mutex::new(HashMap::new()),
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
                 throttle,
                 devices,
                 decoy_login_hash,
             }),
         }
-    }
-
-    /// What this node publishes about its organisation (`/api/v1/org`,
-    /// `/.well-known/sealpost/org`).
-    pub fn org_record(&self) -> serde_json::Value {
-        let l = &self.config.limits;
-        serde_json::to_value(crate::proto::OrgInfo {
-            domain: self.config.domain.clone(),
-            ca_fingerprint: self.ca.fingerprint().to_hex(),
-            ca_cert: self.ca_armored.clone(),
-            node_key: self.node_key_hex.clone(),
-            peer_id: self.peer_id.clone(),
-            federation_addrs: if self.config.federation.announce.is_empty() {
-                self.federation
-                    .get()
-                    .map(|f| f.listen_addrs())
-                    .unwrap_or_default()
-            } else {
-                self.config.federation.announce.clone()
-            },
-            limits: crate::proto::PublicLimits {
-                max_message_bytes: l.max_message_bytes,
-                max_parts: l.max_parts,
-                max_recipients: l.max_recipients,
-                inline_part_max_bytes: l.inline_part_max_bytes,
-            },
-            accept_partial: self.config.trust.accept_partial,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        })
-        .expect("org info serialises")
-    }
-
-    /// Parses an armored certificate (secret parts stripped), remembering the result by the
-    /// text's hash: parsing is most of the cost of taking a certificate from the network.
-    pub fn parse_cert(&self, armored: &str) -> Result<Arc<Cert>, crate::crypto::CryptoError> {
-        let key: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
-        if let Some(c) = self.parsed.lock().expect("parsed certs").get(&key) {
-            return Ok(c.clone());
-        }
-        let cert = Arc::new(crate::crypto::cert_from_armored(armored)?.strip_secret_key_material());
-        let mut cache = self.parsed.lock().expect("parsed certs");
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(key, cert.clone());
-        Ok(cert)
-    }
-
-    /// The [`CertFacts`] of `cert` at `now`, worked out once per certificate and second: exact,
-    /// because every time in OpenPGP is a whole second, so the policy's answer cannot change
-    /// within one. Keyed by the certificate's address, which cannot be reused while the entry
-    /// holds it; a changed certificate is parsed into a new one. Bounded: emptied when full.
-    pub fn cert_facts(&self, cert: &Arc<Cert>, now: std::time::SystemTime) -> Arc<CertFacts> {
-        let second = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let key = Arc::as_ptr(cert) as usize;
-        if let Some((_, at, facts)) = self.facts.lock().expect("cert facts").get(&key)
-            && *at == second
-        {
-            return facts.clone();
-        }
-        let facts = Arc::new(CertFacts {
-            signer: crate::crypto::SignerFacts::at(cert, &self.policy, now),
-            encryption: crate::crypto::encryption_key_handles(cert, &self.policy, now),
-        });
-        let mut map = self.facts.lock().expect("cert facts");
-        if map.len() >= 10_000 {
-            map.clear();
-        }
-        map.insert(key, (cert.clone(), second, facts.clone()));
-        facts
-    }
-
-    /// The parsed certificate of an enrolled account. Parsing is the expensive part of
-    /// checking a signature, so parsed certificates are kept (bounded; keyed by fingerprint, so
-    /// a changed certificate is a different key).
-    pub fn account_cert(&self, account: &Account) -> ApiResult<Arc<Cert>> {
-        let (Some(fpr), Some(armored)) = (&account.fingerprint, &account.cert) else {
-            return Err(ApiError::unprocessable(
-                "not_enrolled",
-                format!("{} has not enrolled yet", account.address),
-            ));
-        };
-        if let Some((text, c)) = self.certs.lock().expect("cert cache").get(fpr)
-            && text == armored
-        {
-            return Ok(c.clone());
-        }
-        let cert = Arc::new(crate::crypto::cert_from_armored(armored).map_err(ApiError::internal)?);
-        let mut cache = self.certs.lock().expect("cert cache");
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(fpr.clone(), (armored.clone(), cert.clone()));
-        Ok(cert)
     }
 }
 
@@ -361,6 +217,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    web::warn_if_missing(&state.config.web);
     let limits = serve::ConnLimits::from_config(&state.config.http);
     serve::serve(listener, app(state), limits, shutdown).await
 }
@@ -618,50 +475,6 @@ mod tests {
         assert!(
             l.check(ip, t0 + std::time::Duration::from_millis(1100))
                 .is_ok()
-        );
-    }
-
-    /// Facts are worked out once per certificate and second, again in the next second, and
-    /// afresh for a changed (re-parsed) certificate, which is how a revocation takes effect.
-    #[tokio::test]
-    async fn cert_facts_are_kept_for_one_certificate_and_one_second() {
-        use std::time::{Duration, SystemTime};
-        let (_dir, node) = crate::node::temp_node("facts.test").await;
-        let st = node.state;
-        let (cert, _) =
-            crate::crypto::generate_user_key("a@facts.test", None, SystemTime::now()).unwrap();
-        let cert = Arc::new(cert);
-        let t = SystemTime::UNIX_EPOCH
-            + Duration::from_secs(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs(),
-            );
-        let first = st.cert_facts(&cert, t);
-        assert!(first.signer.is_usable());
-        assert_eq!(first.encryption.len(), 1);
-        let same_second = st.cert_facts(&cert, t + Duration::from_millis(999));
-        assert!(Arc::ptr_eq(&first, &same_second));
-        let next_second = st.cert_facts(&cert, t + Duration::from_secs(1));
-        assert!(!Arc::ptr_eq(&first, &next_second));
-
-        // The revoked certificate is another parsed certificate: its own facts, at once.
-        let revoked = Arc::new(
-            crate::crypto::revoke_cert(
-                &cert,
-                sequoia_openpgp::types::ReasonForRevocation::KeyCompromised,
-                "lost",
-            )
-            .unwrap(),
-        );
-        let after = st.cert_facts(&revoked, t + Duration::from_millis(500));
-        assert!(!after.signer.is_usable());
-        assert!(after.encryption.is_empty());
-        assert!(
-            st.cert_facts(&cert, t + Duration::from_millis(500))
-                .signer
-                .is_usable()
         );
     }
 }

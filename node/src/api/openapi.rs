@@ -1,5 +1,5 @@
 //! The OpenAPI document of `/api/v1`, served at `/api/v1/openapi.json`, generated from the code:
-//! the wire types derive `utoipa::ToSchema` (`proto.rs`), every handler carries
+//! the wire types derive `utoipa::ToSchema` (`sealpost-proto`), every handler carries
 //! `#[utoipa::path]` (method, path, body, answers with their error codes), and `api::routes`
 //! registers each handler together with its documentation (`utoipa_axum::routes!`), so nothing
 //! is served undocumented or documented unserved. The error answers that whole kinds of routes
@@ -321,7 +321,7 @@ mod tests {
         assert!(
             committed == json(),
             "webui/openapi.json is not the document the code generates. Regenerate it and the \
-             web app's types: `cargo run -p sealpost -- openapi > webui/openapi.json && \
+             web app's types: `cargo run -p sealpost-bin -- openapi > webui/openapi.json && \
              (cd webui && npm run api-types)`"
         );
     }

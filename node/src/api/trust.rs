@@ -1,52 +1,16 @@
 //! Trust verdicts for the logged-in user, and personal certifications.
 //!
-//! Verdicts come from [`crate::trustview::TrustView`]; this module turns them into wire form and
-//! accepts certifications, introducer signatures and retractions that a user made in their
-//! client. The node only stores what the user's own key verifiably signed.
+//! Verdicts come from [`service::trust`], in wire form. Certifications, introducer signatures
+//! and retractions a user made in their client are accepted here: the node only stores what
+//! the user's own key verifiably signed.
 
 use axum::Json;
 use axum::extract::State;
-use sealpost_trust::{Verdict, WhyNot};
-use sequoia_openpgp::Fingerprint;
 
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed};
-use crate::proto::{CertificationRequest, CertificationResponse, TrustResponse, VerdictView};
-use crate::storage::{Account, LogEvent};
-
-pub fn why_not_code(w: &WhyNot) -> &'static str {
-    match w {
-        WhyNot::Revoked { .. } => "revoked",
-        WhyNot::Expired { .. } => "expired",
-        WhyNot::UserIdRevoked { .. } => "user_id_revoked",
-        WhyNot::Invalid { .. } => "invalid",
-        WhyNot::UnknownKey => "unknown_key",
-        WhyNot::AddressNotOnKey => "address_not_on_key",
-        WhyNot::InvalidAddress => "invalid_address",
-        WhyNot::NoPath => "no_path",
-        WhyNot::NotEnough { .. } => "not_enough",
-        WhyNot::Conflict { .. } => "conflict",
-        _ => "other",
-    }
-}
-
-pub fn view(v: &Verdict) -> VerdictView {
-    VerdictView {
-        fingerprint: v.target.to_hex(),
-        address: v.address.clone(),
-        level: v.level.word().to_owned(),
-        amount: v.amount,
-        why_not: v.why_not.as_ref().map(|w| why_not_code(w).to_owned()),
-        explanation: v.explain(),
-    }
-}
-
-pub(super) fn viewer(account: &Account) -> ApiResult<Fingerprint> {
-    account
-        .fingerprint
-        .as_deref()
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ApiError::forbidden("not_enrolled", "your account has no key"))
-}
+use crate::proto::{CertificationRequest, CertificationResponse, TrustResponse};
+use crate::service;
+use crate::storage::LogEvent;
 
 #[utoipa::path(
     get,
@@ -66,27 +30,9 @@ pub(super) async fn trust(
     auth: Authed,
     ApiPath(address): ApiPath<String>,
 ) -> ApiResult<Json<TrustResponse>> {
-    let address = crate::normalize_address(&address)
-        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
-    // A peered organisation's user may not be known here yet: ask its directory first.
-    let domain = crate::federation::domain_of(&address);
-    if domain != st.config.domain
-        && let Some(peer) = st.store.peer(domain).await?
-        && st
-            .store
-            .certs_by_email_from(&address, domain)
-            .await?
-            .is_empty()
-    {
-        crate::federation::remote_certs(&st, &peer, &address).await?;
-    }
-    let verdicts = st
-        .trust
-        .lookup(&viewer(&auth.account)?, &address)
-        .await
-        .map_err(ApiError::internal)?;
+    let viewer = service::trust::viewer(&auth.account)?;
     Ok(Json(TrustResponse {
-        keys: verdicts.iter().map(view).collect(),
+        keys: service::trust::keys(&st, &viewer, &address).await?,
     }))
 }
 

@@ -13,13 +13,11 @@
 //! marks the browser as a known device of the account (`throttle.rs`).
 //!
 //! **Static files.** Served from a directory (not embedded) so the node builds without Node.js
-//! and an operator can rebuild or patch the app without rebuilding the node; the directory
-//! defaults to the source tree's `webui/dist`. File names are checked against a strict
+//! and an operator can rebuild or patch the app without rebuilding the node; `web.dir` names
+//! the directory (relative: from where the node was started). File names are checked against a strict
 //! alphabet; nothing outside the directory is reachable.
 //!
 //! This module never sees a password or key: the app derives and encrypts everything itself.
-
-use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -37,8 +35,8 @@ use super::{AppState, token_hash};
 pub const SESSION_COOKIE: &str = "sealpost_session";
 /// Name of the device cookie (see `throttle.rs`).
 pub const DEVICE_COOKIE: &str = "sealpost_device";
-/// Header by which the CLI client presents its device token at login.
-pub const DEVICE_HEADER: &str = "x-sealpost-device";
+/// Header by which the CLI client presents its device token at login (the wire's).
+pub use sealpost_proto::DEVICE_HEADER;
 /// Header carrying the CSRF token on state-changing cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Header by which the web app asks `/login` for a cookie session.
@@ -213,11 +211,12 @@ pub fn clear_cookie() -> HeaderValue {
     .expect("static cookie")
 }
 
-fn app_dir(st: &AppState) -> PathBuf {
-    if st.config.web.dir.is_empty() {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../webui/dist"))
-    } else {
-        PathBuf::from(&st.config.web.dir)
+/// Says in the log, at start, where the web app is expected when it is not there.
+pub(super) fn warn_if_missing(web: &crate::config::WebConfig) {
+    let dir = web.app_dir();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    if web.enabled && !dir.join("index.html").is_file() {
+        tracing::warn!(dir = %dir.display(), "no web app in web.dir: / answers how to build it");
     }
 }
 
@@ -242,7 +241,7 @@ async fn file(st: &AppState, rel: &str) -> Response {
         return super::ApiError::not_found("no_route", "the web app is disabled on this node")
             .into_response();
     }
-    let path = app_dir(st).join(rel);
+    let path = st.config.web.app_dir().join(rel);
     match tokio::fs::read(&path).await {
         Ok(bytes) => (
             [(header::CONTENT_TYPE, content_type(rel))],
@@ -254,8 +253,9 @@ async fn file(st: &AppState, rel: &str) -> Response {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    "The web app is not built. Run `npm ci && npm run build` in webui/, or set \
-                     web.dir in sealpost.toml to a built copy.\n",
+                    "The web app is not built, or not where web.dir says. Run `npm ci && npm run \
+                     build` in webui/ and set web.dir in sealpost.toml to webui/dist (a relative \
+                     path is taken from where the node was started).\n",
                 )
                     .into_response()
             } else {

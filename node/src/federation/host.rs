@@ -1,7 +1,10 @@
-//! The node as the federation driver's [`Host`]: every decision about what a peer may do.
+//! The node as the federation driver's [`Host`]: a door of the service layer. A transfer is
+//! taken apart here and accepted by [`service::mail::accept`] as a peer's message
+//! (`Source::Peer`), under the same rules as a local submission; what a peer may tell us of
+//! certificates is `service::peers`'.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -12,12 +15,10 @@ use sealpost_federation::{
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::{accept_remote_certs, domain_of, transfer_of};
-use crate::api::AppState;
-use crate::proto::Envelope;
-use crate::storage::{
-    LogEvent, NewPart, PartData, PeerRecord, ReceiveOutcome, RemoteMessage, StorageError,
-};
+use super::transfer_of;
+use crate::service::mail::{Accepted, Declared, Delivery, Incoming, Screening, Source};
+use crate::service::{self, Context, ErrorKind, ServiceError};
+use crate::storage::{LogEvent, PartData, PeerRecord};
 
 /// Small parts received from peers wait here between `store_part` and `commit` (they are
 /// stored inline in the database, like small parts submitted locally). Bounded: a peer that
@@ -25,7 +26,9 @@ use crate::storage::{
 const MAX_STAGED_BYTES: usize = 64 << 20;
 
 pub struct FedHost {
-    st: AppState,
+    ctx: Arc<Context>,
+    /// The frame limits the driver runs with: what fits inline in a transfer we send.
+    limits: sealpost_federation::Limits,
     staged: Mutex<Staged>,
 }
 
@@ -47,22 +50,69 @@ fn sha_of(part: &PartRef) -> Result<[u8; 32], HostError> {
         .ok_or_else(|| HostError::Refused("part hash is not 64 hex digits".into()))
 }
 
-/// Who, among an envelope's recipients, this node delivers to, and who it refuses.
-struct Routing {
-    accepted: Vec<(i64, String)>,
-    refused: Vec<Refusal>,
+/// A refusal as the federation wire tells it: the service's code, then its words.
+fn reason(e: &ServiceError) -> String {
+    format!("{}: {e}", e.code())
+}
+
+/// A transfer from `peer` as the service layer's source.
+fn source<'a>(peer: &'a Peer, t: &'a Transfer, proof: Option<&BatchProof>) -> Source<'a> {
+    Source::Peer {
+        domain: &peer.domain,
+        sender_cert: &t.sender_cert,
+        node_sig: hex::encode(&t.node_sig),
+        proof: proof.map(|p| serde_json::json!(p)),
+    }
+}
+
+/// A transfer as the service layer's message, with the parts at hand.
+fn incoming(t: &Transfer, inline: BTreeMap<u32, Vec<u8>>) -> Incoming<'_> {
+    Incoming {
+        envelope: &t.envelope,
+        signature: &t.signature,
+        inline,
+        declared: Some(Declared {
+            message_id: &t.message_id.0,
+            parts: t
+                .parts
+                .iter()
+                .map(|p| (p.sha256.as_str(), p.size))
+                .collect(),
+        }),
+    }
+}
+
+/// The (unsigned) receipt for an accepted message.
+fn receipt(t: &Transfer, a: Accepted) -> Receipt {
+    let mut r = Receipt {
+        message_id: t.message_id.clone(),
+        accepted: Vec::new(),
+        refused: Vec::new(),
+        node_sig: Vec::new(),
+    };
+    for (address, d) in a.recipients {
+        match d {
+            Delivery::Refused(e) => r.refused.push(Refusal {
+                reason: reason(&e),
+                address,
+            }),
+            _ => r.accepted.push(address),
+        }
+    }
+    r
 }
 
 impl FedHost {
-    pub fn new(st: AppState) -> FedHost {
+    pub fn new(ctx: Arc<Context>, limits: sealpost_federation::Limits) -> FedHost {
         FedHost {
-            st,
+            ctx,
+            limits,
             staged: Mutex::new(Staged::default()),
         }
     }
 
     async fn record(&self, peer: &Peer) -> Result<PeerRecord, HostError> {
-        self.st
+        self.ctx
             .store
             .peer(&peer.domain)
             .await
@@ -70,30 +120,11 @@ impl FedHost {
             .ok_or_else(|| HostError::Refused(format!("{} is no longer a peer", peer.domain)))
     }
 
-    /// Reads the envelope by the rule every door applies ([`service::mail::check_envelope`]; a
-    /// refusal names its code) and checks it matches the transfer.
-    fn envelope(&self, t: &Transfer) -> Result<Envelope, HostError> {
-        let env = crate::service::mail::check_envelope(&self.st.config.limits, &t.envelope)
-            .map_err(|e| HostError::Refused(format!("{}: {e}", e.code())))?;
-        let same_parts = env.parts.len() == t.parts.len()
-            && env
-                .parts
-                .iter()
-                .zip(&t.parts)
-                .all(|(e, p)| e.sha256 == p.sha256 && e.size == p.size);
-        if env.message_id != t.message_id.0 || !same_parts {
-            return Err(HostError::Refused(
-                "the transfer does not match its signed envelope".into(),
-            ));
-        }
-        Ok(env)
-    }
-
     /// Each part's hash, and those of them this node already holds.
     async fn held_parts(&self, t: &Transfer) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), HostError> {
         let hashes = t.parts.iter().map(sha_of).collect::<Result<Vec<_>, _>>()?;
         let held = self
-            .st
+            .ctx
             .store
             .blobs_held(hashes.clone())
             .await
@@ -101,162 +132,61 @@ impl FedHost {
         Ok((hashes, held))
     }
 
-    async fn routing(&self, env: &Envelope) -> Result<Routing, HostError> {
-        let mut r = Routing {
-            accepted: Vec::new(),
-            refused: Vec::new(),
-        };
-        for a in env
-            .to
-            .iter()
-            .filter(|a| domain_of(a) == self.st.config.domain)
-        {
-            match self
-                .st
-                .store
-                .account_by_address(a)
-                .await
-                .map_err(unavailable)?
-            {
-                Some(acc) if crate::service::mail::deliverable(&acc) => {
-                    r.accepted.push((acc.id, acc.address))
-                }
-                _ => r.refused.push(Refusal {
-                    address: a.clone(),
-                    reason: format!("there is no active user {a}"),
-                }),
-            }
-        }
-        Ok(r)
-    }
-
-    fn refuse_all(t: &Transfer, env: &Envelope, reason: &str) -> Receipt {
-        Receipt {
-            message_id: t.message_id.clone(),
-            accepted: Vec::new(),
-            refused: env
-                .to
-                .iter()
-                .map(|a| Refusal {
-                    address: a.clone(),
-                    reason: reason.to_owned(),
-                })
-                .collect(),
-            node_sig: Vec::new(),
-        }
-    }
-
-    /// Logs a refused transfer (evidence of what a peer attempted) and builds the refusal.
-    async fn refused(
+    /// The answer to a transfer the service layer refused. Our own failure: the peer retries
+    /// later. An envelope we cannot read names no recipient to refuse: an error frame with
+    /// the code. Any other refusal is logged (evidence of what a peer attempted) and answered
+    /// with a receipt that refuses each of our recipients with the code.
+    async fn refusal(
         &self,
         peer: &Peer,
         t: &Transfer,
-        env: &Envelope,
-        reason: String,
+        e: ServiceError,
     ) -> Result<Receipt, HostError> {
+        if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
+            return Err(unavailable(e));
+        }
+        let reason = reason(&e);
+        let Ok(env) = service::mail::check_envelope(&self.ctx.config.limits, &t.envelope) else {
+            return Err(HostError::Refused(reason));
+        };
         tracing::warn!(peer = %peer.domain, message = %t.message_id, %reason, "transfer refused");
         let event = LogEvent::new("federation.refused", &peer.domain, &t.message_id.0)
             .with(serde_json::json!({ "from": env.from, "reason": reason }));
-        self.st
+        self.ctx
             .store
             .log(vec![event], crate::now())
             .await
             .map_err(unavailable)?;
-        let mut receipt = Self::refuse_all(t, env, &reason);
-        receipt
-            .refused
-            .retain(|r| domain_of(&r.address) == self.st.config.domain);
-        Ok(receipt)
+        Ok(Receipt {
+            message_id: t.message_id.clone(),
+            accepted: Vec::new(),
+            refused: env
+                .to
+                .into_iter()
+                .filter(|a| crate::domain_of(a) == self.ctx.config.domain)
+                .map(|address| Refusal {
+                    address,
+                    reason: reason.clone(),
+                })
+                .collect(),
+            node_sig: Vec::new(),
+        })
     }
 
-    /// Authenticates the sender's key through this node's own trust view (our CA is the root)
-    /// and checks the sender's signature over the exact envelope bytes.
-    async fn check_sender(&self, peer: &Peer, t: &Transfer, env: &Envelope) -> Result<(), String> {
-        let record = self.record(peer).await.map_err(|e| e.to_string())?;
-        let certs = accept_remote_certs(&self.st, &record, std::slice::from_ref(&t.sender_cert))
-            .await
-            .map_err(|e| format!("the sender's certificate is not acceptable: {e}"))?;
-        let cert = certs
-            .into_iter()
-            .next()
-            .ok_or("the transfer carries no sender certificate")?;
-        let verdict = self
-            .st
-            .trust
-            .authenticate(&self.st.ca.fingerprint(), &cert.fingerprint(), &env.from)
-            .await
-            .map_err(|e| format!("trust check failed: {e}"))?;
-        if verdict.level != sealpost_trust::Level::Full {
-            let why = crate::api::trust::view(&verdict);
-            return Err(format!(
-                "the key of {} is not authenticated by this node ({})",
-                env.from,
-                why.why_not.unwrap_or_else(|| why.level.clone())
-            ));
+    /// Accepts a transfer whose parts are `inline` or held.
+    async fn accept(
+        &self,
+        peer: &Peer,
+        t: &Transfer,
+        proof: Option<&BatchProof>,
+        inline: BTreeMap<u32, Vec<u8>>,
+    ) -> Result<Receipt, HostError> {
+        let source = source(peer, t, proof);
+        let message = incoming(t, inline);
+        match service::mail::accept(&self.ctx, &source, message, SystemTime::now()).await {
+            Ok(a) => Ok(receipt(t, a)),
+            Err(e) => self.refusal(peer, t, e).await,
         }
-        let now = SystemTime::now();
-        crate::crypto::verify_detached_with(
-            &cert,
-            &self.st.cert_facts(&cert, now).signer,
-            &self.st.policy,
-            now,
-            t.envelope.as_bytes(),
-            &t.signature,
-        )
-        .map_err(|e| format!("the sender's signature on the envelope does not verify: {e}"))
-    }
-
-    /// The checks every transfer passes before anything is stored: the peer speaks for the
-    /// sender's domain, the message ID is new (a replay is answered as the first time, storing
-    /// nothing), the sender's signature verifies through our trust view, and some recipient is
-    /// ours. `Answer` is the receipt to give at once.
-    async fn screen(&self, peer: &Peer, t: &Transfer) -> Result<Screened, HostError> {
-        let env = self.envelope(t)?;
-        if domain_of(&env.from) != peer.domain {
-            let reason = format!("the node of {} may not send for {}", peer.domain, env.from);
-            return self
-                .refused(peer, t, &env, reason)
-                .await
-                .map(Screened::Answer);
-        }
-        if let Some((to, envelope_sha)) = self
-            .st
-            .store
-            .received_by(&t.message_id.0)
-            .await
-            .map_err(unavailable)?
-        {
-            if envelope_sha != <[u8; 32]>::from(Sha256::digest(t.envelope.as_bytes())) {
-                let reason = "this message ID was already used for another message".to_owned();
-                return self
-                    .refused(peer, t, &env, reason)
-                    .await
-                    .map(Screened::Answer);
-            }
-            // A retry or a replay: answer as the first time, store nothing.
-            return Ok(Screened::Answer(Receipt {
-                message_id: t.message_id.clone(),
-                accepted: to,
-                refused: Vec::new(),
-                node_sig: Vec::new(),
-            }));
-        }
-        if let Err(reason) = self.check_sender(peer, t, &env).await {
-            return self
-                .refused(peer, t, &env, reason)
-                .await
-                .map(Screened::Answer);
-        }
-        let routing = self.routing(&env).await?;
-        if routing.accepted.is_empty() {
-            return Ok(Screened::Answer(Receipt {
-                message_id: t.message_id.clone(),
-                accepted: Vec::new(),
-                refused: routing.refused,
-                node_sig: Vec::new(),
-            }));
-        }
-        Ok(Screened::Go { env, routing })
     }
 
     /// A batched transfer through admit, store and commit, keeping the batch proof.
@@ -272,102 +202,33 @@ impl FedHost {
         }
     }
 
-    /// Every part is staged, held or in a file: stores the message.
+    /// Every part is staged, held or in a file: accepts the message with the staged parts.
     async fn commit_with(
         &self,
         peer: &Peer,
         t: &Transfer,
         proof: Option<&BatchProof>,
     ) -> Result<Receipt, HostError> {
-        let env = self.envelope(t)?;
-        let routing = self.routing(&env).await?;
-        let (hashes, held) = self.held_parts(t).await?;
-        let mut parts = Vec::with_capacity(t.parts.len());
+        let mut inline = BTreeMap::new();
         {
             let mut staged = self.staged.lock().expect("staged parts");
-            for (p, sha) in t.parts.iter().zip(&hashes) {
-                let inline = match staged.parts.remove(sha) {
-                    Some(data) => {
-                        staged.bytes -= data.len();
-                        Some(data)
-                    }
-                    None => None,
-                };
-                // Not staged and not held: it is a file `store_part` wrote (or it is missing,
-                // which the blob store will say when it is read; the receipt would lie, so
-                // check files too).
-                parts.push((
-                    NewPart {
-                        sha256: *sha,
-                        size: p.size,
-                        inline,
-                    },
-                    held.contains(sha),
-                ));
+            for (i, p) in t.parts.iter().enumerate() {
+                if let Ok(sha) = sha_of(p)
+                    && let Some(data) = staged.parts.remove(&sha)
+                {
+                    staged.bytes -= data.len();
+                    inline.insert(i as u32, data);
+                }
             }
         }
-        for (p, held) in &parts {
-            if p.inline.is_none() && !held && self.st.blobs.open(p.sha256).await.is_err() {
-                return Err(HostError::Refused(format!(
-                    "part {} was never sent",
-                    hex::encode(p.sha256)
-                )));
-            }
-        }
-        let parts = parts.into_iter().map(|(p, _)| p).collect();
-        self.store(peer, t, env, routing, parts, proof).await
+        self.accept(peer, t, proof, inline).await
     }
-
-    /// Stores a received message durably and builds its (unsigned) receipt.
-    async fn store(
-        &self,
-        peer: &Peer,
-        t: &Transfer,
-        env: Envelope,
-        routing: Routing,
-        parts: Vec<NewPart>,
-        proof: Option<&BatchProof>,
-    ) -> Result<Receipt, HostError> {
-        // The envelope's parts are the transfer's, and their total was checked against the
-        // limit (so without overflow) when it was admitted.
-        let size = env.total_size().unwrap_or(u64::MAX);
-        let message = RemoteMessage {
-            id: t.message_id.0.clone(),
-            peer_domain: peer.domain.clone(),
-            sender: env.from,
-            envelope: t.envelope.clone(),
-            signature: t.signature.clone(),
-            size,
-            parts,
-            all_recipients: env.to,
-            recipients: routing.accepted.clone(),
-            node_sig: hex::encode(&t.node_sig),
-            node_proof: proof.map(|p| serde_json::json!(p)),
-        };
-        match self.st.store.receive_remote(message, crate::now()).await {
-            Ok(ReceiveOutcome::Stored) | Ok(ReceiveOutcome::Duplicate) => {}
-            Err(StorageError::Conflict(m)) => return Err(HostError::Refused(m)),
-            Err(e) => return Err(unavailable(e)),
-        }
-        Ok(Receipt {
-            message_id: t.message_id.clone(),
-            accepted: routing.accepted.into_iter().map(|(_, a)| a).collect(),
-            refused: routing.refused,
-            node_sig: Vec::new(),
-        })
-    }
-}
-
-/// What [`FedHost::screen`] decided.
-enum Screened {
-    Answer(Receipt),
-    Go { env: Envelope, routing: Routing },
 }
 
 #[async_trait]
 impl Host for FedHost {
     async fn peers(&self) -> Vec<Peer> {
-        let records = match self.st.store.peers().await {
+        let records = match self.ctx.store.peers().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read peers");
@@ -389,8 +250,12 @@ impl Host for FedHost {
     }
 
     async fn admit(&self, peer: &Peer, t: &Transfer) -> Result<Admission, HostError> {
-        if let Screened::Answer(r) = self.screen(peer, t).await? {
-            return Ok(Admission::Answer(r));
+        let source = source(peer, t, None);
+        let message = incoming(t, BTreeMap::new());
+        match service::mail::screen(&self.ctx, &source, &message, SystemTime::now()).await {
+            Ok(Screening::Answered(a)) => return Ok(Admission::Answer(receipt(t, a))),
+            Ok(Screening::Go(_)) => {}
+            Err(e) => return self.refusal(peer, t, e).await.map(Admission::Answer),
         }
         let (hashes, held) = self.held_parts(t).await?;
         let staged = self.staged.lock().expect("staged parts");
@@ -412,30 +277,17 @@ impl Host for FedHost {
         t: &Transfer,
         proof: &BatchProof,
     ) -> Result<Receipt, HostError> {
-        let max = self.st.config.limits.inline_part_max_bytes as u64;
+        let max = self.ctx.config.limits.inline_part_max_bytes as u64;
         if t.parts.iter().any(|p| p.size > max) {
             return self.receive_in_steps(peer, t, proof).await;
         }
-        let (env, routing) = match self.screen(peer, t).await? {
-            Screened::Answer(r) => return Ok(r),
-            Screened::Go { env, routing } => (env, routing),
-        };
-        let mut parts = Vec::with_capacity(t.parts.len());
-        for p in &t.parts {
-            let sha256 = sha_of(p)?;
-            let data = p.data.clone().unwrap_or_default();
-            if data.len() as u64 != p.size || <[u8; 32]>::from(Sha256::digest(&data)) != sha256 {
-                return Err(HostError::Refused(
-                    "a part does not match its hash and size".into(),
-                ));
-            }
-            parts.push(NewPart {
-                sha256,
-                size: p.size,
-                inline: Some(data),
-            });
-        }
-        self.store(peer, t, env, routing, parts, Some(proof)).await
+        let inline = t
+            .parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as u32, p.data.clone()?)))
+            .collect();
+        self.accept(peer, t, Some(proof), inline).await
     }
 
     async fn store_part(
@@ -445,7 +297,7 @@ impl Host for FedHost {
         data: &mut PartReader,
     ) -> Result<(), HostError> {
         let sha = sha_of(part)?;
-        if part.size as usize <= self.st.config.limits.inline_part_max_bytes {
+        if part.size as usize <= self.ctx.config.limits.inline_part_max_bytes {
             let mut buf = Vec::with_capacity(part.size as usize);
             data.as_mut()
                 .take(part.size)
@@ -467,19 +319,19 @@ impl Host for FedHost {
         }
         let mut limited = data.as_mut().take(part.size);
         let (got, size) = self
-            .st
+            .ctx
             .blobs
             .put(&mut limited, part.size)
             .await
             .map_err(|e| HostError::Refused(format!("part not stored: {e}")))?;
         if got != sha || size != part.size {
             // Content-addressed: the file is named by what arrived, which nothing references.
-            let _ = self.st.blobs.remove(got).await;
+            let _ = self.ctx.blobs.remove(got).await;
             return Err(HostError::Refused(
                 "a part does not match its hash and size".into(),
             ));
         }
-        self.st
+        self.ctx
             .store
             .record_peer_part(&peer.domain, sha, size, crate::now())
             .await
@@ -492,23 +344,23 @@ impl Host for FedHost {
     }
 
     async fn org_record(&self, _peer: &Peer) -> Result<String, HostError> {
-        serde_json::to_string(&self.st.org_record())
+        serde_json::to_string(&self.ctx.org_record())
             .map_err(|e| HostError::Unavailable(e.to_string()))
     }
 
     async fn lookup(&self, peer: &Peer, address: &str) -> Result<LookupAnswer, HostError> {
         let address = crate::normalize_address(address)
             .ok_or_else(|| HostError::Refused("not an e-mail address".into()))?;
-        if domain_of(&address) != self.st.config.domain {
+        if crate::domain_of(&address) != self.ctx.config.domain {
             return Err(HostError::Refused(format!(
                 "{address} is not an address of {}",
-                self.st.config.domain
+                self.ctx.config.domain
             )));
         }
         let published = crate::directory_store::published_for_address(
-            self.st.store.as_ref(),
-            &self.st.ca,
-            &self.st.config.domain,
+            self.ctx.store.as_ref(),
+            &self.ctx.ca,
+            &self.ctx.config.domain,
             &address,
         )
         .await
@@ -519,7 +371,7 @@ impl Host for FedHost {
             .map(crate::crypto::cert_to_armored)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| HostError::Unavailable(e.to_string()))?;
-        self.st
+        self.ctx
             .store
             .record_served(&peer.domain, fingerprints)
             .await
@@ -534,11 +386,11 @@ impl Host for FedHost {
         max: usize,
     ) -> Result<CertUpdates, HostError> {
         let (cursor, certs) = self
-            .st
+            .ctx
             .store
             .served_updates(
                 &peer.domain,
-                &self.st.ca.fingerprint().to_hex(),
+                &self.ctx.ca.fingerprint().to_hex(),
                 cursor,
                 max,
             )
@@ -547,7 +399,7 @@ impl Host for FedHost {
         // What we announce is what we publish: our domain's user IDs only where our CA vouches.
         let certs = certs
             .iter()
-            .map(|a| crate::certs::published_armored(a, &self.st.ca, &self.st.config.domain))
+            .map(|a| crate::certs::published_armored(a, &self.ctx.ca, &self.ctx.config.domain))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| HostError::Unavailable(e.to_string()))?;
         Ok(CertUpdates { cursor, certs })
@@ -561,11 +413,14 @@ impl Host for FedHost {
         let record = self.record(peer).await?;
         // One bad certificate must not hold back the others (a revocation among them).
         for c in &updates.certs {
-            if let Err(e) = accept_remote_certs(&self.st, &record, std::slice::from_ref(c)).await {
+            if let Err(e) =
+                service::peers::accept_remote_certs(&self.ctx, &record, std::slice::from_ref(c))
+                    .await
+            {
                 tracing::warn!(peer = %peer.domain, error = %e, "certificate update refused");
             }
         }
-        self.st
+        self.ctx
             .store
             .set_pull_cursor(&peer.domain, updates.cursor)
             .await
@@ -579,7 +434,7 @@ impl Host for FedHost {
         limit: usize,
     ) -> Result<Vec<Outgoing>, HostError> {
         let entries = self
-            .st
+            .ctx
             .store
             .outbox_pending(&peer.domain, after, limit)
             .await
@@ -591,7 +446,7 @@ impl Host for FedHost {
                 Some(c) => c.clone(),
                 None => {
                     let c = self
-                        .st
+                        .ctx
                         .store
                         .account_by_address(&e.sender)
                         .await
@@ -600,7 +455,7 @@ impl Host for FedHost {
                         .unwrap_or_default();
                     // The sender's certificate as we publish it (see `certs::published`).
                     let c =
-                        crate::certs::published_armored(&c, &self.st.ca, &self.st.config.domain)
+                        crate::certs::published_armored(&c, &self.ctx.ca, &self.ctx.config.domain)
                             .unwrap_or(c);
                     certs.insert(e.sender.clone(), c.clone());
                     c
@@ -608,7 +463,7 @@ impl Host for FedHost {
             };
             out.push(Outgoing {
                 seq: e.seq,
-                transfer: transfer_of(e, cert),
+                transfer: transfer_of(e, cert, &self.limits),
             });
         }
         Ok(out)
@@ -623,7 +478,7 @@ impl Host for FedHost {
         let sha = sha_of(part)?;
         let not_held = || HostError::Unavailable(format!("part {} is not held", part.sha256));
         match self
-            .st
+            .ctx
             .store
             .part(&message_id.0, index)
             .await
@@ -633,7 +488,7 @@ impl Host for FedHost {
                 Ok(Box::pin(std::io::Cursor::new(data)))
             }
             Some(PartData::Blob { sha256, .. }) if sha256 == sha => {
-                let r = self.st.blobs.open(sha256).await.map_err(unavailable)?;
+                let r = self.ctx.blobs.open(sha256).await.map_err(unavailable)?;
                 Ok(Box::pin(r))
             }
             _ => Err(not_held()),
@@ -656,7 +511,7 @@ impl Host for FedHost {
             evidence["batch"] = serde_json::json!(p);
         }
         let files = self
-            .st
+            .ctx
             .store
             .outbox_delivered(
                 &peer.domain,
@@ -673,7 +528,7 @@ impl Host for FedHost {
             .await
             .map_err(unavailable)?;
         for f in files {
-            let _ = self.st.blobs.remove(f).await;
+            let _ = self.ctx.blobs.remove(f).await;
         }
         Ok(())
     }
@@ -681,14 +536,14 @@ impl Host for FedHost {
     async fn rejected(&self, peer: &Peer, message_id: &MessageId, code: &str, message: &str) {
         let reason = format!("the node of {} refused it ({code}): {message}", peer.domain);
         match self
-            .st
+            .ctx
             .store
             .outbox_rejected(&peer.domain, &message_id.0, &reason, crate::now())
             .await
         {
             Ok(files) => {
                 for f in files {
-                    let _ = self.st.blobs.remove(f).await;
+                    let _ = self.ctx.blobs.remove(f).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not record a refused transfer"),
@@ -704,7 +559,7 @@ impl Host for FedHost {
             PeerState::Disconnected { error } => ("disconnected", error, None),
         };
         if let Err(e) = self
-            .st
+            .ctx
             .store
             .set_peer_state(&peer.domain, name, error, retry_at, crate::now())
             .await
@@ -717,7 +572,7 @@ impl Host for FedHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::EnvelopePart;
+    use crate::proto::{Envelope, EnvelopePart};
 
     /// Regression: part sizes adding up past `u64` panicked ("attempt to add with overflow")
     /// in a debug build and wrapped under the size limit in a release build. A peer's transfer
@@ -725,7 +580,15 @@ mod tests {
     #[tokio::test]
     async fn a_transfer_whose_part_sizes_overflow_is_refused() {
         let (_dir, node) = crate::node::temp_node("host.test").await;
-        let host = FedHost::new(node.state);
+        let host = FedHost::new(
+            node.state.context.clone(),
+            sealpost_federation::Limits::default(),
+        );
+        let peer = Peer {
+            peer_id: libp2p::PeerId::random(),
+            addrs: Vec::new(),
+            domain: "peer.test".into(),
+        };
         let id = crate::new_message_id();
         let sizes = [u64::MAX, 2];
         let env = Envelope {
@@ -758,7 +621,7 @@ mod tests {
                 .collect(),
             node_sig: Vec::new(),
         };
-        match host.envelope(&t) {
+        match host.admit(&peer, &t).await {
             Err(HostError::Refused(m)) => assert!(m.starts_with("too_large: "), "{m}"),
             other => panic!("expected a refusal, got {other:?}"),
         }

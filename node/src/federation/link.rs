@@ -1,25 +1,10 @@
-//! What the HTTP side of the node needs from the running federation driver, as a trait so that
-//! request handlers do not depend on libp2p.
+//! The running federation driver as the service layer's [`FedLink`] (defined there, so that
+//! nothing but this module depends on libp2p).
 
 use async_trait::async_trait;
 
-#[async_trait]
-pub trait FedLink: Send + Sync + 'static {
-    /// This node's peer ID (base58).
-    fn peer_id(&self) -> String;
-    /// The QUIC addresses this node listens on (multiaddresses).
-    fn listen_addrs(&self) -> Vec<String>;
-    /// Something was queued for the peer of this domain: send now.
-    fn wake(&self, domain: &str);
-    /// The peer table changed.
-    fn peers_changed(&self);
-    /// Our certificates changed; `cursor` is the new generation.
-    fn certs_changed(&self, cursor: u64);
-    /// Asks a peer's node for the certificates of one of its addresses.
-    async fn lookup(&self, peer_id: &str, address: &str) -> Result<Vec<String>, String>;
-    /// Asks a peer's node for its organisation record (JSON).
-    async fn org_record(&self, peer_id: &str) -> Result<String, String>;
-}
+pub use crate::service::FedLink;
+
 #[async_trait]
 impl FedLink for sealpost_federation::net::Handle {
     fn peer_id(&self) -> String {

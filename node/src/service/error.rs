@@ -54,6 +54,57 @@ pub enum ServiceError {
     TooManyParts { max: usize },
     #[error("the message is larger than this node's limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("{speaker} may not send for {sender}")]
+    SenderMismatch { speaker: String, sender: String },
+    #[error("this message ID was already used for another message")]
+    MessageIdReused,
+    #[error("the transfer does not match its signed envelope")]
+    TransferMismatch,
+    #[error("the key of {address} is not authenticated by this node ({why})")]
+    UntrustedSender { address: String, why: String },
+    #[error("the envelope is not signed by the sender's key: {0}")]
+    BadSignature(String),
+    #[error("no enrolled user (here or at a peered organisation) for: {}", .addresses.join(", "))]
+    UnknownRecipients { addresses: Vec<String> },
+    #[error("the key of {} is revoked", .addresses.join(", "))]
+    RecipientRevoked { addresses: Vec<String> },
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("an inline part is larger than this node's limit of {limit} bytes")]
+    InlineTooLarge { limit: u64 },
+    #[error("part {index} does not match the hash and size in the signed envelope")]
+    PartMismatch { index: usize },
+    #[error("part {index} {why}")]
+    PartMissing { index: usize, why: &'static str },
+    #[error("part {index} is not an OpenPGP message encrypted to its recipients: {error}")]
+    NotEncrypted { index: usize, error: String },
+    #[error("part {index} is not encrypted to: {}", .addresses.join(", "))]
+    MissingRecipientKey {
+        index: usize,
+        addresses: Vec<String>,
+    },
+    #[error("{0}")]
+    InvalidPeer(String),
+    #[error("{domain} is this node's own domain")]
+    OwnDomain { domain: String },
+    #[error("the CA certificate published for {domain} has fingerprint {published}, not {pinned}")]
+    CaMismatch {
+        domain: String,
+        published: String,
+        pinned: String,
+    },
+    #[error("{domain} is not a peer")]
+    UnknownPeer { domain: String },
+    #[error("federation is not running on this node")]
+    FederationOff,
+    #[error("the node of {domain} could not be asked for {address}: {error}")]
+    PeerUnreachable {
+        domain: String,
+        address: String,
+        error: String,
+    },
+    #[error("the node of {domain} answered badly: {error}")]
+    PeerAnswerRefused { domain: String, error: String },
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -75,10 +126,33 @@ impl ServiceError {
             ServiceError::NoRecipients => "no_recipients",
             ServiceError::TooManyRecipients { .. } => "too_many_recipients",
             ServiceError::TooManyParts { .. } => "too_many_parts",
-            ServiceError::TooLarge { .. } => "too_large",
+            ServiceError::TooLarge { .. } | ServiceError::InlineTooLarge { .. } => "too_large",
+            ServiceError::SenderMismatch { .. } => "sender_mismatch",
+            ServiceError::MessageIdReused => "message_id_reused",
+            ServiceError::TransferMismatch => "transfer_mismatch",
+            ServiceError::UntrustedSender { .. } => "untrusted_sender",
+            ServiceError::BadSignature(_) => "bad_envelope_signature",
+            ServiceError::UnknownRecipients { .. } => "unknown_recipient",
+            ServiceError::RecipientRevoked { .. } => "recipient_revoked",
+            ServiceError::InvalidPart(_) => "invalid_request",
+            ServiceError::PartMismatch { .. } => "part_mismatch",
+            ServiceError::PartMissing { .. } => "part_missing",
+            ServiceError::NotEncrypted { .. } => "not_encrypted",
+            ServiceError::MissingRecipientKey { .. } => "missing_recipient_key",
+            ServiceError::InvalidPeer(_) => "invalid_peer",
+            ServiceError::OwnDomain { .. } => "own_domain",
+            ServiceError::CaMismatch { .. } => "ca_mismatch",
+            ServiceError::UnknownPeer { .. } => "unknown_peer",
+            ServiceError::FederationOff => "federation_off",
+            ServiceError::PeerUnreachable { .. } => "peer_unreachable",
+            ServiceError::PeerAnswerRefused { .. } => "peer_answer_refused",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
+            ServiceError::Storage(StorageError::InviteInvalid) => "invite_invalid",
+            ServiceError::Storage(StorageError::MessageIdNotIssued) => "message_id_not_issued",
+            ServiceError::Storage(StorageError::MessageIdExpired) => "message_id_expired",
+            ServiceError::Storage(StorageError::Backlog(..)) => "peer_backlog",
             ServiceError::Storage(_) | ServiceError::Internal(_) => "internal",
         }
     }
@@ -88,16 +162,42 @@ impl ServiceError {
             ServiceError::InvalidAddress(_)
             | ServiceError::InvalidName { .. }
             | ServiceError::InvalidEnvelope(_)
-            | ServiceError::NoRecipients => ErrorKind::Invalid,
+            | ServiceError::NoRecipients
+            | ServiceError::InvalidPart(_)
+            | ServiceError::InvalidPeer(_) => ErrorKind::Invalid,
             ServiceError::WrongDomain { .. }
             | ServiceError::TooManyRecipients { .. }
-            | ServiceError::TooManyParts { .. } => ErrorKind::Refused,
-            ServiceError::TooLarge { .. } => ErrorKind::TooLarge,
-            ServiceError::UnknownUser { .. } => ErrorKind::NotFound,
+            | ServiceError::TooManyParts { .. }
+            | ServiceError::TransferMismatch
+            | ServiceError::UntrustedSender { .. }
+            | ServiceError::BadSignature(_)
+            | ServiceError::UnknownRecipients { .. }
+            | ServiceError::RecipientRevoked { .. }
+            | ServiceError::PartMismatch { .. }
+            | ServiceError::PartMissing { .. }
+            | ServiceError::NotEncrypted { .. }
+            | ServiceError::MissingRecipientKey { .. }
+            | ServiceError::OwnDomain { .. }
+            | ServiceError::CaMismatch { .. } => ErrorKind::Refused,
+            ServiceError::TooLarge { .. } | ServiceError::InlineTooLarge { .. } => {
+                ErrorKind::TooLarge
+            }
+            ServiceError::SenderMismatch { .. }
+            | ServiceError::Storage(StorageError::MessageIdNotIssued)
+            | ServiceError::Storage(StorageError::MessageIdExpired) => ErrorKind::Forbidden,
+            ServiceError::UnknownUser { .. } | ServiceError::UnknownPeer { .. } => {
+                ErrorKind::NotFound
+            }
             ServiceError::AlreadyEnrolled { .. }
             | ServiceError::NotEnrolled { .. }
-            | ServiceError::OwnAccount => ErrorKind::Conflict,
-            ServiceError::Storage(StorageError::Overloaded) => ErrorKind::Unavailable,
+            | ServiceError::OwnAccount
+            | ServiceError::MessageIdReused => ErrorKind::Conflict,
+            ServiceError::FederationOff
+            | ServiceError::PeerUnreachable { .. }
+            | ServiceError::PeerAnswerRefused { .. }
+            | ServiceError::Storage(StorageError::Overloaded)
+            | ServiceError::Storage(StorageError::Backlog(..)) => ErrorKind::Unavailable,
+            ServiceError::Storage(StorageError::InviteInvalid) => ErrorKind::Refused,
             ServiceError::Storage(StorageError::Conflict(_)) => ErrorKind::Conflict,
             ServiceError::Storage(StorageError::NotFound(_)) => ErrorKind::NotFound,
             ServiceError::Storage(_) | ServiceError::Internal(_) => ErrorKind::Internal,

@@ -1,16 +1,26 @@
 //! Messages: the rules every message obeys, whichever door it comes through.
 //!
-//! [`check_envelope`] is the one reading of a signed envelope: HTTP submission (the sender's
-//! own node) and federation receive (a peer's node) both call it, so the same malformed
-//! envelope is refused with the same code through either door. [`recipients`] is the rule for
-//! a recipient list, for the envelope request and inside every envelope; [`deliverable`] says
-//! which local accounts receive mail.
+//! [`check_envelope`] is the one reading of a signed envelope and [`accept`] the one way a
+//! message enters the node (`mail/accept.rs`): HTTP submission (the sender's own node) and
+//! federation receive (a peer's node) both call it, so the same malformed message is refused
+//! with the same code through either door. [`recipients`] is the rule for a recipient list,
+//! for the envelope request and inside every envelope; [`deliverable`] says which local
+//! accounts receive mail; [`envelope`] resolves recipients for a sender about to seal.
+
+mod accept;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use super::ServiceError;
+use sequoia_openpgp::{Cert, Fingerprint};
+
+pub use accept::{
+    Accepted, Declared, Delivery, Incoming, Screened, Screening, Source, accept, screen,
+};
+
+use super::{Context, ServiceError};
 use crate::config::Limits;
-use crate::proto::Envelope;
+use crate::proto::{DeliveryMode, Envelope, EnvelopeResponse, ResolvedRecipient, VerdictView};
 use crate::storage::{Account, AccountState};
 
 /// A recipient list: at least one, at most `limits.max_recipients`, each an e-mail address;
@@ -87,6 +97,168 @@ pub fn check_envelope(limits: &Limits, text: &str) -> Result<Envelope, ServiceEr
 /// Does this local account receive messages? Enrolled (it has a key) and active.
 pub fn deliverable(account: &Account) -> bool {
     account.state == AccountState::Active && account.cert.is_some()
+}
+
+/// A resolved recipient: the local account (None for a peer organisation's user), what the
+/// client is told, and the certificate.
+type Resolved = (Option<i64>, ResolvedRecipient, Arc<Cert>);
+
+/// An envelope request: every recipient resolved, with the sender's trust verdict on each
+/// key (and on the sender's own), and a new message ID issued to the sender.
+pub async fn envelope(
+    ctx: &Context,
+    account: &Account,
+    to: &[String],
+    now: i64,
+) -> Result<EnvelopeResponse, ServiceError> {
+    let to = recipients(&ctx.config.limits, to)?;
+    let me = super::trust::viewer(account)?;
+    let recipients = resolve_all(ctx, Some(&me), &to).await?;
+    let (_, sender, _) = resolve(ctx, Some(&me), &account.address)
+        .await?
+        .ok_or_else(|| ServiceError::NotEnrolled {
+            address: account.address.clone(),
+        })?;
+    let message_id = crate::new_message_id();
+    let expires_at = now + ctx.config.limits.message_id_ttl_secs as i64;
+    ctx.store
+        .issue_message_id(account.id, &message_id, expires_at, now)
+        .await?;
+    Ok(EnvelopeResponse {
+        message_id,
+        expires_at,
+        sender,
+        recipients: recipients.into_iter().map(|(_, r, _)| r).collect(),
+    })
+}
+
+/// Resolves one recipient, with the viewer's trust verdict on the key for that address: an
+/// enrolled, active local account, or a user of a peered organisation (through its directory,
+/// asked over QUIC and cached).
+async fn resolve(
+    ctx: &Context,
+    viewer: Option<&Fingerprint>,
+    address: &str,
+) -> Result<Option<Resolved>, ServiceError> {
+    let domain = crate::domain_of(address);
+    if domain != ctx.config.domain {
+        return resolve_remote(ctx, viewer, address, domain).await;
+    }
+    let Some(account) = ctx.store.account_by_address(address).await? else {
+        return Ok(None);
+    };
+    if !deliverable(&account) {
+        return Ok(None);
+    }
+    let cert = ctx.account_cert(&account)?;
+    let verdict = verdict_for(ctx, viewer, &cert, address).await?;
+    Ok(Some((
+        Some(account.id),
+        ResolvedRecipient {
+            address: account.address.clone(),
+            fingerprint: account.fingerprint.clone().unwrap_or_default(),
+            cert: account.cert.clone().unwrap_or_default(),
+            mode: DeliveryMode::Local,
+            verdict,
+        },
+        cert,
+    )))
+}
+
+async fn verdict_for(
+    ctx: &Context,
+    viewer: Option<&Fingerprint>,
+    cert: &Cert,
+    address: &str,
+) -> Result<VerdictView, ServiceError> {
+    Ok(match viewer {
+        Some(viewer) => {
+            super::trust::view(&super::trust::verdict(ctx, viewer, cert, address).await?)
+        }
+        // Submission needs no verdict, only whether the key is revoked (checked by the caller).
+        None => VerdictView {
+            fingerprint: cert.fingerprint().to_hex(),
+            address: address.to_owned(),
+            level: String::new(),
+            amount: 0,
+            why_not: None,
+            explanation: Vec::new(),
+        },
+    })
+}
+
+/// A user of a peered organisation. Of several keys claiming the address, the one the viewer's
+/// web of trust rates highest (at submission, without a viewer: the first not revoked).
+async fn resolve_remote(
+    ctx: &Context,
+    viewer: Option<&Fingerprint>,
+    address: &str,
+    domain: &str,
+) -> Result<Option<Resolved>, ServiceError> {
+    let Some(peer) = ctx.store.peer(domain).await? else {
+        return Ok(None);
+    };
+    let certs = super::peers::remote_certs(ctx, &peer, address).await?;
+    let mut best: Option<(VerdictView, Arc<Cert>)> = None;
+    for cert in certs {
+        let verdict = verdict_for(ctx, viewer, &cert, address).await?;
+        let revoked = is_revoked(ctx, &cert);
+        let better = match &best {
+            None => true,
+            Some((b, _)) if viewer.is_some() => verdict.amount > b.amount,
+            Some(_) => !revoked,
+        };
+        if better {
+            best = Some((verdict, cert));
+        }
+    }
+    let Some((verdict, cert)) = best else {
+        return Ok(None);
+    };
+    Ok(Some((
+        None,
+        ResolvedRecipient {
+            address: address.to_owned(),
+            fingerprint: cert.fingerprint().to_hex(),
+            // Only the envelope request (with a viewer) hands the certificate to the client;
+            // submission needs the parsed certificate alone.
+            cert: match viewer {
+                Some(_) => crate::crypto::cert_to_armored(&cert).map_err(ServiceError::internal)?,
+                None => String::new(),
+            },
+            mode: DeliveryMode::Remote,
+            verdict,
+        },
+        cert,
+    )))
+}
+
+/// Resolves all recipients, or names every one that cannot be reached.
+async fn resolve_all(
+    ctx: &Context,
+    viewer: Option<&Fingerprint>,
+    to: &[String],
+) -> Result<Vec<Resolved>, ServiceError> {
+    let mut found = Vec::with_capacity(to.len());
+    let mut unknown = Vec::new();
+    for a in to {
+        match resolve(ctx, viewer, a).await? {
+            Some(r) => found.push(r),
+            None => unknown.push(a.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ServiceError::UnknownRecipients { addresses: unknown });
+    }
+    Ok(found)
+}
+
+/// Is this key revoked (now, by the node's policy)?
+fn is_revoked(ctx: &Context, cert: &Cert) -> bool {
+    matches!(
+        cert.revocation_status(&ctx.policy, None),
+        sequoia_openpgp::types::RevocationStatus::Revoked(_)
+    )
 }
 
 #[cfg(test)]

@@ -10,10 +10,20 @@
 //! the clock in a rule (doors pass `now`); log a secret.
 
 pub mod accounts;
+mod context;
 mod error;
 pub mod mail;
+pub mod peers;
+pub mod trust;
 
+pub use context::{CertFacts, Context, FedLink};
 pub use error::{ErrorKind, ServiceError};
+
+/// Seconds since the Unix epoch of `t` (what storage records).
+pub(crate) fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// On whose behalf an operation runs: what the transaction log names as its actor.
 #[derive(Clone, Debug, PartialEq, Eq)]

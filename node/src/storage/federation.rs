@@ -13,6 +13,9 @@ use super::error::{Result, Timestamp};
 use super::log::LogEvent;
 use super::mail::{DeliveryState, NewPart};
 
+/// A notice for a user from their node is the wire's (`sealpost-proto`): storage speaks it.
+pub use sealpost_proto::Notice;
+
 /// A peer organisation's node, as an admin authorised it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
@@ -109,17 +112,6 @@ pub struct Expired {
     pub sender: String,
     pub domain: String,
     pub addresses: Vec<String>,
-}
-
-/// A notice for a user from their node (for example, a delivery that failed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Notice {
-    pub id: i64,
-    pub message_id: Option<String>,
-    pub text: String,
-    #[schema(value_type = i64)]
-    pub created_at: Timestamp,
-    pub unread: bool,
 }
 
 #[async_trait]

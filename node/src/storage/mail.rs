@@ -6,9 +6,12 @@
 //! it must not depend on the federation module (which depends on this one).
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::{Result, Timestamp};
+
+/// What a reader sees of a mailbox is the wire's (`sealpost-proto`): storage speaks it.
+pub use sealpost_proto::{DeliveryState, Folder, MailboxItem};
 
 /// One part of a message as it is submitted: the SHA-256 of its ciphertext, and the
 /// ciphertext itself when small enough to live in the database.
@@ -51,48 +54,6 @@ pub enum SubmitOutcome {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Folder {
-    Inbox,
-    Sent,
-    Archive,
-}
-
-impl Folder {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Folder::Inbox => "inbox",
-            Folder::Sent => "sent",
-            Folder::Archive => "archive",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "inbox" => Folder::Inbox,
-            "sent" => Folder::Sent,
-            "archive" => Folder::Archive,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct MailboxItem {
-    pub message_id: String,
-    pub folder: Folder,
-    pub unread: bool,
-    pub from: String,
-    pub to: Vec<String>,
-    #[schema(value_type = i64)]
-    pub received_at: Timestamp,
-    pub size: u64,
-    pub parts: u32,
-    /// For messages in Sent: each remote recipient's delivery state.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub delivery: Vec<DeliveryState>,
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct PartInfo {
     pub index: u32,
@@ -126,19 +87,6 @@ pub enum PartData {
 pub struct RemoteRoute {
     pub domain: String,
     pub addresses: Vec<String>,
-}
-
-/// A recipient's delivery state, as the sender sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DeliveryState {
-    pub address: String,
-    /// `queued`, `delivered` or `failed`.
-    pub state: String,
-    /// Why it failed, in plain words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[schema(value_type = i64)]
-    pub updated_at: Timestamp,
 }
 
 /// Messages: issued message IDs, uploads, submission, mailboxes, parts, read/move/delete.

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { BIN, CHROMIUM } from './harness.mjs';
 
 if (!existsSync(BIN)) {
-  console.error(`${BIN} is missing: build the node first (cargo build -p sealpost).`);
+  console.error(`${BIN} is missing: build the node first (cargo build -p sealpost-bin).`);
   process.exit(1);
 }
 if (!existsSync(CHROMIUM)) {

@@ -1,4 +1,4 @@
-// The browser's password KDF against the known-answer vectors of node/src/crypto/tests.rs
+// The browser's password KDF against the known-answer vectors of client/src/crypto/tests.rs
 // (`derive_password_keys_known_answers`, computed independently with OpenSSL).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -3,7 +3,7 @@
 //! Run (the `production` profile: release with fat LTO, as deployed; not part of the tests):
 //!
 //! ```sh
-//! cargo build --profile production -p sealpost -p sealpost-load
+//! cargo build --profile production -p sealpost-bin -p sealpost-load
 //! target/production/sealpost-fed-bench
 //! ```
 //!
@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sealpost::client::{Client, Outgoing, Sealed, Session};
-use sealpost::crypto::KdfParams;
+use sealpost_client::{Client, Outgoing, Sealed, Session};
+use sealpost_proto::KdfParams;
 
 #[path = "../shared.rs"]
 mod shared;
@@ -406,7 +406,7 @@ async fn main() -> anyhow::Result<()> {
     };
     anyhow::ensure!(
         bin.exists(),
-        "{} not found: build it with `cargo build --profile production -p sealpost -p sealpost-load`",
+        "{} not found: build it with `cargo build --profile production -p sealpost-bin -p sealpost-load`",
         bin.display()
     );
     let dir = match &args.work {

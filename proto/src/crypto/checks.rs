@@ -1,6 +1,7 @@
 //! Checks the node and the client make on certificates they are handed: that a certificate
 //! is fit to be an enrolled user's, that a "wrapped" key really is wrapped (the node must never
-//! store a usable secret key), and that the organisation CA vouches for an address.
+//! store a usable secret key), and that the organisation CA vouches for an address; and the
+//! time both sides give a new certification ([`after_previous_signatures`]).
 
 use std::time::SystemTime;
 
@@ -148,4 +149,40 @@ pub fn ca_certifies(
                 .next()
                 .is_some()
         })
+}
+
+/// A creation time for a new signature by `signer` over `target`'s user IDs for `address`
+/// that is strictly later than every signature `signer` already made there.
+///
+/// OpenPGP times have one-second resolution, and a retraction only supersedes certifications
+/// older than itself (and a renewed certification only a retraction older than itself). A
+/// retraction made in the same second as the certification it retracts would not take.
+pub fn after_previous_signatures(
+    signer: &sequoia_openpgp::Fingerprint,
+    target: &Cert,
+    address: &str,
+    now: std::time::SystemTime,
+) -> std::time::SystemTime {
+    let signer = sequoia_openpgp::KeyHandle::from(signer.clone());
+    let newest = target
+        .userids()
+        .filter(|u| u.userid().email_normalized().ok().flatten().as_deref() == Some(address))
+        .flat_map(|u| {
+            u.certifications()
+                .chain(u.other_revocations())
+                .filter(|s| s.get_issuers().iter().any(|i| i.aliases(&signer)))
+                .filter_map(|s| s.signature_creation_time())
+                .collect::<Vec<_>>()
+        })
+        .max();
+    // Signatures store whole seconds: compare at that resolution.
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    match newest {
+        Some(t) if secs(t) >= secs(now) => t + std::time::Duration::from_secs(1),
+        _ => now,
+    }
 }

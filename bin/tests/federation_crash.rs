@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use common::*;
 use rand::Rng;
-use sealpost::client::{Client, Session};
-use sealpost::crypto::KdfParams;
-use sealpost::proto::SubmitRequest;
+use sealpost_client::{Client, Session};
+use sealpost_proto::KdfParams;
+use sealpost_proto::SubmitRequest;
 use tokio::sync::RwLock;
 
 const TOTAL: usize = 1000;

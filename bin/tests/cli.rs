@@ -145,7 +145,7 @@ fn cli_client_enrols_sends_lists_and_reads_while_admin_works_on_the_running_node
     )
     .trim()
     .to_owned();
-    assert!(sealpost::is_message_id(&id), "{id}");
+    assert!(sealpost_proto::is_message_id(&id), "{id}");
 
     let bpw = [
         ("SEALPOST_CLIENT_DIR", b),

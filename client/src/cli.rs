@@ -13,8 +13,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::{Client, Outgoing, Session};
-use crate::crypto::KdfParams;
-use crate::proto::Folder;
+use sealpost_proto::crypto::grouped;
+use sealpost_proto::{Folder, KdfParams};
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
@@ -221,7 +221,7 @@ async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
 }
 
 fn print_items(
-    items: &[(crate::proto::MailboxItem, String)],
+    items: &[(sealpost_proto::MailboxItem, String)],
     json: bool,
     sent: bool,
 ) -> anyhow::Result<()> {
@@ -584,14 +584,4 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A fingerprint as people compare it aloud: upper-case hex in groups of four.
-pub fn grouped(hex: &str) -> String {
-    let up = hex.to_ascii_uppercase();
-    up.as_bytes()
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).expect("hex is ascii"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -1,17 +1,37 @@
-//! The HTTP API's wire types, shared by the node and the client so the two cannot drift.
+//! The HTTP API's wire types, shared by the node and the client so the two cannot drift, and
+//! the rules both sides hold: addresses and message IDs ([`normalize_address`],
+//! [`new_message_id`]), and what a verifier checks ([`crypto`]: certificates, detached
+//! signatures, a ciphertext's recipients, KDF parameters).
 //!
 //! Binary values travel as base64 (standard alphabet, padded) except hashes and fingerprints,
 //! which are lowercase/uppercase hex as OpenPGP tools print them. Times are Unix seconds.
+//!
+//! Nothing here stores, serves or decrypts: this crate links no database, HTTP server or
+//! network stack, and holds no operation that needs a secret key.
+
+mod address;
+pub mod crypto;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::KdfParams;
-pub use crate::storage::{Folder, MailboxItem};
+pub use address::{domain_of, is_message_id, is_host_name, is_valid_domain, new_message_id, normalize_address};
+pub use crypto::KdfParams;
 
 /// Version prefix of every API route.
 pub const API_PREFIX: &str = "/api/v1";
+
+/// Header by which the CLI client presents its device token at login.
+pub const DEVICE_HEADER: &str = "x-sealpost-device";
+
+/// Seconds since the Unix epoch: the wire's time.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
 
 /// The body of every error answer: a stable machine-readable `code` and a sentence for people.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -283,12 +303,75 @@ pub struct UploadResponse {
     pub size: u64,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Folder {
+    Inbox,
+    Sent,
+    Archive,
+}
+
+impl Folder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Folder::Inbox => "inbox",
+            Folder::Sent => "sent",
+            Folder::Archive => "archive",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inbox" => Folder::Inbox,
+            "sent" => Folder::Sent,
+            "archive" => Folder::Archive,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MailboxItem {
+    pub message_id: String,
+    pub folder: Folder,
+    pub unread: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    pub received_at: i64,
+    pub size: u64,
+    pub parts: u32,
+    /// For messages in Sent: each remote recipient's delivery state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivery: Vec<DeliveryState>,
+}
+
+/// A recipient's delivery state, as the sender sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryState {
+    pub address: String,
+    /// `queued`, `delivered` or `failed`.
+    pub state: String,
+    /// Why it failed, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at: i64,
+}
+
+/// A notice for a user from their node (for example, a delivery that failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notice {
+    pub id: i64,
+    pub message_id: Option<String>,
+    pub text: String,
+    pub created_at: i64,
+    pub unread: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MailboxResponse {
     pub items: Vec<MailboxItem>,
     /// In the inbox: the node's notices to the user (deliveries that failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notices: Vec<crate::storage::Notice>,
+    pub notices: Vec<Notice>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use rand::Rng;
-use sealpost::client::{Client, Session};
-use sealpost::crypto::KdfParams;
-use sealpost::proto::SubmitRequest;
+use sealpost_client::{Client, Session};
+use sealpost_proto::KdfParams;
+use sealpost_proto::SubmitRequest;
 
 const TOTAL: usize = 2000;
 const IN_FLIGHT: usize = 16;

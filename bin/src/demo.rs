@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::api::AppState;
-use crate::client::Client;
-use crate::client::cli::ClientState;
-use crate::config::{Config, Paths};
-use crate::crypto::KdfParams;
-use crate::node::{Node, init};
-use crate::storage::PeerRecord;
+use sealpost::api::AppState;
+use sealpost::config::{Config, Paths};
+use sealpost::node::{Node, init};
+use sealpost_client::Client;
+use sealpost_client::cli::ClientState;
+use sealpost_proto::KdfParams;
 
 /// A demo user: local part, name, whether an admin.
 type DemoUser = (&'static str, &'static str, bool);
@@ -32,9 +31,6 @@ const ORGS: [(&str, [DemoUser; 2]); 2] = [
         [("bob", "Bob Martin", true), ("dave", "Dave Bowman", false)],
     ),
 ];
-
-/// The first demo organisation's domain.
-pub const DEMO_DOMAIN: &str = ORGS[0].0;
 
 struct Running {
     domain: &'static str,
@@ -95,18 +91,22 @@ async fn peer(a: &Running, b: &Running) -> anyhow::Result<()> {
         .get()
         .context("federation is not running")?;
     let ca = b.state.ca.clone().strip_secret_key_material();
-    crate::federation::add_peer(
+    sealpost::service::peers::add(
         &*a.state.store,
+        &a.state.config,
         &a.state.ca,
-        PeerRecord::new(
-            b.domain,
-            link.peer_id(),
-            link.listen_addrs(),
-            ca.fingerprint().to_hex(),
-        ),
-        Some(ca),
+        &sealpost::service::Actor::Node,
+        sealpost::service::peers::NewPeer {
+            domain: b.domain.to_owned(),
+            peer_id: link.peer_id(),
+            addrs: link.listen_addrs(),
+            ca_fingerprint: ca.fingerprint().to_hex(),
+            ca_cert: Some(ca),
+        },
+        std::time::SystemTime::now(),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 pub async fn run(data: &Path, http: SocketAddr) -> anyhow::Result<()> {
@@ -208,7 +208,7 @@ pub async fn run(data: &Path, http: SocketAddr) -> anyhow::Result<()> {
     println!("  {exe} admin --data {} log verify", orgs[1].data.display());
     println!();
     println!("Press Ctrl-C to stop.");
-    crate::node::shutdown_signal().await;
+    sealpost::node::shutdown_signal().await;
     let _ = stop_tx.send(true);
     for org in orgs {
         org.server.await.context("a node task failed")??;
@@ -233,14 +233,14 @@ async fn enrol_or_update(
     }
     let address = format!("{user}@{}", org.domain);
     let password = format!("{user}-demo-password");
-    let code = crate::service::accounts::invite(
+    let code = sealpost::service::accounts::invite(
         org.state.store.as_ref(),
         &org.state.config,
-        &crate::service::Actor::Node,
+        &sealpost::service::Actor::Node,
         &address,
         Some(name),
         admin,
-        crate::now(),
+        sealpost_proto::now(),
     )
     .await?
     .code;
@@ -255,7 +255,7 @@ async fn enrol_or_update(
         .await
         .with_context(|| format!("enrolling {address}"))?;
     std::fs::create_dir_all(&dir)?;
-    crate::keys::write_secret_file(&dir.join("password"), password.as_bytes())?;
+    sealpost::keys::write_secret_file(&dir.join("password"), password.as_bytes())?;
     ClientState {
         node: org.url.clone(),
         address,

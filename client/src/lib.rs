@@ -1,5 +1,6 @@
-//! The client library: everything a user's side does, used by the CLI client, the demo, the
-//! tests and the load tool.
+//! The client library: everything a user's side does, used by the CLI client ([`cli`]), the
+//! demo, the tests and the load tool. It speaks the wire of `sealpost-proto`, and links no
+//! database, HTTP server or network stack of the node's.
 //!
 //! All cryptography happens here, never on the node: the key is generated here, wrapped here
 //! with a key derived from the password, and only the wrapped key and a separately derived
@@ -9,6 +10,7 @@
 //! is pinned by fingerprint when the user enrols.
 
 pub mod cli;
+pub mod crypto;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +24,9 @@ use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::crypto::{self, CryptoError, KdfParams};
-use crate::proto::*;
+use sealpost_proto::*;
+
+use crate::crypto::CryptoError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -152,7 +155,7 @@ impl Client {
     fn login_post(&self, path: &str) -> reqwest::RequestBuilder {
         let req = self.http.post(self.url(path));
         match &self.device_token {
-            Some(t) => req.header(crate::api::web::DEVICE_HEADER, t),
+            Some(t) => req.header(DEVICE_HEADER, t),
             None => req,
         }
     }
@@ -490,7 +493,7 @@ impl Session {
                 .await?,
         )
         .await?;
-        if !crate::is_message_id(&resp.message_id) {
+        if !is_message_id(&resp.message_id) {
             return Err(ClientError::Protocol("malformed message ID".into()));
         }
         let mut certs = Vec::new();
@@ -598,7 +601,7 @@ impl Session {
     }
 
     fn signing_time(&self, target: &Cert, address: &str) -> SystemTime {
-        crate::certs::after_previous_signatures(
+        crypto::after_previous_signatures(
             &self.me.fingerprint(),
             target,
             address,
@@ -757,7 +760,7 @@ impl Session {
             subject: subject.to_owned(),
             body: body.to_owned(),
             attachments: vec![],
-            sent_at: crate::now(),
+            sent_at: now(),
         };
         let sealed = self.seal_bytes(
             recipient_certs,
@@ -768,7 +771,7 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
-            created_at: crate::now(),
+            created_at: now(),
             parts: vec![EnvelopePart {
                 sha256: hex::encode(Sha256::digest(&sealed)),
                 size: sealed.len() as u64,
@@ -891,7 +894,7 @@ impl Session {
             subject: msg.subject.clone(),
             body: msg.body.clone(),
             attachments: metas,
-            sent_at: crate::now(),
+            sent_at: now(),
         };
         let sealed =
             self.seal_bytes(&certs, &serde_json::to_vec(&head).expect("head serialises"))?;
@@ -912,7 +915,7 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
-            created_at: crate::now(),
+            created_at: now(),
             parts,
         };
         let request = self.sign_envelope(&env, inline)?;

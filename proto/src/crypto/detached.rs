@@ -1,7 +1,8 @@
-//! Detached signatures over request envelopes.
+//! Verification of detached signatures over request envelopes.
 //!
-//! The client signs the exact bytes of the JSON envelope it sends; the
-//! server verifies them on every request, so verification avoids the
+//! The client signs the exact bytes of the JSON envelope it sends
+//! (`sealpost_client::crypto::sign_detached`); the node verifies them on
+//! every request, and the client when it reads, so verification avoids the
 //! streaming machinery and does only: one armor decode, one policy
 //! check, one key lookup by issuer and one signature verification.
 
@@ -10,50 +11,16 @@ use std::time::{Duration, SystemTime};
 use sequoia_openpgp as openpgp;
 
 use openpgp::packet::key::UnspecifiedRole;
-use openpgp::packet::signature::SignatureBuilder;
 use openpgp::policy::{HashAlgoSecurity, Policy};
 use openpgp::types::{RevocationStatus, SignatureType};
 use openpgp::{Cert, KeyHandle};
 
 use super::CryptoError;
-use super::keys::{signature_from_armored, signature_to_armored};
+use super::keys::signature_from_armored;
 
 /// How far in the future a detached signature's creation time may be,
 /// to tolerate clock skew between client and server.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
-
-/// Makes an ASCII-armored binary (0x00) detached signature over `data`
-/// with the first signing-capable key of `signer` that is valid under
-/// `policy` now and has unencrypted secret key material.
-pub fn sign_detached(
-    signer: &Cert,
-    policy: &dyn Policy,
-    data: &[u8],
-) -> Result<String, CryptoError> {
-    let vc = signer
-        .with_policy(policy, None)
-        .map_err(|_| CryptoError::NoUsableKey(signer.fingerprint()))?;
-    let ka = vc
-        .keys()
-        .for_signing()
-        .alive()
-        .revoked(false)
-        .supported()
-        .unencrypted_secret()
-        .next()
-        .ok_or(CryptoError::NoUsableKey(signer.fingerprint()))?;
-    let mut keypair = ka
-        .key()
-        .clone()
-        .into_keypair()
-        .map_err(|e| CryptoError::other("signing key", e))?;
-    // The builder adds the creation time, the issuer and the issuer
-    // fingerprint subpackets.
-    let sig = SignatureBuilder::new(SignatureType::Binary)
-        .sign_message(&mut keypair, data)
-        .map_err(|e| CryptoError::other("signing", e))?;
-    signature_to_armored(&sig)
-}
 
 /// What `policy` says of a signer's certificate at one time: whether it is valid, alive and
 /// not revoked, and its signing keys that are alive and not revoked then. The part of
@@ -293,8 +260,7 @@ mod tests {
     #[test]
     fn dalek_check_agrees_with_sequoia_and_is_the_one_used() {
         let p = StandardPolicy::new();
-        let (cert, _) =
-            crate::crypto::generate_user_key("a@a.test", None, SystemTime::now()).unwrap();
+        let (cert, _) = crate::crypto::tests::test_key("a@a.test", SystemTime::now());
         let key = cert
             .with_policy(&p, None)
             .unwrap()
@@ -308,7 +274,7 @@ mod tests {
         let public = key.clone().take_secret().0;
         for i in 0..20u8 {
             let data = vec![i; 100 + i as usize];
-            let armored = sign_detached(&cert, &p, &data).unwrap();
+            let armored = crate::crypto::tests::sign(&cert, &data);
             let sig = signature_from_armored(&armored).unwrap();
             let fast = verify_ed25519(&sig, &public, &data).expect("the Ed25519 path is taken");
             assert_eq!(fast.is_ok(), sig.verify_message(&public, &data).is_ok());
@@ -321,7 +287,7 @@ mod tests {
         }
         // A signature whose S was altered (prefix still right): refused.
         let data = b"envelope";
-        let sig = signature_from_armored(&sign_detached(&cert, &p, data).unwrap()).unwrap();
+        let sig = signature_from_armored(&crate::crypto::tests::sign(&cert, data)).unwrap();
         let mut packet = openpgp::serialize::MarshalInto::to_vec(&sig).unwrap();
         let last = packet.len() - 1;
         packet[last] ^= 0x01;

@@ -1,0 +1,249 @@
+//! What the service layer's operations need of a running node: its configuration, storage,
+//! organisation identity, trust view and federation link, and the caches of parsed
+//! certificates. The HTTP API's state holds one (and dereferences to it); the federation host
+//! holds one. Nothing in it knows HTTP, the command line or libp2p.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::StandardPolicy;
+use sha2::{Digest, Sha256};
+
+use super::ServiceError;
+use crate::config::Config;
+use crate::storage::{Account, BlobStore, MetaStore};
+
+/// What the service layer needs from the running federation driver, as a trait so that no
+/// door but the federation module depends on libp2p (`federation/link.rs` implements it).
+#[async_trait]
+pub trait FedLink: Send + Sync + 'static {
+    /// This node's peer ID (base58).
+    fn peer_id(&self) -> String;
+    /// The QUIC addresses this node listens on (multiaddresses).
+    fn listen_addrs(&self) -> Vec<String>;
+    /// Something was queued for the peer of this domain: send now.
+    fn wake(&self, domain: &str);
+    /// The peer table changed.
+    fn peers_changed(&self);
+    /// Our certificates changed; `cursor` is the new generation.
+    fn certs_changed(&self, cursor: u64);
+    /// Asks a peer's node for the certificates of one of its addresses.
+    async fn lookup(&self, peer_id: &str, address: &str) -> Result<Vec<String>, String>;
+    /// Asks a peer's node for its organisation record (JSON).
+    async fn org_record(&self, peer_id: &str) -> Result<String, String>;
+}
+
+pub struct Context {
+    pub config: Config,
+    pub store: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub ca: Cert,
+    pub ca_armored: String,
+    pub node_key_hex: String,
+    /// The node's libp2p peer ID (from the same Ed25519 key).
+    pub peer_id: String,
+    pub policy: StandardPolicy<'static>,
+    pub trust: crate::trustview::TrustView,
+    /// The running federation driver, once started (absent in tests of one node, and while
+    /// the node starts).
+    pub federation: OnceLock<Arc<dyn FedLink>>,
+    /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
+    /// certificate that changed (new certification, revocation) under the same fingerprint must
+    /// not be served from the cache.
+    certs: Mutex<HashMap<String, (String, Arc<Cert>)>>,
+    /// Parsed certificates by the SHA-256 of their armored text (public parts only): every
+    /// transfer from a peer carries its sender's certificate, nearly always the same text.
+    parsed: Mutex<HashMap<[u8; 32], Arc<Cert>>>,
+    /// What the policy says of the certificates checked on every message accepted, by the
+    /// address of their (cached, shared) parsed certificate: see [`Context::cert_facts`].
+    facts: Mutex<FactsCache>,
+}
+
+/// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
+/// they are for.
+type FactsCache = HashMap<usize, (Arc<Cert>, u64, Arc<CertFacts>)>;
+
+/// What [`StandardPolicy`] says of a certificate at one second: a sender's signing keys and
+/// a recipient's encryption keys. Working it out (finding each component's binding
+/// signature valid then) was a tenth of the node's work per submission.
+pub struct CertFacts {
+    pub signer: crate::crypto::SignerFacts,
+    pub encryption: Vec<sequoia_openpgp::KeyHandle>,
+}
+
+impl Context {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        ca: Cert,
+        node_key: &ed25519_dalek::SigningKey,
+    ) -> Context {
+        let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
+        let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
+        Context {
+            config,
+            store,
+            blobs,
+            ca,
+            ca_armored,
+            node_key_hex: hex::encode(node_key.verifying_key().as_bytes()),
+            peer_id: crate::keys::peer_id(node_key),
+            policy: StandardPolicy::new(),
+            trust,
+            federation: OnceLock::new(),
+            certs: Mutex::new(HashMap::new()),
+            parsed: Mutex::new(HashMap::new()),
+            facts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What this node publishes about its organisation (`/api/v1/org`,
+    /// `/.well-known/sealpost/org`, and to peers that ask).
+    pub fn org_record(&self) -> serde_json::Value {
+        let l = &self.config.limits;
+        serde_json::to_value(crate::proto::OrgInfo {
+            domain: self.config.domain.clone(),
+            ca_fingerprint: self.ca.fingerprint().to_hex(),
+            ca_cert: self.ca_armored.clone(),
+            node_key: self.node_key_hex.clone(),
+            peer_id: self.peer_id.clone(),
+            federation_addrs: if self.config.federation.announce.is_empty() {
+                self.federation
+                    .get()
+                    .map(|f| f.listen_addrs())
+                    .unwrap_or_default()
+            } else {
+                self.config.federation.announce.clone()
+            },
+            limits: crate::proto::PublicLimits {
+                max_message_bytes: l.max_message_bytes,
+                max_parts: l.max_parts,
+                max_recipients: l.max_recipients,
+                inline_part_max_bytes: l.inline_part_max_bytes,
+            },
+            accept_partial: self.config.trust.accept_partial,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .expect("org info serialises")
+    }
+
+    /// Parses an armored certificate (secret parts stripped), remembering the result by the
+    /// text's hash: parsing is most of the cost of taking a certificate from the network.
+    pub fn parse_cert(&self, armored: &str) -> Result<Arc<Cert>, crate::crypto::CryptoError> {
+        let key: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
+        if let Some(c) = self.parsed.lock().expect("parsed certs").get(&key) {
+            return Ok(c.clone());
+        }
+        let cert = Arc::new(crate::crypto::cert_from_armored(armored)?.strip_secret_key_material());
+        let mut cache = self.parsed.lock().expect("parsed certs");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, cert.clone());
+        Ok(cert)
+    }
+
+    /// The [`CertFacts`] of `cert` at `now`, worked out once per certificate and second: exact,
+    /// because every time in OpenPGP is a whole second, so the policy's answer cannot change
+    /// within one. Keyed by the certificate's address, which cannot be reused while the entry
+    /// holds it; a changed certificate is parsed into a new one. Bounded: emptied when full.
+    pub fn cert_facts(&self, cert: &Arc<Cert>, now: std::time::SystemTime) -> Arc<CertFacts> {
+        let second = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let key = Arc::as_ptr(cert) as usize;
+        if let Some((_, at, facts)) = self.facts.lock().expect("cert facts").get(&key)
+            && *at == second
+        {
+            return facts.clone();
+        }
+        let facts = Arc::new(CertFacts {
+            signer: crate::crypto::SignerFacts::at(cert, &self.policy, now),
+            encryption: crate::crypto::encryption_key_handles(cert, &self.policy, now),
+        });
+        let mut map = self.facts.lock().expect("cert facts");
+        if map.len() >= 10_000 {
+            map.clear();
+        }
+        map.insert(key, (cert.clone(), second, facts.clone()));
+        facts
+    }
+
+    /// The parsed certificate of an enrolled account. Parsing is the expensive part of
+    /// checking a signature, so parsed certificates are kept (bounded; keyed by fingerprint, so
+    /// a changed certificate is a different key).
+    pub fn account_cert(&self, account: &Account) -> Result<Arc<Cert>, ServiceError> {
+        let (Some(fpr), Some(armored)) = (&account.fingerprint, &account.cert) else {
+            return Err(ServiceError::NotEnrolled {
+                address: account.address.clone(),
+            });
+        };
+        if let Some((text, c)) = self.certs.lock().expect("cert cache").get(fpr)
+            && text == armored
+        {
+            return Ok(c.clone());
+        }
+        let cert =
+            Arc::new(crate::crypto::cert_from_armored(armored).map_err(ServiceError::internal)?);
+        let mut cache = self.certs.lock().expect("cert cache");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(fpr.clone(), (armored.clone(), cert.clone()));
+        Ok(cert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    /// Facts are worked out once per certificate and second, again in the next second, and
+    /// afresh for a changed (re-parsed) certificate, which is how a revocation takes effect.
+    #[tokio::test]
+    async fn cert_facts_are_kept_for_one_certificate_and_one_second() {
+        use std::time::{Duration, SystemTime};
+        let (_dir, node) = crate::node::temp_node("facts.test").await;
+        let st = node.state;
+        let (cert, _) =
+            sealpost_client::crypto::generate_user_key("a@facts.test", None, SystemTime::now())
+                .unwrap();
+        let cert = Arc::new(cert);
+        let t = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            );
+        let first = st.cert_facts(&cert, t);
+        assert!(first.signer.is_usable());
+        assert_eq!(first.encryption.len(), 1);
+        let same_second = st.cert_facts(&cert, t + Duration::from_millis(999));
+        assert!(Arc::ptr_eq(&first, &same_second));
+        let next_second = st.cert_facts(&cert, t + Duration::from_secs(1));
+        assert!(!Arc::ptr_eq(&first, &next_second));
+
+        // The revoked certificate is another parsed certificate: its own facts, at once.
+        let revoked = Arc::new(
+            sealpost_client::crypto::revoke_cert(
+                &cert,
+                sequoia_openpgp::types::ReasonForRevocation::KeyCompromised,
+                "lost",
+            )
+            .unwrap(),
+        );
+        let after = st.cert_facts(&revoked, t + Duration::from_millis(500));
+        assert!(!after.signer.is_usable());
+        assert!(after.encryption.is_empty());
+        assert!(
+            st.cert_facts(&cert, t + Duration::from_millis(500))
+                .signer
+                .is_usable()
+        );
+    }
+}

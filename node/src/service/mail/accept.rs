@@ -1,0 +1,594 @@
+//! Accepting a message: the one way a message enters this node, whichever door it comes
+//! through (in the manner of Stalwart's `email_ingest(IngestSource)`).
+//!
+//! [`accept`] takes the message's [`Source`] and applies every rule once, in this order:
+//!
+//! 1. the envelope ([`check_envelope`](super::check_envelope)), and that it is what the
+//!    transport declared (`transfer_mismatch`);
+//! 2. the source may speak for the sender (`sender_mismatch`): a local sender only for their
+//!    own address, a peer's node only for its domain; a peer's replay of a message already
+//!    received is answered as the first time (a different envelope under the same ID:
+//!    `message_id_reused`);
+//! 3. the sender's key: a local account's own, or the certificate a peer presents,
+//!    authenticated by this node's trust view (our CA, the bridge, their CA;
+//!    `untrusted_sender`); its signature over the exact envelope bytes
+//!    (`bad_envelope_signature`);
+//! 4. the recipients: a local sender's every recipient is resolved, here or at a peered
+//!    organisation (`unknown_recipient`); a peer's message concerns our recipients only; no
+//!    new message goes to a revoked key (`recipient_revoked`);
+//! 5. the parts: an inline part matches its signed hash and size and fits inline; any other
+//!    part is held (uploaded by the local sender, or streamed by the peer; `part_missing`);
+//! 6. every part is encrypted to every recipient resolved in 4 and to the sender
+//!    (`not_encrypted`, `missing_recipient_key`);
+//! 7. one commit: message, parts, mailboxes, an outbox entry per remote domain, log entries.
+//!
+//! A local submission is all or nothing: the client corrects it and submits again. A peer's
+//! transfer is answered per recipient (the receipt): one of ours who cannot receive it is
+//! refused alone, with the code that would have refused a local submission.
+//!
+//! The federation host takes steps 1 to 4 ([`screen`]) before any part travels, to say which
+//! parts it wants; its commit then calls [`accept`], which takes them all again: nothing
+//! stored rests on an earlier, separate admission.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sequoia_openpgp::Cert;
+use sha2::{Digest, Sha256};
+
+use super::{check_envelope, deliverable, is_revoked, resolve_all};
+use crate::crypto;
+use crate::proto::Envelope;
+use crate::service::{Context, ServiceError};
+use crate::storage::{Account, NewMessage, NewPart, RemoteMessage, RemoteRoute, SubmitOutcome};
+
+/// Where a message comes from: who may be its sender, what vouches for the sender's key,
+/// where parts not carried with it must already be, and how it is stored. New doors (a
+/// pickup reply, SMTP) are new variants.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Source<'a> {
+    /// A local user's submission: the sender is this (logged-in) account.
+    Local { account: &'a Account },
+    /// A transfer from the node of a peered organisation, which speaks for `domain` only.
+    Peer {
+        domain: &'a str,
+        /// The sender's certificate as the peer presents it (armored).
+        sender_cert: &'a str,
+        /// Evidence kept with the message: the sending node's signature (hex) and, for a
+        /// transfer that came in a batch, the proof that the batch signature covers it.
+        node_sig: String,
+        proof: Option<serde_json::Value>,
+    },
+}
+
+/// A message as a door received it.
+#[derive(Debug, Default)]
+pub struct Incoming<'a> {
+    /// The envelope's exact text, as the sender signed it.
+    pub envelope: &'a str,
+    /// The sender's armored detached signature over it.
+    pub signature: &'a str,
+    /// Parts that came with the message, by index; every other part must be held.
+    pub inline: BTreeMap<u32, Vec<u8>>,
+    /// What the transport declared before the envelope was read, if it did.
+    pub declared: Option<Declared<'a>>,
+}
+
+/// What a transport said of a message ahead of its envelope (a federation transfer names its
+/// message ID and parts, by which parts are then asked for): it must be what the signed
+/// envelope says.
+#[derive(Debug)]
+pub struct Declared<'a> {
+    pub message_id: &'a str,
+    /// Each part's hash (hex) and size.
+    pub parts: Vec<(&'a str, u64)>,
+}
+
+/// What became of an accepted message.
+#[derive(Debug)]
+pub struct Accepted {
+    pub message_id: String,
+    /// When this node accepted it (for a resubmission: the first time).
+    pub accepted_at: i64,
+    /// It was accepted before (a client retrying, a peer replaying): nothing changed.
+    pub duplicate: bool,
+    /// Every recipient this node answers for: all of a local sender's, in the envelope's
+    /// order; a peer's message: ours.
+    pub recipients: Vec<(String, Delivery)>,
+}
+
+#[derive(Debug)]
+pub enum Delivery {
+    /// In the recipient's mailbox on this node.
+    Delivered,
+    /// Queued for the node of the recipient's organisation.
+    Queued,
+    /// Not delivered to this recipient, for this reason.
+    Refused(ServiceError),
+}
+
+/// A message that passed steps 1 to 4, with what they found.
+pub struct Screened {
+    env: Envelope,
+    sender: Arc<Cert>,
+    /// Recipients this node delivers to or routes.
+    recipients: Vec<Recipient>,
+    /// A peer's message: those of our recipients who cannot receive it.
+    refused: Vec<(String, ServiceError)>,
+}
+
+/// What [`screen`] decided.
+pub enum Screening {
+    /// Nothing to store: this is the answer (a replay, or a peer's message for none of ours
+    /// who can receive it).
+    Answered(Accepted),
+    /// Go on: the parts are wanted.
+    Go(Screened),
+}
+
+struct Recipient {
+    /// The local account, or `None` for a peered organisation's user.
+    account: Option<i64>,
+    address: String,
+    cert: Arc<Cert>,
+}
+
+impl Screened {
+    fn answered(self, message_id: String, now: i64) -> Accepted {
+        Accepted {
+            message_id,
+            accepted_at: now,
+            duplicate: false,
+            recipients: self
+                .refused
+                .into_iter()
+                .map(|(a, e)| (a, Delivery::Refused(e)))
+                .collect(),
+        }
+    }
+}
+
+/// Accepts a message from `source`: every rule of this module, then one commit. A refusal
+/// stores nothing.
+pub async fn accept(
+    ctx: &Context,
+    source: &Source<'_>,
+    mut msg: Incoming<'_>,
+    now: SystemTime,
+) -> Result<Accepted, ServiceError> {
+    let screened = match screen(ctx, source, &msg, now).await? {
+        Screening::Answered(a) => return Ok(a),
+        Screening::Go(s) => s,
+    };
+    let inline = std::mem::take(&mut msg.inline);
+    let parts = parts(ctx, source, &screened, inline, now).await?;
+    store(ctx, source, screened, &msg, parts, now).await
+}
+
+/// Steps 1 to 4: the envelope, the sender, the signature and the recipients. Looks at no
+/// part's bytes.
+pub async fn screen(
+    ctx: &Context,
+    source: &Source<'_>,
+    msg: &Incoming<'_>,
+    now: SystemTime,
+) -> Result<Screening, ServiceError> {
+    let env = check_envelope(&ctx.config.limits, msg.envelope)?;
+    if let Some(d) = &msg.declared {
+        let same = d.message_id == env.message_id
+            && d.parts.len() == env.parts.len()
+            && env
+                .parts
+                .iter()
+                .zip(&d.parts)
+                .all(|(e, (sha, size))| e.sha256 == *sha && e.size == *size);
+        if !same {
+            return Err(ServiceError::TransferMismatch);
+        }
+    }
+    let unix = crate::service::unix(now);
+    let sender = match source {
+        Source::Local { account } => {
+            if env.from != account.address {
+                return Err(ServiceError::SenderMismatch {
+                    speaker: format!("the logged-in user {}", account.address),
+                    sender: env.from,
+                });
+            }
+            ctx.account_cert(account)?
+        }
+        Source::Peer {
+            domain,
+            sender_cert,
+            ..
+        } => {
+            if crate::domain_of(&env.from) != *domain {
+                return Err(ServiceError::SenderMismatch {
+                    speaker: format!("the node of {domain}"),
+                    sender: env.from,
+                });
+            }
+            if let Some((to, envelope_sha)) = ctx.store.received_by(&env.message_id).await? {
+                if envelope_sha != <[u8; 32]>::from(Sha256::digest(msg.envelope.as_bytes())) {
+                    return Err(ServiceError::MessageIdReused);
+                }
+                return Ok(Screening::Answered(Accepted {
+                    message_id: env.message_id,
+                    accepted_at: unix,
+                    duplicate: true,
+                    recipients: to.into_iter().map(|a| (a, Delivery::Delivered)).collect(),
+                }));
+            }
+            peer_sender_key(ctx, domain, sender_cert, &env.from).await?
+        }
+    };
+    let facts = ctx.cert_facts(&sender, now);
+    crypto::verify_detached_with(
+        &sender,
+        &facts.signer,
+        &ctx.policy,
+        now,
+        msg.envelope.as_bytes(),
+        msg.signature,
+    )
+    .map_err(|e| ServiceError::BadSignature(e.to_string()))?;
+
+    let (recipients, refused) = match source {
+        Source::Local { .. } => {
+            let recipients: Vec<Recipient> = resolve_all(ctx, None, &env.to)
+                .await?
+                .into_iter()
+                .map(|(account, r, cert)| Recipient {
+                    account,
+                    address: r.address,
+                    cert,
+                })
+                .collect();
+            // New messages to a revoked key are refused, whatever the client decided.
+            let revoked: Vec<String> = recipients
+                .iter()
+                .filter(|r| is_revoked(ctx, &r.cert))
+                .map(|r| r.address.clone())
+                .collect();
+            if !revoked.is_empty() {
+                return Err(ServiceError::RecipientRevoked { addresses: revoked });
+            }
+            (recipients, Vec::new())
+        }
+        Source::Peer { .. } => ours(ctx, &env).await?,
+    };
+    let screened = Screened {
+        env,
+        sender,
+        recipients,
+        refused,
+    };
+    if screened.recipients.is_empty() {
+        let id = screened.env.message_id.clone();
+        return Ok(Screening::Answered(screened.answered(id, unix)));
+    }
+    Ok(Screening::Go(screened))
+}
+
+/// The certificate a peer presents for the sender, kept if the peer may speak for it, and
+/// fully authenticated for the sender's address by this node's trust view (our CA is the root).
+async fn peer_sender_key(
+    ctx: &Context,
+    domain: &str,
+    armored: &str,
+    from: &str,
+) -> Result<Arc<Cert>, ServiceError> {
+    let untrusted = |why: String| ServiceError::UntrustedSender {
+        address: from.to_owned(),
+        why,
+    };
+    let record = ctx
+        .store
+        .peer(domain)
+        .await?
+        .ok_or_else(|| ServiceError::UnknownPeer {
+            domain: domain.to_owned(),
+        })?;
+    let cert = crate::service::peers::accept_remote_certs(ctx, &record, &[armored.to_owned()])
+        .await
+        .map_err(|e| untrusted(format!("its certificate is not acceptable: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| untrusted("no certificate came with it".into()))?;
+    let verdict = crate::service::trust::verdict(ctx, &ctx.ca.fingerprint(), &cert, from).await?;
+    if verdict.level != sealpost_trust::Level::Full {
+        let why = crate::service::trust::view(&verdict);
+        return Err(untrusted(why.why_not.unwrap_or(why.level)));
+    }
+    Ok(cert)
+}
+
+/// A peer's message: our recipients who receive it, and those who cannot (each with the
+/// reason a local submission to them would have been refused).
+async fn ours(
+    ctx: &Context,
+    env: &Envelope,
+) -> Result<(Vec<Recipient>, Vec<(String, ServiceError)>), ServiceError> {
+    let mut recipients = Vec::new();
+    let mut refused = Vec::new();
+    for a in env
+        .to
+        .iter()
+        .filter(|a| crate::domain_of(a) == ctx.config.domain)
+    {
+        let account = match ctx.store.account_by_address(a).await? {
+            Some(account) if deliverable(&account) => account,
+            _ => {
+                let e = ServiceError::UnknownRecipients {
+                    addresses: vec![a.clone()],
+                };
+                refused.push((a.clone(), e));
+                continue;
+            }
+        };
+        let cert = ctx.account_cert(&account)?;
+        if is_revoked(ctx, &cert) {
+            let e = ServiceError::RecipientRevoked {
+                addresses: vec![a.clone()],
+            };
+            refused.push((a.clone(), e));
+            continue;
+        }
+        recipients.push(Recipient {
+            account: Some(account.id),
+            address: account.address,
+            cert,
+        });
+    }
+    Ok((recipients, refused))
+}
+
+/// Steps 5 and 6: every part present and as signed, and encrypted to everyone it must be.
+async fn parts(
+    ctx: &Context,
+    source: &Source<'_>,
+    s: &Screened,
+    mut inline: BTreeMap<u32, Vec<u8>>,
+    now: SystemTime,
+) -> Result<Vec<NewPart>, ServiceError> {
+    let env = &s.env;
+    if let Some(i) = inline.keys().find(|i| **i as usize >= env.parts.len()) {
+        return Err(ServiceError::InvalidPart(format!(
+            "inline part {i} is not in the envelope"
+        )));
+    }
+    let max_inline = ctx.config.limits.inline_part_max_bytes;
+    let hashes: Vec<[u8; 32]> = env
+        .parts
+        .iter()
+        .map(|p| {
+            hex::decode(&p.sha256)
+                .expect("checked by check_envelope")
+                .try_into()
+                .expect("checked by check_envelope")
+        })
+        .collect();
+    // Files a peer's earlier transfers left (looked up only if some part is not inline).
+    let held = match source {
+        Source::Peer { .. } if inline.len() < env.parts.len() => {
+            ctx.store.blobs_held(hashes.clone()).await?
+        }
+        _ => Vec::new(),
+    };
+    let mut parts = Vec::with_capacity(env.parts.len());
+    for (i, (p, sha256)) in env.parts.iter().zip(hashes).enumerate() {
+        let data = match inline.remove(&(i as u32)) {
+            Some(data) => {
+                if data.len() > max_inline {
+                    return Err(ServiceError::InlineTooLarge {
+                        limit: max_inline as u64,
+                    });
+                }
+                if data.len() as u64 != p.size || <[u8; 32]>::from(Sha256::digest(&data)) != sha256
+                {
+                    return Err(ServiceError::PartMismatch { index: i });
+                }
+                Some(data)
+            }
+            None => {
+                let present = match source {
+                    Source::Local { account } => {
+                        ctx.store.uploaded_by(account.id, sha256).await? == Some(p.size)
+                    }
+                    // Held, or a file the peer streamed for this transfer.
+                    Source::Peer { .. } => {
+                        held.contains(&sha256) || ctx.blobs.open(sha256).await.is_ok()
+                    }
+                };
+                if !present {
+                    let why = match source {
+                        Source::Local { .. } => {
+                            "was not uploaded by you with the size in the envelope"
+                        }
+                        Source::Peer { .. } => "was never sent",
+                    };
+                    return Err(ServiceError::PartMissing { index: i, why });
+                }
+                None
+            }
+        };
+        parts.push(NewPart {
+            sha256,
+            size: p.size,
+            inline: data,
+        });
+    }
+
+    // Every part must be encrypted to every recipient and to the sender (for Sent).
+    let required: Vec<(&str, &Arc<Cert>, Arc<crate::service::CertFacts>)> = s
+        .recipients
+        .iter()
+        .map(|r| (r.address.as_str(), &r.cert))
+        .chain(std::iter::once((env.from.as_str(), &s.sender)))
+        .map(|(a, c)| (a, c, ctx.cert_facts(c, now)))
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        let keys = match &part.inline {
+            Some(data) => crypto::pkesk_recipients_of_bytes(data),
+            None => {
+                let blobs = ctx.blobs.clone();
+                let sha = part.sha256;
+                tokio::task::spawn_blocking(move || {
+                    let mut r = blobs
+                        .open_blocking(sha)
+                        .map_err(|e| crypto::CryptoError::Other(e.to_string()))?;
+                    crypto::pkesk_recipients(&mut r)
+                })
+                .await
+                .map_err(ServiceError::internal)?
+            }
+        }
+        .map_err(|e| ServiceError::NotEncrypted {
+            index: i,
+            error: e.to_string(),
+        })?;
+        let missing = crypto::missing_recipients_among(
+            &keys,
+            required
+                .iter()
+                .map(|(_, c, f)| (c.fingerprint(), f.encryption.as_slice())),
+        );
+        if !missing.is_empty() {
+            let addresses = required
+                .iter()
+                .filter(|(_, c, _)| missing.contains(&c.fingerprint()))
+                .map(|(a, _, _)| (*a).to_owned())
+                .collect();
+            return Err(ServiceError::MissingRecipientKey {
+                index: i,
+                addresses,
+            });
+        }
+    }
+    Ok(parts)
+}
+
+/// Step 7: one commit, as the source's kind of message.
+async fn store(
+    ctx: &Context,
+    source: &Source<'_>,
+    s: Screened,
+    msg: &Incoming<'_>,
+    parts: Vec<NewPart>,
+    now: SystemTime,
+) -> Result<Accepted, ServiceError> {
+    let unix = crate::service::unix(now);
+    // Checked against the limit (so without overflow) by check_envelope.
+    let size = s.env.total_size().unwrap_or(u64::MAX);
+    let local: Vec<(i64, String)> = s
+        .recipients
+        .iter()
+        .filter_map(|r| r.account.map(|id| (id, r.address.clone())))
+        .collect();
+    match source {
+        Source::Local { account } => {
+            let routes = remote_routes(&s.recipients);
+            let federation = &ctx.config.federation;
+            let outcome = ctx
+                .store
+                .submit(
+                    NewMessage {
+                        id: s.env.message_id.clone(),
+                        sender_account: account.id,
+                        sender_address: account.address.clone(),
+                        envelope: msg.envelope.to_owned(),
+                        signature: msg.signature.to_owned(),
+                        size,
+                        parts,
+                        recipients: local,
+                        remote: routes.clone(),
+                        remote_expires_at: unix + federation.delivery_expiry_secs as i64,
+                        remote_backlog_max: federation.max_backlog_per_peer,
+                    },
+                    unix,
+                )
+                .await?;
+            if let (SubmitOutcome::Accepted { .. }, Some(link)) = (&outcome, ctx.federation.get()) {
+                for route in &routes {
+                    link.wake(&route.domain);
+                }
+            }
+            let (accepted_at, duplicate) = match outcome {
+                SubmitOutcome::Accepted { accepted_at } => (accepted_at, false),
+                SubmitOutcome::AlreadyAccepted { accepted_at } => (accepted_at, true),
+            };
+            Ok(Accepted {
+                message_id: s.env.message_id,
+                accepted_at,
+                duplicate,
+                recipients: s
+                    .recipients
+                    .into_iter()
+                    .map(|r| {
+                        // Local recipients have it now; others once their node's receipt is back.
+                        let d = match r.account {
+                            Some(_) => Delivery::Delivered,
+                            None => Delivery::Queued,
+                        };
+                        (r.address, d)
+                    })
+                    .collect(),
+            })
+        }
+        Source::Peer {
+            domain,
+            node_sig,
+            proof,
+            ..
+        } => {
+            let outcome = ctx
+                .store
+                .receive_remote(
+                    RemoteMessage {
+                        id: s.env.message_id.clone(),
+                        peer_domain: (*domain).to_owned(),
+                        sender: s.env.from.clone(),
+                        envelope: msg.envelope.to_owned(),
+                        signature: msg.signature.to_owned(),
+                        size,
+                        parts,
+                        all_recipients: s.env.to.clone(),
+                        recipients: local,
+                        node_sig: node_sig.clone(),
+                        node_proof: proof.clone(),
+                    },
+                    unix,
+                )
+                .await?;
+            let duplicate = outcome == crate::storage::ReceiveOutcome::Duplicate;
+            let delivered: Vec<(String, Delivery)> = s
+                .recipients
+                .iter()
+                .map(|r| (r.address.clone(), Delivery::Delivered))
+                .collect();
+            let id = s.env.message_id.clone();
+            let mut accepted = s.answered(id, unix);
+            accepted.duplicate = duplicate;
+            accepted.recipients.splice(0..0, delivered);
+            Ok(accepted)
+        }
+    }
+}
+
+/// Remote recipients grouped by destination organisation.
+fn remote_routes(recipients: &[Recipient]) -> Vec<RemoteRoute> {
+    let mut routes: Vec<RemoteRoute> = Vec::new();
+    for r in recipients.iter().filter(|r| r.account.is_none()) {
+        let domain = crate::domain_of(&r.address);
+        match routes.iter_mut().find(|x| x.domain == domain) {
+            Some(x) => x.addresses.push(r.address.clone()),
+            None => routes.push(RemoteRoute {
+                domain: domain.to_owned(),
+                addresses: vec![r.address.clone()],
+            }),
+        }
+    }
+    routes
+}

@@ -1,0 +1,91 @@
+//! Trust views: what the node's one [`TrustView`](crate::trustview::TrustView) says of a key
+//! for an address, in the wire form every door shows (`VerdictView`, with a stable `why_not`
+//! code), for a user (their own key is the root) or for the node (its CA is the root).
+
+use sealpost_trust::{Verdict, WhyNot};
+use sequoia_openpgp::{Cert, Fingerprint};
+
+use super::{Context, ServiceError};
+use crate::proto::VerdictView;
+use crate::storage::Account;
+
+/// The stable code of why a key is not (fully) authenticated.
+pub fn why_not_code(w: &WhyNot) -> &'static str {
+    match w {
+        WhyNot::Revoked { .. } => "revoked",
+        WhyNot::Expired { .. } => "expired",
+        WhyNot::UserIdRevoked { .. } => "user_id_revoked",
+        WhyNot::Invalid { .. } => "invalid",
+        WhyNot::UnknownKey => "unknown_key",
+        WhyNot::AddressNotOnKey => "address_not_on_key",
+        WhyNot::InvalidAddress => "invalid_address",
+        WhyNot::NoPath => "no_path",
+        WhyNot::NotEnough { .. } => "not_enough",
+        WhyNot::Conflict { .. } => "conflict",
+        _ => "other",
+    }
+}
+
+/// A verdict in wire form.
+pub fn view(v: &Verdict) -> VerdictView {
+    VerdictView {
+        fingerprint: v.target.to_hex(),
+        address: v.address.clone(),
+        level: v.level.word().to_owned(),
+        amount: v.amount,
+        why_not: v.why_not.as_ref().map(|w| why_not_code(w).to_owned()),
+        explanation: v.explain(),
+    }
+}
+
+/// The root of an account's trust view: its own key.
+pub fn viewer(account: &Account) -> Result<Fingerprint, ServiceError> {
+    account
+        .fingerprint
+        .as_deref()
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ServiceError::NotEnrolled {
+            address: account.address.clone(),
+        })
+}
+
+/// How `viewer` rates `cert` as the key of `address`.
+pub async fn verdict(
+    ctx: &Context,
+    viewer: &Fingerprint,
+    cert: &Cert,
+    address: &str,
+) -> Result<Verdict, ServiceError> {
+    ctx.trust
+        .authenticate(viewer, &cert.fingerprint(), address)
+        .await
+        .map_err(ServiceError::internal)
+}
+
+/// Every key claiming `address`, with its verdict for `viewer`. A peered organisation's user
+/// this node holds no key of is asked of their node first.
+pub async fn keys(
+    ctx: &Context,
+    viewer: &Fingerprint,
+    address: &str,
+) -> Result<Vec<VerdictView>, ServiceError> {
+    let address = crate::normalize_address(address)
+        .ok_or_else(|| ServiceError::InvalidAddress(address.to_owned()))?;
+    let domain = crate::domain_of(&address);
+    if domain != ctx.config.domain
+        && let Some(peer) = ctx.store.peer(domain).await?
+        && ctx
+            .store
+            .certs_by_email_from(&address, domain)
+            .await?
+            .is_empty()
+    {
+        super::peers::remote_certs(ctx, &peer, &address).await?;
+    }
+    let verdicts = ctx
+        .trust
+        .lookup(viewer, &address)
+        .await
+        .map_err(ServiceError::internal)?;
+    Ok(verdicts.iter().map(view).collect())
+}
