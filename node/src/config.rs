@@ -57,6 +57,8 @@ pub struct Config {
     pub federation: FederationConfig,
     #[serde(default)]
     pub web: WebConfig,
+    #[serde(default)]
+    pub relay: RelayConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -130,6 +132,158 @@ impl Default for WebConfig {
             dir: DEFAULT_WEB_DIR.into(),
             secure_cookies: "auto".into(),
         }
+    }
+}
+
+/// The organisation's mail relay, through which the node sends notification mail to outside
+/// recipients (`notify`). Passwords are never part of the configuration: only where to read
+/// one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Host name or IP address of the relay. Empty: no relay, and outside recipients cannot
+    /// be notified (asking to notify one is refused with `relay_not_configured`).
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (upgrade on `port`, usually 587; refused if the relay does not offer it),
+    /// `tls` (implicit TLS, usually 465) or `none` (plain SMTP, only to a relay on this
+    /// machine: `localhost` or a loopback address, and never with a login).
+    pub security: RelaySecurity,
+    /// A PEM file of certificates to trust for the relay besides the system's (a relay with a
+    /// certificate from the organisation's own CA). Empty: the system's trust store only.
+    pub ca_file: String,
+    /// Login name for SMTP AUTH (PLAIN or LOGIN, over TLS only). Empty: no login.
+    pub username: String,
+    /// File holding the login's password (trailing newline ignored), read at start.
+    pub password_file: String,
+    /// ... or the name of an environment variable holding it (not `SEALPOST__…`).
+    pub password_env: String,
+    /// The name the node gives in EHLO. Empty: the organisation's domain.
+    pub helo_name: String,
+    /// Sender address of notification mail. Empty: `no-reply@DOMAIN`.
+    pub from: String,
+    /// Seconds to reach the relay and finish greeting, TLS and login.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for each answer of the relay after that.
+    pub command_timeout_secs: u64,
+    /// Seconds before the first retry of a notification the relay did not take; each further
+    /// retry waits twice as long, up to `retry_max_secs`.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// Seconds after which a notification the relay still has not taken fails, and its
+    /// sender is told (4 days, as mail servers do).
+    pub give_up_after_secs: u64,
+    /// Most notifications waiting for the relay; further ones are refused until it catches up.
+    pub max_queued: u64,
+    /// Most notifications sent over one connection to the relay.
+    pub batch_max: usize,
+}
+
+/// How the node's connection to the mail relay is protected.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelaySecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            host: String::new(),
+            port: 587,
+            security: RelaySecurity::Starttls,
+            ca_file: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            password_env: String::new(),
+            helo_name: String::new(),
+            from: String::new(),
+            connect_timeout_secs: 30,
+            command_timeout_secs: 60,
+            retry_base_secs: 60,
+            retry_max_secs: 3600,
+            give_up_after_secs: 4 * 24 * 3600,
+            max_queued: 10_000,
+            batch_max: 100,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Whether a relay is configured at all.
+    pub fn is_configured(&self) -> bool {
+        !self.host.is_empty()
+    }
+
+    /// Whether `host` names this machine: `localhost` or a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost"
+            || unbracketed(&self.host)
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("relay.{m}")));
+        if !self.host.is_empty() && !is_valid_host(&self.host) {
+            return bad("host must be a lowercase host name or an IP address");
+        }
+        if self.port == 0 {
+            return bad("port must be 1 to 65535");
+        }
+        if self.security == RelaySecurity::None && self.is_configured() && !self.is_loopback() {
+            return bad(
+                "security = \"none\" is only allowed for a relay on this machine (localhost or a loopback address)",
+            );
+        }
+        let passwords = [&self.password_file, &self.password_env]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .count();
+        if self.username.is_empty() != (passwords == 0) || passwords > 1 {
+            return bad(
+                "username needs exactly one of password_file and password_env, and they need a username",
+            );
+        }
+        if !self.username.is_empty() && self.security == RelaySecurity::None {
+            return bad("username: a login is only sent over TLS (security starttls or tls)");
+        }
+        if self.username.contains(['\r', '\n', '\0']) {
+            return bad("username must be one line");
+        }
+        if self.password_env.starts_with("SEALPOST__") {
+            return bad(
+                "password_env must not start with SEALPOST__ (that prefix overrides configuration keys)",
+            );
+        }
+        if !self.helo_name.is_empty() && !is_valid_host(&self.helo_name) {
+            return bad("helo_name must be a lowercase host name");
+        }
+        if !self.from.is_empty()
+            && crate::normalize_address(&self.from).as_deref() != Some(&self.from)
+        {
+            return bad("from must be a lowercase address such as no-reply@example.org");
+        }
+        if !(1..=3600).contains(&self.connect_timeout_secs)
+            || !(1..=3600).contains(&self.command_timeout_secs)
+        {
+            return bad("connect_timeout_secs and command_timeout_secs must be 1 to 3600");
+        }
+        if self.retry_base_secs == 0
+            || self.retry_max_secs < self.retry_base_secs
+            || self.give_up_after_secs < self.retry_base_secs
+            || self.give_up_after_secs > 30 * 24 * 3600
+        {
+            return bad(
+                "retry_base_secs must be at least 1 and at most retry_max_secs and give_up_after_secs, which must be at most 2592000 (30 days)",
+            );
+        }
+        if self.max_queued == 0 || !(1..=1000).contains(&self.batch_max) {
+            return bad("max_queued must be at least 1, and batch_max 1 to 1000");
+        }
+        Ok(())
     }
 }
 
@@ -318,6 +472,7 @@ impl Config {
             trust: TrustConfig::default(),
             federation: FederationConfig::default(),
             web: WebConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 
@@ -475,6 +630,7 @@ impl Config {
         ) {
             return bad("web.secure_cookies must be auto, always or never");
         }
+        self.relay.validate()?;
         Ok(())
     }
 }
@@ -523,6 +679,19 @@ impl Paths {
     pub fn federation_listen(&self) -> PathBuf {
         self.root.join("federation-listen")
     }
+}
+
+/// A host name (lowercase labels of letters, digits and hyphens; one label is enough) or an IP
+/// address (IPv6 in brackets or bare).
+pub fn is_valid_host(h: &str) -> bool {
+    unbracketed(h).parse::<std::net::IpAddr>().is_ok() || sealpost_proto::is_host_name(h)
+}
+
+/// An IPv6 literal without its brackets; anything else as it is.
+pub fn unbracketed(h: &str) -> &str {
+    h.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h)
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -646,6 +815,66 @@ mod tests {
             &[("SEALPOST__HTTP__MAX_JSON_BODY", huge.as_str())],
         );
         assert!(from_env.is_ok());
+    }
+
+    #[test]
+    fn relay_settings_are_checked() {
+        let base = "domain = \"a.test\"\n[relay]\n";
+        for (extra, ok) in [
+            ("", true),
+            ("host = \"mail.a.test\"", true),
+            ("host = \"relay\"\nport = 465\nsecurity = \"tls\"", true),
+            ("host = \"Mail.A.test\"", false),
+            ("host = \"mail.a.test\"\nport = 0", false),
+            ("host = \"mail.a.test\"\nsecurity = \"plain\"", false),
+            // Plain SMTP only to this machine.
+            ("host = \"mail.a.test\"\nsecurity = \"none\"", false),
+            ("host = \"10.0.0.1\"\nsecurity = \"none\"", false),
+            ("host = \"localhost\"\nsecurity = \"none\"", true),
+            ("host = \"127.0.0.1\"\nsecurity = \"none\"", true),
+            ("host = \"::1\"\nsecurity = \"none\"", true),
+            // A login needs exactly one password source, and TLS.
+            ("host = \"m.a.test\"\nusername = \"n\"", false),
+            (
+                "host = \"m.a.test\"\nusername = \"n\"\npassword_file = \"/p\"",
+                true,
+            ),
+            (
+                "host = \"m.a.test\"\nusername = \"n\"\npassword_env = \"RELAY_PW\"",
+                true,
+            ),
+            (
+                "host = \"m.a.test\"\nusername = \"n\"\npassword_env = \"P\"\npassword_file = \"/p\"",
+                false,
+            ),
+            ("host = \"m.a.test\"\npassword_file = \"/p\"", false),
+            (
+                "host = \"localhost\"\nsecurity = \"none\"\nusername = \"n\"\npassword_file = \"/p\"",
+                false,
+            ),
+            (
+                "host = \"m.a.test\"\nusername = \"n\"\npassword_env = \"SEALPOST__RELAY__PW\"",
+                false,
+            ),
+            ("from = \"Notify <n@a.test>\"", false),
+            ("from = \"notify@a.test\"", true),
+            ("helo_name = \"a b\"", false),
+            ("retry_base_secs = 0", false),
+            ("retry_max_secs = 1", false),
+            ("give_up_after_secs = 99999999", false),
+            ("max_queued = 0", false),
+            ("batch_max = 0", false),
+            ("command_timeout_secs = 0", false),
+        ] {
+            let result = load(&format!("{base}{extra}\n"), &[]);
+            assert_eq!(result.is_ok(), ok, "{extra}: {result:?}");
+            if let Err(e) = result {
+                assert!(
+                    e.to_string().contains("relay"),
+                    "{e} should name the section"
+                );
+            }
+        }
     }
 
     /// The web app's directory is never where this binary was built: the default is relative

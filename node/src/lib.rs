@@ -17,6 +17,7 @@ pub mod directory_store;
 pub mod federation;
 pub mod keys;
 pub mod node;
+pub mod notify;
 pub mod service;
 pub mod storage;
 pub mod trustview;

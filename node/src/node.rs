@@ -76,6 +76,9 @@ pub struct Node {
     pub config: Config,
     pub store: Arc<SqliteStore>,
     pub state: AppState,
+    /// Queues notification mail; `serve` starts the driver that sends it.
+    pub notifier: crate::notify::Notifier,
+    relay: Option<crate::notify::RelayLink>,
 }
 
 /// A node initialised for `domain` in a temporary data directory, for unit tests; the
@@ -106,11 +109,15 @@ impl Node {
         let context =
             crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key);
         let state = AppState::new(context, &node_key);
+        let notifier = crate::notify::Notifier::new(store.clone(), &config);
+        let relay = crate::notify::RelayLink::load(&config)?;
         Ok(Node {
             paths,
             config,
             store,
             state,
+            notifier,
+            relay,
         })
     }
 
@@ -154,6 +161,15 @@ impl Node {
             self.state.blobs.clone(),
             self.config.limits.message_id_ttl_secs,
         ));
+        // The one notification driver, if a relay is configured.
+        let notify = self.relay.map(|link| {
+            crate::notify::Driver::start(
+                self.notifier.clone(),
+                link,
+                crate::notify::schedule::RetryPolicy::from_config(&self.config.relay),
+                self.config.relay.batch_max,
+            )
+        });
         // The admin socket is served until the HTTP server stops; then it is closed and its
         // file removed, so admin commands change the database directly again.
         let result = tokio::select! {
@@ -162,6 +178,9 @@ impl Node {
         };
         checkpoints.abort();
         gc.abort();
+        if let Some(driver) = notify {
+            driver.stop().await;
+        }
         if let Some((handle, background)) = federation {
             background.abort();
             handle.shutdown().await;

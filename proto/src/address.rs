@@ -24,10 +24,14 @@ pub fn domain_of(address: &str) -> &str {
 
 /// A lowercase DNS name with at least two labels (an organisation's domain).
 pub fn is_valid_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.contains('.')
-        && d.split('.').all(|label| {
+    d.contains('.') && is_host_name(d)
+}
+
+/// A lowercase host name: labels of letters, digits and hyphens, one label being enough.
+pub fn is_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && !label.starts_with('-')

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use address::{domain_of, is_message_id, is_valid_domain, new_message_id, normalize_address};
+pub use address::{
+    domain_of, is_host_name, is_message_id, is_valid_domain, new_message_id, normalize_address,
+};
 pub use crypto::KdfParams;
 
 /// Version prefix of every API route.

@@ -6,6 +6,7 @@
 //! `sealpost-testkit` (no node dependency, so the load tools use it too), re-exported here.
 
 pub mod gpg;
+pub mod smtp;
 
 pub use sealpost_testkit::{NodeProcess, init_node, run, run_ok, wait_for, wait_for_blocking};
 
@@ -24,6 +25,8 @@ pub struct TestNode {
     pub url: String,
     pub config: Config,
     pub store: Arc<SqliteStore>,
+    /// Queues notification mail, as the pickup flow does (the node's driver sends it).
+    pub notifier: sealpost::notify::Notifier,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -44,12 +47,13 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
-        let (url, store, stop, task) = launch(&data, &config).await?;
+        let (url, store, notifier, stop, task) = launch(&data, &config).await?;
         Ok(TestNode {
             dir,
             url,
             config,
             store,
+            notifier,
             stop: Some(stop),
             task: Some(task),
         })
@@ -58,9 +62,10 @@ impl TestNode {
     /// Serves the node's data directory again after [`TestNode::stop`]: a new HTTP port, the
     /// same federation address.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let (url, store, stop, task) = launch(&self.data(), &self.config).await?;
+        let (url, store, notifier, stop, task) = launch(&self.data(), &self.config).await?;
         self.url = url;
         self.store = store;
+        self.notifier = notifier;
         self.stop = Some(stop);
         self.task = Some(task);
         Ok(())
@@ -248,15 +253,17 @@ pub async fn peered(a: &str, b: &str) -> (TestNode, TestNode) {
 type Launched = (
     String,
     Arc<SqliteStore>,
+    sealpost::notify::Notifier,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 );
 
-/// Opens and serves a data directory until the returned sender fires: its URL, store, stop
-/// sender and task.
+/// Opens and serves a data directory until the returned sender fires: its URL, store,
+/// notifier, stop sender and task.
 async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
     let node = Node::open_with(data, config.clone())?;
     let store = node.store.clone();
+    let notifier = node.notifier.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(node.serve(
@@ -268,7 +275,7 @@ async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
         },
     ));
     let addr = addr_rx.await.context("node did not start")?;
-    Ok((format!("http://{addr}"), store, stop_tx, task))
+    Ok((format!("http://{addr}"), store, notifier, stop_tx, task))
 }
 
 /// Every file under `dir`, recursively.

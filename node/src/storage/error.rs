@@ -23,6 +23,9 @@ pub enum StorageError {
     Overloaded,
     #[error("{0} messages are already waiting for the node of {1}")]
     Backlog(u64, String),
+    /// Enqueueing a notification found the queue for the mail relay full.
+    #[error("{0} notifications are already waiting for the mail relay")]
+    NotificationQueueFull(u64),
     #[error("storage is shut down")]
     Closed,
     /// The database (or the machinery around it: the writer thread, a reader task) failed;

@@ -9,7 +9,7 @@
 //! same commit. A method that returns `Err` changed nothing.
 //!
 //! The row traits are split by concern ([`AccountStore`], [`MailStore`], [`CertStore`],
-//! [`LogStore`], [`FederationStore`], [`WebStore`]), each in its own module with the types it
+//! [`LogStore`], [`FederationStore`], [`WebStore`], [`NotifyStore`]), each in its own module with the types it
 //! speaks in; [`MetaStore`] is all of them at once, and is what callers hold. The modules form
 //! a chain with no way back: `error` ← `log` ← `certs` ← `accounts`; `error` ← `mail`;
 //! `federation` uses `certs`, `log` and `mail`; this file only gathers them.
@@ -21,6 +21,7 @@ mod error;
 pub mod federation;
 mod log;
 mod mail;
+pub mod notify;
 pub mod sqlite;
 pub mod web;
 
@@ -31,19 +32,20 @@ pub use self::error::*;
 pub use self::federation::*;
 pub use self::log::*;
 pub use self::mail::*;
+pub use self::notify::NotifyStore;
 pub use self::sqlite::{SqliteStore, WriterSettings};
 pub use self::web::WebStore;
 
 /// Rows: every row trait at once (accounts, messages and mailboxes, certificates, the
-/// transaction log, federation, the web app's settings). Implemented for any type that
+/// transaction log, federation, the web app's settings, notification mail). Implemented for any type that
 /// implements them all; callers hold an `Arc<dyn MetaStore>`. (Each of them is `Send + Sync +
 /// 'static`.)
 pub trait MetaStore:
-    AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore
+    AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore + NotifyStore
 {
 }
 
 impl<T> MetaStore for T where
-    T: AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore
+    T: AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore + NotifyStore
 {
 }

@@ -71,19 +71,27 @@ pub(super) fn notify_failure(
         .query_row([message_id], |r| r.get(0))
         .optional()?;
     if let Some(account) = account {
-        c.prepare_cached(
-            "INSERT INTO notices (account_id, message_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            account,
-            message_id,
-            format!(
-                "Your message {message_id} was not delivered to {}: {reason}.",
-                addresses.join(", ")
-            ),
-            now
-        ])?;
+        let text = format!(
+            "Your message {message_id} was not delivered to {}: {reason}.",
+            addresses.join(", ")
+        );
+        add_notice(c, account, message_id, &text, now)?;
     }
+    Ok(())
+}
+
+/// Leaves account `account` a notice about `message_id`.
+pub(super) fn add_notice(
+    c: &Connection,
+    account: i64,
+    message_id: &str,
+    text: &str,
+    now: Timestamp,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO notices (account_id, message_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![account, message_id, text, now])?;
     Ok(())
 }
 

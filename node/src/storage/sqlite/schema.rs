@@ -282,6 +282,30 @@ CREATE TRIGGER peers_update_auth AFTER UPDATE OF domain, peer_id, addrs, ca_fing
 CREATE TRIGGER peers_delete_auth AFTER DELETE ON peers
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'auth_generation'; END;
 "#,
+    r#"
+-- Notification mail to outside recipients, sent through the organisation's relay (notify/).
+-- Queued until the relay answers 250 to its data (sent) or the node gives up (failed); the
+-- rendered mail is kept only while queued. mail_id is its Message-ID header: a copy the relay
+-- got twice (a crash between its 250 and our commit) carries the same one.
+CREATE TABLE notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    mail_id TEXT NOT NULL,
+    mail BLOB,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    relay_answer TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX notifications_due ON notifications(next_attempt_at, id) WHERE state = 'queued';
+CREATE INDEX notifications_by_message ON notifications(message_id) WHERE message_id IS NOT NULL;
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {

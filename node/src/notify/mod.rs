@@ -1,0 +1,190 @@
+//! Notification mail to outside recipients, through the organisation's mail relay
+//! (`[relay]` in `sealpost.toml`): "Alice at Alpha has sent you a secure message; open this
+//! link; Alice will give you the unlock code".
+//!
+//! - [`Notifier::enqueue`] builds the mail ([`message`]) and queues it durably
+//!   ([`NotifyStore`](crate::storage::NotifyStore)), logged as `notify.queued` in the same
+//!   commit. Without a relay it refuses with [`NotifyError::NoRelay`]: a recipient who cannot
+//!   be told of a message must not be written to, so callers check
+//!   [`Notifier::is_configured`] before they accept such a recipient.
+//! - [`schedule`] is the delivery core (no I/O, no clock): what an attempt's result means,
+//!   when to try again, when to give up.
+//! - [`driver`] is the one task that sends (started by `Node::serve`): due notifications in
+//!   batches, one connection per batch ([`relay`]), each marked sent in the commit that logs
+//!   the relay's `250` to its data, before the next is sent.
+//!
+//! Delivery is at least once: a crash between the relay's `250` and that commit sends the mail
+//! again after restart, with the same bytes and `Message-ID` (SMTP has no way to ask the relay
+//! whether it has a mail). Nothing else sends twice: one driver per node, a notification is
+//! taken from the queue only by recording its outcome, and the driver does not go on while
+//! an outcome is unrecorded.
+
+pub mod driver;
+pub mod message;
+pub mod relay;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::storage::notify::NewNotification;
+use crate::storage::{MetaStore, StorageError, Timestamp};
+
+pub use self::driver::Driver;
+pub use self::relay::RelayLink;
+
+/// Why a notification could not be queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    #[error(
+        "no mail relay is configured (relay.host in sealpost.toml), so outside recipients cannot be told of a message"
+    )]
+    NoRelay,
+    #[error("{0:?} is not an address a notification can be sent to")]
+    BadRecipient(String),
+    #[error("the link to the message must be an http(s) URL without spaces, quotes or brackets")]
+    BadLink,
+    #[error("{0} notifications are already waiting for the mail relay; try again later")]
+    QueueFull(u64),
+    #[error("the notification mail could not be built: {0}")]
+    Build(String),
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl NotifyError {
+    /// The stable code a door reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NotifyError::NoRelay => "relay_not_configured",
+            NotifyError::BadRecipient(_) => "bad_recipient",
+            NotifyError::BadLink => "bad_link",
+            NotifyError::QueueFull(_) => "notification_queue_full",
+            NotifyError::Build(_) => "internal",
+            NotifyError::Storage(StorageError::Overloaded) => "overloaded",
+            NotifyError::Storage(_) => "storage",
+        }
+    }
+}
+
+impl From<StorageError> for NotifyError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotificationQueueFull(n) => NotifyError::QueueFull(n),
+            e => NotifyError::Storage(e),
+        }
+    }
+}
+
+/// A notification to send: who tells whom of which message, and where it is opened.
+#[derive(Clone, Debug)]
+pub struct Notification<'a> {
+    /// The Sealpost message it announces: its sender gets a notice if the mail fails.
+    pub message_id: Option<&'a str>,
+    /// The local account that sent the message (the log's actor).
+    pub sender: &'a str,
+    /// How the sender is named in the mail; their address if this is empty.
+    pub sender_name: &'a str,
+    /// How their organisation is named; the node's domain if this is empty.
+    pub organisation: &'a str,
+    pub recipient: &'a str,
+    /// Where the recipient opens the message (the pickup page).
+    pub link: &'a str,
+}
+
+/// Queues notification mail for the driver. Cheap to clone; one per node.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn MetaStore>,
+    configured: bool,
+    domain: String,
+    from: String,
+    max_queued: u64,
+    wake: tokio::sync::Notify,
+}
+
+impl Notifier {
+    pub fn new(store: Arc<dyn MetaStore>, config: &Config) -> Notifier {
+        let r = &config.relay;
+        Notifier {
+            inner: Arc::new(Inner {
+                store,
+                configured: r.is_configured(),
+                domain: config.domain.clone(),
+                from: if r.from.is_empty() {
+                    format!("no-reply@{}", config.domain)
+                } else {
+                    r.from.clone()
+                },
+                max_queued: r.max_queued,
+                wake: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// Whether notification mail can be sent at all (a relay is configured).
+    pub fn is_configured(&self) -> bool {
+        self.inner.configured
+    }
+
+    /// Builds the mail and queues it, durably and logged; the driver is woken to send it.
+    /// Returns the notification's ID.
+    pub async fn enqueue(&self, n: &Notification<'_>, now: Timestamp) -> Result<i64, NotifyError> {
+        let inner = &self.inner;
+        if !inner.configured {
+            return Err(NotifyError::NoRelay);
+        }
+        let recipient = crate::normalize_address(n.recipient)
+            .ok_or_else(|| NotifyError::BadRecipient(n.recipient.to_owned()))?;
+        if !message::is_valid_link(n.link) {
+            return Err(NotifyError::BadLink);
+        }
+        let mail_id = format!("<{}.notify@{}>", crate::new_message_id(), inner.domain);
+        let name = message::one_line(n.sender_name);
+        let organisation = message::one_line(n.organisation);
+        let mail = message::build(&message::Mail {
+            from: &inner.from,
+            to: &recipient,
+            sender_name: if name.is_empty() { n.sender } else { &name },
+            organisation: if organisation.is_empty() {
+                &inner.domain
+            } else {
+                &organisation
+            },
+            link: n.link,
+            mail_id: &mail_id,
+            date: now,
+        })?;
+        let id = inner
+            .store
+            .enqueue_notification(
+                NewNotification {
+                    message_id: n.message_id.map(str::to_owned),
+                    sender: n.sender.to_owned(),
+                    recipient,
+                    from: inner.from.clone(),
+                    mail_id,
+                    mail,
+                },
+                inner.max_queued,
+                now,
+            )
+            .await?;
+        inner.wake.notify_one();
+        Ok(id)
+    }
+
+    fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.inner.store
+    }
+
+    /// Resolves when something was queued since the driver last looked.
+    async fn woken(&self) {
+        self.inner.wake.notified().await
+    }
+}
