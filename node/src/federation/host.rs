@@ -30,7 +30,15 @@ pub struct FedHost {
     /// The frame limits the driver runs with: what fits inline in a transfer we send.
     limits: sealpost_federation::Limits,
     staged: Mutex<Staged>,
+    /// Our senders' certificates as we publish them ([`crate::certs::published_armored`]),
+    /// by the stored text's SHA-256: a pure function of that text (the CA's signature checks
+    /// read no clock), so exact; worked out once instead of on every sending pass. Bounded:
+    /// emptied when full.
+    published: Mutex<HashMap<[u8; 32], String>>,
 }
+
+/// Most entries of [`FedHost::published`] (one per sender certificate text).
+const MAX_PUBLISHED: usize = 4096;
 
 #[derive(Default)]
 struct Staged {
@@ -108,7 +116,25 @@ impl FedHost {
             ctx,
             limits,
             staged: Mutex::new(Staged::default()),
+            published: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The sender's certificate as we publish it, remembered by its text (see `published`).
+    fn published_cert(&self, armored: String) -> String {
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
+        if let Some(c) = self.published.lock().expect("published certs").get(&key) {
+            return c.clone();
+        }
+        let c = crate::certs::published_armored(&armored, &self.ctx.ca, &self.ctx.config.domain)
+            .unwrap_or(armored);
+        let mut cache = self.published.lock().expect("published certs");
+        if cache.len() >= MAX_PUBLISHED {
+            cache.clear();
+        }
+        cache.insert(key, c.clone());
+        c
     }
 
     async fn record(&self, peer: &Peer) -> Result<PeerRecord, HostError> {
@@ -454,9 +480,7 @@ impl Host for FedHost {
                         .and_then(|a| a.cert)
                         .unwrap_or_default();
                     // The sender's certificate as we publish it (see `certs::published`).
-                    let c =
-                        crate::certs::published_armored(&c, &self.ctx.ca, &self.ctx.config.domain)
-                            .unwrap_or(c);
+                    let c = self.published_cert(c);
                     certs.insert(e.sender.clone(), c.clone());
                     c
                 }
