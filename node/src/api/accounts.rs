@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
@@ -26,6 +25,7 @@ use super::throttle::{Attempt, DeviceId, Source};
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp, token_hash};
 use crate::crypto::{self, KdfParams};
 use crate::proto::*;
+use crate::service::credentials::{self, check_verifier, hash_verifier};
 use crate::storage::{Account, AccountState, Enrolment};
 use crate::{normalize_address, now};
 
@@ -42,64 +42,11 @@ pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
 }
 
 pub(super) fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {
-    STANDARD
-        .decode(v)
-        .map_err(|_| ApiError::bad_request("invalid_request", format!("{field} is not base64")))
+    Ok(credentials::base64_field(field, v)?)
 }
 
 pub(super) fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
-    b64("login_verifier", v)?
-        .try_into()
-        .map_err(|_| ApiError::bad_request("invalid_request", "login_verifier must be 32 bytes"))
-}
-
-fn verifier_hasher(st: &AppState) -> ApiResult<Argon2<'static>> {
-    let a = &st.config.accounts;
-    let params = Params::new(a.verifier_hash_m_cost_kib, a.verifier_hash_t_cost, 1, None)
-        .map_err(ApiError::internal)?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-/// Argon2id is deliberately slow: run it off the async workers.
-pub(super) async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResult<String> {
-    let hasher = verifier_hasher(st)?;
-    tokio::task::spawn_blocking(move || hasher.hash_password(&verifier).map(|h| h.to_string()))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
-/// The hash checked when an address has no account: made once at start with the parameters
-/// real hashes are made with now, so that checking it is the same work.
-pub(super) fn decoy_hash(config: &crate::config::Config) -> String {
-    let a = &config.accounts;
-    let params = Params::new(a.verifier_hash_m_cost_kib, a.verifier_hash_t_cost, 1, None)
-        .expect("validated Argon2id parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(&rand::random::<[u8; 32]>())
-        .expect("hashing works")
-        .to_string()
-}
-
-/// Constant-time check of a verifier against its stored hash. `None` (no such account) checks
-/// the decoy hash instead and answers `false`: the same work either way, with no shortcut.
-/// (A hash made under earlier `verifier_hash_*` parameters keeps those until its owner changes
-/// the password.)
-pub(super) async fn check_verifier(
-    st: &AppState,
-    stored: Option<String>,
-    verifier: [u8; 32],
-) -> ApiResult<bool> {
-    let real = stored.is_some();
-    let phc = stored.unwrap_or_else(|| st.decoy_login_hash.clone());
-    let matches = tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(&verifier, phc.as_str())
-            .is_ok()
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(real & matches)
+    Ok(credentials::verifier_bytes("login_verifier", v)?)
 }
 
 fn invalid_credentials() -> ApiError {

@@ -15,14 +15,13 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::accounts::{
-    b64, check_verifier, failed, hash_verifier, too_many_attempts, verifier_bytes,
-};
+use super::accounts::{b64, failed, too_many_attempts, verifier_bytes};
 use super::throttle::Source;
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
 use crate::now;
 use crate::proto::*;
+use crate::service::credentials::{check_verifier, hash_verifier};
 use crate::service::{self, Actor};
 use crate::storage::AccountState;
 use crate::storage::web::NewLogin;

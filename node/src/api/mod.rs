@@ -51,9 +51,6 @@ pub struct Inner {
     pub throttle: throttle::Throttle,
     /// Issues and checks the device tokens that tell a known device from the rest.
     pub devices: throttle::DeviceTokens,
-    /// A hash made with the configured parameters, checked when an address has no account so
-    /// that the answer costs the same work (see `accounts::check_verifier`).
-    decoy_login_hash: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,7 +86,6 @@ impl AppState {
             crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
             a.device_ttl_secs,
         );
-        let decoy_login_hash = accounts::decoy_hash(config);
         AppState {
             inner: Arc::new(Inner {
                 context: Arc::new(context),
@@ -97,7 +93,6 @@ impl AppState {
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
                 throttle,
                 devices,
-                decoy_login_hash,
             }),
         }
     }

@@ -59,6 +59,9 @@ pub struct Context {
     /// What the policy says of the certificates checked on every message accepted, by the
     /// address of their (cached, shared) parsed certificate: see [`Context::cert_facts`].
     facts: Mutex<FactsCache>,
+    /// A verifier hash made with the configured parameters, checked when there is no real one
+    /// so that the answer costs the same work (see [`super::credentials::check_verifier`]).
+    pub(super) decoy_login_hash: String,
 }
 
 /// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
@@ -83,6 +86,7 @@ impl Context {
     ) -> Context {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
+        let decoy_login_hash = super::credentials::decoy_hash(&config);
         Context {
             config,
             store,
@@ -97,6 +101,7 @@ impl Context {
             certs: Mutex::new(HashMap::new()),
             parsed: Mutex::new(HashMap::new()),
             facts: Mutex::new(HashMap::new()),
+            decoy_login_hash,
         }
     }
 

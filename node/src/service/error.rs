@@ -30,6 +30,9 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
+    /// A field of the request is malformed (not base64, the wrong length).
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("{0:?} is not an e-mail address")]
     InvalidAddress(String),
     #[error("this node hosts addresses of {domain} only")]
@@ -115,6 +118,7 @@ impl ServiceError {
     /// A stable, machine-readable code (`snake_case`), the same through every door.
     pub fn code(&self) -> &'static str {
         match self {
+            ServiceError::InvalidRequest(_) => "invalid_request",
             ServiceError::InvalidAddress(_) => "invalid_address",
             ServiceError::WrongDomain { .. } => "wrong_domain",
             ServiceError::InvalidName { .. } => "invalid_name",
@@ -159,7 +163,8 @@ impl ServiceError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::InvalidAddress(_)
+            ServiceError::InvalidRequest(_)
+            | ServiceError::InvalidAddress(_)
             | ServiceError::InvalidName { .. }
             | ServiceError::InvalidEnvelope(_)
             | ServiceError::NoRecipients

@@ -11,6 +11,7 @@
 
 pub mod accounts;
 mod context;
+pub mod credentials;
 mod error;
 pub mod mail;
 pub mod peers;
