@@ -4,28 +4,28 @@
 //! from the password (separately from the key that wraps the secret key); the node keeps only
 //! an Argon2id hash of it. Login sends the verifier again.
 //!
-//! Login must not tell who has an account: an unknown address costs the same hash (a decoy
-//! made with the configured parameters) and gets the same answers, throttling included.
-//! Failed checks slow down their source with growing delays (`throttle.rs`); a device that
-//! logged in before presents its device token and is throttled on its own, so failures from
-//! elsewhere never keep the owner out. The routes are also rate-limited per client address.
+//! The rules of login (throttle, verifier, second factor, session, device token) are
+//! [`crate::service::login`]'s; verifier hashes are [`crate::service::credentials`]'. This
+//! module parses, calls and answers: cookies or bearer token, and the per-client-address rate
+//! limit of the routes.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::throttle::{Attempt, DeviceId, Source};
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp, token_hash};
 use crate::crypto::{self, KdfParams};
 use crate::proto::*;
-use crate::service::credentials::{self, check_verifier, hash_verifier};
+use crate::service::credentials::{self, hash_verifier};
+use crate::service::login::{self, LoginAttempt, LoginOutcome};
+use crate::service::throttle::DeviceId;
 use crate::storage::{Account, AccountState, Enrolment};
 use crate::{normalize_address, now};
 
@@ -49,53 +49,9 @@ pub(super) fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
     Ok(credentials::verifier_bytes("login_verifier", v)?)
 }
 
-fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized(
-        "invalid_credentials",
-        "wrong address or password; after several failures in a row, each further attempt must wait longer",
-    )
-}
-
-/// The answer to an attempt that comes before its source's delay has passed: the same for
-/// every address, existing or not.
-pub(super) fn too_many_attempts(wait: Duration) -> ApiError {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    ApiError::too_many(
-        "too_many_attempts",
-        format!("too many failed attempts: wait {secs} s before trying again"),
-        secs,
-    )
-}
-
 /// The device this request comes from, if it presents a valid device token for `address`.
-fn known_device(st: &AppState, headers: &HeaderMap, address: Option<&str>) -> Option<DeviceId> {
-    st.devices
-        .check(super::web::device_token(headers)?, address?, now())
-}
-
-/// Counts a failed check against its source and, for a real account, writes `login.failed`
-/// to the transaction log. The write is not awaited: the answer must not wait for a commit
-/// that only real accounts make (nor fail when the writer is overloaded), or its timing and
-/// status would tell them apart.
-pub(super) fn failed(
-    st: &AppState,
-    attempt: Attempt<'_>,
-    source: Source<'_>,
-    account: Option<&Account>,
-) {
-    let f = attempt.failed(Instant::now());
-    let Some(account) = account else { return };
-    let (store, id) = (st.store.clone(), account.id);
-    let detail = serde_json::json!({
-        "failures": f.failures,
-        "source": source.label(),
-        "delay_secs": f.delay.as_secs(),
-    });
-    tokio::spawn(async move {
-        if let Err(e) = store.login_failed(id, detail, now()).await {
-            tracing::warn!(account = id, error = %e, "failed login not logged");
-        }
-    });
+fn known_device(st: &AppState, headers: &HeaderMap, address: &str) -> Option<DeviceId> {
+    login::known_device(st, super::web::device_token(headers), address, now())
 }
 
 #[utoipa::path(
@@ -200,10 +156,9 @@ pub(super) async fn login_params(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginParamsRequest>,
 ) -> ApiResult<Json<LoginParams>> {
-    let address = normalize_address(&req.address);
-    st.limit_login(&ip, known_device(&st, &headers, address.as_deref()))?;
-    let address =
-        address.ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    st.limit_login(&ip, known_device(&st, &headers, &req.address))?;
+    let address = normalize_address(&req.address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
     let account = st.store.account_by_address(&address).await?;
     // Enrolled accounts, disabled ones included: a disabled user who knows the password
     // should learn that the account is disabled, not that the password is wrong.
@@ -246,51 +201,6 @@ pub(super) fn account_view(a: &Account) -> AccountView {
     }
 }
 
-fn totp(secret: &[u8]) -> ApiResult<totp_rs::TOTP> {
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec())
-        .map_err(ApiError::internal)
-}
-
-const TOTP_STEP: i64 = 30;
-
-/// The time step whose code `code` is (the current one or one either side, for clock skew),
-/// compared in constant time.
-fn totp_step(secret: &[u8], code: &str, now: i64) -> ApiResult<Option<i64>> {
-    use subtle::ConstantTimeEq;
-    let t = totp(secret)?;
-    let code = code.trim().as_bytes();
-    let here = now / TOTP_STEP;
-    let mut found = None;
-    for step in [here - 1, here, here + 1] {
-        let expected = t.generate((step * TOTP_STEP) as u64);
-        if bool::from(expected.as_bytes().ct_eq(code)) {
-            found = Some(step);
-        }
-    }
-    Ok(found)
-}
-
-/// Checks a TOTP code and consumes its time step: each code is accepted once.
-async fn consume_totp(st: &AppState, account: &Account, code: &str, now: i64) -> ApiResult<()> {
-    let secret = account
-        .totp_secret
-        .as_deref()
-        .ok_or_else(|| ApiError::conflict("totp_not_set_up", "set up a second factor first"))?;
-    let Some(step) = totp_step(secret, code, now)? else {
-        return Err(ApiError::unauthorized(
-            "totp_invalid",
-            "that code is wrong or has expired",
-        ));
-    };
-    if !st.store.use_totp_step(account.id, step).await? {
-        return Err(ApiError::unauthorized(
-            "totp_reused",
-            "that code was already used: wait for the next one",
-        ));
-    }
-    Ok(())
-}
-
 #[utoipa::path(
     post,
     path = "/login",
@@ -317,64 +227,20 @@ pub(super) async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(HeaderMap, Json<LoginResponse>)> {
-    let now = now();
-    let address = normalize_address(&req.address);
-    let device = known_device(&st, &headers, address.as_deref());
+    let device = known_device(&st, &headers, &req.address);
     st.limit_login(&ip, device)?;
-    let verifier = verifier_bytes(&req.login_verifier)?;
-    // Any address string is a source of its own, existing or not (see `throttle.rs`).
-    let source = match (&device, &address) {
-        (Some(d), _) => Source::Device(d),
-        (None, Some(a)) => Source::Address(a),
-        (None, None) => Source::Address(req.address.trim()),
+    let attempt = LoginAttempt {
+        address: &req.address,
+        verifier: verifier_bytes(&req.login_verifier)?,
+        totp: req.totp.as_deref(),
+        device,
     };
-    let attempt = st
-        .throttle
-        .admit(source, Instant::now())
-        .map_err(too_many_attempts)?;
-    let account = match &address {
-        Some(a) => st.store.account_by_address(a).await?,
-        None => None,
-    }
-    .filter(|a| a.login_hash.is_some());
-    let stored = account.as_ref().and_then(|a| a.login_hash.clone());
-    let matches = check_verifier(&st, stored, verifier).await?;
-    let account = match account {
-        Some(a) if matches => a,
-        other => {
-            failed(&st, attempt, source, other.as_ref());
-            return Err(invalid_credentials());
-        }
-    };
-    if account.state != AccountState::Active {
-        return Err(ApiError::forbidden(
-            "account_disabled",
-            "this account is disabled",
-        ));
-    }
-    if account.totp_enabled {
-        let Some(code) = req.totp.as_deref() else {
-            return Err(ApiError::unauthorized(
-                "totp_required",
-                "enter the 6-digit code from your authenticator app",
-            ));
-        };
-        if let Err(e) = consume_totp(&st, &account, code, now).await {
-            failed(&st, attempt, source, Some(&account));
-            return Err(e);
-        }
-    }
-    attempt.succeeded();
-    let cfg = &st.config.accounts;
-    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let expires_at = now + cfg.session_ttl_secs as i64;
-    st.store
-        .login_succeeded(account.id, token_hash(&token), expires_at, now)
-        .await?;
-    // A new device ID at every login (OWASP: issue a fresh device cookie on success).
-    let device_token = st
-        .devices
-        .mint(DeviceId(rand::random()), &account.address, now);
+    let LoginOutcome {
+        account,
+        token,
+        expires_at,
+        device_token,
+    } = login::login(&st, attempt, now(), Instant::now).await?;
     // The web app's session and device token live in HttpOnly cookies, out of reach of page
     // scripts.
     let mut set = HeaderMap::new();
@@ -489,7 +355,7 @@ pub(super) async fn totp_confirm(
     auth: Authed,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    consume_totp(&st, &auth.account, &req.code, now()).await?;
+    login::consume_totp(&st, &auth.account, &req.code, now()).await?;
     st.store
         .set_totp(auth.account.id, auth.account.totp_secret.clone(), true)
         .await?;
@@ -513,7 +379,7 @@ pub(super) async fn totp_disable(
     auth: Authed,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    consume_totp(&st, &auth.account, &req.code, now()).await?;
+    login::consume_totp(&st, &auth.account, &req.code, now()).await?;
     st.store.set_totp(auth.account.id, None, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,13 +15,12 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::accounts::{b64, failed, too_many_attempts, verifier_bytes};
-use super::throttle::Source;
+use super::accounts::{b64, verifier_bytes};
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::crypto;
 use crate::now;
 use crate::proto::*;
-use crate::service::credentials::{check_verifier, hash_verifier};
+use crate::service::credentials::hash_verifier;
 use crate::service::{self, Actor};
 use crate::storage::AccountState;
 use crate::storage::web::NewLogin;
@@ -78,21 +77,16 @@ async fn change_password(
     st.limit_auth(&ip)?;
     let now = now();
     let current = verifier_bytes(&req.current_verifier)?;
-    // Guesses of the current password inside a session slow that session only: a stolen
-    // session cannot lock or slow the owner's logins.
-    let source = Source::Session(&auth.token_hash);
-    let attempt = st
-        .throttle
-        .admit(source, Instant::now())
-        .map_err(too_many_attempts)?;
-    if !check_verifier(&st, auth.account.login_hash.clone(), current).await? {
-        failed(&st, attempt, source, Some(&auth.account));
-        return Err(ApiError::forbidden(
-            "wrong_password",
-            "the current password is wrong: type it again",
-        ));
-    }
-    attempt.succeeded();
+    // Guesses of the current password inside a session slow that session only.
+    service::login::check_password(
+        &st,
+        &auth.account,
+        &auth.token_hash,
+        current,
+        now,
+        Instant::now,
+    )
+    .await?;
     req.kdf_params
         .validate()
         .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;

@@ -126,6 +126,11 @@ impl From<crate::service::ServiceError> for ApiError {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Throttled => {
+                let secs = e.retry_after().unwrap_or(1);
+                return ApiError::too_many(e.code(), e.to_string(), secs);
+            }
             ErrorKind::Internal => return ApiError::internal(e),
         };
         ApiError::new(status, e.code(), e.to_string())

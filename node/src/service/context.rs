@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sequoia_openpgp::Cert;
@@ -62,6 +63,10 @@ pub struct Context {
     /// A verifier hash made with the configured parameters, checked when there is no real one
     /// so that the answer costs the same work (see [`super::credentials::check_verifier`]).
     pub(super) decoy_login_hash: String,
+    /// Growing delays per source of failed verifier checks (`throttle.rs`).
+    pub throttle: super::throttle::Throttle,
+    /// Issues and checks the device tokens that tell a known device from the rest.
+    pub devices: super::throttle::DeviceTokens,
 }
 
 /// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
@@ -87,6 +92,19 @@ impl Context {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
         let decoy_login_hash = super::credentials::decoy_hash(&config);
+        let a = &config.accounts;
+        let throttle = super::throttle::Throttle::new(
+            super::throttle::Rule {
+                free: a.max_failed_logins,
+                base: Duration::from_secs(a.login_delay_secs),
+                max: Duration::from_secs(a.login_max_delay_secs),
+            },
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/login-throttle"),
+        );
+        let devices = super::throttle::DeviceTokens::new(
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
+            a.device_ttl_secs,
+        );
         Context {
             config,
             store,
@@ -102,6 +120,8 @@ impl Context {
             parsed: Mutex::new(HashMap::new()),
             facts: Mutex::new(HashMap::new()),
             decoy_login_hash,
+            throttle,
+            devices,
         }
     }
 

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Forbidden,
     /// The node cannot do it now; try again later.
     Unavailable,
+    /// The actor did not prove who it is (wrong credentials, a missing or wrong second factor).
+    Unauthenticated,
+    /// Too many failed attempts: try again after [`ServiceError::retry_after`] seconds.
+    Throttled,
     /// The node failed; the cause is logged, not shown.
     Internal,
 }
@@ -35,6 +39,32 @@ pub enum ServiceError {
     InvalidRequest(String),
     #[error("{0:?} is not an e-mail address")]
     InvalidAddress(String),
+    #[error(
+        "wrong address or password; after several failures in a row, each further attempt must wait longer"
+    )]
+    InvalidCredentials,
+    #[error("the current password is wrong: type it again")]
+    WrongPassword,
+    #[error("too many failed attempts: wait {secs} s before trying again")]
+    TooManyAttempts { secs: u64 },
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("enter the 6-digit code from your authenticator app")]
+    TotpRequired,
+    #[error("that code is wrong or has expired")]
+    TotpInvalid,
+    #[error("that code was already used: wait for the next one")]
+    TotpReused,
+    #[error("set up a second factor first")]
+    TotpNotSetUp,
+    #[error("not a certificate: {0}")]
+    NotACertificate(String),
+    #[error("this node's directory does not hold that key")]
+    UnknownKey,
+    #[error("{0}")]
+    RejectedUpdate(String),
+    #[error("the update carries no new certification made by your key")]
+    NothingNew,
     #[error("this node hosts addresses of {domain} only")]
     WrongDomain { domain: String },
     #[error("the name must be at most {max} printable characters")]
@@ -120,6 +150,18 @@ impl ServiceError {
         match self {
             ServiceError::InvalidRequest(_) => "invalid_request",
             ServiceError::InvalidAddress(_) => "invalid_address",
+            ServiceError::InvalidCredentials => "invalid_credentials",
+            ServiceError::WrongPassword => "wrong_password",
+            ServiceError::TooManyAttempts { .. } => "too_many_attempts",
+            ServiceError::AccountDisabled => "account_disabled",
+            ServiceError::TotpRequired => "totp_required",
+            ServiceError::TotpInvalid => "totp_invalid",
+            ServiceError::TotpReused => "totp_reused",
+            ServiceError::TotpNotSetUp => "totp_not_set_up",
+            ServiceError::NotACertificate(_) => "invalid_cert",
+            ServiceError::UnknownKey => "unknown_key",
+            ServiceError::RejectedUpdate(_) => "rejected_update",
+            ServiceError::NothingNew => "nothing_new",
             ServiceError::WrongDomain { .. } => "wrong_domain",
             ServiceError::InvalidName { .. } => "invalid_name",
             ServiceError::AlreadyEnrolled { .. } => "already_enrolled",
@@ -164,12 +206,20 @@ impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServiceError::InvalidRequest(_)
+            | ServiceError::NotACertificate(_)
             | ServiceError::InvalidAddress(_)
             | ServiceError::InvalidName { .. }
             | ServiceError::InvalidEnvelope(_)
             | ServiceError::NoRecipients
             | ServiceError::InvalidPart(_)
             | ServiceError::InvalidPeer(_) => ErrorKind::Invalid,
+            ServiceError::InvalidCredentials
+            | ServiceError::TotpRequired
+            | ServiceError::TotpInvalid
+            | ServiceError::TotpReused => ErrorKind::Unauthenticated,
+            ServiceError::TooManyAttempts { .. } => ErrorKind::Throttled,
+            ServiceError::WrongPassword | ServiceError::AccountDisabled => ErrorKind::Forbidden,
+            ServiceError::TotpNotSetUp => ErrorKind::Conflict,
             ServiceError::WrongDomain { .. }
             | ServiceError::TooManyRecipients { .. }
             | ServiceError::TooManyParts { .. }
@@ -183,16 +233,18 @@ impl ServiceError {
             | ServiceError::NotEncrypted { .. }
             | ServiceError::MissingRecipientKey { .. }
             | ServiceError::OwnDomain { .. }
-            | ServiceError::CaMismatch { .. } => ErrorKind::Refused,
+            | ServiceError::CaMismatch { .. }
+            | ServiceError::RejectedUpdate(_)
+            | ServiceError::NothingNew => ErrorKind::Refused,
             ServiceError::TooLarge { .. } | ServiceError::InlineTooLarge { .. } => {
                 ErrorKind::TooLarge
             }
             ServiceError::SenderMismatch { .. }
             | ServiceError::Storage(StorageError::MessageIdNotIssued)
             | ServiceError::Storage(StorageError::MessageIdExpired) => ErrorKind::Forbidden,
-            ServiceError::UnknownUser { .. } | ServiceError::UnknownPeer { .. } => {
-                ErrorKind::NotFound
-            }
+            ServiceError::UnknownUser { .. }
+            | ServiceError::UnknownPeer { .. }
+            | ServiceError::UnknownKey => ErrorKind::NotFound,
             ServiceError::AlreadyEnrolled { .. }
             | ServiceError::NotEnrolled { .. }
             | ServiceError::OwnAccount
@@ -206,6 +258,14 @@ impl ServiceError {
             ServiceError::Storage(StorageError::Conflict(_)) => ErrorKind::Conflict,
             ServiceError::Storage(StorageError::NotFound(_)) => ErrorKind::NotFound,
             ServiceError::Storage(_) | ServiceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// For [`ErrorKind::Throttled`]: how many seconds to wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ServiceError::TooManyAttempts { secs } => Some(*secs),
+            _ => None,
         }
     }
 

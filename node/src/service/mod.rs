@@ -13,8 +13,10 @@ pub mod accounts;
 mod context;
 pub mod credentials;
 mod error;
+pub mod login;
 pub mod mail;
 pub mod peers;
+pub mod throttle;
 pub mod trust;
 
 pub use context::{CertFacts, Context, FedLink};
