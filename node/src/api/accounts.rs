@@ -41,10 +41,6 @@ pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(st.org_record())
 }
 
-pub(super) fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {
-    Ok(credentials::base64_field(field, v)?)
-}
-
 pub(super) fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
     Ok(credentials::verifier_bytes("login_verifier", v)?)
 }
@@ -86,30 +82,19 @@ pub(super) async fn enroll(
             format!("this node enrols addresses of {} only", st.config.domain),
         ));
     }
-    req.kdf_params
-        .validate()
-        .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
-    let salt = b64("kdf_salt", &req.kdf_salt)?;
-    if !(16..=64).contains(&salt.len()) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "kdf_salt must be 16 to 64 bytes",
-        ));
-    }
-    let verifier = verifier_bytes(&req.login_verifier)?;
+    let new = credentials::new_login(&req.kdf_params, &req.kdf_salt, &req.login_verifier)?;
     let cert = crypto::cert_from_armored(&req.cert).map_err(|e| {
         ApiError::unprocessable("invalid_cert", format!("the certificate is unusable: {e}"))
     })?;
     crypto::check_user_cert(&cert, &address, &st.policy, std::time::SystemTime::now())
         .map_err(|e| ApiError::unprocessable("invalid_cert", e.to_string()))?;
-    crypto::check_wrapped_key(&req.wrapped_key, &cert)
-        .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
+    credentials::check_wrapped_key(&req.wrapped_key, &cert)?;
     let certified = crypto::ca_certify(&st.ca, &cert, &address, std::time::SystemTime::now())
         .map_err(ApiError::internal)?;
     let record = crate::certs::record(&certified).map_err(ApiError::internal)?;
     let certified_armored = record.armored.clone();
     let fingerprint = record.fingerprint.clone();
-    let login_hash = hash_verifier(&st, verifier).await?;
+    let login_hash = hash_verifier(&st, new.verifier).await?;
     st.store
         .enroll(
             crate::service::accounts::invite_hash(&req.invite),
@@ -117,8 +102,8 @@ pub(super) async fn enroll(
             Enrolment {
                 cert: record,
                 wrapped_key: req.wrapped_key,
-                kdf_salt: salt,
-                kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,
+                kdf_salt: new.kdf_salt,
+                kdf_params: new.kdf_params,
                 login_hash,
             },
             now,

@@ -15,12 +15,11 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::accounts::{b64, verifier_bytes};
+use super::accounts::verifier_bytes;
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
-use crate::crypto;
 use crate::now;
 use crate::proto::*;
-use crate::service::credentials::hash_verifier;
+use crate::service::credentials::{self, hash_verifier};
 use crate::service::{self, Actor};
 use crate::storage::AccountState;
 use crate::storage::web::NewLogin;
@@ -87,28 +86,17 @@ async fn change_password(
         Instant::now,
     )
     .await?;
-    req.kdf_params
-        .validate()
-        .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
-    let salt = b64("kdf_salt", &req.kdf_salt)?;
-    if !(16..=64).contains(&salt.len()) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "kdf_salt must be 16 to 64 bytes",
-        ));
-    }
-    let verifier = verifier_bytes(&req.login_verifier)?;
+    let new = credentials::new_login(&req.kdf_params, &req.kdf_salt, &req.login_verifier)?;
     let cert = st.account_cert(&auth.account)?;
-    crypto::check_wrapped_key(&req.wrapped_key, &cert)
-        .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
-    let login_hash = hash_verifier(&st, verifier).await?;
+    credentials::check_wrapped_key(&req.wrapped_key, &cert)?;
+    let login_hash = hash_verifier(&st, new.verifier).await?;
     st.store
         .change_login(
             auth.account.id,
             NewLogin {
                 wrapped_key: req.wrapped_key,
-                kdf_salt: salt,
-                kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,
+                kdf_salt: new.kdf_salt,
+                kdf_params: new.kdf_params,
                 login_hash,
             },
             auth.token_hash,

@@ -30,6 +30,48 @@ pub fn verifier_bytes(field: &str, text: &str) -> Result<[u8; 32], ServiceError>
         .map_err(|_| ServiceError::InvalidRequest(format!("{field} must be 32 bytes")))
 }
 
+/// What a client sends to set a password, checked: at enrolment and at a change of password.
+#[derive(Debug)]
+pub struct NewLogin {
+    /// 16 to 64 bytes.
+    pub kdf_salt: Vec<u8>,
+    /// The KDF parameters as stored (JSON).
+    pub kdf_params: String,
+    pub verifier: [u8; 32],
+}
+
+/// Checks, in this order, the KDF parameters, the salt (base64 of 16 to 64 bytes) and the login
+/// verifier a client derived from a new password.
+pub fn new_login(
+    kdf_params: &crate::crypto::KdfParams,
+    kdf_salt: &str,
+    login_verifier: &str,
+) -> Result<NewLogin, ServiceError> {
+    kdf_params
+        .validate()
+        .map_err(|e| ServiceError::InvalidKdfParams(e.to_string()))?;
+    let kdf_salt = base64_field("kdf_salt", kdf_salt)?;
+    if !(16..=64).contains(&kdf_salt.len()) {
+        return Err(ServiceError::InvalidRequest(
+            "kdf_salt must be 16 to 64 bytes".into(),
+        ));
+    }
+    Ok(NewLogin {
+        kdf_salt,
+        kdf_params: serde_json::to_string(kdf_params).map_err(ServiceError::internal)?,
+        verifier: verifier_bytes("login_verifier", login_verifier)?,
+    })
+}
+
+/// The wrapped secret key a client sends is `cert`'s, wrapped (the node cannot unwrap it).
+pub fn check_wrapped_key(
+    wrapped_key: &str,
+    cert: &sequoia_openpgp::Cert,
+) -> Result<(), ServiceError> {
+    crate::crypto::check_wrapped_key(wrapped_key, cert)
+        .map_err(|e| ServiceError::KeyNotWrapped(e.to_string()))
+}
+
 /// Argon2id with the configured `accounts.verifier_hash_*` parameters: what new verifier
 /// hashes (and the decoy) are made with.
 pub fn verifier_hasher(config: &Config) -> Result<Argon2<'static>, ServiceError> {

@@ -57,6 +57,10 @@ pub enum ServiceError {
     TotpReused,
     #[error("set up a second factor first")]
     TotpNotSetUp,
+    #[error("{0}")]
+    InvalidKdfParams(String),
+    #[error("{0}")]
+    KeyNotWrapped(String),
     #[error("not a certificate: {0}")]
     NotACertificate(String),
     #[error("this node's directory does not hold that key")]
@@ -158,6 +162,8 @@ impl ServiceError {
             ServiceError::TotpInvalid => "totp_invalid",
             ServiceError::TotpReused => "totp_reused",
             ServiceError::TotpNotSetUp => "totp_not_set_up",
+            ServiceError::InvalidKdfParams(_) => "invalid_kdf_params",
+            ServiceError::KeyNotWrapped(_) => "key_not_wrapped",
             ServiceError::NotACertificate(_) => "invalid_cert",
             ServiceError::UnknownKey => "unknown_key",
             ServiceError::RejectedUpdate(_) => "rejected_update",
@@ -234,6 +240,8 @@ impl ServiceError {
             | ServiceError::MissingRecipientKey { .. }
             | ServiceError::OwnDomain { .. }
             | ServiceError::CaMismatch { .. }
+            | ServiceError::InvalidKdfParams(_)
+            | ServiceError::KeyNotWrapped(_)
             | ServiceError::RejectedUpdate(_)
             | ServiceError::NothingNew => ErrorKind::Refused,
             ServiceError::TooLarge { .. } | ServiceError::InlineTooLarge { .. } => {
