@@ -74,10 +74,15 @@
 //! * **Levels.** Full: amount ≥ 120; partial: 1..=119; none: 0. A verdict
 //!   is usable without asking the user iff [`Verdict::is_authenticated`]
 //!   (full and no `why_not`).
-//! * **Addresses.** Compared normalised (lower case, punycode domain); a
-//!   key's user IDs with the address are all tried and the best one
-//!   answers. Regex scoping is case-sensitive, so addresses must be
-//!   stored lower-case in user IDs (Sealpost enrols them so).
+//! * **Addresses.** Compared as mail compares them: normalised (lower
+//!   case, punycode domain), local part included; a key's user IDs with
+//!   the address are all tried and the best one answers, in whatever case
+//!   they are written (`<John.Smith@Partner.COM>`). A trust signature's
+//!   scope matches a user ID as written or with its ASCII letters
+//!   lowercased, never by Unicode case folding, which would let
+//!   `x@\u{212A}ilo.test` (Kelvin sign) into the scope of `kilo.test`.
+//!   sequoia-wot's own rule (as written) stays that of
+//!   [`TrustNetwork::evidence`].
 //! * **Time.** sequoia-wot ignores signatures created after the
 //!   reference time, and certification revocations that are not strictly
 //!   newer (to the second) than the certification they revoke. Build the

@@ -447,9 +447,11 @@ impl TrustNetwork {
         required: usize,
     ) -> Evidence {
         let deps = RefCell::new(Deps::default());
+        // Raw: the regular expressions apply to `userid` as written, as in sequoia-wot.
         let view = View {
             net: self,
             deps: &deps,
+            scope: None,
         };
         let network = NetworkBuilder::rooted(&view, to_roots(roots)).build();
         let paths = network.authenticate(userid, target, required);
@@ -594,12 +596,19 @@ impl TrustNetwork {
             });
         }
 
-        let view = View { net: self, deps };
-        let network = NetworkBuilder::rooted(&view, to_roots(&q.roots)).build();
         // Several user IDs may carry the same address ("Bob <bob@x>" and
         // "<bob@x>"): the best-authenticated one answers.
         let mut best: Option<wot::Paths> = None;
         for uid in live {
+            // Scopes are matched as mail matches addresses (see `ScopeFold`):
+            // one view per user ID, since that is what the scopes are matched
+            // against.
+            let view = View {
+                net: self,
+                deps,
+                scope: ScopeFold::of(&uid.userid),
+            };
+            let network = NetworkBuilder::rooted(&view, to_roots(&q.roots)).build();
             let paths = network.authenticate(&uid.userid, target, FULL);
             if best.as_ref().is_none_or(|b| paths.amount() > b.amount()) {
                 best = Some(paths);
@@ -1037,12 +1046,104 @@ fn revocation_reason(sigs: &[&openpgp::packet::Signature]) -> String {
 struct View<'n> {
     net: &'n TrustNetwork,
     deps: &'n RefCell<Deps>,
+    /// How trust signatures' scopes are matched in this query: `None`, as
+    /// written (sequoia-wot's own rule, case-sensitive).
+    scope: Option<ScopeFold>,
 }
 
 impl View<'_> {
     fn entry(&self, fpr: &Fingerprint) -> Option<&Arc<Entry>> {
         self.deps.borrow_mut().fprs.insert(fpr.clone());
         self.net.entries.get(fpr)
+    }
+}
+
+/// Trust signatures' regular expressions matched as mail matches addresses:
+/// against the target user ID as written *or* with its ASCII letters
+/// lowercased, so `<John.Smith@Partner.COM>` is in the scope
+/// `<[^>]+[@.]partner\.com>$` that [`crate::domain_regex`] makes.
+///
+/// ASCII only, on purpose: Unicode case folding (what a case-insensitive
+/// `regex` compile does) maps the Kelvin sign U+212A to `k` and the long s
+/// U+017F to `s`, which would bring a non-ASCII domain into an ASCII scope.
+/// ASCII lowercasing only adds the case variants of the same ASCII
+/// address (domains are case-insensitive, RFC 5321 and RFC 4343), so no
+/// scope reaches another domain; and keeping the match as written means a
+/// scope written with capitals matches what it matched before.
+///
+/// sequoia-wot matches a query's scopes against its target user ID only,
+/// so the rule is applied by handing it, for this one user ID, each scoped
+/// certification whose scope matches only the lowercased form with no
+/// scope at all (`certifications_of`).
+struct ScopeFold {
+    raw: UserID,
+    folded: UserID,
+    /// The certification sets already adjusted in this query.
+    adjusted: RefCell<BTreeMap<Fingerprint, Arc<Vec<CertificationSet>>>>,
+}
+
+impl ScopeFold {
+    /// `None` when lowercasing changes nothing: the scopes are then
+    /// matched as written, at no cost.
+    fn of(userid: &UserID) -> Option<ScopeFold> {
+        let folded = userid.value().to_ascii_lowercase();
+        (folded != userid.value()).then(|| ScopeFold {
+            raw: userid.clone(),
+            folded: UserID::from(folded),
+            adjusted: RefCell::default(),
+        })
+    }
+
+    /// Whether `c`'s scope takes the target only once lowercased.
+    fn widens(&self, c: &wot::Certification) -> bool {
+        c.regular_expressions().is_some_and(|re| {
+            !re.matches_everything()
+                && !re.matches_userid(&self.raw)
+                && re.matches_userid(&self.folded)
+        })
+    }
+
+    /// `sets` with every certification whose scope takes the target only
+    /// once lowercased made unscoped (for this query's target user ID,
+    /// the same answer); `sets` itself when there is none.
+    fn adjust(
+        &self,
+        fpr: &Fingerprint,
+        sets: &Arc<Vec<CertificationSet>>,
+        reference_time: SystemTime,
+    ) -> Arc<Vec<CertificationSet>> {
+        if let Some(done) = self.adjusted.borrow().get(fpr) {
+            return Arc::clone(done);
+        }
+        let any = sets
+            .iter()
+            .flat_map(|cs| cs.certifications())
+            .flat_map(|(_, cs)| cs.iter())
+            .any(|c| self.widens(c));
+        let out = if any {
+            let certifications: Vec<wot::Certification> = sets
+                .iter()
+                .flat_map(|cs| cs.certifications())
+                .flat_map(|(_, cs)| cs.iter())
+                .map(|c| {
+                    if self.widens(c) {
+                        c.clone().set_regular_expressions(std::iter::empty())
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            Arc::new(CertificationSet::from_certifications(
+                certifications,
+                reference_time,
+            ))
+        } else {
+            Arc::clone(sets)
+        };
+        self.adjusted
+            .borrow_mut()
+            .insert(fpr.clone(), Arc::clone(&out));
+        out
     }
 }
 
@@ -1099,7 +1200,10 @@ impl Store for View<'_> {
         _min_depth: Depth,
     ) -> openpgp::Result<Arc<Vec<CertificationSet>>> {
         match self.entry(target) {
-            Some(e) if e.synopsis.is_some() => Ok(Arc::clone(&e.redges)),
+            Some(e) if e.synopsis.is_some() => Ok(match &self.scope {
+                Some(fold) => fold.adjust(target, &e.redges, self.net.reference_time),
+                None => Arc::clone(&e.redges),
+            }),
             _ => Err(StoreError::NotFound(KeyHandle::from(target.clone())).into()),
         }
     }

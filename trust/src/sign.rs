@@ -38,8 +38,10 @@ use crate::{CA_LOCAL_PART, TrustError, normalize_address};
 ///
 /// The domain is lower-cased and every character other than ASCII letters,
 /// digits and `-` is escaped. It matches user IDs of the form `<x@DOMAIN>`
-/// and `Name <x@sub.DOMAIN>`; Sealpost stores addresses lower-cased, which
-/// the regex relies on (OpenPGP regexes are case-sensitive).
+/// and `Name <x@sub.DOMAIN>`. OpenPGP regexes are case-sensitive: Sealpost's
+/// engine matches them against the user ID with its ASCII letters lowercased
+/// too, so `<X@Sub.DOMAIN>` is in scope (tools that match as written, like
+/// sequoia-wot alone, need lower-case user IDs, as Sealpost enrols them).
 pub fn domain_regex(domain: &str) -> String {
     let mut escaped = String::with_capacity(domain.len() + 4);
     for c in domain.to_lowercase().chars() {

@@ -6,9 +6,7 @@ mod common;
 
 use common::World;
 use sealpost_trust::sequoia_openpgp::types::ReasonForRevocation;
-use sealpost_trust::{
-    FULL, HopRole, Level, Verdict, WhyNot, certify, make_introducer, retract, revoke_bridge,
-};
+use sealpost_trust::{FULL, HopRole, Level, Verdict, WhyNot, certify, retract, revoke_bridge};
 
 /// alpha.test with alice and bob, beta.test with carol, gamma.test with
 /// dave; everyone enrolled; no bridges yet.
@@ -285,16 +283,7 @@ fn scoped_introducer_introduces_only_its_domain() {
     w.enrol("erin@beta.test");
     // Alice makes carol an introducer for beta.test; carol certifies erin
     // (beta.test) and dave (gamma.test).
-    let t = w.tick();
-    let carol = make_introducer(
-        w.cert("alice@alpha.test"),
-        w.cert("carol@beta.test"),
-        "carol@beta.test",
-        Some("beta.test"),
-        t,
-    )
-    .expect("introducer");
-    w.put(carol);
+    w.introducer("alice@alpha.test", "carol@beta.test", Some("beta.test"));
     for who in ["erin@beta.test", "dave@gamma.test"] {
         let t = w.tick();
         let c = certify(w.cert("carol@beta.test"), w.cert(who), who, t).expect("certify");
@@ -313,16 +302,7 @@ fn scoped_introducer_introduces_only_its_domain() {
     assert_eq!(v.level, Level::None, "{v:#?}");
 
     // Unscoped, carol would introduce dave as well.
-    let t = w.tick();
-    let carol = make_introducer(
-        w.cert("alice@alpha.test"),
-        w.cert("carol@beta.test"),
-        "carol@beta.test",
-        None,
-        t,
-    )
-    .expect("introducer");
-    w.put(carol);
+    w.introducer("alice@alpha.test", "carol@beta.test", None);
     let v = alice_sees(&w, "dave@gamma.test", "dave@gamma.test");
     assert_eq!(v.level, Level::Full, "{v:#?}");
 }

@@ -199,6 +199,16 @@ impl World {
         self.put(other);
     }
 
+    /// `signer` makes the key named `target` a trusted introducer for `target`'s address,
+    /// scoped to `scope` if given.
+    pub fn introducer(&mut self, signer: &str, target: &str, scope: Option<&str>) {
+        let t = self.tick();
+        let cert =
+            sealpost_trust::make_introducer(self.cert(signer), self.cert(target), target, scope, t)
+                .expect("introducer");
+        self.put(cert);
+    }
+
     /// Bridges both ways.
     pub fn federate(&mut self, a: &str, b: &str) {
         self.bridge(a, b);
