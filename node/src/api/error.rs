@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// With `wrong_unlock_code`: wrong codes left before the pickup locks.
+    pub attempts_left: Option<u32>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            attempts_left: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -84,6 +87,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.to_owned(),
             message: self.message,
+            attempts_left: self.attempts_left,
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -127,13 +131,21 @@ impl From<crate::service::ServiceError> for ApiError {
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Gone => StatusCode::GONE,
             ErrorKind::Throttled => {
                 let secs = e.retry_after().unwrap_or(1);
                 return ApiError::too_many(e.code(), e.to_string(), secs);
             }
             ErrorKind::Internal => return ApiError::internal(e),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        let attempts_left = match &e {
+            ServiceError::WrongUnlockCode { attempts_left } => Some(*attempts_left),
+            _ => None,
+        };
+        ApiError {
+            attempts_left,
+            ..ApiError::new(status, e.code(), e.to_string())
+        }
     }
 }
 

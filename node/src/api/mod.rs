@@ -9,6 +9,7 @@ mod console;
 pub mod error;
 mod mail;
 pub mod openapi;
+mod pickup;
 mod serve;
 pub mod trust;
 pub mod web;
@@ -46,6 +47,8 @@ pub struct Inner {
     /// Keyed secret for deterministic decoy KDF salts of unknown addresses.
     pub decoy_key: [u8; 32],
     auth_limiter: RateLimiter,
+    /// Pickup opens and unlocks per address and minute (`pickup.per_ip_per_minute`).
+    pickup_ips: crate::service::throttle::PerMinute,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,11 +71,13 @@ impl AppState {
         let config = &context.config;
         let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
         let rate = config.http.auth_rate_per_sec;
+        let pickup_ips = crate::service::throttle::PerMinute::new(config.pickup.per_ip_per_minute);
         AppState {
             inner: Arc::new(Inner {
                 context: Arc::new(context),
                 decoy_key,
                 auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
+                pickup_ips,
             }),
         }
     }
@@ -105,6 +110,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mail::mark_read))
         .routes(routes!(mail::move_message))
         .routes(routes!(mail::dismiss_notice))
+        .routes(routes!(pickup::open))
+        .routes(routes!(pickup::unlock))
+        .routes(routes!(pickup::part))
+        .routes(routes!(pickup::withdraw))
+        .routes(routes!(pickup::relock))
         .routes(routes!(trust::trust))
         .routes(routes!(trust::certify))
         .merge(console::routes())
@@ -133,6 +143,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         // The web app (api/web.rs): static files, then cookie sessions and CSP for everything.
         .route("/", get(web::index))
+        // The pickup page (its token stays in the fragment, which browsers never send).
+        .route("/pickup", get(web::pickup_page))
         .route("/assets/{name}", get(web::asset))
         .fallback(no_route);
     layered(routes, state.clone()).with_state(state)

@@ -87,6 +87,7 @@ fn incoming(t: &Transfer, inline: BTreeMap<u32, Vec<u8>>) -> Incoming<'_> {
                 .map(|p| (p.sha256.as_str(), p.size))
                 .collect(),
         }),
+        pickups: Vec::new(),
     }
 }
 
@@ -620,6 +621,7 @@ mod tests {
             message_id: id.clone(),
             from: "a@peer.test".into(),
             to: vec!["b@host.test".into()],
+            pickup: Default::default(),
             created_at: crate::now(),
             parts: sizes
                 .iter()

@@ -16,6 +16,7 @@ mod error;
 pub mod login;
 pub mod mail;
 pub mod peers;
+pub mod pickup;
 pub mod throttle;
 pub mod trust;
 
