@@ -1854,6 +1854,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `not_enrolled`: your account has no key */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `too_large`: the body is over `http.max_json_body` */
             413: {
                 headers: {
@@ -1872,7 +1881,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `rejected_update`, `nothing_new`, `not_enrolled` */
+            /** @description `rejected_update`, `nothing_new` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2049,8 +2058,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_enrolled`: your account has no key; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_enrolled`: your account has no key */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2533,6 +2551,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `not_enrolled`: your account has no key */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `too_large`: the body is over `http.max_json_body` */
             413: {
                 headers: {
@@ -2551,7 +2578,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `invalid_kdf_params`, `key_not_wrapped`, `not_enrolled` */
+            /** @description `invalid_kdf_params`, `key_not_wrapped` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3038,6 +3065,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `not_enrolled`: your account has no key */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `too_large`; `too_large`: the body is over `http.max_json_body` */
             413: {
                 headers: {
@@ -3056,7 +3092,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`, `not_enrolled` */
+            /** @description `bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4199,8 +4235,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_enrolled`: your account has no key; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_enrolled`: your account has no key */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

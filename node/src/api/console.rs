@@ -63,7 +63,8 @@ fn session_id(token_hash: &[u8; 32]) -> String {
         (status = 204, description = "Changed"),
         (status = 400, description = "`invalid_request`: a field is not base64 or has the wrong length", body = ErrorBody),
         (status = 403, description = "`wrong_password`", body = ErrorBody),
-        (status = 422, description = "`invalid_kdf_params`, `key_not_wrapped`, `not_enrolled`", body = ErrorBody),
+        (status = 409, description = "`not_enrolled`: your account has no key", body = ErrorBody),
+        (status = 422, description = "`invalid_kdf_params`, `key_not_wrapped`", body = ErrorBody),
         (status = 429, description = "`rate_limited`, `too_many_attempts`", body = ErrorBody, headers(("Retry-After" = u64))),
     )
 )]

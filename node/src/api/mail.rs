@@ -31,7 +31,7 @@ use crate::{is_message_id, now};
     responses(
         (status = 200, description = "The recipients, resolved, and the message ID to sign", body = EnvelopeResponse),
         (status = 400, description = "`no_recipients`, `invalid_address`", body = ErrorBody),
-        (status = 403, description = "`not_enrolled`: your account has no key", body = ErrorBody),
+        (status = 409, description = "`not_enrolled`: your account has no key", body = ErrorBody),
         (status = 422, description = "`unknown_recipient`, `too_many_recipients`", body = ErrorBody),
         (status = 503, description = "`federation_off`, `peer_unreachable`, `peer_answer_refused`: a peered organisation's user could not be looked up", body = ErrorBody),
     )
@@ -116,7 +116,8 @@ pub(super) async fn upload(
         (status = 400, description = "`invalid_envelope`, `no_recipients`, `invalid_address`, `invalid_request`", body = ErrorBody),
         (status = 403, description = "`sender_mismatch`, `message_id_not_issued`, `message_id_expired`", body = ErrorBody),
         (status = 413, description = "`too_large`", body = ErrorBody),
-        (status = 422, description = "`bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`, `not_enrolled`", body = ErrorBody),
+        (status = 422, description = "`bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`", body = ErrorBody),
+        (status = 409, description = "`not_enrolled`: your account has no key", body = ErrorBody),
         (status = 503, description = "`peer_backlog`: too many messages wait for that peer (Retry-After); `federation_off`, `peer_unreachable`, `peer_answer_refused`", body = ErrorBody),
     )
 )]

@@ -20,7 +20,7 @@ use crate::service;
     responses(
         (status = 200, description = "The keys, strongest first", body = TrustResponse),
         (status = 400, description = "`invalid_address`", body = crate::proto::ErrorBody),
-        (status = 403, description = "`not_enrolled`: your account has no key", body = crate::proto::ErrorBody),
+        (status = 409, description = "`not_enrolled`: your account has no key", body = crate::proto::ErrorBody),
         (status = 503, description = "`federation_off`, `peer_unreachable`, `peer_answer_refused`: a peered organisation's user could not be looked up", body = crate::proto::ErrorBody),
     )
 )]
@@ -45,7 +45,8 @@ pub(super) async fn trust(
         (status = 200, description = "Kept", body = CertificationResponse),
         (status = 400, description = "`invalid_cert`", body = crate::proto::ErrorBody),
         (status = 404, description = "`unknown_key`: this node's directory does not hold that key", body = crate::proto::ErrorBody),
-        (status = 422, description = "`rejected_update`, `nothing_new`, `not_enrolled`", body = crate::proto::ErrorBody),
+        (status = 409, description = "`not_enrolled`: your account has no key", body = crate::proto::ErrorBody),
+        (status = 422, description = "`rejected_update`, `nothing_new`", body = crate::proto::ErrorBody),
     )
 )]
 pub(super) async fn certify(
