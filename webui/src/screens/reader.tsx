@@ -10,6 +10,8 @@ import {
   badgeOf, bytes, fullDate, go, initials, saveBlob,
 } from '../ui';
 import { DeliveryChips, FOLDERS, type ComposeSeed } from '../mail';
+import { MucCodes, type ShownCode } from '../muc';
+import type { PickupEnvelope } from '../pickup-wire';
 
 export function MessageView({ session, folder, id, onCompose }: { session: Session; folder: api.Folder; id: string; onCompose: (seed: ComposeSeed) => void }) {
   const [o, setO] = useState<Opened | null>(null);
@@ -19,6 +21,9 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
   const [attError, setAttError] = useState<unknown>(null);
   const [delivery, setDelivery] = useState<api.DeliveryState[]>([]);
+  const [pickupBusy, setPickupBusy] = useState<string | null>(null);
+  const [pickupError, setPickupError] = useState<unknown>(null);
+  const [newCode, setNewCode] = useState<ShownCode | null>(null);
 
   // While a copy for another organisation is queued, follow it until its node has it.
   const queued = delivery.some((d) => d.state === 'queued');
@@ -79,6 +84,35 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     }
   };
 
+  const refresh = async () => setDelivery((await api.get('/messages/{id}', { id })).item.delivery ?? []);
+  const withdraw = async (address: string) => {
+    if (!confirm(`Withdraw this message from ${address}? Its key is deleted: nobody can open it any more.`)) return;
+    setPickupBusy(address);
+    setPickupError(null);
+    try {
+      await client.withdrawPickup(id, address);
+      await refresh();
+    } catch (e) {
+      setPickupError(e);
+    } finally {
+      setPickupBusy(null);
+    }
+  };
+  const relock = async (address: string) => {
+    if (!o) return;
+    setPickupBusy(address);
+    setPickupError(null);
+    try {
+      const muc = await client.relockPickup(session, o, address);
+      setNewCode({ address, muc });
+      await refresh();
+    } catch (e) {
+      setPickupError(e);
+    } finally {
+      setPickupBusy(null);
+    }
+  };
+
   const reply = () => o && onCompose({
     to: [o.envelope.from === session.account.address ? o.head.to[0] : o.envelope.from],
     subject: /^re:/i.test(o.head.subject) ? o.head.subject : `Re: ${o.head.subject}`,
@@ -94,7 +128,12 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   if (error) return <section><a href={`#/mail/${folder}`} class="back">← Back</a><ErrorBox error={error} title="This message cannot be opened." /></section>;
   if (!o) return <section aria-busy="true"><a href={`#/mail/${folder}`} class="back">← Back</a><div class="skeleton tall" /><p class="muted">Decrypting and verifying…</p></section>;
 
+  if (newCode) return <MucCodes codes={[newCode]} title={`New unlock code for ${newCode.address}`} onDone={() => setNewCode(null)} />;
+
   const b = badgeOf(verdict);
+  const pickupOf = (o.envelope as PickupEnvelope).pickup ?? {};
+  const mine = o.envelope.from === session.account.address;
+  const pickupRows = mine ? delivery.filter((d) => pickupOf[d.address]) : [];
   return (
     <article class="reader" aria-labelledby="msg-subject" data-testid="reader">
       <div class="reader-actions">
@@ -114,7 +153,18 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
             {verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
           </div>
           <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
-          {delivery.length > 0 && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery} long /></div>}
+          {delivery.some((d) => !pickupOf[d.address]) && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery.filter((d) => !pickupOf[d.address])} long /></div>}
+          {pickupRows.length > 0 && (
+            <div class="delivery-line small" data-testid="pickup-delivery"><span class="muted">By unlock code:</span> <DeliveryChips delivery={pickupRows} long />
+              {pickupRows.filter((d) => UNREAD.includes(d.state)).map((d) => (
+                <div class="pickup-actions" data-testid="pickup-actions" data-address={d.address}>
+                  <button class="btn btn-sm" disabled={pickupBusy !== null} onClick={() => relock(d.address)} data-testid="pickup-relock">{pickupBusy === d.address ? 'Working…' : `New unlock code for ${d.address}`}</button>
+                  <button class="btn btn-sm btn-danger-ghost" disabled={pickupBusy !== null} onClick={() => withdraw(d.address)} data-testid="pickup-withdraw">Withdraw</button>
+                </div>
+              ))}
+              <ErrorBox error={pickupError} />
+            </div>
+          )}
           <div class="sig-line small" data-testid="signature-status">
             <span class="ok">✔ Signed by {o.envelope.from}</span> with key {o.signer.replace(/(.{4})(?=.)/g, '$1 ').slice(-24)} · signature and content checked
           </div>
@@ -149,3 +199,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     </article>
   );
 }
+
+/** Pickup states in which the recipient has not read the message: it can still be withdrawn
+ * or given a new code. */
+const UNREAD = ['pickup', 'notified', 'opened', 'locked'];
