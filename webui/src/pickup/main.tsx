@@ -172,12 +172,12 @@ function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
       <section class="card stack verification" data-testid="pickup-verified" aria-labelledby="verified-title">
         <h2 class="h3" id="verified-title">What was checked in this browser</h2>
         <ul class="checks">
-          <li class="ok">✔ Signed by <strong>{u.envelope.from}</strong>, key fingerprint <span class="mono nowrap-groups" data-testid="sender-fpr">{groupFingerprint(u.senderFingerprint)}</span>.</li>
+          <li><span class="ok">✔</span> Signed by <strong>{u.envelope.from}</strong>, key fingerprint <span class="mono nowrap-groups" data-testid="sender-fpr">{groupFingerprint(u.senderFingerprint)}</span>.</li>
           {u.caCertifies
-            ? <li class="ok" data-testid="ca-line">✔ That key is certified by {info.organisation}’s certificate authority ({domain}), fingerprint <span class="mono nowrap-groups" data-testid="ca-fpr">{groupFingerprint(u.caFingerprint)}</span>.</li>
-            : <li class="text-bad" data-testid="ca-line">⚠ The key is not certified by {info.organisation}’s certificate authority (fingerprint <span class="mono nowrap-groups">{groupFingerprint(u.caFingerprint)}</span>). Be careful with this message.</li>}
-          <li class="ok">✔ The message and its attachments are exactly what the sender signed: nothing was changed on the way. Each attachment is checked again when you download it.</li>
-          <li class="ok">✔ It was encrypted for you: only this code could unlock it.</li>
+            ? <li data-testid="ca-line"><span class="ok">✔</span> That key is certified by {info.organisation}’s certificate authority{info.organisation !== domain && ` (${domain})`}, fingerprint <span class="mono nowrap-groups" data-testid="ca-fpr">{groupFingerprint(u.caFingerprint)}</span>.</li>
+            : <li data-testid="ca-line"><span class="text-bad">⚠</span> The key is not certified by {info.organisation}’s certificate authority (fingerprint <span class="mono nowrap-groups">{groupFingerprint(u.caFingerprint)}</span>). Be careful with this message.</li>}
+          <li><span class="ok">✔</span> The message and its attachments are exactly what the sender signed: nothing was changed on the way. Each attachment is checked again when you download it.</li>
+          <li><span class="ok">✔</span> It was encrypted for you: only this code could unlock it.</li>
         </ul>
         <h3 class="h4">Not checked</h3>
         <ul class="checks muted">
