@@ -188,6 +188,7 @@ export type MailboxResponse = Schemas['MailboxResponse'];
 export type MessageResponse = Schemas['MessageResponse'];
 export type UploadResponse = Schemas['UploadResponse'];
 export type SubmitRecipient = Schemas['RecipientState'];
+export type PartView = Schemas['PartView'];
 export type EnvelopePart = Schemas['EnvelopePart'];
 export type Envelope = Schemas['Envelope'];
 export type AttachmentMeta = Schemas['AttachmentMeta'];

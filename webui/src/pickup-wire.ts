@@ -1,6 +1,7 @@
 // The pickup wire of docs/pickup.md as the web app speaks it. These types follow the contract
 // by hand only until the node's OpenAPI document carries them (branch `pickup`); then each
 // becomes an alias of the generated type, as in api.ts.
+import type * as api from './api';
 import type { Envelope, KdfParams } from './api';
 
 /** The signed envelope with the pickup map: outside address → pickup key fingerprint. */
@@ -25,7 +26,10 @@ export interface PickupSeal {
 
 /** `POST /pickup/open` {token}: what the recipient sees before the code. Changes nothing. */
 export interface PickupInfo {
+  /** `open`, or `locked` (too many wrong codes: the sender must issue a new one). */
   state: string;
+  /** The outside recipient the pickup is for. */
+  address?: string;
   sender: string;
   sender_name?: string | null;
   organisation: string;
@@ -38,6 +42,9 @@ export interface PickupInfo {
 /** `POST /pickup/unlock` {token, verifier} when the code is right. */
 export interface PickupUnlocked {
   session: string;
+  session_expires_at?: number;
+  address?: string;
+  message_id?: string;
   locked_key: string;
   /** The pickup key's public certificate. */
   cert: string;
@@ -47,7 +54,7 @@ export interface PickupUnlocked {
   ca_fingerprint: string;
   /** The organisation's CA certificate, when the node sends it (to check its certification). */
   ca_cert?: string;
-  parts?: { index: number; size: number; sha256?: string }[];
+  parts?: api.PartView[];
 }
 
 /** A pickup recipient's state as the sender sees it (`deliveries`). */

@@ -90,7 +90,9 @@ function CodeForm({ info, onOpened, onGone }: { info: PickupInfo; onOpened: (u: 
       setCode('');
       onOpened(u);
     } catch (err) {
-      if (err instanceof pc.PickupError && err.code === 'wrong_unlock_code') {
+      if (err instanceof pc.PickupError && err.code === 'wrong_unlock_code' && err.attemptsLeft === 0) {
+        onGone(new pc.PickupError(403, 'pickup_locked', err.message));
+      } else if (err instanceof pc.PickupError && err.code === 'wrong_unlock_code') {
         const n = err.attemptsLeft ?? Math.max(0, left - 1);
         setLeft(n);
         setError(new Error(`Wrong code. ${n === 1 ? '1 attempt' : `${n} attempts`} left before the message is locked. Check the code with the sender.`));
