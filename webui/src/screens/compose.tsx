@@ -41,7 +41,9 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       const keys = await client.trust(address);
       const best = keys[0] ?? null;
       if (best && api.acceptable(best, session.org.accept_partial)) return { address, state: 'ok', verdict: best };
-      if (!best && address.split('@')[1] !== session.org.domain && (await client.reachedByPickup(address))) {
+      // No acceptable key at another organisation: the node may reach the address by pickup
+      // (its answer decides; a key it knows there, such as an earlier pickup key, does not).
+      if (address.split('@')[1] !== session.org.domain && (await client.reachedByPickup(address))) {
         return { address, state: 'pickup', verdict: null };
       }
       return { address, state: 'refused', verdict: best, reason: api.refusal(best, address) };

@@ -1,0 +1,181 @@
+// Pickup end to end against a real node and a real SMTP server (tests/smtp/sink.py on Debian's
+// python3-aiosmtpd): alice writes in the browser to bob and to carol@outside.test with an
+// attachment; carol's notification mail carries the link; a scanner's GET changes nothing;
+// carol opens the link on a phone in a fresh browser, types a wrong code, then the right one,
+// reads, downloads the attachment byte-identical and replies; alice sees the states and reads
+// the reply. Skipped while the node has no pickup routes (docs/pickup.md, branch `pickup`).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TestNode, launchBrowser, shooter, bearerLogin, ROOT } from './harness.mjs';
+
+const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
+const CAROL = 'carol@outside.test';
+const work = mkdtempSync(join(tmpdir(), 'sealpost-pickup-e2e-'));
+const mailDir = mkdtempSync(join(tmpdir(), 'sealpost-pickup-mail-'));
+let alpha, browser, sink, ready = false;
+
+/** Starts the SMTP sink; resolves to its port. */
+function startSink() {
+  return new Promise((resolve, reject) => {
+    sink = spawn('/usr/bin/python3', [join(ROOT, 'tests/smtp/sink.py'), '--out', mailDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    sink.stdout.on('data', (c) => { out += c; const m = /listening (\d+)/.exec(out); if (m) resolve(Number(m[1])); });
+    sink.stderr.on('data', (c) => { out += c; });
+    sink.on('exit', (code) => reject(new Error(`the SMTP sink exited ${code}:\n${out}`)));
+  });
+}
+
+/** Waits for a notification mail to `to`; returns the pickup link in its text part. */
+async function mailTo(to, timeout = 60_000) {
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    for (const f of readdirSync(mailDir).filter((n) => n.endsWith('.json'))) {
+      const mail = JSON.parse(readFileSync(join(mailDir, f), 'utf8'));
+      const rcpts = JSON.stringify(mail);
+      if (!rcpts.includes(to)) continue;
+      const text = mail.text ?? mail.mail?.text ?? '';
+      const m = /(https?:\/\/\S+?\/pickup#[A-Za-z0-9_-]+)/.exec(text);
+      if (m) return { link: m[1], mail };
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`no notification mail to ${to} within ${timeout} ms`);
+}
+
+before(async () => {
+  const port = await startSink();
+  alpha = await TestNode.start('alpha.test', {
+    SEALPOST__RELAY__HOST: '127.0.0.1',
+    SEALPOST__RELAY__PORT: String(port),
+    SEALPOST__RELAY__SECURITY: 'none',
+  });
+  const doc = await (await fetch(`${alpha.url}/api/v1/openapi.json`)).json().catch(() => ({}));
+  ready = !!doc.paths?.['/pickup/open'];
+  if (!ready) return;
+  for (const who of ['alice', 'bob']) {
+    const invite = alpha.addUser(`${who}@alpha.test`, { name: who === 'alice' ? 'Alice Martin' : 'Bob Baker' });
+    alpha.cli(`${who}@alpha.test`, PW[who]).run('enroll', '--invite', invite, '--address', `${who}@alpha.test`);
+  }
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  alpha?.cleanup();
+  if (sink && sink.exitCode === null) sink.kill('SIGTERM');
+});
+
+async function sentState(token, id, address) {
+  const r = await fetch(`${alpha.url}/api/v1/messages/${id}`, { headers: { authorization: `Bearer ${token}` } });
+  const m = await r.json();
+  return (m.item.delivery ?? []).find((d) => d.address === address)?.state;
+}
+
+test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a scanner changes nothing, carol unlocks on a phone, reads, downloads and replies; alice reads the reply', async (t) => {
+  if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
+  const alicePage = await browser.page();
+  const shotA = shooter(alicePage, 'pickup-e2e-alice');
+  await alicePage.goto(alpha.url + '/#/login');
+  await alicePage.fill('#login-address', 'alice@alpha.test');
+  await alicePage.fill('#login-password', PW.alice);
+  await alicePage.click('button[type=submit]');
+  await alicePage.waitForSelector('#folder-title', { timeout: 60_000 });
+  await alicePage.click('text=Write');
+  for (const to of ['bob@alpha.test', CAROL]) {
+    await alicePage.fill('#compose-to', to);
+    await alicePage.press('#compose-to', 'Enter');
+  }
+  await alicePage.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 30_000 });
+  await alicePage.waitForSelector('[data-testid=recipient][data-state=ok]');
+  await alicePage.fill('#compose-subject', 'Your loan offer');
+  await alicePage.fill('#compose-body', 'Dear Carol,\n\nthe offer is attached. Reference OSPREY-31.\n\nAlice');
+  const file = join(work, 'loan-offer.pdf');
+  const content = Buffer.concat([Buffer.from('%PDF-1.4 offer\n'), randomBytes(300_000)]);
+  writeFileSync(file, content);
+  await alicePage.setInputFiles('#compose-files', file);
+  await shotA('composed');
+  await alicePage.click('[data-testid=send]');
+  await alicePage.waitForSelector('[data-testid=muc-dialog], [data-testid=error]', { timeout: 90_000 });
+  const err = await alicePage.$('[data-testid=error]');
+  if (err) assert.fail(`the app says: ${await err.textContent()}`);
+  const muc = (await alicePage.textContent(`[data-testid=muc][data-address="${CAROL}"] [data-testid=muc-code]`)).replace(/\s+/g, '');
+  await shotA('unlock-code');
+  await alicePage.click('[data-testid=muc-done]');
+
+  // The notification mail: the link, and nothing of the message.
+  const { link, mail } = await mailTo(CAROL);
+  assert.ok(!JSON.stringify(mail).includes('OSPREY-31') && !JSON.stringify(mail).includes('Your loan offer'), 'the mail holds no subject or content');
+  assert.ok(!JSON.stringify(mail).includes(muc), 'the mail holds no unlock code');
+  const pickupUrl = alpha.url + link.slice(link.indexOf('/pickup#'));
+
+  const token = await bearerLogin(alpha.url, 'alice@alpha.test', PW.alice);
+  const sent = await (await fetch(`${alpha.url}/api/v1/mailbox/sent`, { headers: { authorization: `Bearer ${token}` } })).json();
+  const id = sent.items[0].message_id;
+  const before = await sentState(token, id, CAROL);
+  // A mail scanner fetches the link: the fragment is not sent, the page is served, nothing moves.
+  const scan = await fetch(link.split('#')[0]);
+  assert.equal(scan.status, 200);
+  assert.equal(await sentState(token, id, CAROL), before, 'a GET of the link changes nothing');
+
+  const carol = await browser.page({ phone: true });
+  const consoleText = [];
+  carol.on('console', (m) => consoleText.push(m.text()));
+  const shotC = shooter(carol, 'pickup-e2e-carol');
+  await carol.goto(pickupUrl);
+  await carol.waitForSelector('[data-testid=pickup-form]');
+  assert.ok(!carol.url().includes('#'), 'the token left the address bar');
+  assert.match(await carol.textContent('[data-testid=pickup-sender]'), /alice@alpha\.test/);
+  await shotC('link-opened');
+  await carol.fill('#pickup-code', 'ZZZZ-ZZZZ-ZZZZ-ZZZZ');
+  await carol.click('[data-testid=pickup-unlock]');
+  await carol.waitForSelector('[data-testid=error] >> text=Wrong code');
+  assert.match(await carol.textContent('[data-testid=error]'), /4 attempts left/);
+  await shotC('wrong-code');
+  await carol.fill('#pickup-code', muc.toLowerCase().replace(/(.{4})/g, '$1 '));
+  await carol.click('[data-testid=pickup-unlock]');
+  await carol.waitForSelector('[data-testid=pickup-message], [data-testid=pickup-form] [data-testid=error], [data-testid=pickup-gone]', { timeout: 90_000 });
+  if (!(await carol.$('[data-testid=pickup-message]'))) assert.fail(`the pickup page says: ${await carol.textContent('main')}`);
+  assert.match(await carol.textContent('[data-testid=pickup-body]'), /OSPREY-31/);
+  assert.match(await carol.textContent('[data-testid=ca-line]'), /^✔ That key is certified/);
+  await shotC('read');
+  const [download] = await Promise.all([carol.waitForEvent('download'), carol.click('text=Download')]);
+  const saved = join(work, 'carol-loan-offer.pdf');
+  await download.saveAs(saved);
+  assert.ok(readFileSync(saved).equals(content), 'the attachment arrives byte-identical');
+  await carol.waitForSelector('text=Decrypted and verified');
+  await shotC('downloaded');
+  assert.equal(await sentState(token, id, CAROL), 'read');
+
+  const doc = await (await fetch(`${alpha.url}/api/v1/openapi.json`)).json();
+  if (doc.paths['/pickup/submit']) {
+    await carol.click('[data-testid=pickup-reply]');
+    await carol.fill('#reply-body', 'Thank you, Alice. Signed form attached. KESTREL-8\nCarol');
+    const form = join(work, 'signed-form.txt');
+    writeFileSync(form, 'signed by carol\n' + 'y'.repeat(90_000));
+    await carol.setInputFiles('#reply-files', form);
+    await carol.click('[data-testid=reply-send]');
+    await carol.waitForSelector('[data-testid=reply-sent], [data-testid=reply-form] [data-testid=error]', { timeout: 90_000 });
+    if (!(await carol.$('[data-testid=reply-sent]'))) assert.fail(`the reply was refused: ${await carol.textContent('[data-testid=reply-form] [data-testid=error]')}`);
+    await shotC('replied');
+
+    await alicePage.goto(alpha.url + '/#/mail/inbox');
+    await alicePage.click('text=Refresh');
+    await alicePage.click(`[data-testid=message-row] >> text=${CAROL}`);
+    await alicePage.waitForSelector('[data-testid=reader]', { timeout: 60_000 });
+    assert.match(await alicePage.textContent('[data-testid=body]'), /KESTREL-8/);
+    await shotA('reply-read');
+  }
+  await alicePage.goto(`${alpha.url}/#/mail/sent/${id}`);
+  await alicePage.waitForSelector('[data-testid=pickup-delivery]');
+  await shotA('sent-states');
+
+  assert.ok(!consoleText.some((l) => l.includes(muc)), 'no MUC in the console');
+  assert.equal(await carol.evaluate(() => localStorage.length + sessionStorage.length), 0);
+  await carol.context().close();
+  await alicePage.context().close();
+});
