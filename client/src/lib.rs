@@ -736,6 +736,7 @@ impl Session {
             envelope: text,
             signature,
             inline_parts,
+            pickups: Vec::new(),
         })
     }
 
@@ -771,6 +772,7 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
+            pickup: Default::default(),
             created_at: now(),
             parts: vec![EnvelopePart {
                 sha256: hex::encode(Sha256::digest(&sealed)),
@@ -915,6 +917,7 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
+            pickup: Default::default(),
             created_at: now(),
             parts,
         };

@@ -59,6 +59,39 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub relay: RelayConfig,
+    #[serde(default)]
+    pub pickup: PickupConfig,
+}
+
+/// Pickup delivery to outside recipients (docs/pickup.md): limits and expiry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PickupConfig {
+    /// Whether outside addresses are reached by pickup; if not, they are unknown recipients.
+    pub enabled: bool,
+    /// Days a pickup stays open unless the sender asks for fewer.
+    pub default_expiry_days: u32,
+    /// The most days a sender may ask for.
+    pub max_expiry_days: u32,
+    /// Wrong unlock codes a pickup takes; then it is locked until the sender issues a new code.
+    pub max_wrong: u32,
+    /// Opens and unlocks one IP address may make per minute, across all pickups.
+    pub per_ip_per_minute: u32,
+    /// Seconds a pickup session (after the right unlock code) lasts.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for PickupConfig {
+    fn default() -> Self {
+        PickupConfig {
+            enabled: true,
+            default_expiry_days: 30,
+            max_expiry_days: 90,
+            max_wrong: 5,
+            per_ip_per_minute: 30,
+            session_ttl_secs: 3600,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -120,6 +153,9 @@ pub struct WebConfig {
     /// the node by a loopback name such as localhost or 127.0.0.1), `always` or `never`. Put
     /// TLS in front of any node that is not on loopback.
     pub secure_cookies: String,
+    /// The URL at which browsers reach this node (`https://mail.example.org`), used in pickup
+    /// links. Empty: `http://` and the HTTP listen address (for tests and demos).
+    pub public_url: String,
 }
 
 /// Where the built app is unless `web.dir` says otherwise.
@@ -131,6 +167,7 @@ impl Default for WebConfig {
             enabled: true,
             dir: DEFAULT_WEB_DIR.into(),
             secure_cookies: "auto".into(),
+            public_url: String::new(),
         }
     }
 }
@@ -473,6 +510,7 @@ impl Config {
             federation: FederationConfig::default(),
             web: WebConfig::default(),
             relay: RelayConfig::default(),
+            pickup: PickupConfig::default(),
         }
     }
 
@@ -629,6 +667,33 @@ impl Config {
             "auto" | "always" | "never"
         ) {
             return bad("web.secure_cookies must be auto, always or never");
+        }
+        let u = &self.web.public_url;
+        if !u.is_empty()
+            && (!(u.starts_with("https://") || u.starts_with("http://"))
+                || u.ends_with('/')
+                || u.len() > 200
+                || !u.bytes().all(|b| b.is_ascii_graphic())
+                || u.bytes().any(|b| b"\"'<>\\`{}|^#?".contains(&b)))
+        {
+            return bad(
+                "web.public_url must be an http(s) URL without a trailing slash, query or fragment, such as https://mail.example.org",
+            );
+        }
+        let p = &self.pickup;
+        if p.default_expiry_days == 0
+            || p.max_expiry_days < p.default_expiry_days
+            || p.max_expiry_days > 3650
+        {
+            return bad(
+                "pickup.default_expiry_days must be at least 1 and at most max_expiry_days, which must be at most 3650",
+            );
+        }
+        if !(1..=100).contains(&p.max_wrong) || p.per_ip_per_minute == 0 {
+            return bad("pickup.max_wrong must be 1 to 100, and per_ip_per_minute at least 1");
+        }
+        if !(60..=24 * 3600).contains(&p.session_ttl_secs) {
+            return bad("pickup.session_ttl_secs must be 60 to 86400");
         }
         self.relay.validate()?;
         Ok(())

@@ -40,6 +40,10 @@ pub fn now() -> i64 {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+    /// With `wrong_unlock_code`: how many more wrong unlock codes the pickup takes before it
+    /// locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -169,6 +173,9 @@ pub enum DeliveryMode {
     Local,
     /// A user of a peered organisation: delivered by this node over federation.
     Remote,
+    /// Anyone else: no key; reached by a pickup link and a Message Unlock Code
+    /// (docs/pickup.md).
+    Pickup,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -253,6 +260,10 @@ pub struct Envelope {
     pub to: Vec<String>,
     pub created_at: i64,
     pub parts: Vec<EnvelopePart>,
+    /// Pickup recipients (each also in `to`) and the fingerprint of the pickup key made for
+    /// each: the signature binds every outside recipient to their pickup key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pickup: BTreeMap<String, String>,
 }
 
 impl Envelope {
@@ -282,12 +293,43 @@ pub struct SubmitRequest {
     /// Ciphertext of small parts, by part index (base64); larger parts are uploaded first.
     #[serde(default)]
     pub inline_parts: BTreeMap<u32, String>,
+    /// One seal per pickup recipient (docs/pickup.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickups: Vec<PickupSeal>,
+}
+
+/// What the sender's client hands the node for one pickup recipient: the pickup key locked
+/// with the Message Unlock Code, and a verifier derived from it under a separate label.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupSeal {
+    /// The outside recipient.
+    pub address: String,
+    /// Armored public pickup key (its fingerprint is `envelope.pickup[address]`).
+    pub cert: String,
+    /// Armored secret pickup key, every secret locked with the wrap passphrase.
+    pub locked_key: String,
+    /// Armored OpenPGP message: the secret pickup key, encrypted to the sender.
+    pub key_for_sender: String,
+    /// Base64, 16 to 64 bytes.
+    pub salt: String,
+    pub kdf: KdfParams,
+    /// Base64 of the 32-byte verifier.
+    pub verifier: String,
+    /// Days until the pickup expires (default and maximum: the node's `[pickup]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecipientState {
     pub address: String,
+    /// `delivered`, `queued` or `pickup`.
     pub state: String,
+    /// A pickup recipient's link (`{public_url}/pickup#{token}`), given to the submitter
+    /// only, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -350,7 +392,8 @@ pub struct MailboxItem {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryState {
     pub address: String,
-    /// `queued`, `delivered` or `failed`.
+    /// `queued`, `delivered` or `failed`; for a pickup recipient `pickup` (not yet notified),
+    /// `notified`, `opened`, `read`, `replied`, `locked`, `expired`, `withdrawn` or `failed`.
     pub state: String,
     /// Why it failed, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -563,4 +606,80 @@ pub struct PeerOrgResponse {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminPeersResponse {
     pub peers: Vec<PeerView>,
+}
+
+// ---- Pickup: reaching someone with no account and no key (docs/pickup.md) ----
+
+/// A pickup link's token (the link's fragment), as the pickup page sends it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupOpenRequest {
+    /// base64url of the 32-byte pickup token.
+    pub token: String,
+}
+
+/// What the pickup page shows before the unlock code is entered. Opening changes nothing.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PickupInfo {
+    /// `open` (the unlock code is wanted) or `locked` (too many wrong codes: the sender must
+    /// issue a new one).
+    pub state: String,
+    /// The outside recipient the pickup is for.
+    pub address: String,
+    pub sender: String,
+    pub sender_name: Option<String>,
+    /// The sending organisation (its domain).
+    pub organisation: String,
+    pub expires_at: i64,
+    /// Base64 salt and parameters of the unlock code's derivation.
+    pub salt: String,
+    pub kdf: KdfParams,
+    pub attempts_left: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupUnlockRequest {
+    pub token: String,
+    /// Base64 of the 32-byte verifier derived from the unlock code.
+    pub verifier: String,
+}
+
+/// The right unlock code: a pickup session and everything needed to decrypt in the browser.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PickupUnlocked {
+    /// Bearer token of the pickup session (for `/pickup/parts/{index}` and the reply).
+    pub session: String,
+    pub session_expires_at: i64,
+    pub address: String,
+    /// Armored secret pickup key, locked with the wrap passphrase.
+    pub locked_key: String,
+    /// Armored public pickup key.
+    pub cert: String,
+    pub message_id: String,
+    /// The envelope's exact signed text, and the sender's signature over it.
+    pub envelope: String,
+    pub signature: String,
+    pub sender_cert: String,
+    /// Fingerprint of the sending organisation's CA, which certifies the sender's key.
+    pub ca_fingerprint: String,
+    pub parts: Vec<PartView>,
+}
+
+/// A sender's request about one pickup recipient of their message.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupWithdrawRequest {
+    pub address: String,
+}
+
+/// A new unlock code for a pickup: the same pickup key, locked anew.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupRelockRequest {
+    pub address: String,
+    pub locked_key: String,
+    pub salt: String,
+    pub kdf: KdfParams,
+    pub verifier: String,
 }

@@ -51,6 +51,7 @@ async fn raw_post(node: &TestNode, token: &str, path: &str, body: &str) -> (u16,
     let body: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
         code: String::new(),
         message: String::new(),
+        attempts_left: None,
     });
     assert!(
         status < 300 || !body.message.is_empty(),
@@ -328,6 +329,7 @@ async fn ciphertext_missing_a_required_recipient_is_refused() {
             message_id: env.message_id.clone(),
             from: "alice@a.test".into(),
             to: vec!["bob@a.test".into()],
+            pickup: Default::default(),
             created_at: sealpost::now(),
             parts: vec![EnvelopePart {
                 sha256: hex::encode(Sha256::digest(&ct)),
@@ -340,6 +342,7 @@ async fn ciphertext_missing_a_required_recipient_is_refused() {
                 .unwrap(),
             envelope,
             inline_parts: [(0, STANDARD.encode(&ct))].into(),
+            pickups: Vec::new(),
         }
     };
     let before = stored(&node);
@@ -810,6 +813,7 @@ async fn an_envelope_whose_part_sizes_overflow_is_413_too_large() {
         message_id: sealpost_proto::new_message_id(),
         from: "alice@a.test".into(),
         to: vec!["bob@a.test".into()],
+        pickup: Default::default(),
         created_at: sealpost::now(),
         parts: vec![part(u64::MAX), part(2)],
     })

@@ -647,11 +647,14 @@ export interface components {
          * @description How a recipient will be reached.
          * @enum {string}
          */
-        DeliveryMode: "local" | "remote";
+        DeliveryMode: "local" | "remote" | "pickup";
         /** @description A recipient's delivery state, as the sender sees it. */
         DeliveryState: {
             address: string;
-            /** @description `queued`, `delivered` or `failed`. */
+            /**
+             * @description `queued`, `delivered` or `failed`; for a pickup recipient `pickup` (not yet notified),
+             *     `notified`, `opened`, `read`, `replied`, `locked`, `expired`, `withdrawn` or `failed`.
+             */
             state: string;
             /** @description Why it failed, in plain words. */
             reason?: string | null;
@@ -690,6 +693,13 @@ export interface components {
             /** Format: int64 */
             created_at: number;
             parts: components["schemas"]["EnvelopePart"][];
+            /**
+             * @description Pickup recipients (each also in `to`) and the fingerprint of the pickup key made for
+             *     each: the signature binds every outside recipient to their pickup key.
+             */
+            pickup?: {
+                [key: string]: string;
+            };
         };
         EnvelopePart: {
             /** @description Lowercase hex SHA-256 of the part's ciphertext. */
@@ -711,6 +721,12 @@ export interface components {
         ErrorBody: {
             code: string;
             message: string;
+            /**
+             * Format: int32
+             * @description With `wrong_unlock_code`: how many more wrong unlock codes the pickup takes before it
+             *     locks.
+             */
+            attempts_left?: number | null;
         };
         /** @enum {string} */
         Folder: "inbox" | "sent" | "archive";
@@ -924,6 +940,30 @@ export interface components {
              */
             queued: number;
         };
+        /**
+         * @description What the sender's client hands the node for one pickup recipient: the pickup key locked
+         *     with the Message Unlock Code, and a verifier derived from it under a separate label.
+         */
+        PickupSeal: {
+            /** @description The outside recipient. */
+            address: string;
+            /** @description Armored public pickup key (its fingerprint is `envelope.pickup[address]`). */
+            cert: string;
+            /** @description Armored secret pickup key, every secret locked with the wrap passphrase. */
+            locked_key: string;
+            /** @description Armored OpenPGP message: the secret pickup key, encrypted to the sender. */
+            key_for_sender: string;
+            /** @description Base64, 16 to 64 bytes. */
+            salt: string;
+            kdf: components["schemas"]["KdfParams"];
+            /** @description Base64 of the 32-byte verifier. */
+            verifier: string;
+            /**
+             * Format: int32
+             * @description Days until the pickup expires (default and maximum: the node's `[pickup]`).
+             */
+            expires_in_days?: number | null;
+        };
         PublicLimits: {
             /** Format: int64 */
             max_message_bytes: number;
@@ -933,7 +973,13 @@ export interface components {
         };
         RecipientState: {
             address: string;
+            /** @description `delivered`, `queued` or `pickup`. */
             state: string;
+            /**
+             * @description A pickup recipient's link (`{public_url}/pickup#{token}`), given to the submitter
+             *     only, once.
+             */
+            link?: string | null;
         };
         ResolvedRecipient: {
             address: string;
@@ -963,6 +1009,8 @@ export interface components {
             inline_parts?: {
                 [key: string]: string;
             };
+            /** @description One seal per pickup recipient (docs/pickup.md). */
+            pickups?: components["schemas"]["PickupSeal"][];
         };
         SubmitResponse: {
             message_id: string;

@@ -164,6 +164,7 @@ pub(super) async fn submit(
                         _ => "queued",
                     }
                     .into(),
+                    link: None,
                 })
                 .collect(),
         }),

@@ -620,6 +620,7 @@ mod tests {
             message_id: id.clone(),
             from: "a@peer.test".into(),
             to: vec!["b@host.test".into()],
+            pickup: Default::default(),
             created_at: crate::now(),
             parts: sizes
                 .iter()
