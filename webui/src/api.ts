@@ -189,6 +189,7 @@ export type MessageResponse = Schemas['MessageResponse'];
 export type UploadResponse = Schemas['UploadResponse'];
 export type SubmitRecipient = Schemas['RecipientState'];
 export type PartView = Schemas['PartView'];
+export type PickupSeal = Schemas['PickupSeal'];
 export type EnvelopePart = Schemas['EnvelopePart'];
 export type Envelope = Schemas['Envelope'];
 export type AttachmentMeta = Schemas['AttachmentMeta'];

@@ -7,7 +7,7 @@ import { b64, derivePasswordKeys, unb64, DEFAULT_KDF, type KdfParams, type Passw
 import * as pgp from './pgp';
 import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
 import { makePickup, relock, type MadePickup } from './pickup-crypto';
-import type { PickupEnvelope, PickupSeal } from './pickup-wire';
+import type { PickupEnvelope } from './pickup-wire';
 
 export interface Session {
   account: AccountView;
@@ -329,7 +329,7 @@ export function pickupKdf(info: OrgInfo): KdfParams {
 
 /** Whether the node reaches `r` by pickup (an outside address: no key, a MUC). */
 export function isPickup(r: api.ResolvedRecipient): boolean {
-  return (r.mode as string) === 'pickup';
+  return r.mode === 'pickup';
 }
 
 export async function send(s: Session, msg: Outgoing, progress: SendProgress): Promise<Sent> {
@@ -383,10 +383,10 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   if (pickups.length) env.pickup = Object.fromEntries(pickups.map((p) => [p.seal.address, p.fingerprint]));
   const text = JSON.stringify(env);
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
-  const body: api.Body<'/messages', 'post'> & { pickups?: PickupSeal[] } = { envelope: text, signature, inline_parts: inline };
+  const body: api.Body<'/messages', 'post'> = { envelope: text, signature, inline_parts: inline };
   if (pickups.length) body.pickups = pickups.map((p) => p.seal);
   const answer = await api.post('/messages', body);
-  const links = new Map((answer.recipients as (api.SubmitRecipient & { link?: string | null })[]).map((r) => [r.address, r.link ?? undefined]));
+  const links = new Map(answer.recipients.map((r) => [r.address, r.link ?? undefined]));
   return {
     messageId: resp.message_id,
     pickups: pickups.map((p) => ({ address: p.seal.address, muc: p.muc, link: links.get(p.seal.address) })),

@@ -1,28 +1,14 @@
-// The pickup wire of docs/pickup.md as the web app speaks it. These types follow the contract
-// by hand only until the node's OpenAPI document carries them (branch `pickup`); then each
-// becomes an alias of the generated type, as in api.ts.
+// The pickup wire of docs/pickup.md as the web app speaks it: aliases of the generated types
+// where the node's OpenAPI document has them; the pickup page's answers (`PickupInfo`,
+// `PickupUnlocked`) follow proto/src/lib.rs by hand until its routes reference them.
 import type * as api from './api';
 import type { Envelope, KdfParams } from './api';
 
-/** The signed envelope with the pickup map: outside address → pickup key fingerprint. */
-export type PickupEnvelope = Envelope & { pickup?: Record<string, string> };
+/** The signed envelope; its `pickup` map (outside address → pickup key fingerprint) is generated. */
+export type PickupEnvelope = Envelope;
 
-/** One pickup recipient's sealed key material in `SubmitRequest.pickups`. */
-export interface PickupSeal {
-  address: string;
-  /** Armored public pickup key; its fingerprint is `envelope.pickup[address]`. */
-  cert: string;
-  /** Armored secret pickup key, every secret locked with the wrap passphrase. */
-  locked_key: string;
-  /** Armored OpenPGP message: the (unlocked) armored secret pickup key, encrypted to the sender. */
-  key_for_sender: string;
-  /** Base64, 16 to 64 bytes. */
-  salt: string;
-  kdf: KdfParams;
-  /** Base64 of the 32-byte verifier. */
-  verifier: string;
-  expires_in_days?: number;
-}
+/** One pickup recipient's sealed key material in `SubmitRequest.pickups` (generated). */
+export type PickupSeal = api.PickupSeal;
 
 /** `POST /pickup/open` {token}: what the recipient sees before the code. Changes nothing. */
 export interface PickupInfo {
