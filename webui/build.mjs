@@ -39,9 +39,12 @@ const html = readFileSync('src/index.html', 'utf8')
   .replace('%APP_JS%', `/assets/${entry.split('/').pop()}`)
   .replace('%APP_CSS%', `/assets/${cssName}`);
 writeFileSync(join(dist, 'index.html'), html);
-const pickupHtml = readFileSync('src/pickup.html', 'utf8')
-  .replace('%PICKUP_JS%', `/assets/${pickupEntry.split('/').pop()}`)
-  .replace('%APP_CSS%', `/assets/${cssName}`);
+// The pickup page: the same document with its own script, title and words.
+const pickupHtml = readFileSync('src/index.html', 'utf8')
+  .replace('%APP_JS%', `/assets/${pickupEntry.split('/').pop()}`)
+  .replace('%APP_CSS%', `/assets/${cssName}`)
+  .replace('<title>Sealpost</title>', '<title>Secure message · Sealpost</title>')
+  .replace(/<noscript>[^<]*<\/noscript>/, '<noscript>This secure message is decrypted in your browser: please enable JavaScript.</noscript>');
 writeFileSync(join(dist, 'pickup.html'), pickupHtml);
 writeFileSync(join(dist, 'assets', 'favicon.svg'), readFileSync('src/favicon.svg'));
 

@@ -11,7 +11,8 @@ import * as pc from '../pickup-client';
 import { MucError, parseMuc } from '../pickup-crypto';
 import type { PickupInfo } from '../pickup-wire';
 import { groupFingerprint } from '../pgp';
-import { ErrorBox, Icon, Logo, Progress, bytes, fullDate, saveBlob } from '../ui';
+import { ErrorBox, Icon, Logo, fullDate, saveBlob } from '../ui';
+import { AttachmentList, OutgoingFiles } from '../files';
 
 // Read once, then gone from the address bar and the history entry.
 const token = location.hash.replace(/^#/, '');
@@ -153,23 +154,7 @@ function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
         <h1 id="msg-subject">{u.head.subject || '(no subject)'}</h1>
         <div class="muted small">From <strong data-testid="pickup-from">{u.envelope.from}</strong> · to {u.head.to.join(', ')} · {fullDate(u.head.sent_at)}</div>
         <div class="body" data-testid="pickup-body">{u.head.body}</div>
-        {u.head.attachments.length > 0 && (
-          <div class="attachments">
-            <h2 class="h4">{u.head.attachments.length} attachment{u.head.attachments.length > 1 ? 's' : ''}</h2>
-            <ul>
-              {u.head.attachments.map((a, i) => (
-                <li class="attachment" data-testid="attachment">
-                  <span class="file-icon"><Icon name="file" size={22} /></span>
-                  <span class="att-main"><span class="att-name">{a.name}</span><span class="muted small">{bytes(a.size)}</span>
-                    {progress[i] !== undefined && <Progress value={progress[i].value} label={progress[i].stage} />}
-                  </span>
-                  <button class="btn" onClick={() => download(i)} disabled={progress[i] !== undefined && progress[i].value < 1} aria-label={`Download ${a.name}`}>Download</button>
-                </li>
-              ))}
-            </ul>
-            <ErrorBox error={attError} />
-          </div>
-        )}
+        <AttachmentList attachments={u.head.attachments} progress={progress} error={attError} onDownload={download} />
       </article>
       <section class="card stack verification" data-testid="pickup-verified" aria-labelledby="verified-title">
         <h2 class="h3" id="verified-title">What was checked in this browser</h2>
@@ -229,19 +214,7 @@ function Reply({ u }: { u: pc.Unlocked }) {
         <div class="field">
           <button type="button" class="btn" onClick={() => fileInput.current?.click()}><Icon name="clip" /> Attach files</button>
           <input ref={fileInput} type="file" multiple class="sr-only" id="reply-files" aria-label="Attach files" onChange={(e) => { const fl = e.currentTarget.files; if (fl) setFiles((f) => [...f, ...Array.from(fl)]); e.currentTarget.value = ''; }} />
-          {files.length > 0 && (
-            <ul class="file-list">
-              {files.map((f, i) => (
-                <li class="attachment" data-testid="reply-file">
-                  <span class="file-icon"><Icon name="file" size={22} /></span>
-                  <span class="att-main"><span class="att-name">{f.name}</span><span class="muted small">{bytes(f.size)}</span>
-                    {progress[i] && <Progress value={progress[i].value} label={`${progress[i].stage} ${f.name}`} />}
-                  </span>
-                  {!sending && <button type="button" class="btn btn-ghost" aria-label={`Remove ${f.name}`} onClick={() => setFiles((fs) => fs.filter((x) => x !== f))}>Remove</button>}
-                </li>
-              ))}
-            </ul>
-          )}
+          <OutgoingFiles files={files} progress={progress} sending={sending} onRemove={(f) => setFiles((fs) => fs.filter((x) => x !== f))} testid="reply-file" />
         </div>
         <ErrorBox error={error} title="Not sent." />
         <button type="submit" class="btn btn-primary btn-block btn-big" disabled={sending} data-testid="reply-send">{sending ? <><span class="spinner" aria-hidden="true" /> Encrypting and sending…</> : <><Icon name="lock" /> Send encrypted reply</>}</button>

@@ -5,9 +5,10 @@ import * as api from '../api';
 import type { VerdictView } from '../api';
 import * as client from '../client';
 import type { Session } from '../client';
-import { Badge, ErrorBox, Field, Icon, Progress, badgeOf, bytes } from '../ui';
+import { Badge, ErrorBox, Field, Icon, badgeOf } from '../ui';
 import type { ComposeSeed } from '../mail';
 import { MucCodes } from '../muc';
+import { OutgoingFiles } from '../files';
 
 interface Rcpt {
   address: string;
@@ -183,19 +184,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
             <input ref={fileInput} type="file" multiple class="sr-only" id="compose-files" aria-label="Attach files" onChange={(e) => { const fl = e.currentTarget.files; if (fl) setFiles((f) => [...f, ...Array.from(fl)]); e.currentTarget.value = ''; }} />
             {forwarding && <span class="muted"><span class="spinner small" /> {forwarding}</span>}
           </div>
-          {files.length > 0 && (
-            <ul class="file-list">
-              {files.map((f, i) => (
-                <li class="attachment" data-testid="compose-file">
-                  <span class="file-icon"><Icon name="file" size={22} /></span>
-                  <span class="att-main"><span class="att-name">{f.name}</span><span class="muted small">{bytes(f.size)}</span>
-                    {fileProgress[i] && <Progress value={fileProgress[i].value} label={`${fileProgress[i].stage} ${f.name}`} />}
-                  </span>
-                  {!sending && <button type="button" class="btn btn-ghost" aria-label={`Remove ${f.name}`} onClick={() => setFiles((fs) => fs.filter((x) => x !== f))}>Remove</button>}
-                </li>
-              ))}
-            </ul>
-          )}
+          <OutgoingFiles files={files} progress={fileProgress} sending={sending} onRemove={(f) => setFiles((fs) => fs.filter((x) => x !== f))} testid="compose-file" />
         </div>
         <ErrorBox error={error} title="Not sent." />
         <div class="row">

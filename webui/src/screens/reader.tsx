@@ -6,10 +6,11 @@ import type { VerdictView } from '../api';
 import * as client from '../client';
 import type { Session, Opened } from '../client';
 import {
-  Badge, ErrorBox, Icon, Progress, TrustPath,
-  badgeOf, bytes, fullDate, go, initials, saveBlob,
+  Badge, ErrorBox, TrustPath,
+  badgeOf, fullDate, go, initials, saveBlob,
 } from '../ui';
 import { DeliveryChips, FOLDERS, type ComposeSeed } from '../mail';
+import { AttachmentList } from '../files';
 import { MucCodes, type ShownCode } from '../muc';
 import type { PickupEnvelope } from '../pickup-wire';
 
@@ -179,23 +180,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         </div>
       )}
       <div class="body" data-testid="body">{o.head.body}</div>
-      {o.head.attachments.length > 0 && (
-        <div class="attachments">
-          <h2 class="h4">{o.head.attachments.length} attachment{o.head.attachments.length > 1 ? 's' : ''} · encrypted</h2>
-          <ul>
-            {o.head.attachments.map((a, i) => (
-              <li class="attachment" data-testid="attachment">
-                <span class="file-icon"><Icon name="file" size={22} /></span>
-                <span class="att-main"><span class="att-name">{a.name}</span><span class="muted small">{bytes(a.size)}</span>
-                  {progress[i] !== undefined && <Progress value={progress[i].value} label={progress[i].stage} />}
-                </span>
-                <button class="btn" onClick={() => download(i)} disabled={progress[i] !== undefined && progress[i].value < 1} aria-label={`Download ${a.name}`}>Download</button>
-              </li>
-            ))}
-          </ul>
-          <ErrorBox error={attError} />
-        </div>
-      )}
+      <AttachmentList attachments={o.head.attachments} progress={progress} error={attError} onDownload={download} note="encrypted" />
     </article>
   );
 }
