@@ -109,7 +109,7 @@ impl Node {
         let context =
             crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key);
         let state = AppState::new(context, &node_key);
-        let notifier = crate::notify::Notifier::new(store.clone(), &config);
+        let notifier = state.notifier.clone();
         let relay = crate::notify::RelayLink::load(&config)?;
         Ok(Node {
             paths,
@@ -143,6 +143,7 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(self.config.http.listen)
             .await
             .with_context(|| format!("binding {}", self.config.http.listen))?;
+        let _ = self.state.bound.set(listener.local_addr()?);
         on_bound(listener.local_addr()?);
         let store: Arc<dyn MetaStore> = self.store.clone();
         let every = std::time::Duration::from_secs(self.config.log.checkpoint_interval_secs);
@@ -161,6 +162,20 @@ impl Node {
             self.state.blobs.clone(),
             self.config.limits.message_id_ttl_secs,
         ));
+        // Expired pickups are shredded once a minute (docs/pickup.md).
+        let (sweep_store, sweep_blobs) = (self.store.clone(), self.state.blobs.clone());
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let now = crate::now();
+                if let Err(e) =
+                    crate::service::pickup::sweep(&*sweep_store, &*sweep_blobs, now).await
+                {
+                    tracing::warn!(error = %e, "could not expire pickups");
+                }
+            }
+        });
         // The one notification driver, if a relay is configured.
         let notify = self.relay.map(|link| {
             crate::notify::Driver::start(
@@ -178,6 +193,7 @@ impl Node {
         };
         checkpoints.abort();
         gc.abort();
+        sweeper.abort();
         if let Some(driver) = notify {
             driver.stop().await;
         }

@@ -435,6 +435,19 @@ pub struct MessageResponse {
     pub parts: Vec<PartView>,
     /// The sender's certificate as this node knows it (empty if the sender is unknown here).
     pub sender_cert: String,
+    /// In the sender's Sent: each pickup recipient's pickup key (docs/pickup.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickups: Vec<PickupView>,
+}
+
+/// A pickup as its sender sees it: enough to issue a new unlock code for the same key.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PickupView {
+    pub address: String,
+    pub fingerprint: String,
+    pub expires_at: i64,
+    /// The secret pickup key encrypted to the sender (gone once withdrawn or expired).
+    pub key_for_sender: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -18,6 +18,8 @@ enum Who {
     User,
     /// A logged-in admin.
     Admin,
+    /// A pickup session (docs/pickup.md): no user session reaches these routes either.
+    PickupSession,
 }
 
 /// `(method, documented path, who may call it, status for a user who does not own what the
@@ -55,6 +57,21 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("GET", "/admin/status", Who::Admin, None),
     ("GET", "/admin/peers", Who::Admin, None),
     ("GET", "/admin/peers/{domain}/org", Who::Admin, None),
+    ("POST", "/pickup/open", Who::Public, None),
+    ("POST", "/pickup/unlock", Who::Public, None),
+    ("GET", "/pickup/parts/{index}", Who::PickupSession, None),
+    (
+        "POST",
+        "/messages/{id}/pickups/withdraw",
+        Who::User,
+        Some(404),
+    ),
+    (
+        "POST",
+        "/messages/{id}/pickups/relock",
+        Who::User,
+        Some(404),
+    ),
 ];
 
 /// The `(method, path)` pairs the OpenAPI document lists.
@@ -160,6 +177,11 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
         // to call it, not the body.
         let body = if path.ends_with("/move") {
             r#"{"from":"inbox","to":"archive"}"#
+        } else if path.ends_with("/pickups/withdraw") {
+            r#"{"address":"dave@outside.test"}"#
+        } else if path.ends_with("/pickups/relock") {
+            r#"{"address":"dave@outside.test","locked_key":"","salt":"","verifier":"",
+                "kdf":{"m_cost_kib":8192,"t_cost":1,"p_cost":1}}"#
         } else {
             "{}"
         };
@@ -187,6 +209,13 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
             assert_eq!(error_shape(&what, r).await.0, 401, "{what}");
             checked += 2;
         }
+        if who == Who::PickupSession {
+            // A user's session is no pickup session.
+            let r = call(method, &path, Some(carol.token())).await.unwrap();
+            let what = format!("user session {method} {path}");
+            assert_eq!(error_shape(&what, r).await.0, 401, "{what}");
+            checked += 1;
+        }
         if who == Who::Admin {
             let r = call(method, &path, Some(carol.token())).await.unwrap();
             let what = format!("non-admin {method} {path}");
@@ -203,7 +232,11 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
             assert_eq!(error_shape(&what, r).await.0, expected, "{what}");
             checked += 1;
         }
-        if who != Who::Admin && not_owner.is_none() && method != "POST" && method != "PUT" {
+        if matches!(who, Who::Public | Who::User)
+            && not_owner.is_none()
+            && method != "POST"
+            && method != "PUT"
+        {
             // Readable by who may call it: a success, or an error in the documented shape.
             let token = (who == Who::User).then(|| carol.token());
             let r = call(method, &path, token).await.unwrap();

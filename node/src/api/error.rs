@@ -130,9 +130,18 @@ impl From<crate::service::ServiceError> for ApiError {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Gone => StatusCode::GONE,
             ErrorKind::Internal => return ApiError::internal(e),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        let attempts_left = match &e {
+            ServiceError::WrongUnlockCode { attempts_left } => Some(*attempts_left),
+            _ => None,
+        };
+        ApiError {
+            attempts_left,
+            ..ApiError::new(status, e.code(), e.to_string())
+        }
     }
 }
 

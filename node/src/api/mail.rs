@@ -140,6 +140,7 @@ pub(super) async fn submit(
         signature: &req.signature,
         inline,
         declared: None,
+        pickups: req.pickups,
     };
     let accepted =
         service::mail::accept(&st, &source, message, std::time::SystemTime::now()).await?;
@@ -157,14 +158,17 @@ pub(super) async fn submit(
             recipients: accepted
                 .recipients
                 .into_iter()
-                .map(|(address, d)| RecipientState {
-                    address,
-                    state: match d {
-                        service::mail::Delivery::Delivered => "delivered",
-                        _ => "queued",
+                .map(|(address, d)| {
+                    let (state, link) = match d {
+                        service::mail::Delivery::Delivered => ("delivered", None),
+                        service::mail::Delivery::Pickup { link } => ("pickup", link),
+                        _ => ("queued", None),
+                    };
+                    RecipientState {
+                        address,
+                        state: state.into(),
+                        link,
                     }
-                    .into(),
-                    link: None,
                 })
                 .collect(),
         }),
@@ -269,7 +273,24 @@ pub(super) async fn message(
                 .unwrap_or_default()
         }
     };
+    let pickups = if m.item.folder == Folder::Sent {
+        st.store
+            .pickups_of(&id)
+            .await?
+            .into_iter()
+            .filter(|p| p.sender == auth.account.address)
+            .map(|p| PickupView {
+                address: p.address,
+                fingerprint: p.fingerprint,
+                expires_at: p.expires_at,
+                key_for_sender: p.key_for_sender,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Json(MessageResponse {
+        pickups,
         item: m.item,
         envelope: m.envelope,
         signature: m.signature,
@@ -318,6 +339,11 @@ pub(super) async fn part(
         .part(&id, index)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_part", "the message has no such part"))?;
+    part_response(&st, data).await
+}
+
+/// A part's ciphertext as the answer: inline bytes, or the blob streamed.
+pub(super) async fn part_response(st: &AppState, data: PartData) -> ApiResult<Response> {
     let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
     Ok(match data {
         PartData::Inline(bytes) => (octets, bytes).into_response(),

@@ -9,6 +9,7 @@ mod console;
 pub mod error;
 mod mail;
 pub mod openapi;
+mod pickup;
 mod serve;
 pub mod throttle;
 pub mod trust;
@@ -54,6 +55,8 @@ pub struct Inner {
     /// A hash made with the configured parameters, checked when an address has no account so
     /// that the answer costs the same work (see `accounts::check_verifier`).
     decoy_login_hash: String,
+    /// Pickup opens and unlocks per address and minute (`pickup.per_ip_per_minute`).
+    pickup_ips: throttle::PerMinute,
 }
 
 impl std::ops::Deref for AppState {
@@ -90,16 +93,18 @@ impl AppState {
             a.device_ttl_secs,
         );
         let decoy_login_hash = accounts::decoy_hash(config);
-        AppState {
-            inner: Arc::new(Inner {
-                context: Arc::new(context),
-                decoy_key,
-                auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
-                throttle,
-                devices,
-                decoy_login_hash,
-            }),
-        }
+        let pickup_ips = throttle::PerMinute::new(config.pickup.per_ip_per_minute);
+        let inner = Arc::new(Inner {
+            context: Arc::new(context),
+            decoy_key,
+            auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
+            throttle,
+            devices,
+            decoy_login_hash,
+            pickup_ips,
+        });
+        pickup::install_verifiers(&inner);
+        AppState { inner }
     }
 }
 
@@ -130,6 +135,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mail::mark_read))
         .routes(routes!(mail::move_message))
         .routes(routes!(mail::dismiss_notice))
+        .routes(routes!(pickup::open))
+        .routes(routes!(pickup::unlock))
+        .routes(routes!(pickup::part))
+        .routes(routes!(pickup::withdraw))
+        .routes(routes!(pickup::relock))
         .routes(routes!(trust::trust))
         .routes(routes!(trust::certify))
         .merge(console::routes())
@@ -158,6 +168,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         // The web app (api/web.rs): static files, then cookie sessions and CSP for everything.
         .route("/", get(web::index))
+        // The pickup page (its token stays in the fragment, which browsers never send).
+        .route("/pickup", get(web::pickup_page))
         .route("/assets/{name}", get(web::asset))
         .fallback(no_route);
     layered(routes, state.clone()).with_state(state)

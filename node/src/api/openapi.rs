@@ -56,6 +56,17 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "pickup_session",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Pickup session from /pickup/unlock: reaches its own pickup only",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 super::web::SESSION_COOKIE,
@@ -114,7 +125,11 @@ fn add_shared_errors(doc: &mut utoipa::openapi::OpenApi) {
                 .security
                 .as_ref()
                 .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()));
-            if !public {
+            let pickup_session = op.security.as_ref().is_some_and(|s| {
+                s.iter()
+                    .all(|r| *r == SecurityRequirement::new("pickup_session", Vec::<String>::new()))
+            });
+            if !public && !pickup_session {
                 add_error(op, "401", "`unauthenticated`: no valid session");
                 add_error(
                     op,

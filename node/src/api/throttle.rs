@@ -320,6 +320,55 @@ impl DeviceTokens {
     }
 }
 
+/// At most `limit` attempts per address (an IPv6 address counted by its /64) in each minute,
+/// across everything it tries (the pickup routes: guessing cannot be spread over many links).
+/// Fixed one-minute windows, in memory, bounded ([`MAX_ENTRIES`]: when full, windows of past
+/// minutes are forgotten, and if that is not enough the newcomer is refused).
+pub struct PerMinute {
+    limit: u32,
+    windows: Mutex<HashMap<std::net::IpAddr, (u64, u32)>>,
+}
+
+impl PerMinute {
+    pub fn new(limit: u32) -> PerMinute {
+        PerMinute {
+            limit,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one attempt from `ip` at `now` (Unix seconds); `Err(seconds)` until the next
+    /// window when the limit is reached.
+    pub fn check(&self, ip: std::net::IpAddr, now: u64) -> Result<(), u64> {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                std::net::IpAddr::V6(o.into())
+            }
+            v4 => v4,
+        };
+        let minute = now / 60;
+        let retry = 60 - now % 60;
+        let mut windows = self.windows.lock().expect("per-minute windows");
+        if windows.len() >= MAX_ENTRIES && !windows.contains_key(&ip) {
+            windows.retain(|_, (m, _)| *m == minute);
+            if windows.len() >= MAX_ENTRIES {
+                return Err(retry);
+            }
+        }
+        let (m, n) = windows.entry(ip).or_insert((minute, 0));
+        if *m != minute {
+            (*m, *n) = (minute, 0);
+        }
+        if *n >= self.limit {
+            return Err(retry);
+        }
+        *n += 1;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +501,24 @@ mod tests {
         );
         assert_eq!(d.check("", "alice@a.test", 1000), None);
         assert_eq!(d.check("!!", "alice@a.test", 1000), None);
+    }
+
+    #[test]
+    fn per_minute_limits_each_address_across_attempts_and_starts_afresh_each_minute() {
+        let l = PerMinute::new(3);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(l.check(a, 120), Ok(()));
+        }
+        assert_eq!(l.check(a, 150), Err(30));
+        assert_eq!(l.check(b, 150), Ok(()));
+        assert_eq!(l.check(a, 180), Ok(()));
+        // One IPv6 /64 is one source.
+        let v6 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let l = PerMinute::new(1);
+        assert_eq!(l.check(v6("2001:db8::1"), 0), Ok(()));
+        assert_eq!(l.check(v6("2001:db8::2"), 0), Err(60));
+        assert_eq!(l.check(v6("2001:db8:0:1::1"), 0), Ok(()));
     }
 }

@@ -249,7 +249,7 @@ async fn file(st: &AppState, rel: &str) -> Response {
         )
             .into_response(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if rel == "index.html" {
+            if rel == "index.html" || rel == "pickup.html" {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -270,6 +270,11 @@ async fn file(st: &AppState, rel: &str) -> Response {
 
 pub(super) async fn index(State(st): State<AppState>) -> Response {
     file(&st, "index.html").await
+}
+
+/// The pickup page: `pickup.html` of the built app (same CSP and headers as the app).
+pub(super) async fn pickup_page(State(st): State<AppState>) -> Response {
+    file(&st, "pickup.html").await
 }
 
 pub(super) async fn asset(State(st): State<AppState>, Path(name): Path<String>) -> Response {

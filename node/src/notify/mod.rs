@@ -136,6 +136,23 @@ impl Notifier {
     /// Returns the notification's ID.
     pub async fn enqueue(&self, n: &Notification<'_>, now: Timestamp) -> Result<i64, NotifyError> {
         let inner = &self.inner;
+        let new = self.render(n, now)?;
+        let id = inner
+            .store
+            .enqueue_notification(new, inner.max_queued, now)
+            .await?;
+        inner.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Builds the mail of a notification, to be queued in a commit of the caller's (a pickup's
+    /// goes with its message: `NewPickup::notification`); [`Notifier::wake`] after it.
+    pub fn render(
+        &self,
+        n: &Notification<'_>,
+        now: Timestamp,
+    ) -> Result<NewNotification, NotifyError> {
+        let inner = &self.inner;
         if !inner.configured {
             return Err(NotifyError::NoRelay);
         }
@@ -160,23 +177,24 @@ impl Notifier {
             mail_id: &mail_id,
             date: now,
         })?;
-        let id = inner
-            .store
-            .enqueue_notification(
-                NewNotification {
-                    message_id: n.message_id.map(str::to_owned),
-                    sender: n.sender.to_owned(),
-                    recipient,
-                    from: inner.from.clone(),
-                    mail_id,
-                    mail,
-                },
-                inner.max_queued,
-                now,
-            )
-            .await?;
-        inner.wake.notify_one();
-        Ok(id)
+        Ok(NewNotification {
+            message_id: n.message_id.map(str::to_owned),
+            sender: n.sender.to_owned(),
+            recipient,
+            from: inner.from.clone(),
+            mail_id,
+            mail,
+        })
+    }
+
+    /// Most notifications waiting for the relay.
+    pub fn max_queued(&self) -> u64 {
+        self.inner.max_queued
+    }
+
+    /// Tells the driver that something was queued.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
     }
 
     fn store(&self) -> &Arc<dyn MetaStore> {

@@ -49,6 +49,14 @@ pub struct Context {
     /// The running federation driver, once started (absent in tests of one node, and while
     /// the node starts).
     pub federation: OnceLock<Arc<dyn FedLink>>,
+    /// Queues notification mail to outside recipients (the node's driver sends it).
+    pub notifier: crate::notify::Notifier,
+    /// The HTTP address the node is bound to (for pickup links when `web.public_url` is
+    /// empty).
+    pub bound: OnceLock<std::net::SocketAddr>,
+    /// The login verifier's hashing, which the pickup unlock code's verifier shares (set by
+    /// the HTTP side: see [`super::pickup::Verifiers`]).
+    pub verifiers: OnceLock<Arc<dyn super::pickup::Verifiers>>,
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
@@ -83,7 +91,11 @@ impl Context {
     ) -> Context {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
+        let notifier = crate::notify::Notifier::new(store.clone(), &config);
         Context {
+            notifier,
+            bound: OnceLock::new(),
+            verifiers: OnceLock::new(),
             config,
             store,
             blobs,
@@ -128,6 +140,17 @@ impl Context {
             version: env!("CARGO_PKG_VERSION").to_owned(),
         })
         .expect("org info serialises")
+    }
+
+    /// Where browsers reach this node: `web.public_url`, else `http://` and the bound address.
+    pub fn public_url(&self) -> String {
+        match self.config.web.public_url.as_str() {
+            "" => format!(
+                "http://{}",
+                self.bound.get().copied().unwrap_or(self.config.http.listen)
+            ),
+            url => url.to_owned(),
+        }
     }
 
     /// Parses an armored certificate (secret parts stripped), remembering the result by the

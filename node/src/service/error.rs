@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Forbidden,
     /// The node cannot do it now; try again later.
     Unavailable,
+    /// The credential presented (an unlock code, a pickup session) is not right.
+    Unauthenticated,
+    /// It existed and is gone for good (an expired or withdrawn pickup).
+    Gone,
     /// The node failed; the cause is logged, not shown.
     Internal,
 }
@@ -105,6 +109,28 @@ pub enum ServiceError {
     },
     #[error("the node of {domain} answered badly: {error}")]
     PeerAnswerRefused { domain: String, error: String },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the pickup seal for {address} is not acceptable: {why}")]
+    InvalidPickupSeal { address: String, why: String },
+    #[error("this pickup link is unknown: check that the whole link was opened")]
+    PickupNotFound,
+    #[error("this message has expired: ask its sender to send it again")]
+    PickupExpired,
+    #[error("the sender has withdrawn this message")]
+    PickupWithdrawn,
+    #[error("too many wrong unlock codes: ask the sender for a new code")]
+    PickupLocked,
+    #[error("wrong unlock code; {attempts_left} more attempts before the message is locked")]
+    WrongUnlockCode { attempts_left: u32 },
+    #[error("the pickup session is unknown or has expired: enter the unlock code again")]
+    PickupSessionInvalid,
+    #[error("this pickup is {state} already: it can no longer be changed")]
+    PickupNotUnread { state: String },
+    #[error("{address} is not a pickup recipient of this message of yours")]
+    UnknownPickup { address: String },
+    #[error("the message has no such part")]
+    UnknownPart,
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -146,6 +172,17 @@ impl ServiceError {
             ServiceError::FederationOff => "federation_off",
             ServiceError::PeerUnreachable { .. } => "peer_unreachable",
             ServiceError::PeerAnswerRefused { .. } => "peer_answer_refused",
+            ServiceError::InvalidRequest(_) => "invalid_request",
+            ServiceError::InvalidPickupSeal { .. } => "invalid_pickup_seal",
+            ServiceError::PickupNotFound => "pickup_not_found",
+            ServiceError::PickupExpired => "pickup_expired",
+            ServiceError::PickupWithdrawn => "pickup_withdrawn",
+            ServiceError::PickupLocked => "pickup_locked",
+            ServiceError::WrongUnlockCode { .. } => "wrong_unlock_code",
+            ServiceError::PickupSessionInvalid => "pickup_session_invalid",
+            ServiceError::PickupNotUnread { .. } => "pickup_not_unread",
+            ServiceError::UnknownPickup { .. } => "unknown_pickup",
+            ServiceError::UnknownPart => "unknown_part",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -164,7 +201,18 @@ impl ServiceError {
             | ServiceError::InvalidEnvelope(_)
             | ServiceError::NoRecipients
             | ServiceError::InvalidPart(_)
-            | ServiceError::InvalidPeer(_) => ErrorKind::Invalid,
+            | ServiceError::InvalidPeer(_)
+            | ServiceError::InvalidRequest(_) => ErrorKind::Invalid,
+            ServiceError::InvalidPickupSeal { .. } => ErrorKind::Refused,
+            ServiceError::PickupNotFound
+            | ServiceError::UnknownPickup { .. }
+            | ServiceError::UnknownPart => ErrorKind::NotFound,
+            ServiceError::PickupExpired | ServiceError::PickupWithdrawn => ErrorKind::Gone,
+            ServiceError::PickupLocked => ErrorKind::Forbidden,
+            ServiceError::WrongUnlockCode { .. } | ServiceError::PickupSessionInvalid => {
+                ErrorKind::Unauthenticated
+            }
+            ServiceError::PickupNotUnread { .. } => ErrorKind::Conflict,
             ServiceError::WrongDomain { .. }
             | ServiceError::TooManyRecipients { .. }
             | ServiceError::TooManyParts { .. }

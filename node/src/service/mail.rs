@@ -91,6 +91,14 @@ pub fn check_envelope(limits: &Limits, text: &str) -> Result<Envelope, ServiceEr
     if recipients(limits, &env.to)? != env.to {
         return Err(bad("recipients must be lowercase and listed once each"));
     }
+    for (address, fpr) in &env.pickup {
+        if !env.to.contains(address) {
+            return Err(bad("every pickup recipient must be in to"));
+        }
+        if !matches!(fpr.len(), 40 | 64) || !fpr.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("a pickup key fingerprint must be 40 or 64 hex digits"));
+        }
+    }
     Ok(env)
 }
 
@@ -100,8 +108,8 @@ pub fn deliverable(account: &Account) -> bool {
 }
 
 /// A resolved recipient: the local account (None for a peer organisation's user), what the
-/// client is told, and the certificate.
-type Resolved = (Option<i64>, ResolvedRecipient, Arc<Cert>);
+/// client is told, and the certificate (None for a pickup recipient: the sender makes the key).
+type Resolved = (Option<i64>, ResolvedRecipient, Option<Arc<Cert>>);
 
 /// An envelope request: every recipient resolved, with the sender's trust verdict on each
 /// key (and on the sender's own), and a new message ID issued to the sender.
@@ -142,6 +150,20 @@ async fn resolve(
 ) -> Result<Option<Resolved>, ServiceError> {
     let domain = crate::domain_of(address);
     if domain != ctx.config.domain {
+        // Neither ours nor a peered organisation's: reached by pickup (docs/pickup.md).
+        if ctx.config.pickup.enabled && ctx.store.peer(domain).await?.is_none() {
+            return Ok(Some((
+                None,
+                ResolvedRecipient {
+                    address: address.to_owned(),
+                    fingerprint: String::new(),
+                    cert: String::new(),
+                    mode: DeliveryMode::Pickup,
+                    verdict: super::pickup::verdict(address),
+                },
+                None,
+            )));
+        }
         return resolve_remote(ctx, viewer, address, domain).await;
     }
     let Some(account) = ctx.store.account_by_address(address).await? else {
@@ -161,7 +183,7 @@ async fn resolve(
             mode: DeliveryMode::Local,
             verdict,
         },
-        cert,
+        Some(cert),
     )))
 }
 
@@ -229,7 +251,7 @@ async fn resolve_remote(
             mode: DeliveryMode::Remote,
             verdict,
         },
-        cert,
+        Some(cert),
     )))
 }
 

@@ -14,6 +14,7 @@ mod context;
 mod error;
 pub mod mail;
 pub mod peers;
+pub mod pickup;
 pub mod trust;
 
 pub use context::{CertFacts, Context, FedLink};

@@ -41,6 +41,10 @@ pub struct NewMessage {
     /// Most entries one destination's outbox may hold; beyond it the submission is refused
     /// (`StorageError::Backlog`) rather than letting an unreachable peer fill the disk.
     pub remote_backlog_max: u64,
+    /// Outside recipients reached by pickup (docs/pickup.md), each with its notification.
+    pub pickups: Vec<super::pickup::NewPickup>,
+    /// Most notifications waiting for the relay (`relay.max_queued`).
+    pub notify_max_queued: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

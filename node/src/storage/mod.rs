@@ -22,6 +22,7 @@ pub mod federation;
 mod log;
 mod mail;
 pub mod notify;
+pub mod pickup;
 pub mod sqlite;
 pub mod web;
 
@@ -33,19 +34,34 @@ pub use self::federation::*;
 pub use self::log::*;
 pub use self::mail::*;
 pub use self::notify::NotifyStore;
+pub use self::pickup::PickupStore;
 pub use self::sqlite::{SqliteStore, WriterSettings};
 pub use self::web::WebStore;
 
 /// Rows: every row trait at once (accounts, messages and mailboxes, certificates, the
-/// transaction log, federation, the web app's settings, notification mail). Implemented for any type that
+/// transaction log, federation, the web app's settings, notification mail, pickups). Implemented for any type that
 /// implements them all; callers hold an `Arc<dyn MetaStore>`. (Each of them is `Send + Sync +
 /// 'static`.)
 pub trait MetaStore:
-    AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore + NotifyStore
+    AccountStore
+    + MailStore
+    + CertStore
+    + LogStore
+    + FederationStore
+    + WebStore
+    + NotifyStore
+    + PickupStore
 {
 }
 
 impl<T> MetaStore for T where
-    T: AccountStore + MailStore + CertStore + LogStore + FederationStore + WebStore + NotifyStore
+    T: AccountStore
+        + MailStore
+        + CertStore
+        + LogStore
+        + FederationStore
+        + WebStore
+        + NotifyStore
+        + PickupStore
 {
 }

@@ -74,6 +74,8 @@ pub struct Incoming<'a> {
     pub inline: BTreeMap<u32, Vec<u8>>,
     /// What the transport declared before the envelope was read, if it did.
     pub declared: Option<Declared<'a>>,
+    /// A local sender's pickup seals, one per pickup recipient (docs/pickup.md).
+    pub pickups: Vec<crate::proto::PickupSeal>,
 }
 
 /// What a transport said of a message ahead of its envelope (a federation transfer names its
@@ -105,6 +107,9 @@ pub enum Delivery {
     Delivered,
     /// Queued for the node of the recipient's organisation.
     Queued,
+    /// An outside recipient, reached by pickup: the link (`None` for a resubmission, whose
+    /// link was answered the first time).
+    Pickup { link: Option<String> },
     /// Not delivered to this recipient, for this reason.
     Refused(ServiceError),
 }
@@ -133,6 +138,8 @@ struct Recipient {
     account: Option<i64>,
     address: String,
     cert: Arc<Cert>,
+    /// An outside recipient's pickup, and the link's token.
+    pickup: Option<Box<(crate::storage::pickup::NewPickup, [u8; 32])>>,
 }
 
 impl Screened {
@@ -237,15 +244,44 @@ pub async fn screen(
 
     let (recipients, refused) = match source {
         Source::Local { .. } => {
-            let recipients: Vec<Recipient> = resolve_all(ctx, None, &env.to)
-                .await?
-                .into_iter()
-                .map(|(account, r, cert)| Recipient {
-                    account,
-                    address: r.address,
-                    cert,
-                })
+            let resolved = resolve_all(ctx, None, &env.to).await?;
+            let outside: Vec<String> = resolved
+                .iter()
+                .filter(|(_, r, _)| r.mode == crate::proto::DeliveryMode::Pickup)
+                .map(|(_, r, _)| r.address.clone())
                 .collect();
+            let mut seals = if outside.is_empty() && env.pickup.is_empty() && msg.pickups.is_empty()
+            {
+                Vec::new()
+            } else {
+                crate::service::pickup::check_seals(ctx, &env, &outside, &msg.pickups, &sender, now)
+                    .await?
+            };
+            let mut recipients = Vec::with_capacity(resolved.len());
+            for (account, r, cert) in resolved {
+                let recipient = match cert {
+                    Some(cert) => Recipient {
+                        account,
+                        address: r.address,
+                        cert,
+                        pickup: None,
+                    },
+                    None => {
+                        let i = seals
+                            .iter()
+                            .position(|s| s.address == r.address)
+                            .ok_or_else(|| ServiceError::internal("a pickup without its seal"))?;
+                        let seal = seals.swap_remove(i);
+                        Recipient {
+                            account: None,
+                            address: r.address,
+                            cert: seal.cert,
+                            pickup: Some(Box::new((seal.pickup, seal.token))),
+                        }
+                    }
+                };
+                recipients.push(recipient);
+            }
             // New messages to a revoked key are refused, whatever the client decided.
             let revoked: Vec<String> = recipients
                 .iter()
@@ -340,6 +376,7 @@ async fn ours(
             account: Some(account.id),
             address: account.address,
             cert,
+            pickup: None,
         });
     }
     Ok((recipients, refused))
@@ -474,7 +511,7 @@ async fn parts(
 async fn store(
     ctx: &Context,
     source: &Source<'_>,
-    s: Screened,
+    mut s: Screened,
     msg: &Incoming<'_>,
     parts: Vec<NewPart>,
     now: SystemTime,
@@ -490,6 +527,33 @@ async fn store(
     match source {
         Source::Local { account } => {
             let routes = remote_routes(&s.recipients);
+            let mut pickups = Vec::new();
+            let mut links = std::collections::HashMap::new();
+            for r in s.recipients.iter_mut() {
+                let Some(pickup) = r.pickup.take() else {
+                    continue;
+                };
+                let (mut pickup, token) = *pickup;
+                let link = crate::service::pickup::link(ctx, &token);
+                if ctx.notifier.is_configured() {
+                    let n = crate::notify::Notification {
+                        message_id: Some(&s.env.message_id),
+                        sender: &account.address,
+                        sender_name: account.name.as_deref().unwrap_or(""),
+                        organisation: "",
+                        recipient: &r.address,
+                        link: &link,
+                    };
+                    pickup.notification = Some(
+                        ctx.notifier
+                            .render(&n, unix)
+                            .map_err(ServiceError::internal)?,
+                    );
+                }
+                links.insert(r.address.clone(), link);
+                pickups.push(pickup);
+            }
+            let notifying = pickups.iter().any(|p| p.notification.is_some());
             let federation = &ctx.config.federation;
             let outcome = ctx
                 .store
@@ -506,6 +570,8 @@ async fn store(
                         remote: routes.clone(),
                         remote_expires_at: unix + federation.delivery_expiry_secs as i64,
                         remote_backlog_max: federation.max_backlog_per_peer,
+                        pickups,
+                        notify_max_queued: ctx.notifier.max_queued(),
                     },
                     unix,
                 )
@@ -514,6 +580,9 @@ async fn store(
                 for route in &routes {
                     link.wake(&route.domain);
                 }
+            }
+            if notifying && matches!(outcome, SubmitOutcome::Accepted { .. }) {
+                ctx.notifier.wake();
             }
             let (accepted_at, duplicate) = match outcome {
                 SubmitOutcome::Accepted { accepted_at } => (accepted_at, false),
@@ -528,9 +597,12 @@ async fn store(
                     .into_iter()
                     .map(|r| {
                         // Local recipients have it now; others once their node's receipt is back.
-                        let d = match r.account {
-                            Some(_) => Delivery::Delivered,
-                            None => Delivery::Queued,
+                        let d = match (r.account, links.remove(&r.address)) {
+                            (Some(_), _) => Delivery::Delivered,
+                            (None, Some(link)) => Delivery::Pickup {
+                                link: (!duplicate).then_some(link),
+                            },
+                            (None, None) => Delivery::Queued,
                         };
                         (r.address, d)
                     })
@@ -580,7 +652,10 @@ async fn store(
 /// Remote recipients grouped by destination organisation.
 fn remote_routes(recipients: &[Recipient]) -> Vec<RemoteRoute> {
     let mut routes: Vec<RemoteRoute> = Vec::new();
-    for r in recipients.iter().filter(|r| r.account.is_none()) {
+    for r in recipients
+        .iter()
+        .filter(|r| r.account.is_none() && r.pickup.is_none())
+    {
         let domain = crate::domain_of(&r.address);
         match routes.iter_mut().find(|x| x.domain == domain) {
             Some(x) => x.addresses.push(r.address.clone()),

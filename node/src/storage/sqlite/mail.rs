@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::outbox::{deliveries_of, enqueue_remote};
+use super::pickup::insert_pickups;
 use super::rows::{
     drop_message_if_unreferenced, drop_unreferenced, hold_file_blob, insert_part, parse_sha,
 };
@@ -174,6 +175,7 @@ impl MailStore for SqliteStore {
                 .iter()
                 .map(|(_, a)| a.as_str())
                 .chain(m.remote.iter().flat_map(|r| r.addresses.iter().map(String::as_str)))
+                .chain(m.pickups.iter().map(|p| p.address.as_str()))
                 .collect();
             c.prepare_cached(
                 "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
@@ -214,6 +216,7 @@ impl MailStore for SqliteStore {
                 chain.append(c, now, &LogEvent::new("delivery", address, &m.id))?;
             }
             enqueue_remote(c, chain, &m, now)?;
+            insert_pickups(c, chain, &m, now)?;
             Ok(SubmitOutcome::Accepted { accepted_at: now })
         })
         .await

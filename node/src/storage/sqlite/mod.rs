@@ -13,8 +13,8 @@
 //! CLI, which writes from another process while the node runs, keeps the one chain intact.
 //!
 //! One module per concern, each adding methods to [`SqliteStore`]: `accounts`, `mail`, `certs`,
-//! `log`, `federation` (peers, received messages, served certificates), `web` and `notify`
-//! (notification mail) implement the row traits; `outbox` holds the outbox's and delivery states' rows that submission and
+//! `log`, `federation` (peers, received messages, served certificates), `web`, `notify`
+//! (notification mail) and `pickup` implement the row traits; `outbox` holds the outbox's and delivery states' rows that submission and
 //! federation both write; `rows` holds the row helpers several concerns share (parts and
 //! blobs, certificates, JSON columns). Under them: `schema` (tables and migrations, in one
 //! place), `writer` (the writer thread and group commit), `chain` (the log's head inside a
@@ -44,6 +44,7 @@ mod log;
 mod mail;
 mod notify;
 mod outbox;
+mod pickup;
 mod read_cache;
 mod rows;
 mod schema;

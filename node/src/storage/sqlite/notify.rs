@@ -1,7 +1,8 @@
 //! [`NotifyStore`] for [`SqliteStore`]: the notification mail queue.
 //!
-//! Uses the store, `outbox` (a sender's notice) and the log's chain; it must not use another
-//! concern's module. Every state
+//! Uses the store, `outbox` (a sender's notice; a pickup's delivery state follows its
+//! notification) and the log's chain; `mail` queues a pickup's notification through
+//! [`insert_notification`] in the submission's commit. Every state
 //! change is one write with its log entry, so the log and the queue never disagree: a
 //! notification is marked sent in the same commit that logs the relay's `250`.
 
@@ -9,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use super::SqliteStore;
-use super::outbox::add_notice;
+use super::outbox::{add_notice, pickup_notified};
 use crate::storage::error::{Result, StorageError, Timestamp};
 use crate::storage::log::LogEvent;
 use crate::storage::notify::{
@@ -73,6 +74,52 @@ fn tell_sender(
     Ok(())
 }
 
+/// Queues a notification (in the caller's write: a pickup's goes in its message's commit).
+pub(super) fn insert_notification(
+    c: &Connection,
+    chain: &mut super::chain::Chain,
+    n: &NewNotification,
+    max_queued: u64,
+    now: Timestamp,
+) -> Result<i64> {
+    // Counted on the partial index of queued rows: at most `max_queued` entries.
+    let waiting: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM notifications WHERE state = 'queued'")?
+        .query_row([], |r| r.get(0))?;
+    if waiting as u64 >= max_queued {
+        return Err(StorageError::NotificationQueueFull(waiting as u64));
+    }
+    let id: i64 = c
+        .prepare_cached(
+            "INSERT INTO notifications (message_id, sender, recipient, mail_from, mail_id,
+                 mail, state, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7) RETURNING id",
+        )?
+        .query_row(
+            params![
+                n.message_id,
+                n.sender,
+                n.recipient,
+                n.from,
+                n.mail_id,
+                n.mail,
+                now
+            ],
+            |r| r.get(0),
+        )?;
+    chain.append(
+        c,
+        now,
+        &LogEvent::new(
+            "notify.queued",
+            &n.sender,
+            &log_subject(&n.message_id, &n.mail_id),
+        )
+        .with(json!({ "notification": id, "to": n.recipient, "mail_id": n.mail_id })),
+    )?;
+    Ok(id)
+}
+
 #[async_trait::async_trait]
 impl NotifyStore for SqliteStore {
     async fn enqueue_notification(
@@ -81,45 +128,8 @@ impl NotifyStore for SqliteStore {
         max_queued: u64,
         now: Timestamp,
     ) -> Result<i64> {
-        self.write(move |c, chain| {
-            // Counted on the partial index of queued rows: at most `max_queued` entries.
-            let waiting: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM notifications WHERE state = 'queued'")?
-                .query_row([], |r| r.get(0))?;
-            if waiting as u64 >= max_queued {
-                return Err(StorageError::NotificationQueueFull(waiting as u64));
-            }
-            let id: i64 = c
-                .prepare_cached(
-                    "INSERT INTO notifications (message_id, sender, recipient, mail_from, mail_id,
-                         mail, state, next_attempt_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7) RETURNING id",
-                )?
-                .query_row(
-                    params![
-                        n.message_id,
-                        n.sender,
-                        n.recipient,
-                        n.from,
-                        n.mail_id,
-                        n.mail,
-                        now
-                    ],
-                    |r| r.get(0),
-                )?;
-            chain.append(
-                c,
-                now,
-                &LogEvent::new(
-                    "notify.queued",
-                    &n.sender,
-                    &log_subject(&n.message_id, &n.mail_id),
-                )
-                .with(json!({ "notification": id, "to": n.recipient, "mail_id": n.mail_id })),
-            )?;
-            Ok(id)
-        })
-        .await
+        self.write(move |c, chain| insert_notification(c, chain, &n, max_queued, now))
+            .await
     }
 
     async fn due_notifications(
@@ -193,6 +203,9 @@ impl NotifyStore for SqliteStore {
                          WHERE id = ?1",
                     )?
                     .execute(params![id, attempts, answer, now])?;
+                    if let Some(message_id) = &message_id {
+                        pickup_notified(c, chain, message_id, &recipient, None, now)?;
+                    }
                     LogEvent::new("notify.sent", "node", &subject).with(json!({
                         "notification": id, "to": recipient, "mail_id": mail_id,
                         "attempts": attempts, "relay_answer": answer,
@@ -219,6 +232,7 @@ impl NotifyStore for SqliteStore {
                     .execute(params![id, attempts, reason, now])?;
                     if let Some(message_id) = &message_id {
                         tell_sender(c, &sender, message_id, &recipient, reason, now)?;
+                        pickup_notified(c, chain, message_id, &recipient, Some(reason), now)?;
                     }
                     LogEvent::new("notify.failed", "node", &subject).with(json!({
                         "notification": id, "to": recipient, "attempts": attempts,

@@ -153,3 +153,47 @@ pub(super) fn deliveries_of(c: &Connection, message_id: &str) -> Result<Vec<Deli
     })?
     .collect::<rusqlite::Result<Vec<_>>>()?)
 }
+
+/// A notification about `message_id` to `recipient` was sent (`failed`: `None`) or failed: if
+/// it announced a pickup, the pickup's delivery state follows, unless the recipient has got
+/// further already (called inside the notification's write).
+pub(super) fn pickup_notified(
+    c: &Connection,
+    chain: &mut Chain,
+    message_id: &str,
+    recipient: &str,
+    failed: Option<&str>,
+    now: Timestamp,
+) -> Result<()> {
+    let is_pickup: bool = c
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM pickups WHERE message_id = ?1 AND address = ?2)",
+        )?
+        .query_row(params![message_id, recipient], |r| r.get(0))?;
+    if !is_pickup {
+        return Ok(());
+    }
+    let current: Option<String> = c
+        .prepare_cached("SELECT state FROM deliveries WHERE message_id = ?1 AND address = ?2")?
+        .query_row(params![message_id, recipient], |r| r.get(0))
+        .optional()?;
+    let kind = match failed {
+        None => {
+            if current.as_deref() == Some("pickup") {
+                set_delivery(c, message_id, recipient, "notified", None, now)?;
+            }
+            "pickup.notified"
+        }
+        Some(reason) => {
+            if matches!(current.as_deref(), Some("pickup" | "notified")) {
+                set_delivery(c, message_id, recipient, "failed", Some(reason), now)?;
+            }
+            "pickup.notify_failed"
+        }
+    };
+    chain.append(
+        c,
+        now,
+        &LogEvent::new(kind, "node", message_id).with(serde_json::json!({ "pickup": recipient })),
+    )
+}

@@ -65,7 +65,9 @@ pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<V
     let still_referenced: bool = c
         .prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM mailbox WHERE message_id = ?1)
-                OR EXISTS(SELECT 1 FROM outbox WHERE message_id = ?1)",
+                OR EXISTS(SELECT 1 FROM outbox WHERE message_id = ?1)
+                OR EXISTS(SELECT 1 FROM pickups WHERE message_id = ?1
+                          AND state IN ('open', 'locked'))",
         )?
         .query_row([id], |r| r.get(0))?;
     if still_referenced {
@@ -80,6 +82,9 @@ pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<V
         .filter_map(|r| r.map(|(h, in_blob)| in_blob.then_some(h)).transpose())
         .collect::<rusqlite::Result<_>>()?;
     for table in [
+        "DELETE FROM pickup_sessions WHERE pickup_id IN
+             (SELECT id FROM pickups WHERE message_id = ?1)",
+        "DELETE FROM pickups WHERE message_id = ?1",
         "DELETE FROM deliveries WHERE message_id = ?1",
         "DELETE FROM messages WHERE id = ?1",
     ] {

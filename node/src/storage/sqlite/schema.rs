@@ -306,6 +306,40 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due ON notifications(next_attempt_at, id) WHERE state = 'queued';
 CREATE INDEX notifications_by_message ON notifications(message_id) WHERE message_id IS NOT NULL;
 "#,
+    r#"
+-- Pickups (docs/pickup.md): one per outside recipient of a message. Only hashes of the link's
+-- token and of the unlock code's verifier; the pickup key locked under the unlock code. state:
+-- open, locked (too many wrong codes), expired, withdrawn. Expiry and withdrawal shred: the
+-- locked key, key_for_sender, salt, kdf and verifier hash become NULL, the sessions go.
+CREATE TABLE pickups (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    address TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    cert TEXT NOT NULL,
+    locked_key TEXT,
+    key_for_sender TEXT,
+    salt TEXT,
+    kdf TEXT,
+    verifier_hash TEXT,
+    state TEXT NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    opened_at INTEGER,
+    read_at INTEGER,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (message_id, address)
+);
+CREATE INDEX pickups_live ON pickups(expires_at) WHERE state IN ('open', 'locked');
+CREATE TABLE pickup_sessions (
+    token_hash BLOB PRIMARY KEY,
+    pickup_id INTEGER NOT NULL REFERENCES pickups(id),
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX pickup_sessions_by_pickup ON pickup_sessions(pickup_id);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {

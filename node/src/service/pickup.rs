@@ -1,0 +1,500 @@
+//! Pickup delivery to outside recipients (docs/pickup.md): the checks on a sender's pickup
+//! seals (called by [`accept`](super::mail::accept)), and everything after: opening a link
+//! (changes nothing), unlocking with the Message Unlock Code's verifier (per-pickup limit, then
+//! locked), the pickup session's reads, the sender's withdrawal and re-lock, and expiry.
+//!
+//! The node never holds anything that opens a pickup: the link's token and the session are
+//! stored as SHA-256, the verifier as its slow login-style hash, the pickup key locked under the
+//! unlock code. No token, verifier or session reaches a log or an error. Per-IP limits are the
+//! door's (it knows the address); the per-pickup limit is here.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sequoia_openpgp::Cert;
+use sha2::{Digest, Sha256};
+
+use super::{Context, ServiceError};
+use crate::proto::{Envelope, KdfParams, PickupInfo, PickupSeal, PickupUnlocked};
+use crate::storage::pickup::{
+    Attempt, AttemptOutcome, NewPickup, PickupRecord, PickupState, SenderChange, SenderOutcome,
+};
+use crate::storage::{Account, BlobStore, MetaStore, PartData};
+
+/// Largest armored key or key message a seal may carry.
+const MAX_KEY_TEXT: usize = 64 * 1024;
+
+/// The login verifier's hashing, shared by the unlock code's verifier ("the login-verifier
+/// pattern"). It lives in `api::accounts` today and moves to `service::credentials` (branch
+/// svc16); until then the HTTP side provides it through [`Context::verifiers`], and
+/// [`verifiers`] is the one place that finds it.
+#[async_trait]
+pub trait Verifiers: Send + Sync + 'static {
+    /// The Argon2id hash (PHC string) of a 32-byte verifier.
+    async fn hash(&self, verifier: [u8; 32]) -> Result<String, ServiceError>;
+    /// Checks a verifier against its hash in constant time.
+    async fn check(&self, hash: String, verifier: [u8; 32]) -> Result<bool, ServiceError>;
+}
+
+fn verifiers(ctx: &Context) -> Result<&dyn Verifiers, ServiceError> {
+    ctx.verifiers
+        .get()
+        .map(|v| v.as_ref())
+        .ok_or_else(|| ServiceError::internal("no verifier hashing installed"))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The link of a pickup token: the token in the fragment, which browsers never send.
+pub fn link(ctx: &Context, token: &[u8; 32]) -> String {
+    format!(
+        "{}/pickup#{}",
+        ctx.public_url(),
+        URL_SAFE_NO_PAD.encode(token)
+    )
+}
+
+/// The verdict shown for an outside address in an envelope answer.
+pub fn verdict(address: &str) -> crate::proto::VerdictView {
+    crate::proto::VerdictView {
+        fingerprint: String::new(),
+        address: address.to_owned(),
+        level: "none".into(),
+        amount: 0,
+        why_not: Some("pickup".into()),
+        explanation: vec!["no key: reached by pickup with a Message Unlock Code".into()],
+    }
+}
+
+/// A checked seal: the pickup key, what is stored, and the link's token.
+pub struct CheckedSeal {
+    pub address: String,
+    pub cert: Arc<Cert>,
+    pub pickup: NewPickup,
+    pub token: [u8; 32],
+}
+
+fn b64_len(field: &str, v: &str, len: std::ops::RangeInclusive<usize>) -> Result<Vec<u8>, String> {
+    let bytes = STANDARD
+        .decode(v)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(v))
+        .map_err(|_| format!("{field} is not base64"))?;
+    if !len.contains(&bytes.len()) {
+        return Err(format!(
+            "{field} must be {} to {} bytes",
+            len.start(),
+            len.end()
+        ));
+    }
+    Ok(bytes)
+}
+
+fn verifier_of(v: &str) -> Result<[u8; 32], String> {
+    Ok(b64_len("verifier", v, 32..=32)?
+        .try_into()
+        .expect("length checked"))
+}
+
+/// The parts of a seal that a re-lock sends again: the locked key (of `cert`), salt, KDF and
+/// verifier. Returns the KDF as stored (JSON) and the verifier.
+fn check_lock(
+    cert: &Cert,
+    locked_key: &str,
+    salt: &str,
+    kdf: &KdfParams,
+    verifier: &str,
+) -> Result<(String, [u8; 32]), String> {
+    crate::crypto::check_wrapped_key(locked_key, cert).map_err(|e| format!("locked_key: {e}"))?;
+    b64_len("salt", salt, 16..=64)?;
+    kdf.validate().map_err(|e| format!("kdf: {e}"))?;
+    let verifier = verifier_of(verifier)?;
+    Ok((
+        serde_json::to_string(kdf).expect("KDF parameters serialise"),
+        verifier,
+    ))
+}
+
+/// Checks the seals of a local submission: exactly one per pickup recipient (`pickup`: those
+/// the envelope resolved to pickup), each for the key the signed envelope names, its secret
+/// locked, its sender's copy encrypted to the sender, well-formed derivation values and an
+/// expiry within the organisation's maximum; hashes each verifier.
+pub async fn check_seals(
+    ctx: &Context,
+    env: &Envelope,
+    pickup: &[String],
+    seals: &[PickupSeal],
+    sender: &Arc<Cert>,
+    now: SystemTime,
+) -> Result<Vec<CheckedSeal>, ServiceError> {
+    let env_keys: Vec<&String> = env.pickup.keys().collect();
+    let mut wanted: Vec<&String> = pickup.iter().collect();
+    wanted.sort();
+    if env_keys != wanted {
+        return Err(ServiceError::InvalidEnvelope(
+            "the envelope's pickup map must name every pickup recipient and no one else".into(),
+        ));
+    }
+    let mut given: Vec<&str> = seals.iter().map(|s| s.address.as_str()).collect();
+    given.sort();
+    given.dedup();
+    if given.len() != seals.len() || given != wanted.iter().map(|a| a.as_str()).collect::<Vec<_>>()
+    {
+        let address = seals
+            .iter()
+            .map(|s| s.address.clone())
+            .find(|a| !pickup.contains(a))
+            .or_else(|| {
+                pickup
+                    .iter()
+                    .find(|a| !seals.iter().any(|s| &s.address == *a))
+                    .cloned()
+            })
+            .unwrap_or_default();
+        return Err(ServiceError::InvalidPickupSeal {
+            address,
+            why: "there must be exactly one seal for each pickup recipient".into(),
+        });
+    }
+    let p = &ctx.config.pickup;
+    let unix = super::unix(now);
+    let sender_keys = ctx.cert_facts(sender, now).encryption.clone();
+    let mut out = Vec::with_capacity(seals.len());
+    for seal in seals {
+        let bad = |why: String| ServiceError::InvalidPickupSeal {
+            address: seal.address.clone(),
+            why,
+        };
+        if [&seal.cert, &seal.locked_key, &seal.key_for_sender]
+            .iter()
+            .any(|t| t.len() > MAX_KEY_TEXT)
+        {
+            return Err(bad("a key text is larger than 64 KiB".into()));
+        }
+        let cert = ctx
+            .parse_cert(&seal.cert)
+            .map_err(|e| bad(format!("cert: {e}")))?;
+        let fingerprint = cert.fingerprint().to_hex();
+        if !env.pickup[&seal.address].eq_ignore_ascii_case(&fingerprint) {
+            return Err(bad(
+                "cert is not the pickup key the signed envelope names".into()
+            ));
+        }
+        let names_recipient = cert.userids().any(|u| {
+            u.userid()
+                .email_normalized()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e == seal.address)
+        });
+        if !names_recipient || ctx.cert_facts(&cert, now).encryption.is_empty() {
+            return Err(bad(
+                "cert must be a valid key with an encryption subkey and the recipient's address"
+                    .into(),
+            ));
+        }
+        let (kdf, verifier) = check_lock(
+            &cert,
+            &seal.locked_key,
+            &seal.salt,
+            &seal.kdf,
+            &seal.verifier,
+        )
+        .map_err(bad)?;
+        let for_sender = crate::crypto::pkesk_recipients_of_bytes(seal.key_for_sender.as_bytes())
+            .map_err(|e| bad(format!("key_for_sender: {e}")))?;
+        if !for_sender
+            .iter()
+            .any(|h| sender_keys.iter().any(|k| k.aliases(h)))
+        {
+            return Err(bad(
+                "key_for_sender must be encrypted to the sender's key".into()
+            ));
+        }
+        let days = seal.expires_in_days.unwrap_or(p.default_expiry_days);
+        if days == 0 || days > p.max_expiry_days {
+            return Err(bad(format!(
+                "expires_in_days must be 1 to {}",
+                p.max_expiry_days
+            )));
+        }
+        let expires_at = unix
+            .checked_add(i64::from(days) * 86_400)
+            .ok_or_else(|| bad("expiry out of range".into()))?;
+        let token: [u8; 32] = rand::random();
+        out.push(CheckedSeal {
+            address: seal.address.clone(),
+            cert,
+            token,
+            pickup: NewPickup {
+                address: seal.address.clone(),
+                token_hash: sha256(&token),
+                fingerprint,
+                cert: seal.cert.clone(),
+                locked_key: seal.locked_key.clone(),
+                key_for_sender: seal.key_for_sender.clone(),
+                salt: seal.salt.clone(),
+                kdf,
+                verifier_hash: verifiers(ctx)?.hash(verifier).await?,
+                expires_at,
+                notification: None,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The pickup a link's token is for, if it can still be opened.
+async fn live_pickup(ctx: &Context, token: &str, now: i64) -> Result<PickupRecord, ServiceError> {
+    // A malformed token is as unknown as a wrong one.
+    let token = URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .ok()
+        .filter(|t| t.len() == 32)
+        .ok_or(ServiceError::PickupNotFound)?;
+    let p = ctx
+        .store
+        .pickup_by_token(sha256(&token))
+        .await?
+        .ok_or(ServiceError::PickupNotFound)?;
+    match p.state {
+        PickupState::Expired => Err(ServiceError::PickupExpired),
+        PickupState::Withdrawn => Err(ServiceError::PickupWithdrawn),
+        // Due but not yet swept: expired all the same.
+        _ if p.expires_at <= now => Err(ServiceError::PickupExpired),
+        _ => Ok(p),
+    }
+}
+
+/// `POST /pickup/open`: what the page shows before the code is entered. Changes nothing.
+pub async fn open(ctx: &Context, token: &str, now: i64) -> Result<PickupInfo, ServiceError> {
+    let p = live_pickup(ctx, token, now).await?;
+    let sender_name = ctx
+        .store
+        .account_by_address(&p.sender)
+        .await?
+        .and_then(|a| a.name);
+    let max = ctx.config.pickup.max_wrong;
+    Ok(PickupInfo {
+        state: p.state.as_str().into(),
+        address: p.address,
+        sender: p.sender,
+        sender_name,
+        organisation: ctx.config.domain.clone(),
+        expires_at: p.expires_at,
+        salt: p.salt.unwrap_or_default(),
+        kdf: p
+            .kdf
+            .and_then(|k| serde_json::from_str(&k).ok())
+            .unwrap_or(KdfParams::MIN),
+        attempts_left: match p.state {
+            PickupState::Open => max.saturating_sub(p.failures),
+            _ => 0,
+        },
+    })
+}
+
+/// `POST /pickup/unlock`: the verifier against its hash. Right: a session and what the
+/// browser needs to decrypt. Wrong: counted (and locked at `max_wrong`). Locked: refused even
+/// with the right code.
+pub async fn unlock(
+    ctx: &Context,
+    token: &str,
+    verifier: &str,
+    now: i64,
+) -> Result<PickupUnlocked, ServiceError> {
+    let p = live_pickup(ctx, token, now).await?;
+    if p.state == PickupState::Locked {
+        return Err(ServiceError::PickupLocked);
+    }
+    let verifier = verifier_of(verifier).map_err(ServiceError::InvalidRequest)?;
+    let hash = p
+        .verifier_hash
+        .clone()
+        .ok_or(ServiceError::PickupWithdrawn)?;
+    let right = verifiers(ctx)?.check(hash, verifier).await?;
+    let session: [u8; 32] = rand::random();
+    let session_expires_at = now.saturating_add(ctx.config.pickup.session_ttl_secs as i64);
+    let attempt = if right {
+        Attempt::Right {
+            session_hash: sha256(&session),
+            session_expires_at,
+        }
+    } else {
+        Attempt::Wrong {
+            max_wrong: ctx.config.pickup.max_wrong,
+        }
+    };
+    match ctx.store.pickup_attempt(p.id, attempt, now).await? {
+        AttemptOutcome::Wrong { attempts_left } => {
+            Err(ServiceError::WrongUnlockCode { attempts_left })
+        }
+        AttemptOutcome::NotOpen(PickupState::Locked) => Err(ServiceError::PickupLocked),
+        AttemptOutcome::NotOpen(PickupState::Expired) => Err(ServiceError::PickupExpired),
+        AttemptOutcome::NotOpen(_) => Err(ServiceError::PickupWithdrawn),
+        AttemptOutcome::Unlocked => {
+            let (envelope, signature, parts) = ctx
+                .store
+                .pickup_message(&p.message_id)
+                .await?
+                .ok_or(ServiceError::PickupWithdrawn)?;
+            let sender_cert = ctx
+                .store
+                .account_by_address(&p.sender)
+                .await?
+                .and_then(|a| a.cert)
+                .unwrap_or_default();
+            Ok(PickupUnlocked {
+                session: URL_SAFE_NO_PAD.encode(session),
+                session_expires_at,
+                address: p.address,
+                locked_key: p.locked_key.ok_or(ServiceError::PickupWithdrawn)?,
+                cert: p.cert,
+                message_id: p.message_id,
+                envelope,
+                signature,
+                sender_cert,
+                ca_fingerprint: ctx.ca.fingerprint().to_hex(),
+                parts: parts
+                    .into_iter()
+                    .map(|(index, size, sha256)| crate::proto::PartView {
+                        index,
+                        size,
+                        sha256: hex::encode(sha256),
+                    })
+                    .collect(),
+            })
+        }
+    }
+}
+
+/// The pickup a bearer session is for (live, of an open pickup), or `pickup_session_invalid`.
+pub async fn session(ctx: &Context, bearer: &str, now: i64) -> Result<PickupRecord, ServiceError> {
+    let token = URL_SAFE_NO_PAD
+        .decode(bearer.trim())
+        .ok()
+        .filter(|t| t.len() == 32)
+        .ok_or(ServiceError::PickupSessionInvalid)?;
+    ctx.store
+        .pickup_session(sha256(&token), now)
+        .await?
+        .ok_or(ServiceError::PickupSessionInvalid)
+}
+
+/// A part of the session's message; part 0 (the sealed head) the first time marks it read.
+pub async fn part(
+    ctx: &Context,
+    pickup: &PickupRecord,
+    index: u32,
+    now: i64,
+) -> Result<PartData, ServiceError> {
+    let data = ctx
+        .store
+        .part(&pickup.message_id, index)
+        .await?
+        .ok_or(ServiceError::UnknownPart)?;
+    if index == 0 && pickup.read_at.is_none() {
+        ctx.store.pickup_read(pickup.id, now).await?;
+    }
+    Ok(data)
+}
+
+/// The sender withdraws an unread pickup: shredded at once.
+pub async fn withdraw(
+    ctx: &Context,
+    account: &Account,
+    message_id: &str,
+    address: &str,
+    now: i64,
+) -> Result<(), ServiceError> {
+    sender_change(
+        ctx,
+        account,
+        message_id,
+        address,
+        SenderChange::Withdraw,
+        now,
+    )
+    .await
+}
+
+/// The sender issues a new unlock code for an unread (usually locked) pickup: the same pickup
+/// key, locked anew.
+pub async fn relock(
+    ctx: &Context,
+    account: &Account,
+    message_id: &str,
+    req: &crate::proto::PickupRelockRequest,
+    now: i64,
+) -> Result<(), ServiceError> {
+    let p = ctx
+        .store
+        .pickups_of(message_id)
+        .await?
+        .into_iter()
+        .find(|p| p.address == req.address && p.sender == account.address)
+        .ok_or_else(|| ServiceError::UnknownPickup {
+            address: req.address.clone(),
+        })?;
+    let cert = ctx.parse_cert(&p.cert).map_err(ServiceError::internal)?;
+    let (kdf, verifier) = check_lock(&cert, &req.locked_key, &req.salt, &req.kdf, &req.verifier)
+        .map_err(|why| ServiceError::InvalidPickupSeal {
+            address: req.address.clone(),
+            why,
+        })?;
+    let change = SenderChange::Relock {
+        locked_key: req.locked_key.clone(),
+        salt: req.salt.clone(),
+        kdf,
+        verifier_hash: verifiers(ctx)?.hash(verifier).await?,
+    };
+    sender_change(ctx, account, message_id, &req.address, change, now).await
+}
+
+async fn sender_change(
+    ctx: &Context,
+    account: &Account,
+    message_id: &str,
+    address: &str,
+    change: SenderChange,
+    now: i64,
+) -> Result<(), ServiceError> {
+    match ctx
+        .store
+        .pickup_sender_change(message_id, &account.address, address, change, now)
+        .await?
+    {
+        SenderOutcome::Done(orphans) => {
+            remove_blobs(&*ctx.blobs, orphans).await;
+            Ok(())
+        }
+        SenderOutcome::NotFound => Err(ServiceError::UnknownPickup {
+            address: address.to_owned(),
+        }),
+        SenderOutcome::NotUnread(state) => Err(ServiceError::PickupNotUnread { state }),
+    }
+}
+
+async fn remove_blobs(blobs: &dyn BlobStore, orphans: Vec<[u8; 32]>) {
+    for sha in orphans {
+        // The rows are gone and committed; a file left behind is only wasted space.
+        if let Err(e) = blobs.remove(sha).await {
+            tracing::warn!(error = %e, "could not remove an unreferenced blob");
+        }
+    }
+}
+
+/// Expires every pickup whose time is up at `now` (crypto-shredding); returns how many.
+pub async fn sweep(
+    store: &dyn MetaStore,
+    blobs: &dyn BlobStore,
+    now: i64,
+) -> Result<usize, ServiceError> {
+    let (n, orphans) = store.expire_pickups(now).await?;
+    remove_blobs(blobs, orphans).await;
+    Ok(n)
+}

@@ -1,0 +1,177 @@
+//! Pickups (docs/pickup.md): what the node keeps for each outside recipient of a message, the
+//! pickup sessions opened with the right unlock code, and [`PickupStore`].
+//!
+//! The node holds no secret that opens a pickup: the hash of the link's token, a slow hash
+//! of the unlock code's verifier, and the pickup key locked under the unlock code. Every state
+//! change is one write with its log entries (`pickup.*`) and the sender's delivery state for
+//! that recipient (`deliveries`). Withdrawal and expiry shred: the locked key, the sender's
+//! copy of it, the verifier hash and the sessions are deleted in that commit.
+
+use async_trait::async_trait;
+
+use super::error::{Result, Timestamp};
+use super::notify::NewNotification;
+
+/// A pickup as accepted with its message (inside [`NewMessage`](super::NewMessage)).
+#[derive(Clone, Debug)]
+pub struct NewPickup {
+    pub address: String,
+    /// SHA-256 of the link's token.
+    pub token_hash: [u8; 32],
+    /// The pickup key's fingerprint (hex) and public certificate (armored).
+    pub fingerprint: String,
+    pub cert: String,
+    pub locked_key: String,
+    pub key_for_sender: String,
+    /// Base64 salt and JSON `KdfParams` of the unlock code's derivation.
+    pub salt: String,
+    pub kdf: String,
+    /// The verifier's Argon2id hash (PHC string).
+    pub verifier_hash: String,
+    pub expires_at: Timestamp,
+    /// The notification mail, queued in the same commit (when a relay is configured).
+    pub notification: Option<NewNotification>,
+}
+
+/// Whether a pickup can still be unlocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PickupState {
+    Open,
+    /// Too many wrong unlock codes: only a new code from the sender opens it.
+    Locked,
+    Expired,
+    Withdrawn,
+}
+
+impl PickupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PickupState::Open => "open",
+            PickupState::Locked => "locked",
+            PickupState::Expired => "expired",
+            PickupState::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => PickupState::Open,
+            "locked" => PickupState::Locked,
+            "expired" => PickupState::Expired,
+            "withdrawn" => PickupState::Withdrawn,
+            _ => return None,
+        })
+    }
+}
+
+/// A pickup as stored. The secret-bearing fields are `None` once shredded.
+#[derive(Clone, Debug)]
+pub struct PickupRecord {
+    pub id: i64,
+    pub message_id: String,
+    pub address: String,
+    pub sender: String,
+    pub fingerprint: String,
+    pub cert: String,
+    pub locked_key: Option<String>,
+    pub key_for_sender: Option<String>,
+    pub salt: Option<String>,
+    pub kdf: Option<String>,
+    pub verifier_hash: Option<String>,
+    pub state: PickupState,
+    pub failures: u32,
+    pub opened_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
+    pub expires_at: Timestamp,
+}
+
+/// What an unlock attempt came to, as the verifier check decided it.
+#[derive(Clone, Debug)]
+pub enum Attempt {
+    /// A wrong unlock code; the pickup locks at `max_wrong` failures.
+    Wrong { max_wrong: u32 },
+    /// The right one: a new session.
+    Right {
+        session_hash: [u8; 32],
+        session_expires_at: Timestamp,
+    },
+}
+
+/// What an attempt changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Wrong; this many are left before it locks (0: it is locked now).
+    Wrong {
+        attempts_left: u32,
+    },
+    Unlocked,
+    /// The pickup was not open any more when the attempt was recorded (locked, expired or
+    /// withdrawn meanwhile): nothing changed.
+    NotOpen(PickupState),
+}
+
+/// A sender's change to one of their pickups.
+#[derive(Clone, Debug)]
+pub enum SenderChange {
+    /// Withdraw an unread pickup: shredded.
+    Withdraw,
+    /// A new unlock code for an unread pickup: the same key locked anew, failures back to 0.
+    Relock {
+        locked_key: String,
+        salt: String,
+        kdf: String,
+        verifier_hash: String,
+    },
+}
+
+/// What a sender's change came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderOutcome {
+    /// Done; the blobs no message refers to any more (for the caller to remove).
+    Done(Vec<[u8; 32]>),
+    /// No such pickup of a message this account sent.
+    NotFound,
+    /// It was read (or expired, or withdrawn) already: nothing changed.
+    NotUnread(String),
+}
+
+#[async_trait]
+pub trait PickupStore: Send + Sync + 'static {
+    async fn pickup_by_token(&self, token_hash: [u8; 32]) -> Result<Option<PickupRecord>>;
+    /// The signed envelope, signature and parts (index, size, SHA-256) of a message a pickup
+    /// is for.
+    async fn pickup_message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<(String, String, Vec<(u32, u64, [u8; 32])>)>>;
+    /// Pickups of a message (for its sender's view).
+    async fn pickups_of(&self, message_id: &str) -> Result<Vec<PickupRecord>>;
+    /// Records an unlock attempt on pickup `id`, if it is still open, with its log entries.
+    async fn pickup_attempt(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> Result<AttemptOutcome>;
+    /// The pickup a live session is for (an open pickup's).
+    async fn pickup_session(
+        &self,
+        session_hash: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<PickupRecord>>;
+    /// Marks the pickup read (the first time: logged, the sender's state `read`).
+    async fn pickup_read(&self, id: i64, now: Timestamp) -> Result<bool>;
+    /// A change by the sender (`sender`: their address) to their message's pickup for
+    /// `address`.
+    async fn pickup_sender_change(
+        &self,
+        message_id: &str,
+        sender: &str,
+        address: &str,
+        change: SenderChange,
+        now: Timestamp,
+    ) -> Result<SenderOutcome>;
+    /// Expires (shreds) every open or locked pickup whose time is up at `now`; returns the
+    /// blobs no message refers to any more.
+    async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)>;
+}

@@ -1,0 +1,387 @@
+//! [`PickupStore`] for [`SqliteStore`]: pickups, their sessions, and the sender's delivery
+//! state of each pickup recipient.
+//!
+//! Uses the store, `rows` (a shredded pickup may free its message), `outbox` (delivery
+//! states) and the log's chain. [`insert_pickups`] is called inside a submission's write
+//! (`mail`), so a message and its pickups commit together.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use super::SqliteStore;
+use super::chain::Chain;
+use super::outbox::set_delivery;
+use super::rows::{drop_message_if_unreferenced, parse_sha};
+use crate::storage::error::{Result, Timestamp};
+use crate::storage::log::LogEvent;
+use crate::storage::mail::NewMessage;
+use crate::storage::pickup::{
+    Attempt, AttemptOutcome, PickupRecord, PickupState, PickupStore, SenderChange, SenderOutcome,
+};
+
+const COLUMNS: &str = "id, message_id, address, sender, fingerprint, cert, locked_key, \
+    key_for_sender, salt, kdf, verifier_hash, state, failures, opened_at, read_at, expires_at";
+
+fn record_row(r: &rusqlite::Row) -> rusqlite::Result<PickupRecord> {
+    let state: String = r.get(11)?;
+    Ok(PickupRecord {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        address: r.get(2)?,
+        sender: r.get(3)?,
+        fingerprint: r.get(4)?,
+        cert: r.get(5)?,
+        locked_key: r.get(6)?,
+        key_for_sender: r.get(7)?,
+        salt: r.get(8)?,
+        kdf: r.get(9)?,
+        verifier_hash: r.get(10)?,
+        state: PickupState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                11,
+                rusqlite::types::Type::Text,
+                format!("unknown pickup state {state:?}").into(),
+            )
+        })?,
+        failures: r.get(12)?,
+        opened_at: r.get(13)?,
+        read_at: r.get(14)?,
+        expires_at: r.get(15)?,
+    })
+}
+
+fn by_id(c: &Connection, id: i64) -> Result<Option<PickupRecord>> {
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLUMNS} FROM pickups WHERE id = ?1"))?
+            .query_row([id], record_row)
+            .optional()?,
+    )
+}
+
+/// The sender's view of this pickup recipient, unless it has already gone further.
+fn set_state(
+    c: &Connection,
+    p: &PickupRecord,
+    state: &str,
+    unless: &[&str],
+    now: Timestamp,
+) -> Result<()> {
+    let current: Option<String> = c
+        .prepare_cached("SELECT state FROM deliveries WHERE message_id = ?1 AND address = ?2")?
+        .query_row(params![p.message_id, p.address], |r| r.get(0))
+        .optional()?;
+    if current.is_some_and(|s| unless.contains(&s.as_str())) {
+        return Ok(());
+    }
+    set_delivery(c, &p.message_id, &p.address, state, None, now)
+}
+
+fn log(
+    c: &Connection,
+    chain: &mut Chain,
+    p: &PickupRecord,
+    kind: &'static str,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    chain.append(
+        c,
+        now,
+        &LogEvent::new(kind, actor, &p.message_id).with(json!({ "pickup": p.address })),
+    )
+}
+
+/// Deletes everything that could open the pickup (crypto-shredding), with its sessions, and
+/// drops the message if nothing else holds it.
+fn shred(c: &Connection, p: &PickupRecord, state: PickupState) -> Result<Vec<[u8; 32]>> {
+    c.prepare_cached(
+        "UPDATE pickups SET locked_key = NULL, key_for_sender = NULL, salt = NULL, kdf = NULL,
+             verifier_hash = NULL, state = ?2 WHERE id = ?1",
+    )?
+    .execute(params![p.id, state.as_str()])?;
+    c.prepare_cached("DELETE FROM pickup_sessions WHERE pickup_id = ?1")?
+        .execute([p.id])?;
+    drop_message_if_unreferenced(c, &p.message_id)
+}
+
+/// Stores a submitted message's pickups, each recipient's delivery state and notification
+/// (called inside the submission's write).
+pub(super) fn insert_pickups(
+    c: &Connection,
+    chain: &mut Chain,
+    m: &NewMessage,
+    now: Timestamp,
+) -> Result<()> {
+    for p in &m.pickups {
+        c.prepare_cached(
+            "INSERT INTO pickups (message_id, address, sender, token_hash, fingerprint, cert,
+                 locked_key, key_for_sender, salt, kdf, verifier_hash, state, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'open', ?12, ?13)",
+        )?
+        .execute(params![
+            m.id,
+            p.address,
+            m.sender_address,
+            &p.token_hash[..],
+            p.fingerprint,
+            p.cert,
+            p.locked_key,
+            p.key_for_sender,
+            p.salt,
+            p.kdf,
+            p.verifier_hash,
+            p.expires_at,
+            now
+        ])?;
+        set_delivery(c, &m.id, &p.address, "pickup", None, now)?;
+        chain.append(
+            c,
+            now,
+            &LogEvent::new("pickup.created", &m.sender_address, &m.id).with(json!({
+                "pickup": p.address, "fingerprint": p.fingerprint, "expires_at": p.expires_at,
+            })),
+        )?;
+        if let Some(n) = &p.notification {
+            super::notify::insert_notification(c, chain, n, m.notify_max_queued, now)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl PickupStore for SqliteStore {
+    async fn pickup_by_token(&self, token_hash: [u8; 32]) -> Result<Option<PickupRecord>> {
+        self.read_point(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM pickups WHERE token_hash = ?1"
+            ))?
+            .query_row([&token_hash[..]], record_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn pickup_message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<(String, String, Vec<(u32, u64, [u8; 32])>)>> {
+        let id = message_id.to_owned();
+        self.read_point(move |c| {
+            let Some((envelope, signature)) = c
+                .prepare_cached("SELECT envelope, signature FROM messages WHERE id = ?1")?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let parts = c
+                .prepare_cached(
+                    "SELECT idx, size, sha256 FROM parts WHERE message_id = ?1 ORDER BY idx",
+                )?
+                .query_map([&id], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, parse_sha(r.get(2)?)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((envelope, signature, parts)))
+        })
+        .await
+    }
+
+    async fn pickups_of(&self, message_id: &str) -> Result<Vec<PickupRecord>> {
+        let id = message_id.to_owned();
+        self.read_point(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM pickups WHERE message_id = ?1 ORDER BY address"
+            ))?;
+            let rows = stmt.query_map([id], record_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn pickup_attempt(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> Result<AttemptOutcome> {
+        self.write(move |c, chain| {
+            let Some(p) = by_id(c, id)? else {
+                return Ok(AttemptOutcome::NotOpen(PickupState::Withdrawn));
+            };
+            if p.state != PickupState::Open {
+                return Ok(AttemptOutcome::NotOpen(p.state));
+            }
+            let actor = p.address.clone();
+            match &attempt {
+                Attempt::Wrong { max_wrong } => {
+                    let failures = p.failures.saturating_add(1);
+                    let locked = failures >= *max_wrong;
+                    c.prepare_cached("UPDATE pickups SET failures = ?2, state = ?3 WHERE id = ?1")?
+                        .execute(params![
+                            id,
+                            failures,
+                            if locked { "locked" } else { "open" }
+                        ])?;
+                    log(c, chain, &p, "pickup.wrong_muc", &actor, now)?;
+                    if locked {
+                        c.prepare_cached("DELETE FROM pickup_sessions WHERE pickup_id = ?1")?
+                            .execute([id])?;
+                        set_delivery(c, &p.message_id, &p.address, "locked", None, now)?;
+                        log(c, chain, &p, "pickup.locked", &actor, now)?;
+                    }
+                    Ok(AttemptOutcome::Wrong {
+                        attempts_left: max_wrong.saturating_sub(failures),
+                    })
+                }
+                Attempt::Right {
+                    session_hash,
+                    session_expires_at,
+                } => {
+                    c.prepare_cached("DELETE FROM pickup_sessions WHERE expires_at < ?1")?
+                        .execute([now])?;
+                    c.prepare_cached(
+                        "INSERT INTO pickup_sessions (token_hash, pickup_id, expires_at)
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        &session_hash[..],
+                        id,
+                        session_expires_at
+                    ])?;
+                    c.prepare_cached("UPDATE pickups SET failures = 0 WHERE id = ?1")?
+                        .execute([id])?;
+                    if p.opened_at.is_none() {
+                        c.prepare_cached("UPDATE pickups SET opened_at = ?2 WHERE id = ?1")?
+                            .execute(params![id, now])?;
+                        set_state(c, &p, "opened", &["read", "replied"], now)?;
+                        log(c, chain, &p, "pickup.opened", &actor, now)?;
+                    }
+                    log(c, chain, &p, "pickup.unlocked", &actor, now)?;
+                    Ok(AttemptOutcome::Unlocked)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn pickup_session(
+        &self,
+        session_hash: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<PickupRecord>> {
+        self.read_point(move |c| {
+            let sql = format!(
+                "SELECT {} FROM pickup_sessions s JOIN pickups p ON p.id = s.pickup_id
+                 WHERE s.token_hash = ?1 AND s.expires_at >= ?2 AND p.state = 'open'
+                   AND p.expires_at > ?2",
+                COLUMNS
+                    .split(", ")
+                    .map(|col| format!("p.{col}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![&session_hash[..], now], record_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn pickup_read(&self, id: i64, now: Timestamp) -> Result<bool> {
+        self.write(move |c, chain| {
+            let Some(p) = by_id(c, id)? else {
+                return Ok(false);
+            };
+            if p.read_at.is_some() {
+                return Ok(false);
+            }
+            c.prepare_cached("UPDATE pickups SET read_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            set_state(c, &p, "read", &["replied"], now)?;
+            log(c, chain, &p, "pickup.read", &p.address, now)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn pickup_sender_change(
+        &self,
+        message_id: &str,
+        sender: &str,
+        address: &str,
+        change: SenderChange,
+        now: Timestamp,
+    ) -> Result<SenderOutcome> {
+        let (id, sender, address) = (message_id.to_owned(), sender.to_owned(), address.to_owned());
+        self.write(move |c, chain| {
+            let p: Option<PickupRecord> = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM pickups
+                     WHERE message_id = ?1 AND address = ?2 AND sender = ?3"
+                ))?
+                .query_row(params![id, address, sender], record_row)
+                .optional()?;
+            let Some(p) = p else {
+                return Ok(SenderOutcome::NotFound);
+            };
+            if p.read_at.is_some() {
+                return Ok(SenderOutcome::NotUnread("read".into()));
+            }
+            if !matches!(p.state, PickupState::Open | PickupState::Locked) {
+                return Ok(SenderOutcome::NotUnread(p.state.as_str().into()));
+            }
+            match &change {
+                SenderChange::Withdraw => {
+                    set_delivery(c, &p.message_id, &p.address, "withdrawn", None, now)?;
+                    log(c, chain, &p, "pickup.withdrawn", &sender, now)?;
+                    return Ok(SenderOutcome::Done(shred(c, &p, PickupState::Withdrawn)?));
+                }
+                SenderChange::Relock {
+                    locked_key,
+                    salt,
+                    kdf,
+                    verifier_hash,
+                } => {
+                    c.prepare_cached(
+                        "UPDATE pickups SET locked_key = ?2, salt = ?3, kdf = ?4,
+                             verifier_hash = ?5, failures = 0, state = 'open' WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        p.id,
+                        locked_key,
+                        salt,
+                        kdf,
+                        verifier_hash
+                    ])?;
+                    c.prepare_cached("DELETE FROM pickup_sessions WHERE pickup_id = ?1")?
+                        .execute([p.id])?;
+                    set_delivery(c, &p.message_id, &p.address, "notified", None, now)?;
+                    log(c, chain, &p, "pickup.relocked", &sender, now)?;
+                }
+            }
+            Ok(SenderOutcome::Done(Vec::new()))
+        })
+        .await
+    }
+
+    async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)> {
+        self.write(move |c, chain| {
+            let due: Vec<PickupRecord> = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM pickups
+                     WHERE state IN ('open', 'locked') AND expires_at <= ?1 LIMIT 1000"
+                ))?
+                .query_map([now], record_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut orphans = Vec::new();
+            for p in &due {
+                set_delivery(c, &p.message_id, &p.address, "expired", None, now)?;
+                log(c, chain, p, "pickup.expired", "node", now)?;
+                orphans.extend(shred(c, p, PickupState::Expired)?);
+            }
+            Ok((due.len(), orphans))
+        })
+        .await
+    }
+}
