@@ -159,6 +159,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
             <div class="delivery-line small" data-testid="pickup-delivery"><span class="muted">By unlock code:</span> <DeliveryChips delivery={pickupRows} long />
               {pickupRows.filter((d) => UNREAD.includes(d.state)).map((d) => (
                 <div class="pickup-actions" data-testid="pickup-actions" data-address={d.address}>
+                  {d.state === 'locked' && <div class="muted" data-testid="pickup-locked-note">Too many wrong codes were typed for {d.address}: the message is locked. Make a new code and give it to them by phone, SMS or letter.</div>}
                   <button class="btn btn-sm" disabled={pickupBusy !== null} onClick={() => relock(d.address)} data-testid="pickup-relock">{pickupBusy === d.address ? 'Working…' : `New unlock code for ${d.address}`}</button>
                   <button class="btn btn-sm btn-danger-ghost" disabled={pickupBusy !== null} onClick={() => withdraw(d.address)} data-testid="pickup-withdraw">Withdraw</button>
                 </div>

@@ -179,3 +179,96 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   await carol.context().close();
   await alicePage.context().close();
 });
+
+/** Alice sends `subject` to `to` alone from the browser; returns the MUC shown and the
+ * message ID. */
+async function sendPickup(page, to, subject) {
+  await page.goto(alpha.url + '/#/compose');
+  await page.waitForSelector('#compose-to');
+  await page.fill('#compose-to', to);
+  await page.press('#compose-to', 'Enter');
+  await page.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 30_000 });
+  await page.fill('#compose-subject', subject);
+  await page.fill('#compose-body', `${subject}: the details.`);
+  await page.click('[data-testid=send]');
+  await page.waitForSelector('[data-testid=muc-dialog], [data-testid=error]', { timeout: 90_000 });
+  const err = await page.$('[data-testid=error]');
+  if (err) assert.fail(`the app says: ${await err.textContent()}`);
+  const muc = (await page.textContent('[data-testid=muc-code]')).replace(/\s+/g, '');
+  await page.click('[data-testid=muc-done]');
+  const token = await bearerLogin(alpha.url, 'alice@alpha.test', PW.alice);
+  const sent = await (await fetch(`${alpha.url}/api/v1/mailbox/sent`, { headers: { authorization: `Bearer ${token}` } })).json();
+  return { muc, id: sent.items[0].message_id, token };
+}
+
+test('pickup: locked after five wrong codes, alice sees it and gives a new code that opens it; a withdrawn pickup says so', async (t) => {
+  if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
+  const alicePage = await browser.page();
+  const shotA = shooter(alicePage, 'pickup-e2e-relock');
+  await alicePage.goto(alpha.url + '/#/login');
+  await alicePage.fill('#login-address', 'alice@alpha.test');
+  await alicePage.fill('#login-password', PW.alice);
+  await alicePage.click('button[type=submit]');
+  await alicePage.waitForSelector('#folder-title', { timeout: 60_000 });
+
+  const DAVE = 'dave@outside.test';
+  const { muc: first, id, token } = await sendPickup(alicePage, DAVE, 'Account statement');
+  const { link } = await mailTo(DAVE);
+  const pickupToken = link.slice(link.indexOf('#') + 1);
+  // Five wrong verifiers (as a guesser would send them): the fifth locks.
+  for (let i = 0; i < 5; i++) {
+    const r = await fetch(`${alpha.url}/api/v1/pickup/unlock`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: pickupToken, verifier: randomBytes(32).toString('base64') }) });
+    assert.ok(r.status === 401 || r.status === 403, `wrong code ${i + 1}: ${r.status}`);
+  }
+  assert.equal(await sentState(token, id, DAVE), 'locked');
+
+  const dave = await browser.page({ phone: true });
+  const shotD = shooter(dave, 'pickup-e2e-dave');
+  await dave.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+  await dave.waitForSelector('[data-testid=pickup-gone] >> text=Locked');
+  await shotD('locked');
+
+  await alicePage.goto(`${alpha.url}/#/mail/sent/${id}`);
+  await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=locked]');
+  await shotA('sent-locked');
+  await alicePage.click('[data-testid=pickup-relock]');
+  await alicePage.waitForSelector('[data-testid=muc-dialog]', { timeout: 60_000 });
+  const second = (await alicePage.textContent('[data-testid=muc-code]')).replace(/\s+/g, '');
+  assert.notEqual(second, first);
+  await shotA('new-code');
+  await alicePage.click('[data-testid=muc-done]');
+  await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=notified]');
+
+  // The old code no longer opens it; the new one does.
+  await dave.goto('about:blank');
+  await dave.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+  await dave.waitForSelector('[data-testid=pickup-form]');
+  await dave.fill('#pickup-code', first);
+  await dave.click('[data-testid=pickup-unlock]');
+  await dave.waitForSelector('[data-testid=error] >> text=Wrong code');
+  await dave.fill('#pickup-code', second);
+  await dave.click('[data-testid=pickup-unlock]');
+  await dave.waitForSelector('[data-testid=pickup-message]', { timeout: 90_000 });
+  assert.match(await dave.textContent('[data-testid=pickup-body]'), /Account statement: the details/);
+  await shotD('opened-with-new-code');
+  await dave.context().close();
+
+  // Withdrawn before it is read: the link says so, and no code opens it.
+  const ERIN = 'erin@outside.test';
+  const { id: id2 } = await sendPickup(alicePage, ERIN, 'Draft contract');
+  const { link: link2 } = await mailTo(ERIN);
+  await alicePage.goto(`${alpha.url}/#/mail/sent/${id2}`);
+  await alicePage.waitForSelector('[data-testid=pickup-withdraw]');
+  alicePage.once('dialog', (d) => d.accept());
+  await alicePage.click('[data-testid=pickup-withdraw]');
+  await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=withdrawn]');
+  assert.equal(await alicePage.$('[data-testid=pickup-withdraw]'), null, 'nothing more to withdraw');
+  await shotA('withdrawn');
+  const erin = await browser.page({ phone: true });
+  const shotE = shooter(erin, 'pickup-e2e-erin');
+  await erin.goto(alpha.url + link2.slice(link2.indexOf('/pickup#')));
+  await erin.waitForSelector('[data-testid=pickup-gone] >> text=withdrew this message');
+  await shotE('withdrawn');
+  await erin.context().close();
+  await alicePage.context().close();
+});
