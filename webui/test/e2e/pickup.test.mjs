@@ -105,7 +105,7 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   await alicePage.fill('#compose-subject', 'Your loan offer');
   await alicePage.fill('#compose-body', 'Dear Carol,\n\nthe offer is attached. Reference OSPREY-31.\n\nAlice');
   const file = join(work, 'loan-offer.pdf');
-  const content = Buffer.concat([Buffer.from('%PDF-1.4 offer\n'), randomBytes(300_000)]);
+  const content = Buffer.concat([Buffer.from('%PDF-1.4 offer\n'), randomBytes(5 * 1024 * 1024)]);
   writeFileSync(file, content);
   await alicePage.setInputFiles('#compose-files', file);
   await shotA('composed');
@@ -141,6 +141,10 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   const carol = await browser.page({ phone: true });
   const consoleText = [];
   carol.on('console', (m) => consoleText.push(m.text()));
+  const seen = [];
+  let session = null;
+  carol.on('request', (r) => seen.push({ url: r.url(), auth: r.headers().authorization ?? '' }));
+  carol.on('response', async (r) => { if (r.url().endsWith('/api/v1/pickup/unlock') && r.ok()) session = (await r.json()).session; });
   const shotC = shooter(carol, 'pickup-e2e-carol');
   await carol.goto(pickupUrl);
   await carol.waitForSelector('[data-testid=pickup-form]');
@@ -191,6 +195,12 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   await shotA('sent-states');
 
   assert.ok(!consoleText.some((l) => l.includes(muc)), 'no MUC in the console');
+  const pickupToken = link.slice(link.indexOf('#') + 1);
+  assert.ok(session, 'the unlock answer was seen');
+  for (const r of seen) {
+    for (const secret of [pickupToken, session, muc]) assert.ok(!r.url.includes(secret), `a secret in the URL ${r.url}`);
+    if (r.auth) assert.match(r.url, /\/api\/v1\/pickup\//, `the session went to ${r.url}`);
+  }
   assert.equal(await carol.evaluate(() => localStorage.length + sessionStorage.length), 0);
   await carol.context().close();
   await alicePage.context().close();
