@@ -7,12 +7,12 @@
 // the reply. Skipped while the node has no pickup routes (docs/pickup.md, branch `pickup`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, bearerLogin, startPostfix, parseMail, ROOT } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, bearerLogin, startPostfix, parseMail, ROOT, BIN } from './harness.mjs';
 
 const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
 const CAROL = 'carol@outside.test';
@@ -21,7 +21,7 @@ const mailDir = mkdtempSync(join(tmpdir(), 'sealpost-pickup-mail-'));
 let alpha, browser, sink, postfix, ready = false;
 /** Every secret and plaintext the tests made, for the scan of the node's data directory. */
 const secrets = [];
-const OUTSIDE = ['carol@outside.test', 'dave@outside.test', 'erin@outside.test'];
+const OUTSIDE = ['carol@outside.test', 'dave@outside.test', 'erin@outside.test', 'frank@outside.test'];
 
 /** Starts the SMTP sink; resolves to its port. */
 function startSink() {
@@ -86,7 +86,7 @@ async function sentState(token, id, address) {
   return (m.item.delivery ?? []).find((d) => d.address === address)?.state;
 }
 
-test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a scanner changes nothing, carol unlocks on a phone, reads, downloads and replies; alice reads the reply', async (t) => {
+test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a scanner changes nothing, carol unlocks on a phone, reads and downloads (and replies, once the node takes pickup replies)', async (t) => {
   if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
   const alicePage = await browser.page();
   const shotA = shooter(alicePage, 'pickup-e2e-alice');
@@ -299,6 +299,37 @@ test('pickup: locked after five wrong codes, alice sees it and gives a new code 
   await shotE('withdrawn');
   await erin.context().close();
   await alicePage.context().close();
+});
+
+test('pickup: what the CLI sends to an outside address opens on the pickup page with the code the CLI printed (Rust seal, browser unlock)', async (t) => {
+  if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
+  const FRANK = 'frank@outside.test';
+  const cli = alpha.cli('alice@alpha.test', PW.alice);
+  const note = join(work, 'terms.txt');
+  const terms = 'Terms and conditions, version 7. HERON-55.\n'.repeat(200);
+  writeFileSync(note, terms);
+  const pw = join(cli.dir, '.password');
+  const r = spawnSync(BIN, ['client', '--node', alpha.url, '--dir', cli.dir, '--password-file', pw, 'send', '--to', FRANK, '--subject', 'Terms from the CLI', '--body', 'Sent from a terminal. HERON-55.', '--attach', note], { encoding: 'utf8', env: { ...process.env, RUST_LOG: 'warn' }, timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const m = /unlock code: ([0-9A-Z-]{19})/.exec(r.stderr);
+  assert.ok(m, `the CLI printed an unlock code:\n${r.stderr}`);
+  secrets.push(m[1].replace(/-/g, ''), 'HERON-55');
+  const { link } = await mailTo(FRANK);
+  const frank = await browser.page({ phone: true });
+  const shot = shooter(frank, 'pickup-e2e-cli-sent');
+  await frank.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+  await frank.waitForSelector('[data-testid=pickup-form]');
+  await frank.fill('#pickup-code', m[1]);
+  await frank.click('[data-testid=pickup-unlock]');
+  await frank.waitForSelector('[data-testid=pickup-message], [data-testid=pickup-form] [data-testid=error], [data-testid=pickup-gone]', { timeout: 90_000 });
+  if (!(await frank.$('[data-testid=pickup-message]'))) assert.fail(`the pickup page says: ${await frank.textContent('main')}`);
+  assert.match(await frank.textContent('[data-testid=pickup-body]'), /HERON-55/);
+  const [download] = await Promise.all([frank.waitForEvent('download'), frank.click('text=Download')]);
+  const saved = join(work, 'frank-terms.txt');
+  await download.saveAs(saved);
+  assert.equal(readFileSync(saved, 'utf8'), terms);
+  await shot('read');
+  await frank.context().close();
 });
 
 test('pickup: the node\'s data directory holds no plaintext, attachment bytes or unlock code', async (t) => {
