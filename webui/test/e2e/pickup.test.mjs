@@ -298,6 +298,21 @@ test('pickup: locked after five wrong codes, alice sees it and gives a new code 
   await erin.waitForSelector('[data-testid=pickup-gone] >> text=withdrew this message');
   await shotE('withdrawn');
   await erin.context().close();
+
+  // The relay refuses an address for good (Postfix knows no such mailbox): alice sees it failed,
+  // with the relay's answer in words.
+  if (postfix) {
+    const NOBODY = 'nobody@outside.test';
+    const { id: id3 } = await sendPickup(alicePage, NOBODY, 'Undeliverable notice');
+    // The open message follows the state while the notification is pending.
+    await alicePage.goto(`${alpha.url}/#/mail/sent/${id3}`);
+    await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=failed]', { timeout: 60_000 });
+    assert.match(await alicePage.textContent('[data-testid=pickup-delivery]'), /Not delivered to nobody@outside\.test: /);
+    await shotA('notification-failed');
+  }
+  await alicePage.goto(`${alpha.url}/#/mail/sent`);
+  await alicePage.waitForSelector('[data-testid=message-row]');
+  await shotA('sent-folder');
   await alicePage.context().close();
 });
 
