@@ -146,7 +146,7 @@ pub struct ClientState {
     pub fingerprint: String,
     pub ca_fingerprint: String,
     /// The device token of the last login: it grants nothing by itself, but lets the node
-    /// tell this device from a guesser elsewhere (see `api/throttle.rs`).
+    /// tell this device from a guesser elsewhere (see `service/throttle.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
 }
