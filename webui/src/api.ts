@@ -100,11 +100,16 @@ export async function del<P extends Route<'delete'>>(route: P, ...params: ParamA
 
 /** Uploads ciphertext (`PUT /blobs`) reporting progress; fetch cannot report upload progress. */
 export function upload(data: Uint8Array | Blob, onProgress: (fraction: number) => void): Promise<UploadResponse> {
+  return uploadTo(PREFIX + '/blobs', csrf ? { 'x-csrf-token': csrf } : {}, data, onProgress);
+}
+
+/** `upload` to another route with other headers (a pickup session's `/pickup/uploads/{sha256}`). */
+export function uploadTo(path: string, extra: Record<string, string>, data: Uint8Array | Blob, onProgress: (fraction: number) => void): Promise<UploadResponse> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('PUT', PREFIX + '/blobs');
+    xhr.open('PUT', path);
     xhr.setRequestHeader('content-type', 'application/octet-stream');
-    if (csrf) xhr.setRequestHeader('x-csrf-token', csrf);
+    for (const [k, v] of Object.entries(extra)) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onerror = () => reject(new ApiError(0, 'network', NETWORK));
     xhr.onload = () => {
@@ -122,9 +127,9 @@ export function upload(data: Uint8Array | Blob, onProgress: (fraction: number) =
 }
 
 /** Downloads a part, checking it against the size and hash the sender signed, with progress. */
-export async function download(path: string, expectSize: number, onProgress: (fraction: number) => void): Promise<Uint8Array> {
+export async function download(path: string, expectSize: number, onProgress: (fraction: number) => void, extra: Record<string, string> = {}): Promise<Uint8Array> {
   const sink: Uint8Array[] = [];
-  const got = await receive(path, expectSize, (c) => sink.push(c), onProgress);
+  const got = await receive(path, expectSize, (c) => sink.push(c), onProgress, extra);
   const out = new Uint8Array(got);
   let at = 0;
   for (const c of sink) {
@@ -136,15 +141,15 @@ export async function download(path: string, expectSize: number, onProgress: (fr
 
 /** Downloads a part as a stream into a Blob (never whole in memory), hashing it as it arrives;
  * refuses more or fewer bytes than the sender signed for. The caller compares the hash. */
-export async function downloadBlob(path: string, expectSize: number, onProgress: (fraction: number) => void): Promise<{ blob: Blob; sha256: string }> {
+export async function downloadBlob(path: string, expectSize: number, onProgress: (fraction: number) => void, extra: Record<string, string> = {}): Promise<{ blob: Blob; sha256: string }> {
   const hash = await sha256();
   const sink = new BlobSink();
-  await receive(path, expectSize, (c) => { hash.update(c); sink.push(c); }, onProgress);
+  await receive(path, expectSize, (c) => { hash.update(c); sink.push(c); }, onProgress, extra);
   return { blob: sink.blob(), sha256: hash.hex() };
 }
 
-async function receive(path: string, expectSize: number, onChunk: (c: Uint8Array) => void, onProgress: (fraction: number) => void): Promise<number> {
-  const resp = await request('GET', path);
+async function receive(path: string, expectSize: number, onChunk: (c: Uint8Array) => void, onProgress: (fraction: number) => void, extra: Record<string, string>): Promise<number> {
+  const resp = await request('GET', path, undefined, extra);
   let got = 0;
   try {
     await pump(resp.body!, (value) => {
@@ -182,6 +187,12 @@ export type Notice = Schemas['Notice'];
 export type MailboxResponse = Schemas['MailboxResponse'];
 export type MessageResponse = Schemas['MessageResponse'];
 export type UploadResponse = Schemas['UploadResponse'];
+export type SubmitRecipient = Schemas['RecipientState'];
+export type PartView = Schemas['PartView'];
+export type PickupSeal = Schemas['PickupSeal'];
+export type PickupInfo = Schemas['PickupInfo'];
+export type PickupUnlocked = Schemas['PickupUnlocked'];
+export type PickupView = Schemas['PickupView'];
 export type EnvelopePart = Schemas['EnvelopePart'];
 export type Envelope = Schemas['Envelope'];
 export type AttachmentMeta = Schemas['AttachmentMeta'];

@@ -6,6 +6,8 @@ import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo
 import { b64, derivePasswordKeys, unb64, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
 import * as pgp from './pgp';
 import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
+import { makePickup, relock, type MadePickup } from './pickup-crypto';
+import type { PickupEnvelope } from './pickup-wire';
 
 export interface Session {
   account: AccountView;
@@ -194,13 +196,26 @@ export type AttachmentProgress = (fraction: number, stage: string) => void;
  *     plaintext SHA-256 of the signed head all known to be right: then the Blob is returned.
  *     On any failure nothing is returned, so nothing is offered for download. */
 export async function openAttachment(s: Session, o: Opened, index: number, progress: AttachmentProgress): Promise<Blob> {
+  return openSignedAttachment(s.me, o, index, `/messages/${o.item.message_id}/parts/${o.head.attachments[index]?.part}`, {}, progress);
+}
+
+/** What reading an attachment needs of an opened message (a mailbox's or a pickup's). */
+export interface SignedMessage {
+  envelope: Envelope;
+  head: Head;
+  sender: pgp.PublicKey;
+}
+
+/** `openAttachment` for any reader's key and route: `path` (with `extra` headers, such as a
+ * pickup session's bearer token) serves the attachment's part. */
+export async function openSignedAttachment(me: pgp.PrivateKey, o: SignedMessage, index: number, path: string, extra: Record<string, string>, progress: AttachmentProgress): Promise<Blob> {
   const a = o.head.attachments[index];
   const part = a.part > 0 ? o.envelope.parts[a.part] : undefined;
   if (!part) throw new Error(`Attachment ${a.name} names no part of the message.`);
   // Downloading weighs about as much as decrypting on a fast network; show both halves.
   const DL = 0.5;
   const dlProgress = throttled((f) => progress(f * DL, 'Downloading'));
-  const cipher = await api.downloadBlob(`/messages/${o.item.message_id}/parts/${a.part}`, part.size, dlProgress);
+  const cipher = await api.downloadBlob(path, part.size, dlProgress, extra);
   if (cipher.sha256 !== part.sha256) {
     throw new Error(`Attachment ${a.name} is not what the sender signed (its encrypted bytes differ): it was altered on the way. It was not saved.`);
   }
@@ -209,7 +224,7 @@ export async function openAttachment(s: Session, o: Opened, index: number, progr
   const sink = new BlobSink();
   const decProgress = throttled((f) => progress(DL + (1 - DL) * f, 'Decrypting and verifying'));
   try {
-    const { data, verified } = await pgp.openStream(cipher.blob.stream().pipeThrough(rechunk()), s.me, o.sender);
+    const { data, verified } = await pgp.openStream(cipher.blob.stream().pipeThrough(rechunk()), me, o.sender);
     await pump(data, (chunk) => {
       if (sink.size + chunk.length > a.size) throw new Error('longer than signed');
       plainHash.update(chunk);
@@ -228,6 +243,37 @@ export async function openAttachment(s: Session, o: Opened, index: number, progr
   const blob = sink.blob(a.media_type || 'application/octet-stream');
   progress(1, 'Decrypted and verified');
   return blob;
+}
+
+/** Whether the node would reach `address` by pickup: asked with an envelope request for that
+ * address alone (the node's answer decides; the message ID it issues simply expires). */
+export async function reachedByPickup(address: string): Promise<boolean> {
+  try {
+    const r = await api.post('/envelopes', { to: [address] });
+    return r.recipients.length === 1 && isPickup(r.recipients[0]);
+  } catch {
+    return false;
+  }
+}
+
+/** Withdraws an unread pickup: the node deletes its key, so no code opens it any more. */
+export async function withdrawPickup(id: string, address: string): Promise<void> {
+  await api.post('/messages/{id}/pickups/withdraw', { id }, { address });
+}
+
+/** A new MUC for a pickup (after a lock-out): the sender's copy of the pickup key
+ * (`key_for_sender`, from the message as the node shows it to its sender) is decrypted here,
+ * checked against the key the signed envelope names, locked under a new MUC and sent back.
+ * Returns the MUC (normal form) to show once. */
+export async function relockPickup(s: Session, o: Opened, address: string): Promise<string> {
+  const m = await api.get('/messages/{id}', { id: o.item.message_id });
+  const kfs = m.pickups?.find((p) => p.address === address)?.key_for_sender;
+  if (!kfs) throw new Error(`The node did not send your copy of ${address}'s pickup key: a new code cannot be made here.`);
+  const expect = (o.envelope as PickupEnvelope).pickup?.[address];
+  const locked = await relock(kfs, s.me, expect, pickupKdf(s.org));
+  const { muc, ...body } = locked;
+  await api.post('/messages/{id}/pickups/relock', { id: o.item.message_id }, { address, ...body });
+  return muc;
 }
 
 export async function trust(address: string): Promise<VerdictView[]> {
@@ -260,13 +306,47 @@ async function checkedCert(s: Session, r: api.ResolvedRecipient): Promise<pgp.Pu
 
 export type SendProgress = (file: number, stage: string, fraction: number) => void;
 
-export async function send(s: Session, msg: Outgoing, progress: SendProgress): Promise<string> {
+/** A pickup recipient's code and link, to show the sender once (docs/pickup.md). */
+export interface IssuedPickup {
+  address: string;
+  /** The MUC in normal form: in memory only, shown once. */
+  muc: string;
+  /** The pickup link from the submit answer (the sender may pass it on when no relay mails it). */
+  link?: string;
+}
+
+export interface Sent {
+  messageId: string;
+  pickups: IssuedPickup[];
+}
+
+/** The Argon2id parameters of pickups: the organisation's login parameters when the node
+ * publishes them (`GET /org` `kdf`), so a phone unlocks in about the time a login takes. */
+export function pickupKdf(info: OrgInfo): KdfParams {
+  const published = (info as OrgInfo & { kdf?: KdfParams }).kdf;
+  return published ?? DEFAULT_KDF;
+}
+
+/** Whether the node reaches `r` by pickup (an outside address: no key, a MUC). */
+export function isPickup(r: api.ResolvedRecipient): boolean {
+  return r.mode === 'pickup';
+}
+
+export async function send(s: Session, msg: Outgoing, progress: SendProgress): Promise<Sent> {
   const resp = await api.post('/envelopes', { to: msg.to });
   if (!/^[0-9a-f]{32}$/.test(resp.message_id)) {
     throw new Error('The node issued a malformed message ID.');
   }
   const certs: pgp.PublicKey[] = [];
+  const pickups: MadePickup[] = [];
   for (const r of resp.recipients) {
+    if (isPickup(r)) {
+      // No key to judge: a fresh pickup key, locked under a new MUC, is this recipient's.
+      const made = await makePickup(r.address, s.me, pickupKdf(s.org));
+      pickups.push(made);
+      certs.push(made.cert);
+      continue;
+    }
     if (!api.acceptable(r.verdict, s.org.accept_partial)) throw new Error(api.refusal(r.verdict, r.address));
     certs.push(await checkedCert(s, r));
   }
@@ -298,17 +378,25 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const inline: Record<string, string> = {};
   if (sealedHead.length <= s.org.limits.inline_part_max_bytes) inline['0'] = b64(sealedHead);
   else await api.upload(sealedHead, () => {});
-  const env: Envelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
+  const env: PickupEnvelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
+  // The sender's signature binds each outside recipient to their pickup key; omitted when empty.
+  if (pickups.length) env.pickup = Object.fromEntries(pickups.map((p) => [p.seal.address, p.fingerprint]));
   const text = JSON.stringify(env);
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
-  await api.post('/messages', { envelope: text, signature, inline_parts: inline });
-  return resp.message_id;
+  const body: api.Body<'/messages', 'post'> = { envelope: text, signature, inline_parts: inline };
+  if (pickups.length) body.pickups = pickups.map((p) => p.seal);
+  const answer = await api.post('/messages', body);
+  const links = new Map(answer.recipients.map((r) => [r.address, r.link ?? undefined]));
+  return {
+    messageId: resp.message_id,
+    pickups: pickups.map((p) => ({ address: p.seal.address, muc: p.muc, link: links.get(p.seal.address) })),
+  };
 }
 
 /** Encrypts and signs a file as it is read (`file.stream()` → OpenPGP.js → a Blob of
  * ciphertext), hashing plaintext and ciphertext incrementally: never whole in memory. Progress
  * runs from 0 to 0.5 (encrypting is the first half of sending). */
-async function sealFile(f: File, certs: pgp.PublicKey[], me: pgp.PrivateKey, progress: (stage: string, fraction: number) => void) {
+export async function sealFile(f: File, certs: pgp.PublicKey[], me: pgp.PrivateKey, progress: (stage: string, fraction: number) => void) {
   const plainHash = await sha256();
   const cipherHash = await sha256();
   let read = 0;
@@ -338,7 +426,7 @@ async function sealFile(f: File, certs: pgp.PublicKey[], me: pgp.PrivateKey, pro
   return { blob: sink.blob(), sha256: cipherHash.hex(), plainSize: read, plainSha256: plainHash.hex() };
 }
 
-function safeName(name: string): string {
+export function safeName(name: string): string {
   const base = name.split(/[/\\]/).pop() ?? '';
   const cleaned = base.replace(/[\u0000-\u001f\u007f]/g, '').replace(/^\.+/, '').trim();
   return cleaned || 'attachment';

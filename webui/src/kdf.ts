@@ -50,10 +50,20 @@ export function unb64(text: string): Uint8Array {
   return out;
 }
 
+/** The HKDF labels of one use of the KDF: the account's (`key-wrap`, `login`), or a pickup's
+ * (`pickup-wrap`, `pickup-unlock`, docs/pickup.md). */
+export interface KdfLabels {
+  wrap: string;
+  verifier: string;
+}
+
+export const LOGIN_LABELS: KdfLabels = { wrap: 'sealpost/v1/key-wrap', verifier: 'sealpost/v1/login' };
+
 export async function derivePasswordKeys(
   password: string,
   salt: Uint8Array,
   params: KdfParams,
+  labels: KdfLabels = LOGIN_LABELS,
 ): Promise<PasswordKeys> {
   validateKdf(params);
   if (salt.length < 16) throw new Error('the password salt is too short');
@@ -67,8 +77,8 @@ export async function derivePasswordKeys(
     outputType: 'binary',
   })) as Uint8Array;
   try {
-    const wrap = b64(await hkdf(master, 'sealpost/v1/key-wrap')).replace(/=+$/, '');
-    const verifier = await hkdf(master, 'sealpost/v1/login');
+    const wrap = b64(await hkdf(master, labels.wrap)).replace(/=+$/, '');
+    const verifier = await hkdf(master, labels.verifier);
     return { wrap, verifier };
   } finally {
     master.fill(0);

@@ -32,11 +32,27 @@ export function Reason({ text }: { text: string }) {
 
 /** Each recipient at a peered organisation and how far their copy got. */
 export function DeliveryChips({ delivery, long }: { delivery: api.DeliveryState[]; long?: boolean }) {
-  const label: Record<string, string> = { queued: 'Queued', delivered: 'Delivered', failed: 'Not delivered' };
-  const detail = (d: api.DeliveryState) =>
-    d.state === 'queued' ? `Waiting for ${d.address.split('@')[1]}'s node to accept it; Sealpost keeps trying.`
-      : d.state === 'delivered' ? `${d.address.split('@')[1]}'s node confirmed it has the message (${when(d.updated_at)}).`
-        : `Could not be delivered${d.reason ? `: ${splitReason(d.reason)[0]}` : ''}`;
+  const label: Record<string, string> = {
+    queued: 'Queued', delivered: 'Delivered', failed: 'Not delivered',
+    pickup: 'Waiting for mail', notified: 'Notified', opened: 'Opened', read: 'Read', replied: 'Replied',
+    locked: 'Locked', expired: 'Expired', withdrawn: 'Withdrawn',
+  };
+  const domain = (d: api.DeliveryState) => d.address.split('@')[1];
+  const detail = (d: api.DeliveryState) => {
+    switch (d.state) {
+      case 'queued': return `Waiting for ${domain(d)}'s node to accept it; Sealpost keeps trying.`;
+      case 'delivered': return `${domain(d)}'s node confirmed it has the message (${when(d.updated_at)}).`;
+      case 'pickup': return `The notification mail to ${d.address} is on its way.`;
+      case 'notified': return `${d.address} was sent a notification mail (${when(d.updated_at)}); they need the unlock code to open it.`;
+      case 'opened': return `${d.address} entered the right unlock code (${when(d.updated_at)}).`;
+      case 'read': return `${d.address} read the message (${when(d.updated_at)}).`;
+      case 'replied': return `${d.address} replied (${when(d.updated_at)}).`;
+      case 'locked': return `Too many wrong unlock codes: locked. Give ${d.address} a new code.`;
+      case 'expired': return `Not opened in time: the pickup expired and its key was deleted.`;
+      case 'withdrawn': return `You withdrew it: nobody can open it any more.`;
+      default: return `Could not be delivered${d.reason ? `: ${splitReason(d.reason)[0]}` : ''}`;
+    }
+  };
   const failed = delivery.filter((d) => d.state === 'failed' && d.reason);
   return (
     <>

@@ -294,3 +294,32 @@ export async function sha256hex(data: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest('SHA-256', data as BufferSource));
   return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
 }
+
+/** Encrypts `text` to `me` alone (no signature): how a sender keeps a pickup key's secret for
+ * later re-locking (`key_for_sender`). Armored. */
+export async function encryptToSelf(text: string, me: PrivateKey): Promise<string> {
+  const message = await openpgp.createMessage({ text, format: 'utf8' });
+  return (await openpgp.encrypt({ message, encryptionKeys: me.toPublic(), format: 'armored', config })) as string;
+}
+
+/** Decrypts what `encryptToSelf` made. */
+export async function decryptFromSelf(armored: string, me: PrivateKey): Promise<string> {
+  const message = await openpgp.readMessage({ armoredMessage: armored });
+  const { data } = await openpgp.decrypt({ message, decryptionKeys: me, format: 'utf8' });
+  return data as string;
+}
+
+/** Reads an armored secret key that must be unlocked (every secret present and decrypted). */
+export async function readUnlockedKey(armored: string): Promise<PrivateKey> {
+  const k = await openpgp.readPrivateKey({ armoredKey: armored });
+  if (!k.isDecrypted()) throw new Error('the key is locked');
+  return k;
+}
+
+/** Whether every secret key packet of the armored key is encrypted (what the node requires of
+ * a pickup's `locked_key`). */
+export async function fullyLocked(armored: string): Promise<boolean> {
+  const k = await openpgp.readPrivateKey({ armoredKey: armored });
+  const packets = [k.keyPacket, ...k.subkeys.map((s) => s.keyPacket)] as any[];
+  return packets.every((p) => typeof p.isDecrypted === 'function' && p.isDecrypted() === false);
+}

@@ -5,12 +5,15 @@ import * as api from '../api';
 import type { VerdictView } from '../api';
 import * as client from '../client';
 import type { Session } from '../client';
-import { Badge, ErrorBox, Field, Icon, Progress, badgeOf, bytes } from '../ui';
+import { Badge, ErrorBox, Field, Icon, badgeOf } from '../ui';
 import type { ComposeSeed } from '../mail';
+import { MucCodes } from '../muc';
+import { OutgoingFiles } from '../files';
 
 interface Rcpt {
   address: string;
-  state: 'checking' | 'ok' | 'refused' | 'invalid';
+  /** `pickup`: an outside address without a key, reached by a notification mail and a MUC. */
+  state: 'checking' | 'ok' | 'pickup' | 'refused' | 'invalid';
   verdict: VerdictView | null;
   reason?: string;
 }
@@ -28,6 +31,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   const [sending, setSending] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [sent, setSent] = useState(false);
+  const [codes, setCodes] = useState<client.IssuedPickup[]>([]);
   const [forwarding, setForwarding] = useState<string | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
 
@@ -38,6 +42,11 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       const keys = await client.trust(address);
       const best = keys[0] ?? null;
       if (best && api.acceptable(best, session.org.accept_partial)) return { address, state: 'ok', verdict: best };
+      // No acceptable key at another organisation: the node may reach the address by pickup
+      // (its answer decides; a key it knows there, such as an earlier pickup key, does not).
+      if (address.split('@')[1] !== session.org.domain && (await client.reachedByPickup(address))) {
+        return { address, state: 'pickup', verdict: null };
+      }
       return { address, state: 'refused', verdict: best, reason: api.refusal(best, address) };
     } catch (e) {
       return { address, state: 'refused', verdict: null, reason: e instanceof Error ? e.message : String(e) };
@@ -86,8 +95,9 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     }
   };
 
-  const refused = rcpts.filter((r) => r.state !== 'ok' && r.state !== 'checking');
-  const canSend = rcpts.length > 0 && refused.length === 0 && rcpts.every((r) => r.state === 'ok') && !sending && !forwarding;
+  const refused = rcpts.filter((r) => r.state !== 'ok' && r.state !== 'pickup' && r.state !== 'checking');
+  const pickups = rcpts.filter((r) => r.state === 'pickup');
+  const canSend = rcpts.length > 0 && refused.length === 0 && rcpts.every((r) => r.state === 'ok' || r.state === 'pickup') && !sending && !forwarding;
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -103,7 +113,8 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     setSending(true);
     setError(null);
     try {
-      await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
+      const done = await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
+      setCodes(done.pickups);
       setSent(true);
     } catch (err) {
       setError(err);
@@ -112,12 +123,18 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     }
   };
 
+  if (sent && codes.length) {
+    // Shown once: dismissing drops the codes from memory.
+    return <MucCodes codes={codes} onDone={() => setCodes([])} />;
+  }
+
   if (sent) {
     return (
       <section class="sent-done" data-testid="sent">
         <div class="big-check" aria-hidden="true">✔</div>
         <h1>Sent, encrypted</h1>
         <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
+        {pickups.length > 0 && <p class="muted" data-testid="sent-pickup">{pickups.map((r) => r.address).join(', ')} {pickups.length > 1 ? 'get' : 'gets'} a notification mail and can open it with the unlock code you passed on: <a href="#/mail/sent">Sent</a> shows when it was opened.</p>}
         {(() => {
           const others = [...new Set(rcpts.map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
           return others.length > 0 && <p class="muted" data-testid="sent-remote">Recipients at {others.join(', ')} get it through {others.length > 1 ? 'their organisations\' nodes' : 'their organisation\'s node'}: <a href="#/mail/sent">Sent</a> shows when it has arrived there.</p>;
@@ -136,9 +153,10 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           <div class="chips" onClick={() => document.getElementById('compose-to')?.focus()}>
             {rcpts.map((r) => (
               <span class={`chip chip-${r.state}`} data-testid="recipient" data-state={r.state} title={r.reason ?? badgeOf(r.verdict).detail}>
-                {r.state === 'checking' ? <span class="spinner small" aria-hidden="true" /> : r.state === 'ok' ? <Icon name="lock" size={14} /> : <span aria-hidden="true">⚠</span>}
+                {r.state === 'checking' ? <span class="spinner small" aria-hidden="true" /> : r.state === 'ok' || r.state === 'pickup' ? <Icon name="lock" size={14} /> : <span aria-hidden="true">⚠</span>}
                 {r.address}
                 {r.state === 'ok' && <span class="chip-note">{badgeOf(r.verdict).label}</span>}
+                {r.state === 'pickup' && <span class="chip-note">unlock code</span>}
                 <button type="button" class="chip-x" aria-label={`Remove ${r.address}`} onClick={() => setRcpts((rs) => rs.filter((x) => x !== r))}>×</button>
               </span>
             ))}
@@ -148,10 +166,11 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           <div class="hint" id="compose-to-hint">Press Enter after each address. Each recipient's key is checked as you type.</div>
           {preview && (
             <div class={`lookup lookup-${preview.state}`} role="status" data-testid="lookup">
-              {preview.state === 'checking' ? <>Looking up {preview.address}…</> : preview.state === 'ok' ? <><Badge verdict={preview.verdict} compact /> {preview.address} can receive encrypted messages.</> : <><span class="text-bad">⚠</span> {preview.reason}</>}
+              {preview.state === 'checking' ? <>Looking up {preview.address}…</> : preview.state === 'pickup' ? <>{pickupNote(preview.address)}</> : preview.state === 'ok' ? <><Badge verdict={preview.verdict} compact /> {preview.address} can receive encrypted messages.</> : <><span class="text-bad">⚠</span> {preview.reason}</>}
             </div>
           )}
           {refused.map((r) => <div class="alert alert-error" role="alert" data-testid="refusal">{r.reason}</div>)}
+          {pickups.map((r) => <div class="alert alert-info" data-testid="pickup-note">{pickupNote(r.address)}</div>)}
         </div>
         <Field label="Subject" id="compose-subject">
           <input id="compose-subject" value={subject} onInput={(e) => setSubject(e.currentTarget.value)} />
@@ -165,19 +184,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
             <input ref={fileInput} type="file" multiple class="sr-only" id="compose-files" aria-label="Attach files" onChange={(e) => { const fl = e.currentTarget.files; if (fl) setFiles((f) => [...f, ...Array.from(fl)]); e.currentTarget.value = ''; }} />
             {forwarding && <span class="muted"><span class="spinner small" /> {forwarding}</span>}
           </div>
-          {files.length > 0 && (
-            <ul class="file-list">
-              {files.map((f, i) => (
-                <li class="attachment" data-testid="compose-file">
-                  <span class="file-icon"><Icon name="file" size={22} /></span>
-                  <span class="att-main"><span class="att-name">{f.name}</span><span class="muted small">{bytes(f.size)}</span>
-                    {fileProgress[i] && <Progress value={fileProgress[i].value} label={`${fileProgress[i].stage} ${f.name}`} />}
-                  </span>
-                  {!sending && <button type="button" class="btn btn-ghost" aria-label={`Remove ${f.name}`} onClick={() => setFiles((fs) => fs.filter((x) => x !== f))}>Remove</button>}
-                </li>
-              ))}
-            </ul>
-          )}
+          <OutgoingFiles files={files} progress={fileProgress} sending={sending} onRemove={(f) => setFiles((fs) => fs.filter((x) => x !== f))} testid="compose-file" />
         </div>
         <ErrorBox error={error} title="Not sent." />
         <div class="row">
@@ -187,4 +194,8 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       </form>
     </section>
   );
+}
+
+function pickupNote(address: string): string {
+  return `${address} has no Sealpost key: they will get a notification mail and need an unlock code. After sending you see the code once, to give them by phone, SMS or letter.`;
 }

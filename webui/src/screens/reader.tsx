@@ -6,10 +6,13 @@ import type { VerdictView } from '../api';
 import * as client from '../client';
 import type { Session, Opened } from '../client';
 import {
-  Badge, ErrorBox, Icon, Progress, TrustPath,
-  badgeOf, bytes, fullDate, go, initials, saveBlob,
+  Badge, ErrorBox, TrustPath,
+  badgeOf, fullDate, go, initials, saveBlob,
 } from '../ui';
 import { DeliveryChips, FOLDERS, type ComposeSeed } from '../mail';
+import { AttachmentList } from '../files';
+import { MucCodes, type ShownCode } from '../muc';
+import type { PickupEnvelope } from '../pickup-wire';
 
 export function MessageView({ session, folder, id, onCompose }: { session: Session; folder: api.Folder; id: string; onCompose: (seed: ComposeSeed) => void }) {
   const [o, setO] = useState<Opened | null>(null);
@@ -19,9 +22,13 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
   const [attError, setAttError] = useState<unknown>(null);
   const [delivery, setDelivery] = useState<api.DeliveryState[]>([]);
+  const [pickupBusy, setPickupBusy] = useState<string | null>(null);
+  const [pickupError, setPickupError] = useState<unknown>(null);
+  const [newCode, setNewCode] = useState<ShownCode | null>(null);
 
-  // While a copy for another organisation is queued, follow it until its node has it.
-  const queued = delivery.some((d) => d.state === 'queued');
+  // While a copy for another organisation is queued, or a pickup's notification mail is not
+  // sent yet, follow it until its node has it or the relay answered.
+  const queued = delivery.some((d) => d.state === 'queued' || d.state === 'pickup');
   useEffect(() => {
     if (!queued) return;
     const t = setInterval(async () => {
@@ -38,6 +45,10 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         if (!live) return;
         setO(opened);
         setDelivery(opened.item.delivery ?? []);
+        // The opened head is cached; its delivery states are not: ask again for a sent message.
+        if (opened.item.folder === 'sent' && opened.item.delivery?.length) {
+          api.get('/messages/{id}', { id }).then((m) => live && setDelivery(m.item.delivery ?? []), () => {});
+        }
         if (opened.item.unread && opened.item.folder !== 'sent') client.markRead(id).catch(() => {});
         const keys = await client.trust(opened.envelope.from);
         if (live) setVerdict(keys.find((k) => k.fingerprint.toUpperCase() === opened.signer) ?? null);
@@ -79,6 +90,35 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     }
   };
 
+  const refresh = async () => setDelivery((await api.get('/messages/{id}', { id })).item.delivery ?? []);
+  const withdraw = async (address: string) => {
+    if (!confirm(`Withdraw this message from ${address}? Its key is deleted: nobody can open it any more.`)) return;
+    setPickupBusy(address);
+    setPickupError(null);
+    try {
+      await client.withdrawPickup(id, address);
+      await refresh();
+    } catch (e) {
+      setPickupError(e);
+    } finally {
+      setPickupBusy(null);
+    }
+  };
+  const relock = async (address: string) => {
+    if (!o) return;
+    setPickupBusy(address);
+    setPickupError(null);
+    try {
+      const muc = await client.relockPickup(session, o, address);
+      setNewCode({ address, muc });
+      await refresh();
+    } catch (e) {
+      setPickupError(e);
+    } finally {
+      setPickupBusy(null);
+    }
+  };
+
   const reply = () => o && onCompose({
     to: [o.envelope.from === session.account.address ? o.head.to[0] : o.envelope.from],
     subject: /^re:/i.test(o.head.subject) ? o.head.subject : `Re: ${o.head.subject}`,
@@ -94,7 +134,12 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   if (error) return <section><a href={`#/mail/${folder}`} class="back">← Back</a><ErrorBox error={error} title="This message cannot be opened." /></section>;
   if (!o) return <section aria-busy="true"><a href={`#/mail/${folder}`} class="back">← Back</a><div class="skeleton tall" /><p class="muted">Decrypting and verifying…</p></section>;
 
+  if (newCode) return <MucCodes codes={[newCode]} title={`New unlock code for ${newCode.address}`} onDone={() => setNewCode(null)} />;
+
   const b = badgeOf(verdict);
+  const pickupOf = (o.envelope as PickupEnvelope).pickup ?? {};
+  const mine = o.envelope.from === session.account.address;
+  const pickupRows = mine ? delivery.filter((d) => pickupOf[d.address]) : [];
   return (
     <article class="reader" aria-labelledby="msg-subject" data-testid="reader">
       <div class="reader-actions">
@@ -114,7 +159,19 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
             {verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
           </div>
           <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
-          {delivery.length > 0 && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery} long /></div>}
+          {delivery.some((d) => !pickupOf[d.address]) && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery.filter((d) => !pickupOf[d.address])} long /></div>}
+          {pickupRows.length > 0 && (
+            <div class="delivery-line small" data-testid="pickup-delivery"><span class="muted">By unlock code:</span> <DeliveryChips delivery={pickupRows} long />
+              {pickupRows.filter((d) => UNREAD.includes(d.state)).map((d) => (
+                <div class="pickup-actions" data-testid="pickup-actions" data-address={d.address}>
+                  {d.state === 'locked' && <div class="muted" data-testid="pickup-locked-note">Too many wrong codes were typed for {d.address}: the message is locked. Make a new code and give it to them by phone, SMS or letter.</div>}
+                  <button class="btn btn-sm" disabled={pickupBusy !== null} onClick={() => relock(d.address)} data-testid="pickup-relock">{pickupBusy === d.address ? 'Working…' : `New unlock code for ${d.address}`}</button>
+                  <button class="btn btn-sm btn-danger-ghost" disabled={pickupBusy !== null} onClick={() => withdraw(d.address)} data-testid="pickup-withdraw">Withdraw</button>
+                </div>
+              ))}
+              <ErrorBox error={pickupError} />
+            </div>
+          )}
           <div class="sig-line small" data-testid="signature-status">
             <span class="ok">✔ Signed by {o.envelope.from}</span> with key {o.signer.replace(/(.{4})(?=.)/g, '$1 ').slice(-24)} · signature and content checked
           </div>
@@ -129,23 +186,11 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         </div>
       )}
       <div class="body" data-testid="body">{o.head.body}</div>
-      {o.head.attachments.length > 0 && (
-        <div class="attachments">
-          <h2 class="h4">{o.head.attachments.length} attachment{o.head.attachments.length > 1 ? 's' : ''} · encrypted</h2>
-          <ul>
-            {o.head.attachments.map((a, i) => (
-              <li class="attachment" data-testid="attachment">
-                <span class="file-icon"><Icon name="file" size={22} /></span>
-                <span class="att-main"><span class="att-name">{a.name}</span><span class="muted small">{bytes(a.size)}</span>
-                  {progress[i] !== undefined && <Progress value={progress[i].value} label={progress[i].stage} />}
-                </span>
-                <button class="btn" onClick={() => download(i)} disabled={progress[i] !== undefined && progress[i].value < 1} aria-label={`Download ${a.name}`}>Download</button>
-              </li>
-            ))}
-          </ul>
-          <ErrorBox error={attError} />
-        </div>
-      )}
+      <AttachmentList attachments={o.head.attachments} progress={progress} error={attError} onDownload={download} note="encrypted" />
     </article>
   );
 }
+
+/** Pickup states in which the recipient has not read the message: it can still be withdrawn
+ * or given a new code. */
+const UNREAD = ['pickup', 'notified', 'opened', 'locked'];
