@@ -21,7 +21,7 @@ use openpgp::serialize::stream::{
 use openpgp::types::{CompressionAlgorithm, SymmetricAlgorithm};
 use openpgp::{Cert, Fingerprint, KeyHandle};
 
-use sealpost_proto::crypto::{CryptoError, valid_cert};
+use sealpost_proto::crypto::CryptoError;
 
 /// How much decrypted data [`open`] holds back before releasing it to
 /// the caller's writer (Sequoia's `DecryptorBuilder::buffer_size`).
@@ -68,40 +68,16 @@ pub fn seal(
     // Resolve all keys before writing a single byte.
     let mut encryption_keys: Vec<Recipient> = Vec::new();
     for cert in recipients {
-        let vc =
-            valid_cert(cert, policy, now).ok_or(CryptoError::NoUsableKey(cert.fingerprint()))?;
+        let keys = sealpost_proto::crypto::encryption_keys(cert, policy, now)
+            .ok_or(CryptoError::NoUsableKey(cert.fingerprint()))?;
         let before = encryption_keys.len();
-        encryption_keys.extend(
-            vc.keys()
-                .for_transport_encryption()
-                .for_storage_encryption()
-                .alive()
-                .revoked(false)
-                .supported()
-                .map(Recipient::from),
-        );
+        encryption_keys.extend(keys.map(Recipient::from));
         if encryption_keys.len() == before {
             return Err(CryptoError::NoUsableKey(cert.fingerprint()));
         }
     }
 
-    let signing_keypair = {
-        let vc = valid_cert(signer, policy, now)
-            .ok_or(CryptoError::NoUsableKey(signer.fingerprint()))?;
-        let ka = vc
-            .keys()
-            .for_signing()
-            .alive()
-            .revoked(false)
-            .supported()
-            .unencrypted_secret()
-            .next()
-            .ok_or(CryptoError::NoUsableKey(signer.fingerprint()))?;
-        ka.key()
-            .clone()
-            .into_keypair()
-            .map_err(|e| CryptoError::other("signing key", e))?
-    };
+    let signing_keypair = super::sign::signing_keypair(signer, policy, now)?;
 
     let err = |e: anyhow::Error| CryptoError::other("sealing message", e);
     let message = Message::new(out);

@@ -36,17 +36,32 @@ pub fn valid_cert<'a>(
 /// for transport or storage encryption under `policy` at `now`.  Empty
 /// if the certificate itself is invalid, expired or revoked.
 pub fn encryption_key_handles(cert: &Cert, policy: &dyn Policy, now: SystemTime) -> Vec<KeyHandle> {
-    let Some(vc) = valid_cert(cert, policy, now) else {
-        return Vec::new();
-    };
-    vc.keys()
-        .for_transport_encryption()
-        .for_storage_encryption()
-        .alive()
-        .revoked(false)
-        .supported()
+    encryption_keys(cert, policy, now)
+        .into_iter()
+        .flatten()
         .map(|ka| KeyHandle::from(ka.key().fingerprint()))
         .collect()
+}
+
+/// The subkeys of `cert` a message is encrypted to at `now`: for transport or storage
+/// encryption, alive, not revoked, of a supported algorithm; `None` if the certificate itself
+/// is not valid then ([`valid_cert`]). The one rule for the sender who encrypts and for the
+/// node that checks a message was encrypted to everyone.
+pub fn encryption_keys<'a>(
+    cert: &'a Cert,
+    policy: &'a dyn Policy,
+    now: SystemTime,
+) -> Option<impl Iterator<Item = ValidErasedKeyAmalgamation<'a, openpgp::packet::key::PublicParts>>>
+{
+    let vc = valid_cert(cert, policy, now)?;
+    Some(
+        vc.keys()
+            .for_transport_encryption()
+            .for_storage_encryption()
+            .alive()
+            .revoked(false)
+            .supported(),
+    )
 }
 
 /// Fingerprints of the certs in `required` none of whose

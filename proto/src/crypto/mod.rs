@@ -47,8 +47,8 @@ use sequoia_openpgp::Fingerprint;
 pub use checks::{after_previous_signatures, ca_certifies, check_user_cert, check_wrapped_key};
 pub use detached::{MAX_CLOCK_SKEW, SignerFacts, verify_detached, verify_detached_with};
 pub use inspect::{
-    encryption_key_handles, missing_recipients, missing_recipients_among, pkesk_recipients,
-    pkesk_recipients_of_bytes, valid_cert,
+    encryption_key_handles, encryption_keys, missing_recipients, missing_recipients_among,
+    pkesk_recipients, pkesk_recipients_of_bytes, valid_cert,
 };
 pub use kdf::KdfParams;
 pub use keys::{
