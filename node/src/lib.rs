@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod directory_store;
 pub mod federation;
 pub mod keys;
+pub mod memo;
 pub mod node;
 pub mod notify;
 pub mod service;

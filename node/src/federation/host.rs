@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::transfer_of;
+use crate::memo::Memo;
 use crate::service::mail::{Accepted, Declared, Delivery, Incoming, Screening, Source};
 use crate::service::{self, Context, ErrorKind, ServiceError};
 use crate::storage::{LogEvent, PartData, PeerRecord};
@@ -34,7 +35,7 @@ pub struct FedHost {
     /// by the stored text's SHA-256: a pure function of that text (the CA's signature checks
     /// read no clock), so exact; worked out once instead of on every sending pass. Bounded:
     /// emptied when full.
-    published: Mutex<HashMap<[u8; 32], String>>,
+    published: Memo<[u8; 32], String>,
 }
 
 /// Most entries of [`FedHost::published`] (one per sender certificate text).
@@ -117,25 +118,17 @@ impl FedHost {
             ctx,
             limits,
             staged: Mutex::new(Staged::default()),
-            published: Mutex::new(HashMap::new()),
+            published: Memo::new(MAX_PUBLISHED),
         }
     }
 
     /// The sender's certificate as we publish it, remembered by its text (see `published`).
     fn published_cert(&self, armored: String) -> String {
-        use sha2::{Digest, Sha256};
-        let key: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
-        if let Some(c) = self.published.lock().expect("published certs").get(&key) {
-            return c.clone();
-        }
-        let c = crate::certs::published_armored(&armored, &self.ctx.ca, &self.ctx.config.domain)
-            .unwrap_or(armored);
-        let mut cache = self.published.lock().expect("published certs");
-        if cache.len() >= MAX_PUBLISHED {
-            cache.clear();
-        }
-        cache.insert(key, c.clone());
-        c
+        self.published
+            .get_or_insert_with(crate::memo::text_key(&armored), || {
+                crate::certs::published_armored(&armored, &self.ctx.ca, &self.ctx.config.domain)
+                    .unwrap_or_else(|_| armored.clone())
+            })
     }
 
     async fn record(&self, peer: &Peer) -> Result<PeerRecord, HostError> {

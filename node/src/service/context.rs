@@ -3,17 +3,16 @@
 //! certificates. The HTTP API's state holds one (and dereferences to it); the federation host
 //! holds one. Nothing in it knows HTTP, the command line or libp2p.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::policy::StandardPolicy;
-use sha2::{Digest, Sha256};
 
 use super::ServiceError;
 use crate::config::Config;
+use crate::memo::Memo;
 use crate::storage::{Account, BlobStore, MetaStore};
 
 /// What the service layer needs from the running federation driver, as a trait so that no
@@ -58,13 +57,13 @@ pub struct Context {
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
-    certs: Mutex<HashMap<String, (String, Arc<Cert>)>>,
+    certs: Memo<String, (String, Arc<Cert>)>,
     /// Parsed certificates by the SHA-256 of their armored text (public parts only): every
     /// transfer from a peer carries its sender's certificate, nearly always the same text.
-    parsed: Mutex<HashMap<[u8; 32], Arc<Cert>>>,
+    parsed: Memo<[u8; 32], Arc<Cert>>,
     /// What the policy says of the certificates checked on every message accepted, by the
     /// address of their (cached, shared) parsed certificate: see [`Context::cert_facts`].
-    facts: Mutex<FactsCache>,
+    facts: Memo<usize, (Arc<Cert>, u64, Arc<CertFacts>)>,
     /// A verifier hash made with the configured parameters, checked when there is no real one
     /// so that the answer costs the same work (see [`super::credentials::check_verifier`]).
     pub(super) decoy_login_hash: String,
@@ -73,10 +72,6 @@ pub struct Context {
     /// Issues and checks the device tokens that tell a known device from the rest.
     pub devices: super::throttle::DeviceTokens,
 }
-
-/// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
-/// they are for.
-type FactsCache = HashMap<usize, (Arc<Cert>, u64, Arc<CertFacts>)>;
 
 /// What [`StandardPolicy`] says of a certificate at one second: a sender's signing keys and
 /// a recipient's encryption keys. Working it out (finding each component's binding
@@ -124,9 +119,9 @@ impl Context {
             policy: StandardPolicy::new(),
             trust,
             federation: OnceLock::new(),
-            certs: Mutex::new(HashMap::new()),
-            parsed: Mutex::new(HashMap::new()),
-            facts: Mutex::new(HashMap::new()),
+            certs: Memo::new(10_000),
+            parsed: Memo::new(10_000),
+            facts: Memo::new(10_000),
             decoy_login_hash,
             throttle,
             devices,
@@ -177,17 +172,12 @@ impl Context {
     /// Parses an armored certificate (secret parts stripped), remembering the result by the
     /// text's hash: parsing is most of the cost of taking a certificate from the network.
     pub fn parse_cert(&self, armored: &str) -> Result<Arc<Cert>, crate::crypto::CryptoError> {
-        let key: [u8; 32] = Sha256::digest(armored.as_bytes()).into();
-        if let Some(c) = self.parsed.lock().expect("parsed certs").get(&key) {
-            return Ok(c.clone());
-        }
-        let cert = Arc::new(crate::crypto::cert_from_armored(armored)?.strip_secret_key_material());
-        let mut cache = self.parsed.lock().expect("parsed certs");
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(key, cert.clone());
-        Ok(cert)
+        self.parsed
+            .get_or_try_insert_with(crate::memo::text_key(armored), || {
+                Ok(Arc::new(
+                    crate::crypto::cert_from_armored(armored)?.strip_secret_key_material(),
+                ))
+            })
     }
 
     /// The [`CertFacts`] of `cert` at `now`, worked out once per certificate and second: exact,
@@ -200,20 +190,16 @@ impl Context {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let key = Arc::as_ptr(cert) as usize;
-        if let Some((_, at, facts)) = self.facts.lock().expect("cert facts").get(&key)
-            && *at == second
-        {
-            return facts.clone();
+        if let Some((_, _, facts)) = self.facts.get_if(&key, |(_, at, _)| *at == second) {
+            return facts;
         }
         let facts = Arc::new(CertFacts {
             signer: crate::crypto::SignerFacts::at(cert, &self.policy, now),
             encryption: crate::crypto::encryption_key_handles(cert, &self.policy, now),
         });
-        let mut map = self.facts.lock().expect("cert facts");
-        if map.len() >= 10_000 {
-            map.clear();
-        }
-        map.insert(key, (cert.clone(), second, facts.clone()));
+        // The entry holds the certificate, so its address is not reused while it is there.
+        self.facts
+            .insert(key, (cert.clone(), second, facts.clone()));
         facts
     }
 
@@ -226,18 +212,13 @@ impl Context {
                 address: account.address.clone(),
             });
         };
-        if let Some((text, c)) = self.certs.lock().expect("cert cache").get(fpr)
-            && text == armored
-        {
-            return Ok(c.clone());
+        if let Some((_, c)) = self.certs.get_if(fpr, |(text, _)| text == armored) {
+            return Ok(c);
         }
         let cert =
             Arc::new(crate::crypto::cert_from_armored(armored).map_err(ServiceError::internal)?);
-        let mut cache = self.certs.lock().expect("cert cache");
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(fpr.clone(), (armored.clone(), cert.clone()));
+        self.certs
+            .insert(fpr.clone(), (armored.clone(), cert.clone()));
         Ok(cert)
     }
 }
