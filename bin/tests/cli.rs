@@ -475,3 +475,110 @@ fn trust_commands_work_end_to_end_including_revocation() {
     assert!(log.contains("log ok"));
     drop(node);
 }
+
+#[test]
+fn an_outside_recipient_picks_up_and_replies_with_the_cli_and_the_next_message_keeps_the_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let (_node, url) = init_and_serve(&data);
+    let invite = add_user(&data, "alice@a.test");
+    let a = dir.path().join("alice");
+    let a = a.to_str().unwrap();
+    let apw = [("SEALPOST_PASSWORD", "alice's long password")];
+    ok(
+        &[
+            "client",
+            "--node",
+            &url,
+            "--dir",
+            a,
+            "enroll",
+            "--invite",
+            &invite,
+            "--address",
+            "alice@a.test",
+        ],
+        &apw,
+    );
+    let send = |subject: &str, body: &str| {
+        let o = sealpost(
+            &[
+                "client",
+                "--dir",
+                a,
+                "send",
+                "--to",
+                "carol@outside.test",
+                "--subject",
+                subject,
+                "--body",
+                body,
+            ],
+            &apw,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let link = err
+            .split_whitespace()
+            .find(|w| w.contains("/pickup#"))
+            .unwrap_or_else(|| panic!("no link in {err}"))
+            .to_owned();
+        (stdout(&o).trim().to_owned(), link, err)
+    };
+    let (first, link1, err) = send("Statement", "CLI-PICKUP-BODY");
+    let code = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("unlock code: "))
+        .unwrap_or_else(|| panic!("no code in {err}"))
+        .to_owned();
+    let code_file = dir.path().join("code");
+    std::fs::write(&code_file, format!("{code}\n")).unwrap();
+    let cf = code_file.to_str().unwrap().to_owned();
+    let pickup = |link: &str, extra: &[&str]| {
+        let mut args = vec!["client", "pickup", link, "--code-file", cf.as_str()];
+        args.extend_from_slice(extra);
+        ok(&args, &[])
+    };
+    let reply = dir.path().join("reply.txt");
+    std::fs::write(&reply, "CLI-REPLY-BODY").unwrap();
+    let attach = dir.path().join("form.txt");
+    std::fs::write(&attach, "reply attachment").unwrap();
+    let out = pickup(
+        &link1,
+        &[
+            "--reply",
+            reply.to_str().unwrap(),
+            "--reply-attach",
+            attach.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("CLI-PICKUP-BODY"), "{out}");
+    assert!(out.contains("certifies this key for alice@a.test"), "{out}");
+    assert!(out.contains("Replied to alice@a.test"), "{out}");
+    let inbox: serde_json::Value =
+        serde_json::from_str(&ok(&["client", "--dir", a, "inbox", "--json"], &apw)).unwrap();
+    assert_eq!(inbox[0]["from"], "carol@outside.test");
+    assert_eq!(inbox[0]["via"], "pickup");
+    assert_eq!(inbox[0]["subject"], "Re: Statement");
+    let sent = ok(&["client", "--dir", a, "sent"], &apw);
+    assert!(sent.contains("carol@outside.test: replied"), "{sent}");
+
+    // The next message: the same code, a new link; then a new code for it by relock.
+    let (second, link2, err) = send("Follow-up", "CLI-SECOND-BODY");
+    assert!(err.contains("same unlock code as before"), "{err}");
+    assert_ne!(
+        (first.as_str(), link1.as_str()),
+        (second.as_str(), link2.as_str())
+    );
+    let save = dir.path().join("saved");
+    let out = pickup(&link2, &["--save-dir", save.to_str().unwrap()]);
+    assert!(out.contains("CLI-SECOND-BODY"), "{out}");
+    let (third, link3, _) = send("Third", "CLI-THIRD-BODY");
+    let new_code = ok(
+        &["client", "--dir", a, "relock", &third, "carol@outside.test"],
+        &apw,
+    );
+    std::fs::write(&code_file, new_code.trim()).unwrap();
+    let out = pickup(&link3, &[]);
+    assert!(out.contains("CLI-THIRD-BODY"), "{out}");
+}
