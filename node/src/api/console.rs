@@ -201,6 +201,8 @@ async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<Adm
         .accounts()
         .await?
         .into_iter()
+        // Guests have their own list (`/admin/guests`).
+        .filter(|a| !service::guests::is_guest(a))
         .map(|a| AdminUser {
             invite_expires_at: (a.state == AccountState::Invited)
                 .then(|| invites.get(&a.id).copied())
@@ -319,6 +321,9 @@ async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<No
     let now = now();
     let mut accounts = AccountCounts::default();
     for a in st.store.accounts().await? {
+        if service::guests::is_guest(&a) {
+            continue;
+        }
         match a.state {
             AccountState::Active => accounts.active += 1,
             AccountState::Invited => accounts.invited += 1,

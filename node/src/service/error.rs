@@ -131,6 +131,24 @@ pub enum ServiceError {
     UnknownPickup { address: String },
     #[error("the message has no such part")]
     UnknownPart,
+    /// A guest may write to the organisation's active users only (docs/pickup.md, "Guests").
+    #[error("as a guest you can write to the organisation's users only, not to: {}", .addresses.join(", "))]
+    GuestRecipientNotAllowed { addresses: Vec<String> },
+    /// An upgrade for an address that already has an account.
+    #[error("{address} already has a key here: log in with your address and password")]
+    GuestExists { address: String },
+    /// What a guest's account does not give (directory, other people's keys, certifying).
+    #[error("a guest account cannot {what}")]
+    GuestNotAllowed { what: &'static str },
+    #[error("{address} is not a guest of this organisation")]
+    UnknownGuest { address: String },
+    /// A certificate offered at enrolment or upgrade is unusable or names another address.
+    #[error("the certificate is unusable: {0}")]
+    InvalidCert(String),
+    #[error("{0}")]
+    KeyNotWrapped(String),
+    #[error("{0}")]
+    InvalidKdfParams(String),
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -183,6 +201,13 @@ impl ServiceError {
             ServiceError::PickupNotUnread { .. } => "pickup_not_unread",
             ServiceError::UnknownPickup { .. } => "unknown_pickup",
             ServiceError::UnknownPart => "unknown_part",
+            ServiceError::GuestRecipientNotAllowed { .. } => "guest_recipient_not_allowed",
+            ServiceError::GuestExists { .. } => "guest_exists",
+            ServiceError::GuestNotAllowed { .. } => "guest_not_allowed",
+            ServiceError::UnknownGuest { .. } => "unknown_guest",
+            ServiceError::InvalidCert(_) => "invalid_cert",
+            ServiceError::KeyNotWrapped(_) => "key_not_wrapped",
+            ServiceError::InvalidKdfParams(_) => "invalid_kdf_params",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -212,7 +237,15 @@ impl ServiceError {
             ServiceError::WrongUnlockCode { .. } | ServiceError::PickupSessionInvalid => {
                 ErrorKind::Unauthenticated
             }
-            ServiceError::PickupNotUnread { .. } => ErrorKind::Conflict,
+            ServiceError::PickupNotUnread { .. } | ServiceError::GuestExists { .. } => {
+                ErrorKind::Conflict
+            }
+            ServiceError::GuestRecipientNotAllowed { .. }
+            | ServiceError::GuestNotAllowed { .. } => ErrorKind::Forbidden,
+            ServiceError::UnknownGuest { .. } => ErrorKind::NotFound,
+            ServiceError::InvalidCert(_)
+            | ServiceError::KeyNotWrapped(_)
+            | ServiceError::InvalidKdfParams(_) => ErrorKind::Refused,
             ServiceError::WrongDomain { .. }
             | ServiceError::TooManyRecipients { .. }
             | ServiceError::TooManyParts { .. }

@@ -12,6 +12,7 @@
 pub mod accounts;
 mod context;
 mod error;
+pub mod guests;
 pub mod mail;
 pub mod peers;
 pub mod pickup;

@@ -39,7 +39,7 @@ pub trait Verifiers: Send + Sync + 'static {
     async fn check(&self, hash: String, verifier: [u8; 32]) -> Result<bool, ServiceError>;
 }
 
-fn verifiers(ctx: &Context) -> Result<&dyn Verifiers, ServiceError> {
+pub(super) fn verifiers(ctx: &Context) -> Result<&dyn Verifiers, ServiceError> {
     ctx.verifiers
         .get()
         .map(|v| v.as_ref())
@@ -479,7 +479,7 @@ async fn sender_change(
     }
 }
 
-async fn remove_blobs(blobs: &dyn BlobStore, orphans: Vec<[u8; 32]>) {
+pub(super) async fn remove_blobs(blobs: &dyn BlobStore, orphans: Vec<[u8; 32]>) {
     for sha in orphans {
         // The rows are gone and committed; a file left behind is only wasted space.
         if let Err(e) = blobs.remove(sha).await {

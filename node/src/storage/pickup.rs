@@ -135,6 +135,17 @@ pub enum SenderOutcome {
     NotUnread(String),
 }
 
+/// What an upgrade of a pickup's recipient to a guest came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestOutcome {
+    /// The guest account, active, with the enrolment's key and login.
+    Created { account_id: i64 },
+    /// The address already has an account (a guest from an earlier pickup): nothing changed.
+    Exists,
+    /// The pickup is not open any more (expired, withdrawn, locked meanwhile): nothing changed.
+    NotOpen,
+}
+
 #[async_trait]
 pub trait PickupStore: Send + Sync + 'static {
     async fn pickup_by_token(&self, token_hash: [u8; 32]) -> Result<Option<PickupRecord>>;
@@ -174,4 +185,13 @@ pub trait PickupStore: Send + Sync + 'static {
     /// Expires (shreds) every open or locked pickup whose time is up at `now`; returns the
     /// blobs no message refers to any more.
     async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)>;
+    /// The recipient of open pickup `id` becomes a guest with `enrolment` (their key, stored
+    /// as it came: no CA certification), in one commit with the sender's delivery state
+    /// `guest` and the log entry `pickup.guest_created`.
+    async fn pickup_upgrade(
+        &self,
+        id: i64,
+        enrolment: super::accounts::Enrolment,
+        now: Timestamp,
+    ) -> Result<GuestOutcome>;
 }

@@ -243,7 +243,9 @@ pub async fn screen(
     .map_err(|e| ServiceError::BadSignature(e.to_string()))?;
 
     let (recipients, refused) = match source {
-        Source::Local { .. } => {
+        Source::Local { account } => {
+            super::super::guests::check_recipients(ctx, account, env.to.iter().map(String::as_str))
+                .await?;
             let resolved = resolve_all(ctx, None, &env.to).await?;
             let outside: Vec<String> = resolved
                 .iter()
@@ -553,7 +555,28 @@ async fn store(
                 links.insert(r.address.clone(), link);
                 pickups.push(pickup);
             }
-            let notifying = pickups.iter().any(|p| p.notification.is_some());
+            // A guest recipient is told by mail that a message waits in their mailbox.
+            let mut notifications = Vec::new();
+            if ctx.notifier.is_configured() {
+                let login = format!("{}/#/mail/inbox", ctx.public_url());
+                for r in s.recipients.iter().filter(|r| is_guest_recipient(ctx, r)) {
+                    let n = crate::notify::Notification {
+                        message_id: Some(&s.env.message_id),
+                        sender: &account.address,
+                        sender_name: account.name.as_deref().unwrap_or(""),
+                        organisation: "",
+                        recipient: &r.address,
+                        link: &login,
+                    };
+                    notifications.push(
+                        ctx.notifier
+                            .render_for_guest(&n, unix)
+                            .map_err(ServiceError::internal)?,
+                    );
+                }
+            }
+            let notifying =
+                !notifications.is_empty() || pickups.iter().any(|p| p.notification.is_some());
             let federation = &ctx.config.federation;
             let outcome = ctx
                 .store
@@ -571,6 +594,7 @@ async fn store(
                         remote_expires_at: unix + federation.delivery_expiry_secs as i64,
                         remote_backlog_max: federation.max_backlog_per_peer,
                         pickups,
+                        notifications,
                         notify_max_queued: ctx.notifier.max_queued(),
                     },
                     unix,
@@ -647,6 +671,11 @@ async fn store(
             Ok(accepted)
         }
     }
+}
+
+/// A local recipient of another domain than ours: a guest (docs/pickup.md, "Guests").
+fn is_guest_recipient(ctx: &Context, r: &Recipient) -> bool {
+    r.account.is_some() && crate::domain_of(&r.address) != ctx.config.domain
 }
 
 /// Remote recipients grouped by destination organisation.

@@ -340,6 +340,12 @@ CREATE TABLE pickup_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX pickup_sessions_by_pickup ON pickup_sessions(pickup_id);
 "#,
+    r#"
+-- Guests (docs/pickup.md, "Guests"): an outside address that upgraded from a pickup to a key
+-- of its own. kind: 'user' (an address of our domain, enrolled by invite) or 'guest' (an
+-- outside address, enrolled from an unlocked pickup; its key carries no CA certification).
+ALTER TABLE accounts ADD COLUMN kind TEXT NOT NULL DEFAULT 'user';
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
