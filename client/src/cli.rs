@@ -150,7 +150,7 @@ pub struct ClientState {
     pub fingerprint: String,
     pub ca_fingerprint: String,
     /// The device token of the last login: it grants nothing by itself, but lets the node
-    /// tell this device from a guesser elsewhere (see `api/throttle.rs`).
+    /// tell this device from a guesser elsewhere (see `service/throttle.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
 }
@@ -363,20 +363,34 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
             let s = login(&args, &dir).await?;
             let resp = s
-                .send(
+                .send_all(
                     &Outgoing {
                         to: to.clone(),
                         subject: subject.clone(),
                         body,
                         attachments: attach.clone(),
+                        pickup_kdf: None,
                     },
                     &work,
                 )
                 .await;
             s.logout().await?;
-            let resp = resp?;
+            let (resp, issued) = resp?;
             for r in &resp.recipients {
                 eprintln!("{}: {}", r.address, r.state);
+            }
+            for p in &issued {
+                eprintln!(
+                    "\n{} has no key: they open the message with this link and unlock code.\n  \
+                     link: {}\n  unlock code: {}\nPass the unlock code on by another channel \
+                     (phone, SMS, letter), never in the same mail as the link. It is shown only \
+                     this once.",
+                    p.address,
+                    p.link
+                        .as_deref()
+                        .unwrap_or("(sent to them by notification mail)"),
+                    crate::pickup::display_muc(&p.muc),
+                );
             }
             println!("{}", resp.message_id);
         }

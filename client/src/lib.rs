@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod crypto;
 mod guest;
+pub mod pickup;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -327,6 +328,9 @@ pub struct Outgoing {
     pub subject: String,
     pub body: String,
     pub attachments: Vec<PathBuf>,
+    /// KDF parameters for outside recipients' unlock codes (default: `KdfParams::DEFAULT`,
+    /// about a login's work on a phone).
+    pub pickup_kdf: Option<KdfParams>,
 }
 
 /// A message sealed and ready to submit (the load tool pre-seals many).
@@ -511,6 +515,10 @@ impl Session {
         }
         let mut certs = Vec::new();
         for r in &resp.recipients {
+            // An outside recipient has no key: `send` makes a pickup key for them.
+            if r.mode == DeliveryMode::Pickup {
+                continue;
+            }
             if !r.verdict.acceptable(self.accept_partial) {
                 return Err(ClientError::Untrusted {
                     address: r.address.clone(),
@@ -835,7 +843,34 @@ impl Session {
     /// Seals and sends a message; attachments are streamed from disk through the encryption
     /// into temporary files in `work_dir` and uploaded from there, never held in memory.
     pub async fn send(&self, msg: &Outgoing, work_dir: &Path) -> Result<SubmitResponse> {
-        let (envelope, certs) = self.envelope(&msg.to).await?;
+        Ok(self.send_all(msg, work_dir).await?.0)
+    }
+
+    /// [`Session::send`], with each outside recipient's Message Unlock Code and link: a fresh
+    /// pickup key per outside recipient, locked under a new code (docs/pickup.md). The codes
+    /// exist only in the answer: show each to the sender once.
+    pub async fn send_all(
+        &self,
+        msg: &Outgoing,
+        work_dir: &Path,
+    ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
+        let (envelope, mut certs) = self.envelope(&msg.to).await?;
+        let kdf = msg.pickup_kdf.unwrap_or(KdfParams::DEFAULT);
+        let mut seals = Vec::new();
+        let mut codes = Vec::new();
+        let mut pickup_map = std::collections::BTreeMap::new();
+        for r in envelope
+            .recipients
+            .iter()
+            .filter(|r| r.mode == DeliveryMode::Pickup)
+        {
+            let (address, me) = (r.address.clone(), self.me.clone());
+            let made = blocking(move || pickup::make_seal(&address, &me, &kdf)).await?;
+            pickup_map.insert(r.address.clone(), made.cert.fingerprint().to_hex());
+            certs.push(made.cert);
+            codes.push((r.address.clone(), made.muc));
+            seals.push(made.seal);
+        }
         let mut recipients = certs.clone();
         recipients.push(self.me.clone());
         let mut parts = vec![EnvelopePart {
@@ -930,13 +965,27 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
-            pickup: Default::default(),
+            pickup: pickup_map,
             created_at: now(),
             parts,
         };
-        let request = self.sign_envelope(&env, inline)?;
+        let mut request = self.sign_envelope(&env, inline)?;
+        request.pickups = seals;
         drop(temps);
-        self.submit(&request).await
+        let resp = self.submit(&request).await?;
+        let issued = codes
+            .into_iter()
+            .map(|(address, muc)| pickup::Issued {
+                link: resp
+                    .recipients
+                    .iter()
+                    .find(|r| r.address == address)
+                    .and_then(|r| r.link.clone()),
+                address,
+                muc,
+            })
+            .collect();
+        Ok((resp, issued))
     }
 
     pub async fn mailbox(&self, folder: Folder) -> Result<Vec<MailboxItem>> {

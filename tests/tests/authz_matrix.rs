@@ -135,6 +135,7 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
                 subject: "s".into(),
                 body: "b".into(),
                 attachments: vec![],
+                pickup_kdf: None,
             },
             work.path(),
         )

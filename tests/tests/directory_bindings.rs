@@ -310,6 +310,7 @@ async fn peers_get_a_key_only_with_the_addresses_its_organisation_vouches_for() 
                 subject: "hello".into(),
                 body: "b".into(),
                 attachments: vec![],
+                pickup_kdf: None,
             },
             work.path(),
         )

@@ -22,6 +22,7 @@ fn note(to: &str, subject: &str) -> Outgoing {
         subject: subject.into(),
         body: format!("body of {subject}"),
         attachments: vec![],
+        pickup_kdf: None,
     }
 }
 

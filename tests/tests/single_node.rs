@@ -89,6 +89,7 @@ async fn alice_sends_bob_subject_body_and_two_attachments_and_the_node_sees_none
                 subject: SUBJECT.into(),
                 body: BODY.into(),
                 attachments: vec![big.clone(), small.clone()],
+                pickup_kdf: None,
             },
             work.path(),
         )

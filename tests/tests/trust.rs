@@ -17,6 +17,7 @@ async fn ca_paths_leaver_revocation_personal_certification_and_key_revocation() 
         subject: "hello".into(),
         body: "b".into(),
         attachments: vec![],
+        pickup_kdf: None,
     };
 
     // Through the organisation CA: full, and the path says so.

@@ -600,6 +600,7 @@ async fn admins_see_peers_with_their_state_and_backlog_and_senders_see_delivery_
         subject: subject.into(),
         body: "hello".into(),
         attachments: vec![],
+        pickup_kdf: None,
     };
     let work = tempfile::tempdir().unwrap();
     let first = carol.send(&note("first"), work.path()).await.unwrap();

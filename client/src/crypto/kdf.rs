@@ -15,6 +15,15 @@ use sealpost_proto::crypto::{CryptoError, KdfParams};
 pub const KDF_INFO_KEY_WRAP: &[u8] = b"sealpost/v1/key-wrap";
 /// HKDF `info` label for the login verifier.
 pub const KDF_INFO_LOGIN: &[u8] = b"sealpost/v1/login";
+/// HKDF `info` label for the passphrase locking a pickup key (docs/pickup.md).
+pub const KDF_INFO_PICKUP_WRAP: &[u8] = b"sealpost/v1/pickup-wrap";
+/// HKDF `info` label for a pickup's unlock verifier.
+pub const KDF_INFO_PICKUP_UNLOCK: &[u8] = b"sealpost/v1/pickup-unlock";
+/// The login labels: (wrap, verifier).
+pub const LOGIN_LABELS: (&[u8], &[u8]) = (KDF_INFO_KEY_WRAP, KDF_INFO_LOGIN);
+/// The pickup labels: (wrap, verifier).
+pub const PICKUP_LABELS: (&[u8], &[u8]) = (KDF_INFO_PICKUP_WRAP, KDF_INFO_PICKUP_UNLOCK);
+
 /// Minimum salt length in bytes.
 pub const KDF_MIN_SALT_LEN: usize = 16;
 
@@ -81,6 +90,17 @@ pub fn derive_password_keys(
     salt: &[u8],
     params: &KdfParams,
 ) -> Result<PasswordKeys, CryptoError> {
+    derive_keys_with(password, salt, params, LOGIN_LABELS)
+}
+
+/// [`derive_password_keys`] with other HKDF labels `(wrap, verifier)`: a pickup's Message
+/// Unlock Code uses [`PICKUP_LABELS`] (docs/pickup.md).
+pub fn derive_keys_with(
+    password: &[u8],
+    salt: &[u8],
+    params: &KdfParams,
+    (wrap_info, verifier_info): (&[u8], &[u8]),
+) -> Result<PasswordKeys, CryptoError> {
     params.validate()?;
     if salt.len() < KDF_MIN_SALT_LEN {
         return Err(CryptoError::Malformed(format!(
@@ -104,9 +124,9 @@ pub fn derive_password_keys(
         wrap: [0; 32],
         login: [0; 32],
     };
-    hk.expand(KDF_INFO_KEY_WRAP, &mut keys.wrap)
+    hk.expand(wrap_info, &mut keys.wrap)
         .map_err(|e| CryptoError::other("HKDF", e))?;
-    hk.expand(KDF_INFO_LOGIN, &mut keys.login)
+    hk.expand(verifier_info, &mut keys.login)
         .map_err(|e| CryptoError::other("HKDF", e))?;
     Ok(keys)
 }

@@ -24,7 +24,9 @@ mod sign;
 mod tests;
 
 pub use kdf::{
-    KDF_INFO_KEY_WRAP, KDF_INFO_LOGIN, KDF_MIN_SALT_LEN, PasswordKeys, derive_password_keys,
+    KDF_INFO_KEY_WRAP, KDF_INFO_LOGIN, KDF_INFO_PICKUP_UNLOCK, KDF_INFO_PICKUP_WRAP,
+    KDF_MIN_SALT_LEN, LOGIN_LABELS, PICKUP_LABELS, PasswordKeys, derive_keys_with,
+    derive_password_keys,
 };
 pub use keys::{generate_user_key, revoke_cert, unwrap_secret_key, wrap_secret_key};
 pub use message::{OPEN_BUFFER_SIZE, open, seal};

@@ -4,28 +4,28 @@
 //! from the password (separately from the key that wraps the secret key); the node keeps only
 //! an Argon2id hash of it. Login sends the verifier again.
 //!
-//! Login must not tell who has an account: an unknown address costs the same hash (a decoy
-//! made with the configured parameters) and gets the same answers, throttling included.
-//! Failed checks slow down their source with growing delays (`throttle.rs`); a device that
-//! logged in before presents its device token and is throttled on its own, so failures from
-//! elsewhere never keep the owner out. The routes are also rate-limited per client address.
+//! The rules of login (throttle, verifier, second factor, session, device token) are
+//! [`crate::service::login`]'s; verifier hashes are [`crate::service::credentials`]'. This
+//! module parses, calls and answers: cookies or bearer token, and the per-client-address rate
+//! limit of the routes.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::throttle::{Attempt, DeviceId, Source};
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp, token_hash};
 use crate::crypto::{self, KdfParams};
 use crate::proto::*;
+use crate::service::credentials::{self, hash_verifier};
+use crate::service::login::{self, LoginAttempt, LoginOutcome};
+use crate::service::throttle::DeviceId;
 use crate::storage::{Account, AccountState, Enrolment};
 use crate::{normalize_address, now};
 
@@ -41,114 +41,13 @@ pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(st.org_record())
 }
 
-pub(super) fn b64(field: &'static str, v: &str) -> ApiResult<Vec<u8>> {
-    STANDARD
-        .decode(v)
-        .map_err(|_| ApiError::bad_request("invalid_request", format!("{field} is not base64")))
-}
-
 pub(super) fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {
-    b64("login_verifier", v)?
-        .try_into()
-        .map_err(|_| ApiError::bad_request("invalid_request", "login_verifier must be 32 bytes"))
-}
-
-fn verifier_hasher(st: &AppState) -> ApiResult<Argon2<'static>> {
-    let a = &st.config.accounts;
-    let params = Params::new(a.verifier_hash_m_cost_kib, a.verifier_hash_t_cost, 1, None)
-        .map_err(ApiError::internal)?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-/// Argon2id is deliberately slow: run it off the async workers.
-pub(super) async fn hash_verifier(st: &AppState, verifier: [u8; 32]) -> ApiResult<String> {
-    let hasher = verifier_hasher(st)?;
-    tokio::task::spawn_blocking(move || hasher.hash_password(&verifier).map(|h| h.to_string()))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
-/// The hash checked when an address has no account: made once at start with the parameters
-/// real hashes are made with now, so that checking it is the same work.
-pub(super) fn decoy_hash(config: &crate::config::Config) -> String {
-    let a = &config.accounts;
-    let params = Params::new(a.verifier_hash_m_cost_kib, a.verifier_hash_t_cost, 1, None)
-        .expect("validated Argon2id parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(&rand::random::<[u8; 32]>())
-        .expect("hashing works")
-        .to_string()
-}
-
-/// Constant-time check of a verifier against its stored hash. `None` (no such account) checks
-/// the decoy hash instead and answers `false`: the same work either way, with no shortcut.
-/// (A hash made under earlier `verifier_hash_*` parameters keeps those until its owner changes
-/// the password.)
-pub(super) async fn check_verifier(
-    st: &AppState,
-    stored: Option<String>,
-    verifier: [u8; 32],
-) -> ApiResult<bool> {
-    let real = stored.is_some();
-    let phc = stored.unwrap_or_else(|| st.decoy_login_hash.clone());
-    let matches = tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(&verifier, phc.as_str())
-            .is_ok()
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(real & matches)
-}
-
-fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized(
-        "invalid_credentials",
-        "wrong address or password; after several failures in a row, each further attempt must wait longer",
-    )
-}
-
-/// The answer to an attempt that comes before its source's delay has passed: the same for
-/// every address, existing or not.
-pub(super) fn too_many_attempts(wait: Duration) -> ApiError {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    ApiError::too_many(
-        "too_many_attempts",
-        format!("too many failed attempts: wait {secs} s before trying again"),
-        secs,
-    )
+    Ok(credentials::verifier_bytes("login_verifier", v)?)
 }
 
 /// The device this request comes from, if it presents a valid device token for `address`.
-fn known_device(st: &AppState, headers: &HeaderMap, address: Option<&str>) -> Option<DeviceId> {
-    st.devices
-        .check(super::web::device_token(headers)?, address?, now())
-}
-
-/// Counts a failed check against its source and, for a real account, writes `login.failed`
-/// to the transaction log. The write is not awaited: the answer must not wait for a commit
-/// that only real accounts make (nor fail when the writer is overloaded), or its timing and
-/// status would tell them apart.
-pub(super) fn failed(
-    st: &AppState,
-    attempt: Attempt<'_>,
-    source: Source<'_>,
-    account: Option<&Account>,
-) {
-    let f = attempt.failed(Instant::now());
-    let Some(account) = account else { return };
-    let (store, id) = (st.store.clone(), account.id);
-    let detail = serde_json::json!({
-        "failures": f.failures,
-        "source": source.label(),
-        "delay_secs": f.delay.as_secs(),
-    });
-    tokio::spawn(async move {
-        if let Err(e) = store.login_failed(id, detail, now()).await {
-            tracing::warn!(account = id, error = %e, "failed login not logged");
-        }
-    });
+fn known_device(st: &AppState, headers: &HeaderMap, address: &str) -> Option<DeviceId> {
+    login::known_device(st, super::web::device_token(headers), address, now())
 }
 
 #[utoipa::path(
@@ -183,30 +82,19 @@ pub(super) async fn enroll(
             format!("this node enrols addresses of {} only", st.config.domain),
         ));
     }
-    req.kdf_params
-        .validate()
-        .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
-    let salt = b64("kdf_salt", &req.kdf_salt)?;
-    if !(16..=64).contains(&salt.len()) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "kdf_salt must be 16 to 64 bytes",
-        ));
-    }
-    let verifier = verifier_bytes(&req.login_verifier)?;
+    let new = credentials::new_login(&req.kdf_params, &req.kdf_salt, &req.login_verifier)?;
     let cert = crypto::cert_from_armored(&req.cert).map_err(|e| {
         ApiError::unprocessable("invalid_cert", format!("the certificate is unusable: {e}"))
     })?;
     crypto::check_user_cert(&cert, &address, &st.policy, std::time::SystemTime::now())
         .map_err(|e| ApiError::unprocessable("invalid_cert", e.to_string()))?;
-    crypto::check_wrapped_key(&req.wrapped_key, &cert)
-        .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
+    credentials::check_wrapped_key(&req.wrapped_key, &cert)?;
     let certified = crypto::ca_certify(&st.ca, &cert, &address, std::time::SystemTime::now())
         .map_err(ApiError::internal)?;
     let record = crate::certs::record(&certified).map_err(ApiError::internal)?;
     let certified_armored = record.armored.clone();
     let fingerprint = record.fingerprint.clone();
-    let login_hash = hash_verifier(&st, verifier).await?;
+    let login_hash = hash_verifier(&st, new.verifier).await?;
     st.store
         .enroll(
             crate::service::accounts::invite_hash(&req.invite),
@@ -214,8 +102,8 @@ pub(super) async fn enroll(
             Enrolment {
                 cert: record,
                 wrapped_key: req.wrapped_key,
-                kdf_salt: salt,
-                kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,
+                kdf_salt: new.kdf_salt,
+                kdf_params: new.kdf_params,
                 login_hash,
             },
             now,
@@ -253,10 +141,9 @@ pub(super) async fn login_params(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginParamsRequest>,
 ) -> ApiResult<Json<LoginParams>> {
-    let address = normalize_address(&req.address);
-    st.limit_login(&ip, known_device(&st, &headers, address.as_deref()))?;
-    let address =
-        address.ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    st.limit_login(&ip, known_device(&st, &headers, &req.address))?;
+    let address = normalize_address(&req.address)
+        .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
     let account = st.store.account_by_address(&address).await?;
     // Enrolled accounts, disabled ones included: a disabled user who knows the password
     // should learn that the account is disabled, not that the password is wrong.
@@ -300,51 +187,6 @@ pub(super) fn account_view(a: &Account) -> AccountView {
     }
 }
 
-fn totp(secret: &[u8]) -> ApiResult<totp_rs::TOTP> {
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec())
-        .map_err(ApiError::internal)
-}
-
-const TOTP_STEP: i64 = 30;
-
-/// The time step whose code `code` is (the current one or one either side, for clock skew),
-/// compared in constant time.
-fn totp_step(secret: &[u8], code: &str, now: i64) -> ApiResult<Option<i64>> {
-    use subtle::ConstantTimeEq;
-    let t = totp(secret)?;
-    let code = code.trim().as_bytes();
-    let here = now / TOTP_STEP;
-    let mut found = None;
-    for step in [here - 1, here, here + 1] {
-        let expected = t.generate((step * TOTP_STEP) as u64);
-        if bool::from(expected.as_bytes().ct_eq(code)) {
-            found = Some(step);
-        }
-    }
-    Ok(found)
-}
-
-/// Checks a TOTP code and consumes its time step: each code is accepted once.
-async fn consume_totp(st: &AppState, account: &Account, code: &str, now: i64) -> ApiResult<()> {
-    let secret = account
-        .totp_secret
-        .as_deref()
-        .ok_or_else(|| ApiError::conflict("totp_not_set_up", "set up a second factor first"))?;
-    let Some(step) = totp_step(secret, code, now)? else {
-        return Err(ApiError::unauthorized(
-            "totp_invalid",
-            "that code is wrong or has expired",
-        ));
-    };
-    if !st.store.use_totp_step(account.id, step).await? {
-        return Err(ApiError::unauthorized(
-            "totp_reused",
-            "that code was already used: wait for the next one",
-        ));
-    }
-    Ok(())
-}
-
 #[utoipa::path(
     post,
     path = "/login",
@@ -371,64 +213,20 @@ pub(super) async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(HeaderMap, Json<LoginResponse>)> {
-    let now = now();
-    let address = normalize_address(&req.address);
-    let device = known_device(&st, &headers, address.as_deref());
+    let device = known_device(&st, &headers, &req.address);
     st.limit_login(&ip, device)?;
-    let verifier = verifier_bytes(&req.login_verifier)?;
-    // Any address string is a source of its own, existing or not (see `throttle.rs`).
-    let source = match (&device, &address) {
-        (Some(d), _) => Source::Device(d),
-        (None, Some(a)) => Source::Address(a),
-        (None, None) => Source::Address(req.address.trim()),
+    let attempt = LoginAttempt {
+        address: &req.address,
+        verifier: verifier_bytes(&req.login_verifier)?,
+        totp: req.totp.as_deref(),
+        device,
     };
-    let attempt = st
-        .throttle
-        .admit(source, Instant::now())
-        .map_err(too_many_attempts)?;
-    let account = match &address {
-        Some(a) => st.store.account_by_address(a).await?,
-        None => None,
-    }
-    .filter(|a| a.login_hash.is_some());
-    let stored = account.as_ref().and_then(|a| a.login_hash.clone());
-    let matches = check_verifier(&st, stored, verifier).await?;
-    let account = match account {
-        Some(a) if matches => a,
-        other => {
-            failed(&st, attempt, source, other.as_ref());
-            return Err(invalid_credentials());
-        }
-    };
-    if account.state != AccountState::Active {
-        return Err(ApiError::forbidden(
-            "account_disabled",
-            "this account is disabled",
-        ));
-    }
-    if account.totp_enabled {
-        let Some(code) = req.totp.as_deref() else {
-            return Err(ApiError::unauthorized(
-                "totp_required",
-                "enter the 6-digit code from your authenticator app",
-            ));
-        };
-        if let Err(e) = consume_totp(&st, &account, code, now).await {
-            failed(&st, attempt, source, Some(&account));
-            return Err(e);
-        }
-    }
-    attempt.succeeded();
-    let cfg = &st.config.accounts;
-    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let expires_at = now + cfg.session_ttl_secs as i64;
-    st.store
-        .login_succeeded(account.id, token_hash(&token), expires_at, now)
-        .await?;
-    // A new device ID at every login (OWASP: issue a fresh device cookie on success).
-    let device_token = st
-        .devices
-        .mint(DeviceId(rand::random()), &account.address, now);
+    let LoginOutcome {
+        account,
+        token,
+        expires_at,
+        device_token,
+    } = login::login(&st, attempt, now(), Instant::now).await?;
     // The web app's session and device token live in HttpOnly cookies, out of reach of page
     // scripts.
     let mut set = HeaderMap::new();
@@ -543,7 +341,7 @@ pub(super) async fn totp_confirm(
     auth: Authed,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    consume_totp(&st, &auth.account, &req.code, now()).await?;
+    login::consume_totp(&st, &auth.account, &req.code, now()).await?;
     st.store
         .set_totp(auth.account.id, auth.account.totp_secret.clone(), true)
         .await?;
@@ -567,7 +365,7 @@ pub(super) async fn totp_disable(
     auth: Authed,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    consume_totp(&st, &auth.account, &req.code, now()).await?;
+    login::consume_totp(&st, &auth.account, &req.code, now()).await?;
     st.store.set_totp(auth.account.id, None, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

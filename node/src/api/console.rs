@@ -15,14 +15,11 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::accounts::{
-    b64, check_verifier, failed, hash_verifier, too_many_attempts, verifier_bytes,
-};
-use super::throttle::Source;
+use super::accounts::verifier_bytes;
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
-use crate::crypto;
 use crate::now;
 use crate::proto::*;
+use crate::service::credentials::{self, hash_verifier};
 use crate::service::{self, Actor};
 use crate::storage::AccountState;
 use crate::storage::web::NewLogin;
@@ -79,43 +76,27 @@ async fn change_password(
     st.limit_auth(&ip)?;
     let now = now();
     let current = verifier_bytes(&req.current_verifier)?;
-    // Guesses of the current password inside a session slow that session only: a stolen
-    // session cannot lock or slow the owner's logins.
-    let source = Source::Session(&auth.token_hash);
-    let attempt = st
-        .throttle
-        .admit(source, Instant::now())
-        .map_err(too_many_attempts)?;
-    if !check_verifier(&st, auth.account.login_hash.clone(), current).await? {
-        failed(&st, attempt, source, Some(&auth.account));
-        return Err(ApiError::forbidden(
-            "wrong_password",
-            "the current password is wrong: type it again",
-        ));
-    }
-    attempt.succeeded();
-    req.kdf_params
-        .validate()
-        .map_err(|e| ApiError::unprocessable("invalid_kdf_params", e.to_string()))?;
-    let salt = b64("kdf_salt", &req.kdf_salt)?;
-    if !(16..=64).contains(&salt.len()) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "kdf_salt must be 16 to 64 bytes",
-        ));
-    }
-    let verifier = verifier_bytes(&req.login_verifier)?;
+    // Guesses of the current password inside a session slow that session only.
+    service::login::check_password(
+        &st,
+        &auth.account,
+        &auth.token_hash,
+        current,
+        now,
+        Instant::now,
+    )
+    .await?;
+    let new = credentials::new_login(&req.kdf_params, &req.kdf_salt, &req.login_verifier)?;
     let cert = st.account_cert(&auth.account)?;
-    crypto::check_wrapped_key(&req.wrapped_key, &cert)
-        .map_err(|e| ApiError::unprocessable("key_not_wrapped", e.to_string()))?;
-    let login_hash = hash_verifier(&st, verifier).await?;
+    credentials::check_wrapped_key(&req.wrapped_key, &cert)?;
+    let login_hash = hash_verifier(&st, new.verifier).await?;
     st.store
         .change_login(
             auth.account.id,
             NewLogin {
                 wrapped_key: req.wrapped_key,
-                kdf_salt: salt,
-                kdf_params: serde_json::to_string(&req.kdf_params).map_err(ApiError::internal)?,
+                kdf_salt: new.kdf_salt,
+                kdf_params: new.kdf_params,
                 login_hash,
             },
             auth.token_hash,

@@ -132,6 +132,10 @@ impl From<crate::service::ServiceError> for ApiError {
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Gone => StatusCode::GONE,
+            ErrorKind::Throttled => {
+                let secs = e.retry_after().unwrap_or(1);
+                return ApiError::too_many(e.code(), e.to_string(), secs);
+            }
             ErrorKind::Internal => return ApiError::internal(e),
         };
         let attempts_left = match &e {

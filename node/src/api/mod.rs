@@ -12,14 +12,13 @@ mod mail;
 pub mod openapi;
 mod pickup;
 mod serve;
-pub mod throttle;
 pub mod trust;
 pub mod web;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
@@ -49,15 +48,8 @@ pub struct Inner {
     /// Keyed secret for deterministic decoy KDF salts of unknown addresses.
     pub decoy_key: [u8; 32],
     auth_limiter: RateLimiter,
-    /// Growing delays per source of failed password checks (`throttle.rs`).
-    pub throttle: throttle::Throttle,
-    /// Issues and checks the device tokens that tell a known device from the rest.
-    pub devices: throttle::DeviceTokens,
-    /// A hash made with the configured parameters, checked when an address has no account so
-    /// that the answer costs the same work (see `accounts::check_verifier`).
-    decoy_login_hash: String,
     /// Pickup opens and unlocks per address and minute (`pickup.per_ip_per_minute`).
-    pickup_ips: throttle::PerMinute,
+    pickup_ips: crate::service::throttle::PerMinute,
 }
 
 impl std::ops::Deref for AppState {
@@ -80,32 +72,15 @@ impl AppState {
         let config = &context.config;
         let decoy_key = crate::keys::derive_subkey(node_key, b"sealpost/v1/decoy-salt");
         let rate = config.http.auth_rate_per_sec;
-        let a = &config.accounts;
-        let throttle = throttle::Throttle::new(
-            throttle::Rule {
-                free: a.max_failed_logins,
-                base: Duration::from_secs(a.login_delay_secs),
-                max: Duration::from_secs(a.login_max_delay_secs),
-            },
-            crate::keys::derive_subkey(node_key, b"sealpost/v1/login-throttle"),
-        );
-        let devices = throttle::DeviceTokens::new(
-            crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
-            a.device_ttl_secs,
-        );
-        let decoy_login_hash = accounts::decoy_hash(config);
-        let pickup_ips = throttle::PerMinute::new(config.pickup.per_ip_per_minute);
-        let inner = Arc::new(Inner {
-            context: Arc::new(context),
-            decoy_key,
-            auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
-            throttle,
-            devices,
-            decoy_login_hash,
-            pickup_ips,
-        });
-        pickup::install_verifiers(&inner);
-        AppState { inner }
+        let pickup_ips = crate::service::throttle::PerMinute::new(config.pickup.per_ip_per_minute);
+        AppState {
+            inner: Arc::new(Inner {
+                context: Arc::new(context),
+                decoy_key,
+                auth_limiter: RateLimiter::new(rate as f64, rate as f64 * 10.0),
+                pickup_ips,
+            }),
+        }
     }
 }
 
@@ -402,7 +377,7 @@ enum Bucket {
     Ip(IpAddr),
     /// A known device (a valid device token for the address it names) has a bucket of its
     /// own, so that others behind its address (one NAT, one proxy) cannot use up its share.
-    Device(throttle::DeviceId),
+    Device(crate::service::throttle::DeviceId),
 }
 
 /// Token buckets per client address (or known device) for the guessable routes.
@@ -454,7 +429,7 @@ impl AppState {
     pub(crate) fn limit_login(
         &self,
         ip: &ClientIp,
-        device: Option<throttle::DeviceId>,
+        device: Option<crate::service::throttle::DeviceId>,
     ) -> ApiResult<()> {
         let bucket = device.map(Bucket::Device).or(ip.0.map(Bucket::Ip));
         self.auth_limiter
@@ -487,7 +462,7 @@ mod tests {
             l.check(Some(Bucket::Ip(IpAddr::from([127, 0, 0, 2]))), t0)
                 .is_ok()
         );
-        let device = Bucket::Device(throttle::DeviceId([1; 16]));
+        let device = Bucket::Device(crate::service::throttle::DeviceId([1; 16]));
         assert!(l.check(Some(device), t0).is_ok());
         assert!(
             l.check(ip, t0 + std::time::Duration::from_millis(1100))

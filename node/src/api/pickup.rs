@@ -6,55 +6,16 @@
 //! Tokens, verifiers and sessions travel only in bodies and the `Authorization` header, never
 //! in a URL, and are not logged (errors carry codes, not values).
 
-use std::sync::{Arc, Weak};
-
-use async_trait::async_trait;
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp, Inner};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
 use crate::proto::*;
 use crate::service::{self, ServiceError};
 use crate::storage::pickup::PickupRecord;
-
-/// The login verifier's hashing (`accounts.rs`), lent to the service layer for unlock codes.
-/// Holds the state weakly: the state holds it. (Branch svc16 moves the hashing into the
-/// service layer; then this goes.)
-pub(super) struct ApiVerifiers(pub(super) Weak<Inner>);
-
-impl ApiVerifiers {
-    fn state(&self) -> Result<AppState, ServiceError> {
-        self.0
-            .upgrade()
-            .map(|inner| AppState { inner })
-            .ok_or_else(|| ServiceError::internal("the node is stopping"))
-    }
-}
-
-#[async_trait]
-impl service::pickup::Verifiers for ApiVerifiers {
-    async fn hash(&self, verifier: [u8; 32]) -> Result<String, ServiceError> {
-        super::accounts::hash_verifier(&self.state()?, verifier)
-            .await
-            .map_err(|e| ServiceError::internal(e.message))
-    }
-    async fn check(&self, hash: String, verifier: [u8; 32]) -> Result<bool, ServiceError> {
-        super::accounts::check_verifier(&self.state()?, Some(hash), verifier)
-            .await
-            .map_err(|e| ServiceError::internal(e.message))
-    }
-}
-
-/// Installs [`ApiVerifiers`] into the service context of `inner`.
-pub(super) fn install_verifiers(inner: &Arc<Inner>) {
-    let _ = inner
-        .context
-        .verifiers
-        .set(Arc::new(ApiVerifiers(Arc::downgrade(inner))));
-}
 
 /// Every open and unlock counts against the caller's address, across pickups.
 fn limit(st: &AppState, ip: &ClientIp) -> ApiResult<()> {

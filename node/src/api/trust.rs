@@ -1,16 +1,15 @@
 //! Trust verdicts for the logged-in user, and personal certifications.
 //!
-//! Verdicts come from [`service::trust`], in wire form. Certifications, introducer signatures
-//! and retractions a user made in their client are accepted here: the node only stores what
-//! the user's own key verifiably signed.
+//! Verdicts come from [`service::trust`], in wire form; certifications, introducer signatures
+//! and retractions a user made in their client go to [`service::trust::certify`], which keeps
+//! only what the user's own key verifiably signed.
 
 use axum::Json;
 use axum::extract::State;
 
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed};
+use super::{ApiJson, ApiPath, ApiResult, AppState, Authed};
 use crate::proto::{CertificationRequest, CertificationResponse, TrustResponse};
 use crate::service;
-use crate::storage::LogEvent;
 
 #[utoipa::path(
     get,
@@ -57,49 +56,9 @@ pub(super) async fn certify(
     ApiJson(req): ApiJson<CertificationRequest>,
 ) -> ApiResult<Json<CertificationResponse>> {
     service::guests::not_for_guests(&auth.account, "certify keys")?;
-    let me = st.account_cert(&auth.account)?;
-    let update = crate::crypto::cert_from_armored(&req.cert)
-        .map_err(|e| ApiError::bad_request("invalid_cert", format!("not a certificate: {e}")))?;
-    let fpr = update.fingerprint();
-    let existing = st
-        .store
-        .cert_by_fingerprint(&fpr.to_hex())
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_key",
-                "this node's directory does not hold that key",
-            )
-        })?;
-    let existing = crate::crypto::cert_from_armored(&existing).map_err(ApiError::internal)?;
-    // Only signatures the user's own key verifiably made are kept; the directory's merge
-    // policy also bounds sizes and counts.
-    let limits = sealpost_directory::DirectoryConfig::new(&st.config.domain).merge_limits();
-    let outcome = sealpost_directory::merge_update_verified(
-        Some(&existing),
-        update,
-        &[(*me).clone()],
-        // A certification adds signatures, never a user ID: a new user ID here would be an
-        // address its uploader claims on someone's key.
-        sealpost_directory::NewUserIds::None,
-        &limits,
-    )
-    .map_err(|e| ApiError::unprocessable("rejected_update", e.to_string()))?;
-    if outcome.new_signatures == 0 {
-        return Err(ApiError::unprocessable(
-            "nothing_new",
-            "the update carries no new certification made by your key",
-        ));
-    }
-    let record = crate::certs::record(&outcome.cert).map_err(ApiError::internal)?;
-    let target = record.emails.first().cloned().unwrap_or_default();
-    let event = LogEvent::new("certification", &auth.account.address, &record.fingerprint)
-        .with(serde_json::json!({ "address": target, "signatures": outcome.new_signatures }));
-    st.store
-        .put_cert(record, "local", Some(event), crate::now())
-        .await?;
+    let certified = service::trust::certify(&st, &auth.account, &req.cert, crate::now()).await?;
     Ok(Json(CertificationResponse {
-        fingerprint: fpr.to_hex(),
-        added: outcome.new_signatures,
+        fingerprint: certified.fingerprint,
+        added: certified.added,
     }))
 }

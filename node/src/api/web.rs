@@ -10,7 +10,7 @@
 //! of *this* session (an HKDF of the session's token hash under a node secret, compared in
 //! constant time): a cross-site request cannot know it. Bearer tokens (the CLI) are untouched.
 //! A login also sets the device cookie (`Path=/api/v1/login`, kept across logouts), which
-//! marks the browser as a known device of the account (`throttle.rs`).
+//! marks the browser as a known device of the account (`service/throttle.rs`).
 //!
 //! **Static files.** Served from a directory (not embedded) so the node builds without Node.js
 //! and an operator can rebuild or patch the app without rebuilding the node; `web.dir` names
@@ -33,7 +33,7 @@ use super::{AppState, token_hash};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "sealpost_session";
-/// Name of the device cookie (see `throttle.rs`).
+/// Name of the device cookie (see `service/throttle.rs`).
 pub const DEVICE_COOKIE: &str = "sealpost_device";
 /// Header by which the CLI client presents its device token at login (the wire's).
 pub use sealpost_proto::DEVICE_HEADER;

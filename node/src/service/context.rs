@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sequoia_openpgp::Cert;
@@ -54,9 +55,6 @@ pub struct Context {
     /// The HTTP address the node is bound to (for pickup links when `web.public_url` is
     /// empty).
     pub bound: OnceLock<std::net::SocketAddr>,
-    /// The login verifier's hashing, which the pickup unlock code's verifier shares (set by
-    /// the HTTP side: see [`super::pickup::Verifiers`]).
-    pub verifiers: OnceLock<Arc<dyn super::pickup::Verifiers>>,
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
@@ -67,6 +65,13 @@ pub struct Context {
     /// What the policy says of the certificates checked on every message accepted, by the
     /// address of their (cached, shared) parsed certificate: see [`Context::cert_facts`].
     facts: Mutex<FactsCache>,
+    /// A verifier hash made with the configured parameters, checked when there is no real one
+    /// so that the answer costs the same work (see [`super::credentials::check_verifier`]).
+    pub(super) decoy_login_hash: String,
+    /// Growing delays per source of failed verifier checks (`throttle.rs`).
+    pub throttle: super::throttle::Throttle,
+    /// Issues and checks the device tokens that tell a known device from the rest.
+    pub devices: super::throttle::DeviceTokens,
 }
 
 /// [`CertFacts`] by the address of their certificate, which each entry holds, and the second
@@ -92,10 +97,23 @@ impl Context {
         let ca_armored = crate::crypto::cert_to_armored(&ca).expect("CA certificate serialises");
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
         let notifier = crate::notify::Notifier::new(store.clone(), &config);
+        let decoy_login_hash = super::credentials::decoy_hash(&config);
+        let a = &config.accounts;
+        let throttle = super::throttle::Throttle::new(
+            super::throttle::Rule {
+                free: a.max_failed_logins,
+                base: Duration::from_secs(a.login_delay_secs),
+                max: Duration::from_secs(a.login_max_delay_secs),
+            },
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/login-throttle"),
+        );
+        let devices = super::throttle::DeviceTokens::new(
+            crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
+            a.device_ttl_secs,
+        );
         Context {
             notifier,
             bound: OnceLock::new(),
-            verifiers: OnceLock::new(),
             config,
             store,
             blobs,
@@ -109,6 +127,9 @@ impl Context {
             certs: Mutex::new(HashMap::new()),
             parsed: Mutex::new(HashMap::new()),
             facts: Mutex::new(HashMap::new()),
+            decoy_login_hash,
+            throttle,
+            devices,
         }
     }
 

@@ -22,10 +22,12 @@ pub enum ErrorKind {
     Forbidden,
     /// The node cannot do it now; try again later.
     Unavailable,
-    /// The credential presented (an unlock code, a pickup session) is not right.
-    Unauthenticated,
     /// It existed and is gone for good (an expired or withdrawn pickup).
     Gone,
+    /// The actor did not prove who it is (wrong credentials, a missing or wrong second factor).
+    Unauthenticated,
+    /// Too many failed attempts: try again after [`ServiceError::retry_after`] seconds.
+    Throttled,
     /// The node failed; the cause is logged, not shown.
     Internal,
 }
@@ -34,8 +36,41 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
+    /// A field of the request is malformed (not base64, the wrong length).
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("{0:?} is not an e-mail address")]
     InvalidAddress(String),
+    #[error(
+        "wrong address or password; after several failures in a row, each further attempt must wait longer"
+    )]
+    InvalidCredentials,
+    #[error("the current password is wrong: type it again")]
+    WrongPassword,
+    #[error("too many failed attempts: wait {secs} s before trying again")]
+    TooManyAttempts { secs: u64 },
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("enter the 6-digit code from your authenticator app")]
+    TotpRequired,
+    #[error("that code is wrong or has expired")]
+    TotpInvalid,
+    #[error("that code was already used: wait for the next one")]
+    TotpReused,
+    #[error("set up a second factor first")]
+    TotpNotSetUp,
+    #[error("{0}")]
+    InvalidKdfParams(String),
+    #[error("{0}")]
+    KeyNotWrapped(String),
+    #[error("not a certificate: {0}")]
+    NotACertificate(String),
+    #[error("this node's directory does not hold that key")]
+    UnknownKey,
+    #[error("{0}")]
+    RejectedUpdate(String),
+    #[error("the update carries no new certification made by your key")]
+    NothingNew,
     #[error("this node hosts addresses of {domain} only")]
     WrongDomain { domain: String },
     #[error("the name must be at most {max} printable characters")]
@@ -109,8 +144,6 @@ pub enum ServiceError {
     },
     #[error("the node of {domain} answered badly: {error}")]
     PeerAnswerRefused { domain: String, error: String },
-    #[error("{0}")]
-    InvalidRequest(String),
     #[error("the pickup seal for {address} is not acceptable: {why}")]
     InvalidPickupSeal { address: String, why: String },
     #[error("this pickup link is unknown: check that the whole link was opened")]
@@ -142,13 +175,9 @@ pub enum ServiceError {
     GuestNotAllowed { what: &'static str },
     #[error("{address} is not a guest of this organisation")]
     UnknownGuest { address: String },
-    /// A certificate offered at enrolment or upgrade is unusable or names another address.
+    /// A certificate offered at an upgrade is unusable or names another address.
     #[error("the certificate is unusable: {0}")]
-    InvalidCert(String),
-    #[error("{0}")]
-    KeyNotWrapped(String),
-    #[error("{0}")]
-    InvalidKdfParams(String),
+    UnusableCert(String),
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -159,7 +188,22 @@ impl ServiceError {
     /// A stable, machine-readable code (`snake_case`), the same through every door.
     pub fn code(&self) -> &'static str {
         match self {
+            ServiceError::InvalidRequest(_) => "invalid_request",
             ServiceError::InvalidAddress(_) => "invalid_address",
+            ServiceError::InvalidCredentials => "invalid_credentials",
+            ServiceError::WrongPassword => "wrong_password",
+            ServiceError::TooManyAttempts { .. } => "too_many_attempts",
+            ServiceError::AccountDisabled => "account_disabled",
+            ServiceError::TotpRequired => "totp_required",
+            ServiceError::TotpInvalid => "totp_invalid",
+            ServiceError::TotpReused => "totp_reused",
+            ServiceError::TotpNotSetUp => "totp_not_set_up",
+            ServiceError::InvalidKdfParams(_) => "invalid_kdf_params",
+            ServiceError::KeyNotWrapped(_) => "key_not_wrapped",
+            ServiceError::NotACertificate(_) => "invalid_cert",
+            ServiceError::UnknownKey => "unknown_key",
+            ServiceError::RejectedUpdate(_) => "rejected_update",
+            ServiceError::NothingNew => "nothing_new",
             ServiceError::WrongDomain { .. } => "wrong_domain",
             ServiceError::InvalidName { .. } => "invalid_name",
             ServiceError::AlreadyEnrolled { .. } => "already_enrolled",
@@ -190,7 +234,6 @@ impl ServiceError {
             ServiceError::FederationOff => "federation_off",
             ServiceError::PeerUnreachable { .. } => "peer_unreachable",
             ServiceError::PeerAnswerRefused { .. } => "peer_answer_refused",
-            ServiceError::InvalidRequest(_) => "invalid_request",
             ServiceError::InvalidPickupSeal { .. } => "invalid_pickup_seal",
             ServiceError::PickupNotFound => "pickup_not_found",
             ServiceError::PickupExpired => "pickup_expired",
@@ -205,9 +248,7 @@ impl ServiceError {
             ServiceError::GuestExists { .. } => "guest_exists",
             ServiceError::GuestNotAllowed { .. } => "guest_not_allowed",
             ServiceError::UnknownGuest { .. } => "unknown_guest",
-            ServiceError::InvalidCert(_) => "invalid_cert",
-            ServiceError::KeyNotWrapped(_) => "key_not_wrapped",
-            ServiceError::InvalidKdfParams(_) => "invalid_kdf_params",
+            ServiceError::UnusableCert(_) => "invalid_cert",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -221,13 +262,14 @@ impl ServiceError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::InvalidAddress(_)
+            ServiceError::InvalidRequest(_)
+            | ServiceError::NotACertificate(_)
+            | ServiceError::InvalidAddress(_)
             | ServiceError::InvalidName { .. }
             | ServiceError::InvalidEnvelope(_)
             | ServiceError::NoRecipients
             | ServiceError::InvalidPart(_)
-            | ServiceError::InvalidPeer(_)
-            | ServiceError::InvalidRequest(_) => ErrorKind::Invalid,
+            | ServiceError::InvalidPeer(_) => ErrorKind::Invalid,
             ServiceError::InvalidPickupSeal { .. } => ErrorKind::Refused,
             ServiceError::PickupNotFound
             | ServiceError::UnknownPickup { .. }
@@ -243,9 +285,14 @@ impl ServiceError {
             ServiceError::GuestRecipientNotAllowed { .. }
             | ServiceError::GuestNotAllowed { .. } => ErrorKind::Forbidden,
             ServiceError::UnknownGuest { .. } => ErrorKind::NotFound,
-            ServiceError::InvalidCert(_)
-            | ServiceError::KeyNotWrapped(_)
-            | ServiceError::InvalidKdfParams(_) => ErrorKind::Refused,
+            ServiceError::UnusableCert(_) => ErrorKind::Refused,
+            ServiceError::InvalidCredentials
+            | ServiceError::TotpRequired
+            | ServiceError::TotpInvalid
+            | ServiceError::TotpReused => ErrorKind::Unauthenticated,
+            ServiceError::TooManyAttempts { .. } => ErrorKind::Throttled,
+            ServiceError::WrongPassword | ServiceError::AccountDisabled => ErrorKind::Forbidden,
+            ServiceError::TotpNotSetUp => ErrorKind::Conflict,
             ServiceError::WrongDomain { .. }
             | ServiceError::TooManyRecipients { .. }
             | ServiceError::TooManyParts { .. }
@@ -259,16 +306,20 @@ impl ServiceError {
             | ServiceError::NotEncrypted { .. }
             | ServiceError::MissingRecipientKey { .. }
             | ServiceError::OwnDomain { .. }
-            | ServiceError::CaMismatch { .. } => ErrorKind::Refused,
+            | ServiceError::CaMismatch { .. }
+            | ServiceError::InvalidKdfParams(_)
+            | ServiceError::KeyNotWrapped(_)
+            | ServiceError::RejectedUpdate(_)
+            | ServiceError::NothingNew => ErrorKind::Refused,
             ServiceError::TooLarge { .. } | ServiceError::InlineTooLarge { .. } => {
                 ErrorKind::TooLarge
             }
             ServiceError::SenderMismatch { .. }
             | ServiceError::Storage(StorageError::MessageIdNotIssued)
             | ServiceError::Storage(StorageError::MessageIdExpired) => ErrorKind::Forbidden,
-            ServiceError::UnknownUser { .. } | ServiceError::UnknownPeer { .. } => {
-                ErrorKind::NotFound
-            }
+            ServiceError::UnknownUser { .. }
+            | ServiceError::UnknownPeer { .. }
+            | ServiceError::UnknownKey => ErrorKind::NotFound,
             ServiceError::AlreadyEnrolled { .. }
             | ServiceError::NotEnrolled { .. }
             | ServiceError::OwnAccount
@@ -282,6 +333,14 @@ impl ServiceError {
             ServiceError::Storage(StorageError::Conflict(_)) => ErrorKind::Conflict,
             ServiceError::Storage(StorageError::NotFound(_)) => ErrorKind::NotFound,
             ServiceError::Storage(_) | ServiceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// For [`ErrorKind::Throttled`]: how many seconds to wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ServiceError::TooManyAttempts { secs } => Some(*secs),
+            _ => None,
         }
     }
 

@@ -39,32 +39,20 @@ pub async fn upgrade(
     if ctx.store.account_by_address(&address).await?.is_some() {
         return Err(ServiceError::GuestExists { address });
     }
-    req.kdf_params
-        .validate()
-        .map_err(|e| ServiceError::InvalidKdfParams(e.to_string()))?;
-    let salt = base64_field("kdf_salt", &req.kdf_salt)?;
-    if !(16..=64).contains(&salt.len()) {
-        return Err(ServiceError::InvalidRequest(
-            "kdf_salt must be 16 to 64 bytes".into(),
-        ));
-    }
-    let verifier: [u8; 32] = base64_field("login_verifier", &req.login_verifier)?
-        .try_into()
-        .map_err(|_| ServiceError::InvalidRequest("login_verifier must be 32 bytes".into()))?;
+    let login = super::credentials::new_login(&req.kdf_params, &req.kdf_salt, &req.login_verifier)?;
     let cert = crate::crypto::cert_from_armored(&req.cert)
-        .map_err(|e| ServiceError::InvalidCert(e.to_string()))?;
+        .map_err(|e| ServiceError::NotACertificate(e.to_string()))?;
     crate::crypto::check_user_cert(&cert, &address, &ctx.policy, now)
-        .map_err(|e| ServiceError::InvalidCert(e.to_string()))?;
-    crate::crypto::check_wrapped_key(&req.wrapped_key, &cert)
-        .map_err(|e| ServiceError::KeyNotWrapped(e.to_string()))?;
+        .map_err(|e| ServiceError::UnusableCert(e.to_string()))?;
+    super::credentials::check_wrapped_key(&req.wrapped_key, &cert)?;
     let record = crate::certs::record(&cert).map_err(ServiceError::internal)?;
     let (fingerprint, armored) = (record.fingerprint.clone(), record.armored.clone());
     let enrolment = Enrolment {
         cert: record,
         wrapped_key: req.wrapped_key.clone(),
-        kdf_salt: salt,
-        kdf_params: serde_json::to_string(&req.kdf_params).map_err(ServiceError::internal)?,
-        login_hash: super::pickup::verifiers(ctx)?.hash(verifier).await?,
+        kdf_salt: login.kdf_salt,
+        kdf_params: login.kdf_params,
+        login_hash: super::credentials::hash_verifier(ctx, login.verifier).await?,
     };
     match ctx
         .store
@@ -81,13 +69,6 @@ pub async fn upgrade(
         fingerprint,
         cert: armored,
     })
-}
-
-fn base64_field(field: &str, v: &str) -> Result<Vec<u8>, ServiceError> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(v)
-        .map_err(|_| ServiceError::InvalidRequest(format!("{field} is not base64")))
 }
 
 /// A guest sender's recipients (address, local account if any): every one must be an active

@@ -11,11 +11,14 @@
 
 pub mod accounts;
 mod context;
+pub mod credentials;
 mod error;
 pub mod guests;
+pub mod login;
 pub mod mail;
 pub mod peers;
 pub mod pickup;
+pub mod throttle;
 pub mod trust;
 
 pub use context::{CertFacts, Context, FedLink};

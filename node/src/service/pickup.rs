@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sequoia_openpgp::Cert;
@@ -26,25 +25,6 @@ use crate::storage::{Account, BlobStore, MetaStore, PartData};
 
 /// Largest armored key or key message a seal may carry.
 const MAX_KEY_TEXT: usize = 64 * 1024;
-
-/// The login verifier's hashing, shared by the unlock code's verifier ("the login-verifier
-/// pattern"). It lives in `api::accounts` today and moves to `service::credentials` (branch
-/// svc16); until then the HTTP side provides it through [`Context::verifiers`], and
-/// [`verifiers`] is the one place that finds it.
-#[async_trait]
-pub trait Verifiers: Send + Sync + 'static {
-    /// The Argon2id hash (PHC string) of a 32-byte verifier.
-    async fn hash(&self, verifier: [u8; 32]) -> Result<String, ServiceError>;
-    /// Checks a verifier against its hash in constant time.
-    async fn check(&self, hash: String, verifier: [u8; 32]) -> Result<bool, ServiceError>;
-}
-
-pub(super) fn verifiers(ctx: &Context) -> Result<&dyn Verifiers, ServiceError> {
-    ctx.verifiers
-        .get()
-        .map(|v| v.as_ref())
-        .ok_or_else(|| ServiceError::internal("no verifier hashing installed"))
-}
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -239,7 +219,7 @@ pub async fn check_seals(
                 key_for_sender: seal.key_for_sender.clone(),
                 salt: seal.salt.clone(),
                 kdf,
-                verifier_hash: verifiers(ctx)?.hash(verifier).await?,
+                verifier_hash: super::credentials::hash_verifier(ctx, verifier).await?,
                 expires_at,
                 notification: None,
             },
@@ -316,7 +296,8 @@ pub async fn unlock(
         .verifier_hash
         .clone()
         .ok_or(ServiceError::PickupWithdrawn)?;
-    let right = verifiers(ctx)?.check(hash, verifier).await?;
+    // The login verifier's check (Argon2id, constant-time comparison).
+    let right = super::credentials::check_verifier(ctx, Some(hash), verifier).await?;
     let session: [u8; 32] = rand::random();
     let session_expires_at = now.saturating_add(ctx.config.pickup.session_ttl_secs as i64);
     let attempt = if right {
@@ -450,7 +431,7 @@ pub async fn relock(
         locked_key: req.locked_key.clone(),
         salt: req.salt.clone(),
         kdf,
-        verifier_hash: verifiers(ctx)?.hash(verifier).await?,
+        verifier_hash: super::credentials::hash_verifier(ctx, verifier).await?,
     };
     sender_change(ctx, account, message_id, &req.address, change, now).await
 }

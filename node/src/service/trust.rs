@@ -7,7 +7,7 @@ use sequoia_openpgp::{Cert, Fingerprint};
 
 use super::{Context, ServiceError};
 use crate::proto::VerdictView;
-use crate::storage::Account;
+use crate::storage::{Account, LogEvent, Timestamp};
 
 /// The stable code of why a key is not (fully) authenticated.
 pub fn why_not_code(w: &WhyNot) -> &'static str {
@@ -126,4 +126,60 @@ pub async fn keys(
         views.push(view_for(ctx, viewer, v).await?);
     }
     Ok(views)
+}
+
+/// What a certification added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certified {
+    /// The certified key's fingerprint.
+    pub fingerprint: String,
+    /// How many new signatures by `account`'s key were kept.
+    pub added: usize,
+}
+
+/// Keeps the certifications, introducer signatures and retractions by `account`'s own key
+/// that `armored` (an update of a key the directory holds) carries; nothing else of it. A
+/// certification adds signatures, never a user ID: a new user ID here would be an address its
+/// uploader claims on someone's key. The log records it with `account` as the actor.
+pub async fn certify(
+    ctx: &Context,
+    account: &Account,
+    armored: &str,
+    now: Timestamp,
+) -> Result<Certified, ServiceError> {
+    let me = ctx.account_cert(account)?;
+    let update = crate::crypto::cert_from_armored(armored)
+        .map_err(|e| ServiceError::NotACertificate(e.to_string()))?;
+    let fpr = update.fingerprint();
+    let existing = ctx
+        .store
+        .cert_by_fingerprint(&fpr.to_hex())
+        .await?
+        .ok_or(ServiceError::UnknownKey)?;
+    let existing = crate::crypto::cert_from_armored(&existing).map_err(ServiceError::internal)?;
+    // Only signatures the user's own key verifiably made are kept; the directory's merge
+    // policy also bounds sizes and counts.
+    let limits = sealpost_directory::DirectoryConfig::new(&ctx.config.domain).merge_limits();
+    let outcome = sealpost_directory::merge_update_verified(
+        Some(&existing),
+        update,
+        &[(*me).clone()],
+        sealpost_directory::NewUserIds::None,
+        &limits,
+    )
+    .map_err(|e| ServiceError::RejectedUpdate(e.to_string()))?;
+    if outcome.new_signatures == 0 {
+        return Err(ServiceError::NothingNew);
+    }
+    let record = crate::certs::record(&outcome.cert).map_err(ServiceError::internal)?;
+    let target = record.emails.first().cloned().unwrap_or_default();
+    let event = LogEvent::new("certification", &account.address, &record.fingerprint)
+        .with(serde_json::json!({ "address": target, "signatures": outcome.new_signatures }));
+    ctx.store
+        .put_cert(record, "local", Some(event), now)
+        .await?;
+    Ok(Certified {
+        fingerprint: fpr.to_hex(),
+        added: outcome.new_signatures,
+    })
 }

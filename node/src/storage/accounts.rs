@@ -150,7 +150,7 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Writes a failed password check of the account to the transaction log, with `detail`
     /// (failures in a row of its source, which source, the delay imposed). Throttling itself
-    /// is kept in memory by the API, for any address (`api/throttle.rs`).
+    /// is kept in memory by the API, for any address (`service/throttle.rs`).
     async fn login_failed(
         &self,
         account_id: i64,

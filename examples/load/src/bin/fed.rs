@@ -682,6 +682,7 @@ async fn main() -> anyhow::Result<()> {
             subject: "large attachment".into(),
             body: "see the attachment".into(),
             attachments: vec![file.clone()],
+            pickup_kdf: None,
         };
         // `send` returns when alpha has accepted the message: federation starts then.
         let sent = alice.send(&msg, &work).await?;

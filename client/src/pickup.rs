@@ -1,0 +1,368 @@
+//! Pickup (docs/pickup.md) on the client's side: the Message Unlock Code (made, read
+//! leniently, put in normal form), a seal for one outside recipient (a fresh pickup key, locked
+//! under the code, with a copy for the sender), and [`PickupClient`], which opens a pickup
+//! link with its code and decrypts the message, as the browser's pickup page does.
+
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::serialize::SerializeInto;
+use sha2::{Digest, Sha256};
+
+use sealpost_proto::*;
+
+use crate::crypto::{self, CryptoError};
+use crate::{ClientError, POLICY, Result, check, json};
+
+/// Crockford's base32 alphabet: no I, L, O, U.
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Symbols in a code: 16 × 5 bits = 80 bits.
+pub const MUC_LEN: usize = 16;
+
+/// A new Message Unlock Code from the OS RNG, in normal form (16 symbols, no separators).
+pub fn generate_muc() -> String {
+    (0..MUC_LEN)
+        .map(|_| ALPHABET[(rand::random::<u8>() & 31) as usize] as char)
+        .collect()
+}
+
+/// A code as people read it: four groups of four joined by `-`.
+pub fn display_muc(normal: &str) -> String {
+    normal
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Reads a code leniently (case-insensitive; spaces and `-` ignored; `O`→`0`, `I`/`L`→`1`)
+/// into its normal form; `None` for any other character or a length other than 16.
+pub fn parse_muc(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(MUC_LEN);
+    for ch in text.chars() {
+        let c = match ch.to_ascii_uppercase() {
+            ' ' | '-' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        };
+        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == MUC_LEN).then_some(out)
+}
+
+/// The wrap passphrase and verifier of a code (normal form) under `salt` and `kdf`.
+pub fn derive(muc: &str, salt: &[u8], kdf: &KdfParams) -> Result<crypto::PasswordKeys> {
+    Ok(crypto::derive_keys_with(
+        muc.as_bytes(),
+        salt,
+        kdf,
+        crypto::PICKUP_LABELS,
+    )?)
+}
+
+/// What the sender's client makes for one outside recipient.
+pub struct MadeSeal {
+    /// The public pickup key (the recipient's parts are encrypted to it).
+    pub cert: Cert,
+    pub seal: PickupSeal,
+    /// The code, in normal form: shown to the sender once.
+    pub muc: String,
+}
+
+/// A fresh pickup key for `address`, locked under a new code, with its copy encrypted to
+/// `sender` (whose secret key must be unlocked: the copy is signed).
+pub fn make_seal(address: &str, sender: &Cert, kdf: &KdfParams) -> Result<MadeSeal> {
+    let now = SystemTime::now();
+    let (key, _) = crypto::generate_user_key(address, None, now)?;
+    let muc = generate_muc();
+    let salt: [u8; 16] = rand::random();
+    let keys = derive(&muc, &salt, kdf)?;
+    let locked_key = crypto::wrap_secret_key(&key, &keys.wrap_passphrase())?;
+    let tsk = String::from_utf8(
+        key.as_tsk()
+            .armored()
+            .to_vec()
+            .map_err(|e| CryptoError::other("pickup key", e))?,
+    )
+    .map_err(|e| CryptoError::other("pickup key", e))?;
+    let mut sealed = Vec::new();
+    crypto::seal(
+        std::slice::from_ref(sender),
+        sender,
+        &POLICY,
+        now,
+        &mut tsk.as_bytes(),
+        &mut sealed,
+    )?;
+    let cert = key.strip_secret_key_material();
+    Ok(MadeSeal {
+        seal: PickupSeal {
+            address: address.to_owned(),
+            cert: crypto::cert_to_armored(&cert)?,
+            locked_key,
+            key_for_sender: armor_message(&sealed)?,
+            salt: STANDARD.encode(salt),
+            kdf: *kdf,
+            verifier: STANDARD_NO_PAD.encode(keys.login_verifier()),
+            expires_in_days: None,
+        },
+        cert,
+        muc,
+    })
+}
+
+fn armor_message(bytes: &[u8]) -> Result<String> {
+    use std::io::Write;
+    let mut w =
+        sequoia_openpgp::armor::Writer::new(Vec::new(), sequoia_openpgp::armor::Kind::Message)
+            .map_err(|e| CryptoError::other("armor", e))?;
+    w.write_all(bytes)?;
+    let out = w.finalize().map_err(|e| CryptoError::other("armor", e))?;
+    String::from_utf8(out).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// One pickup recipient of a sent message: the code to pass on by another channel, and the
+/// link (when the node answered it).
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub address: String,
+    /// Normal form; show it with [`display_muc`].
+    pub muc: String,
+    pub link: Option<String>,
+}
+
+/// The token of a pickup link (its fragment) and the node's base URL.
+pub fn parse_link(link: &str) -> Result<(String, String)> {
+    let (base, token) = link
+        .split_once("/pickup#")
+        .ok_or_else(|| ClientError::Protocol("not a pickup link".into()))?;
+    Ok((base.to_owned(), token.to_owned()))
+}
+
+/// An outside recipient's side of a pickup: a link, then its code.
+pub struct PickupClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// A pickup opened with the right code.
+pub struct Unlocked {
+    pub info: PickupUnlocked,
+    /// The pickup key, its secret unlocked (in this process only).
+    pub key: Cert,
+    pub sender: Cert,
+}
+
+/// The decrypted message: head and each attachment's plaintext (checked against the signed
+/// hashes).
+pub struct PickedUp {
+    pub head: Head,
+    pub attachments: Vec<(AttachmentMeta, Vec<u8>)>,
+    pub signer_fingerprint: String,
+}
+
+impl PickupClient {
+    pub fn new(link: &str) -> Result<PickupClient> {
+        let (base, token) = parse_link(link)?;
+        Ok(PickupClient {
+            http: reqwest::Client::new(),
+            base,
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{API_PREFIX}{path}", self.base)
+    }
+
+    /// `POST /pickup/open`: changes nothing on the node.
+    pub async fn open(&self) -> Result<PickupInfo> {
+        json(
+            self.http
+                .post(self.url("/pickup/open"))
+                .json(&PickupOpenRequest {
+                    token: self.token.clone(),
+                })
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Sends only the verifier derived from the code; the wrap passphrase stays here.
+    pub async fn unlock(&self, muc: &str) -> Result<Unlocked> {
+        let muc = parse_muc(muc)
+            .ok_or_else(|| ClientError::Protocol("not a Message Unlock Code".into()))?;
+        let info = self.open().await?;
+        let salt = STANDARD
+            .decode(&info.salt)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let kdf = info.kdf;
+        let keys = tokio::task::spawn_blocking(move || derive(&muc, &salt, &kdf))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        let info: PickupUnlocked = json(
+            self.http
+                .post(self.url("/pickup/unlock"))
+                .json(&PickupUnlockRequest {
+                    token: self.token.clone(),
+                    verifier: STANDARD_NO_PAD.encode(keys.login_verifier()),
+                })
+                .send()
+                .await?,
+        )
+        .await?;
+        let key = crypto::unwrap_secret_key(&info.locked_key, &keys.wrap_passphrase())?;
+        let sender = crypto::cert_from_armored(&info.sender_cert)?;
+        crypto::verify_detached(
+            &sender,
+            &POLICY,
+            SystemTime::now(),
+            info.envelope.as_bytes(),
+            &info.signature,
+        )
+        .map_err(|e| ClientError::Integrity(format!("envelope signature: {e}")))?;
+        Ok(Unlocked { info, key, sender })
+    }
+
+    /// A part's ciphertext with the session, checked against the signed envelope.
+    pub async fn part(&self, session: &str, env: &Envelope, index: u32) -> Result<Vec<u8>> {
+        let expect = env
+            .parts
+            .get(index as usize)
+            .ok_or_else(|| ClientError::Integrity(format!("no part {index}")))?;
+        let bytes = check(
+            self.http
+                .get(self.url(&format!("/pickup/parts/{index}")))
+                .bearer_auth(session)
+                .send()
+                .await?,
+        )
+        .await?
+        .bytes()
+        .await?;
+        if bytes.len() as u64 != expect.size || hex::encode(Sha256::digest(&bytes)) != expect.sha256
+        {
+            return Err(ClientError::Integrity(format!(
+                "part {index} does not match the signed envelope"
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Downloads and decrypts the whole message (attachments in memory: for tests and the
+    /// CLI's small messages).
+    pub async fn read(&self, u: &Unlocked) -> Result<PickedUp> {
+        let env: Envelope = serde_json::from_str(&u.info.envelope)
+            .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
+        let open = |bytes: Vec<u8>| -> Result<(Vec<u8>, String)> {
+            let mut plain = Vec::new();
+            let fpr = crypto::open(
+                &u.key,
+                std::slice::from_ref(&u.sender),
+                &POLICY,
+                SystemTime::now(),
+                &mut &bytes[..],
+                &mut plain,
+            )?;
+            Ok((plain, fpr.to_hex()))
+        };
+        let (head, signer) = open(self.part(&u.info.session, &env, 0).await?)?;
+        let head: Head = serde_json::from_slice(&head)
+            .map_err(|e| ClientError::Integrity(format!("head: {e}")))?;
+        if head.message_id != env.message_id || head.from != env.from {
+            return Err(ClientError::Integrity(
+                "the signed content belongs to another message".into(),
+            ));
+        }
+        let mut attachments = Vec::new();
+        for a in &head.attachments {
+            let (plain, _) = open(self.part(&u.info.session, &env, a.part).await?)?;
+            if plain.len() as u64 != a.size || hex::encode(Sha256::digest(&plain)) != a.sha256 {
+                return Err(ClientError::Integrity(format!(
+                    "attachment {} does not match the signed hash",
+                    a.name
+                )));
+            }
+            attachments.push((a.clone(), plain));
+        }
+        Ok(PickedUp {
+            head,
+            attachments,
+            signer_fingerprint: signer,
+        })
+    }
+}
+
+/// Re-locks the pickup key of `view` (from the sender's copy) under a new code.
+pub fn relock_request(
+    me: &Cert,
+    view: &PickupView,
+    kdf: &KdfParams,
+) -> Result<(PickupRelockRequest, String)> {
+    let copy = view
+        .key_for_sender
+        .as_deref()
+        .ok_or_else(|| ClientError::Protocol("the pickup's key is gone".into()))?;
+    let mut tsk = Vec::new();
+    crypto::open(
+        me,
+        std::slice::from_ref(me),
+        &POLICY,
+        SystemTime::now(),
+        &mut copy.as_bytes(),
+        &mut tsk,
+    )?;
+    let key = Cert::from_bytes(&tsk).map_err(|e| CryptoError::malformed("pickup key", e))?;
+    if key.fingerprint().to_hex() != view.fingerprint {
+        return Err(ClientError::Integrity(
+            "the sender's copy is of another key".into(),
+        ));
+    }
+    let muc = generate_muc();
+    let salt: [u8; 16] = rand::random();
+    let keys = derive(&muc, &salt, kdf)?;
+    Ok((
+        PickupRelockRequest {
+            address: view.address.clone(),
+            locked_key: crypto::wrap_secret_key(&key, &keys.wrap_passphrase())?,
+            salt: STANDARD.encode(salt),
+            kdf: *kdf,
+            verifier: STANDARD_NO_PAD.encode(keys.login_verifier()),
+        },
+        muc,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_made_read_leniently_and_refused_when_malformed() {
+        let m = generate_muc();
+        assert_eq!(m.len(), 16);
+        assert_eq!(parse_muc(&display_muc(&m)).as_deref(), Some(m.as_str()));
+        let cases = [
+            ("7KQM-2XHD-9TRV-B4NC", Some("7KQM2XHD9TRVB4NC")),
+            ("7kqm 2xhd 9trv b4nc", Some("7KQM2XHD9TRVB4NC")),
+            ("OIL0-0000-0000-0000", Some("0110000000000000")),
+            ("7KQM-2XHD-9TRV-B4N", None),
+            ("7KQM-2XHD-9TRV-B4NCX", None),
+            ("7KQM-2XHD-9TRV-B4NU", None),
+            ("7KQM_2XHD-9TRV-B4NC", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_muc(text).as_deref(), want, "{text}");
+        }
+    }
+}
