@@ -596,7 +596,7 @@ export interface paths {
          * Stream one encrypted part of the pickup session's message
          * @description Part 0 (the sealed head), fetched the first time, marks the pickup read.
          */
-        get: operations["part"];
+        get: operations["pickup_part"];
         put?: never;
         post?: never;
         delete?: never;
@@ -3976,7 +3976,7 @@ export interface operations {
             };
         };
     };
-    part: {
+    pickup_part: {
         parameters: {
             query?: never;
             header?: never;

@@ -258,7 +258,7 @@ export async function reachedByPickup(address: string): Promise<boolean> {
 
 /** Withdraws an unread pickup: the node deletes its key, so no code opens it any more. */
 export async function withdrawPickup(id: string, address: string): Promise<void> {
-  await api.request('POST', `/messages/${encodeURIComponent(id)}/pickups/withdraw`, { address });
+  await api.post('/messages/{id}/pickups/withdraw', { id }, { address });
 }
 
 /** A new MUC for a pickup (after a lock-out): the sender's copy of the pickup key
@@ -266,13 +266,13 @@ export async function withdrawPickup(id: string, address: string): Promise<void>
  * checked against the key the signed envelope names, locked under a new MUC and sent back.
  * Returns the MUC (normal form) to show once. */
 export async function relockPickup(s: Session, o: Opened, address: string): Promise<string> {
-  const m = (await api.get('/messages/{id}', { id: o.item.message_id })) as MessageResponse & { pickups?: { address: string; key_for_sender?: string | null }[] };
+  const m = await api.get('/messages/{id}', { id: o.item.message_id });
   const kfs = m.pickups?.find((p) => p.address === address)?.key_for_sender;
   if (!kfs) throw new Error(`The node did not send your copy of ${address}'s pickup key: a new code cannot be made here.`);
   const expect = (o.envelope as PickupEnvelope).pickup?.[address];
   const locked = await relock(kfs, s.me, expect, pickupKdf(s.org));
   const { muc, ...body } = locked;
-  await api.request('POST', `/messages/${encodeURIComponent(o.item.message_id)}/pickups/relock`, { address, ...body });
+  await api.post('/messages/{id}/pickups/relock', { id: o.item.message_id }, { address, ...body });
   return muc;
 }
 

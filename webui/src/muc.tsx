@@ -39,7 +39,8 @@ export function MucCodes({ codes, onDone, title }: { codes: ShownCode[]; onDone:
               <button type="button" class="btn" onClick={() => copy(c)} data-testid="muc-copy">{copied === c.address ? 'Copied' : 'Copy code'}</button>
             </div>
             {c.link && (
-              <div class="muc-link small">
+              // Not on paper: a printed code travels apart from the mailed link.
+              <div class="muc-link small no-print">
                 <span class="muted">Pickup link (already mailed to them; for you to pass on only if the mail does not arrive):</span>
                 <div class="mono tiny break" data-testid="muc-link">{c.link}</div>
               </div>

@@ -114,12 +114,11 @@ export async function unlock(token: string, info: PickupInfo, muc: string, step:
   return { session: u.session, key, address, envelope, head, sender, senderFingerprint: sender.getFingerprint().toUpperCase(), caFingerprint: u.ca_fingerprint.toUpperCase(), caCertifies };
 }
 
-/** Whether the organisation's CA (its certificate from the unlock answer, or the node's
- * `/org`, and in either case matching the fingerprint given) certifies the sender's key. */
+/** Whether the organisation's CA (the node's `/org`, matching the fingerprint the unlock
+ * answer gives) certifies the sender's key. */
 async function checkCa(u: PickupUnlocked, sender: pgp.PublicKey, address: string): Promise<boolean> {
   try {
-    const armored = u.ca_cert ?? (await api.get('/org')).ca_cert;
-    const ca = await pgp.readCert(armored);
+    const ca = await pgp.readCert((await api.get('/org')).ca_cert);
     if (ca.getFingerprint().toUpperCase() !== u.ca_fingerprint.toUpperCase()) return false;
     return await pgp.certifies(ca, sender, address);
   } catch {

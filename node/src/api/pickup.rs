@@ -110,6 +110,8 @@ impl FromRequestParts<AppState> for PickupAuthed {
 #[utoipa::path(
     get,
     path = "/pickup/parts/{index}",
+    // Not `part`: the mailbox's `/messages/{id}/parts/{index}` has that operation ID.
+    operation_id = "pickup_part",
     tag = "pickup",
     summary = "Stream one encrypted part of the pickup session's message",
     description = "Part 0 (the sealed head), fetched the first time, marks the pickup read.",

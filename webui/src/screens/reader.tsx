@@ -26,8 +26,9 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const [pickupError, setPickupError] = useState<unknown>(null);
   const [newCode, setNewCode] = useState<ShownCode | null>(null);
 
-  // While a copy for another organisation is queued, follow it until its node has it.
-  const queued = delivery.some((d) => d.state === 'queued');
+  // While a copy for another organisation is queued, or a pickup's notification mail is not
+  // sent yet, follow it until its node has it or the relay answered.
+  const queued = delivery.some((d) => d.state === 'queued' || d.state === 'pickup');
   useEffect(() => {
     if (!queued) return;
     const t = setInterval(async () => {
@@ -44,6 +45,10 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         if (!live) return;
         setO(opened);
         setDelivery(opened.item.delivery ?? []);
+        // The opened head is cached; its delivery states are not: ask again for a sent message.
+        if (opened.item.folder === 'sent' && opened.item.delivery?.length) {
+          api.get('/messages/{id}', { id }).then((m) => live && setDelivery(m.item.delivery ?? []), () => {});
+        }
         if (opened.item.unread && opened.item.folder !== 'sent') client.markRead(id).catch(() => {});
         const keys = await client.trust(opened.envelope.from);
         if (live) setVerdict(keys.find((k) => k.fingerprint.toUpperCase() === opened.signer) ?? null);
@@ -159,6 +164,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
             <div class="delivery-line small" data-testid="pickup-delivery"><span class="muted">By unlock code:</span> <DeliveryChips delivery={pickupRows} long />
               {pickupRows.filter((d) => UNREAD.includes(d.state)).map((d) => (
                 <div class="pickup-actions" data-testid="pickup-actions" data-address={d.address}>
+                  {d.state === 'locked' && <div class="muted" data-testid="pickup-locked-note">Too many wrong codes were typed for {d.address}: the message is locked. Make a new code and give it to them by phone, SMS or letter.</div>}
                   <button class="btn btn-sm" disabled={pickupBusy !== null} onClick={() => relock(d.address)} data-testid="pickup-relock">{pickupBusy === d.address ? 'Working…' : `New unlock code for ${d.address}`}</button>
                   <button class="btn btn-sm btn-danger-ghost" disabled={pickupBusy !== null} onClick={() => withdraw(d.address)} data-testid="pickup-withdraw">Withdraw</button>
                 </div>

@@ -1,7 +1,7 @@
 // Test kit for the browser tests: real `sealpost` nodes on loopback (free ports), the CLI
 // client, headless Debian Chromium through playwright-core, and screenshots of every step.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -248,5 +248,114 @@ export function shooter(page, test) {
     }
     if (problems.length) throw new Error(`${test}/${String(n).padStart(2, '0')}-${step} does not fit ${problems.join('\n')}`);
     return base;
+  };
+}
+
+// ---- mail relays for notification mail (docs/pickup.md), as tests/src/smtp.rs starts them ----
+
+/** Every service Postfix needs, none chrooted (the queue is in a temporary directory). */
+const POSTFIX_MASTER_CF = `pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`;
+
+async function freePort() {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/** Parses a mail file with tests/smtp/sink.py (Python's email package): headers, text, html. */
+export function parseMail(file) {
+  return JSON.parse(execFileSync('/usr/bin/python3', [join(ROOT, 'tests/smtp/sink.py'), '--parse', file], { encoding: 'utf8' }));
+}
+
+/** A throw-away Postfix on 127.0.0.1 (Debian's `postfix`, its own configuration directory),
+ * delivering mail for `mailboxes` into Maildirs and refusing everything else; as
+ * `Postfix::start` of tests/src/smtp.rs. Needs root (Postfix's master); returns null where it
+ * cannot run, so a test can fall back to the aiosmtpd sink. */
+export async function startPostfix(mailboxes) {
+  const { existsSync, chownSync, chmodSync } = await import('node:fs');
+  if (!existsSync('/usr/sbin/postfix') || process.getuid?.() !== 0) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'sealpost-postfix-'));
+  chmodSync(dir, 0o755);
+  for (const d of ['conf', 'queue', 'data', 'mail']) mkdirSync(join(dir, d));
+  const NOBODY = 65534;
+  chownSync(join(dir, 'mail'), NOBODY, NOBODY);
+  chownSync(join(dir, 'data'), Number(execFileSync('id', ['-u', 'postfix'], { encoding: 'utf8' }).trim()), -1);
+  const port = await freePort();
+  const domains = [...new Set(mailboxes.map((a) => a.split('@')[1]))].sort();
+  writeFileSync(join(dir, 'conf/main.cf'), `compatibility_level = 3.6
+queue_directory = ${dir}/queue
+data_directory = ${dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.test
+mydomain = relay.test
+myorigin = relay.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+virtual_mailbox_domains = ${domains.join(' ')}
+virtual_mailbox_base = ${dir}/mail
+virtual_mailbox_maps = texthash:${dir}/conf/vmailbox
+virtual_uid_maps = static:${NOBODY}
+virtual_gid_maps = static:${NOBODY}
+virtual_minimum_uid = 100
+default_transport = error:this test relay delivers nothing outside
+relay_transport = error:this test relay delivers nothing outside
+maillog_file = ${dir}/maillog
+maillog_file_prefixes = ${dir}
+`);
+  writeFileSync(join(dir, 'conf/master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${POSTFIX_MASTER_CF}`);
+  writeFileSync(join(dir, 'conf/vmailbox'), mailboxes.map((a) => { const [local, domain] = a.split('@'); return `${a} ${domain}/${local}/\n`; }).join(''));
+  execFileSync('/usr/sbin/postfix', ['-c', join(dir, 'conf'), 'start'], { stdio: 'pipe' });
+  const { connect } = await import('node:net');
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const up = await new Promise((r) => { const s = connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+    if (up) break;
+    if (Date.now() > end) throw new Error(`postfix did not listen on ${port} within 20 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    /** The files of `address`'s Maildir `new/`, oldest name first. */
+    delivered(address) {
+      const [local, domain] = address.split('@');
+      try {
+        return readdirSync(join(dir, 'mail', domain, local, 'new')).sort().map((f) => join(dir, 'mail', domain, local, 'new', f));
+      } catch {
+        return [];
+      }
+    },
+    stop() {
+      try { execFileSync('/usr/sbin/postfix', ['-c', join(dir, 'conf'), 'stop'], { stdio: 'ignore' }); } catch { /* already stopped */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

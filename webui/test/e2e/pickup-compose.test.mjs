@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, WEBUI } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, WEBUI, ARTEFACTS } from './harness.mjs';
 import { load } from '../unit/bundle.mjs';
 
 const { pgp, pc } = await load(join(WEBUI, 'test/e2e/pickup-fixture.ts'), ['browser']);
@@ -99,6 +99,14 @@ test('compose (stand-in pickup mode): alice writes to bob and carol@outside.test
   assert.match(await page.textContent('[data-testid=muc-dialog]'), /by phone, SMS or letter, not by e-mail/);
   assert.equal(await page.textContent('[data-testid=muc-link]'), `${alpha.url}/pickup#${token}`);
   await shot('unlock-code-shown-once');
+  // Printed: the codes and the instruction only, no navigation or buttons.
+  await page.emulateMedia({ media: 'print' });
+  assert.equal(await page.isVisible('[data-testid=muc-print]'), false, 'no buttons on paper');
+  assert.equal(await page.isVisible('nav, .sidebar'), false, 'no navigation on paper');
+  assert.ok(await page.isVisible('[data-testid=muc-code]'));
+  assert.equal(await page.isVisible('[data-testid=muc-link]'), false, 'the link is not printed with the code');
+  await page.screenshot({ path: join(ARTEFACTS, 'pickup-compose', 'unlock-code-printed.png'), fullPage: true });
+  await page.emulateMedia({ media: 'screen' });
 
   // The seal, as the node and carol see it.
   assert.equal(submitted.length, 1);

@@ -110,7 +110,7 @@ async function handle(req, res) {
     return json(res, 200, {
       session: w.session, session_expires_at: 0, address: 'carol@outside.test', locked_key: w.made.seal.locked_key, cert: w.made.seal.cert,
       message_id: JSON.parse(w.envText).message_id, envelope: w.envText, signature: w.signature, sender_cert: w.aliceCert.armor(),
-      ca_fingerprint: w.ca.fingerprint, parts: w.parts.map((p, index) => ({ index, size: p.length })),
+      ca_fingerprint: w.ca.fingerprint, parts: w.parts.map((p, index) => ({ index, size: p.length, sha256: sha(p) })),
     });
   }
   if (!path.startsWith('/api/v1/pickup/')) return json(res, 404, { code: 'no_route', message: 'no route' });

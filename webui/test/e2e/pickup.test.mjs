@@ -1,23 +1,27 @@
-// Pickup end to end against a real node and a real SMTP server (tests/smtp/sink.py on Debian's
-// python3-aiosmtpd): alice writes in the browser to bob and to carol@outside.test with an
+// Pickup end to end against a real node and a real relay: a throw-away Postfix delivering into
+// Maildirs (where this runs as root, as CI does), else tests/smtp/sink.py on python3-aiosmtpd.
+// Alice writes in the browser to bob and to carol@outside.test with an
 // attachment; carol's notification mail carries the link; a scanner's GET changes nothing;
 // carol opens the link on a phone in a fresh browser, types a wrong code, then the right one,
 // reads, downloads the attachment byte-identical and replies; alice sees the states and reads
 // the reply. Skipped while the node has no pickup routes (docs/pickup.md, branch `pickup`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, bearerLogin, ROOT } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, bearerLogin, startPostfix, parseMail, ROOT, BIN } from './harness.mjs';
 
 const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
 const CAROL = 'carol@outside.test';
 const work = mkdtempSync(join(tmpdir(), 'sealpost-pickup-e2e-'));
 const mailDir = mkdtempSync(join(tmpdir(), 'sealpost-pickup-mail-'));
-let alpha, browser, sink, ready = false;
+let alpha, browser, sink, postfix, ready = false;
+/** Every secret and plaintext the tests made, for the scan of the node's data directory. */
+const secrets = [];
+const OUTSIDE = ['carol@outside.test', 'dave@outside.test', 'erin@outside.test', 'frank@outside.test'];
 
 /** Starts the SMTP sink; resolves to its port. */
 function startSink() {
@@ -30,15 +34,19 @@ function startSink() {
   });
 }
 
+/** The mails `to` has received so far, parsed (headers, text, html). */
+function mails(to) {
+  if (postfix) return postfix.delivered(to).map(parseMail);
+  return readdirSync(mailDir).filter((n) => n.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(mailDir, f), 'utf8')))
+    .filter((m) => m.rcpt_tos.includes(to));
+}
+
 /** Waits for a notification mail to `to`; returns the pickup link in its text part. */
 async function mailTo(to, timeout = 60_000) {
   const end = Date.now() + timeout;
   while (Date.now() < end) {
-    for (const f of readdirSync(mailDir).filter((n) => n.endsWith('.json'))) {
-      const mail = JSON.parse(readFileSync(join(mailDir, f), 'utf8'));
-      const rcpts = JSON.stringify(mail);
-      if (!rcpts.includes(to)) continue;
-      const text = mail.text ?? mail.mail?.text ?? '';
+    for (const mail of mails(to)) {
+      const text = mail.text ?? '';
       const m = /(https?:\/\/\S+?\/pickup#[A-Za-z0-9_-]+)/.exec(text);
       if (m) return { link: m[1], mail };
     }
@@ -48,7 +56,8 @@ async function mailTo(to, timeout = 60_000) {
 }
 
 before(async () => {
-  const port = await startSink();
+  postfix = await startPostfix(OUTSIDE);
+  const port = postfix ? postfix.port : await startSink();
   alpha = await TestNode.start('alpha.test', {
     SEALPOST__RELAY__HOST: '127.0.0.1',
     SEALPOST__RELAY__PORT: String(port),
@@ -68,6 +77,7 @@ after(async () => {
   await browser?.close();
   alpha?.cleanup();
   if (sink && sink.exitCode === null) sink.kill('SIGTERM');
+  postfix?.stop();
 });
 
 async function sentState(token, id, address) {
@@ -76,7 +86,7 @@ async function sentState(token, id, address) {
   return (m.item.delivery ?? []).find((d) => d.address === address)?.state;
 }
 
-test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a scanner changes nothing, carol unlocks on a phone, reads, downloads and replies; alice reads the reply', async (t) => {
+test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a scanner changes nothing, carol unlocks on a phone, reads and downloads (and replies, once the node takes pickup replies)', async (t) => {
   if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
   const alicePage = await browser.page();
   const shotA = shooter(alicePage, 'pickup-e2e-alice');
@@ -95,7 +105,7 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   await alicePage.fill('#compose-subject', 'Your loan offer');
   await alicePage.fill('#compose-body', 'Dear Carol,\n\nthe offer is attached. Reference OSPREY-31.\n\nAlice');
   const file = join(work, 'loan-offer.pdf');
-  const content = Buffer.concat([Buffer.from('%PDF-1.4 offer\n'), randomBytes(300_000)]);
+  const content = Buffer.concat([Buffer.from('%PDF-1.4 offer\n'), randomBytes(5 * 1024 * 1024)]);
   writeFileSync(file, content);
   await alicePage.setInputFiles('#compose-files', file);
   await shotA('composed');
@@ -104,11 +114,17 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   const err = await alicePage.$('[data-testid=error]');
   if (err) assert.fail(`the app says: ${await err.textContent()}`);
   const muc = (await alicePage.textContent(`[data-testid=muc][data-address="${CAROL}"] [data-testid=muc-code]`)).replace(/\s+/g, '');
+  secrets.push(muc, 'OSPREY-31', 'Your loan offer', content.subarray(100_000, 100_064));
   await shotA('unlock-code');
   await alicePage.click('[data-testid=muc-done]');
 
   // The notification mail: the link, and nothing of the message.
   const { link, mail } = await mailTo(CAROL);
+  t.diagnostic(`notification mail through ${postfix ? 'Postfix into a Maildir' : 'the aiosmtpd sink'}`);
+  const header = (name) => mail.headers.find(([k]) => k.toLowerCase() === name)?.[1];
+  assert.match(header('auto-submitted') ?? '', /auto-generated/);
+  assert.ok(header('message-id') && header('date'), 'Message-ID and Date are set');
+  assert.ok(mail.html, 'an HTML part as well');
   assert.ok(!JSON.stringify(mail).includes('OSPREY-31') && !JSON.stringify(mail).includes('Your loan offer'), 'the mail holds no subject or content');
   assert.ok(!JSON.stringify(mail).includes(muc), 'the mail holds no unlock code');
   const pickupUrl = alpha.url + link.slice(link.indexOf('/pickup#'));
@@ -125,6 +141,10 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   const carol = await browser.page({ phone: true });
   const consoleText = [];
   carol.on('console', (m) => consoleText.push(m.text()));
+  const seen = [];
+  let session = null;
+  carol.on('request', (r) => seen.push({ url: r.url(), auth: r.headers().authorization ?? '' }));
+  carol.on('response', async (r) => { if (r.url().endsWith('/api/v1/pickup/unlock') && r.ok()) session = (await r.json()).session; });
   const shotC = shooter(carol, 'pickup-e2e-carol');
   await carol.goto(pickupUrl);
   await carol.waitForSelector('[data-testid=pickup-form]');
@@ -175,7 +195,168 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   await shotA('sent-states');
 
   assert.ok(!consoleText.some((l) => l.includes(muc)), 'no MUC in the console');
+  const pickupToken = link.slice(link.indexOf('#') + 1);
+  assert.ok(session, 'the unlock answer was seen');
+  for (const r of seen) {
+    for (const secret of [pickupToken, session, muc]) assert.ok(!r.url.includes(secret), `a secret in the URL ${r.url}`);
+    if (r.auth) assert.match(r.url, /\/api\/v1\/pickup\//, `the session went to ${r.url}`);
+  }
   assert.equal(await carol.evaluate(() => localStorage.length + sessionStorage.length), 0);
   await carol.context().close();
   await alicePage.context().close();
+});
+
+/** Alice sends `subject` to `to` alone from the browser; returns the MUC shown and the
+ * message ID. */
+async function sendPickup(page, to, subject) {
+  await page.goto(alpha.url + '/#/compose');
+  await page.waitForSelector('#compose-to');
+  await page.fill('#compose-to', to);
+  await page.press('#compose-to', 'Enter');
+  await page.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 30_000 });
+  await page.fill('#compose-subject', subject);
+  await page.fill('#compose-body', `${subject}: the details.`);
+  await page.click('[data-testid=send]');
+  await page.waitForSelector('[data-testid=muc-dialog], [data-testid=error]', { timeout: 90_000 });
+  const err = await page.$('[data-testid=error]');
+  if (err) assert.fail(`the app says: ${await err.textContent()}`);
+  const muc = (await page.textContent('[data-testid=muc-code]')).replace(/\s+/g, '');
+  secrets.push(muc, subject);
+  await page.click('[data-testid=muc-done]');
+  const token = await bearerLogin(alpha.url, 'alice@alpha.test', PW.alice);
+  const sent = await (await fetch(`${alpha.url}/api/v1/mailbox/sent`, { headers: { authorization: `Bearer ${token}` } })).json();
+  return { muc, id: sent.items[0].message_id, token };
+}
+
+test('pickup: locked after five wrong codes, alice sees it and gives a new code that opens it; a withdrawn pickup says so', async (t) => {
+  if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
+  const alicePage = await browser.page();
+  const shotA = shooter(alicePage, 'pickup-e2e-relock');
+  await alicePage.goto(alpha.url + '/#/login');
+  await alicePage.fill('#login-address', 'alice@alpha.test');
+  await alicePage.fill('#login-password', PW.alice);
+  await alicePage.click('button[type=submit]');
+  await alicePage.waitForSelector('#folder-title', { timeout: 60_000 });
+
+  const DAVE = 'dave@outside.test';
+  const { muc: first, id, token } = await sendPickup(alicePage, DAVE, 'Account statement');
+  const { link } = await mailTo(DAVE);
+  const pickupToken = link.slice(link.indexOf('#') + 1);
+  // Five wrong verifiers (as a guesser would send them): the fifth locks.
+  for (let i = 0; i < 5; i++) {
+    const r = await fetch(`${alpha.url}/api/v1/pickup/unlock`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: pickupToken, verifier: randomBytes(32).toString('base64') }) });
+    assert.ok(r.status === 401 || r.status === 403, `wrong code ${i + 1}: ${r.status}`);
+  }
+  assert.equal(await sentState(token, id, DAVE), 'locked');
+
+  const dave = await browser.page({ phone: true });
+  const shotD = shooter(dave, 'pickup-e2e-dave');
+  await dave.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+  await dave.waitForSelector('[data-testid=pickup-gone] >> text=Locked');
+  await shotD('locked');
+
+  await alicePage.goto(`${alpha.url}/#/mail/sent/${id}`);
+  await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=locked]');
+  await shotA('sent-locked');
+  await alicePage.click('[data-testid=pickup-relock]');
+  await alicePage.waitForSelector('[data-testid=muc-dialog]', { timeout: 60_000 });
+  const second = (await alicePage.textContent('[data-testid=muc-code]')).replace(/\s+/g, '');
+  secrets.push(second);
+  assert.notEqual(second, first);
+  await shotA('new-code');
+  await alicePage.click('[data-testid=muc-done]');
+  await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=notified]');
+
+  // The old code no longer opens it; the new one does.
+  await dave.goto('about:blank');
+  await dave.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+  await dave.waitForSelector('[data-testid=pickup-form]');
+  await dave.fill('#pickup-code', first);
+  await dave.click('[data-testid=pickup-unlock]');
+  await dave.waitForSelector('[data-testid=error] >> text=Wrong code');
+  await dave.fill('#pickup-code', second);
+  await dave.click('[data-testid=pickup-unlock]');
+  await dave.waitForSelector('[data-testid=pickup-message]', { timeout: 90_000 });
+  assert.match(await dave.textContent('[data-testid=pickup-body]'), /Account statement: the details/);
+  await shotD('opened-with-new-code');
+  await dave.context().close();
+
+  // Withdrawn before it is read: the link says so, and no code opens it.
+  const ERIN = 'erin@outside.test';
+  const { id: id2 } = await sendPickup(alicePage, ERIN, 'Draft contract');
+  const { link: link2 } = await mailTo(ERIN);
+  await alicePage.goto(`${alpha.url}/#/mail/sent/${id2}`);
+  await alicePage.waitForSelector('[data-testid=pickup-withdraw]');
+  alicePage.once('dialog', (d) => d.accept());
+  await alicePage.click('[data-testid=pickup-withdraw]');
+  await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=withdrawn]');
+  assert.equal(await alicePage.$('[data-testid=pickup-withdraw]'), null, 'nothing more to withdraw');
+  await shotA('withdrawn');
+  const erin = await browser.page({ phone: true });
+  const shotE = shooter(erin, 'pickup-e2e-erin');
+  await erin.goto(alpha.url + link2.slice(link2.indexOf('/pickup#')));
+  await erin.waitForSelector('[data-testid=pickup-gone] >> text=withdrew this message');
+  await shotE('withdrawn');
+  await erin.context().close();
+
+  // The relay refuses an address for good (Postfix knows no such mailbox): alice sees it failed,
+  // with the relay's answer in words.
+  if (postfix) {
+    const NOBODY = 'nobody@outside.test';
+    const { id: id3 } = await sendPickup(alicePage, NOBODY, 'Undeliverable notice');
+    // The open message follows the state while the notification is pending.
+    await alicePage.goto(`${alpha.url}/#/mail/sent/${id3}`);
+    await alicePage.waitForSelector('[data-testid=pickup-delivery] [data-state=failed]', { timeout: 60_000 });
+    assert.match(await alicePage.textContent('[data-testid=pickup-delivery]'), /Not delivered to nobody@outside\.test: /);
+    await shotA('notification-failed');
+  }
+  await alicePage.goto(`${alpha.url}/#/mail/sent`);
+  await alicePage.waitForSelector('[data-testid=message-row]');
+  await shotA('sent-folder');
+  await alicePage.context().close();
+});
+
+test('pickup: what the CLI sends to an outside address opens on the pickup page with the code the CLI printed (Rust seal, browser unlock)', async (t) => {
+  if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
+  const FRANK = 'frank@outside.test';
+  const cli = alpha.cli('alice@alpha.test', PW.alice);
+  const note = join(work, 'terms.txt');
+  const terms = 'Terms and conditions, version 7. HERON-55.\n'.repeat(200);
+  writeFileSync(note, terms);
+  const pw = join(cli.dir, '.password');
+  const r = spawnSync(BIN, ['client', '--node', alpha.url, '--dir', cli.dir, '--password-file', pw, 'send', '--to', FRANK, '--subject', 'Terms from the CLI', '--body', 'Sent from a terminal. HERON-55.', '--attach', note], { encoding: 'utf8', env: { ...process.env, RUST_LOG: 'warn' }, timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const m = /unlock code: ([0-9A-Z-]{19})/.exec(r.stderr);
+  assert.ok(m, `the CLI printed an unlock code:\n${r.stderr}`);
+  secrets.push(m[1].replace(/-/g, ''), 'HERON-55');
+  const { link } = await mailTo(FRANK);
+  const frank = await browser.page({ phone: true });
+  const shot = shooter(frank, 'pickup-e2e-cli-sent');
+  await frank.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+  await frank.waitForSelector('[data-testid=pickup-form]');
+  await frank.fill('#pickup-code', m[1]);
+  await frank.click('[data-testid=pickup-unlock]');
+  await frank.waitForSelector('[data-testid=pickup-message], [data-testid=pickup-form] [data-testid=error], [data-testid=pickup-gone]', { timeout: 90_000 });
+  if (!(await frank.$('[data-testid=pickup-message]'))) assert.fail(`the pickup page says: ${await frank.textContent('main')}`);
+  assert.match(await frank.textContent('[data-testid=pickup-body]'), /HERON-55/);
+  const [download] = await Promise.all([frank.waitForEvent('download'), frank.click('text=Download')]);
+  const saved = join(work, 'frank-terms.txt');
+  await download.saveAs(saved);
+  assert.equal(readFileSync(saved, 'utf8'), terms);
+  await shot('read');
+  await frank.context().close();
+});
+
+test('pickup: the node\'s data directory holds no plaintext, attachment bytes or unlock code', async (t) => {
+  if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
+  assert.ok(secrets.length >= 8);
+  const { statSync } = await import('node:fs');
+  const files = [];
+  const walk = (d) => { for (const e of readdirSync(d)) { const p = join(d, e); const st = statSync(p); if (st.isDirectory()) walk(p); else if (st.isFile()) files.push(p); } };
+  walk(alpha.data);
+  const needles = secrets.flatMap((x) => (typeof x === 'string' ? [Buffer.from(x), ...(/^[0-9A-Z]{16}$/.test(x) ? [Buffer.from(x.match(/.{4}/g).join('-'))] : [])] : [x]));
+  for (const f of files) {
+    const bytes = readFileSync(f);
+    for (const n of needles) assert.ok(!bytes.includes(n), `${f} holds ${n.length > 20 ? 'attachment bytes' : n.toString()}`);
+  }
 });

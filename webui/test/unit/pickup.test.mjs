@@ -89,6 +89,20 @@ test('the pickup derivation is the password KDF under the pickup labels', async 
   assert.notEqual(Buffer.from(login.verifier).toString('hex'), Buffer.from(keys.verifier).toString('hex'));
 });
 
+// Known answers computed with the Rust crates the CLI client derives with (argon2 0.6, hkdf
+// 0.12: Argon2id then HKDF-SHA256 without salt under the pickup labels, as
+// `derive_keys_with(.., PICKUP_LABELS)` in client/src/crypto/kdf.rs).
+for (const [params, muc, wrap, verifier] of [
+  [{ m_cost_kib: 8192, t_cost: 1, p_cost: 1 }, '7KQM2XHD9TRVB4NC', 'lwVS6uqHsIRbG9bZUR7sdQ/gdOSM2OWDl0JTrnZ3RCs', '5493d87f012edcd9c306beb2743e1520e1ac2e1cec9e021f74771fa964ec9918'],
+  [{ m_cost_kib: 65536, t_cost: 3, p_cost: 1 }, '0123456789ABCDEF', 'v9vCYDUUBVidyt7I+4SEDOYs/pfaR/eNh8vKj1wzzK8', 'bbfefa982aec678e667d768cde79b0b927f76750e82333d3d13712118375e606'],
+]) {
+  test(`pickup KDF known answer (Rust) m=${params.m_cost_kib} t=${params.t_cost}`, async () => {
+    const keys = await pc.derivePickupKeys(muc, new TextEncoder().encode('sealpost-kat-salt-0001'), params);
+    assert.equal(keys.wrap, wrap);
+    assert.equal(Buffer.from(keys.verifier).toString('hex'), verifier);
+  });
+}
+
 test('a pickup seal: locked key, verifier, key_for_sender; the MUC unlocks, a re-lock makes a new MUC for the same key', async () => {
   const sender = await pgp.generateUserKey('alice@alpha.test', 'Alice');
   const made = await pc.makePickup('carol@outside.test', sender.privateKey, MIN, 14);
