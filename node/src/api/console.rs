@@ -267,16 +267,7 @@ async fn set_state(
     ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    let enabled = match req.state.as_str() {
-        "active" => true,
-        "disabled" => false,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "state must be active or disabled",
-            ));
-        }
-    };
+    let enabled = enabling(&req)?;
     service::accounts::set_state(
         st.store.as_ref(),
         &Actor::Admin(auth.account.address.clone()),
@@ -286,6 +277,18 @@ async fn set_state(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an `AccountStateRequest` asks for: enable (`active`) or disable (`disabled`).
+pub(super) fn enabling(req: &AccountStateRequest) -> ApiResult<bool> {
+    match req.state.as_str() {
+        "active" => Ok(true),
+        "disabled" => Ok(false),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            "state must be active or disabled",
+        )),
+    }
 }
 
 #[utoipa::path(

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::pickup::PickupAuthed;
-use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiResult, AppState, ClientIp};
+use super::{AdminAuthed, ApiJson, ApiPath, ApiResult, AppState, ClientIp};
 use crate::proto::*;
 use crate::service::{self, Actor};
 
@@ -86,16 +86,7 @@ pub(super) async fn set_guest_state(
     ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    let enabled = match req.state.as_str() {
-        "active" => true,
-        "disabled" => false,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "state must be active or disabled",
-            ));
-        }
-    };
+    let enabled = super::console::enabling(&req)?;
     service::guests::set_state(
         st.store.as_ref(),
         &Actor::Admin(auth.account.address.clone()),

@@ -538,19 +538,8 @@ async fn store(
                 let (mut pickup, token) = *pickup;
                 let link = crate::service::pickup::link(ctx, &token);
                 if ctx.notifier.is_configured() {
-                    let n = crate::notify::Notification {
-                        message_id: Some(&s.env.message_id),
-                        sender: &account.address,
-                        sender_name: account.name.as_deref().unwrap_or(""),
-                        organisation: "",
-                        recipient: &r.address,
-                        link: &link,
-                    };
-                    pickup.notification = Some(
-                        ctx.notifier
-                            .render(&n, unix)
-                            .map_err(ServiceError::internal)?,
-                    );
+                    let mail = notification(ctx, account, &s.env.message_id, &r.address, &link);
+                    pickup.notification = Some(mail(false, unix)?);
                 }
                 links.insert(r.address.clone(), link);
                 pickups.push(pickup);
@@ -560,19 +549,8 @@ async fn store(
             if ctx.notifier.is_configured() {
                 let login = format!("{}/#/mail/inbox", ctx.public_url());
                 for r in s.recipients.iter().filter(|r| is_guest_recipient(ctx, r)) {
-                    let n = crate::notify::Notification {
-                        message_id: Some(&s.env.message_id),
-                        sender: &account.address,
-                        sender_name: account.name.as_deref().unwrap_or(""),
-                        organisation: "",
-                        recipient: &r.address,
-                        link: &login,
-                    };
-                    notifications.push(
-                        ctx.notifier
-                            .render_for_guest(&n, unix)
-                            .map_err(ServiceError::internal)?,
-                    );
+                    let mail = notification(ctx, account, &s.env.message_id, &r.address, &login);
+                    notifications.push(mail(true, unix)?);
                 }
             }
             let notifying =
@@ -670,6 +648,33 @@ async fn store(
             accepted.recipients.splice(0..0, delivered);
             Ok(accepted)
         }
+    }
+}
+
+/// The notification mail of `account`'s message to `recipient`, opened at `link`: for a guest
+/// (`true`: the link is the login) or a pickup recipient (`false`), built at a given time.
+fn notification<'a>(
+    ctx: &'a Context,
+    account: &'a Account,
+    message_id: &'a str,
+    recipient: &'a str,
+    link: &'a str,
+) -> impl FnOnce(bool, i64) -> Result<crate::storage::notify::NewNotification, ServiceError> + 'a {
+    move |guest, now| {
+        let n = crate::notify::Notification {
+            message_id: Some(message_id),
+            sender: &account.address,
+            sender_name: account.name.as_deref().unwrap_or(""),
+            organisation: "",
+            recipient,
+            link,
+        };
+        let mail = if guest {
+            ctx.notifier.render_for_guest(&n, now)
+        } else {
+            ctx.notifier.render(&n, now)
+        };
+        mail.map_err(ServiceError::internal)
     }
 }
 
