@@ -359,3 +359,12 @@ maillog_file_prefixes = ${dir}
     },
   };
 }
+
+/** Signs `address` in on the web app at `url` in `page` and waits for the mailbox. */
+export async function signIn(page, url, address, password) {
+  await page.goto(url + '/#/login');
+  await page.fill('#login-address', address);
+  await page.fill('#login-password', password);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#folder-title', { timeout: 60_000 });
+}

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, WEBUI, ARTEFACTS } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, signIn, WEBUI, ARTEFACTS } from './harness.mjs';
 import { load } from '../unit/bundle.mjs';
 
 const { pgp, pc } = await load(join(WEBUI, 'test/e2e/pickup-fixture.ts'), ['browser']);
@@ -69,11 +69,7 @@ test('compose (stand-in pickup mode): alice writes to bob and carol@outside.test
   const { submitted, token } = await standIn(page);
   const uploads = [];
   page.on('request', (r) => { if (r.method() === 'PUT' && r.url().endsWith('/api/v1/blobs')) uploads.push(r.postDataBuffer()); });
-  await page.goto(alpha.url + '/#/login');
-  await page.fill('#login-address', 'alice@alpha.test');
-  await page.fill('#login-password', PW.alice);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('#folder-title', { timeout: 60_000 });
+  await signIn(page, alpha.url, 'alice@alpha.test', PW.alice);
   await page.click('text=Write');
   await page.fill('#compose-to', 'bob@alpha.test');
   await page.press('#compose-to', 'Enter');

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, bearerLogin, startPostfix, parseMail, ROOT, BIN } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, signIn, bearerLogin, startPostfix, parseMail, ROOT, BIN } from './harness.mjs';
 
 const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
 const CAROL = 'carol@outside.test';
@@ -90,11 +90,7 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
   if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
   const alicePage = await browser.page();
   const shotA = shooter(alicePage, 'pickup-e2e-alice');
-  await alicePage.goto(alpha.url + '/#/login');
-  await alicePage.fill('#login-address', 'alice@alpha.test');
-  await alicePage.fill('#login-password', PW.alice);
-  await alicePage.click('button[type=submit]');
-  await alicePage.waitForSelector('#folder-title', { timeout: 60_000 });
+  await signIn(alicePage, alpha.url, 'alice@alpha.test', PW.alice);
   await alicePage.click('text=Write');
   for (const to of ['bob@alpha.test', CAROL]) {
     await alicePage.fill('#compose-to', to);
@@ -232,11 +228,7 @@ test('pickup: locked after five wrong codes, alice sees it and gives a new code 
   if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
   const alicePage = await browser.page();
   const shotA = shooter(alicePage, 'pickup-e2e-relock');
-  await alicePage.goto(alpha.url + '/#/login');
-  await alicePage.fill('#login-address', 'alice@alpha.test');
-  await alicePage.fill('#login-password', PW.alice);
-  await alicePage.click('button[type=submit]');
-  await alicePage.waitForSelector('#folder-title', { timeout: 60_000 });
+  await signIn(alicePage, alpha.url, 'alice@alpha.test', PW.alice);
 
   const DAVE = 'dave@outside.test';
   const { muc: first, id, token } = await sendPickup(alicePage, DAVE, 'Account statement');
