@@ -107,11 +107,15 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: TrustCommand,
     },
-    /// Certify that a key is ADDRESS's, after comparing its fingerprint with them.
+    /// Certify that a key is ADDRESS's, after comparing its fingerprint with them; or, with
+    /// --first-contact, a guest's key made after unlocking a message of yours with its Message
+    /// Unlock Code (no fingerprint to compare: the unlock code was the check).
     Certify {
         address: String,
-        #[arg(long)]
-        fingerprint: String,
+        #[arg(long, required_unless_present = "first_contact")]
+        fingerprint: Option<String>,
+        #[arg(long, conflicts_with = "fingerprint")]
+        first_contact: bool,
     },
     /// Make ADDRESS's key a trusted introducer (optionally only for one domain).
     Introducer {
@@ -658,7 +662,34 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         ClientCommand::Certify {
             address,
-            fingerprint,
+            first_contact: true,
+            ..
+        } => {
+            let s = login(&args, &dir).await?;
+            let r = s.certify_first_contact(address).await;
+            let t = match &r {
+                Ok(_) => s.trust(address).await.ok(),
+                Err(_) => None,
+            };
+            s.logout().await?;
+            let (fingerprint, _) = r?;
+            println!(
+                "You certified {address}'s key {} (first contact by Message Unlock Code).",
+                grouped(&fingerprint)
+            );
+            for k in t.map(|t| t.keys).unwrap_or_default() {
+                for line in &k.explanation {
+                    println!("  {line}");
+                }
+            }
+        }
+        ClientCommand::Certify {
+            fingerprint: None, ..
+        } => anyhow::bail!("give --fingerprint (after comparing it) or --first-contact"),
+        ClientCommand::Certify {
+            address,
+            fingerprint: Some(fingerprint),
+            ..
         }
         | ClientCommand::Introducer {
             address,

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod crypto;
+mod guest;
 pub mod pickup;
 
 use std::io::{Read, Write};
@@ -179,26 +180,7 @@ impl Client {
         params: KdfParams,
     ) -> Result<Enrolled> {
         let org = self.org().await?;
-        let salt: [u8; 16] = rand::random();
-        let address = address.trim().to_ascii_lowercase();
-        let (address2, name) = (address.clone(), name.map(str::to_owned));
-        let password = password.to_vec();
-        let req = tokio::task::spawn_blocking(move || -> Result<EnrollRequest> {
-            let keys = crypto::derive_password_keys(&password, &salt, &params)?;
-            let (cert, _revocation) =
-                crypto::generate_user_key(&address2, name.as_deref(), SystemTime::now())?;
-            Ok(EnrollRequest {
-                invite: String::new(),
-                address: address2,
-                cert: crypto::cert_to_armored(&cert)?,
-                wrapped_key: crypto::wrap_secret_key(&cert, &keys.wrap_passphrase())?,
-                kdf_salt: STANDARD.encode(salt),
-                kdf_params: params,
-                login_verifier: STANDARD.encode(keys.login_verifier()),
-            })
-        })
-        .await
-        .map_err(|e| ClientError::Protocol(e.to_string()))??;
+        let req = new_login(address, name, password, params).await?;
         let req = EnrollRequest {
             invite: invite.to_owned(),
             ..req
@@ -293,6 +275,37 @@ impl Client {
             accept_partial: org.accept_partial,
         })
     }
+}
+
+/// What enrolment registers (the invite left empty): a new key for `address`, its secret
+/// wrapped under the password, and the login verifier. The same for a user's enrolment and a
+/// guest's upgrade from a pickup.
+async fn new_login(
+    address: &str,
+    name: Option<&str>,
+    password: &[u8],
+    params: KdfParams,
+) -> Result<EnrollRequest> {
+    let salt: [u8; 16] = rand::random();
+    let address = address.trim().to_ascii_lowercase();
+    let name = name.map(str::to_owned);
+    let password = password.to_vec();
+    tokio::task::spawn_blocking(move || -> Result<EnrollRequest> {
+        let keys = crypto::derive_password_keys(&password, &salt, &params)?;
+        let (cert, _revocation) =
+            crypto::generate_user_key(&address, name.as_deref(), SystemTime::now())?;
+        Ok(EnrollRequest {
+            invite: String::new(),
+            address,
+            cert: crypto::cert_to_armored(&cert)?,
+            wrapped_key: crypto::wrap_secret_key(&cert, &keys.wrap_passphrase())?,
+            kdf_salt: STANDARD.encode(salt),
+            kdf_params: params,
+            login_verifier: STANDARD.encode(keys.login_verifier()),
+        })
+    })
+    .await
+    .map_err(|e| ClientError::Protocol(e.to_string()))?
 }
 
 /// A logged-in user with their key unlocked (in this process's memory only).

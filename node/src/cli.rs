@@ -63,6 +63,27 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// Guests: outside addresses that made a key of their own from a pickup.
+    Guest {
+        #[command(subcommand)]
+        command: GuestCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GuestCommand {
+    /// List guests.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a guest: it can no longer log in, its sessions end, and its address is reached
+    /// by pickup again.
+    Disable { address: String },
+    /// Enable a disabled guest again.
+    Enable { address: String },
+    /// Remove a guest for good: its sessions, mailbox and account.
+    Remove { address: String },
 }
 
 impl AdminCommand {
@@ -76,8 +97,13 @@ impl AdminCommand {
             | AdminCommand::Peer {
                 command: PeerCommand::List { .. },
             }
+            | AdminCommand::Guest {
+                command: GuestCommand::List { .. },
+            }
             | AdminCommand::Log { .. } => false,
-            AdminCommand::User { .. } | AdminCommand::Peer { .. } => true,
+            AdminCommand::User { .. } | AdminCommand::Peer { .. } | AdminCommand::Guest { .. } => {
+                true
+            }
         }
     }
 }
@@ -283,7 +309,9 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
                 println!("{}", invite.code);
             }
             UserCommand::List { json } => {
-                let accounts = store.accounts().await?;
+                let mut accounts = store.accounts().await?;
+                // Guests have their own list (`admin guest list`).
+                accounts.retain(|a| !service::guests::is_guest(a));
                 if json {
                     let v: Vec<_> = accounts
                         .iter()
@@ -336,6 +364,7 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
         AdminCommand::Peer { command } => {
             peer_command(&store, &config, data, command).await?;
         }
+        AdminCommand::Guest { command } => guest_command(&store, data, command).await?,
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {
@@ -350,6 +379,59 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
                     bail!("the transaction log does not verify (first bad entry: {seq})");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `sealpost admin guest …`: the same service operations as the console's `/admin/guests`.
+async fn guest_command(
+    store: &crate::storage::SqliteStore,
+    data: &Path,
+    command: GuestCommand,
+) -> anyhow::Result<()> {
+    match command {
+        GuestCommand::List { json } => {
+            let guests = service::guests::list(store).await?;
+            if json {
+                let v: Vec<_> = guests
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "address": a.address, "state": a.state,
+                            "fingerprint": a.fingerprint, "created_at": a.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for a in guests {
+                    println!(
+                        "{:<36} {:<9} {}",
+                        a.address,
+                        a.state.as_str(),
+                        a.fingerprint.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        GuestCommand::Disable { ref address } | GuestCommand::Enable { ref address } => {
+            let enabled = matches!(command, GuestCommand::Enable { .. });
+            let state =
+                service::guests::set_state(store, &Actor::Cli, address, enabled, crate::now())
+                    .await?;
+            println!(
+                "guest {} is now {}",
+                address.to_ascii_lowercase(),
+                state.as_str()
+            );
+        }
+        GuestCommand::Remove { address } => {
+            let blobs = crate::storage::FsBlobStore::open(&Paths::new(data).blobs())?;
+            let address =
+                service::guests::remove_in(store, &blobs, &Actor::Cli, &address, crate::now())
+                    .await?;
+            println!("guest {address} removed");
         }
     }
     Ok(())

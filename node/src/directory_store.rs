@@ -34,13 +34,19 @@ impl NodeDirectory {
 }
 
 /// The certificates the organisation publishes for `address` (lowercased): what its
-/// directory and its federation look-ups answer with.
+/// directory and its federation look-ups answer with. None for an address that is neither of
+/// our domain nor of a peered one: such keys are our guests' (docs/pickup.md, "Guests"), and
+/// who is a guest of the organisation is nobody else's business.
 pub async fn published_for_address(
     store: &dyn MetaStore,
     ca: &Cert,
     domain: &str,
     address: &str,
 ) -> Result<Vec<Cert>, crate::storage::StorageError> {
+    let other = crate::domain_of(address);
+    if other != domain && store.peer(other).await?.is_none() {
+        return Ok(Vec::new());
+    }
     Ok(store
         .certs_by_email(address)
         .await?

@@ -127,6 +127,9 @@ pub struct AccountView {
     pub cert: String,
     pub wrapped_key: String,
     pub totp_enabled: bool,
+    /// A guest of the organisation (docs/pickup.md, "Guests"): writes to its users only.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -768,4 +771,34 @@ pub struct PickupThreadMessage {
     pub envelope: String,
     pub signature: String,
     pub parts: Vec<PartView>,
+}
+
+/// `POST /pickup/upgrade`: the pickup's recipient becomes a guest with a key of their own,
+/// made in the browser as at enrolment (docs/pickup.md, "Guests"). The address is the pickup's.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestUpgradeRequest {
+    /// Armored public certificate, one user ID for the pickup's address.
+    pub cert: String,
+    /// Armored secret key, encrypted in the client with the password-derived wrap key.
+    pub wrapped_key: String,
+    pub kdf_salt: String,
+    pub kdf_params: KdfParams,
+    /// Derived from the password separately from the wrap key; the node keeps a slow hash.
+    pub login_verifier: String,
+}
+
+/// A guest, as administrators see it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdminGuest {
+    pub address: String,
+    /// `active` or `disabled`.
+    pub state: String,
+    pub fingerprint: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdminGuestsResponse {
+    pub guests: Vec<AdminGuest>,
 }

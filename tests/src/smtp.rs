@@ -25,6 +25,20 @@ pub const PYTHON: &str = "/usr/bin/python3";
 pub const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/smtp/sink.py");
 
 /// A free TCP port on 127.0.0.1 (free when this returns: bind it soon).
+/// A configuration tweak for [`TestNode::spawn_with`](crate::TestNode::spawn_with): no
+/// federation, notification mail through a plain relay on `port` of loopback, retried within
+/// seconds.
+pub fn relay_at(port: u16) -> impl FnOnce(&mut sealpost::config::Config) {
+    move |c| {
+        c.federation.enabled = false;
+        c.relay.host = "127.0.0.1".into();
+        c.relay.port = port;
+        c.relay.security = sealpost::config::RelaySecurity::None;
+        c.relay.retry_base_secs = 1;
+        c.relay.retry_max_secs = 2;
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

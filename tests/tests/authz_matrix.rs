@@ -57,6 +57,11 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("GET", "/admin/status", Who::Admin, None),
     ("GET", "/admin/peers", Who::Admin, None),
     ("GET", "/admin/peers/{domain}/org", Who::Admin, None),
+    // Guests (docs/pickup.md, "Guests"); what a guest's own session reaches: tests/guest.rs.
+    ("GET", "/admin/guests", Who::Admin, None),
+    ("POST", "/admin/guests/{address}/state", Who::Admin, None),
+    ("DELETE", "/admin/guests/{address}", Who::Admin, None),
+    ("POST", "/pickup/upgrade", Who::PickupSession, None),
     ("POST", "/pickup/open", Who::Public, None),
     ("POST", "/pickup/unlock", Who::Public, None),
     ("GET", "/pickup/parts/{index}", Who::PickupSession, None),

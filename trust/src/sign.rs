@@ -118,6 +118,55 @@ pub fn certify(
     sign_userids(signer, target, address, template, now)
 }
 
+/// The notation a user's certification of a guest's key carries (docs/pickup.md, "Guests"):
+/// how the user came to know the key. Its one value today is [`FIRST_CONTACT_MUC`].
+pub const FIRST_CONTACT_NOTATION: &str = "first-contact@sealpost.org";
+/// [`FIRST_CONTACT_NOTATION`]'s value: the key was made by whoever unlocked the user's message
+/// with the Message Unlock Code the user passed on out of band.
+pub const FIRST_CONTACT_MUC: &str = "message-unlock-code";
+
+/// [`certify`] with the [`FIRST_CONTACT_NOTATION`] `how` (e.g. [`FIRST_CONTACT_MUC`]): a
+/// plain certification that also says how the signer came to know the key, so that trust
+/// explanations can show it.
+pub fn certify_first_contact(
+    signer: &Cert,
+    target: &Cert,
+    address: &str,
+    how: &str,
+    now: SystemTime,
+) -> Result<Cert, TrustError> {
+    use openpgp::packet::signature::subpacket::NotationDataFlags;
+    let flags = NotationDataFlags::empty().set_human_readable();
+    let template = SignatureBuilder::new(SignatureType::GenericCertification)
+        .add_notation(FIRST_CONTACT_NOTATION, how, flags, false)
+        .map_err(|e| TrustError::openpgp("notation", e))?;
+    sign_userids(signer, target, address, template, now)
+}
+
+/// How `signer` came to know `target` as `address`: the [`FIRST_CONTACT_NOTATION`] of the
+/// newest certification `signer` made on a user ID of `target` with `address`, if it has one.
+/// Reads what is there; checking the signature is the trust engine's work.
+pub fn first_contact(
+    target: &Cert,
+    signer: &openpgp::Fingerprint,
+    address: &str,
+) -> Option<String> {
+    let address = normalize_address(address).ok()?;
+    let handle = openpgp::KeyHandle::from(signer.clone());
+    target
+        .userids()
+        .filter(|u| u.userid().email_normalized().ok().flatten().as_deref() == Some(&address))
+        .flat_map(|u| u.certifications())
+        .filter(|s| s.get_issuers().iter().any(|i| i.aliases(&handle)))
+        .max_by_key(|s| s.signature_creation_time())
+        .and_then(|s| {
+            s.notation(FIRST_CONTACT_NOTATION)
+                .next()
+                .map(<[u8]>::to_vec)
+        })
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
 /// Makes `target` a trusted introducer for `signer`: a trust signature
 /// (depth 1, amount 120) over `target`'s user ID(s) with `address`,
 /// optionally scoped to `scope_domain`. Returns `target` with the

@@ -200,7 +200,14 @@ impl Verdict {
     /// when several paths add up, and a "why not" line when the binding
     /// is not authenticated.
     pub fn explain(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.paths.iter().map(explain_path).collect();
+        self.explain_noting(None)
+    }
+
+    /// [`Verdict::explain`], with the viewer's own certification of the key (a path `you →
+    /// key`) described as `direct` (e.g. `first contact by Message Unlock Code`) instead of
+    /// `you certified this key`.
+    pub fn explain_noting(&self, direct: Option<&str>) -> Vec<String> {
+        let mut lines: Vec<String> = self.paths.iter().map(|p| explain_path(p, direct)).collect();
         if self.paths.len() > 1 {
             lines.push(format!("together: {} ({})", self.level.word(), self.amount));
         }
@@ -250,7 +257,7 @@ impl Verdict {
 }
 
 /// One path in words.
-fn explain_path(path: &TrustPath) -> String {
+fn explain_path(path: &TrustPath, direct: Option<&str>) -> String {
     let mut parts = Vec::with_capacity(path.hops.len());
     let mut prev: Option<HopRole> = None;
     for hop in &path.hops {
@@ -276,7 +283,8 @@ fn explain_path(path: &TrustPath) -> String {
             }
             HopRole::Target => {
                 if prev == Some(HopRole::You) {
-                    format!("{} (you certified this key)", hop.label)
+                    let how = direct.unwrap_or("you certified this key");
+                    format!("{} ({how})", hop.label)
                 } else {
                     hop.label.clone()
                 }
@@ -369,7 +377,7 @@ mod tests {
             amount: 120,
         };
         assert_eq!(
-            explain_path(&personal),
+            explain_path(&personal, None),
             "you → bob@alpha.test (you certified this key): full (120)"
         );
     }

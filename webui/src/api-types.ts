@@ -4,6 +4,57 @@
  */
 
 export interface paths {
+    "/admin/guests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every guest (outside addresses that upgraded from a pickup) */
+        get: operations["guests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/guests/{address}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a guest for good: sessions, mailbox and account (its address is reached by pickup again) */
+        delete: operations["remove_guest"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/guests/{address}/state": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Disable or re-enable a guest; disabling ends its sessions, and its address is reached by pickup again */
+        post: operations["set_guest_state"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/invites": {
         parameters: {
             query?: never;
@@ -702,6 +753,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/pickup/upgrade": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The pickup's recipient becomes a guest with a key of their own (made in the browser as at enrolment)
+         * @description Under the pickup session of an unlocked pickup. The certificate has one user ID, the pickup's address; the node keeps the wrapped key and a slow hash of the login verifier, and does not certify the key. Afterwards the guest logs in with the normal login. Rate-limited per client address.
+         */
+        post: operations["upgrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/pickup/uploads/{sha256}": {
         parameters: {
             query?: never;
@@ -746,7 +817,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** An enrolled user's certificate (armored, with the CA certification) */
+        /** An enrolled user's (or guest's) certificate (armored; a user's with the CA certification) */
         get: operations["user_cert"];
         put?: never;
         post?: never;
@@ -782,6 +853,20 @@ export interface components {
             cert: string;
             wrapped_key: string;
             totp_enabled: boolean;
+            /** @description A guest of the organisation (docs/pickup.md, "Guests"): writes to its users only. */
+            guest?: boolean;
+        };
+        /** @description A guest, as administrators see it. */
+        AdminGuest: {
+            address: string;
+            /** @description `active` or `disabled`. */
+            state: string;
+            fingerprint?: string | null;
+            /** Format: int64 */
+            created_at: number;
+        };
+        AdminGuestsResponse: {
+            guests: components["schemas"]["AdminGuest"][];
         };
         AdminPeersResponse: {
             peers: components["schemas"]["PeerView"][];
@@ -924,6 +1009,20 @@ export interface components {
         };
         /** @enum {string} */
         Folder: "inbox" | "sent" | "archive";
+        /**
+         * @description `POST /pickup/upgrade`: the pickup's recipient becomes a guest with a key of their own,
+         *     made in the browser as at enrolment (docs/pickup.md, "Guests"). The address is the pickup's.
+         */
+        GuestUpgradeRequest: {
+            /** @description Armored public certificate, one user ID for the pickup's address. */
+            cert: string;
+            /** @description Armored secret key, encrypted in the client with the password-derived wrap key. */
+            wrapped_key: string;
+            kdf_salt: string;
+            kdf_params: components["schemas"]["KdfParams"];
+            /** @description Derived from the password separately from the wrap key; the node keeps a slow hash. */
+            login_verifier: string;
+        };
         /**
          * @description The sealed head of a message (part 0): everything a reader sees besides attachment bytes.
          *     It lives only inside the ciphertext; the node never sees it.
@@ -1403,6 +1502,237 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    guests: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The guests */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminGuestsResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove_guest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The guest's e-mail address */
+                address: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_address`; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_guest` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_guest_state: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The guest's e-mail address */
+                address: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccountStateRequest"];
+            };
+        };
+        responses: {
+            /** @description Done */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_request`: state is not active or disabled; `invalid_address`; `malformed_json`, `invalid_request`: not the JSON this route takes; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_guest` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     invite: {
         parameters: {
             query?: never;
@@ -2002,7 +2332,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4693,6 +5023,113 @@ export interface operations {
             };
         };
     };
+    upgrade: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GuestUpgradeRequest"];
+            };
+        };
+        responses: {
+            /** @description The guest, with their key */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrollResponse"];
+                };
+            };
+            /** @description `invalid_request`: a field is not base64 or has the wrong length; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_exists`: the address has a key here already; log in */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_cert` (also: a user ID for another address), `key_not_wrapped`, `invalid_kdf_params` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     pickup_upload: {
         parameters: {
             query?: never;
@@ -4815,7 +5252,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            /** @description `guest_not_allowed`: a guest looks up the organisation's users only; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4892,7 +5329,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            /** @description `guest_not_allowed`: a guest looks up the organisation's users only; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -53,11 +53,9 @@ export interface Enrolled {
   fingerprint: string;
 }
 
-/** Generates the key, wraps it with the password-derived key and registers it; then logs in. */
-export async function enroll(invite: string, address: string, name: string, password: string, progress: Progress): Promise<Enrolled> {
-  address = address.trim().toLowerCase();
-  progress('Checking your organisation', 0.05);
-  const { org: info } = await org();
+/** What enrolment registers (and a guest's upgrade from a pickup, docs/pickup.md "Guests"): a
+ *  new key for `address`, its secret wrapped under the password, and the login verifier. */
+export async function newLogin(address: string, name: string, password: string, progress: Progress) {
   progress('Generating your key pair (Ed25519 and X25519)', 0.15);
   const key = await pgp.generateUserKey(address, name.trim() || undefined);
   progress('Deriving your encryption key from your password (Argon2id, 64 MiB)', 0.35);
@@ -66,16 +64,24 @@ export async function enroll(invite: string, address: string, name: string, pass
   const keys = await derivePasswordKeys(password, salt, params);
   progress('Locking your secret key with it', 0.7);
   const wrapped = await pgp.wrapKey(key.privateKey, keys.wrap);
-  progress(`Registering your public key with ${info.domain}`, 0.8);
-  const resp = await api.post('/enroll', {
-    invite: invite.trim(),
-    address,
+  const login = {
     cert: key.publicArmored,
     wrapped_key: wrapped,
     kdf_salt: b64(salt),
     kdf_params: params,
     login_verifier: b64(keys.verifier),
-  });
+  };
+  return { key, keys, login };
+}
+
+/** Generates the key, wraps it with the password-derived key and registers it; then logs in. */
+export async function enroll(invite: string, address: string, name: string, password: string, progress: Progress): Promise<Enrolled> {
+  address = address.trim().toLowerCase();
+  progress('Checking your organisation', 0.05);
+  const { org: info } = await org();
+  const { key, keys, login } = await newLogin(address, name, password, progress);
+  progress(`Registering your public key with ${info.domain}`, 0.8);
+  const resp = await api.post('/enroll', { invite: invite.trim(), address, ...login });
   pin(address, info.ca_fingerprint.toUpperCase());
   progress('Signing you in', 0.9);
   const session = await loginWithKeys(address, keys, undefined, key.privateKey);

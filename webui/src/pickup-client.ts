@@ -184,3 +184,14 @@ async function replyCert(u: Unlocked, r: ResolvedRecipient): Promise<pgp.PublicK
   }
   throw new Error(`The server offered a key for ${r.address} that neither signed the message nor is certified by their organisation. Your reply was not sent.`);
 }
+
+/** The recipient of the unlocked pickup becomes a guest of the sender's organisation with a key
+ *  of their own, made here as at enrolment (docs/pickup.md, "Guests"); they log in to the web
+ *  app from then on. Refused with `guest_exists` when the address has a key there already. */
+export async function upgrade(u: Unlocked, password: string, progress: client.Progress): Promise<{ fingerprint: string }> {
+  const { login } = await client.newLogin(u.address, '', password, progress);
+  progress('Registering your public key', 0.85);
+  const resp = await call<{ fingerprint: string }>('POST', '/pickup/upgrade', login, u.session);
+  progress('Done', 1);
+  return { fingerprint: resp.fingerprint };
+}

@@ -183,6 +183,7 @@ pub(super) fn account_view(a: &Account) -> AccountView {
         cert: a.cert.clone().unwrap_or_default(),
         wrapped_key: a.wrapped_key.clone().unwrap_or_default(),
         totp_enabled: a.totp_enabled,
+        guest: crate::service::guests::is_guest(a),
     }
 }
 
@@ -373,21 +374,23 @@ pub(super) async fn totp_disable(
     get,
     path = "/users/{address}/cert",
     tag = "accounts",
-    summary = "An enrolled user's certificate (armored, with the CA certification)",
+    summary = "An enrolled user's (or guest's) certificate (armored; a user's with the CA certification)",
     params(("address" = String, Path, description = "E-mail address")),
     responses(
         (status = 200, description = "Armored OpenPGP certificate", body = String, content_type = "text/plain"),
         (status = 400, description = "`invalid_address`", body = ErrorBody),
+        (status = 403, description = "`guest_not_allowed`: a guest looks up the organisation's users only", body = ErrorBody),
         (status = 404, description = "`unknown_user`: no enrolled, active user of that address", body = ErrorBody),
     )
 )]
 pub(super) async fn user_cert(
     State(st): State<AppState>,
-    _auth: Authed,
+    auth: Authed,
     ApiPath(address): ApiPath<String>,
 ) -> ApiResult<String> {
     let address = normalize_address(&address)
         .ok_or_else(|| ApiError::bad_request("invalid_address", "not an e-mail address"))?;
+    crate::service::guests::may_look_up(&st, &auth.account, &address).await?;
     match st.store.account_by_address(&address).await? {
         Some(Account {
             cert: Some(cert),

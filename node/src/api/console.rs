@@ -183,6 +183,8 @@ async fn users(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<Adm
         .accounts()
         .await?
         .into_iter()
+        // Guests have their own list (`/admin/guests`).
+        .filter(|a| !service::guests::is_guest(a))
         .map(|a| AdminUser {
             invite_expires_at: (a.state == AccountState::Invited)
                 .then(|| invites.get(&a.id).copied())
@@ -266,16 +268,7 @@ async fn set_state(
     ApiPath(address): ApiPath<String>,
     ApiJson(req): ApiJson<AccountStateRequest>,
 ) -> ApiResult<StatusCode> {
-    let enabled = match req.state.as_str() {
-        "active" => true,
-        "disabled" => false,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "state must be active or disabled",
-            ));
-        }
-    };
+    let enabled = enabling(&req)?;
     service::accounts::set_state(
         st.store.as_ref(),
         &Actor::Admin(auth.account.address.clone()),
@@ -285,6 +278,18 @@ async fn set_state(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an `AccountStateRequest` asks for: enable (`active`) or disable (`disabled`).
+pub(super) fn enabling(req: &AccountStateRequest) -> ApiResult<bool> {
+    match req.state.as_str() {
+        "active" => Ok(true),
+        "disabled" => Ok(false),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            "state must be active or disabled",
+        )),
+    }
 }
 
 #[utoipa::path(
@@ -301,6 +306,9 @@ async fn status(State(st): State<AppState>, _: AdminAuthed) -> ApiResult<Json<No
     let now = now();
     let mut accounts = AccountCounts::default();
     for a in st.store.accounts().await? {
+        if service::guests::is_guest(&a) {
+            continue;
+        }
         match a.state {
             AccountState::Active => accounts.active += 1,
             AccountState::Invited => accounts.invited += 1,

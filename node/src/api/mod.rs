@@ -7,6 +7,7 @@
 mod accounts;
 mod console;
 pub mod error;
+mod guests;
 mod mail;
 pub mod openapi;
 mod pickup;
@@ -123,6 +124,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pickup::thread_part))
         .routes(routes!(trust::trust))
         .routes(routes!(trust::certify))
+        .routes(routes!(guests::upgrade))
+        .routes(routes!(guests::guests))
+        .routes(routes!(guests::set_guest_state))
+        .routes(routes!(guests::remove_guest))
         .merge(console::routes())
 }
 

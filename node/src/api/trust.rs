@@ -21,6 +21,7 @@ use crate::service;
         (status = 200, description = "The keys, strongest first", body = TrustResponse),
         (status = 400, description = "`invalid_address`", body = crate::proto::ErrorBody),
         (status = 409, description = "`not_enrolled`: your account has no key", body = crate::proto::ErrorBody),
+        (status = 403, description = "`guest_not_allowed`: a guest looks up the organisation's users only", body = crate::proto::ErrorBody),
         (status = 503, description = "`federation_off`, `peer_unreachable`, `peer_answer_refused`: a peered organisation's user could not be looked up", body = crate::proto::ErrorBody),
     )
 )]
@@ -29,6 +30,7 @@ pub(super) async fn trust(
     auth: Authed,
     ApiPath(address): ApiPath<String>,
 ) -> ApiResult<Json<TrustResponse>> {
+    service::guests::may_look_up(&st, &auth.account, &address).await?;
     let viewer = service::trust::viewer(&auth.account)?;
     Ok(Json(TrustResponse {
         keys: service::trust::keys(&st, &viewer, &address).await?,
@@ -44,6 +46,7 @@ pub(super) async fn trust(
     responses(
         (status = 200, description = "Kept", body = CertificationResponse),
         (status = 400, description = "`invalid_cert`", body = crate::proto::ErrorBody),
+        (status = 403, description = "`guest_not_allowed`", body = crate::proto::ErrorBody),
         (status = 404, description = "`unknown_key`: this node's directory does not hold that key", body = crate::proto::ErrorBody),
         (status = 409, description = "`not_enrolled`: your account has no key", body = crate::proto::ErrorBody),
         (status = 422, description = "`rejected_update`, `nothing_new`", body = crate::proto::ErrorBody),
@@ -54,6 +57,7 @@ pub(super) async fn certify(
     auth: Authed,
     ApiJson(req): ApiJson<CertificationRequest>,
 ) -> ApiResult<Json<CertificationResponse>> {
+    service::guests::not_for_guests(&auth.account, "certify keys")?;
     let certified = service::trust::certify(&st, &auth.account, &req.cert, crate::now()).await?;
     Ok(Json(CertificationResponse {
         fingerprint: certified.fingerprint,

@@ -43,6 +43,9 @@ pub struct Mail<'a> {
     pub mail_id: &'a str,
     /// `Date`, seconds since the Unix epoch.
     pub date: i64,
+    /// For a guest (docs/pickup.md, "Guests"): the link is the web app's login, and no unlock
+    /// code is needed.
+    pub guest: bool,
 }
 
 /// `s` as one line of printable characters: control and format characters (CR, LF, tabs,
@@ -96,9 +99,35 @@ pub fn html_escape(s: &str) -> String {
 }
 
 /// The subject and both parts for a secure message from `sender_name` at `organisation`,
-/// opened at `link`. The names are cut to one line here.
-pub fn wording(sender_name: &str, organisation: &str, link: &str) -> Wording {
+/// opened at `link` (for a `guest`: after logging in; otherwise with an unlock code). The names
+/// are cut to one line here.
+pub fn wording(sender_name: &str, organisation: &str, link: &str, guest: bool) -> Wording {
     let (name, org) = (one_line(sender_name), one_line(organisation));
+    let (text_how, html_how) = if guest {
+        (
+            "Log in with your e-mail address and the password you chose when you\r\n\
+             created your key. Nobody will ever ask you for your password by e-mail."
+                .to_owned(),
+            "Log in with your e-mail address and the password you chose when you created \
+             your key. Nobody will ever ask you for your password by e-mail."
+                .to_owned(),
+        )
+    } else {
+        (
+            format!(
+                "You need an unlock code to open it. {name} will give it to you by\r\n\
+                 another channel, such as a phone call, a text message or a letter.\r\n\
+                 The code is not in this e-mail, and nobody will ever ask you for it\r\n\
+                 by e-mail."
+            ),
+            format!(
+                "You need an unlock code to open it. <strong>{}</strong> will give it to you \
+                 by another channel, such as a phone call, a text message or a letter. The code \
+                 is not in this e-mail, and nobody will ever ask you for it by e-mail.",
+                html_escape(&name)
+            ),
+        )
+    };
     let subject = format!("Secure message from {name} at {org}");
     let text = format!(
         "{name} at {org} has sent you a secure message.\r\n\
@@ -107,10 +136,7 @@ pub fn wording(sender_name: &str, organisation: &str, link: &str) -> Wording {
          \r\n\
          {link}\r\n\
          \r\n\
-         You need an unlock code to open it. {name} will give it to you by\r\n\
-         another channel, such as a phone call, a text message or a letter.\r\n\
-         The code is not in this e-mail, and nobody will ever ask you for it\r\n\
-         by e-mail.\r\n\
+         {text_how}\r\n\
          \r\n\
          This e-mail does not contain the message itself. It was sent\r\n\
          automatically; replies to it are not read.\r\n"
@@ -130,9 +156,7 @@ pub fn wording(sender_name: &str, organisation: &str, link: &str) -> Wording {
          Open the secure message</a></p>\r\n\
          <p>If the button does not work, copy this address into your browser:<br>\r\n\
          {h_link}</p>\r\n\
-         <p>You need an unlock code to open it. <strong>{h_name}</strong> will give it to you \
-         by another channel, such as a phone call, a text message or a letter. The code is \
-         not in this e-mail, and nobody will ever ask you for it by e-mail.</p>\r\n\
+         <p>{html_how}</p>\r\n\
          <p style=\"color: #555555; font-size: 90%\">This e-mail does not contain the \
          message itself. It was sent automatically; replies to it are not read.</p>\r\n\
          </body></html>\r\n",
@@ -148,7 +172,7 @@ pub fn wording(sender_name: &str, organisation: &str, link: &str) -> Wording {
 /// The whole mail as it goes to the relay (CRLF line ends, 7-bit: encoded where needed).
 pub fn build(m: &Mail<'_>) -> Result<Vec<u8>, NotifyError> {
     let bad = |e: &dyn std::fmt::Display| NotifyError::Build(e.to_string());
-    let words = wording(m.sender_name, m.organisation, m.link);
+    let words = wording(m.sender_name, m.organisation, m.link, m.guest);
     let from = Mailbox::new(
         Some(one_line(m.organisation)),
         m.from.parse().map_err(|e| bad(&e))?,
@@ -184,6 +208,7 @@ mod tests {
             link: "https://alpha.test/pickup#t=abc",
             mail_id: "<0190.notify@alpha.test>",
             date: 1_800_000_000,
+            guest: false,
         }
     }
 
@@ -300,6 +325,7 @@ mod tests {
             "<script>alert(\"x\")</script> & 'Co'",
             "Bank <b>",
             "https://a.test/p?x=1&y=2",
+            false,
         );
         assert!(
             w.html

@@ -152,6 +152,25 @@ impl Notifier {
         n: &Notification<'_>,
         now: Timestamp,
     ) -> Result<NewNotification, NotifyError> {
+        self.render_as(n, false, now)
+    }
+
+    /// [`Notifier::render`] for a guest (docs/pickup.md, "Guests"): the link is the web app's
+    /// login, and the mail asks for no unlock code.
+    pub fn render_for_guest(
+        &self,
+        n: &Notification<'_>,
+        now: Timestamp,
+    ) -> Result<NewNotification, NotifyError> {
+        self.render_as(n, true, now)
+    }
+
+    fn render_as(
+        &self,
+        n: &Notification<'_>,
+        guest: bool,
+        now: Timestamp,
+    ) -> Result<NewNotification, NotifyError> {
         let inner = &self.inner;
         if !inner.configured {
             return Err(NotifyError::NoRelay);
@@ -176,6 +195,7 @@ impl Notifier {
             link: n.link,
             mail_id: &mail_id,
             date: now,
+            guest,
         })?;
         Ok(NewNotification {
             message_id: n.message_id.map(str::to_owned),

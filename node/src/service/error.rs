@@ -176,6 +176,20 @@ pub enum ServiceError {
         "the pickup thread with {address} has expired or was withdrawn: request a new envelope, which makes a new key and unlock code"
     )]
     PickupThreadGone { address: String },
+    /// A guest may write to the organisation's active users only (docs/pickup.md, "Guests").
+    #[error("as a guest you can write to the organisation's users only, not to: {}", .addresses.join(", "))]
+    GuestRecipientNotAllowed { addresses: Vec<String> },
+    /// An upgrade for an address that already has an account.
+    #[error("{address} already has a key here: log in with your address and password")]
+    GuestExists { address: String },
+    /// What a guest's account does not give (directory, other people's keys, certifying).
+    #[error("a guest account cannot {what}")]
+    GuestNotAllowed { what: &'static str },
+    #[error("{address} is not a guest of this organisation")]
+    UnknownGuest { address: String },
+    /// A certificate offered at an upgrade is unusable or names another address.
+    #[error("the certificate is unusable: {0}")]
+    UnusableCert(String),
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -246,6 +260,11 @@ impl ServiceError {
             ServiceError::TooManyReplies { .. } => "too_many_replies",
             ServiceError::PickupThreadLocked { .. } => "pickup_thread_locked",
             ServiceError::PickupThreadGone { .. } => "pickup_thread_gone",
+            ServiceError::GuestRecipientNotAllowed { .. } => "guest_recipient_not_allowed",
+            ServiceError::GuestExists { .. } => "guest_exists",
+            ServiceError::GuestNotAllowed { .. } => "guest_not_allowed",
+            ServiceError::UnknownGuest { .. } => "unknown_guest",
+            ServiceError::UnusableCert(_) => "invalid_cert",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -281,6 +300,11 @@ impl ServiceError {
             | ServiceError::PickupThreadLocked { .. }
             | ServiceError::PickupThreadGone { .. } => ErrorKind::Conflict,
             ServiceError::ReplyRecipient { .. } => ErrorKind::Refused,
+            ServiceError::GuestExists { .. } => ErrorKind::Conflict,
+            ServiceError::GuestRecipientNotAllowed { .. }
+            | ServiceError::GuestNotAllowed { .. } => ErrorKind::Forbidden,
+            ServiceError::UnknownGuest { .. } => ErrorKind::NotFound,
+            ServiceError::UnusableCert(_) => ErrorKind::Refused,
             ServiceError::InvalidCredentials
             | ServiceError::TotpRequired
             | ServiceError::TotpInvalid

@@ -120,6 +120,7 @@ pub async fn envelope(
     now: i64,
 ) -> Result<EnvelopeResponse, ServiceError> {
     let to = recipients(&ctx.config.limits, to)?;
+    super::guests::check_recipients(ctx, account, to.iter().map(String::as_str)).await?;
     let me = super::trust::viewer(account)?;
     let recipients = resolve_all(ctx, Some(&me), &to).await?;
     let (_, sender, _) = resolve(ctx, Some(&me), &account.address)
@@ -156,8 +157,19 @@ async fn resolve(
 ) -> Result<Option<Resolved>, ServiceError> {
     let domain = crate::domain_of(address);
     if domain != ctx.config.domain {
+        if ctx.store.peer(domain).await?.is_some() {
+            return resolve_remote(ctx, viewer, address, domain).await;
+        }
+        // An outside address with an active guest account is local: encrypted to the guest's
+        // key, no unlock code (docs/pickup.md, "Guests").
+        if let Some(guest) = ctx.store.account_by_address(address).await?
+            && super::guests::is_guest(&guest)
+            && deliverable(&guest)
+        {
+            return local(ctx, viewer, guest).await.map(Some);
+        }
         // Neither ours nor a peered organisation's: reached by pickup (docs/pickup.md).
-        if ctx.config.pickup.enabled && ctx.store.peer(domain).await?.is_none() {
+        if ctx.config.pickup.enabled {
             return Ok(Some((
                 None,
                 ResolvedRecipient {
@@ -171,7 +183,7 @@ async fn resolve(
                 None,
             )));
         }
-        return resolve_remote(ctx, viewer, address, domain).await;
+        return Ok(None);
     }
     let Some(account) = ctx.store.account_by_address(address).await? else {
         return Ok(None);
@@ -179,9 +191,25 @@ async fn resolve(
     if !deliverable(&account) {
         return Ok(None);
     }
+    local(ctx, viewer, account).await.map(Some)
+}
+
+/// A deliverable account of this node (a user, or a guest), with the viewer's verdict.
+async fn local(
+    ctx: &Context,
+    viewer: Option<&Fingerprint>,
+    account: Account,
+) -> Result<Resolved, ServiceError> {
     let cert = ctx.account_cert(&account)?;
-    let verdict = verdict_for(ctx, viewer, &cert, address).await?;
-    Ok(Some((
+    let mut verdict = verdict_for(ctx, viewer, &cert, &account.address).await?;
+    if super::guests::is_guest(&account) && viewer.is_some() && verdict.why_not.is_some() {
+        verdict.explanation.push(format!(
+            "{} is a guest of this organisation: their key is authenticated once you certify \
+             it (first contact by Message Unlock Code)",
+            account.address
+        ));
+    }
+    Ok((
         Some(account.id),
         ResolvedRecipient {
             address: account.address.clone(),
@@ -192,7 +220,7 @@ async fn resolve(
             pickup_thread: None,
         },
         Some(cert),
-    )))
+    ))
 }
 
 async fn verdict_for(
@@ -203,7 +231,8 @@ async fn verdict_for(
 ) -> Result<VerdictView, ServiceError> {
     Ok(match viewer {
         Some(viewer) => {
-            super::trust::view(&super::trust::verdict(ctx, viewer, cert, address).await?)
+            let verdict = super::trust::verdict(ctx, viewer, cert, address).await?;
+            super::trust::view_for(ctx, viewer, &verdict).await?
         }
         // Submission needs no verdict, only whether the key is revoked (checked by the caller).
         None => VerdictView {

@@ -13,6 +13,7 @@ pub mod accounts;
 mod context;
 pub mod credentials;
 mod error;
+pub mod guests;
 pub mod login;
 pub mod mail;
 pub mod peers;

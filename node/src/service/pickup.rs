@@ -729,7 +729,7 @@ async fn sender_change(
     }
 }
 
-async fn remove_blobs(blobs: &dyn BlobStore, orphans: Vec<[u8; 32]>) {
+pub(super) async fn remove_blobs(blobs: &dyn BlobStore, orphans: Vec<[u8; 32]>) {
     for sha in orphans {
         // The rows are gone and committed; a file left behind is only wasted space.
         if let Err(e) = blobs.remove(sha).await {

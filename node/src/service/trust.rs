@@ -28,14 +28,48 @@ pub fn why_not_code(w: &WhyNot) -> &'static str {
 
 /// A verdict in wire form.
 pub fn view(v: &Verdict) -> VerdictView {
+    view_noting(v, None)
+}
+
+/// [`view`], with the viewer's own certification described as `direct` (see
+/// [`Verdict::explain_noting`]).
+fn view_noting(v: &Verdict, direct: Option<&str>) -> VerdictView {
     VerdictView {
         fingerprint: v.target.to_hex(),
         address: v.address.clone(),
         level: v.level.word().to_owned(),
         amount: v.amount,
         why_not: v.why_not.as_ref().map(|w| why_not_code(w).to_owned()),
-        explanation: v.explain(),
+        explanation: v.explain_noting(direct),
     }
+}
+
+/// A verdict for `viewer` in wire form, telling a path made of the viewer's own certification
+/// of a guest's key "first contact by Message Unlock Code" when that certification says so
+/// (docs/pickup.md, "Guests").
+pub async fn view_for(
+    ctx: &Context,
+    viewer: &Fingerprint,
+    v: &Verdict,
+) -> Result<VerdictView, ServiceError> {
+    let direct = v
+        .paths
+        .iter()
+        .any(|p| p.hops.len() == 2 && p.hops[0].role == sealpost_trust::HopRole::You);
+    if !direct {
+        return Ok(view(v));
+    }
+    let how = match ctx.store.cert_by_fingerprint(&v.target.to_hex()).await? {
+        Some(armored) => crate::crypto::cert_from_armored(&armored)
+            .ok()
+            .and_then(|c| sealpost_trust::first_contact(&c, viewer, &v.address)),
+        None => None,
+    };
+    let note = match how.as_deref() {
+        Some(sealpost_trust::FIRST_CONTACT_MUC) => Some("first contact by Message Unlock Code"),
+        _ => None,
+    };
+    Ok(view_noting(v, note))
 }
 
 /// The root of an account's trust view: its own key.
@@ -87,7 +121,11 @@ pub async fn keys(
         .lookup(viewer, &address)
         .await
         .map_err(ServiceError::internal)?;
-    Ok(verdicts.iter().map(view).collect())
+    let mut views = Vec::with_capacity(verdicts.len());
+    for v in verdicts.iter() {
+        views.push(view_for(ctx, viewer, v).await?);
+    }
+    Ok(views)
 }
 
 /// What a certification added.

@@ -36,10 +36,38 @@ impl AccountState {
     }
 }
 
+/// What an account is: a user of the organisation, or a guest (docs/pickup.md, "Guests").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKind {
+    /// An address of this node's domain, enrolled with an administrator's invite.
+    User,
+    /// An outside address that created its key from an unlocked pickup: it receives messages
+    /// from the organisation's users and replies to them, nothing else.
+    Guest,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::User => "user",
+            AccountKind::Guest => "guest",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "user" => AccountKind::User,
+            "guest" => AccountKind::Guest,
+            other => return Err(StorageError::Corrupt(format!("account kind {other:?}"))),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Account {
     pub id: i64,
     pub address: String,
+    pub kind: AccountKind,
     pub name: Option<String>,
     pub is_admin: bool,
     pub state: AccountState,
@@ -150,4 +178,15 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn use_totp_step(&self, account_id: i64, step: i64) -> Result<bool>;
     async fn set_totp(&self, account_id: i64, secret: Option<Vec<u8>>, enabled: bool)
     -> Result<()>;
+    /// Removes the guest `address` for good, in one commit: its sessions, uploads, notices,
+    /// mailbox (messages nobody else holds are dropped) and account, logged as `guest.removed` by
+    /// `actor`. Its public certificate stays known (the trust view only grows), but no address
+    /// resolves to it any more. Returns the blob files no message refers to any more.
+    /// `NotFound` if there is no guest of that address.
+    async fn remove_guest(
+        &self,
+        address: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>>;
 }

@@ -43,6 +43,8 @@ pub struct NewMessage {
     pub remote_backlog_max: u64,
     /// Outside recipients reached by pickup (docs/pickup.md), each with its notification.
     pub pickups: Vec<super::pickup::NewPickup>,
+    /// Notification mail to guest recipients (docs/pickup.md, "Guests"), queued in this commit.
+    pub notifications: Vec<super::notify::NewNotification>,
     /// Most notifications waiting for the relay (`relay.max_queued`).
     pub notify_max_queued: u64,
 }

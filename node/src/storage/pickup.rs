@@ -193,6 +193,17 @@ pub enum SenderOutcome {
     NotUnread(String),
 }
 
+/// What an upgrade of a pickup's recipient to a guest came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestOutcome {
+    /// The guest account, active, with the enrolment's key and login.
+    Created { account_id: i64 },
+    /// The address already has an account (a guest from an earlier pickup): nothing changed.
+    Exists,
+    /// The pickup is not open any more (expired, withdrawn, locked meanwhile): nothing changed.
+    NotOpen,
+}
+
 #[async_trait]
 pub trait PickupStore: Send + Sync + 'static {
     async fn pickup_by_token(&self, token_hash: [u8; 32]) -> Result<Option<PickupRecord>>;
@@ -271,4 +282,13 @@ pub trait PickupStore: Send + Sync + 'static {
         address: &str,
         thread: i64,
     ) -> Result<Vec<ThreadMessage>>;
+    /// The recipient of open pickup `id` becomes a guest with `enrolment` (their key, stored
+    /// as it came: no CA certification), in one commit with the sender's delivery state
+    /// `guest` and the log entry `pickup.guest_created`.
+    async fn pickup_upgrade(
+        &self,
+        id: i64,
+        enrolment: super::accounts::Enrolment,
+        now: Timestamp,
+    ) -> Result<GuestOutcome>;
 }

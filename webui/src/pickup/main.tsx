@@ -13,6 +13,7 @@ import type { PickupInfo } from '../pickup-wire';
 import { groupFingerprint } from '../pgp';
 import { ErrorBox, Icon, Logo, fullDate, saveBlob } from '../ui';
 import { AttachmentList, OutgoingFiles } from '../files';
+import { Upgrade } from './upgrade';
 
 // Read once, then gone from the address bar and the history entry.
 const token = location.hash.replace(/^#/, '');
@@ -173,6 +174,7 @@ function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
         </ul>
       </section>
       <Reply u={u} />
+      <Upgrade u={u} organisation={info.organisation} />
     </div>
   );
 }

@@ -38,6 +38,10 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   const resolve = async (address: string): Promise<Rcpt> => {
     address = address.trim().toLowerCase();
     if (!ADDRESS.test(address)) return { address, state: 'invalid', verdict: null, reason: `“${address}” is not an e-mail address.` };
+    // A guest writes to the organisation's users only (the node refuses anything else too).
+    if (session.account.guest && address.split('@')[1] !== session.org.domain) {
+      return { address, state: 'refused', verdict: null, reason: `As a guest of ${session.org.domain} you can write to its users only.` };
+    }
     try {
       const keys = await client.trust(address);
       const best = keys[0] ?? null;

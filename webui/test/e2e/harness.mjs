@@ -368,3 +368,15 @@ export async function signIn(page, url, address, password) {
   await page.click('button[type=submit]');
   await page.waitForSelector('#folder-title', { timeout: 60_000 });
 }
+
+/** Starts tests/smtp/sink.py (python3-aiosmtpd) writing what it takes into `outDir`; resolves
+ * to `{ port, process }`. */
+export function startSink(outDir) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/python3', [join(ROOT, 'tests/smtp/sink.py'), '--out', outDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => { out += c; const m = /listening (\d+)/.exec(out); if (m) resolve({ port: Number(m[1]), process: child }); });
+    child.stderr.on('data', (c) => { out += c; });
+    child.on('exit', (code) => reject(new Error(`the SMTP sink exited ${code}:\n${out}`)));
+  });
+}

@@ -260,7 +260,9 @@ pub async fn screen(
     .map_err(|e| ServiceError::BadSignature(e.to_string()))?;
 
     let (recipients, refused) = match source {
-        Source::Local { .. } => {
+        Source::Local { account } => {
+            super::super::guests::check_recipients(ctx, account, env.to.iter().map(String::as_str))
+                .await?;
             let resolved = resolve_all(ctx, None, &env.to).await?;
             let outside: Vec<String> = resolved
                 .iter()
@@ -614,24 +616,23 @@ async fn store(
                 let (mut pickup, token) = *pickup;
                 let link = crate::service::pickup::link(ctx, &token);
                 if ctx.notifier.is_configured() {
-                    let n = crate::notify::Notification {
-                        message_id: Some(&s.env.message_id),
-                        sender: &account.address,
-                        sender_name: account.name.as_deref().unwrap_or(""),
-                        organisation: "",
-                        recipient: &r.address,
-                        link: &link,
-                    };
-                    pickup.notification = Some(
-                        ctx.notifier
-                            .render(&n, unix)
-                            .map_err(ServiceError::internal)?,
-                    );
+                    let mail = notification(ctx, account, &s.env.message_id, &r.address, &link);
+                    pickup.notification = Some(mail(false, unix)?);
                 }
                 links.insert(r.address.clone(), link);
                 pickups.push(pickup);
             }
-            let notifying = pickups.iter().any(|p| p.notification.is_some());
+            // A guest recipient is told by mail that a message waits in their mailbox.
+            let mut notifications = Vec::new();
+            if ctx.notifier.is_configured() {
+                let login = format!("{}/#/mail/inbox", ctx.public_url());
+                for r in s.recipients.iter().filter(|r| is_guest_recipient(ctx, r)) {
+                    let mail = notification(ctx, account, &s.env.message_id, &r.address, &login);
+                    notifications.push(mail(true, unix)?);
+                }
+            }
+            let notifying =
+                !notifications.is_empty() || pickups.iter().any(|p| p.notification.is_some());
             let federation = &ctx.config.federation;
             let outcome = ctx
                 .store
@@ -649,6 +650,7 @@ async fn store(
                         remote_expires_at: unix + federation.delivery_expiry_secs as i64,
                         remote_backlog_max: federation.max_backlog_per_peer,
                         pickups,
+                        notifications,
                         notify_max_queued: ctx.notifier.max_queued(),
                     },
                     unix,
@@ -770,6 +772,38 @@ async fn store(
             })
         }
     }
+}
+
+/// The notification mail of `account`'s message to `recipient`, opened at `link`: for a guest
+/// (`true`: the link is the login) or a pickup recipient (`false`), built at a given time.
+fn notification<'a>(
+    ctx: &'a Context,
+    account: &'a Account,
+    message_id: &'a str,
+    recipient: &'a str,
+    link: &'a str,
+) -> impl FnOnce(bool, i64) -> Result<crate::storage::notify::NewNotification, ServiceError> + 'a {
+    move |guest, now| {
+        let n = crate::notify::Notification {
+            message_id: Some(message_id),
+            sender: &account.address,
+            sender_name: account.name.as_deref().unwrap_or(""),
+            organisation: "",
+            recipient,
+            link,
+        };
+        let mail = if guest {
+            ctx.notifier.render_for_guest(&n, now)
+        } else {
+            ctx.notifier.render(&n, now)
+        };
+        mail.map_err(ServiceError::internal)
+    }
+}
+
+/// A local recipient of another domain than ours: a guest (docs/pickup.md, "Guests").
+fn is_guest_recipient(ctx: &Context, r: &Recipient) -> bool {
+    r.account.is_some() && crate::domain_of(&r.address) != ctx.config.domain
 }
 
 /// Remote recipients grouped by destination organisation.

@@ -6,20 +6,23 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::put_cert;
-use crate::storage::accounts::{Account, AccountState, AccountStore, Enrolment, Session};
+use super::rows::{drop_message_if_unreferenced, drop_unreferenced, put_cert};
+use crate::storage::accounts::{
+    Account, AccountKind, AccountState, AccountStore, Enrolment, Session,
+};
 use crate::storage::error::{Result, StorageError, Timestamp};
 use crate::storage::log::LogEvent;
 
 const ACCOUNT_COLUMNS: &str = "id, address, name, is_admin, state, created_at, \
     (SELECT armored FROM certs c WHERE c.fingerprint = accounts.fingerprint), fingerprint, \
-    wrapped_key, kdf_salt, kdf_params, login_hash, totp_secret, totp_enabled";
+    wrapped_key, kdf_salt, kdf_params, login_hash, totp_secret, totp_enabled, kind";
 
-fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String, String)> {
     Ok((
         Account {
             id: r.get(0)?,
             address: r.get(1)?,
+            kind: AccountKind::User,
             name: r.get(2)?,
             is_admin: r.get(3)?,
             state: AccountState::Invited,
@@ -34,6 +37,7 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
             totp_enabled: r.get(13)?,
         },
         r.get(4)?,
+        r.get(14)?,
     ))
 }
 
@@ -46,8 +50,9 @@ fn query_accounts(
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(p, account_row)?;
     rows.map(|r| {
-        let (mut a, state) = r?;
+        let (mut a, state, kind) = r?;
         a.state = AccountState::parse(&state)?;
+        a.kind = AccountKind::parse(&kind)?;
         Ok(a)
     })
     .collect()
@@ -385,6 +390,56 @@ impl AccountStore for SqliteStore {
                 params![secret, enabled, account_id],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn remove_guest(
+        &self,
+        address: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<[u8; 32]>> {
+        let (address, actor) = (address.to_owned(), actor.to_owned());
+        self.write(move |c, chain| {
+            let found: Option<(i64, Option<String>)> = c
+                .query_row(
+                    "SELECT id, fingerprint FROM accounts WHERE address = ?1 AND kind = 'guest'",
+                    [&address],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((id, fingerprint)) = found else {
+                return Err(StorageError::NotFound("guest"));
+            };
+            for sql in [
+                "DELETE FROM sessions WHERE account_id = ?1",
+                "DELETE FROM invites WHERE account_id = ?1",
+                "DELETE FROM issued_ids WHERE account_id = ?1",
+                "DELETE FROM notices WHERE account_id = ?1",
+            ] {
+                c.execute(sql, [id])?;
+            }
+            let uploads: Vec<Vec<u8>> = c
+                .prepare("DELETE FROM uploads WHERE account_id = ?1 RETURNING sha256")?
+                .query_map([id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let held: Vec<String> = c
+                .prepare("DELETE FROM mailbox WHERE account_id = ?1 RETURNING message_id")?
+                .query_map([id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut files = drop_unreferenced(c, uploads)?;
+            for message_id in held {
+                files.extend(drop_message_if_unreferenced(c, &message_id)?);
+            }
+            c.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("guest.removed", &actor, &address)
+                    .with(serde_json::json!({ "fingerprint": fingerprint })),
+            )?;
+            Ok(files)
         })
         .await
     }

@@ -214,6 +214,9 @@ impl MailStore for SqliteStore {
             }
             enqueue_remote(c, chain, &m, now)?;
             insert_pickups(c, chain, &m, now)?;
+            for n in &m.notifications {
+                super::notify::insert_notification(c, chain, n, m.notify_max_queued, now)?;
+            }
             Ok(SubmitOutcome::Accepted { accepted_at: now })
         })
         .await

@@ -13,13 +13,14 @@ use super::chain::Chain;
 use super::outbox::set_delivery;
 use super::rows::insert_part;
 use super::rows::{drop_message_if_unreferenced, parse_sha};
+use crate::storage::accounts::Enrolment;
 use crate::storage::error::StorageError;
 use crate::storage::error::{Result, Timestamp};
 use crate::storage::log::LogEvent;
 use crate::storage::mail::NewMessage;
 use crate::storage::pickup::{
-    Attempt, AttemptOutcome, PickupRecord, PickupReply, PickupState, PickupStore, ReplyOutcome,
-    SenderChange, SenderOutcome, ThreadMessage,
+    Attempt, AttemptOutcome, GuestOutcome, PickupRecord, PickupReply, PickupState, PickupStore,
+    ReplyOutcome, SenderChange, SenderOutcome, ThreadMessage,
 };
 
 const COLUMNS: &str = "id, message_id, address, sender, fingerprint, cert, locked_key, \
@@ -690,6 +691,49 @@ impl PickupStore for SqliteStore {
                 out.push(m);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn pickup_upgrade(&self, id: i64, e: Enrolment, now: Timestamp) -> Result<GuestOutcome> {
+        self.write(move |c, chain| {
+            let Some(p) = by_id(c, id)? else {
+                return Ok(GuestOutcome::NotOpen);
+            };
+            if p.state != PickupState::Open || p.expires_at <= now {
+                return Ok(GuestOutcome::NotOpen);
+            }
+            let exists: bool = c
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM accounts WHERE address = ?1)")?
+                .query_row([&p.address], |r| r.get(0))?;
+            if exists {
+                return Ok(GuestOutcome::Exists);
+            }
+            super::rows::put_cert(c, &e.cert, "guest", now)?;
+            c.prepare_cached(
+                "INSERT INTO accounts (address, is_admin, state, created_at, fingerprint,
+                     wrapped_key, kdf_salt, kdf_params, login_hash, kind)
+                 VALUES (?1, 0, 'active', ?2, ?3, ?4, ?5, ?6, ?7, 'guest')",
+            )?
+            .execute(params![
+                p.address,
+                now,
+                e.cert.fingerprint,
+                e.wrapped_key,
+                e.kdf_salt,
+                e.kdf_params,
+                e.login_hash
+            ])?;
+            let account_id = c.last_insert_rowid();
+            set_delivery(c, &p.message_id, &p.address, "guest", None, now)?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("pickup.guest_created", &p.address, &p.message_id).with(json!({
+                    "pickup": p.address, "fingerprint": e.cert.fingerprint,
+                })),
+            )?;
+            Ok(GuestOutcome::Created { account_id })
         })
         .await
     }

@@ -374,6 +374,12 @@ CREATE TABLE pickup_uploads (
     PRIMARY KEY (pickup_id, sha256)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Guests (docs/pickup.md, "Guests"): an outside address that upgraded from a pickup to a key
+-- of its own. kind: 'user' (an address of our domain, enrolled by invite) or 'guest' (an
+-- outside address, enrolled from an unlocked pickup; its key carries no CA certification).
+ALTER TABLE accounts ADD COLUMN kind TEXT NOT NULL DEFAULT 'user';
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
