@@ -130,6 +130,136 @@ pub enum ClientCommand {
         #[arg(long)]
         reason: String,
     },
+    /// A new unlock code for ADDRESS's pickup of your message MESSAGE_ID (after too many wrong
+    /// codes): the same key, locked anew; prints the code, which opens the whole thread.
+    Relock { message_id: String, address: String },
+    /// Open a pickup link as its outside recipient (no account needed): asks for the unlock
+    /// code (without echo on a terminal), prints the message and what was verified.
+    Pickup {
+        /// The link from the notification mail (`…/pickup#…`).
+        link: String,
+        /// Read the unlock code from this file (first line) instead of asking.
+        #[arg(long)]
+        code_file: Option<PathBuf>,
+        /// Save the attachments into this directory.
+        #[arg(long)]
+        save_dir: Option<PathBuf>,
+        /// Reply to the sender with the text of this file.
+        #[arg(long)]
+        reply: Option<PathBuf>,
+        /// The reply's subject (default: "Re: " and the message's).
+        #[arg(long, requires = "reply")]
+        reply_subject: Option<String>,
+        /// Attach this file to the reply (repeatable).
+        #[arg(long = "reply-attach", requires = "reply")]
+        reply_attach: Vec<PathBuf>,
+    },
+}
+
+/// The unlock code: from `--code-file`, else asked on the terminal without echo, else the
+/// first line of standard input.
+fn unlock_code(code_file: Option<&Path>) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if let Some(f) = code_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    if std::io::stdin().is_terminal() {
+        return Ok(rpassword::prompt_password("Unlock code: ")?);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+/// `sealpost client pickup`: unlock, print, save, reply.
+async fn pickup_command(
+    link: &str,
+    code_file: Option<&Path>,
+    save_dir: Option<&Path>,
+    reply: Option<(&Path, Option<&str>, &[PathBuf])>,
+) -> anyhow::Result<()> {
+    let carol = crate::pickup::PickupClient::new(link)?;
+    let info = carol.open().await?;
+    eprintln!(
+        "A secure message for {} from {}{} ({}).",
+        info.address,
+        info.sender,
+        info.sender_name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        info.organisation
+    );
+    let code = unlock_code(code_file)?;
+    if crate::pickup::parse_muc(&code).is_none() {
+        bail!("that is not an unlock code: 16 letters and digits, as the sender gave them");
+    }
+    let u = carol.unlock(&code).await?;
+    let got = carol.read(&u).await?;
+    let by_ca = carol.ca_certifies_sender(&u).await.unwrap_or(false);
+    println!("From:    {}", got.head.from);
+    println!("To:      {}", got.head.to.join(", "));
+    println!("Subject: {}", got.head.subject);
+    println!();
+    println!("{}", got.head.body);
+    println!();
+    println!("Verified:");
+    println!(
+        "  signed by the key {} (the envelope's signature, and every part's hash)",
+        grouped(&got.signer_fingerprint)
+    );
+    println!(
+        "  organisation CA {}: {}",
+        grouped(&u.info.ca_fingerprint),
+        if by_ca {
+            format!("certifies this key for {}", got.head.from)
+        } else {
+            format!("does NOT certify this key for {}", got.head.from)
+        }
+    );
+    println!(
+        "Not verified: that this CA is the organisation's. Compare its fingerprint with one \
+         you got from them another way (a letter, their website)."
+    );
+    for (meta, bytes) in &got.attachments {
+        match save_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join(&meta.name);
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("Saved {} ({} bytes)", path.display(), bytes.len());
+            }
+            None => println!(
+                "Attachment {} ({} bytes; --save-dir to save)",
+                meta.name,
+                bytes.len()
+            ),
+        }
+    }
+    if let Some((file, subject, attach)) = reply {
+        let body =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let mut files = Vec::with_capacity(attach.len());
+        for a in attach {
+            let name = a
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push((
+                name,
+                std::fs::read(a).with_context(|| format!("reading {}", a.display()))?,
+            ));
+        }
+        let subject = subject
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("Re: {}", got.head.subject));
+        let resp = carol.reply(&u, &subject, &body, &files).await?;
+        println!("Replied to {} ({}).", got.head.from, resp.message_id);
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,6 +392,21 @@ fn print_items(
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    // The outside recipient's command needs no account and no client state.
+    if let ClientCommand::Pickup {
+        link,
+        code_file,
+        save_dir,
+        reply,
+        reply_subject,
+        reply_attach,
+    } = &args.command
+    {
+        let reply = reply
+            .as_deref()
+            .map(|f| (f, reply_subject.as_deref(), reply_attach.as_slice()));
+        return pickup_command(link, code_file.as_deref(), save_dir.as_deref(), reply).await;
+    }
     let dir = client_dir(&args)?;
     let work = std::env::temp_dir();
     match &args.command {
@@ -379,17 +524,26 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 eprintln!("{}: {}", r.address, r.state);
             }
             for p in &issued {
-                eprintln!(
-                    "\n{} has no key: they open the message with this link and unlock code.\n  \
-                     link: {}\n  unlock code: {}\nPass the unlock code on by another channel \
-                     (phone, SMS, letter), never in the same mail as the link. It is shown only \
-                     this once.",
-                    p.address,
-                    p.link
-                        .as_deref()
-                        .unwrap_or("(sent to them by notification mail)"),
-                    crate::pickup::display_muc(&p.muc),
-                );
+                let link = p
+                    .link
+                    .as_deref()
+                    .unwrap_or("(sent to them by notification mail)");
+                match &p.muc {
+                    Some(muc) => eprintln!(
+                        "\n{} has no key: they open the message with this link and unlock code.\n  \
+                         link: {}\n  unlock code: {}\nPass the unlock code on by another channel \
+                         (phone, SMS, letter), never in the same mail as the link. It is shown only \
+                         this once.",
+                        p.address,
+                        link,
+                        crate::pickup::display_muc(muc),
+                    ),
+                    None => eprintln!(
+                        "\n{}: same unlock code as before (this message continues your pickup \
+                         thread with them).\n  link: {}",
+                        p.address, link
+                    ),
+                }
             }
             println!("{}", resp.message_id);
         }
@@ -570,6 +724,23 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
             s.logout().await?;
         }
+        ClientCommand::Relock {
+            message_id,
+            address,
+        } => {
+            let s = login(&args, &dir).await?;
+            let r = s
+                .relock(message_id, &address.to_ascii_lowercase(), &s.pickup_kdf)
+                .await;
+            s.logout().await?;
+            let muc = r?;
+            eprintln!(
+                "A new unlock code for {address}; it opens every message of your pickup thread \
+                 with them, the old code none. Pass it on by another channel (phone, SMS, letter):"
+            );
+            println!("{}", crate::pickup::display_muc(&muc));
+        }
+        ClientCommand::Pickup { .. } => unreachable!("handled before the client state is read"),
         ClientCommand::RevokeKey { reason } => {
             let s = login(&args, &dir).await?;
             let r = s.revoke_key(reason).await;

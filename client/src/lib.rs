@@ -414,7 +414,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Keeps only a safe file name: no directories, no hidden files, no control characters.
-fn safe_file_name(name: &str) -> String {
+pub(crate) fn safe_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base
         .chars()
@@ -759,6 +759,7 @@ impl Session {
             signature,
             inline_parts,
             pickups: Vec::new(),
+            pickup_continuations: Vec::new(),
         })
     }
 
@@ -848,16 +849,29 @@ impl Session {
     }
 
     /// [`Session::send`], with each outside recipient's Message Unlock Code and link: a fresh
-    /// pickup key per outside recipient, locked under a new code (docs/pickup.md). The codes
-    /// exist only in the answer: show each to the sender once.
+    /// pickup key per outside recipient, locked under a new code, or, for one in a live pickup
+    /// thread with this sender, that thread's key and code (docs/pickup.md). The codes exist
+    /// only in the answer: show each to the sender once.
     pub async fn send_all(
         &self,
         msg: &Outgoing,
         work_dir: &Path,
     ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
-        let (envelope, mut certs) = self.envelope(&msg.to).await?;
+        let (envelope, certs) = self.envelope(&msg.to).await?;
+        self.send_enveloped(msg, envelope, certs, work_dir).await
+    }
+
+    /// [`Session::send_all`] for an envelope answer already at hand (from [`Session::envelope`]).
+    pub async fn send_enveloped(
+        &self,
+        msg: &Outgoing,
+        envelope: EnvelopeResponse,
+        mut certs: Vec<Cert>,
+        work_dir: &Path,
+    ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
         let kdf = msg.pickup_kdf.unwrap_or(self.pickup_kdf);
         let mut seals = Vec::new();
+        let mut continuations = Vec::new();
         let mut codes = Vec::new();
         let mut pickup_map = std::collections::BTreeMap::new();
         for r in envelope
@@ -865,11 +879,24 @@ impl Session {
             .iter()
             .filter(|r| r.mode == DeliveryMode::Pickup)
         {
+            // A live thread with them: its key (checked against our own signed copy), the
+            // same unlock code; never a new code, never plain.
+            if r.pickup_thread.is_some() {
+                let cert = pickup::check_thread_key(&self.me, r)?;
+                pickup_map.insert(r.address.clone(), cert.fingerprint().to_hex());
+                certs.push(cert);
+                codes.push((r.address.clone(), None));
+                continuations.push(PickupContinuation {
+                    address: r.address.clone(),
+                    expires_in_days: None,
+                });
+                continue;
+            }
             let (address, me) = (r.address.clone(), self.me.clone());
             let made = blocking(move || pickup::make_seal(&address, &me, &kdf)).await?;
             pickup_map.insert(r.address.clone(), made.cert.fingerprint().to_hex());
             certs.push(made.cert);
-            codes.push((r.address.clone(), made.muc));
+            codes.push((r.address.clone(), Some(made.muc)));
             seals.push(made.seal);
         }
         let mut recipients = certs.clone();
@@ -972,6 +999,7 @@ impl Session {
         };
         let mut request = self.sign_envelope(&env, inline)?;
         request.pickups = seals;
+        request.pickup_continuations = continuations;
         drop(temps);
         let resp = self.submit(&request).await?;
         let issued = codes
@@ -987,6 +1015,32 @@ impl Session {
             })
             .collect();
         Ok((resp, issued))
+    }
+
+    /// A new unlock code for the pickup of `address` in this user's message `message_id` (after
+    /// a lock-out): the same pickup key, re-locked from the sender's copy; returns the code
+    /// (normal form), which opens the whole thread from now on.
+    pub async fn relock(&self, message_id: &str, address: &str, kdf: &KdfParams) -> Result<String> {
+        let m: MessageResponse =
+            json(self.get(&format!("/messages/{message_id}")).send().await?).await?;
+        let view = m
+            .pickups
+            .iter()
+            .find(|p| p.address == address)
+            .ok_or_else(|| {
+                ClientError::Protocol(format!("{address} is no pickup recipient of {message_id}"))
+            })?
+            .clone();
+        let (me, kdf) = (self.me.clone(), *kdf);
+        let (req, muc) = blocking(move || pickup::relock_request(&me, &view, &kdf)).await?;
+        check(
+            self.post(&format!("/messages/{message_id}/pickups/relock"))
+                .json(&req)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(muc)
     }
 
     pub async fn mailbox(&self, folder: Folder) -> Result<Vec<MailboxItem>> {

@@ -134,9 +134,50 @@ fn armor_message(bytes: &[u8]) -> Result<String> {
 #[derive(Clone, Debug)]
 pub struct Issued {
     pub address: String,
-    /// Normal form; show it with [`display_muc`].
-    pub muc: String,
+    /// Normal form; show it with [`display_muc`]. `None`: the message continues a live pickup
+    /// thread with them, and the unlock code they already hold opens it.
+    pub muc: Option<String>,
     pub link: Option<String>,
+}
+
+/// The secret pickup key from the sender's copy (`key_for_sender`): decrypted with `me` and
+/// signed by `me`, or refused.
+fn open_sender_copy(me: &Cert, copy: &str) -> Result<Cert> {
+    let mut tsk = Vec::new();
+    crypto::open(
+        me,
+        std::slice::from_ref(me),
+        &POLICY,
+        SystemTime::now(),
+        &mut copy.as_bytes(),
+        &mut tsk,
+    )?;
+    Ok(Cert::from_bytes(&tsk).map_err(|e| CryptoError::malformed("pickup key", e))?)
+}
+
+/// The key of a live pickup thread an envelope answer names for `r`, checked against the
+/// sender's own copy of its secret (`key_for_sender`, encrypted to and signed by `me`): only a
+/// key this sender's client made is used, whatever the node says. Returns its public part.
+pub fn check_thread_key(me: &Cert, r: &ResolvedRecipient) -> Result<Cert> {
+    let thread = r
+        .pickup_thread
+        .as_ref()
+        .ok_or_else(|| ClientError::Protocol(format!("{} is in no pickup thread", r.address)))?;
+    let key = open_sender_copy(me, &thread.key_for_sender).map_err(|e| {
+        ClientError::Integrity(format!(
+            "the pickup key offered for {} is not one you made: {e}",
+            r.address
+        ))
+    })?;
+    let fpr = key.fingerprint().to_hex();
+    let offered = crypto::cert_from_armored(&r.cert)?;
+    if !fpr.eq_ignore_ascii_case(&r.fingerprint) || offered.fingerprint() != key.fingerprint() {
+        return Err(ClientError::Integrity(format!(
+            "the pickup key offered for {} is not the one your copy holds",
+            r.address
+        )));
+    }
+    Ok(key.strip_secret_key_material())
 }
 
 /// The token of a pickup link (its fragment) and the node's base URL.
@@ -259,6 +300,176 @@ impl PickupClient {
         Ok(bytes.to_vec())
     }
 
+    /// Replies to the message's sender (docs/pickup.md, Replies): each attachment (name, bytes)
+    /// and the head sealed to the sender's key (the one that signed the message) and to the
+    /// pickup key (so this side can read its own reply), signed with the pickup key, uploaded
+    /// and submitted with the session.
+    pub async fn reply(
+        &self,
+        u: &Unlocked,
+        subject: &str,
+        body: &str,
+        attachments: &[(String, Vec<u8>)],
+    ) -> Result<SubmitResponse> {
+        let session = &u.info.session;
+        let env_resp: EnvelopeResponse = json(
+            self.http
+                .post(self.url("/pickup/envelope"))
+                .bearer_auth(session)
+                .json(&PickupReplyEnvelopeRequest {})
+                .send()
+                .await?,
+        )
+        .await?;
+        if !is_message_id(&env_resp.message_id) {
+            return Err(ClientError::Protocol("malformed message ID".into()));
+        }
+        // The only recipient, with the key that signed the message: a node cannot slip in one
+        // of its own.
+        let [r] = &env_resp.recipients[..] else {
+            return Err(ClientError::Protocol(
+                "a reply has exactly one recipient".into(),
+            ));
+        };
+        let to = crypto::cert_from_armored(&r.cert)?;
+        let env: Envelope = serde_json::from_str(&u.info.envelope)
+            .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
+        if r.address != env.from || to.fingerprint() != u.sender.fingerprint() {
+            return Err(ClientError::Integrity(format!(
+                "the node offered a recipient other than {}'s key that signed the message",
+                env.from
+            )));
+        }
+        let recipients = [to, u.key.clone().strip_secret_key_material()];
+        let seal = |plain: &[u8]| -> Result<Vec<u8>> {
+            let mut out = Vec::with_capacity(plain.len() + 1024);
+            crypto::seal(
+                &recipients,
+                &u.key,
+                &POLICY,
+                SystemTime::now(),
+                &mut &plain[..],
+                &mut out,
+            )?;
+            Ok(out)
+        };
+        let mut parts = vec![EnvelopePart {
+            sha256: String::new(),
+            size: 0,
+        }];
+        let mut metas = Vec::new();
+        for (i, (name, data)) in attachments.iter().enumerate() {
+            let sealed = seal(data)?;
+            let sha = hex::encode(Sha256::digest(&sealed));
+            self.upload(session, &sha, sealed.clone()).await?;
+            metas.push(AttachmentMeta {
+                name: crate::safe_file_name(name),
+                media_type: "application/octet-stream".into(),
+                size: data.len() as u64,
+                sha256: hex::encode(Sha256::digest(data)),
+                part: (i + 1) as u32,
+            });
+            parts.push(EnvelopePart {
+                sha256: sha,
+                size: sealed.len() as u64,
+            });
+        }
+        let now = sealpost_proto::now();
+        let head = Head {
+            v: 1,
+            message_id: env_resp.message_id.clone(),
+            from: u.info.address.clone(),
+            to: vec![r.address.clone()],
+            subject: subject.to_owned(),
+            body: body.to_owned(),
+            attachments: metas,
+            sent_at: now,
+        };
+        let sealed = seal(&serde_json::to_vec(&head).expect("head serialises"))?;
+        let sha = hex::encode(Sha256::digest(&sealed));
+        parts[0] = EnvelopePart {
+            sha256: sha.clone(),
+            size: sealed.len() as u64,
+        };
+        let org: OrgInfo = json(self.http.get(self.url("/org")).send().await?).await?;
+        let mut inline_parts = std::collections::BTreeMap::new();
+        if sealed.len() <= org.limits.inline_part_max_bytes {
+            inline_parts.insert(0, STANDARD.encode(&sealed));
+        } else {
+            self.upload(session, &sha, sealed).await?;
+        }
+        let envelope = Envelope {
+            v: 1,
+            message_id: env_resp.message_id,
+            from: u.info.address.clone(),
+            to: vec![r.address.clone()],
+            created_at: now,
+            parts,
+            pickup: Default::default(),
+        };
+        let text = serde_json::to_string(&envelope).expect("envelope serialises");
+        let signature = crypto::sign_detached(&u.key, &POLICY, text.as_bytes())?;
+        json(
+            self.http
+                .post(self.url("/pickup/submit"))
+                .bearer_auth(session)
+                .json(&SubmitRequest {
+                    envelope: text,
+                    signature,
+                    inline_parts,
+                    pickups: Vec::new(),
+                    pickup_continuations: Vec::new(),
+                })
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    async fn upload(&self, session: &str, sha256: &str, bytes: Vec<u8>) -> Result<()> {
+        let up: UploadResponse = json(
+            self.http
+                .put(self.url(&format!("/pickup/uploads/{sha256}")))
+                .bearer_auth(session)
+                .body(bytes)
+                .send()
+                .await?,
+        )
+        .await?;
+        if up.sha256 != sha256 {
+            return Err(ClientError::Integrity(
+                "the node stored other bytes than were uploaded".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the organisation's CA, as the node publishes it and as the unlock answer names
+    /// it, certifies the sender's key for the sender's address.
+    pub async fn ca_certifies_sender(&self, u: &Unlocked) -> Result<bool> {
+        let org: OrgInfo = json(self.http.get(self.url("/org")).send().await?).await?;
+        let ca = crypto::cert_from_armored(&org.ca_cert)?;
+        let env: Envelope = serde_json::from_str(&u.info.envelope)
+            .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
+        Ok(ca
+            .fingerprint()
+            .to_hex()
+            .eq_ignore_ascii_case(&u.info.ca_fingerprint)
+            && crypto::ca_certifies(&ca, &u.sender, &env.from, &POLICY, SystemTime::now()))
+    }
+
+    /// The messages of the session's thread (`GET /pickup/thread`).
+    pub async fn thread(&self, session: &str) -> Result<PickupThread> {
+        json(
+            self.http
+                .get(self.url("/pickup/thread"))
+                .bearer_auth(session)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
     /// Downloads and decrypts the whole message (attachments in memory: for tests and the
     /// CLI's small messages).
     pub async fn read(&self, u: &Unlocked) -> Result<PickedUp> {
@@ -313,16 +524,7 @@ pub fn relock_request(
         .key_for_sender
         .as_deref()
         .ok_or_else(|| ClientError::Protocol("the pickup's key is gone".into()))?;
-    let mut tsk = Vec::new();
-    crypto::open(
-        me,
-        std::slice::from_ref(me),
-        &POLICY,
-        SystemTime::now(),
-        &mut copy.as_bytes(),
-        &mut tsk,
-    )?;
-    let key = Cert::from_bytes(&tsk).map_err(|e| CryptoError::malformed("pickup key", e))?;
+    let key = open_sender_copy(me, copy)?;
     if key.fingerprint().to_hex() != view.fingerprint {
         return Err(ClientError::Integrity(
             "the sender's copy is of another key".into(),

@@ -79,6 +79,9 @@ pub struct PickupConfig {
     pub per_ip_per_minute: u32,
     /// Seconds a pickup session (after the right unlock code) lasts.
     pub session_ttl_secs: u64,
+    /// Replies an outside recipient may send through one pickup (each within
+    /// `limits.max_message_bytes`).
+    pub max_replies: u32,
 }
 
 impl Default for PickupConfig {
@@ -90,6 +93,7 @@ impl Default for PickupConfig {
             max_wrong: 5,
             per_ip_per_minute: 30,
             session_ttl_secs: 3600,
+            max_replies: 20,
         }
     }
 }

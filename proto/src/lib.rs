@@ -191,6 +191,23 @@ pub struct ResolvedRecipient {
     pub mode: DeliveryMode,
     /// How far the requesting user's web of trust authenticates this key for this address.
     pub verdict: VerdictView,
+    /// A pickup recipient in a live pickup thread with the requesting sender: `cert` is the
+    /// thread's pickup key, and this is the sender's own signed copy of it, by which their
+    /// client checks that it made that key (docs/pickup.md, Threads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_thread: Option<PickupThreadRef>,
+}
+
+/// The live pickup thread an outside recipient is in, as its sender's envelope answer names it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PickupThreadRef {
+    /// The thread's newest message with a live pickup, and when it was sent.
+    pub message_id: String,
+    pub created_at: i64,
+    /// `open`, or `locked`: the sender must issue a new code (re-lock that message) first.
+    pub state: String,
+    /// The secret pickup key encrypted to (and signed by) the sender, as `PickupView`'s.
+    pub key_for_sender: String,
 }
 
 /// A trust verdict as clients see it: level, amount, and every path in words.
@@ -301,6 +318,23 @@ pub struct SubmitRequest {
     /// One seal per pickup recipient (docs/pickup.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pickups: Vec<PickupSeal>,
+    /// Pickup recipients whose envelope answer named a live pickup thread (`mode: pickup`
+    /// with a `cert`): the message continues it, under the same key and unlock code, instead
+    /// of a seal (docs/pickup.md, Threads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickup_continuations: Vec<PickupContinuation>,
+}
+
+/// A pickup recipient reached with the key of their live pickup thread: the node copies the
+/// locked key and verifier of the thread's pickup to this message's (same unlock code).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupContinuation {
+    /// The outside recipient (`envelope.pickup[address]` is the thread's key fingerprint).
+    pub address: String,
+    /// Days until this message's pickup expires (default and maximum: the node's `[pickup]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
 }
 
 /// What the sender's client hands the node for one pickup recipient: the pickup key locked
@@ -391,6 +425,11 @@ pub struct MailboxItem {
     /// For messages in Sent: each remote recipient's delivery state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivery: Vec<DeliveryState>,
+    /// What authenticated a sender who is no user: `pickup` for a reply from a pickup page
+    /// (`from` is the outside address; it proved possession of the unlock code the recipient
+    /// gave them). Absent for messages of users, here or at a peered organisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// A recipient's delivery state, as the sender sees it.
@@ -684,6 +723,11 @@ pub struct PickupUnlocked {
     pub parts: Vec<PartView>,
 }
 
+/// `POST /pickup/envelope`: a reply's envelope request (the recipient is fixed: `{}`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupReplyEnvelopeRequest {}
+
 /// A sender's request about one pickup recipient of their message.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -700,4 +744,33 @@ pub struct PickupRelockRequest {
     pub salt: String,
     pub kdf: KdfParams,
     pub verifier: String,
+}
+
+/// The messages of a pickup session's thread (docs/pickup.md, Threads): the sender's messages
+/// to the outside address under the same pickup key, and the replies, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PickupThread {
+    /// The outside address and the sender.
+    pub address: String,
+    pub sender: String,
+    /// The sender's certificate, as in [`PickupUnlocked`].
+    pub sender_cert: String,
+    /// Armored public pickup key (the thread's).
+    pub cert: String,
+    pub messages: Vec<PickupThreadMessage>,
+}
+
+/// One message of a pickup thread.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PickupThreadMessage {
+    pub message_id: String,
+    pub from: String,
+    /// A reply from the outside address (else a message of the sender).
+    pub reply: bool,
+    pub accepted_at: i64,
+    /// The envelope's exact signed text and its signature (by the sender's key, or for a
+    /// reply by the pickup key).
+    pub envelope: String,
+    pub signature: String,
+    pub parts: Vec<PartView>,
 }

@@ -60,6 +60,16 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("POST", "/pickup/open", Who::Public, None),
     ("POST", "/pickup/unlock", Who::Public, None),
     ("GET", "/pickup/parts/{index}", Who::PickupSession, None),
+    ("POST", "/pickup/envelope", Who::PickupSession, None),
+    ("PUT", "/pickup/uploads/{sha256}", Who::PickupSession, None),
+    ("POST", "/pickup/submit", Who::PickupSession, None),
+    ("GET", "/pickup/thread", Who::PickupSession, None),
+    (
+        "GET",
+        "/pickup/messages/{id}/parts/{index}",
+        Who::PickupSession,
+        None,
+    ),
     (
         "POST",
         "/messages/{id}/pickups/withdraw",
@@ -172,6 +182,7 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
             .replace("{address}", "bob@a.test")
             .replace("{folder}", "inbox")
             .replace("{domain}", "b.test")
+            .replace("{sha256}", &"ab".repeat(32))
     };
     let call = |method: &str, path: &str, token: Option<&str>| {
         // A well-formed body where the route needs one, so that what is checked is the right

@@ -346,6 +346,7 @@ async fn ciphertext_missing_a_required_recipient_is_refused() {
             envelope,
             inline_parts: [(0, STANDARD.encode(&ct))].into(),
             pickups: Vec::new(),
+            pickup_continuations: Vec::new(),
         }
     };
     let before = stored(&node);

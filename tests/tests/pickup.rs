@@ -82,7 +82,7 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
         ]
     );
     assert_eq!(issued.len(), 1);
-    let first_muc = issued[0].muc.clone();
+    let first_muc = issued[0].muc.clone().unwrap();
     let link = issued[0].link.clone().unwrap();
     assert!(link.starts_with(&format!("{}/pickup#", node.url)), "{link}");
     // Bob reads it as always.
@@ -294,7 +294,12 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
     assert_eq!(withdraw("dave@outside.test", &w.message_id).await, 204);
     assert_eq!(code(dave.open().await.err().unwrap()), "pickup_withdrawn");
     assert_eq!(
-        code(dave.unlock(&wi[0].muc).await.err().unwrap()),
+        code(
+            dave.unlock(wi[0].muc.as_deref().unwrap())
+                .await
+                .err()
+                .unwrap()
+        ),
         "pickup_withdrawn"
     );
     let shredded = |address: &str| {
@@ -373,7 +378,12 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
         b"for dave".to_vec(),
         attachment[1000..1064].to_vec(),
     ];
-    for muc in [&first_muc, &new_muc, &wi[0].muc, &xi[0].muc] {
+    for muc in [
+        &first_muc,
+        &new_muc,
+        wi[0].muc.as_ref().unwrap(),
+        xi[0].muc.as_ref().unwrap(),
+    ] {
         needles.push(muc.as_bytes().to_vec());
         needles.push(pickup::display_muc(muc).into_bytes());
     }

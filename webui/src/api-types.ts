@@ -565,6 +565,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/pickup/envelope": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A reply's envelope: a message ID, the pickup's sender as the only recipient
+         * @description The recipient is the original sender with the key their organisation holds; `sender` is the outside address with the pickup key, to sign the reply with.
+         */
+        post: operations["pickup_envelope"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pickup/messages/{id}/parts/{index}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Stream one encrypted part of a message of the session's thread */
+        get: operations["pickup_thread_part"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/pickup/open": {
         parameters: {
             query?: never;
@@ -605,6 +642,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/pickup/submit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a reply, signed with the pickup key, to the pickup's sender
+         * @description The rules of `POST /messages`, with the outside address as the sender and the pickup key as its key: the only recipient is the pickup's sender, every part encrypted to them and to the pickup key. At most `pickup.max_replies` per pickup. It lands in the sender's inbox marked `via: pickup`; the sender's state for this pickup becomes `replied`.
+         */
+        post: operations["pickup_submit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pickup/thread": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The messages of the pickup session's thread
+         * @description The sender's messages to this outside address under the same pickup key (still open) and the replies, oldest first, each with its signed envelope and parts.
+         */
+        get: operations["pickup_thread"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/pickup/unlock": {
         parameters: {
             query?: never;
@@ -619,6 +696,26 @@ export interface paths {
          * @description A wrong code counts against the pickup (`pickup.max_wrong`, then locked even for the right code) and against the caller's address.
          */
         post: operations["unlock"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pickup/uploads/{sha256}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Stream one encrypted part of a reply into the blob store
+         * @description As `PUT /blobs`: limited to limits.max_message_bytes and, per pickup, to limits.max_pending_upload_bytes of uploads no reply used yet. The answer names the bytes' SHA-256, which must be the path's.
+         */
+        put: operations["pickup_upload"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -922,6 +1019,12 @@ export interface components {
             parts: number;
             /** @description For messages in Sent: each remote recipient's delivery state. */
             delivery?: components["schemas"]["DeliveryState"][];
+            /**
+             * @description What authenticated a sender who is no user: `pickup` for a reply from a pickup page
+             *     (`from` is the outside address; it proved possession of the unlock code the recipient
+             *     gave them). Absent for messages of users, here or at a peered organisation.
+             */
+            via?: string | null;
         };
         MailboxResponse: {
             items: components["schemas"]["MailboxItem"][];
@@ -1040,6 +1143,19 @@ export interface components {
              */
             queued: number;
         };
+        /**
+         * @description A pickup recipient reached with the key of their live pickup thread: the node copies the
+         *     locked key and verifier of the thread's pickup to this message's (same unlock code).
+         */
+        PickupContinuation: {
+            /** @description The outside recipient (`envelope.pickup[address]` is the thread's key fingerprint). */
+            address: string;
+            /**
+             * Format: int32
+             * @description Days until this message's pickup expires (default and maximum: the node's `[pickup]`).
+             */
+            expires_in_days?: number | null;
+        };
         /** @description What the pickup page shows before the unlock code is entered. Opening changes nothing. */
         PickupInfo: {
             /**
@@ -1074,6 +1190,8 @@ export interface components {
             kdf: components["schemas"]["KdfParams"];
             verifier: string;
         };
+        /** @description `POST /pickup/envelope`: a reply's envelope request (the recipient is fixed: `{}`). */
+        PickupReplyEnvelopeRequest: Record<string, never>;
         /**
          * @description What the sender's client hands the node for one pickup recipient: the pickup key locked
          *     with the Message Unlock Code, and a verifier derived from it under a separate label.
@@ -1097,6 +1215,47 @@ export interface components {
              * @description Days until the pickup expires (default and maximum: the node's `[pickup]`).
              */
             expires_in_days?: number | null;
+        };
+        /**
+         * @description The messages of a pickup session's thread (docs/pickup.md, Threads): the sender's messages
+         *     to the outside address under the same pickup key, and the replies, oldest first.
+         */
+        PickupThread: {
+            /** @description The outside address and the sender. */
+            address: string;
+            sender: string;
+            /** @description The sender's certificate, as in [`PickupUnlocked`]. */
+            sender_cert: string;
+            /** @description Armored public pickup key (the thread's). */
+            cert: string;
+            messages: components["schemas"]["PickupThreadMessage"][];
+        };
+        /** @description One message of a pickup thread. */
+        PickupThreadMessage: {
+            message_id: string;
+            from: string;
+            /** @description A reply from the outside address (else a message of the sender). */
+            reply: boolean;
+            /** Format: int64 */
+            accepted_at: number;
+            /**
+             * @description The envelope's exact signed text and its signature (by the sender's key, or for a
+             *     reply by the pickup key).
+             */
+            envelope: string;
+            signature: string;
+            parts: components["schemas"]["PartView"][];
+        };
+        /** @description The live pickup thread an outside recipient is in, as its sender's envelope answer names it. */
+        PickupThreadRef: {
+            /** @description The thread's newest message with a live pickup, and when it was sent. */
+            message_id: string;
+            /** Format: int64 */
+            created_at: number;
+            /** @description `open`, or `locked`: the sender must issue a new code (re-lock that message) first. */
+            state: string;
+            /** @description The secret pickup key encrypted to (and signed by) the sender, as `PickupView`'s. */
+            key_for_sender: string;
         };
         PickupUnlockRequest: {
             token: string;
@@ -1160,6 +1319,7 @@ export interface components {
             mode: components["schemas"]["DeliveryMode"];
             /** @description How far the requesting user's web of trust authenticates this key for this address. */
             verdict: components["schemas"]["VerdictView"];
+            pickup_thread?: null | components["schemas"]["PickupThreadRef"];
         };
         SessionView: {
             /** @description An opaque identifier (not usable as a token). */
@@ -1183,6 +1343,12 @@ export interface components {
             };
             /** @description One seal per pickup recipient (docs/pickup.md). */
             pickups?: components["schemas"]["PickupSeal"][];
+            /**
+             * @description Pickup recipients whose envelope answer named a live pickup thread (`mode: pickup`
+             *     with a `cert`): the message continues it, under the same key and unlock code, instead
+             *     of a seal (docs/pickup.md, Threads).
+             */
+            pickup_continuations?: components["schemas"]["PickupContinuation"][];
         };
         SubmitResponse: {
             message_id: string;
@@ -3916,6 +4082,165 @@ export interface operations {
             };
         };
     };
+    pickup_envelope: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PickupReplyEnvelopeRequest"];
+            };
+        };
+        responses: {
+            /** @description The message ID to sign and the recipient */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnvelopeResponse"];
+                };
+            };
+            /** @description `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_recipient`: the sender can no longer receive */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pickup_thread_part: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Message ID (one of `/pickup/thread`) */
+                id: string;
+                /** @description Part index (0 is the sealed head) */
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The part's ciphertext */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_part`: no such part of a message of this thread */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     open: {
         parameters: {
             query?: never;
@@ -4082,6 +4407,178 @@ export interface operations {
             };
         };
     };
+    pickup_submit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmitRequest"];
+            };
+        };
+        responses: {
+            /** @description Already accepted (a retried submission) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            /** @description Accepted */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            /** @description `invalid_envelope`, `invalid_request`; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `sender_mismatch`, `message_id_not_issued`, `message_id_expired`, `pickup_locked` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_many_replies` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_expired`, `pickup_withdrawn` */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`; `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `reply_recipient_not_allowed`, `bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_parts` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pickup_thread: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The thread */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PickupThread"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     unlock: {
         parameters: {
             query?: never;
@@ -4169,6 +4666,89 @@ export interface operations {
             };
             /** @description `too_many_attempts` (Retry-After) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pickup_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Lowercase hex SHA-256 of the ciphertext */
+                sha256: string;
+            };
+            cookie?: never;
+        };
+        /** @description The part's ciphertext */
+        requestBody?: {
+            content: {
+                "application/octet-stream": unknown;
+            };
+        };
+        responses: {
+            /** @description Stored */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadResponse"];
+                };
+            };
+            /** @description `upload_interrupted`; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`, `upload_quota` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `part_mismatch`: the bytes' SHA-256 is not the path's */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

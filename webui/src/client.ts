@@ -6,7 +6,7 @@ import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo
 import { b64, derivePasswordKeys, unb64, validateKdf, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
 import * as pgp from './pgp';
 import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
-import { makePickup, relock, type MadePickup } from './pickup-crypto';
+import { makePickup, relock, threadKey, type MadePickup } from './pickup-crypto';
 import type { PickupEnvelope } from './pickup-wire';
 
 export interface Session {
@@ -318,6 +318,8 @@ export interface IssuedPickup {
 export interface Sent {
   messageId: string;
   pickups: IssuedPickup[];
+  /** Outside recipients reached in an existing pickup thread: the same unlock code as before. */
+  continued: string[];
 }
 
 /** The organisation's login Argon2id parameters as its node publishes them (`GET /org` `kdf`,
@@ -352,7 +354,19 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   }
   const certs: pgp.PublicKey[] = [];
   const pickups: MadePickup[] = [];
+  const continued: { address: string; fingerprint: string }[] = [];
   for (const r of resp.recipients) {
+    if (isPickup(r) && r.pickup_thread) {
+      // A live thread of ours with this outsider: encrypt to its key, no new code (the
+      // conversation never falls back to plain, nor to a second code).
+      if (r.pickup_thread.state === 'locked') {
+        throw new Error(`${r.address} is locked out after too many wrong codes: open your message of ${new Date(r.pickup_thread.created_at * 1000).toLocaleDateString()} in Sent and give them a new unlock code first.`);
+      }
+      const t = await threadKey(r.pickup_thread.key_for_sender, s.me, r.cert);
+      continued.push({ address: r.address, fingerprint: t.fingerprint });
+      certs.push(t.cert);
+      continue;
+    }
     if (isPickup(r)) {
       // No key to judge: a fresh pickup key, locked under a new MUC, is this recipient's.
       const made = await makePickup(r.address, s.me, orgKdf(s.org));
@@ -393,16 +407,20 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   else await api.upload(sealedHead, () => {});
   const env: PickupEnvelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
   // The sender's signature binds each outside recipient to their pickup key; omitted when empty.
-  if (pickups.length) env.pickup = Object.fromEntries(pickups.map((p) => [p.seal.address, p.fingerprint]));
+  if (pickups.length || continued.length) {
+    env.pickup = Object.fromEntries([...pickups.map((p) => [p.seal.address, p.fingerprint]), ...continued.map((c) => [c.address, c.fingerprint])]);
+  }
   const text = JSON.stringify(env);
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
   const body: api.Body<'/messages', 'post'> = { envelope: text, signature, inline_parts: inline };
   if (pickups.length) body.pickups = pickups.map((p) => p.seal);
+  if (continued.length) body.pickup_continuations = continued.map((c) => ({ address: c.address }));
   const answer = await api.post('/messages', body);
   const links = new Map(answer.recipients.map((r) => [r.address, r.link ?? undefined]));
   return {
     messageId: resp.message_id,
     pickups: pickups.map((p) => ({ address: p.seal.address, muc: p.muc, link: links.get(p.seal.address) })),
+    continued: continued.map((c) => c.address),
   };
 }
 

@@ -73,6 +73,27 @@ pub(super) async fn upload(
         .limits
         .max_pending_upload_bytes
         .saturating_sub(pending);
+    let (sha256, size) = receive_upload(&st, room, &headers, body).await?;
+    st.store
+        .record_upload(auth.account.id, sha256, size, now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadResponse {
+            sha256: hex::encode(sha256),
+            size,
+        }),
+    ))
+}
+
+/// Streams an upload into the blob store, within `room` (what is left of the uploader's quota
+/// of unsent bytes) and `limits.max_message_bytes`; the caller records who uploaded it.
+pub(super) async fn receive_upload(
+    st: &AppState,
+    room: u64,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<([u8; 32], u64)> {
     if room == 0 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,17 +111,7 @@ pub(super) async fn upload(
     }
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let mut reader = StreamReader::new(stream);
-    let (sha256, size) = st.blobs.put(&mut reader, limit).await?;
-    st.store
-        .record_upload(auth.account.id, sha256, size, now())
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(UploadResponse {
-            sha256: hex::encode(sha256),
-            size,
-        }),
-    ))
+    Ok(st.blobs.put(&mut reader, limit).await?)
 }
 
 #[utoipa::path(
@@ -126,13 +137,7 @@ pub(super) async fn submit(
     auth: Authed,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
-    let mut inline = std::collections::BTreeMap::new();
-    for (i, b64) in &req.inline_parts {
-        let data = STANDARD.decode(b64).map_err(|_| {
-            ApiError::bad_request("invalid_request", format!("inline part {i} is not base64"))
-        })?;
-        inline.insert(*i, data);
-    }
+    let inline = inline_parts(&req.inline_parts)?;
     let source = service::mail::Source::Local {
         account: &auth.account,
     };
@@ -142,15 +147,37 @@ pub(super) async fn submit(
         inline,
         declared: None,
         pickups: req.pickups,
+        continuations: req.pickup_continuations,
     };
     let accepted =
         service::mail::accept(&st, &source, message, std::time::SystemTime::now()).await?;
+    Ok(submit_response(accepted))
+}
+
+/// Inline parts of a submission, decoded.
+pub(super) fn inline_parts(
+    parts: &std::collections::BTreeMap<u32, String>,
+) -> ApiResult<std::collections::BTreeMap<u32, Vec<u8>>> {
+    let mut inline = std::collections::BTreeMap::new();
+    for (i, b64) in parts {
+        let data = STANDARD.decode(b64).map_err(|_| {
+            ApiError::bad_request("invalid_request", format!("inline part {i} is not base64"))
+        })?;
+        inline.insert(*i, data);
+    }
+    Ok(inline)
+}
+
+/// An accepted submission as the wire tells it (201, or 200 for a resubmission).
+pub(super) fn submit_response(
+    accepted: service::mail::Accepted,
+) -> (StatusCode, Json<SubmitResponse>) {
     let status = if accepted.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((
+    (
         status,
         Json(SubmitResponse {
             message_id: accepted.message_id,
@@ -173,7 +200,7 @@ pub(super) async fn submit(
                 })
                 .collect(),
         }),
-    ))
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -250,6 +277,8 @@ pub(super) async fn message(
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_message", "no such message in your mailbox"))?;
     let sender_cert = match st.store.account_by_address(&m.item.from).await? {
+        // A pickup reply: the pickup key it was signed with (its `via` says so).
+        _ if m.sender_cert.is_some() => m.sender_cert.clone().unwrap_or_default(),
         Some(a) => a.cert.unwrap_or_default(),
         // A peer organisation's user: the key (of those held for the address) whose signature
         // on this envelope verifies. The reader checks it again, and its trust.

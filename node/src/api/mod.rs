@@ -115,6 +115,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pickup::part))
         .routes(routes!(pickup::withdraw))
         .routes(routes!(pickup::relock))
+        .routes(routes!(pickup::reply_envelope))
+        // Reply uploads stream to disk under their own limit, as /blobs.
+        .routes(routes!(pickup::upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(pickup::submit))
+        .routes(routes!(pickup::thread))
+        .routes(routes!(pickup::thread_part))
         .routes(routes!(trust::trust))
         .routes(routes!(trust::certify))
         .merge(console::routes())

@@ -248,7 +248,8 @@ mod tests {
                 .replace("{id}", "1")
                 .replace("{folder}", "inbox")
                 .replace("{address}", "nobody@openapi.test")
-                .replace("{domain}", "peer.test");
+                .replace("{domain}", "peer.test")
+                .replace("{sha256}", &"ab".repeat(32));
             assert!(!concrete.contains('{'), "a new parameter in {path}");
             for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
                 let req = Request::builder()

@@ -1,5 +1,6 @@
-//! The pickup door (docs/pickup.md): the outside recipient's routes (open, unlock, parts,
-//! with a pickup session as Bearer) and the sender's (withdraw, re-lock). Each is a call into
+//! The pickup door (docs/pickup.md): the outside recipient's routes (open, unlock; with a
+//! pickup session as Bearer: parts, the thread, and the reply's envelope, uploads and
+//! submission through `accept(Source::Pickup)`) and the sender's (withdraw, re-lock). Each is a call into
 //! `service::pickup`; what is here is HTTP: the per-IP limit on open and unlock, the pickup
 //! session's extractor, and streaming a part.
 //!
@@ -7,9 +8,10 @@
 //! in a URL, and are not logged (errors carry codes, not values).
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState, Authed, ClientIp};
@@ -113,6 +115,7 @@ impl FromRequestParts<AppState> for PickupAuthed {
     // Not `part`: the mailbox's `/messages/{id}/parts/{index}` has that operation ID.
     operation_id = "pickup_part",
     tag = "pickup",
+    operation_id = "pickup_part",
     summary = "Stream one encrypted part of the pickup session's message",
     description = "Part 0 (the sealed head), fetched the first time, marks the pickup read.",
     security(("pickup_session" = [])),
@@ -178,4 +181,163 @@ pub(super) async fn relock(
 ) -> ApiResult<StatusCode> {
     service::pickup::relock(&st, &auth.account, &id, &req, crate::now()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
+    path = "/pickup/envelope",
+    tag = "pickup",
+    operation_id = "pickup_envelope",
+    summary = "A reply's envelope: a message ID, the pickup's sender as the only recipient",
+    description = "The recipient is the original sender with the key their organisation holds; `sender` is the outside address with the pickup key, to sign the reply with.",
+    security(("pickup_session" = [])),
+    request_body = PickupReplyEnvelopeRequest,
+    responses(
+        (status = 200, description = "The message ID to sign and the recipient", body = EnvelopeResponse),
+        (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 422, description = "`unknown_recipient`: the sender can no longer receive", body = ErrorBody),
+    )
+)]
+pub(super) async fn reply_envelope(
+    State(st): State<AppState>,
+    PickupAuthed(pickup): PickupAuthed,
+    ApiJson(_): ApiJson<PickupReplyEnvelopeRequest>,
+) -> ApiResult<Json<EnvelopeResponse>> {
+    Ok(Json(
+        service::pickup::reply_envelope(&st, &pickup, crate::now()).await?,
+    ))
+}
+
+#[utoipa::path(
+    put,
+    path = "/pickup/uploads/{sha256}",
+    tag = "pickup",
+    operation_id = "pickup_upload",
+    summary = "Stream one encrypted part of a reply into the blob store",
+    description = "As `PUT /blobs`: limited to limits.max_message_bytes and, per pickup, to limits.max_pending_upload_bytes of uploads no reply used yet. The answer names the bytes' SHA-256, which must be the path's.",
+    security(("pickup_session" = [])),
+    params(("sha256" = String, Path, description = "Lowercase hex SHA-256 of the ciphertext")),
+    request_body(content_type = "application/octet-stream", description = "The part's ciphertext"),
+    responses(
+        (status = 201, description = "Stored", body = UploadResponse),
+        (status = 400, description = "`upload_interrupted`", body = ErrorBody),
+        (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 413, description = "`too_large`, `upload_quota`", body = ErrorBody),
+        (status = 422, description = "`part_mismatch`: the bytes' SHA-256 is not the path's", body = ErrorBody),
+    )
+)]
+pub(super) async fn upload(
+    State(st): State<AppState>,
+    PickupAuthed(pickup): PickupAuthed,
+    ApiPath(expected): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
+    let room = service::pickup::upload_room(&st, &pickup).await?;
+    let (sha256, size) = super::mail::receive_upload(&st, room, &headers, body).await?;
+    // Recorded under the bytes' own hash either way: an unused upload expires like others.
+    st.store
+        .record_pickup_upload(pickup.id, sha256, size, crate::now())
+        .await
+        .map_err(ServiceError::from)?;
+    if !hex::encode(sha256).eq_ignore_ascii_case(&expected) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "part_mismatch",
+            "the uploaded bytes do not have the SHA-256 in the path",
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadResponse {
+            sha256: hex::encode(sha256),
+            size,
+        }),
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/pickup/submit",
+    tag = "pickup",
+    operation_id = "pickup_submit",
+    summary = "Submit a reply, signed with the pickup key, to the pickup's sender",
+    description = "The rules of `POST /messages`, with the outside address as the sender and the pickup key as its key: the only recipient is the pickup's sender, every part encrypted to them and to the pickup key. At most `pickup.max_replies` per pickup. It lands in the sender's inbox marked `via: pickup`; the sender's state for this pickup becomes `replied`.",
+    security(("pickup_session" = [])),
+    request_body = SubmitRequest,
+    responses(
+        (status = 201, description = "Accepted", body = SubmitResponse),
+        (status = 200, description = "Already accepted (a retried submission)", body = SubmitResponse),
+        (status = 400, description = "`invalid_envelope`, `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 403, description = "`sender_mismatch`, `message_id_not_issued`, `message_id_expired`, `pickup_locked`", body = ErrorBody),
+        (status = 409, description = "`too_many_replies`", body = ErrorBody),
+        (status = 410, description = "`pickup_expired`, `pickup_withdrawn`", body = ErrorBody),
+        (status = 413, description = "`too_large`", body = ErrorBody),
+        (status = 422, description = "`reply_recipient_not_allowed`, `bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_parts`", body = ErrorBody),
+    )
+)]
+pub(super) async fn submit(
+    State(st): State<AppState>,
+    PickupAuthed(pickup): PickupAuthed,
+    ApiJson(req): ApiJson<SubmitRequest>,
+) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
+    let message = service::mail::Incoming {
+        envelope: &req.envelope,
+        signature: &req.signature,
+        inline: super::mail::inline_parts(&req.inline_parts)?,
+        declared: None,
+        pickups: req.pickups,
+        continuations: req.pickup_continuations,
+    };
+    let source = service::mail::Source::Pickup { pickup: &pickup };
+    let accepted =
+        service::mail::accept(&st, &source, message, std::time::SystemTime::now()).await?;
+    Ok(super::mail::submit_response(accepted))
+}
+
+#[utoipa::path(
+    get,
+    path = "/pickup/thread",
+    tag = "pickup",
+    operation_id = "pickup_thread",
+    summary = "The messages of the pickup session's thread",
+    description = "The sender's messages to this outside address under the same pickup key (still open) and the replies, oldest first, each with its signed envelope and parts.",
+    security(("pickup_session" = [])),
+    responses(
+        (status = 200, description = "The thread", body = PickupThread),
+        (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+    )
+)]
+pub(super) async fn thread(
+    State(st): State<AppState>,
+    PickupAuthed(pickup): PickupAuthed,
+) -> ApiResult<Json<PickupThread>> {
+    Ok(Json(service::pickup::thread(&st, &pickup).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/pickup/messages/{id}/parts/{index}",
+    tag = "pickup",
+    operation_id = "pickup_thread_part",
+    summary = "Stream one encrypted part of a message of the session's thread",
+    security(("pickup_session" = [])),
+    params(
+        ("id" = String, Path, description = "Message ID (one of `/pickup/thread`)"),
+        ("index" = u32, Path, description = "Part index (0 is the sealed head)"),
+    ),
+    responses(
+        (status = 200, description = "The part's ciphertext", content_type = "application/octet-stream"),
+        (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 404, description = "`unknown_part`: no such part of a message of this thread", body = ErrorBody),
+    )
+)]
+pub(super) async fn thread_part(
+    State(st): State<AppState>,
+    PickupAuthed(pickup): PickupAuthed,
+    ApiPath((id, index)): ApiPath<(String, u32)>,
+) -> ApiResult<Response> {
+    let data = service::pickup::thread_part(&st, &pickup, &id, index, crate::now()).await?;
+    super::mail::part_response(&st, data).await
 }

@@ -87,7 +87,7 @@ fn incoming(t: &Transfer, inline: BTreeMap<u32, Vec<u8>>) -> Incoming<'_> {
                 .map(|p| (p.sha256.as_str(), p.size))
                 .collect(),
         }),
-        pickups: Vec::new(),
+        ..Default::default()
     }
 }
 

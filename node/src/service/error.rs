@@ -164,6 +164,18 @@ pub enum ServiceError {
     UnknownPickup { address: String },
     #[error("the message has no such part")]
     UnknownPart,
+    #[error("a reply from a pickup goes to {allowed} only, who sent the message")]
+    ReplyRecipient { allowed: String },
+    #[error("this message has had its {max} replies already")]
+    TooManyReplies { max: u32 },
+    #[error(
+        "the unlock code {address} holds is locked after too many wrong attempts: issue a new code for your message {message_id} first"
+    )]
+    PickupThreadLocked { address: String, message_id: String },
+    #[error(
+        "the pickup thread with {address} has expired or was withdrawn: request a new envelope, which makes a new key and unlock code"
+    )]
+    PickupThreadGone { address: String },
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -230,6 +242,10 @@ impl ServiceError {
             ServiceError::PickupNotUnread { .. } => "pickup_not_unread",
             ServiceError::UnknownPickup { .. } => "unknown_pickup",
             ServiceError::UnknownPart => "unknown_part",
+            ServiceError::ReplyRecipient { .. } => "reply_recipient_not_allowed",
+            ServiceError::TooManyReplies { .. } => "too_many_replies",
+            ServiceError::PickupThreadLocked { .. } => "pickup_thread_locked",
+            ServiceError::PickupThreadGone { .. } => "pickup_thread_gone",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -260,7 +276,11 @@ impl ServiceError {
             ServiceError::WrongUnlockCode { .. } | ServiceError::PickupSessionInvalid => {
                 ErrorKind::Unauthenticated
             }
-            ServiceError::PickupNotUnread { .. } => ErrorKind::Conflict,
+            ServiceError::PickupNotUnread { .. }
+            | ServiceError::TooManyReplies { .. }
+            | ServiceError::PickupThreadLocked { .. }
+            | ServiceError::PickupThreadGone { .. } => ErrorKind::Conflict,
+            ServiceError::ReplyRecipient { .. } => ErrorKind::Refused,
             ServiceError::InvalidCredentials
             | ServiceError::TotpRequired
             | ServiceError::TotpInvalid

@@ -132,11 +132,17 @@ pub async fn envelope(
     ctx.store
         .issue_message_id(account.id, &message_id, expires_at, now)
         .await?;
+    let mut recipients: Vec<ResolvedRecipient> =
+        recipients.into_iter().map(|(_, r, _)| r).collect();
+    // An outside address already in a live pickup thread with this sender stays in it.
+    for r in recipients.iter_mut() {
+        super::pickup::thread_recipient(ctx, &account.address, r, now).await?;
+    }
     Ok(EnvelopeResponse {
         message_id,
         expires_at,
         sender,
-        recipients: recipients.into_iter().map(|(_, r, _)| r).collect(),
+        recipients,
     })
 }
 
@@ -160,6 +166,7 @@ async fn resolve(
                     cert: String::new(),
                     mode: DeliveryMode::Pickup,
                     verdict: super::pickup::verdict(address),
+                    pickup_thread: None,
                 },
                 None,
             )));
@@ -182,6 +189,7 @@ async fn resolve(
             cert: account.cert.clone().unwrap_or_default(),
             mode: DeliveryMode::Local,
             verdict,
+            pickup_thread: None,
         },
         Some(cert),
     )))
@@ -250,6 +258,7 @@ async fn resolve_remote(
             },
             mode: DeliveryMode::Remote,
             verdict,
+            pickup_thread: None,
         },
         Some(cert),
     )))

@@ -17,7 +17,10 @@ use sequoia_openpgp::Cert;
 use sha2::{Digest, Sha256};
 
 use super::{Context, ServiceError};
-use crate::proto::{Envelope, KdfParams, PickupInfo, PickupSeal, PickupUnlocked};
+use crate::proto::{
+    DeliveryMode, Envelope, EnvelopeResponse, KdfParams, PickupContinuation, PickupInfo,
+    PickupSeal, PickupUnlocked, ResolvedRecipient,
+};
 use crate::storage::pickup::{
     Attempt, AttemptOutcome, NewPickup, PickupRecord, PickupState, SenderChange, SenderOutcome,
 };
@@ -108,6 +111,7 @@ pub async fn check_seals(
     env: &Envelope,
     pickup: &[String],
     seals: &[PickupSeal],
+    continuations: &[PickupContinuation],
     sender: &Arc<Cert>,
     now: SystemTime,
 ) -> Result<Vec<CheckedSeal>, ServiceError> {
@@ -119,31 +123,55 @@ pub async fn check_seals(
             "the envelope's pickup map must name every pickup recipient and no one else".into(),
         ));
     }
-    let mut given: Vec<&str> = seals.iter().map(|s| s.address.as_str()).collect();
+    let mut given: Vec<&str> = seals
+        .iter()
+        .map(|s| s.address.as_str())
+        .chain(continuations.iter().map(|c| c.address.as_str()))
+        .collect();
+    let count = given.len();
     given.sort();
     given.dedup();
-    if given.len() != seals.len() || given != wanted.iter().map(|a| a.as_str()).collect::<Vec<_>>()
-    {
-        let address = seals
+    if given.len() != count || given != wanted.iter().map(|a| a.as_str()).collect::<Vec<_>>() {
+        let address = given
             .iter()
-            .map(|s| s.address.clone())
-            .find(|a| !pickup.contains(a))
+            .find(|a| !pickup.iter().any(|p| p == *a))
+            .map(|a| (*a).to_owned())
             .or_else(|| {
                 pickup
                     .iter()
-                    .find(|a| !seals.iter().any(|s| &s.address == *a))
+                    .find(|a| !given.contains(&a.as_str()))
                     .cloned()
             })
             .unwrap_or_default();
         return Err(ServiceError::InvalidPickupSeal {
             address,
-            why: "there must be exactly one seal for each pickup recipient".into(),
+            why: "there must be exactly one seal or continuation for each pickup recipient".into(),
         });
     }
     let p = &ctx.config.pickup;
     let unix = super::unix(now);
+    let expiry = |address: &str, days: Option<u32>| {
+        let days = days.unwrap_or(p.default_expiry_days);
+        let bad = |why: String| ServiceError::InvalidPickupSeal {
+            address: address.to_owned(),
+            why,
+        };
+        if days == 0 || days > p.max_expiry_days {
+            return Err(bad(format!(
+                "expires_in_days must be 1 to {}",
+                p.max_expiry_days
+            )));
+        }
+        unix.checked_add(i64::from(days) * 86_400)
+            .ok_or_else(|| bad("expiry out of range".into()))
+    };
+    let mut out = Vec::with_capacity(count);
+    for c in continuations {
+        out.push(
+            check_continuation(ctx, env, c, expiry(&c.address, c.expires_in_days)?, now).await?,
+        );
+    }
     let sender_keys = ctx.cert_facts(sender, now).encryption.clone();
-    let mut out = Vec::with_capacity(seals.len());
     for seal in seals {
         let bad = |why: String| ServiceError::InvalidPickupSeal {
             address: seal.address.clone(),
@@ -195,16 +223,7 @@ pub async fn check_seals(
                 "key_for_sender must be encrypted to the sender's key".into()
             ));
         }
-        let days = seal.expires_in_days.unwrap_or(p.default_expiry_days);
-        if days == 0 || days > p.max_expiry_days {
-            return Err(bad(format!(
-                "expires_in_days must be 1 to {}",
-                p.max_expiry_days
-            )));
-        }
-        let expires_at = unix
-            .checked_add(i64::from(days) * 86_400)
-            .ok_or_else(|| bad("expiry out of range".into()))?;
+        let expires_at = expiry(&seal.address, seal.expires_in_days)?;
         let token: [u8; 32] = rand::random();
         out.push(CheckedSeal {
             address: seal.address.clone(),
@@ -222,10 +241,260 @@ pub async fn check_seals(
                 verifier_hash: super::credentials::hash_verifier(ctx, verifier).await?,
                 expires_at,
                 notification: None,
+                continues: None,
             },
         });
     }
     Ok(out)
+}
+
+/// A continuation of the sender's live thread with `c.address`: the thread's key must be the
+/// one the signed envelope names, and its unlock code not locked. The new pickup gets its own
+/// token; its key material is copied from the thread's pickup in the commit.
+async fn check_continuation(
+    ctx: &Context,
+    env: &Envelope,
+    c: &PickupContinuation,
+    expires_at: i64,
+    now: SystemTime,
+) -> Result<CheckedSeal, ServiceError> {
+    let thread = ctx
+        .store
+        .live_thread(&env.from, &c.address, super::unix(now))
+        .await?
+        .ok_or_else(|| ServiceError::PickupThreadGone {
+            address: c.address.clone(),
+        })?;
+    if thread.state == PickupState::Locked {
+        return Err(ServiceError::PickupThreadLocked {
+            address: c.address.clone(),
+            message_id: thread.message_id,
+        });
+    }
+    if !env.pickup[&c.address].eq_ignore_ascii_case(&thread.fingerprint) {
+        return Err(ServiceError::InvalidPickupSeal {
+            address: c.address.clone(),
+            why: "the envelope names another key than the pickup thread's".into(),
+        });
+    }
+    let cert = ctx
+        .parse_cert(&thread.cert)
+        .map_err(ServiceError::internal)?;
+    let token: [u8; 32] = rand::random();
+    Ok(CheckedSeal {
+        address: c.address.clone(),
+        cert,
+        token,
+        pickup: NewPickup {
+            address: c.address.clone(),
+            token_hash: sha256(&token),
+            fingerprint: thread.fingerprint,
+            cert: thread.cert,
+            locked_key: String::new(),
+            key_for_sender: String::new(),
+            salt: String::new(),
+            kdf: String::new(),
+            verifier_hash: String::new(),
+            expires_at,
+            notification: None,
+            continues: Some(thread.id),
+        },
+    })
+}
+
+/// A calendar date (UTC, `YYYY-MM-DD`) of a Unix time (Howard Hinnant's `civil_from_days`).
+fn date(unix: i64) -> String {
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// An envelope answer's outside recipient, for `sender`: if a live pickup thread with them
+/// exists, its key (the client encrypts to it and continues the thread: the same unlock code,
+/// never plain mail); else unchanged (a new key and code).
+pub async fn thread_recipient(
+    ctx: &Context,
+    sender: &str,
+    r: &mut ResolvedRecipient,
+    now: i64,
+) -> Result<(), ServiceError> {
+    if r.mode != DeliveryMode::Pickup {
+        return Ok(());
+    }
+    let Some(thread) = ctx.store.live_thread(sender, &r.address, now).await? else {
+        return Ok(());
+    };
+    r.fingerprint = thread.fingerprint.clone();
+    r.cert = thread.cert.clone();
+    r.verdict.fingerprint = thread.fingerprint.clone();
+    r.verdict.why_not = Some("pickup_thread".into());
+    r.verdict.explanation = vec![format!(
+        "the key your client made for {} in your message of {}; they hold its unlock code",
+        r.address,
+        date(thread.created_at)
+    )];
+    r.pickup_thread = Some(crate::proto::PickupThreadRef {
+        message_id: thread.message_id.clone(),
+        created_at: thread.created_at,
+        state: thread.state.as_str().into(),
+        key_for_sender: thread.key_for_sender.clone().unwrap_or_default(),
+    });
+    if thread.state == PickupState::Locked {
+        r.verdict.explanation.push(format!(
+            "its unlock code is locked after too many wrong attempts: issue a new code for message {} before writing again",
+            thread.message_id
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /pickup/envelope`: a reply's envelope answer. The only recipient is the pickup's
+/// sender (with their key as this node holds it); the reply's sender is the outside address
+/// with the pickup key; a message ID issued to this pickup.
+pub async fn reply_envelope(
+    ctx: &Context,
+    pickup: &PickupRecord,
+    now: i64,
+) -> Result<EnvelopeResponse, ServiceError> {
+    let account = ctx
+        .store
+        .account_by_address(&pickup.sender)
+        .await?
+        .filter(super::mail::deliverable)
+        .ok_or_else(|| ServiceError::UnknownRecipients {
+            addresses: vec![pickup.sender.clone()],
+        })?;
+    let fingerprint = account.fingerprint.clone().unwrap_or_default();
+    let message_id = crate::new_message_id();
+    let expires_at = now.saturating_add(ctx.config.limits.message_id_ttl_secs as i64);
+    ctx.store
+        .issue_pickup_message_id(pickup.id, &message_id, expires_at, now)
+        .await?;
+    let view = |address: &str, fingerprint: &str, explanation: String| crate::proto::VerdictView {
+        fingerprint: fingerprint.to_owned(),
+        address: address.to_owned(),
+        level: String::new(),
+        amount: 0,
+        why_not: None,
+        explanation: vec![explanation],
+    };
+    Ok(EnvelopeResponse {
+        message_id,
+        expires_at,
+        sender: ResolvedRecipient {
+            address: pickup.address.clone(),
+            fingerprint: pickup.fingerprint.clone(),
+            cert: pickup.cert.clone(),
+            mode: DeliveryMode::Pickup,
+            pickup_thread: None,
+            verdict: view(
+                &pickup.address,
+                &pickup.fingerprint,
+                "your pickup key: the unlock code you were given opens it".into(),
+            ),
+        },
+        recipients: vec![ResolvedRecipient {
+            address: account.address.clone(),
+            verdict: view(
+                &account.address,
+                &fingerprint,
+                format!("the key of {} held by their organisation", account.address),
+            ),
+            fingerprint,
+            cert: account.cert.clone().unwrap_or_default(),
+            mode: DeliveryMode::Local,
+            pickup_thread: None,
+        }],
+    })
+}
+
+/// Room left for a pickup session's next upload: `limits.max_pending_upload_bytes` less what
+/// this pickup uploaded and no reply used yet.
+pub async fn upload_room(ctx: &Context, pickup: &PickupRecord) -> Result<u64, ServiceError> {
+    let pending = ctx.store.pickup_pending_upload_bytes(pickup.id).await?;
+    Ok(ctx
+        .config
+        .limits
+        .max_pending_upload_bytes
+        .saturating_sub(pending))
+}
+
+/// `GET /pickup/thread`: every message of the session's thread still held (the sender's to
+/// the outside address under this key, and the replies), oldest first.
+pub async fn thread(
+    ctx: &Context,
+    pickup: &PickupRecord,
+) -> Result<crate::proto::PickupThread, ServiceError> {
+    let sender_cert = ctx
+        .store
+        .account_by_address(&pickup.sender)
+        .await?
+        .and_then(|a| a.cert)
+        .unwrap_or_default();
+    let messages = ctx
+        .store
+        .thread_messages(&pickup.sender, &pickup.address, pickup.thread)
+        .await?
+        .into_iter()
+        .map(|m| crate::proto::PickupThreadMessage {
+            message_id: m.message_id,
+            from: m.sender,
+            reply: m.reply,
+            accepted_at: m.accepted_at,
+            envelope: m.envelope,
+            signature: m.signature,
+            parts: m
+                .parts
+                .into_iter()
+                .map(|(index, size, sha256)| crate::proto::PartView {
+                    index,
+                    size,
+                    sha256: hex::encode(sha256),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(crate::proto::PickupThread {
+        address: pickup.address.clone(),
+        sender: pickup.sender.clone(),
+        sender_cert,
+        cert: pickup.cert.clone(),
+        messages,
+    })
+}
+
+/// A part of a message of the session's thread (`GET /pickup/messages/{id}/parts/{index}`).
+/// Part 0 of the session's own message the first time marks it read, as [`part`] does.
+pub async fn thread_part(
+    ctx: &Context,
+    pickup: &PickupRecord,
+    message_id: &str,
+    index: u32,
+    now: i64,
+) -> Result<PartData, ServiceError> {
+    if message_id == pickup.message_id {
+        return part(ctx, pickup, index, now).await;
+    }
+    let in_thread = ctx
+        .store
+        .thread_messages(&pickup.sender, &pickup.address, pickup.thread)
+        .await?
+        .iter()
+        .any(|m| m.message_id == message_id);
+    if !in_thread {
+        return Err(ServiceError::UnknownPart);
+    }
+    ctx.store
+        .part(message_id, index)
+        .await?
+        .ok_or(ServiceError::UnknownPart)
 }
 
 /// The pickup a link's token is for, if it can still be opened.

@@ -77,6 +77,9 @@ pub struct StoredMessage {
     pub signature: String,
     pub accepted_at: Timestamp,
     pub parts: Vec<PartInfo>,
+    /// The sender's key as kept with the message: a pickup reply's pickup key (users' keys
+    /// are looked up where they live).
+    pub sender_cert: Option<String>,
 }
 
 /// Where the ciphertext of one part is.

@@ -31,6 +31,11 @@ pub struct NewPickup {
     pub expires_at: Timestamp,
     /// The notification mail, queued in the same commit (when a relay is configured).
     pub notification: Option<NewNotification>,
+    /// The live pickup (by ID) of the same sender and address whose thread this one continues:
+    /// its key material (locked key, sender's copy, salt, KDF, verifier hash) is copied in the
+    /// commit, so the same unlock code opens both; this value's own are then unused. If that
+    /// pickup is no longer open at commit, the submission fails (`Conflict`).
+    pub continues: Option<i64>,
 }
 
 /// Whether a pickup can still be unlocked.
@@ -83,6 +88,59 @@ pub struct PickupRecord {
     pub opened_at: Option<Timestamp>,
     pub read_at: Option<Timestamp>,
     pub expires_at: Timestamp,
+    /// The thread: the ID of its first pickup (the same key and unlock code throughout).
+    pub thread: i64,
+    /// Replies made through this pickup.
+    pub replies: u32,
+    pub created_at: Timestamp,
+}
+
+/// A reply from a pickup session (docs/pickup.md, Replies): one message from the outside
+/// address to the pickup's sender, stored with the pickup that authenticated it.
+#[derive(Clone, Debug)]
+pub struct PickupReply {
+    pub pickup_id: i64,
+    pub message_id: String,
+    /// The outside address (the envelope's `from`).
+    pub sender_address: String,
+    pub envelope: String,
+    pub signature: String,
+    pub size: u64,
+    pub parts: Vec<super::NewPart>,
+    /// The original sender's account and address.
+    pub recipient: (i64, String),
+    /// Most replies one pickup may make (`pickup.max_replies`).
+    pub max_replies: u32,
+}
+
+/// What became of a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyOutcome {
+    Accepted {
+        accepted_at: Timestamp,
+    },
+    /// The same envelope was already accepted (a retried submission).
+    AlreadyAccepted {
+        accepted_at: Timestamp,
+    },
+    /// The pickup has made `max_replies` replies already.
+    TooManyReplies,
+    /// The pickup is not open any more (locked, expired or withdrawn meanwhile).
+    NotOpen(PickupState),
+}
+
+/// One message of a pickup thread, as the pickup session lists it.
+#[derive(Clone, Debug)]
+pub struct ThreadMessage {
+    pub message_id: String,
+    pub sender: String,
+    pub envelope: String,
+    pub signature: String,
+    pub accepted_at: Timestamp,
+    /// Each part's index, size and SHA-256.
+    pub parts: Vec<(u32, u64, [u8; 32])>,
+    /// A reply from the outside address (else a message of the sender to them).
+    pub reply: bool,
 }
 
 /// What an unlock attempt came to, as the verifier check decided it.
@@ -174,4 +232,43 @@ pub trait PickupStore: Send + Sync + 'static {
     /// Expires (shreds) every open or locked pickup whose time is up at `now`; returns the
     /// blobs no message refers to any more.
     async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)>;
+    /// The newest live (open or locked, not yet due) pickup of `sender` for `address`: the
+    /// thread a new message to them continues.
+    async fn live_thread(
+        &self,
+        sender: &str,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<Option<PickupRecord>>;
+    /// Issues a message ID for a reply through pickup `pickup_id`.
+    async fn issue_pickup_message_id(
+        &self,
+        pickup_id: i64,
+        message_id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Records that pickup `pickup_id`'s session uploaded blob `sha256` (already durable).
+    async fn record_pickup_upload(
+        &self,
+        pickup_id: i64,
+        sha256: [u8; 32],
+        size: u64,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Bytes the pickup's sessions uploaded and no reply used yet.
+    async fn pickup_pending_upload_bytes(&self, pickup_id: i64) -> Result<u64>;
+    /// Size of a blob the pickup's sessions uploaded, if they did.
+    async fn pickup_uploaded(&self, pickup_id: i64, sha256: [u8; 32]) -> Result<Option<u64>>;
+    /// Stores a reply in one commit: message ID claimed, message and parts, the recipient's
+    /// inbox, the pickup's reply count and the sender's state `replied`, log entries.
+    async fn pickup_reply(&self, reply: PickupReply, now: Timestamp) -> Result<ReplyOutcome>;
+    /// The messages of a thread (`thread` of `sender` and `address`): the sender's that are
+    /// still held, and the replies, oldest first.
+    async fn thread_messages(
+        &self,
+        sender: &str,
+        address: &str,
+        thread: i64,
+    ) -> Result<Vec<ThreadMessage>>;
 }

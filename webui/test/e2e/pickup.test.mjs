@@ -46,13 +46,13 @@ function mails(to) {
 }
 
 /** Waits for a notification mail to `to`; returns the pickup link in its text part. */
-async function mailTo(to, timeout = 60_000) {
+async function mailTo(to, timeout = 60_000, skip = []) {
   const end = Date.now() + timeout;
   while (Date.now() < end) {
     for (const mail of mails(to)) {
       const text = mail.text ?? '';
       const m = /(https?:\/\/\S+?\/pickup#[A-Za-z0-9_-]+)/.exec(text);
-      if (m) return { link: m[1], mail };
+      if (m && !skip.includes(m[1])) return { link: m[1], mail };
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -216,12 +216,55 @@ test('pickup, the issue\'s scenario: alice sends one message with 5 MiB to bob@a
     if (!(await carol.$('[data-testid=reply-sent]'))) assert.fail(`the reply was refused: ${await carol.textContent('[data-testid=reply-form] [data-testid=error]')}`);
     await shotC('replied');
 
+    secrets.push('KESTREL-8', 'y'.repeat(64));
+
+    // Alice reads it in her web app, decrypted in her browser: from carol@outside.test,
+    // authenticated by the unlock code she gave carol; the attachment byte-identical.
     await alicePage.goto(alpha.url + '/#/mail/inbox');
-    await alicePage.click('text=Refresh');
+    await until('the reply in alice\'s inbox', 30_000, async () => {
+      await alicePage.click('text=Refresh');
+      return alicePage.waitForSelector(`[data-testid=message-row] >> text=${CAROL}`, { timeout: 1_000 });
+    });
     await alicePage.click(`[data-testid=message-row] >> text=${CAROL}`);
     await alicePage.waitForSelector('[data-testid=reader]', { timeout: 60_000 });
     assert.match(await alicePage.textContent('[data-testid=body]'), /KESTREL-8/);
+    assert.equal(await alicePage.textContent('[data-testid=sender]'), CAROL);
+    assert.match(await alicePage.textContent('[data-testid=via-pickup]'), /Authenticated by the unlock code you gave them/);
+    const [replyDownload] = await Promise.all([alicePage.waitForEvent('download'), alicePage.click('text=Download')]);
+    const got = join(work, 'alice-signed-form.txt');
+    await replyDownload.saveAs(got);
+    assert.ok(readFileSync(got).equals(readFileSync(form)), 'alice gets carol\'s attachment byte-identical');
     await shotA('reply-read');
+    assert.equal(await sentState(token, id, CAROL), 'replied');
+
+    // Alice's next message to carol continues the thread: no new code, a new link, and carol
+    // opens it with the code she already has.
+    await alicePage.goto(alpha.url + '/#/compose');
+    await alicePage.waitForSelector('#compose-to');
+    await alicePage.fill('#compose-to', CAROL);
+    await alicePage.press('#compose-to', 'Enter');
+    await alicePage.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 30_000 });
+    await alicePage.fill('#compose-subject', 'Next steps');
+    await alicePage.fill('#compose-body', 'Thank you, Carol. Next steps: PLOVER-5.');
+    await alicePage.click('[data-testid=send]');
+    await alicePage.waitForSelector('[data-testid=sent], [data-testid=muc-dialog], [data-testid=error]', { timeout: 90_000 });
+    const sendErr = await alicePage.$('[data-testid=error]');
+    if (sendErr) assert.fail(`the app says: ${await sendErr.textContent()}`);
+    assert.equal(await alicePage.$('[data-testid=muc-dialog]'), null, 'no new unlock code in a thread');
+    assert.match(await alicePage.textContent('[data-testid=sent-continued]'), /carol@outside\.test: the same unlock code as before/);
+    await shotA('next-message-same-code');
+    secrets.push('PLOVER-5');
+    const { link: next } = await mailTo(CAROL, 60_000, [link]);
+    assert.notEqual(next, link, 'a new link for the new message');
+    await carol.goto('about:blank');
+    await carol.goto(alpha.url + next.slice(next.indexOf('/pickup#')));
+    await carol.waitForSelector('[data-testid=pickup-form]');
+    await carol.fill('#pickup-code', muc);
+    await carol.click('[data-testid=pickup-unlock]');
+    await carol.waitForSelector('[data-testid=pickup-message], [data-testid=pickup-form] [data-testid=error], [data-testid=pickup-gone]', { timeout: 90_000 });
+    if (!(await carol.$('[data-testid=pickup-message]'))) assert.fail(`the pickup page says: ${await carol.textContent('main')}`);
+    assert.match(await carol.textContent('[data-testid=pickup-body]'), /PLOVER-5/);
+    await shotC('next-message-same-code');
   }
   await alicePage.goto(`${alpha.url}/#/mail/sent/${id}`);
   await alicePage.waitForSelector('[data-testid=pickup-delivery]');

@@ -41,6 +41,7 @@ use super::{check_envelope, deliverable, is_revoked, resolve_all};
 use crate::crypto;
 use crate::proto::Envelope;
 use crate::service::{Context, ServiceError};
+use crate::storage::pickup::{PickupRecord, PickupReply, PickupState, ReplyOutcome};
 use crate::storage::{Account, NewMessage, NewPart, RemoteMessage, RemoteRoute, SubmitOutcome};
 
 /// Where a message comes from: who may be its sender, what vouches for the sender's key,
@@ -61,6 +62,10 @@ pub enum Source<'a> {
         node_sig: String,
         proof: Option<serde_json::Value>,
     },
+    /// A reply from a pickup session (docs/pickup.md, Replies): the sender is the pickup's
+    /// outside address, its key the pickup key (authenticated by possession of the unlock
+    /// code); the only recipient is the pickup's sender.
+    Pickup { pickup: &'a PickupRecord },
 }
 
 /// A message as a door received it.
@@ -74,8 +79,10 @@ pub struct Incoming<'a> {
     pub inline: BTreeMap<u32, Vec<u8>>,
     /// What the transport declared before the envelope was read, if it did.
     pub declared: Option<Declared<'a>>,
-    /// A local sender's pickup seals, one per pickup recipient (docs/pickup.md).
+    /// A local sender's pickup seals, one per new pickup recipient (docs/pickup.md).
     pub pickups: Vec<crate::proto::PickupSeal>,
+    /// A local sender's continuations of live pickup threads, one per other pickup recipient.
+    pub continuations: Vec<crate::proto::PickupContinuation>,
 }
 
 /// What a transport said of a message ahead of its envelope (a federation transfer names its
@@ -230,6 +237,16 @@ pub async fn screen(
             }
             peer_sender_key(ctx, domain, sender_cert, &env.from).await?
         }
+        Source::Pickup { pickup } => {
+            if env.from != pickup.address {
+                return Err(ServiceError::SenderMismatch {
+                    speaker: format!("the pickup session of {}", pickup.address),
+                    sender: env.from,
+                });
+            }
+            ctx.parse_cert(&pickup.cert)
+                .map_err(ServiceError::internal)?
+        }
     };
     let facts = ctx.cert_facts(&sender, now);
     crypto::verify_detached_with(
@@ -250,12 +267,23 @@ pub async fn screen(
                 .filter(|(_, r, _)| r.mode == crate::proto::DeliveryMode::Pickup)
                 .map(|(_, r, _)| r.address.clone())
                 .collect();
-            let mut seals = if outside.is_empty() && env.pickup.is_empty() && msg.pickups.is_empty()
+            let mut seals = if outside.is_empty()
+                && env.pickup.is_empty()
+                && msg.pickups.is_empty()
+                && msg.continuations.is_empty()
             {
                 Vec::new()
             } else {
-                crate::service::pickup::check_seals(ctx, &env, &outside, &msg.pickups, &sender, now)
-                    .await?
+                crate::service::pickup::check_seals(
+                    ctx,
+                    &env,
+                    &outside,
+                    &msg.pickups,
+                    &msg.continuations,
+                    &sender,
+                    now,
+                )
+                .await?
             };
             let mut recipients = Vec::with_capacity(resolved.len());
             for (account, r, cert) in resolved {
@@ -294,6 +322,10 @@ pub async fn screen(
             (recipients, Vec::new())
         }
         Source::Peer { .. } => ours(ctx, &env).await?,
+        Source::Pickup { pickup } => (
+            vec![reply_recipient(ctx, pickup, &env, msg).await?],
+            Vec::new(),
+        ),
     };
     let screened = Screened {
         env,
@@ -339,6 +371,46 @@ async fn peer_sender_key(
         return Err(untrusted(why.why_not.unwrap_or(why.level)));
     }
     Ok(cert)
+}
+
+/// A pickup reply's one recipient: the pickup's sender, who must be all of `to`, still able to
+/// receive, with a key not revoked. A reply makes no pickups.
+async fn reply_recipient(
+    ctx: &Context,
+    pickup: &PickupRecord,
+    env: &Envelope,
+    msg: &Incoming<'_>,
+) -> Result<Recipient, ServiceError> {
+    if env.to != [pickup.sender.as_str()] {
+        return Err(ServiceError::ReplyRecipient {
+            allowed: pickup.sender.clone(),
+        });
+    }
+    if !env.pickup.is_empty() || !msg.pickups.is_empty() || !msg.continuations.is_empty() {
+        return Err(ServiceError::InvalidEnvelope(
+            "a reply from a pickup names no pickup recipients".into(),
+        ));
+    }
+    let account = ctx
+        .store
+        .account_by_address(&pickup.sender)
+        .await?
+        .filter(deliverable)
+        .ok_or_else(|| ServiceError::UnknownRecipients {
+            addresses: vec![pickup.sender.clone()],
+        })?;
+    let cert = ctx.account_cert(&account)?;
+    if is_revoked(ctx, &cert) {
+        return Err(ServiceError::RecipientRevoked {
+            addresses: vec![account.address],
+        });
+    }
+    Ok(Recipient {
+        account: Some(account.id),
+        address: account.address,
+        cert,
+        pickup: None,
+    })
 }
 
 /// A peer's message: our recipients who receive it, and those who cannot (each with the
@@ -438,6 +510,9 @@ async fn parts(
                     Source::Peer { .. } => {
                         held.contains(&sha256) || ctx.blobs.open(sha256).await.is_ok()
                     }
+                    Source::Pickup { pickup } => {
+                        ctx.store.pickup_uploaded(pickup.id, sha256).await? == Some(p.size)
+                    }
                 };
                 if !present {
                     let why = match source {
@@ -445,6 +520,9 @@ async fn parts(
                             "was not uploaded by you with the size in the envelope"
                         }
                         Source::Peer { .. } => "was never sent",
+                        Source::Pickup { .. } => {
+                            "was not uploaded in this pickup session with the size in the envelope"
+                        }
                     };
                     return Err(ServiceError::PartMissing { index: i, why });
                 }
@@ -645,6 +723,51 @@ async fn store(
             accepted.duplicate = duplicate;
             accepted.recipients.splice(0..0, delivered);
             Ok(accepted)
+        }
+        Source::Pickup { pickup } => {
+            let r = s
+                .recipients
+                .first()
+                .ok_or_else(|| ServiceError::internal("a reply without its recipient"))?;
+            let account = r
+                .account
+                .ok_or_else(|| ServiceError::internal("a reply to no account"))?;
+            let max = ctx.config.pickup.max_replies;
+            let outcome = ctx
+                .store
+                .pickup_reply(
+                    PickupReply {
+                        pickup_id: pickup.id,
+                        message_id: s.env.message_id.clone(),
+                        sender_address: s.env.from.clone(),
+                        envelope: msg.envelope.to_owned(),
+                        signature: msg.signature.to_owned(),
+                        size,
+                        parts,
+                        recipient: (account, r.address.clone()),
+                        max_replies: max,
+                    },
+                    unix,
+                )
+                .await?;
+            let (accepted_at, duplicate) = match outcome {
+                ReplyOutcome::Accepted { accepted_at } => (accepted_at, false),
+                ReplyOutcome::AlreadyAccepted { accepted_at } => (accepted_at, true),
+                ReplyOutcome::TooManyReplies => return Err(ServiceError::TooManyReplies { max }),
+                ReplyOutcome::NotOpen(PickupState::Locked) => {
+                    return Err(ServiceError::PickupLocked);
+                }
+                ReplyOutcome::NotOpen(PickupState::Expired) => {
+                    return Err(ServiceError::PickupExpired);
+                }
+                ReplyOutcome::NotOpen(_) => return Err(ServiceError::PickupWithdrawn),
+            };
+            Ok(Accepted {
+                message_id: s.env.message_id,
+                accepted_at,
+                duplicate,
+                recipients: vec![(r.address.clone(), Delivery::Delivered)],
+            })
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::storage::mail::{
 };
 
 const ITEM_SELECT: &str = "SELECT m.message_id, m.folder, m.unread, g.sender, g.recipients, \
-    m.received_at, g.size, g.parts FROM mailbox m JOIN messages g ON g.id = m.message_id";
+    m.received_at, g.size, g.parts, g.via_pickup IS NOT NULL FROM mailbox m JOIN messages g ON g.id = m.message_id";
 
 /// Adds each remote recipient's delivery state to items in Sent.
 fn with_deliveries(c: &Connection, mut items: Vec<MailboxItem>) -> Result<Vec<MailboxItem>> {
@@ -43,6 +43,7 @@ fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
         size: r.get::<_, i64>(6)? as u64,
         parts: r.get(7)?,
         delivery: Vec::new(),
+        via: r.get::<_, bool>(8)?.then(|| "pickup".to_owned()),
     })
 }
 
@@ -106,6 +107,7 @@ impl MailStore for SqliteStore {
             // Uploads no message used, and part files of peers' transfers that never committed.
             for sql in [
                 "DELETE FROM uploads WHERE created_at < ?1 RETURNING sha256",
+                "DELETE FROM pickup_uploads WHERE created_at < ?1 RETURNING sha256",
                 "DELETE FROM peer_parts WHERE received_at < ?1 RETURNING sha256",
             ] {
                 let rows = c
@@ -136,15 +138,10 @@ impl MailStore for SqliteStore {
 
     async fn submit(&self, m: NewMessage, now: Timestamp) -> Result<SubmitOutcome> {
         self.write(move |c, chain| {
-            let existing: Option<(String, String, i64)> = c
-                .prepare_cached("SELECT sender, envelope, accepted_at FROM messages WHERE id = ?1")?
-                .query_row([&m.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            if let Some((sender, envelope, accepted_at)) = existing {
-                if sender == m.sender_address && envelope == m.envelope {
-                    return Ok(SubmitOutcome::AlreadyAccepted { accepted_at });
-                }
-                return Err(StorageError::Conflict("message ID already used".into()));
+            if let Some(accepted_at) =
+                super::rows::accepted_before(c, &m.id, &m.sender_address, &m.envelope)?
+            {
+                return Ok(SubmitOutcome::AlreadyAccepted { accepted_at });
             }
             let claimed = c
                 .prepare_cached(
@@ -267,10 +264,10 @@ impl MailStore for SqliteStore {
                 return Ok(None);
             };
             let item = with_deliveries(c, vec![item])?.remove(0);
-            let (envelope, signature, accepted_at) = c.query_row(
-                "SELECT envelope, signature, accepted_at FROM messages WHERE id = ?1",
+            let (envelope, signature, accepted_at, sender_cert) = c.query_row(
+                "SELECT envelope, signature, accepted_at, sender_cert FROM messages WHERE id = ?1",
                 [&id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             let parts = c
                 .prepare_cached(
@@ -290,6 +287,7 @@ impl MailStore for SqliteStore {
                 signature,
                 accepted_at,
                 parts,
+                sender_cert,
             }))
         })
         .await

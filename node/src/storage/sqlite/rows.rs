@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::storage::certs::CertRecord;
-use crate::storage::error::{Result, Timestamp};
+use crate::storage::error::{Result, StorageError, Timestamp};
 
 pub(super) fn parse_sha(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     v.try_into().map_err(|_| {
@@ -84,6 +84,8 @@ pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<V
     for table in [
         "DELETE FROM pickup_sessions WHERE pickup_id IN
              (SELECT id FROM pickups WHERE message_id = ?1)",
+        "DELETE FROM pickup_issued_ids WHERE pickup_id IN
+             (SELECT id FROM pickups WHERE message_id = ?1)",
         "DELETE FROM pickups WHERE message_id = ?1",
         "DELETE FROM deliveries WHERE message_id = ?1",
         "DELETE FROM messages WHERE id = ?1",
@@ -111,6 +113,25 @@ pub(super) fn insert_part(
 }
 
 /// Records that the blob `sha256` is a file of `size` bytes (its row has no inline data).
+/// When the message `id` with this sender and envelope was accepted, if it was (a retried
+/// submission); another message under the same ID is a `Conflict`.
+pub(super) fn accepted_before(
+    c: &Connection,
+    id: &str,
+    sender: &str,
+    envelope: &str,
+) -> Result<Option<Timestamp>> {
+    let existing: Option<(String, String, Timestamp)> = c
+        .prepare_cached("SELECT sender, envelope, accepted_at FROM messages WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match existing {
+        Some((s, e, at)) if s == sender && e == envelope => Ok(Some(at)),
+        Some(_) => Err(StorageError::Conflict("message ID already used".into())),
+        None => Ok(None),
+    }
+}
+
 pub(super) fn hold_file_blob(c: &Connection, sha256: [u8; 32], size: u64) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, NULL) ON CONFLICT DO NOTHING",
@@ -128,6 +149,7 @@ pub(super) fn drop_unreferenced(c: &Connection, hashes: Vec<Vec<u8>>) -> Result<
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM parts WHERE sha256 = ?1 AND data IS NULL)
                     OR EXISTS(SELECT 1 FROM uploads WHERE sha256 = ?1)
+                    OR EXISTS(SELECT 1 FROM pickup_uploads WHERE sha256 = ?1)
                     OR EXISTS(SELECT 1 FROM peer_parts WHERE sha256 = ?1)",
             )?
             .query_row([&h], |r| r.get(0))?;

@@ -340,6 +340,40 @@ CREATE TABLE pickup_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX pickup_sessions_by_pickup ON pickup_sessions(pickup_id);
 "#,
+    r#"
+-- Pickup threads and replies (docs/pickup.md, Replies and Threads). thread: the first pickup
+-- of the thread's id; a later message of the same sender to the same address continues it
+-- with a copy of the locked key and verifier hash (one unlock code for the whole thread).
+-- replies: how many replies were made through this pickup. No foreign keys to pickups from
+-- elsewhere: a pickup row goes with its message, its replies stay in the sender's inbox.
+ALTER TABLE pickups ADD COLUMN thread INTEGER;
+ALTER TABLE pickups ADD COLUMN replies INTEGER NOT NULL DEFAULT 0;
+UPDATE pickups SET thread = id;
+CREATE INDEX pickups_thread ON pickups(sender, address, thread);
+-- A reply's message: the pickup that authenticated it (by possession of the unlock code) and
+-- its thread.
+ALTER TABLE messages ADD COLUMN via_pickup INTEGER;
+ALTER TABLE messages ADD COLUMN pickup_thread INTEGER;
+-- A reply's sender key (the pickup key's public certificate), kept with the message: the
+-- pickup row may go before the reply does.
+ALTER TABLE messages ADD COLUMN sender_cert TEXT;
+CREATE INDEX messages_by_pickup_thread ON messages(pickup_thread) WHERE pickup_thread IS NOT NULL;
+-- Message IDs issued to a pickup session for a reply, and its uploads (counted per pickup
+-- against limits.max_pending_upload_bytes, as a user's).
+CREATE TABLE pickup_issued_ids (
+    message_id TEXT PRIMARY KEY,
+    pickup_id INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE pickup_uploads (
+    pickup_id INTEGER NOT NULL,
+    sha256 BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (pickup_id, sha256)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
