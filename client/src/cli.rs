@@ -13,8 +13,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::{Client, Outgoing, Session};
+use sealpost_proto::Folder;
 use sealpost_proto::crypto::grouped;
-use sealpost_proto::{Folder, KdfParams};
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
@@ -430,8 +430,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             if pw.len() < 10 {
                 bail!("choose a password of at least 10 characters");
             }
-            let enrolled = Client::new(&node)
-                .enroll(invite, address, name.as_deref(), &pw, KdfParams::DEFAULT)
+            let client = Client::new(&node);
+            // The organisation's login parameters, when its node publishes them.
+            let kdf = crate::org_kdf(&client.org().await?);
+            let enrolled = client
+                .enroll(invite, address, name.as_deref(), &pw, kdf)
                 .await?;
             ClientState {
                 node,
@@ -758,11 +761,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         } => {
             let s = login(&args, &dir).await?;
             let r = s
-                .relock(
-                    message_id,
-                    &address.to_ascii_lowercase(),
-                    &KdfParams::DEFAULT,
-                )
+                .relock(message_id, &address.to_ascii_lowercase(), &s.pickup_kdf)
                 .await;
             s.logout().await?;
             let muc = r?;

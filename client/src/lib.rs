@@ -271,6 +271,7 @@ impl Client {
             account: resp.account,
             me,
             ca,
+            pickup_kdf: org_kdf(&org),
             limits: org.limits,
             accept_partial: org.accept_partial,
         })
@@ -319,6 +320,19 @@ pub struct Session {
     pub limits: PublicLimits,
     /// The organisation's policy: may partially trusted recipients be written to?
     pub accept_partial: bool,
+    /// What unlock codes are derived with unless `Outgoing.pickup_kdf` says otherwise: the
+    /// organisation's login parameters ([`org_kdf`]).
+    pub pickup_kdf: KdfParams,
+}
+
+/// The organisation's login KDF parameters as its node publishes them (`GET /org` `kdf`), or
+/// `KdfParams::DEFAULT` when it publishes none or ones `KdfParams::validate` refuses (a node
+/// must not make us derive with a trivially weak or huge KDF). Enrolment and pickup seals use
+/// them (docs/pickup.md).
+pub fn org_kdf(org: &OrgInfo) -> KdfParams {
+    org.kdf
+        .filter(|k| k.validate().is_ok())
+        .unwrap_or(KdfParams::DEFAULT)
 }
 
 /// A message to send.
@@ -328,8 +342,8 @@ pub struct Outgoing {
     pub subject: String,
     pub body: String,
     pub attachments: Vec<PathBuf>,
-    /// KDF parameters for outside recipients' unlock codes (default: `KdfParams::DEFAULT`,
-    /// about a login's work on a phone).
+    /// KDF parameters for outside recipients' unlock codes (default: the organisation's login
+    /// parameters, `Session::pickup_kdf`).
     pub pickup_kdf: Option<KdfParams>,
 }
 
@@ -868,7 +882,7 @@ impl Session {
         mut certs: Vec<Cert>,
         work_dir: &Path,
     ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
-        let kdf = msg.pickup_kdf.unwrap_or(KdfParams::DEFAULT);
+        let kdf = msg.pickup_kdf.unwrap_or(self.pickup_kdf);
         let mut seals = Vec::new();
         let mut continuations = Vec::new();
         let mut codes = Vec::new();

@@ -567,4 +567,54 @@ mod tests {
             assert_eq!(parse_muc(text).as_deref(), want, "{text}");
         }
     }
+
+    /// The same known answers as webui/test/unit/pickup.test.mjs ("pickup KDF known answer"):
+    /// the CLI and the browser are pinned to one vector, so a code made by one opens on the
+    /// other.
+    #[test]
+    fn pickup_derivation_known_answers_match_the_web_app() {
+        let salt = b"sealpost-kat-salt-0001";
+        let cases = [
+            (
+                KdfParams::MIN,
+                "7KQM2XHD9TRVB4NC",
+                "lwVS6uqHsIRbG9bZUR7sdQ/gdOSM2OWDl0JTrnZ3RCs",
+                "5493d87f012edcd9c306beb2743e1520e1ac2e1cec9e021f74771fa964ec9918",
+            ),
+            (
+                KdfParams::DEFAULT,
+                "0123456789ABCDEF",
+                "v9vCYDUUBVidyt7I+4SEDOYs/pfaR/eNh8vKj1wzzK8",
+                "bbfefa982aec678e667d768cde79b0b927f76750e82333d3d13712118375e606",
+            ),
+        ];
+        for (kdf, muc, wrap, verifier) in cases {
+            let keys = derive(muc, salt, &kdf).unwrap();
+            let passphrase = keys.wrap_passphrase();
+            let got = passphrase.map(|p| String::from_utf8(p.to_vec()).unwrap());
+            assert_eq!(got, wrap, "wrap of {muc}");
+            assert_eq!(
+                hex::encode(keys.login_verifier()),
+                verifier,
+                "verifier of {muc}"
+            );
+        }
+        // The params of the vectors are what their names say.
+        assert_eq!(
+            (
+                KdfParams::MIN.m_cost_kib,
+                KdfParams::MIN.t_cost,
+                KdfParams::MIN.p_cost
+            ),
+            (8192, 1, 1)
+        );
+        assert_eq!(
+            (
+                KdfParams::DEFAULT.m_cost_kib,
+                KdfParams::DEFAULT.t_cost,
+                KdfParams::DEFAULT.p_cost
+            ),
+            (65536, 3, 1)
+        );
+    }
 }

@@ -443,6 +443,12 @@ pub struct AccountsConfig {
     pub verifier_hash_m_cost_kib: u32,
     /// Argon2id passes for the node's slow hash of login verifiers.
     pub verifier_hash_t_cost: u32,
+    /// The organisation's login KDF (Argon2id of the clients, `KdfParams`), published in
+    /// `GET /api/v1/org` as `kdf`. Clients derive pickup unlock codes with it (docs/pickup.md),
+    /// so an outsider's phone unlocks in about the time a login takes. Unset: clients use
+    /// their default (64 MiB, 3 passes, 1 lane).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_kdf: Option<sealpost_proto::KdfParams>,
 }
 
 impl Default for AccountsConfig {
@@ -456,6 +462,7 @@ impl Default for AccountsConfig {
             device_ttl_secs: 90 * 24 * 3600,
             verifier_hash_m_cost_kib: 19 * 1024,
             verifier_hash_t_cost: 2,
+            login_kdf: None,
         }
     }
 }
@@ -629,6 +636,11 @@ impl Config {
             || self.accounts.verifier_hash_t_cost == 0
         {
             return bad("accounts.verifier_hash_* are below Argon2id's safe minimum");
+        }
+        if let Some(kdf) = &self.accounts.login_kdf
+            && let Err(e) = kdf.validate()
+        {
+            return Err(ConfigError::Invalid(format!("accounts.login_kdf: {e}")));
         }
         if self.storage.group_commit_max == 0 || self.storage.write_queue == 0 {
             return bad("storage.group_commit_max and storage.write_queue must be at least 1");
@@ -821,6 +833,29 @@ mod tests {
                 _ => assert!(EXAMPLE.contains(&format!("{section} =")), "{section}"),
             }
         }
+    }
+
+    #[test]
+    fn login_kdf_is_optional_validated_and_set_from_the_environment() {
+        assert_eq!(
+            load("domain = \"a.test\"", &[]).unwrap().accounts.login_kdf,
+            None
+        );
+        let c = load(
+            "domain = \"a.test\"",
+            &[
+                ("SEALPOST__ACCOUNTS__LOGIN_KDF__M_COST_KIB", "8192"),
+                ("SEALPOST__ACCOUNTS__LOGIN_KDF__T_COST", "1"),
+                ("SEALPOST__ACCOUNTS__LOGIN_KDF__P_COST", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.accounts.login_kdf, Some(sealpost_proto::KdfParams::MIN));
+        let weak = "domain = \"a.test\"\n[accounts]\nlogin_kdf = { m_cost_kib = 1024, t_cost = 1, p_cost = 1 }";
+        assert!(
+            load(weak, &[]).is_err(),
+            "below KdfParams::validate is refused at start"
+        );
     }
 
     #[test]

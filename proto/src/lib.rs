@@ -72,6 +72,11 @@ pub struct OrgInfo {
     /// Whether partially authenticated recipients are acceptable (`trust.accept_partial`).
     pub accept_partial: bool,
     pub version: String,
+    /// The organisation's login KDF parameters (`[accounts] login_kdf`), when its config sets
+    /// them: clients derive pickup unlock codes with them (docs/pickup.md). Absent: the
+    /// client's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf: Option<KdfParams>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

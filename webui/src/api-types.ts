@@ -1192,6 +1192,7 @@ export interface components {
             /** @description Whether partially authenticated recipients are acceptable (`trust.accept_partial`). */
             accept_partial: boolean;
             version: string;
+            kdf?: null | components["schemas"]["KdfParams"];
         };
         PartView: {
             /** Format: int32 */

@@ -3,10 +3,10 @@
 // memory: the password is used for the KDF and dropped; the unlocked key lives in the Session.
 import * as api from './api';
 import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo, VerdictView } from './api';
-import { b64, derivePasswordKeys, unb64, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
+import { b64, derivePasswordKeys, unb64, validateKdf, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
 import * as pgp from './pgp';
 import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
-import { makePickup, relock, type MadePickup } from './pickup-crypto';
+import { makePickup, relock, threadKey, type MadePickup } from './pickup-crypto';
 import type { PickupEnvelope } from './pickup-wire';
 
 export interface Session {
@@ -55,12 +55,12 @@ export interface Enrolled {
 
 /** What enrolment registers (and a guest's upgrade from a pickup, docs/pickup.md "Guests"): a
  *  new key for `address`, its secret wrapped under the password, and the login verifier. */
-export async function newLogin(address: string, name: string, password: string, progress: Progress) {
+export async function newLogin(info: OrgInfo, address: string, name: string, password: string, progress: Progress) {
   progress('Generating your key pair (Ed25519 and X25519)', 0.15);
   const key = await pgp.generateUserKey(address, name.trim() || undefined);
-  progress('Deriving your encryption key from your password (Argon2id, 64 MiB)', 0.35);
+  const params: KdfParams = orgKdf(info);
+  progress(`Deriving your encryption key from your password (${kdfWords(params)})`, 0.35);
   const salt = randomSalt();
-  const params: KdfParams = DEFAULT_KDF;
   const keys = await derivePasswordKeys(password, salt, params);
   progress('Locking your secret key with it', 0.7);
   const wrapped = await pgp.wrapKey(key.privateKey, keys.wrap);
@@ -79,7 +79,7 @@ export async function enroll(invite: string, address: string, name: string, pass
   address = address.trim().toLowerCase();
   progress('Checking your organisation', 0.05);
   const { org: info } = await org();
-  const { key, keys, login } = await newLogin(address, name, password, progress);
+  const { key, keys, login } = await newLogin(info, address, name, password, progress);
   progress(`Registering your public key with ${info.domain}`, 0.8);
   const resp = await api.post('/enroll', { invite: invite.trim(), address, ...login });
   pin(address, info.ca_fingerprint.toUpperCase());
@@ -276,7 +276,7 @@ export async function relockPickup(s: Session, o: Opened, address: string): Prom
   const kfs = m.pickups?.find((p) => p.address === address)?.key_for_sender;
   if (!kfs) throw new Error(`The node did not send your copy of ${address}'s pickup key: a new code cannot be made here.`);
   const expect = (o.envelope as PickupEnvelope).pickup?.[address];
-  const locked = await relock(kfs, s.me, expect, pickupKdf(s.org));
+  const locked = await relock(kfs, s.me, expect, orgKdf(s.org));
   const { muc, ...body } = locked;
   await api.post('/messages/{id}/pickups/relock', { id: o.item.message_id }, { address, ...body });
   return muc;
@@ -324,13 +324,28 @@ export interface IssuedPickup {
 export interface Sent {
   messageId: string;
   pickups: IssuedPickup[];
+  /** Outside recipients reached in an existing pickup thread: the same unlock code as before. */
+  continued: string[];
 }
 
-/** The Argon2id parameters of pickups: the organisation's login parameters when the node
- * publishes them (`GET /org` `kdf`), so a phone unlocks in about the time a login takes. */
-export function pickupKdf(info: OrgInfo): KdfParams {
-  const published = (info as OrgInfo & { kdf?: KdfParams }).kdf;
-  return published ?? DEFAULT_KDF;
+/** The organisation's login Argon2id parameters as its node publishes them (`GET /org` `kdf`,
+ * from `[accounts] login_kdf`), else `DEFAULT_KDF`, as the CLI's `org_kdf`. Parameters outside
+ * `validateKdf`'s bounds are not used: a node must not make us derive with a trivially weak or
+ * huge KDF. Enrolment, password changes and pickup seals use them, so an outsider's phone
+ * unlocks in about the time a login takes (docs/pickup.md). */
+export function orgKdf(info: OrgInfo): KdfParams {
+  const published = info.kdf;
+  if (!published) return DEFAULT_KDF;
+  try {
+    validateKdf(published);
+  } catch {
+    return DEFAULT_KDF;
+  }
+  return { m_cost_kib: published.m_cost_kib, t_cost: published.t_cost, p_cost: published.p_cost };
+}
+
+function kdfWords(p: KdfParams): string {
+  return `Argon2id, ${Math.round(p.m_cost_kib / 1024)} MiB`;
 }
 
 /** Whether the node reaches `r` by pickup (an outside address: no key, a MUC). */
@@ -345,10 +360,22 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   }
   const certs: pgp.PublicKey[] = [];
   const pickups: MadePickup[] = [];
+  const continued: { address: string; fingerprint: string }[] = [];
   for (const r of resp.recipients) {
+    if (isPickup(r) && r.pickup_thread) {
+      // A live thread of ours with this outsider: encrypt to its key, no new code (the
+      // conversation never falls back to plain, nor to a second code).
+      if (r.pickup_thread.state === 'locked') {
+        throw new Error(`${r.address} is locked out after too many wrong codes: open your message of ${new Date(r.pickup_thread.created_at * 1000).toLocaleDateString()} in Sent and give them a new unlock code first.`);
+      }
+      const t = await threadKey(r.pickup_thread.key_for_sender, s.me, r.cert);
+      continued.push({ address: r.address, fingerprint: t.fingerprint });
+      certs.push(t.cert);
+      continue;
+    }
     if (isPickup(r)) {
       // No key to judge: a fresh pickup key, locked under a new MUC, is this recipient's.
-      const made = await makePickup(r.address, s.me, pickupKdf(s.org));
+      const made = await makePickup(r.address, s.me, orgKdf(s.org));
       pickups.push(made);
       certs.push(made.cert);
       continue;
@@ -386,16 +413,20 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   else await api.upload(sealedHead, () => {});
   const env: PickupEnvelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
   // The sender's signature binds each outside recipient to their pickup key; omitted when empty.
-  if (pickups.length) env.pickup = Object.fromEntries(pickups.map((p) => [p.seal.address, p.fingerprint]));
+  if (pickups.length || continued.length) {
+    env.pickup = Object.fromEntries([...pickups.map((p) => [p.seal.address, p.fingerprint]), ...continued.map((c) => [c.address, c.fingerprint])]);
+  }
   const text = JSON.stringify(env);
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
   const body: api.Body<'/messages', 'post'> = { envelope: text, signature, inline_parts: inline };
   if (pickups.length) body.pickups = pickups.map((p) => p.seal);
+  if (continued.length) body.pickup_continuations = continued.map((c) => ({ address: c.address }));
   const answer = await api.post('/messages', body);
   const links = new Map(answer.recipients.map((r) => [r.address, r.link ?? undefined]));
   return {
     messageId: resp.message_id,
     pickups: pickups.map((p) => ({ address: p.seal.address, muc: p.muc, link: links.get(p.seal.address) })),
+    continued: continued.map((c) => c.address),
   };
 }
 
@@ -474,14 +505,15 @@ export async function changePassword(s: Session, current: string, next: string, 
   const old = await derivePasswordKeys(current, unb64(params.kdf_salt), params.kdf_params);
   progress('Deriving the key of your new password (Argon2id)', 0.45);
   const salt = randomSalt();
-  const keys = await derivePasswordKeys(next, salt, DEFAULT_KDF);
+  const nextParams = orgKdf(s.org);
+  const keys = await derivePasswordKeys(next, salt, nextParams);
   progress('Locking your secret key with it', 0.8);
   const wrapped = await pgp.wrapKey(s.me, keys.wrap);
   await api.post('/me/password', {
     current_verifier: b64(old.verifier),
     wrapped_key: wrapped,
     kdf_salt: b64(salt),
-    kdf_params: DEFAULT_KDF,
+    kdf_params: nextParams,
     login_verifier: b64(keys.verifier),
   });
   progress('Done', 1);

@@ -299,7 +299,17 @@ export async function sha256hex(data: Uint8Array): Promise<string> {
  * later re-locking (`key_for_sender`). Armored. */
 export async function encryptToSelf(text: string, me: PrivateKey): Promise<string> {
   const message = await openpgp.createMessage({ text, format: 'utf8' });
-  return (await openpgp.encrypt({ message, encryptionKeys: me.toPublic(), format: 'armored', config })) as string;
+  // Signed too: anyone can encrypt to our public key, only we can sign (a pickup thread's key
+  // is trusted because our own signature is on its copy).
+  return (await openpgp.encrypt({ message, encryptionKeys: me.toPublic(), signingKeys: me, format: 'armored', config })) as string;
+}
+
+/** Decrypts what `encryptToSelf` made and requires our own signature on it. */
+export async function decryptSignedBySelf(armored: string, me: PrivateKey): Promise<string> {
+  const message = await openpgp.readMessage({ armoredMessage: armored });
+  const { data, signatures } = await openpgp.decrypt({ message, decryptionKeys: me, verificationKeys: me.toPublic(), expectSigned: true, format: 'utf8' });
+  await Promise.all(signatures.map((sig) => sig.verified));
+  return data as string;
 }
 
 /** Decrypts what `encryptToSelf` made. */

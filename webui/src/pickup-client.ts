@@ -189,7 +189,8 @@ async function replyCert(u: Unlocked, r: ResolvedRecipient): Promise<pgp.PublicK
  *  of their own, made here as at enrolment (docs/pickup.md, "Guests"); they log in to the web
  *  app from then on. Refused with `guest_exists` when the address has a key there already. */
 export async function upgrade(u: Unlocked, password: string, progress: client.Progress): Promise<{ fingerprint: string }> {
-  const { login } = await client.newLogin(u.address, '', password, progress);
+  const info = await api.get('/org');
+  const { login } = await client.newLogin(info, u.address, '', password, progress);
   progress('Registering your public key', 0.85);
   const resp = await call<{ fingerprint: string }>('POST', '/pickup/upgrade', login, u.session);
   progress('Done', 1);

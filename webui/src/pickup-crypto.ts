@@ -101,6 +101,24 @@ export async function relock(keyForSender: string, me: pgp.PrivateKey, expectFin
   return lockUnderNewMuc(key, params);
 }
 
+/** A pickup thread's key as the node offers it (`pickup_thread`, docs/pickup.md "Threads"):
+ * our own copy (`key_for_sender`) must decrypt with our key, carry our signature (the node could
+ * encrypt a key of its own to us, never sign one) and be the certificate offered. Returns the
+ * public key from our copy, to encrypt the next message to; no new code. */
+export async function threadKey(keyForSender: string, me: pgp.PrivateKey, offeredCert: string): Promise<{ cert: pgp.PublicKey; fingerprint: string }> {
+  let key: pgp.PrivateKey;
+  try {
+    key = await pgp.readUnlockedKey(await pgp.decryptSignedBySelf(keyForSender, me));
+  } catch {
+    throw new Error('The node offered a pickup key that your own earlier message did not make. Tell your administrator.');
+  }
+  const offered = await pgp.readCert(offeredCert);
+  if (key.getFingerprint() !== offered.getFingerprint()) {
+    throw new Error('The node offered another key than the one your earlier message made. Tell your administrator.');
+  }
+  return { cert: key.toPublic(), fingerprint: key.getFingerprint().toUpperCase() };
+}
+
 /** The recipient's side: the pickup key unlocked with the MUC's wrap passphrase. */
 export async function unlockPickupKey(lockedKey: string, wrap: string): Promise<pgp.PrivateKey> {
   return pgp.unwrapKey(lockedKey, wrap);

@@ -154,6 +154,7 @@ impl Context {
             },
             accept_partial: self.config.trust.accept_partial,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            kdf: self.config.accounts.login_kdf,
         })
         .expect("org info serialises")
     }

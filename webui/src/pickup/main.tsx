@@ -31,7 +31,7 @@ function gone(e: unknown): Stage {
     case 'pickup_not_found': return { kind: 'gone', title: 'This link does not open a message', text: 'It may be incomplete: open it again from the notification mail, or copy the whole link into the address bar. If it still does not work, ask the sender.' };
     case 'pickup_expired': return { kind: 'gone', title: 'This message has expired', text: 'It was not opened in time and has been deleted: nobody can open it any more. Ask the sender to send it again.' };
     case 'pickup_withdrawn': return { kind: 'gone', title: 'The sender withdrew this message', text: 'It has been deleted: nobody can open it any more. Contact the sender if you still need it.' };
-    case 'pickup_locked': return { kind: 'gone', title: 'Locked after too many wrong codes', text: 'To protect the message, it cannot be opened with this code any more. Ask the sender for a new unlock code (by phone), then open the link from your mail again.' };
+    case 'pickup_locked': return { kind: 'gone', title: 'Locked after too many wrong codes', text: 'To protect the message, its code no longer opens it. Ask the sender for a new unlock code (by phone), then open the link from your mail again.' };
     case 'too_many_attempts': return { kind: 'gone', title: 'Too many attempts', text: 'Wait a minute, then open the link from your mail again.' };
     default: return { kind: 'gone', title: 'The message cannot be opened', text: e instanceof Error ? e.message : String(e) };
   }
@@ -60,7 +60,8 @@ function Page() {
         {stage.kind === 'code' && <CodeForm info={stage.info} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u })} onGone={(e) => setStage(gone(e))} />}
         {stage.kind === 'read' && <Message info={stage.info} u={stage.u} />}
       </main>
-      <footer class="pickup-foot muted small">Decrypted in this browser only: the server stores the message encrypted and cannot read it.</footer>
+      {/* Not under a message that is gone: nothing is decrypted there, and "stores" would contradict "deleted". */}
+      {stage.kind !== 'gone' && <footer class="pickup-foot muted small">Decrypted in this browser only: the server stores the message encrypted and cannot read it.</footer>}
     </div>
   );
 }

@@ -32,6 +32,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   const [error, setError] = useState<unknown>(null);
   const [sent, setSent] = useState(false);
   const [codes, setCodes] = useState<client.IssuedPickup[]>([]);
+  const [continued, setContinued] = useState<string[]>([]);
   const [forwarding, setForwarding] = useState<string | null>(null);
   const fileInput = useRef<HTMLInputElement>(null);
 
@@ -119,6 +120,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     try {
       const done = await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
       setCodes(done.pickups);
+      setContinued(done.continued);
       setSent(true);
     } catch (err) {
       setError(err);
@@ -138,9 +140,11 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
         <div class="big-check" aria-hidden="true">✔</div>
         <h1>Sent, encrypted</h1>
         <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
+        {continued.length > 0 && <p class="muted" data-testid="sent-continued">{continued.join(', ')}: the same unlock code as before (this message continues your conversation with them, encrypted to the same key).</p>}
         {pickups.length > 0 && <p class="muted" data-testid="sent-pickup">{pickups.map((r) => r.address).join(', ')} {pickups.length > 1 ? 'get' : 'gets'} a notification mail and can open it with the unlock code you passed on: <a href="#/mail/sent">Sent</a> shows when it was opened.</p>}
         {(() => {
-          const others = [...new Set(rcpts.map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
+          // Pickup recipients have no node of their own: they are reached by the notification mail.
+          const others = [...new Set(rcpts.filter((r) => r.state !== 'pickup').map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
           return others.length > 0 && <p class="muted" data-testid="sent-remote">Recipients at {others.join(', ')} get it through {others.length > 1 ? 'their organisations\' nodes' : 'their organisation\'s node'}: <a href="#/mail/sent">Sent</a> shows when it has arrived there.</p>;
         })()}
         <div class="row"><a class="btn btn-primary" href="#/mail/inbox">Back to inbox</a><a class="btn" href="#/mail/sent">See it in Sent</a></div>

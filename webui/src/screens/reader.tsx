@@ -156,7 +156,11 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         <span class="avatar avatar-lg" aria-hidden="true">{initials(o.envelope.from)}</span>
         <div class="sender-info">
           <div class="sender-line"><strong data-testid="sender">{o.envelope.from}</strong>
-            {verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
+            {o.item.via === 'pickup'
+              // A reply from the pickup page: the outsider has no key of their own; what
+              // authenticates it is the unlock code the sender gave them (docs/pickup.md).
+              ? <span class="badge badge-partial" data-testid="via-pickup" title="Signed with the key your message to them was encrypted to, which only their unlock code opens">Authenticated by the unlock code you gave them</span>
+              : verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
           </div>
           <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
           {delivery.some((d) => !pickupOf[d.address]) && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery.filter((d) => !pickupOf[d.address])} long /></div>}

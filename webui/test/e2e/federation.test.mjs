@@ -5,7 +5,7 @@
 // Screenshots of every step land in test-artefacts/federation-*/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestNode, launchBrowser, shooter, sealpost } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, sealpost, until } from './harness.mjs';
 
 const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
 let alpha, beta, browser, alicePage, bobPage;
@@ -27,17 +27,6 @@ after(async () => {
   alpha?.cleanup();
   beta?.cleanup();
 });
-
-/** Polls `check` (which returns a truthy value when done) until `deadline` ms have passed. */
-async function until(what, deadline, check) {
-  const end = Date.now() + deadline;
-  for (;;) {
-    const v = await check().catch(() => null);
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`${what}: not within ${deadline / 1000} s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 async function enrollInBrowser(page, link, name, password, shot) {
   await page.goto(link);

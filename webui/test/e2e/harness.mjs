@@ -1,6 +1,6 @@
 // Test kit for the browser tests: real `sealpost` nodes on loopback (free ports), the CLI
 // client, headless Debian Chromium through playwright-core, and screenshots of every step.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -94,6 +94,19 @@ export class TestNode {
       run(...args) {
         return sealpost(['client', '--node', node.url, '--dir', dir, '--password-file', pwFile, ...args]);
       },
+      /** `client send`; returns the message ID and, per outside recipient, the link and unlock
+       * code the CLI printed (once) on stderr. */
+      send(...args) {
+        const r = spawnSync(BIN, ['client', '--node', node.url, '--dir', dir, '--password-file', pwFile, 'send', ...args], {
+          env: { ...process.env, RUST_LOG: 'warn' }, encoding: 'utf8', timeout: 120_000,
+        });
+        if (r.status !== 0) throw new Error(`client send failed:\n${r.stdout}\n${r.stderr}`);
+        const pickups = {};
+        for (const m of r.stderr.matchAll(/\n(\S+@\S+) has no key[^\n]*\n\s+link: (\S+)\n\s+unlock code: ([0-9A-Z-]{19})/g)) {
+          pickups[m[1]] = { link: m[2], muc: m[3] };
+        }
+        return { id: r.stdout.trim(), pickups, stderr: r.stderr };
+      },
     };
   }
 
@@ -101,11 +114,42 @@ export class TestNode {
     if (this.proc && this.proc.exitCode === null) this.proc.kill('SIGTERM');
   }
 
+  /** Stops the node, waits for it to exit, runs `between` (e.g. an edit of its database), and
+   * starts it again on the same address, so browsers keep their cookies and links. */
+  async restart(between = () => {}) {
+    const p = this.proc;
+    if (p && p.exitCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await exited;
+    }
+    await between();
+    const listen = this.url.replace(/^http:\/\//, '');
+    this.url = undefined;
+    this.env = { ...this.env, SEALPOST__HTTP__LISTEN: listen };
+    return this.serve();
+  }
+
+  /** Runs SQL on the node's database with Debian's sqlite3 CLI (for a test's look at what the
+   * node holds, or a change no API makes: time passing); returns its output. */
+  sql(query) {
+    return execFileSync('/usr/bin/sqlite3', ['-cmd', '.timeout 5000', join(this.data, 'sealpost.db'), query], { encoding: 'utf8' });
+  }
+
   cleanup() {
     this.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** The organisation's login KDF at its smallest (`[accounts] login_kdf`, `KdfParams::MIN`): what
+ * `GET /org` publishes, so that enrolment and pickup codes derive quickly in tests. */
+export const MIN_KDF = { m_cost_kib: 8192, t_cost: 1, p_cost: 1 };
+export const MIN_KDF_ENV = {
+  SEALPOST__ACCOUNTS__LOGIN_KDF__M_COST_KIB: String(MIN_KDF.m_cost_kib),
+  SEALPOST__ACCOUNTS__LOGIN_KDF__T_COST: String(MIN_KDF.t_cost),
+  SEALPOST__ACCOUNTS__LOGIN_KDF__P_COST: String(MIN_KDF.p_cost),
+};
 
 export const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -358,6 +402,18 @@ maillog_file_prefixes = ${dir}
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Polls `check` (which returns a truthy value when done) until `deadline` ms have passed:
+ * every wait of the browser tests has a deadline, none is a sleep. */
+export async function until(what, deadline, check) {
+  const end = Date.now() + deadline;
+  for (;;) {
+    const v = await check().catch(() => null);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${deadline / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** Signs `address` in on the web app at `url` in `page` and waits for the mailbox. */

@@ -1,154 +1,38 @@
-// The pickup page (dist/pickup.html) in Debian's Chromium against a stand-in of the node's
-// pickup API (docs/pickup.md), serving the built files with the node's CSP. The message is
-// made with the sender's own code (pickup-crypto, pgp), the reply is decrypted here with the
-// sender's key: the page's cryptography is checked end to end without a node. The same flow
-// against real nodes, with the notification mail, is in pickup.test.mjs.
+// The pickup page (dist/pickup.html) in Debian's Chromium against a real node: messages are
+// sent by alice's CLI client (the Rust seal, the link and unlock code it prints once), the page
+// is served by the node with its CSP, every answer is the node's. What the page must say for a
+// link that opens nothing (locked, withdrawn, expired, unknown, missing) is checked here, each
+// against the node's real state; expiry is the node's own sweeper, after the pickup's time is
+// moved into the past in its database while it is stopped. The whole flow with the notification
+// mail and the browser's own compose is pickup.test.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync, statSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, extname } from 'node:path';
-import { launchBrowser, shooter, assertFits, WEB_DIR, WEBUI } from './harness.mjs';
+import { join } from 'node:path';
+import { TestNode, launchBrowser, shooter, assertFits, bearerLogin, MIN_KDF_ENV, WEBUI } from './harness.mjs';
 import { load } from '../unit/bundle.mjs';
 
-const { pgp, pc } = await load(join(WEBUI, 'test/e2e/pickup-fixture.ts'), ['browser']);
-const MIN = { m_cost_kib: 8192, t_cost: 1, p_cost: 1 };
-// The node's policy (node/src/api/web.rs `CSP`).
-const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-const sha = (b) => createHash('sha256').update(b).digest('hex');
-const b64u = (b) => Buffer.from(b).toString('base64url');
+const pc = await load(join(WEBUI, 'test/unit/pickup-entry.ts'), ['browser']);
+const { pgp } = pc;
+const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
 const work = mkdtempSync(join(tmpdir(), 'sealpost-pickup-page-'));
-
-let server, url, browser, world;
-const requests = [];
-
-/** A message from alice (certified by Alpha's CA) to bob and carol@outside.test, sealed as the
- * web app's compose does, with one attachment. */
-async function makeWorld() {
-  const ca = await pgp.generateUserKey('ca@alpha.test', 'Alpha CA');
-  const alice = await pgp.generateUserKey('alice@alpha.test', 'Alice Martin');
-  const aliceCert = await pgp.readCert(await pgp.certification(ca.privateKey, alice.privateKey.toPublic(), 'alice@alpha.test', { kind: 'certify' }));
-  const made = await pc.makePickup('carol@outside.test', alice.privateKey, MIN);
-  const messageId = randomBytes(16).toString('hex');
-  const attachment = Buffer.concat([Buffer.from('%PDF-1.4 loan offer\n'), randomBytes(200_000)]);
-  const sealedAtt = Buffer.from(await pgp.seal(attachment, [made.cert], alice.privateKey));
-  const to = ['bob@alpha.test', 'carol@outside.test'];
-  const head = {
-    v: 1, message_id: messageId, from: 'alice@alpha.test', to, subject: 'Your loan offer',
-    body: 'Dear Carol,\n\nplease find the offer attached. The reference is ZEPHYR-77.\n\nAlice Martin\nAlpha Bank',
-    attachments: [{ name: 'loan-offer.pdf', media_type: 'application/pdf', size: attachment.length, sha256: sha(attachment), part: 1 }],
-    sent_at: Math.floor(Date.now() / 1000),
-  };
-  const sealedHead = Buffer.from(await pgp.seal(new TextEncoder().encode(JSON.stringify(head)), [made.cert], alice.privateKey));
-  const env = {
-    v: 1, message_id: messageId, from: 'alice@alpha.test', to, created_at: head.sent_at,
-    parts: [{ sha256: sha(sealedHead), size: sealedHead.length }, { sha256: sha(sealedAtt), size: sealedAtt.length }],
-    pickup: { 'carol@outside.test': made.fingerprint },
-  };
-  const envText = JSON.stringify(env);
-  const signature = await pgp.signDetached(new TextEncoder().encode(envText), alice.privateKey);
-  return {
-    ca, alice, aliceCert, made, attachment, parts: [sealedHead, sealedAtt], envText, signature,
-    token: b64u(randomBytes(32)), session: b64u(randomBytes(32)),
-    state: 'open', attempts: 5, uploads: new Map(), replies: [],
-  };
-}
-
-function json(res, status, body) {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-security-policy': CSP });
-  res.end(JSON.stringify(body));
-}
-
-async function readBody(req) {
-  const chunks = [];
-  for await (const c of req) chunks.push(c);
-  return Buffer.concat(chunks);
-}
-
-async function handle(req, res) {
-  const body = await readBody(req);
-  requests.push({ method: req.method, url: req.url, headers: JSON.stringify(req.headers), body: body.toString('latin1') });
-  const w = world;
-  const path = req.url.split('?')[0];
-  const bearer = req.headers.authorization === `Bearer ${w.session}`;
-  const types = { '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.html': 'text/html; charset=utf-8' };
-  if (req.method === 'GET' && (path === '/pickup' || path.startsWith('/assets/'))) {
-    const file = path === '/pickup' ? 'pickup.html' : path.slice(1);
-    if (!/^(pickup\.html|assets\/[A-Za-z0-9._-]+)$/.test(file)) return json(res, 404, { code: 'not_found', message: 'no' });
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-security-policy': CSP, 'referrer-policy': 'no-referrer' });
-    return res.end(readFileSync(join(WEB_DIR, file)));
-  }
-  if (req.method === 'GET' && path === '/api/v1/org') {
-    return json(res, 200, { domain: 'alpha.test', ca_fingerprint: w.ca.fingerprint, ca_cert: w.ca.publicArmored, node_key: '', limits: { inline_part_max_bytes: 65536 }, accept_partial: false, version: 'test' });
-  }
-  const q = body.length && /json/.test(req.headers['content-type'] ?? '') ? JSON.parse(body.toString('utf8')) : {};
-  const gone = () => {
-    if (w.state === 'expired') json(res, 410, { code: 'pickup_expired', message: 'expired' });
-    else if (w.state === 'withdrawn') json(res, 410, { code: 'pickup_withdrawn', message: 'withdrawn' });
-    else return false;
-    return true;
-  };
-  if (req.method === 'POST' && path === '/api/v1/pickup/open') {
-    if (q.token !== w.token) return json(res, 404, { code: 'pickup_not_found', message: 'unknown link' });
-    if (gone()) return;
-    return json(res, 200, { state: w.state, address: 'carol@outside.test', sender: 'alice@alpha.test', sender_name: 'Alice Martin', organisation: 'alpha.test', expires_at: Math.floor(Date.now() / 1000) + 30 * 86400, salt: w.made.seal.salt, kdf: w.made.seal.kdf, attempts_left: w.attempts });
-  }
-  if (req.method === 'POST' && path === '/api/v1/pickup/unlock') {
-    if (q.token !== w.token) return json(res, 404, { code: 'pickup_not_found', message: 'unknown link' });
-    if (gone()) return;
-    if (w.state === 'locked') return json(res, 403, { code: 'pickup_locked', message: 'locked' });
-    if (q.verifier !== w.made.seal.verifier) {
-      w.attempts -= 1;
-      if (w.attempts === 0) {
-        w.state = 'locked';
-        return json(res, 403, { code: 'pickup_locked', message: 'locked' });
-      }
-      return json(res, 401, { code: 'wrong_unlock_code', message: 'wrong unlock code', attempts_left: w.attempts });
-    }
-    return json(res, 200, {
-      session: w.session, session_expires_at: 0, address: 'carol@outside.test', locked_key: w.made.seal.locked_key, cert: w.made.seal.cert,
-      message_id: JSON.parse(w.envText).message_id, envelope: w.envText, signature: w.signature, sender_cert: w.aliceCert.armor(),
-      ca_fingerprint: w.ca.fingerprint, parts: w.parts.map((p, index) => ({ index, size: p.length, sha256: sha(p) })),
-    });
-  }
-  if (!path.startsWith('/api/v1/pickup/')) return json(res, 404, { code: 'no_route', message: 'no route' });
-  if (!bearer) return json(res, 401, { code: 'unauthenticated', message: 'no session' });
-  const m = /^\/api\/v1\/pickup\/parts\/(\d+)$/.exec(path);
-  if (req.method === 'GET' && m) {
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    return res.end(w.parts[Number(m[1])]);
-  }
-  if (req.method === 'POST' && path === '/api/v1/pickup/envelope') {
-    const verdict = { fingerprint: w.alice.fingerprint, address: 'alice@alpha.test', level: 'full', amount: 120, explanation: [] };
-    return json(res, 200, { message_id: randomBytes(16).toString('hex'), expires_at: 0, sender: { address: 'carol@outside.test', fingerprint: w.made.fingerprint, cert: w.made.seal.cert, mode: 'pickup', verdict }, recipients: [{ address: 'alice@alpha.test', fingerprint: w.alice.fingerprint, cert: w.aliceCert.armor(), mode: 'local', verdict }] });
-  }
-  const up = /^\/api\/v1\/pickup\/uploads\/([0-9a-f]{64})$/.exec(path);
-  if (req.method === 'PUT' && up) {
-    assert.equal(sha(body), up[1]);
-    w.uploads.set(up[1], body);
-    return json(res, 200, { sha256: up[1], size: body.length });
-  }
-  if (req.method === 'POST' && path === '/api/v1/pickup/submit') {
-    w.replies.push(q);
-    const env = JSON.parse(q.envelope);
-    return json(res, 200, { message_id: env.message_id, accepted_at: 0, duplicate: false, recipients: [{ address: 'alice@alpha.test', state: 'delivered' }] });
-  }
-  return json(res, 404, { code: 'no_route', message: 'no route' });
-}
+let alpha, browser, alice;
 
 before(async () => {
-  world = await makeWorld();
-  server = createServer((req, res) => handle(req, res).catch((e) => { console.error(e); json(res, 500, { code: 'internal', message: String(e) }); }));
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${server.address().port}`;
+  alpha = await TestNode.start('alpha.test', MIN_KDF_ENV);
+  for (const [who, name] of [['alice', 'Alice Martin'], ['bob', 'Bob Baker']]) {
+    const invite = alpha.addUser(`${who}@alpha.test`, { name });
+    alpha.cli(`${who}@alpha.test`, PW[who]).run('enroll', '--invite', invite, '--address', `${who}@alpha.test`, '--name', name);
+  }
+  alice = alpha.cli('alice@alpha.test', PW.alice);
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  server?.close();
+  alpha?.cleanup();
 });
 
 /** Opens `link` as a new document (a fragment-only change would not reload the page). */
@@ -157,136 +41,201 @@ async function open(page, link) {
   await page.goto(link);
 }
 
-/** A fresh browser context on a phone, recording the console. */
+/** The node's link, at the node's current address. */
+const at = (link) => alpha.url + link.slice(link.indexOf('/pickup#'));
+
+/** A fresh browser context on a phone, recording the console and every request. */
 async function phonePage() {
   const page = await browser.page({ phone: true });
   const consoleText = [];
+  const requests = [];
   page.on('console', (m) => consoleText.push(m.text()));
-  return { page, consoleText };
+  page.on('request', (r) => requests.push({ method: r.method(), url: r.url(), headers: JSON.stringify(r.headers()), body: r.postDataBuffer()?.toString('latin1') ?? '' }));
+  return { page, consoleText, requests };
 }
 
-test('pickup page (stand-in API): carol opens the link on a phone, a wrong code shows the attempts left, the right one opens, verifies, downloads and replies', async () => {
-  const { page, consoleText } = await phonePage();
+/** What the node holds of `address`'s pickup. */
+function pickupRow(address) {
+  const out = alpha.sql(`SELECT state, locked_key IS NULL, key_for_sender IS NULL, verifier_hash IS NULL, (SELECT count(*) FROM pickup_sessions s WHERE s.pickup_id = p.id) FROM pickups p WHERE address = '${address}'`).trim();
+  const [state, noKey, noSenderCopy, noVerifier, sessions] = out.split('|');
+  return { state, shredded: noKey === '1' && noSenderCopy === '1' && noVerifier === '1', sessions: Number(sessions) };
+}
+
+/** Every file of the node's data directory, and whether any holds `needle`. */
+function dataHolds(needle) {
+  const files = [];
+  const walk = (d) => { for (const e of readdirSync(d)) { const p = join(d, e); const st = statSync(p); if (st.isDirectory()) walk(p); else if (st.isFile()) files.push(p); } };
+  walk(alpha.data);
+  return files.filter((f) => readFileSync(f).includes(needle));
+}
+
+test('pickup page (real node): carol opens what alice\'s CLI sent, on a phone; malformed codes are refused before any request, a wrong one shows the attempts left, the right one typed loosely opens, the page says what was verified, the attachment downloads byte-identical', async () => {
+  const file = join(work, 'loan-offer.pdf');
+  const attachment = Buffer.concat([Buffer.from('%PDF-1.4 loan offer\n'), randomBytes(200_000)]);
+  writeFileSync(file, attachment);
+  const sent = alice.send('--to', 'bob@alpha.test', '--to', 'carol@outside.test', '--subject', 'Your loan offer', '--body', 'Dear Carol,\n\nplease find the offer attached. The reference is ZEPHYR-77.\n\nAlice Martin\nAlpha Bank', '--attach', file);
+  const { link, muc } = sent.pickups['carol@outside.test'];
+  const token = link.slice(link.indexOf('#') + 1);
+
+  const { page, consoleText, requests } = await phonePage();
+  let session = null;
+  page.on('response', async (r) => { if (r.url().endsWith('/api/v1/pickup/unlock') && r.ok()) session = (await r.json()).session; });
   const shot = shooter(page, 'pickup-page');
-  await page.goto(`${url}/pickup#${world.token}`);
+  await page.goto(at(link));
   await page.waitForSelector('[data-testid=pickup-form]');
-  assert.ok(!page.url().includes('#') && !page.url().includes(world.token), 'the token is gone from the address bar');
+  assert.ok(!page.url().includes('#') && !page.url().includes(token), 'the token is gone from the address bar');
   assert.equal(await page.evaluate(() => location.hash), '');
   assert.match(await page.textContent('[data-testid=pickup-sender]'), /Alice Martin \(alice@alpha\.test\)/);
   await shot('code-asked');
 
   // Malformed input is refused before any request.
-  const unlocks = () => requests.filter((r) => r.url === '/api/v1/pickup/unlock').length;
+  const unlocks = () => requests.filter((r) => r.url.endsWith('/api/v1/pickup/unlock')).length;
   await page.fill('#pickup-code', 'ABCD-EFGH');
   await page.click('[data-testid=pickup-unlock]');
   await page.waitForSelector('[data-testid=error]');
   assert.match(await page.textContent('[data-testid=error]'), /too short: 8 of 16/);
-  assert.equal(unlocks(), 0);
   await page.fill('#pickup-code', 'ABCD-EFGH-JKMN-PQRU');
   await page.click('[data-testid=pickup-unlock]');
   await page.waitForSelector('[data-testid=error] >> text=cannot contain “U”');
   assert.equal(unlocks(), 0);
 
   // A wrong code: the node counts it, the page says how many are left.
-  const wrong = pc.groupMuc(pc.generateMuc());
-  await page.fill('#pickup-code', wrong);
+  await page.fill('#pickup-code', pc.groupMuc(pc.generateMuc()));
   await page.click('[data-testid=pickup-unlock]');
   await page.waitForSelector('[data-testid=error] >> text=Wrong code');
   assert.match(await page.textContent('[data-testid=error]'), /4 attempts left/);
   await shot('wrong-code');
 
-  // The right one, typed loosely: lower case, spaces, an O for a 0.
-  const typed = pc.groupMuc(world.made.muc).toLowerCase().replace(/-/g, ' ').replace(/0/g, 'o');
+  // The right one, typed loosely: lower case, spaces, an O for each 0.
+  const typed = muc.toLowerCase().replace(/-/g, ' ').replace(/0/g, 'o');
   await page.fill('#pickup-code', typed);
   await page.click('[data-testid=pickup-unlock]');
-  await page.waitForSelector('[data-testid=pickup-message]', { timeout: 60_000 });
+  await page.waitForSelector('[data-testid=pickup-message], [data-testid=pickup-form] [data-testid=error], [data-testid=pickup-gone]', { timeout: 60_000 });
+  if (!(await page.$('[data-testid=pickup-message]'))) assert.fail(`the pickup page says: ${await page.textContent('main')}`);
   assert.match(await page.textContent('[data-testid=pickup-body]'), /ZEPHYR-77/);
-  const verified = await page.textContent('[data-testid=pickup-verified]');
-  assert.match(verified, /Signed by alice@alpha\.test/);
-  assert.ok(verified.replace(/\s+/g, '').includes(world.alice.fingerprint), 'the sender key fingerprint is shown');
-  assert.ok(verified.replace(/\s+/g, '').includes(world.ca.fingerprint), 'the CA fingerprint is shown');
+  const aliceCert = await pgp.readCert(await (await fetch(`${alpha.url}/vks/v1/by-email/alice%40alpha.test`)).text());
+  const org = await (await fetch(`${alpha.url}/api/v1/org`)).json();
+  const verified = (await page.textContent('[data-testid=pickup-verified]')).replace(/\s+/g, '');
+  assert.match(verified, /Signedbyalice@alpha\.test/);
+  assert.ok(verified.includes(aliceCert.getFingerprint().toUpperCase()), 'the sender key\'s fingerprint is shown');
+  assert.ok(verified.includes(org.ca_fingerprint.toUpperCase()), 'the CA fingerprint is shown');
   assert.match(await page.textContent('[data-testid=ca-line]'), /^✔ That key is certified by alpha\.test/);
-  assert.match(verified, /Not checked/);
+  assert.match(verified, /Notchecked/);
   await shot('message-read');
 
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('text=Download')]);
-  const saved = join(work, 'loan-offer.pdf');
+  const saved = join(work, 'carol-loan-offer.pdf');
   await download.saveAs(saved);
-  assert.ok(readFileSync(saved).equals(world.attachment), 'the attachment arrives byte-identical');
+  assert.ok(readFileSync(saved).equals(attachment), 'the attachment arrives byte-identical');
   await page.waitForSelector('text=Decrypted and verified');
   await shot('attachment-downloaded');
+  assert.equal(pickupRow('carol@outside.test').state, 'open', 'read, not locked or shredded');
 
-  // The reply: encrypted in the page to alice, signed with the pickup key.
-  await page.click('[data-testid=pickup-reply]');
-  await page.fill('#reply-body', 'Thank you, Alice. Signed form attached.\nCarol');
-  const form = join(work, 'signed-form.txt');
-  writeFileSync(form, 'signed by carol ' + 'x'.repeat(70_000));
-  await page.setInputFiles('#reply-files', form);
-  await shot('reply-written');
-  await page.click('[data-testid=reply-send]');
-  await page.waitForSelector('[data-testid=reply-sent], [data-testid=reply-form] [data-testid=error]', { timeout: 60_000 });
-  const replyError = await page.$('[data-testid=reply-form] [data-testid=error]');
-  if (replyError) assert.fail(`the reply was not sent: ${await replyError.textContent()}`);
-  await shot('reply-sent');
-
-  assert.equal(world.replies.length, 1);
-  const r = world.replies[0];
-  const env = JSON.parse(r.envelope);
-  assert.equal(env.from, 'carol@outside.test');
-  assert.deepEqual(env.to, ['alice@alpha.test']);
-  await pgp.verifyDetached(new TextEncoder().encode(r.envelope), r.signature, world.made.cert);
-  const headCipher = Buffer.from(r.inline_parts['0'], 'base64');
-  assert.equal(sha(headCipher), env.parts[0].sha256);
-  const head = JSON.parse(new TextDecoder().decode((await pgp.open(headCipher, world.alice.privateKey, world.made.cert)).data));
-  assert.match(head.body, /Signed form attached/);
-  assert.equal(head.attachments[0].name, 'signed-form.txt');
-  const attCipher = world.uploads.get(env.parts[1].sha256);
-  const att = (await pgp.open(attCipher, world.alice.privateKey, world.made.cert)).data;
-  assert.ok(Buffer.from(att).equals(readFileSync(form)), 'alice can read the attachment of the reply');
-
-  // Nothing secret in a URL, the console or web storage; the session only in Authorization.
-  const muc = world.made.muc;
+  // Nothing secret in a URL, the console or web storage; the MUC never leaves the page; the
+  // session only in Authorization, and only to the pickup API.
+  assert.ok(session, 'the unlock answer was seen');
+  const normal = pc.parseMuc(muc);
   for (const q of requests) {
-    for (const secret of [world.token, world.session, muc, pc.groupMuc(muc)]) assert.ok(!q.url.includes(secret), `a secret in ${q.url}`);
-    assert.ok(!q.body.includes(muc) && !q.body.includes(pc.groupMuc(muc)) && !q.headers.includes(muc), `the MUC was sent in ${q.url}`);
-    if (q.body.includes(world.session)) assert.fail(`the session was sent in the body of ${q.url}`);
-    if (q.url.startsWith('/assets/') || q.url.startsWith('/pickup')) assert.ok(!q.headers.includes(world.session), `the session was sent with ${q.url}`);
+    for (const secret of [token, session, normal, muc]) assert.ok(!q.url.includes(secret), `a secret in ${q.url}`);
+    assert.ok(!q.body.includes(normal) && !q.body.includes(muc) && !q.headers.includes(normal) && !q.headers.includes(muc), `the MUC was sent to ${q.url}`);
+    assert.ok(!q.body.includes(session), `the session was sent in the body of ${q.url}`);
+    if (q.headers.includes(session)) assert.match(q.url, /\/api\/v1\/pickup\//, `the session went to ${q.url}`);
   }
-  assert.ok(!consoleText.some((t) => t.includes(muc) || t.includes(world.token) || t.includes(world.session)), 'no secret in the console');
+  assert.ok(!consoleText.some((t) => t.includes(normal) || t.includes(muc) || t.includes(token) || t.includes(session)), 'no secret in the console');
   assert.equal(await page.evaluate(() => localStorage.length + sessionStorage.length), 0);
   await page.context().close();
 });
 
-test('pickup page (stand-in API): locked after the last wrong code, expired, withdrawn, unknown and missing links say so in plain words', async () => {
+test('pickup page (real node): locked after the last wrong code, withdrawn, unknown and missing links say so in plain words', async () => {
   const { page } = await phonePage();
   const shot = shooter(page, 'pickup-page-states');
-  world.state = 'open';
-  world.attempts = 1;
-  await page.goto(`${url}/pickup#${world.token}`);
+
+  // Locked: five wrong codes typed on the page; the fifth locks, for good.
+  const { link: daveLink } = alice.send('--to', 'dave@outside.test', '--subject', 'Account statement', '--body', 'Your statement.').pickups['dave@outside.test'];
+  await page.goto(at(daveLink));
   await page.waitForSelector('[data-testid=pickup-form]');
-  assert.match(await page.textContent('#pickup-code-hint'), /1 attempt left/);
+  for (let left = 4; left >= 1; left--) {
+    await page.fill('#pickup-code', pc.groupMuc(pc.generateMuc()));
+    await page.click('[data-testid=pickup-unlock]');
+    await page.waitForSelector(`[data-testid=error] >> text=${left} attempt${left === 1 ? '' : 's'} left`);
+  }
   await page.fill('#pickup-code', pc.groupMuc(pc.generateMuc()));
   await page.click('[data-testid=pickup-unlock]');
   await page.waitForSelector('[data-testid=pickup-gone]');
   assert.match(await page.textContent('[data-testid=pickup-gone]'), /Locked after too many wrong codes.*Ask the sender for a new unlock code/s);
+  assert.equal(pickupRow('dave@outside.test').state, 'locked');
   await shot('locked');
   // Opening a locked pickup again says so before any code is typed.
-  await open(page, `${url}/pickup#${world.token}`);
+  await open(page, at(daveLink));
   await page.waitForSelector('[data-testid=pickup-gone] >> text=Locked');
 
-  for (const [state, words] of [['expired', /has expired/], ['withdrawn', /withdrew this message/]]) {
-    world.state = state;
-    await open(page, `${url}/pickup#${world.token}`);
-    await page.waitForSelector('[data-testid=pickup-gone]');
-    assert.match(await page.textContent('[data-testid=pickup-gone]'), words);
-    await shot(state);
-  }
-  await open(page, `${url}/pickup#${b64u(randomBytes(32))}`);
+  // Withdrawn by alice before it was read: the page says so, the node holds no key for it.
+  const erin = alice.send('--to', 'erin@outside.test', '--subject', 'Draft contract', '--body', 'The draft.');
+  const token = await bearerLogin(alpha.url, 'alice@alpha.test', PW.alice);
+  const w = await fetch(`${alpha.url}/api/v1/messages/${erin.id}/pickups/withdraw`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ address: 'erin@outside.test' }) });
+  assert.ok(w.ok, `withdraw: ${w.status} ${await w.text()}`);
+  await open(page, at(erin.pickups['erin@outside.test'].link));
+  await page.waitForSelector('[data-testid=pickup-gone]');
+  assert.match(await page.textContent('[data-testid=pickup-gone]'), /withdrew this message/);
+  assert.deepEqual(pickupRow('erin@outside.test'), { state: 'withdrawn', shredded: true, sessions: 0 });
+  await shot('withdrawn');
+
+  // A link that was never issued, and the page without any.
+  await open(page, `${alpha.url}/pickup#${randomBytes(32).toString('base64url')}`);
   await page.waitForSelector('[data-testid=pickup-gone] >> text=does not open a message');
   await shot('unknown-link');
-  await open(page, `${url}/pickup`);
+  await open(page, `${alpha.url}/pickup`);
   await page.waitForSelector('[data-testid=pickup-gone] >> text=Open the link from your mail');
   await shot('no-token');
   await assertFits(page, 'the pickup page without a token');
   await page.context().close();
+});
+
+test('pickup page (real node): expired while the node was stopped; its sweeper shreds the pickup at start, the page says it expired, the node keeps no key, verifier or session for it, and the right code opens nothing', async () => {
+  const FRANK = 'frank@outside.test';
+  const sent = alice.send('--to', FRANK, '--subject', 'Offer, valid a month', '--body', 'The offer.');
+  const { link, muc } = sent.pickups[FRANK];
+  // A piece of the locked key as the node stores it, to look for in its files afterwards.
+  const lockedKey = alpha.sql(`SELECT locked_key FROM pickups WHERE address = '${FRANK}'`);
+  const needle = Buffer.from(lockedKey.split('\n').filter((l) => /^[A-Za-z0-9+/]{60,}$/.test(l))[3]);
+  assert.ok(needle.length >= 60 && dataHolds(needle).length > 0, 'the locked key is held before expiry');
+  // The right code's verifier, as carol's browser would send it.
+  const [salt, kdf] = alpha.sql(`SELECT salt, kdf FROM pickups WHERE address = '${FRANK}'`).trim().split('|');
+  const keys = await pc.derivePickupKeys(pc.parseMuc(muc), Buffer.from(salt, 'base64'), JSON.parse(kdf));
+  const rightVerifier = Buffer.from(keys.verifier).toString('base64').replace(/=+$/, '');
+
+  // Time passes: the pickup's end moves into the past while the node is down; the node's
+  // sweeper runs when it starts (and every minute after).
+  await alpha.restart(() => {
+    alpha.sql(`UPDATE pickups SET expires_at = strftime('%s','now') - 60 WHERE address = '${FRANK}'`);
+  });
+  const end = Date.now() + 30_000;
+  while (pickupRow(FRANK).state !== 'expired') {
+    if (Date.now() > end) assert.fail(`the sweeper did not expire the pickup: ${JSON.stringify(pickupRow(FRANK))}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.deepEqual(pickupRow(FRANK), { state: 'expired', shredded: true, sessions: 0 });
+
+  const { page } = await phonePage();
+  const shot = shooter(page, 'pickup-page-expired');
+  await page.goto(at(link));
+  await page.waitForSelector('[data-testid=pickup-gone]');
+  assert.match(await page.textContent('[data-testid=pickup-gone]'), /has expired.*nobody can open it any more/s);
+  await shot('expired');
+  // The right code opens nothing either.
+  const r = await fetch(`${alpha.url}/api/v1/pickup/unlock`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: link.slice(link.indexOf('#') + 1), verifier: rightVerifier }) });
+  assert.equal(r.status, 410);
+  assert.equal((await r.json()).code, 'pickup_expired');
+  await page.context().close();
+  expiredNeedle = needle;
+});
+
+// Known gap, kept visible: shredding sets the columns to NULL, but SQLite keeps the old bytes
+// in the database's free space and in WAL frames until they are overwritten (no
+// `secure_delete`, no truncating checkpoint after a shred). Passes once storage shreds for
+// real; a TODO until then, so it reports without failing the run.
+let expiredNeedle;
+test('pickup page (real node): no file of the node still holds the expired pickup\'s locked key', { todo: 'storage: shredding leaves the old bytes in SQLite free pages and WAL frames' }, () => {
+  assert.ok(expiredNeedle, 'the expiry test ran');
+  assert.deepEqual(dataHolds(expiredNeedle), [], 'no file of the node holds the expired pickup\'s locked key');
 });

@@ -1,10 +1,14 @@
-// Pickup end to end against a real node and a real relay: a throw-away Postfix delivering into
-// Maildirs (where this runs as root, as CI does), else tests/smtp/sink.py on python3-aiosmtpd.
-// Alice writes in the browser to bob and to carol@outside.test with an
-// attachment; carol's notification mail carries the link; a scanner's GET changes nothing;
-// carol opens the link on a phone in a fresh browser, types a wrong code, then the right one,
-// reads, downloads the attachment byte-identical and replies; alice sees the states and reads
-// the reply. Skipped while the node has no pickup routes (docs/pickup.md, branch `pickup`).
+// The issue's main scenario (issue 17, "What must be shown") against real nodes and a real
+// relay: a throw-away Postfix delivering into Maildirs (where this runs as root, as CI does),
+// else tests/smtp/sink.py on python3-aiosmtpd. Two organisations, alpha.test and beta.test,
+// peered both ways. alice@alpha.test writes in the browser one message with a 5 MiB attachment
+// to bob@alpha.test, dana@beta.test and carol@outside.test; carol's notification mail carries
+// the link; a scanner's GET changes nothing; carol opens the link on a phone in a fresh
+// browser, types a wrong code, then the right one, reads, downloads the attachment
+// byte-identical and replies with an attachment (once the node takes pickup replies); alice
+// reads the reply; bob and dana read the message in their browsers. Then: lock-out and a new
+// code, withdrawal, a refused address, the CLI's seal opened in the browser, and a scan of the
+// node's data directory for every secret and plaintext.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,13 +16,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, signIn, bearerLogin, startPostfix, parseMail, ROOT, BIN } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, signIn, until, bearerLogin, startPostfix, parseMail, sealpost, MIN_KDF_ENV, ROOT, BIN } from './harness.mjs';
 
-const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
+const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42', dana: 'seven tired otters sing' };
 const CAROL = 'carol@outside.test';
 const work = mkdtempSync(join(tmpdir(), 'sealpost-pickup-e2e-'));
 const mailDir = mkdtempSync(join(tmpdir(), 'sealpost-pickup-mail-'));
-let alpha, browser, sink, postfix, ready = false;
+let alpha, beta, browser, sink, postfix, ready = false;
 /** Every secret and plaintext the tests made, for the scan of the node's data directory. */
 const secrets = [];
 const OUTSIDE = ['carol@outside.test', 'dave@outside.test', 'erin@outside.test', 'frank@outside.test'];
@@ -42,13 +46,13 @@ function mails(to) {
 }
 
 /** Waits for a notification mail to `to`; returns the pickup link in its text part. */
-async function mailTo(to, timeout = 60_000) {
+async function mailTo(to, timeout = 60_000, skip = []) {
   const end = Date.now() + timeout;
   while (Date.now() < end) {
     for (const mail of mails(to)) {
       const text = mail.text ?? '';
       const m = /(https?:\/\/\S+?\/pickup#[A-Za-z0-9_-]+)/.exec(text);
-      if (m) return { link: m[1], mail };
+      if (m && !skip.includes(m[1])) return { link: m[1], mail };
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -58,27 +62,59 @@ async function mailTo(to, timeout = 60_000) {
 before(async () => {
   postfix = await startPostfix(OUTSIDE);
   const port = postfix ? postfix.port : await startSink();
-  alpha = await TestNode.start('alpha.test', {
-    SEALPOST__RELAY__HOST: '127.0.0.1',
-    SEALPOST__RELAY__PORT: String(port),
-    SEALPOST__RELAY__SECURITY: 'none',
-  });
+  [alpha, beta] = await Promise.all([
+    TestNode.start('alpha.test', {
+      ...MIN_KDF_ENV,
+      SEALPOST__RELAY__HOST: '127.0.0.1',
+      SEALPOST__RELAY__PORT: String(port),
+      SEALPOST__RELAY__SECURITY: 'none',
+    }),
+    TestNode.start('beta.test', MIN_KDF_ENV),
+  ]);
   const doc = await (await fetch(`${alpha.url}/api/v1/openapi.json`)).json().catch(() => ({}));
   ready = !!doc.paths?.['/pickup/open'];
   if (!ready) return;
-  for (const who of ['alice', 'bob']) {
-    const invite = alpha.addUser(`${who}@alpha.test`, { name: who === 'alice' ? 'Alice Martin' : 'Bob Baker' });
-    alpha.cli(`${who}@alpha.test`, PW[who]).run('enroll', '--invite', invite, '--address', `${who}@alpha.test`);
+  // Peering is an admin action on each side, with the other node's published record.
+  sealpost(['admin', '--data', alpha.data, 'peer', 'add', 'beta.test', '--from', beta.url, '--yes']);
+  sealpost(['admin', '--data', beta.data, 'peer', 'add', 'alpha.test', '--from', alpha.url, '--yes']);
+  for (const [who, name] of [['alice', 'Alice Martin'], ['bob', 'Bob Baker']]) {
+    const invite = alpha.addUser(`${who}@alpha.test`, { name });
+    alpha.cli(`${who}@alpha.test`, PW[who]).run('enroll', '--invite', invite, '--address', `${who}@alpha.test`, '--name', name);
   }
+  const invite = beta.addUser('dana@beta.test', { name: 'Dana Berg' });
+  beta.cli('dana@beta.test', PW.dana).run('enroll', '--invite', invite, '--address', 'dana@beta.test', '--name', 'Dana Berg');
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
   alpha?.cleanup();
+  beta?.cleanup();
   if (sink && sink.exitCode === null) sink.kill('SIGTERM');
   postfix?.stop();
 });
+
+/** `who` signs in at `node` in a browser of their own and reads `subject` from alice; returns
+ * the page. */
+async function readsInBrowser(node, who, subject, expect, test) {
+  const page = await browser.page();
+  const shot = shooter(page, test);
+  await signIn(page, node.url, who, PW[who.split('@')[0]]);
+  const row = `[data-testid=message-row] >> text=${subject}`;
+  await until(`the message in ${who}'s inbox`, 60_000, async () => {
+    await page.click('text=Refresh');
+    return page.waitForSelector(row, { timeout: 1_000 });
+  });
+  await shot('inbox');
+  await page.click(row);
+  await page.waitForSelector('[data-testid=reader]', { timeout: 60_000 });
+  assert.equal(await page.textContent('[data-testid=sender]'), 'alice@alpha.test');
+  assert.match(await page.textContent('[data-testid=signature-status]'), /Signed by alice@alpha\.test/);
+  assert.match(await page.textContent('[data-testid=body]'), expect);
+  await page.waitForSelector('text=loan-offer.pdf');
+  await shot('read');
+  return page;
+}
 
 async function sentState(token, id, address) {
   const r = await fetch(`${alpha.url}/api/v1/messages/${id}`, { headers: { authorization: `Bearer ${token}` } });
@@ -86,18 +122,19 @@ async function sentState(token, id, address) {
   return (m.item.delivery ?? []).find((d) => d.address === address)?.state;
 }
 
-test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a scanner changes nothing, carol unlocks on a phone, reads and downloads (and replies, once the node takes pickup replies)', async (t) => {
+test('pickup, the issue\'s scenario: alice sends one message with 5 MiB to bob@alpha.test, dana@beta.test and carol@outside.test; carol gets the mail through the relay, a scanner changes nothing, carol unlocks on a phone, reads, downloads byte-identical and replies with an attachment; alice reads the reply; bob and dana read the message', async (t) => {
   if (!ready) return t.skip('the node has no pickup routes yet (docs/pickup.md)');
   const alicePage = await browser.page();
   const shotA = shooter(alicePage, 'pickup-e2e-alice');
   await signIn(alicePage, alpha.url, 'alice@alpha.test', PW.alice);
   await alicePage.click('text=Write');
-  for (const to of ['bob@alpha.test', CAROL]) {
+  for (const to of ['bob@alpha.test', 'dana@beta.test', CAROL]) {
     await alicePage.fill('#compose-to', to);
     await alicePage.press('#compose-to', 'Enter');
   }
   await alicePage.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 30_000 });
-  await alicePage.waitForSelector('[data-testid=recipient][data-state=ok]');
+  // bob (local) and dana (beta.test, through the bridge) are both resolved with trusted keys.
+  await until('bob and dana resolved', 30_000, async () => (await alicePage.$$('[data-testid=recipient][data-state=ok]')).length === 2);
   await alicePage.fill('#compose-subject', 'Your loan offer');
   await alicePage.fill('#compose-body', 'Dear Carol,\n\nthe offer is attached. Reference OSPREY-31.\n\nAlice');
   const file = join(work, 'loan-offer.pdf');
@@ -179,16 +216,65 @@ test('pickup: alice sends to bob and carol@outside.test; carol gets the mail, a 
     if (!(await carol.$('[data-testid=reply-sent]'))) assert.fail(`the reply was refused: ${await carol.textContent('[data-testid=reply-form] [data-testid=error]')}`);
     await shotC('replied');
 
+    secrets.push('KESTREL-8', 'y'.repeat(64));
+
+    // Alice reads it in her web app, decrypted in her browser: from carol@outside.test,
+    // authenticated by the unlock code she gave carol; the attachment byte-identical.
     await alicePage.goto(alpha.url + '/#/mail/inbox');
-    await alicePage.click('text=Refresh');
+    await until('the reply in alice\'s inbox', 30_000, async () => {
+      await alicePage.click('text=Refresh');
+      return alicePage.waitForSelector(`[data-testid=message-row] >> text=${CAROL}`, { timeout: 1_000 });
+    });
     await alicePage.click(`[data-testid=message-row] >> text=${CAROL}`);
     await alicePage.waitForSelector('[data-testid=reader]', { timeout: 60_000 });
     assert.match(await alicePage.textContent('[data-testid=body]'), /KESTREL-8/);
+    assert.equal(await alicePage.textContent('[data-testid=sender]'), CAROL);
+    assert.match(await alicePage.textContent('[data-testid=via-pickup]'), /Authenticated by the unlock code you gave them/);
+    const [replyDownload] = await Promise.all([alicePage.waitForEvent('download'), alicePage.click('text=Download')]);
+    const got = join(work, 'alice-signed-form.txt');
+    await replyDownload.saveAs(got);
+    assert.ok(readFileSync(got).equals(readFileSync(form)), 'alice gets carol\'s attachment byte-identical');
     await shotA('reply-read');
+    assert.equal(await sentState(token, id, CAROL), 'replied');
+
+    // Alice's next message to carol continues the thread: no new code, a new link, and carol
+    // opens it with the code she already has.
+    await alicePage.goto(alpha.url + '/#/compose');
+    await alicePage.waitForSelector('#compose-to');
+    await alicePage.fill('#compose-to', CAROL);
+    await alicePage.press('#compose-to', 'Enter');
+    await alicePage.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 30_000 });
+    await alicePage.fill('#compose-subject', 'Next steps');
+    await alicePage.fill('#compose-body', 'Thank you, Carol. Next steps: PLOVER-5.');
+    await alicePage.click('[data-testid=send]');
+    await alicePage.waitForSelector('[data-testid=sent], [data-testid=muc-dialog], [data-testid=error]', { timeout: 90_000 });
+    const sendErr = await alicePage.$('[data-testid=error]');
+    if (sendErr) assert.fail(`the app says: ${await sendErr.textContent()}`);
+    assert.equal(await alicePage.$('[data-testid=muc-dialog]'), null, 'no new unlock code in a thread');
+    assert.match(await alicePage.textContent('[data-testid=sent-continued]'), /carol@outside\.test: the same unlock code as before/);
+    await shotA('next-message-same-code');
+    secrets.push('PLOVER-5');
+    const { link: next } = await mailTo(CAROL, 60_000, [link]);
+    assert.notEqual(next, link, 'a new link for the new message');
+    await carol.goto('about:blank');
+    await carol.goto(alpha.url + next.slice(next.indexOf('/pickup#')));
+    await carol.waitForSelector('[data-testid=pickup-form]');
+    await carol.fill('#pickup-code', muc);
+    await carol.click('[data-testid=pickup-unlock]');
+    await carol.waitForSelector('[data-testid=pickup-message], [data-testid=pickup-form] [data-testid=error], [data-testid=pickup-gone]', { timeout: 90_000 });
+    if (!(await carol.$('[data-testid=pickup-message]'))) assert.fail(`the pickup page says: ${await carol.textContent('main')}`);
+    assert.match(await carol.textContent('[data-testid=pickup-body]'), /PLOVER-5/);
+    await shotC('next-message-same-code');
   }
   await alicePage.goto(`${alpha.url}/#/mail/sent/${id}`);
   await alicePage.waitForSelector('[data-testid=pickup-delivery]');
   await shotA('sent-states');
+
+  // The same message, read by the organisation's own bob and by dana at the peered beta.test.
+  for (const [node, who] of [[alpha, 'bob@alpha.test'], [beta, 'dana@beta.test']]) {
+    const page = await readsInBrowser(node, who, 'Your loan offer', /OSPREY-31/, `pickup-e2e-${who.split('@')[0]}`);
+    await page.context().close();
+  }
 
   assert.ok(!consoleText.some((l) => l.includes(muc)), 'no MUC in the console');
   const pickupToken = link.slice(link.indexOf('#') + 1);
