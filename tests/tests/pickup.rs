@@ -291,6 +291,25 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
         .unwrap();
     let dave = PickupClient::new(wi[0].link.as_deref().unwrap()).unwrap();
     dave.open().await.unwrap();
+    // A piece of the locked key's text, to look for in every file once it is shredded.
+    let key_piece = |records: Vec<sealpost::storage::pickup::PickupRecord>| {
+        let key = records[0]
+            .locked_key
+            .clone()
+            .expect("a live pickup's locked key");
+        // A line of the secret part: the public key and its signatures are also in the
+        // (public, kept) certificate.
+        let line = key
+            .lines()
+            .find(|l| l.len() > 60 && !records[0].cert.contains(l))
+            .expect("a line of secret key material");
+        line.as_bytes().to_vec()
+    };
+    let dave_key = key_piece(node.store.pickups_of(&w.message_id).await.unwrap());
+    assert!(
+        !files_containing(&node.data(), &dave_key).is_empty(),
+        "the piece is findable"
+    );
     assert_eq!(withdraw("dave@outside.test", &w.message_id).await, 204);
     assert_eq!(code(dave.open().await.err().unwrap()), "pickup_withdrawn");
     assert_eq!(
@@ -309,6 +328,11 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
         ))
     };
     assert_eq!(shredded("dave@outside.test"), 1);
+    // Shredded on disk too: not in the database's free space, not in an older WAL frame.
+    assert_eq!(
+        files_containing(&node.data(), &dave_key),
+        Vec::<std::path::PathBuf>::new()
+    );
 
     // Expired (time moved through the store's sweep): the same.
     let (x, xi) = alice
@@ -320,6 +344,7 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
         .unwrap();
     let erin = PickupClient::new(xi[0].link.as_deref().unwrap()).unwrap();
     erin.open().await.unwrap();
+    let erin_key = key_piece(node.store.pickups_of(&x.message_id).await.unwrap());
     let (n, _) = node
         .store
         .expire_pickups(sealpost::now() + 31 * 86_400)
@@ -328,6 +353,10 @@ async fn outside_recipients_pick_up_by_link_and_unlock_code() {
     assert_eq!(n, 2, "erin's pickup and carol's (read, still open) expire");
     assert_eq!(code(erin.open().await.err().unwrap()), "pickup_expired");
     assert_eq!(shredded("erin@outside.test"), 1);
+    assert_eq!(
+        files_containing(&node.data(), &erin_key),
+        Vec::<std::path::PathBuf>::new()
+    );
     let m = sent(&x.message_id).await;
     assert_eq!(m.item.delivery[0].state, "expired");
 

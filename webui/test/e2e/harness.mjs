@@ -131,9 +131,10 @@ export class TestNode {
   }
 
   /** Runs SQL on the node's database with Debian's sqlite3 CLI (for a test's look at what the
-   * node holds, or a change no API makes: time passing); returns its output. */
+   * node holds, or a change no API makes: time passing); returns its output. With `secure_delete`
+   * on, as the node's own connections: a row the test rewrites leaves no old copy behind. */
   sql(query) {
-    return execFileSync('/usr/bin/sqlite3', ['-cmd', '.timeout 5000', join(this.data, 'sealpost.db'), query], { encoding: 'utf8' });
+    return execFileSync('/usr/bin/sqlite3', ['-cmd', '.timeout 5000', '-cmd', '.output /dev/null', '-cmd', 'PRAGMA secure_delete = ON', '-cmd', '.output stdout', join(this.data, 'sealpost.db'), query], { encoding: 'utf8' });
   }
 
   cleanup() {

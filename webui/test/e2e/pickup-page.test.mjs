@@ -230,12 +230,10 @@ test('pickup page (real node): expired while the node was stopped; its sweeper s
   expiredNeedle = needle;
 });
 
-// Known gap, kept visible: shredding sets the columns to NULL, but SQLite keeps the old bytes
-// in the database's free space and in WAL frames until they are overwritten (no
-// `secure_delete`, no truncating checkpoint after a shred). Passes once storage shreds for
-// real; a TODO until then, so it reports without failing the run.
+// Shredded on disk too: the node overwrites what it deletes (SQLite `secure_delete`) and
+// empties the WAL after a shred, so no file holds the expired pickup's locked key.
 let expiredNeedle;
-test('pickup page (real node): no file of the node still holds the expired pickup\'s locked key', { todo: 'storage: shredding leaves the old bytes in SQLite free pages and WAL frames' }, () => {
+test('pickup page (real node): no file of the node still holds the expired pickup\'s locked key', () => {
   assert.ok(expiredNeedle, 'the expiry test ran');
   assert.deepEqual(dataHolds(expiredNeedle), [], 'no file of the node holds the expired pickup\'s locked key');
 });

@@ -135,6 +135,33 @@ impl SqliteStore {
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
+    /// Copies every committed page into the database file and empties the WAL file, so that
+    /// no older version of a page a shred overwrote stays on disk there. Best effort: a reader
+    /// holding an older snapshot makes it partial (logged); the next shred or sweep tries again.
+    async fn truncate_wal(&self) {
+        let path = self.path.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(i64, i64, i64)> {
+            let c = schema::open_connection(&path)?;
+            Ok(c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?)
+        })
+        .await;
+        match done {
+            Ok(Ok((0, _, _))) => {}
+            Ok(Ok((busy, log, copied))) => {
+                tracing::info!(
+                    busy,
+                    log,
+                    copied,
+                    "WAL truncation after a shred was partial"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "WAL truncation after a shred failed"),
+            Err(e) => tracing::warn!(error = %e, "WAL truncation after a shred failed"),
+        }
+    }
+
     /// A point look-up (one row by key: microseconds): run it on the calling task rather than
     /// paying for a hop to the blocking pool, when a connection is free; otherwise queue like
     /// any read.

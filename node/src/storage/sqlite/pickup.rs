@@ -375,89 +375,99 @@ impl PickupStore for SqliteStore {
         now: Timestamp,
     ) -> Result<SenderOutcome> {
         let (id, sender, address) = (message_id.to_owned(), sender.to_owned(), address.to_owned());
-        self.write(move |c, chain| {
-            let p: Option<PickupRecord> = c
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM pickups
+        let out = self
+            .write(move |c, chain| {
+                let p: Option<PickupRecord> = c
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM pickups
                      WHERE message_id = ?1 AND address = ?2 AND sender = ?3"
-                ))?
-                .query_row(params![id, address, sender], record_row)
-                .optional()?;
-            let Some(p) = p else {
-                return Ok(SenderOutcome::NotFound);
-            };
-            // A locked pickup can always be given a new code (in a thread, a read message's
-            // code locks with the others); otherwise only an unread one changes.
-            let relocking_locked =
-                matches!(change, SenderChange::Relock { .. }) && p.state == PickupState::Locked;
-            if p.read_at.is_some() && !relocking_locked {
-                return Ok(SenderOutcome::NotUnread("read".into()));
-            }
-            if !matches!(p.state, PickupState::Open | PickupState::Locked) {
-                return Ok(SenderOutcome::NotUnread(p.state.as_str().into()));
-            }
-            match &change {
-                SenderChange::Withdraw => {
-                    set_delivery(c, &p.message_id, &p.address, "withdrawn", None, now)?;
-                    log(c, chain, &p, "pickup.withdrawn", &sender, now)?;
-                    return Ok(SenderOutcome::Done(shred(c, &p, PickupState::Withdrawn)?));
+                    ))?
+                    .query_row(params![id, address, sender], record_row)
+                    .optional()?;
+                let Some(p) = p else {
+                    return Ok(SenderOutcome::NotFound);
+                };
+                // A locked pickup can always be given a new code (in a thread, a read message's
+                // code locks with the others); otherwise only an unread one changes.
+                let relocking_locked =
+                    matches!(change, SenderChange::Relock { .. }) && p.state == PickupState::Locked;
+                if p.read_at.is_some() && !relocking_locked {
+                    return Ok(SenderOutcome::NotUnread("read".into()));
                 }
-                SenderChange::Relock {
-                    locked_key,
-                    salt,
-                    kdf,
-                    verifier_hash,
-                } => {
-                    // The same key throughout the thread: the new code opens all of it.
-                    for q in thread_live(c, &p)? {
-                        c.prepare_cached(
-                            "UPDATE pickups SET locked_key = ?2, salt = ?3, kdf = ?4,
+                if !matches!(p.state, PickupState::Open | PickupState::Locked) {
+                    return Ok(SenderOutcome::NotUnread(p.state.as_str().into()));
+                }
+                match &change {
+                    SenderChange::Withdraw => {
+                        set_delivery(c, &p.message_id, &p.address, "withdrawn", None, now)?;
+                        log(c, chain, &p, "pickup.withdrawn", &sender, now)?;
+                        return Ok(SenderOutcome::Done(shred(c, &p, PickupState::Withdrawn)?));
+                    }
+                    SenderChange::Relock {
+                        locked_key,
+                        salt,
+                        kdf,
+                        verifier_hash,
+                    } => {
+                        // The same key throughout the thread: the new code opens all of it.
+                        for q in thread_live(c, &p)? {
+                            c.prepare_cached(
+                                "UPDATE pickups SET locked_key = ?2, salt = ?3, kdf = ?4,
                                  verifier_hash = ?5, failures = 0, state = 'open' WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            q.id,
-                            locked_key,
-                            salt,
-                            kdf,
-                            verifier_hash
-                        ])?;
-                        c.prepare_cached("DELETE FROM pickup_sessions WHERE pickup_id = ?1")?
-                            .execute([q.id])?;
-                        if q.id == p.id || q.state == PickupState::Locked {
-                            let state = if q.read_at.is_some() {
-                                "read"
-                            } else {
-                                "notified"
-                            };
-                            set_delivery(c, &q.message_id, &q.address, state, None, now)?;
+                            )?
+                            .execute(params![
+                                q.id,
+                                locked_key,
+                                salt,
+                                kdf,
+                                verifier_hash
+                            ])?;
+                            c.prepare_cached("DELETE FROM pickup_sessions WHERE pickup_id = ?1")?
+                                .execute([q.id])?;
+                            if q.id == p.id || q.state == PickupState::Locked {
+                                let state = if q.read_at.is_some() {
+                                    "read"
+                                } else {
+                                    "notified"
+                                };
+                                set_delivery(c, &q.message_id, &q.address, state, None, now)?;
+                            }
+                            log(c, chain, &q, "pickup.relocked", &sender, now)?;
                         }
-                        log(c, chain, &q, "pickup.relocked", &sender, now)?;
                     }
                 }
-            }
-            Ok(SenderOutcome::Done(Vec::new()))
-        })
-        .await
+                Ok(SenderOutcome::Done(Vec::new()))
+            })
+            .await;
+        if matches!(out, Ok(SenderOutcome::Done(_))) {
+            self.truncate_wal().await;
+        }
+        out
     }
 
     async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)> {
-        self.write(move |c, chain| {
-            let due: Vec<PickupRecord> = c
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM pickups
+        let out = self
+            .write(move |c, chain| {
+                let due: Vec<PickupRecord> = c
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM pickups
                      WHERE state IN ('open', 'locked') AND expires_at <= ?1 LIMIT 1000"
-                ))?
-                .query_map([now], record_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut orphans = Vec::new();
-            for p in &due {
-                set_delivery(c, &p.message_id, &p.address, "expired", None, now)?;
-                log(c, chain, p, "pickup.expired", "node", now)?;
-                orphans.extend(shred(c, p, PickupState::Expired)?);
-            }
-            Ok((due.len(), orphans))
-        })
-        .await
+                    ))?
+                    .query_map([now], record_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut orphans = Vec::new();
+                for p in &due {
+                    set_delivery(c, &p.message_id, &p.address, "expired", None, now)?;
+                    log(c, chain, p, "pickup.expired", "node", now)?;
+                    orphans.extend(shred(c, p, PickupState::Expired)?);
+                }
+                Ok((due.len(), orphans))
+            })
+            .await;
+        if matches!(out, Ok((n, _)) if n > 0) {
+            self.truncate_wal().await;
+        }
+        out
     }
 
     async fn live_thread(

@@ -390,6 +390,11 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // What is deleted or replaced is overwritten with zeros, in its page and in freed pages:
+    // a shredded pickup key (or a deleted message's envelope) must not stay readable in the
+    // file's free space, including older copies of a row left there by earlier updates. The
+    // WAL's older page versions go with `SqliteStore::truncate_wal` after a shred.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     // 8 MiB of page cache (the default is 2 MiB), and a WAL checkpoint every 16,384 pages
     // (64 MiB) rather than every 1,000: hot pages (indexes, the log's last leaf) are copied
     // back into the database once per checkpoint, so rarer checkpoints write less. Durability
