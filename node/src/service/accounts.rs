@@ -20,6 +20,11 @@ use super::{Actor, ServiceError};
 use crate::config::Config;
 use crate::storage::{Account, AccountState, LogEvent, MetaStore, Timestamp};
 
+/// Does this local account receive messages? Enrolled (it has a key) and active.
+pub fn deliverable(account: &Account) -> bool {
+    account.state == AccountState::Active && account.cert.is_some()
+}
+
 /// The longest display name an account may have, in bytes.
 pub const MAX_NAME: usize = 200;
 

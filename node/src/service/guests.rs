@@ -100,7 +100,7 @@ async fn is_user_address(ctx: &Context, address: &str) -> Result<bool, ServiceEr
         .store
         .account_by_address(address)
         .await?
-        .is_some_and(|a| a.kind == AccountKind::User && super::mail::deliverable(&a)))
+        .is_some_and(|a| a.kind == AccountKind::User && super::accounts::deliverable(&a)))
 }
 
 /// Whether `viewer` may see the keys and trust paths of `address`: users may see anyone's; a

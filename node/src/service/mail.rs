@@ -21,7 +21,7 @@ pub use accept::{
 use super::{Context, ServiceError};
 use crate::config::Limits;
 use crate::proto::{DeliveryMode, Envelope, EnvelopeResponse, ResolvedRecipient, VerdictView};
-use crate::storage::{Account, AccountState};
+use crate::storage::Account;
 
 /// A recipient list: at least one, at most `limits.max_recipients`, each an e-mail address;
 /// normalised (lowercase), each once, in the order given.
@@ -102,10 +102,9 @@ pub fn check_envelope(limits: &Limits, text: &str) -> Result<Envelope, ServiceEr
     Ok(env)
 }
 
-/// Does this local account receive messages? Enrolled (it has a key) and active.
-pub fn deliverable(account: &Account) -> bool {
-    account.state == AccountState::Active && account.cert.is_some()
-}
+/// Does this local account receive messages? (An account rule: `accounts::deliverable`, below
+/// `mail`, `pickup` and `guests` alike.)
+pub use super::accounts::deliverable;
 
 /// A resolved recipient: the local account (None for a peer organisation's user), what the
 /// client is told, and the certificate (None for a pickup recipient: the sender makes the key).

@@ -367,7 +367,7 @@ pub async fn reply_envelope(
         .store
         .account_by_address(&pickup.sender)
         .await?
-        .filter(super::mail::deliverable)
+        .filter(super::accounts::deliverable)
         .ok_or_else(|| ServiceError::UnknownRecipients {
             addresses: vec![pickup.sender.clone()],
         })?;
