@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, signIn, startSink, BIN } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, signIn, startSink, until, BIN } from './harness.mjs';
 
 const ALICE_PW = 'correct horse battery staple';
 const CAROL = 'carol@outside.test';
@@ -20,16 +20,14 @@ let alpha, browser, sink, alice;
 
 /** Waits for a mail to `to` whose text matches `pattern`; returns the match. */
 async function mailMatching(to, pattern, timeout = 60_000) {
-  const end = Date.now() + timeout;
-  while (Date.now() < end) {
+  return until(`a mail to ${to} matching ${pattern}`, timeout, async () => {
     for (const f of readdirSync(mailDir).filter((n) => n.endsWith('.json'))) {
       const m = JSON.parse(readFileSync(join(mailDir, f), 'utf8'));
       const hit = m.rcpt_tos.includes(to) && pattern.exec(m.text ?? '');
       if (hit) return hit;
     }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`no mail to ${to} matching ${pattern} within ${timeout} ms`);
+    return null;
+  });
 }
 
 /** `sealpost client … send` as alice; returns its standard error (where codes are printed). */

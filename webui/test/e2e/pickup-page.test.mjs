@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, assertFits, bearerLogin, MIN_KDF_ENV, WEBUI } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, assertFits, bearerLogin, until, MIN_KDF_ENV, WEBUI } from './harness.mjs';
 import { load } from '../unit/bundle.mjs';
 
 const pc = await load(join(WEBUI, 'test/unit/pickup-entry.ts'), ['browser']);
@@ -209,11 +209,7 @@ test('pickup page (real node): expired while the node was stopped; its sweeper s
   await alpha.restart(() => {
     alpha.sql(`UPDATE pickups SET expires_at = strftime('%s','now') - 60 WHERE address = '${FRANK}'`);
   });
-  const end = Date.now() + 30_000;
-  while (pickupRow(FRANK).state !== 'expired') {
-    if (Date.now() > end) assert.fail(`the sweeper did not expire the pickup: ${JSON.stringify(pickupRow(FRANK))}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await until('the sweeper expiring the pickup', 30_000, async () => pickupRow(FRANK).state === 'expired');
   assert.deepEqual(pickupRow(FRANK), { state: 'expired', shredded: true, sessions: 0 });
 
   const { page } = await phonePage();

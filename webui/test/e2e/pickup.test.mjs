@@ -47,16 +47,14 @@ function mails(to) {
 
 /** Waits for a notification mail to `to`; returns the pickup link in its text part. */
 async function mailTo(to, timeout = 60_000, skip = []) {
-  const end = Date.now() + timeout;
-  while (Date.now() < end) {
+  return until(`a notification mail to ${to}`, timeout, async () => {
     for (const mail of mails(to)) {
       const text = mail.text ?? '';
       const m = /(https?:\/\/\S+?\/pickup#[A-Za-z0-9_-]+)/.exec(text);
       if (m && !skip.includes(m[1])) return { link: m[1], mail };
     }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`no notification mail to ${to} within ${timeout} ms`);
+    return null;
+  });
 }
 
 before(async () => {
