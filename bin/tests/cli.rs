@@ -526,6 +526,8 @@ fn an_outside_recipient_picks_up_and_replies_with_the_cli_and_the_next_message_k
         (stdout(&o).trim().to_owned(), link, err)
     };
     let (first, link1, err) = send("Statement", "CLI-PICKUP-BODY");
+    // Each recipient's state and mode.
+    assert!(err.contains("carol@outside.test: pickup [pickup]"), "{err}");
     let code = err
         .lines()
         .find_map(|l| l.trim().strip_prefix("unlock code: "))
@@ -561,7 +563,10 @@ fn an_outside_recipient_picks_up_and_replies_with_the_cli_and_the_next_message_k
     assert_eq!(inbox[0]["via"], "pickup");
     assert_eq!(inbox[0]["subject"], "Re: Statement");
     let sent = ok(&["client", "--dir", a, "sent"], &apw);
-    assert!(sent.contains("carol@outside.test: replied"), "{sent}");
+    assert!(
+        sent.contains("carol@outside.test: replied [pickup]"),
+        "{sent}"
+    );
 
     // The next message: the same code, a new link; then a new code for it by relock.
     let (second, link2, err) = send("Follow-up", "CLI-SECOND-BODY");
@@ -581,4 +586,229 @@ fn an_outside_recipient_picks_up_and_replies_with_the_cli_and_the_next_message_k
     std::fs::write(&code_file, new_code.trim()).unwrap();
     let out = pickup(&link3, &[]);
     assert!(out.contains("CLI-THIRD-BODY"), "{out}");
+}
+
+/// `sealpost client key import FILE`, `key list` and `key find`, and `sealpost admin key
+/// import FILE` against a running node: a user's import is theirs, an administrator's is
+/// everyone's, and `key find` says where each key came from.
+#[test]
+fn key_commands_import_list_and_find_outside_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    let (node, url) = init_and_serve(&data);
+    let a = dir.path().join("alice");
+    let alice = [
+        ("SEALPOST_CLIENT_DIR", a.to_str().unwrap()),
+        ("SEALPOST_PASSWORD", "alice long password"),
+    ];
+    enrol_cli(&data, &url, "alice@a.test", &alice);
+    let now = std::time::SystemTime::now() - Duration::from_secs(60);
+    let (zoe, _) =
+        sealpost_client::crypto::generate_user_key("zoe@outside.test", Some("Zoe"), now).unwrap();
+    let zoe_file = dir.path().join("zoe.asc");
+    std::fs::write(
+        &zoe_file,
+        sealpost_client::crypto::cert_to_armored(&zoe).unwrap(),
+    )
+    .unwrap();
+    let out = ok(
+        &["client", "key", "import", zoe_file.to_str().unwrap()],
+        &alice,
+    );
+    assert!(out.contains("imported openpgp"), "{out}");
+    let list = ok(&["client", "key", "list"], &alice);
+    assert!(
+        list.contains(&zoe.fingerprint().to_hex()) && list.contains("zoe@outside.test"),
+        "{list}"
+    );
+    let found = ok(&["client", "key", "find", "Zoe@Outside.test"], &alice);
+    assert!(
+        found.contains("(imported)") && found.contains("imported by you"),
+        "{found}"
+    );
+
+    let (yan, _) =
+        sealpost_client::crypto::generate_user_key("yan@outside.test", None, now).unwrap();
+    let yan_file = dir.path().join("yan.asc");
+    std::fs::write(
+        &yan_file,
+        sealpost_client::crypto::cert_to_armored(&yan).unwrap(),
+    )
+    .unwrap();
+    let out = ok(
+        &[
+            "admin",
+            "--data",
+            d,
+            "key",
+            "import",
+            yan_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.contains("for every user"), "{out}");
+    let found = ok(&["client", "key", "find", "yan@outside.test"], &alice);
+    assert!(
+        found.contains("imported by your organisation's administrator"),
+        "{found}"
+    );
+    // The administrator's import is not in alice's own list.
+    assert!(!ok(&["client", "key", "list"], &alice).contains("yan@outside.test"));
+    drop(node);
+}
+
+/// `admin user add` of `address`, then `client enroll` at `url` with `env` (the client's
+/// directory and password).
+fn enrol_cli(data: &std::path::Path, url: &str, address: &str, env: &[(&str, &str)]) {
+    let invite = add_user(data, address);
+    ok(
+        &[
+            "client",
+            "--node",
+            url,
+            "enroll",
+            "--invite",
+            &invite,
+            "--address",
+            address,
+        ],
+        env,
+    );
+}
+
+/// Runs `openssl ARGS` in `dir` and fails unless it succeeds.
+fn openssl_in(dir: &std::path::Path, args: &[&str]) {
+    let o = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `client send` to an outside address with an anchored X.509 certificate: the recipient is
+/// reached by S/MIME, and the sender is told the copy goes unsigned.
+#[test]
+fn client_send_to_an_smime_recipient_says_the_mail_goes_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path();
+    // A CA (the node's trust anchor) and erik's certificate under it, made with openssl.
+    openssl_in(
+        x,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=S-MIME test CA",
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl_in(
+        x,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "erik.key", "-out", "erik.csr",
+            "-subj", "/CN=erik",
+        ],
+    );
+    std::fs::write(
+        x.join("erik.ext"),
+        "subjectAltName=email:erik@smime.test\nkeyUsage=keyEncipherment\n\
+         extendedKeyUsage=emailProtection\n",
+    )
+    .unwrap();
+    openssl_in(
+        x,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "erik.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "erik.ext",
+            "-out",
+            "erik.pem",
+        ],
+    );
+    let data = x.join("d");
+    init(&data, "a.test");
+    // Mail goes out through a relay (none listens: the mail stays queued), anchors as made.
+    let config = data.join("sealpost.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let anchors = x.join("ca.pem");
+    let toml = toml
+        .replacen(
+            "host = \"\"\nport = 587",
+            "host = \"127.0.0.1\"\nport = 9",
+            1,
+        )
+        .replacen(
+            "x509_anchors = \"\"",
+            &format!("x509_anchors = {:?}", anchors.to_str().unwrap()),
+            1,
+        );
+    std::fs::write(&config, toml).unwrap();
+    let (_node, url) = serve(&data);
+    let d = data.to_str().unwrap();
+    let erik = x.join("erik.pem");
+    ok(
+        &[
+            "admin",
+            "--data",
+            d,
+            "key",
+            "import",
+            erik.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let a = x.join("alice");
+    let alice = [
+        ("SEALPOST_CLIENT_DIR", a.to_str().unwrap()),
+        ("SEALPOST_PASSWORD", "alice long password"),
+    ];
+    enrol_cli(&data, &url, "alice@a.test", &alice);
+    let o = sealpost(
+        &[
+            "client",
+            "send",
+            "--to",
+            "erik@smime.test",
+            "--subject",
+            "Hello",
+            "--body",
+            "Hi Erik",
+        ],
+        &alice,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("erik@smime.test: queued [smime]"), "{err}");
+    assert!(
+        err.contains("sent unsigned: your organisation has no S/MIME certificate for you"),
+        "{err}"
+    );
 }

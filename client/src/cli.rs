@@ -107,6 +107,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// Keys of outside addresses (OpenPGP certificates, X.509 certificates for S/MIME) that
+    /// you import for yourself, and what the node finds for an outside address.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Certify that a key is ADDRESS's, after comparing its fingerprint with them; or, with
     /// --first-contact, a guest's key made after unlocking a message of yours with its Message
     /// Unlock Code (no fingerprint to compare: the unlock code was the check).
@@ -267,6 +273,28 @@ async fn pickup_command(
 }
 
 #[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Import an outside address's OpenPGP certificate (armored or binary) or X.509
+    /// certificate (PEM) from FILE, for yourself.
+    Import {
+        file: PathBuf,
+        /// The address the key must carry.
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// List the keys you imported.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a key you imported (by fingerprint or SHA-256).
+    Remove { fingerprint: String },
+    /// Show what the node finds for an outside ADDRESS: each key, where it came from and your
+    /// verdict, and where it found nothing.
+    Find { address: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TrustCommand {
     /// Show the verdict for every key of ADDRESS, and each trust path in words.
     Show { address: String },
@@ -354,6 +382,43 @@ async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
     Ok(session)
 }
 
+/// A mail that came in over SMTP: what it says, and how it arrived.
+fn print_mail(m: &crate::ReadMail, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(());
+    }
+    let a = &m.arrival;
+    println!(
+        "From:    {} (by mail; not signed by a Sealpost user)",
+        m.from
+    );
+    println!("To:      {}", m.to.join(", "));
+    println!("Subject: {}", m.subject);
+    if a.encrypted {
+        println!("Arrived: encrypted by the sender (OpenPGP)");
+    } else {
+        println!("Arrived: unencrypted (encrypted to you by your node on arrival)");
+    }
+    println!(
+        "Checks:  TLS {}, SPF {}, DKIM {}, DMARC {}; envelope sender <{}>",
+        if a.tls { "yes" } else { "no" },
+        a.spf,
+        a.dkim,
+        a.dmarc,
+        a.mail_from
+    );
+    if let Some(id) = &m.in_reply_to {
+        println!("Answers: {id}");
+    }
+    println!();
+    println!("{}", m.body);
+    for name in &m.attachments {
+        println!("[attachment] {name}");
+    }
+    Ok(())
+}
+
 fn print_items(
     items: &[(sealpost_proto::MailboxItem, String)],
     json: bool,
@@ -385,10 +450,20 @@ fn print_items(
             "{mark} {}  {:<28}  {}  ({} bytes)",
             i.message_id, who, subject, i.size
         );
+        if sent {
+            // Recipients with no delivery state are users of this node: they have it.
+            for a in
+                i.to.iter()
+                    .filter(|a| !i.delivery.iter().any(|d| &d.address == *a))
+            {
+                println!("      {a}: delivered [local]");
+            }
+        }
         for d in &i.delivery {
+            let mode = d.mode.map_or(String::new(), |m| format!(" [{m}]"));
             match &d.reason {
-                Some(why) => println!("      {}: {} ({why})", d.address, d.state),
-                None => println!("      {}: {}", d.address, d.state),
+                Some(why) => println!("      {}: {}{mode} ({why})", d.address, d.state),
+                None => println!("      {}: {}{mode}", d.address, d.state),
             }
         }
     }
@@ -525,7 +600,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             s.logout().await?;
             let (resp, issued) = resp?;
             for r in &resp.recipients {
-                eprintln!("{}: {}", r.address, r.state);
+                // No mode: a user of this node (or a guest), who has it now.
+                let mode = r.mode.map_or("local", |m| m.as_str());
+                eprintln!("{}: {} [{mode}]", r.address, r.state);
+                if r.mode == Some(sealpost_proto::DeliveryMode::Smime) {
+                    eprintln!("  {}", sealpost_proto::SMIME_UNSIGNED);
+                }
             }
             for p in &issued {
                 let link = p
@@ -569,9 +649,19 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
             let mut rows = Vec::with_capacity(items.len());
             for i in items {
-                let subject = match s.open_head(&i.message_id, &work).await {
-                    Ok(h) => h.head.subject,
-                    Err(e) => format!("[cannot open: {e}]"),
+                let subject = if i.via.as_deref() == Some("smtp") {
+                    match s.open_mail(&i.message_id, &work).await {
+                        Ok((m, _)) if !m.arrival.encrypted => {
+                            format!("{} [arrived unencrypted]", m.subject)
+                        }
+                        Ok((m, _)) => m.subject,
+                        Err(e) => format!("[cannot open: {e}]"),
+                    }
+                } else {
+                    match s.open_head(&i.message_id, &work).await {
+                        Ok(h) => h.head.subject,
+                        Err(e) => format!("[cannot open: {e}]"),
+                    }
                 };
                 rows.push((i, subject));
             }
@@ -587,6 +677,15 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 std::fs::create_dir_all(d)?;
             }
             let s = login(&args, &dir).await?;
+            if s.mailbox(Folder::Inbox)
+                .await?
+                .iter()
+                .any(|i| &i.message_id == id && i.via.as_deref() == Some("smtp"))
+            {
+                let m = s.read_mail(id, &work).await;
+                s.logout().await?;
+                return print_mail(&m?, *json);
+            }
             let m = s.read(id, save_attachments.as_deref(), &work).await;
             s.logout().await?;
             let m = m?;
@@ -640,6 +739,12 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             s.logout().await?;
             r?;
             println!("deleted {id}");
+        }
+        ClientCommand::Key { command } => {
+            let s = login(&args, &dir).await?;
+            let r = key_command(&s, command).await;
+            s.logout().await?;
+            r?;
         }
         ClientCommand::Trust {
             command: TrustCommand::Show { address },
@@ -800,6 +905,86 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 if s.account.totp_enabled { "on" } else { "off" }
             );
             s.logout().await?;
+        }
+    }
+    Ok(())
+}
+
+/// `sealpost client key …`, under a logged-in session.
+async fn key_command(s: &Session, command: &KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Import { file, address } => {
+            let text =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            // A binary OpenPGP certificate travels armored (the API takes text).
+            let text = match String::from_utf8(text) {
+                Ok(t) => t,
+                Err(e) => {
+                    use sequoia_openpgp::parse::Parse;
+                    let cert = sequoia_openpgp::Cert::from_bytes(e.as_bytes())
+                        .with_context(|| format!("{}: not a certificate", file.display()))?;
+                    if cert.is_tsk() {
+                        bail!(
+                            "{}: this is a secret key: import the public certificate only",
+                            file.display()
+                        );
+                    }
+                    crate::crypto::cert_to_armored(&cert)?
+                }
+            };
+            let k = s.import_key(&text, address.as_deref()).await?;
+            println!(
+                "imported {} {} for {}",
+                k.kind.as_str(),
+                grouped(&k.fingerprint),
+                k.addresses.join(", ")
+            );
+        }
+        KeyCommand::List { json } => {
+            let keys = s.imported_keys().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                for k in keys {
+                    println!("{}", k.line());
+                }
+            }
+        }
+        KeyCommand::Remove { fingerprint } => {
+            s.remove_key(fingerprint).await?;
+            println!("removed {fingerprint}");
+        }
+        KeyCommand::Find { address } => {
+            let found = s.outside_keys(address).await?;
+            if found.openpgp.is_empty() && found.x509.is_empty() {
+                println!("{address}: no key found");
+            }
+            for k in &found.openpgp {
+                println!(
+                    "{address}: OpenPGP key {} ({}) — {} ({})",
+                    grouped(&k.fingerprint),
+                    k.source.as_str(),
+                    k.verdict.level,
+                    k.verdict.amount
+                );
+                for line in &k.verdict.explanation {
+                    println!("  {line}");
+                }
+            }
+            for x in &found.x509 {
+                println!(
+                    "{address}: X.509 certificate {} ({}) — {}",
+                    x.sha256,
+                    x.source.as_str(),
+                    match &x.not_anchored_because {
+                        None => "anchored".to_owned(),
+                        Some(why) => format!("not anchored: {why}"),
+                    }
+                );
+            }
+            for note in &found.notes {
+                println!("  {note}");
+            }
         }
     }
     Ok(())

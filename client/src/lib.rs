@@ -12,6 +12,8 @@
 pub mod cli;
 pub mod crypto;
 mod guest;
+mod keys;
+pub mod mime;
 pub mod pickup;
 
 use std::io::{Read, Write};
@@ -381,6 +383,25 @@ pub struct ReadMessage {
     pub attachments: Vec<ReadAttachment>,
 }
 
+/// A mail that came in over SMTP (docs/mail.md "SMTP in"), as its recipient reads it: part 0
+/// decrypted and parsed as MIME (protected headers first). Nothing in it is signed by a
+/// Sealpost user: `arrival` says what the node saw in transit.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReadMail {
+    pub message_id: String,
+    /// The `From` address as the mail says (not authenticated; see `arrival`'s DKIM/DMARC).
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    /// The first text body (plain, or HTML converted to text).
+    pub body: String,
+    /// Names of attached files.
+    pub attachments: Vec<String>,
+    pub arrival: Arrival,
+    /// The message of ours this answers.
+    pub in_reply_to: Option<String>,
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ReadAttachment {
     pub name: String,
@@ -529,9 +550,15 @@ impl Session {
         }
         let mut certs = Vec::new();
         for r in &resp.recipients {
-            // An outside recipient has no key: `send` makes a pickup key for them.
-            if r.mode == DeliveryMode::Pickup {
-                continue;
+            match r.mode {
+                DeliveryMode::Local | DeliveryMode::Remote => {}
+                // An outside recipient has no key: `send` makes a pickup key for them.
+                DeliveryMode::Pickup => continue,
+                // Reached by mail, with a key the organisation's policy chose by where it was
+                // found (`why`, `key_source`): the parts are not encrypted to it; `send`
+                // makes the external copy (checked there). Enforced TLS: the copy goes to the
+                // node's transit key (the answer says the node sees the content).
+                DeliveryMode::Openpgp | DeliveryMode::Smime | DeliveryMode::Tls => continue,
             }
             if !r.verdict.acceptable(self.accept_partial) {
                 return Err(ClientError::Untrusted {
@@ -773,7 +800,106 @@ impl Session {
             inline_parts,
             pickups: Vec::new(),
             pickup_continuations: Vec::new(),
+            external_copies: Default::default(),
         })
+    }
+
+    /// The external copy for each recipient the envelope answer reaches by mail
+    /// (docs/mail.md): the inner MIME entity made from `head` and the attachments' plaintext,
+    /// for `openpgp` signed by the user and encrypted to the recipient's key and the user's own
+    /// (SEIPD v1 unless every key asks for v2); for `tls` to the node's transit key only; for
+    /// `smime` encrypted to the recipient's X.509 certificate as DER CMS (AES-256-CBC),
+    /// unsigned (no S/MIME certificate for senders yet: [`sealpost_proto::SMIME_UNSIGNED`]).
+    /// The key must be the one the answer names (its fingerprint; for a certificate the
+    /// SHA-256 of its DER) and an OpenPGP key not revoked.
+    pub async fn external_copies(
+        &self,
+        envelope: &EnvelopeResponse,
+        head: &Head,
+        attachments: &[PathBuf],
+    ) -> Result<Vec<(String, DeliveryMode, Vec<u8>)>> {
+        enum To {
+            Openpgp(Box<Cert>),
+            Transit(Box<Cert>),
+            Smime(String),
+        }
+        let mut keys = Vec::new();
+        for r in &envelope.recipients {
+            let key = match r.mode {
+                DeliveryMode::Openpgp => {
+                    let cert = crypto::cert_from_armored(&r.cert)?;
+                    (cert.fingerprint().to_hex(), To::Openpgp(Box::new(cert)))
+                }
+                DeliveryMode::Tls => {
+                    let cert = crypto::cert_from_armored(&r.cert)?;
+                    (cert.fingerprint().to_hex(), To::Transit(Box::new(cert)))
+                }
+                DeliveryMode::Smime => (
+                    crypto::smime::cert_sha256(&r.cert)?,
+                    To::Smime(r.cert.clone()),
+                ),
+                _ => continue,
+            };
+            if !key.0.eq_ignore_ascii_case(&r.fingerprint) {
+                return Err(ClientError::Unverified(format!(
+                    "the node's key for {} is not the one it names",
+                    r.address
+                )));
+            }
+            keys.push((r.address.clone(), key.1));
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (head, paths, me) = (head.clone(), attachments.to_vec(), self.me.clone());
+        blocking(move || {
+            let data = paths
+                .iter()
+                .map(std::fs::read)
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let files: Vec<mime::Attachment<'_>> = head
+                .attachments
+                .iter()
+                .zip(&data)
+                .map(|(a, d)| mime::Attachment {
+                    name: &a.name,
+                    data: d,
+                })
+                .collect();
+            let entity = mime::inner_entity(&head, &files)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for (address, key) in keys {
+                let seal = |to: &[Cert]| -> Result<Vec<u8>> {
+                    let mut copy = Vec::with_capacity(entity.len() + 1024);
+                    crypto::seal(
+                        to,
+                        &me,
+                        &POLICY,
+                        SystemTime::now(),
+                        &mut entity.as_slice(),
+                        &mut copy,
+                    )?;
+                    Ok(copy)
+                };
+                let (mode, copy) = match key {
+                    To::Openpgp(cert) => (DeliveryMode::Openpgp, seal(&[*cert, me.clone()])?),
+                    // Only the node's transit key: the node is the one reader of this copy.
+                    To::Transit(cert) => (DeliveryMode::Tls, seal(&[*cert])?),
+                    // CBC, what every S/MIME reader opens (docs/mail.md, "The S/MIME copy").
+                    To::Smime(pem) => (
+                        DeliveryMode::Smime,
+                        crypto::smime::encrypt(
+                            &entity,
+                            &pem,
+                            crypto::smime::SmimeCipher::Aes256Cbc,
+                        )?,
+                    ),
+                };
+                out.push((address, mode, copy));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Seals a text-only message for the recipients of `envelope`, without submitting it.
@@ -809,6 +935,7 @@ impl Session {
             from: self.account.address.clone(),
             to,
             pickup: Default::default(),
+            external: Default::default(),
             created_at: now(),
             parts: vec![EnvelopePart {
                 sha256: hex::encode(Sha256::digest(&sealed)),
@@ -987,6 +1114,9 @@ impl Session {
             attachments: metas,
             sent_at: now(),
         };
+        let external = self
+            .external_copies(&envelope, &head, &msg.attachments)
+            .await?;
         let sealed =
             self.seal_bytes(&certs, &serde_json::to_vec(&head).expect("head serialises"))?;
         parts[0] = EnvelopePart {
@@ -1007,10 +1137,18 @@ impl Session {
             from: self.account.address.clone(),
             to,
             pickup: pickup_map,
+            external: external
+                .iter()
+                .map(|(a, mode, copy)| (a.clone(), ExternalCopy::of(*mode, copy)))
+                .collect(),
             created_at: now(),
             parts,
         };
         let mut request = self.sign_envelope(&env, inline)?;
+        request.external_copies = external
+            .into_iter()
+            .map(|(a, _, copy)| (a, STANDARD.encode(copy)))
+            .collect();
         request.pickups = seals;
         request.pickup_continuations = continuations;
         drop(temps);
@@ -1104,6 +1242,89 @@ impl Session {
             )));
         }
         Ok(())
+    }
+
+    /// Reads a mail that came in over SMTP (`via: "smtp"`): part 0 downloaded (checked against
+    /// the size and hash the node lists), decrypted with our key, parsed as MIME with
+    /// `mail-parser`, protected headers first (RFC 9788: those of the decrypted entity); marks
+    /// it read.
+    pub async fn read_mail(&self, id: &str, work_dir: &Path) -> Result<ReadMail> {
+        let (mail, folder) = self.open_mail(id, work_dir).await?;
+        if folder != Folder::Sent {
+            check(self.post(&format!("/messages/{id}/read")).send().await?).await?;
+        }
+        Ok(mail)
+    }
+
+    /// [`Session::read_mail`] without marking it read; also its folder.
+    pub async fn open_mail(&self, id: &str, work_dir: &Path) -> Result<(ReadMail, Folder)> {
+        let m: MessageResponse = json(self.get(&format!("/messages/{id}")).send().await?).await?;
+        let (Some("smtp"), Some(arrival)) = (m.item.via.as_deref(), m.item.arrival.clone()) else {
+            return Err(ClientError::Integrity(
+                "this message did not come in over SMTP".into(),
+            ));
+        };
+        let part = m
+            .parts
+            .first()
+            .filter(|_| m.parts.len() == 1)
+            .ok_or_else(|| ClientError::Integrity("a mail has exactly one part".into()))?;
+        let expect = EnvelopePart {
+            sha256: part.sha256.clone(),
+            size: part.size,
+        };
+        let file = tempfile::NamedTempFile::new_in(work_dir)?;
+        self.download(
+            id,
+            0,
+            &expect,
+            &mut tokio::fs::File::from_std(file.reopen()?),
+        )
+        .await?;
+        let (me, path) = (self.me.clone(), file.path().to_owned());
+        let plain = blocking(move || {
+            let mut plain = Vec::new();
+            let mut input = std::io::BufReader::new(std::fs::File::open(&path)?);
+            crypto::open_unsigned(&me, &POLICY, SystemTime::now(), &mut input, &mut plain)?;
+            Ok(plain)
+        })
+        .await?;
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&plain[..])
+            .ok_or_else(|| ClientError::Integrity("the mail is not a MIME message".into()))?;
+        let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+            a.map(|a| {
+                a.iter()
+                    .filter_map(|x| x.address().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let from = addresses(parsed.from())
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| m.item.from.clone());
+        let attachments = parsed
+            .attachments()
+            .map(|a| {
+                use mail_parser::MimeHeaders;
+                a.attachment_name().unwrap_or("(unnamed)").to_owned()
+            })
+            .collect();
+        let mail = ReadMail {
+            message_id: m.item.message_id.clone(),
+            from,
+            to: addresses(parsed.to()),
+            subject: parsed.subject().unwrap_or("").to_owned(),
+            body: parsed
+                .body_text(0)
+                .map(|b| b.into_owned())
+                .unwrap_or_default(),
+            attachments,
+            arrival,
+            in_reply_to: m.item.in_reply_to.clone(),
+        };
+        Ok((mail, m.item.folder))
     }
 
     /// Fetches and verifies a message's envelope and decrypts its signed head, without

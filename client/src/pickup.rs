@@ -406,6 +406,7 @@ impl PickupClient {
             created_at: now,
             parts,
             pickup: Default::default(),
+            external: Default::default(),
         };
         let text = serde_json::to_string(&envelope).expect("envelope serialises");
         let signature = crypto::sign_detached(&u.key, &POLICY, text.as_bytes())?;
@@ -419,6 +420,7 @@ impl PickupClient {
                     inline_parts,
                     pickups: Vec::new(),
                     pickup_continuations: Vec::new(),
+                    external_copies: Default::default(),
                 })
                 .send()
                 .await?,

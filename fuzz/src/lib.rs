@@ -53,6 +53,8 @@ pub const TARGETS: &[Target] = &[
     ("wkd", wkd),
     ("merge", merge),
     ("config", config),
+    ("outside_key", outside_key),
+    ("smtp_session", smtp_session),
 ];
 
 /// The organisation domain of the fixtures.
@@ -454,6 +456,92 @@ pub fn config(data: &[u8]) {
     let back = sealpost::config::Config::from_toml_with_env(&again, path, Vec::new())
         .expect("a loaded configuration writes out to one that loads");
     assert_eq!(back, config);
+}
+
+/// An outside key as a user or an administrator imports it, and as a WKD or keyserver answers
+/// (`service::outside_keys::parse_import`, `certs_for_address`). Properties: an accepted import
+/// carries at least one normalised address and no secret key; every certificate kept from an
+/// answer carries the address asked for and no secret key material.
+pub fn outside_key(data: &[u8]) {
+    use sealpost::service::outside_keys;
+    let config = sealpost::config::DeliveryConfig::default();
+    if let Ok(k) = outside_keys::parse_import(&config, data, None, fixture_time()) {
+        assert!(!k.addresses.is_empty(), "an import carries an address");
+        for a in &k.addresses {
+            assert_eq!(sealpost::normalize_address(a).as_deref(), Some(a.as_str()));
+        }
+        assert!(
+            !k.material.contains("PRIVATE KEY"),
+            "no secret key is stored"
+        );
+    }
+    for cert in outside_keys::certs_for_address(data, ALICE) {
+        assert!(!cert.is_tsk(), "no secret key material is kept");
+        assert!(outside_keys::carries(&cert, ALICE));
+    }
+}
+
+/// The SMTP door's session (`sealpost::smtp_in::session`) on a client's bytes, fed in pieces
+/// (each piece's length from the byte before it), every check and commit answered: it must
+/// end, answer only well-formed replies, and never hand on more mail bytes than it was sent.
+pub fn smtp_session(data: &[u8]) {
+    use sealpost::smtp_in::session::{Session, Settings, Step};
+    let t = std::time::Instant::now();
+    let settings = Settings {
+        hostname: "mx.example.org".into(),
+        max_message_bytes: 512,
+        max_recipients: 3,
+        max_errors: 5,
+        tls_available: true,
+        command_timeout: Duration::from_secs(10),
+        data_timeout: Duration::from_secs(10),
+    };
+    let mut s = Session::new(settings, t);
+    let mut rest = data;
+    let mut mail = 0usize;
+    let mut steps = 0usize;
+    loop {
+        steps += 1;
+        assert!(steps <= 16 * (data.len() + 16), "the session does not end");
+        match s.step() {
+            Step::Reply(r) => {
+                assert!(r.ends_with("\r\n") && r.len() >= 5, "{r:?}");
+                assert!(r.as_bytes()[..3].iter().all(u8::is_ascii_digit), "{r:?}");
+                assert!(!r[..r.len() - 2].contains(['\r', '\n']) || r.starts_with("250-"));
+            }
+            Step::CheckRecipient(a) => s.recipient_checked(if a.len() % 2 == 0 {
+                Ok(())
+            } else {
+                Err("550 5.1.1 no\r\n".into())
+            }),
+            Step::BeginData => s.data_began(Ok(())),
+            Step::Data(d) => {
+                mail += d.len();
+                if mail > 512 {
+                    s.data_refused("552 5.3.4 too big\r\n".into());
+                }
+            }
+            Step::EndData => {
+                mail = 0;
+                s.data_committed(Ok(()));
+            }
+            Step::StartTls => s.tls_started(),
+            Step::NeedInput => {
+                let Some((&n, tail)) = rest.split_first() else {
+                    break;
+                };
+                let take = (n as usize % 64 + 1).min(tail.len());
+                let (piece, after) = tail.split_at(take);
+                assert!(mail <= data.len());
+                s.feed(piece, t);
+                rest = after;
+                if piece.is_empty() {
+                    s.eof();
+                }
+            }
+            Step::Close => break,
+        }
+    }
 }
 
 // ---- corpus and mutations ------------------------------------------------------------------

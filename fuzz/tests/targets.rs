@@ -81,6 +81,8 @@ targets!(
     wkd,
     merge,
     config,
+    outside_key,
+    smtp_session,
 );
 
 /// Regenerates `fuzz/fixtures/` and the seeds that depend on them (new keys each time):
@@ -218,6 +220,8 @@ mod fixtures {
             form_urlencoded::byte_serialize(&alice_pub.to_vec().unwrap()).collect();
         seed("keytext", "alice-binary.form", format!("keytext={binary}"));
         seed("cert", "alice.asc", armored(&alice_pub));
+        // outside_key's other seed, x509.pem, depends on no fixture (made with openssl req).
+        seed("outside_key", "alice.asc", armored(&alice_pub));
         seed("cert", "ca.asc", armored(&public(&ca)));
         seed("cert", "alice-certified.asc", armored(&certified));
         seed(

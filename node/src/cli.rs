@@ -68,6 +68,31 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: GuestCommand,
     },
+    /// Keys of outside addresses imported for every user (OpenPGP certificates, X.509
+    /// certificates for S/MIME), as the console's `/admin/outside-keys`.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Import an OpenPGP certificate (armored or binary) or an X.509 certificate (PEM, with
+    /// any intermediates after it) from FILE for every user.
+    Import {
+        file: PathBuf,
+        /// The address the key must carry.
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// List the keys imported for every user.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an imported key (OpenPGP fingerprint or X.509 SHA-256).
+    Remove { fingerprint: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,6 +126,9 @@ impl AdminCommand {
                 command: GuestCommand::List { .. },
             }
             | AdminCommand::Log { .. } => false,
+            // The node reads imports from the database at every look-up and keeps none in
+            // memory: there is nothing for it to catch up with.
+            AdminCommand::Key { .. } => false,
             AdminCommand::User { .. } | AdminCommand::Peer { .. } | AdminCommand::Guest { .. } => {
                 true
             }
@@ -365,6 +393,7 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
             peer_command(&store, &config, data, command).await?;
         }
         AdminCommand::Guest { command } => guest_command(&store, data, command).await?,
+        AdminCommand::Key { command } => key_command(&store, &config, command).await?,
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {
@@ -379,6 +408,61 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
                     bail!("the transaction log does not verify (first bad entry: {seq})");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `sealpost admin key …`: the same service operations as the console's
+/// `/admin/outside-keys`.
+async fn key_command(
+    store: &crate::storage::SqliteStore,
+    config: &Config,
+    command: KeyCommand,
+) -> anyhow::Result<()> {
+    use service::outside_keys::KeyOwner;
+    match command {
+        KeyCommand::Import { file, address } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let k = service::outside_keys::import(
+                store,
+                &config.delivery,
+                KeyOwner::Admin,
+                Actor::Cli.log_name(),
+                &bytes,
+                address.as_deref(),
+                std::time::SystemTime::now(),
+            )
+            .await?;
+            println!(
+                "imported {} {} for {} (for every user)",
+                k.kind.as_str(),
+                k.fingerprint,
+                k.addresses.join(", ")
+            );
+        }
+        KeyCommand::List { json } => {
+            let keys =
+                service::outside_keys::list(store, &config.delivery, KeyOwner::Admin).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                for k in keys {
+                    println!("{}", k.line());
+                }
+            }
+        }
+        KeyCommand::Remove { fingerprint } => {
+            service::outside_keys::remove(
+                store,
+                KeyOwner::Admin,
+                Actor::Cli.log_name(),
+                &fingerprint,
+                std::time::SystemTime::now(),
+            )
+            .await?;
+            println!("removed {fingerprint}");
         }
     }
     Ok(())

@@ -61,6 +61,301 @@ pub struct Config {
     pub relay: RelayConfig,
     #[serde(default)]
     pub pickup: PickupConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub smtp_in: SmtpInConfig,
+}
+
+/// How outside recipients are reached (docs/mail.md, "Policy"): the order of the delivery
+/// modes, which key sources make `openpgp`/`smime` usable, and domains pinned to one mode.
+/// `service::delivery::decide` applies it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// For an outside address, the first mode in this order that is possible wins: `openpgp`,
+    /// `smime`, `pickup` (each at most once). Enforced TLS (`tls`) is never chosen by order,
+    /// only by a pin.
+    pub order: Vec<sealpost_proto::DeliveryMode>,
+    /// Where a key must come from to be used without asking: `wkd`, `keyserver`, `imported`
+    /// (by the sender), `imported_by_admin`, `x509_anchor`.
+    pub trusted_sources: Vec<sealpost_proto::KeySource>,
+    /// Domains that always get one mode, or fail with the reason (never another mode).
+    #[serde(rename = "pin")]
+    pub pins: Vec<DeliveryPin>,
+    /// Look for OpenPGP keys in the recipient domain's Web Key Directory (advanced method at
+    /// `openpgpkey.DOMAIN`, then the direct method).
+    pub wkd: bool,
+    /// HKP keyservers asked (after WKD) for a key of an outside address, as `https://host`
+    /// or `hkps://host[:port]` (TLS only). Empty: none. Asking a public keyserver tells it
+    /// whom the organisation writes to, so none is configured by default.
+    pub keyservers: Vec<String>,
+    /// A PEM file of X.509 trust anchors: an imported S/MIME certificate is usable without
+    /// asking only if it chains to one of them. Empty: none is anchored.
+    pub x509_anchors: String,
+    /// A PEM file of CA certificates trusted for WKD and keyserver look-ups besides the
+    /// system's (an internal keyserver, a test CA). Empty: the system's trust store only.
+    pub wkd_ca_file: String,
+    /// Host names the WKD and keyserver look-ups reach at a fixed address instead of asking
+    /// DNS (`{ "openpgpkey.partner.example" = "10.0.0.7:443" }`): a split-horizon setup, or
+    /// tests on loopback. Other names must resolve to public addresses.
+    pub resolve: std::collections::BTreeMap<String, SocketAddr>,
+    /// Seconds one WKD or keyserver look-up may take in all (connection, TLS, answer).
+    pub lookup_timeout_secs: u64,
+    /// Largest key (or X.509 certificate file) fetched or imported, in bytes.
+    pub max_key_bytes: usize,
+    /// Seconds the answer of a WKD or keyserver look-up (found or not) is kept.
+    pub lookup_cache_secs: u64,
+    /// Most keys and certificates one user may import (an administrator's imports: ten
+    /// times as many).
+    pub max_imports_per_user: u64,
+}
+
+/// `[[delivery.pin]]`: a domain that always gets `mode`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryPin {
+    /// Lowercase; the domain itself, not its subdomains.
+    pub domain: String,
+    /// `openpgp`, `smime`, `tls` or `pickup`.
+    pub mode: sealpost_proto::DeliveryMode,
+    /// With `mode = "tls"` (and only then): how the TLS is authenticated: `mta-sts`, `dane`,
+    /// or `pinned` (a valid certificate for the MX name, on the admin's word).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPolicy>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        use sealpost_proto::{DeliveryMode as M, KeySource as K};
+        DeliveryConfig {
+            order: vec![M::Openpgp, M::Smime, M::Pickup],
+            trusted_sources: vec![K::Wkd, K::Imported, K::ImportedByAdmin, K::X509Anchor],
+            pins: Vec::new(),
+            wkd: true,
+            keyservers: Vec::new(),
+            x509_anchors: String::new(),
+            wkd_ca_file: String::new(),
+            resolve: std::collections::BTreeMap::new(),
+            lookup_timeout_secs: 5,
+            max_key_bytes: 256 * 1024,
+            lookup_cache_secs: 300,
+            max_imports_per_user: 1000,
+        }
+    }
+}
+
+/// The node's own SMTP door (node/src/smtp_in/, docs/mail.md "SMTP in"): mail from anywhere
+/// for this node's users and guests, as an MX receives it. No AUTH: it relays nothing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpInConfig {
+    /// Whether the node listens for mail at all.
+    pub enabled: bool,
+    /// Address to listen on (port 25 for an MX). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The name the node gives in its greeting and EHLO answer. Empty: the domain.
+    pub hostname: String,
+    /// PEM certificate (chain) and key files offered with STARTTLS. Both empty: no STARTTLS.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Largest mail in bytes (as sent, after dot-unstuffing); larger ones are refused with 552.
+    pub max_message_bytes: u64,
+    /// Most recipients of one mail; further RCPTs are answered 452.
+    pub max_recipients: usize,
+    /// Connections served at once; more are answered 421 and closed.
+    pub max_connections: usize,
+    /// Connections served at once from one client address (IPv6: one /64).
+    pub max_connections_per_ip: usize,
+    /// New connections one client address (IPv6: one /64) may open per minute.
+    pub connections_per_ip_per_minute: u32,
+    /// Milliseconds to wait before the greeting, watching for a client that talks first
+    /// (which is then refused with 554). 0: only what already arrived is looked at.
+    pub greet_pause_ms: u64,
+    /// Seconds to wait for each command; then 421 and the connection is closed.
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for more of a mail's data while it is sent.
+    pub data_timeout_secs: u64,
+    /// Bad commands one connection may send before it is closed (421).
+    pub max_errors: u32,
+    /// DNS resolver (IP:port) for SPF, DKIM and DMARC checks. Empty: mail is not checked and
+    /// its results say `none`.
+    pub resolver: String,
+}
+
+impl Default for SmtpInConfig {
+    fn default() -> Self {
+        SmtpInConfig {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 25)),
+            hostname: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 512,
+            max_connections_per_ip: 16,
+            connections_per_ip_per_minute: 120,
+            greet_pause_ms: 0,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            max_errors: 10,
+            resolver: String::new(),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    fn validate(&self, own_domain: &str) -> Result<(), ConfigError> {
+        use sealpost_proto::DeliveryMode as M;
+        let bad = |m: String| Err(ConfigError::Invalid(format!("delivery.{m}")));
+        if self.order.is_empty() {
+            return bad("order must name at least one mode".into());
+        }
+        for (i, m) in self.order.iter().enumerate() {
+            if !matches!(m, M::Openpgp | M::Smime | M::Pickup) {
+                return bad(format!(
+                    "order may name openpgp, smime and pickup, not {m} (enforced TLS only through a pin)"
+                ));
+            }
+            if self.order[..i].contains(m) {
+                return bad(format!("order names {m} twice"));
+            }
+        }
+        for (i, k) in self.trusted_sources.iter().enumerate() {
+            if self.trusted_sources[..i].contains(k) {
+                return bad(format!("trusted_sources names {k} twice"));
+            }
+        }
+        for (i, p) in self.pins.iter().enumerate() {
+            if !is_valid_domain(&p.domain) {
+                return bad(format!(
+                    "pin domain {:?} must be a lowercase DNS name",
+                    p.domain
+                ));
+            }
+            if p.domain == own_domain {
+                return bad(format!(
+                    "pin domain {} is this organisation's own domain",
+                    p.domain
+                ));
+            }
+            if self.pins[..i].iter().any(|q| q.domain == p.domain) {
+                return bad(format!("pin domain {} is pinned twice", p.domain));
+            }
+            if !matches!(p.mode, M::Openpgp | M::Smime | M::Tls | M::Pickup) {
+                return bad(format!(
+                    "pin for {}: mode must be openpgp, smime, tls or pickup",
+                    p.domain
+                ));
+            }
+            if (p.mode == M::Tls) != p.tls.is_some() {
+                return bad(format!(
+                    "pin for {}: tls (mta-sts, dane or pinned) is required with mode = \"tls\" and allowed only with it",
+                    p.domain
+                ));
+            }
+            if p.tls == Some(TlsPolicy::Dane) {
+                return bad(format!(
+                    "pin for {}: tls = \"dane\" is not built yet; use \"mta-sts\" or \"pinned\"",
+                    p.domain
+                ));
+            }
+        }
+        self.validate_lookups()
+    }
+
+    /// The pin for `domain`, if any.
+    pub fn pin(&self, domain: &str) -> Option<&DeliveryPin> {
+        self.pins.iter().find(|p| p.domain == domain)
+    }
+
+    fn validate_lookups(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("delivery.{m}")));
+        for k in &self.keyservers {
+            if keyserver_base(k).is_none() {
+                return bad(
+                    "keyservers: each must be https://HOST or hkps://HOST[:PORT] (TLS only), without a path",
+                );
+            }
+        }
+        if self.keyservers.len() > 8 {
+            return bad("keyservers: at most 8");
+        }
+        for host in self.resolve.keys() {
+            if !is_valid_host(host) {
+                return bad("resolve: keys must be lowercase host names");
+            }
+        }
+        if !(1..=60).contains(&self.lookup_timeout_secs) {
+            return bad("lookup_timeout_secs must be 1 to 60");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_key_bytes) {
+            return bad("max_key_bytes must be 1024 to 16777216");
+        }
+        if self.lookup_cache_secs > 24 * 3600 {
+            return bad("lookup_cache_secs must be at most 86400");
+        }
+        if self.max_imports_per_user == 0 {
+            return bad("max_imports_per_user must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The `https://` base URL of a configured keyserver (`https://host` or `hkps://host[:port]`),
+/// or `None` if it is not one.
+pub fn keyserver_base(k: &str) -> Option<String> {
+    let rest = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("hkps://"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p != 0)?)),
+        None => (rest, None),
+    };
+    if !is_valid_host(host) || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    Some(match port {
+        Some(p) => format!("https://{host}:{p}"),
+        None => format!("https://{host}"),
+    })
+}
+
+impl SmtpInConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("smtp_in.{m}")));
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return bad("tls_cert and tls_key must be set together");
+        }
+        if !self.hostname.is_empty() && !is_valid_host(&self.hostname) {
+            return bad("hostname must be a host name");
+        }
+        if self.max_message_bytes == 0 || self.max_recipients == 0 {
+            return bad("max_message_bytes and max_recipients must be at least 1");
+        }
+        if self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.connections_per_ip_per_minute == 0
+        {
+            return bad(
+                "max_connections, max_connections_per_ip and connections_per_ip_per_minute must be at least 1",
+            );
+        }
+        if self.command_timeout_secs == 0 || self.data_timeout_secs == 0 || self.max_errors == 0 {
+            return bad(
+                "command_timeout_secs, data_timeout_secs and max_errors must be at least 1",
+            );
+        }
+        if self.greet_pause_ms > 60_000 {
+            return bad("greet_pause_ms must be at most 60000");
+        }
+        if !self.resolver.is_empty() && self.resolver.parse::<SocketAddr>().is_err() {
+            return bad("resolver must be IP:port");
+        }
+        Ok(())
+    }
 }
 
 /// Pickup delivery to outside recipients (docs/pickup.md): limits and expiry.
@@ -218,6 +513,45 @@ pub struct RelayConfig {
     pub max_queued: u64,
     /// Most notifications sent over one connection to the relay.
     pub batch_max: usize,
+    /// `relay`: every mail through the relay above. `direct`: the node delivers to each
+    /// recipient domain's mail servers itself (MX look-up, STARTTLS), one queue per domain.
+    pub route: RelayRoute,
+    /// With `route = "direct"`: the DNS resolver to ask, `IP` or `IP:PORT` (a validating
+    /// resolver such as a local unbound for DANE). Empty: the system's (`/etc/resolv.conf`).
+    pub resolver: String,
+    /// With `route = "direct"`: the port of every recipient's mail server. 25 is what MX
+    /// records mean; anything else is a test or lab setting (an MX record names no port).
+    pub direct_port: u16,
+    /// With `route = "direct"`: the HTTPS port of `mta-sts.DOMAIN`. 443 is what RFC 8461
+    /// says; anything else is a test or lab setting.
+    pub mta_sts_port: u16,
+    /// With `route = "direct"`: look up every recipient domain's MTA-STS policy and obey an
+    /// `enforce` one (RFC 8461), not only for the domains in `tls`.
+    pub mta_sts: bool,
+    /// Most recipient domains delivered to at the same time: a slow or unreachable domain
+    /// holds one of these, never the others' mail.
+    pub parallel_domains: usize,
+    /// Per-domain TLS policy for direct delivery: each entry's domain is sent to only over TLS
+    /// authenticated as its `policy` says, or not at all (the recipient fails with the reason).
+    pub tls: Vec<DomainTls>,
+}
+
+/// How the node sends outside mail.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayRoute {
+    Relay,
+    Direct,
+}
+
+pub use crate::storage::notify::TlsPolicy;
+
+/// A domain whose mail goes only over authenticated TLS (`[[relay.tls]]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DomainTls {
+    pub domain: String,
+    pub policy: TlsPolicy,
 }
 
 /// How the node's connection to the mail relay is protected.
@@ -248,14 +582,43 @@ impl Default for RelayConfig {
             give_up_after_secs: 4 * 24 * 3600,
             max_queued: 10_000,
             batch_max: 100,
+            route: RelayRoute::Relay,
+            resolver: String::new(),
+            direct_port: 25,
+            mta_sts_port: 443,
+            mta_sts: true,
+            parallel_domains: 16,
+            tls: Vec::new(),
         }
     }
 }
 
 impl RelayConfig {
-    /// Whether a relay is configured at all.
+    /// Whether outside mail can be sent at all: through a relay, or directly.
     pub fn is_configured(&self) -> bool {
-        !self.host.is_empty()
+        !self.host.is_empty() || self.route == RelayRoute::Direct
+    }
+
+    /// The TLS policy the admin set for `domain` (ASCII case-insensitive), if any.
+    pub fn tls_policy(&self, domain: &str) -> Option<TlsPolicy> {
+        self.tls
+            .iter()
+            .find(|t| t.domain.eq_ignore_ascii_case(domain))
+            .map(|t| t.policy)
+    }
+
+    /// `resolver` as a socket address (port 53 when it names none); `None` when empty.
+    pub fn resolver_addr(&self) -> Option<std::net::SocketAddr> {
+        let r = self.resolver.trim();
+        if r.is_empty() {
+            return None;
+        }
+        r.parse::<std::net::SocketAddr>().ok().or_else(|| {
+            unbracketed(r)
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
     }
 
     /// Whether `host` names this machine: `localhost` or a loopback address.
@@ -268,6 +631,23 @@ impl RelayConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(format!("relay.{m}")));
+        if !self.resolver.is_empty() && self.resolver_addr().is_none() {
+            return bad("resolver must be an IP address, optionally with a port (127.0.0.1:53)");
+        }
+        if self.direct_port == 0 || self.mta_sts_port == 0 {
+            return bad("direct_port and mta_sts_port must be 1 to 65535");
+        }
+        if !(1..=256).contains(&self.parallel_domains) {
+            return bad("parallel_domains must be 1 to 256");
+        }
+        for t in &self.tls {
+            if !is_valid_host(&t.domain) || t.domain.parse::<std::net::IpAddr>().is_ok() {
+                return bad("tls: each domain must be a lowercase domain name");
+            }
+            if t.policy == TlsPolicy::Dane {
+                return bad("tls: policy \"dane\" is not built yet; use \"mta-sts\" or \"pinned\"");
+            }
+        }
         if !self.host.is_empty() && !is_valid_host(&self.host) {
             return bad("host must be a lowercase host name or an IP address");
         }
@@ -522,6 +902,8 @@ impl Config {
             web: WebConfig::default(),
             relay: RelayConfig::default(),
             pickup: PickupConfig::default(),
+            delivery: DeliveryConfig::default(),
+            smtp_in: SmtpInConfig::default(),
         }
     }
 
@@ -696,6 +1078,7 @@ impl Config {
                 "web.public_url must be an http(s) URL without a trailing slash, query or fragment, such as https://mail.example.org",
             );
         }
+        self.delivery.validate(&self.domain)?;
         let p = &self.pickup;
         if p.default_expiry_days == 0
             || p.max_expiry_days < p.default_expiry_days
@@ -712,6 +1095,17 @@ impl Config {
             return bad("pickup.session_ttl_secs must be 60 to 86400");
         }
         self.relay.validate()?;
+        self.smtp_in.validate()?;
+        // Enforced TLS is checked end to end with the recipient's server: only when the node
+        // delivers itself, never through a relay.
+        if let Some(p) = self.delivery.pins.iter().find(|p| p.tls.is_some())
+            && self.relay.route != RelayRoute::Direct
+        {
+            return bad(&format!(
+                "delivery.pin for {}: mode = \"tls\" needs relay.route = \"direct\" (a relay cannot show the recipient's server's certificate)",
+                p.domain
+            ));
+        }
         Ok(())
     }
 }
@@ -746,6 +1140,10 @@ impl Paths {
     /// The local admin socket (`admin_socket`), in a directory only the node's user enters.
     pub fn admin_socket(&self) -> PathBuf {
         self.root.join("run").join("admin.sock")
+    }
+    /// The node's transit key for enforced-TLS copies (an OpenPGP secret key, mode 0600).
+    pub fn transit_key(&self) -> PathBuf {
+        self.keys().join("transit.tsk.asc")
     }
     /// The organisation CA's secret key (armored TSK, mode 0600).
     pub fn ca_key(&self) -> PathBuf {
@@ -902,6 +1300,76 @@ mod tests {
             let err = load(text, &env).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should name {needle}");
         }
+    }
+
+    /// `[delivery]` policy: what `validate` refuses, naming the key, and a pin file that works.
+    #[test]
+    fn the_delivery_policy_is_validated() {
+        let bad = [
+            ("order = []", "order must name"),
+            ("order = [\"tls\", \"pickup\"]", "not tls"),
+            ("order = [\"local\"]", "not local"),
+            ("order = [\"openpgp\", \"openpgp\"]", "twice"),
+            (
+                "trusted_sources = [\"wkd\", \"wkd\"]",
+                "trusted_sources names wkd twice",
+            ),
+            ("trusted_sources = [\"dns\"]", "unknown variant"),
+            (
+                "[[delivery.pin]]\ndomain = \"Bank.test\"\nmode = \"smime\"",
+                "lowercase",
+            ),
+            (
+                "[[delivery.pin]]\ndomain = \"a.test\"\nmode = \"smime\"",
+                "own domain",
+            ),
+            (
+                "[[delivery.pin]]\ndomain = \"b.test\"\nmode = \"tls\"",
+                "tls (mta-sts",
+            ),
+            (
+                "[[delivery.pin]]\ndomain = \"b.test\"\nmode = \"smime\"\ntls = \"dane\"",
+                "allowed only with it",
+            ),
+            (
+                "[[delivery.pin]]\ndomain = \"b.test\"\nmode = \"remote\"",
+                "mode must be",
+            ),
+            (
+                "[[delivery.pin]]\ndomain = \"b.test\"\nmode = \"smime\"\n\
+                 [[delivery.pin]]\ndomain = \"b.test\"\nmode = \"openpgp\"",
+                "pinned twice",
+            ),
+        ];
+        for (section, needle) in bad {
+            let section = if section.starts_with("[[") {
+                section.to_owned()
+            } else {
+                format!("[delivery]\n{section}")
+            };
+            let err = load(&format!("domain = \"a.test\"\n{section}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{section}: {err} should say {needle}");
+        }
+        let tls_pin =
+            "[[delivery.pin]]\ndomain = \"bank.test\"\nmode = \"tls\"\ntls = \"mta-sts\"\n";
+        // Enforced TLS is checked end to end: only with direct delivery, never via a relay.
+        let err = load(&format!("domain = \"a.test\"\n{tls_pin}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs relay.route = \"direct\""), "{err}");
+        let c = load(
+            &format!("domain = \"a.test\"\n[relay]\nroute = \"direct\"\n{tls_pin}"),
+            &[],
+        )
+        .unwrap();
+        let pin = c.delivery.pin("bank.test").unwrap();
+        assert_eq!(
+            (pin.mode, pin.tls),
+            (sealpost_proto::DeliveryMode::Tls, Some(TlsPolicy::MtaSts))
+        );
+        assert!(c.delivery.pin("mail.bank.test").is_none());
     }
 
     /// Found while writing the `config` fuzz target (its input is

@@ -38,6 +38,7 @@ pub async fn init(
     )?;
     let node_key = keys::create_node_key(&paths)?;
     let ca = keys::create_ca(&paths, &domain)?;
+    crate::notify::TransitKey::load_or_create(&paths, &domain)?;
     keys::write_secret_file(&paths.config(), config.to_toml().as_bytes())?;
     let store = open_store(&paths, &config, node_key)?;
     // The CA's public certificate is served by the directory like any user's.
@@ -78,7 +79,8 @@ pub struct Node {
     pub state: AppState,
     /// Queues notification mail; `serve` starts the driver that sends it.
     pub notifier: crate::notify::Notifier,
-    relay: Option<crate::notify::RelayLink>,
+    route: Option<crate::notify::Route>,
+    transit: crate::notify::TransitKey,
 }
 
 /// A node initialised for `domain` in a temporary data directory, for unit tests; the
@@ -104,20 +106,27 @@ impl Node {
         let paths = Paths::new(data);
         let node_key = keys::load_node_key(&paths)?;
         let ca = keys::load_ca(&paths)?;
+        // Data directories made before the transit key existed get one now.
+        let transit = crate::notify::TransitKey::load_or_create(&paths, &config.domain)?;
         let store = Arc::new(open_store(&paths, &config, node_key.clone())?);
         let blobs = Arc::new(FsBlobStore::open(&paths.blobs())?);
         let context =
-            crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key);
+            crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key)
+                .with_transit_key(&transit);
         let state = AppState::new(context, &node_key);
         let notifier = state.notifier.clone();
-        let relay = crate::notify::RelayLink::load(&config)?;
+        let route = match crate::notify::DirectLink::load(&config)? {
+            Some(direct) => Some(crate::notify::Route::Direct(Box::new(direct))),
+            None => crate::notify::RelayLink::load(&config)?.map(crate::notify::Route::Relay),
+        };
         Ok(Node {
             paths,
             config,
             store,
             state,
             notifier,
-            relay,
+            route,
+            transit,
         })
     }
 
@@ -144,6 +153,15 @@ impl Node {
             .await
             .with_context(|| format!("binding {}", self.config.http.listen))?;
         let _ = self.state.bound.set(listener.local_addr()?);
+        // The SMTP door, if enabled, bound before the node says it is up.
+        let smtp_in = if self.config.smtp_in.enabled {
+            let smtp = crate::smtp_in::bind(&self.config.smtp_in).await?;
+            let _ = self.state.context.smtp_bound.set(smtp.local_addr()?);
+            tracing::info!(addr = %smtp.local_addr()?, "smtp_in listening");
+            Some(crate::smtp_in::start(self.state.context.clone(), smtp)?)
+        } else {
+            None
+        };
         on_bound(listener.local_addr()?);
         let store: Arc<dyn MetaStore> = self.store.clone();
         let every = std::time::Duration::from_secs(self.config.log.checkpoint_interval_secs);
@@ -176,13 +194,17 @@ impl Node {
                 }
             }
         });
-        // The one notification driver, if a relay is configured.
-        let notify = self.relay.map(|link| {
+        // The one outbound mail driver, if a relay or direct delivery is configured.
+        let notify = self.route.map(|route| {
             crate::notify::Driver::start(
                 self.notifier.clone(),
-                link,
-                crate::notify::schedule::RetryPolicy::from_config(&self.config.relay),
-                self.config.relay.batch_max,
+                crate::notify::Setup {
+                    route,
+                    policy: crate::notify::schedule::RetryPolicy::from_config(&self.config.relay),
+                    batch_max: self.config.relay.batch_max,
+                    parallel: self.config.relay.parallel_domains,
+                    transit: Some(self.transit),
+                },
             )
         });
         // The admin socket is served until the HTTP server stops; then it is closed and its
@@ -195,6 +217,9 @@ impl Node {
         gc.abort();
         sweeper.abort();
         if let Some(driver) = notify {
+            driver.stop().await;
+        }
+        if let Some(driver) = smtp_in {
             driver.stop().await;
         }
         if let Some((handle, background)) = federation {

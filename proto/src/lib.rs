@@ -11,6 +11,7 @@
 
 mod address;
 pub mod crypto;
+pub mod outside;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ pub use address::{
     domain_of, is_host_name, is_message_id, is_valid_domain, new_message_id, normalize_address,
 };
 pub use crypto::KdfParams;
+pub use outside::KeySource;
 
 /// Version prefix of every API route.
 pub const API_PREFIX: &str = "/api/v1";
@@ -65,6 +67,11 @@ pub struct OrgInfo {
     /// The same key as a libp2p peer ID: what peers authorise.
     #[serde(default)]
     pub peer_id: String,
+    /// The node's transit key (armored OpenPGP certificate): what a sender's client encrypts
+    /// an enforced-TLS copy to (docs/mail.md, mode `tls`). The node decrypts such a copy only
+    /// in memory, to send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit_key: Option<String>,
     /// QUIC multiaddresses where peers reach this node (empty when federation is off).
     #[serde(default)]
     pub federation_addrs: Vec<String>,
@@ -173,17 +180,79 @@ pub struct EnvelopeRequest {
     pub to: Vec<String>,
 }
 
-/// How a recipient will be reached.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+/// What an `smime` recipient's `why` adds, and what the CLI tells the sender: no X.509 CA for
+/// senders is configured yet, so S/MIME copies go unsigned (docs/mail.md, "The S/MIME copy").
+pub const SMIME_UNSIGNED: &str =
+    "sent unsigned: your organisation has no S/MIME certificate for you";
+
+/// How a recipient will be reached (docs/mail.md, "Delivery modes").
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryMode {
     /// A user of this node.
     Local,
     /// A user of a peered organisation: delivered by this node over federation.
     Remote,
+    /// An outside address with a usable OpenPGP key: an external copy signed by the sender and
+    /// encrypted to the recipient's key and the sender's, sent as RFC 3156 PGP/MIME mail.
+    Openpgp,
+    /// An outside address with a usable X.509 certificate: an external copy in CMS, sent as
+    /// S/MIME mail.
+    Smime,
+    /// An outside address whose domain the policy pins to enforced TLS: an external copy
+    /// encrypted to the node's transit key only, sent as ordinary MIME over authenticated TLS.
+    /// The sender's node sees the content in transit.
+    Tls,
     /// Anyone else: no key; reached by a pickup link and a Message Unlock Code
     /// (docs/pickup.md).
     Pickup,
+}
+
+impl DeliveryMode {
+    /// The wire's word for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Local => "local",
+            DeliveryMode::Remote => "remote",
+            DeliveryMode::Openpgp => "openpgp",
+            DeliveryMode::Smime => "smime",
+            DeliveryMode::Tls => "tls",
+            DeliveryMode::Pickup => "pickup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeliveryMode::Local,
+            DeliveryMode::Remote,
+            DeliveryMode::Openpgp,
+            DeliveryMode::Smime,
+            DeliveryMode::Tls,
+            DeliveryMode::Pickup,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+
+    /// Whether the sender's client makes an external copy for a recipient in this mode.
+    pub fn has_external_copy(self) -> bool {
+        matches!(
+            self,
+            DeliveryMode::Openpgp | DeliveryMode::Smime | DeliveryMode::Tls
+        )
+    }
+}
+
+impl std::fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -194,6 +263,17 @@ pub struct ResolvedRecipient {
     pub mode: DeliveryMode,
     /// How far the requesting user's web of trust authenticates this key for this address.
     pub verdict: VerdictView,
+    /// One plain sentence: why this mode ("dora@pgp.test publishes an OpenPGP key in
+    /// pgp.test's Web Key Directory").
+    #[serde(default)]
+    pub why: String,
+    /// For an outside recipient's key (`openpgp`, `smime`): where it was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_source: Option<KeySource>,
+    /// The sender's node sees the content in transit (`tls`): clients must tell the sender
+    /// before sending.
+    #[serde(default)]
+    pub sees_content: bool,
     /// A pickup recipient in a live pickup thread with the requesting sender: `cert` is the
     /// thread's pickup key, and this is the sender's own signed copy of it, by which their
     /// client checks that it made that key (docs/pickup.md, Threads).
@@ -273,6 +353,16 @@ pub struct EnvelopeResponse {
     pub recipients: Vec<ResolvedRecipient>,
 }
 
+impl EnvelopeResponse {
+    /// The mode the answer gives `address`, if it is one of its recipients.
+    pub fn mode_of(&self, address: &str) -> Option<DeliveryMode> {
+        self.recipients
+            .iter()
+            .find(|r| r.address == address)
+            .map(|r| r.mode)
+    }
+}
+
 /// The routing envelope the sender signs. Its exact JSON bytes travel in
 /// [`SubmitRequest::envelope`] and the signature is over those bytes, so nobody has to agree
 /// on a canonical form.
@@ -289,6 +379,35 @@ pub struct Envelope {
     /// each: the signature binds every outside recipient to their pickup key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pickup: BTreeMap<String, String>,
+    /// Outside recipients reached by mail (`openpgp`, `smime`, `tls`; each also in `to`) and
+    /// the external copy made for each: the signature binds the bytes sent to each of them.
+    /// Absent when empty, so envelopes without it keep their exact bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external: BTreeMap<String, ExternalCopy>,
+}
+
+/// The external copy of a message for one outside recipient (docs/mail.md, "The envelope and
+/// the submission"): its mode, and the hash and size of the copy's exact bytes (the binary
+/// OpenPGP message or DER CMS, not base64 or armor).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalCopy {
+    pub mode: DeliveryMode,
+    /// Lowercase hex SHA-256 of the copy.
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl ExternalCopy {
+    /// What the envelope says of `copy` (its exact bytes) in `mode`.
+    pub fn of(mode: DeliveryMode, copy: &[u8]) -> ExternalCopy {
+        use sha2::Digest;
+        ExternalCopy {
+            mode,
+            sha256: hex::encode(sha2::Sha256::digest(copy)),
+            size: copy.len() as u64,
+        }
+    }
 }
 
 impl Envelope {
@@ -326,6 +445,10 @@ pub struct SubmitRequest {
     /// of a seal (docs/pickup.md, Threads).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pickup_continuations: Vec<PickupContinuation>,
+    /// Each external copy named in `envelope.external`, by recipient address (base64 of the
+    /// copy's bytes); a copy left out must have been uploaded (`PUT /blobs`) like a part.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_copies: BTreeMap<String, String>,
 }
 
 /// A pickup recipient reached with the key of their live pickup thread: the node copies the
@@ -366,6 +489,9 @@ pub struct PickupSeal {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecipientState {
     pub address: String,
+    /// How the recipient is reached (as the envelope answer said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<DeliveryMode>,
     /// `delivered`, `queued` or `pickup`.
     pub state: String,
     /// A pickup recipient's link (`{public_url}/pickup#{token}`), given to the submitter
@@ -433,16 +559,46 @@ pub struct MailboxItem {
     /// gave them). Absent for messages of users, here or at a peered organisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// Mail that came in over SMTP (`via: "smtp"`, docs/mail.md "SMTP in"): how it arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<Arrival>,
+    /// Mail that came in over SMTP answering a message of ours that went to its sender (named
+    /// in its `In-Reply-To` or `References`): that message's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+}
+
+/// How a mail that came in over SMTP arrived: what the node saw in transit (its content is
+/// part 0, an OpenPGP message to the recipient).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Arrival {
+    /// The sender encrypted it (PGP/MIME to the recipient): part 0 is their OpenPGP message as
+    /// it came. `false`: it arrived unencrypted and the node encrypted it on arrival.
+    pub encrypted: bool,
+    /// It came over TLS (STARTTLS).
+    pub tls: bool,
+    /// SPF, DKIM and DMARC results (RFC 8601 words: `pass`, `fail`, `softfail`, `neutral`,
+    /// `none`, `temperror`, `permerror`); `none` also when the node does not check.
+    pub spf: String,
+    pub dkim: String,
+    pub dmarc: String,
+    /// The envelope sender (`MAIL FROM`), empty for a bounce.
+    pub mail_from: String,
 }
 
 /// A recipient's delivery state, as the sender sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryState {
     pub address: String,
+    /// How the recipient is reached (`remote`, `openpgp`, `smime`, `tls`, `pickup`); absent
+    /// for states recorded before modes were (remote or pickup, as `state` tells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<DeliveryMode>,
     /// `queued`, `delivered` or `failed`; for a pickup recipient `pickup` (not yet notified),
     /// `notified`, `opened`, `read`, `replied`, `locked`, `expired`, `withdrawn` or `failed`.
     pub state: String,
-    /// Why it failed, in plain words.
+    /// Why it failed, in plain words; for a delivered mail (`openpgp`, `smime`, `tls`), the
+    /// answer of the next hop (relay or MX) that accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub updated_at: i64,
@@ -806,4 +962,30 @@ pub struct AdminGuest {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdminGuestsResponse {
     pub guests: Vec<AdminGuest>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An envelope without outside mail recipients has the exact bytes it had before
+    /// `external` existed (the signature is over them), and one with a copy round-trips.
+    #[test]
+    fn envelopes_without_external_copies_keep_their_bytes() {
+        let old = r#"{"v":1,"message_id":"m","from":"a@a.test","to":["b@a.test"],"created_at":1,"parts":[{"sha256":"00","size":1}]}"#;
+        let env: Envelope = serde_json::from_str(old).unwrap();
+        assert!(env.external.is_empty());
+        assert_eq!(serde_json::to_string(&env).unwrap(), old);
+        let mut with = env.clone();
+        with.external.insert(
+            "d@pgp.test".into(),
+            ExternalCopy::of(DeliveryMode::Openpgp, b"copy"),
+        );
+        let text = serde_json::to_string(&with).unwrap();
+        let sha = &with.external["d@pgp.test"].sha256;
+        assert!(text.ends_with(&format!(
+            r#","external":{{"d@pgp.test":{{"mode":"openpgp","sha256":"{sha}","size":4}}}}}}"#
+        )));
+        assert_eq!(serde_json::from_str::<Envelope>(&text).unwrap(), with);
+    }
 }

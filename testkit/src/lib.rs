@@ -5,6 +5,8 @@
 //! they link no node library. Crates below the node (`federation/`, `trust/`, `directory/`)
 //! may use it too.
 
+pub mod postfix;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

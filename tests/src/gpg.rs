@@ -47,8 +47,57 @@ impl Gpg {
 
     /// Runs `gpg --batch ARGS` with `stdin`, with a time limit, and returns its output.
     pub fn gpg(&self, args: &[&str], stdin: &str) -> Output {
+        self.tool("gpg", args, stdin)
+    }
+
+    /// Runs `gpgsm --batch ARGS` (GnuPG's S/MIME tool, same home) with `stdin`, with a time
+    /// limit, and returns its output.
+    pub fn gpgsm(&self, args: &[&str], stdin: &str) -> Output {
+        self.tool("gpgsm", args, stdin)
+    }
+
+    /// Imports an S/MIME key into gpgsm as a mail program's user would: certificate and
+    /// private key (PEM) exported by `openssl pkcs12` (3DES, which GnuPG 2.2 reads) and
+    /// imported with the passphrase given on stdin.
+    pub fn gpgsm_import_key(&self, cert_pem: &str, key_pem: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, p12) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("key.p12"),
+        );
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let out = Command::new("openssl")
+            .args(["pkcs12", "-export", "-passout", "pass:test"])
+            .args(["-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES"])
+            .args(["-macalg", "sha1", "-in"])
+            .arg(&cert)
+            .arg("-inkey")
+            .arg(&key)
+            .arg("-out")
+            .arg(&p12)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.gpgsm_with_passphrase(&["--import", p12.to_str().unwrap()]);
+        assert!(out.status.success());
+    }
+
+    /// `gpgsm --batch ARGS` with the passphrase of [`Gpg::gpgsm_import_key`]'s keys.
+    pub fn gpgsm_with_passphrase(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--pinentry-mode", "loopback", "--passphrase-fd", "0"];
+        all.extend(args);
+        self.gpgsm(&all, "test\n")
+    }
+
+    fn tool(&self, program: &str, args: &[&str], stdin: &str) -> Output {
         let mut child = self
-            .command("gpg")
+            .command(program)
             .arg("--batch")
             .args(args)
             .stdin(Stdio::piped())
@@ -67,11 +116,11 @@ impl Gpg {
         });
         if let Err(e) = finished {
             let _ = child.kill();
-            panic!("gpg {args:?}: {e}");
+            panic!("{program} {args:?}: {e}");
         }
         let out = child.wait_with_output().unwrap();
         println!(
-            "$ gpg {}\n[exit {:?}]\n--- stdout\n{}--- stderr\n{}",
+            "$ {program} {}\n[exit {:?}]\n--- stdout\n{}--- stderr\n{}",
             args.join(" "),
             out.status.code(),
             String::from_utf8_lossy(&out.stdout),

@@ -5,7 +5,10 @@
 //! is under test. The `sealpost` binary as a process and the one wait helper come from
 //! `sealpost-testkit` (no node dependency, so the load tools use it too), re-exported here.
 
+pub mod dns;
 pub mod gpg;
+pub mod https;
+pub mod mail;
 pub mod smtp;
 
 pub use sealpost_testkit::{NodeProcess, init_node, run, run_ok, wait_for, wait_for_blocking};
@@ -27,6 +30,8 @@ pub struct TestNode {
     pub store: Arc<SqliteStore>,
     /// Queues notification mail, as the pickup flow does (the node's driver sends it).
     pub notifier: sealpost::notify::Notifier,
+    /// The SMTP door's address, when `[smtp_in]` is enabled.
+    pub smtp: Option<std::net::SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -47,13 +52,14 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
-        let (url, store, notifier, stop, task) = launch(&data, &config).await?;
+        let (url, store, notifier, smtp, stop, task) = launch(&data, &config).await?;
         Ok(TestNode {
             dir,
             url,
             config,
             store,
             notifier,
+            smtp,
             stop: Some(stop),
             task: Some(task),
         })
@@ -62,8 +68,9 @@ impl TestNode {
     /// Serves the node's data directory again after [`TestNode::stop`]: a new HTTP port, the
     /// same federation address.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let (url, store, notifier, stop, task) = launch(&self.data(), &self.config).await?;
+        let (url, store, notifier, smtp, stop, task) = launch(&self.data(), &self.config).await?;
         self.url = url;
+        self.smtp = smtp;
         self.store = store;
         self.notifier = notifier;
         self.stop = Some(stop);
@@ -254,6 +261,7 @@ type Launched = (
     String,
     Arc<SqliteStore>,
     sealpost::notify::Notifier,
+    Option<std::net::SocketAddr>,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 );
@@ -264,6 +272,7 @@ async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
     let node = Node::open_with(data, config.clone())?;
     let store = node.store.clone();
     let notifier = node.notifier.clone();
+    let context = node.state.context.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(node.serve(
@@ -275,7 +284,15 @@ async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
         },
     ));
     let addr = addr_rx.await.context("node did not start")?;
-    Ok((format!("http://{addr}"), store, notifier, stop_tx, task))
+    let smtp = context.smtp_bound.get().copied();
+    Ok((
+        format!("http://{addr}"),
+        store,
+        notifier,
+        smtp,
+        stop_tx,
+        task,
+    ))
 }
 
 /// Every file under `dir`, recursively.

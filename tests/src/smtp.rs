@@ -17,6 +17,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+pub use sealpost_testkit::postfix::{Postfix, free_port};
 use tokio::io::AsyncBufReadExt;
 
 /// Debian's Python, which has Debian's `python3-aiosmtpd`.
@@ -24,7 +25,6 @@ pub const PYTHON: &str = "/usr/bin/python3";
 /// The controllable SMTP server.
 pub const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/smtp/sink.py");
 
-/// A free TCP port on 127.0.0.1 (free when this returns: bind it soon).
 /// A configuration tweak for [`TestNode::spawn_with`](crate::TestNode::spawn_with): no
 /// federation, notification mail through a plain relay on `port` of loopback, retried within
 /// seconds.
@@ -37,13 +37,6 @@ pub fn relay_at(port: u16) -> impl FnOnce(&mut sealpost::config::Config) {
         c.relay.retry_base_secs = 1;
         c.relay.retry_max_secs = 2;
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// How an [`SmtpSink`] behaves.
@@ -120,24 +113,7 @@ impl SmtpSink {
         if let Some((user, password)) = &options.auth {
             cmd.arg("--auth").arg(format!("{user}:{password}"));
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {PYTHON} {SINK}"))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            tokio::io::BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .context("the SMTP sink did not start within 20 s")??;
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .with_context(|| format!("the SMTP sink said {line:?}"))?;
+        let (child, port) = spawn_listening(cmd, "the SMTP sink").await?;
         Ok(SmtpSink {
             port,
             dir,
@@ -170,6 +146,33 @@ impl SmtpSink {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// Starts `cmd` (a server of ours that prints `listening PORT` once it listens) and reads
+/// that line: the child, killed when dropped, and its port.
+async fn spawn_listening(
+    mut cmd: tokio::process::Command,
+    what: &str,
+) -> anyhow::Result<(tokio::process::Child, u16)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .with_context(|| format!("{what} did not start within 20 s"))??;
+    let port = line
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("{what} said {line:?}"))?;
+    Ok((child, port))
 }
 
 fn require_aiosmtpd() -> anyhow::Result<()> {
@@ -243,192 +246,76 @@ pub fn parsed_header(parsed: &serde_json::Value, name: &str) -> Option<String> {
     header(parsed, name)
 }
 
-/// A throw-away Postfix on 127.0.0.1, delivering mail for the given mailboxes into Maildirs,
-/// until dropped (then stopped).
-pub struct Postfix {
-    pub port: u16,
-    dir: tempfile::TempDir,
+/// A test certificate authority ([`crate::https::TestCa`]) with its files in a directory of
+/// its own, as Postfix and the MTA-STS server read them: `ca.pem` is what a node trusts
+/// (`[relay] ca_file`), [`TestCa::issue`] writes server certificates and keys.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    ca: crate::https::TestCa,
 }
 
-/// Every service Postfix needs, none chrooted (the queue is in a temporary directory).
-const MASTER_CF: &str = "\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-";
-
-/// The user Postfix's `virtual` agent writes Maildirs as (`nobody`).
-const MAILDIR_UID: u32 = 65534;
-
-impl Postfix {
-    /// Starts Postfix with its own configuration directory (`postfix -c DIR start`): SMTP on a
-    /// free loopback port, mail for each of `mailboxes` into `DIR/mail/DOMAIN/LOCAL/`
-    /// (Maildir), other addresses of their domains refused, any other destination bounced.
-    /// Needs root and Debian's `postfix`.
-    pub async fn start(mailboxes: &[&str]) -> anyhow::Result<Postfix> {
-        if !Path::new("/usr/sbin/postfix").exists() {
-            bail!(
-                "Debian's postfix is missing: echo 'postfix postfix/main_mailer_type select No \
-                 configuration' | debconf-set-selections && apt-get install -y postfix \
-                 (.ci/run installs it)"
-            );
-        }
-        if id_u(None)? != 0 {
-            bail!("the Postfix tests start Postfix's master, which needs root (CI runs as root)");
-        }
-        use std::os::unix::fs::PermissionsExt;
+impl TestCa {
+    pub fn new() -> anyhow::Result<TestCa> {
         let dir = tempfile::tempdir()?;
-        let root = dir.path().to_owned();
-        // Postfix's daemons (user postfix) and its delivery agent (nobody) walk into it.
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
-        for d in ["conf", "queue", "data", "mail"] {
-            std::fs::create_dir(root.join(d))?;
-        }
-        std::os::unix::fs::chown(root.join("mail"), Some(MAILDIR_UID), Some(MAILDIR_UID))?;
-        let postfix_uid = id_u(Some("postfix"))?;
-        std::os::unix::fs::chown(root.join("data"), Some(postfix_uid), None)?;
-        let port = free_port();
-        let r = root.display();
-        let mut domains: Vec<&str> = mailboxes
-            .iter()
-            .map(|a| a.split_once('@').expect("an address").1)
-            .collect();
-        domains.sort();
-        domains.dedup();
-        // Postfix allows no regular-expression substitution in a mailbox map: one line each.
-        let map: String = mailboxes
-            .iter()
-            .map(|a| {
-                let (local, domain) = a.split_once('@').expect("an address");
-                format!("{a} {domain}/{local}/\n")
-            })
-            .collect();
-        let main_cf = format!(
-            "compatibility_level = 3.6
-queue_directory = {r}/queue
-data_directory = {r}/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = relay.test
-mydomain = relay.test
-myorigin = relay.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-virtual_mailbox_domains = {domains}
-virtual_mailbox_base = {r}/mail
-virtual_mailbox_maps = texthash:{r}/conf/vmailbox
-virtual_uid_maps = static:{MAILDIR_UID}
-virtual_gid_maps = static:{MAILDIR_UID}
-virtual_minimum_uid = 100
-default_transport = error:this test relay delivers nothing outside
-relay_transport = error:this test relay delivers nothing outside
-maillog_file = {r}/maillog
-maillog_file_prefixes = {r}
-",
-            domains = domains.join(" "),
+        use std::os::unix::fs::PermissionsExt;
+        // Postfix's smtpd reads the key files it is given.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let ca = crate::https::TestCa::new("Sealpost Test CA")?;
+        ca.write_pem(&dir.path().join("ca.pem"))?;
+        Ok(TestCa { dir, ca })
+    }
+
+    /// The CA certificate (PEM file).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A server certificate for `names` (DNS names), signed by this CA: (certificate, key)
+    /// PEM files named after `stem`.
+    pub fn issue(&self, stem: &str, names: &[&str]) -> anyhow::Result<(PathBuf, PathBuf)> {
+        use std::os::unix::fs::PermissionsExt;
+        let issued = self.ca.issue(crate::https::Usage::Server(names))?;
+        let d = self.dir.path();
+        let (cert, key) = (
+            d.join(format!("{stem}.pem")),
+            d.join(format!("{stem}-key.pem")),
         );
-        std::fs::write(root.join("conf/main.cf"), main_cf)?;
-        std::fs::write(
-            root.join("conf/master.cf"),
-            format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}"),
-        )?;
-        std::fs::write(root.join("conf/vmailbox"), map)?;
-        let out = tokio::process::Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(root.join("conf"))
-            .arg("start")
-            .output()
-            .await
-            .context("running postfix start")?;
-        let pf = Postfix { port, dir };
-        if !out.status.success() {
-            bail!(
-                "postfix -c {}/conf start failed: {}{}\n{}",
-                r,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                pf.log()
-            );
-        }
-        let end = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if tokio::time::Instant::now() > end {
-                bail!("postfix did not listen on {port} within 20 s\n{}", pf.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(pf)
-    }
-
-    /// Mail delivered to `address`: the files of its Maildir's `new/`, oldest name first.
-    pub fn delivered(&self, address: &str) -> Vec<PathBuf> {
-        let (local, domain) = address.split_once('@').expect("an address");
-        let new = self
-            .dir
-            .path()
-            .join("mail")
-            .join(domain)
-            .join(local)
-            .join("new");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(new)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
-    }
-
-    /// Postfix's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+        std::fs::write(&cert, issued.cert_pem)?;
+        std::fs::write(&key, issued.key_pem)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+        Ok((cert, key))
     }
 }
 
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(self.dir.path().join("conf"))
-            .arg("stop")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+/// An HTTPS server for MTA-STS policies (`smtp/mta_sts.py`, Python's `http.server` over
+/// TLS): `GET /.well-known/mta-sts.txt` on host `mta-sts.DOMAIN` answers `policies[DOMAIN]`
+/// as `text/plain`, anything else 404. Until dropped.
+pub struct MtaStsServer {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: tokio::process::Child,
 }
 
-/// `id -u [USER]`: the user ID of `user`, or the effective one of this process.
-fn id_u(user: Option<&str>) -> anyhow::Result<u32> {
-    let out = std::process::Command::new("id")
-        .arg("-u")
-        .args(user)
-        .output()?;
-    if !out.status.success() {
-        bail!("no user {user:?}: is Debian's postfix installed?");
+impl MtaStsServer {
+    pub async fn start(
+        cert: &Path,
+        key: &Path,
+        policies: &[(&str, &str)],
+    ) -> anyhow::Result<MtaStsServer> {
+        let dir = tempfile::tempdir()?;
+        for (domain, policy) in policies {
+            std::fs::write(dir.path().join(format!("mta-sts.{domain}")), policy)?;
+        }
+        let mut cmd = tokio::process::Command::new(PYTHON);
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/smtp/mta_sts.py"))
+            .arg(dir.path())
+            .arg(cert)
+            .arg(key);
+        let (child, port) = spawn_listening(cmd, "the MTA-STS server").await?;
+        Ok(MtaStsServer {
+            port,
+            _dir: dir,
+            _child: child,
+        })
     }
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }

@@ -58,6 +58,24 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("GET", "/admin/peers", Who::Admin, None),
     ("GET", "/admin/peers/{domain}/org", Who::Admin, None),
     // Guests (docs/pickup.md, "Guests"); what a guest's own session reaches: tests/guest.rs.
+    // Outside keys (docs/mail.md, "Outside keys"): a user's own imports, an admin's for all.
+    ("GET", "/outside-keys", Who::User, None),
+    ("POST", "/outside-keys", Who::User, None),
+    (
+        "DELETE",
+        "/outside-keys/{fingerprint}",
+        Who::User,
+        Some(404),
+    ),
+    ("GET", "/outside-keys/lookup/{address}", Who::User, None),
+    ("GET", "/admin/outside-keys", Who::Admin, None),
+    ("POST", "/admin/outside-keys", Who::Admin, None),
+    (
+        "DELETE",
+        "/admin/outside-keys/{fingerprint}",
+        Who::Admin,
+        None,
+    ),
     ("GET", "/admin/guests", Who::Admin, None),
     ("POST", "/admin/guests/{address}/state", Who::Admin, None),
     ("DELETE", "/admin/guests/{address}", Who::Admin, None),
@@ -188,6 +206,7 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
             .replace("{folder}", "inbox")
             .replace("{domain}", "b.test")
             .replace("{sha256}", &"ab".repeat(32))
+            .replace("{fingerprint}", &"AB".repeat(20))
     };
     let call = |method: &str, path: &str, token: Option<&str>| {
         // A well-formed body where the route needs one, so that what is checked is the right

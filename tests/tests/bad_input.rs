@@ -333,6 +333,7 @@ async fn ciphertext_missing_a_required_recipient_is_refused() {
             from: "alice@a.test".into(),
             to: vec!["bob@a.test".into()],
             pickup: Default::default(),
+            external: Default::default(),
             created_at: sealpost::now(),
             parts: vec![EnvelopePart {
                 sha256: hex::encode(Sha256::digest(&ct)),
@@ -347,6 +348,7 @@ async fn ciphertext_missing_a_required_recipient_is_refused() {
             inline_parts: [(0, STANDARD.encode(&ct))].into(),
             pickups: Vec::new(),
             pickup_continuations: Vec::new(),
+            external_copies: Default::default(),
         }
     };
     let before = stored(&node);
@@ -821,6 +823,7 @@ async fn an_envelope_whose_part_sizes_overflow_is_413_too_large() {
         from: "alice@a.test".into(),
         to: vec!["bob@a.test".into()],
         pickup: Default::default(),
+        external: Default::default(),
         created_at: sealpost::now(),
         parts: vec![part(u64::MAX), part(2)],
     })

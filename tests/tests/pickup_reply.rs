@@ -90,6 +90,7 @@ async fn raw_reply(
             size: sealed.len() as u64,
         }],
         pickup: Default::default(),
+        external: Default::default(),
     };
     let text = serde_json::to_string(&env).unwrap();
     let r = http
@@ -105,6 +106,7 @@ async fn raw_reply(
             .into(),
             pickups: vec![],
             pickup_continuations: vec![],
+            external_copies: Default::default(),
         })
         .send()
         .await

@@ -75,6 +75,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/outside-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The outside keys administrators imported for every user */
+        get: operations["admin_list"];
+        put?: never;
+        /** Import an outside address's OpenPGP certificate or X.509 certificate (PEM) for every user */
+        post: operations["admin_import"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/outside-keys/{fingerprint}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a key administrators imported for every user */
+        delete: operations["admin_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/peers": {
         parameters: {
             query?: never;
@@ -616,6 +651,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/outside-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The outside keys the logged-in user imported (not the administrators') */
+        get: operations["list"];
+        put?: never;
+        /** Import an outside address's OpenPGP certificate or X.509 certificate (PEM) for the logged-in user */
+        post: operations["import"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/outside-keys/lookup/{address}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The OpenPGP keys and X.509 certificates the node finds for an outside address, with where each came from and the logged-in user's verdict
+         * @description Looks in the user's and the administrators' imports, then the address's Web Key Directory, then the configured keyservers (stopping at the first that has a key); X.509 certificates come from imports and are checked against the organisation's trust anchors. A place that fails to answer is listed in `notes`, not an error.
+         */
+        get: operations["lookup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/outside-keys/{fingerprint}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove one of the logged-in user's imported keys */
+        delete: operations["remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/pickup/envelope": {
         parameters: {
             query?: never;
@@ -890,6 +980,28 @@ export interface components {
         AdminUsersResponse: {
             users: components["schemas"]["AdminUser"][];
         };
+        /**
+         * @description How a mail that came in over SMTP arrived: what the node saw in transit (its content is
+         *     part 0, an OpenPGP message to the recipient).
+         */
+        Arrival: {
+            /**
+             * @description The sender encrypted it (PGP/MIME to the recipient): part 0 is their OpenPGP message as
+             *     it came. `false`: it arrived unencrypted and the node encrypted it on arrival.
+             */
+            encrypted: boolean;
+            /** @description It came over TLS (STARTTLS). */
+            tls: boolean;
+            /**
+             * @description SPF, DKIM and DMARC results (RFC 8601 words: `pass`, `fail`, `softfail`, `neutral`,
+             *     `none`, `temperror`, `permerror`); `none` also when the node does not check.
+             */
+            spf: string;
+            dkim: string;
+            dmarc: string;
+            /** @description The envelope sender (`MAIL FROM`), empty for a bounce. */
+            mail_from: string;
+        };
         AttachmentMeta: {
             name: string;
             media_type: string;
@@ -923,19 +1035,23 @@ export interface components {
             login_verifier: string;
         };
         /**
-         * @description How a recipient will be reached.
+         * @description How a recipient will be reached (docs/mail.md, "Delivery modes").
          * @enum {string}
          */
-        DeliveryMode: "local" | "remote" | "pickup";
+        DeliveryMode: "local" | "remote" | "openpgp" | "smime" | "tls" | "pickup";
         /** @description A recipient's delivery state, as the sender sees it. */
         DeliveryState: {
             address: string;
+            mode?: null | components["schemas"]["DeliveryMode"];
             /**
              * @description `queued`, `delivered` or `failed`; for a pickup recipient `pickup` (not yet notified),
              *     `notified`, `opened`, `read`, `replied`, `locked`, `expired`, `withdrawn` or `failed`.
              */
             state: string;
-            /** @description Why it failed, in plain words. */
+            /**
+             * @description Why it failed, in plain words; for a delivered mail (`openpgp`, `smime`, `tls`), the
+             *     answer of the next hop (relay or MX) that accepted it.
+             */
             reason?: string | null;
             /** Format: int64 */
             updated_at: number;
@@ -979,6 +1095,14 @@ export interface components {
             pickup?: {
                 [key: string]: string;
             };
+            /**
+             * @description Outside recipients reached by mail (`openpgp`, `smime`, `tls`; each also in `to`) and
+             *     the external copy made for each: the signature binds the bytes sent to each of them.
+             *     Absent when empty, so envelopes without it keep their exact bytes.
+             */
+            external?: {
+                [key: string]: components["schemas"]["ExternalCopy"];
+            };
         };
         EnvelopePart: {
             /** @description Lowercase hex SHA-256 of the part's ciphertext. */
@@ -1007,8 +1131,43 @@ export interface components {
              */
             attempts_left?: number | null;
         };
+        /**
+         * @description The external copy of a message for one outside recipient (docs/mail.md, "The envelope and
+         *     the submission"): its mode, and the hash and size of the copy's exact bytes (the binary
+         *     OpenPGP message or DER CMS, not base64 or armor).
+         */
+        ExternalCopy: {
+            mode: components["schemas"]["DeliveryMode"];
+            /** @description Lowercase hex SHA-256 of the copy. */
+            sha256: string;
+            /** Format: int64 */
+            size: number;
+        };
         /** @enum {string} */
         Folder: "inbox" | "sent" | "archive";
+        /** @description An OpenPGP key found for an outside address, with the asking user's verdict. */
+        FoundKeyView: {
+            cert: string;
+            fingerprint: string;
+            source: components["schemas"]["KeySource"];
+            /**
+             * @description Its first explanation line says where the key came from ("published by pgp.test's Web
+             *     Key Directory", "only found on the keyserver keys.test: nobody vouches for it").
+             */
+            verdict: components["schemas"]["VerdictView"];
+        };
+        /** @description An X.509 certificate found for an outside address. */
+        FoundX509View: {
+            pem: string;
+            /** @description SHA-256 of the certificate (DER), hex. */
+            sha256: string;
+            /** @description `imported` or `imported_by_admin`. */
+            source: components["schemas"]["KeySource"];
+            /** @description Whether it chains to one of the organisation's X.509 trust anchors now. */
+            anchored: boolean;
+            /** @description Why not, in words, when it does not. */
+            not_anchored_because?: string | null;
+        };
         /**
          * @description `POST /pickup/upgrade`: the pickup's recipient becomes a guest with a key of their own,
          *     made in the browser as at enrolment (docs/pickup.md, "Guests"). The address is the pickup's.
@@ -1039,6 +1198,18 @@ export interface components {
             attachments: components["schemas"]["AttachmentMeta"][];
             /** Format: int64 */
             sent_at: number;
+        };
+        /**
+         * @description An OpenPGP certificate (armored or binary as text) or an X.509 certificate in PEM (a chain
+         *     of intermediates may follow it) to import.
+         */
+        ImportKeyRequest: {
+            key: string;
+            /**
+             * @description If given, the key must carry this address (a user ID, or for X.509 an e-mail address
+             *     in the subject or its alternative names).
+             */
+            address?: string | null;
         };
         InviteRequest: {
             address: string;
@@ -1074,6 +1245,11 @@ export interface components {
              */
             p_cost: number;
         };
+        /**
+         * @description Where an outside recipient's key or certificate came from.
+         * @enum {string}
+         */
+        KeySource: "imported" | "imported_by_admin" | "wkd" | "keyserver" | "x509_anchor";
         LoginParams: {
             kdf_salt: string;
             kdf_params: components["schemas"]["KdfParams"];
@@ -1124,6 +1300,12 @@ export interface components {
              *     gave them). Absent for messages of users, here or at a peered organisation.
              */
             via?: string | null;
+            arrival?: null | components["schemas"]["Arrival"];
+            /**
+             * @description Mail that came in over SMTP answering a message of ours that went to its sender (named
+             *     in its `In-Reply-To` or `References`): that message's ID.
+             */
+            in_reply_to?: string | null;
         };
         MailboxResponse: {
             items: components["schemas"]["MailboxItem"][];
@@ -1186,6 +1368,12 @@ export interface components {
             node_key: string;
             /** @description The same key as a libp2p peer ID: what peers authorise. */
             peer_id?: string;
+            /**
+             * @description The node's transit key (armored OpenPGP certificate): what a sender's client encrypts
+             *     an enforced-TLS copy to (docs/mail.md, mode `tls`). The node decrypts such a copy only
+             *     in memory, to send it.
+             */
+            transit_key?: string | null;
             /** @description QUIC multiaddresses where peers reach this node (empty when federation is off). */
             federation_addrs?: string[];
             limits: components["schemas"]["PublicLimits"];
@@ -1193,6 +1381,36 @@ export interface components {
             accept_partial: boolean;
             version: string;
             kdf?: null | components["schemas"]["KdfParams"];
+        };
+        /**
+         * @description What kind of key an import holds.
+         * @enum {string}
+         */
+        OutsideKeyKind: "openpgp" | "x509";
+        OutsideKeyList: {
+            keys: components["schemas"]["OutsideKeyView"][];
+        };
+        /** @description An imported key, as its list shows it. */
+        OutsideKeyView: {
+            kind: components["schemas"]["OutsideKeyKind"];
+            /** @description OpenPGP: the fingerprint (hex); X.509: the SHA-256 of the certificate (DER, hex). */
+            fingerprint: string;
+            /** @description The addresses the key carries (normalised: lower case). */
+            addresses: string[];
+            /** @description `imported` (by the user) or `imported_by_admin`. */
+            source: components["schemas"]["KeySource"];
+            /** Format: int64 */
+            imported_at: number;
+            /** @description The armored certificate or the PEM. */
+            key: string;
+        };
+        /** @description Every key found for an outside address (`GET /outside-keys/lookup/{address}`). */
+        OutsideKeysResponse: {
+            address: string;
+            openpgp: components["schemas"]["FoundKeyView"][];
+            x509: components["schemas"]["FoundX509View"][];
+            /** @description Where the node looked and found nothing, in words. */
+            notes: string[];
         };
         PartView: {
             /** Format: int32 */
@@ -1403,6 +1621,7 @@ export interface components {
         };
         RecipientState: {
             address: string;
+            mode?: null | components["schemas"]["DeliveryMode"];
             /** @description `delivered`, `queued` or `pickup`. */
             state: string;
             /**
@@ -1418,6 +1637,17 @@ export interface components {
             mode: components["schemas"]["DeliveryMode"];
             /** @description How far the requesting user's web of trust authenticates this key for this address. */
             verdict: components["schemas"]["VerdictView"];
+            /**
+             * @description One plain sentence: why this mode ("dora@pgp.test publishes an OpenPGP key in
+             *     pgp.test's Web Key Directory").
+             */
+            why?: string;
+            key_source?: null | components["schemas"]["KeySource"];
+            /**
+             * @description The sender's node sees the content in transit (`tls`): clients must tell the sender
+             *     before sending.
+             */
+            sees_content?: boolean;
             pickup_thread?: null | components["schemas"]["PickupThreadRef"];
         };
         SessionView: {
@@ -1448,6 +1678,13 @@ export interface components {
              *     of a seal (docs/pickup.md, Threads).
              */
             pickup_continuations?: components["schemas"]["PickupContinuation"][];
+            /**
+             * @description Each external copy named in `envelope.external`, by recipient address (base64 of the
+             *     copy's bytes); a copy left out must have been uploaded (`PUT /blobs`) like a part.
+             */
+            external_copies?: {
+                [key: string]: string;
+            };
         };
         SubmitResponse: {
             message_id: string;
@@ -1821,6 +2058,245 @@ export interface operations {
             };
             /** @description `wrong_domain` */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The imports, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutsideKeyList"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_import: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Imported (or replaced the same key) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutsideKeyView"];
+                };
+            };
+            /** @description `invalid_cert`: not a certificate; `invalid_address`; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: too many imports */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`; `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `secret_key`; `invalid_cert`: no (matching) address or no encryption key */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description OpenPGP fingerprint or X.509 SHA-256 (hex) */
+                fingerprint: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_request`: not hexadecimal; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_key` */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3589,7 +4065,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts` */
+            /** @description `bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`; external copies (docs/mail.md): `no_delivery_mode`, `external_mode_mismatch`, `external_copy_not_allowed`, `external_copy_mismatch`, `external_copy_not_encrypted`, `external_copy_malformed`, `mode_unavailable` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4389,6 +4865,323 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["OrgInfo"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The imports, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutsideKeyList"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    import: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Imported (or replaced the same key) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutsideKeyView"];
+                };
+            };
+            /** @description `invalid_cert`: not a certificate; `invalid_address`; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: too many imports */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: larger than `delivery.max_key_bytes`; `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `secret_key`: a secret key; `invalid_cert`: no (matching) address or no encryption key */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    lookup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description E-mail address */
+                address: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What was found */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutsideKeysResponse"];
+                };
+            };
+            /** @description `invalid_address`; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_enrolled`: your account has no key */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description OpenPGP fingerprint or X.509 SHA-256 (hex) */
+                fingerprint: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_request`: not hexadecimal; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_key`: you imported no such key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description `internal`: the node failed; the cause is logged, not shown */

@@ -8,6 +8,8 @@ import * as pgp from './pgp';
 import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
 import { makePickup, relock, threadKey, type MadePickup } from './pickup-crypto';
 import type { PickupEnvelope } from './pickup-wire';
+import type { Arrival, ExternalCopy, MailEnvelope, MailItem, MailSubmit, Resolved } from './mail-wire';
+import { buildInner, readEntity, type ReadEntity } from './mime';
 
 export interface Session {
   account: AccountView;
@@ -144,6 +146,19 @@ export interface Opened {
   sender: pgp.PublicKey;
   signer: string;
   raw: MessageResponse;
+  /** Mail that came in over SMTP (`via: "smtp"`): what was decrypted and read from part 0. */
+  arrived?: Arrived;
+}
+
+/** A mail that came in over SMTP, decrypted and parsed here (docs/mail.md, "SMTP in"). */
+export interface Arrived {
+  entity: ReadEntity;
+  arrival: Arrival | null;
+  /** Our message this one answers (`in_reply_to`). */
+  inReplyTo: string | null;
+  /** Key IDs of OpenPGP signatures in the sender's encrypted mail (not checked: their keys
+   * are not known here). */
+  signedBy: string[];
 }
 
 const heads = new Map<string, Opened>();
@@ -162,6 +177,11 @@ export async function openHead(s: Session, id: string): Promise<Opened> {
   const hit = heads.get(id);
   if (hit) return hit;
   const m = await api.get('/messages/{id}', { id });
+  if (m.item.via === 'smtp') {
+    const opened = await openArrived(s, id, m);
+    heads.set(id, opened);
+    return opened;
+  }
   const envBytes = new TextEncoder().encode(m.envelope);
   const env: Envelope = JSON.parse(m.envelope);
   if (env.message_id !== id) throw new Error('The envelope belongs to another message: it was altered.');
@@ -182,6 +202,47 @@ export async function openHead(s: Session, id: string): Promise<Opened> {
   const opened = { item: m.item, envelope: env, head, sender, signer, raw: m };
   heads.set(id, opened);
   return opened;
+}
+
+/** Opens a mail that came in over SMTP: part 0 is an OpenPGP message to us (the sender's
+ * PGP/MIME payload as it came, or the raw mail the node encrypted on arrival) whose plaintext
+ * is a MIME entity, read with postal-mime, protected headers first. Nothing here is signed by
+ * a Sealpost key: the reader says how it arrived instead (`arrival`). */
+async function openArrived(s: Session, id: string, m: MessageResponse): Promise<Opened> {
+  const item: MailItem = m.item;
+  const part = m.parts.find((p) => p.index === 0);
+  if (!part) throw new Error('The node holds no content for this mail.');
+  const cipher = await api.download(`/messages/${id}/parts/0`, part.size, () => {});
+  if ((await pgp.sha256hex(cipher)) !== part.sha256.toLowerCase()) throw new Error('The node sent other bytes than it stored for this mail.');
+  let data: Uint8Array;
+  let signedBy: string[];
+  try {
+    ({ data, signedBy } = await pgp.decryptArrived(cipher, s.me));
+  } catch (e) {
+    throw new Error('This mail is not encrypted to your key: it cannot be opened here.', { cause: e });
+  }
+  const entity = await readEntity(data);
+  const from = entity.from || item.from;
+  const head: Head = {
+    v: 1,
+    message_id: id,
+    from,
+    to: entity.to.length ? entity.to : item.to,
+    subject: entity.subject,
+    body: entity.text,
+    attachments: entity.attachments.map((a) => ({ name: safeName(a.name), media_type: a.mediaType, size: a.data.length, sha256: '', part: 0 })),
+    sent_at: entity.date ?? item.received_at,
+  };
+  const envelope: Envelope = { v: 1, message_id: id, from: item.from, to: item.to, created_at: item.received_at, parts: m.parts.map((p) => ({ sha256: p.sha256, size: p.size })) };
+  return {
+    item: m.item,
+    envelope,
+    head,
+    sender: null as unknown as pgp.PublicKey,
+    signer: '',
+    raw: m,
+    arrived: { entity, arrival: item.arrival ?? null, inReplyTo: item.in_reply_to ?? null, signedBy },
+  };
 }
 
 export async function markRead(id: string) {
@@ -251,6 +312,19 @@ export async function openSignedAttachment(me: pgp.PrivateKey, o: SignedMessage,
   return blob;
 }
 
+/** How the node would reach `address` now: its envelope answer for that address alone (the
+ * message ID it issues simply expires). `refusal`: the policy pins the address's domain to a
+ * mode that is not possible for it, in the node's words; neither: the node knows no way. */
+export async function resolveOne(address: string): Promise<{ resolved?: Resolved; refusal?: string }> {
+  try {
+    const r = await api.post('/envelopes', { to: [address] });
+    return r.recipients.length === 1 ? { resolved: r.recipients[0] } : {};
+  } catch (e) {
+    if (e instanceof api.ApiError && e.code === 'no_delivery_mode') return { refusal: e.message };
+    return {};
+  }
+}
+
 /** Whether the node would reach `address` by pickup: asked with an envelope request for that
  * address alone (the node's answer decides; the message ID it issues simply expires). */
 export async function reachedByPickup(address: string): Promise<boolean> {
@@ -294,6 +368,11 @@ export interface Outgoing {
   subject: string;
   body: string;
   files: File[];
+  /** Recipients whose mail server receives the content and whose mail our node sees in
+   * transit (`sees_content`, enforced TLS): the sender confirmed each. */
+  seesContentConfirmed?: string[];
+  /** A reply to mail that came by SMTP: its Message-ID (`<…>`), for the external copies. */
+  inReplyTo?: string;
 }
 
 /** Checks locally what can be checked without the node (as `checked_cert` in the CLI). */
@@ -349,7 +428,7 @@ function kdfWords(p: KdfParams): string {
 }
 
 /** Whether the node reaches `r` by pickup (an outside address: no key, a MUC). */
-export function isPickup(r: api.ResolvedRecipient): boolean {
+export function isPickup(r: { mode: string }): boolean {
   return r.mode === 'pickup';
 }
 
@@ -361,7 +440,19 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const certs: pgp.PublicKey[] = [];
   const pickups: MadePickup[] = [];
   const continued: { address: string; fingerprint: string }[] = [];
+  const outside: { r: Resolved; cert: pgp.PublicKey }[] = [];
   for (const r of resp.recipients) {
+    if (r.sees_content && !msg.seesContentConfirmed?.includes(r.address)) {
+      // The mode may have changed since the sender looked: never send past an unconfirmed one.
+      throw new Error(`${r.address}'s mail server will receive the content, and our node sees it in transit${r.why ? ` (${r.why})` : ''}. Confirm this for ${r.address} before sending.`);
+    }
+    if (r.mode === 'smime') {
+      throw new Error(`${r.address} is reached by S/MIME mail${r.why ? ` (${r.why})` : ''}, which the web app cannot make yet: send this message from the command-line client, or remove ${r.address}.`);
+    }
+    if (r.mode === 'openpgp' || r.mode === 'tls') {
+      outside.push({ r, cert: await outsideCert(r) });
+      continue;
+    }
     if (isPickup(r) && r.pickup_thread) {
       // A live thread of ours with this outsider: encrypt to its key, no new code (the
       // conversation never falls back to plain, nor to a second code).
@@ -379,6 +470,10 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
       pickups.push(made);
       certs.push(made.cert);
       continue;
+    }
+    if (r.mode !== 'local' && r.mode !== 'remote') {
+      // Outside mail (docs/mail.md): the external copy is not made in the browser yet.
+      throw new Error(`${r.address} is to be reached by ${r.mode} mail (${r.why}), which the web app cannot send yet: use the command-line client.`);
     }
     if (!api.acceptable(r.verdict, s.org.accept_partial)) throw new Error(api.refusal(r.verdict, r.address));
     certs.push(await checkedCert(s, r));
@@ -411,14 +506,26 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const inline: Record<string, string> = {};
   if (sealedHead.length <= s.org.limits.inline_part_max_bytes) inline['0'] = b64(sealedHead);
   else await api.upload(sealedHead, () => {});
-  const env: PickupEnvelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
+  const env: PickupEnvelope & MailEnvelope = { v: 1, message_id: resp.message_id, from: s.account.address, to, created_at: now, parts };
   // The sender's signature binds each outside recipient to their pickup key; omitted when empty.
   if (pickups.length || continued.length) {
     env.pickup = Object.fromEntries([...pickups.map((p) => [p.seal.address, p.fingerprint]), ...continued.map((c) => [c.address, c.fingerprint])]);
   }
+  // Outside recipients reached by mail: one inner MIME entity, sealed per recipient; the
+  // signed envelope names each copy's hash and size, so the node can check the bytes it sends.
+  const copies: Record<string, string> = {};
+  if (outside.length) {
+    const made = await externalCopies(s, msg, outside, { messageId: resp.message_id, to, now, metas });
+    for (const [address, c] of Object.entries(made)) {
+      (env.external ??= {})[address] = c.copy;
+      // Inline, as the CLI sends them: the node takes external copies with the message only.
+      copies[address] = b64(c.bytes);
+    }
+  }
   const text = JSON.stringify(env);
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
-  const body: api.Body<'/messages', 'post'> = { envelope: text, signature, inline_parts: inline };
+  const body: MailSubmit = { envelope: text, signature, inline_parts: inline };
+  if (Object.keys(copies).length) body.external_copies = copies;
   if (pickups.length) body.pickups = pickups.map((p) => p.seal);
   if (continued.length) body.pickup_continuations = continued.map((c) => ({ address: c.address }));
   const answer = await api.post('/messages', body);
@@ -428,6 +535,53 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
     pickups: pickups.map((p) => ({ address: p.seal.address, muc: p.muc, link: links.get(p.seal.address) })),
     continued: continued.map((c) => c.address),
   };
+}
+
+/** An outside recipient's key as the envelope answer gives it (OpenPGP mail: theirs; enforced
+ * TLS: the node's transit key): it must be the key named, not revoked, and able to encrypt. */
+async function outsideCert(r: Resolved): Promise<pgp.PublicKey> {
+  let cert: pgp.PublicKey;
+  try {
+    cert = await pgp.readCert(r.cert);
+  } catch {
+    throw new Error(`The node gave no usable key for ${r.address}. Do not send; tell your administrator.`);
+  }
+  if (cert.getFingerprint().toUpperCase() !== r.fingerprint.replace(/\s+/g, '').toUpperCase()) {
+    throw new Error(`The node's answer for ${r.address} names another key than it sent. Do not send; tell your administrator.`);
+  }
+  if (await pgp.isRevoked(cert)) throw new Error(`${r.address}'s key has been revoked: ask them for their new key.`);
+  return cert;
+}
+
+/** The external copies (docs/mail.md): the inner MIME entity (protected headers v1: the real
+ * subject travels encrypted) built once, then per recipient an OpenPGP message: for `openpgp`
+ * signed by the sender and encrypted to the recipient's key and the sender's; for `tls`
+ * encrypted to the node's transit key only. Sorted by address, as the envelope's map. */
+async function externalCopies(
+  s: Session,
+  msg: Outgoing,
+  outside: { r: Resolved; cert: pgp.PublicKey }[],
+  at: { messageId: string; to: string[]; now: number; metas: api.AttachmentMeta[] },
+): Promise<Record<string, { copy: ExternalCopy; bytes: Uint8Array }>> {
+  const attachments = [];
+  for (let i = 0; i < msg.files.length; i++) {
+    const data = new Uint8Array(await msg.files[i].arrayBuffer());
+    // The same bytes as the Sealpost parts carry (their hash is in the signed head).
+    if ((await pgp.sha256hex(data)) !== at.metas[i].sha256) throw new Error(`${msg.files[i].name} changed while it was being sent. Attach it again.`);
+    attachments.push({ name: at.metas[i].name, mediaType: at.metas[i].media_type, data });
+  }
+  const inner = buildInner({
+    from: s.account.address, to: at.to, subject: msg.subject, date: at.now, messageId: at.messageId,
+    domain: s.org.domain, body: msg.body, attachments, inReplyTo: msg.inReplyTo,
+  });
+  const out: Record<string, { copy: ExternalCopy; bytes: Uint8Array }> = {};
+  for (const { r, cert } of [...outside].sort((a, b) => (a.r.address < b.r.address ? -1 : 1))) {
+    const bytes = r.mode === 'tls'
+      ? await pgp.encryptTo(inner, [cert])
+      : await pgp.encryptTo(inner, [cert, s.me.toPublic()], s.me);
+    out[r.address] = { copy: { mode: r.mode, sha256: await pgp.sha256hex(bytes), size: bytes.length }, bytes };
+  }
+  return out;
 }
 
 /** Encrypts and signs a file as it is read (`file.stream()` → OpenPGP.js → a Blob of

@@ -85,6 +85,32 @@ export async function seal(plain: Uint8Array, recipients: PublicKey[], me: Priva
   })) as Uint8Array;
 }
 
+/** An external copy (docs/mail.md): `plain` encrypted to exactly `keys`, signed by `signer`
+ * when given (OpenPGP mail: the recipient's key and the sender's, signed by the sender;
+ * enforced TLS: the node's transit key alone). Binary, SEIPDv1 as every message here. */
+export async function encryptTo(plain: Uint8Array, keys: PublicKey[], signer?: PrivateKey): Promise<Uint8Array> {
+  const message = await openpgp.createMessage({ binary: plain, format: 'binary' });
+  return (await openpgp.encrypt({
+    message,
+    encryptionKeys: keys,
+    signingKeys: signer,
+    format: 'binary',
+    config,
+  })) as Uint8Array;
+}
+
+/** Decrypts `cipher` (armored or binary) with `me`, without requiring a signature: mail that
+ * came by SMTP is signed, if at all, by keys this app does not know. Returns the plaintext and
+ * the key IDs of any signatures it carries. */
+export async function decryptArrived(cipher: Uint8Array, me: PrivateKey): Promise<{ data: Uint8Array; signedBy: string[] }> {
+  const head = new TextDecoder().decode(cipher.subarray(0, 64));
+  const message = head.includes('-----BEGIN PGP MESSAGE-----')
+    ? await openpgp.readMessage({ armoredMessage: new TextDecoder().decode(cipher) })
+    : await openpgp.readMessage({ binaryMessage: cipher });
+  const result = await openpgp.decrypt({ message, decryptionKeys: me, format: 'binary' });
+  return { data: result.data as Uint8Array, signedBy: Array.from(result.signatures, (s) => s.keyID.toHex().toUpperCase()) };
+}
+
 export class BadSignature extends Error {}
 
 /** `seal` for a stream: the plaintext is read as the ciphertext is consumed (OpenPGP.js

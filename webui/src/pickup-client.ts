@@ -114,11 +114,23 @@ export async function unlock(token: string, info: PickupInfo, muc: string, step:
   return { session: u.session, key, address, envelope, head, sender, senderFingerprint: sender.getFingerprint().toUpperCase(), caFingerprint: u.ca_fingerprint.toUpperCase(), caCertifies };
 }
 
+/** The organisation's public record (`GET /org`), fetched once per page: unlock, every reply
+ * and the upgrade need it, and it does not change while the page is open. A failed fetch is
+ * not kept, so the next use asks again. */
+let orgInfo: Promise<api.OrgInfo> | undefined;
+function org(): Promise<api.OrgInfo> {
+  orgInfo ??= api.get('/org').catch((e: unknown) => {
+    orgInfo = undefined;
+    throw e;
+  });
+  return orgInfo;
+}
+
 /** Whether the organisation's CA (the node's `/org`, matching the fingerprint the unlock
  * answer gives) certifies the sender's key. */
 async function checkCa(u: PickupUnlocked, sender: pgp.PublicKey, address: string): Promise<boolean> {
   try {
-    const ca = await pgp.readCert((await api.get('/org')).ca_cert);
+    const ca = await pgp.readCert((await org()).ca_cert);
     if (ca.getFingerprint().toUpperCase() !== u.ca_fingerprint.toUpperCase()) return false;
     return await pgp.certifies(ca, sender, address);
   } catch {
@@ -160,7 +172,7 @@ export async function reply(u: Unlocked, subject: string, body: string, files: F
   const headSha = await pgp.sha256hex(sealedHead);
   parts[0] = { sha256: headSha, size: sealedHead.length };
   const inline: Record<string, string> = {};
-  const { limits } = await api.get('/org');
+  const { limits } = await org();
   if (sealedHead.length <= limits.inline_part_max_bytes) inline['0'] = b64(sealedHead);
   else await api.uploadTo(`${api.PREFIX}/pickup/uploads/${headSha}`, auth, sealedHead, () => {});
   const env: api.Envelope = { v: 1, message_id: resp.message_id, from: u.address, to, created_at: now, parts };
@@ -177,7 +189,7 @@ async function replyCert(u: Unlocked, r: ResolvedRecipient): Promise<pgp.PublicK
   if (cert.getFingerprint().toUpperCase() === u.senderFingerprint) return cert;
   if (await pgp.isRevoked(cert)) throw new Error(`${r.address}'s key has been revoked.`);
   try {
-    const ca = await pgp.readCert((await api.get('/org')).ca_cert);
+    const ca = await pgp.readCert((await org()).ca_cert);
     if (ca.getFingerprint().toUpperCase() === u.caFingerprint && (await pgp.certifies(ca, cert, r.address))) return cert;
   } catch {
     /* refused below */
@@ -189,7 +201,7 @@ async function replyCert(u: Unlocked, r: ResolvedRecipient): Promise<pgp.PublicK
  *  of their own, made here as at enrolment (docs/pickup.md, "Guests"); they log in to the web
  *  app from then on. Refused with `guest_exists` when the address has a key there already. */
 export async function upgrade(u: Unlocked, password: string, progress: client.Progress): Promise<{ fingerprint: string }> {
-  const info = await api.get('/org');
+  const info = await org();
   const { login } = await client.newLogin(info, u.address, '', password, progress);
   progress('Registering your public key', 0.85);
   const resp = await call<{ fingerprint: string }>('POST', '/pickup/upgrade', login, u.session);

@@ -13,7 +13,7 @@ use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::KeyFlags;
 
-use sealpost_proto::crypto::{CryptoError, cert_builder, primary_signer, user_id};
+use sealpost_proto::crypto::{CryptoError, primary_signer};
 
 /// Generates a new user key: OpenPGP v4, Ed25519 primary key for
 /// certification and signing, one Cv25519 subkey for transport and
@@ -28,19 +28,12 @@ pub fn generate_user_key(
     name: Option<&str>,
     now: SystemTime,
 ) -> Result<(Cert, Signature), CryptoError> {
-    let userid = user_id(name, address)?;
-    cert_builder(now)?
-        .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
-        .add_userid(userid)
-        .add_subkey(
-            KeyFlags::empty()
-                .set_transport_encryption()
-                .set_storage_encryption(),
-            None,
-            None,
-        )
-        .generate()
-        .map_err(|e| CryptoError::other("key generation", e))
+    sealpost_proto::crypto::generate_with_encryption_subkey(
+        address,
+        name,
+        KeyFlags::empty().set_certification().set_signing(),
+        now,
+    )
 }
 
 /// Encrypts all secret key material of `cert` with `passphrase`, each key

@@ -122,6 +122,9 @@ struct OpenHelper<'a> {
     me: &'a Cert,
     signers: &'a [Cert],
     state: &'a mut OpenState,
+    /// A signature by one of `signers` is required ([`open`]); else any encrypted message
+    /// is accepted, signed or not ([`open_unsigned`]).
+    signed: bool,
 }
 
 impl VerificationHelper for OpenHelper<'_> {
@@ -132,6 +135,17 @@ impl VerificationHelper for OpenHelper<'_> {
     }
 
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        if !self.signed {
+            return match structure.into_iter().next() {
+                Some(MessageLayer::Encryption { .. }) => Ok(()),
+                _ => {
+                    let e = CryptoError::Malformed("message is not encrypted".into());
+                    let msg = e.to_string();
+                    self.state.check_error = Some(e);
+                    Err(anyhow::anyhow!(msg))
+                }
+            };
+        }
         match evaluate_structure(structure, self.signers) {
             Ok(fpr) => {
                 self.state.signer = Some(fpr);
@@ -298,12 +312,31 @@ pub fn open(
     out: &mut dyn Write,
 ) -> Result<Fingerprint, CryptoError> {
     let mut state = OpenState::default();
-    let result = open_inner(me, signers, policy, now, ciphertext, out, &mut state);
+    let result = open_inner(me, signers, true, policy, now, ciphertext, out, &mut state);
     match result {
         Ok(()) => state
             .signer
             .take()
             .ok_or_else(|| CryptoError::BadSignature("message was not verified".into())),
+        Err(OpenFailure::Write(e)) => Err(CryptoError::other("writing plaintext", e)),
+        Err(OpenFailure::Sequoia(e)) => Err(classify_open_error(&mut state, e)),
+    }
+}
+
+/// Decrypts a message (binary or armored) with `me`, signed or not, writing the plaintext to
+/// `out`: for mail that came in over SMTP (docs/mail.md "SMTP in"), whose part 0 is an OpenPGP
+/// message to the recipient made by an outside sender or by the node on arrival. Nothing is
+/// said about who wrote it; `out` is untrusted until `Ok`, as with [`open`].
+pub fn open_unsigned(
+    me: &Cert,
+    policy: &dyn Policy,
+    now: SystemTime,
+    ciphertext: &mut (dyn Read + Send + Sync),
+    out: &mut dyn Write,
+) -> Result<(), CryptoError> {
+    let mut state = OpenState::default();
+    match open_inner(me, &[], false, policy, now, ciphertext, out, &mut state) {
+        Ok(()) => Ok(()),
         Err(OpenFailure::Write(e)) => Err(CryptoError::other("writing plaintext", e)),
         Err(OpenFailure::Sequoia(e)) => Err(classify_open_error(&mut state, e)),
     }
@@ -316,9 +349,11 @@ enum OpenFailure {
     Sequoia(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn open_inner(
     me: &Cert,
     signers: &[Cert],
+    signed: bool,
     policy: &dyn Policy,
     now: SystemTime,
     ciphertext: &mut (dyn Read + Send + Sync),
@@ -326,7 +361,12 @@ fn open_inner(
     state: &mut OpenState,
 ) -> Result<(), OpenFailure> {
     let sequoia = |e: &dyn std::fmt::Display| OpenFailure::Sequoia(e.to_string());
-    let helper = OpenHelper { me, signers, state };
+    let helper = OpenHelper {
+        me,
+        signers,
+        state,
+        signed,
+    };
     let mut decryptor = DecryptorBuilder::from_reader(ciphertext)
         .map_err(|e| sequoia(&e))?
         .buffer_size(OPEN_BUFFER_SIZE)

@@ -7,7 +7,8 @@
 //! * wrapping of secret keys under the derived passphrase ([`wrap_secret_key`],
 //!   [`unwrap_secret_key`]),
 //! * streaming sign+encrypt / decrypt+verify of messages ([`seal`], [`open`]),
-//! * detached signatures over request envelopes ([`sign_detached`]).
+//! * detached signatures over request envelopes ([`sign_detached`]),
+//! * S/MIME encryption to an outside recipient's X.509 certificate ([`smime::encrypt`]).
 //!
 //! What both sides check (certificates, detached signatures, a ciphertext's recipients, KDF
 //! parameters) is `sealpost-proto`'s, re-exported here so that the client names all its
@@ -19,6 +20,7 @@ mod kdf;
 mod keys;
 mod message;
 mod sign;
+pub mod smime;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +31,6 @@ pub use kdf::{
     derive_password_keys,
 };
 pub use keys::{generate_user_key, revoke_cert, unwrap_secret_key, wrap_secret_key};
-pub use message::{OPEN_BUFFER_SIZE, open, seal};
+pub use message::{OPEN_BUFFER_SIZE, open, open_unsigned, seal};
 pub use sealpost_proto::crypto::*;
 pub use sign::sign_detached;

@@ -57,15 +57,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = match &args.node_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("sealpost"),
-    };
-    anyhow::ensure!(
-        bin.exists(),
-        "{} not found: build it with `cargo build --profile production --bin sealpost`",
-        bin.display()
-    );
+    let bin = shared::node_bin(args.node_bin.as_ref())?;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("node");
     let d = data.to_str().context("utf-8 path")?;

@@ -15,6 +15,21 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use sealpost_proto::SubmitResponse;
 
+/// The node binary a load tool starts: `--node-bin`, else `sealpost` beside the tool (both
+/// built by `cargo build --profile production -p sealpost-bin -p sealpost-load`).
+pub fn node_bin(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    let bin = match given {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("sealpost"),
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: cargo build --profile production -p sealpost-bin -p sealpost-load",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// The `p` quantile (0..=1) of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

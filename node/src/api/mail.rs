@@ -127,7 +127,7 @@ pub(super) async fn receive_upload(
         (status = 400, description = "`invalid_envelope`, `no_recipients`, `invalid_address`, `invalid_request`", body = ErrorBody),
         (status = 403, description = "`sender_mismatch`, `message_id_not_issued`, `message_id_expired`", body = ErrorBody),
         (status = 413, description = "`too_large`", body = ErrorBody),
-        (status = 422, description = "`bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`", body = ErrorBody),
+        (status = 422, description = "`bad_envelope_signature`, `unknown_recipient`, `recipient_revoked`, `part_mismatch`, `part_missing`, `not_encrypted`, `missing_recipient_key`, `too_many_recipients`, `too_many_parts`; external copies (docs/mail.md): `no_delivery_mode`, `external_mode_mismatch`, `external_copy_not_allowed`, `external_copy_mismatch`, `external_copy_not_encrypted`, `external_copy_malformed`, `mode_unavailable`", body = ErrorBody),
         (status = 409, description = "`not_enrolled`: your account has no key", body = ErrorBody),
         (status = 503, description = "`peer_backlog`: too many messages wait for that peer (Retry-After); `federation_off`, `peer_unreachable`, `peer_answer_refused`", body = ErrorBody),
     )
@@ -138,6 +138,16 @@ pub(super) async fn submit(
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
     let inline = inline_parts(&req.inline_parts)?;
+    let mut external_copies = std::collections::BTreeMap::new();
+    for (address, b64) in &req.external_copies {
+        let data = STANDARD.decode(b64).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("the external copy for {address} is not base64"),
+            )
+        })?;
+        external_copies.insert(address.clone(), data);
+    }
     let source = service::mail::Source::Local {
         account: &auth.account,
     };
@@ -148,6 +158,7 @@ pub(super) async fn submit(
         declared: None,
         pickups: req.pickups,
         continuations: req.pickup_continuations,
+        external_copies,
     };
     let accepted =
         service::mail::accept(&st, &source, message, std::time::SystemTime::now()).await?;
@@ -187,13 +198,19 @@ pub(super) fn submit_response(
                 .recipients
                 .into_iter()
                 .map(|(address, d)| {
-                    let (state, link) = match d {
-                        service::mail::Delivery::Delivered => ("delivered", None),
-                        service::mail::Delivery::Pickup { link } => ("pickup", link),
-                        _ => ("queued", None),
+                    use crate::proto::DeliveryMode as M;
+                    let (state, link, mode) = match d {
+                        service::mail::Delivery::Delivered => ("delivered", None, None),
+                        service::mail::Delivery::Pickup { link } => {
+                            ("pickup", link, Some(M::Pickup))
+                        }
+                        service::mail::Delivery::Mail { mode } => ("queued", None, Some(mode)),
+                        service::mail::Delivery::Queued => ("queued", None, Some(M::Remote)),
+                        service::mail::Delivery::Refused(_) => ("queued", None, None),
                     };
                     RecipientState {
                         address,
+                        mode,
                         state: state.into(),
                         link,
                     }

@@ -10,6 +10,7 @@ pub mod error;
 mod guests;
 mod mail;
 pub mod openapi;
+mod outside_keys;
 mod pickup;
 mod serve;
 pub mod trust;
@@ -128,6 +129,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(guests::guests))
         .routes(routes!(guests::set_guest_state))
         .routes(routes!(guests::remove_guest))
+        .routes(routes!(outside_keys::lookup))
+        .routes(routes!(outside_keys::list, outside_keys::import))
+        .routes(routes!(outside_keys::remove))
+        .routes(routes!(
+            outside_keys::admin_list,
+            outside_keys::admin_import
+        ))
+        .routes(routes!(outside_keys::admin_remove))
         .merge(console::routes())
 }
 

@@ -282,6 +282,12 @@ pub(super) async fn submit(
     PickupAuthed(pickup): PickupAuthed,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
+    if !req.external_copies.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a reply from a pickup carries no external copies",
+        ));
+    }
     let message = service::mail::Incoming {
         envelope: &req.envelope,
         signature: &req.signature,
@@ -289,6 +295,7 @@ pub(super) async fn submit(
         declared: None,
         pickups: req.pickups,
         continuations: req.pickup_continuations,
+        external_copies: Default::default(),
     };
     let source = service::mail::Source::Pickup { pickup: &pickup };
     let accepted =

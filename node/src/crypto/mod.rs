@@ -7,6 +7,7 @@
 //! never decrypts".
 
 mod ca;
+pub mod cms;
 
 pub use ca::{ca_certify, generate_ca};
 pub use sealpost_proto::crypto::*;

@@ -615,6 +615,7 @@ mod tests {
             from: "a@peer.test".into(),
             to: vec!["b@host.test".into()],
             pickup: Default::default(),
+            external: Default::default(),
             created_at: crate::now(),
             parts: sizes
                 .iter()

@@ -19,10 +19,15 @@
 //! taken from the queue only by recording its outcome, and the driver does not go on while
 //! an outcome is unrecorded.
 
+pub mod direct;
 pub mod driver;
+pub mod external;
 pub mod message;
+pub mod mta_sts;
+pub mod mx;
 pub mod relay;
 pub mod schedule;
+pub mod transit;
 
 use std::sync::Arc;
 
@@ -30,15 +35,17 @@ use crate::config::Config;
 use crate::storage::notify::NewNotification;
 use crate::storage::{MetaStore, StorageError, Timestamp};
 
-pub use self::driver::Driver;
+pub use self::driver::{Driver, Route, Setup};
+pub use self::mx::DirectLink;
 pub use self::relay::RelayLink;
+pub use self::transit::TransitKey;
 
 /// Why a notification could not be queued.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
     #[error(
-        "no mail relay is configured (relay.host in sealpost.toml), so outside recipients cannot be told of a message"
+        "no way to send outside mail is configured (relay.host, or relay.route = \"direct\", in sealpost.toml), so outside recipients cannot be told of a message"
     )]
     NoRelay,
     #[error("{0:?} is not an address a notification can be sent to")]
@@ -198,12 +205,71 @@ impl Notifier {
             guest,
         })?;
         Ok(NewNotification {
+            kind: crate::storage::notify::NotificationKind::Notify,
             message_id: n.message_id.map(str::to_owned),
             sender: n.sender.to_owned(),
             recipient,
             from: inner.from.clone(),
             mail_id,
             mail,
+            tls: None,
+            transit: None,
+        })
+    }
+
+    /// The queue entry of an enforced-TLS copy (docs/mail.md, mode `tls`): `copy` is the
+    /// OpenPGP message to the node's transit key (kept so until sent), the outer headers are
+    /// the node's (`From` the sender, `To` the envelope's recipients, `Date`, `Message-ID:
+    /// <MESSAGE_ID@DOMAIN>`); the driver adds the entity's `Subject` at send time. It is sent
+    /// only over TLS authenticated as `tls` says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render_transit(
+        &self,
+        message_id: &str,
+        sender: &str,
+        recipient: &str,
+        to: &[String],
+        date: Timestamp,
+        copy: Vec<u8>,
+        tls: crate::storage::notify::TlsPolicy,
+    ) -> Result<NewNotification, NotifyError> {
+        use lettre::message::header;
+        let inner = &self.inner;
+        if !inner.configured {
+            return Err(NotifyError::NoRelay);
+        }
+        let recipient = crate::normalize_address(recipient)
+            .ok_or_else(|| NotifyError::BadRecipient(recipient.to_owned()))?;
+        let mailbox = |a: &str| {
+            a.parse::<lettre::message::Mailbox>()
+                .map_err(|_| NotifyError::BadRecipient(a.to_owned()))
+        };
+        let mail_id = format!("<{message_id}@{}>", inner.domain);
+        let mut h = header::Headers::new();
+        h.set(header::From::from(lettre::message::Mailboxes::from(
+            mailbox(sender)?,
+        )));
+        let mut tos = lettre::message::Mailboxes::new();
+        for a in to {
+            tos.push(mailbox(a)?);
+        }
+        h.set(header::To::from(tos));
+        h.set(header::Date::new(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(date.max(0) as u64),
+        ));
+        h.set(header::MessageId::from(mail_id.clone()));
+        Ok(NewNotification {
+            kind: crate::storage::notify::NotificationKind::Tls,
+            message_id: Some(message_id.to_owned()),
+            sender: sender.to_owned(),
+            recipient,
+            from: sender.to_owned(),
+            mail_id,
+            mail: copy,
+            tls: Some(tls),
+            transit: Some(crate::storage::notify::Transit {
+                outer_headers: h.to_string().into_bytes(),
+            }),
         })
     }
 

@@ -161,7 +161,8 @@ impl RelayLink {
     }
 }
 
-/// One connection to the relay, for a batch of notifications.
+/// One connection to the relay (or, in direct delivery, to a domain's mail server), for a
+/// batch of notifications.
 pub struct Session {
     conn: AsyncSmtpConnection,
     timeout: Duration,
@@ -169,6 +170,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session over a connection made ready elsewhere (`mx.rs`), each answer awaited at
+    /// most `timeout`.
+    pub(super) fn over(conn: AsyncSmtpConnection, timeout: Duration) -> Session {
+        Session {
+            conn,
+            timeout,
+            broken: false,
+        }
+    }
+
     /// Whether the connection can take another mail.
     pub fn is_usable(&self) -> bool {
         !self.broken && !self.conn.has_broken()
@@ -225,7 +236,7 @@ impl Session {
 }
 
 /// `answer` within `timeout`, as the delivery core sees it.
-async fn within<T>(
+pub(super) async fn within<T>(
     timeout: Duration,
     step: Step,
     answer: impl Future<Output = Result<T, SmtpError>>,
@@ -241,7 +252,7 @@ async fn within<T>(
 }
 
 /// A lettre error at `step` as the delivery core sees it: the relay's answer if it gave one.
-fn attempt(step: Step, e: SmtpError) -> Attempt {
+pub(super) fn attempt(step: Step, e: SmtpError) -> Attempt {
     if let Some(code) = e.status() {
         let text = std::error::Error::source(&e)
             .map(|s| s.to_string())
@@ -265,7 +276,7 @@ fn attempt(step: Step, e: SmtpError) -> Attempt {
 }
 
 /// Each PEM certificate block in `pem`.
-fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+pub(super) fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let text = String::from_utf8_lossy(pem);

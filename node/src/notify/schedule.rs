@@ -57,6 +57,43 @@ pub enum Step {
     EndOfData,
 }
 
+/// Who the node spoke to: the relay, or a recipient domain's mail server (direct delivery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hop {
+    Relay,
+    /// `domain`'s mail server, `host` when one was chosen (its MX or address-record name).
+    Domain {
+        domain: String,
+        host: Option<String>,
+    },
+}
+
+impl Hop {
+    /// How the hop is named in a reason: "The mail relay", "The mail server of tls.test
+    /// (mx.tls.test)".
+    fn name(&self) -> String {
+        match self {
+            Hop::Relay => "The mail relay".into(),
+            Hop::Domain {
+                domain,
+                host: Some(host),
+            } => format!("The mail server of {domain} ({host})"),
+            Hop::Domain { domain, host: None } => format!("The mail server of {domain}"),
+        }
+    }
+
+    fn object(&self) -> String {
+        match self {
+            Hop::Relay => "the mail relay".into(),
+            Hop::Domain {
+                domain,
+                host: Some(host),
+            } => format!("the mail server of {domain} ({host})"),
+            Hop::Domain { domain, host: None } => format!("the mail server of {domain}"),
+        }
+    }
+}
+
 /// What one attempt to hand a notification to the relay came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
@@ -70,50 +107,63 @@ pub enum Attempt {
     },
     /// No answer at `step`: unreachable, TLS failed, the connection broke or timed out.
     Broken { step: Step, error: String },
+    /// The recipient's domain cannot be reached as its TLS policy demands (no STARTTLS, no
+    /// valid certificate, an MX its MTA-STS policy does not list): `reason` is the whole
+    /// sentence for the sender. Never retried in plain; failed at once.
+    Insecure { reason: String },
+    /// The recipient's domain accepts no mail at all (a null MX, RFC 7505) or does not
+    /// exist: `reason` is the whole sentence.
+    Undeliverable { reason: String },
 }
 
 impl Attempt {
     /// Whether this ends the notification for good, whenever it happens.
     fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Attempt::Refused { step: Step::Recipient | Step::Data | Step::EndOfData, code, .. }
-                if (500..600).contains(code)
-        )
+        match self {
+            Attempt::Refused {
+                step: Step::Recipient | Step::Data | Step::EndOfData,
+                code,
+                ..
+            } => (500..600).contains(code),
+            Attempt::Insecure { .. } | Attempt::Undeliverable { .. } => true,
+            _ => false,
+        }
     }
 
     /// Why the notification was not delivered, in words for the sender and the admin, with
     /// the relay's own answer.
     pub fn reason(&self) -> String {
+        self.reason_via(&Hop::Relay)
+    }
+
+    /// [`Attempt::reason`] naming `hop`, with its own answer.
+    pub fn reason_via(&self, hop: &Hop) -> String {
+        let (name, object) = (hop.name(), hop.object());
         match self {
-            Attempt::Accepted { answer } => format!("The mail relay took it: {answer}"),
+            Attempt::Accepted { answer } => format!("{name} took it: {answer}"),
             Attempt::Refused { step, code, answer } => {
                 let for_now = (400..500).contains(code);
                 let what = match step {
-                    Step::Connect => "The mail relay did not accept the node's connection",
-                    Step::StartTls => "The mail relay refused to encrypt the connection",
-                    Step::Login => "The mail relay refused the node's login",
-                    Step::MailFrom => "The mail relay refused the node's sender address",
-                    Step::Recipient if for_now => {
-                        "The mail relay did not take the recipient for now"
-                    }
-                    Step::Recipient => "The mail relay refused the recipient",
-                    Step::Data | Step::EndOfData if for_now => {
-                        "The mail relay did not take the mail for now"
-                    }
-                    Step::Data | Step::EndOfData => "The mail relay refused the mail",
+                    Step::Connect => "did not accept the node's connection",
+                    Step::StartTls => "refused to encrypt the connection",
+                    Step::Login => "refused the node's login",
+                    Step::MailFrom => "refused the node's sender address",
+                    Step::Recipient if for_now => "did not take the recipient for now",
+                    Step::Recipient => "refused the recipient",
+                    Step::Data | Step::EndOfData if for_now => "did not take the mail for now",
+                    Step::Data | Step::EndOfData => "refused the mail",
                 };
-                format!("{what}: {answer}")
+                format!("{name} {what}: {answer}")
             }
-            Attempt::Broken { step, error } => {
-                let what = match step {
-                    Step::Connect => "The mail relay could not be reached",
-                    Step::StartTls => "No encrypted connection to the mail relay could be made",
-                    Step::Login => "The node could not log in to the mail relay",
-                    _ => "The connection to the mail relay broke off",
-                };
-                format!("{what}: {error}")
-            }
+            Attempt::Broken { step, error } => match step {
+                Step::Connect => format!("{name} could not be reached: {error}"),
+                Step::StartTls => {
+                    format!("No encrypted connection to {object} could be made: {error}")
+                }
+                Step::Login => format!("The node could not log in to {object}: {error}"),
+                _ => format!("The connection to {object} broke off: {error}"),
+            },
+            Attempt::Insecure { reason } | Attempt::Undeliverable { reason } => reason.clone(),
         }
     }
 }
@@ -123,6 +173,7 @@ impl Attempt {
 pub fn decide(
     policy: &RetryPolicy,
     attempt: &Attempt,
+    hop: &Hop,
     failed_before: u32,
     created_at: Timestamp,
     now: Timestamp,
@@ -132,7 +183,7 @@ pub fn decide(
             answer: answer.clone(),
         };
     }
-    let reason = attempt.reason();
+    let reason = attempt.reason_via(hop);
     if attempt.is_permanent() {
         return NotifyOutcome::Failed { reason };
     }
@@ -378,10 +429,87 @@ mod tests {
         ];
         for (i, (attempt, failed_before, created, now, want)) in table.into_iter().enumerate() {
             assert_eq!(
-                decide(&P, &attempt, failed_before, created, now),
+                decide(&P, &attempt, &Hop::Relay, failed_before, created, now),
                 want,
                 "row {i}: {attempt:?}"
             );
+        }
+    }
+
+    #[test]
+    fn direct_delivery_names_the_domains_server_and_fails_insecure_domains_at_once() {
+        let mx = Hop::Domain {
+            domain: "out.test".into(),
+            host: Some("mx.out.test".into()),
+        };
+        let nohost = Hop::Domain {
+            domain: "down.test".into(),
+            host: None,
+        };
+        let table = [
+            (
+                Attempt::Refused {
+                    step: Step::Recipient,
+                    code: 550,
+                    answer: "550 5.1.1 <x@out.test>: User unknown".into(),
+                },
+                &mx,
+                NotifyOutcome::Failed {
+                    reason: "The mail server of out.test (mx.out.test) refused the recipient: \
+                             550 5.1.1 <x@out.test>: User unknown"
+                        .into(),
+                },
+            ),
+            (
+                Attempt::Broken {
+                    step: Step::Connect,
+                    error: "Connection refused".into(),
+                },
+                &nohost,
+                NotifyOutcome::Retry {
+                    at: 60,
+                    reason: "The mail server of down.test could not be reached: Connection refused"
+                        .into(),
+                },
+            ),
+            (
+                Attempt::Broken {
+                    step: Step::StartTls,
+                    error: "handshake failed".into(),
+                },
+                &mx,
+                NotifyOutcome::Retry {
+                    at: 60,
+                    reason: "No encrypted connection to the mail server of out.test \
+                             (mx.out.test) could be made: handshake failed"
+                        .into(),
+                },
+            ),
+            (
+                Attempt::Insecure {
+                    reason: "tls.test's mail server offered no valid certificate for \
+                             mx.tls.test: not delivered"
+                        .into(),
+                },
+                &mx,
+                NotifyOutcome::Failed {
+                    reason: "tls.test's mail server offered no valid certificate for \
+                             mx.tls.test: not delivered"
+                        .into(),
+                },
+            ),
+            (
+                Attempt::Undeliverable {
+                    reason: "null.test accepts no mail (its MX record says so)".into(),
+                },
+                &nohost,
+                NotifyOutcome::Failed {
+                    reason: "null.test accepts no mail (its MX record says so)".into(),
+                },
+            ),
+        ];
+        for (i, (attempt, hop, want)) in table.into_iter().enumerate() {
+            assert_eq!(decide(&P, &attempt, hop, 0, 0, 0), want, "row {i}");
         }
     }
 

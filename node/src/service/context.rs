@@ -42,6 +42,9 @@ pub struct Context {
     pub ca: Cert,
     pub ca_armored: String,
     pub node_key_hex: String,
+    /// The node's transit key (public) for enforced-TLS copies, published in the
+    /// organisation record; `None` only in contexts made without one (unit tests).
+    pub transit: Option<TransitPublic>,
     /// The node's libp2p peer ID (from the same Ed25519 key).
     pub peer_id: String,
     pub policy: StandardPolicy<'static>,
@@ -54,6 +57,8 @@ pub struct Context {
     /// The HTTP address the node is bound to (for pickup links when `web.public_url` is
     /// empty).
     pub bound: OnceLock<std::net::SocketAddr>,
+    /// The address the SMTP door (`[smtp_in]`) is bound to, when it is enabled.
+    pub smtp_bound: OnceLock<std::net::SocketAddr>,
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
@@ -71,6 +76,15 @@ pub struct Context {
     pub throttle: super::throttle::Throttle,
     /// Issues and checks the device tokens that tell a known device from the rest.
     pub devices: super::throttle::DeviceTokens,
+    /// Outside keys' look-ups: the HTTPS fetcher, remembered answers, X.509 anchors.
+    pub outside: super::outside_keys::Lookups,
+}
+
+/// The node's transit key as senders see it (docs/mail.md, mode `tls`).
+pub struct TransitPublic {
+    pub armored: String,
+    pub fingerprint: String,
+    pub cert: Arc<Cert>,
 }
 
 /// What [`StandardPolicy`] says of a certificate at one second: a sender's signing keys and
@@ -93,6 +107,7 @@ impl Context {
         let trust = crate::trustview::TrustView::new(store.clone(), ca.fingerprint());
         let notifier = crate::notify::Notifier::new(store.clone(), &config);
         let decoy_login_hash = super::credentials::decoy_hash(&config);
+        let config_delivery = config.delivery.clone();
         let a = &config.accounts;
         let throttle = super::throttle::Throttle::new(
             super::throttle::Rule {
@@ -109,12 +124,14 @@ impl Context {
         Context {
             notifier,
             bound: OnceLock::new(),
+            smtp_bound: OnceLock::new(),
             config,
             store,
             blobs,
             ca,
             ca_armored,
             node_key_hex: hex::encode(node_key.verifying_key().as_bytes()),
+            transit: None,
             peer_id: crate::keys::peer_id(node_key),
             policy: StandardPolicy::new(),
             trust,
@@ -125,7 +142,20 @@ impl Context {
             decoy_login_hash,
             throttle,
             devices,
+            outside: super::outside_keys::Lookups::new(Arc::new(
+                crate::keyfetch::HttpKeyFetch::new(&config_delivery),
+            )),
         }
+    }
+
+    /// This context with the node's transit key published (`Node::open`).
+    pub fn with_transit_key(mut self, key: &crate::notify::TransitKey) -> Context {
+        self.transit = Some(TransitPublic {
+            armored: key.public_armored().to_owned(),
+            fingerprint: key.fingerprint(),
+            cert: Arc::new(key.public_cert()),
+        });
+        self
     }
 
     /// What this node publishes about its organisation (`/api/v1/org`,
@@ -137,6 +167,7 @@ impl Context {
             ca_fingerprint: self.ca.fingerprint().to_hex(),
             ca_cert: self.ca_armored.clone(),
             node_key: self.node_key_hex.clone(),
+            transit_key: self.transit.as_ref().map(|t| t.armored.clone()),
             peer_id: self.peer_id.clone(),
             federation_addrs: if self.config.federation.announce.is_empty() {
                 self.federation

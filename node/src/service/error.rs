@@ -107,8 +107,52 @@ pub enum ServiceError {
     UnknownRecipients { addresses: Vec<String> },
     #[error("the key of {} is revoked", .addresses.join(", "))]
     RecipientRevoked { addresses: Vec<String> },
+    /// A pinned domain's mode is not possible for this recipient (docs/mail.md, "Policy").
+    #[error("{address} cannot be reached: {why}")]
+    NoDeliveryMode { address: String, why: String },
+    /// The envelope's mode for an outside recipient is not the one the policy gives now (or
+    /// the policy gives a mode with an external copy and the envelope names none).
+    #[error("{address} is to be reached by {policy} now, but the envelope says {}", .envelope.map_or("no external copy".to_owned(), |m| format!("{m}")))]
+    ExternalModeMismatch {
+        address: String,
+        policy: crate::proto::DeliveryMode,
+        envelope: Option<crate::proto::DeliveryMode>,
+    },
+    /// An external copy for a recipient reached without one (local, remote).
+    #[error("{address} is reached by {mode}, which takes no external copy")]
+    ExternalCopyNotAllowed {
+        address: String,
+        mode: crate::proto::DeliveryMode,
+    },
+    /// An external copy missing, or not matching the hash and size of the signed envelope.
+    #[error("the external copy for {address} {why}")]
+    ExternalCopyMismatch { address: String, why: &'static str },
+    /// An external copy not encrypted as its mode requires.
+    #[error("the external copy for {address} is not encrypted to {}", .missing.join(" and "))]
+    ExternalCopyNotEncrypted {
+        address: String,
+        missing: Vec<String>,
+    },
+    /// An external copy that is not what its mode says it is (S/MIME: not DER CMS
+    /// enveloped data).
+    #[error("the external copy for {address} is not a {mode} message: {why}")]
+    ExternalCopyMalformed {
+        address: String,
+        mode: crate::proto::DeliveryMode,
+        why: String,
+    },
+    /// A delivery mode this node does not carry out yet.
+    #[error("this node cannot send {mode} mail yet ({address})")]
+    ModeUnavailable {
+        address: String,
+        mode: crate::proto::DeliveryMode,
+    },
     #[error("{0}")]
     InvalidPart(String),
+    /// A mail that came in over SMTP is not a well-formed message (RFC 5322: header lines,
+    /// CRLF line ends, a From header; MIME multiparts with a boundary).
+    #[error("malformed mail: {0}")]
+    MalformedMail(&'static str),
     #[error("an inline part is larger than this node's limit of {limit} bytes")]
     InlineTooLarge { limit: u64 },
     #[error("part {index} does not match the hash and size in the signed envelope")]
@@ -190,6 +234,14 @@ pub enum ServiceError {
     /// A certificate offered at an upgrade is unusable or names another address.
     #[error("the certificate is unusable: {0}")]
     UnusableCert(String),
+    /// An imported key larger than `[delivery] max_key_bytes`.
+    #[error("the key is larger than this node's limit of {limit} bytes")]
+    KeyTooLarge { limit: usize },
+    /// An import that holds a secret key: only public certificates are imported.
+    #[error("this is a secret key: import the public certificate only")]
+    SecretKeyMaterial,
+    #[error("you have imported no key {fingerprint}")]
+    UnknownImport { fingerprint: String },
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -234,7 +286,15 @@ impl ServiceError {
             ServiceError::BadSignature(_) => "bad_envelope_signature",
             ServiceError::UnknownRecipients { .. } => "unknown_recipient",
             ServiceError::RecipientRevoked { .. } => "recipient_revoked",
+            ServiceError::NoDeliveryMode { .. } => "no_delivery_mode",
+            ServiceError::ExternalModeMismatch { .. } => "external_mode_mismatch",
+            ServiceError::ExternalCopyNotAllowed { .. } => "external_copy_not_allowed",
+            ServiceError::ExternalCopyMismatch { .. } => "external_copy_mismatch",
+            ServiceError::ExternalCopyNotEncrypted { .. } => "external_copy_not_encrypted",
+            ServiceError::ExternalCopyMalformed { .. } => "external_copy_malformed",
+            ServiceError::ModeUnavailable { .. } => "mode_unavailable",
             ServiceError::InvalidPart(_) => "invalid_request",
+            ServiceError::MalformedMail(_) => "malformed_mail",
             ServiceError::PartMismatch { .. } => "part_mismatch",
             ServiceError::PartMissing { .. } => "part_missing",
             ServiceError::NotEncrypted { .. } => "not_encrypted",
@@ -265,6 +325,9 @@ impl ServiceError {
             ServiceError::GuestNotAllowed { .. } => "guest_not_allowed",
             ServiceError::UnknownGuest { .. } => "unknown_guest",
             ServiceError::UnusableCert(_) => "invalid_cert",
+            ServiceError::KeyTooLarge { .. } => "too_large",
+            ServiceError::SecretKeyMaterial => "secret_key",
+            ServiceError::UnknownImport { .. } => "unknown_key",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -285,6 +348,7 @@ impl ServiceError {
             | ServiceError::InvalidEnvelope(_)
             | ServiceError::NoRecipients
             | ServiceError::InvalidPart(_)
+            | ServiceError::MalformedMail(_)
             | ServiceError::InvalidPeer(_) => ErrorKind::Invalid,
             ServiceError::InvalidPickupSeal { .. } => ErrorKind::Refused,
             ServiceError::PickupNotFound
@@ -304,7 +368,9 @@ impl ServiceError {
             ServiceError::GuestRecipientNotAllowed { .. }
             | ServiceError::GuestNotAllowed { .. } => ErrorKind::Forbidden,
             ServiceError::UnknownGuest { .. } => ErrorKind::NotFound,
-            ServiceError::UnusableCert(_) => ErrorKind::Refused,
+            ServiceError::UnusableCert(_) | ServiceError::SecretKeyMaterial => ErrorKind::Refused,
+            ServiceError::KeyTooLarge { .. } => ErrorKind::TooLarge,
+            ServiceError::UnknownImport { .. } => ErrorKind::NotFound,
             ServiceError::InvalidCredentials
             | ServiceError::TotpRequired
             | ServiceError::TotpInvalid
@@ -320,6 +386,13 @@ impl ServiceError {
             | ServiceError::BadSignature(_)
             | ServiceError::UnknownRecipients { .. }
             | ServiceError::RecipientRevoked { .. }
+            | ServiceError::NoDeliveryMode { .. }
+            | ServiceError::ExternalModeMismatch { .. }
+            | ServiceError::ExternalCopyNotAllowed { .. }
+            | ServiceError::ExternalCopyMismatch { .. }
+            | ServiceError::ExternalCopyNotEncrypted { .. }
+            | ServiceError::ExternalCopyMalformed { .. }
+            | ServiceError::ModeUnavailable { .. }
             | ServiceError::PartMismatch { .. }
             | ServiceError::PartMissing { .. }
             | ServiceError::NotEncrypted { .. }

@@ -8,19 +8,25 @@
 //! accounts receive mail; [`envelope`] resolves recipients for a sender about to seal.
 
 mod accept;
+mod smtp;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sequoia_openpgp::{Cert, Fingerprint};
 
 pub use accept::{
     Accepted, Declared, Delivery, Incoming, Screened, Screening, Source, accept, screen,
 };
+pub use smtp::{SmtpArrival, SmtpRecipient, Transport, smtp_recipient};
 
+use super::delivery::{KeyChoice, NoMode, Offer, Offers, decide};
 use super::{Context, ServiceError};
 use crate::config::Limits;
-use crate::proto::{DeliveryMode, Envelope, EnvelopeResponse, ResolvedRecipient, VerdictView};
+use crate::proto::{
+    DeliveryMode, Envelope, EnvelopeResponse, KeySource, ResolvedRecipient, VerdictView,
+};
 use crate::storage::Account;
 
 /// A recipient list: at least one, at most `limits.max_recipients`, each an e-mail address;
@@ -91,6 +97,29 @@ pub fn check_envelope(limits: &Limits, text: &str) -> Result<Envelope, ServiceEr
     if recipients(limits, &env.to)? != env.to {
         return Err(bad("recipients must be lowercase and listed once each"));
     }
+    for (address, copy) in &env.external {
+        if !env.to.contains(address) || env.pickup.contains_key(address) {
+            return Err(bad(
+                "every external copy's recipient must be in to, and not a pickup recipient",
+            ));
+        }
+        if !copy.mode.has_external_copy() {
+            return Err(bad("an external copy's mode must be openpgp, smime or tls"));
+        }
+        if copy.sha256.len() != 64
+            || copy.sha256 != copy.sha256.to_lowercase()
+            || hex::decode(&copy.sha256).is_err()
+        {
+            return Err(bad(
+                "an external copy's sha256 must be 64 lowercase hex digits",
+            ));
+        }
+        if copy.size == 0 || copy.size > limits.max_message_bytes {
+            return Err(ServiceError::TooLarge {
+                limit: limits.max_message_bytes,
+            });
+        }
+    }
     for (address, fpr) in &env.pickup {
         if !env.to.contains(address) {
             return Err(bad("every pickup recipient must be in to"));
@@ -108,7 +137,7 @@ pub use super::accounts::deliverable;
 
 /// A resolved recipient: the local account (None for a peer organisation's user), what the
 /// client is told, and the certificate (None for a pickup recipient: the sender makes the key).
-type Resolved = (Option<i64>, ResolvedRecipient, Option<Arc<Cert>>);
+pub(super) type Resolved = (Option<i64>, ResolvedRecipient, Option<Arc<Cert>>);
 
 /// An envelope request: every recipient resolved, with the sender's trust verdict on each
 /// key (and on the sender's own), and a new message ID issued to the sender.
@@ -121,8 +150,9 @@ pub async fn envelope(
     let to = recipients(&ctx.config.limits, to)?;
     super::guests::check_recipients(ctx, account, to.iter().map(String::as_str)).await?;
     let me = super::trust::viewer(account)?;
-    let recipients = resolve_all(ctx, Some(&me), &to).await?;
-    let (_, sender, _) = resolve(ctx, Some(&me), &account.address)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
+    let recipients = resolve_all(ctx, Some(&me), account, &to, at).await?;
+    let (_, sender, _) = resolve(ctx, Some(&me), account, &account.address, at)
         .await?
         .ok_or_else(|| ServiceError::NotEnrolled {
             address: account.address.clone(),
@@ -152,7 +182,9 @@ pub async fn envelope(
 async fn resolve(
     ctx: &Context,
     viewer: Option<&Fingerprint>,
+    requester: &Account,
     address: &str,
+    now: SystemTime,
 ) -> Result<Option<Resolved>, ServiceError> {
     let domain = crate::domain_of(address);
     if domain != ctx.config.domain {
@@ -167,22 +199,8 @@ async fn resolve(
         {
             return local(ctx, viewer, guest).await.map(Some);
         }
-        // Neither ours nor a peered organisation's: reached by pickup (docs/pickup.md).
-        if ctx.config.pickup.enabled {
-            return Ok(Some((
-                None,
-                ResolvedRecipient {
-                    address: address.to_owned(),
-                    fingerprint: String::new(),
-                    cert: String::new(),
-                    mode: DeliveryMode::Pickup,
-                    verdict: super::pickup::verdict(address),
-                    pickup_thread: None,
-                },
-                None,
-            )));
-        }
-        return Ok(None);
+        // Neither ours nor a peered organisation's: the policy decides how (docs/mail.md).
+        return outside(ctx, requester, address, now).await;
     }
     let Some(account) = ctx.store.account_by_address(address).await? else {
         return Ok(None);
@@ -191,6 +209,129 @@ async fn resolve(
         return Ok(None);
     }
     local(ctx, viewer, account).await.map(Some)
+}
+
+/// An outside address: its keys found, and the mode the policy gives it. `None` when no mode
+/// is possible (no trusted key and pickup off): an unknown recipient, as before modes. A
+/// pinned domain whose mode is not possible fails with the reason.
+async fn outside(
+    ctx: &Context,
+    requester: &Account,
+    address: &str,
+    now: SystemTime,
+) -> Result<Option<Resolved>, ServiceError> {
+    let keys = super::outside_keys::find(ctx, requester, address, now).await?;
+    // Each OpenPGP key parsed once: whether it can be encrypted to now.
+    let mut certs = Vec::with_capacity(keys.openpgp.len());
+    let mut offers = Offers::default();
+    for k in &keys.openpgp {
+        let cert = ctx.parse_cert(&k.cert).ok();
+        let unusable = match &cert {
+            None => Some("it cannot be read".to_owned()),
+            Some(_) if k.verdict.is_revoked() => Some("it is revoked".to_owned()),
+            Some(_) if matches!(k.verdict.why_not.as_deref(), Some("expired")) => {
+                Some("it has expired".to_owned())
+            }
+            Some(c) if ctx.cert_facts(c, now).encryption.is_empty() => {
+                Some("it has no key valid for encryption".to_owned())
+            }
+            Some(_) => None,
+        };
+        offers.openpgp.push(Offer {
+            source: k.source,
+            unusable,
+        });
+        certs.push(cert);
+    }
+    // An X.509 certificate counts by its anchoring (docs/mail.md, "Outside keys").
+    for x in &keys.x509 {
+        offers.x509.push(Offer {
+            source: match x.anchored {
+                Ok(()) => KeySource::X509Anchor,
+                Err(_) => x.source,
+            },
+            unusable: x.anchored.clone().err(),
+        });
+    }
+    let decision = match decide(
+        &ctx.config.delivery,
+        ctx.config.pickup.enabled,
+        address,
+        &offers,
+    ) {
+        Ok(d) => d,
+        Err(NoMode { why, pinned: true }) => {
+            return Err(ServiceError::NoDeliveryMode {
+                address: address.to_owned(),
+                why,
+            });
+        }
+        Err(NoMode { pinned: false, .. }) => return Ok(None),
+    };
+    let base = ResolvedRecipient {
+        address: address.to_owned(),
+        fingerprint: String::new(),
+        cert: String::new(),
+        mode: decision.mode,
+        why: match decision.mode {
+            // Said before sending: the copy carries no sender signature (no S/MIME CA yet).
+            DeliveryMode::Smime => format!("{}; {}", decision.why, crate::proto::SMIME_UNSIGNED),
+            _ => decision.why,
+        },
+        key_source: None,
+        sees_content: decision.mode == DeliveryMode::Tls,
+        verdict: super::pickup::verdict(address),
+        pickup_thread: None,
+    };
+    Ok(Some(match decision.key {
+        Some(KeyChoice::Openpgp(i)) => {
+            let (k, cert) = (&keys.openpgp[i], certs[i].clone());
+            (
+                None,
+                ResolvedRecipient {
+                    fingerprint: k.fingerprint.clone(),
+                    cert: k.cert.clone(),
+                    key_source: Some(k.source),
+                    verdict: k.verdict.clone(),
+                    ..base
+                },
+                cert,
+            )
+        }
+        Some(KeyChoice::X509(i)) => {
+            let x = &keys.x509[i];
+            (
+                None,
+                ResolvedRecipient {
+                    fingerprint: x.sha256.clone(),
+                    cert: x.pem.clone(),
+                    key_source: Some(offers.x509[i].source),
+                    ..base
+                },
+                None,
+            )
+        }
+        // Enforced TLS: the copy goes to the node's transit key only.
+        None if decision.mode == DeliveryMode::Tls => {
+            let t = ctx
+                .transit
+                .as_ref()
+                .ok_or_else(|| ServiceError::NoDeliveryMode {
+                    address: address.to_owned(),
+                    why: "this node has no transit key for enforced-TLS mail".into(),
+                })?;
+            (
+                None,
+                ResolvedRecipient {
+                    fingerprint: t.fingerprint.clone(),
+                    cert: t.armored.clone(),
+                    ..base
+                },
+                Some(t.cert.clone()),
+            )
+        }
+        None => (None, base, None),
+    }))
 }
 
 /// A deliverable account of this node (a user, or a guest), with the viewer's verdict.
@@ -215,6 +356,13 @@ async fn local(
             fingerprint: account.fingerprint.clone().unwrap_or_default(),
             cert: account.cert.clone().unwrap_or_default(),
             mode: DeliveryMode::Local,
+            why: if super::guests::is_guest(&account) {
+                format!("{} is a guest of this organisation", account.address)
+            } else {
+                format!("{} is a user of this organisation", account.address)
+            },
+            key_source: None,
+            sees_content: false,
             verdict,
             pickup_thread: None,
         },
@@ -285,6 +433,9 @@ async fn resolve_remote(
                 None => String::new(),
             },
             mode: DeliveryMode::Remote,
+            why: format!("{address} is a user of {domain}, a peered organisation"),
+            key_source: None,
+            sees_content: false,
             verdict,
             pickup_thread: None,
         },
@@ -296,12 +447,14 @@ async fn resolve_remote(
 async fn resolve_all(
     ctx: &Context,
     viewer: Option<&Fingerprint>,
+    requester: &Account,
     to: &[String],
+    now: SystemTime,
 ) -> Result<Vec<Resolved>, ServiceError> {
     let mut found = Vec::with_capacity(to.len());
     let mut unknown = Vec::new();
     for a in to {
-        match resolve(ctx, viewer, a).await? {
+        match resolve(ctx, viewer, requester, a, now).await? {
             Some(r) => found.push(r),
             None => unknown.push(a.clone()),
         }

@@ -12,10 +12,12 @@
 pub mod accounts;
 mod context;
 pub mod credentials;
+pub mod delivery;
 mod error;
 pub mod guests;
 pub mod login;
 pub mod mail;
+pub mod outside_keys;
 pub mod peers;
 pub mod pickup;
 pub mod throttle;

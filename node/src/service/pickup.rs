@@ -393,6 +393,9 @@ pub async fn reply_envelope(
             fingerprint: pickup.fingerprint.clone(),
             cert: pickup.cert.clone(),
             mode: DeliveryMode::Pickup,
+            why: "your pickup key".into(),
+            key_source: None,
+            sees_content: false,
             pickup_thread: None,
             verdict: view(
                 &pickup.address,
@@ -410,6 +413,9 @@ pub async fn reply_envelope(
             fingerprint,
             cert: account.cert.clone().unwrap_or_default(),
             mode: DeliveryMode::Local,
+            why: format!("{} is a user of this organisation", account.address),
+            key_source: None,
+            sees_content: false,
             pickup_thread: None,
         }],
     })

@@ -47,6 +47,37 @@ pub struct NewMessage {
     pub notifications: Vec<super::notify::NewNotification>,
     /// Most notifications waiting for the relay (`relay.max_queued`).
     pub notify_max_queued: u64,
+    /// Outside recipients reached by mail (docs/mail.md): each external copy, kept with the
+    /// message, and its mail, queued in this commit.
+    pub external: Vec<NewExternal>,
+}
+
+/// An outside recipient reached by mail: the external copy the sender made, as the signed
+/// envelope names it, and the mail that carries it (queued with the message).
+#[derive(Clone, Debug)]
+pub struct NewExternal {
+    pub address: String,
+    pub mode: sealpost_proto::DeliveryMode,
+    pub sha256: [u8; 32],
+    pub copy: Vec<u8>,
+    pub mail: super::notify::NewNotification,
+}
+
+/// One recipient's copy of a mail that came in over SMTP.
+#[derive(Clone, Debug)]
+pub struct SmtpMail {
+    /// A new message ID (`new_message_id`).
+    pub id: String,
+    /// Who it says it is from (the `From` address, else the envelope sender), for listings.
+    pub sender: String,
+    /// The recipient: account and address.
+    pub recipient: (i64, String),
+    /// Part 0: an OpenPGP message to the recipient.
+    pub part: NewPart,
+    /// How it arrived (`proto::Arrival` as JSON).
+    pub arrival: String,
+    /// The message of ours it answers, if it went to `sender`.
+    pub in_reply_to: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +157,12 @@ pub trait MailStore: Send + Sync + 'static {
     /// Stores the message once, a mailbox entry per local recipient and one in the sender's
     /// Sent, marks the message ID used, and logs submission and deliveries: one commit.
     async fn submit(&self, message: NewMessage, now: Timestamp) -> Result<SubmitOutcome>;
+    /// Stores mail that came in over SMTP: per recipient a message of its own (its one part
+    /// encrypted to that recipient) in their inbox, with the log entries; one commit.
+    async fn receive_smtp(&self, mails: Vec<SmtpMail>, now: Timestamp) -> Result<()>;
+    /// Whether `message_id` is a message sent from this node (not one that came in over SMTP)
+    /// with `address` among its recipients.
+    async fn sent_to(&self, message_id: &str, address: &str) -> Result<bool>;
     async fn mailbox(
         &self,
         account_id: i64,

@@ -22,6 +22,7 @@ pub mod federation;
 mod log;
 mod mail;
 pub mod notify;
+pub mod outside_keys;
 pub mod pickup;
 pub mod sqlite;
 pub mod web;
@@ -34,6 +35,7 @@ pub use self::federation::*;
 pub use self::log::*;
 pub use self::mail::*;
 pub use self::notify::NotifyStore;
+pub use self::outside_keys::OutsideKeyStore;
 pub use self::pickup::PickupStore;
 pub use self::sqlite::{SqliteStore, WriterSettings};
 pub use self::web::WebStore;
@@ -51,6 +53,7 @@ pub trait MetaStore:
     + WebStore
     + NotifyStore
     + PickupStore
+    + OutsideKeyStore
 {
 }
 
@@ -63,5 +66,6 @@ impl<T> MetaStore for T where
         + WebStore
         + NotifyStore
         + PickupStore
+        + OutsideKeyStore
 {
 }

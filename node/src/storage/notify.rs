@@ -16,9 +16,50 @@ use async_trait::async_trait;
 
 use super::error::{Result, Timestamp};
 
+/// What a queued mail is (docs/mail.md, "SMTP out"): a notification mail, or the mail carrying
+/// an outside recipient's external copy in one of the mail delivery modes. The driver sends
+/// them alike; the outcome of a mode's mail moves the recipient's delivery state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NotificationKind {
+    #[default]
+    Notify,
+    Openpgp,
+    Smime,
+    Tls,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Notify => "notify",
+            NotificationKind::Openpgp => "openpgp",
+            NotificationKind::Smime => "smime",
+            NotificationKind::Tls => "tls",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            NotificationKind::Notify,
+            NotificationKind::Openpgp,
+            NotificationKind::Smime,
+            NotificationKind::Tls,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether this mail carries an external copy (its outcome is the recipient's delivery).
+    pub fn is_external(self) -> bool {
+        self != NotificationKind::Notify
+    }
+}
+
 /// A notification to queue: the rendered mail and what it is about.
 #[derive(Clone, Debug)]
 pub struct NewNotification {
+    /// What the mail is.
+    pub kind: NotificationKind,
     /// The Sealpost message it announces, if any: the sender is told there if it fails.
     pub message_id: Option<String>,
     /// The local account it is sent for (the log's actor for `notify.queued`).
@@ -29,20 +70,69 @@ pub struct NewNotification {
     pub from: String,
     /// The mail's `Message-ID` header, with its angle brackets.
     pub mail_id: String,
-    /// The whole mail, headers and body, as sent.
+    /// The whole mail, headers and body, as sent; for a [`Transit`] copy, the OpenPGP
+    /// message to the node's transit key.
     pub mail: Vec<u8>,
+    /// How the recipient's mail server must authenticate: `None` for opportunistic STARTTLS.
+    pub tls: Option<TlsPolicy>,
+    /// An enforced-TLS copy: `mail` is encrypted to the node's transit key.
+    pub transit: Option<Transit>,
+}
+
+/// What the node adds to an enforced-TLS copy at send time (docs/mail.md, "The outer mail").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transit {
+    /// The outer header block without `Subject` (`From`, `To`, `Date`, `Message-ID`, …),
+    /// each line ending in CRLF.
+    pub outer_headers: Vec<u8>,
 }
 
 /// A queued notification that is due, as the driver sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueNotification {
     pub id: i64,
+    pub kind: NotificationKind,
     pub recipient: String,
     pub from: String,
     pub mail: Vec<u8>,
+    pub tls: Option<TlsPolicy>,
+    pub transit: Option<Transit>,
     /// Attempts made so far.
     pub attempts: u32,
     pub created_at: Timestamp,
+}
+
+/// How a domain's mail server must prove itself before mail goes to it.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsPolicy {
+    /// The domain's MTA-STS policy (RFC 8461) must exist in mode `enforce`, list the MX, and
+    /// the MX's certificate must be valid for its name.
+    MtaSts,
+    /// DANE TLSA records (RFC 7672), checked through a validating resolver. Not built yet:
+    /// refused by `validate`.
+    Dane,
+    /// The admin's word: STARTTLS with a certificate valid for the MX host name.
+    Pinned,
+}
+
+impl TlsPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicy::MtaSts => "mta-sts",
+            TlsPolicy::Dane => "dane",
+            TlsPolicy::Pinned => "pinned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TlsPolicy> {
+        match s {
+            "mta-sts" => Some(TlsPolicy::MtaSts),
+            "dane" => Some(TlsPolicy::Dane),
+            "pinned" => Some(TlsPolicy::Pinned),
+            _ => None,
+        }
+    }
 }
 
 /// `queued`, `sent` or `failed`.
@@ -76,6 +166,7 @@ impl NotificationState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotificationRecord {
     pub id: i64,
+    pub kind: NotificationKind,
     pub message_id: Option<String>,
     pub sender: String,
     pub recipient: String,
@@ -113,9 +204,14 @@ pub trait NotifyStore: Send + Sync + 'static {
         max_queued: u64,
         now: Timestamp,
     ) -> Result<i64>;
-    /// Queued notifications due at `now`, the longest-due first, at most `limit`.
-    async fn due_notifications(&self, now: Timestamp, limit: usize)
-    -> Result<Vec<DueNotification>>;
+    /// Queued notifications due at `now`, the longest-due first, at most `limit`, none to a
+    /// recipient at one of `busy_domains` (lowercase; those being delivered to already).
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        busy_domains: &[String],
+    ) -> Result<Vec<DueNotification>>;
     /// When the next queued notification is due, if any is queued.
     async fn next_notification_at(&self) -> Result<Option<Timestamp>>;
     /// Records an attempt's outcome (counting the attempt) with its log entry, in one commit.

@@ -35,6 +35,29 @@ pub fn cert_builder(now: SystemTime) -> Result<CertBuilder<'static>, CryptoError
         .map_err(|e| CryptoError::other("key generation", e))
 }
 
+/// A certificate of the common profile ([`cert_builder`]) for `address` (named `name`): a
+/// primary key with `primary` flags and one encryption subkey (transport and storage), and
+/// its revocation certificate. Users' keys (client) and the node's transit key use it.
+pub fn generate_with_encryption_subkey(
+    address: &str,
+    name: Option<&str>,
+    primary: openpgp::types::KeyFlags,
+    now: SystemTime,
+) -> Result<(Cert, Signature), CryptoError> {
+    cert_builder(now)?
+        .set_primary_key_flags(primary)
+        .add_userid(user_id(name, address)?)
+        .add_subkey(
+            openpgp::types::KeyFlags::empty()
+                .set_transport_encryption()
+                .set_storage_encryption(),
+            None,
+            None,
+        )
+        .generate()
+        .map_err(|e| CryptoError::other("key generation", e))
+}
+
 /// Builds `Name <address>` or `<address>`, rejecting malformed addresses.
 pub fn user_id(name: Option<&str>, address: &str) -> Result<UserID, CryptoError> {
     UserID::from_address(name, None, address).map_err(|e| CryptoError::malformed("user ID", e))

@@ -52,8 +52,8 @@ pub use inspect::{
 };
 pub use kdf::KdfParams;
 pub use keys::{
-    cert_builder, cert_from_armored, cert_to_armored, primary_signer, signature_from_armored,
-    signature_to_armored, user_id,
+    cert_builder, cert_from_armored, cert_to_armored, generate_with_encryption_subkey,
+    primary_signer, signature_from_armored, signature_to_armored, user_id,
 };
 
 /// Errors in the caller's terms.

@@ -6,16 +6,25 @@ import type { VerdictView } from '../api';
 import * as client from '../client';
 import type { Session } from '../client';
 import { Badge, ErrorBox, Field, Icon, badgeOf } from '../ui';
-import type { ComposeSeed } from '../mail';
+import { KEY_SOURCE_WORDS, MODE_WORDS, modeSentence, sentence, type ComposeSeed } from '../mail';
+import type { DeliveryMode, KeySource } from '../mail-wire';
 import { MucCodes } from '../muc';
 import { OutgoingFiles } from '../files';
 
 interface Rcpt {
   address: string;
-  /** `pickup`: an outside address without a key, reached by a notification mail and a MUC. */
-  state: 'checking' | 'ok' | 'pickup' | 'refused' | 'invalid';
+  /** `pickup`: an outside address without a key, reached by a notification mail and a MUC;
+   * `mail`: an outside address reached by OpenPGP mail or enforced TLS (docs/mail.md). */
+  state: 'checking' | 'ok' | 'pickup' | 'mail' | 'refused' | 'invalid';
   verdict: VerdictView | null;
   reason?: string;
+  /** How the node reaches this recipient, why, and where an outside key came from. */
+  mode?: DeliveryMode;
+  why?: string;
+  keySource?: KeySource | null;
+  /** Their mail server receives the content and our node sees it in transit: the sender
+   * must confirm before sending. */
+  seesContent?: boolean;
 }
 
 const ADDRESS = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/;
@@ -34,6 +43,8 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   const [codes, setCodes] = useState<client.IssuedPickup[]>([]);
   const [continued, setContinued] = useState<string[]>([]);
   const [forwarding, setForwarding] = useState<string | null>(null);
+  /** Recipients with `sees_content` whose exposure the sender confirmed. */
+  const [confirmed, setConfirmed] = useState<string[]>([]);
   const fileInput = useRef<HTMLInputElement>(null);
 
   const resolve = async (address: string): Promise<Rcpt> => {
@@ -43,15 +54,22 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     if (session.account.guest && address.split('@')[1] !== session.org.domain) {
       return { address, state: 'refused', verdict: null, reason: `As a guest of ${session.org.domain} you can write to its users only.` };
     }
+    const outsider = address.split('@')[1] !== session.org.domain;
     try {
+      // An address at another organisation: the node's envelope answer says how it would be
+      // reached (federated, OpenPGP mail, enforced TLS, pickup) and why.
+      const { resolved: r, refusal } = outsider ? await client.resolveOne(address) : {};
+      if (refusal) return { address, state: 'refused', verdict: null, reason: refusal };
+      const about = r ? { mode: r.mode, why: r.why || undefined, keySource: r.key_source ?? null, seesContent: !!r.sees_content } : {};
+      if (r && (r.mode === 'openpgp' || r.mode === 'tls')) return { address, state: 'mail', verdict: r.verdict, ...about };
+      if (r && r.mode === 'smime') {
+        return { address, state: 'refused', verdict: r.verdict, ...about, reason: `${address} is reached by S/MIME mail${r.why ? ` (${r.why})` : ''}, which the web app cannot make yet: send this message from the command-line client.` };
+      }
+      if (r && r.mode === 'pickup') return { address, state: 'pickup', verdict: null, ...about };
       const keys = await client.trust(address);
       const best = keys[0] ?? null;
-      if (best && api.acceptable(best, session.org.accept_partial)) return { address, state: 'ok', verdict: best };
-      // No acceptable key at another organisation: the node may reach the address by pickup
-      // (its answer decides; a key it knows there, such as an earlier pickup key, does not).
-      if (address.split('@')[1] !== session.org.domain && (await client.reachedByPickup(address))) {
-        return { address, state: 'pickup', verdict: null };
-      }
+      const mode: DeliveryMode = outsider ? 'remote' : 'local';
+      if (best && api.acceptable(best, session.org.accept_partial)) return { address, state: 'ok', verdict: best, mode, ...about };
       return { address, state: 'refused', verdict: best, reason: api.refusal(best, address) };
     } catch (e) {
       return { address, state: 'refused', verdict: null, reason: e instanceof Error ? e.message : String(e) };
@@ -72,7 +90,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     if (seed?.forwardFrom && seed.forwardFrom.head.attachments.length) {
       const o = seed.forwardFrom;
       setForwarding('Decrypting the original attachments…');
-      Promise.all(o.head.attachments.map(async (a, i) => new File([await client.openAttachment(session, o, i, () => {})], a.name, { type: a.media_type })))
+      Promise.all(o.head.attachments.map(async (a, i) => new File([o.arrived ? o.arrived.entity.attachments[i].data as BlobPart : await client.openAttachment(session, o, i, () => {})], a.name, { type: a.media_type })))
         .then((fs) => { setFiles((cur) => [...cur, ...fs]); setForwarding(null); })
         .catch((e) => { setForwarding(null); setError(e); });
     }
@@ -100,9 +118,12 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     }
   };
 
-  const refused = rcpts.filter((r) => r.state !== 'ok' && r.state !== 'pickup' && r.state !== 'checking');
+  const sendable = (r: Rcpt) => r.state === 'ok' || r.state === 'pickup' || r.state === 'mail';
+  const refused = rcpts.filter((r) => !sendable(r) && r.state !== 'checking');
   const pickups = rcpts.filter((r) => r.state === 'pickup');
-  const canSend = rcpts.length > 0 && refused.length === 0 && rcpts.every((r) => r.state === 'ok' || r.state === 'pickup') && !sending && !forwarding;
+  const exposed = rcpts.filter((r) => r.seesContent && sendable(r));
+  const unconfirmed = exposed.filter((r) => !confirmed.includes(r.address));
+  const canSend = rcpts.length > 0 && refused.length === 0 && unconfirmed.length === 0 && rcpts.every(sendable) && !sending && !forwarding;
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -112,13 +133,13 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       return;
     }
     if (!canSend) {
-      setError(new Error(rcpts.length === 0 ? 'Add at least one recipient.' : refused.length ? `Remove the recipients that cannot receive this message: ${refused.map((r) => r.address).join(', ')}.` : 'Wait until every recipient is checked.'));
+      setError(new Error(rcpts.length === 0 ? 'Add at least one recipient.' : refused.length ? `Remove the recipients that cannot receive this message: ${refused.map((r) => r.address).join(', ')}.` : unconfirmed.length ? `Confirm that ${unconfirmed.map((r) => r.address).join(', ')} may be reached this way (our node sees the content in transit), or remove ${unconfirmed.length > 1 ? 'them' : 'that recipient'}.` : 'Wait until every recipient is checked.'));
       return;
     }
     setSending(true);
     setError(null);
     try {
-      const done = await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
+      const done = await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files, seesContentConfirmed: confirmed, inReplyTo: seed?.inReplyTo }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
       setCodes(done.pickups);
       setContinued(done.continued);
       setSent(true);
@@ -139,14 +160,18 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       <section class="sent-done" data-testid="sent">
         <div class="big-check" aria-hidden="true">✔</div>
         <h1>Sent, encrypted</h1>
-        <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
+        {exposed.length === 0
+          ? <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
+          : <p class="muted">End-to-end encrypted for {rcpts.filter((r) => !r.seesContent).map((r) => r.address).join(', ') || 'nobody else'} and you. For {exposed.map((r) => r.address).join(', ')}, as you confirmed, our node sees the content in transit and their mail server receives it.</p>}
+        <ModeList rcpts={rcpts} domain={session.org.domain} testid="sent-modes" />
         {continued.length > 0 && <p class="muted" data-testid="sent-continued">{continued.join(', ')}: the same unlock code as before (this message continues your conversation with them, encrypted to the same key).</p>}
         {pickups.length > 0 && <p class="muted" data-testid="sent-pickup">{pickups.map((r) => r.address).join(', ')} {pickups.length > 1 ? 'get' : 'gets'} a notification mail and can open it with the unlock code you passed on: <a href="#/mail/sent">Sent</a> shows when it was opened.</p>}
         {(() => {
           // Pickup recipients have no node of their own: they are reached by the notification mail.
-          const others = [...new Set(rcpts.filter((r) => r.state !== 'pickup').map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
+          const others = [...new Set(rcpts.filter((r) => r.state !== 'pickup' && r.state !== 'mail').map((r) => r.address.split('@')[1]).filter((d) => d !== session.org.domain))];
           return others.length > 0 && <p class="muted" data-testid="sent-remote">Recipients at {others.join(', ')} get it through {others.length > 1 ? 'their organisations\' nodes' : 'their organisation\'s node'}: <a href="#/mail/sent">Sent</a> shows when it has arrived there.</p>;
         })()}
+        {rcpts.some((r) => r.state === 'mail') && <p class="muted" data-testid="sent-mail">{rcpts.filter((r) => r.state === 'mail').map((r) => `${r.address} (${MODE_WORDS[r.mode!]})`).join(', ')}: your node sends it as mail; <a href="#/mail/sent">Sent</a> shows when their mail server has accepted it.</p>}
         <div class="row"><a class="btn btn-primary" href="#/mail/inbox">Back to inbox</a><a class="btn" href="#/mail/sent">See it in Sent</a></div>
       </section>
     );
@@ -160,10 +185,11 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           <label for="compose-to">To</label>
           <div class="chips" onClick={() => document.getElementById('compose-to')?.focus()}>
             {rcpts.map((r) => (
-              <span class={`chip chip-${r.state}`} data-testid="recipient" data-state={r.state} title={r.reason ?? badgeOf(r.verdict).detail}>
-                {r.state === 'checking' ? <span class="spinner small" aria-hidden="true" /> : r.state === 'ok' || r.state === 'pickup' ? <Icon name="lock" size={14} /> : <span aria-hidden="true">⚠</span>}
+              <span class={`chip chip-${r.state}${r.seesContent ? ' chip-exposed' : ''}`} data-testid="recipient" data-state={r.state} title={r.reason ?? badgeOf(r.verdict).detail}>
+                {r.state === 'checking' ? <span class="spinner small" aria-hidden="true" /> : sendable(r) && !r.seesContent ? <Icon name="lock" size={14} /> : <span aria-hidden="true">⚠</span>}
                 {r.address}
                 {r.state === 'ok' && <span class="chip-note">{badgeOf(r.verdict).label}</span>}
+                {r.state === 'mail' && r.mode && <span class="chip-note">{MODE_WORDS[r.mode]}</span>}
                 {r.state === 'pickup' && <span class="chip-note">unlock code</span>}
                 <button type="button" class="chip-x" aria-label={`Remove ${r.address}`} onClick={() => setRcpts((rs) => rs.filter((x) => x !== r))}>×</button>
               </span>
@@ -174,11 +200,21 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           <div class="hint" id="compose-to-hint">Press Enter after each address. Each recipient's key is checked as you type.</div>
           {preview && (
             <div class={`lookup lookup-${preview.state}`} role="status" data-testid="lookup">
-              {preview.state === 'checking' ? <>Looking up {preview.address}…</> : preview.state === 'pickup' ? <>{pickupNote(preview.address)}</> : preview.state === 'ok' ? <><Badge verdict={preview.verdict} compact /> {preview.address} can receive encrypted messages.</> : <><span class="text-bad">⚠</span> {preview.reason}</>}
+              {preview.state === 'checking' ? <>Looking up {preview.address}…</> : preview.state === 'pickup' ? <>{pickupNote(preview.address)}</> : preview.state === 'ok' ? <><Badge verdict={preview.verdict} compact /> {preview.address} can receive encrypted messages.</> : preview.state === 'mail' && preview.mode ? <><span class={`mode-tag mode-${preview.mode}`}>{MODE_WORDS[preview.mode]}</span> {preview.why ? sentence(preview.why) : modeSentence(preview.mode, preview.address, session.org.domain)}</> : <><span class="text-bad">⚠</span> {preview.reason}</>}
             </div>
           )}
           {refused.map((r) => <div class="alert alert-error" role="alert" data-testid="refusal">{r.reason}</div>)}
           {pickups.map((r) => <div class="alert alert-info" data-testid="pickup-note">{pickupNote(r.address)}</div>)}
+          <ModeList rcpts={rcpts} domain={session.org.domain} testid="modes" />
+          {exposed.map((r) => (
+            <div class="alert alert-warn" data-testid="sees-content" data-address={r.address}>
+              <label class="check">
+                <input type="checkbox" checked={confirmed.includes(r.address)} data-testid="sees-content-confirm"
+                  onChange={(e) => { const on = e.currentTarget.checked; setConfirmed((c) => (on ? [...c.filter((a) => a !== r.address), r.address] : c.filter((a) => a !== r.address))); }} />
+                <span>{r.address}'s mail server will receive the content; our node ({session.org.domain}) sees it in transit. Send it to them this way.</span>
+              </label>
+            </div>
+          ))}
         </div>
         <Field label="Subject" id="compose-subject">
           <input id="compose-subject" value={subject} onInput={(e) => setSubject(e.currentTarget.value)} />
@@ -196,11 +232,31 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
         </div>
         <ErrorBox error={error} title="Not sent." />
         <div class="row">
-          <button type="submit" class="btn btn-primary" disabled={sending || !!forwarding} data-testid="send">{sending ? <><span class="spinner" aria-hidden="true" /> Encrypting and sending…</> : <><Icon name="lock" /> Send encrypted</>}</button>
+          <button type="submit" class="btn btn-primary" disabled={sending || !!forwarding} data-testid="send">{sending ? <><span class="spinner" aria-hidden="true" /> Encrypting and sending…</> : exposed.length ? <>Send</> : <><Icon name="lock" /> Send encrypted</>}</button>
           <a class="btn btn-ghost" href="#/mail/inbox">Discard</a>
         </div>
       </form>
     </section>
+  );
+}
+
+/** How each recipient gets the message: the mode in words, why, and where an outside key came
+ * from (the envelope answer's `why` and `key_source`). */
+function ModeList({ rcpts, domain, testid }: { rcpts: Rcpt[]; domain: string; testid: string }) {
+  const shown = rcpts.filter((r) => r.mode && (r.state === 'ok' || r.state === 'pickup' || r.state === 'mail'));
+  if (!shown.length) return null;
+  return (
+    <div class="mode-box" data-testid={testid}>
+      <div class="muted small">How each recipient gets it</div>
+      <ul class="mode-list">
+        {shown.map((r) => (
+          <li data-testid="recipient-mode" data-address={r.address} data-mode={r.mode}>
+            <span class="mode-head"><strong class="mode-addr">{r.address}</strong> <span class={`mode-tag mode-${r.mode}`}>{MODE_WORDS[r.mode!]}</span></span>{' '}
+            <span class="mode-why small">{r.why ? sentence(r.why) : modeSentence(r.mode!, r.address, domain)}{r.keySource && <> Key {KEY_SOURCE_WORDS[r.keySource]}.</>}</span>
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 

@@ -9,7 +9,8 @@ import {
   Badge, ErrorBox, TrustPath,
   badgeOf, fullDate, go, initials, saveBlob,
 } from '../ui';
-import { DeliveryChips, FOLDERS, type ComposeSeed } from '../mail';
+import { DeliveryChips, FOLDERS, MODE_HEADINGS, deliveryMode, type ComposeSeed } from '../mail';
+import type { Arrival, DeliveryMode, MailDelivery } from '../mail-wire';
 import { AttachmentList } from '../files';
 import { MucCodes, type ShownCode } from '../muc';
 import type { PickupEnvelope } from '../pickup-wire';
@@ -21,7 +22,10 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const [showPath, setShowPath] = useState(false);
   const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
   const [attError, setAttError] = useState<unknown>(null);
-  const [delivery, setDelivery] = useState<api.DeliveryState[]>([]);
+  const [delivery, setDelivery] = useState<MailDelivery[]>([]);
+  /** Mail that came by SMTP answering this message of ours, or the message a mail answers. */
+  const [replies, setReplies] = useState<{ id: string; from: string; subject: string }[]>([]);
+  const [answers, setAnswers] = useState<{ id: string; subject: string } | null>(null);
   const [pickupBusy, setPickupBusy] = useState<string | null>(null);
   const [pickupError, setPickupError] = useState<unknown>(null);
   const [newCode, setNewCode] = useState<ShownCode | null>(null);
@@ -39,6 +43,9 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
 
   useEffect(() => {
     let live = true;
+    // The same screen shows the next message (a thread's link): nothing of the last one stays.
+    setAnswers(null);
+    setReplies([]);
     (async () => {
       try {
         const opened = await client.openHead(session, id);
@@ -50,6 +57,24 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
           api.get('/messages/{id}', { id }).then((m) => live && setDelivery(m.item.delivery ?? []), () => {});
         }
         if (opened.item.unread && opened.item.folder !== 'sent') client.markRead(id).catch(() => {});
+        if (opened.arrived) {
+          // Its sender has no Sealpost key: the arrival mark says what is known of it instead.
+          setVerdict(null);
+          const of = opened.arrived.inReplyTo;
+          if (of) client.openHead(session, of).then((t) => live && setAnswers({ id: of, subject: t.head.subject }), () => live && setAnswers({ id: of, subject: '' }));
+          return;
+        }
+        if (opened.envelope.from === session.account.address) {
+          // The thread: mail that came by SMTP in answer to this message (`in_reply_to`).
+          api.get('/mailbox/{folder}', { folder: 'inbox' }).then(async (r) => {
+            const found = r.items.filter((it) => it.in_reply_to === id);
+            const shown = await Promise.all(found.map(async (it) => {
+              const subject = await client.openHead(session, it.message_id).then((h) => h.head.subject, () => '');
+              return { id: it.message_id, from: it.from, subject };
+            }));
+            if (live) setReplies(shown);
+          }, () => {});
+        }
         const keys = await client.trust(opened.envelope.from);
         if (live) setVerdict(keys.find((k) => k.fingerprint.toUpperCase() === opened.signer) ?? null);
       } catch (e) {
@@ -62,6 +87,12 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const download = async (i: number) => {
     if (!o) return;
     setAttError(null);
+    if (o.arrived) {
+      // Decrypted with the mail already (part 0 holds the whole mail): offered from memory.
+      const a = o.arrived.entity.attachments[i];
+      saveBlob(new Blob([a.data as BlobPart], { type: a.mediaType }), o.head.attachments[i].name);
+      return;
+    }
     try {
       const blob = await client.openAttachment(session, o, i, (value, stage) => setProgress((p) => ({ ...p, [i]: { value, stage } })));
       saveBlob(blob, o.head.attachments[i].name);
@@ -123,6 +154,8 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     to: [o.envelope.from === session.account.address ? o.head.to[0] : o.envelope.from],
     subject: /^re:/i.test(o.head.subject) ? o.head.subject : `Re: ${o.head.subject}`,
     body: `\n\nOn ${fullDate(o.head.sent_at)}, ${o.envelope.from} wrote:\n${o.head.body.split('\n').map((l) => `> ${l}`).join('\n')}`,
+    // A reply to mail from outside names it, so the sender's mail program threads it.
+    inReplyTo: o.arrived?.entity.messageId && /^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>$/.test(o.arrived.entity.messageId) ? o.arrived.entity.messageId : undefined,
   });
   const forward = () => o && onCompose({
     to: [],
@@ -139,7 +172,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const b = badgeOf(verdict);
   const pickupOf = (o.envelope as PickupEnvelope).pickup ?? {};
   const mine = o.envelope.from === session.account.address;
-  const pickupRows = mine ? delivery.filter((d) => pickupOf[d.address]) : [];
+  const pickupRows = mine ? delivery.filter((d) => deliveryMode(d, pickupOf) === 'pickup') : [];
   return (
     <article class="reader" aria-labelledby="msg-subject" data-testid="reader">
       <div class="reader-actions">
@@ -156,14 +189,19 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         <span class="avatar avatar-lg" aria-hidden="true">{initials(o.envelope.from)}</span>
         <div class="sender-info">
           <div class="sender-line"><strong data-testid="sender">{o.envelope.from}</strong>
-            {o.item.via === 'pickup'
+            {o.arrived
+              ? <span class="badge badge-unverified" data-testid="via-smtp" title="It came from outside over SMTP; no Sealpost key vouches for its sender">Arrived by mail{o.arrived.entity.fromName ? ` · ${o.arrived.entity.fromName}` : ''}</span>
+              : o.item.via === 'pickup'
               // A reply from the pickup page: the outsider has no key of their own; what
               // authenticates it is the unlock code the sender gave them (docs/pickup.md).
               ? <span class="badge badge-partial" data-testid="via-pickup" title="Signed with the key your message to them was encrypted to, which only their unlock code opens">Authenticated by the unlock code you gave them</span>
               : verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
           </div>
           <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
-          {delivery.some((d) => !pickupOf[d.address]) && <div class="delivery-line small" data-testid="delivery"><span class="muted">Delivery to other organisations:</span> <DeliveryChips delivery={delivery.filter((d) => !pickupOf[d.address])} long /></div>}
+          {DELIVERY_ORDER.map((mode) => {
+            const rows = delivery.filter((d) => deliveryMode(d, pickupOf) === mode);
+            return rows.length > 0 && <div class="delivery-line small" data-testid="delivery" data-mode={mode}><span class="muted">{MODE_HEADINGS[mode]}:</span> <DeliveryChips delivery={rows} long /></div>;
+          })}
           {pickupRows.length > 0 && (
             <div class="delivery-line small" data-testid="pickup-delivery"><span class="muted">By unlock code:</span> <DeliveryChips delivery={pickupRows} long />
               {pickupRows.filter((d) => UNREAD.includes(d.state)).map((d) => (
@@ -176,9 +214,15 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
               <ErrorBox error={pickupError} />
             </div>
           )}
-          <div class="sig-line small" data-testid="signature-status">
-            <span class="ok">✔ Signed by {o.envelope.from}</span> with key {o.signer.replace(/(.{4})(?=.)/g, '$1 ').slice(-24)} · signature and content checked
-          </div>
+          {o.arrived ? (
+            <div class="sig-line small" data-testid="signature-status">
+              {o.arrived.signedBy.length ? <>Carries an OpenPGP signature by key {o.arrived.signedBy.join(', ')}, which Sealpost does not know: not checked.</> : <>Not signed with a key Sealpost knows: who sent it is only as sure as the checks below.</>}
+            </div>
+          ) : (
+            <div class="sig-line small" data-testid="signature-status">
+              <span class="ok">✔ Signed by {o.envelope.from}</span> with key {o.signer.replace(/(.{4})(?=.)/g, '$1 ').slice(-24)} · signature and content checked
+            </div>
+          )}
         </div>
       </div>
       {showPath && verdict && (
@@ -189,9 +233,71 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
             {b.kind !== 'verified' && <> To verify this sender yourself, <a href={`#/contacts?address=${encodeURIComponent(o.envelope.from)}`}>compare fingerprints with them</a>.</>}</p>
         </div>
       )}
+      {o.arrived && <ArrivalMark arrival={o.arrived.arrival} />}
+      {answers && (
+        <div class="thread-line small" data-testid="in-reply-to">In reply to your message <a href={`#/mail/sent/${answers.id}`}>“{answers.subject || '(no subject)'}”</a></div>
+      )}
       <div class="body" data-testid="body">{o.head.body}</div>
-      <AttachmentList attachments={o.head.attachments} progress={progress} error={attError} onDownload={download} note="encrypted" />
+      {o.arrived?.entity.hasHtml && !o.arrived.entity.text && <p class="muted small">This mail came as HTML only: shown as text.</p>}
+      <AttachmentList attachments={o.head.attachments} progress={progress} error={attError} onDownload={download} note={o.arrived ? 'decrypted with the mail' : 'encrypted'} />
+      {replies.length > 0 && (
+        <div class="replies" data-testid="replies">
+          <h2 class="h4">Replies by mail</h2>
+          <ul>{replies.map((r) => <li data-testid="reply-item"><a href={`#/mail/inbox/${r.id}`}>{r.from}: “{r.subject || '(no subject)'}”</a></li>)}</ul>
+        </div>
+      )}
     </article>
+  );
+}
+
+/** The sender's delivery lines, one per mode (pickups have their own, with actions). */
+const DELIVERY_ORDER: DeliveryMode[] = ['remote', 'openpgp', 'smime', 'tls'];
+
+/** The SPF, DKIM and DMARC results (RFC 8601 words) in plain words. */
+function authWords(check: 'spf' | 'dkim' | 'dmarc', result: string, domain: string): string {
+  const d = domain || 'the sender\'s domain';
+  const words: Record<string, Record<string, string>> = {
+    spf: {
+      pass: `passed: ${d} allows the server that sent it`,
+      fail: `failed: ${d} does not allow the server that sent it`,
+      softfail: `soft fail: ${d} discourages mail from the server that sent it`,
+      neutral: `neutral: ${d} says nothing about the server that sent it`,
+      none: `none: ${d} publishes no SPF record, or it was not checked`,
+    },
+    dkim: {
+      pass: 'passed: signed by the sending domain, and the signature is valid',
+      fail: 'failed: a signature is there but does not verify (the mail may have been altered)',
+      neutral: 'neutral: a signature is there that says nothing',
+      none: 'none: not signed by the sending domain',
+    },
+    dmarc: {
+      pass: 'passed: the domain in the From address is confirmed',
+      fail: 'failed: the domain in the From address is not confirmed, so the sender may be forged',
+      none: 'none: the sender\'s domain publishes no policy, or it was not checked',
+    },
+  };
+  const common: Record<string, string> = { temperror: 'could not be checked (a temporary DNS error)', permerror: 'could not be checked (the domain\'s records are broken)' };
+  return words[check][result] ?? common[result] ?? result;
+}
+
+/** How a mail that came by SMTP arrived: unencrypted or not, and the transport checks. */
+function ArrivalMark({ arrival: a }: { arrival: Arrival | null }) {
+  if (!a) return null;
+  const domain = a.mail_from.split('@')[1] ?? '';
+  return (
+    <div class={`alert ${a.encrypted ? 'alert-info' : 'alert-warn'} arrival`} data-testid="arrival" data-encrypted={String(a.encrypted)}>
+      <strong data-testid="arrival-mark">{a.encrypted ? 'Arrived encrypted' : 'Arrived unencrypted'}</strong>{' '}
+      {a.encrypted
+        ? 'The sender encrypted it to your key (OpenPGP) before it left them.'
+        : 'It crossed the internet as ordinary mail, readable by the mail servers on its way. Your node encrypted it to your key on arrival and keeps no plain copy.'}
+      <ul class="small">
+        <li data-testid="arrival-tls">{a.tls ? 'Reached your node over an encrypted connection (TLS).' : 'Reached your node over an unencrypted connection (no TLS).'}</li>
+        <li data-testid="arrival-spf">Sending server (SPF): {authWords('spf', a.spf, domain)}.</li>
+        <li data-testid="arrival-dkim">Domain signature (DKIM): {authWords('dkim', a.dkim, domain)}.</li>
+        <li data-testid="arrival-dmarc">Sender's domain (DMARC): {authWords('dmarc', a.dmarc, domain)}.</li>
+        <li data-testid="arrival-mail-from">Envelope sender: {a.mail_from || '(none: a bounce)'}</li>
+      </ul>
+    </div>
   );
 }
 

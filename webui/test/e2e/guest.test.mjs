@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestNode, launchBrowser, shooter, signIn, startSink, until, BIN } from './harness.mjs';
@@ -55,6 +55,7 @@ after(async () => {
   await browser?.close();
   alpha?.cleanup();
   if (sink && sink.exitCode === null) sink.kill('SIGTERM');
+  rmSync(mailDir, { recursive: true, force: true });
 });
 
 test('guest: carol creates her own key on the pickup page, then reads alice\'s next message in her inbox without an unlock code', async () => {

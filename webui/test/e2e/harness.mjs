@@ -323,7 +323,7 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `;
 
-async function freePort() {
+export async function freePort() {
   const { createServer } = await import('node:net');
   return new Promise((resolve) => {
     const s = createServer();

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestNode, launchBrowser, shooter, signIn, bearerLogin, MIN_KDF, MIN_KDF_ENV, WEBUI, ARTEFACTS } from './harness.mjs';
@@ -33,6 +33,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   alpha?.cleanup();
+  rmSync(work, { recursive: true, force: true });
 });
 
 test('compose on a phone (real node): alice writes to bob and carol@outside.test, is told carol needs an unlock code, sends, sees the code once with Copy and Print; the print carries the code only', async () => {

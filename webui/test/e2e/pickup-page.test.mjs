@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestNode, launchBrowser, shooter, assertFits, bearerLogin, until, MIN_KDF_ENV, WEBUI } from './harness.mjs';
@@ -33,6 +33,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   alpha?.cleanup();
+  rmSync(work, { recursive: true, force: true });
 });
 
 /** Opens `link` as a new document (a fragment-only change would not reload the page). */

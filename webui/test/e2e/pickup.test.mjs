@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestNode, launchBrowser, shooter, signIn, until, bearerLogin, startPostfix, parseMail, sealpost, MIN_KDF_ENV, ROOT, BIN } from './harness.mjs';
@@ -90,6 +90,8 @@ after(async () => {
   beta?.cleanup();
   if (sink && sink.exitCode === null) sink.kill('SIGTERM');
   postfix?.stop();
+  rmSync(work, { recursive: true, force: true });
+  rmSync(mailDir, { recursive: true, force: true });
 });
 
 /** `who` signs in at `node` in a browser of their own and reads `subject` from alice; returns

@@ -4,7 +4,7 @@
 // every step must fit both (harness.mjs: nothing wider than the screen, 40 px touch targets).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestNode, launchBrowser, shooter, sealpost, assertFits, DESKTOP, PHONE } from './harness.mjs';
@@ -21,6 +21,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   alpha?.cleanup();
+  rmSync(work, { recursive: true, force: true });
 });
 
 async function enrollInBrowser(page, link, name, password, shot) {
@@ -413,7 +414,8 @@ test('settings and admin console: sessions, invite link, node status; a changed 
   await alicePage.waitForSelector('[data-testid=invite-link]');
   const link = await alicePage.inputValue('[data-testid=invite-link]');
   assert.match(link, /#\/enroll\?address=erin%40alpha\.test&invite=/);
-  assert.match(await alicePage.textContent('[data-testid=users]'), /erin@alpha\.test/);
+  // The list is loaded again after the invite, not before the link is shown: wait for it.
+  await alicePage.waitForSelector('[data-testid=users] >> text=erin@alpha.test');
   await shot('admin');
 
   // Erin enrols from the link the console produced.

@@ -366,15 +366,7 @@ fn write_random_file(path: &Path, mib: u64) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let bin = match &args.node_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("sealpost"),
-    };
-    anyhow::ensure!(
-        bin.exists(),
-        "{} not found: build it with `cargo build --profile production -p sealpost-bin -p sealpost-load`",
-        bin.display()
-    );
+    let bin = shared::node_bin(args.node_bin.as_ref())?;
     let dir = match &args.work {
         Some(w) => tempfile::tempdir_in(w)?,
         None => tempfile::tempdir()?,

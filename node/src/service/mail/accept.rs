@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 
 use super::{check_envelope, deliverable, is_revoked, resolve_all};
 use crate::crypto;
-use crate::proto::Envelope;
+use crate::proto::{DeliveryMode, Envelope};
 use crate::service::{Context, ServiceError};
 use crate::storage::pickup::{PickupRecord, PickupReply, PickupState, ReplyOutcome};
 use crate::storage::{Account, NewMessage, NewPart, RemoteMessage, RemoteRoute, SubmitOutcome};
@@ -83,6 +83,8 @@ pub struct Incoming<'a> {
     pub pickups: Vec<crate::proto::PickupSeal>,
     /// A local sender's continuations of live pickup threads, one per other pickup recipient.
     pub continuations: Vec<crate::proto::PickupContinuation>,
+    /// A local sender's external copies, by outside recipient (docs/mail.md).
+    pub external_copies: BTreeMap<String, Vec<u8>>,
 }
 
 /// What a transport said of a message ahead of its envelope (a federation transfer names its
@@ -114,6 +116,8 @@ pub enum Delivery {
     Delivered,
     /// Queued for the node of the recipient's organisation.
     Queued,
+    /// An outside recipient reached by mail: its external copy's mail is queued.
+    Mail { mode: DeliveryMode },
     /// An outside recipient, reached by pickup: the link (`None` for a resubmission, whose
     /// link was answered the first time).
     Pickup { link: Option<String> },
@@ -129,6 +133,17 @@ pub struct Screened {
     recipients: Vec<Recipient>,
     /// A peer's message: those of our recipients who cannot receive it.
     refused: Vec<(String, ServiceError)>,
+    /// A local sender's outside recipients reached by mail, each with its checked copy.
+    external: Vec<External>,
+}
+
+/// An outside recipient reached by mail (`openpgp`, `smime`), with the external copy as
+/// checked.
+struct External {
+    address: String,
+    mode: DeliveryMode,
+    sha256: [u8; 32],
+    copy: Vec<u8>,
 }
 
 /// What [`screen`] decided.
@@ -259,11 +274,18 @@ pub async fn screen(
     )
     .map_err(|e| ServiceError::BadSignature(e.to_string()))?;
 
+    let mut external = Vec::new();
     let (recipients, refused) = match source {
         Source::Local { account } => {
             super::super::guests::check_recipients(ctx, account, env.to.iter().map(String::as_str))
                 .await?;
-            let resolved = resolve_all(ctx, None, &env.to).await?;
+            let resolved = resolve_all(ctx, None, account, &env.to, now).await?;
+            // Outside recipients reached by mail: their copies checked here, apart from the
+            // parts (which need not be encrypted to them).
+            let (by_mail, resolved): (Vec<_>, Vec<_>) = resolved
+                .into_iter()
+                .partition(|(_, r, _)| r.mode.has_external_copy());
+            external = external_copies(ctx, &env, msg, &resolved, by_mail, &sender, now)?;
             let outside: Vec<String> = resolved
                 .iter()
                 .filter(|(_, r, _)| r.mode == crate::proto::DeliveryMode::Pickup)
@@ -334,12 +356,167 @@ pub async fn screen(
         sender,
         recipients,
         refused,
+        external,
     };
-    if screened.recipients.is_empty() {
+    if screened.recipients.is_empty() && screened.external.is_empty() {
         let id = screened.env.message_id.clone();
         return Ok(Screening::Answered(screened.answered(id, unix)));
     }
     Ok(Screening::Go(screened))
+}
+
+/// A local sender's external copies (docs/mail.md): every recipient the policy reaches by
+/// mail (`by_mail`, as resolved now) has one, in the mode the policy gives, matching the hash
+/// and size the sender signed, encrypted to the recipient's key and the sender's; no other
+/// recipient has one.
+fn external_copies(
+    ctx: &Context,
+    env: &Envelope,
+    msg: &Incoming<'_>,
+    others: &[super::Resolved],
+    by_mail: Vec<super::Resolved>,
+    sender: &Arc<Cert>,
+    now: SystemTime,
+) -> Result<Vec<External>, ServiceError> {
+    // A copy for a recipient reached some other way: refused, by what reaches them.
+    for (address, copy) in &env.external {
+        if let Some((_, r, _)) = others.iter().find(|(_, r, _)| &r.address == address) {
+            return Err(match r.mode {
+                DeliveryMode::Local | DeliveryMode::Remote => {
+                    ServiceError::ExternalCopyNotAllowed {
+                        address: address.clone(),
+                        mode: r.mode,
+                    }
+                }
+                policy => ServiceError::ExternalModeMismatch {
+                    address: address.clone(),
+                    policy,
+                    envelope: Some(copy.mode),
+                },
+            });
+        }
+    }
+    if let Some(address) = msg
+        .external_copies
+        .keys()
+        .find(|a| !env.external.contains_key(*a))
+    {
+        return Err(ServiceError::ExternalCopyMismatch {
+            address: address.clone(),
+            why: "is not named in the signed envelope",
+        });
+    }
+    let mut out = Vec::with_capacity(by_mail.len());
+    for (_, r, cert) in by_mail {
+        let address = r.address;
+        let named = env.external.get(&address);
+        if named.map(|x| x.mode) != Some(r.mode) {
+            return Err(ServiceError::ExternalModeMismatch {
+                address,
+                policy: r.mode,
+                envelope: named.map(|x| x.mode),
+            });
+        }
+        let named = named.expect("checked above");
+        let mismatch = |why| ServiceError::ExternalCopyMismatch {
+            address: address.clone(),
+            why,
+        };
+        let copy = msg
+            .external_copies
+            .get(&address)
+            .ok_or_else(|| mismatch("did not come with the message"))?;
+        let sha256: [u8; 32] = Sha256::digest(copy).into();
+        if crate::proto::ExternalCopy::of(r.mode, copy) != *named {
+            return Err(mismatch(
+                "does not match the hash and size in the signed envelope",
+            ));
+        }
+        match (r.mode, cert) {
+            (DeliveryMode::Openpgp, Some(cert)) => {
+                let keys = crypto::pkesk_recipients_of_bytes(copy).map_err(|_| {
+                    ServiceError::ExternalCopyNotEncrypted {
+                        address: address.clone(),
+                        missing: vec![address.clone(), env.from.clone()],
+                    }
+                })?;
+                let required = [(&address, &cert), (&env.from, sender)]
+                    .map(|(a, c)| (a, c.fingerprint(), ctx.cert_facts(c, now)));
+                let missing = crypto::missing_recipients_among(
+                    &keys,
+                    required
+                        .iter()
+                        .map(|(_, f, facts)| (f.clone(), facts.encryption.as_slice())),
+                );
+                if !missing.is_empty() {
+                    return Err(ServiceError::ExternalCopyNotEncrypted {
+                        address: address.clone(),
+                        missing: required
+                            .iter()
+                            .filter(|(_, f, _)| missing.contains(f))
+                            .map(|(a, _, _)| (*a).clone())
+                            .collect(),
+                    });
+                }
+            }
+            // Enforced TLS: to the node's transit key and nothing else (the node sends its
+            // plaintext; a copy another key could open would be a second way in).
+            (DeliveryMode::Tls, Some(transit)) => {
+                let not_encrypted = || ServiceError::ExternalCopyNotEncrypted {
+                    address: address.clone(),
+                    missing: vec![format!(
+                        "this node's transit key ({})",
+                        transit.fingerprint()
+                    )],
+                };
+                let keys = crypto::pkesk_recipients_of_bytes(copy).map_err(|_| not_encrypted())?;
+                let facts = ctx.cert_facts(&transit, now);
+                let missing = crypto::missing_recipients_among(
+                    &keys,
+                    [(transit.fingerprint(), facts.encryption.as_slice())],
+                );
+                if !missing.is_empty() {
+                    return Err(not_encrypted());
+                }
+                if keys
+                    .iter()
+                    .any(|k| !facts.encryption.iter().any(|e| e.aliases(k)))
+                {
+                    return Err(mismatch(
+                        "is encrypted to other keys than this node's transit key",
+                    ));
+                }
+            }
+            // S/MIME: whom the CMS names, by the certificate the envelope answer gave.
+            (DeliveryMode::Smime, _) => {
+                use crate::crypto::cms::{CmsError, check_enveloped_for};
+                match check_enveloped_for(copy, &r.cert) {
+                    Ok(()) => {}
+                    Err(CmsError::NotForRecipient) => {
+                        return Err(ServiceError::ExternalCopyNotEncrypted {
+                            missing: vec![address.clone()],
+                            address,
+                        });
+                    }
+                    Err(CmsError::Malformed(why)) => {
+                        return Err(ServiceError::ExternalCopyMalformed {
+                            address,
+                            mode: DeliveryMode::Smime,
+                            why,
+                        });
+                    }
+                }
+            }
+            (mode, _) => return Err(ServiceError::ModeUnavailable { address, mode }),
+        }
+        out.push(External {
+            address,
+            mode: r.mode,
+            sha256,
+            copy: copy.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// The certificate a peer presents for the sender, kept if the peer may speak for it, and
@@ -391,6 +568,11 @@ async fn reply_recipient(
     if !env.pickup.is_empty() || !msg.pickups.is_empty() || !msg.continuations.is_empty() {
         return Err(ServiceError::InvalidEnvelope(
             "a reply from a pickup names no pickup recipients".into(),
+        ));
+    }
+    if !env.external.is_empty() {
+        return Err(ServiceError::InvalidEnvelope(
+            "a reply from a pickup names no external copies".into(),
         ));
     }
     let account = ctx
@@ -631,8 +813,18 @@ async fn store(
                     notifications.push(mail(true, unix)?);
                 }
             }
-            let notifying =
-                !notifications.is_empty() || pickups.iter().any(|p| p.notification.is_some());
+            let by_mail: Vec<(String, DeliveryMode)> = s
+                .external
+                .iter()
+                .map(|x| (x.address.clone(), x.mode))
+                .collect();
+            let external = std::mem::take(&mut s.external)
+                .into_iter()
+                .map(|x| external_mail(ctx, &s.env, x))
+                .collect::<Result<Vec<_>, _>>()?;
+            let notifying = !notifications.is_empty()
+                || !external.is_empty()
+                || pickups.iter().any(|p| p.notification.is_some());
             let federation = &ctx.config.federation;
             let outcome = ctx
                 .store
@@ -652,6 +844,7 @@ async fn store(
                         pickups,
                         notifications,
                         notify_max_queued: ctx.notifier.max_queued(),
+                        external,
                     },
                     unix,
                 )
@@ -668,25 +861,28 @@ async fn store(
                 SubmitOutcome::Accepted { accepted_at } => (accepted_at, false),
                 SubmitOutcome::AlreadyAccepted { accepted_at } => (accepted_at, true),
             };
+            let order = |a: &String| s.env.to.iter().position(|t| t == a);
+            let mut recipients: Vec<(String, Delivery)> = by_mail
+                .into_iter()
+                .map(|(a, mode)| (a, Delivery::Mail { mode }))
+                .collect();
+            recipients.extend(s.recipients.into_iter().map(|r| {
+                // Local recipients have it now; others once their node's receipt is back.
+                let d = match (r.account, links.remove(&r.address)) {
+                    (Some(_), _) => Delivery::Delivered,
+                    (None, Some(link)) => Delivery::Pickup {
+                        link: (!duplicate).then_some(link),
+                    },
+                    (None, None) => Delivery::Queued,
+                };
+                (r.address, d)
+            }));
+            recipients.sort_by_key(|(a, _)| order(a));
             Ok(Accepted {
                 message_id: s.env.message_id,
                 accepted_at,
                 duplicate,
-                recipients: s
-                    .recipients
-                    .into_iter()
-                    .map(|r| {
-                        // Local recipients have it now; others once their node's receipt is back.
-                        let d = match (r.account, links.remove(&r.address)) {
-                            (Some(_), _) => Delivery::Delivered,
-                            (None, Some(link)) => Delivery::Pickup {
-                                link: (!duplicate).then_some(link),
-                            },
-                            (None, None) => Delivery::Queued,
-                        };
-                        (r.address, d)
-                    })
-                    .collect(),
+                recipients,
             })
         }
         Source::Peer {
@@ -799,6 +995,98 @@ fn notification<'a>(
         };
         mail.map_err(ServiceError::internal)
     }
+}
+
+/// The mail that carries an external copy, rendered by the node (docs/mail.md, "The outer
+/// mail"), ready to queue with the message.
+fn external_mail(
+    ctx: &Context,
+    env: &Envelope,
+    x: External,
+) -> Result<crate::storage::NewExternal, ServiceError> {
+    let mail_id = format!("<{}@{}>", env.message_id, ctx.config.domain);
+    let outer = crate::notify::external::Outer {
+        from: &env.from,
+        to: &env.to,
+        date: env.created_at,
+        mail_id: &mail_id,
+        copy: &x.copy,
+    };
+    let (kind, mail) = match x.mode {
+        DeliveryMode::Openpgp => (
+            crate::storage::notify::NotificationKind::Openpgp,
+            crate::notify::external::openpgp_mail(&outer).map_err(ServiceError::internal)?,
+        ),
+        DeliveryMode::Smime => (
+            crate::storage::notify::NotificationKind::Smime,
+            crate::notify::external::smime_mail(&outer).map_err(ServiceError::internal)?,
+        ),
+        DeliveryMode::Tls => {
+            let tls = ctx
+                .config
+                .delivery
+                .pin(crate::domain_of(&x.address))
+                .and_then(|p| p.tls)
+                .ok_or_else(|| ServiceError::ModeUnavailable {
+                    address: x.address.clone(),
+                    mode: x.mode,
+                })?;
+            let mail = ctx
+                .notifier
+                .render_transit(
+                    &env.message_id,
+                    &env.from,
+                    &x.address,
+                    &env.to,
+                    env.created_at,
+                    x.copy,
+                    tls,
+                )
+                .map_err(|_| ServiceError::ModeUnavailable {
+                    address: x.address.clone(),
+                    mode: x.mode,
+                })?;
+            // The copy is kept only in the queue (shredded once sent or failed); the message
+            // keeps its hash, as the signed envelope names it.
+            return Ok(crate::storage::NewExternal {
+                mail,
+                address: x.address,
+                mode: x.mode,
+                sha256: x.sha256,
+                copy: Vec::new(),
+            });
+        }
+        mode => {
+            return Err(ServiceError::ModeUnavailable {
+                address: x.address,
+                mode,
+            });
+        }
+    };
+    if !ctx.notifier.is_configured() {
+        // No way out for mail (no relay): the recipient cannot be reached this way.
+        return Err(ServiceError::ModeUnavailable {
+            address: x.address,
+            mode: x.mode,
+        });
+    }
+    Ok(crate::storage::NewExternal {
+        mail: crate::storage::notify::NewNotification {
+            kind,
+            message_id: Some(env.message_id.clone()),
+            sender: env.from.clone(),
+            recipient: x.address.clone(),
+            from: env.from.clone(),
+            mail_id,
+            mail,
+            tls: None,
+            transit: None,
+        },
+        address: x.address,
+        mode: x.mode,
+        sha256: x.sha256,
+        copy: x.copy,
+    })
 }
 
 /// A local recipient of another domain than ours: a guest (docs/pickup.md, "Guests").

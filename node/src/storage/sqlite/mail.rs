@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::outbox::{deliveries_of, enqueue_remote};
+use super::outbox::{deliveries_of, enqueue_remote, start_delivery};
 use super::pickup::insert_pickups;
 use super::rows::{
     drop_message_if_unreferenced, drop_unreferenced, hold_file_blob, insert_part, parse_sha,
@@ -16,11 +16,13 @@ use super::rows::{
 use crate::storage::error::{Result, StorageError, Timestamp};
 use crate::storage::log::LogEvent;
 use crate::storage::mail::{
-    Folder, MailStore, MailboxItem, NewMessage, PartData, PartInfo, StoredMessage, SubmitOutcome,
+    Folder, MailStore, MailboxItem, NewMessage, PartData, PartInfo, SmtpMail, StoredMessage,
+    SubmitOutcome,
 };
 
 const ITEM_SELECT: &str = "SELECT m.message_id, m.folder, m.unread, g.sender, g.recipients, \
-    m.received_at, g.size, g.parts, g.via_pickup IS NOT NULL FROM mailbox m JOIN messages g ON g.id = m.message_id";
+    m.received_at, g.size, g.parts, g.via_pickup IS NOT NULL, g.arrival, g.in_reply_to \
+    FROM mailbox m JOIN messages g ON g.id = m.message_id";
 
 /// Adds each remote recipient's delivery state to items in Sent.
 fn with_deliveries(c: &Connection, mut items: Vec<MailboxItem>) -> Result<Vec<MailboxItem>> {
@@ -33,6 +35,9 @@ fn with_deliveries(c: &Connection, mut items: Vec<MailboxItem>) -> Result<Vec<Ma
 fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
     let folder: String = r.get(1)?;
     let to: String = r.get(4)?;
+    let arrival: Option<crate::proto::Arrival> = r
+        .get::<_, Option<String>>(9)?
+        .and_then(|a| serde_json::from_str(&a).ok());
     Ok(MailboxItem {
         message_id: r.get(0)?,
         folder: Folder::parse(&folder).unwrap_or(Folder::Inbox),
@@ -43,7 +48,13 @@ fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
         size: r.get::<_, i64>(6)? as u64,
         parts: r.get(7)?,
         delivery: Vec::new(),
-        via: r.get::<_, bool>(8)?.then(|| "pickup".to_owned()),
+        via: match (r.get::<_, bool>(8)?, arrival.is_some()) {
+            (true, _) => Some("pickup".to_owned()),
+            (_, true) => Some("smtp".to_owned()),
+            _ => None,
+        },
+        arrival,
+        in_reply_to: r.get(10)?,
     })
 }
 
@@ -173,6 +184,7 @@ impl MailStore for SqliteStore {
                 .map(|(_, a)| a.as_str())
                 .chain(m.remote.iter().flat_map(|r| r.addresses.iter().map(String::as_str)))
                 .chain(m.pickups.iter().map(|p| p.address.as_str()))
+                .chain(m.external.iter().map(|x| x.address.as_str()))
                 .collect();
             c.prepare_cached(
                 "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
@@ -217,7 +229,77 @@ impl MailStore for SqliteStore {
             for n in &m.notifications {
                 super::notify::insert_notification(c, chain, n, m.notify_max_queued, now)?;
             }
+            for x in &m.external {
+                c.prepare_cached(
+                    "INSERT INTO external_copies (message_id, address, mode, sha256, copy)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![m.id, x.address, x.mode.as_str(), &x.sha256[..], x.copy])?;
+                start_delivery(c, &m.id, &x.address, x.mode.as_str(), "queued", now)?;
+                super::notify::insert_notification(c, chain, &x.mail, m.notify_max_queued, now)?;
+            }
             Ok(SubmitOutcome::Accepted { accepted_at: now })
+        })
+        .await
+    }
+
+    async fn receive_smtp(&self, mails: Vec<SmtpMail>, now: Timestamp) -> Result<()> {
+        self.write(move |c, chain| {
+            for m in &mails {
+                let (account, to) = &m.recipient;
+                c.prepare_cached(
+                    "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts,
+                         accepted_at, arrival, in_reply_to)
+                     VALUES (?1, ?2, ?3, '', '', ?4, 1, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    m.id,
+                    m.sender,
+                    serde_json::to_string(&[to]).expect("strings serialise"),
+                    m.part.size as i64,
+                    now,
+                    m.arrival,
+                    m.in_reply_to
+                ])?;
+                if m.part.inline.is_none() {
+                    hold_file_blob(c, m.part.sha256, m.part.size)?;
+                }
+                insert_part(
+                    c,
+                    &m.id,
+                    0,
+                    m.part.sha256,
+                    m.part.size,
+                    m.part.inline.as_deref(),
+                )?;
+                c.prepare_cached(
+                    "INSERT INTO mailbox (account_id, message_id, folder, unread, received_at)
+                     VALUES (?1, ?2, 'inbox', 1, ?3)",
+                )?
+                .execute(params![account, m.id, now])?;
+                chain.append(
+                    c,
+                    now,
+                    &LogEvent::new("smtp.received", &m.sender, &m.id).with(serde_json::json!({
+                        "to": [to], "size": m.part.size, "parts": [hex::encode(m.part.sha256)],
+                        "in_reply_to": m.in_reply_to,
+                    })),
+                )?;
+                chain.append(c, now, &LogEvent::new("delivery", to, &m.id))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sent_to(&self, message_id: &str, address: &str) -> Result<bool> {
+        let (id, address) = (message_id.to_owned(), address.to_owned());
+        self.read_point(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM messages g, json_each(g.recipients) r
+                 WHERE g.id = ?1 AND g.arrival IS NULL AND r.value = ?2)",
+            )?
+            .query_row(params![id, address], |r| r.get(0))?)
         })
         .await
     }

@@ -44,6 +44,7 @@ mod log;
 mod mail;
 mod notify;
 mod outbox;
+mod outside_keys;
 mod pickup;
 mod read_cache;
 mod rows;

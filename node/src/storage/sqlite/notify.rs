@@ -10,21 +10,33 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use super::SqliteStore;
-use super::outbox::{add_notice, pickup_notified};
+use super::outbox::{add_notice, external_sent, notify_failure, pickup_notified};
 use crate::storage::error::{Result, StorageError, Timestamp};
 use crate::storage::log::LogEvent;
 use crate::storage::notify::{
-    DueNotification, NewNotification, NotificationRecord, NotificationState, NotifyOutcome,
-    NotifyStore,
+    DueNotification, NewNotification, NotificationKind, NotificationRecord, NotificationState,
+    NotifyOutcome, NotifyStore, TlsPolicy, Transit,
 };
 
 const COLUMNS: &str = "id, message_id, sender, recipient, mail_id, state, attempts, \
-                       next_attempt_at, last_error, relay_answer, created_at, updated_at";
+                       next_attempt_at, last_error, relay_answer, created_at, updated_at, kind";
+
+fn kind_at(r: &rusqlite::Row, i: usize) -> rusqlite::Result<NotificationKind> {
+    let kind: String = r.get(i)?;
+    NotificationKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown notification kind {kind:?}").into(),
+        )
+    })
+}
 
 fn record_row(r: &rusqlite::Row) -> rusqlite::Result<NotificationRecord> {
     let state: String = r.get(5)?;
     Ok(NotificationRecord {
         id: r.get(0)?,
+        kind: kind_at(r, 12)?,
         message_id: r.get(1)?,
         sender: r.get(2)?,
         recipient: r.get(3)?,
@@ -92,8 +104,9 @@ pub(super) fn insert_notification(
     let id: i64 = c
         .prepare_cached(
             "INSERT INTO notifications (message_id, sender, recipient, mail_from, mail_id,
-                 mail, state, next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7) RETURNING id",
+                 mail, state, next_attempt_at, created_at, updated_at, kind, tls_policy,
+                 outer_headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7, ?8, ?9, ?10) RETURNING id",
         )?
         .query_row(
             params![
@@ -103,7 +116,10 @@ pub(super) fn insert_notification(
                 n.from,
                 n.mail_id,
                 n.mail,
-                now
+                now,
+                n.kind.as_str(),
+                n.tls.map(TlsPolicy::as_str),
+                n.transit.as_ref().map(|t| &t.outer_headers),
             ],
             |r| r.get(0),
         )?;
@@ -115,7 +131,10 @@ pub(super) fn insert_notification(
             &n.sender,
             &log_subject(&n.message_id, &n.mail_id),
         )
-        .with(json!({ "notification": id, "to": n.recipient, "mail_id": n.mail_id })),
+        .with(json!({
+            "notification": id, "to": n.recipient, "mail_id": n.mail_id, "kind": n.kind.as_str(),
+            "tls": n.tls.map(TlsPolicy::as_str),
+        })),
     )?;
     Ok(id)
 }
@@ -136,21 +155,40 @@ impl NotifyStore for SqliteStore {
         &self,
         now: Timestamp,
         limit: usize,
+        busy_domains: &[String],
     ) -> Result<Vec<DueNotification>> {
+        let busy = serde_json::to_string(busy_domains).expect("strings serialise");
         self.read(move |c| {
+            // Recipients are stored normalised (domain lowercase), so the domain after the
+            // last '@' compares as it is.
             let mut stmt = c.prepare_cached(
-                "SELECT id, recipient, mail_from, mail, attempts, created_at FROM notifications
+                "SELECT id, recipient, mail_from, mail, attempts, created_at, kind, tls_policy,
+                        outer_headers
+                 FROM notifications
                  WHERE state = 'queued' AND next_attempt_at <= ?1
+                   AND substr(recipient, instr(recipient, '@') + 1)
+                       NOT IN (SELECT value FROM json_each(?3))
                  ORDER BY next_attempt_at, id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now, limit as i64], |r| {
+            let rows = stmt.query_map(params![now, limit as i64, busy], |r| {
+                let kind = kind_at(r, 6)?;
+                let tls: Option<String> = r.get(7)?;
                 Ok(DueNotification {
                     id: r.get(0)?,
+                    kind,
                     recipient: r.get(1)?,
                     from: r.get(2)?,
                     mail: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
                     attempts: r.get(4)?,
                     created_at: r.get(5)?,
+                    tls: tls.as_deref().and_then(TlsPolicy::parse),
+                    transit: (kind == NotificationKind::Tls).then(|| Transit {
+                        outer_headers: r
+                            .get::<_, Option<Vec<u8>>>(8)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default(),
+                    }),
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -174,11 +212,12 @@ impl NotifyStore for SqliteStore {
         outcome: NotifyOutcome,
         now: Timestamp,
     ) -> Result<bool> {
-        self.write(move |c, chain| {
+        let ends = !matches!(outcome, NotifyOutcome::Retry { .. });
+        let recorded = self.write(move |c, chain| {
             let row = c
                 .prepare_cached(
-                    "SELECT message_id, recipient, mail_id, attempts, sender FROM notifications
-                     WHERE id = ?1 AND state = 'queued'",
+                    "SELECT message_id, recipient, mail_id, attempts, sender, kind
+                     FROM notifications WHERE id = ?1 AND state = 'queued'",
                 )?
                 .query_row([id], |r| {
                     Ok((
@@ -187,24 +226,32 @@ impl NotifyStore for SqliteStore {
                         r.get::<_, String>(2)?,
                         r.get::<_, u32>(3)?,
                         r.get::<_, String>(4)?,
+                        kind_at(r, 5)?,
                     ))
                 })
                 .optional()?;
-            let Some((message_id, recipient, mail_id, attempts, sender)) = row else {
-                return Ok(false);
+            let Some((message_id, recipient, mail_id, attempts, sender, kind)) = row else {
+                return Ok((false, false));
             };
             let attempts = attempts + 1;
             let subject = log_subject(&message_id, &mail_id);
             let event = match &outcome {
                 NotifyOutcome::Sent { answer } => {
                     c.prepare_cached(
-                        "UPDATE notifications SET state = 'sent', mail = NULL, attempts = ?2,
+                        "UPDATE notifications SET state = 'sent', mail = NULL, outer_headers = NULL,
+                             attempts = ?2,
                              last_error = NULL, relay_answer = ?3, updated_at = ?4
                          WHERE id = ?1",
                     )?
                     .execute(params![id, attempts, answer, now])?;
-                    if let Some(message_id) = &message_id {
-                        pickup_notified(c, chain, message_id, &recipient, None, now)?;
+                    match &message_id {
+                        Some(message_id) if kind.is_external() => {
+                            external_sent(c, chain, message_id, &recipient, Ok(answer), now)?;
+                        }
+                        Some(message_id) => {
+                            pickup_notified(c, chain, message_id, &recipient, None, now)?;
+                        }
+                        None => {}
                     }
                     LogEvent::new("notify.sent", "node", &subject).with(json!({
                         "notification": id, "to": recipient, "mail_id": mail_id,
@@ -225,14 +272,28 @@ impl NotifyStore for SqliteStore {
                 }
                 NotifyOutcome::Failed { reason } => {
                     c.prepare_cached(
-                        "UPDATE notifications SET state = 'failed', mail = NULL, attempts = ?2,
+                        "UPDATE notifications SET state = 'failed', mail = NULL, outer_headers = NULL,
+                             attempts = ?2,
                              last_error = ?3, updated_at = ?4
                          WHERE id = ?1",
                     )?
                     .execute(params![id, attempts, reason, now])?;
-                    if let Some(message_id) = &message_id {
-                        tell_sender(c, &sender, message_id, &recipient, reason, now)?;
-                        pickup_notified(c, chain, message_id, &recipient, Some(reason), now)?;
+                    match &message_id {
+                        Some(message_id) if kind.is_external() => {
+                            external_sent(c, chain, message_id, &recipient, Err(reason), now)?;
+                            notify_failure(
+                                c,
+                                message_id,
+                                std::slice::from_ref(&recipient),
+                                reason,
+                                now,
+                            )?;
+                        }
+                        Some(message_id) => {
+                            tell_sender(c, &sender, message_id, &recipient, reason, now)?;
+                            pickup_notified(c, chain, message_id, &recipient, Some(reason), now)?;
+                        }
+                        None => {}
                     }
                     LogEvent::new("notify.failed", "node", &subject).with(json!({
                         "notification": id, "to": recipient, "attempts": attempts,
@@ -241,9 +302,15 @@ impl NotifyStore for SqliteStore {
                 }
             };
             chain.append(c, now, &event)?;
-            Ok(true)
+            Ok((true, kind == NotificationKind::Tls))
         })
-        .await
+        .await?;
+        // An enforced-TLS copy was readable by the node: once it is gone from its row
+        // (secure_delete overwrote it), the WAL's older page versions go too.
+        if recorded == (true, true) && ends {
+            self.truncate_wal().await;
+        }
+        Ok(recorded.0)
     }
 
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>> {
@@ -288,12 +355,15 @@ mod tests {
 
     fn new(recipient: &str, message_id: Option<&str>) -> NewNotification {
         NewNotification {
+            kind: NotificationKind::Notify,
             message_id: message_id.map(str::to_owned),
             sender: "alice@a.test".into(),
             recipient: recipient.into(),
             from: "no-reply@a.test".into(),
             mail_id: format!("<n.{recipient}@a.test>"),
             mail: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            tls: None,
+            transit: None,
         }
     }
 
@@ -321,15 +391,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.next_notification_at().await.unwrap(), Some(100));
-        assert!(s.due_notifications(99, 10).await.unwrap().is_empty());
-        let due = s.due_notifications(101, 10).await.unwrap();
+        assert!(s.due_notifications(99, 10, &[]).await.unwrap().is_empty());
+        let due = s.due_notifications(101, 10, &[]).await.unwrap();
         assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [a, b]);
         assert_eq!(due[0].mail, b"Subject: x\r\n\r\nbody\r\n");
         assert_eq!(
             (due[0].from.as_str(), due[0].attempts, due[0].created_at),
             ("no-reply@a.test", 0, 100)
         );
-        assert_eq!(s.due_notifications(101, 1).await.unwrap().len(), 1);
+        assert_eq!(s.due_notifications(101, 1, &[]).await.unwrap().len(), 1);
 
         let retry = NotifyOutcome::Retry {
             at: 160,
@@ -345,7 +415,7 @@ mod tests {
         assert!(!s.record_notification(b, sent, 104).await.unwrap());
         assert_eq!(s.next_notification_at().await.unwrap(), Some(160));
         assert_eq!(
-            s.due_notifications(200, 10)
+            s.due_notifications(200, 10, &[])
                 .await
                 .unwrap()
                 .iter()
@@ -394,6 +464,32 @@ mod tests {
         );
         let report = s.verify_log().await.unwrap();
         assert_eq!((report.entries, report.first_broken), (4, None));
+    }
+
+    #[tokio::test]
+    async fn due_mail_leaves_out_the_domains_being_delivered_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        for r in ["a@slow.test", "b@ok.test", "c@slow.test", "d@other.test"] {
+            s.enqueue_notification(new(r, None), 10, 1).await.unwrap();
+        }
+        let due = |busy: &[&str]| {
+            let busy: Vec<String> = busy.iter().map(|b| (*b).to_owned()).collect();
+            let s = &s;
+            async move {
+                s.due_notifications(1, 10, &busy)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.recipient)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(due(&[]).await.len(), 4);
+        assert_eq!(due(&["slow.test"]).await, ["b@ok.test", "d@other.test"]);
+        assert_eq!(due(&["slow.test", "ok.test"]).await, ["d@other.test"]);
+        // A domain is compared whole, not as a suffix.
+        assert_eq!(due(&["test", "low.test"]).await.len(), 4);
     }
 
     #[tokio::test]

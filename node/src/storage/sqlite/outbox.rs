@@ -30,6 +30,22 @@ pub(super) fn set_delivery(
     Ok(())
 }
 
+/// Records a new recipient's first delivery state with how it is reached (`mode`, the wire's
+/// word: `remote`, `pickup`, `openpgp`, ...); later changes go through [`set_delivery`].
+pub(super) fn start_delivery(
+    c: &Connection,
+    message_id: &str,
+    address: &str,
+    mode: &str,
+    state: &str,
+    now: Timestamp,
+) -> Result<()> {
+    set_delivery(c, message_id, address, state, None, now)?;
+    c.prepare_cached("UPDATE deliveries SET mode = ?3 WHERE message_id = ?1 AND address = ?2")?
+        .execute(params![message_id, address, mode])?;
+    Ok(())
+}
+
 /// One outbox entry for `domain` left the outbox.
 pub(super) fn dequeued(c: &Connection, domain: &str) -> Result<()> {
     c.prepare_cached("UPDATE peers SET queued = MAX(queued - 1, 0) WHERE domain = ?1")?
@@ -125,7 +141,7 @@ pub(super) fn enqueue_remote(
             m.remote_expires_at
         ])?;
         for a in &route.addresses {
-            set_delivery(c, &m.id, a, "queued", None, now)?;
+            start_delivery(c, &m.id, a, "remote", "queued", now)?;
         }
         chain.append(
             c,
@@ -140,12 +156,15 @@ pub(super) fn enqueue_remote(
 /// Delivery states of the given messages, for mailbox listings.
 pub(super) fn deliveries_of(c: &Connection, message_id: &str) -> Result<Vec<DeliveryState>> {
     Ok(c.prepare_cached(
-        "SELECT address, state, reason, updated_at FROM deliveries WHERE message_id = ?1
+        "SELECT address, state, reason, updated_at, mode FROM deliveries WHERE message_id = ?1
              ORDER BY address",
     )?
     .query_map([message_id], |r| {
         Ok(DeliveryState {
             address: r.get(0)?,
+            mode: r
+                .get::<_, Option<String>>(4)?
+                .and_then(|m| sealpost_proto::DeliveryMode::parse(&m)),
             state: r.get(1)?,
             reason: r.get(2)?,
             updated_at: r.get(3)?,
@@ -195,5 +214,30 @@ pub(super) fn pickup_notified(
         c,
         now,
         &LogEvent::new(kind, "node", message_id).with(serde_json::json!({ "pickup": recipient })),
+    )
+}
+
+/// The mail carrying an external copy of `message_id` to `recipient` was accepted by the next
+/// hop (`Ok(answer)`) or given up (`Err(reason)`): the recipient's delivery state follows
+/// (`delivered` with the answer, `failed` with the reason), logged (called inside the
+/// notification's write).
+pub(super) fn external_sent(
+    c: &Connection,
+    chain: &mut Chain,
+    message_id: &str,
+    recipient: &str,
+    outcome: std::result::Result<&str, &str>,
+    now: Timestamp,
+) -> Result<()> {
+    let (state, said, kind) = match outcome {
+        Ok(answer) => ("delivered", answer, "external.delivered"),
+        Err(reason) => ("failed", reason, "external.failed"),
+    };
+    set_delivery(c, message_id, recipient, state, Some(said), now)?;
+    chain.append(
+        c,
+        now,
+        &LogEvent::new(kind, "node", message_id)
+            .with(serde_json::json!({ "to": recipient, "answer": said })),
     )
 }

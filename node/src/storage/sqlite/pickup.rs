@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::SqliteStore;
 use super::chain::Chain;
-use super::outbox::set_delivery;
+use super::outbox::{set_delivery, start_delivery};
 use super::rows::insert_part;
 use super::rows::{drop_message_if_unreferenced, parse_sha};
 use crate::storage::accounts::Enrolment;
@@ -188,7 +188,7 @@ pub(super) fn insert_pickups(
                 }
             }
         }
-        set_delivery(c, &m.id, &p.address, "pickup", None, now)?;
+        start_delivery(c, &m.id, &p.address, "pickup", "pickup", now)?;
         chain.append(
             c,
             now,

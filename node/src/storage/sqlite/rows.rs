@@ -88,6 +88,7 @@ pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<V
              (SELECT id FROM pickups WHERE message_id = ?1)",
         "DELETE FROM pickups WHERE message_id = ?1",
         "DELETE FROM deliveries WHERE message_id = ?1",
+        "DELETE FROM external_copies WHERE message_id = ?1",
         "DELETE FROM messages WHERE id = ?1",
     ] {
         c.prepare_cached(table)?.execute([id])?;

@@ -380,6 +380,65 @@ CREATE TABLE pickup_uploads (
 -- outside address, enrolled from an unlocked pickup; its key carries no CA certification).
 ALTER TABLE accounts ADD COLUMN kind TEXT NOT NULL DEFAULT 'user';
 "#,
+    r#"
+-- Outside keys (docs/mail.md): OpenPGP and X.509 certificates of outside addresses imported
+-- by a user (owner: their account) or by an administrator (owner NULL: for every user).
+-- fingerprint: the OpenPGP fingerprint or the X.509 certificate's SHA-256 (hex, lower case).
+CREATE TABLE outside_keys (
+    id INTEGER PRIMARY KEY,
+    owner INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('openpgp', 'x509')),
+    fingerprint TEXT NOT NULL,
+    material TEXT NOT NULL,
+    imported_at INTEGER NOT NULL
+);
+-- One row per owner and key (NULL owners compare equal through IFNULL).
+CREATE UNIQUE INDEX outside_keys_owner_fpr ON outside_keys (IFNULL(owner, 0), fingerprint);
+-- The addresses each key carries, normalised, for look-ups by address.
+CREATE TABLE outside_key_addresses (
+    key_id INTEGER NOT NULL REFERENCES outside_keys(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    PRIMARY KEY (address, key_id)
+) WITHOUT ROWID;
+CREATE INDEX outside_key_addresses_key ON outside_key_addresses (key_id);
+"#,
+    r#"
+-- Delivery modes (docs/mail.md). The outbound queue holds every mail the node sends: kind
+-- 'notify' (a notification mail), 'openpgp', 'smime' or 'tls' (an external copy's mail).
+ALTER TABLE notifications ADD COLUMN kind TEXT NOT NULL DEFAULT 'notify';
+-- How each recipient in deliveries is reached ('remote', 'pickup', 'openpgp', ...); NULL for
+-- rows recorded before modes were.
+ALTER TABLE deliveries ADD COLUMN mode TEXT;
+-- The external copy made by the sender for each outside recipient reached by mail, as the
+-- signed envelope names it (mode, SHA-256, size): kept with the message, deleted with it.
+CREATE TABLE external_copies (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    address TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    sha256 BLOB NOT NULL,
+    copy BLOB NOT NULL,
+    PRIMARY KEY (message_id, address)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- Mail that came in over SMTP (docs/mail.md "SMTP in"): how it arrived (JSON: encrypted,
+-- tls, spf, dkim, dmarc, mail_from) and the message of ours it answers. Such a message has
+-- no signed envelope (empty envelope and signature) and one part, an OpenPGP message to its
+-- one recipient.
+ALTER TABLE messages ADD COLUMN arrival TEXT;
+ALTER TABLE messages ADD COLUMN in_reply_to TEXT;
+"#,
+    r#"
+-- The outbound queue's transport (docs/mail.md, "SMTP out"). tls_policy: NULL (opportunistic
+-- STARTTLS) or how the recipient's mail server must authenticate ('mta-sts', 'dane',
+-- 'pinned'); never sent in plain then. kind 'tls': `mail` is an OpenPGP message to the node's
+-- transit key (an enforced-TLS copy), decrypted only in memory at send time, and
+-- outer_headers the outer header block the node wrote (From, To, Date, Message-ID), to which
+-- the entity's Subject and content headers are added then. It goes with `mail` once sent or
+-- failed (secure_delete overwrites them).
+ALTER TABLE notifications ADD COLUMN tls_policy TEXT;
+ALTER TABLE notifications ADD COLUMN outer_headers BLOB;
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {

@@ -1,0 +1,98 @@
+//! A throw-away DNS for the tests of direct delivery: Debian's `unbound` on a free loopback
+//! port, answering for the `test.` zone from the records it is given (`local-data`) and
+//! NXDOMAIN for every other name under `test.`; it asks no one else.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::smtp::free_port;
+
+/// A running unbound, until dropped.
+pub struct Unbound {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl Unbound {
+    /// Starts unbound serving `records` (zone-file lines such as `tls.test. 300 IN MX 10
+    /// mx.tls.test.`). Needs Debian's `unbound`.
+    pub async fn start(records: &[&str]) -> anyhow::Result<Unbound> {
+        if !Path::new("/usr/sbin/unbound").exists() {
+            bail!("Debian's unbound is missing: apt-get install -y unbound (.ci/run installs it)");
+        }
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let mut conf = format!(
+            "server:
+  interface: 127.0.0.1
+  port: {port}
+  do-ip6: no
+  do-daemonize: no
+  use-syslog: no
+  logfile: \"{dir}/unbound.log\"
+  verbosity: 0
+  chroot: \"\"
+  username: \"\"
+  directory: \"{dir}\"
+  pidfile: \"\"
+  access-control: 127.0.0.0/8 allow
+  module-config: \"iterator\"
+  do-not-query-localhost: no
+  local-zone: \"test.\" static
+",
+            dir = dir.path().display()
+        );
+        for r in records {
+            if r.contains('"') {
+                // TXT data is written with single quotes around the record.
+                conf.push_str(&format!("  local-data: '{r}'\n"));
+            } else {
+                conf.push_str(&format!("  local-data: \"{r}\"\n"));
+            }
+        }
+        conf.push_str("remote-control:\n  control-enable: no\n");
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, conf)?;
+        let check = std::process::Command::new("/usr/sbin/unbound-checkconf")
+            .arg(&path)
+            .output()?;
+        if !check.status.success() {
+            bail!(
+                "unbound-checkconf: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+        let child = tokio::process::Command::new("/usr/sbin/unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting unbound")?;
+        // Ready when it takes a TCP connection (it serves TCP and UDP on the same port).
+        sealpost_testkit::wait_for(Duration::from_secs(20), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await
+        .with_context(|| format!("unbound did not listen on {port} within 20 s"))?;
+        Ok(Unbound {
+            port,
+            _dir: dir,
+            _child: child,
+        })
+    }
+
+    /// The address to give as `[relay] resolver`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

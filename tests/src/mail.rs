@@ -1,0 +1,229 @@
+//! Outside mail recipients (docs/mail.md): an administrator's import of an outside key, and
+//! hostile submissions made as a client would, with one thing changed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mail_parser::MimeHeaders;
+use sealpost_client::{Outgoing, Session, crypto};
+use sealpost_proto::{
+    Envelope, EnvelopePart, ExternalCopy, Folder, Head, MailboxItem, SubmitRequest, SubmitResponse,
+};
+use sequoia_openpgp::policy::StandardPolicy;
+use sha2::{Digest, Sha256};
+
+use crate::smtp::Postfix;
+use crate::{TestNode, wait_for};
+
+static POLICY: StandardPolicy<'static> = StandardPolicy::new();
+
+/// An administrator of the node (enrolled here) imports an outside key for everyone (`POST
+/// /admin/outside-keys`): an armored OpenPGP certificate or a PEM X.509 certificate.
+pub async fn import_by_admin(node: &TestNode, key: &str) {
+    let admin = node
+        .enrolled(
+            "admin@alpha.test",
+            "the administrator's password",
+            sealpost_proto::KdfParams::MIN,
+            true,
+        )
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/admin/outside-keys", node.url))
+        .bearer_auth(admin.token())
+        .json(&serde_json::json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+}
+
+/// Submits a message from `alice` to `to` as her client would (the external copies her client
+/// makes, each named in the envelope in the mode the envelope answer gives), after `edit`
+/// changes the envelope or the copies: the error code, or `None` if it was accepted.
+pub async fn attempt(
+    node: &TestNode,
+    alice: &Session,
+    to: &[&str],
+    edit: impl FnOnce(&mut Envelope, &mut BTreeMap<String, Vec<u8>>),
+) -> Option<String> {
+    let to: Vec<String> = to.iter().map(|a| (*a).to_owned()).collect();
+    let (answer, mut certs) = alice.envelope(&to).await.unwrap();
+    let head = Head {
+        v: 1,
+        message_id: answer.message_id.clone(),
+        from: alice.address().to_owned(),
+        to: to.clone(),
+        subject: "hostile".into(),
+        body: "hostile".into(),
+        attachments: vec![],
+        sent_at: sealpost_proto::now(),
+    };
+    let me = alice.unlocked_cert();
+    certs.push(me.clone());
+    let mut sealed = Vec::new();
+    crypto::seal(
+        &certs,
+        me,
+        &POLICY,
+        SystemTime::now(),
+        &mut serde_json::to_vec(&head).unwrap().as_slice(),
+        &mut sealed,
+    )
+    .unwrap();
+    let mut copies: BTreeMap<String, Vec<u8>> = alice
+        .external_copies(&answer, &head, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(address, _, copy)| (address, copy))
+        .collect();
+    let mut env = Envelope {
+        v: 1,
+        message_id: answer.message_id.clone(),
+        from: alice.address().to_owned(),
+        to,
+        created_at: sealpost_proto::now(),
+        parts: vec![EnvelopePart {
+            sha256: hex::encode(Sha256::digest(&sealed)),
+            size: sealed.len() as u64,
+        }],
+        pickup: Default::default(),
+        external: copies
+            .iter()
+            .map(|(a, c)| {
+                let mode = answer.mode_of(a).expect("a copy for a recipient");
+                (a.clone(), ExternalCopy::of(mode, c))
+            })
+            .collect(),
+    };
+    edit(&mut env, &mut copies);
+    let text = serde_json::to_string(&env).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/messages", node.url))
+        .bearer_auth(alice.token())
+        .json(&SubmitRequest {
+            signature: crypto::sign_detached(me, &POLICY, text.as_bytes()).unwrap(),
+            envelope: text,
+            inline_parts: [(0, STANDARD.encode(&sealed))].into(),
+            pickups: vec![],
+            pickup_continuations: vec![],
+            external_copies: copies
+                .into_iter()
+                .map(|(a, c)| (a, STANDARD.encode(c)))
+                .collect(),
+        })
+        .send()
+        .await
+        .unwrap();
+    if r.status().is_success() {
+        return None;
+    }
+    let body: serde_json::Value = r.json().await.unwrap();
+    Some(body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The subject of [`send_figures`]' message: only ever inside the encrypted copy.
+pub const FIGURES_SUBJECT: &str = "Quarterly figures (confidential)";
+
+/// Each recipient's (address, mode, state) in a submission's answer, in its order.
+pub fn recipient_states(
+    resp: &SubmitResponse,
+) -> Vec<(&str, Option<sealpost_proto::DeliveryMode>, &str)> {
+    resp.recipients
+        .iter()
+        .map(|r| (r.address.as_str(), r.mode, r.state.as_str()))
+        .collect()
+}
+
+/// alice sends `to` the quarterly figures (a text and `figures.csv`) as her client does
+/// ([`Session::send_all`]), with attachments from `work`.
+pub async fn send_figures(alice: &Session, to: &[String], work: &Path) -> SubmitResponse {
+    let attachment = work.join("figures.csv");
+    std::fs::write(&attachment, "quarter,revenue\nQ3,1200\n").unwrap();
+    let (resp, _) = alice
+        .send_all(
+            &Outgoing {
+                to: to.to_vec(),
+                subject: FIGURES_SUBJECT.into(),
+                body: "Dear reader,\nthe figures are attached.\nAlice".into(),
+                attachments: vec![attachment],
+                pickup_kdf: None,
+            },
+            work,
+        )
+        .await
+        .unwrap();
+    resp
+}
+
+/// What the recipient's mail program shows of the decrypted inner entity of
+/// [`send_figures`]' message: the real subject (protected headers), the body, the attachment.
+pub fn assert_figures_entity(decrypted: &[u8]) {
+    let inner = mail_parser::MessageParser::default()
+        .parse(decrypted)
+        .unwrap();
+    assert_eq!(inner.subject(), Some(FIGURES_SUBJECT));
+    assert_eq!(
+        inner
+            .content_type()
+            .and_then(|c| c.attribute("protected-headers")),
+        Some("v1")
+    );
+    assert!(
+        inner
+            .body_text(0)
+            .unwrap()
+            .contains("the figures are attached")
+    );
+    let att = inner.attachment(0).expect("the attachment");
+    assert_eq!(att.attachment_name(), Some("figures.csv"));
+    assert_eq!(att.contents(), b"quarter,revenue\nQ3,1200\n");
+}
+
+/// The one mail Postfix delivered into `address`'s Maildir (waited for): its file and bytes,
+/// checked to carry the outer headers of message `message_id` from alpha.test (`Subject:
+/// ...`, the real subject nowhere in it).
+pub async fn delivered_outer(
+    postfix: &Postfix,
+    address: &str,
+    message_id: &str,
+) -> (PathBuf, Vec<u8>) {
+    let files = wait_for(Duration::from_secs(30), async || {
+        let f = postfix.delivered(address);
+        (!f.is_empty()).then_some(f)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", postfix.log()));
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read(&files[0]).unwrap();
+    let outer = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(outer.subject(), Some("..."));
+    assert_eq!(
+        outer.message_id(),
+        Some(format!("{message_id}@alpha.test").as_str())
+    );
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("Quarterly"),
+        "the subject travels only encrypted"
+    );
+    (files[0].clone(), raw)
+}
+
+/// alice's newest sent item once no recipient is `queued` any more.
+pub async fn settled_sent_item(alice: &Session) -> MailboxItem {
+    wait_for(Duration::from_secs(20), async || {
+        let sent = alice.mailbox(Folder::Sent).await.unwrap();
+        let item = sent.into_iter().next()?;
+        item.delivery
+            .iter()
+            .all(|d| d.state != "queued")
+            .then_some(item)
+    })
+    .await
+    .unwrap()
+}

@@ -1,0 +1,307 @@
+//! OpenPGP mail end to end (docs/mail.md): alice@alpha.test writes one message to
+//! bob@alpha.test (a user of her node) and dora@pgp.test (outside, with an OpenPGP key the
+//! node finds in pgp.test's Web Key Directory). Her client seals the external copy for dora; the node checks it, wraps it in
+//! RFC 3156 PGP/MIME and hands it to a real Postfix, which delivers it into dora's Maildir;
+//! GnuPG 2.2 decrypts it as a mail program would and verifies alice's signature; the real
+//! subject is only inside. Hostile submissions get typed errors and store nothing.
+
+use std::time::SystemTime;
+
+use mail_parser::MimeHeaders;
+use sealpost_client::crypto;
+use sealpost_proto::{DeliveryMode, ExternalCopy, Folder, KeySource};
+use sealpost_tests::TestNode;
+use sealpost_tests::gpg::Gpg;
+use sealpost_tests::https::{Answer, HttpsServer, TestCa, Usage};
+use sealpost_tests::mail::{
+    FIGURES_SUBJECT, assert_figures_entity, attempt, delivered_outer, import_by_admin,
+    recipient_states, send_figures, settled_sent_item,
+};
+use sealpost_tests::smtp::{Postfix, free_port, relay_at};
+use sequoia_openpgp::policy::StandardPolicy;
+
+static POLICY: StandardPolicy<'static> = StandardPolicy::new();
+
+/// A GnuPG home holding dora's key (ed25519/cv25519, as gpg 2.2 makes by `future-default`);
+/// her public key armored, and its fingerprint.
+fn dora() -> (Gpg, String, String) {
+    let gpg = Gpg::new();
+    let (armored, fpr) = new_key(&gpg, "dora@pgp.test");
+    (gpg, armored, fpr)
+}
+
+/// A new key in `gpg` for `address`: armored, and its fingerprint.
+fn new_key(gpg: &Gpg, address: &str) -> (String, String) {
+    let uid = format!("<{address}>");
+    let out = gpg.gpg(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &uid,
+            "future-default",
+            "default",
+            "never",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gpg.gpg(&["--with-colons", "--list-keys", &uid], "");
+    let colons = String::from_utf8(out.stdout).unwrap();
+    let fpr = colons
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap()
+        .to_owned();
+    let out = gpg.gpg(&["--armor", "--export", &fpr], "");
+    (String::from_utf8(out.stdout).unwrap(), fpr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_reaches_a_local_user_and_an_outside_address_by_openpgp_mail() {
+    let postfix = Postfix::start(&["dora@pgp.test"]).await.unwrap();
+    // pgp.test's Web Key Directory (advanced method): HTTPS on loopback with a certificate
+    // from a CA made for the test, which the node trusts.
+    let (gpg, _, dora_fpr) = dora();
+    let dir = tempfile::tempdir().unwrap();
+    let web_ca = TestCa::new("Test Web CA").unwrap();
+    let ca_file = web_ca.write_pem(&dir.path().join("web-ca.pem")).unwrap();
+    let hosts = ["openpgpkey.pgp.test", "pgp.test"];
+    let wkd = HttpsServer::start(&web_ca.issue(Usage::Server(&hosts)).unwrap())
+        .await
+        .unwrap();
+    // erin@pgp.test publishes a key too, but Postfix has no mailbox for her.
+    let (_, erin_fpr) = new_key(&gpg, "erin@pgp.test");
+    for (local, fpr) in [("dora", &dora_fpr), ("erin", &erin_fpr)] {
+        wkd.route(
+            &format!(
+                "openpgpkey.pgp.test/.well-known/openpgpkey/pgp.test/hu/{}?l={local}",
+                sealpost_directory::wkd_hash(local)
+            ),
+            Answer::Body(gpg.gpg(&["--export", fpr], "").stdout),
+        );
+    }
+    let (port, addr) = (postfix.port, wkd.addr);
+    let node = TestNode::spawn_with("alpha.test", move |c| {
+        relay_at(port)(c);
+        c.delivery.wkd_ca_file = ca_file.display().to_string();
+        for h in hosts {
+            c.delivery.resolve.insert(h.to_owned(), addr);
+        }
+    })
+    .await
+    .unwrap();
+    let alice = node.person("alice").await;
+    let bob = node.person("bob").await;
+
+    // The envelope answer: dora by OpenPGP mail, and why.
+    let to = vec![
+        "bob@alpha.test".to_owned(),
+        "dora@pgp.test".to_owned(),
+        "erin@pgp.test".to_owned(),
+    ];
+    let (answer, _) = alice.envelope(&to).await.unwrap();
+    let d = &answer.recipients[1];
+    assert_eq!(d.mode, DeliveryMode::Openpgp);
+    assert_eq!(d.key_source, Some(KeySource::Wkd));
+    assert!(d.fingerprint.eq_ignore_ascii_case(&dora_fpr));
+    assert!(
+        d.why
+            .contains("dora@pgp.test publishes an OpenPGP key in pgp.test's Web Key Directory"),
+        "{}",
+        d.why
+    );
+    assert!(!d.sees_content);
+    assert_eq!(answer.recipients[0].mode, DeliveryMode::Local);
+
+    let work = tempfile::tempdir().unwrap();
+    let resp = send_figures(&alice, &to, work.path()).await;
+    let states = recipient_states(&resp);
+    assert_eq!(
+        states,
+        [
+            ("bob@alpha.test", None, "delivered"),
+            ("dora@pgp.test", Some(DeliveryMode::Openpgp), "queued"),
+            ("erin@pgp.test", Some(DeliveryMode::Openpgp), "queued"),
+        ]
+    );
+
+    // Postfix delivered it into dora's Maildir.
+    let (_, raw) = delivered_outer(&postfix, "dora@pgp.test", &resp.message_id).await;
+    let outer = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let ct = outer.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("encrypted")));
+    assert_eq!(ct.attribute("protocol"), Some("application/pgp-encrypted"));
+    // As a mail program does: the application/octet-stream part is the OpenPGP message.
+    let armored = outer
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.ctype() == "application" && c.subtype() == Some("octet-stream"))
+        })
+        .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
+        .expect("an application/octet-stream part");
+    assert!(armored.starts_with("-----BEGIN PGP MESSAGE-----"));
+
+    // GnuPG 2.2 decrypts it with dora's key and verifies alice's signature.
+    let alice_cert = alice.unlocked_cert().clone().strip_secret_key_material();
+    let alice_armored = crypto::cert_to_armored(&alice_cert).unwrap();
+    let out = gpg.gpg(&["--import"], &alice_armored);
+    assert!(out.status.success());
+    let out = gpg.gpg(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--status-fd",
+            "2",
+            "--decrypt",
+        ],
+        &armored,
+    );
+    let status = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{status}");
+    let alice_fpr = alice_cert.fingerprint().to_hex();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("[GNUPG:] VALIDSIG") && l.contains(&alice_fpr)),
+        "{status}"
+    );
+    assert!(status.contains("[GNUPG:] DECRYPTION_OKAY"), "{status}");
+    // The inner entity: the real subject (protected headers), the body, the attachment.
+    assert_figures_entity(&out.stdout);
+
+    // bob reads it in Sealpost.
+    let inbox = bob.mailbox(Folder::Inbox).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let read = bob.read(&resp.message_id, None, work.path()).await.unwrap();
+    assert_eq!(read.subject, FIGURES_SUBJECT);
+    assert_eq!(read.attachments.len(), 1);
+
+    // alice's sent item: dora by openpgp, delivered, with Postfix's answer.
+    let item = settled_sent_item(&alice).await;
+    let d = &item.delivery[0];
+    let e = &item.delivery[1];
+    // erin's mail was refused by the relay: failed, with its words, and alice is told.
+    assert_eq!(
+        (e.address.as_str(), e.mode, e.state.as_str()),
+        ("erin@pgp.test", Some(DeliveryMode::Openpgp), "failed")
+    );
+    assert!(
+        e.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("550 5.1.1 <erin@pgp.test>: Recipient address rejected"),
+        "{e:?}"
+    );
+    let notices = alice
+        .mailbox_with_notices(Folder::Inbox)
+        .await
+        .unwrap()
+        .notices;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.text.contains("was not delivered to erin@pgp.test")),
+        "{notices:?}"
+    );
+    assert_eq!(
+        (d.address.as_str(), d.mode, d.state.as_str()),
+        ("dora@pgp.test", Some(DeliveryMode::Openpgp), "delivered")
+    );
+    assert!(
+        d.reason.as_deref().unwrap_or("").starts_with("250 "),
+        "{d:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_copies_that_are_not_what_the_envelope_and_policy_say_are_refused() {
+    // A relay that is never reached: nothing may be queued.
+    let node = TestNode::spawn_with("alpha.test", relay_at(free_port()))
+        .await
+        .unwrap();
+    let alice = node.person("alice").await;
+    let _bob = node.person("bob").await;
+    let (_gpg, dora_key, _) = dora();
+    import_by_admin(&node, &dora_key).await;
+    let stored = || {
+        (
+            node.count("SELECT COUNT(*) FROM messages"),
+            node.count("SELECT COUNT(*) FROM notifications"),
+            node.count("SELECT COUNT(*) FROM external_copies"),
+        )
+    };
+    let dora = "dora@pgp.test".to_owned();
+
+    // A copy encrypted to alice alone, not to dora's key.
+    let me = alice.unlocked_cert().clone();
+    let code = attempt(&node, &alice, &["dora@pgp.test"], |env, copies| {
+        let mut copy = Vec::new();
+        crypto::seal(
+            std::slice::from_ref(&me),
+            &me,
+            &POLICY,
+            SystemTime::now(),
+            &mut &b"Subject: x\r\n\r\nx"[..],
+            &mut copy,
+        )
+        .unwrap();
+        env.external
+            .insert(dora.clone(), ExternalCopy::of(DeliveryMode::Openpgp, &copy));
+        copies.insert(dora.clone(), copy);
+    })
+    .await;
+    assert_eq!(code.as_deref(), Some("external_copy_not_encrypted"));
+
+    // A copy whose bytes are not those the signed envelope names.
+    let code = attempt(&node, &alice, &["dora@pgp.test"], |_, copies| {
+        copies.get_mut(&dora).unwrap().push(0);
+    })
+    .await;
+    assert_eq!(code.as_deref(), Some("external_copy_mismatch"));
+
+    // A mode the policy would not give dora (she has an OpenPGP key, no certificate).
+    let code = attempt(&node, &alice, &["dora@pgp.test"], |env, _| {
+        env.external.get_mut(&dora).unwrap().mode = DeliveryMode::Smime;
+    })
+    .await;
+    assert_eq!(code.as_deref(), Some("external_mode_mismatch"));
+    // ... nor one with no external copy at all.
+    let code = attempt(&node, &alice, &["dora@pgp.test"], |env, copies| {
+        env.external.clear();
+        copies.clear();
+    })
+    .await;
+    assert_eq!(code.as_deref(), Some("external_mode_mismatch"));
+
+    // An external copy for bob, a user of this node.
+    let code = attempt(&node, &alice, &["bob@alpha.test"], |env, copies| {
+        let copy = b"\xc1not a copy".to_vec();
+        env.external.insert(
+            "bob@alpha.test".into(),
+            ExternalCopy::of(DeliveryMode::Openpgp, &copy),
+        );
+        copies.insert("bob@alpha.test".into(), copy);
+    })
+    .await;
+    assert_eq!(code.as_deref(), Some("external_copy_not_allowed"));
+
+    assert_eq!(stored(), (0, 0, 0), "nothing is stored");
+    // The same message as the client makes it is accepted.
+    assert_eq!(
+        attempt(&node, &alice, &["dora@pgp.test"], |_, _| {}).await,
+        None
+    );
+    assert_eq!(stored(), (1, 1, 1));
+}
