@@ -65,6 +65,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub smtp_in: SmtpInConfig,
+    pub submission: SubmissionConfig,
 }
 
 /// How outside recipients are reached (docs/mail.md, "Policy"): the order of the delivery
@@ -202,6 +203,97 @@ impl Default for SmtpInConfig {
             max_errors: 10,
             resolver: String::new(),
         }
+    }
+}
+
+/// The submission gateway (node/src/smtp_in/, docs/mail.md "Submission gateway"): users'
+/// ordinary mail programs send through the node, authenticated by app passwords, and the node
+/// seals each message per recipient. The node sees the content at submission: off unless the
+/// organisation decides so.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmissionConfig {
+    /// Whether users may create app passwords and the node listens for submission.
+    pub enabled: bool,
+    /// Address to listen on (587 with STARTTLS, 465 with `implicit_tls`). Port 0: a free port.
+    pub listen: SocketAddr,
+    /// TLS from the first byte (port 465, RFC 8314) instead of STARTTLS.
+    pub implicit_tls: bool,
+    /// The name given in the greeting and shown to users for their mail program. Empty: the
+    /// domain.
+    pub hostname: String,
+    /// PEM certificate (chain) and key files. Required when enabled: AUTH is offered only
+    /// over TLS.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Largest mail in bytes; larger ones are refused with 552 while they stream in.
+    pub max_message_bytes: u64,
+    /// Most recipients of one mail; further RCPTs are answered 452.
+    pub max_recipients: usize,
+    /// Connections served at once, and from one client address (IPv6: one /64).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// New connections one client address may open per minute.
+    pub connections_per_ip_per_minute: u32,
+    /// Seconds to wait for each command, and for more of a mail's data.
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    /// Bad commands (a failed AUTH included) one connection may send before it is closed.
+    pub max_errors: u32,
+    /// App passwords one user may hold at once.
+    pub max_app_passwords: u32,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 587)),
+            implicit_tls: false,
+            hostname: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 256,
+            max_connections_per_ip: 8,
+            connections_per_ip_per_minute: 60,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            max_errors: 5,
+            max_app_passwords: 20,
+        }
+    }
+}
+
+impl SubmissionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("submission.{m}")));
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return bad("tls_cert and tls_key must be set together");
+        }
+        if self.enabled && self.tls_cert.is_empty() {
+            return bad("tls_cert and tls_key are required when enabled: AUTH is offered only over TLS");
+        }
+        if !self.hostname.is_empty() && !is_valid_host(&self.hostname) {
+            return bad("hostname must be a host name");
+        }
+        if self.max_message_bytes == 0 || self.max_recipients == 0 {
+            return bad("max_message_bytes and max_recipients must be at least 1");
+        }
+        if self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.connections_per_ip_per_minute == 0
+            || self.max_errors == 0
+        {
+            return bad(
+                "max_connections, max_connections_per_ip, connections_per_ip_per_minute and max_errors must be at least 1",
+            );
+        }
+        if !(1..=1000).contains(&self.max_app_passwords) {
+            return bad("max_app_passwords must be 1 to 1000");
+        }
+        Ok(())
     }
 }
 
@@ -904,6 +996,7 @@ impl Config {
             pickup: PickupConfig::default(),
             delivery: DeliveryConfig::default(),
             smtp_in: SmtpInConfig::default(),
+            submission: SubmissionConfig::default(),
         }
     }
 
@@ -1096,6 +1189,7 @@ impl Config {
         }
         self.relay.validate()?;
         self.smtp_in.validate()?;
+        self.submission.validate()?;
         // Enforced TLS is checked end to end with the recipient's server: only when the node
         // delivers itself, never through a relay.
         if let Some(p) = self.delivery.pins.iter().find(|p| p.tls.is_some())
