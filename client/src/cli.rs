@@ -389,13 +389,22 @@ fn print_mail(m: &crate::ReadMail, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let a = &m.arrival;
-    println!(
-        "From:    {} (by mail; not signed by a Sealpost user)",
-        m.from
-    );
+    if a.submitted {
+        println!(
+            "From:    {} (sent from a mail program through your organisation's gateway: its node saw the content; not signed by the sender)",
+            m.from
+        );
+    } else {
+        println!(
+            "From:    {} (by mail; not signed by a Sealpost user)",
+            m.from
+        );
+    }
     println!("To:      {}", m.to.join(", "));
     println!("Subject: {}", m.subject);
-    if a.encrypted {
+    if a.submitted {
+        println!("Sealed:  by the node, for each recipient");
+    } else if a.encrypted {
         println!("Arrived: encrypted by the sender (OpenPGP)");
     } else {
         println!("Arrived: unencrypted (encrypted to you by your node on arrival)");
@@ -651,6 +660,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             for i in items {
                 let subject = if i.via.as_deref() == Some("smtp") {
                     match s.open_mail(&i.message_id, &work).await {
+                        Ok((m, _)) if m.arrival.submitted => {
+                            format!("{} [sent from a mail program]", m.subject)
+                        }
                         Ok((m, _)) if !m.arrival.encrypted => {
                             format!("{} [arrived unencrypted]", m.subject)
                         }
@@ -677,11 +689,15 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 std::fs::create_dir_all(d)?;
             }
             let s = login(&args, &dir).await?;
-            if s.mailbox(Folder::Inbox)
-                .await?
-                .iter()
-                .any(|i| &i.message_id == id && i.via.as_deref() == Some("smtp"))
-            {
+            let mut by_mail = false;
+            for folder in [Folder::Inbox, Folder::Sent] {
+                by_mail |= s
+                    .mailbox(folder)
+                    .await?
+                    .iter()
+                    .any(|i| &i.message_id == id && i.via.as_deref() == Some("smtp"));
+            }
+            if by_mail {
                 let m = s.read_mail(id, &work).await;
                 s.logout().await?;
                 return print_mail(&m?, *json);

@@ -155,10 +155,22 @@ impl Node {
         let _ = self.state.bound.set(listener.local_addr()?);
         // The SMTP door, if enabled, bound before the node says it is up.
         let smtp_in = if self.config.smtp_in.enabled {
-            let smtp = crate::smtp_in::bind(&self.config.smtp_in).await?;
+            let smtp = crate::smtp_in::bind(self.config.smtp_in.listen, "smtp_in.listen").await?;
             let _ = self.state.context.smtp_bound.set(smtp.local_addr()?);
             tracing::info!(addr = %smtp.local_addr()?, "smtp_in listening");
             Some(crate::smtp_in::start(self.state.context.clone(), smtp)?)
+        } else {
+            None
+        };
+        let submission = if self.config.submission.enabled {
+            let listen = self.config.submission.listen;
+            let door = crate::smtp_in::bind(listen, "submission.listen").await?;
+            let _ = self.state.context.submission_bound.set(door.local_addr()?);
+            tracing::info!(addr = %door.local_addr()?, "submission listening");
+            Some(crate::smtp_in::start_submission(
+                self.state.context.clone(),
+                door,
+            )?)
         } else {
             None
         };
@@ -220,6 +232,9 @@ impl Node {
             driver.stop().await;
         }
         if let Some(driver) = smtp_in {
+            driver.stop().await;
+        }
+        if let Some(driver) = submission {
             driver.stop().await;
         }
         if let Some((handle, background)) = federation {

@@ -584,6 +584,11 @@ pub struct Arrival {
     pub dmarc: String,
     /// The envelope sender (`MAIL FROM`), empty for a bounce.
     pub mail_from: String,
+    /// It came through this node's submission gateway (docs/mail.md): the sender, a user of
+    /// this node, sent it from a mail program authenticated by an app password, and the node
+    /// sealed it (it saw the content; no signature of the sender's own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub submitted: bool,
 }
 
 /// A recipient's delivery state, as the sender sees it.

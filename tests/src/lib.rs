@@ -32,6 +32,8 @@ pub struct TestNode {
     pub notifier: sealpost::notify::Notifier,
     /// The SMTP door's address, when `[smtp_in]` is enabled.
     pub smtp: Option<std::net::SocketAddr>,
+    /// The submission gateway's address, when `[submission]` is enabled.
+    pub submission: Option<std::net::SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -52,7 +54,7 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
-        let (url, store, notifier, smtp, stop, task) = launch(&data, &config).await?;
+        let (url, store, notifier, (smtp, submission), stop, task) = launch(&data, &config).await?;
         Ok(TestNode {
             dir,
             url,
@@ -60,6 +62,7 @@ impl TestNode {
             store,
             notifier,
             smtp,
+            submission,
             stop: Some(stop),
             task: Some(task),
         })
@@ -68,9 +71,11 @@ impl TestNode {
     /// Serves the node's data directory again after [`TestNode::stop`]: a new HTTP port, the
     /// same federation address.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let (url, store, notifier, smtp, stop, task) = launch(&self.data(), &self.config).await?;
+        let (url, store, notifier, (smtp, submission), stop, task) =
+            launch(&self.data(), &self.config).await?;
         self.url = url;
         self.smtp = smtp;
+        self.submission = submission;
         self.store = store;
         self.notifier = notifier;
         self.stop = Some(stop);
@@ -261,7 +266,7 @@ type Launched = (
     String,
     Arc<SqliteStore>,
     sealpost::notify::Notifier,
-    Option<std::net::SocketAddr>,
+    (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 );
@@ -285,11 +290,12 @@ async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
     ));
     let addr = addr_rx.await.context("node did not start")?;
     let smtp = context.smtp_bound.get().copied();
+    let submission = context.submission_bound.get().copied();
     Ok((
         format!("http://{addr}"),
         store,
         notifier,
-        smtp,
+        (smtp, submission),
         stop_tx,
         task,
     ))

@@ -8,7 +8,8 @@
 //!   [`unwrap_secret_key`]),
 //! * streaming sign+encrypt / decrypt+verify of messages ([`seal`], [`open`]),
 //! * detached signatures over request envelopes ([`sign_detached`]),
-//! * S/MIME encryption to an outside recipient's X.509 certificate ([`smime::encrypt`]).
+//! * S/MIME encryption to an outside recipient's X.509 certificate (`smime::encrypt`, proto's:
+//!   it needs no secret, and the node's submission gateway makes S/MIME copies too).
 //!
 //! What both sides check (certificates, detached signatures, a ciphertext's recipients, KDF
 //! parameters) is `sealpost-proto`'s, re-exported here so that the client names all its
@@ -20,7 +21,6 @@ mod kdf;
 mod keys;
 mod message;
 mod sign;
-pub mod smime;
 
 #[cfg(test)]
 mod tests;

@@ -59,6 +59,8 @@ pub struct Context {
     pub bound: OnceLock<std::net::SocketAddr>,
     /// The address the SMTP door (`[smtp_in]`) is bound to, when it is enabled.
     pub smtp_bound: OnceLock<std::net::SocketAddr>,
+    /// The submission gateway's address, once bound (`[submission]`).
+    pub submission_bound: OnceLock<std::net::SocketAddr>,
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
@@ -125,6 +127,7 @@ impl Context {
             notifier,
             bound: OnceLock::new(),
             smtp_bound: OnceLock::new(),
+            submission_bound: OnceLock::new(),
             config,
             store,
             blobs,

@@ -147,6 +147,15 @@ pub enum ServiceError {
         address: String,
         mode: crate::proto::DeliveryMode,
     },
+    /// A recipient the submission gateway cannot reach: one whose mode needs the sender's own
+    /// key (federation: the sender's signature; pickup: an unlock code the sender passes on).
+    #[error(
+        "{address} is reached by {mode} delivery, which needs your own key (your signature, or an unlock code you pass on): send this message from the web app"
+    )]
+    GatewayMode {
+        address: String,
+        mode: crate::proto::DeliveryMode,
+    },
     #[error("{0}")]
     InvalidPart(String),
     /// A mail that came in over SMTP is not a well-formed message (RFC 5322: header lines,
@@ -293,6 +302,7 @@ impl ServiceError {
             ServiceError::ExternalCopyNotEncrypted { .. } => "external_copy_not_encrypted",
             ServiceError::ExternalCopyMalformed { .. } => "external_copy_malformed",
             ServiceError::ModeUnavailable { .. } => "mode_unavailable",
+            ServiceError::GatewayMode { .. } => "gateway_mode_unsupported",
             ServiceError::InvalidPart(_) => "invalid_request",
             ServiceError::MalformedMail(_) => "malformed_mail",
             ServiceError::PartMismatch { .. } => "part_mismatch",
@@ -393,6 +403,7 @@ impl ServiceError {
             | ServiceError::ExternalCopyNotEncrypted { .. }
             | ServiceError::ExternalCopyMalformed { .. }
             | ServiceError::ModeUnavailable { .. }
+            | ServiceError::GatewayMode { .. }
             | ServiceError::PartMismatch { .. }
             | ServiceError::PartMissing { .. }
             | ServiceError::NotEncrypted { .. }

@@ -8,6 +8,7 @@
 //! accounts receive mail; [`envelope`] resolves recipients for a sender about to seal.
 
 mod accept;
+mod gateway;
 mod smtp;
 
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ use sequoia_openpgp::{Cert, Fingerprint};
 pub use accept::{
     Accepted, Declared, Delivery, Incoming, Screened, Screening, Source, accept, screen,
 };
+pub use gateway::{GatewayMail, Submitted, gateway_recipient, gateway_submit};
 pub use smtp::{SmtpArrival, SmtpRecipient, Transport, smtp_recipient};
 
 use super::delivery::{KeyChoice, NoMode, Offer, Offers, decide};

@@ -5,6 +5,11 @@
 //! service layer (`service::mail::smtp_recipient`, `SmtpArrival`), and answers `250` only
 //! after the commit. SPF, DKIM and DMARC are looked up here (`auth.rs`) and stored with the
 //! mail. No AUTH: this door relays nothing.
+//!
+//! The submission gateway (`[submission]`, docs/mail.md "Submission gateway") is the same
+//! driver and session with AUTH: [`start_submission`]. Its user authenticates with an app
+//! password (`service::app_passwords::authenticate`), and each mail is sealed and stored
+//! through `service::mail::gateway_submit`; the plaintext is held in memory only.
 
 pub mod auth;
 pub mod session;
@@ -19,10 +24,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::config::SmtpInConfig;
 use crate::conns::{ConnTable, client_key};
-use crate::service::mail::{SmtpArrival, SmtpRecipient, Transport, smtp_recipient};
+use crate::service::mail::{
+    GatewayMail, SmtpArrival, SmtpRecipient, Transport, gateway_recipient, gateway_submit,
+    smtp_recipient,
+};
 use crate::service::{Context, ServiceError};
+use crate::storage::Account;
 use session::{Session, Settings, Step};
 
 /// The running door; [`Driver::stop`] ends it and every connection.
@@ -37,14 +45,14 @@ impl Driver {
     }
 }
 
-/// Binds `[smtp_in] listen`.
-pub async fn bind(config: &SmtpInConfig) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(config.listen)
+/// Binds a door's listening address (`[smtp_in] listen`, `[submission] listen`).
+pub async fn bind(listen: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding smtp_in.listen {}", config.listen))
+        .with_context(|| format!("binding {what} {listen}"))
 }
 
-/// Starts serving `listener`.
+/// Starts serving `listener` as the MX door (`[smtp_in]`).
 pub fn start(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Result<Driver> {
     let config = ctx.config.smtp_in.clone();
     let tls = match (config.tls_cert.as_str(), config.tls_key.as_str()) {
@@ -52,31 +60,76 @@ pub fn start(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Result<Driver>
         (cert, key) => Some(tls_acceptor(cert, key)?),
     };
     let checker = Arc::new(auth::Checker::new(&config.resolver).context("smtp_in.resolver")?);
-    let hostname = match config.hostname.as_str() {
-        "" => ctx.config.domain.clone(),
-        h => h.to_owned(),
-    };
     let settings = Settings {
-        hostname,
+        hostname: hostname(&ctx, &config.hostname),
         max_message_bytes: config.max_message_bytes,
         max_recipients: config.max_recipients,
         max_errors: config.max_errors,
         tls_available: tls.is_some(),
         command_timeout: Duration::from_secs(config.command_timeout_secs),
         data_timeout: Duration::from_secs(config.data_timeout_secs),
+        submission: false,
     };
-    let door = Arc::new(Door {
+    let door = Door {
         ctx,
         tls,
-        checker,
+        implicit_tls: false,
+        checker: Some(checker),
         settings,
         greet_pause: Duration::from_millis(config.greet_pause_ms),
-    });
-    let table = Arc::new(ConnTable::new(
+    };
+    let limits = (
         config.max_connections,
         config.max_connections_per_ip,
-    ));
-    let rate = Arc::new(RateTable::new(config.connections_per_ip_per_minute));
+        config.connections_per_ip_per_minute,
+    );
+    Ok(serve(door, listener, limits))
+}
+
+/// Starts serving `listener` as the submission gateway (`[submission]`): STARTTLS (or TLS
+/// from the first byte), AUTH PLAIN with an app password, then mail from the user's own
+/// address only.
+pub fn start_submission(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Result<Driver> {
+    let config = ctx.config.submission.clone();
+    let tls = tls_acceptor(&config.tls_cert, &config.tls_key).context("submission TLS")?;
+    let settings = Settings {
+        hostname: hostname(&ctx, &config.hostname),
+        max_message_bytes: config.max_message_bytes,
+        max_recipients: config.max_recipients,
+        max_errors: config.max_errors,
+        tls_available: !config.implicit_tls,
+        command_timeout: Duration::from_secs(config.command_timeout_secs),
+        data_timeout: Duration::from_secs(config.data_timeout_secs),
+        submission: true,
+    };
+    let door = Door {
+        ctx,
+        tls: Some(tls),
+        implicit_tls: config.implicit_tls,
+        checker: None,
+        settings,
+        greet_pause: Duration::ZERO,
+    };
+    let limits = (
+        config.max_connections,
+        config.max_connections_per_ip,
+        config.connections_per_ip_per_minute,
+    );
+    Ok(serve(door, listener, limits))
+}
+
+fn hostname(ctx: &Context, configured: &str) -> String {
+    match configured {
+        "" => ctx.config.domain.clone(),
+        h => h.to_owned(),
+    }
+}
+
+/// Accepts connections within `(max, max_per_ip, per_ip_per_minute)`.
+fn serve(door: Door, listener: TcpListener, limits: (usize, usize, u32)) -> Driver {
+    let door = Arc::new(door);
+    let table = Arc::new(ConnTable::new(limits.0, limits.1));
+    let rate = Arc::new(RateTable::new(limits.2));
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         loop {
@@ -104,7 +157,7 @@ pub fn start(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Result<Driver>
             });
         }
     });
-    Ok(Driver { task })
+    Driver { task }
 }
 
 /// Too many connections: one answer, then closed.
@@ -161,19 +214,46 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 struct Door {
     ctx: Arc<Context>,
     tls: Option<tokio_native_tls::TlsAcceptor>,
-    checker: Arc<auth::Checker>,
+    /// TLS from the first byte (submission on port 465).
+    implicit_tls: bool,
+    /// SPF, DKIM and DMARC of arriving mail (the MX door only).
+    checker: Option<Arc<auth::Checker>>,
     settings: Settings,
     greet_pause: Duration,
 }
 
-/// The SMTP answer to a refusal by the service layer.
+/// One connection's mail under way: the MX's recipients and arrival, or the gateway's user,
+/// recipients and mail.
+enum Work {
+    Inbound {
+        recipients: Vec<(String, SmtpRecipient)>,
+        arrival: Option<SmtpArrival>,
+    },
+    Submission {
+        account: Option<Box<Account>>,
+        to: Vec<String>,
+        mail: Option<GatewayMail>,
+    },
+}
+
+/// The SMTP answer to a refusal by the service layer. The text is the error's own words, kept
+/// on one line.
 fn reply_for(e: &ServiceError, address: &str) -> String {
+    let text = e.to_string().replace(|c: char| c.is_control(), " ");
     match e.code() {
         "unknown_recipient" => format!("550 5.1.1 <{address}>: no such mailbox here\r\n"),
         "too_large" => "552 5.3.4 Message too big for this server\r\n".into(),
-        "malformed_mail" => format!("550 5.6.0 {e}\r\n"),
+        "malformed_mail" => format!("550 5.6.0 {text}\r\n"),
+        "too_many_recipients" => "452 4.5.3 Too many recipients\r\n".into(),
+        "invalid_address" => "501 5.1.3 Bad recipient address\r\n".into(),
+        "gateway_mode_unsupported"
+        | "recipient_revoked"
+        | "no_delivery_mode"
+        | "guest_recipient_not_allowed"
+        | "sender_mismatch"
+        | "mode_unavailable" => format!("550 5.7.1 {text}\r\n"),
         _ => {
-            tracing::warn!(error = %e, "smtp_in: temporary failure");
+            tracing::warn!(error = %e, "smtp: temporary failure");
             "451 4.3.0 Temporary failure; try again later\r\n".into()
         }
     }
@@ -182,10 +262,25 @@ fn reply_for(e: &ServiceError, address: &str) -> String {
 impl Door {
     async fn serve(&self, stream: TcpStream, peer: SocketAddr) {
         let mut session = Session::new(self.settings.clone(), Instant::now().into_std());
-        if self.talks_first(&stream).await {
-            session.talked_first();
-        }
-        let mut io: Box<dyn Io> = Box::new(stream);
+        let mut io: Box<dyn Io> = match (self.implicit_tls, &self.tls) {
+            (true, Some(acceptor)) => {
+                let handshake =
+                    tokio::time::timeout(self.settings.command_timeout, acceptor.accept(stream));
+                match handshake.await {
+                    Ok(Ok(tls)) => {
+                        session.tls_started();
+                        Box::new(tls)
+                    }
+                    _ => return,
+                }
+            }
+            _ => {
+                if self.talks_first(&stream).await {
+                    session.talked_first();
+                }
+                Box::new(stream)
+            }
+        };
         if let Err(e) = self.run(&mut session, &mut io, peer).await {
             tracing::debug!(error = %e, %peer, "smtp_in: connection ended");
         }
@@ -211,75 +306,44 @@ impl Door {
         io: &mut Box<dyn Io>,
         peer: SocketAddr,
     ) -> anyhow::Result<()> {
-        let ctx = &*self.ctx;
         let mut out: Vec<u8> = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut recipients: Vec<(String, SmtpRecipient)> = Vec::new();
-        let mut arrival: Option<SmtpArrival> = None;
+        let mut work = match self.settings.submission {
+            false => Work::Inbound {
+                recipients: Vec::new(),
+                arrival: None,
+            },
+            true => Work::Submission {
+                account: None,
+                to: Vec::new(),
+                mail: None,
+            },
+        };
         loop {
             match session.step() {
                 Step::Reply(r) => out.extend_from_slice(r.as_bytes()),
+                Step::Authenticate { user, secret } => {
+                    let result = self.authenticate(&mut work, &user, &secret.0, peer).await;
+                    session.authenticated(result);
+                }
                 Step::CheckRecipient(address) => {
-                    match smtp_recipient(ctx, &address, SystemTime::now()).await {
-                        Ok(r) => {
-                            recipients.push((address, r));
-                            session.recipient_checked(Ok(()));
-                        }
-                        Err(e) => session.recipient_checked(Err(reply_for(&e, &address))),
-                    }
+                    let named = session.envelope().1.to_vec();
+                    let result = self.check_recipient(&mut work, &named, &address).await;
+                    session.recipient_checked(result);
                 }
                 Step::BeginData => {
                     let (_, named) = session.envelope();
-                    let chosen: Vec<SmtpRecipient> = recipients
-                        .iter()
-                        .filter(|(a, _)| named.contains(a))
-                        .map(|(_, r)| r.clone())
-                        .collect();
-                    recipients.clear();
-                    let limit = self.settings.max_message_bytes;
-                    match SmtpArrival::begin(ctx, chosen, limit, SystemTime::now()) {
-                        Ok(a) => {
-                            arrival = Some(a);
-                            session.data_began(Ok(()));
-                        }
-                        Err(e) => session.data_began(Err(reply_for(&e, ""))),
-                    }
+                    let result = self.begin_data(&mut work, named);
+                    session.data_began(result);
                 }
                 Step::Data(bytes) => {
-                    if let Some(a) = arrival.as_mut()
-                        && let Err(e) = a.write(&bytes)
-                    {
-                        arrival = None;
-                        session.data_refused(reply_for(&e, ""));
+                    if let Err(reply) = self.data(&mut work, &bytes) {
+                        session.data_refused(reply);
                     }
                 }
                 Step::EndData => {
-                    let Some(a) = arrival.take() else {
-                        session.data_committed(Err(
-                            "451 4.3.0 Temporary failure; try again later\r\n".into(),
-                        ));
-                        continue;
-                    };
-                    let (mail_from, _) = session.envelope();
-                    let results = self
-                        .checker
-                        .check(
-                            a.raw(),
-                            peer.ip(),
-                            session.helo(),
-                            &self.settings.hostname,
-                            mail_from,
-                        )
-                        .await;
-                    let transport = Transport {
-                        tls: session.is_tls(),
-                        spf: results.spf,
-                        dkim: results.dkim,
-                        dmarc: results.dmarc,
-                        mail_from: mail_from.to_owned(),
-                    };
-                    let result = a.finish(ctx, transport, SystemTime::now()).await;
-                    session.data_committed(result.map(|_| ()).map_err(|e| reply_for(&e, "")));
+                    let result = self.end_data(&mut work, session, peer).await;
+                    session.data_committed(result);
                 }
                 Step::StartTls => {
                     io.write_all(&out).await?;
@@ -315,6 +379,171 @@ impl Door {
                     }
                     return Ok(());
                 }
+            }
+        }
+    }
+}
+
+impl Door {
+    /// AUTH PLAIN on the submission gateway: the user's address and an app password of theirs.
+    /// Every refusal is the same 535 (454 while failures are throttled).
+    async fn authenticate(
+        &self,
+        work: &mut Work,
+        user: &str,
+        secret: &str,
+        peer: SocketAddr,
+    ) -> Result<String, String> {
+        let Work::Submission { account, .. } = work else {
+            return Err("502 5.7.0 No AUTH here\r\n".into());
+        };
+        let now = SystemTime::now();
+        match crate::service::app_passwords::authenticate(&self.ctx, user, secret, peer.ip(), now)
+            .await
+        {
+            Ok(a) => {
+                let address = a.address.clone();
+                *account = Some(Box::new(a));
+                Ok(address)
+            }
+            Err(e) if e.code() == "too_many_attempts" => {
+                Err("454 4.7.0 Too many failed logins: try again later\r\n".into())
+            }
+            Err(_) => Err("535 5.7.8 Authentication credentials invalid\r\n".into()),
+        }
+    }
+
+    /// A `RCPT TO`; `named` are the recipients the session still holds (what a `RSET` or a new
+    /// mail dropped is dropped here too, so a client cannot grow the list without bound).
+    async fn check_recipient(
+        &self,
+        work: &mut Work,
+        named: &[String],
+        address: &str,
+    ) -> Result<(), String> {
+        let ctx = &*self.ctx;
+        let now = SystemTime::now();
+        let held = |a: &String| named.iter().any(|n| n.eq_ignore_ascii_case(a));
+        match work {
+            Work::Inbound { recipients, .. } => recipients.retain(|(a, _)| held(a)),
+            Work::Submission { to, .. } => to.retain(held),
+        }
+        match work {
+            Work::Inbound { recipients, .. } => match smtp_recipient(ctx, address, now).await {
+                Ok(r) => {
+                    recipients.push((address.to_owned(), r));
+                    Ok(())
+                }
+                Err(e) => Err(reply_for(&e, address)),
+            },
+            Work::Submission { account, to, .. } => {
+                let account = account
+                    .as_ref()
+                    .ok_or("530 5.7.0 Authentication required\r\n")?;
+                let normal = gateway_recipient(ctx, account, address, now)
+                    .await
+                    .map_err(|e| reply_for(&e, address))?;
+                to.push(normal);
+                Ok(())
+            }
+        }
+    }
+
+    fn begin_data(&self, work: &mut Work, named: &[String]) -> Result<(), String> {
+        let limit = self.settings.max_message_bytes;
+        match work {
+            Work::Inbound {
+                recipients,
+                arrival,
+            } => {
+                let chosen: Vec<SmtpRecipient> = recipients
+                    .iter()
+                    .filter(|(a, _)| named.contains(a))
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                recipients.clear();
+                let a = SmtpArrival::begin(&self.ctx, chosen, limit, SystemTime::now())
+                    .map_err(|e| reply_for(&e, ""))?;
+                *arrival = Some(a);
+                Ok(())
+            }
+            Work::Submission { mail, .. } => {
+                *mail = Some(GatewayMail::new(limit));
+                Ok(())
+            }
+        }
+    }
+
+    fn data(&self, work: &mut Work, bytes: &[u8]) -> Result<(), String> {
+        let result = match work {
+            Work::Inbound { arrival, .. } => match arrival.as_mut().map(|a| a.write(bytes)) {
+                Some(Err(e)) => {
+                    *arrival = None;
+                    Err(e)
+                }
+                _ => Ok(()),
+            },
+            Work::Submission { mail, .. } => match mail.as_mut().map(|m| m.write(bytes)) {
+                Some(Err(e)) => {
+                    *mail = None;
+                    Err(e)
+                }
+                _ => Ok(()),
+            },
+        };
+        result.map_err(|e| reply_for(&e, ""))
+    }
+
+    async fn end_data(
+        &self,
+        work: &mut Work,
+        session: &Session,
+        peer: SocketAddr,
+    ) -> Result<(), String> {
+        let ctx = &*self.ctx;
+        let temporary = || "451 4.3.0 Temporary failure; try again later\r\n".to_owned();
+        let (mail_from, named) = session.envelope();
+        match work {
+            Work::Inbound { arrival, .. } => {
+                let a = arrival.take().ok_or_else(temporary)?;
+                let checker = self.checker.as_ref().ok_or_else(temporary)?;
+                let results = checker
+                    .check(
+                        a.raw(),
+                        peer.ip(),
+                        session.helo(),
+                        &self.settings.hostname,
+                        mail_from,
+                    )
+                    .await;
+                let transport = Transport {
+                    tls: session.is_tls(),
+                    spf: results.spf,
+                    dkim: results.dkim,
+                    dmarc: results.dmarc,
+                    mail_from: mail_from.to_owned(),
+                };
+                a.finish(ctx, transport, SystemTime::now())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| reply_for(&e, ""))
+            }
+            Work::Submission { account, to, mail } => {
+                let m = mail.take().ok_or_else(temporary)?;
+                let account = account.as_ref().ok_or_else(temporary)?;
+                let chosen: Vec<String> = std::mem::take(to)
+                    .into_iter()
+                    .filter(|a| named.iter().any(|n| n.eq_ignore_ascii_case(a)))
+                    .collect();
+                let submitted = gateway_submit(ctx, account, &chosen, m, SystemTime::now())
+                    .await
+                    .map_err(|e| reply_for(&e, ""))?;
+                tracing::info!(
+                    message_id = %submitted.message_id,
+                    recipients = submitted.recipients.len(),
+                    "submission: sealed and stored"
+                );
+                Ok(())
             }
         }
     }

@@ -9,12 +9,18 @@
 //! (RFC 2920 puts them last in a group; bytes after `STARTTLS` would be injected into the TLS
 //! session, CVE-2011-0411), lines over 4,096 bytes, and too many bad commands are answered and
 //! the connection closed; after `STARTTLS` everything said before is forgotten (RFC 3207).
+//!
+//! The same machine serves the submission gateway (`Settings::submission`, RFC 6409): `AUTH
+//! PLAIN` (RFC 4954) offered only under TLS, `MAIL` only once authenticated and only from the
+//! user's own address. Failed logins count as bad commands.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use base64::Engine;
+use smtp_proto::request::receiver::{DataReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, Request};
+use zeroize::Zeroizing;
 
 /// What the session is configured with.
 #[derive(Clone, Debug)]
@@ -27,6 +33,18 @@ pub struct Settings {
     pub tls_available: bool,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// The submission gateway: AUTH required before MAIL, offered under TLS only.
+    pub submission: bool,
+}
+
+/// An AUTH secret: never shown by `Debug`, zeroised when dropped.
+#[derive(PartialEq, Eq)]
+pub struct Secret(pub Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// What the driver does next.
@@ -45,6 +63,8 @@ pub enum Step {
     /// Send what is pending, then switch the connection to TLS and call
     /// [`Session::tls_started`].
     StartTls,
+    /// Check these credentials (AUTH PLAIN); answer with [`Session::authenticated`].
+    Authenticate { user: String, secret: Secret },
     /// Read more, until [`Session::deadline`].
     NeedInput,
     /// Send what is pending and close the connection.
@@ -53,6 +73,8 @@ pub enum Step {
 
 enum Phase {
     Command,
+    /// After `334`: the client's AUTH response line.
+    AuthResponse(LineReceiver<()>),
     /// Waiting for the driver's answer to a step.
     Waiting,
     Data {
@@ -78,6 +100,8 @@ pub struct Session {
     /// The recipient being checked.
     checking: Option<String>,
     tls: bool,
+    /// The authenticated user's address (submission).
+    user: Option<String>,
     errors: u32,
     last_input: Instant,
 }
@@ -97,6 +121,7 @@ impl Session {
             recipients: Vec::new(),
             checking: None,
             tls: false,
+            user: None,
             errors: 0,
             last_input: now,
         }
@@ -122,6 +147,27 @@ impl Session {
 
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The authenticated user's address, once AUTH succeeded.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The credentials were checked: `Ok(address)` of the user they belong to, or the reply.
+    pub fn authenticated(&mut self, result: Result<String, String>) {
+        match result {
+            Ok(address) => {
+                self.user = Some(address);
+                self.reply("235 2.7.0 Authentication successful");
+            }
+            Err(reply) => {
+                self.errors += 1;
+                self.out.push_back(Step::Reply(reply));
+            }
+        }
+        self.phase = Phase::Command;
+        self.check_errors();
     }
 
     /// When the driver should give up waiting for input.
@@ -212,6 +258,7 @@ impl Session {
     pub fn tls_started(&mut self) {
         self.tls = true;
         self.helo = None;
+        self.user = None;
         self.reset();
         self.requests = RequestReceiver::default();
         self.input.clear();
@@ -226,6 +273,27 @@ impl Session {
             }
             match &mut self.phase {
                 Phase::Closed => return Step::Close,
+                Phase::AuthResponse(line) => {
+                    if self.input.is_empty() {
+                        return Step::NeedInput;
+                    }
+                    let input = std::mem::take(&mut self.input);
+                    let mut iter = input.iter();
+                    let done = line.ingest(&mut iter);
+                    self.input = iter.as_slice().to_vec();
+                    if !done {
+                        return Step::NeedInput;
+                    }
+                    let response = Zeroizing::new(std::mem::take(&mut line.buf));
+                    self.phase = Phase::Command;
+                    if response.as_slice() == b"*" {
+                        self.errors += 1;
+                        self.reply("501 5.7.0 Authentication cancelled");
+                        self.check_errors();
+                    } else {
+                        self.auth_plain(&response);
+                    }
+                }
                 Phase::Waiting => return Step::NeedInput,
                 Phase::Data {
                     receiver,
@@ -306,6 +374,68 @@ impl Session {
         }
     }
 
+    /// An AUTH PLAIN response (RFC 4616): base64 of `authzid NUL authcid NUL password`; the
+    /// authorization identity, if given, must be the authentication identity.
+    fn auth_plain(&mut self, response: &[u8]) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(response.trim_ascii())
+            .map(Zeroizing::new);
+        let fields = decoded.as_ref().ok().and_then(|d| {
+            let mut it = d.split(|b| *b == 0);
+            let (authz, user, pass) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some() || (!authz.is_empty() && authz != user) {
+                return None;
+            }
+            let user = std::str::from_utf8(user).ok()?.to_owned();
+            let pass = Zeroizing::new(std::str::from_utf8(pass).ok()?.to_owned());
+            Some((user, pass))
+        });
+        match fields {
+            Some((user, secret)) if !user.is_empty() && !secret.is_empty() => {
+                self.phase = Phase::Waiting;
+                self.out.push_back(Step::Authenticate {
+                    user,
+                    secret: Secret(secret),
+                });
+            }
+            _ => {
+                self.errors += 1;
+                self.reply("501 5.5.2 Cannot decode the AUTH PLAIN response");
+                self.check_errors();
+            }
+        }
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: String) {
+        if !self.settings.submission {
+            return self.reply("502 5.7.0 No AUTH here: this server takes mail for its users only");
+        }
+        if !self.tls {
+            return self.reply("538 5.7.11 Encryption required: use STARTTLS first");
+        }
+        if self.user.is_some() {
+            return self.reply("503 5.5.1 Already authenticated");
+        }
+        if self.mail_from.is_some() {
+            return self.reply("503 5.5.1 A mail is already under way");
+        }
+        if mechanism != smtp_proto::AUTH_PLAIN {
+            self.errors += 1;
+            self.reply("504 5.5.4 Only AUTH PLAIN is offered");
+            return self.check_errors();
+        }
+        let initial = Zeroizing::new(initial);
+        match initial.as_str() {
+            "" => {
+                self.reply("334 ");
+                self.phase = Phase::AuthResponse(LineReceiver::new(()));
+            }
+            // RFC 4954: "=" is an empty initial response.
+            "=" => self.auth_plain(b""),
+            r => self.auth_plain(r.as_bytes()),
+        }
+    }
+
     fn bad(&mut self, e: ParseError) {
         self.errors += 1;
         let line = match e {
@@ -351,6 +481,9 @@ impl Session {
                 if s.tls_available && !self.tls {
                     lines.push("STARTTLS".into());
                 }
+                if s.submission && self.tls && self.user.is_none() {
+                    lines.push("AUTH PLAIN".into());
+                }
                 let last = lines.len() - 1;
                 let text: String = lines
                     .iter()
@@ -372,6 +505,11 @@ impl Session {
                 if self.mail_from.is_some() {
                     return self.reply("503 5.5.1 A mail is already under way");
                 }
+                if self.settings.submission && self.user.is_none() {
+                    self.errors += 1;
+                    self.reply("530 5.7.0 Authentication required");
+                    return self.check_errors();
+                }
                 if from.size as u64 > self.settings.max_message_bytes {
                     return self.reply("552 5.3.4 Message too big for this server");
                 }
@@ -388,6 +526,14 @@ impl Session {
                         }
                     }
                 };
+                if let Some(user) = self.user.as_deref()
+                    && address != user
+                {
+                    self.errors += 1;
+                    let line = format!("553 5.7.1 You may send as <{user}> only");
+                    self.reply(&line);
+                    return self.check_errors();
+                }
                 self.mail_from = Some(address);
                 self.reply("250 2.1.0 OK");
             }
@@ -449,9 +595,10 @@ impl Session {
             }
             Request::Vrfy { .. } => self.reply("252 2.5.0 Cannot verify; send the mail"),
             Request::Help { .. } => self.reply("214 2.0.0 See RFC 5321"),
-            Request::Auth { .. } => {
-                self.reply("502 5.7.0 No AUTH here: this server takes mail for its users only")
-            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response),
             _ => {
                 self.errors += 1;
                 self.reply("502 5.5.1 Command not implemented");
@@ -474,14 +621,19 @@ mod tests {
             tls_available: true,
             command_timeout: Duration::from_secs(10),
             data_timeout: Duration::from_secs(20),
+            submission: false,
         }
     }
 
     /// Runs the session on `input`, answering every recipient check with `ok` for addresses
     /// starting with "ok", and every data step; returns the replies and the mail's bytes.
     fn run(input: &[&[u8]]) -> (Vec<String>, Vec<u8>, bool) {
+        run_with(settings(), input)
+    }
+
+    fn run_with(settings: Settings, input: &[&[u8]]) -> (Vec<String>, Vec<u8>, bool) {
         let t = Instant::now();
-        let mut s = Session::new(settings(), t);
+        let mut s = Session::new(settings, t);
         let mut replies = Vec::new();
         let mut data = Vec::new();
         let mut committed = false;
@@ -506,6 +658,13 @@ mod tests {
                     s.data_committed(Ok(()))
                 }
                 Step::StartTls => s.tls_started(),
+                Step::Authenticate { user, secret } => {
+                    s.authenticated(if user == "u@a.test" && secret.0.as_str() == "right" {
+                        Ok(user)
+                    } else {
+                        Err("535 5.7.8 Authentication credentials invalid\r\n".into())
+                    })
+                }
                 Step::NeedInput => match chunks.next() {
                     Some(c) => s.feed(c, t),
                     None => break,
@@ -587,6 +746,114 @@ mod tests {
             assert_eq!(codes(&r), ["220", "250", "250", "250", "354", "552", "250"]);
             assert!(!committed);
         }
+    }
+
+    fn submission() -> Settings {
+        Settings {
+            submission: true,
+            max_errors: 4,
+            ..settings()
+        }
+    }
+
+    fn plain(user: &str, pass: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
+    }
+
+    #[test]
+    fn submission_wants_tls_then_auth_then_the_users_own_address() {
+        let good = format!("AUTH PLAIN {}\r\n", plain("u@a.test", "right"));
+        let (r, data, committed) = run_with(
+            submission(),
+            &[
+                b"EHLO c\r\n",
+                format!("AUTH PLAIN {}\r\n", plain("u@a.test", "right")).as_bytes(),
+                b"MAIL FROM:<u@a.test>\r\n",
+                b"STARTTLS\r\n",
+                b"EHLO c\r\n",
+                b"MAIL FROM:<u@a.test>\r\n",
+                good.as_bytes(),
+                b"MAIL FROM:<other@a.test>\r\n",
+                b"MAIL FROM:<U@A.test>\r\nRCPT TO:<ok@b.test>\r\nDATA\r\n",
+                b"Subject: x\r\n\r\nhi\r\n.\r\n",
+            ],
+        );
+        // Before TLS: no AUTH (538), no MAIL (530); after: AUTH PLAIN offered.
+        assert_eq!(
+            codes(&r),
+            [
+                "220", "250", "538", "530", "220", "250", "530", "235", "553", "250", "250", "354",
+                "250"
+            ]
+        );
+        assert!(!r[1].contains("AUTH"), "{}", r[1]);
+        assert!(
+            r[5].contains("250 AUTH PLAIN") || r[5].contains("250-AUTH PLAIN"),
+            "{}",
+            r[5]
+        );
+        assert_eq!(data, b"Subject: x\r\n\r\nhi\r\n");
+        assert!(committed);
+    }
+
+    #[test]
+    fn auth_continuation_cancel_bad_base64_and_wrong_passwords_count_as_errors() {
+        let wrong = format!("{}\r\n", plain("u@a.test", "wrong"));
+        let (r, _, _) = run_with(
+            Settings {
+                max_errors: 10,
+                ..submission()
+            },
+            &[
+                b"EHLO c\r\nSTARTTLS\r\n",
+                b"EHLO c\r\n",
+                b"AUTH PLAIN\r\n",
+                b"*\r\n",
+                b"AUTH PLAIN !!!\r\n",
+                b"AUTH LOGIN\r\n",
+                b"AUTH PLAIN\r\n",
+                wrong.as_bytes(),
+                format!("AUTH PLAIN {}\r\n", plain("u@a.test", "right")).as_bytes(),
+                format!("AUTH PLAIN {}\r\n", plain("u@a.test", "right")).as_bytes(),
+            ],
+        );
+        assert_eq!(
+            codes(&r),
+            [
+                "220", "250", "220", "250", "334", "501", "501", "504", "334", "535", "235", "503"
+            ]
+        );
+        // Four failed logins close the connection.
+        let bad = format!("AUTH PLAIN {}\r\n", plain("u@a.test", "nope"));
+        let (r, _, _) = run_with(
+            submission(),
+            &[
+                b"EHLO c\r\nSTARTTLS\r\n",
+                b"EHLO c\r\n",
+                bad.as_bytes(),
+                bad.as_bytes(),
+                bad.as_bytes(),
+                bad.as_bytes(),
+                bad.as_bytes(),
+            ],
+        );
+        assert_eq!(
+            codes(&r),
+            [
+                "220", "250", "220", "250", "535", "535", "535", "535", "421"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_mx_offers_no_auth() {
+        let (r, _, _) = run(&[
+            b"EHLO c\r\nSTARTTLS\r\n",
+            b"EHLO c\r\n",
+            b"AUTH PLAIN AHVAYS50ZXN0AHJpZ2h0\r\n",
+        ]);
+        assert!(!r[3].contains("AUTH"));
+        assert_eq!(codes(&r), ["220", "250", "220", "250", "502"]);
     }
 
     #[test]

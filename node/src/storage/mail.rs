@@ -50,6 +50,9 @@ pub struct NewMessage {
     /// Outside recipients reached by mail (docs/mail.md): each external copy, kept with the
     /// message, and its mail, queued in this commit.
     pub external: Vec<NewExternal>,
+    /// A message the submission gateway sealed (docs/mail.md): its `Arrival` (JSON), with no
+    /// signed envelope (empty envelope and signature); `None` for a client's submission.
+    pub arrival: Option<String>,
 }
 
 /// An outside recipient reached by mail: the external copy the sender made, as the signed

@@ -38,6 +38,7 @@ mod detached;
 mod inspect;
 mod kdf;
 mod keys;
+pub mod smime;
 
 #[cfg(test)]
 mod tests;

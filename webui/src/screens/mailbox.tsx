@@ -107,7 +107,9 @@ export function Mailbox({ session, folder, search, onUnread }: { session: Sessio
                 <span class="avatar" aria-hidden="true">{initials(folder === 'sent' ? it.to[0] ?? '?' : it.from)}</span>
                 <span class="row-main">
                   <span class="row-top">
-                    <span class="row-from">{it.unread && <span class="dot" aria-label="unread" />}{other}{it.via === 'smtp' && <span class="mode-tag mode-mail" data-testid="row-via-smtp" title="Came from outside by mail">by mail</span>}</span>
+                    <span class="row-from">{it.unread && <span class="dot" aria-label="unread" />}{other}{it.via === 'smtp' && (it.arrival?.submitted
+                      ? <span class="mode-tag mode-mail" data-testid="row-via-gateway" title="Sent from a mail program through your organisation's gateway">mail program</span>
+                      : <span class="mode-tag mode-mail" data-testid="row-via-smtp" title="Came from outside by mail">by mail</span>)}</span>
                     <span class="row-date">{when(it.received_at)}</span>
                   </span>
                   <span class="row-subject">

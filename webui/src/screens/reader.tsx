@@ -189,7 +189,9 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         <span class="avatar avatar-lg" aria-hidden="true">{initials(o.envelope.from)}</span>
         <div class="sender-info">
           <div class="sender-line"><strong data-testid="sender">{o.envelope.from}</strong>
-            {o.arrived
+            {o.arrived?.arrival?.submitted
+              ? <span class="badge badge-partial" data-testid="via-gateway" title="Sent from a mail program through your organisation's gateway, logged in with an app password: the node vouches for the sender, not the sender's own key">Sent from a mail program{o.arrived.entity.fromName ? ` · ${o.arrived.entity.fromName}` : ''}</span>
+              : o.arrived
               ? <span class="badge badge-unverified" data-testid="via-smtp" title="It came from outside over SMTP; no Sealpost key vouches for its sender">Arrived by mail{o.arrived.entity.fromName ? ` · ${o.arrived.entity.fromName}` : ''}</span>
               : o.item.via === 'pickup'
               // A reply from the pickup page: the outsider has no key of their own; what
@@ -283,6 +285,14 @@ function authWords(check: 'spf' | 'dkim' | 'dmarc', result: string, domain: stri
 /** How a mail that came by SMTP arrived: unencrypted or not, and the transport checks. */
 function ArrivalMark({ arrival: a }: { arrival: Arrival | null }) {
   if (!a) return null;
+  if (a.submitted) {
+    return (
+      <div class="alert alert-info arrival" data-testid="arrival" data-submitted="true">
+        <strong data-testid="arrival-mark">Sent from a mail program</strong>{' '}
+        {a.mail_from} sent it from their mail program through your organisation's submission gateway, logged in with an app password. The node sealed it for each recipient, so it saw the content in passing (it keeps no plain copy); it carries no signature of the sender's own key.
+      </div>
+    );
+  }
   const domain = a.mail_from.split('@')[1] ?? '';
   return (
     <div class={`alert ${a.encrypted ? 'alert-info' : 'alert-warn'} arrival`} data-testid="arrival" data-encrypted={String(a.encrypted)}>

@@ -139,11 +139,11 @@ pub struct Screened {
 
 /// An outside recipient reached by mail (`openpgp`, `smime`), with the external copy as
 /// checked.
-struct External {
-    address: String,
-    mode: DeliveryMode,
-    sha256: [u8; 32],
-    copy: Vec<u8>,
+pub(super) struct External {
+    pub(super) address: String,
+    pub(super) mode: DeliveryMode,
+    pub(super) sha256: [u8; 32],
+    pub(super) copy: Vec<u8>,
 }
 
 /// What [`screen`] decided.
@@ -845,6 +845,7 @@ async fn store(
                         notifications,
                         notify_max_queued: ctx.notifier.max_queued(),
                         external,
+                        arrival: None,
                     },
                     unix,
                 )
@@ -999,7 +1000,9 @@ fn notification<'a>(
 
 /// The mail that carries an external copy, rendered by the node (docs/mail.md, "The outer
 /// mail"), ready to queue with the message.
-fn external_mail(
+/// The queued mail that carries an outside recipient's external copy (the submission
+/// gateway's copies too).
+pub(super) fn external_mail(
     ctx: &Context,
     env: &Envelope,
     x: External,

@@ -245,6 +245,7 @@ impl SmtpArrival {
                 dkim: transport.dkim.clone(),
                 dmarc: transport.dmarc.clone(),
                 mail_from: transport.mail_from.clone(),
+                submitted: false,
             };
             mails.push(SmtpMail {
                 id: crate::new_message_id(),
@@ -266,7 +267,7 @@ impl SmtpArrival {
 /// A NUL byte, or a CR or LF that is not part of a CRLF, in `raw` from `start` on (the CR
 /// ending a chunk is judged with the next one): what smuggles a second mail or header past
 /// a parser that reads line ends differently (bare LF, CVE-2023-51764).
-fn line_fault(raw: &[u8], start: usize) -> Option<&'static str> {
+pub(super) fn line_fault(raw: &[u8], start: usize) -> Option<&'static str> {
     // Look back one byte, so a CRLF split across chunks is seen whole.
     let from = start.saturating_sub(1);
     for i in from..raw.len() {
@@ -286,7 +287,7 @@ fn line_fault(raw: &[u8], start: usize) -> Option<&'static str> {
 
 /// The rules a parsed mail must meet: a header section with a From header, and every
 /// multipart with a boundary.
-fn well_formed(parsed: Option<&mail_parser::Message<'_>>) -> Result<(), &'static str> {
+pub(super) fn well_formed(parsed: Option<&mail_parser::Message<'_>>) -> Result<(), &'static str> {
     let m = parsed.ok_or("it is not a message")?;
     if m.from().and_then(|a| a.first()).is_none() {
         return Err("it has no From header");
@@ -377,7 +378,7 @@ async fn answered(
 }
 
 /// A ciphertext as part 0: in the row if small, else a file in the blob store.
-async fn stored_part(ctx: &Context, data: Vec<u8>) -> Result<NewPart, ServiceError> {
+pub(super) async fn stored_part(ctx: &Context, data: Vec<u8>) -> Result<NewPart, ServiceError> {
     let sha256: [u8; 32] = Sha256::digest(&data).into();
     let size = data.len() as u64;
     if data.len() <= ctx.config.limits.inline_part_max_bytes {

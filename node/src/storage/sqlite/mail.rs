@@ -187,8 +187,9 @@ impl MailStore for SqliteStore {
                 .chain(m.external.iter().map(|x| x.address.as_str()))
                 .collect();
             c.prepare_cached(
-                "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at,
+                     arrival)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 m.id,
@@ -198,7 +199,8 @@ impl MailStore for SqliteStore {
                 m.signature,
                 m.size as i64,
                 m.parts.len() as i64,
-                now
+                now,
+                m.arrival
             ])?;
             for (i, p) in m.parts.iter().enumerate() {
                 if p.inline.is_none() {
@@ -216,9 +218,19 @@ impl MailStore for SqliteStore {
             chain.append(
                 c,
                 now,
-                &LogEvent::new("submission", &m.sender_address, &m.id).with(serde_json::json!({
-                    "to": recipients, "size": m.size, "parts": part_hashes,
-                })),
+                &LogEvent::new("submission", &m.sender_address, &m.id).with(
+                    if m.arrival.is_some() {
+                        // Sealed by the gateway: the node saw this message's content.
+                        serde_json::json!({
+                            "to": recipients, "size": m.size, "parts": part_hashes,
+                            "gateway": true,
+                        })
+                    } else {
+                        serde_json::json!({
+                            "to": recipients, "size": m.size, "parts": part_hashes,
+                        })
+                    },
+                ),
             )?;
             for (account, address) in &m.recipients {
                 insert.execute(params![account, m.id, "inbox", true, now])?;

@@ -1,6 +1,8 @@
 //! S/MIME (RFC 8551) for an outside recipient with an X.509 certificate (docs/mail.md, mode
 //! `smime`): the inner MIME entity encrypted to the recipient's certificate as DER CMS, by
-//! OpenSSL's CMS (the OpenSSL sequoia already links). The node wraps the result in an
+//! OpenSSL's CMS (the OpenSSL sequoia already links). Encryption to a public certificate
+//! needs no secret: the client makes the copy for a message it seals, the node for a message
+//! its submission gateway takes (docs/mail.md). The node wraps the result in an
 //! `application/pkcs7-mime; smime-type=enveloped-data` part.
 //!
 //! Content encryption is AES-256-CBC (`EnvelopedData`) unless the caller knows the recipient
