@@ -273,7 +273,9 @@ impl SubmissionConfig {
             return bad("tls_cert and tls_key must be set together");
         }
         if self.enabled && self.tls_cert.is_empty() {
-            return bad("tls_cert and tls_key are required when enabled: AUTH is offered only over TLS");
+            return bad(
+                "tls_cert and tls_key are required when enabled: AUTH is offered only over TLS",
+            );
         }
         if !self.hostname.is_empty() && !is_valid_host(&self.hostname) {
             return bad("hostname must be a host name");

@@ -10,6 +10,7 @@
 //! the clock in a rule (doors pass `now`); log a secret.
 
 pub mod accounts;
+pub mod app_passwords;
 mod context;
 pub mod credentials;
 pub mod delivery;
