@@ -12,6 +12,7 @@
 mod address;
 pub mod crypto;
 pub mod outside;
+pub mod submission;
 
 use std::collections::BTreeMap;
 
@@ -84,6 +85,9 @@ pub struct OrgInfo {
     /// client's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kdf: Option<KdfParams>,
+    /// Where users' mail programs send (`[submission]`), present only when it is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<submission::SubmissionInfo>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

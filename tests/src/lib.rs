@@ -32,8 +32,9 @@ pub struct TestNode {
     pub notifier: sealpost::notify::Notifier,
     /// The SMTP door's address, when `[smtp_in]` is enabled.
     pub smtp: Option<std::net::SocketAddr>,
-    /// The submission gateway's address, when `[submission]` is enabled.
-    pub submission: Option<std::net::SocketAddr>,
+    /// The running node's service context: tests call service operations through it as the
+    /// node's own doors do (same store, same throttle).
+    pub context: Arc<sealpost::service::Context>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -54,7 +55,7 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
-        let (url, store, notifier, (smtp, submission), stop, task) = launch(&data, &config).await?;
+        let (url, store, notifier, smtp, context, stop, task) = launch(&data, &config).await?;
         Ok(TestNode {
             dir,
             url,
@@ -62,20 +63,25 @@ impl TestNode {
             store,
             notifier,
             smtp,
-            submission,
+            context,
             stop: Some(stop),
             task: Some(task),
         })
     }
 
+    /// The submission gateway's address, when `[submission]` is enabled.
+    pub fn submission(&self) -> Option<std::net::SocketAddr> {
+        self.context.submission_bound.get().copied()
+    }
+
     /// Serves the node's data directory again after [`TestNode::stop`]: a new HTTP port, the
     /// same federation address.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let (url, store, notifier, (smtp, submission), stop, task) =
+        let (url, store, notifier, smtp, context, stop, task) =
             launch(&self.data(), &self.config).await?;
         self.url = url;
         self.smtp = smtp;
-        self.submission = submission;
+        self.context = context;
         self.store = store;
         self.notifier = notifier;
         self.stop = Some(stop);
@@ -266,13 +272,14 @@ type Launched = (
     String,
     Arc<SqliteStore>,
     sealpost::notify::Notifier,
-    (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    Option<std::net::SocketAddr>,
+    Arc<sealpost::service::Context>,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 );
 
 /// Opens and serves a data directory until the returned sender fires: its URL, store,
-/// notifier, stop sender and task.
+/// notifier, SMTP address, service context, stop sender and task.
 async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
     let node = Node::open_with(data, config.clone())?;
     let store = node.store.clone();
@@ -290,12 +297,12 @@ async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
     ));
     let addr = addr_rx.await.context("node did not start")?;
     let smtp = context.smtp_bound.get().copied();
-    let submission = context.submission_bound.get().copied();
     Ok((
         format!("http://{addr}"),
         store,
         notifier,
-        (smtp, submission),
+        smtp,
+        context,
         stop_tx,
         task,
     ))

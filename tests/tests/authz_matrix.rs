@@ -76,6 +76,10 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
         Who::Admin,
         None,
     ),
+    // App passwords for the submission gateway (docs/mail.md): a user's own only.
+    ("GET", "/app-passwords", Who::User, None),
+    ("POST", "/app-passwords", Who::User, None),
+    ("DELETE", "/app-passwords/{id}", Who::User, Some(404)),
     ("GET", "/admin/guests", Who::Admin, None),
     ("POST", "/admin/guests/{address}/state", Who::Admin, None),
     ("DELETE", "/admin/guests/{address}", Who::Admin, None),
@@ -195,7 +199,7 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
     let concrete = |path: &str| {
         let id = if path.starts_with("/me/sessions/") {
             alices_session.clone()
-        } else if path.starts_with("/notices/") {
+        } else if path.starts_with("/notices/") || path.starts_with("/app-passwords/") {
             "1".to_owned()
         } else {
             sent.message_id.clone()

@@ -911,6 +911,17 @@ async fn every_rejection_under_api_v1_is_the_documented_json() {
         ("POST", "/messages/%FF/read".into(), 400, "invalid_path"),
         ("POST", "/messages/%FF/move".into(), 400, "invalid_path"),
         ("DELETE", "/me/sessions/%FF".into(), 400, "invalid_path"),
+        ("DELETE", "/app-passwords/abc".into(), 400, "invalid_path"),
+        (
+            "DELETE",
+            "/app-passwords/99999999999999999999".into(),
+            400,
+            "invalid_path",
+        ),
+        ("DELETE", "/app-passwords/7".into(), 404, "not_found"),
+        ("PUT", "/app-passwords".into(), 405, "method_not_allowed"),
+        // A body without the label (this node's gateway is off, but the body is read first).
+        ("POST", "/app-passwords".into(), 400, "invalid_request"),
         // Admin routes check the caller's role first (this caller is no admin).
         ("POST", "/admin/users/%FF/state".into(), 403, "not_admin"),
         ("GET", "/admin/peers/%FF/org".into(), 403, "not_admin"),

@@ -201,6 +201,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/app-passwords": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The logged-in user's app passwords for mail programs (never their secrets) */
+        get: operations["list_app_passwords"];
+        put?: never;
+        /**
+         * Make an app password for a mail program: the answer holds it, shown this once
+         * @description A mail program sends through the submission gateway (`submission` in GET /org) with the user's address and this password. The node keeps only a verifier of it.
+         */
+        post: operations["create_app_password"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/app-passwords/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke one of the logged-in user's app passwords: refused by the gateway at once */
+        delete: operations["revoke_app_password"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/blobs": {
         parameters: {
             query?: never;
@@ -980,6 +1018,22 @@ export interface components {
         AdminUsersResponse: {
             users: components["schemas"]["AdminUser"][];
         };
+        /** @description An app password as listed: never its secret. */
+        AppPasswordView: {
+            /** Format: int64 */
+            id: number;
+            label: string;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Unix seconds of the last successful use (to the minute), if it was ever used.
+             */
+            last_used_at?: number | null;
+        };
         /**
          * @description How a mail that came in over SMTP arrived: what the node saw in transit (its content is
          *     part 0, an OpenPGP message to the recipient).
@@ -1033,6 +1087,24 @@ export interface components {
             kdf_salt: string;
             kdf_params: components["schemas"]["KdfParams"];
             login_verifier: string;
+        };
+        /** @description A new app password's device name. */
+        CreateAppPasswordRequest: {
+            /** @description 1 to 64 characters, no control characters ("Laptop", "Phone"). */
+            label: string;
+        };
+        /** @description A new app password, with its secret: shown this once, never again. */
+        CreatedAppPassword: {
+            /** Format: int64 */
+            id: number;
+            label: string;
+            /** Format: int64 */
+            created_at: number;
+            /**
+             * @description `abcdef-ghijkl-mnopqr-stuvwx` (120 random bits); the dashes and case are optional when
+             *     typed.
+             */
+            password: string;
         };
         /**
          * @description How a recipient will be reached (docs/mail.md, "Delivery modes").
@@ -1381,6 +1453,7 @@ export interface components {
             accept_partial: boolean;
             version: string;
             kdf?: null | components["schemas"]["KdfParams"];
+            submission?: null | components["schemas"]["SubmissionInfo"];
         };
         /**
          * @description What kind of key an import holds.
@@ -1662,6 +1735,19 @@ export interface components {
         };
         SessionsResponse: {
             sessions: components["schemas"]["SessionView"][];
+        };
+        /**
+         * @description What a user types into a mail program's outgoing server settings (in [`crate::OrgInfo`],
+         *     present only when the node's submission gateway is enabled). The user name is the user's
+         *     own address; the password an app password.
+         */
+        SubmissionInfo: {
+            /** @description The server's host name. */
+            host: string;
+            /** Format: int32 */
+            port: number;
+            /** @description TLS from the first byte ("SSL/TLS", usually port 465); otherwise STARTTLS (587). */
+            implicit_tls: boolean;
         };
         SubmitRequest: {
             envelope: string;
@@ -2661,6 +2747,236 @@ export interface operations {
             };
             /** @description `unsupported_media_type`: send `Content-Type: application/json` */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_app_passwords: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The live app passwords, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppPasswordView"][];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_app_password: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateAppPasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description Made: `password` is shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedAppPassword"];
+                };
+            };
+            /** @description `invalid_label`: 1 to 64 characters, no control characters; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `submission_disabled`: the gateway is off; `too_many_app_passwords`: revoke one first */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_app_password: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app password's ID */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: you have no such (live) app password */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -201,6 +201,8 @@ export type SessionView = Schemas['SessionView'];
 export type AdminUser = Schemas['AdminUser'];
 export type NodeStatus = Schemas['NodeStatus'];
 export type PeerView = Schemas['PeerView'];
+export type AppPasswordView = Schemas['AppPasswordView'];
+export type CreatedAppPassword = Schemas['CreatedAppPassword'];
 
 /** Same rule as `VerdictView::acceptable` in the node and the CLI. */
 export function acceptable(v: VerdictView, acceptPartial: boolean): boolean {

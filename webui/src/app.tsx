@@ -14,6 +14,7 @@ import { MessageView } from './screens/reader';
 import { Compose } from './screens/compose';
 import { Contacts } from './screens/contacts';
 import { OutsideKeys } from './screens/outside-keys';
+import { MailPrograms } from './screens/mail-programs';
 import { Settings } from './screens/settings';
 import { Admin } from './screens/admin';
 
@@ -98,6 +99,7 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
   else if (section === 'compose') main = <Compose session={session} seed={composeSeed} />;
   else if (section === 'contacts') main = <Contacts session={session} initial={query.get('address') ?? ''} />;
   else if (section === 'keys' && !session.account.guest) main = <OutsideKeys session={session} />;
+  else if (section === 'mail-programs' && session.org.submission && !session.account.guest) main = <MailPrograms session={session} />;
   else if (section === 'settings') main = <Settings session={session} onSession={onSession} onSignOut={onSignOut} />;
   else if (section === 'admin' && session.account.is_admin) main = <Admin session={session} />;
   else main = <div class="empty">Nothing here. <a href="#/mail/inbox">Go to your inbox</a>.</div>;
@@ -149,6 +151,7 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
         <ul class="nav-secondary">
           <li><a href="#/contacts" {...here(section === 'contacts')}><Icon name="shield" /> Contacts &amp; trust</a></li>
           {!session.account.guest && <li><a href="#/keys" {...here(section === 'keys')}><Icon name="key" /> Outside keys</a></li>}
+          {session.org.submission && !session.account.guest && <li><a href="#/mail-programs" {...here(section === 'mail-programs')} data-testid="nav-mail-programs"><Icon name="sent" /> Mail programs</a></li>}
           <li><a href="#/settings" {...here(section === 'settings')}><Icon name="settings" /> Settings</a></li>
           {session.account.is_admin && <li><a href="#/admin" {...here(section === 'admin')}><Icon name="building" /> Administration</a></li>}
         </ul>

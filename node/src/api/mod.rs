@@ -5,6 +5,7 @@
 //! password, an unwrapped key or any plaintext: the client does all cryptography.
 
 mod accounts;
+mod app_passwords;
 mod console;
 pub mod error;
 mod guests;
@@ -137,6 +138,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             outside_keys::admin_import
         ))
         .routes(routes!(outside_keys::admin_remove))
+        .routes(routes!(
+            app_passwords::list_app_passwords,
+            app_passwords::create_app_password
+        ))
+        .routes(routes!(app_passwords::revoke_app_password))
         .merge(console::routes())
 }
 

@@ -80,6 +80,8 @@ pub struct Context {
     pub devices: super::throttle::DeviceTokens,
     /// Outside keys' look-ups: the HTTPS fetcher, remembered answers, X.509 anchors.
     pub outside: super::outside_keys::Lookups,
+    /// The key app passwords' verifiers are made under (`app_passwords.rs`).
+    pub(super) app_password_key: [u8; 32],
 }
 
 /// The node's transit key as senders see it (docs/mail.md, mode `tls`).
@@ -145,6 +147,7 @@ impl Context {
             decoy_login_hash,
             throttle,
             devices,
+            app_password_key: crate::keys::derive_subkey(node_key, b"sealpost/v1/app-password"),
             outside: super::outside_keys::Lookups::new(Arc::new(
                 crate::keyfetch::HttpKeyFetch::new(&config_delivery),
             )),
@@ -189,6 +192,7 @@ impl Context {
             accept_partial: self.config.trust.accept_partial,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kdf: self.config.accounts.login_kdf,
+            submission: super::app_passwords::submission_info(&self.config),
         })
         .expect("org info serialises")
     }

@@ -251,6 +251,16 @@ pub enum ServiceError {
     SecretKeyMaterial,
     #[error("you have imported no key {fingerprint}")]
     UnknownImport { fingerprint: String },
+    /// App passwords are for the submission gateway, which `[submission] enabled` turns on.
+    #[error("sending from mail programs is not enabled on this server")]
+    SubmissionDisabled,
+    #[error("a device name is 1 to {max} characters, without control characters")]
+    InvalidLabel { max: usize },
+    #[error("you already have {max} app passwords: revoke one you no longer use first")]
+    TooManyAppPasswords { max: u32 },
+    /// An app password that is not the caller's, unknown or already revoked (one answer).
+    #[error("you have no such app password")]
+    UnknownAppPassword,
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -314,6 +324,10 @@ impl ServiceError {
             ServiceError::CaMismatch { .. } => "ca_mismatch",
             ServiceError::UnknownPeer { .. } => "unknown_peer",
             ServiceError::FederationOff => "federation_off",
+            ServiceError::SubmissionDisabled => "submission_disabled",
+            ServiceError::InvalidLabel { .. } => "invalid_label",
+            ServiceError::TooManyAppPasswords { .. } => "too_many_app_passwords",
+            ServiceError::UnknownAppPassword => "not_found",
             ServiceError::PeerUnreachable { .. } => "peer_unreachable",
             ServiceError::PeerAnswerRefused { .. } => "peer_answer_refused",
             ServiceError::InvalidPickupSeal { .. } => "invalid_pickup_seal",
@@ -380,7 +394,13 @@ impl ServiceError {
             ServiceError::UnknownGuest { .. } => ErrorKind::NotFound,
             ServiceError::UnusableCert(_) | ServiceError::SecretKeyMaterial => ErrorKind::Refused,
             ServiceError::KeyTooLarge { .. } => ErrorKind::TooLarge,
-            ServiceError::UnknownImport { .. } => ErrorKind::NotFound,
+            ServiceError::UnknownImport { .. } | ServiceError::UnknownAppPassword => {
+                ErrorKind::NotFound
+            }
+            ServiceError::InvalidLabel { .. } => ErrorKind::Invalid,
+            ServiceError::SubmissionDisabled | ServiceError::TooManyAppPasswords { .. } => {
+                ErrorKind::Conflict
+            }
             ServiceError::InvalidCredentials
             | ServiceError::TotpRequired
             | ServiceError::TotpInvalid

@@ -64,6 +64,10 @@ pub enum Source<'a> {
     /// The current password typed again inside a session (password change), by the session's
     /// token hash.
     Session(&'a [u8; 32]),
+    /// An app password tried at the submission gateway for an address (as typed, normalised
+    /// when it is one) from one client address (an IPv6 address by its /64): a guesser
+    /// elsewhere cannot slow the owner's mail program, nor the address's web logins.
+    AppPassword(&'a str, std::net::IpAddr),
 }
 
 impl Source<'_> {
@@ -73,6 +77,7 @@ impl Source<'_> {
             Source::Address(_) => "untrusted",
             Source::Device(_) => "device",
             Source::Session(_) => "session",
+            Source::AppPassword(..) => "app_password",
         }
     }
 }
@@ -128,10 +133,24 @@ impl Throttle {
     }
 
     fn key_of(&self, source: Source<'_>) -> [u8; 32] {
+        let client;
         let (label, data): (&[u8], &[u8]) = match source {
             Source::Address(a) => (b"sealpost/v1/throttle/address", a.as_bytes()),
             Source::Device(d) => (b"sealpost/v1/throttle/device", &d.0),
             Source::Session(s) => (b"sealpost/v1/throttle/session", s),
+            Source::AppPassword(a, ip) => {
+                // The client's network (16 bytes, an IPv6 /64 with the rest zero), then the
+                // address: unambiguous, as the first part has a fixed length.
+                let mut net = match ip {
+                    std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                    std::net::IpAddr::V6(v6) => v6.octets(),
+                };
+                if !ip.is_ipv4() {
+                    net[8..].fill(0);
+                }
+                client = [&net[..], a.as_bytes()].concat();
+                (b"sealpost/v1/throttle/app-password", &client)
+            }
         };
         let mut out = [0u8; 32];
         Hkdf::<Sha256>::new(Some(&self.key), data)

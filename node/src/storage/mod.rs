@@ -15,6 +15,7 @@
 //! `federation` uses `certs`, `log` and `mail`; this file only gathers them.
 
 mod accounts;
+pub mod app_passwords;
 pub mod blobs;
 mod certs;
 mod error;
@@ -28,6 +29,7 @@ pub mod sqlite;
 pub mod web;
 
 pub use self::accounts::*;
+pub use self::app_passwords::AppPasswordStore;
 pub use self::blobs::{BlobStore, FsBlobStore};
 pub use self::certs::*;
 pub use self::error::*;
@@ -54,6 +56,7 @@ pub trait MetaStore:
     + NotifyStore
     + PickupStore
     + OutsideKeyStore
+    + AppPasswordStore
 {
 }
 
@@ -67,5 +70,6 @@ impl<T> MetaStore for T where
         + NotifyStore
         + PickupStore
         + OutsideKeyStore
+        + AppPasswordStore
 {
 }

@@ -17,6 +17,13 @@ export function Settings({ session, onSignOut }: { session: Session; onSession: 
         <p class="muted small">Read these words to people who want to verify you. They compare them with what Sealpost shows them for {session.account.address}.</p>
         <Fingerprint fpr={session.account.fingerprint} qr />
       </div>
+      {session.org.submission && !session.account.guest && (
+        <div class="card stack">
+          <h2 class="h3">Mail programs</h2>
+          <p class="muted small">Send mail from Outlook, Thunderbird or your phone's mail app with an app password for each device.</p>
+          <div><a class="btn" href="#/mail-programs" data-testid="settings-mail-programs">Set up a mail program</a></div>
+        </div>
+      )}
       <ChangePassword session={session} />
       <Totp session={session} />
       <Sessions />

@@ -37,6 +37,7 @@ use crate::storage::error::{Result, StorageError};
 use crate::txlog;
 
 mod accounts;
+mod app_passwords;
 mod certs;
 mod chain;
 mod federation;

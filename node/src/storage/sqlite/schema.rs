@@ -439,6 +439,22 @@ ALTER TABLE messages ADD COLUMN in_reply_to TEXT;
 ALTER TABLE notifications ADD COLUMN tls_policy TEXT;
 ALTER TABLE notifications ADD COLUMN outer_headers BLOB;
 "#,
+    r#"
+-- App passwords for the submission gateway (docs/mail.md, "Submission gateway"): one per
+-- device, made by the node, kept only as a verifier (a MAC of the secret under a node key;
+-- the secret is random, so no slow hash is needed). A revoked row stays (revoked_at set) so
+-- its verifier is never reused; last_used_at is updated at most once a minute.
+CREATE TABLE app_passwords (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    label TEXT NOT NULL,
+    verifier BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE INDEX app_passwords_account ON app_passwords (account_id) WHERE revoked_at IS NULL;
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
