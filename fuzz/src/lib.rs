@@ -484,6 +484,8 @@ pub fn outside_key(data: &[u8]) {
 /// The SMTP door's session (`sealpost::smtp_in::session`) on a client's bytes, fed in pieces
 /// (each piece's length from the byte before it), every check and commit answered: it must
 /// end, answer only well-formed replies, and never hand on more mail bytes than it was sent.
+/// An odd first byte makes it the submission gateway's session (AUTH PLAIN, answered yes for
+/// an even-length user name): no mail is taken before a login, and none from another sender.
 pub fn smtp_session(data: &[u8]) {
     use sealpost::smtp_in::session::{Session, Settings, Step};
     let t = std::time::Instant::now();
@@ -495,7 +497,9 @@ pub fn smtp_session(data: &[u8]) {
         tls_available: true,
         command_timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(10),
+        submission: data.first().is_some_and(|b| b % 2 == 1),
     };
+    let submission = settings.submission;
     let mut s = Session::new(settings, t);
     let mut rest = data;
     let mut mail = 0usize;
@@ -514,7 +518,19 @@ pub fn smtp_session(data: &[u8]) {
             } else {
                 Err("550 5.1.1 no\r\n".into())
             }),
-            Step::BeginData => s.data_began(Ok(())),
+            Step::Authenticate { user, .. } => s.authenticated(if user.len() % 2 == 0 {
+                Ok(user.to_lowercase())
+            } else {
+                Err("535 5.7.8 no\r\n".into())
+            }),
+            Step::BeginData => {
+                if submission {
+                    let (from, _) = s.envelope();
+                    assert!(s.is_tls(), "no mail before TLS");
+                    assert_eq!(Some(from), s.user(), "mail only from the logged-in user");
+                }
+                s.data_began(Ok(()))
+            }
             Step::Data(d) => {
                 mail += d.len();
                 if mail > 512 {

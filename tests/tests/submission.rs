@@ -67,7 +67,7 @@ async fn gateway(relay_port: u16) -> (TestNode, Session, Session, tempfile::Temp
 }
 
 fn addr(node: &TestNode) -> SocketAddr {
-    node.submission.expect("the submission gateway is bound")
+    node.submission().expect("the submission gateway is bound")
 }
 
 /// A new app password of `who`'s (`POST /app-passwords`): its id and the password.

@@ -30,7 +30,6 @@ use subtle::ConstantTimeEq;
 
 use super::throttle::Source;
 use super::{Context, ServiceError, unix};
-use crate::config::Config;
 use crate::proto::submission::{AppPasswordView, SubmissionInfo};
 use crate::storage::app_passwords::AppPasswordRow;
 use crate::storage::{Account, AccountState};
@@ -47,15 +46,21 @@ const GROUP: usize = 6;
 const TOUCH_EVERY: i64 = 60;
 
 /// Where mail programs send, as the web app shows it: `None` unless the gateway is enabled.
-pub fn submission_info(config: &Config) -> Option<SubmissionInfo> {
+/// The port is the one bound (`listen` may name port 0), else the configured one.
+pub fn submission_info(ctx: &Context) -> Option<SubmissionInfo> {
+    let config = &ctx.config;
     let s = &config.submission;
+    let port = ctx
+        .submission_bound
+        .get()
+        .map_or(s.listen.port(), |a| a.port());
     s.enabled.then(|| SubmissionInfo {
         host: if s.hostname.is_empty() {
             config.domain.clone()
         } else {
             s.hostname.clone()
         },
-        port: s.listen.port(),
+        port,
         implicit_tls: s.implicit_tls,
     })
 }

@@ -192,7 +192,7 @@ impl Context {
             accept_partial: self.config.trust.accept_partial,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kdf: self.config.accounts.login_kdf,
-            submission: super::app_passwords::submission_info(&self.config),
+            submission: super::app_passwords::submission_info(self),
         })
         .expect("org info serialises")
     }
