@@ -442,6 +442,15 @@ async fn enforced_tls_send(mx_names: &[&str]) -> TlsOutcome {
         })
         .unwrap();
     assert_eq!(kept, 0);
+    // Postfix answers 250 when it has queued the mail; its local delivery into the Maildir
+    // follows a moment later.
+    if state.state == "delivered" {
+        wait_for(Duration::from_secs(20), async || {
+            (!postfix.delivered("fay@tls.test").is_empty()).then_some(())
+        })
+        .await
+        .expect("Postfix delivers what it took into fay's Maildir");
+    }
     let delivered = postfix
         .delivered("fay@tls.test")
         .iter()
