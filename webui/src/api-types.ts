@@ -1055,6 +1055,12 @@ export interface components {
             dmarc: string;
             /** @description The envelope sender (`MAIL FROM`), empty for a bounce. */
             mail_from: string;
+            /**
+             * @description It came through this node's submission gateway (docs/mail.md): the sender, a user of
+             *     this node, sent it from a mail program authenticated by an app password, and the node
+             *     sealed it (it saw the content; no signature of the sender's own).
+             */
+            submitted?: boolean;
         };
         AttachmentMeta: {
             name: string;

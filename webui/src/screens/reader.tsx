@@ -218,7 +218,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
           )}
           {o.arrived ? (
             <div class="sig-line small" data-testid="signature-status">
-              {o.arrived.signedBy.length ? <>Carries an OpenPGP signature by key {o.arrived.signedBy.join(', ')}, which Sealpost does not know: not checked.</> : <>Not signed with a key Sealpost knows: who sent it is only as sure as the checks below.</>}
+              {o.arrived.arrival?.submitted ? <>Not signed with the sender's own key: your organisation's node vouches that {o.envelope.from} logged in to send it.</> : o.arrived.signedBy.length ? <>Carries an OpenPGP signature by key {o.arrived.signedBy.join(', ')}, which Sealpost does not know: not checked.</> : <>Not signed with a key Sealpost knows: who sent it is only as sure as the checks below.</>}
             </div>
           ) : (
             <div class="sig-line small" data-testid="signature-status">

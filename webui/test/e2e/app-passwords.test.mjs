@@ -3,15 +3,18 @@
 // the navigation, reads the server settings to type into her mail program, makes an app
 // password for her laptop (shown once, with a copy button), sees it listed without the
 // secret (also when she comes back to the screen), and revokes it; then the same on a phone (390x844), reached
-// from Settings. Screenshots of every step at 1280x800 and 390x844 land in
-// test-artefacts/app-passwords-*/.
+// from Settings. Then a standard mail program (swaks) logs in with an app password made here
+// and sends to bob: bob reads it in his inbox marked as sent from a mail program (on a phone),
+// alice finds it in Sent; once revoked, the password is refused. Screenshots of every step at
+// 1280x800 and 390x844 land in test-artefacts/app-passwords-*/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestNode, launchBrowser, shooter, signIn, until, freePort, MIN_KDF_ENV } from './harness.mjs';
 
 const ALICE = 'alice@alpha.test';
+const BOB = 'bob@alpha.test';
 const PW = 'correct horse battery staple';
 const SECRET = /^[a-z2-7]{6}-[a-z2-7]{6}-[a-z2-7]{6}-[a-z2-7]{6}$/;
 let alpha, browser, port;
@@ -36,6 +39,8 @@ before(async () => {
   alpha.certs = certs;
   const invite = alpha.addUser(ALICE, { name: 'Alice Martin' });
   alpha.cli(ALICE, PW).run('enroll', '--invite', invite, '--address', ALICE, '--name', 'Alice Martin');
+  const bobInvite = alpha.addUser(BOB, { name: 'Bob Weber' });
+  alpha.cli(BOB, PW).run('enroll', '--invite', bobInvite, '--address', BOB, '--name', 'Bob Weber');
   browser = await launchBrowser();
 });
 
@@ -125,4 +130,72 @@ test('the same on a phone, from Settings (390x844)', async () => {
   assert.equal(live(), 0);
   await shot('revoked');
   await page.context().close();
+});
+
+/** swaks as a mail program: STARTTLS, AUTH PLAIN as alice with `password`, one mail to bob.
+ * Returns its exit status and transcript. */
+function swaks(password, subject) {
+  try {
+    const out = execFileSync('swaks', ['--server', `127.0.0.1:${port}`, '--tls', '--auth', 'PLAIN',
+      '--auth-user', ALICE, '--auth-password', password, '--from', ALICE, '--to', BOB,
+      '--header', `Subject: ${subject}`, '--body', 'Minutes attached in the next mail. 7d1f'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { status: 0, out };
+  } catch (e) {
+    return { status: e.status, out: `${e.stdout}${e.stderr}` };
+  }
+}
+
+test('a mail program sends with its app password: bob reads it on his phone, alice sees it in Sent; revoked, it is refused', async () => {
+  const page = await browser.page();
+  const shot = shooter(page, 'app-passwords-gateway');
+  await signIn(page, alpha.url, ALICE, PW);
+  await page.click('[data-testid=nav-mail-programs]');
+  await page.waitForSelector('#mp-title');
+  const password = await make(page, 'Thunderbird');
+  const subject = 'Board minutes from Thunderbird 3b2e';
+  const sent = swaks(password, subject);
+  assert.equal(sent.status, 0, sent.out);
+  assert.match(sent.out, /235 2\.7\.0/);
+  // Stored sealed: the subject is in no file of the data directory.
+  assert.equal(alpha.sql(`SELECT count(*) FROM messages WHERE arrival LIKE '%"submitted":true%'`).trim(), '1');
+  const found = spawnSync('grep', ['-rlF', subject, alpha.data], { encoding: 'utf8' });
+  assert.equal(found.status, 1, `the subject is on disk in: ${found.stdout}`);
+
+  // alice's Sent: the message, marked as from her mail program.
+  await page.click('[data-testid=nav] a[href="#/mail/sent"]');
+  const row = await page.waitForSelector(`[data-testid=message-row]:has-text("${subject}")`);
+  assert.ok(await row.$('[data-testid=row-via-gateway]'));
+  await shot('alice-sent');
+  await row.click();
+  await page.waitForSelector('[data-testid=via-gateway]');
+  assert.match(await page.textContent('[data-testid=arrival]'), /sent it from their mail program through your organisation's submission gateway/);
+  await shot('alice-reads');
+  await page.context().close();
+
+  // bob, on his phone: in his inbox, from alice, marked as sent from a mail program.
+  const phone = await browser.page({ phone: true });
+  const bobShot = shooter(phone, 'app-passwords-gateway-phone');
+  await signIn(phone, alpha.url, BOB, PW);
+  const bobRow = await phone.waitForSelector(`[data-testid=message-row]:has-text("${subject}")`);
+  assert.match(await bobRow.textContent(), /alice@alpha\.test/);
+  await bobShot('bob-inbox');
+  await bobRow.click();
+  await phone.waitForSelector('[data-testid=via-gateway]');
+  assert.equal(await phone.textContent('#msg-subject'), subject);
+  assert.match(await phone.textContent('[data-testid=body]'), /Minutes attached in the next mail\. 7d1f/);
+  await bobShot('bob-reads');
+  await phone.context().close();
+
+  // Revoked in the web app: the mail program's next login is refused.
+  const again = await browser.page();
+  await signIn(again, alpha.url, ALICE, PW);
+  await again.click('[data-testid=nav-mail-programs]');
+  await again.waitForSelector('[data-testid=mp-item]');
+  await revoke(again, 'Thunderbird');
+  const refused = swaks(password, 'after revocation');
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.out, /535 5\.7\.8/);
+  assert.equal(alpha.sql(`SELECT count(*) FROM messages WHERE arrival LIKE '%"submitted":true%'`).trim(), '1');
+  await again.context().close();
 });
