@@ -65,6 +65,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub smtp_in: SmtpInConfig,
+    #[serde(default)]
     pub submission: SubmissionConfig,
 }
 

@@ -318,4 +318,11 @@ impl MtaStsServer {
             _child: child,
         })
     }
+
+    /// Stops serving `domain`'s policy: its requests are answered 404 from now on.
+    pub fn withdraw(&self, domain: &str) -> anyhow::Result<()> {
+        Ok(std::fs::remove_file(
+            self._dir.path().join(format!("mta-sts.{domain}")),
+        )?)
+    }
 }

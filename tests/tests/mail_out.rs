@@ -249,6 +249,19 @@ async fn an_enforced_mta_sts_policy_that_does_not_list_the_mx_fails_and_one_that
     assert_eq!(r.state, NotificationState::Sent, "{r:?}\n{}", postfix.log());
     assert_eq!(delivered(&postfix, "ida@good.test").await.len(), 1);
     assert!(postfix.delivered("hal@sts.test").is_empty());
+
+    // The policy is cached (RFC 8461 §5.1): with its file gone (an attacker blocking the
+    // HTTPS fetch), the TXT record's ID unchanged, the next mail still goes under it, sent at
+    // once (without the cache a policy that cannot be fetched holds the mail for a retry).
+    sts.withdraw("good.test").unwrap();
+    let r = settled(&node, notify(&node, "ida@good.test").await).await;
+    assert_eq!(r.state, NotificationState::Sent, "{r:?}");
+    assert_eq!(r.attempts, 1, "{r:?}");
+    wait_for(Duration::from_secs(20), async || {
+        (postfix.delivered("ida@good.test").len() == 2).then_some(())
+    })
+    .await
+    .expect("the second mail delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

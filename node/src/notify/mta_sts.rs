@@ -1,6 +1,7 @@
 //! MTA-STS (RFC 8461), the pure half: the `_mta-sts` TXT record, the policy file served at
 //! `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`, and whether an MX host is one the
-//! policy lists. No I/O: `mx.rs` fetches, this decides.
+//! policy lists; and the policy cache's rules (RFC 8461 §5.1). No I/O: `mx.rs` fetches and
+//! holds the cache, this decides.
 //!
 //! Written here because `mail-auth` (0.15) parses only the TXT record, and its releases
 //! that build on this Rust (its 0.15 needs mail-parser 1.x, Rust 1.98) parse no policy file
@@ -144,9 +145,127 @@ pub fn parse_policy(body: &[u8]) -> Result<Policy, PolicyError> {
     Ok(Policy { mode, mx, max_age })
 }
 
+/// A policy as the cache keeps it: its ID (from the TXT record it was fetched under) and when
+/// it stops applying (fetched at + `max_age`, Unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cached {
+    pub id: String,
+    pub policy: Policy,
+    pub expires_at: u64,
+}
+
+impl Cached {
+    /// `policy`, fetched under `id` at `now`.
+    pub fn new(id: String, policy: Policy, now: u64) -> Cached {
+        Cached {
+            id,
+            expires_at: now.saturating_add(policy.max_age),
+            policy,
+        }
+    }
+}
+
+/// What the `_mta-sts` TXT look-up found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// One MTA-STS record, with this policy ID.
+    Id(String),
+    /// No MTA-STS record (none, or more than one: RFC 8461 §3.1).
+    None,
+    /// The look-up failed: why.
+    Failed(String),
+}
+
+/// What to do for a domain, given its cached policy and its TXT record now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Apply this (cached) policy; nothing to fetch.
+    Use(Policy),
+    /// Fetch the policy file (a new ID, or nothing live cached), then [`after_fetch`].
+    Fetch,
+    /// The domain has no policy.
+    NoPolicy,
+    /// No policy can be known now (the look-up failed, nothing cached): why.
+    Unusable(String),
+}
+
+/// RFC 8461 §5.1: a live cached policy whose ID the record still names is used without a
+/// fetch; a new ID means a fetch. A live cached policy still applies when the record is gone or
+/// its look-up fails: an attacker who blocks DNS or HTTPS cannot strip a policy the sender
+/// already holds (a domain that drops MTA-STS publishes `mode: none` under a new ID first).
+pub fn next(cached: Option<&Cached>, record: &Record, now: u64) -> Next {
+    let live = cached.filter(|c| c.expires_at > now);
+    match (record, live) {
+        (Record::Id(id), Some(c)) if *id == c.id => Next::Use(c.policy.clone()),
+        (Record::Id(_), _) => Next::Fetch,
+        (Record::None | Record::Failed(_), Some(c)) => Next::Use(c.policy.clone()),
+        (Record::None, None) => Next::NoPolicy,
+        (Record::Failed(why), None) => Next::Unusable(why.clone()),
+    }
+}
+
+/// After a fetch under `id`: the policy to apply and what the cache should then hold. A fetch
+/// that failed leaves a live cached policy in force (RFC 8461 §5.1).
+pub fn after_fetch(
+    cached: Option<&Cached>,
+    id: &str,
+    fetched: Result<Policy, String>,
+    now: u64,
+) -> (Result<Policy, String>, Option<Cached>) {
+    match fetched {
+        Ok(p) => {
+            let c = Cached::new(id.to_owned(), p.clone(), now);
+            (Ok(p), Some(c))
+        }
+        Err(why) => match cached.filter(|c| c.expires_at > now) {
+            Some(c) => (Ok(c.policy.clone()), None),
+            None => (Err(why), None),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enforce(max_age: u64) -> Policy {
+        Policy {
+            mode: Mode::Enforce,
+            mx: vec!["mx.tls.test".into()],
+            max_age,
+        }
+    }
+
+    #[test]
+    fn the_cache_holds_a_policy_against_a_blocked_look_up_until_it_expires() {
+        let c = Cached::new("a1".into(), enforce(100), 1000);
+        assert_eq!(c.expires_at, 1100);
+        let id = |s: &str| Record::Id(s.into());
+        // Same ID: used, not fetched; a new ID: fetched.
+        assert_eq!(next(Some(&c), &id("a1"), 1050), Next::Use(enforce(100)));
+        assert_eq!(next(Some(&c), &id("b2"), 1050), Next::Fetch);
+        // Record gone or look-up blocked: the live policy still applies.
+        assert_eq!(next(Some(&c), &Record::None, 1050), Next::Use(enforce(100)));
+        let failed = Record::Failed("timeout".into());
+        assert_eq!(next(Some(&c), &failed, 1099), Next::Use(enforce(100)));
+        // Expired: as if nothing were cached.
+        assert_eq!(
+            next(Some(&c), &failed, 1100),
+            Next::Unusable("timeout".into())
+        );
+        assert_eq!(next(Some(&c), &Record::None, 1100), Next::NoPolicy);
+        assert_eq!(next(Some(&c), &id("a1"), 1100), Next::Fetch);
+        assert_eq!(next(None, &id("a1"), 0), Next::Fetch);
+
+        // A failed fetch keeps the live policy; a good one replaces it.
+        let (p, keep) = after_fetch(Some(&c), "b2", Err("HTTP 500".into()), 1050);
+        assert_eq!((p, keep), (Ok(enforce(100)), None));
+        let (p, keep) = after_fetch(Some(&c), "b2", Err("HTTP 500".into()), 1200);
+        assert_eq!((p, keep), (Err("HTTP 500".into()), None));
+        let (p, keep) = after_fetch(Some(&c), "b2", Ok(enforce(5)), 1050);
+        assert_eq!(p, Ok(enforce(5)));
+        assert_eq!(keep, Some(Cached::new("b2".into(), enforce(5), 1050)));
+    }
 
     #[test]
     fn txt_records() {

@@ -36,7 +36,13 @@ pub struct DirectLink {
     hello: ClientId,
     connect_timeout: Duration,
     command_timeout: Duration,
+    /// MTA-STS policies by domain (RFC 8461 §5.1, `mta_sts::next`): in memory, bounded.
+    sts_cache: std::sync::Mutex<std::collections::HashMap<String, mta_sts::Cached>>,
 }
+
+/// Most domains whose MTA-STS policy is cached; past it, expired ones go, then the one that
+/// expires first.
+const STS_CACHE_MAX: usize = 10_000;
 
 impl DirectLink {
     /// `None` unless `route = "direct"`. Fails if the resolver or `ca_file` cannot be set up.
@@ -89,6 +95,7 @@ impl DirectLink {
             hello: ClientId::Domain(helo.clone()),
             connect_timeout: Duration::from_secs(r.connect_timeout_secs),
             command_timeout: Duration::from_secs(r.command_timeout_secs),
+            sts_cache: Default::default(),
         }))
     }
 
@@ -254,10 +261,52 @@ impl DirectLink {
         }
     }
 
-    /// `domain`'s MTA-STS policy: its `_mta-sts` TXT record, then the policy file from
-    /// `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` (no redirects, at most 64 KiB,
-    /// certificate valid for that name).
+    /// `domain`'s MTA-STS policy: its `_mta-sts` TXT record, then (unless the cache holds the
+    /// policy of that ID) the policy file from `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`
+    /// (no redirects, at most 64 KiB, certificate valid for that name); `mta_sts::next` and
+    /// `after_fetch` decide, the cache keeps what they say.
     async fn mta_sts(&self, domain: &str) -> Sts {
+        let key = domain.to_ascii_lowercase();
+        let now = crate::now().max(0) as u64;
+        let record = self.sts_record(domain).await;
+        let cached = self.sts_cache.lock().expect("sts cache").get(&key).cloned();
+        let id = match mta_sts::next(cached.as_ref(), &record, now) {
+            mta_sts::Next::Use(p) => return Sts::Policy(p),
+            mta_sts::Next::NoPolicy => return Sts::NotPublished,
+            mta_sts::Next::Unusable(why) => return Sts::Unusable(why),
+            mta_sts::Next::Fetch => match record {
+                mta_sts::Record::Id(id) => id,
+                _ => return Sts::NotPublished,
+            },
+        };
+        let fetched = match self.fetch_policy(domain).await {
+            Ok(body) => mta_sts::parse_policy(&body).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let (policy, keep) = mta_sts::after_fetch(cached.as_ref(), &id, fetched, now);
+        if let Some(c) = keep {
+            let mut cache = self.sts_cache.lock().expect("sts cache");
+            if cache.len() >= STS_CACHE_MAX && !cache.contains_key(&key) {
+                cache.retain(|_, c| c.expires_at > now);
+                if cache.len() >= STS_CACHE_MAX
+                    && let Some(first) = cache
+                        .iter()
+                        .min_by_key(|(_, c)| c.expires_at)
+                        .map(|(d, _)| d.clone())
+                {
+                    cache.remove(&first);
+                }
+            }
+            cache.insert(key, c);
+        }
+        match policy {
+            Ok(p) => Sts::Policy(p),
+            Err(why) => Sts::Unusable(why),
+        }
+    }
+
+    /// The `_mta-sts` TXT look-up.
+    async fn sts_record(&self, domain: &str) -> mta_sts::Record {
         let records = match self
             .resolver
             .txt_lookup(format!("_mta-sts.{domain}."))
@@ -276,23 +325,19 @@ impl DirectLink {
                     _ => None,
                 })
                 .collect::<Vec<_>>(),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Sts::NotPublished,
-            Err(e) => return Sts::Unusable(format!("the DNS look-up failed: {e}")),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
+                return mta_sts::Record::None;
+            }
+            Err(e) => return mta_sts::Record::Failed(format!("the DNS look-up failed: {e}")),
         };
-        let ids: Vec<String> = records
+        let mut ids: Vec<String> = records
             .iter()
             .filter_map(|t| mta_sts::parse_record(t))
             .collect();
-        if ids.len() != 1 {
+        match (ids.pop(), ids.is_empty()) {
+            (Some(id), true) => mta_sts::Record::Id(id),
             // RFC 8461 §3.1: none, or more than one, is no policy.
-            return Sts::NotPublished;
-        }
-        match self.fetch_policy(domain).await {
-            Ok(body) => match mta_sts::parse_policy(&body) {
-                Ok(p) => Sts::Policy(p),
-                Err(e) => Sts::Unusable(e.to_string()),
-            },
-            Err(e) => Sts::Unusable(format!("{e:#}")),
+            _ => mta_sts::Record::None,
         }
     }
 
