@@ -121,7 +121,7 @@ async fn app_passwords_are_made_once_listed_revoked_and_checked_by_the_door() {
         org.submission,
         Some(SubmissionInfo {
             host: "smtp.a.test".into(),
-            port: node.config.submission.listen.port(),
+            port: node.submission().expect("the gateway is bound").port(),
             implicit_tls: false,
         })
     );
