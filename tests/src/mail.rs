@@ -287,11 +287,9 @@ impl Wkd {
     }
 }
 
-/// Opens a delivered PGP/MIME mail (`raw`) as a mail program using GnuPG does: checks the
-/// RFC 3156 structure, decrypts the `application/octet-stream` part with `gpg`'s key after
-/// importing `sender`'s public key, and checks GnuPG's `VALIDSIG` for the sender and
-/// `DECRYPTION_OKAY`. The decrypted inner entity.
-pub fn gpg_opens(gpg: &Gpg, sender: &Session, raw: &[u8]) -> Vec<u8> {
+/// The OpenPGP message of a delivered PGP/MIME mail (`raw`), as a mail program finds it: the
+/// `application/octet-stream` part of RFC 3156's `multipart/encrypted`, armored.
+pub fn pgp_mime_message(raw: &[u8]) -> String {
     let outer = mail_parser::MessageParser::default().parse(raw).unwrap();
     let ct = outer.content_type().unwrap();
     assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("encrypted")));
@@ -306,6 +304,15 @@ pub fn gpg_opens(gpg: &Gpg, sender: &Session, raw: &[u8]) -> Vec<u8> {
         .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
         .expect("an application/octet-stream part");
     assert!(armored.starts_with("-----BEGIN PGP MESSAGE-----"));
+    armored
+}
+
+/// Opens a delivered PGP/MIME mail (`raw`) as a mail program using GnuPG does: checks the
+/// RFC 3156 structure, decrypts the `application/octet-stream` part with `gpg`'s key after
+/// importing `sender`'s public key, and checks GnuPG's `VALIDSIG` for the sender and
+/// `DECRYPTION_OKAY`. The decrypted inner entity.
+pub fn gpg_opens(gpg: &Gpg, sender: &Session, raw: &[u8]) -> Vec<u8> {
+    let armored = pgp_mime_message(raw);
     let sender_cert = sender.unlocked_cert().clone().strip_secret_key_material();
     let out = gpg.gpg(
         &["--import"],
@@ -390,4 +397,18 @@ pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> V
     );
     assert_eq!(out.stdout, opened_by_openssl);
     opened_by_openssl
+}
+
+/// `sender` is told in her inbox's notices that her message was not delivered to `address`.
+pub async fn assert_told_not_delivered(sender: &Session, address: &str) {
+    let notices = sender
+        .mailbox_with_notices(Folder::Inbox)
+        .await
+        .unwrap()
+        .notices;
+    let told = format!("was not delivered to {address}");
+    assert!(
+        notices.iter().any(|n| n.text.contains(&told)),
+        "{notices:?}"
+    );
 }

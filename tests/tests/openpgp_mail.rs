@@ -12,8 +12,8 @@ use sealpost_proto::{DeliveryMode, ExternalCopy, Folder, KeySource};
 use sealpost_tests::TestNode;
 use sealpost_tests::gpg::Gpg;
 use sealpost_tests::mail::{
-    FIGURES_SUBJECT, Wkd, assert_figures_entity, attempt, delivered_outer, gpg_opens,
-    import_by_admin, recipient_states, send_figures, settled_sent_item,
+    FIGURES_SUBJECT, Wkd, assert_figures_entity, assert_told_not_delivered, attempt,
+    delivered_outer, gpg_opens, import_by_admin, recipient_states, send_figures, settled_sent_item,
 };
 use sealpost_tests::smtp::{Postfix, free_port, relay_at};
 use sequoia_openpgp::policy::StandardPolicy;
@@ -113,17 +113,7 @@ async fn one_message_reaches_a_local_user_and_an_outside_address_by_openpgp_mail
             .contains("550 5.1.1 <erin@pgp.test>: Recipient address rejected"),
         "{e:?}"
     );
-    let notices = alice
-        .mailbox_with_notices(Folder::Inbox)
-        .await
-        .unwrap()
-        .notices;
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.text.contains("was not delivered to erin@pgp.test")),
-        "{notices:?}"
-    );
+    assert_told_not_delivered(&alice, "erin@pgp.test").await;
     assert_eq!(
         (d.address.as_str(), d.mode, d.state.as_str()),
         ("dora@pgp.test", Some(DeliveryMode::Openpgp), "delivered")
