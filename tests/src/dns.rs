@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sealpost::config::{Config, DomainTls, RelayRoute};
 
 use crate::smtp::free_port;
 
@@ -94,5 +95,30 @@ impl Unbound {
     /// The address to give as `[relay] resolver`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A configuration tweak: direct delivery (`[relay] route = "direct"`) through `dns` to mail
+/// servers on `port` (an MX record names no port) and MTA-STS servers on `sts_port`,
+/// trusting the CA in `ca`, with the per-domain TLS policies `tls`, retried within seconds;
+/// no federation.
+pub fn direct_delivery(
+    dns: &Unbound,
+    port: u16,
+    ca: &Path,
+    sts_port: u16,
+    tls: Vec<DomainTls>,
+) -> impl FnOnce(&mut Config) + use<> {
+    let (resolver, ca) = (dns.address(), ca.display().to_string());
+    move |c| {
+        c.federation.enabled = false;
+        c.relay.route = RelayRoute::Direct;
+        c.relay.resolver = resolver;
+        c.relay.direct_port = port;
+        c.relay.mta_sts_port = sts_port;
+        c.relay.ca_file = ca;
+        c.relay.tls = tls;
+        c.relay.retry_base_secs = 1;
+        c.relay.retry_max_secs = 2;
     }
 }

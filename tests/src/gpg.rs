@@ -45,6 +45,41 @@ impl Gpg {
         c
     }
 
+    /// A new key for `address` (ed25519/cv25519, as gpg 2.2 makes by `future-default`, no
+    /// passphrase): armored, and its fingerprint.
+    pub fn new_key(&self, address: &str) -> (String, String) {
+        let uid = format!("<{address}>");
+        let out = self.gpg(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                &uid,
+                "future-default",
+                "default",
+                "never",
+            ],
+            "",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.gpg(&["--with-colons", "--list-keys", &uid], "");
+        let colons = String::from_utf8(out.stdout).unwrap();
+        let fpr = colons
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .unwrap()
+            .to_owned();
+        let out = self.gpg(&["--armor", "--export", &fpr], "");
+        (String::from_utf8(out.stdout).unwrap(), fpr)
+    }
+
     /// Runs `gpg --batch ARGS` with `stdin`, with a time limit, and returns its output.
     pub fn gpg(&self, args: &[&str], stdin: &str) -> Output {
         self.tool("gpg", args, stdin)

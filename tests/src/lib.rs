@@ -263,9 +263,14 @@ pub async fn alice_and_bob() -> (TestNode, Session, Session) {
 pub async fn peered(a: &str, b: &str) -> (TestNode, TestNode) {
     let a = TestNode::spawn(a).await.expect("node starts");
     let b = TestNode::spawn(b).await.expect("node starts");
-    a.peer_with(&b).await.expect("peer add");
-    b.peer_with(&a).await.expect("peer add");
+    peer_both(&a, &b).await;
     (a, b)
+}
+
+/// Peers `a` and `b` both ways, as [`peered`] does.
+pub async fn peer_both(a: &TestNode, b: &TestNode) {
+    a.peer_with(b).await.expect("peer add");
+    b.peer_with(a).await.expect("peer add");
 }
 
 type Launched = (

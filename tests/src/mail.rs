@@ -15,8 +15,11 @@ use sealpost_proto::{
 use sequoia_openpgp::policy::StandardPolicy;
 use sha2::{Digest, Sha256};
 
+use crate::gpg::Gpg;
+use crate::https::{Answer, HttpsServer, Issued, TestCa, Usage, openssl};
 use crate::smtp::Postfix;
 use crate::{TestNode, wait_for};
+use sealpost::config::Config;
 
 static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 
@@ -226,4 +229,186 @@ pub async fn settled_sent_item(alice: &Session) -> MailboxItem {
     })
     .await
     .unwrap()
+}
+
+/// A domain's Web Key Directory (advanced method, at `openpgpkey.DOMAIN`): HTTPS on loopback
+/// with a certificate from a CA made for the test, serving keys from a GnuPG home. Until
+/// dropped.
+pub struct Wkd {
+    pub server: HttpsServer,
+    ca_file: PathBuf,
+    hosts: [String; 2],
+    _dir: tempfile::TempDir,
+}
+
+impl Wkd {
+    /// `domain`'s WKD, publishing for each (local part, fingerprint) of `keys` that key of
+    /// `gpg`.
+    pub async fn start(domain: &str, gpg: &Gpg, keys: &[(&str, &str)]) -> Wkd {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("Test Web CA").unwrap();
+        let ca_file = ca.write_pem(&dir.path().join("web-ca.pem")).unwrap();
+        let hosts = [format!("openpgpkey.{domain}"), domain.to_owned()];
+        let names = [hosts[0].as_str(), hosts[1].as_str()];
+        let server = HttpsServer::start(&ca.issue(Usage::Server(&names)).unwrap())
+            .await
+            .unwrap();
+        for (local, fpr) in keys {
+            server.route(
+                &format!(
+                    "openpgpkey.{domain}/.well-known/openpgpkey/{domain}/hu/{}?l={local}",
+                    sealpost_directory::wkd_hash(local)
+                ),
+                Answer::Body(gpg.gpg(&["--export", fpr], "").stdout),
+            );
+        }
+        Wkd {
+            server,
+            ca_file,
+            hosts,
+            _dir: dir,
+        }
+    }
+
+    /// A configuration tweak: the node trusts the test CA for WKD look-ups and reaches the
+    /// domain's WKD hosts at this server.
+    pub fn configure(&self) -> impl FnOnce(&mut Config) + use<> {
+        let (ca_file, hosts, addr) = (
+            self.ca_file.display().to_string(),
+            self.hosts.clone(),
+            self.server.addr,
+        );
+        move |c| {
+            c.delivery.wkd_ca_file = ca_file;
+            for h in hosts {
+                c.delivery.resolve.insert(h, addr);
+            }
+        }
+    }
+}
+
+/// The OpenPGP message of a delivered PGP/MIME mail (`raw`), as a mail program finds it: the
+/// `application/octet-stream` part of RFC 3156's `multipart/encrypted`, armored.
+pub fn pgp_mime_message(raw: &[u8]) -> String {
+    let outer = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let ct = outer.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("encrypted")));
+    assert_eq!(ct.attribute("protocol"), Some("application/pgp-encrypted"));
+    let armored = outer
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.ctype() == "application" && c.subtype() == Some("octet-stream"))
+        })
+        .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
+        .expect("an application/octet-stream part");
+    assert!(armored.starts_with("-----BEGIN PGP MESSAGE-----"));
+    armored
+}
+
+/// Opens a delivered PGP/MIME mail (`raw`) as a mail program using GnuPG does: checks the
+/// RFC 3156 structure, decrypts the `application/octet-stream` part with `gpg`'s key after
+/// importing `sender`'s public key, and checks GnuPG's `VALIDSIG` for the sender and
+/// `DECRYPTION_OKAY`. The decrypted inner entity.
+pub fn gpg_opens(gpg: &Gpg, sender: &Session, raw: &[u8]) -> Vec<u8> {
+    let armored = pgp_mime_message(raw);
+    let sender_cert = sender.unlocked_cert().clone().strip_secret_key_material();
+    let out = gpg.gpg(
+        &["--import"],
+        &crypto::cert_to_armored(&sender_cert).unwrap(),
+    );
+    assert!(out.status.success());
+    let out = gpg.gpg(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--status-fd",
+            "2",
+            "--decrypt",
+        ],
+        &armored,
+    );
+    let status = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{status}");
+    let sender_fpr = sender_cert.fingerprint().to_hex();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("[GNUPG:] VALIDSIG") && l.contains(&sender_fpr)),
+        "{status}"
+    );
+    assert!(status.contains("[GNUPG:] DECRYPTION_OKAY"), "{status}");
+    out.stdout
+}
+
+/// Opens a delivered S/MIME mail (`file`, its bytes `raw`) as the recipient's mail program
+/// would, with `recipient`'s certificate and key (written to `dir`): checks it is
+/// `application/pkcs7-mime` enveloped data (CMS, AES-256-CBC), then `openssl cms -decrypt`
+/// on the mail itself and `gpgsm --decrypt` on its `smime.p7m` both open it, to the same
+/// bytes. The decrypted inner entity.
+pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> Vec<u8> {
+    let outer = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let ct = outer.content_type().unwrap();
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("application", Some("pkcs7-mime"))
+    );
+    assert_eq!(ct.attribute("smime-type"), Some("enveloped-data"));
+    assert_eq!(ct.attribute("name"), Some("smime.p7m"));
+    // The body, base64-decoded, is the DER CMS the sender's client made: AES-256-CBC
+    // EnvelopedData, no signature.
+    let p7m = dir.join("smime.p7m");
+    std::fs::write(&p7m, outer.parts[0].contents()).unwrap();
+    let p7m = p7m.to_str().unwrap();
+    let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", p7m]);
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("pkcs7-envelopedData"), "{printed}");
+    assert!(printed.contains("aes-256-cbc"), "{printed}");
+
+    // `openssl cms -decrypt` reads the delivered mail itself (S/MIME).
+    let (cert, key) = (dir.join("recipient.pem"), dir.join("recipient.key"));
+    std::fs::write(&cert, &recipient.cert_pem).unwrap();
+    std::fs::write(&key, &recipient.key_pem).unwrap();
+    let out = openssl(&[
+        "cms",
+        "-decrypt",
+        "-binary",
+        "-in",
+        file.to_str().unwrap(),
+        "-recip",
+        cert.to_str().unwrap(),
+        "-inkey",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let opened_by_openssl = out.stdout;
+
+    // gpgsm, with the key imported into a throw-away home, decrypts the smime.p7m part.
+    let gpg = Gpg::new();
+    gpg.gpgsm_import_key(&recipient.cert_pem, &recipient.key_pem);
+    let out = gpg.gpgsm_with_passphrase(&["--decrypt", p7m]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, opened_by_openssl);
+    opened_by_openssl
+}
+
+/// `sender` is told in her inbox's notices that her message was not delivered to `address`.
+pub async fn assert_told_not_delivered(sender: &Session, address: &str) {
+    let notices = sender
+        .mailbox_with_notices(Folder::Inbox)
+        .await
+        .unwrap()
+        .notices;
+    let told = format!("was not delivered to {address}");
+    assert!(
+        notices.iter().any(|n| n.text.contains(&told)),
+        "{notices:?}"
+    );
 }

@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sealpost::config::{Config, DomainTls, RelayRoute, TlsPolicy};
+use sealpost::config::{DomainTls, TlsPolicy};
 use sealpost::notify::Notification;
 use sealpost::storage::NotifyStore;
 use sealpost::storage::notify::{NotificationRecord, NotificationState};
-use sealpost_tests::dns::Unbound;
+use sealpost_tests::dns::{Unbound, direct_delivery};
 use sealpost_tests::smtp::{MtaStsServer, Postfix, TestCa, parse_mail, parsed_header};
 use sealpost_tests::{TestNode, wait_for};
 
@@ -35,29 +35,6 @@ const ZONE: &[&str] = &[
     "slow.test. 300 IN MX 10 mx.slow.test.",
     "mx.slow.test. 300 IN A 127.0.0.3",
 ];
-
-/// Direct delivery through `dns` to mail servers on `port`, trusting `ca`, retried within
-/// seconds.
-fn direct(
-    dns: &Unbound,
-    port: u16,
-    ca: &Path,
-    sts_port: u16,
-    tls: Vec<DomainTls>,
-) -> impl FnOnce(&mut Config) + use<> {
-    let (resolver, ca) = (dns.address(), ca.display().to_string());
-    move |c| {
-        c.federation.enabled = false;
-        c.relay.route = RelayRoute::Direct;
-        c.relay.resolver = resolver;
-        c.relay.direct_port = port;
-        c.relay.mta_sts_port = sts_port;
-        c.relay.ca_file = ca;
-        c.relay.tls = tls;
-        c.relay.retry_base_secs = 1;
-        c.relay.retry_max_secs = 2;
-    }
-}
 
 async fn notify(node: &TestNode, recipient: &str) -> i64 {
     node.notifier
@@ -105,7 +82,7 @@ async fn direct_delivery_finds_the_mx_through_dns_uses_starttls_and_turns_a_5xx_
     let dns = Unbound::start(ZONE).await.unwrap();
     let node = TestNode::spawn_with(
         "alpha.test",
-        direct(&dns, postfix.port, &ca.ca_file(), 443, vec![]),
+        direct_delivery(&dns, postfix.port, &ca.ca_file(), 443, vec![]),
     )
     .await
     .unwrap();
@@ -168,7 +145,7 @@ async fn a_tls_recipient_whose_mx_has_no_valid_certificate_is_not_sent_in_plain_
     let dns = Unbound::start(ZONE).await.unwrap();
     let node = TestNode::spawn_with(
         "alpha.test",
-        direct(
+        direct_delivery(
             &dns,
             postfix.port,
             &ca.ca_file(),
@@ -231,7 +208,7 @@ async fn an_enforced_mta_sts_policy_that_does_not_list_the_mx_fails_and_one_that
     let dns = Unbound::start(ZONE).await.unwrap();
     let node = TestNode::spawn_with(
         "alpha.test",
-        direct(&dns, postfix.port, &ca.ca_file(), sts.port, vec![]),
+        direct_delivery(&dns, postfix.port, &ca.ca_file(), sts.port, vec![]),
     )
     .await
     .unwrap();
@@ -284,7 +261,7 @@ async fn a_slow_domain_and_a_down_one_do_not_stall_another() {
         }
     });
     let dns = Unbound::start(ZONE).await.unwrap();
-    let tweak = direct(&dns, postfix.port, &ca.ca_file(), 443, vec![]);
+    let tweak = direct_delivery(&dns, postfix.port, &ca.ca_file(), 443, vec![]);
     let node = TestNode::spawn_with("alpha.test", move |c| {
         tweak(c);
         // Long enough that slow.test is still being waited for when the others are done.
@@ -362,7 +339,7 @@ async fn enforced_tls_send(mx_names: &[&str]) -> TlsOutcome {
     let mx_cert = ca.issue("mx", mx_names).unwrap();
     let port = sealpost_tests::smtp::free_port();
     let dns = Unbound::start(ZONE).await.unwrap();
-    let tweak = direct(&dns, port, &ca.ca_file(), 443, vec![]);
+    let tweak = direct_delivery(&dns, port, &ca.ca_file(), 443, vec![]);
     let node = TestNode::spawn_with("alpha.test", move |c| {
         tweak(c);
         c.delivery.pins.push(sealpost::config::DeliveryPin {

@@ -7,61 +7,24 @@
 
 use std::time::SystemTime;
 
-use mail_parser::MimeHeaders;
 use sealpost_client::crypto;
 use sealpost_proto::{DeliveryMode, ExternalCopy, Folder, KeySource};
 use sealpost_tests::TestNode;
 use sealpost_tests::gpg::Gpg;
-use sealpost_tests::https::{Answer, HttpsServer, TestCa, Usage};
 use sealpost_tests::mail::{
-    FIGURES_SUBJECT, assert_figures_entity, attempt, delivered_outer, import_by_admin,
-    recipient_states, send_figures, settled_sent_item,
+    FIGURES_SUBJECT, Wkd, assert_figures_entity, assert_told_not_delivered, attempt,
+    delivered_outer, gpg_opens, import_by_admin, recipient_states, send_figures, settled_sent_item,
 };
 use sealpost_tests::smtp::{Postfix, free_port, relay_at};
 use sequoia_openpgp::policy::StandardPolicy;
 
 static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 
-/// A GnuPG home holding dora's key (ed25519/cv25519, as gpg 2.2 makes by `future-default`);
-/// her public key armored, and its fingerprint.
+/// A GnuPG home holding dora's key; her public key armored, and its fingerprint.
 fn dora() -> (Gpg, String, String) {
     let gpg = Gpg::new();
-    let (armored, fpr) = new_key(&gpg, "dora@pgp.test");
+    let (armored, fpr) = gpg.new_key("dora@pgp.test");
     (gpg, armored, fpr)
-}
-
-/// A new key in `gpg` for `address`: armored, and its fingerprint.
-fn new_key(gpg: &Gpg, address: &str) -> (String, String) {
-    let uid = format!("<{address}>");
-    let out = gpg.gpg(
-        &[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &uid,
-            "future-default",
-            "default",
-            "never",
-        ],
-        "",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = gpg.gpg(&["--with-colons", "--list-keys", &uid], "");
-    let colons = String::from_utf8(out.stdout).unwrap();
-    let fpr = colons
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_owned();
-    let out = gpg.gpg(&["--armor", "--export", &fpr], "");
-    (String::from_utf8(out.stdout).unwrap(), fpr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,31 +33,18 @@ async fn one_message_reaches_a_local_user_and_an_outside_address_by_openpgp_mail
     // pgp.test's Web Key Directory (advanced method): HTTPS on loopback with a certificate
     // from a CA made for the test, which the node trusts.
     let (gpg, _, dora_fpr) = dora();
-    let dir = tempfile::tempdir().unwrap();
-    let web_ca = TestCa::new("Test Web CA").unwrap();
-    let ca_file = web_ca.write_pem(&dir.path().join("web-ca.pem")).unwrap();
-    let hosts = ["openpgpkey.pgp.test", "pgp.test"];
-    let wkd = HttpsServer::start(&web_ca.issue(Usage::Server(&hosts)).unwrap())
-        .await
-        .unwrap();
     // erin@pgp.test publishes a key too, but Postfix has no mailbox for her.
-    let (_, erin_fpr) = new_key(&gpg, "erin@pgp.test");
-    for (local, fpr) in [("dora", &dora_fpr), ("erin", &erin_fpr)] {
-        wkd.route(
-            &format!(
-                "openpgpkey.pgp.test/.well-known/openpgpkey/pgp.test/hu/{}?l={local}",
-                sealpost_directory::wkd_hash(local)
-            ),
-            Answer::Body(gpg.gpg(&["--export", fpr], "").stdout),
-        );
-    }
-    let (port, addr) = (postfix.port, wkd.addr);
+    let (_, erin_fpr) = gpg.new_key("erin@pgp.test");
+    let wkd = Wkd::start(
+        "pgp.test",
+        &gpg,
+        &[("dora", &dora_fpr), ("erin", &erin_fpr)],
+    )
+    .await;
+    let (port, wkd) = (postfix.port, wkd.configure());
     let node = TestNode::spawn_with("alpha.test", move |c| {
         relay_at(port)(c);
-        c.delivery.wkd_ca_file = ca_file.display().to_string();
-        for h in hosts {
-            c.delivery.resolve.insert(h.to_owned(), addr);
-        }
+        wkd(c);
     })
     .await
     .unwrap();
@@ -135,51 +85,10 @@ async fn one_message_reaches_a_local_user_and_an_outside_address_by_openpgp_mail
 
     // Postfix delivered it into dora's Maildir.
     let (_, raw) = delivered_outer(&postfix, "dora@pgp.test", &resp.message_id).await;
-    let outer = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let ct = outer.content_type().unwrap();
-    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("encrypted")));
-    assert_eq!(ct.attribute("protocol"), Some("application/pgp-encrypted"));
-    // As a mail program does: the application/octet-stream part is the OpenPGP message.
-    let armored = outer
-        .parts
-        .iter()
-        .find(|p| {
-            p.content_type()
-                .is_some_and(|c| c.ctype() == "application" && c.subtype() == Some("octet-stream"))
-        })
-        .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
-        .expect("an application/octet-stream part");
-    assert!(armored.starts_with("-----BEGIN PGP MESSAGE-----"));
-
     // GnuPG 2.2 decrypts it with dora's key and verifies alice's signature.
-    let alice_cert = alice.unlocked_cert().clone().strip_secret_key_material();
-    let alice_armored = crypto::cert_to_armored(&alice_cert).unwrap();
-    let out = gpg.gpg(&["--import"], &alice_armored);
-    assert!(out.status.success());
-    let out = gpg.gpg(
-        &[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--status-fd",
-            "2",
-            "--decrypt",
-        ],
-        &armored,
-    );
-    let status = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{status}");
-    let alice_fpr = alice_cert.fingerprint().to_hex();
-    assert!(
-        status
-            .lines()
-            .any(|l| l.starts_with("[GNUPG:] VALIDSIG") && l.contains(&alice_fpr)),
-        "{status}"
-    );
-    assert!(status.contains("[GNUPG:] DECRYPTION_OKAY"), "{status}");
+    let decrypted = gpg_opens(&gpg, &alice, &raw);
     // The inner entity: the real subject (protected headers), the body, the attachment.
-    assert_figures_entity(&out.stdout);
+    assert_figures_entity(&decrypted);
 
     // bob reads it in Sealpost.
     let inbox = bob.mailbox(Folder::Inbox).await.unwrap();
@@ -204,17 +113,7 @@ async fn one_message_reaches_a_local_user_and_an_outside_address_by_openpgp_mail
             .contains("550 5.1.1 <erin@pgp.test>: Recipient address rejected"),
         "{e:?}"
     );
-    let notices = alice
-        .mailbox_with_notices(Folder::Inbox)
-        .await
-        .unwrap()
-        .notices;
-    assert!(
-        notices
-            .iter()
-            .any(|n| n.text.contains("was not delivered to erin@pgp.test")),
-        "{notices:?}"
-    );
+    assert_told_not_delivered(&alice, "erin@pgp.test").await;
     assert_eq!(
         (d.address.as_str(), d.mode, d.state.as_str()),
         ("dora@pgp.test", Some(DeliveryMode::Openpgp), "delivered")

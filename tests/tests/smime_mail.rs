@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mail_parser::MimeHeaders;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
@@ -18,11 +17,10 @@ use sealpost_client::Session;
 use sealpost_client::crypto::smime::{SmimeCipher, encrypt};
 use sealpost_proto::{DeliveryMode, Envelope, ExternalCopy, KeySource, SMIME_UNSIGNED};
 use sealpost_tests::TestNode;
-use sealpost_tests::gpg::Gpg;
 use sealpost_tests::https::{Issued, TestCa, Usage, openssl};
 use sealpost_tests::mail::{
     assert_figures_entity, attempt, delivered_outer, import_by_admin, recipient_states,
-    send_figures, settled_sent_item,
+    send_figures, settled_sent_item, smime_opens,
 };
 use sealpost_tests::smtp::{Postfix, free_port, relay_at};
 
@@ -79,49 +77,8 @@ async fn a_message_reaches_an_outside_address_by_smime_mail_and_opens_in_openssl
 
     // Postfix delivered it into erik's Maildir.
     let (file, raw) = delivered_outer(&postfix, "erik@smime.test", &resp.message_id).await;
-    let delivered = file.to_str().unwrap().to_owned();
-    let outer = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let ct = outer.content_type().unwrap();
-    assert_eq!(
-        (ct.ctype(), ct.subtype()),
-        ("application", Some("pkcs7-mime"))
-    );
-    assert_eq!(ct.attribute("smime-type"), Some("enveloped-data"));
-    assert_eq!(ct.attribute("name"), Some("smime.p7m"));
-    // The body, base64-decoded, is the DER CMS alice's client made: AES-256-CBC
-    // EnvelopedData, no signature.
-    let der = outer.parts[0].contents().to_vec();
-    let p7m = dir.path().join("smime.p7m");
-    std::fs::write(&p7m, &der).unwrap();
-    let p7m = p7m.to_str().unwrap().to_owned();
-    let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", &p7m]);
-    let printed = String::from_utf8_lossy(&printed.stdout);
-    assert!(printed.contains("pkcs7-envelopedData"), "{printed}");
-    assert!(printed.contains("aes-256-cbc"), "{printed}");
-
-    // erik's mail program: `openssl cms -decrypt` reads the delivered mail itself (S/MIME).
-    let (cert, key) = (dir.path().join("erik.pem"), dir.path().join("erik.key"));
-    std::fs::write(&cert, &erik.cert_pem).unwrap();
-    std::fs::write(&key, &erik.key_pem).unwrap();
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let out = openssl(&[
-        "cms", "-decrypt", "-binary", "-in", &delivered, "-recip", cert, "-inkey", key,
-    ]);
-    assert!(out.status.success());
-    assert_figures_entity(&out.stdout);
-    let opened_by_openssl = out.stdout;
-
-    // gpgsm, with erik's key imported into a throw-away home, decrypts the smime.p7m part.
-    let gpg = Gpg::new();
-    gpg.gpgsm_import_key(&erik.cert_pem, &erik.key_pem);
-    let out = gpg.gpgsm_with_passphrase(&["--decrypt", &p7m]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, opened_by_openssl);
-    assert_figures_entity(&out.stdout);
+    // erik's mail program opens it: `openssl cms -decrypt` and `gpgsm --decrypt`.
+    assert_figures_entity(&smime_opens(dir.path(), &erik, &file, &raw));
 
     // alice's sent item: erik by smime, delivered, with Postfix's answer.
     let item = settled_sent_item(&alice).await;

@@ -9,11 +9,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mail_parser::MimeHeaders;
 use sealpost_client::Session;
 use sealpost_proto::{DeliveryMode, Folder};
 use sealpost_tests::gpg::Gpg;
-use sealpost_tests::mail::{delivered_outer, import_by_admin};
+use sealpost_tests::mail::{delivered_outer, import_by_admin, pgp_mime_message};
 use sealpost_tests::smtp::{PYTHON, Postfix, free_port, relay_at, self_signed_cert};
 use sealpost_tests::{TestNode, files_containing, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,23 +23,8 @@ const BODY: &str = "The confidential body 0c9a4f27e1";
 /// A GnuPG home with dora's key; her key armored.
 fn dora() -> (Gpg, String) {
     let gpg = Gpg::new();
-    let out = gpg.gpg(
-        &[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "<dora@pgp.test>",
-            "future-default",
-            "default",
-            "never",
-        ],
-        "",
-    );
-    assert!(out.status.success());
-    let out = gpg.gpg(&["--armor", "--export", "<dora@pgp.test>"], "");
-    (gpg, String::from_utf8(out.stdout).unwrap())
+    let (armored, _) = gpg.new_key("dora@pgp.test");
+    (gpg, armored)
 }
 
 /// A node of alpha.test with the gateway on loopback (STARTTLS, a self-signed certificate)
@@ -194,18 +178,7 @@ async fn a_mail_program_sends_through_the_gateway_sealed_per_recipient() {
     // dora's copy: PGP/MIME, the real subject only inside; GnuPG opens it.
     let (_, raw) = delivered_outer(&postfix, "dora@pgp.test", &sent.message_id).await;
     assert!(!String::from_utf8_lossy(&raw).contains(SUBJECT));
-    let outer = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let ct = outer.content_type().unwrap();
-    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("encrypted")));
-    let armored = outer
-        .parts
-        .iter()
-        .find(|p| {
-            p.content_type()
-                .is_some_and(|c| c.ctype() == "application" && c.subtype() == Some("octet-stream"))
-        })
-        .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
-        .expect("the OpenPGP part");
+    let armored = pgp_mime_message(&raw);
     let out = gpg.gpg(
         &[
             "--pinentry-mode",
