@@ -171,6 +171,8 @@ pub struct SmtpInConfig {
     pub max_connections_per_ip: usize,
     /// New connections one client address (IPv6: one /64) may open per minute.
     pub connections_per_ip_per_minute: u32,
+    /// Mails one client address (IPv6: one /64) may send per minute; more are answered 451.
+    pub messages_per_ip_per_minute: u32,
     /// Milliseconds to wait before the greeting, watching for a client that talks first
     /// (which is then refused with 554). 0: only what already arrived is looked at.
     pub greet_pause_ms: u64,
@@ -198,6 +200,7 @@ impl Default for SmtpInConfig {
             max_connections: 512,
             max_connections_per_ip: 16,
             connections_per_ip_per_minute: 120,
+            messages_per_ip_per_minute: 300,
             greet_pause_ms: 0,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
@@ -236,6 +239,9 @@ pub struct SubmissionConfig {
     pub max_connections_per_ip: usize,
     /// New connections one client address may open per minute.
     pub connections_per_ip_per_minute: u32,
+    /// Mails one user may send per hour (a stolen app password is not a spam cannon); more
+    /// are answered 451.
+    pub messages_per_user_per_hour: u32,
     /// Seconds to wait for each command, and for more of a mail's data.
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
@@ -259,6 +265,7 @@ impl Default for SubmissionConfig {
             max_connections: 256,
             max_connections_per_ip: 8,
             connections_per_ip_per_minute: 60,
+            messages_per_user_per_hour: 500,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             max_errors: 5,
@@ -287,10 +294,11 @@ impl SubmissionConfig {
         if self.max_connections == 0
             || self.max_connections_per_ip == 0
             || self.connections_per_ip_per_minute == 0
+            || self.messages_per_user_per_hour == 0
             || self.max_errors == 0
         {
             return bad(
-                "max_connections, max_connections_per_ip, connections_per_ip_per_minute and max_errors must be at least 1",
+                "max_connections, max_connections_per_ip, connections_per_ip_per_minute, messages_per_user_per_hour and max_errors must be at least 1",
             );
         }
         if !(1..=1000).contains(&self.max_app_passwords) {
@@ -433,9 +441,10 @@ impl SmtpInConfig {
         if self.max_connections == 0
             || self.max_connections_per_ip == 0
             || self.connections_per_ip_per_minute == 0
+            || self.messages_per_ip_per_minute == 0
         {
             return bad(
-                "max_connections, max_connections_per_ip and connections_per_ip_per_minute must be at least 1",
+                "max_connections, max_connections_per_ip, connections_per_ip_per_minute and messages_per_ip_per_minute must be at least 1",
             );
         }
         if self.command_timeout_secs == 0 || self.data_timeout_secs == 0 || self.max_errors == 0 {

@@ -28,8 +28,12 @@ fn dora() -> (Gpg, String) {
 }
 
 /// A node of alpha.test with the gateway on loopback (STARTTLS, a self-signed certificate)
-/// and mail out through `relay_port`; alice and bob enrolled.
-async fn gateway(relay_port: u16) -> (TestNode, Session, Session, tempfile::TempDir) {
+/// and mail out through `relay_port`, each user allowed `per_hour` mails an hour; alice and
+/// bob enrolled.
+async fn gateway(
+    relay_port: u16,
+    per_hour: u32,
+) -> (TestNode, Session, Session, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed_cert(certs.path()).unwrap();
     let node = TestNode::spawn_with("alpha.test", move |c| {
@@ -42,6 +46,7 @@ async fn gateway(relay_port: u16) -> (TestNode, Session, Session, tempfile::Temp
         c.submission.max_message_bytes = 256 * 1024;
         c.submission.command_timeout_secs = 5;
         c.submission.data_timeout_secs = 5;
+        c.submission.messages_per_user_per_hour = per_hour;
     })
     .await
     .unwrap();
@@ -134,7 +139,7 @@ fn stored(node: &TestNode) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_program_sends_through_the_gateway_sealed_per_recipient() {
     let postfix = Postfix::start(&["dora@pgp.test"]).await.unwrap();
-    let (node, alice, bob, _certs) = gateway(postfix.port).await;
+    let (node, alice, bob, _certs) = gateway(postfix.port, 100).await;
     let (gpg, dora_key) = dora();
     import_by_admin(&node, &dora_key).await;
     let (id, password) = app_password(&node, &alice, "Thunderbird on the office PC").await;
@@ -235,7 +240,7 @@ async fn a_mail_program_sends_through_the_gateway_sealed_per_recipient() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_refuses_what_it_must_and_stores_nothing() {
-    let (node, alice, bob, _certs) = gateway(free_port()).await;
+    let (node, alice, bob, _certs) = gateway(free_port(), 100).await;
     let (_, password) = app_password(&node, &alice, "phone").await;
     let (_, bobs) = app_password(&node, &bob, "bob's laptop").await;
     let send = |user: &str, pass: &str, from: &str, to: &[&str]| send_script(user, pass, from, to);
@@ -314,4 +319,32 @@ async fn the_gateway_refuses_what_it_must_and_stores_nothing() {
         .collect();
     assert_eq!(codes, ["220", "250", "538", "530", "221"], "{t}");
     assert_eq!(stored(&node), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_past_their_mails_per_hour_gets_451_and_others_go_on() {
+    let (node, alice, bob, _certs) = gateway(free_port(), 2).await;
+    let (_, password) = app_password(&node, &alice, "laptop").await;
+    let (_, bobs) = app_password(&node, &bob, "phone").await;
+    let to_bob = send_script(
+        "alice@alpha.test",
+        &password,
+        "alice@alpha.test",
+        &["bob@alpha.test"],
+    );
+    for _ in 0..2 {
+        assert_eq!(python(&node, &to_bob).await.trim(), "{}");
+    }
+    let out = python(&node, &to_bob).await;
+    assert!(out.starts_with("code 451"), "{out}");
+    assert_eq!(stored(&node), 2);
+    // bob's own count is his.
+    let to_alice = send_script(
+        "bob@alpha.test",
+        &bobs,
+        "bob@alpha.test",
+        &["alice@alpha.test"],
+    );
+    assert_eq!(python(&node, &to_alice).await.trim(), "{}");
+    assert_eq!(stored(&node), 3);
 }

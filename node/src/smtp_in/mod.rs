@@ -77,6 +77,7 @@ pub fn start(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Result<Driver>
         checker: Some(checker),
         settings,
         greet_pause: Duration::from_millis(config.greet_pause_ms),
+        mails: RateTable::new(config.messages_per_ip_per_minute, Duration::from_secs(60)),
     };
     let limits = (
         config.max_connections,
@@ -109,6 +110,7 @@ pub fn start_submission(ctx: Arc<Context>, listener: TcpListener) -> anyhow::Res
         checker: None,
         settings,
         greet_pause: Duration::ZERO,
+        mails: RateTable::new(config.messages_per_user_per_hour, Duration::from_secs(3600)),
     };
     let limits = (
         config.max_connections,
@@ -129,7 +131,7 @@ fn hostname(ctx: &Context, configured: &str) -> String {
 fn serve(door: Door, listener: TcpListener, limits: (usize, usize, u32)) -> Driver {
     let door = Arc::new(door);
     let table = Arc::new(ConnTable::new(limits.0, limits.1));
-    let rate = Arc::new(RateTable::new(limits.2));
+    let rate = Arc::new(RateTable::new(limits.2, Duration::from_secs(60)));
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         loop {
@@ -143,7 +145,7 @@ fn serve(door: Door, listener: TcpListener, limits: (usize, usize, u32)) -> Driv
             };
             while connections.try_join_next().is_some() {}
             let _ = stream.set_nodelay(true);
-            let slot = if rate.admit(peer.ip(), Instant::now()) {
+            let slot = if rate.admit(client_key(peer.ip()), Instant::now()) {
                 table.admit(peer.ip())
             } else {
                 None
@@ -179,32 +181,35 @@ fn tls_acceptor(cert: &str, key: &str) -> anyhow::Result<tokio_native_tls::TlsAc
     Ok(tokio_native_tls::TlsAcceptor::from(acceptor))
 }
 
-/// New connections per client address and minute.
-struct RateTable {
-    per_minute: u32,
-    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+/// Events per key (a client address, a user) and window: new connections, mails. Counted in
+/// fixed windows from a key's first event; bounded (past 100,000 keys, stale ones go).
+struct RateTable<K> {
+    limit: u32,
+    window: Duration,
+    seen: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl RateTable {
-    fn new(per_minute: u32) -> RateTable {
+impl<K: std::hash::Hash + Eq> RateTable<K> {
+    fn new(limit: u32, window: Duration) -> RateTable<K> {
         RateTable {
-            per_minute,
+            limit,
+            window,
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    fn admit(&self, ip: IpAddr, now: Instant) -> bool {
-        let minute = Duration::from_secs(60);
+    /// Counts an event of `key` at `now`: whether it is within the limit.
+    fn admit(&self, key: K, now: Instant) -> bool {
         let mut seen = self.seen.lock().expect("rate table");
         if seen.len() >= 100_000 {
-            seen.retain(|_, (since, _)| now.duration_since(*since) < minute);
+            seen.retain(|_, (since, _)| now.duration_since(*since) < self.window);
         }
-        let entry = seen.entry(client_key(ip)).or_insert((now, 0));
-        if now.duration_since(entry.0) >= minute {
+        let entry = seen.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);
-        entry.1 <= self.per_minute
+        entry.1 <= self.limit
     }
 }
 
@@ -220,6 +225,17 @@ struct Door {
     checker: Option<Arc<auth::Checker>>,
     settings: Settings,
     greet_pause: Duration,
+    /// Mails begun per client address and minute (MX), or per user and hour (gateway).
+    mails: RateTable<MailSender>,
+}
+
+/// Whom a door counts mails by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum MailSender {
+    /// A client address (IPv6: its /64), for the MX.
+    Client(IpAddr),
+    /// An authenticated user, for the gateway.
+    User(i64),
 }
 
 /// One connection's mail under way: the MX's recipients and arrival, or the gateway's user,
@@ -333,7 +349,7 @@ impl Door {
                 }
                 Step::BeginData => {
                     let (_, named) = session.envelope();
-                    let result = self.begin_data(&mut work, named);
+                    let result = self.begin_data(&mut work, named, peer);
                     session.data_began(result);
                 }
                 Step::Data(bytes) => {
@@ -449,8 +465,34 @@ impl Door {
         }
     }
 
-    fn begin_data(&self, work: &mut Work, named: &[String]) -> Result<(), String> {
+    /// `DATA`: the mail is begun, unless its sender (client address or user) is past its rate.
+    fn begin_data(
+        &self,
+        work: &mut Work,
+        named: &[String],
+        peer: SocketAddr,
+    ) -> Result<(), String> {
         let limit = self.settings.max_message_bytes;
+        let sender = match work {
+            Work::Inbound { .. } => MailSender::Client(client_key(peer.ip())),
+            Work::Submission { account, .. } => {
+                MailSender::User(account.as_ref().map_or(0, |a| a.id))
+            }
+        };
+        if !self.mails.admit(sender, Instant::now()) {
+            if let Work::Inbound { recipients, .. } = work {
+                recipients.clear();
+            }
+            return Err(match sender {
+                MailSender::Client(_) => {
+                    "451 4.7.0 Too many mails from your address: try again later\r\n"
+                }
+                MailSender::User(_) => {
+                    "451 4.7.0 You have sent too many mails this hour: try again later\r\n"
+                }
+            }
+            .into());
+        }
         match work {
             Work::Inbound {
                 recipients,
@@ -580,5 +622,22 @@ mod empty {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_per_key_and_window() {
+        let t = Instant::now();
+        let table = RateTable::new(2, Duration::from_secs(60));
+        assert!(table.admit(MailSender::User(1), t));
+        assert!(table.admit(MailSender::User(1), t + Duration::from_secs(1)));
+        assert!(!table.admit(MailSender::User(1), t + Duration::from_secs(2)));
+        // Another key has its own count; a new window starts afresh.
+        assert!(table.admit(MailSender::User(2), t + Duration::from_secs(2)));
+        assert!(table.admit(MailSender::User(1), t + Duration::from_secs(60)));
     }
 }
