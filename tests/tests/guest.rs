@@ -14,7 +14,7 @@ use std::time::Duration;
 use sealpost_client::pickup::PickupClient;
 use sealpost_client::{ClientError, Outgoing, Session};
 use sealpost_proto::{DeliveryMode, Folder, KdfParams};
-use sealpost_tests::smtp::{SinkOptions, SmtpSink, relay_at};
+use sealpost_tests::smtp::{PYTHON, SinkOptions, SmtpSink, relay_at, self_signed_cert};
 use sealpost_tests::{TestNode, wait_for};
 
 const CAROL: &str = "carol@outside.test";
@@ -37,12 +37,23 @@ fn code(e: ClientError) -> String {
         .unwrap_or_else(|| format!("{e}"))
 }
 
-async fn node_with_sink() -> (SmtpSink, TestNode) {
+/// A node of alpha.test sending mail through an aiosmtpd sink, with its submission gateway
+/// on (STARTTLS, a self-signed certificate in the returned directory).
+async fn node_with_sink() -> (SmtpSink, TestNode, tempfile::TempDir) {
     let sink = SmtpSink::start(&SinkOptions::default()).await.unwrap();
-    let node = TestNode::spawn_with("alpha.test", relay_at(sink.port))
-        .await
-        .unwrap();
-    (sink, node)
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_cert(certs.path()).unwrap();
+    let relay = relay_at(sink.port);
+    let node = TestNode::spawn_with("alpha.test", move |c| {
+        relay(c);
+        c.submission.enabled = true;
+        c.submission.listen = "127.0.0.1:0".parse().unwrap();
+        c.submission.tls_cert = cert.display().to_string();
+        c.submission.tls_key = key.display().to_string();
+    })
+    .await
+    .unwrap();
+    (sink, node, certs)
 }
 
 /// `sender` writes to the outside `address` by pickup; its recipient unlocks it. Returns the
@@ -81,7 +92,7 @@ async fn guest(node: &TestNode, address: &str, session: &str, password: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outside_recipient_becomes_a_guest_and_replies_without_unlock_codes() {
-    let (sink, node) = node_with_sink().await;
+    let (sink, node, _certs) = node_with_sink().await;
     let alice = node.person("alice").await;
     let _bob = node.person("bob").await;
     let work = tempfile::tempdir().unwrap();
@@ -207,6 +218,57 @@ async fn an_outside_recipient_becomes_a_guest_and_replies_without_unlock_codes()
         .await
         .unwrap();
     assert_eq!(got.body, "Thank you!");
+
+    // From her mail program, through the submission gateway: carol is told by mail too.
+    let r = http
+        .post(api("/app-passwords"))
+        .bearer_auth(alice.token())
+        .json(&serde_json::json!({ "label": "laptop" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let password = r.json::<serde_json::Value>().await.unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let door = node.submission().unwrap();
+    let script = format!(
+        r#"
+import smtplib, ssl
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP('{}', {}, timeout=30) as s:
+    s.starttls(context=tls)
+    s.login('alice@alpha.test', '{password}')
+    print(s.sendmail('alice@alpha.test', ['{CAROL}'],
+        'From: alice@alpha.test\r\nTo: {CAROL}\r\nSubject: From my laptop\r\n\r\nHello Carol\r\n'))
+"#,
+        door.ip(),
+        door.port()
+    );
+    let out = std::process::Command::new(PYTHON)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "{}",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(Duration::from_secs(30), async || {
+        let told = sink
+            .received()
+            .into_iter()
+            .filter(|m| m.text().contains("/#/mail/inbox"))
+            .count();
+        (told == 2).then_some(())
+    })
+    .await
+    .expect("carol told of the gateway's message too");
 
     // A second guest, erin.
     let (_, erin_session) = picked_up(&alice, "erin@outside.test", work.path()).await;
@@ -335,7 +397,7 @@ const CASES: &[(Op, &str)] = &[
 
 /// A node with alice (a user), root (an admin, logged in), and carol and erin as guests.
 async fn world() -> (SmtpSink, TestNode, Session) {
-    let (sink, node) = node_with_sink().await;
+    let (sink, node, _certs) = node_with_sink().await;
     let alice = node.person("alice").await;
     let root = node
         .enrolled("root@alpha.test", "root password", KdfParams::MIN, true)

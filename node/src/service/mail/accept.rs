@@ -805,14 +805,12 @@ async fn store(
                 pickups.push(pickup);
             }
             // A guest recipient is told by mail that a message waits in their mailbox.
-            let mut notifications = Vec::new();
-            if ctx.notifier.is_configured() {
-                let login = format!("{}/#/mail/inbox", ctx.public_url());
-                for r in s.recipients.iter().filter(|r| is_guest_recipient(ctx, r)) {
-                    let mail = notification(ctx, account, &s.env.message_id, &r.address, &login);
-                    notifications.push(mail(true, unix)?);
-                }
-            }
+            let guests = s
+                .recipients
+                .iter()
+                .filter(|r| is_guest_recipient(ctx, r))
+                .map(|r| r.address.as_str());
+            let notifications = guest_notifications(ctx, account, &s.env.message_id, guests, unix)?;
             let by_mail: Vec<(String, DeliveryMode)> = s
                 .external
                 .iter()
@@ -1095,6 +1093,24 @@ pub(super) fn external_mail(
 /// A local recipient of another domain than ours: a guest (docs/pickup.md, "Guests").
 fn is_guest_recipient(ctx: &Context, r: &Recipient) -> bool {
     r.account.is_some() && crate::domain_of(&r.address) != ctx.config.domain
+}
+
+/// The notification mail telling each guest among a message's local recipients that it waits
+/// for them (with the login link), when mail can go out at all.
+pub(super) fn guest_notifications<'a>(
+    ctx: &Context,
+    account: &Account,
+    message_id: &str,
+    guests: impl Iterator<Item = &'a str>,
+    now: i64,
+) -> Result<Vec<crate::storage::notify::NewNotification>, ServiceError> {
+    if !ctx.notifier.is_configured() {
+        return Ok(Vec::new());
+    }
+    let login = format!("{}/#/mail/inbox", ctx.public_url());
+    guests
+        .map(|g| notification(ctx, account, message_id, g, &login)(true, now))
+        .collect()
 }
 
 /// Remote recipients grouped by destination organisation.

@@ -32,7 +32,7 @@ use sequoia_openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Reci
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::accept::{External, external_mail};
+use super::accept::{External, external_mail, guest_notifications};
 use super::smtp::{line_fault, stored_part, well_formed};
 use super::{Resolved, is_revoked, recipients, resolve_all};
 use crate::crypto;
@@ -257,7 +257,13 @@ pub async fn gateway_submit(
         .into_iter()
         .map(|x| external_mail(ctx, &env, x))
         .collect::<Result<Vec<_>, _>>()?;
-    let notifying = !external.is_empty();
+    // Guests among the local recipients are told by mail, as for a client's message.
+    let guests = local
+        .iter()
+        .map(|(_, a)| a.as_str())
+        .filter(|a| crate::domain_of(a) != ctx.config.domain);
+    let notifications = guest_notifications(ctx, account, &message_id, guests, unix)?;
+    let notifying = !external.is_empty() || !notifications.is_empty();
     let arrival = Arrival {
         encrypted: false,
         tls: true,
@@ -283,7 +289,7 @@ pub async fn gateway_submit(
                 remote_expires_at: unix,
                 remote_backlog_max: ctx.config.federation.max_backlog_per_peer,
                 pickups: Vec::new(),
-                notifications: Vec::new(),
+                notifications,
                 notify_max_queued: ctx.notifier.max_queued(),
                 external,
                 arrival: Some(serde_json::to_string(&arrival).map_err(ServiceError::internal)?),
