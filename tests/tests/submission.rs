@@ -34,6 +34,17 @@ async fn gateway(
     relay_port: u16,
     per_hour: u32,
 ) -> (TestNode, Session, Session, tempfile::TempDir) {
+    gateway_with(relay_port, move |c| {
+        c.submission.messages_per_user_per_hour = per_hour
+    })
+    .await
+}
+
+/// [`gateway`] with `tweak` applied to the configuration last.
+async fn gateway_with(
+    relay_port: u16,
+    tweak: impl FnOnce(&mut sealpost::config::Config) + Send + 'static,
+) -> (TestNode, Session, Session, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed_cert(certs.path()).unwrap();
     let node = TestNode::spawn_with("alpha.test", move |c| {
@@ -46,7 +57,7 @@ async fn gateway(
         c.submission.max_message_bytes = 256 * 1024;
         c.submission.command_timeout_secs = 5;
         c.submission.data_timeout_secs = 5;
-        c.submission.messages_per_user_per_hour = per_hour;
+        tweak(c);
     })
     .await
     .unwrap();
@@ -347,4 +358,40 @@ async fn a_user_past_their_mails_per_hour_gets_451_and_others_go_on() {
     );
     assert_eq!(python(&node, &to_alice).await.trim(), "{}");
     assert_eq!(stored(&node), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_465_speaks_tls_from_the_first_byte() {
+    let (node, alice, bob, _certs) =
+        gateway_with(free_port(), |c| c.submission.implicit_tls = true).await;
+    let (_, password) = app_password(&node, &alice, "laptop").await;
+    let script = format!(
+        r#"
+import smtplib, ssl
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP_SSL(HOST, PORT, context=tls, timeout=30) as s:
+    s.ehlo('laptop.test')
+    assert not s.has_extn('starttls')
+    s.login('alice@alpha.test', '{password}')
+    print(s.sendmail('alice@alpha.test', ['bob@alpha.test'],
+        'From: alice@alpha.test\r\nTo: bob@alpha.test\r\nSubject: {SUBJECT}\r\n\r\n{BODY}\r\n'))
+"#
+    );
+    assert_eq!(python(&node, &script).await.trim(), "{}");
+    let inbox = bob.mailbox(Folder::Inbox).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let work = tempfile::tempdir().unwrap();
+    let m = bob
+        .read_mail(&inbox[0].message_id, work.path())
+        .await
+        .unwrap();
+    assert_eq!((m.subject.as_str(), m.body.trim()), (SUBJECT, BODY));
+    // A client speaking plain SMTP to it gets no greeting it can use.
+    let mut plain = tokio::net::TcpStream::connect(addr(&node)).await.unwrap();
+    plain.write_all(b"EHLO c.test\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("220 "), "{buf:?}");
 }
