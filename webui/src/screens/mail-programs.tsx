@@ -79,6 +79,9 @@ export function MailPrograms({ session }: { session: Session }) {
       <h1 id="mp-title">Mail programs</h1>
       <p class="muted">You can send mail from a program such as Outlook, Thunderbird or your phone's mail app. Give each device its own
         app password below; your Sealpost password stays here and is never typed into another program.</p>
+      <p class="alert alert-info small" data-testid="mp-sees-content">Mail you send this way is not end-to-end encrypted from your device: your
+        organisation's server receives it over an encrypted connection, seals it for each recipient and keeps only sealed copies (your
+        copy in Sent too), but it sees the content in passing. For the most confidential messages, write them here in Sealpost.</p>
 
       <div class="card stack" data-testid="mp-settings">
         <h2 class="h3">Outgoing mail server (SMTP)</h2>

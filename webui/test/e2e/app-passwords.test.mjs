@@ -80,6 +80,8 @@ test('a mail program gets an app password, shown once, listed, then revoked (des
   assert.equal(await page.textContent('[data-testid=mp-host]'), 'smtp.alpha.test');
   assert.equal(await page.textContent('[data-testid=mp-port]'), String(port));
   assert.equal(await page.textContent('[data-testid=mp-security]'), 'STARTTLS');
+  // The user is told the server sees what a mail program sends.
+  assert.match(await page.textContent('[data-testid=mp-sees-content]'), /sees the content in passing/);
   assert.match(await page.textContent('[data-testid=mp-settings]'), new RegExp(ALICE.replace('.', '\\.')));
   await page.waitForSelector('[data-testid=mp-none]');
   await shot('empty');
