@@ -141,6 +141,7 @@ async fn sealpost(bin: &std::path::Path, args: &Args, mail: Arc<Vec<u8>>) -> any
             .env("SEALPOST__SMTP_IN__LISTEN", format!("127.0.0.1:{port}"))
             .env("SEALPOST__SMTP_IN__MAX_CONNECTIONS_PER_IP", "4096")
             .env("SEALPOST__SMTP_IN__CONNECTIONS_PER_IP_PER_MINUTE", "100000")
+            .env("SEALPOST__SMTP_IN__MESSAGES_PER_IP_PER_MINUTE", "10000000")
             .env("SEALPOST__FEDERATION__ENABLED", "false");
     })?;
     let out = run_ok(
