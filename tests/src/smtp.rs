@@ -326,3 +326,22 @@ impl MtaStsServer {
         )?)
     }
 }
+
+/// Runs a Python script (Debian's python3, `smtplib` and `email`: a standard mail program)
+/// with `HOST` and `PORT` set to `at`; returns its standard output, failing the test if it
+/// fails.
+pub async fn python_at(at: std::net::SocketAddr, script: &str) -> String {
+    let script = format!("HOST = '{}'\nPORT = {}\n{script}", at.ip(), at.port());
+    let out = tokio::process::Command::new(PYTHON)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("python prints UTF-8")
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sealpost_client::pickup::PickupClient;
 use sealpost_client::{ClientError, Outgoing, Session};
 use sealpost_proto::{DeliveryMode, Folder, KdfParams};
-use sealpost_tests::smtp::{PYTHON, SinkOptions, SmtpSink, relay_at, self_signed_cert};
+use sealpost_tests::smtp::{SinkOptions, SmtpSink, python_at, relay_at, self_signed_cert};
 use sealpost_tests::{TestNode, wait_for};
 
 const CAROL: &str = "carol@outside.test";
@@ -232,33 +232,21 @@ async fn an_outside_recipient_becomes_a_guest_and_replies_without_unlock_codes()
         .as_str()
         .unwrap()
         .to_owned();
-    let door = node.submission().unwrap();
     let script = format!(
         r#"
 import smtplib, ssl
 tls = ssl.create_default_context()
 tls.check_hostname = False
 tls.verify_mode = ssl.CERT_NONE
-with smtplib.SMTP('{}', {}, timeout=30) as s:
+with smtplib.SMTP(HOST, PORT, timeout=30) as s:
     s.starttls(context=tls)
     s.login('alice@alpha.test', '{password}')
     print(s.sendmail('alice@alpha.test', ['{CAROL}'],
         'From: alice@alpha.test\r\nTo: {CAROL}\r\nSubject: From my laptop\r\n\r\nHello Carol\r\n'))
-"#,
-        door.ip(),
-        door.port()
+"#
     );
-    let out = std::process::Command::new(PYTHON)
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "{}",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = python_at(node.submission().unwrap(), &script).await;
+    assert_eq!(out.trim(), "{}");
     wait_for(Duration::from_secs(30), async || {
         let told = sink
             .received()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sealpost::storage::AccountStore;
 use sealpost_client::{Outgoing, Session};
 use sealpost_proto::Folder;
-use sealpost_tests::smtp::{PYTHON, self_signed_cert};
+use sealpost_tests::smtp::{python_at, self_signed_cert};
 use sealpost_tests::{TestNode, files_containing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -47,23 +47,8 @@ fn addr(node: &TestNode) -> SocketAddr {
     node.smtp.expect("the SMTP door is bound")
 }
 
-/// Runs a Python script (Debian's python3, `smtplib` and `email`) with `HOST` and `PORT` set;
-/// returns its standard output, failing the test if it fails.
 async fn python(node: &TestNode, script: &str) -> String {
-    let a = addr(node);
-    let script = format!("HOST = '{}'\nPORT = {}\n{script}", a.ip(), a.port());
-    let out = tokio::process::Command::new(PYTHON)
-        .arg("-c")
-        .arg(script)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    python_at(addr(node), script).await
 }
 
 /// Speaks to the door by hand: waits for the greeting (unless `early`), sends each chunk in

@@ -13,7 +13,7 @@ use sealpost_client::Session;
 use sealpost_proto::{DeliveryMode, Folder};
 use sealpost_tests::gpg::Gpg;
 use sealpost_tests::mail::{delivered_outer, import_by_admin, pgp_mime_message};
-use sealpost_tests::smtp::{PYTHON, Postfix, free_port, relay_at, self_signed_cert};
+use sealpost_tests::smtp::{Postfix, free_port, python_at, relay_at, self_signed_cert};
 use sealpost_tests::{TestNode, files_containing, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -127,20 +127,7 @@ except smtplib.SMTPRecipientsRefused as e:
 }
 
 async fn python(node: &TestNode, script: &str) -> String {
-    let a = addr(node);
-    let script = format!("HOST = '{}'\nPORT = {}\n{script}", a.ip(), a.port());
-    let out = tokio::process::Command::new(PYTHON)
-        .arg("-c")
-        .arg(script)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    python_at(addr(node), script).await
 }
 
 fn stored(node: &TestNode) -> i64 {
