@@ -1145,10 +1145,22 @@ impl Session {
             parts,
         };
         let mut request = self.sign_envelope(&env, inline)?;
-        request.external_copies = external
-            .into_iter()
-            .map(|(a, _, copy)| (a, STANDARD.encode(copy)))
-            .collect();
+        // Small copies travel inline, up to one inline part's worth in all (the request body
+        // is bounded); the others are uploaded first, as large parts are (docs/mail.md).
+        let mut inline_room = self.limits.inline_part_max_bytes;
+        for (address, _, copy) in external {
+            if copy.len() <= inline_room {
+                inline_room -= copy.len();
+                request
+                    .external_copies
+                    .insert(address, STANDARD.encode(copy));
+            } else {
+                let temp = tempfile::NamedTempFile::new_in(work_dir)?;
+                std::fs::write(temp.path(), &copy)?;
+                self.upload(temp.path(), &hex::encode(Sha256::digest(&copy)))
+                    .await?;
+            }
+        }
         request.pickups = seals;
         request.pickup_continuations = continuations;
         drop(temps);

@@ -64,6 +64,9 @@ pub struct NewExternal {
     pub sha256: [u8; 32],
     pub copy: Vec<u8>,
     pub mail: super::notify::NewNotification,
+    /// The copy was the sender's upload: the upload is used up (and its file unlinked) by
+    /// the submission.
+    pub uploaded: bool,
 }
 
 /// One recipient's copy of a mail that came in over SMTP.
@@ -87,6 +90,9 @@ pub struct SmtpMail {
 pub enum SubmitOutcome {
     Accepted {
         accepted_at: Timestamp,
+        /// Blob files the submission used up (uploaded external copies, now in the queued
+        /// mail): the caller removes them from the BlobStore after the commit.
+        unlinked: Vec<[u8; 32]>,
     },
     /// The same envelope was already accepted (a client retrying after a lost answer).
     AlreadyAccepted {

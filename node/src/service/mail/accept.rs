@@ -144,6 +144,9 @@ pub(super) struct External {
     pub(super) mode: DeliveryMode,
     pub(super) sha256: [u8; 32],
     pub(super) copy: Vec<u8>,
+    /// The copy came as an upload (`PUT /blobs`), not inline: the upload is used up with the
+    /// submission.
+    pub(super) uploaded: bool,
 }
 
 /// What [`screen`] decided.
@@ -285,7 +288,8 @@ pub async fn screen(
             let (by_mail, resolved): (Vec<_>, Vec<_>) = resolved
                 .into_iter()
                 .partition(|(_, r, _)| r.mode.has_external_copy());
-            external = external_copies(ctx, &env, msg, &resolved, by_mail, &sender, now)?;
+            external =
+                external_copies(ctx, account, &env, msg, &resolved, by_mail, &sender, now).await?;
             let outside: Vec<String> = resolved
                 .iter()
                 .filter(|(_, r, _)| r.mode == crate::proto::DeliveryMode::Pickup)
@@ -368,9 +372,12 @@ pub async fn screen(
 /// A local sender's external copies (docs/mail.md): every recipient the policy reaches by
 /// mail (`by_mail`, as resolved now) has one, in the mode the policy gives, matching the hash
 /// and size the sender signed, encrypted to the recipient's key and the sender's; no other
-/// recipient has one.
-fn external_copies(
+/// recipient has one. A copy comes inline or, when it is not in the request, as the sender's
+/// upload of the hash and size the envelope names.
+#[allow(clippy::too_many_arguments)]
+async fn external_copies(
     ctx: &Context,
+    account: &Account,
     env: &Envelope,
     msg: &Incoming<'_>,
     others: &[super::Resolved],
@@ -422,10 +429,16 @@ fn external_copies(
             address: address.clone(),
             why,
         };
-        let copy = msg
-            .external_copies
-            .get(&address)
-            .ok_or_else(|| mismatch("did not come with the message"))?;
+        let (copy, uploaded) = match msg.external_copies.get(&address) {
+            Some(inline) => (std::borrow::Cow::Borrowed(inline), false),
+            None => {
+                let uploaded = uploaded_copy(ctx, account, named)
+                    .await?
+                    .ok_or_else(|| mismatch("did not come with the message"))?;
+                (std::borrow::Cow::Owned(uploaded), true)
+            }
+        };
+        let copy: &Vec<u8> = &copy;
         let sha256: [u8; 32] = Sha256::digest(copy).into();
         if crate::proto::ExternalCopy::of(r.mode, copy) != *named {
             return Err(mismatch(
@@ -514,9 +527,39 @@ fn external_copies(
             mode: r.mode,
             sha256,
             copy: copy.clone(),
+            uploaded,
         });
     }
     Ok(out)
+}
+
+/// The external copy `named` in the envelope, if the sender uploaded it with that size: read
+/// whole (at most `limits.max_message_bytes`, as every upload), since the node checks whom
+/// it is encrypted to and renders it into the mail it queues.
+async fn uploaded_copy(
+    ctx: &Context,
+    account: &Account,
+    named: &crate::proto::ExternalCopy,
+) -> Result<Option<Vec<u8>>, ServiceError> {
+    let Some(sha256) = hex::decode(&named.sha256)
+        .ok()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+    else {
+        return Ok(None);
+    };
+    if ctx.store.uploaded_by(account.id, sha256).await? != Some(named.size) {
+        return Ok(None);
+    }
+    let Ok(file) = ctx.blobs.open(sha256).await else {
+        return Ok(None);
+    };
+    let mut copy = Vec::with_capacity(usize::try_from(named.size).unwrap_or(0));
+    use tokio::io::AsyncReadExt;
+    file.take(named.size)
+        .read_to_end(&mut copy)
+        .await
+        .map_err(ServiceError::internal)?;
+    Ok(Some(copy))
 }
 
 /// The certificate a peer presents for the sender, kept if the peer may speak for it, and
@@ -857,7 +900,18 @@ async fn store(
                 ctx.notifier.wake();
             }
             let (accepted_at, duplicate) = match outcome {
-                SubmitOutcome::Accepted { accepted_at } => (accepted_at, false),
+                SubmitOutcome::Accepted {
+                    accepted_at,
+                    unlinked,
+                } => {
+                    // Uploaded external copies now live in the queued mail.
+                    for sha in unlinked {
+                        if let Err(e) = ctx.blobs.remove(sha).await {
+                            tracing::warn!(error = %e, "could not remove a used-up upload");
+                        }
+                    }
+                    (accepted_at, false)
+                }
                 SubmitOutcome::AlreadyAccepted { accepted_at } => (accepted_at, true),
             };
             let order = |a: &String| s.env.to.iter().position(|t| t == a);
@@ -1055,6 +1109,7 @@ pub(super) fn external_mail(
                 mode: x.mode,
                 sha256: x.sha256,
                 copy: Vec::new(),
+                uploaded: x.uploaded,
             });
         }
         mode => {
@@ -1087,6 +1142,7 @@ pub(super) fn external_mail(
         mode: x.mode,
         sha256: x.sha256,
         copy: x.copy,
+        uploaded: x.uploaded,
     })
 }
 

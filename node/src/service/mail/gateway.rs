@@ -222,6 +222,7 @@ pub async fn gateway_submit(
             address: r.address,
             mode: r.mode,
             copy,
+            uploaded: false,
         });
     }
     drop(entity);

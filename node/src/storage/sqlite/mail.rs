@@ -241,7 +241,13 @@ impl MailStore for SqliteStore {
             for n in &m.notifications {
                 super::notify::insert_notification(c, chain, n, m.notify_max_queued, now)?;
             }
+            let mut used_up = Vec::new();
             for x in &m.external {
+                if x.uploaded {
+                    c.prepare_cached("DELETE FROM uploads WHERE account_id = ?1 AND sha256 = ?2")?
+                        .execute(params![m.sender_account, &x.sha256[..]])?;
+                    used_up.push(x.sha256.to_vec());
+                }
                 c.prepare_cached(
                     "INSERT INTO external_copies (message_id, address, mode, sha256, copy)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -250,7 +256,11 @@ impl MailStore for SqliteStore {
                 start_delivery(c, &m.id, &x.address, x.mode.as_str(), "queued", now)?;
                 super::notify::insert_notification(c, chain, &x.mail, m.notify_max_queued, now)?;
             }
-            Ok(SubmitOutcome::Accepted { accepted_at: now })
+            let unlinked = drop_unreferenced(c, used_up)?;
+            Ok(SubmitOutcome::Accepted {
+                accepted_at: now,
+                unlinked,
+            })
         })
         .await
     }
