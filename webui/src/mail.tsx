@@ -44,10 +44,11 @@ export function modeSentence(mode: DeliveryMode, address: string, ownDomain: str
   }
 }
 
-/** A sentence from the node (`why`) with its full stop. */
+/** A sentence from the node (`why`) with its full stop; capitalised unless it starts with an
+ * address (which is written as it is). */
 export function sentence(s: string): string {
   const t = s.trim();
-  const capital = t.charAt(0).toUpperCase() + t.slice(1);
+  const capital = /^\S+@/.test(t) ? t : t.charAt(0).toUpperCase() + t.slice(1);
   return !t || /[.!?]$/.test(t) ? capital : capital + '.';
 }
 
