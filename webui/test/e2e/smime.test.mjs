@@ -10,10 +10,11 @@
 // test-artefacts/smime-*/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gpgsmDecrypt } from '../unit/gpgsm.mjs';
 import { TestNode, launchBrowser, shooter, signIn, until, startPostfix, parseMail, MIN_KDF_ENV } from './harness.mjs';
 
 const ALICE = 'alice@alpha.test';
@@ -144,26 +145,10 @@ test('Postfix delivers erik\'s S/MIME mail: openssl cms and gpgsm open it with h
   assert.match(opened, /Code word: KESTREL\./);
   assert.match(opened, /filename="draft\.txt"/);
 
-  // GnuPG 2.2's gpgsm, erik's key imported from a PKCS#12 export (3DES, which it reads).
-  const home = mkdtempSync(join(tmpdir(), 'sealpost-erik-gpgsm-'));
-  chmodSync(home, 0o700);
-  try {
-    const gpgsm = (args) => spawnSync('gpgsm', ['--homedir', home, '--batch', '--pinentry-mode', 'loopback', '--passphrase-fd', '0', ...args], { input: 'test\n', timeout: 60_000 });
-    // gpgsm 2.2 refuses about one export in twenty (tests/src/gpg.rs): a fresh export imports.
-    let imported = false;
-    for (let i = 0; i < 5 && !imported; i++) {
-      openssl('pkcs12', '-export', '-passout', 'pass:test', '-keypbe', 'PBE-SHA1-3DES', '-certpbe', 'PBE-SHA1-3DES', '-macalg', 'sha1',
-        '-in', erik.cert, '-inkey', erik.key, '-out', join(home, 'erik.p12'));
-      imported = gpgsm(['--import', join(home, 'erik.p12')]).status === 0;
-    }
-    assert.ok(imported, 'gpgsm imported erik\'s key');
-    const out = gpgsm(['--decrypt', p7m]);
-    assert.equal(out.status, 0, out.stderr.toString());
-    assert.equal(out.stdout.toString('latin1'), opened);
-  } finally {
-    spawnSync('gpgconf', ['--homedir', home, '--kill', 'all']);
-    rmSync(home, { recursive: true, force: true });
-  }
+  // GnuPG 2.2's gpgsm, erik's key imported from a PKCS#12 export.
+  const out = gpgsmDecrypt(erik.cert, erik.key, p7m);
+  assert.equal(out.status, 0, out.stderr.toString());
+  assert.equal(out.stdout.toString('latin1'), opened);
 });
 
 test('Sent shows erik\'s mode, S/MIME mail, and its state: delivered', async () => {
