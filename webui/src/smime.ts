@@ -6,8 +6,10 @@
 // Why node-forge: WebCrypto has RSA-OAEP only, and GnuPG 2.2's gpgsm (one of the readers
 // docs/mail.md names) does not read RSA-OAEP key transport; node-forge is the maintained
 // JavaScript PKI library that writes PKCS#7/CMS EnvelopedData with PKCS1-v1_5 key transport.
-// No ASN.1 or RSA is written here. The app imports this module lazily (client.ts), so forge is
-// fetched only by a sender who has an S/MIME recipient.
+// No ASN.1 encoder or RSA is written here (one re-tag of forge's output: `primitiveContent`).
+// The content key comes from WebCrypto's `getRandomValues`; the IV and the PKCS1-v1_5 padding
+// from forge's PRNG, which the browser's `getRandomValues` seeds. The app imports this module
+// lazily (client.ts), so forge is fetched only by a sender who has an S/MIME recipient.
 //
 // Must not: sign (no S/MIME certificate for senders yet: the copy is unsigned, `why` says so),
 // or encrypt to anything but the certificate the envelope answer names. A later signer passes
