@@ -440,14 +440,19 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const certs: pgp.PublicKey[] = [];
   const pickups: MadePickup[] = [];
   const continued: { address: string; fingerprint: string }[] = [];
-  const outside: { r: Resolved; cert: pgp.PublicKey }[] = [];
+  /** Outside recipients reached by mail; `cert` for OpenPGP mail and enforced TLS (S/MIME's
+   * certificate is the answer's PEM). */
+  const outside: { r: Resolved; cert?: pgp.PublicKey }[] = [];
   for (const r of resp.recipients) {
     if (r.sees_content && !msg.seesContentConfirmed?.includes(r.address)) {
       // The mode may have changed since the sender looked: never send past an unconfirmed one.
       throw new Error(`${r.address}'s mail server will receive the content, and our node sees it in transit${r.why ? ` (${r.why})` : ''}. Confirm this for ${r.address} before sending.`);
     }
     if (r.mode === 'smime') {
-      throw new Error(`${r.address} is reached by S/MIME mail${r.why ? ` (${r.why})` : ''}, which the web app cannot make yet: send this message from the command-line client, or remove ${r.address}.`);
+      // Checked before anything is sealed or uploaded: the certificate named, an RSA key.
+      await (await smimeModule()).checkRecipient(r);
+      outside.push({ r });
+      continue;
     }
     if (r.mode === 'openpgp' || r.mode === 'tls') {
       outside.push({ r, cert: await outsideCert(r) });
@@ -537,6 +542,25 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   };
 }
 
+/** smime.ts with node-forge, loaded when a message has an S/MIME recipient (not part of the
+ * app's first download). */
+function smimeModule(): Promise<typeof import('./smime')> {
+  return import('./smime');
+}
+
+/** Why the web app cannot make the S/MIME copy for `r` (not the certificate named, a key that
+ * is not RSA), in words; null when it can. For Write, as each recipient is typed. */
+export async function smimeRefusal(r: Resolved): Promise<string | null> {
+  const smime = await smimeModule();
+  try {
+    await smime.checkRecipient(r);
+    return null;
+  } catch (e) {
+    if (e instanceof smime.SmimeError) return e.message;
+    throw e;
+  }
+}
+
 /** An outside recipient's key as the envelope answer gives it (OpenPGP mail: theirs; enforced
  * TLS: the node's transit key): it must be the key named, not revoked, and able to encrypt. */
 async function outsideCert(r: Resolved): Promise<pgp.PublicKey> {
@@ -556,11 +580,13 @@ async function outsideCert(r: Resolved): Promise<pgp.PublicKey> {
 /** The external copies (docs/mail.md): the inner MIME entity (protected headers v1: the real
  * subject travels encrypted) built once, then per recipient an OpenPGP message: for `openpgp`
  * signed by the sender and encrypted to the recipient's key and the sender's; for `tls`
- * encrypted to the node's transit key only. Sorted by address, as the envelope's map. */
+ * encrypted to the node's transit key only; for `smime` DER CMS to the recipient's certificate
+ * (smime.ts: AES-256-CBC, PKCS1-v1_5 key transport, unsigned). Sorted by address, as the
+ * envelope's map. */
 async function externalCopies(
   s: Session,
   msg: Outgoing,
-  outside: { r: Resolved; cert: pgp.PublicKey }[],
+  outside: { r: Resolved; cert?: pgp.PublicKey }[],
   at: { messageId: string; to: string[]; now: number; metas: api.AttachmentMeta[] },
 ): Promise<Record<string, { copy: ExternalCopy; bytes: Uint8Array }>> {
   const attachments = [];
@@ -576,9 +602,11 @@ async function externalCopies(
   });
   const out: Record<string, { copy: ExternalCopy; bytes: Uint8Array }> = {};
   for (const { r, cert } of [...outside].sort((a, b) => (a.r.address < b.r.address ? -1 : 1))) {
-    const bytes = r.mode === 'tls'
-      ? await pgp.encryptTo(inner, [cert])
-      : await pgp.encryptTo(inner, [cert, s.me.toPublic()], s.me);
+    const bytes = r.mode === 'smime'
+      ? await (await smimeModule()).smimeCopy(inner, r)
+      : r.mode === 'tls'
+        ? await pgp.encryptTo(inner, [cert!])
+        : await pgp.encryptTo(inner, [cert!, s.me.toPublic()], s.me);
     out[r.address] = { copy: { mode: r.mode, sha256: await pgp.sha256hex(bytes), size: bytes.length }, bytes };
   }
   return out;

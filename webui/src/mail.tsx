@@ -38,16 +38,17 @@ export function modeSentence(mode: DeliveryMode, address: string, ownDomain: str
     case 'local': return `${address} is a user of ${ownDomain}: end-to-end encrypted.`;
     case 'remote': return `${domain}'s Sealpost node receives it end-to-end encrypted.`;
     case 'openpgp': return `Encrypted to ${address}'s own OpenPGP key and signed by you: ${domain}'s mail server receives only ciphertext.`;
-    case 'smime': return `Encrypted to ${address}'s S/MIME certificate.`;
+    case 'smime': return `Encrypted to ${address}'s S/MIME certificate: ${domain}'s mail server receives only ciphertext.`;
     case 'tls': return `${domain}'s mail server receives the content over authenticated TLS: our node sees it in transit.`;
     case 'pickup': return `${address} gets a notification mail and opens the message with an unlock code you pass on.`;
   }
 }
 
-/** A sentence from the node (`why`) with its full stop. */
+/** A sentence from the node (`why`) with its full stop; capitalised unless it starts with an
+ * address (which is written as it is). */
 export function sentence(s: string): string {
   const t = s.trim();
-  const capital = t.charAt(0).toUpperCase() + t.slice(1);
+  const capital = /^\S+@/.test(t) ? t : t.charAt(0).toUpperCase() + t.slice(1);
   return !t || /[.!?]$/.test(t) ? capital : capital + '.';
 }
 

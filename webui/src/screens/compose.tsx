@@ -14,7 +14,8 @@ import { OutgoingFiles } from '../files';
 interface Rcpt {
   address: string;
   /** `pickup`: an outside address without a key, reached by a notification mail and a MUC;
-   * `mail`: an outside address reached by OpenPGP mail or enforced TLS (docs/mail.md). */
+   * `mail`: an outside address reached by OpenPGP mail, S/MIME mail or enforced TLS
+   * (docs/mail.md). */
   state: 'checking' | 'ok' | 'pickup' | 'mail' | 'refused' | 'invalid';
   verdict: VerdictView | null;
   reason?: string;
@@ -61,10 +62,13 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       const { resolved: r, refusal } = outsider ? await client.resolveOne(address) : {};
       if (refusal) return { address, state: 'refused', verdict: null, reason: refusal };
       const about = r ? { mode: r.mode, why: r.why || undefined, keySource: r.key_source ?? null, seesContent: !!r.sees_content } : {};
-      if (r && (r.mode === 'openpgp' || r.mode === 'tls')) return { address, state: 'mail', verdict: r.verdict, ...about };
       if (r && r.mode === 'smime') {
-        return { address, state: 'refused', verdict: r.verdict, ...about, reason: `${address} is reached by S/MIME mail${r.why ? ` (${r.why})` : ''}, which the web app cannot make yet: send this message from the command-line client.` };
+        // The copy is made here: refused now if it cannot be (not the certificate named, a
+        // key that is not RSA), in smime.ts's words.
+        const why = await client.smimeRefusal(r);
+        if (why) return { address, state: 'refused', verdict: r.verdict, ...about, reason: why };
       }
+      if (r && (r.mode === 'openpgp' || r.mode === 'tls' || r.mode === 'smime')) return { address, state: 'mail', verdict: r.verdict, ...about };
       if (r && r.mode === 'pickup') return { address, state: 'pickup', verdict: null, ...about };
       const keys = await client.trust(address);
       const best = keys[0] ?? null;
@@ -200,7 +204,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           <div class="hint" id="compose-to-hint">Press Enter after each address. Each recipient's key is checked as you type.</div>
           {preview && (
             <div class={`lookup lookup-${preview.state}`} role="status" data-testid="lookup">
-              {preview.state === 'checking' ? <>Looking up {preview.address}…</> : preview.state === 'pickup' ? <>{pickupNote(preview.address)}</> : preview.state === 'ok' ? <><Badge verdict={preview.verdict} compact /> {preview.address} can receive encrypted messages.</> : preview.state === 'mail' && preview.mode ? <><span class={`mode-tag mode-${preview.mode}`}>{MODE_WORDS[preview.mode]}</span> {preview.why ? sentence(preview.why) : modeSentence(preview.mode, preview.address, session.org.domain)}</> : <><span class="text-bad">⚠</span> {preview.reason}</>}
+              {preview.state === 'checking' ? <>Looking up {preview.address}…</> : preview.state === 'pickup' ? <>{pickupNote(preview.address)}</> : preview.state === 'ok' ? <><Badge verdict={preview.verdict} compact /> {preview.address} can receive encrypted messages.</> : preview.state === 'mail' && preview.mode ? <><span class={`mode-tag mode-${preview.mode}`}>{MODE_WORDS[preview.mode]}</span> {whySentence(preview, session.org.domain)}</> : <><span class="text-bad">⚠</span> {preview.reason}</>}
             </div>
           )}
           {refused.map((r) => <div class="alert alert-error" role="alert" data-testid="refusal">{r.reason}</div>)}
@@ -240,6 +244,13 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   );
 }
 
+/** The node's `why` for a recipient, else what the mode means; for S/MIME mail both: how it is
+ * encrypted, then the node's why (which says when it goes unsigned). */
+function whySentence(r: Rcpt, domain: string): string {
+  if (!r.why) return modeSentence(r.mode!, r.address, domain);
+  return r.mode === 'smime' ? `${modeSentence('smime', r.address, domain)} ${sentence(r.why)}` : sentence(r.why);
+}
+
 /** How each recipient gets the message: the mode in words, why, and where an outside key came
  * from (the envelope answer's `why` and `key_source`). */
 function ModeList({ rcpts, domain, testid }: { rcpts: Rcpt[]; domain: string; testid: string }) {
@@ -252,7 +263,7 @@ function ModeList({ rcpts, domain, testid }: { rcpts: Rcpt[]; domain: string; te
         {shown.map((r) => (
           <li data-testid="recipient-mode" data-address={r.address} data-mode={r.mode}>
             <span class="mode-head"><strong class="mode-addr">{r.address}</strong> <span class={`mode-tag mode-${r.mode}`}>{MODE_WORDS[r.mode!]}</span></span>{' '}
-            <span class="mode-why small">{r.why ? sentence(r.why) : modeSentence(r.mode!, r.address, domain)}{r.keySource && <> Key {KEY_SOURCE_WORDS[r.keySource]}.</>}</span>
+            <span class="mode-why small">{whySentence(r, domain)}{r.keySource && <> Key {KEY_SOURCE_WORDS[r.keySource]}.</>}</span>
           </li>
         ))}
       </ul>

@@ -9,6 +9,9 @@ import { join } from 'node:path';
 export async function load(entry, conditions = []) {
   const dir = mkdtempSync(join(tmpdir(), 'sealpost-unit-'));
   const out = join(dir, 'mod.mjs');
-  await build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', outfile: out, logLevel: 'error', conditions });
+  // `require` for CommonJS packages that load Node built-ins when they run under Node
+  // (node-forge's `require('crypto')`): an ESM bundle has none of its own.
+  const banner = { js: "import { createRequire as __sealpostRequire } from 'node:module'; const require = __sealpostRequire(import.meta.url);" };
+  await build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', outfile: out, logLevel: 'error', conditions, banner });
   return import(out);
 }
