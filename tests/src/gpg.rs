@@ -150,20 +150,23 @@ impl Gpg {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let finished = crate::wait_for_blocking(Duration::from_secs(60), || {
-            child.try_wait().unwrap().map(|_| ())
-        });
-        if let Err(e) = finished {
-            let _ = child.kill();
-            panic!("{program} {args:?}: {e}");
-        }
-        let out = child.wait_with_output().unwrap();
+        // Input written and output read at once (threads): a large input or output would
+        // otherwise fill a pipe while the tool waits for us.
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_owned();
+        let writer = std::thread::spawn(move || input.write_all(stdin.as_bytes()));
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let out = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.unwrap(),
+            Err(e) => {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+                panic!("{program} {args:?}: {e}");
+            }
+        };
+        // A tool may stop reading early (a refusal): its answer is what the test checks.
+        let _ = writer.join();
         println!(
             "$ {program} {}\n[exit {:?}]\n--- stdout\n{}--- stderr\n{}",
             args.join(" "),

@@ -184,6 +184,13 @@ async fn external_copies_that_are_not_what_the_envelope_and_policy_say_are_refus
     .await;
     assert_eq!(code.as_deref(), Some("external_mode_mismatch"));
 
+    // A copy the envelope names that neither came inline nor was uploaded by alice.
+    let code = attempt(&node, &alice, &["dora@pgp.test"], |_, copies| {
+        copies.clear();
+    })
+    .await;
+    assert_eq!(code.as_deref(), Some("external_copy_mismatch"));
+
     // An external copy for bob, a user of this node.
     let code = attempt(&node, &alice, &["bob@alpha.test"], |env, copies| {
         let copy = b"\xc1not a copy".to_vec();
@@ -203,4 +210,69 @@ async fn external_copies_that_are_not_what_the_envelope_and_policy_say_are_refus
         None
     );
     assert_eq!(stored(), (1, 1, 1));
+}
+
+/// A copy larger than one inline part's worth is uploaded before the submission (the request
+/// body is bounded), checked like an inline one, delivered whole, and used up: the upload no
+/// longer counts against alice's quota and its file is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_external_copy_is_uploaded_and_delivered_whole() {
+    use sealpost::storage::{AccountStore, MailStore};
+    let postfix = Postfix::start(&["dora@pgp.test"]).await.unwrap();
+    let (gpg, armored, _) = dora();
+    let port = postfix.port;
+    let node = TestNode::spawn_with("alpha.test", move |c| {
+        relay_at(port)(c);
+        c.http.max_json_body = 128 * 1024;
+        c.limits.inline_part_max_bytes = 32 * 1024;
+    })
+    .await
+    .unwrap();
+    let alice = node.person("alice").await;
+    import_by_admin(&node, &armored).await;
+
+    // 3 MiB that do not compress: over twenty times the whole request body the node takes.
+    let work = tempfile::tempdir().unwrap();
+    let mut data = vec![0u8; 3 * 1024 * 1024];
+    openssl::rand::rand_bytes(&mut data).unwrap();
+    let attachment = work.path().join("scan.bin");
+    std::fs::write(&attachment, &data).unwrap();
+    let (resp, _) = alice
+        .send_all(
+            &sealpost_client::Outgoing {
+                to: vec!["dora@pgp.test".into()],
+                subject: "The scan".into(),
+                body: "Attached.".into(),
+                attachments: vec![attachment],
+                pickup_kdf: None,
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        recipient_states(&resp),
+        [("dora@pgp.test", Some(DeliveryMode::Openpgp), "queued")]
+    );
+
+    // The upload is used up: nothing pending for alice, the copy's file removed.
+    let account = node
+        .store
+        .account_by_address("alice@alpha.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        node.store.pending_upload_bytes(account.id).await.unwrap(),
+        0
+    );
+
+    // dora's mail program opens it: the attachment is the 3 MiB, byte for byte.
+    let (_, raw) = delivered_outer(&postfix, "dora@pgp.test", &resp.message_id).await;
+    let decrypted = gpg_opens(&gpg, &alice, &raw);
+    let inner = mail_parser::MessageParser::default()
+        .parse(&decrypted[..])
+        .unwrap();
+    let got = inner.attachments().next().expect("the attachment");
+    assert!(got.contents() == data.as_slice(), "the attachment differs");
 }

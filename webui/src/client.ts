@@ -521,10 +521,18 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   const copies: Record<string, string> = {};
   if (outside.length) {
     const made = await externalCopies(s, msg, outside, { messageId: resp.message_id, to, now, metas });
+    // Small copies travel inline, up to one inline part's worth in all (the request body is
+    // bounded); the others are uploaded first, as large parts are (docs/mail.md).
+    let inlineRoom = s.org.limits.inline_part_max_bytes;
     for (const [address, c] of Object.entries(made)) {
       (env.external ??= {})[address] = c.copy;
-      // Inline, as the CLI sends them: the node takes external copies with the message only.
-      copies[address] = b64(c.bytes);
+      if (c.bytes.length <= inlineRoom) {
+        inlineRoom -= c.bytes.length;
+        copies[address] = b64(c.bytes);
+      } else {
+        const up = await api.upload(c.bytes, () => {});
+        if (up.sha256 !== c.copy.sha256 || up.size !== c.bytes.length) throw new Error('The node stored different bytes than were uploaded. Try again.');
+      }
     }
   }
   const text = JSON.stringify(env);

@@ -95,9 +95,7 @@ pub enum SubmitOutcome {
         unlinked: Vec<[u8; 32]>,
     },
     /// The same envelope was already accepted (a client retrying after a lost answer).
-    AlreadyAccepted {
-        accepted_at: Timestamp,
-    },
+    AlreadyAccepted { accepted_at: Timestamp },
 }
 
 #[derive(Clone, Debug, Serialize)]
