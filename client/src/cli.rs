@@ -311,6 +311,10 @@ pub struct ClientState {
     /// tell this device from a guesser elsewhere (see `service/throttle.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// The S/MIME signing key, encrypted under the password-derived wrap key as the user's
+    /// own key is, and its certificate from the organisation's CA (`smime.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime: Option<crate::smime::SmimeIdentity>,
 }
 
 impl ClientState {
@@ -369,6 +373,7 @@ async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
             Some(&state.ca_fingerprint),
         )
         .await?;
+    let session = session.with_smime_identity(state.smime.clone());
     if let Some(t) = session.device_token() {
         // Each login brings a fresh token; keeping it is a convenience, not a requirement.
         let state = ClientState {
@@ -525,6 +530,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 address: enrolled.address.clone(),
                 fingerprint: enrolled.fingerprint.clone(),
                 ca_fingerprint: enrolled.ca_fingerprint.clone(),
+                smime: None,
                 device_token: None,
             }
             .save(&dir)?;
@@ -562,6 +568,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 address: session.address().to_owned(),
                 fingerprint: session.fingerprint(),
                 ca_fingerprint: ca_fingerprint.clone(),
+                smime: None,
                 device_token: session.device_token().map(str::to_owned),
             }
             .save(&dir)?;
@@ -606,14 +613,31 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     &work,
                 )
                 .await;
+            // A signing identity made or renewed by this send is kept for the next.
+            let (identity, signing) = (s.smime_identity(), s.smime_signing());
             s.logout().await?;
+            let state = ClientState::load(&dir)?;
+            if identity != state.smime {
+                ClientState {
+                    smime: identity,
+                    ..state
+                }
+                .save(&dir)?;
+            }
             let (resp, issued) = resp?;
             for r in &resp.recipients {
                 // No mode: a user of this node (or a guest), who has it now.
                 let mode = r.mode.map_or("local", |m| m.as_str());
                 eprintln!("{}: {} [{mode}]", r.address, r.state);
                 if r.mode == Some(sealpost_proto::DeliveryMode::Smime) {
-                    eprintln!("  {}", sealpost_proto::SMIME_UNSIGNED);
+                    eprintln!(
+                        "  {}",
+                        if signing {
+                            sealpost_proto::SMIME_SIGNED
+                        } else {
+                            sealpost_proto::SMIME_UNSIGNED
+                        }
+                    );
                 }
             }
             for p in &issued {

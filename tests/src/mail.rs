@@ -359,12 +359,11 @@ pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> V
     assert_eq!(ct.attribute("smime-type"), Some("enveloped-data"));
     assert_eq!(ct.attribute("name"), Some("smime.p7m"));
     // The body, base64-decoded, is the DER CMS the sender's client made: AES-256-CBC
-    // EnvelopedData, no signature.
+    // EnvelopedData (a signature, when there is one, is inside).
     let p7m = dir.join("smime.p7m");
     std::fs::write(&p7m, outer.parts[0].contents()).unwrap();
     let p7m = p7m.to_str().unwrap();
-    let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", p7m]);
-    let printed = String::from_utf8_lossy(&printed.stdout);
+    let printed = cms_printed(p7m);
     assert!(printed.contains("pkcs7-envelopedData"), "{printed}");
     assert!(printed.contains("aes-256-cbc"), "{printed}");
 
@@ -397,6 +396,12 @@ pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> V
     );
     assert_eq!(out.stdout, opened_by_openssl);
     opened_by_openssl
+}
+
+/// `openssl cms -cmsout -print` of the DER CMS in `file`: what it holds, in words.
+pub fn cms_printed(file: &str) -> String {
+    let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", file]);
+    String::from_utf8_lossy(&printed.stdout).into_owned()
 }
 
 /// `sender` is told in her inbox's notices that her message was not delivered to `address`.
