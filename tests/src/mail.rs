@@ -398,6 +398,31 @@ pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> V
     opened_by_openssl
 }
 
+/// `openssl cms -verify` of a decrypted `multipart/signed` entity against the CA in `ca_file`
+/// (as erik's mail program verifies a signed S/MIME mail): the signed entity, and the signer's
+/// certificate.
+pub fn smime_verified(dir: &Path, signed: &[u8], ca_file: &Path) -> (Vec<u8>, openssl::x509::X509) {
+    let (input, signer) = (dir.join("signed.eml"), dir.join("signer.pem"));
+    std::fs::write(&input, signed).unwrap();
+    let out = openssl(&[
+        "cms",
+        "-verify",
+        "-in",
+        input.to_str().unwrap(),
+        "-CAfile",
+        ca_file.to_str().unwrap(),
+        "-signer",
+        signer.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signer = openssl::x509::X509::from_pem(&std::fs::read(signer).unwrap()).unwrap();
+    (out.stdout, signer)
+}
+
 /// `openssl cms -cmsout -print` of the DER CMS in `file`: what it holds, in words.
 pub fn cms_printed(file: &str) -> String {
     let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", file]);

@@ -19,10 +19,10 @@ use sealpost_client::{ClientError, Session};
 use sealpost_proto::{API_PREFIX, DeliveryMode, SMIME_SIGNED, SMIME_UNSIGNED};
 use sealpost_tests::TestNode;
 use sealpost_tests::gpg::Gpg;
-use sealpost_tests::https::{Issued, TestCa, Usage, openssl};
+use sealpost_tests::https::{Issued, TestCa, Usage};
 use sealpost_tests::mail::{
     assert_figures_entity, cms_printed, delivered_outer, import_by_admin, recipient_states,
-    send_figures, smime_opens,
+    send_figures, smime_opens, smime_verified,
 };
 use sealpost_tests::smtp::{Postfix, free_port, relay_at};
 use sequoia_openpgp::policy::StandardPolicy;
@@ -122,24 +122,8 @@ async fn a_signed_smime_mail_from_the_organisations_ca_verifies_in_openssl_and_g
         Some("application/pkcs7-signature")
     );
     assert_eq!(ct.attribute("micalg"), Some("sha-256"));
-    std::fs::write(path("signed.eml"), &signed).unwrap();
-    let out = openssl(&[
-        "cms",
-        "-verify",
-        "-in",
-        &path("signed.eml"),
-        "-CAfile",
-        &path("ca.pem"),
-        "-signer",
-        &path("signer.pem"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_figures_entity(&out.stdout);
-    let signer = X509::from_pem(&std::fs::read(path("signer.pem")).unwrap()).unwrap();
+    let (entity, signer) = smime_verified(d, &signed, Path::new(&path("ca.pem")));
+    assert_figures_entity(&entity);
     let names: Vec<String> = signer
         .subject_alt_names()
         .unwrap()
@@ -257,6 +241,17 @@ async fn certificates_are_issued_only_for_supported_keys_bound_to_the_users_key_
     assert_eq!(got, (422, "smime_binding_invalid".to_owned()));
     let got = answer(post("not a signature".into()).await.unwrap()).await;
     assert_eq!(got, (422, "smime_binding_invalid".to_owned()));
+    // Not a PEM public key; one too long to be a key.
+    for public_key in ["hello".to_owned(), "A".repeat(5000)] {
+        let r = http
+            .post(format!("{}{API_PREFIX}/smime/certificate", node.url))
+            .bearer_auth(alice.token())
+            .json(&serde_json::json!({ "public_key": public_key, "binding": "x" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer(r).await, (400, "invalid_request".to_owned()));
+    }
     assert_eq!(stored(), 0);
 
     // Keys gpgsm cannot verify or that are too weak: refused, properly bound or not.
