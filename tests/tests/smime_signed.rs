@@ -29,11 +29,21 @@ use sequoia_openpgp::policy::StandardPolicy;
 
 /// alpha.test relaying through `relay_port`, erik's certificate (under a CA that is the
 /// node's `x509_anchors`) imported by an administrator, and with `org_ca` as its `[smime]` CA
-/// when given; and alice, logged in.
+/// (issuing for 365 days) when given; and alice, logged in.
 async fn world(
     dir: &Path,
     relay_port: u16,
     org_ca: Option<&TestCa>,
+) -> (TestNode, Issued, Session) {
+    world_days(dir, relay_port, org_ca, 365).await
+}
+
+/// [`world`] with certificates issued for `cert_days`.
+async fn world_days(
+    dir: &Path,
+    relay_port: u16,
+    org_ca: Option<&TestCa>,
+    cert_days: u32,
 ) -> (TestNode, Issued, Session) {
     let anchors_ca = TestCa::new("S/MIME test CA").unwrap();
     let anchors = anchors_ca.write_pem(&dir.join("x509-anchors.pem")).unwrap();
@@ -49,7 +59,7 @@ async fn world(
             .unwrap()
             .display()
             .to_string(),
-        cert_days: 365,
+        cert_days,
     });
     let node = TestNode::spawn_with("alpha.test", move |c| {
         relay_at(relay_port)(c);
@@ -305,23 +315,68 @@ async fn without_an_smime_ca_no_certificate_is_issued_and_copies_go_unsigned() {
     let to = vec!["erik@smime.test".to_owned()];
     let (answer, _) = alice.envelope(&to).await.unwrap();
     assert!(answer.recipients[0].why.contains(SMIME_UNSIGNED));
+    let entity = copy_for_erik(&alice, &erik).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&entity)
+        .unwrap();
+    assert_ne!(parsed.content_type().unwrap().subtype(), Some("signed"));
+    assert!(alice.smime_identity().is_none());
+}
+
+/// A copy to erik made with the session's signing identity (made or renewed as needed): what
+/// erik decrypts.
+async fn copy_for_erik(alice: &Session, erik: &Issued) -> Vec<u8> {
+    let to = vec!["erik@smime.test".to_owned()];
+    let (answer, _) = alice.envelope(&to).await.unwrap();
     let head = sealpost_proto::Head {
         v: 1,
         message_id: answer.message_id.clone(),
         from: alice.address().to_owned(),
-        to: to.clone(),
-        subject: "plain".into(),
-        body: "plain".into(),
+        to,
+        subject: "renewal".into(),
+        body: "renewal".into(),
         attachments: vec![],
         sent_at: sealpost::now(),
     };
     let copies = alice.external_copies(&answer, &head, &[]).await.unwrap();
     let cms = openssl::cms::CmsContentInfo::from_der(&copies[0].2).unwrap();
     let key = PKey::private_key_from_pem(erik.key_pem.as_bytes()).unwrap();
-    let entity = cms.decrypt(&key, &erik.cert).unwrap();
+    cms.decrypt(&key, &erik.cert).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_with_fewer_than_30_days_left_is_renewed_for_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let org_ca = TestCa::new("Alpha S/MIME CA").unwrap();
+    // Certificates for 10 days: always within the renewal margin.
+    let (node, erik, alice) = world_days(dir.path(), free_port(), Some(&org_ca), 10).await;
+    let signed = copy_for_erik(&alice, &erik).await;
+    let first = alice.smime_identity().unwrap();
+    assert!(first.not_after <= sealpost::now() + 10 * 86_400);
     let parsed = mail_parser::MessageParser::default()
-        .parse(&entity)
+        .parse(&signed)
         .unwrap();
-    assert_ne!(parsed.content_type().unwrap().subtype(), Some("signed"));
-    assert!(alice.smime_identity().is_none());
+    assert_eq!(parsed.content_type().unwrap().subtype(), Some("signed"));
+
+    copy_for_erik(&alice, &erik).await;
+    let second = alice.smime_identity().unwrap();
+    assert_eq!(second.key, first.key, "the same key");
+    assert_ne!(second.certificate, first.certificate, "a new certificate");
+    let keys = node.count("SELECT COUNT(DISTINCT spki_sha256) FROM smime_certificates");
+    assert_eq!(
+        (node.count("SELECT COUNT(*) FROM smime_certificates"), keys),
+        (2, 1)
+    );
+
+    // Past the daily limit the renewal is refused, and the certificate that still holds signs.
+    for _ in 0..3 {
+        copy_for_erik(&alice, &erik).await;
+    }
+    assert_eq!(node.count("SELECT COUNT(*) FROM smime_certificates"), 5);
+    let signed = copy_for_erik(&alice, &erik).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&signed)
+        .unwrap();
+    assert_eq!(parsed.content_type().unwrap().subtype(), Some("signed"));
+    assert_eq!(node.count("SELECT COUNT(*) FROM smime_certificates"), 5);
 }
