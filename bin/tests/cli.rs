@@ -739,6 +739,12 @@ fn client_send_signs_smime_copies_when_the_organisation_runs_a_ca_and_keeps_the_
         *smime,
         "used again, not renewed"
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("alice/client.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
 }
 
 /// alice (CLI) sends to erik@smime.test on a node with erik's CA as its anchor and, when

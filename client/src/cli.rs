@@ -1,9 +1,11 @@
 //! `sealpost client …`: the command-line client.
 //!
 //! Client state (node URL, address, the pinned CA fingerprint) lives in `--dir` or
-//! `$SEALPOST_CLIENT_DIR`. Nothing secret is stored there: every command asks for the password
-//! (`--password-file`, `$SEALPOST_PASSWORD`, or a prompt), unlocks the key in memory, does its
-//! work and logs out. The state also keeps the device token of the last login, which opens
+//! `$SEALPOST_CLIENT_DIR`. Nothing secret is stored there in the clear: every command asks for
+//! the password (`--password-file`, `$SEALPOST_PASSWORD`, or a prompt), unlocks the key in
+//! memory, does its work and logs out. The one key kept there, the S/MIME signing key (when
+//! the organisation runs an S/MIME CA), is encrypted under the same password-derived wrap key
+//! as the user's own key, and the file is readable by its owner only. The state also keeps the device token of the last login, which opens
 //! nothing but marks this machine as a known device of the account.
 
 use std::path::{Path, PathBuf};
@@ -300,7 +302,7 @@ pub enum TrustCommand {
     Show { address: String },
 }
 
-/// What the client remembers between commands. Nothing secret.
+/// What the client remembers between commands. Nothing secret in the clear.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientState {
     pub node: String,
@@ -330,7 +332,13 @@ impl ClientState {
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join("client.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        // Owner only: it may hold the (encrypted) S/MIME signing key.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        std::io::Write::write_all(&mut file.open(&tmp)?, &serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(&tmp, Self::path(dir))?;
         Ok(())
     }
