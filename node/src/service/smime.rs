@@ -450,6 +450,50 @@ mod tests {
         assert_eq!(not_after, now + 10 * 86_400);
     }
 
+    /// A node of its own with a `[smime]` CA refuses a guest before looking at the request.
+    #[tokio::test]
+    async fn a_guest_gets_no_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::node::init(dir.path(), "g.test", None).await.unwrap();
+        let key = p256();
+        let (c, k) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+        std::fs::write(&c, ca_cert(&key, true, true).to_pem().unwrap()).unwrap();
+        std::fs::write(&k, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let config = crate::config::Paths::new(dir.path()).config();
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("\n[smime]\nca_cert = {c:?}\nca_key = {k:?}\n"));
+        std::fs::write(&config, text).unwrap();
+        let node = crate::node::Node::open(dir.path()).unwrap();
+        assert!(node.state.context.smime.is_some());
+        let guest = Account {
+            id: 1,
+            address: "gina@outside.test".into(),
+            kind: crate::storage::AccountKind::Guest,
+            name: None,
+            is_admin: false,
+            state: crate::storage::AccountState::Active,
+            created_at: 0,
+            cert: None,
+            fingerprint: None,
+            wrapped_key: None,
+            kdf_salt: None,
+            kdf_params: None,
+            login_hash: None,
+            totp_secret: None,
+            totp_enabled: false,
+        };
+        let public_key = String::from_utf8(p256().public_key_to_pem().unwrap()).unwrap();
+        let req = SmimeCertificateRequest {
+            public_key,
+            binding: String::new(),
+        };
+        let r = issue(&node.state.context, &guest, &req, SystemTime::now()).await;
+        assert!(
+            matches!(r, Err(ServiceError::GuestNotAllowed { .. })),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn only_p256_and_rsa_2048_to_4096_are_certified() {
         let public =
