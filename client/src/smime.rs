@@ -95,16 +95,16 @@ impl Session {
             return Ok(None);
         }
         let kept = self.smime_identity();
-        let unlocked = match &kept {
-            Some(id) => {
-                let key = self
-                    .wrap
-                    .map(|p| PKey::private_key_from_pem_passphrase(id.key.as_bytes(), p))
-                    .map_err(ssl)?;
-                Some((key, id.key.clone()))
-            }
-            None => None,
-        };
+        // A key locked under another wrap key (the password changed since) is replaced: a new
+        // key, and a certificate for it.
+        let unlocked = kept.as_ref().and_then(|id| {
+            self.wrap
+                .map(|p| PKey::private_key_from_pem_passphrase(id.key.as_bytes(), p))
+                .map(|key| (key, id.key.clone()))
+                .inspect_err(|_| tracing::warn!("the kept S/MIME key does not unlock: a new one"))
+                .ok()
+        });
+        let kept = kept.filter(|_| unlocked.is_some());
         if let (Some(id), Some((key, _))) = (&kept, &unlocked)
             && id.not_after - now() >= RENEW_BEFORE_SECS
         {

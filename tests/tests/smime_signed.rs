@@ -380,3 +380,33 @@ async fn a_certificate_with_fewer_than_30_days_left_is_renewed_for_the_same_key(
     assert_eq!(parsed.content_type().unwrap().subtype(), Some("signed"));
     assert_eq!(node.count("SELECT COUNT(*) FROM smime_certificates"), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_key_that_no_longer_unlocks_after_a_password_change_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let org_ca = TestCa::new("Alpha S/MIME CA").unwrap();
+    let (node, erik, alice) = world(dir.path(), free_port(), Some(&org_ca)).await;
+    copy_for_erik(&alice, &erik).await;
+    // The identity as kept under an older password's wrap key.
+    let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let foreign = PKey::from_ec_key(EcKey::generate(&g).unwrap())
+        .unwrap()
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"old")
+        .unwrap();
+    let stale = sealpost_client::smime::SmimeIdentity {
+        key: String::from_utf8(foreign).unwrap(),
+        ..alice.smime_identity().unwrap()
+    };
+    let alice = alice.with_smime_identity(Some(stale.clone()));
+    let signed = copy_for_erik(&alice, &erik).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&signed)
+        .unwrap();
+    assert_eq!(parsed.content_type().unwrap().subtype(), Some("signed"));
+    let now = alice.smime_identity().unwrap();
+    assert_ne!(now.key, stale.key, "a new key");
+    assert_eq!(
+        node.count("SELECT COUNT(DISTINCT spki_sha256) FROM smime_certificates"),
+        2
+    );
+}
