@@ -261,6 +261,7 @@ async fn enrol_or_update(
         address,
         fingerprint: enrolled.fingerprint,
         ca_fingerprint: enrolled.ca_fingerprint,
+        smime: None,
         device_token: None,
     }
     .save(&dir)

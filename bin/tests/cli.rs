@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -696,7 +697,60 @@ fn openssl_in(dir: &std::path::Path, args: &[&str]) {
 #[test]
 fn client_send_to_an_smime_recipient_says_the_mail_goes_unsigned() {
     let dir = tempfile::tempdir().unwrap();
-    let x = dir.path();
+    let (err, _) = client_send_to_erik(dir.path(), false);
+    assert!(
+        err.contains("sent unsigned: your organisation has no S/MIME certificate for you"),
+        "{err}"
+    );
+}
+
+/// The same with the CA also the organisation's S/MIME CA (`[smime]`): the client makes its
+/// signing key, has it certified, signs, says so, and keeps key (encrypted) and certificate in
+/// its state for the next send, which uses them again.
+#[test]
+fn client_send_signs_smime_copies_when_the_organisation_runs_a_ca_and_keeps_the_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (err, again) = client_send_to_erik(dir.path(), true);
+    assert!(
+        err.contains("signed with the S/MIME certificate your organisation issues you"),
+        "{err}"
+    );
+    let state = |n: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(n)).unwrap()).unwrap()
+    };
+    let first = state("alice/client.json.first");
+    let smime = &first["smime"];
+    assert!(
+        smime["key"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN ENCRYPTED PRIVATE KEY"),
+        "{smime}"
+    );
+    assert!(
+        smime["certificate"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert!(again.status.success());
+    assert_eq!(
+        state("alice/client.json")["smime"],
+        *smime,
+        "used again, not renewed"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("alice/client.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+}
+
+/// alice (CLI) sends to erik@smime.test on a node with erik's CA as its anchor and, when
+/// `smime_ca`, as its `[smime]` CA: what `client send` said, and the output of a second send
+/// (the client state after the first kept as `client.json.first`).
+fn client_send_to_erik(x: &Path, smime_ca: bool) -> (String, std::process::Output) {
     // A CA (the node's trust anchor) and erik's certificate under it, made with openssl.
     openssl_in(
         x,
@@ -712,8 +766,9 @@ fn client_send_to_an_smime_recipient_says_the_mail_goes_unsigned() {
             "ca.pem",
             "-subj",
             "/CN=S-MIME test CA",
+            // Longer than a certificate's renewal margin (30 days), so that one lasts.
             "-days",
-            "2",
+            "400",
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
@@ -770,6 +825,15 @@ fn client_send_to_an_smime_recipient_says_the_mail_goes_unsigned() {
             &format!("x509_anchors = {:?}", anchors.to_str().unwrap()),
             1,
         );
+    let toml = if smime_ca {
+        format!(
+            "{toml}\n[smime]\nca_cert = {:?}\nca_key = {:?}\n",
+            anchors.to_str().unwrap(),
+            x.join("ca.key").to_str().unwrap()
+        )
+    } else {
+        toml
+    };
     std::fs::write(&config, toml).unwrap();
     let (_node, url) = serve(&data);
     let d = data.to_str().unwrap();
@@ -791,24 +855,21 @@ fn client_send_to_an_smime_recipient_says_the_mail_goes_unsigned() {
         ("SEALPOST_PASSWORD", "alice long password"),
     ];
     enrol_cli(&data, &url, "alice@a.test", &alice);
-    let o = sealpost(
-        &[
-            "client",
-            "send",
-            "--to",
-            "erik@smime.test",
-            "--subject",
-            "Hello",
-            "--body",
-            "Hi Erik",
-        ],
-        &alice,
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
+    let send = [
+        "client",
+        "send",
+        "--to",
+        "erik@smime.test",
+        "--subject",
+        "Hello",
+        "--body",
+        "Hi Erik",
+    ];
+    let o = sealpost(&send, &alice);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
     assert!(err.contains("erik@smime.test: queued [smime]"), "{err}");
-    assert!(
-        err.contains("sent unsigned: your organisation has no S/MIME certificate for you"),
-        "{err}"
-    );
+    std::fs::copy(a.join("client.json"), a.join("client.json.first")).unwrap();
+    let again = sealpost(&send, &alice);
+    (err, again)
 }

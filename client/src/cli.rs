@@ -1,9 +1,11 @@
 //! `sealpost client …`: the command-line client.
 //!
 //! Client state (node URL, address, the pinned CA fingerprint) lives in `--dir` or
-//! `$SEALPOST_CLIENT_DIR`. Nothing secret is stored there: every command asks for the password
-//! (`--password-file`, `$SEALPOST_PASSWORD`, or a prompt), unlocks the key in memory, does its
-//! work and logs out. The state also keeps the device token of the last login, which opens
+//! `$SEALPOST_CLIENT_DIR`. Nothing secret is stored there in the clear: every command asks for
+//! the password (`--password-file`, `$SEALPOST_PASSWORD`, or a prompt), unlocks the key in
+//! memory, does its work and logs out. The one key kept there, the S/MIME signing key (when
+//! the organisation runs an S/MIME CA), is encrypted under the same password-derived wrap key
+//! as the user's own key, and the file is readable by its owner only. The state also keeps the device token of the last login, which opens
 //! nothing but marks this machine as a known device of the account.
 
 use std::path::{Path, PathBuf};
@@ -300,7 +302,7 @@ pub enum TrustCommand {
     Show { address: String },
 }
 
-/// What the client remembers between commands. Nothing secret.
+/// What the client remembers between commands. Nothing secret in the clear.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientState {
     pub node: String,
@@ -311,6 +313,10 @@ pub struct ClientState {
     /// tell this device from a guesser elsewhere (see `service/throttle.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// The S/MIME signing key, encrypted under the password-derived wrap key as the user's
+    /// own key is, and its certificate from the organisation's CA (`smime.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime: Option<crate::smime::SmimeIdentity>,
 }
 
 impl ClientState {
@@ -326,7 +332,13 @@ impl ClientState {
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join("client.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        // Owner only: it may hold the (encrypted) S/MIME signing key.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        std::io::Write::write_all(&mut file.open(&tmp)?, &serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(&tmp, Self::path(dir))?;
         Ok(())
     }
@@ -369,6 +381,7 @@ async fn login(args: &ClientArgs, dir: &Path) -> anyhow::Result<Session> {
             Some(&state.ca_fingerprint),
         )
         .await?;
+    let session = session.with_smime_identity(state.smime.clone());
     if let Some(t) = session.device_token() {
         // Each login brings a fresh token; keeping it is a convenience, not a requirement.
         let state = ClientState {
@@ -525,6 +538,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 address: enrolled.address.clone(),
                 fingerprint: enrolled.fingerprint.clone(),
                 ca_fingerprint: enrolled.ca_fingerprint.clone(),
+                smime: None,
                 device_token: None,
             }
             .save(&dir)?;
@@ -562,6 +576,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 address: session.address().to_owned(),
                 fingerprint: session.fingerprint(),
                 ca_fingerprint: ca_fingerprint.clone(),
+                smime: None,
                 device_token: session.device_token().map(str::to_owned),
             }
             .save(&dir)?;
@@ -606,14 +621,31 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     &work,
                 )
                 .await;
+            // A signing identity made or renewed by this send is kept for the next.
+            let (identity, signing) = (s.smime_identity(), s.smime_signing());
             s.logout().await?;
+            let state = ClientState::load(&dir)?;
+            if identity != state.smime {
+                ClientState {
+                    smime: identity,
+                    ..state
+                }
+                .save(&dir)?;
+            }
             let (resp, issued) = resp?;
             for r in &resp.recipients {
                 // No mode: a user of this node (or a guest), who has it now.
                 let mode = r.mode.map_or("local", |m| m.as_str());
                 eprintln!("{}: {} [{mode}]", r.address, r.state);
                 if r.mode == Some(sealpost_proto::DeliveryMode::Smime) {
-                    eprintln!("  {}", sealpost_proto::SMIME_UNSIGNED);
+                    eprintln!(
+                        "  {}",
+                        if signing {
+                            sealpost_proto::SMIME_SIGNED
+                        } else {
+                            sealpost_proto::SMIME_UNSIGNED
+                        }
+                    );
                 }
             }
             for p in &issued {

@@ -15,6 +15,7 @@ mod guest;
 mod keys;
 pub mod mime;
 pub mod pickup;
+pub mod smime;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -261,8 +262,9 @@ impl Client {
         )
         .await?;
         let wrapped = resp.account.wrapped_key.clone();
-        let me = tokio::task::spawn_blocking(move || {
-            crypto::unwrap_secret_key(&wrapped, &keys.wrap_passphrase())
+        let (me, wrap) = tokio::task::spawn_blocking(move || {
+            let wrap = keys.wrap_passphrase();
+            crypto::unwrap_secret_key(&wrapped, &wrap).map(|me| (me, wrap))
         })
         .await
         .map_err(|e| ClientError::Protocol(e.to_string()))??;
@@ -276,6 +278,9 @@ impl Client {
             pickup_kdf: org_kdf(&org),
             limits: org.limits,
             accept_partial: org.accept_partial,
+            wrap,
+            smime_signing: org.smime_signing,
+            smime: Default::default(),
         })
     }
 }
@@ -325,6 +330,13 @@ pub struct Session {
     /// What unlock codes are derived with unless `Outgoing.pickup_kdf` says otherwise: the
     /// organisation's login parameters ([`org_kdf`]).
     pub pickup_kdf: KdfParams,
+    /// The password-derived wrap key (protected memory): it also locks the S/MIME signing
+    /// key (`smime.rs`).
+    wrap: sequoia_openpgp::crypto::Password,
+    /// Whether the organisation's CA certifies S/MIME signing keys (`GET /org`).
+    smime_signing: bool,
+    /// The S/MIME signing identity, once made or given (`smime.rs`).
+    smime: std::sync::Mutex<Option<smime::SmimeIdentity>>,
 }
 
 /// The organisation's login KDF parameters as its node publishes them (`GET /org` `kdf`), or
@@ -808,8 +820,10 @@ impl Session {
     /// (docs/mail.md): the inner MIME entity made from `head` and the attachments' plaintext,
     /// for `openpgp` signed by the user and encrypted to the recipient's key and the user's own
     /// (SEIPD v1 unless every key asks for v2); for `tls` to the node's transit key only; for
-    /// `smime` encrypted to the recipient's X.509 certificate as DER CMS (AES-256-CBC),
-    /// unsigned (no S/MIME certificate for senders yet: [`sealpost_proto::SMIME_UNSIGNED`]).
+    /// `smime` encrypted to the recipient's X.509 certificate as DER CMS (AES-256-CBC), signed
+    /// first (`multipart/signed`, the user's S/MIME key certified by the organisation's CA,
+    /// `smime.rs`) when the organisation runs one, else unsigned
+    /// ([`sealpost_proto::SMIME_UNSIGNED`]).
     /// The key must be the one the answer names (its fingerprint; for a certificate the
     /// SHA-256 of its DER) and an OpenPGP key not revoked.
     pub async fn external_copies(
@@ -851,6 +865,12 @@ impl Session {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        // Signed when the organisation's CA certifies the user's S/MIME key (sign-then-encrypt).
+        let signer = if keys.iter().any(|(_, k)| matches!(k, To::Smime(_))) {
+            self.smime_signer().await?
+        } else {
+            None
+        };
         let (head, paths, me) = (head.clone(), attachments.to_vec(), self.me.clone());
         blocking(move || {
             let data = paths
@@ -867,6 +887,15 @@ impl Session {
                 })
                 .collect();
             let entity = mime::inner_entity(&head, &files)?;
+            let signed = match &signer {
+                Some(s) => Some(crypto::smime::sign(
+                    &entity,
+                    &s.certificate,
+                    &s.chain,
+                    &s.key,
+                )?),
+                None => None,
+            };
             let mut out = Vec::with_capacity(keys.len());
             for (address, key) in keys {
                 let seal = |to: &[Cert]| -> Result<Vec<u8>> {
@@ -889,7 +918,7 @@ impl Session {
                     To::Smime(pem) => (
                         DeliveryMode::Smime,
                         crypto::smime::encrypt(
-                            &entity,
+                            signed.as_deref().unwrap_or(&entity),
                             &pem,
                             crypto::smime::SmimeCipher::Aes256Cbc,
                         )?,

@@ -34,6 +34,10 @@ pub enum ConfigError {
     Env { name: String, message: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// `[smime]`'s CA files are unreadable, do not match, or are not a CA that may sign
+    /// certificates.
+    #[error("smime: {path}: {message}")]
+    SmimeCa { path: PathBuf, message: String },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -67,6 +71,42 @@ pub struct Config {
     pub smtp_in: SmtpInConfig,
     #[serde(default)]
     pub submission: SubmissionConfig,
+    /// The organisation's S/MIME CA (docs/mail.md, "The S/MIME copy"): absent, S/MIME copies
+    /// go unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime: Option<SmimeConfig>,
+}
+
+/// `[smime]`: an X.509 CA from which the node issues each user a certificate for their S/MIME
+/// signing key, bound to their Sealpost key (`service::smime`). The files are read and checked
+/// at start (`service::smime::SmimeCa::load`); the key is never logged.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmimeConfig {
+    /// PEM file: the issuing CA's certificate, optionally followed by its chain.
+    pub ca_cert: String,
+    /// PEM file: the issuing CA's private key.
+    pub ca_key: String,
+    /// Days a certificate is valid (1 to 825; never beyond the CA's own expiry).
+    #[serde(default = "default_cert_days")]
+    pub cert_days: u32,
+}
+
+fn default_cert_days() -> u32 {
+    365
+}
+
+impl SmimeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("smime.{m}")));
+        if self.ca_cert.is_empty() || self.ca_key.is_empty() {
+            return bad("ca_cert and ca_key are required");
+        }
+        if !(1..=825).contains(&self.cert_days) {
+            return bad("cert_days must be 1 to 825");
+        }
+        Ok(())
+    }
 }
 
 /// How outside recipients are reached (docs/mail.md, "Policy"): the order of the delivery
@@ -1009,6 +1049,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             smtp_in: SmtpInConfig::default(),
             submission: SubmissionConfig::default(),
+            smime: None,
         }
     }
 
@@ -1202,6 +1243,9 @@ impl Config {
         self.relay.validate()?;
         self.smtp_in.validate()?;
         self.submission.validate()?;
+        if let Some(smime) = &self.smime {
+            smime.validate()?;
+        }
         // Enforced TLS is checked end to end with the recipient's server: only when the node
         // delivers itself, never through a relay.
         if let Some(p) = self.delivery.pins.iter().find(|p| p.tls.is_some())
@@ -1360,6 +1404,39 @@ mod tests {
             load(weak, &[]).is_err(),
             "below KdfParams::validate is refused at start"
         );
+    }
+
+    #[test]
+    fn smime_is_off_unless_configured_and_its_fields_are_checked() {
+        assert_eq!(load("domain = \"a.test\"", &[]).unwrap().smime, None);
+        let c = load(
+            "domain = \"a.test\"\n[smime]\nca_cert = \"/etc/ca.pem\"\nca_key = \"/etc/ca.key\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.smime,
+            Some(SmimeConfig {
+                ca_cert: "/etc/ca.pem".into(),
+                ca_key: "/etc/ca.key".into(),
+                cert_days: 365,
+            })
+        );
+        for bad in [
+            "[smime]\nca_cert = \"/etc/ca.pem\"\nca_key = \"\"",
+            "[smime]\nca_cert = \"/etc/ca.pem\"\nca_key = \"/k\"\ncert_days = 0",
+            "[smime]\nca_cert = \"/etc/ca.pem\"\nca_key = \"/k\"\ncert_days = 826",
+            "[smime]\nca_cert = \"/etc/ca.pem\"\nca_key = \"/k\"\nsurprise = 1",
+        ] {
+            assert!(
+                load(&format!("domain = \"a.test\"\n{bad}"), &[]).is_err(),
+                "{bad}"
+            );
+        }
+        // The example documents the section (commented: off by default).
+        for key in ["[smime]", "ca_cert =", "ca_key =", "cert_days ="] {
+            assert!(EXAMPLE.contains(&format!("# {key}")), "{key}");
+        }
     }
 
     #[test]

@@ -110,9 +110,15 @@ impl Node {
         let transit = crate::notify::TransitKey::load_or_create(&paths, &config.domain)?;
         let store = Arc::new(open_store(&paths, &config, node_key.clone())?);
         let blobs = Arc::new(FsBlobStore::open(&paths.blobs())?);
+        let smime = config
+            .smime
+            .as_ref()
+            .map(crate::service::smime::SmimeCa::load)
+            .transpose()?;
         let context =
             crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key)
-                .with_transit_key(&transit);
+                .with_transit_key(&transit)
+                .with_smime_ca(smime);
         let state = AppState::new(context, &node_key);
         let notifier = state.notifier.clone();
         let route = match crate::notify::DirectLink::load(&config)? {

@@ -88,6 +88,10 @@ pub struct OrgInfo {
     /// Where users' mail programs send (`[submission]`), present only when it is enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<submission::SubmissionInfo>,
+    /// Whether the organisation's S/MIME CA (`[smime]`) issues users certificates
+    /// (`POST /smime/certificate`), so that clients sign S/MIME copies.
+    #[serde(default)]
+    pub smime_signing: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -184,10 +188,44 @@ pub struct EnvelopeRequest {
     pub to: Vec<String>,
 }
 
-/// What an `smime` recipient's `why` adds, and what the CLI tells the sender: no X.509 CA for
-/// senders is configured yet, so S/MIME copies go unsigned (docs/mail.md, "The S/MIME copy").
+/// What an `smime` recipient's `why` adds, and what the CLI tells the sender, when the
+/// organisation has no S/MIME CA (`[smime]`): the copy goes unsigned (docs/mail.md, "The S/MIME
+/// copy").
 pub const SMIME_UNSIGNED: &str =
     "sent unsigned: your organisation has no S/MIME certificate for you";
+
+/// What an `smime` recipient's `why` adds when the organisation's CA issues its users S/MIME
+/// certificates: the sender's client signs the copy (docs/mail.md, "The S/MIME copy").
+pub const SMIME_SIGNED: &str = "signed with the S/MIME certificate your organisation issues you";
+
+/// What an `smime` recipient of a mail program's message (submission gateway) is told: the
+/// node holds no user's signing key, so such copies go unsigned.
+pub const SMIME_GATEWAY_UNSIGNED: &str =
+    "sent unsigned: the node does not hold your S/MIME signing key";
+
+/// `POST /smime/certificate`: a certificate for the user's S/MIME signing key, bound to their
+/// Sealpost key (docs/mail.md, "The S/MIME copy").
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmimeCertificateRequest {
+    /// The signing key's SubjectPublicKeyInfo, PEM (`-----BEGIN PUBLIC KEY-----`): ECDSA P-256
+    /// (or RSA 2048 to 4096 bits).
+    pub public_key: String,
+    /// An armored detached OpenPGP signature by the user's Sealpost key over the exact DER
+    /// bytes of that SubjectPublicKeyInfo.
+    pub binding: String,
+}
+
+/// The certificate the organisation's S/MIME CA issued.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SmimeCertificateResponse {
+    /// The leaf certificate, PEM.
+    pub certificate: String,
+    /// The issuing CA's certificate and its chain, PEM.
+    pub chain: String,
+    /// When the certificate expires (Unix seconds).
+    pub not_after: i64,
+}
 
 /// How a recipient will be reached (docs/mail.md, "Delivery modes").
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]

@@ -133,6 +133,27 @@ impl Gpg {
         panic!("gpgsm refused five PKCS#12 exports of the key");
     }
 
+    /// Makes `ca_pem` a trusted root for gpgsm, as an administrator would: its fingerprint in
+    /// the agent's `trustlist.txt` (call before anything starts the agent), and CRL checks off
+    /// (a test CA publishes none); the certificate imported.
+    pub fn gpgsm_trust_root(&self, ca_pem: &str) {
+        let ca = openssl::x509::X509::from_pem(ca_pem.as_bytes()).unwrap();
+        let sha1 = ca.digest(openssl::hash::MessageDigest::sha1()).unwrap();
+        let fpr: Vec<String> = sha1.iter().map(|b| format!("{b:02X}")).collect();
+        std::fs::write(
+            self.home.path().join("trustlist.txt"),
+            format!("{} S\n", fpr.join(":")),
+        )
+        .unwrap();
+        std::fs::write(self.home.path().join("gpgsm.conf"), "disable-crl-checks\n").unwrap();
+        let out = self.gpgsm(&["--import"], ca_pem);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `gpgsm --batch ARGS` with the passphrase of [`Gpg::gpgsm_import_key`]'s keys.
     pub fn gpgsm_with_passphrase(&self, args: &[&str]) -> Output {
         let mut all = vec!["--pinentry-mode", "loopback", "--passphrase-fd", "0"];

@@ -81,6 +81,8 @@ impl TestCa {
                 .crl_sign()
                 .build()?,
         )?;
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+        b.append_extension(ski)?;
         b.sign(&key, MessageDigest::sha256())?;
         Ok(TestCa {
             cert: b.build(),
@@ -95,6 +97,12 @@ impl TestCa {
     /// Writes the CA's certificate to `path` (for `wkd_ca_file`, `x509_anchors`).
     pub fn write_pem(&self, path: &Path) -> anyhow::Result<PathBuf> {
         std::fs::write(path, self.pem())?;
+        Ok(path.to_owned())
+    }
+
+    /// Writes the CA's private key (PEM) to `path`: for a node's `[smime] ca_key`.
+    pub fn write_key(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        std::fs::write(path, self.key.private_key_to_pem_pkcs8()?)?;
         Ok(path.to_owned())
     }
 

@@ -359,12 +359,11 @@ pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> V
     assert_eq!(ct.attribute("smime-type"), Some("enveloped-data"));
     assert_eq!(ct.attribute("name"), Some("smime.p7m"));
     // The body, base64-decoded, is the DER CMS the sender's client made: AES-256-CBC
-    // EnvelopedData, no signature.
+    // EnvelopedData (a signature, when there is one, is inside).
     let p7m = dir.join("smime.p7m");
     std::fs::write(&p7m, outer.parts[0].contents()).unwrap();
     let p7m = p7m.to_str().unwrap();
-    let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", p7m]);
-    let printed = String::from_utf8_lossy(&printed.stdout);
+    let printed = cms_printed(p7m);
     assert!(printed.contains("pkcs7-envelopedData"), "{printed}");
     assert!(printed.contains("aes-256-cbc"), "{printed}");
 
@@ -397,6 +396,37 @@ pub fn smime_opens(dir: &Path, recipient: &Issued, file: &Path, raw: &[u8]) -> V
     );
     assert_eq!(out.stdout, opened_by_openssl);
     opened_by_openssl
+}
+
+/// `openssl cms -verify` of a decrypted `multipart/signed` entity against the CA in `ca_file`
+/// (as erik's mail program verifies a signed S/MIME mail): the signed entity, and the signer's
+/// certificate.
+pub fn smime_verified(dir: &Path, signed: &[u8], ca_file: &Path) -> (Vec<u8>, openssl::x509::X509) {
+    let (input, signer) = (dir.join("signed.eml"), dir.join("signer.pem"));
+    std::fs::write(&input, signed).unwrap();
+    let out = openssl(&[
+        "cms",
+        "-verify",
+        "-in",
+        input.to_str().unwrap(),
+        "-CAfile",
+        ca_file.to_str().unwrap(),
+        "-signer",
+        signer.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signer = openssl::x509::X509::from_pem(&std::fs::read(signer).unwrap()).unwrap();
+    (out.stdout, signer)
+}
+
+/// `openssl cms -cmsout -print` of the DER CMS in `file`: what it holds, in words.
+pub fn cms_printed(file: &str) -> String {
+    let printed = openssl(&["cms", "-cmsout", "-print", "-inform", "DER", "-in", file]);
+    String::from_utf8_lossy(&printed.stdout).into_owned()
 }
 
 /// `sender` is told in her inbox's notices that her message was not delivered to `address`.

@@ -922,6 +922,14 @@ async fn every_rejection_under_api_v1_is_the_documented_json() {
         ("PUT", "/app-passwords".into(), 405, "method_not_allowed"),
         // A body without the label (this node's gateway is off, but the body is read first).
         ("POST", "/app-passwords".into(), 400, "invalid_request"),
+        // A body without the key and its binding (read before whether a CA is configured).
+        ("POST", "/smime/certificate".into(), 400, "invalid_request"),
+        (
+            "GET",
+            "/smime/certificate".into(),
+            405,
+            "method_not_allowed",
+        ),
         // Admin routes check the caller's role first (this caller is no admin).
         ("POST", "/admin/users/%FF/state".into(), 403, "not_admin"),
         ("GET", "/admin/peers/%FF/org".into(), 403, "not_admin"),

@@ -6,7 +6,8 @@
 //! - dora@pgp.test, whose OpenPGP key the node finds in pgp.test's Web Key Directory
 //!   (`openpgp`): GnuPG decrypts the delivered mail and verifies alice's signature;
 //! - erik@smime.test, with an X.509 certificate under the node's `x509_anchors` (`smime`):
-//!   `openssl cms -decrypt` and `gpgsm` open the delivered mail;
+//!   `openssl cms -decrypt` and `gpgsm` open the delivered mail, and `openssl cms -verify`
+//!   verifies alice's signature (alpha.test runs an S/MIME CA, `[smime]`);
 //! - fay@tls.test, whose domain a `[[delivery.pin]]` pins to enforced TLS (`tls`): delivered
 //!   over verified TLS, or, when the MX's certificate is not valid for its name, not in plain
 //!   and alice is told why.
@@ -29,6 +30,7 @@ use sealpost_tests::https::{self, Issued, Usage};
 use sealpost_tests::mail::{
     FIGURES_SUBJECT, Wkd, assert_figures_entity, assert_told_not_delivered, delivered_outer,
     gpg_opens, import_by_admin, recipient_states, send_figures, settled_sent_item, smime_opens,
+    smime_verified,
 };
 use sealpost_tests::smtp::{Postfix, TestCa, parse_mail, parsed_header};
 use sealpost_tests::{TestNode, peer_both, wait_for};
@@ -99,6 +101,16 @@ impl World {
             .write_pem(&dir.path().join("x509-anchors.pem"))
             .unwrap();
         let erik = smime_ca.issue(Usage::Smime("erik@smime.test")).unwrap();
+        // The same CA certifies alpha.test's users' S/MIME signing keys (`[smime]`).
+        let smime = sealpost::config::SmimeConfig {
+            ca_cert: anchors.display().to_string(),
+            ca_key: (smime_ca
+                .write_key(&dir.path().join("smime-ca.key"))
+                .unwrap())
+            .display()
+            .to_string(),
+            cert_days: 365,
+        };
 
         let direct = direct_delivery(&dns, postfix.port, &mx_ca.ca_file(), 443, vec![]);
         let wkd_config = wkd.configure();
@@ -107,6 +119,7 @@ impl World {
             c.federation.enabled = true;
             wkd_config(c);
             c.delivery.x509_anchors = anchors.display().to_string();
+            c.smime = Some(smime);
             c.delivery.pins.push(DeliveryPin {
                 domain: "tls.test".into(),
                 mode: DeliveryMode::Tls,
@@ -300,9 +313,22 @@ async fn one_message_reaches_five_recipients_in_five_modes_and_each_opens_it() {
     let (_, raw) = delivered_outer(&w.postfix, "dora@pgp.test", &id).await;
     assert_figures_entity(&gpg_opens(&w.dora.0, &w.alice, &raw));
 
-    // erik: `openssl cms -decrypt` and `gpgsm --decrypt` open the delivered mail.
+    // erik: `openssl cms -decrypt` and `gpgsm --decrypt` open the delivered mail; `openssl cms
+    // -verify` verifies alice's signature against the CA.
     let (file, raw) = delivered_outer(&w.postfix, "erik@smime.test", &id).await;
-    assert_figures_entity(&smime_opens(w.dir.path(), &w.erik, &file, &raw));
+    let signed = smime_opens(w.dir.path(), &w.erik, &file, &raw);
+    let anchors = w.dir.path().join("x509-anchors.pem");
+    let (entity, signer) = smime_verified(w.dir.path(), &signed, &anchors);
+    assert_figures_entity(&entity);
+    assert_eq!(
+        signer
+            .subject_alt_names()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.email())
+            .collect::<Vec<_>>(),
+        ["alice@alpha.test"]
+    );
 
     // fay: ordinary mail with its real subject, taken by Postfix over TLS.
     let files = wait_for(Duration::from_secs(20), async || {

@@ -921,6 +921,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/smime/certificate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Have the organisation's S/MIME CA certify the user's S/MIME signing key
+         * @description The key (SPKI PEM: ECDSA P-256, or RSA 2048 to 4096 bits) must be bound to the user's Sealpost key: `binding` is a detached OpenPGP signature by it over the exact DER of the SubjectPublicKeyInfo. The certificate names the user's address (SAN rfc822Name) and is for signing e-mail only. At most 5 a day per account. `smime_signing` in GET /org says whether the organisation runs a CA.
+         */
+        post: operations["issue_certificate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/trust/{address}": {
         parameters: {
             query?: never;
@@ -1460,6 +1480,11 @@ export interface components {
             version: string;
             kdf?: null | components["schemas"]["KdfParams"];
             submission?: null | components["schemas"]["SubmissionInfo"];
+            /**
+             * @description Whether the organisation's S/MIME CA (`[smime]`) issues users certificates
+             *     (`POST /smime/certificate`), so that clients sign S/MIME copies.
+             */
+            smime_signing?: boolean;
         };
         /**
          * @description What kind of key an import holds.
@@ -1741,6 +1766,34 @@ export interface components {
         };
         SessionsResponse: {
             sessions: components["schemas"]["SessionView"][];
+        };
+        /**
+         * @description `POST /smime/certificate`: a certificate for the user's S/MIME signing key, bound to their
+         *     Sealpost key (docs/mail.md, "The S/MIME copy").
+         */
+        SmimeCertificateRequest: {
+            /**
+             * @description The signing key's SubjectPublicKeyInfo, PEM (`-----BEGIN PUBLIC KEY-----`): ECDSA P-256
+             *     (or RSA 2048 to 4096 bits).
+             */
+            public_key: string;
+            /**
+             * @description An armored detached OpenPGP signature by the user's Sealpost key over the exact DER
+             *     bytes of that SubjectPublicKeyInfo.
+             */
+            binding: string;
+        };
+        /** @description The certificate the organisation's S/MIME CA issued. */
+        SmimeCertificateResponse: {
+            /** @description The leaf certificate, PEM. */
+            certificate: string;
+            /** @description The issuing CA's certificate and its chain, PEM. */
+            chain: string;
+            /**
+             * Format: int64
+             * @description When the certificate expires (Unix seconds).
+             */
+            not_after: number;
         };
         /**
          * @description What a user types into a mail program's outgoing server settings (in [`crate::OrgInfo`],
@@ -6301,6 +6354,121 @@ export interface operations {
             };
             /** @description `part_mismatch`: the bytes' SHA-256 is not the path's */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    issue_certificate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SmimeCertificateRequest"];
+            };
+        };
+        responses: {
+            /** @description Issued: the leaf certificate, the CA chain and the expiry */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SmimeCertificateResponse"];
+                };
+            };
+            /** @description `invalid_request`: not a PEM public key, or too long; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `smime_ca_not_configured`: S/MIME copies go unsigned */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `smime_binding_invalid`: not your key's signature over this key; `smime_key_unsupported`: only ECDSA P-256 or RSA 2048 to 4096 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: 5 certificates in the last day; see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

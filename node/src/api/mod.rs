@@ -14,6 +14,7 @@ pub mod openapi;
 mod outside_keys;
 mod pickup;
 mod serve;
+mod smime;
 pub mod trust;
 pub mod web;
 
@@ -143,6 +144,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             app_passwords::create_app_password
         ))
         .routes(routes!(app_passwords::revoke_app_password))
+        .routes(routes!(smime::issue_certificate))
         .merge(console::routes())
 }
 

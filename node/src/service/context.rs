@@ -82,6 +82,8 @@ pub struct Context {
     pub outside: super::outside_keys::Lookups,
     /// The key app passwords' verifiers are made under (`app_passwords.rs`).
     pub(super) app_password_key: [u8; 32],
+    /// The organisation's S/MIME CA (`[smime]`), read at start; `None`: copies go unsigned.
+    pub smime: Option<Arc<super::smime::SmimeCa>>,
 }
 
 /// The node's transit key as senders see it (docs/mail.md, mode `tls`).
@@ -148,6 +150,7 @@ impl Context {
             throttle,
             devices,
             app_password_key: crate::keys::derive_subkey(node_key, b"sealpost/v1/app-password"),
+            smime: None,
             outside: super::outside_keys::Lookups::new(Arc::new(
                 crate::keyfetch::HttpKeyFetch::new(&config_delivery),
             )),
@@ -161,6 +164,12 @@ impl Context {
             fingerprint: key.fingerprint(),
             cert: Arc::new(key.public_cert()),
         });
+        self
+    }
+
+    /// This context with the organisation's S/MIME CA (`Node::open`, from `[smime]`).
+    pub fn with_smime_ca(mut self, ca: Option<super::smime::SmimeCa>) -> Context {
+        self.smime = ca.map(Arc::new);
         self
     }
 
@@ -193,6 +202,7 @@ impl Context {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kdf: self.config.accounts.login_kdf,
             submission: super::app_passwords::submission_info(self),
+            smime_signing: self.smime.is_some(),
         })
         .expect("org info serialises")
     }

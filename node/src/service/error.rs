@@ -261,6 +261,18 @@ pub enum ServiceError {
     /// An app password that is not the caller's, unknown or already revoked (one answer).
     #[error("you have no such app password")]
     UnknownAppPassword,
+    /// `POST /smime/certificate` while the organisation has no S/MIME CA (`[smime]`).
+    #[error("your organisation has no S/MIME CA: S/MIME copies go unsigned")]
+    SmimeCaNotConfigured,
+    /// The binding is not a valid signature by the account's key over the SPKI's DER.
+    #[error("the binding is not your key's signature over this public key: {0}")]
+    SmimeBindingInvalid(String),
+    /// A key the CA does not certify: only ECDSA P-256 (or RSA 2048 to 4096 bits).
+    #[error("this S/MIME key is not supported: {0} (use ECDSA P-256)")]
+    SmimeKeyUnsupported(String),
+    /// More issuances in a day than `service::smime::MAX_PER_DAY`.
+    #[error("you were issued {max} S/MIME certificates in the last day: try again later")]
+    SmimeRateLimited { max: u32, secs: u64 },
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -352,6 +364,10 @@ impl ServiceError {
             ServiceError::KeyTooLarge { .. } => "too_large",
             ServiceError::SecretKeyMaterial => "secret_key",
             ServiceError::UnknownImport { .. } => "unknown_key",
+            ServiceError::SmimeCaNotConfigured => "smime_ca_not_configured",
+            ServiceError::SmimeBindingInvalid(_) => "smime_binding_invalid",
+            ServiceError::SmimeKeyUnsupported(_) => "smime_key_unsupported",
+            ServiceError::SmimeRateLimited { .. } => "rate_limited",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -398,6 +414,11 @@ impl ServiceError {
                 ErrorKind::NotFound
             }
             ServiceError::InvalidLabel { .. } => ErrorKind::Invalid,
+            ServiceError::SmimeCaNotConfigured => ErrorKind::Conflict,
+            ServiceError::SmimeBindingInvalid(_) | ServiceError::SmimeKeyUnsupported(_) => {
+                ErrorKind::Refused
+            }
+            ServiceError::SmimeRateLimited { .. } => ErrorKind::Throttled,
             ServiceError::SubmissionDisabled | ServiceError::TooManyAppPasswords { .. } => {
                 ErrorKind::Conflict
             }
@@ -462,7 +483,8 @@ impl ServiceError {
     /// For [`ErrorKind::Throttled`]: how many seconds to wait.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ServiceError::TooManyAttempts { secs } => Some(*secs),
+            ServiceError::TooManyAttempts { secs }
+            | ServiceError::SmimeRateLimited { secs, .. } => Some(*secs),
             _ => None,
         }
     }

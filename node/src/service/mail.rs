@@ -276,8 +276,17 @@ async fn outside(
         cert: String::new(),
         mode: decision.mode,
         why: match decision.mode {
-            // Said before sending: the copy carries no sender signature (no S/MIME CA yet).
-            DeliveryMode::Smime => format!("{}; {}", decision.why, crate::proto::SMIME_UNSIGNED),
+            // Said before sending: whether the sender's client signs the copy (the organisation
+            // runs an S/MIME CA, `[smime]`) or it goes unsigned.
+            DeliveryMode::Smime => format!(
+                "{}; {}",
+                decision.why,
+                if ctx.smime.is_some() {
+                    crate::proto::SMIME_SIGNED
+                } else {
+                    crate::proto::SMIME_UNSIGNED
+                }
+            ),
             _ => decision.why,
         },
         key_source: None,

@@ -25,6 +25,7 @@ mod mail;
 pub mod notify;
 pub mod outside_keys;
 pub mod pickup;
+pub mod smime;
 pub mod sqlite;
 pub mod web;
 
@@ -39,6 +40,7 @@ pub use self::mail::*;
 pub use self::notify::NotifyStore;
 pub use self::outside_keys::OutsideKeyStore;
 pub use self::pickup::PickupStore;
+pub use self::smime::SmimeStore;
 pub use self::sqlite::{SqliteStore, WriterSettings};
 pub use self::web::WebStore;
 
@@ -57,6 +59,7 @@ pub trait MetaStore:
     + PickupStore
     + OutsideKeyStore
     + AppPasswordStore
+    + SmimeStore
 {
 }
 
@@ -71,5 +74,6 @@ impl<T> MetaStore for T where
         + PickupStore
         + OutsideKeyStore
         + AppPasswordStore
+        + SmimeStore
 {
 }

@@ -19,8 +19,10 @@
 //!   ([`ServiceError::GatewayMode`]): a peered organisation's users (the receiving node checks
 //!   the sender's signature) and pickup (an unlock code the sender passes on);
 //! - external copies are made here: OpenPGP to the recipient's key and the sender's
-//!   (unsigned), S/MIME to the recipient's certificate (AES-256-CBC, as the clients make it),
-//!   enforced TLS to the node's transit key.
+//!   (unsigned), S/MIME to the recipient's certificate (AES-256-CBC, as the clients make it;
+//!   unsigned even when the organisation runs an S/MIME CA: the signing key is the user's
+//!   client's, [`crate::proto::SMIME_GATEWAY_UNSIGNED`]), enforced TLS to the node's transit
+//!   key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

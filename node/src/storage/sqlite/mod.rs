@@ -50,6 +50,7 @@ mod pickup;
 mod read_cache;
 mod rows;
 mod schema;
+mod smime;
 #[cfg(test)]
 mod tests;
 mod web;

@@ -455,6 +455,19 @@ CREATE TABLE app_passwords (
 );
 CREATE INDEX app_passwords_account ON app_passwords (account_id) WHERE revoked_at IS NULL;
 "#,
+    // S/MIME certificates issued by the organisation's CA (service/smime.rs): a record of each,
+    // no key material.
+    r#"
+CREATE TABLE smime_certificates (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    serial TEXT NOT NULL UNIQUE,
+    spki_sha256 TEXT NOT NULL,
+    not_after INTEGER NOT NULL,
+    issued_at INTEGER NOT NULL
+);
+CREATE INDEX smime_certificates_account ON smime_certificates (account_id, issued_at);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
