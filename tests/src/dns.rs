@@ -1,8 +1,14 @@
 //! A throw-away DNS for the tests of direct delivery: Debian's `unbound` on a free loopback
 //! port, answering for the `test.` zone from the records it is given (`local-data`) and
 //! NXDOMAIN for every other name under `test.`; it asks no one else.
+//!
+//! For DANE, [`Unbound::start_signed`] adds a DNSSEC-signed zone: keys made and the zone
+//! signed at test time with `ldns-keygen`/`ldns-signzone` (Debian's `ldnsutils`), served to
+//! unbound's own resolution as an `auth-zone` (`for-upstream`), and validated by its
+//! validator against the zone's DS as trust anchor, so the AD bit it sets is earned. The
+//! `local-data` names stay unsigned: answers for them carry no AD bit (insecure).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,6 +28,17 @@ impl Unbound {
     /// Starts unbound serving `records` (zone-file lines such as `tls.test. 300 IN MX 10
     /// mx.tls.test.`). Needs Debian's `unbound`.
     pub async fn start(records: &[&str]) -> anyhow::Result<Unbound> {
+        Self::start_signed(records, None).await
+    }
+
+    /// [`Unbound::start`], validating (`module-config: "validator iterator"`), with `signed`
+    /// when given: a zone (its apex, such as `tls.test.`, and its records, zone-file lines
+    /// as for `records`) that is signed now and trusted through its DS. The zone gets its
+    /// SOA and NS records here. Needs Debian's `ldnsutils`.
+    pub async fn start_signed(
+        records: &[&str],
+        signed: Option<(&str, &[&str])>,
+    ) -> anyhow::Result<Unbound> {
         if !Path::new("/usr/sbin/unbound").exists() {
             bail!("Debian's unbound is missing: apt-get install -y unbound (.ci/run installs it)");
         }
@@ -41,12 +58,31 @@ impl Unbound {
   directory: \"{dir}\"
   pidfile: \"\"
   access-control: 127.0.0.0/8 allow
-  module-config: \"iterator\"
+  module-config: \"{modules}\"
   do-not-query-localhost: no
   local-zone: \"test.\" static
 ",
-            dir = dir.path().display()
+            dir = dir.path().display(),
+            modules = if signed.is_some() {
+                "validator iterator"
+            } else {
+                "iterator"
+            },
         );
+        let mut auth = String::new();
+        if let Some((apex, zone_records)) = signed {
+            let (ds, zonefile) = sign_zone(dir.path(), apex, zone_records)?;
+            conf.push_str(&format!(
+                "  trust-anchor-file: \"{ds}\"\n  local-zone: \"{apex}\" transparent\n  \
+                 val-log-level: 2\n",
+                ds = ds.display()
+            ));
+            auth = format!(
+                "auth-zone:\n  name: \"{apex}\"\n  zonefile: \"{zonefile}\"\n  \
+                 for-upstream: yes\n  for-downstream: no\n  fallback-enabled: no\n",
+                zonefile = zonefile.display()
+            );
+        }
         for r in records {
             if r.contains('"') {
                 // TXT data is written with single quotes around the record.
@@ -55,6 +91,7 @@ impl Unbound {
                 conf.push_str(&format!("  local-data: \"{r}\"\n"));
             }
         }
+        conf.push_str(&auth);
         conf.push_str("remote-control:\n  control-enable: no\n");
         let path = dir.path().join("unbound.conf");
         std::fs::write(&path, conf)?;
@@ -96,6 +133,48 @@ impl Unbound {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// Writes the zone `apex` with `records` (plus SOA and NS) into `dir`, makes an ECDSA P-256
+/// key for it and signs it (NSEC, valid from now for four weeks): the DS file (the trust
+/// anchor) and the signed zone file.
+fn sign_zone(dir: &Path, apex: &str, records: &[&str]) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if !Path::new("/usr/bin/ldns-signzone").exists() {
+        bail!("Debian's ldnsutils is missing: apt-get install -y ldnsutils (.ci/run installs it)");
+    }
+    let apex = format!("{}.", apex.trim_end_matches('.'));
+    let mut zone = format!(
+        "{apex} 300 IN SOA ns.{apex} hostmaster.{apex} 1 3600 600 86400 300\n\
+         {apex} 300 IN NS ns.{apex}\nns.{apex} 300 IN A 127.0.0.1\n"
+    );
+    for r in records {
+        zone.push_str(r);
+        zone.push('\n');
+    }
+    let zonefile = dir.join("zone.db");
+    std::fs::write(&zonefile, zone)?;
+    let run = |cmd: &str, args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(cmd)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .with_context(|| format!("running {cmd}"))?;
+        if !out.status.success() {
+            bail!(
+                "{cmd} {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    // A key signing key used for the whole zone: one key is all a test zone needs.
+    let base = run(
+        "/usr/bin/ldns-keygen",
+        &["-a", "ECDSAP256SHA256", "-k", &apex],
+    )?;
+    run("/usr/bin/ldns-signzone", &["zone.db", &base])?;
+    Ok((dir.join(format!("{base}.ds")), dir.join("zone.db.signed")))
 }
 
 /// A configuration tweak: direct delivery (`[relay] route = "direct"`) through `dns` to mail
