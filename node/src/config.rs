@@ -636,6 +636,7 @@ pub struct RelayConfig {
     pub parallel_domains: usize,
     /// Per-domain TLS policy for direct delivery: each entry's domain is sent to only over TLS
     /// authenticated as its `policy` says, or not at all (the recipient fails with the reason).
+    /// `dane` needs `resolver` (DNSSEC-signed TLSA records for every MX host, RFC 7672).
     pub tls: Vec<DomainTls>,
 }
 

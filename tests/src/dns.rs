@@ -201,3 +201,37 @@ pub fn direct_delivery(
         c.relay.retry_max_secs = 2;
     }
 }
+
+/// Queues a pickup notification from alice@alpha.test to `recipient` on `node` (the
+/// simplest mail the direct-delivery tests send): its row ID.
+pub async fn notify(node: &crate::TestNode, recipient: &str) -> i64 {
+    node.notifier
+        .enqueue(
+            &sealpost::notify::Notification {
+                message_id: Some("m-direct"),
+                sender: "alice@alpha.test",
+                sender_name: "Alice",
+                organisation: "Alpha",
+                recipient,
+                link: "https://alpha.test/pickup/p-1",
+            },
+            sealpost::now(),
+        )
+        .await
+        .unwrap()
+}
+
+/// The notification `id` once it is no longer queued (within 30 seconds).
+pub async fn settled(
+    node: &crate::TestNode,
+    id: i64,
+) -> sealpost::storage::notify::NotificationRecord {
+    use sealpost::storage::NotifyStore;
+    use sealpost::storage::notify::NotificationState;
+    crate::wait_for(Duration::from_secs(30), async || {
+        let r = node.store.notification(id).await.unwrap().unwrap();
+        (r.state != NotificationState::Queued).then_some(r)
+    })
+    .await
+    .unwrap()
+}

@@ -301,7 +301,7 @@ mod tests {
                 let r = record(DANE_EE, selector, matching, &p.expired_self);
                 let chain = der(&[&p.expired_self]);
                 assert_eq!(
-                    verify(&[r.clone()], &chain, "mx.tls.test", NOW),
+                    verify(std::slice::from_ref(&r), &chain, "mx.tls.test", NOW),
                     Ok(Matched::EndEntity),
                     "3 {selector} {matching}"
                 );
