@@ -32,12 +32,11 @@ impl Unbound {
     }
 
     /// [`Unbound::start`], validating (`module-config: "validator iterator"`), with `signed`
-    /// when given: a zone (its apex, such as `tls.test.`, and its records, zone-file lines
-    /// as for `records`) that is signed now and trusted through its DS. The zone gets its
-    /// SOA and NS records here. Needs Debian's `ldnsutils`.
+    /// when given: a zone that is signed now and trusted through its DS. Needs Debian's
+    /// `ldnsutils`.
     pub async fn start_signed(
         records: &[&str],
-        signed: Option<(&str, &[&str])>,
+        signed: Option<SignedZone<'_>>,
     ) -> anyhow::Result<Unbound> {
         if !Path::new("/usr/sbin/unbound").exists() {
             bail!("Debian's unbound is missing: apt-get install -y unbound (.ci/run installs it)");
@@ -70,8 +69,21 @@ impl Unbound {
             },
         );
         let mut auth = String::new();
-        if let Some((apex, zone_records)) = signed {
+        if let Some(SignedZone {
+            apex,
+            records: zone_records,
+            forged,
+        }) = signed
+        {
             let (ds, zonefile) = sign_zone(dir.path(), apex, zone_records)?;
+            if !forged.is_empty() {
+                let mut text = std::fs::read_to_string(&zonefile)?;
+                for r in forged {
+                    text.push_str(r);
+                    text.push('\n');
+                }
+                std::fs::write(&zonefile, text)?;
+            }
             conf.push_str(&format!(
                 "  trust-anchor-file: \"{ds}\"\n  local-zone: \"{apex}\" transparent\n  \
                  val-log-level: 2\n",
@@ -133,6 +145,17 @@ impl Unbound {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// A DNSSEC-signed zone for [`Unbound::start_signed`].
+pub struct SignedZone<'a> {
+    /// Its apex, such as `tls.test.`; it gets its SOA and NS records here.
+    pub apex: &'a str,
+    /// Its records: zone-file lines, as for [`Unbound::start`].
+    pub records: &'a [&'a str],
+    /// Lines added after signing, as an attacker on the path would add them: without
+    /// signatures, so a validating resolver finds them bogus.
+    pub forged: &'a [&'a str],
 }
 
 /// Writes the zone `apex` with `records` (plus SOA and NS) into `dir`, makes an ECDSA P-256

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sealpost::config::{DeliveryPin, DomainTls, TlsPolicy};
 use sealpost::storage::notify::NotificationState;
-use sealpost_tests::dns::{Unbound, direct_delivery, notify, settled};
+use sealpost_tests::dns::{SignedZone, Unbound, direct_delivery, notify, settled};
 use sealpost_tests::smtp::{Postfix, TestCa};
 use sealpost_tests::{TestNode, wait_for};
 
@@ -39,18 +39,33 @@ fn tlsa(usage: u8, selector: u8, matching: u8, cert: &Path) -> String {
 /// Postfix as the MX of tls.test and plain.test, serving `cert` (its chain file) with `key`;
 /// unbound with tls.test signed, its MX publishing `record` for Postfix's port.
 async fn setup(cert: (PathBuf, PathBuf), record: &str) -> (Postfix, Unbound) {
+    setup_zone(cert, Some(record), None).await
+}
+
+/// [`setup`], the TLSA record signed (`signed`) or slipped in unsigned (`forged`).
+async fn setup_zone(
+    cert: (PathBuf, PathBuf),
+    signed: Option<&str>,
+    forged: Option<&str>,
+) -> (Postfix, Unbound) {
     let postfix = Postfix::start_with(&["fay@tls.test", "gus@plain.test"], Some(cert), None)
         .await
         .unwrap();
-    let tlsa = format!("_{}._tcp.mx.tls.test. 300 IN TLSA {record}", postfix.port);
-    let signed: &[&str] = &[
-        "tls.test. 300 IN MX 10 mx.tls.test.",
-        "mx.tls.test. 300 IN A 127.0.0.1",
-        &tlsa,
+    let tlsa = |r: &str| format!("_{}._tcp.mx.tls.test. 300 IN TLSA {r}", postfix.port);
+    let mut records = vec![
+        "tls.test. 300 IN MX 10 mx.tls.test.".to_owned(),
+        "mx.tls.test. 300 IN A 127.0.0.1".to_owned(),
     ];
-    let dns = Unbound::start_signed(PLAIN_ZONE, Some(("tls.test.", signed)))
-        .await
-        .unwrap();
+    records.extend(signed.map(tlsa));
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let forged: Vec<String> = forged.map(tlsa).into_iter().collect();
+    let forged: Vec<&str> = forged.iter().map(String::as_str).collect();
+    let zone = SignedZone {
+        apex: "tls.test.",
+        records: &records,
+        forged: &forged,
+    };
+    let dns = Unbound::start_signed(PLAIN_ZONE, Some(zone)).await.unwrap();
     (postfix, dns)
 }
 
@@ -202,4 +217,45 @@ async fn a_dane_ta_record_of_the_issuing_ca_delivers_when_the_mx_sends_its_chain
     std::fs::write(&chain, pem).unwrap();
     let record = tlsa(2, 0, 1, &ca.ca_file());
     delivered_under_dane(&ca, (chain, key), &record).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_unsigned_tlsa_record_in_a_signed_zone_is_bogus_and_the_mail_waits_unsent() {
+    let ca = TestCa::new().unwrap();
+    let cert = ca.issue("mx", &["mx.tls.test"]).unwrap();
+    // Even a record that matches: its answer is bogus, so the host is not tried at all
+    // (RFC 7672 §2.2), neither under DANE nor in plain.
+    let record = tlsa(3, 1, 1, &cert.0);
+    let (postfix, dns) = setup_zone(cert, None, Some(&record)).await;
+    let node = TestNode::spawn_with(
+        "alpha.test",
+        direct_delivery(&dns, postfix.port, &ca.ca_file(), 443, vec![]),
+    )
+    .await
+    .unwrap();
+    let id = notify(&node, "fay@tls.test").await;
+    let r = wait_for(Duration::from_secs(20), async || {
+        use sealpost::storage::NotifyStore;
+        let r = node.store.notification(id).await.unwrap().unwrap();
+        (r.attempts > 0).then_some(r)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.state, NotificationState::Queued, "{r:?}");
+    let error = r.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "The mail server of tls.test (mx.tls.test) could not be reached: the DNS look-up \
+             of mx.tls.test's TLSA records failed: "
+        ),
+        "{error}"
+    );
+    assert!(postfix.delivered("fay@tls.test").is_empty());
+    // The only connection Postfix saw is the test kit's readiness probe: no EHLO (its
+    // disconnect line would count `ehlo=1`).
+    assert!(
+        !postfix.log().contains("ehlo="),
+        "the node spoke to the MX:\n{}",
+        postfix.log()
+    );
 }
