@@ -398,12 +398,6 @@ impl DeliveryConfig {
                     p.domain
                 ));
             }
-            if p.tls == Some(TlsPolicy::Dane) {
-                return bad(format!(
-                    "pin for {}: tls = \"dane\" is not built yet; use \"mta-sts\" or \"pinned\"",
-                    p.domain
-                ));
-            }
         }
         self.validate_lookups()
     }
@@ -660,8 +654,13 @@ pub struct RelayConfig {
     /// `relay`: every mail through the relay above. `direct`: the node delivers to each
     /// recipient domain's mail servers itself (MX look-up, STARTTLS), one queue per domain.
     pub route: RelayRoute,
-    /// With `route = "direct"`: the DNS resolver to ask, `IP` or `IP:PORT` (a validating
-    /// resolver such as a local unbound for DANE). Empty: the system's (`/etc/resolv.conf`).
+    /// With `route = "direct"`: the DNS resolver to ask, `IP` or `IP:PORT`. Set, it is taken
+    /// for a validating resolver (a local unbound): MX and TLSA records are asked with DNSSEC
+    /// OK and its AD bit is trusted, as Postfix does with `smtp_dns_support_level = dnssec`,
+    /// so it must be on loopback or a link no one else can write to. Then DANE (RFC 7672)
+    /// applies to every domain delivered to directly: a host with DNSSEC-signed TLSA records
+    /// gets mail only over TLS that matches them. Empty: the system's (`/etc/resolv.conf`),
+    /// and no DANE (`dane` policies are refused).
     pub resolver: String,
     /// With `route = "direct"`: the port of every recipient's mail server. 25 is what MX
     /// records mean; anything else is a test or lab setting (an MX record names no port).
@@ -677,6 +676,7 @@ pub struct RelayConfig {
     pub parallel_domains: usize,
     /// Per-domain TLS policy for direct delivery: each entry's domain is sent to only over TLS
     /// authenticated as its `policy` says, or not at all (the recipient fails with the reason).
+    /// `dane` needs `resolver` (DNSSEC-signed TLSA records for every MX host, RFC 7672).
     pub tls: Vec<DomainTls>,
 }
 
@@ -788,8 +788,11 @@ impl RelayConfig {
             if !is_valid_host(&t.domain) || t.domain.parse::<std::net::IpAddr>().is_ok() {
                 return bad("tls: each domain must be a lowercase domain name");
             }
-            if t.policy == TlsPolicy::Dane {
-                return bad("tls: policy \"dane\" is not built yet; use \"mta-sts\" or \"pinned\"");
+            if t.policy == TlsPolicy::Dane && self.resolver.is_empty() {
+                return bad(&format!(
+                    "tls: policy \"dane\" for {} needs relay.resolver (a validating resolver on loopback or a trusted link: its AD bit is trusted)",
+                    t.domain
+                ));
             }
         }
         if !self.host.is_empty() && !is_valid_host(&self.host) {
@@ -1256,6 +1259,18 @@ impl Config {
                 p.domain
             ));
         }
+        if let Some(p) = self
+            .delivery
+            .pins
+            .iter()
+            .find(|p| p.tls == Some(TlsPolicy::Dane))
+            && self.relay.resolver.is_empty()
+        {
+            return bad(&format!(
+                "delivery.pin for {}: tls = \"dane\" needs relay.resolver (a validating resolver on loopback or a trusted link: its AD bit is trusted)",
+                p.domain
+            ));
+        }
         Ok(())
     }
 }
@@ -1553,6 +1568,38 @@ mod tests {
             (sealpost_proto::DeliveryMode::Tls, Some(TlsPolicy::MtaSts))
         );
         assert!(c.delivery.pin("mail.bank.test").is_none());
+        // DANE needs a validating resolver, named.
+        let dane_pin = "[[delivery.pin]]\ndomain = \"bank.test\"\nmode = \"tls\"\ntls = \"dane\"\n";
+        let direct = "[relay]\nroute = \"direct\"\n";
+        let err = load(&format!("domain = \"a.test\"\n{direct}{dane_pin}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls = \"dane\" needs relay.resolver"), "{err}");
+        let err = load(
+            &format!(
+                "domain = \"a.test\"\n{direct}[[relay.tls]]\ndomain = \"bank.test\"\npolicy = \"dane\"\n"
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("policy \"dane\" for bank.test needs relay.resolver"),
+            "{err}"
+        );
+        let c = load(
+            &format!(
+                "domain = \"a.test\"\n{direct}resolver = \"127.0.0.1:53\"\n\
+                 [[relay.tls]]\ndomain = \"bank.test\"\npolicy = \"dane\"\n{dane_pin}"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.relay.tls_policy("bank.test"), Some(TlsPolicy::Dane));
+        assert_eq!(
+            c.delivery.pin("bank.test").unwrap().tls,
+            Some(TlsPolicy::Dane)
+        );
     }
 
     /// Found while writing the `config` fuzz target (its input is

@@ -139,7 +139,8 @@ maillog_file_prefixes = {r}
             tls = match &tls {
                 Some((cert, key)) => format!(
                     "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\n\
-                     smtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n",
+                     smtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n\
+                     smtpd_tls_received_header = yes\n",
                     cert.display(),
                     key.display()
                 ),

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sealpost::config::{DomainTls, TlsPolicy};
-use sealpost::notify::Notification;
 use sealpost::storage::NotifyStore;
-use sealpost::storage::notify::{NotificationRecord, NotificationState};
-use sealpost_tests::dns::{Unbound, direct_delivery};
+use sealpost::storage::notify::NotificationState;
+use sealpost_tests::dns::{Unbound, direct_delivery, notify, settled};
 use sealpost_tests::smtp::{MtaStsServer, Postfix, TestCa, parse_mail, parsed_header};
 use sealpost_tests::{TestNode, wait_for};
 
@@ -35,33 +34,6 @@ const ZONE: &[&str] = &[
     "slow.test. 300 IN MX 10 mx.slow.test.",
     "mx.slow.test. 300 IN A 127.0.0.3",
 ];
-
-async fn notify(node: &TestNode, recipient: &str) -> i64 {
-    node.notifier
-        .enqueue(
-            &Notification {
-                message_id: Some("m-direct"),
-                sender: "alice@alpha.test",
-                sender_name: "Alice",
-                organisation: "Alpha",
-                recipient,
-                link: "https://alpha.test/pickup/p-1",
-            },
-            sealpost::now(),
-        )
-        .await
-        .unwrap()
-}
-
-/// The notification once it is no longer queued.
-async fn settled(node: &TestNode, id: i64) -> NotificationRecord {
-    wait_for(Duration::from_secs(30), async || {
-        let r = node.store.notification(id).await.unwrap().unwrap();
-        (r.state != NotificationState::Queued).then_some(r)
-    })
-    .await
-    .unwrap()
-}
 
 async fn delivered(postfix: &Postfix, address: &str) -> Vec<PathBuf> {
     wait_for(Duration::from_secs(20), async || {

@@ -8,6 +8,7 @@
 //! and a domain that cannot be reached securely fails the recipient at once with the reason
 //! in words ([`Attempt::Insecure`]).
 
+use super::dane::{self, Tlsa};
 use super::mta_sts::{Mode, Policy};
 use super::schedule::{Attempt, Step};
 use crate::storage::notify::TlsPolicy;
@@ -56,6 +57,69 @@ pub enum Need {
     /// STARTTLS required, with a certificate valid for the MX host name; if `mx` is given
     /// (MTA-STS `enforce`), only MX hosts it allows.
     Verified { why: TlsPolicy, mx: Option<Policy> },
+    /// STARTTLS required, the certificate unchecked: the host's DNSSEC-signed TLSA records
+    /// are all unusable (RFC 7672 §2.2).
+    Encrypted,
+    /// Only DANE-authenticated TLS (the admin's `dane`): each host must have usable,
+    /// DNSSEC-signed TLSA records ([`host_need`] turns this into [`Need::Dane`]).
+    DaneOnly,
+    /// STARTTLS required, and the certificate chain must match these (usable) TLSA records.
+    Dane(Vec<Tlsa>),
+}
+
+/// What the look-up of a host's TLSA records (`_PORT._tcp.HOST`) came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsaLookup {
+    /// Not asked: no validating resolver is configured, or the domain's MX answer is not
+    /// DNSSEC-signed (RFC 7672 §2.2.1: then DANE does not apply).
+    NotAsked,
+    /// An answer the resolver did not validate (insecure: no AD bit).
+    Insecure,
+    /// A validated answer: these records (none: a signed denial).
+    Secure(Vec<Tlsa>),
+    /// The look-up failed (bogus answers come as failures from a validating resolver).
+    Failed(String),
+}
+
+/// The need for one MX `host` of `domain`, given the domain's `need` and the host's TLSA
+/// look-up (RFC 7672 §2.2): usable secure records bind the host to DANE whatever else is
+/// required (DANE comes before MTA-STS, RFC 8461 §2); secure records that are all unusable
+/// still require TLS; a failed look-up means the host is not tried (the mail waits).
+pub fn host_need(
+    domain: &str,
+    host: &str,
+    need: &Need,
+    tlsa: &TlsaLookup,
+) -> Result<Need, Attempt> {
+    let dane_only = *need == Need::DaneOnly;
+    match tlsa {
+        TlsaLookup::Failed(why) => Err(Attempt::Broken {
+            step: Step::Connect,
+            error: format!("the DNS look-up of {host}'s TLSA records failed: {why}"),
+        }),
+        TlsaLookup::Secure(records) if !records.is_empty() => {
+            let usable = dane::usable(records);
+            if !usable.is_empty() {
+                Ok(Need::Dane(usable))
+            } else if dane_only {
+                Err(Attempt::Insecure {
+                    reason: format!(
+                        "{domain} publishes only unusable TLSA records for {host}: not delivered"
+                    ),
+                })
+            } else if *need == Need::Opportunistic {
+                Ok(Need::Encrypted)
+            } else {
+                Ok(need.clone())
+            }
+        }
+        _ if dane_only => Err(Attempt::Insecure {
+            reason: format!(
+                "{domain} publishes no DNSSEC-signed TLSA records for {host}: not delivered"
+            ),
+        }),
+        _ => Ok(need.clone()),
+    }
 }
 
 /// The need for mail to `domain` whose TLS is `required` (by the row: its recipient's mode,
@@ -105,11 +169,7 @@ pub fn need(domain: &str, required: Option<TlsPolicy>, sts: &Sts) -> Result<Need
                 ),
             }),
         },
-        Some(TlsPolicy::Dane) => Err(Attempt::Insecure {
-            reason: format!(
-                "mail to {domain} needs DANE, which this node does not check yet: not delivered"
-            ),
-        }),
+        Some(TlsPolicy::Dane) => Ok(Need::DaneOnly),
     }
 }
 
@@ -145,6 +205,8 @@ pub enum TlsSeen {
     NotOffered,
     /// The handshake (with the certificate checked when the need is verified) failed.
     HandshakeFailed,
+    /// The handshake succeeded, but the chain matches none of the host's TLSA records.
+    DaneMismatch,
 }
 
 /// The attempt that a failed TLS step with `host` means for mail that `need`s it, or `None`
@@ -159,18 +221,28 @@ pub fn tls_failure(
 ) -> Option<Attempt> {
     match (need, seen) {
         (Need::Opportunistic, TlsSeen::NotOffered) => None,
-        (Need::Opportunistic, TlsSeen::HandshakeFailed) => Some(Attempt::Broken {
-            step: Step::StartTls,
-            error: error.to_owned(),
-        }),
-        (Need::Verified { .. }, TlsSeen::NotOffered) => Some(Attempt::Insecure {
+        (_, TlsSeen::NotOffered) => Some(Attempt::Insecure {
             reason: format!(
                 "{domain}'s mail server {host} offered no encryption (STARTTLS): not delivered"
             ),
         }),
-        (Need::Verified { .. }, TlsSeen::HandshakeFailed) => Some(Attempt::Insecure {
+        (Need::Verified { .. } | Need::DaneOnly, TlsSeen::HandshakeFailed) => {
+            Some(Attempt::Insecure {
+                reason: format!(
+                    "{domain}'s mail server offered no valid certificate for {host}: not delivered"
+                ),
+            })
+        }
+        // The certificate played no part (it is checked after the handshake, or not at
+        // all): retried later, never sent in plain.
+        (_, TlsSeen::HandshakeFailed) => Some(Attempt::Broken {
+            step: Step::StartTls,
+            error: error.to_owned(),
+        }),
+        (_, TlsSeen::DaneMismatch) => Some(Attempt::Insecure {
             reason: format!(
-                "{domain}'s mail server offered no valid certificate for {host}: not delivered"
+                "{domain}'s mail server {host} presented a certificate that does not match \
+                 the domain's TLSA records: not delivered"
             ),
         }),
     }
@@ -294,13 +366,8 @@ mod tests {
                     error: "the MTA-STS policy of tls.test could not be read: HTTP 404".into(),
                 }),
             ),
-            (
-                Some(TlsPolicy::Dane),
-                Sts::NotAsked,
-                insecure(
-                    "mail to tls.test needs DANE, which this node does not check yet: not delivered",
-                ),
-            ),
+            (Some(TlsPolicy::Dane), Sts::NotAsked, Ok(Need::DaneOnly)),
+            (Some(TlsPolicy::Dane), enforce.clone(), Ok(Need::DaneOnly)),
         ];
         for (i, (required, sts, want)) in table.into_iter().enumerate() {
             assert_eq!(need("tls.test", required, &sts), want, "row {i}");
@@ -379,5 +446,120 @@ mod tests {
                 "{need:?} {seen:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_host_with_usable_signed_tlsa_records_gets_dane_and_dane_only_mail_needs_them() {
+        let ee = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: vec![7; 32],
+        };
+        let pkix = Tlsa {
+            usage: 1,
+            ..ee.clone()
+        };
+        let pinned = Need::Verified {
+            why: TlsPolicy::Pinned,
+            mx: None,
+        };
+        let o = Need::Opportunistic;
+        let only = Need::DaneOnly;
+        let secure = |r: &[Tlsa]| TlsaLookup::Secure(r.to_vec());
+        let no_signed = Err(Attempt::Insecure {
+            reason: "tls.test publishes no DNSSEC-signed TLSA records for mx.tls.test: not \
+                     delivered"
+                .into(),
+        });
+        let failed = Err(Attempt::Broken {
+            step: Step::Connect,
+            error: "the DNS look-up of mx.tls.test's TLSA records failed: SERVFAIL".into(),
+        });
+        let table = [
+            (&o, TlsaLookup::NotAsked, Ok(o.clone())),
+            (&o, TlsaLookup::Insecure, Ok(o.clone())),
+            (&o, secure(&[]), Ok(o.clone())),
+            (
+                &o,
+                secure(&[ee.clone(), pkix.clone()]),
+                Ok(Need::Dane(vec![ee.clone()])),
+            ),
+            (&o, secure(std::slice::from_ref(&pkix)), Ok(Need::Encrypted)),
+            (&o, TlsaLookup::Failed("SERVFAIL".into()), failed.clone()),
+            (
+                &pinned,
+                secure(std::slice::from_ref(&ee)),
+                Ok(Need::Dane(vec![ee.clone()])),
+            ),
+            (
+                &pinned,
+                secure(std::slice::from_ref(&pkix)),
+                Ok(pinned.clone()),
+            ),
+            (&pinned, TlsaLookup::Insecure, Ok(pinned.clone())),
+            (
+                &only,
+                secure(std::slice::from_ref(&ee)),
+                Ok(Need::Dane(vec![ee.clone()])),
+            ),
+            (&only, TlsaLookup::NotAsked, no_signed.clone()),
+            (&only, TlsaLookup::Insecure, no_signed.clone()),
+            (&only, secure(&[]), no_signed),
+            (
+                &only,
+                secure(std::slice::from_ref(&pkix)),
+                Err(Attempt::Insecure {
+                    reason: "tls.test publishes only unusable TLSA records for mx.tls.test: \
+                             not delivered"
+                        .into(),
+                }),
+            ),
+            (&only, TlsaLookup::Failed("SERVFAIL".into()), failed),
+        ];
+        for (i, (need, tlsa, want)) in table.into_iter().enumerate() {
+            assert_eq!(
+                host_need("tls.test", "mx.tls.test", need, &tlsa),
+                want,
+                "row {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dane_host_is_never_sent_to_in_plain_or_past_a_mismatch() {
+        let dane = Need::Dane(vec![]);
+        let cases = [
+            (&dane, TlsSeen::NotOffered, "offered no encryption"),
+            (
+                &Need::Encrypted,
+                TlsSeen::NotOffered,
+                "offered no encryption",
+            ),
+            (
+                &dane,
+                TlsSeen::DaneMismatch,
+                "presented a certificate that does not match the domain's TLSA records: not delivered",
+            ),
+        ];
+        for (need, seen, want) in cases {
+            match tls_failure("tls.test", "mx.tls.test", need, seen, "x") {
+                Some(Attempt::Insecure { reason }) => assert!(reason.contains(want), "{reason}"),
+                other => panic!("{need:?} {seen:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            tls_failure(
+                "tls.test",
+                "mx.tls.test",
+                &dane,
+                TlsSeen::HandshakeFailed,
+                "eof"
+            ),
+            Some(Attempt::Broken {
+                step: Step::StartTls,
+                error: "eof".into()
+            })
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! taken from the queue only by recording its outcome, and the driver does not go on while
 //! an outcome is unrecorded.
 
+pub mod dane;
 pub mod direct;
 pub mod driver;
 pub mod external;

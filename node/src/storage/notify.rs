@@ -109,8 +109,8 @@ pub enum TlsPolicy {
     /// The domain's MTA-STS policy (RFC 8461) must exist in mode `enforce`, list the MX, and
     /// the MX's certificate must be valid for its name.
     MtaSts,
-    /// DANE TLSA records (RFC 7672), checked through a validating resolver. Not built yet:
-    /// refused by `validate`.
+    /// DANE (RFC 7672): the MX hosts' DNSSEC-signed TLSA records, asked of the validating
+    /// `[relay] resolver`, must match the certificate chain (`notify/dane.rs`).
     Dane,
     /// The admin's word: STARTTLS with a certificate valid for the MX host name.
     Pinned,
