@@ -80,6 +80,7 @@ impl Session {
                 .json(&SmimeCertificateRequest {
                     public_key: String::from_utf8_lossy(&pem).into_owned(),
                     binding,
+                    wrapped_key: None,
                 })
                 .send()
                 .await?,

@@ -214,6 +214,26 @@ pub struct SmimeCertificateRequest {
     /// An armored detached OpenPGP signature by the user's Sealpost key over the exact DER
     /// bytes of that SubjectPublicKeyInfo.
     pub binding: String,
+    /// The web app's private key, wrapped in the browser under a password-derived key (opaque
+    /// to the node, at most 16 KiB): kept with the certificate so that `GET
+    /// /smime/certificate` gives both back in any browser. Absent for a client that keeps its
+    /// key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_key: Option<String>,
+}
+
+/// `GET /smime/certificate`: the newest certificate still valid whose key the node keeps
+/// wrapped for the web app, and that key.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SmimeStoredKeyResponse {
+    /// The leaf certificate, PEM.
+    pub certificate: String,
+    /// The issuing CA's certificate and its chain, PEM (as the CA is now).
+    pub chain: String,
+    /// When the certificate expires (Unix seconds).
+    pub not_after: i64,
+    /// The key as the web app wrapped it (`POST /smime/certificate` `wrapped_key`).
+    pub wrapped_key: String,
 }
 
 /// The certificate the organisation's S/MIME CA issued.

@@ -82,6 +82,7 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("DELETE", "/app-passwords/{id}", Who::User, Some(404)),
     // S/MIME certificates from the organisation's CA (docs/mail.md): for the caller's own key.
     ("POST", "/smime/certificate", Who::User, None),
+    ("GET", "/smime/certificate", Who::User, None),
     ("GET", "/admin/guests", Who::Admin, None),
     ("POST", "/admin/guests/{address}/state", Who::Admin, None),
     ("DELETE", "/admin/guests/{address}", Who::Admin, None),

@@ -924,8 +924,15 @@ async fn every_rejection_under_api_v1_is_the_documented_json() {
         ("POST", "/app-passwords".into(), 400, "invalid_request"),
         // A body without the key and its binding (read before whether a CA is configured).
         ("POST", "/smime/certificate".into(), 400, "invalid_request"),
+        // A stored key asked of a node without a CA.
         (
             "GET",
+            "/smime/certificate".into(),
+            409,
+            "smime_ca_not_configured",
+        ),
+        (
+            "PUT",
             "/smime/certificate".into(),
             405,
             "method_not_allowed",

@@ -202,6 +202,18 @@ fn p256_spki() -> Vec<u8> {
         .unwrap()
 }
 
+/// A SubjectPublicKeyInfo DER as PEM.
+fn spki_pem(spki: &[u8]) -> String {
+    let key = PKey::public_key_from_der(spki).unwrap();
+    String::from_utf8(key.public_key_to_pem().unwrap()).unwrap()
+}
+
+/// An answer's status and JSON body.
+async fn status_body(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
 fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
     match r {
         Err(ClientError::Api { status, code, .. }) => (status, code),
@@ -217,13 +229,7 @@ async fn certificates_are_issued_only_for_supported_keys_bound_to_the_users_key_
     let bob = node.person("bob").await;
     let stored = || node.count("SELECT COUNT(*) FROM smime_certificates");
     let spki = p256_spki();
-    let pem = String::from_utf8(
-        PKey::public_key_from_der(&spki)
-            .unwrap()
-            .public_key_to_pem()
-            .unwrap(),
-    )
-    .unwrap();
+    let pem = spki_pem(&spki);
     let http = reqwest::Client::new();
     let post = |binding: String| {
         http.post(format!("{}{API_PREFIX}/smime/certificate", node.url))
@@ -233,8 +239,7 @@ async fn certificates_are_issued_only_for_supported_keys_bound_to_the_users_key_
     };
     let policy = StandardPolicy::new();
     let answer = |r: reqwest::Response| async move {
-        let status = r.status().as_u16();
-        let body: serde_json::Value = r.json().await.unwrap();
+        let (status, body) = status_body(r).await;
         (status, body["code"].as_str().unwrap_or_default().to_owned())
     };
 
@@ -310,6 +315,15 @@ async fn without_an_smime_ca_no_certificate_is_issued_and_copies_go_unsigned() {
         (409, "smime_ca_not_configured".to_owned())
     );
     assert_eq!(node.count("SELECT COUNT(*) FROM smime_certificates"), 0);
+    let r = reqwest::Client::new()
+        .get(format!("{}{API_PREFIX}/smime/certificate", node.url))
+        .bearer_auth(alice.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "smime_ca_not_configured");
 
     // The sender is told before sending, and the copy is the entity itself, unsigned.
     let to = vec!["erik@smime.test".to_owned()];
@@ -321,6 +335,108 @@ async fn without_an_smime_ca_no_certificate_is_issued_and_copies_go_unsigned() {
         .unwrap();
     assert_ne!(parsed.content_type().unwrap().subtype(), Some("signed"));
     assert!(alice.smime_identity().is_none());
+}
+
+/// The web app's signing key (RSA-3072, wrapped in the browser) is kept with its certificate
+/// and given back to its own user's session only: the newest still valid that has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_apps_wrapped_key_is_kept_with_its_certificate_for_its_user_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let org_ca = TestCa::new("Alpha S/MIME CA").unwrap();
+    let (node, _erik, alice) = world(dir.path(), free_port(), Some(&org_ca)).await;
+    let bob = node.person("bob").await;
+    let http = reqwest::Client::new();
+    let url = format!("{}{API_PREFIX}/smime/certificate", node.url);
+    let policy = StandardPolicy::new();
+    let get = |s: &Session| http.get(&url).bearer_auth(s.token()).send();
+    let answer = status_body;
+    // alice's binding over an RSA-3072 key, with `wrapped_key` as given.
+    let post = |spki: Vec<u8>, wrapped: Option<String>| {
+        let pem = spki_pem(&spki);
+        let binding =
+            sealpost_client::crypto::sign_detached(alice.unlocked_cert(), &policy, &spki).unwrap();
+        let mut body = serde_json::json!({ "public_key": pem, "binding": binding });
+        if let Some(w) = wrapped {
+            body["wrapped_key"] = w.into();
+        }
+        http.post(&url)
+            .bearer_auth(alice.token())
+            .json(&body)
+            .send()
+    };
+    let rsa3072 = || {
+        PKey::from_rsa(Rsa::generate(3072).unwrap())
+            .unwrap()
+            .public_key_to_der()
+            .unwrap()
+    };
+    let stored = || node.count("SELECT COUNT(*) FROM smime_certificates");
+
+    let (status, body) = answer(get(&alice).await.unwrap()).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    // Hostile wrapped keys: empty, over 16 KiB, not printable ASCII. Nothing is stored.
+    for bad in [
+        String::new(),
+        "A".repeat(16 * 1024 + 1),
+        "with space".into(),
+        "line\nend".into(),
+    ] {
+        let (status, body) = answer(post(rsa3072(), Some(bad)).await.unwrap()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request"))
+        );
+    }
+    assert_eq!(stored(), 0);
+
+    let first = "sealpost-smime-v1.Zmlyc3Q".to_owned();
+    let (status, issued) = answer(post(rsa3072(), Some(first.clone())).await.unwrap()).await;
+    assert_eq!(status, 201, "{issued}");
+    let (status, kept) = answer(get(&alice).await.unwrap()).await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(kept["wrapped_key"], first.as_str());
+    assert_eq!(kept["certificate"], issued["certificate"]);
+    assert_eq!(kept["not_after"], issued["not_after"]);
+    assert_eq!(kept["chain"], org_ca.pem().as_str());
+    let leaf = X509::from_pem(kept["certificate"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(leaf.public_key().unwrap().bits(), 3072);
+    // The log says a key was stored, never what it is.
+    assert_eq!(
+        node.count(
+            "SELECT COUNT(*) FROM txlog WHERE kind = 'smime.certificate_issued' AND detail LIKE '%Zmlyc3Q%'"
+        ),
+        0
+    );
+
+    // bob has none; a certificate without a stored key (the CLI's) does not hide alice's.
+    let (status, _) = answer(get(&bob).await.unwrap()).await;
+    assert_eq!(status, 404);
+    alice.request_smime_certificate(&p256_spki()).await.unwrap();
+    let (_, kept) = answer(get(&alice).await.unwrap()).await;
+    assert_eq!(kept["wrapped_key"], first.as_str());
+
+    // A newer one replaces it; once expired, it is no longer given.
+    let (status, _) = answer(post(rsa3072(), Some("second".into())).await.unwrap()).await;
+    assert_eq!(status, 201);
+    let (_, kept) = answer(get(&alice).await.unwrap()).await;
+    assert_eq!(kept["wrapped_key"], "second");
+    // Expiry is made by hand: the node's clock is real.
+    let expire = |which: &str| {
+        rusqlite::Connection::open(node.data().join("sealpost.db"))
+            .unwrap()
+            .execute(
+                &format!("UPDATE smime_certificates SET not_after = 1 {which}"),
+                [],
+            )
+            .unwrap();
+    };
+    expire("WHERE wrapped_key = 'second'");
+    let (_, kept) = answer(get(&alice).await.unwrap()).await;
+    assert_eq!(kept["wrapped_key"], first.as_str());
+    expire("");
+    let (status, _) = answer(get(&alice).await.unwrap()).await;
+    assert_eq!(status, 404);
 }
 
 /// A copy to erik made with the session's signing identity (made or renewed as needed): what

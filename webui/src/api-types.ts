@@ -928,11 +928,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The user's S/MIME signing key as the web app stored it, with its certificate
+         * @description The newest certificate of the caller's that is still valid and whose key was sent wrapped (`wrapped_key` of POST /smime/certificate), with that wrapped key and the CA chain: how the web app signs from any browser. The key is unwrapped in the browser only.
+         */
+        get: operations["stored_key"];
         put?: never;
         /**
          * Have the organisation's S/MIME CA certify the user's S/MIME signing key
-         * @description The key (SPKI PEM: ECDSA P-256, or RSA 2048 to 4096 bits) must be bound to the user's Sealpost key: `binding` is a detached OpenPGP signature by it over the exact DER of the SubjectPublicKeyInfo. The certificate names the user's address (SAN rfc822Name) and is for signing e-mail only. At most 5 a day per account. `smime_signing` in GET /org says whether the organisation runs a CA.
+         * @description The key (SPKI PEM: ECDSA P-256, or RSA 2048 to 4096 bits) must be bound to the user's Sealpost key: `binding` is a detached OpenPGP signature by it over the exact DER of the SubjectPublicKeyInfo. The certificate names the user's address (SAN rfc822Name) and is for signing e-mail only. At most 5 a day per account. The web app also sends `wrapped_key`: its private key wrapped in the browser under a password-derived key (opaque to the node, at most 16 KiB of printable ASCII), kept with the certificate for GET /smime/certificate. `smime_signing` in GET /org says whether the organisation runs a CA.
          */
         post: operations["issue_certificate"];
         delete?: never;
@@ -1782,6 +1786,13 @@ export interface components {
              *     bytes of that SubjectPublicKeyInfo.
              */
             binding: string;
+            /**
+             * @description The web app's private key, wrapped in the browser under a password-derived key (opaque
+             *     to the node, at most 16 KiB): kept with the certificate so that `GET
+             *     /smime/certificate` gives both back in any browser. Absent for a client that keeps its
+             *     key itself.
+             */
+            wrapped_key?: string | null;
         };
         /** @description The certificate the organisation's S/MIME CA issued. */
         SmimeCertificateResponse: {
@@ -1794,6 +1805,23 @@ export interface components {
              * @description When the certificate expires (Unix seconds).
              */
             not_after: number;
+        };
+        /**
+         * @description `GET /smime/certificate`: the newest certificate still valid whose key the node keeps
+         *     wrapped for the web app, and that key.
+         */
+        SmimeStoredKeyResponse: {
+            /** @description The leaf certificate, PEM. */
+            certificate: string;
+            /** @description The issuing CA's certificate and its chain, PEM (as the CA is now). */
+            chain: string;
+            /**
+             * Format: int64
+             * @description When the certificate expires (Unix seconds).
+             */
+            not_after: number;
+            /** @description The key as the web app wrapped it (`POST /smime/certificate` `wrapped_key`). */
+            wrapped_key: string;
         };
         /**
          * @description What a user types into a mail program's outgoing server settings (in [`crate::OrgInfo`],
@@ -6382,6 +6410,81 @@ export interface operations {
             };
         };
     };
+    stored_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The certificate, the CA chain, the expiry and the wrapped key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SmimeStoredKeyResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no certificate still valid with a stored key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `smime_ca_not_configured`: S/MIME copies go unsigned */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     issue_certificate: {
         parameters: {
             query?: never;
@@ -6404,7 +6507,7 @@ export interface operations {
                     "application/json": components["schemas"]["SmimeCertificateResponse"];
                 };
             };
-            /** @description `invalid_request`: not a PEM public key, or too long; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            /** @description `invalid_request`: not a PEM public key, too long, or a `wrapped_key` that is empty, over 16 KiB or not printable ASCII; `malformed_json`, `invalid_request`: not the JSON this route takes */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -3,19 +3,24 @@
 // memory: the password is used for the KDF and dropped; the unlocked key lives in the Session.
 import * as api from './api';
 import type { AccountView, Envelope, Head, MailboxItem, MessageResponse, OrgInfo, VerdictView } from './api';
-import { b64, derivePasswordKeys, unb64, validateKdf, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
+import { b64, derivePasswordKeys, smimeWrapKey, unb64, validateKdf, DEFAULT_KDF, type KdfParams, type PasswordKeys } from './kdf';
 import * as pgp from './pgp';
 import { BlobSink, pump, rechunk, sha256, throttled } from './streams';
 import { makePickup, relock, threadKey, type MadePickup } from './pickup-crypto';
 import type { PickupEnvelope } from './pickup-wire';
 import type { Arrival, ExternalCopy, MailEnvelope, MailItem, MailSubmit, Resolved } from './mail-wire';
 import { buildInner, readEntity, type ReadEntity } from './mime';
+import type { SmimeSigner } from './smime';
 
 export interface Session {
   account: AccountView;
   me: pgp.PrivateKey;
   ca: pgp.PublicKey;
   org: OrgInfo;
+  /** Wraps the S/MIME signing key kept on the node (kdf.ts `smimeWrapKey`; not extractable). */
+  smimeWrap: CryptoKey;
+  /** The S/MIME signing identity once loaded or made (`smimeSigner`): memory only. */
+  smime?: { signer: SmimeSigner; notAfter: number };
 }
 
 /** Pinned CA fingerprints (public, not secret): a node that later presents another CA is refused. */
@@ -126,7 +131,7 @@ async function loginWithKeys(address: string, keys: PasswordKeys, totp?: string,
     throw new LoginError('key_mismatch', 'The node returned a key that is not yours. Tell your administrator.');
   }
   pin(address, info.ca_fingerprint.toUpperCase());
-  return { account: resp.account, me, ca, org: info };
+  return { account: resp.account, me, ca, org: info, smimeWrap: await smimeWrapKey(keys.wrap) };
 }
 
 export async function logout(): Promise<void> {
@@ -520,7 +525,8 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
   // signed envelope names each copy's hash and size, so the node can check the bytes it sends.
   const copies: Record<string, string> = {};
   if (outside.length) {
-    const made = await externalCopies(s, msg, outside, { messageId: resp.message_id, to, now, metas });
+    const signer = outside.some((o) => o.r.mode === 'smime') ? await smimeSigner(s) : undefined;
+    const made = await externalCopies(s, msg, outside, { messageId: resp.message_id, to, now, metas }, signer);
     // Small copies travel inline, up to one inline part's worth in all (the request body is
     // bounded); the others are uploaded first, as large parts are (docs/mail.md).
     let inlineRoom = s.org.limits.inline_part_max_bytes;
@@ -556,6 +562,100 @@ function smimeModule(): Promise<typeof import('./smime')> {
   return import('./smime');
 }
 
+/** A certificate with fewer days left than this is renewed before signing (as the CLI). */
+const SMIME_RENEW_SECS = 30 * 86_400;
+const SMIME_WRAPPED_PREFIX = 'sealpost-smime-v1.';
+
+/** Binds the wrapped S/MIME key to its account: a key moved to another row does not unwrap. */
+function smimeAad(s: Session): Uint8Array {
+  return new TextEncoder().encode(`sealpost/v1/smime-key:${s.account.address}`);
+}
+
+/** `pkcs8` wrapped for the node: AES-256-GCM under `s.smimeWrap`, a fresh 96-bit IV. */
+async function wrapSmimeKey(s: Session, pkcs8: Uint8Array): Promise<string> {
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: smimeAad(s) as BufferSource }, s.smimeWrap, pkcs8 as BufferSource));
+  const out = new Uint8Array(iv.length + ct.length);
+  out.set(iv);
+  out.set(ct, iv.length);
+  return SMIME_WRAPPED_PREFIX + b64(out);
+}
+
+/** The PKCS#8 in `wrapped`, or null when it does not unwrap (another password, or damaged). */
+async function unwrapSmimeKey(s: Session, wrapped: string): Promise<Uint8Array | null> {
+  if (!wrapped.startsWith(SMIME_WRAPPED_PREFIX)) return null;
+  try {
+    const raw = unb64(wrapped.slice(SMIME_WRAPPED_PREFIX.length));
+    const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: raw.subarray(0, 12) as BufferSource, additionalData: smimeAad(s) as BufferSource }, s.smimeWrap, raw.subarray(12) as BufferSource);
+    return new Uint8Array(pt);
+  } catch {
+    return null;
+  }
+}
+
+/** The signing identity for this session's S/MIME copies, or undefined when the organisation
+ * has no S/MIME CA (`GET /org` `smime_signing`: the copies go unsigned, `why` says so). Kept in
+ * memory once loaded; otherwise the key the node keeps wrapped (`GET /smime/certificate`).
+ * The first time, or when that key no longer unwraps (the password changed), an RSA-3072 key
+ * is made with WebCrypto and certified (`POST /smime/certificate`, bound by a signature of the
+ * user's key over its SPKI, sent wrapped); a certificate with fewer than 30 days left is
+ * renewed for the same key. */
+export async function smimeSigner(s: Session): Promise<SmimeSigner | undefined> {
+  if (!s.org.smime_signing) return undefined;
+  const now = Date.now() / 1000;
+  if (s.smime && s.smime.notAfter - now >= SMIME_RENEW_SECS) return s.smime.signer;
+  const smime = await smimeModule();
+  let pkcs8: Uint8Array | null = null;
+  let wrapped = '';
+  /** The kept identity, while its certificate holds: what signs if a renewal is refused. */
+  let holding: { signer: SmimeSigner; notAfter: number } | undefined;
+  try {
+    const kept = await api.get('/smime/certificate');
+    pkcs8 = await unwrapSmimeKey(s, kept.wrapped_key);
+    wrapped = kept.wrapped_key;
+    if (pkcs8) {
+      holding = { signer: { key: smime.forgeKey(pkcs8), certificate: kept.certificate, chain: kept.chain }, notAfter: kept.not_after };
+      if (kept.not_after - now >= SMIME_RENEW_SECS) {
+        s.smime = holding;
+        return holding.signer;
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof api.ApiError && e.code === 'not_found')) throw e;
+  }
+  let spki: Uint8Array;
+  if (pkcs8) {
+    // Renewal: the same key, a new certificate.
+    spki = smime.spkiOf(smime.forgeKey(pkcs8));
+  } else {
+    const pair = await crypto.subtle.generateKey(
+      { name: 'RSASSA-PKCS1-v1_5', modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+      true,
+      ['sign', 'verify'],
+    );
+    pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', pair.privateKey));
+    spki = new Uint8Array(await crypto.subtle.exportKey('spki', pair.publicKey));
+    wrapped = await wrapSmimeKey(s, pkcs8);
+  }
+  const publicKey = `-----BEGIN PUBLIC KEY-----\n${b64(spki).replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PUBLIC KEY-----\n`;
+  const binding = await pgp.signDetached(spki, s.me);
+  let issued: api.Answer<'/smime/certificate', 'post'>;
+  try {
+    issued = await api.post('/smime/certificate', { public_key: publicKey, binding, wrapped_key: wrapped });
+  } catch (e) {
+    // A refused renewal (the daily limit, say) signs with the certificate that still holds.
+    if (holding && e instanceof api.ApiError && holding.notAfter > now) {
+      s.smime = holding;
+      return holding.signer;
+    }
+    throw e;
+  }
+  const signer = { key: smime.forgeKey(pkcs8), certificate: issued.certificate, chain: issued.chain };
+  pkcs8.fill(0);
+  s.smime = { signer, notAfter: issued.not_after };
+  return signer;
+}
+
 /** Why the web app cannot make the S/MIME copy for `r` (not the certificate named, a key that
  * is not RSA), in words; null when it can. For Write, as each recipient is typed. */
 export async function smimeRefusal(r: Resolved): Promise<string | null> {
@@ -589,13 +689,14 @@ async function outsideCert(r: Resolved): Promise<pgp.PublicKey> {
  * subject travels encrypted) built once, then per recipient an OpenPGP message: for `openpgp`
  * signed by the sender and encrypted to the recipient's key and the sender's; for `tls`
  * encrypted to the node's transit key only; for `smime` DER CMS to the recipient's certificate
- * (smime.ts: AES-256-CBC, PKCS1-v1_5 key transport, unsigned). Sorted by address, as the
- * envelope's map. */
+ * (smime.ts: AES-256-CBC, PKCS1-v1_5 key transport), signed first by `signer` when the
+ * organisation runs an S/MIME CA. Sorted by address, as the envelope's map. */
 async function externalCopies(
   s: Session,
   msg: Outgoing,
   outside: { r: Resolved; cert?: pgp.PublicKey }[],
   at: { messageId: string; to: string[]; now: number; metas: api.AttachmentMeta[] },
+  signer?: SmimeSigner,
 ): Promise<Record<string, { copy: ExternalCopy; bytes: Uint8Array }>> {
   const attachments = [];
   for (let i = 0; i < msg.files.length; i++) {
@@ -611,7 +712,7 @@ async function externalCopies(
   const out: Record<string, { copy: ExternalCopy; bytes: Uint8Array }> = {};
   for (const { r, cert } of [...outside].sort((a, b) => (a.r.address < b.r.address ? -1 : 1))) {
     const bytes = r.mode === 'smime'
-      ? await (await smimeModule()).smimeCopy(inner, r)
+      ? await (await smimeModule()).smimeCopy(inner, r, signer)
       : r.mode === 'tls'
         ? await pgp.encryptTo(inner, [cert!])
         : await pgp.encryptTo(inner, [cert!, s.me.toPublic()], s.me);
@@ -706,5 +807,8 @@ export async function changePassword(s: Session, current: string, next: string, 
     kdf_params: nextParams,
     login_verifier: b64(keys.verifier),
   });
+  // The S/MIME key kept on the node stays under the old password: the next send after a new
+  // login finds it does not unwrap and makes a new one (`smimeSigner`).
+  s.smimeWrap = await smimeWrapKey(keys.wrap);
   progress('Done', 1);
 }

@@ -3,6 +3,10 @@
 //   wrap     = base64-no-pad(HKDF-SHA256(master, salt = none, "sealpost/v1/key-wrap", 32))
 //   verifier = HKDF-SHA256(master, salt = none, "sealpost/v1/login", 32)
 // `wrap` is the OpenPGP passphrase of the secret key; only `verifier` is ever sent to the node.
+// The web app's S/MIME signing key is wrapped with AES-256-GCM under
+//   smime    = HKDF-SHA256(wrap's 43 characters, salt = none, "sealpost/v1/smime-key-wrap", 32)
+// (`smimeWrapKey`): WebCrypto cannot use an OpenPGP passphrase, and a distinct label keeps the
+// two uses of the login secret apart.
 import { argon2id } from 'hash-wasm';
 import type { components } from './api-types';
 
@@ -83,4 +87,17 @@ export async function derivePasswordKeys(
   } finally {
     master.fill(0);
   }
+}
+
+/** The AES-256-GCM key that wraps the web app's S/MIME signing key, from the account's
+ * `wrap` (see the top of this file). Not extractable: it stays in this tab's memory. */
+export async function smimeWrapKey(wrap: string): Promise<CryptoKey> {
+  const ikm = await crypto.subtle.importKey('raw', new TextEncoder().encode(wrap) as BufferSource, 'HKDF', false, ['deriveKey']);
+  return crypto.subtle.deriveKey(
+    { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: new TextEncoder().encode('sealpost/v1/smime-key-wrap') },
+    ikm,
+    { name: 'AES-GCM', length: 256 },
+    false,
+    ['encrypt', 'decrypt'],
+  );
 }

@@ -144,7 +144,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             app_passwords::create_app_password
         ))
         .routes(routes!(app_passwords::revoke_app_password))
-        .routes(routes!(smime::issue_certificate))
+        .routes(routes!(smime::issue_certificate, smime::stored_key))
         .merge(console::routes())
 }
 

@@ -273,6 +273,9 @@ pub enum ServiceError {
     /// More issuances in a day than `service::smime::MAX_PER_DAY`.
     #[error("you were issued {max} S/MIME certificates in the last day: try again later")]
     SmimeRateLimited { max: u32, secs: u64 },
+    /// `GET /smime/certificate`: no live certificate of the caller's with a wrapped key stored.
+    #[error("the node keeps no S/MIME signing key of yours that is still valid")]
+    SmimeKeyNotStored,
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -368,6 +371,7 @@ impl ServiceError {
             ServiceError::SmimeBindingInvalid(_) => "smime_binding_invalid",
             ServiceError::SmimeKeyUnsupported(_) => "smime_key_unsupported",
             ServiceError::SmimeRateLimited { .. } => "rate_limited",
+            ServiceError::SmimeKeyNotStored => "not_found",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -419,6 +423,7 @@ impl ServiceError {
                 ErrorKind::Refused
             }
             ServiceError::SmimeRateLimited { .. } => ErrorKind::Throttled,
+            ServiceError::SmimeKeyNotStored => ErrorKind::NotFound,
             ServiceError::SubmissionDisabled | ServiceError::TooManyAppPasswords { .. } => {
                 ErrorKind::Conflict
             }

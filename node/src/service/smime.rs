@@ -16,7 +16,13 @@
 //!   rfc822Name the address, keyUsage digitalSignature and nonRepudiation (critical), EKU
 //!   emailProtection, CA:FALSE, SKI/AKI, valid from five minutes ago for `cert_days` but never
 //!   beyond the CA, signed with SHA-256. Each issuance is recorded (serial, key hash, expiry)
-//!   and logged as `smime.certificate_issued`; no key material is kept.
+//!   and logged as `smime.certificate_issued`.
+//! - **what is kept**: no key material in the clear, ever. The web app may send its key
+//!   wrapped in the browser under a password-derived key (`wrapped_key`, opaque here, at most
+//!   [`MAX_WRAPPED_KEY`] bytes of printable ASCII); the node keeps it with the certificate and
+//!   gives the newest still valid back to its user's session (`GET /smime/certificate`), so
+//!   the user signs from any browser, as their OpenPGP key is kept (`wrapped_key` of the
+//!   account).
 //!
 //! What this module must not do: log the CA's key, or read the clock (`now` comes in).
 
@@ -37,9 +43,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Context, ServiceError, unix};
 use crate::config::{ConfigError, SmimeConfig};
-use crate::proto::{SmimeCertificateRequest, SmimeCertificateResponse};
+use crate::proto::{SmimeCertificateRequest, SmimeCertificateResponse, SmimeStoredKeyResponse};
 use crate::storage::Account;
-use crate::storage::smime::SmimeIssuance;
+use crate::storage::smime::{SmimeIssuance, StoredSmimeKey};
 
 /// Certificates one account may be issued in a day.
 pub const MAX_PER_DAY: u32 = 5;
@@ -47,6 +53,8 @@ pub const MAX_PER_DAY: u32 = 5;
 const MAX_KEY_PEM: usize = 4096;
 /// Largest binding signature accepted.
 const MAX_BINDING: usize = 8192;
+/// Largest wrapped key accepted (an RSA-4096 PKCS#8, encrypted and base64, is about 3.3 KiB).
+pub const MAX_WRAPPED_KEY: usize = 16 * 1024;
 /// Longest common name (RFC 5280's ub-common-name), in characters.
 const MAX_CN_CHARS: usize = 64;
 
@@ -272,6 +280,18 @@ pub async fn issue(
             "public_key or binding is too long".into(),
         ));
     }
+    if let Some(w) = &req.wrapped_key {
+        if w.is_empty() || w.len() > MAX_WRAPPED_KEY {
+            return Err(ServiceError::InvalidRequest(format!(
+                "wrapped_key must be 1 to {MAX_WRAPPED_KEY} bytes"
+            )));
+        }
+        if !w.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServiceError::InvalidRequest(
+                "wrapped_key must be printable ASCII without spaces".into(),
+            ));
+        }
+    }
     let der = spki_der(&req.public_key)?;
     let public = PKey::public_key_from_der(&der).map_err(|_| {
         ServiceError::InvalidRequest("public_key is not a SubjectPublicKeyInfo".into())
@@ -297,12 +317,18 @@ pub async fn issue(
     let (leaf, serial, not_after) = ca
         .issue(&public, &account.address, &cn, at)
         .map_err(ServiceError::internal)?;
+    let certificate = String::from_utf8(leaf.to_pem().map_err(ServiceError::internal)?)
+        .map_err(ServiceError::internal)?;
     let issuance = SmimeIssuance {
         account_id: account.id,
         serial,
         spki_sha256: hex::encode(Sha256::digest(&der)),
         not_after,
         issued_at: at,
+        stored: req.wrapped_key.as_ref().map(|w| StoredSmimeKey {
+            certificate: certificate.clone(),
+            wrapped_key: w.clone(),
+        }),
     };
     if let Some(oldest) = ctx
         .store
@@ -314,12 +340,36 @@ pub async fn issue(
             secs: u64::try_from(oldest + 86_400 - at).unwrap_or(1).max(1),
         });
     }
-    let certificate = String::from_utf8(leaf.to_pem().map_err(ServiceError::internal)?)
-        .map_err(ServiceError::internal)?;
     Ok(SmimeCertificateResponse {
         certificate,
         chain: ca.chain_pem.clone(),
         not_after,
+    })
+}
+
+/// The newest certificate of `account`'s still valid at `now` whose key the node keeps
+/// wrapped (the web app's), with that key; `SmimeKeyNotStored` when there is none.
+pub async fn stored_key(
+    ctx: &Context,
+    account: &Account,
+    now: SystemTime,
+) -> Result<SmimeStoredKeyResponse, ServiceError> {
+    let Some(ca) = ctx.smime.as_deref() else {
+        return Err(ServiceError::SmimeCaNotConfigured);
+    };
+    super::guests::not_for_guests(account, "have an S/MIME certificate")?;
+    let found = ctx
+        .store
+        .newest_stored_smime_key(account.id, unix(now))
+        .await?;
+    let Some((i, k)) = found.and_then(|i| i.stored.clone().map(|k| (i, k))) else {
+        return Err(ServiceError::SmimeKeyNotStored);
+    };
+    Ok(SmimeStoredKeyResponse {
+        certificate: k.certificate,
+        chain: ca.chain_pem.clone(),
+        not_after: i.not_after,
+        wrapped_key: k.wrapped_key,
     })
 }
 
@@ -486,6 +536,7 @@ mod tests {
         let req = SmimeCertificateRequest {
             public_key,
             binding: String::new(),
+            wrapped_key: None,
         };
         let r = issue(&node.state.context, &guest, &req, SystemTime::now()).await;
         assert!(

@@ -468,6 +468,13 @@ CREATE TABLE smime_certificates (
 );
 CREATE INDEX smime_certificates_account ON smime_certificates (account_id, issued_at);
 "#,
+    // The web app's S/MIME signing key, kept as the user's OpenPGP key is (docs/mail.md, "The
+    // S/MIME copy"): wrapped in the browser under the password-derived key, opaque here, with
+    // the certificate issued for it, so the user signs from any browser. NULL for the CLI's.
+    r#"
+ALTER TABLE smime_certificates ADD COLUMN certificate TEXT;
+ALTER TABLE smime_certificates ADD COLUMN wrapped_key TEXT;
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
