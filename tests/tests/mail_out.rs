@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sealpost::config::{DomainTls, TlsPolicy};
-use sealpost::notify::Notification;
 use sealpost::storage::NotifyStore;
 use sealpost::storage::notify::{NotificationRecord, NotificationState};
 use sealpost_tests::dns::{Unbound, direct_delivery};
-use sealpost_tests::smtp::{MtaStsServer, Postfix, TestCa, parse_mail, parsed_header};
+use sealpost_tests::smtp::{
+    MtaStsServer, Postfix, TestCa, parse_mail, parsed_header, queue_notification,
+};
 use sealpost_tests::{TestNode, wait_for};
 
 /// The test zone: tls.test's MX is Postfix on 127.0.0.1; plain.test has no MX (its address
@@ -37,20 +38,7 @@ const ZONE: &[&str] = &[
 ];
 
 async fn notify(node: &TestNode, recipient: &str) -> i64 {
-    node.notifier
-        .enqueue(
-            &Notification {
-                message_id: Some("m-direct"),
-                sender: "alice@alpha.test",
-                sender_name: "Alice",
-                organisation: "Alpha",
-                recipient,
-                link: "https://alpha.test/pickup/p-1",
-            },
-            sealpost::now(),
-        )
-        .await
-        .unwrap()
+    queue_notification(node, Some("m-direct"), recipient).await
 }
 
 /// The notification once it is no longer queued.
