@@ -75,11 +75,14 @@ async fn a_bounce_from_the_relay_after_250_fails_the_recipient_and_nothing_of_it
     );
     assert!(!reason.chars().any(char::is_control), "{reason:?}");
     assert_told_not_delivered(&alice, "dora@pgp.test").await;
-    // The mail went out from a bounce address of alpha.test, and the bounce came back there.
+    // The mail went out from a bounce address of alpha.test, and Postfix's bounce went back
+    // there, to the node's door, which took it.
     let log = postfix.log();
     assert!(log.contains("from=<bounce+"), "{log}");
     assert!(
-        log.contains(&format!("relay=127.0.0.1[127.0.0.1]:{door}")),
+        log.lines().any(|l| l.contains("to=<bounce+")
+            && l.contains(&format!("relay=127.0.0.1[127.0.0.1]:{door}"))
+            && l.contains("status=sent")),
         "{log}"
     );
     let rows = node.store.notifications_of(&resp.message_id).await.unwrap();

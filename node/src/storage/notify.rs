@@ -93,6 +93,8 @@ pub struct DueNotification {
     pub id: i64,
     pub kind: NotificationKind,
     pub recipient: String,
+    /// The mail's sender (its `From`); the envelope sender is the row's bounce address
+    /// (`notify::bounce`).
     pub from: String,
     pub mail: Vec<u8>,
     pub tls: Option<TlsPolicy>,
