@@ -4,7 +4,9 @@
 //! (OpenSSL through `tokio-native-tls`), checks each `RCPT` and stores each mail through the
 //! service layer (`service::mail::smtp_recipient`, `SmtpArrival`), and answers `250` only
 //! after the commit. SPF, DKIM and DMARC are looked up here (`auth.rs`) and stored with the
-//! mail. No AUTH: this door relays nothing.
+//! mail. No AUTH: this door relays nothing. Bounces of the node's own outside mail (to a
+//! `bounce+…` address) go alone in their mail and through `service::mail::bounce_recipient`
+//! and `BounceMail`: held in memory, never stored as mail.
 //!
 //! The submission gateway (`[submission]`, docs/mail.md "Submission gateway") is the same
 //! driver and session with AUTH: [`start_submission`]. Its user authenticates with an app
