@@ -222,6 +222,8 @@ impl Node {
                     batch_max: self.config.relay.batch_max,
                     parallel: self.config.relay.parallel_domains,
                     transit: Some(self.transit),
+                    bounce_key: self.state.context.bounce_key.clone(),
+                    domain: self.config.domain.clone(),
                 },
             )
         });

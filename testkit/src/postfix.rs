@@ -58,7 +58,8 @@ const MAILDIR_UID: u32 = 65534;
 impl Postfix {
     /// Starts Postfix with its own configuration directory (`postfix -c DIR start`): SMTP on a
     /// free loopback port, mail for each of `mailboxes` into `DIR/mail/DOMAIN/LOCAL/`
-    /// (Maildir), other addresses of their domains refused, any other destination bounced.
+    /// (Maildir), other addresses of their domains refused, any other destination refused too
+    /// (its transport is `error:`, which Postfix answers at `RCPT`).
     /// Needs root and Debian's `postfix`.
     pub async fn start(mailboxes: &[&str]) -> anyhow::Result<Postfix> {
         Self::start_with(mailboxes, None, None).await
@@ -71,6 +72,18 @@ impl Postfix {
         mailboxes: &[&str],
         tls: Option<(PathBuf, PathBuf)>,
         port: Option<u16>,
+    ) -> anyhow::Result<Postfix> {
+        Self::start_routing(mailboxes, tls, port, &[]).await
+    }
+
+    /// [`Postfix::start_with`], also relaying mail for each `(domain, port)` of `routes` to
+    /// SMTP on `127.0.0.1:port` (`transport_maps`): e.g. the bounces it makes for a node's
+    /// mail, sent back to the node's own SMTP door.
+    pub async fn start_routing(
+        mailboxes: &[&str],
+        tls: Option<(PathBuf, PathBuf)>,
+        port: Option<u16>,
+        routes: &[(&str, u16)],
     ) -> anyhow::Result<Postfix> {
         if !Path::new("/usr/sbin/postfix").exists() {
             bail!(
@@ -132,6 +145,8 @@ virtual_gid_maps = static:{MAILDIR_UID}
 virtual_minimum_uid = 100
 default_transport = error:this test relay delivers nothing outside
 relay_transport = error:this test relay delivers nothing outside
+transport_maps = texthash:{r}/conf/transport
+smtp_tls_security_level = none
 maillog_file = {r}/maillog
 maillog_file_prefixes = {r}
 {tls}",
@@ -153,6 +168,11 @@ maillog_file_prefixes = {r}
             format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}"),
         )?;
         std::fs::write(root.join("conf/vmailbox"), map)?;
+        let transport: String = routes
+            .iter()
+            .map(|(domain, port)| format!("{domain} smtp:[127.0.0.1]:{port}\n"))
+            .collect();
+        std::fs::write(root.join("conf/transport"), transport)?;
         let out = tokio::process::Command::new("/usr/sbin/postfix")
             .arg("-c")
             .arg(root.join("conf"))

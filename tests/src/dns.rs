@@ -228,20 +228,7 @@ pub fn direct_delivery(
 /// Queues a pickup notification from alice@alpha.test to `recipient` on `node` (the
 /// simplest mail the direct-delivery tests send): its row ID.
 pub async fn notify(node: &crate::TestNode, recipient: &str) -> i64 {
-    node.notifier
-        .enqueue(
-            &sealpost::notify::Notification {
-                message_id: Some("m-direct"),
-                sender: "alice@alpha.test",
-                sender_name: "Alice",
-                organisation: "Alpha",
-                recipient,
-                link: "https://alpha.test/pickup/p-1",
-            },
-            sealpost::now(),
-        )
-        .await
-        .unwrap()
+    crate::smtp::queue_notification(node, Some("m-direct"), recipient).await
 }
 
 /// The notification `id` once it is no longer queued (within 30 seconds).

@@ -39,6 +39,29 @@ pub fn relay_at(port: u16) -> impl FnOnce(&mut sealpost::config::Config) {
     }
 }
 
+/// Queues a pickup notification from alice@alpha.test to `recipient` about `message_id`, as
+/// the pickup flow does: its queue row's ID.
+pub async fn queue_notification(
+    node: &crate::TestNode,
+    message_id: Option<&str>,
+    recipient: &str,
+) -> i64 {
+    node.notifier
+        .enqueue(
+            &sealpost::notify::Notification {
+                message_id,
+                sender: "alice@alpha.test",
+                sender_name: "Alice",
+                organisation: "Alpha",
+                recipient,
+                link: "https://alpha.test/pickup/p-1",
+            },
+            sealpost::now(),
+        )
+        .await
+        .unwrap()
+}
+
 /// How an [`SmtpSink`] behaves.
 #[derive(Clone, Debug, Default)]
 pub struct SinkOptions {

@@ -78,7 +78,16 @@ async fn a_notification_goes_through_postfix_into_the_recipients_maildir() {
     assert!(h("Date").is_some());
     // Postfix added its trace: the mail came through it.
     assert!(h("Received").unwrap().contains("relay.test"));
-    assert!(h("Return-Path").unwrap().contains("no-reply@alpha.test"));
+    // The envelope sender is the row's bounce address (VERP); `From` stays the node's.
+    let return_path = h("Return-Path").unwrap();
+    assert!(
+        return_path.contains(&sealpost::notify::bounce::bounce_address(
+            &node.context.bounce_key,
+            "alpha.test",
+            r.id
+        )),
+        "{return_path}"
+    );
     let text = mail["text"].as_str().unwrap();
     let html = mail["html"].as_str().unwrap();
     for part in [text, html] {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Notifier;
+use super::bounce::{BounceKey, bounce_address};
 use super::mx::DirectLink;
 use super::relay::{RelayLink, Session};
 use super::schedule::{Attempt, Hop, RetryPolicy, decide};
@@ -42,6 +43,10 @@ pub struct Setup {
     pub parallel: usize,
     /// Opens enforced-TLS copies; without it they fail.
     pub transit: Option<TransitKey>,
+    /// Every mail's envelope sender is a bounce address of the organisation's `domain` under
+    /// this key ([`bounce`](super::bounce)): a later bounce names its row.
+    pub bounce_key: BounceKey,
+    pub domain: String,
 }
 
 /// The running driver.
@@ -266,15 +271,18 @@ async fn connect(
 
 /// Sends one mail over `session`; an enforced-TLS copy is decrypted (in memory) first.
 async fn send_one(setup: &Setup, session: &mut Session, n: &DueNotification) -> Attempt {
+    // The envelope sender names the row (VERP), so that a bounce coming later finds it; the
+    // `From` header in the mail stays the row's sender.
+    let envelope_from = bounce_address(&setup.bounce_key, &setup.domain, n.id);
     let Some(transit) = &n.transit else {
-        return session.send(&n.from, &n.recipient, &n.mail).await;
+        return session.send(&envelope_from, &n.recipient, &n.mail).await;
     };
     let opened = match &setup.transit {
         Some(key) => key.outer_mail(&transit.outer_headers, &n.mail),
         None => Err("the node has no transit key".into()),
     };
     match opened {
-        Ok(mail) => session.send(&n.from, &n.recipient, &mail).await,
+        Ok(mail) => session.send(&envelope_from, &n.recipient, &mail).await,
         Err(why) => Attempt::Undeliverable {
             reason: format!("The enforced-TLS copy could not be opened: {why}"),
         },

@@ -19,6 +19,7 @@
 //! taken from the queue only by recording its outcome, and the driver does not go on while
 //! an outcome is unrecorded.
 
+pub mod bounce;
 pub mod dane;
 pub mod direct;
 pub mod driver;
@@ -36,6 +37,7 @@ use crate::config::Config;
 use crate::storage::notify::NewNotification;
 use crate::storage::{MetaStore, StorageError, Timestamp};
 
+pub use self::bounce::BounceKey;
 pub use self::driver::{Driver, Route, Setup};
 pub use self::mx::DirectLink;
 pub use self::relay::RelayLink;

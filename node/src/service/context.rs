@@ -82,6 +82,9 @@ pub struct Context {
     pub outside: super::outside_keys::Lookups,
     /// The key app passwords' verifiers are made under (`app_passwords.rs`).
     pub(super) app_password_key: [u8; 32],
+    /// The key of outside mail's envelope senders (`notify::bounce`): the driver makes them,
+    /// the SMTP door checks the bounces that come back to them.
+    pub bounce_key: crate::notify::BounceKey,
     /// The organisation's S/MIME CA (`[smime]`), read at start; `None`: copies go unsigned.
     pub smime: Option<Arc<super::smime::SmimeCa>>,
 }
@@ -150,6 +153,7 @@ impl Context {
             throttle,
             devices,
             app_password_key: crate::keys::derive_subkey(node_key, b"sealpost/v1/app-password"),
+            bounce_key: crate::notify::BounceKey::derive(node_key),
             smime: None,
             outside: super::outside_keys::Lookups::new(Arc::new(
                 crate::keyfetch::HttpKeyFetch::new(&config_delivery),

@@ -8,6 +8,7 @@
 //! accounts receive mail; [`envelope`] resolves recipients for a sender about to seal.
 
 mod accept;
+mod bounce;
 mod gateway;
 mod smtp;
 
@@ -20,6 +21,7 @@ use sequoia_openpgp::{Cert, Fingerprint};
 pub use accept::{
     Accepted, Declared, Delivery, Incoming, Screened, Screening, Source, accept, screen,
 };
+pub use bounce::{BounceMail, BounceTarget, bounce_recipient};
 pub use gateway::{GatewayMail, Submitted, gateway_recipient, gateway_submit};
 pub use smtp::{SmtpArrival, SmtpRecipient, Transport, smtp_recipient};
 

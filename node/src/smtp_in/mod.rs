@@ -4,7 +4,9 @@
 //! (OpenSSL through `tokio-native-tls`), checks each `RCPT` and stores each mail through the
 //! service layer (`service::mail::smtp_recipient`, `SmtpArrival`), and answers `250` only
 //! after the commit. SPF, DKIM and DMARC are looked up here (`auth.rs`) and stored with the
-//! mail. No AUTH: this door relays nothing.
+//! mail. No AUTH: this door relays nothing. Bounces of the node's own outside mail (to a
+//! `bounce+…` address) go alone in their mail and through `service::mail::bounce_recipient`
+//! and `BounceMail`: held in memory, never stored as mail.
 //!
 //! The submission gateway (`[submission]`, docs/mail.md "Submission gateway") is the same
 //! driver and session with AUTH: [`start_submission`]. Its user authenticates with an app
@@ -26,8 +28,8 @@ use tokio::time::Instant;
 
 use crate::conns::{ConnTable, client_key};
 use crate::service::mail::{
-    GatewayMail, SmtpArrival, SmtpRecipient, Transport, gateway_recipient, gateway_submit,
-    smtp_recipient,
+    BounceMail, BounceTarget, GatewayMail, SmtpArrival, SmtpRecipient, Transport, bounce_recipient,
+    gateway_recipient, gateway_submit, smtp_recipient,
 };
 use crate::service::{Context, ServiceError};
 use crate::storage::Account;
@@ -244,6 +246,9 @@ enum Work {
     Inbound {
         recipients: Vec<(String, SmtpRecipient)>,
         arrival: Option<SmtpArrival>,
+        /// A bounce address taken (`service::mail::bounce`): alone in its mail.
+        bounce: Option<(String, BounceTarget)>,
+        bounce_mail: Option<BounceMail>,
     },
     Submission {
         account: Option<Box<Account>>,
@@ -328,6 +333,8 @@ impl Door {
             false => Work::Inbound {
                 recipients: Vec::new(),
                 arrival: None,
+                bounce: None,
+                bounce_mail: None,
             },
             true => Work::Submission {
                 account: None,
@@ -343,8 +350,11 @@ impl Door {
                     session.authenticated(result);
                 }
                 Step::CheckRecipient(address) => {
-                    let named = session.envelope().1.to_vec();
-                    let result = self.check_recipient(&mut work, &named, &address).await;
+                    let (mail_from, named) = session.envelope();
+                    let (mail_from, named) = (mail_from.to_owned(), named.to_vec());
+                    let result = self
+                        .check_recipient(&mut work, &mail_from, &named, &address)
+                        .await;
                     session.recipient_checked(result);
                 }
                 Step::BeginData => {
@@ -434,6 +444,7 @@ impl Door {
     async fn check_recipient(
         &self,
         work: &mut Work,
+        mail_from: &str,
         named: &[String],
         address: &str,
     ) -> Result<(), String> {
@@ -441,16 +452,36 @@ impl Door {
         let now = SystemTime::now();
         let held = |a: &String| named.iter().any(|n| n.eq_ignore_ascii_case(a));
         match work {
-            Work::Inbound { recipients, .. } => recipients.retain(|(a, _)| held(a)),
+            Work::Inbound {
+                recipients, bounce, ..
+            } => {
+                recipients.retain(|(a, _)| held(a));
+                if bounce.as_ref().is_some_and(|(a, _)| !held(a)) {
+                    *bounce = None;
+                }
+            }
             Work::Submission { to, .. } => to.retain(held),
         }
+        // A bounce goes alone: one row's report per mail (the client sends the rest after).
+        const ALONE: &str = "452 4.5.3 One bounce per mail, alone: send the rest separately\r\n";
         match work {
-            Work::Inbound { recipients, .. } => match smtp_recipient(ctx, address, now).await {
-                Ok(r) => {
-                    recipients.push((address.to_owned(), r));
+            Work::Inbound {
+                recipients, bounce, ..
+            } => match bounce_recipient(ctx, address, mail_from, now).await {
+                Ok(Some(target)) if recipients.is_empty() && bounce.is_none() => {
+                    *bounce = Some((address.to_owned(), target));
                     Ok(())
                 }
+                Ok(Some(_)) => Err(ALONE.into()),
                 Err(e) => Err(reply_for(&e, address)),
+                Ok(None) if bounce.is_some() => Err(ALONE.into()),
+                Ok(None) => match smtp_recipient(ctx, address, now).await {
+                    Ok(r) => {
+                        recipients.push((address.to_owned(), r));
+                        Ok(())
+                    }
+                    Err(e) => Err(reply_for(&e, address)),
+                },
             },
             Work::Submission { account, to, .. } => {
                 let account = account
@@ -480,8 +511,12 @@ impl Door {
             }
         };
         if !self.mails.admit(sender, Instant::now()) {
-            if let Work::Inbound { recipients, .. } = work {
+            if let Work::Inbound {
+                recipients, bounce, ..
+            } = work
+            {
                 recipients.clear();
+                *bounce = None;
             }
             return Err(match sender {
                 MailSender::Client(_) => {
@@ -497,7 +532,18 @@ impl Door {
             Work::Inbound {
                 recipients,
                 arrival,
+                bounce,
+                bounce_mail,
             } => {
+                *bounce_mail = None;
+                if let Some((address, target)) = bounce.take() {
+                    recipients.clear();
+                    if named.contains(&address) {
+                        // Held in memory only: nothing of a bounce is stored.
+                        *bounce_mail = Some(BounceMail::new(target, limit));
+                        return Ok(());
+                    }
+                }
                 let chosen: Vec<SmtpRecipient> = recipients
                     .iter()
                     .filter(|(a, _)| named.contains(a))
@@ -518,6 +564,16 @@ impl Door {
 
     fn data(&self, work: &mut Work, bytes: &[u8]) -> Result<(), String> {
         let result = match work {
+            Work::Inbound {
+                bounce_mail: bounce @ Some(_),
+                ..
+            } => match bounce.as_mut().map(|b| b.write(bytes)) {
+                Some(Err(e)) => {
+                    *bounce = None;
+                    Err(e)
+                }
+                _ => Ok(()),
+            },
             Work::Inbound { arrival, .. } => match arrival.as_mut().map(|a| a.write(bytes)) {
                 Some(Err(e)) => {
                     *arrival = None;
@@ -546,7 +602,19 @@ impl Door {
         let temporary = || "451 4.3.0 Temporary failure; try again later\r\n".to_owned();
         let (mail_from, named) = session.envelope();
         match work {
-            Work::Inbound { arrival, .. } => {
+            Work::Inbound {
+                arrival,
+                bounce_mail,
+                ..
+            } => {
+                if let Some(b) = bounce_mail.take() {
+                    // `250` once its state change (if any) is committed; nothing else kept.
+                    return b
+                        .finish(ctx, SystemTime::now())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| reply_for(&e, ""));
+                }
                 let a = arrival.take().ok_or_else(temporary)?;
                 let checker = self.checker.as_ref().ok_or_else(temporary)?;
                 let results = checker

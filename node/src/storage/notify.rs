@@ -93,6 +93,8 @@ pub struct DueNotification {
     pub id: i64,
     pub kind: NotificationKind,
     pub recipient: String,
+    /// The mail's sender (its `From`); the envelope sender is the row's bounce address
+    /// (`notify::bounce`).
     pub from: String,
     pub mail: Vec<u8>,
     pub tls: Option<TlsPolicy>,
@@ -223,6 +225,12 @@ pub trait NotifyStore: Send + Sync + 'static {
         outcome: NotifyOutcome,
         now: Timestamp,
     ) -> Result<bool>;
+    /// A later bounce (a delivery status notification saying `failed`) for a notification
+    /// the relay had taken: it becomes failed with `reason`, as a refusal at SMTP time does
+    /// (the recipient's delivery or the pickup's state, the sender's notice, the log), in one
+    /// commit. `false` if the notification is not `sent` (queued, or failed already: nothing
+    /// changed).
+    async fn bounce_notification(&self, id: i64, reason: &str, now: Timestamp) -> Result<bool>;
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>>;
     /// The notifications about a message, in the order they were queued.
     async fn notifications_of(&self, message_id: &str) -> Result<Vec<NotificationRecord>>;

@@ -86,6 +86,62 @@ fn tell_sender(
     Ok(())
 }
 
+/// What a state change of a notification needs to know of its row.
+struct Facts {
+    message_id: Option<String>,
+    recipient: String,
+    mail_id: String,
+    attempts: u32,
+    sender: String,
+    kind: NotificationKind,
+}
+
+/// The row `id` if it is in `state`.
+fn facts_in_state(c: &Connection, id: i64, state: &str) -> Result<Option<Facts>> {
+    Ok(c.prepare_cached(
+        "SELECT message_id, recipient, mail_id, attempts, sender, kind
+             FROM notifications WHERE id = ?1 AND state = ?2",
+    )?
+    .query_row(params![id, state], |r| {
+        Ok(Facts {
+            message_id: r.get(0)?,
+            recipient: r.get(1)?,
+            mail_id: r.get(2)?,
+            attempts: r.get(3)?,
+            sender: r.get(4)?,
+            kind: kind_at(r, 5)?,
+        })
+    })
+    .optional()?)
+}
+
+/// What a failed notification means beyond its row: an outside copy's recipient delivery
+/// fails and its sender is told; a pickup's notification moves the pickup and tells its sender.
+#[allow(clippy::too_many_arguments)]
+fn failed_for_sender(
+    c: &Connection,
+    chain: &mut super::chain::Chain,
+    kind: NotificationKind,
+    message_id: &Option<String>,
+    sender: &str,
+    recipient: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<()> {
+    match message_id {
+        Some(message_id) if kind.is_external() => {
+            external_sent(c, chain, message_id, recipient, Err(reason), now)?;
+            notify_failure(c, message_id, &[recipient.to_owned()], reason, now)?;
+        }
+        Some(message_id) => {
+            tell_sender(c, sender, message_id, recipient, reason, now)?;
+            pickup_notified(c, chain, message_id, recipient, Some(reason), now)?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 /// Queues a notification (in the caller's write: a pickup's goes in its message's commit).
 pub(super) fn insert_notification(
     c: &Connection,
@@ -214,23 +270,15 @@ impl NotifyStore for SqliteStore {
     ) -> Result<bool> {
         let ends = !matches!(outcome, NotifyOutcome::Retry { .. });
         let recorded = self.write(move |c, chain| {
-            let row = c
-                .prepare_cached(
-                    "SELECT message_id, recipient, mail_id, attempts, sender, kind
-                     FROM notifications WHERE id = ?1 AND state = 'queued'",
-                )?
-                .query_row([id], |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, u32>(3)?,
-                        r.get::<_, String>(4)?,
-                        kind_at(r, 5)?,
-                    ))
-                })
-                .optional()?;
-            let Some((message_id, recipient, mail_id, attempts, sender, kind)) = row else {
+            let Some(Facts {
+                message_id,
+                recipient,
+                mail_id,
+                attempts,
+                sender,
+                kind,
+            }) = facts_in_state(c, id, "queued")?
+            else {
                 return Ok((false, false));
             };
             let attempts = attempts + 1;
@@ -278,23 +326,7 @@ impl NotifyStore for SqliteStore {
                          WHERE id = ?1",
                     )?
                     .execute(params![id, attempts, reason, now])?;
-                    match &message_id {
-                        Some(message_id) if kind.is_external() => {
-                            external_sent(c, chain, message_id, &recipient, Err(reason), now)?;
-                            notify_failure(
-                                c,
-                                message_id,
-                                std::slice::from_ref(&recipient),
-                                reason,
-                                now,
-                            )?;
-                        }
-                        Some(message_id) => {
-                            tell_sender(c, &sender, message_id, &recipient, reason, now)?;
-                            pickup_notified(c, chain, message_id, &recipient, Some(reason), now)?;
-                        }
-                        None => {}
-                    }
+                    failed_for_sender(c, chain, kind, &message_id, &sender, &recipient, reason, now)?;
                     LogEvent::new("notify.failed", "node", &subject).with(json!({
                         "notification": id, "to": recipient, "attempts": attempts,
                         "reason": reason,
@@ -311,6 +343,50 @@ impl NotifyStore for SqliteStore {
             self.truncate_wal().await;
         }
         Ok(recorded.0)
+    }
+
+    async fn bounce_notification(&self, id: i64, reason: &str, now: Timestamp) -> Result<bool> {
+        let reason = reason.to_owned();
+        self.write(move |c, chain| {
+            let Some(Facts {
+                message_id,
+                recipient,
+                mail_id,
+                sender,
+                kind,
+                ..
+            }) = facts_in_state(c, id, "sent")?
+            else {
+                return Ok(false);
+            };
+            c.prepare_cached(
+                "UPDATE notifications SET state = 'failed', last_error = ?2, updated_at = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, reason, now])?;
+            failed_for_sender(
+                c,
+                chain,
+                kind,
+                &message_id,
+                &sender,
+                &recipient,
+                &reason,
+                now,
+            )?;
+            chain.append(
+                c,
+                now,
+                &LogEvent::new(
+                    "notify.bounced",
+                    "node",
+                    &log_subject(&message_id, &mail_id),
+                )
+                .with(json!({ "notification": id, "to": recipient, "reason": reason })),
+            )?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>> {
@@ -351,6 +427,16 @@ mod tests {
             super::super::tests::settings(),
         )
         .unwrap()
+    }
+
+    /// A store with one account, alice@a.test: its ID.
+    async fn store_with_alice(dir: &tempfile::TempDir) -> (SqliteStore, i64) {
+        let s = store(dir);
+        let alice = s
+            .create_account("alice@a.test", None, false, [1; 32], 100, "cli", 0)
+            .await
+            .unwrap();
+        (s, alice)
     }
 
     fn new(recipient: &str, message_id: Option<&str>) -> NewNotification {
@@ -495,11 +581,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_more_and_a_failure_tells_the_sender() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
-        let alice = s
-            .create_account("alice@a.test", None, false, [1; 32], 100, "cli", 0)
-            .await
-            .unwrap();
+        let (s, alice) = store_with_alice(&dir).await;
         let a = s
             .enqueue_notification(new("carol@out.test", Some("m1")), 2, 1)
             .await
@@ -545,5 +627,46 @@ mod tests {
                 .iter()
                 .any(|(k, _, d)| k == "notify.failed" && d.contains("550 5.1.1"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_bounce_fails_a_sent_notification_once_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, alice) = store_with_alice(&dir).await;
+        let mut ids = Vec::new();
+        for r in ["carol@out.test", "dave@out.test"] {
+            ids.push(
+                s.enqueue_notification(new(r, Some("m1")), 10, 1)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let (a, queued) = (ids[0], ids[1]);
+        let reason = "The mail server of out.test refused it after accepting: 5.1.1 no such user";
+        // Not sent yet: a bounce changes nothing.
+        assert!(!s.bounce_notification(queued, reason, 2).await.unwrap());
+        let sent = NotifyOutcome::Sent {
+            answer: "250 2.0.0 Ok".into(),
+        };
+        assert!(s.record_notification(a, sent, 2).await.unwrap());
+        assert!(s.bounce_notification(a, reason, 3).await.unwrap());
+        // A second bounce, or one for a row that does not exist: nothing.
+        assert!(!s.bounce_notification(a, "again", 4).await.unwrap());
+        assert!(!s.bounce_notification(9999, reason, 4).await.unwrap());
+        let r = s.notification(a).await.unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.last_error.as_deref(), r.updated_at),
+            (NotificationState::Failed, Some(reason), 3)
+        );
+        assert_eq!(
+            s.notification(queued).await.unwrap().unwrap().state,
+            NotificationState::Queued
+        );
+        let notices = s.notices(alice, 10).await.unwrap();
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0].text.contains(reason), "{}", notices[0].text);
+        let kinds: Vec<String> = log_kinds(&dir).into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(kinds.iter().filter(|k| *k == "notify.bounced").count(), 1);
+        assert_eq!(s.verify_log().await.unwrap().first_broken, None);
     }
 }
