@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     /// genTime of the fixtures in `tests/data/tsa` (made by its `make.sh`).
-    const FIXTURE_TIME: i64 = 1_796_666_746;
+    const FIXTURE_TIME: i64 = 1_796_667_986;
     const NONCE: u64 = 0x0102_0304_0506_0708;
 
     fn data(name: &str) -> Vec<u8> {
@@ -284,6 +284,12 @@ mod tests {
         // A genuine token from a TSA under another CA.
         assert!(matches!(
             check("resp-foreign.der", "ca.pem", now),
+            Err(TimestampError::BadSignature(_))
+        ));
+        // The right TSTInfo signed under the right CA by a certificate that may not stamp
+        // (no EKU timeStamping).
+        assert!(matches!(
+            check("resp-noeku.der", "ca.pem", now),
             Err(TimestampError::BadSignature(_))
         ));
         // The right token checked against another CA.

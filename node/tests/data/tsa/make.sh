@@ -56,6 +56,18 @@ openssl x509 -req -in "$W/tsa2.csr" -CA other-ca.pem -CAkey "$W/other.key" -CAcr
   -days 7300 -extfile "$W/ext" -out "$W/tsa2.pem" 2>/dev/null
 sed -e "s#$W/tsa.pem#$W/tsa2.pem#; s#$W/tsa.key#$W/tsa2.key#; s#certs = ca.pem#certs = other-ca.pem#" "$W/ts.cnf" > "$W/ts2.cnf"
 openssl ts -reply -config "$W/ts2.cnf" -queryfile "$W/ok.tsq" -out resp-foreign.der 2>/dev/null
+# The same TSTInfo signed by a certificate under ca.pem without EKU timeStamping (an S/MIME
+# certificate), wrapped as a granted TimeStampResp: refused for its purpose.
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n' > "$W/ext3"
+openssl x509 -req -in "$W/tsa2.csr" -CA ca.pem -CAkey "$W/ca.key" -CAcreateserial \
+  -days 7300 -extfile "$W/ext3" -out "$W/noeku.pem" 2>/dev/null
+openssl ts -reply -in resp-ok.der -token_out -out "$W/tok.der" 2>/dev/null
+openssl cms -verify -noverify -binary -inform DER -in "$W/tok.der" -out "$W/tst.der" 2>/dev/null
+openssl cms -sign -binary -nodetach -econtent_type 1.2.840.113549.1.9.16.1.4 -md sha256 \
+  -in "$W/tst.der" -signer "$W/noeku.pem" -inkey "$W/tsa2.key" -outform DER -out "$W/noeku.p7"
+TOK=$(xxd -p "$W/noeku.p7" | tr -d '\n')
+LEN=$(( ${#TOK} / 2 + 5 ))
+printf '3082%04x3003020100%s' "$LEN" "$TOK" | xxd -r -p > resp-noeku.der
 rm -f *.srl
 openssl ts -reply -in resp-ok.der -text | grep 'Time stamp:'
 openssl ts -verify -in resp-ok.der -queryfile "$W/ok.tsq" -CAfile ca.pem
