@@ -38,6 +38,9 @@ pub enum ConfigError {
     /// certificates.
     #[error("smime: {path}: {message}")]
     SmimeCa { path: PathBuf, message: String },
+    /// `[timestamping]` is malformed (the URL, the CA file's name, the timeout).
+    #[error("invalid configuration: timestamping.{0}")]
+    Timestamping(String),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -75,6 +78,53 @@ pub struct Config {
     /// go unsigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smime: Option<SmimeConfig>,
+    /// An RFC 3161 time-stamping authority that stamps the transaction log's checkpoints
+    /// (docs/evidence.md, "Time-stamps"): absent, checkpoints are not time-stamped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamping: Option<TimestampingConfig>,
+}
+
+/// `[timestamping]`: the RFC 3161 time-stamping authority (TSA) asked to stamp each new
+/// checkpoint of the transaction log (`timestamp`). One request per checkpoint, never one per
+/// message: a stamp on a checkpoint covers every earlier entry through the hash chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampingConfig {
+    /// The TSA's URL (`http://` or `https://`); requests are POSTed to it.
+    pub url: String,
+    /// PEM file: the CA certificate(s) the TSA's tokens must chain to.
+    pub ca_file: String,
+    /// Seconds to wait for the TSA's answer (1 to 300).
+    #[serde(default = "default_tsa_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_tsa_timeout() -> u64 {
+    30
+}
+
+impl TimestampingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Timestamping(m.to_owned()));
+        let url = match reqwest::Url::parse(&self.url) {
+            Ok(u) => u,
+            Err(_) => return bad("url is not a URL"),
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return bad("url must be an http:// or https:// URL with a host");
+        }
+        // Credentials in the URL would end up in logs and errors.
+        if !url.username().is_empty() || url.password().is_some() {
+            return bad("url must not carry credentials");
+        }
+        if self.ca_file.is_empty() {
+            return bad("ca_file is required");
+        }
+        if !(1..=300).contains(&self.timeout_secs) {
+            return bad("timeout_secs must be 1 to 300");
+        }
+        Ok(())
+    }
 }
 
 /// `[smime]`: an X.509 CA from which the node issues each user a certificate for their S/MIME
@@ -1053,6 +1103,7 @@ impl Config {
             smtp_in: SmtpInConfig::default(),
             submission: SubmissionConfig::default(),
             smime: None,
+            timestamping: None,
         }
     }
 
@@ -1248,6 +1299,9 @@ impl Config {
         self.submission.validate()?;
         if let Some(smime) = &self.smime {
             smime.validate()?;
+        }
+        if let Some(t) = &self.timestamping {
+            t.validate()?;
         }
         // Enforced TLS is checked end to end with the recipient's server: only when the node
         // delivers itself, never through a relay.
@@ -1450,6 +1504,49 @@ mod tests {
         }
         // The example documents the section (commented: off by default).
         for key in ["[smime]", "ca_cert =", "ca_key =", "cert_days ="] {
+            assert!(EXAMPLE.contains(&format!("# {key}")), "{key}");
+        }
+    }
+
+    #[test]
+    fn timestamping_is_off_unless_configured_and_its_fields_are_checked() {
+        assert_eq!(load("domain = \"a.test\"", &[]).unwrap().timestamping, None);
+        let c = load(
+            "domain = \"a.test\"\n[timestamping]\nurl = \"https://tsa.test/tsr\"\nca_file = \"/etc/tsa-ca.pem\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.timestamping,
+            Some(TimestampingConfig {
+                url: "https://tsa.test/tsr".into(),
+                ca_file: "/etc/tsa-ca.pem".into(),
+                timeout_secs: 30,
+            })
+        );
+        for bad in [
+            "url = \"ftp://tsa.test/\"\nca_file = \"/c\"",
+            "url = \"not a url\"\nca_file = \"/c\"",
+            "url = \"https://u:p@tsa.test/\"\nca_file = \"/c\"",
+            "url = \"https://tsa.test/\"\nca_file = \"\"",
+            "url = \"https://tsa.test/\"\nca_file = \"/c\"\ntimeout_secs = 0",
+            "url = \"https://tsa.test/\"\nca_file = \"/c\"\ntimeout_secs = 301",
+        ] {
+            let text = format!("domain = \"a.test\"\n[timestamping]\n{bad}");
+            assert!(
+                matches!(load(&text, &[]), Err(ConfigError::Timestamping(_))),
+                "{bad}"
+            );
+        }
+        assert!(
+            load(
+                "domain = \"a.test\"\n[timestamping]\nurl = \"https://tsa.test/\"\nca_file = \"/c\"\nsurprise = 1",
+                &[]
+            )
+            .is_err()
+        );
+        // The example documents the section (commented: off by default).
+        for key in ["[timestamping]", "url =", "ca_file =", "timeout_secs ="] {
             assert!(EXAMPLE.contains(&format!("# {key}")), "{key}");
         }
     }

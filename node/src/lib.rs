@@ -24,6 +24,7 @@ pub mod notify;
 pub mod service;
 pub mod smtp_in;
 pub mod storage;
+pub mod timestamp;
 pub mod trustview;
 pub mod txlog;
 

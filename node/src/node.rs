@@ -183,6 +183,10 @@ impl Node {
         on_bound(listener.local_addr()?);
         let store: Arc<dyn MetaStore> = self.store.clone();
         let every = std::time::Duration::from_secs(self.config.log.checkpoint_interval_secs);
+        let tsa = match &self.config.timestamping {
+            Some(c) => Some(Tsa::new(c)?),
+            None => None,
+        };
         let checkpoints = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -190,6 +194,13 @@ impl Node {
                 tick.tick().await;
                 if let Err(e) = store.checkpoint(crate::now()).await {
                     tracing::warn!(error = %e, "could not write a log checkpoint");
+                }
+                if let Some(tsa) = &tsa {
+                    // A failure leaves this checkpoint unstamped; the next one is tried at
+                    // the next tick, and its stamp covers the earlier entries.
+                    if let Err(e) = stamp_checkpoint(store.as_ref(), tsa, crate::now()).await {
+                        tracing::warn!(error = %format!("{e:#}"), "could not time-stamp the log checkpoint");
+                    }
                 }
             }
         });
@@ -369,4 +380,85 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
+}
+
+/// The configured RFC 3161 time-stamping authority (`[timestamping]`) and the HTTP client for
+/// it: no redirects, one deadline.
+pub struct Tsa {
+    url: reqwest::Url,
+    ca_file: std::path::PathBuf,
+    client: reqwest::Client,
+}
+
+impl Tsa {
+    pub fn new(c: &crate::config::TimestampingConfig) -> anyhow::Result<Tsa> {
+        let timeout = std::time::Duration::from_secs(c.timeout_secs);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .context("time-stamping HTTP client")?;
+        Ok(Tsa {
+            url: reqwest::Url::parse(&c.url).context("timestamping.url")?,
+            ca_file: c.ca_file.clone().into(),
+            client,
+        })
+    }
+}
+
+/// Time-stamps the newest checkpoint if it has no stamp yet: posts an RFC 3161 request for it
+/// to the TSA, checks the answer (`timestamp::check_response`) and stores the token. Returns
+/// the stamped checkpoint's sequence number, `None` when there was nothing to stamp. Nothing
+/// is stored unless the token checks out.
+pub async fn stamp_checkpoint(
+    store: &dyn LogStore,
+    tsa: &Tsa,
+    now: i64,
+) -> anyhow::Result<Option<u64>> {
+    use crate::timestamp;
+    let Some(cp) = store.unstamped_checkpoint().await? else {
+        return Ok(None);
+    };
+    // Read at each stamp, so a renewed CA file needs no restart.
+    let pem = tokio::fs::read(&tsa.ca_file)
+        .await
+        .with_context(|| format!("reading {}", tsa.ca_file.display()))?;
+    let ca = timestamp::ca_store(&pem, now)?;
+    let imprint = timestamp::checkpoint_imprint(cp.seq, &cp.hash, cp.at);
+    let nonce: u64 = rand::random();
+    let mut resp = tsa
+        .client
+        .post(tsa.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/timestamp-query")
+        .body(timestamp::request(&imprint, nonce))
+        .send()
+        .await
+        .context("asking the time-stamping authority")?;
+    if !resp.status().is_success() {
+        bail!(
+            "the time-stamping authority answered HTTP {}",
+            resp.status()
+        );
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.context("reading the TSA's answer")? {
+        if body.len() + chunk.len() > timestamp::MAX_RESPONSE_BYTES {
+            bail!(
+                "the TSA's answer is larger than {} bytes",
+                timestamp::MAX_RESPONSE_BYTES
+            );
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let stamp = timestamp::check_response(&body, &imprint, nonce, &ca, now)?;
+    store
+        .put_checkpoint_timestamp(cp.seq, stamp.token, stamp.gen_time)
+        .await?;
+    tracing::info!(
+        seq = cp.seq,
+        gen_time = stamp.gen_time,
+        "log checkpoint time-stamped"
+    );
+    Ok(Some(cp.seq))
 }

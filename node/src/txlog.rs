@@ -39,7 +39,8 @@ pub fn entry_hash(prev: &[u8; 32], e: &Entry) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn checkpoint_message(seq: u64, hash: &[u8; 32], at: i64) -> Vec<u8> {
+/// The bytes a checkpoint signs, and whose SHA-256 an RFC 3161 time-stamp covers (`timestamp`).
+pub fn checkpoint_message(seq: u64, hash: &[u8; 32], at: i64) -> Vec<u8> {
     let mut m = b"sealpost-checkpoint-v1\0".to_vec();
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(hash);

@@ -10,6 +10,7 @@ pub mod gpg;
 pub mod https;
 pub mod mail;
 pub mod smtp;
+pub mod tsa;
 
 pub use sealpost_testkit::{NodeProcess, init_node, run, run_ok, wait_for, wait_for_blocking};
 

@@ -49,4 +49,24 @@ pub trait LogStore: Send + Sync + 'static {
     /// Signs a checkpoint over the newest entry if it is not signed yet.
     async fn checkpoint(&self, now: Timestamp) -> Result<()>;
     async fn verify_log(&self) -> Result<LogReport>;
+    /// The newest checkpoint when it has no time-stamp yet (`timestamp`): a failed stamp is
+    /// not retried for its checkpoint, the next one gets it (it covers the earlier entries).
+    async fn unstamped_checkpoint(&self) -> Result<Option<CheckpointRef>>;
+    /// Stores a checked RFC 3161 token for checkpoint `seq`.
+    async fn put_checkpoint_timestamp(
+        &self,
+        seq: u64,
+        token: Vec<u8>,
+        gen_time: Timestamp,
+    ) -> Result<()>;
+    /// The stored token and genTime for checkpoint `seq`.
+    async fn checkpoint_timestamp(&self, seq: u64) -> Result<Option<(Vec<u8>, Timestamp)>>;
+}
+
+/// A signed checkpoint: what its time-stamp covers (`timestamp::checkpoint_imprint`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRef {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub at: Timestamp,
 }

@@ -6,8 +6,9 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use crate::storage::error::StorageError;
 use crate::storage::error::{Result, Timestamp};
-use crate::storage::log::{LogEvent, LogReport, LogStore};
+use crate::storage::log::{CheckpointRef, LogEvent, LogReport, LogStore};
 use crate::txlog;
 
 #[async_trait]
@@ -64,6 +65,60 @@ impl LogStore for SqliteStore {
                 checkpoints,
                 first_broken: v.first_broken,
             })
+        })
+        .await
+    }
+
+    async fn unstamped_checkpoint(&self) -> Result<Option<CheckpointRef>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT c.seq, c.hash, c.at FROM checkpoints c
+                 LEFT JOIN checkpoint_timestamps t ON t.seq = c.seq
+                 WHERE c.seq = (SELECT MAX(seq) FROM checkpoints) AND t.seq IS NULL",
+            )?;
+            let mut rows = stmt.query([])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let hash: Vec<u8> = r.get(1)?;
+            let hash: [u8; 32] = hash
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("checkpoint hash is not 32 bytes".into()))?;
+            Ok(Some(CheckpointRef {
+                seq: r.get::<_, i64>(0)? as u64,
+                hash,
+                at: r.get(2)?,
+            }))
+        })
+        .await
+    }
+
+    async fn put_checkpoint_timestamp(
+        &self,
+        seq: u64,
+        token: Vec<u8>,
+        gen_time: Timestamp,
+    ) -> Result<()> {
+        self.write(move |c, _| {
+            c.execute(
+                "INSERT OR IGNORE INTO checkpoint_timestamps (seq, token, gen_time)
+                 VALUES (?1, ?2, ?3)",
+                rusqlite::params![seq as i64, token, gen_time],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoint_timestamp(&self, seq: u64) -> Result<Option<(Vec<u8>, Timestamp)>> {
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare("SELECT token, gen_time FROM checkpoint_timestamps WHERE seq = ?1")?;
+            let mut rows = stmt.query([seq as i64])?;
+            match rows.next()? {
+                Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
+                None => Ok(None),
+            }
         })
         .await
     }

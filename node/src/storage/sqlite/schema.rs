@@ -475,6 +475,15 @@ CREATE INDEX smime_certificates_account ON smime_certificates (account_id, issue
 ALTER TABLE smime_certificates ADD COLUMN certificate TEXT;
 ALTER TABLE smime_certificates ADD COLUMN wrapped_key TEXT;
 "#,
+    // RFC 3161 time-stamps over checkpoints (timestamp.rs): the TSA's token (DER ContentInfo),
+    // checked before it is stored, and its genTime.
+    r#"
+CREATE TABLE checkpoint_timestamps (
+    seq INTEGER PRIMARY KEY REFERENCES checkpoints(seq),
+    token BLOB NOT NULL,
+    gen_time INTEGER NOT NULL
+);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
