@@ -204,8 +204,7 @@ impl MailStore for SqliteStore {
             ])?;
             for (i, p) in m.parts.iter().enumerate() {
                 if p.inline.is_none() {
-                    c.prepare_cached("DELETE FROM uploads WHERE account_id = ?1 AND sha256 = ?2")?
-                        .execute(params![m.sender_account, &p.sha256[..]])?;
+                    use_up_upload(c, m.sender_account, &p.sha256)?;
                 }
                 insert_part(c, &m.id, i, p.sha256, p.size, p.inline.as_deref())?;
             }
@@ -244,8 +243,7 @@ impl MailStore for SqliteStore {
             let mut used_up = Vec::new();
             for x in &m.external {
                 if x.uploaded {
-                    c.prepare_cached("DELETE FROM uploads WHERE account_id = ?1 AND sha256 = ?2")?
-                        .execute(params![m.sender_account, &x.sha256[..]])?;
+                    use_up_upload(c, m.sender_account, &x.sha256)?;
                     used_up.push(x.sha256.to_vec());
                 }
                 c.prepare_cached(
@@ -496,4 +494,11 @@ impl MailStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A submission used the sender's upload of `sha256`: it no longer counts as pending.
+fn use_up_upload(c: &Connection, account: i64, sha256: &[u8; 32]) -> Result<()> {
+    c.prepare_cached("DELETE FROM uploads WHERE account_id = ?1 AND sha256 = ?2")?
+        .execute(params![account, &sha256[..]])?;
+    Ok(())
 }
