@@ -98,6 +98,13 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Save a message's evidence bundle (docs/evidence.md) to FILE, for
+    /// `sealpost evidence verify`.
+    Evidence {
+        id: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Move a received message to the archive.
     Archive { id: String },
     /// Delete a message from your mailbox.
@@ -772,6 +779,21 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                         None => println!("[attachment] {} ({} bytes)", a.name, a.size),
                     }
                 }
+            }
+        }
+        ClientCommand::Evidence { id, output } => {
+            let s = login(&args, &dir).await?;
+            let r = s.evidence(id).await;
+            s.logout().await?;
+            let (bundle, pending) = r?;
+            let records = bundle["records"].as_array().map_or(0, Vec::len);
+            std::fs::write(output, serde_json::to_vec_pretty(&bundle)?)?;
+            println!(
+                "saved {records} evidence records of {id} to {}",
+                output.display()
+            );
+            if pending > 0 {
+                println!("{pending} more wait for the next time-stamped batch: fetch again later");
             }
         }
         ClientCommand::Archive { id } => {

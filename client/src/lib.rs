@@ -1536,6 +1536,18 @@ impl Session {
         Ok(())
     }
 
+    /// `GET /messages/{id}/evidence`: the message's evidence bundle (docs/evidence.md) as the
+    /// node gives it, and how many of the caller's records wait for the next sealed batch.
+    pub async fn evidence(&self, id: &str) -> Result<(serde_json::Value, u64)> {
+        let mut v: serde_json::Value =
+            check(self.get(&format!("/messages/{id}/evidence")).send().await?)
+                .await?
+                .json()
+                .await?;
+        let pending = v["pending"].as_u64().unwrap_or(0);
+        Ok((v["bundle"].take(), pending))
+    }
+
     pub async fn delete(&self, id: &str) -> Result<()> {
         check(
             self.client

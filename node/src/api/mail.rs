@@ -521,3 +521,35 @@ pub(super) async fn delete(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A message's evidence bundle (docs/evidence.md) and how many of the caller's records wait for
+/// the next sealed batch (not in the bundle yet).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct EvidenceResponse {
+    pub bundle: crate::evidence::Bundle,
+    pub pending: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/messages/{id}/evidence",
+    tag = "mail",
+    summary = "The evidence bundle of a message: every record for its sender, a recipient's own",
+    params(("id" = String, Path, description = "Message ID")),
+    responses(
+        (status = 200, description = "The bundle", body = EvidenceResponse),
+        (status = 404, description = "`unknown_message`", body = ErrorBody),
+    )
+)]
+pub(super) async fn evidence(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<EvidenceResponse>> {
+    message_id_param(&id)?;
+    let (bundle, pending) = service::evidence::bundle(&st, &auth.account, &id).await?;
+    Ok(Json(EvidenceResponse {
+        bundle,
+        pending: pending as u64,
+    }))
+}

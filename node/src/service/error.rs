@@ -276,6 +276,9 @@ pub enum ServiceError {
     /// `GET /smime/certificate`: no live certificate of the caller's with a wrapped key stored.
     #[error("the node keeps no S/MIME signing key of yours that is still valid")]
     SmimeKeyNotStored,
+    /// `GET /messages/{id}/evidence`: no such message in the caller's mailbox.
+    #[error("no such message in your mailbox")]
+    UnknownMessage,
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -355,6 +358,7 @@ impl ServiceError {
             ServiceError::PickupNotUnread { .. } => "pickup_not_unread",
             ServiceError::UnknownPickup { .. } => "unknown_pickup",
             ServiceError::UnknownPart => "unknown_part",
+            ServiceError::UnknownMessage => "unknown_message",
             ServiceError::ReplyRecipient { .. } => "reply_recipient_not_allowed",
             ServiceError::TooManyReplies { .. } => "too_many_replies",
             ServiceError::PickupThreadLocked { .. } => "pickup_thread_locked",
@@ -397,7 +401,8 @@ impl ServiceError {
             ServiceError::InvalidPickupSeal { .. } => ErrorKind::Refused,
             ServiceError::PickupNotFound
             | ServiceError::UnknownPickup { .. }
-            | ServiceError::UnknownPart => ErrorKind::NotFound,
+            | ServiceError::UnknownPart
+            | ServiceError::UnknownMessage => ErrorKind::NotFound,
             ServiceError::PickupExpired | ServiceError::PickupWithdrawn => ErrorKind::Gone,
             ServiceError::PickupLocked => ErrorKind::Forbidden,
             ServiceError::WrongUnlockCode { .. } | ServiceError::PickupSessionInvalid => {

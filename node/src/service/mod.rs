@@ -15,6 +15,7 @@ mod context;
 pub mod credentials;
 pub mod delivery;
 mod error;
+pub mod evidence;
 pub mod guests;
 pub mod login;
 pub mod mail;
