@@ -74,6 +74,10 @@ pub enum ClientCommand {
         body_file: Option<PathBuf>,
         #[arg(long = "attach")]
         attach: Vec<PathBuf>,
+        /// Registered mail for every recipient (Sealpost users only): their node releases it
+        /// once they sign a receipt (docs/evidence.md).
+        #[arg(long)]
+        registered: bool,
     },
     /// List received messages.
     Inbox {
@@ -98,6 +102,9 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Refuse a message registered for you (signed): it stays closed, and the refusal is
+    /// recorded as evidence.
+    Refuse { id: String },
     /// Save a message's evidence bundle (docs/evidence.md) to FILE, for
     /// `sealpost evidence verify`.
     Evidence {
@@ -603,6 +610,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             body,
             body_file,
             attach,
+            registered,
         } => {
             let body = match (body, body_file) {
                 (Some(b), _) => b.clone(),
@@ -617,7 +625,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
             let s = login(&args, &dir).await?;
             let resp = s
-                .send_all(
+                .send_all_with(
                     &Outgoing {
                         to: to.clone(),
                         subject: subject.clone(),
@@ -625,6 +633,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                         attachments: attach.clone(),
                         pickup_kdf: None,
                     },
+                    if *registered { to } else { &[] },
                     &work,
                 )
                 .await;
@@ -780,6 +789,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        ClientCommand::Refuse { id } => {
+            let s = login(&args, &dir).await?;
+            let r = s.refuse(id).await;
+            s.logout().await?;
+            r?;
+            println!("refused {id} (signed refusal kept as evidence)");
         }
         ClientCommand::Evidence { id, output } => {
             let s = login(&args, &dir).await?;

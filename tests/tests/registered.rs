@@ -271,3 +271,129 @@ async fn evidence_of_a_message_to_a_peer_verifies_offline_with_gpg_and_openssl()
         assert_eq!(err.part, part, "{err}");
     }
 }
+
+/// `GET PATH` at `node` as `who`: status and body.
+async fn get(node: &TestNode, who: &Session, path: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1{path}", node.url))
+        .bearer_auth(who.token())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registered_message_is_withheld_until_the_signed_receipt_and_a_refusal_is_recorded() {
+    let tsa = Tsa::start().await.unwrap();
+    let alpha = TestNode::spawn_with("alpha.test", stamped(&tsa))
+        .await
+        .unwrap();
+    let beta = TestNode::spawn_with("beta.test", stamped(&tsa))
+        .await
+        .unwrap();
+    peer_both(&alpha, &beta).await;
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
+    let work = tempfile::tempdir().unwrap();
+    let to_bob = ["bob@beta.test".to_owned()];
+
+    let arrived = async |subject: &str| {
+        let id = alice
+            .send_registered(&note("bob@beta.test", subject), &to_bob, work.path())
+            .await
+            .unwrap()
+            .message_id;
+        wait_for(Duration::from_secs(60), async || {
+            let inbox = bob.mailbox(Folder::Inbox).await.ok()?;
+            inbox.iter().any(|i| i.message_id == id).then_some(())
+        })
+        .await
+        .unwrap();
+        id
+    };
+    let id = arrived("Registered").await;
+
+    // Before the receipt: the message says so, and its parts are withheld.
+    let (status, m) = get(&beta, &bob, &format!("/messages/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(m["registered"]["state"], "pending");
+    assert_eq!(
+        m["registered"]["notice"],
+        "registered: opening it confirms receipt"
+    );
+    let (status, err) = get(&beta, &bob, &format!("/messages/{id}/parts/0")).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (403, Some("receipt_required"))
+    );
+
+    // The CLI client's read signs the receipt, then opens it.
+    let read = bob.read(&id, None, work.path()).await.unwrap();
+    assert_eq!(read.verified_sender, "alice@alpha.test");
+    let (status, m) = get(&beta, &bob, &format!("/messages/{id}")).await;
+    assert_eq!(
+        (status, m["registered"]["state"].as_str()),
+        (200, Some("accepted"))
+    );
+    assert_eq!(
+        get(&beta, &bob, &format!("/messages/{id}/parts/0")).await.0,
+        200
+    );
+
+    // The acceptance is evidence at bob's node, with bob's signed statement in it.
+    let b = bundle_of(&bob, &id, 3).await;
+    let v = check(&b, &tsa, &beta).unwrap();
+    let bob_addr = Some("bob@beta.test".to_owned());
+    assert_eq!(
+        events(&v),
+        [
+            (Event::RelayAcceptance, bob_addr.clone()),
+            (Event::ContentConsignment, bob_addr.clone()),
+            (Event::AcceptanceByRecipient, bob_addr.clone()),
+        ]
+    );
+    let accepted = &v.records[2].record;
+    let statement = &accepted.detail["receipt_statement"];
+    let st: sealpost_proto::ReceiptStatement = serde_json::from_str(statement).unwrap();
+    assert_eq!(st.message_id, id);
+    assert_eq!(st.decision, sealpost_proto::ReceiptDecision::Accept);
+    assert_eq!(st.parts, accepted.parts);
+    // Anyone holding bob's key can check his signature on the statement.
+    let bob_cert = sealpost::crypto::cert_from_armored(&bob.account.cert).unwrap();
+    sealpost::crypto::verify_detached(
+        &bob_cert,
+        &sequoia_openpgp::policy::StandardPolicy::new(),
+        std::time::SystemTime::now(),
+        statement.as_bytes(),
+        &accepted.detail["receipt_signature"],
+    )
+    .unwrap();
+
+    // A refusal: signed, kept as RejectionByRecipient, and the parts stay closed.
+    let id2 = arrived("Refuse me").await;
+    assert_eq!(
+        bob.refuse(&id2).await.unwrap(),
+        sealpost_proto::ReceiptDecision::Refuse
+    );
+    let (status, err) = get(&beta, &bob, &format!("/messages/{id2}/parts/0")).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (403, Some("registered_refused"))
+    );
+    assert!(bob.read(&id2, None, work.path()).await.is_err());
+    let b = bundle_of(&bob, &id2, 3).await;
+    let v = check(&b, &tsa, &beta).unwrap();
+    assert_eq!(
+        events(&v).last().unwrap(),
+        &(Event::RejectionByRecipient, bob_addr)
+    );
+    // The refusal stands.
+    let (status, m) = get(&beta, &bob, &format!("/messages/{id2}")).await;
+    assert_eq!(
+        (status, m["registered"]["state"].as_str()),
+        (200, Some("refused"))
+    );
+}

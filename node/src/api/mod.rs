@@ -115,6 +115,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mail::move_message))
         .routes(routes!(mail::dismiss_notice))
         .routes(routes!(mail::evidence))
+        .routes(routes!(mail::receipt))
         .routes(routes!(pickup::open))
         .routes(routes!(pickup::unlock))
         .routes(routes!(pickup::part))

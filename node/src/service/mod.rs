@@ -22,6 +22,7 @@ pub mod mail;
 pub mod outside_keys;
 pub mod peers;
 pub mod pickup;
+pub mod registered;
 pub mod smime;
 pub mod throttle;
 pub mod trust;

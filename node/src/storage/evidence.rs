@@ -21,6 +21,17 @@ pub struct NewEvidence {
     pub signature: String,
 }
 
+/// A registered message's recipient's signed decision (`accept` or `refuse`).
+#[derive(Clone, Debug)]
+pub struct NewReceipt {
+    pub message_id: String,
+    pub recipient: String,
+    pub decision: String,
+    pub statement: String,
+    pub signature: String,
+    pub at: Timestamp,
+}
+
 /// A stored record; `batch`, `leaf` and `proof` once sealed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvidence {
@@ -63,6 +74,15 @@ pub trait EvidenceStore: Send + Sync + 'static {
     /// Stores a sealed batch and its members' places, and logs `evidence.sealed` (one commit).
     /// A member that is already sealed (a second driver) fails the whole batch.
     async fn put_evidence_batch(&self, batch: NewBatch, now: Timestamp) -> Result<()>;
+    /// Keeps a registered message's recipient's decision with the evidence records it makes
+    /// (one commit). `false` (and nothing stored) when the recipient decided before.
+    async fn put_receipt(&self, receipt: NewReceipt, records: Vec<NewEvidence>) -> Result<bool>;
+    /// The recipient's decision on a registered message: (decision, at).
+    async fn receipt_of(
+        &self,
+        message_id: &str,
+        recipient: &str,
+    ) -> Result<Option<(String, Timestamp)>>;
     /// A message's records, in the order they were made, and the batches that seal them.
     async fn evidence_of(
         &self,

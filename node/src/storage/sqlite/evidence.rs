@@ -7,28 +7,55 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::storage::error::{Result, StorageError, Timestamp};
-use crate::storage::evidence::{EvidenceStore, NewBatch, NewEvidence, StoredBatch, StoredEvidence};
+use crate::storage::evidence::{
+    EvidenceStore, NewBatch, NewEvidence, NewReceipt, StoredBatch, StoredEvidence,
+};
 use crate::storage::log::LogEvent;
 
 #[async_trait::async_trait]
 impl EvidenceStore for SqliteStore {
     async fn put_evidence(&self, records: Vec<NewEvidence>) -> Result<()> {
+        self.write(move |c, _| insert_records(c, &records)).await
+    }
+
+    async fn put_receipt(&self, receipt: NewReceipt, records: Vec<NewEvidence>) -> Result<bool> {
         self.write(move |c, _| {
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO evidence_records (message_id, recipient, event, at, record, signature)
+            let r = &receipt;
+            let n = c.execute(
+                "INSERT OR IGNORE INTO registered_receipts
+                 (message_id, recipient, decision, statement, signature, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for r in &records {
-                stmt.execute(params![
+                params![
                     r.message_id,
                     r.recipient,
-                    r.event,
-                    r.at,
-                    r.record,
-                    r.signature
-                ])?;
+                    r.decision,
+                    r.statement,
+                    r.signature,
+                    r.at
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
             }
-            Ok(())
+            insert_records(c, &records)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn receipt_of(
+        &self,
+        message_id: &str,
+        recipient: &str,
+    ) -> Result<Option<(String, Timestamp)>> {
+        let (m, r) = (message_id.to_owned(), recipient.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT decision, at FROM registered_receipts WHERE message_id = ?1 AND recipient = ?2",
+                params![m, r],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
         })
         .await
     }
@@ -139,4 +166,22 @@ impl EvidenceStore for SqliteStore {
         })
         .await
     }
+}
+
+fn insert_records(c: &rusqlite::Connection, records: &[NewEvidence]) -> Result<()> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO evidence_records (message_id, recipient, event, at, record, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for r in records {
+        stmt.execute(params![
+            r.message_id,
+            r.recipient,
+            r.event,
+            r.at,
+            r.record,
+            r.signature
+        ])?;
+    }
+    Ok(())
 }

@@ -486,7 +486,8 @@ CREATE TABLE checkpoint_timestamps (
 "#,
     // Evidence records (evidence.rs, docs/evidence.md): each signed by the node's evidence key;
     // `batch`, `leaf` and `proof` (RFC 6962 inclusion proof) once sealed into a batch, whose
-    // head is signed and time-stamped (RFC 3161 token).
+    // head is signed and time-stamped (RFC 3161 token). A registered message's recipient's
+    // signed receipt or refusal, one per (message, recipient).
     r#"
 CREATE TABLE evidence_batches (
     batch INTEGER PRIMARY KEY,
@@ -509,6 +510,15 @@ CREATE TABLE evidence_records (
 );
 CREATE INDEX evidence_records_message ON evidence_records(message_id);
 CREATE INDEX evidence_records_unsealed ON evidence_records(id) WHERE batch IS NULL;
+CREATE TABLE registered_receipts (
+    message_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, recipient)
+);
 "#,
 ];
 
