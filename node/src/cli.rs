@@ -228,7 +228,19 @@ fn verify_evidence(
     tsa_ca: Option<&std::path::Path>,
     ca: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    print!("{}", evidence_report(file, tsa_ca, ca)?);
+    Ok(())
+}
+
+/// What `sealpost evidence verify FILE [--tsa-ca PEM] [--ca CERT]` prints, or its error
+/// (which names the failing part: `evidence does not verify: records[0].signature: ...`).
+pub fn evidence_report(
+    file: &std::path::Path,
+    tsa_ca: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
     use anyhow::Context as _;
+    use std::fmt::Write as _;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let tsa_pem = tsa_ca
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
@@ -249,11 +261,14 @@ fn verify_evidence(
         },
     )
     .map_err(|e| anyhow::anyhow!("evidence does not verify: {e}"))?;
-    println!(
+    let mut out = String::new();
+    writeln!(
+        out,
         "Evidence for message {}: every part verifies.",
         v.message_id
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "Organisation CA {}{}; evidence key {}.",
         v.ca_fingerprint,
         if ca.is_some() {
@@ -262,22 +277,29 @@ fn verify_evidence(
             " (from the bundle: compare it with the organisation's)"
         },
         v.evidence_fingerprint
-    );
+    )?;
     if !v.tsa_ca_given {
-        println!("TSA CA taken from the bundle: pass --tsa-ca to check against your own.");
+        writeln!(
+            out,
+            "TSA CA taken from the bundle: pass --tsa-ca to check against your own."
+        )?;
     }
     for r in &v.records {
-        println!(
+        writeln!(
+            out,
             "{}  {}  {}  (recorded at {}, time-stamped at {})",
             r.record.event.as_str(),
             r.record.recipient.as_deref().unwrap_or("-"),
             r.record.node,
             r.record.at,
             r.stamped_at
-        );
+        )?;
     }
-    println!("Sealpost is no qualified trust service: see docs/evidence.md.");
-    Ok(())
+    writeln!(
+        out,
+        "Sealpost is no qualified trust service: see docs/evidence.md."
+    )?;
+    Ok(out)
 }
 
 pub fn run(command: Command) -> anyhow::Result<()> {

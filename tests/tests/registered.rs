@@ -224,8 +224,34 @@ async fn evidence_of_a_message_to_a_peer_verifies_offline_with_gpg_and_openssl()
     // Somebody else at alpha has no evidence of alice's message.
     assert!(carol.evidence(&id).await.is_err());
 
-    // The same parts with the standard tools.
+    // `sealpost evidence verify` on the file `sealpost client evidence -o` writes.
     let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundle.json");
+    let (value, _) = bob.evidence(&id).await.unwrap();
+    std::fs::write(&file, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    let pinned = dir.path().join("beta-ca.asc");
+    std::fs::write(&pinned, &beta.context.ca_armored).unwrap();
+    let tsa_ca = tsa.ca_file();
+    let report =
+        sealpost::cli::evidence_report(&file, Some(tsa_ca.as_path()), Some(pinned.as_path()))
+            .unwrap();
+    assert!(report.contains("every part verifies"), "{report}");
+    assert!(
+        report.contains("RelayAcceptance  bob@beta.test  beta.test"),
+        "{report}"
+    );
+    assert!(report.contains("(as pinned)"), "{report}");
+    let mut tampered = at_beta.clone();
+    tampered.batches[0].timestamp = flip_b64(&tampered.batches[0].timestamp, 40);
+    std::fs::write(&file, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let err = sealpost::cli::evidence_report(&file, Some(tsa_ca.as_path()), None).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("evidence does not verify: batches[0].timestamp:"),
+        "{err}"
+    );
+
+    // The same parts with the standard tools.
     for b in [&at_alpha, &at_beta] {
         let reports = gpg_verifies(b, dir.path());
         assert!(
