@@ -74,6 +74,10 @@ pub enum ClientCommand {
         body_file: Option<PathBuf>,
         #[arg(long = "attach")]
         attach: Vec<PathBuf>,
+        /// Registered mail for every recipient (Sealpost users only): their node releases it
+        /// once they sign a receipt (docs/evidence.md).
+        #[arg(long)]
+        registered: bool,
     },
     /// List received messages.
     Inbox {
@@ -97,6 +101,16 @@ pub enum ClientCommand {
         save_attachments: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Refuse a message registered for you (signed): it stays closed, and the refusal is
+    /// recorded as evidence.
+    Refuse { id: String },
+    /// Save a message's evidence bundle (docs/evidence.md) to FILE, for
+    /// `sealpost evidence verify`.
+    Evidence {
+        id: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
     },
     /// Move a received message to the archive.
     Archive { id: String },
@@ -596,6 +610,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             body,
             body_file,
             attach,
+            registered,
         } => {
             let body = match (body, body_file) {
                 (Some(b), _) => b.clone(),
@@ -610,7 +625,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
             let s = login(&args, &dir).await?;
             let resp = s
-                .send_all(
+                .send_all_with(
                     &Outgoing {
                         to: to.clone(),
                         subject: subject.clone(),
@@ -618,6 +633,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                         attachments: attach.clone(),
                         pickup_kdf: None,
                     },
+                    if *registered { to } else { &[] },
                     &work,
                 )
                 .await;
@@ -772,6 +788,28 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                         None => println!("[attachment] {} ({} bytes)", a.name, a.size),
                     }
                 }
+            }
+        }
+        ClientCommand::Refuse { id } => {
+            let s = login(&args, &dir).await?;
+            let r = s.refuse(id).await;
+            s.logout().await?;
+            r?;
+            println!("refused {id} (signed refusal kept as evidence)");
+        }
+        ClientCommand::Evidence { id, output } => {
+            let s = login(&args, &dir).await?;
+            let r = s.evidence(id).await;
+            s.logout().await?;
+            let (bundle, pending) = r?;
+            let records = bundle["records"].as_array().map_or(0, Vec::len);
+            std::fs::write(output, serde_json::to_vec_pretty(&bundle)?)?;
+            println!(
+                "saved {records} evidence records of {id} to {}",
+                output.display()
+            );
+            if pending > 0 {
+                println!("{pending} more wait for the next time-stamped batch: fetch again later");
             }
         }
         ClientCommand::Archive { id } => {

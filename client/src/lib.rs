@@ -963,6 +963,7 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
+            registered: Default::default(),
             pickup: Default::default(),
             external: Default::default(),
             created_at: now(),
@@ -1026,8 +1027,30 @@ impl Session {
         msg: &Outgoing,
         work_dir: &Path,
     ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
+        self.send_all_with(msg, &[], work_dir).await
+    }
+
+    /// [`Session::send_all`], registered for `registered` (see [`Session::send_registered`]).
+    pub async fn send_all_with(
+        &self,
+        msg: &Outgoing,
+        registered: &[String],
+        work_dir: &Path,
+    ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
         let (envelope, certs) = self.envelope(&msg.to).await?;
-        self.send_enveloped(msg, envelope, certs, work_dir).await
+        self.send_enveloped_registered(msg, envelope, certs, registered, work_dir)
+            .await
+    }
+
+    /// [`Session::send`] as registered mail for `registered` (each also in `msg.to`; docs/evidence.md,
+    /// "Registered mail"): their node withholds the parts until they sign a receipt or refuse.
+    pub async fn send_registered(
+        &self,
+        msg: &Outgoing,
+        registered: &[String],
+        work_dir: &Path,
+    ) -> Result<SubmitResponse> {
+        Ok(self.send_all_with(msg, registered, work_dir).await?.0)
     }
 
     /// [`Session::send_all`] for an envelope answer already at hand (from [`Session::envelope`]).
@@ -1035,7 +1058,19 @@ impl Session {
         &self,
         msg: &Outgoing,
         envelope: EnvelopeResponse,
+        certs: Vec<Cert>,
+        work_dir: &Path,
+    ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
+        self.send_enveloped_registered(msg, envelope, certs, &[], work_dir)
+            .await
+    }
+
+    async fn send_enveloped_registered(
+        &self,
+        msg: &Outgoing,
+        envelope: EnvelopeResponse,
         mut certs: Vec<Cert>,
+        registered: &[String],
         work_dir: &Path,
     ) -> Result<(SubmitResponse, Vec<pickup::Issued>)> {
         let kdf = msg.pickup_kdf.unwrap_or(self.pickup_kdf);
@@ -1165,6 +1200,7 @@ impl Session {
             message_id: envelope.message_id.clone(),
             from: self.account.address.clone(),
             to,
+            registered: registered.to_vec(),
             pickup: pickup_map,
             external: external
                 .iter()
@@ -1368,6 +1404,52 @@ impl Session {
         Ok((mail, m.item.folder))
     }
 
+    fn is_registered(&self, env: &Envelope) -> bool {
+        env.registered
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&self.account.address))
+    }
+
+    /// Signs and posts the receipt statement (`accept` or `refuse`) for a message registered
+    /// for us.
+    async fn decide(&self, env: &Envelope, decision: ReceiptDecision) -> Result<ReceiptDecision> {
+        let statement = ReceiptStatement {
+            at: now(),
+            decision,
+            format: RECEIPT_FORMAT.into(),
+            message_id: env.message_id.clone(),
+            parts: env.parts.iter().map(|p| p.sha256.clone()).collect(),
+            recipient: self.account.address.clone(),
+        };
+        let bytes = statement.to_bytes();
+        let signature = crypto::sign_detached(&self.me, &POLICY, &bytes)?;
+        let req = ReceiptRequest {
+            statement: String::from_utf8(bytes).expect("JSON is UTF-8"),
+            signature,
+        };
+        json(
+            self.post(&format!("/messages/{}/receipt", env.message_id))
+                .json(&req)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Refuses a message registered for us, with a signed statement: its parts stay closed
+    /// and the node records the refusal (`RejectionByRecipient`).
+    pub async fn refuse(&self, id: &str) -> Result<ReceiptDecision> {
+        let m: MessageResponse = json(self.get(&format!("/messages/{id}")).send().await?).await?;
+        let env: Envelope = serde_json::from_str(&m.envelope)
+            .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
+        if env.message_id != id || !self.is_registered(&env) {
+            return Err(ClientError::Integrity(
+                "this message is not registered for you".into(),
+            ));
+        }
+        self.decide(&env, ReceiptDecision::Refuse).await
+    }
+
     /// Fetches and verifies a message's envelope and decrypts its signed head, without
     /// marking it read.
     pub async fn open_head(&self, id: &str, work_dir: &Path) -> Result<OpenedHead> {
@@ -1390,6 +1472,11 @@ impl Session {
         .map_err(|e| {
             ClientError::Integrity(format!("the envelope signature does not verify: {e}"))
         })?;
+        // Registered for us: the node releases the parts once we signed the receipt
+        // (docs/evidence.md, "Registered mail"); opening it is accepting it.
+        if m.registered.as_ref().is_some_and(|r| r.state == "pending") && self.is_registered(&env) {
+            self.decide(&env, ReceiptDecision::Accept).await?;
+        }
         let head_file = tempfile::NamedTempFile::new_in(work_dir)?;
         self.download(
             id,
@@ -1534,6 +1621,18 @@ impl Session {
         )
         .await?;
         Ok(())
+    }
+
+    /// `GET /messages/{id}/evidence`: the message's evidence bundle (docs/evidence.md) as the
+    /// node gives it, and how many of the caller's records wait for the next sealed batch.
+    pub async fn evidence(&self, id: &str) -> Result<(serde_json::Value, u64)> {
+        let mut v: serde_json::Value =
+            check(self.get(&format!("/messages/{id}/evidence")).send().await?)
+                .await?
+                .json()
+                .await?;
+        let pending = v["pending"].as_u64().unwrap_or(0);
+        Ok((v["bundle"].take(), pending))
     }
 
     pub async fn delete(&self, id: &str) -> Result<()> {

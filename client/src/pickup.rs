@@ -405,6 +405,7 @@ impl PickupClient {
             to: vec![r.address.clone()],
             created_at: now,
             parts,
+            registered: Default::default(),
             pickup: Default::default(),
             external: Default::default(),
         };

@@ -15,6 +15,7 @@ pub mod config;
 pub mod conns;
 pub mod crypto;
 pub mod directory_store;
+pub mod evidence;
 pub mod federation;
 pub mod keyfetch;
 pub mod keys;

@@ -187,6 +187,7 @@ impl Node {
             Some(c) => Some(Tsa::new(c)?),
             None => None,
         };
+        let evidence_ctx = self.state.context.clone();
         let checkpoints = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -200,6 +201,11 @@ impl Node {
                     // the next tick, and its stamp covers the earlier entries.
                     if let Err(e) = stamp_checkpoint(store.as_ref(), tsa, crate::now()).await {
                         tracing::warn!(error = %format!("{e:#}"), "could not time-stamp the log checkpoint");
+                    }
+                    // Evidence records made since the last batch: left unsealed on a failure,
+                    // and sealed with the next ones at the next tick.
+                    if let Err(e) = seal_evidence(&evidence_ctx, tsa, crate::now()).await {
+                        tracing::warn!(error = %format!("{e:#}"), "could not seal evidence records");
                     }
                 }
             }
@@ -420,18 +426,37 @@ pub async fn stamp_checkpoint(
     let Some(cp) = store.unstamped_checkpoint().await? else {
         return Ok(None);
     };
+    let imprint = timestamp::checkpoint_imprint(cp.seq, &cp.hash, cp.at);
+    let stamp = ask_tsa(tsa, &imprint, now).await?;
+    store
+        .put_checkpoint_timestamp(cp.seq, stamp.token, stamp.gen_time)
+        .await?;
+    tracing::info!(
+        seq = cp.seq,
+        gen_time = stamp.gen_time,
+        "log checkpoint time-stamped"
+    );
+    Ok(Some(cp.seq))
+}
+
+/// Asks the TSA to stamp `imprint` and checks its answer (`timestamp::check_response`).
+async fn ask_tsa(
+    tsa: &Tsa,
+    imprint: &[u8; 32],
+    now: i64,
+) -> anyhow::Result<crate::timestamp::Stamp> {
+    use crate::timestamp;
     // Read at each stamp, so a renewed CA file needs no restart.
     let pem = tokio::fs::read(&tsa.ca_file)
         .await
         .with_context(|| format!("reading {}", tsa.ca_file.display()))?;
     let ca = timestamp::ca_store(&pem, now)?;
-    let imprint = timestamp::checkpoint_imprint(cp.seq, &cp.hash, cp.at);
     let nonce: u64 = rand::random();
     let mut resp = tsa
         .client
         .post(tsa.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/timestamp-query")
-        .body(timestamp::request(&imprint, nonce))
+        .body(timestamp::request(imprint, nonce))
         .send()
         .await
         .context("asking the time-stamping authority")?;
@@ -451,14 +476,63 @@ pub async fn stamp_checkpoint(
         }
         body.extend_from_slice(&chunk);
     }
-    let stamp = timestamp::check_response(&body, &imprint, nonce, &ca, now)?;
-    store
-        .put_checkpoint_timestamp(cp.seq, stamp.token, stamp.gen_time)
+    let stamp = timestamp::check_response(&body, imprint, nonce, &ca, now)?;
+    Ok(stamp)
+}
+
+/// The most evidence records one batch seals; more wait for the next tick.
+pub const EVIDENCE_BATCH_MAX: u32 = 10_000;
+
+/// Seals the evidence records made since the last batch (`evidence::seal`): the Merkle tree's
+/// head is signed by the evidence key and time-stamped by the TSA, then stored with each
+/// record's inclusion proof and logged (`evidence.sealed`). Returns the batch's number, `None`
+/// when there was nothing to seal. Nothing is stored unless the token checks out.
+pub async fn seal_evidence(
+    ctx: &crate::service::Context,
+    tsa: &Tsa,
+    now: i64,
+) -> anyhow::Result<Option<u64>> {
+    use crate::storage::evidence::{NewBatch, StoredBatch};
+    let Some(key) = ctx.evidence.as_ref() else {
+        bail!("the node has no evidence key");
+    };
+    let records = ctx.store.unsealed_evidence(EVIDENCE_BATCH_MAX).await?;
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let number = ctx.store.next_evidence_batch().await?;
+    let bytes: Vec<Vec<u8>> = records.iter().map(|(_, b)| b.clone()).collect();
+    let sealed =
+        crate::evidence::seal(&ctx.config.domain.to_ascii_lowercase(), number, &bytes, now);
+    let head = sealed.head.to_bytes();
+    let signature = crate::evidence::sign(key, &head, crate::evidence::system_time(now))?;
+    let stamp = ask_tsa(tsa, &crate::evidence::BatchHead::imprint(&head), now).await?;
+    let size = records.len();
+    ctx.store
+        .put_evidence_batch(
+            NewBatch {
+                batch: StoredBatch {
+                    batch: number,
+                    head,
+                    signature,
+                    token: stamp.token,
+                    gen_time: stamp.gen_time,
+                },
+                members: records
+                    .iter()
+                    .zip(sealed.proofs)
+                    .enumerate()
+                    .map(|(i, ((id, _), proof))| (*id, i as u64, proof))
+                    .collect(),
+                root: sealed.head.root.clone(),
+            },
+            now,
+        )
         .await?;
     tracing::info!(
-        seq = cp.seq,
-        gen_time = stamp.gen_time,
-        "log checkpoint time-stamped"
+        batch = number,
+        size,
+        "evidence batch sealed and time-stamped"
     );
-    Ok(Some(cp.seq))
+    Ok(Some(number))
 }

@@ -181,6 +181,51 @@ pub fn check_response(
     Ok(Stamp { token, gen_time })
 }
 
+/// Checks a stored token (DER `TimeStampToken`) on its own, as an offline verifier does: its
+/// signature and chain to `ca` for time-stamping, and that it stamps `imprint` (SHA-256).
+/// Returns its genTime. No nonce or clock window: those belong to the moment of the request.
+pub fn check_token(
+    token: &[u8],
+    imprint: &[u8; 32],
+    ca: &X509Store,
+) -> Result<i64, TimestampError> {
+    let malformed = |m: &dyn std::fmt::Display| TimestampError::Malformed(m.to_string());
+    if token.len() > MAX_RESPONSE_BYTES {
+        return Err(malformed(&"too large"));
+    }
+    let tst_der = verify_token(token, ca)?;
+    let tst = TstInfo::from_der(&tst_der).map_err(|e| malformed(&e))?;
+    let ours = message_imprint(imprint);
+    if tst.message_imprint.hash_algorithm.oid != ours.hash_algorithm.oid
+        || tst.message_imprint.hashed_message != ours.hashed_message
+    {
+        return Err(TimestampError::WrongImprint);
+    }
+    i64::try_from(tst.gen_time.to_unix_duration().as_secs())
+        .map_err(|_| malformed(&"genTime out of range"))
+}
+
+/// The genTime a token claims, read without checking it: the time at which to judge the TSA's
+/// certificate before [`check_token`] checks the token.
+pub fn claimed_gen_time(token: &[u8]) -> Result<i64, TimestampError> {
+    let malformed = |m: &dyn std::fmt::Display| TimestampError::Malformed(m.to_string());
+    let ci = cms::content_info::ContentInfo::from_der(token).map_err(|e| malformed(&e))?;
+    let sd = ci
+        .content
+        .decode_as::<cms::signed_data::SignedData>()
+        .map_err(|e| malformed(&e))?;
+    let content = sd
+        .encap_content_info
+        .econtent
+        .ok_or_else(|| malformed(&"no TSTInfo"))?;
+    let tst_der = content
+        .decode_as::<OctetString>()
+        .map_err(|e| malformed(&e))?;
+    let tst = TstInfo::from_der(tst_der.as_bytes()).map_err(|e| malformed(&e))?;
+    i64::try_from(tst.gen_time.to_unix_duration().as_secs())
+        .map_err(|_| malformed(&"genTime out of range"))
+}
+
 /// Verifies the token's CMS signature and chain; returns the signed TSTInfo's DER.
 fn verify_token(token: &[u8], ca: &X509Store) -> Result<Vec<u8>, TimestampError> {
     let ci = cms::content_info::ContentInfo::from_der(token)

@@ -446,6 +446,62 @@ pub struct Envelope {
     /// Absent when empty, so envelopes without it keep their exact bytes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external: BTreeMap<String, ExternalCopy>,
+    /// Recipients (each also in `to`, Sealpost users here or at a peered organisation) for
+    /// whom the message is registered (docs/evidence.md, "Registered mail"): their node
+    /// withholds the parts until they sign an acceptance receipt ([`ReceiptStatement`]) or
+    /// refuse. Absent when empty, so envelopes without it keep their exact bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered: Vec<String>,
+}
+
+/// What a recipient decides about a registered message.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptDecision {
+    Accept,
+    Refuse,
+}
+
+/// The `format` of a [`ReceiptStatement`].
+pub const RECEIPT_FORMAT: &str = "sealpost-receipt-v1";
+
+/// The statement a recipient of a registered message signs (binary detached OpenPGP signature
+/// by their key over [`ReceiptStatement::to_bytes`]): compact JSON, keys in sorted order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptStatement {
+    /// When the recipient decided (Unix seconds, the recipient's clock).
+    pub at: i64,
+    pub decision: ReceiptDecision,
+    /// [`RECEIPT_FORMAT`].
+    pub format: String,
+    pub message_id: String,
+    /// The SHA-256 (hex) of each ciphertext part, as the envelope names them.
+    pub parts: Vec<String>,
+    pub recipient: String,
+}
+
+impl ReceiptStatement {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a statement serialises")
+    }
+}
+
+/// `POST /messages/{id}/receipt`: the statement's exact bytes and the signature over them.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRequest {
+    pub statement: String,
+    pub signature: String,
+}
+
+/// A registered message as its recipient sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct RegisteredView {
+    /// `pending`, `accepted` or `refused`.
+    pub state: String,
+    /// What to tell the reader before opening it.
+    pub notice: String,
 }
 
 /// The external copy of a message for one outside recipient (docs/mail.md, "The envelope and
@@ -708,6 +764,9 @@ pub struct MessageResponse {
     /// In the sender's Sent: each pickup recipient's pickup key (docs/pickup.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pickups: Vec<PickupView>,
+    /// For a recipient of a registered message (docs/evidence.md): whether they accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<RegisteredView>,
 }
 
 /// A pickup as its sender sees it: enough to issue a new unlock code for the same key.

@@ -95,6 +95,7 @@ pub async fn attempt(
             sha256: hex::encode(Sha256::digest(&sealed)),
             size: sealed.len() as u64,
         }],
+        registered: Default::default(),
         pickup: Default::default(),
         external: copies
             .iter()

@@ -89,6 +89,7 @@ async fn raw_reply(
             sha256: hex::encode(Sha256::digest(&sealed)),
             size: sealed.len() as u64,
         }],
+        registered: Default::default(),
         pickup: Default::default(),
         external: Default::default(),
     };

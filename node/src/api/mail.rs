@@ -336,7 +336,9 @@ pub(super) async fn message(
     } else {
         Vec::new()
     };
+    let registered = service::registered::view(&st, &auth.account, &m).await?;
     Ok(Json(MessageResponse {
+        registered,
         pickups,
         item: m.item,
         envelope: m.envelope,
@@ -375,12 +377,14 @@ pub(super) async fn part(
     ApiPath((id, index)): ApiPath<(String, u32)>,
 ) -> ApiResult<Response> {
     message_id_param(&id)?;
-    if st.store.message(auth.account.id, &id).await?.is_none() {
+    let Some(m) = st.store.message(auth.account.id, &id).await? else {
         return Err(ApiError::not_found(
             "unknown_message",
             "no such message in your mailbox",
         ));
-    }
+    };
+    // Registered mail: nothing of it until the recipient accepted (docs/evidence.md).
+    service::registered::check_release(&st, &auth.account, &m).await?;
     let data = st
         .store
         .part(&id, index)
@@ -520,4 +524,63 @@ pub(super) async fn delete(
         }
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A message's evidence bundle (docs/evidence.md) and how many of the caller's records wait for
+/// the next sealed batch (not in the bundle yet).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct EvidenceResponse {
+    pub bundle: crate::evidence::Bundle,
+    pub pending: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/messages/{id}/evidence",
+    tag = "mail",
+    summary = "The evidence bundle of a message: every record for its sender, a recipient's own",
+    params(("id" = String, Path, description = "Message ID")),
+    responses(
+        (status = 200, description = "The bundle", body = EvidenceResponse),
+        (status = 404, description = "`unknown_message`", body = ErrorBody),
+    )
+)]
+pub(super) async fn evidence(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<EvidenceResponse>> {
+    message_id_param(&id)?;
+    let (bundle, pending) = service::evidence::bundle(&st, &auth.account, &id).await?;
+    Ok(Json(EvidenceResponse {
+        bundle,
+        pending: pending as u64,
+    }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/messages/{id}/receipt",
+    tag = "mail",
+    summary = "Accept or refuse a message registered for you, with a signed statement",
+    params(("id" = String, Path, description = "Message ID")),
+    request_body = ReceiptRequest,
+    responses(
+        (status = 200, description = "Kept: the decision", body = ReceiptDecision),
+        (status = 404, description = "`unknown_message`", body = ErrorBody),
+        (status = 409, description = "`not_registered`, `receipt_given`", body = ErrorBody),
+        (status = 422, description = "`invalid_receipt`", body = ErrorBody),
+    )
+)]
+pub(super) async fn receipt(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<ReceiptRequest>,
+) -> ApiResult<Json<ReceiptDecision>> {
+    message_id_param(&id)?;
+    let d =
+        service::registered::receipt(&st, &auth.account, &id, &req, std::time::SystemTime::now())
+            .await?;
+    Ok(Json(d))
 }

@@ -114,6 +114,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mail::mark_read))
         .routes(routes!(mail::move_message))
         .routes(routes!(mail::dismiss_notice))
+        .routes(routes!(mail::evidence))
+        .routes(routes!(mail::receipt))
         .routes(routes!(pickup::open))
         .routes(routes!(pickup::unlock))
         .routes(routes!(pickup::part))

@@ -614,6 +614,7 @@ mod tests {
             message_id: id.clone(),
             from: "a@peer.test".into(),
             to: vec!["b@host.test".into()],
+            registered: Default::default(),
             pickup: Default::default(),
             external: Default::default(),
             created_at: crate::now(),

@@ -41,6 +41,9 @@ pub struct Context {
     pub blobs: Arc<dyn BlobStore>,
     pub ca: Cert,
     pub ca_armored: String,
+    /// The node's evidence key (`evidence::evidence_cert`, with its secret key), which signs
+    /// evidence records and batch heads.
+    pub evidence: Option<Arc<Cert>>,
     pub node_key_hex: String,
     /// The node's transit key (public) for enforced-TLS copies, published in the
     /// organisation record; `None` only in contexts made without one (unit tests).
@@ -130,7 +133,17 @@ impl Context {
             crate::keys::derive_subkey(node_key, b"sealpost/v1/device-token"),
             a.device_ttl_secs,
         );
+        // The evidence key (evidence.rs): derived from the node key and certified by the CA,
+        // so nothing new is stored. `None` only when the CA given holds no secret key.
+        let evidence = crate::evidence::evidence_cert(
+            &ca,
+            &crate::keys::derive_subkey(node_key, b"sealpost/v1/evidence-key"),
+            &config.domain,
+        )
+        .ok()
+        .map(Arc::new);
         Context {
+            evidence,
             notifier,
             bound: OnceLock::new(),
             smtp_bound: OnceLock::new(),

@@ -276,6 +276,24 @@ pub enum ServiceError {
     /// `GET /smime/certificate`: no live certificate of the caller's with a wrapped key stored.
     #[error("the node keeps no S/MIME signing key of yours that is still valid")]
     SmimeKeyNotStored,
+    /// `GET /messages/{id}/evidence`: no such message in the caller's mailbox.
+    #[error("no such message in your mailbox")]
+    UnknownMessage,
+    /// A part of a message registered for the caller, who has not accepted it yet.
+    #[error("registered: sign an acceptance receipt (POST /messages/{{id}}/receipt) to open it")]
+    ReceiptRequired,
+    /// A part of a registered message the caller refused.
+    #[error("you refused this registered message")]
+    RegisteredRefused,
+    /// A receipt for a message that is not registered for the caller.
+    #[error("this message is not registered for you")]
+    NotRegistered,
+    /// A receipt that does not check out.
+    #[error("the receipt is refused: {0}")]
+    InvalidReceipt(String),
+    /// A second, different decision on a registered message.
+    #[error("you decided on this registered message already")]
+    ReceiptGiven,
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -355,6 +373,12 @@ impl ServiceError {
             ServiceError::PickupNotUnread { .. } => "pickup_not_unread",
             ServiceError::UnknownPickup { .. } => "unknown_pickup",
             ServiceError::UnknownPart => "unknown_part",
+            ServiceError::UnknownMessage => "unknown_message",
+            ServiceError::ReceiptRequired => "receipt_required",
+            ServiceError::RegisteredRefused => "registered_refused",
+            ServiceError::NotRegistered => "not_registered",
+            ServiceError::InvalidReceipt(_) => "invalid_receipt",
+            ServiceError::ReceiptGiven => "receipt_given",
             ServiceError::ReplyRecipient { .. } => "reply_recipient_not_allowed",
             ServiceError::TooManyReplies { .. } => "too_many_replies",
             ServiceError::PickupThreadLocked { .. } => "pickup_thread_locked",
@@ -397,7 +421,11 @@ impl ServiceError {
             ServiceError::InvalidPickupSeal { .. } => ErrorKind::Refused,
             ServiceError::PickupNotFound
             | ServiceError::UnknownPickup { .. }
-            | ServiceError::UnknownPart => ErrorKind::NotFound,
+            | ServiceError::UnknownPart
+            | ServiceError::UnknownMessage => ErrorKind::NotFound,
+            ServiceError::ReceiptRequired | ServiceError::RegisteredRefused => ErrorKind::Forbidden,
+            ServiceError::NotRegistered | ServiceError::ReceiptGiven => ErrorKind::Conflict,
+            ServiceError::InvalidReceipt(_) => ErrorKind::Refused,
             ServiceError::PickupExpired | ServiceError::PickupWithdrawn => ErrorKind::Gone,
             ServiceError::PickupLocked => ErrorKind::Forbidden,
             ServiceError::WrongUnlockCode { .. } | ServiceError::PickupSessionInvalid => {

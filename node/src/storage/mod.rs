@@ -19,6 +19,7 @@ pub mod app_passwords;
 pub mod blobs;
 mod certs;
 mod error;
+pub mod evidence;
 pub mod federation;
 mod log;
 mod mail;
@@ -34,6 +35,7 @@ pub use self::app_passwords::AppPasswordStore;
 pub use self::blobs::{BlobStore, FsBlobStore};
 pub use self::certs::*;
 pub use self::error::*;
+pub use self::evidence::EvidenceStore;
 pub use self::federation::*;
 pub use self::log::*;
 pub use self::mail::*;
@@ -60,6 +62,7 @@ pub trait MetaStore:
     + OutsideKeyStore
     + AppPasswordStore
     + SmimeStore
+    + EvidenceStore
 {
 }
 
@@ -75,5 +78,6 @@ impl<T> MetaStore for T where
         + OutsideKeyStore
         + AppPasswordStore
         + SmimeStore
+        + EvidenceStore
 {
 }

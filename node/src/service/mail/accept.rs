@@ -196,7 +196,69 @@ pub async fn accept(
     };
     let inline = std::mem::take(&mut msg.inline);
     let parts = parts(ctx, source, &screened, inline, now).await?;
-    store(ctx, source, screened, &msg, parts, now).await
+    let (sender, hashes) = (
+        screened.env.from.clone(),
+        screened
+            .env
+            .parts
+            .iter()
+            .map(|p| p.sha256.clone())
+            .collect(),
+    );
+    let accepted = store(ctx, source, screened, &msg, parts, now).await?;
+    if !accepted.duplicate {
+        let facts = crate::service::evidence::Facts {
+            message_id: &accepted.message_id,
+            sender: &sender,
+            parts: hashes,
+        };
+        crate::service::evidence::keep(ctx, evidence_of(ctx, source, &facts, &accepted, now)).await;
+    }
+    Ok(accepted)
+}
+
+/// The evidence records of an accepted message (docs/evidence.md, "Events"): a local
+/// submission's acceptance and consignment to local mailboxes, a peer's transfer's relay
+/// acceptance (or rejection) and consignment per recipient of ours.
+fn evidence_of(
+    ctx: &Context,
+    source: &Source<'_>,
+    facts: &crate::service::evidence::Facts<'_>,
+    accepted: &Accepted,
+    now: SystemTime,
+) -> Vec<Result<crate::storage::evidence::NewEvidence, ServiceError>> {
+    use crate::evidence::Event;
+    let make = |event, recipient: Option<&str>, detail: &[(&str, &str)]| {
+        crate::service::evidence::make(ctx, event, facts, recipient, detail, now)
+    };
+    let mut out = Vec::new();
+    if let Source::Local { .. } = source {
+        out.push(make(Event::SubmissionAcceptance, None, &[]));
+    }
+    for (address, delivery) in &accepted.recipients {
+        let to = Some(address.as_str());
+        match (source, delivery) {
+            (Source::Peer { domain, .. }, Delivery::Delivered) => {
+                out.push(make(Event::RelayAcceptance, to, &[("from_node", domain)]));
+                out.push(make(Event::ContentConsignment, to, &[]));
+            }
+            (Source::Peer { domain, .. }, Delivery::Refused(e)) => {
+                out.push(make(
+                    Event::RelayRejection,
+                    to,
+                    &[("from_node", domain), ("reason", e.code())],
+                ));
+            }
+            (_, Delivery::Delivered) => out.push(make(Event::ContentConsignment, to, &[])),
+            (_, Delivery::Pickup { .. }) => out.push(make(
+                Event::NotificationForAcceptance,
+                to,
+                &[("via", "pickup")],
+            )),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Steps 1 to 4: the envelope, the sender, the signature and the recipients. Looks at no

@@ -245,6 +245,7 @@ pub async fn gateway_submit(
             sha256: hex::encode(part.sha256),
             size: part.size,
         }],
+        registered: Default::default(),
         pickup: BTreeMap::new(),
         external: externals
             .iter()

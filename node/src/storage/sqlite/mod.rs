@@ -40,6 +40,7 @@ mod accounts;
 mod app_passwords;
 mod certs;
 mod chain;
+mod evidence;
 mod federation;
 mod log;
 mod mail;

@@ -484,6 +484,42 @@ CREATE TABLE checkpoint_timestamps (
     gen_time INTEGER NOT NULL
 );
 "#,
+    // Evidence records (evidence.rs, docs/evidence.md): each signed by the node's evidence key;
+    // `batch`, `leaf` and `proof` (RFC 6962 inclusion proof) once sealed into a batch, whose
+    // head is signed and time-stamped (RFC 3161 token). A registered message's recipient's
+    // signed receipt or refusal, one per (message, recipient).
+    r#"
+CREATE TABLE evidence_batches (
+    batch INTEGER PRIMARY KEY,
+    head BLOB NOT NULL,
+    signature TEXT NOT NULL,
+    token BLOB NOT NULL,
+    gen_time INTEGER NOT NULL
+);
+CREATE TABLE evidence_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    recipient TEXT,
+    event TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    signature TEXT NOT NULL,
+    batch INTEGER REFERENCES evidence_batches(batch),
+    leaf INTEGER,
+    proof BLOB
+);
+CREATE INDEX evidence_records_message ON evidence_records(message_id);
+CREATE INDEX evidence_records_unsealed ON evidence_records(id) WHERE batch IS NULL;
+CREATE TABLE registered_receipts (
+    message_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, recipient)
+);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
