@@ -65,15 +65,17 @@ fn without_compliance(env: &EnvelopeResponse, certs: Vec<Cert>) -> Vec<Cert> {
         .collect()
 }
 
-/// GnuPG with `secret` imported (and the sender's public key, so it checks the signature)
+/// GnuPG with `secret` imported (and the sender's public key, so it checks a signature)
 /// decrypts `ciphertext`; returns the plaintext.
-fn gnupg_decrypts(secret: &Cert, sender: &Cert, ciphertext: &[u8]) -> String {
+fn gnupg_decrypts(secret: &Cert, sender: Option<&Cert>, ciphertext: &[u8]) -> String {
     let gpg = Gpg::new();
     let tsk = String::from_utf8(secret.as_tsk().armored().to_vec().unwrap()).unwrap();
     let out = gpg.gpg(&["--import"], &tsk);
     assert!(out.status.success());
-    let out = gpg.gpg(&["--import"], &public_armored(sender));
-    assert!(out.status.success());
+    if let Some(sender) = sender {
+        let out = gpg.gpg(&["--import"], &public_armored(sender));
+        assert!(out.status.success());
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("part.pgp");
     std::fs::write(&file, ciphertext).unwrap();
@@ -254,7 +256,7 @@ async fn a_submission_without_the_compliance_recipient_is_refused_and_gnupg_read
     assert_eq!(m.subject, "For the archive too");
     let plain = gnupg_decrypts(
         &key,
-        alice.unlocked_cert(),
+        Some(alice.unlocked_cert()),
         &stored_head(&node, &sent.message_id),
     );
     assert!(plain.contains("For the archive too"), "{plain}");
@@ -340,7 +342,7 @@ async fn a_peers_compliance_key_is_required_over_federation() {
     })
     .await
     .unwrap();
-    let plain = gnupg_decrypts(&key, alice.unlocked_cert(), &stored_head(&beta, &id));
+    let plain = gnupg_decrypts(&key, Some(alice.unlocked_cert()), &stored_head(&beta, &id));
     assert!(plain.contains("Across, archived"), "{plain}");
 
     // A node that sends it anyway (the federation door; alpha restarts to pick it up): beta
@@ -361,4 +363,100 @@ async fn a_peers_compliance_key_is_required_over_federation() {
         )
         .unwrap();
     assert_eq!(stored, 0, "nothing stored at beta");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mail_arriving_by_smtp_is_encrypted_to_the_compliance_key_too() {
+    let node = TestNode::spawn_with("a.test", |c| {
+        c.federation.enabled = false;
+        c.smtp_in.enabled = true;
+        c.smtp_in.listen = "127.0.0.1:0".parse().unwrap();
+        c.smtp_in.hostname = "mx.a.test".into();
+    })
+    .await
+    .unwrap();
+    let bob = node.person("bob").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let out = sealpost_tests::smtp::python_at(
+        node.smtp.expect("the SMTP door is bound"),
+        r#"
+import smtplib
+from email.message import EmailMessage
+m = EmailMessage()
+m['From'] = 'erin@outside.test'
+m['To'] = 'bob@a.test'
+m['Subject'] = 'Invoice 4711'
+m.set_content('Please pay by Friday.')
+with smtplib.SMTP(HOST, PORT) as s:
+    print(s.send_message(m, from_addr='erin@outside.test', to_addrs=['bob@a.test']))
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), "{}", "taken");
+    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let id = &inbox[0].message_id;
+    // bob reads it, and GnuPG with the compliance secret key decrypts the stored copy.
+    let work = tempfile::tempdir().unwrap();
+    assert_eq!(
+        bob.read_mail(id, work.path()).await.unwrap().subject,
+        "Invoice 4711"
+    );
+    let plain = gnupg_decrypts(&key, None, &stored_head(&node, id));
+    assert!(plain.contains("Subject: Invoice 4711"), "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_seals_a_mail_programs_mail_to_the_compliance_key_too() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, tls_key) = sealpost_tests::smtp::self_signed_cert(certs.path()).unwrap();
+    let node = TestNode::spawn_with("a.test", move |c| {
+        c.federation.enabled = false;
+        c.submission.enabled = true;
+        c.submission.listen = "127.0.0.1:0".parse().unwrap();
+        c.submission.tls_cert = cert.display().to_string();
+        c.submission.tls_key = tls_key.display().to_string();
+    })
+    .await
+    .unwrap();
+    let alice = node.person("alice").await;
+    let bob = node.person("bob").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/app-passwords", node.url))
+        .bearer_auth(alice.token())
+        .json(&serde_json::json!({ "label": "mail program" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let password = created["password"].as_str().unwrap();
+    let script = format!(
+        r#"
+import smtplib, ssl
+from email.message import EmailMessage
+m = EmailMessage()
+m['From'] = 'alice@a.test'
+m['To'] = 'bob@a.test'
+m['Subject'] = 'Budget 2027'
+m.set_content('Sent from a mail program.')
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(HOST, PORT, timeout=30) as s:
+    s.starttls(context=tls)
+    s.login('alice@a.test', '{password}')
+    print(s.send_message(m, from_addr='alice@a.test', to_addrs=['bob@a.test']))
+"#
+    );
+    let out = sealpost_tests::smtp::python_at(node.submission().unwrap(), &script).await;
+    assert_eq!(out.trim(), "{}", "taken");
+    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let plain = gnupg_decrypts(&key, None, &stored_head(&node, &inbox[0].message_id));
+    assert!(plain.contains("Subject: Budget 2027"), "{plain}");
 }
