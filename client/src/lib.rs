@@ -580,6 +580,11 @@ impl Session {
             }
             certs.push(self.checked_cert(&r.cert, &r.address, &r.verdict)?);
         }
+        // Every part also goes to the compliance keys the answer lists (docs/compliance.md),
+        // each only with the marking of the CA we trust for its domain.
+        for k in &resp.compliance {
+            certs.push(checked_compliance_key(k, &self.ca, SystemTime::now())?);
+        }
         Ok((resp, certs))
     }
 
@@ -1652,4 +1657,60 @@ impl Session {
         check(self.post("/logout").send().await?).await?;
         Ok(())
     }
+}
+
+/// The domain a CA certificate is the organisation CA of (its `openpgp-ca@DOMAIN` user ID).
+fn ca_domain(ca: &Cert) -> Option<String> {
+    ca.userids().find_map(|u| {
+        u.userid()
+            .email_normalized()
+            .ok()
+            .flatten()
+            .and_then(|e| e.strip_prefix("openpgp-ca@").map(str::to_owned))
+    })
+}
+
+/// A compliance key an envelope answer lists, accepted only with the marking certification
+/// (`crypto::compliance_key_of`) of the CA trusted for its domain: `our_ca` (pinned) for our
+/// organisation's; for a peered organisation's, its CA as the answer carries it, which
+/// `our_ca` must certify (the bridge). Never a key from unsigned data.
+pub(crate) fn checked_compliance_key(
+    k: &ComplianceKeyRef,
+    our_ca: &Cert,
+    now: SystemTime,
+) -> Result<Cert> {
+    let unverified = |why: String| {
+        ClientError::Unverified(format!(
+            "the compliance key offered for {}: {why}",
+            k.domain
+        ))
+    };
+    let cert = crypto::cert_from_armored(&k.cert)?;
+    if !cert
+        .fingerprint()
+        .to_hex()
+        .eq_ignore_ascii_case(&k.fingerprint)
+    {
+        return Err(unverified("it is not the key the answer names".into()));
+    }
+    let domain = k.domain.to_ascii_lowercase();
+    let theirs;
+    let ca = if ca_domain(our_ca).as_deref() == Some(domain.as_str()) {
+        our_ca
+    } else {
+        let Some(armored) = &k.ca_cert else {
+            return Err(unverified("it comes without its organisation's CA".into()));
+        };
+        theirs = crypto::cert_from_armored(armored)?;
+        let ca_address = format!("openpgp-ca@{domain}");
+        if !crypto::ca_certifies(our_ca, &theirs, &ca_address, &POLICY, now) {
+            return Err(unverified(format!(
+                "your organisation's CA does not bridge to the CA of {domain}"
+            )));
+        }
+        &theirs
+    };
+    crypto::compliance_key_of(&cert, ca, &domain, &POLICY, now)
+        .map_err(|e| unverified(e.to_string()))?;
+    Ok(cert)
 }

@@ -340,7 +340,25 @@ impl PickupClient {
                 env.from
             )));
         }
-        let recipients = [to, u.key.clone().strip_secret_key_material()];
+        let mut recipients = vec![to, u.key.clone().strip_secret_key_material()];
+        // The organisation's compliance key (docs/compliance.md), only with the marking of
+        // its CA, the one the unlock answer named.
+        if !env_resp.compliance.is_empty() {
+            let org: OrgInfo = json(self.http.get(self.url("/org")).send().await?).await?;
+            let ca = crypto::cert_from_armored(&org.ca_cert)?;
+            if !ca
+                .fingerprint()
+                .to_hex()
+                .eq_ignore_ascii_case(&u.info.ca_fingerprint)
+            {
+                return Err(ClientError::Integrity(
+                    "the organisation's CA is not the one the unlock answer named".into(),
+                ));
+            }
+            for k in &env_resp.compliance {
+                recipients.push(crate::checked_compliance_key(k, &ca, SystemTime::now())?);
+            }
+        }
         let seal = |plain: &[u8]| -> Result<Vec<u8>> {
             let mut out = Vec::with_capacity(plain.len() + 1024);
             crypto::seal(

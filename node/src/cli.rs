@@ -11,7 +11,7 @@ use clap::Subcommand;
 use crate::config::{Config, Paths};
 use crate::node::{Node, init};
 use crate::service::{self, Actor};
-use crate::storage::{AccountStore, LogStore, MetaStore};
+use crate::storage::{AccountStore, ComplianceStore, LogStore, MetaStore};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -96,6 +96,21 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// The organisation's compliance key (docs/compliance.md).
+    Compliance {
+        #[command(subcommand)]
+        command: ComplianceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComplianceCommand {
+    /// Install the public certificate in FILE (armored or binary; user ID
+    /// `Compliance archive <compliance@DOMAIN>`) as the organisation's compliance key: the CA
+    /// marks it, the directory publishes it, and messages must be encrypted to it.
+    Install { file: PathBuf },
+    /// Show the active compliance key.
+    Show,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,6 +166,11 @@ impl AdminCommand {
             // The node reads imports from the database at every look-up and keeps none in
             // memory: there is nothing for it to catch up with.
             AdminCommand::Key { .. } => false,
+            AdminCommand::Compliance {
+                command: ComplianceCommand::Show,
+            } => false,
+            // The node keeps the active key in memory while the certificate generation stands.
+            AdminCommand::Compliance { .. } => true,
             AdminCommand::User { .. } | AdminCommand::Peer { .. } | AdminCommand::Guest { .. } => {
                 true
             }
@@ -499,6 +519,35 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
         }
         AdminCommand::Guest { command } => guest_command(&store, data, command).await?,
         AdminCommand::Key { command } => key_command(&store, &config, command).await?,
+        AdminCommand::Compliance { command } => match command {
+            ComplianceCommand::Install { file } => {
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let ca = crate::keys::load_ca(&Paths::new(data))?;
+                let key = service::compliance::install(
+                    &store,
+                    &config,
+                    &ca,
+                    &Actor::Cli,
+                    &bytes,
+                    std::time::SystemTime::now(),
+                )
+                .await?;
+                println!(
+                    "Installed {} as the compliance key of {}: the CA marked it, the directory \
+                     publishes it.",
+                    crate::crypto::grouped(&key.fingerprint),
+                    key.domain
+                );
+            }
+            ComplianceCommand::Show => match store.compliance_key().await? {
+                Some(k) => {
+                    println!("{}", crate::crypto::grouped(&k.fingerprint));
+                    print!("{}", k.cert);
+                }
+                None => println!("no compliance key installed"),
+            },
+        },
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {

@@ -74,6 +74,9 @@ pub struct Config {
     pub smtp_in: SmtpInConfig,
     #[serde(default)]
     pub submission: SubmissionConfig,
+    /// The compliance copy (docs/compliance.md).
+    #[serde(default)]
+    pub compliance: ComplianceConfig,
     /// The organisation's S/MIME CA (docs/mail.md, "The S/MIME copy"): absent, S/MIME copies
     /// go unsigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,31 @@ pub struct Config {
     /// (docs/evidence.md, "Time-stamps"): absent, checkpoints are not time-stamped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamping: Option<TimestampingConfig>,
+}
+
+/// `[compliance]`: the compliance copy (docs/compliance.md). The compliance key itself is
+/// installed by an admin (`sealpost admin compliance install`, `PUT /admin/compliance/key`),
+/// not configured: with none installed, nothing here has any effect.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// With a compliance key installed, refuse every message (local submission, a peer's
+    /// transfer to our users, a pickup reply) whose parts are not encrypted to it. `false`:
+    /// the key is published and offered to clients, but a message without it is taken (a
+    /// transition while clients are updated). A peer's required key is asked for whenever the
+    /// peer publishes one.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        ComplianceConfig { required: true }
+    }
 }
 
 /// `[timestamping]`: the RFC 3161 time-stamping authority (TSA) asked to stamp each new
@@ -1102,6 +1130,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             smtp_in: SmtpInConfig::default(),
             submission: SubmissionConfig::default(),
+            compliance: ComplianceConfig::default(),
             smime: None,
             timestamping: None,
         }

@@ -17,7 +17,8 @@ use crate::storage::{LogEvent, MetaStore};
 
 pub struct NodeDirectory {
     pub store: Arc<dyn MetaStore>,
-    pub org_record: serde_json::Value,
+    /// The node's context, for the organisation record (`Context::org_record`).
+    pub context: Arc<crate::service::Context>,
     /// The organisation CA (public parts), which vouches for our domain's addresses.
     pub ca: Arc<Cert>,
     /// Our mail domain, lowercased.
@@ -207,6 +208,9 @@ impl DirectoryStore for NodeDirectory {
     }
 
     async fn org_record(&self) -> Result<serde_json::Value, DirectoryError> {
-        Ok(self.org_record.clone())
+        crate::service::compliance::current(&self.context)
+            .await
+            .map_err(DirectoryError::storage)?;
+        Ok(self.context.org_record())
     }
 }

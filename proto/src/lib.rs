@@ -92,6 +92,10 @@ pub struct OrgInfo {
     /// (`POST /smime/certificate`), so that clients sign S/MIME copies.
     #[serde(default)]
     pub smime_signing: bool,
+    /// The organisation's compliance key (docs/compliance.md): the armored certificate with
+    /// the CA's marking certification; absent when none is installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -413,6 +417,45 @@ pub struct EnvelopeResponse {
     pub expires_at: i64,
     pub sender: ResolvedRecipient,
     pub recipients: Vec<ResolvedRecipient>,
+    /// The compliance keys every part must also be encrypted to (docs/compliance.md): the
+    /// sender's organisation's and each peered recipient organisation's that publishes one.
+    /// The client accepts each only with its CA's marking ([`crypto::compliance_key_of`]).
+    #[serde(default)]
+    pub compliance: Vec<ComplianceKeyRef>,
+}
+
+/// `PUT /admin/compliance/key`: the compliance key's public certificate (armored).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceKeyInstall {
+    pub cert: String,
+}
+
+/// The installed compliance key.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComplianceKeyView {
+    pub domain: String,
+    /// Upper-case hex fingerprint.
+    pub fingerprint: String,
+    /// Armored certificate, with the CA's marking certification.
+    pub cert: String,
+    pub installed_at: i64,
+}
+
+/// An organisation's compliance key as an envelope answer lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ComplianceKeyRef {
+    /// The organisation's domain.
+    pub domain: String,
+    /// Upper-case hex fingerprint.
+    pub fingerprint: String,
+    /// Armored certificate, with its CA's marking certification.
+    pub cert: String,
+    /// A peered organisation's CA certificate (armored, with our CA's bridge on it), by which
+    /// the client checks the marking; absent for the sender's own organisation (the client's
+    /// pinned CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 impl EnvelopeResponse {

@@ -314,6 +314,32 @@ async fn launch(data: &Path, config: &Config) -> anyhow::Result<Launched> {
     ))
 }
 
+/// The message IDs in `s`'s inbox.
+pub async fn inbox_ids(s: &Session) -> Vec<String> {
+    s.mailbox(sealpost_proto::Folder::Inbox)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.message_id)
+        .collect()
+}
+
+/// The reason in the receipt the peer's node signed for `id`, as the sending node logged it
+/// (`federation.delivered`), for a transfer it refused whole; `None` until one is logged.
+pub fn federation_refusal(node: &TestNode, id: &str) -> Option<String> {
+    let detail: String = node
+        .db()
+        .query_row(
+            "SELECT detail FROM txlog WHERE kind = 'federation.delivered' AND subject = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&detail).ok()?;
+    assert!(v["accepted"].as_array()?.is_empty(), "{v}");
+    Some(v["refused"][0][1].as_str()?.to_owned())
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -76,6 +76,8 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
         Who::Admin,
         None,
     ),
+    // The compliance key (docs/compliance.md): installed by an admin.
+    ("PUT", "/admin/compliance/key", Who::Admin, None),
     // App passwords for the submission gateway (docs/mail.md): a user's own only.
     ("GET", "/app-passwords", Who::User, None),
     ("POST", "/app-passwords", Who::User, None),

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use sealpost_client::{Outgoing, Session};
+use sealpost_client::Outgoing;
 use sealpost_federation::net::wire;
 use sealpost_federation::{BatchProof, MessageId, Receipt, Refusal};
 use sealpost_proto::Folder;
 use sealpost_proto::KdfParams;
-use sealpost_tests::{TestNode, peered, wait_for};
+use sealpost_tests::{TestNode, federation_refusal, inbox_ids, peered, wait_for};
 use sha2::{Digest, Sha256};
 
 /// The tests here measure deadlines (10 s after a restart, 2 s for a revocation); run them one
@@ -24,15 +24,6 @@ fn note(to: &str, subject: &str) -> Outgoing {
         attachments: vec![],
         pickup_kdf: None,
     }
-}
-
-async fn inbox_ids(s: &Session) -> Vec<String> {
-    s.mailbox(Folder::Inbox)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.message_id)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -335,21 +326,6 @@ async fn requeue_all(node: &mut TestNode, messages: &[(String, Stored)], domain:
     node.start().await.unwrap();
 }
 
-/// The reason in the receipt the peer's node signed for `id`, as the sending node logged it.
-fn refusal(node: &TestNode, id: &str) -> Option<String> {
-    let detail: String = node
-        .db()
-        .query_row(
-            "SELECT detail FROM txlog WHERE kind = 'federation.delivered' AND subject = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_str(&detail).ok()?;
-    assert!(v["accepted"].as_array()?.is_empty(), "{v}");
-    Some(v["refused"][0][1].as_str()?.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn impersonation_bad_signature_and_replay_are_refused() {
     let _serial = SERIAL.lock().await;
@@ -376,9 +352,11 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
     // gamma's node, peered for gamma.test only, forwards alice's message as if it were hers.
     let forged = sealpost_proto::new_message_id();
     requeue(&mut gamma, &stored(&alpha, &id), &id, &forged, "beta.test").await;
-    let reason = wait_for(Duration::from_secs(20), async || refusal(&gamma, &forged))
-        .await
-        .unwrap();
+    let reason = wait_for(Duration::from_secs(20), async || {
+        federation_refusal(&gamma, &forged)
+    })
+    .await
+    .unwrap();
     assert!(
         reason.contains("may not send for alice@alpha.test"),
         "{reason}"
@@ -393,9 +371,11 @@ async fn impersonation_bad_signature_and_replay_are_refused() {
     let tampered = sealpost_proto::new_message_id();
     let genuine = stored(&alpha, &id);
     requeue(&mut alpha, &genuine, &id, &tampered, "beta.test").await;
-    let reason = wait_for(Duration::from_secs(20), async || refusal(&alpha, &tampered))
-        .await
-        .unwrap();
+    let reason = wait_for(Duration::from_secs(20), async || {
+        federation_refusal(&alpha, &tampered)
+    })
+    .await
+    .unwrap();
     assert!(reason.contains("signature"), "{reason}");
 
     // alpha replays the genuine transfer: answered as delivered, stored once.

@@ -134,8 +134,9 @@ pub use error::TrustError;
 #[cfg(feature = "engine")]
 pub use network::{Evidence, TrustNetwork};
 pub use sign::{
-    FIRST_CONTACT_MUC, FIRST_CONTACT_NOTATION, bridge, certify, certify_first_contact,
-    domain_regex, first_contact, make_introducer, retract, revoke_bridge, tsig_on_ca,
+    FIRST_CONTACT_MUC, FIRST_CONTACT_NOTATION, bridge, certify, certify_compliance,
+    certify_first_contact, domain_regex, first_contact, make_introducer, retract, revoke_bridge,
+    tsig_on_ca,
 };
 #[cfg(feature = "engine")]
 pub use verdict::{FULL, Hop, HopRole, Level, TrustPath, Verdict, WhyNot};

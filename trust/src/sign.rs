@@ -13,6 +13,7 @@
 //! | builder | type | trust depth / amount | regex |
 //! |---|---|---|---|
 //! | [`certify`] | 0x10 generic certification | none (plain) | — |
+//! | [`certify_compliance`] (CA → compliance key) | 0x10 with notation `compliance@sealpost.org` | none | — |
 //! | [`make_introducer`] | 0x10 with trust signature | 1 / 120 | optional domain |
 //! | [`tsig_on_ca`] (user → own CA) | 0x10 with trust signature | 1 / 120 | CA's domain |
 //! | [`bridge`] (CA → other CA) | 0x10 with trust signature | 1 / 120 | other domain |
@@ -141,6 +142,25 @@ pub fn certify_first_contact(
         .add_notation(FIRST_CONTACT_NOTATION, how, flags, false)
         .map_err(|e| TrustError::openpgp("notation", e))?;
     sign_userids(signer, target, address, template, now)
+}
+
+/// The CA's marking of its organisation's compliance key: a plain certification by `ca` of
+/// `target`'s user ID(s) with `address` (`compliance@DOMAIN`) carrying the human-readable,
+/// non-critical notation `compliance@sealpost.org` = `archive` (what
+/// `sealpost_proto::crypto::compliance_key_of` looks for). Clients accept a compliance key
+/// only with this certification by the CA they trust for that domain.
+pub fn certify_compliance(
+    ca: &Cert,
+    target: &Cert,
+    address: &str,
+    now: SystemTime,
+) -> Result<Cert, TrustError> {
+    use openpgp::packet::signature::subpacket::NotationDataFlags;
+    let flags = NotationDataFlags::empty().set_human_readable();
+    let template = SignatureBuilder::new(SignatureType::GenericCertification)
+        .add_notation("compliance@sealpost.org", "archive", flags, false)
+        .map_err(|e| TrustError::openpgp("notation", e))?;
+    sign_userids(ca, target, address, template, now)
 }
 
 /// How `signer` came to know `target` as `address`: the [`FIRST_CONTACT_NOTATION`] of the

@@ -4,6 +4,23 @@
  */
 
 export interface paths {
+    "/admin/compliance/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Install the organisation's compliance key (public certificate): the CA marks it, the directory publishes it, messages must be encrypted to it */
+        put: operations["install"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/guests": {
         parameters: {
             query?: never;
@@ -1118,6 +1135,35 @@ export interface components {
             kdf_params: components["schemas"]["KdfParams"];
             login_verifier: string;
         };
+        /** @description `PUT /admin/compliance/key`: the compliance key's public certificate (armored). */
+        ComplianceKeyInstall: {
+            cert: string;
+        };
+        /** @description An organisation's compliance key as an envelope answer lists it. */
+        ComplianceKeyRef: {
+            /** @description The organisation's domain. */
+            domain: string;
+            /** @description Upper-case hex fingerprint. */
+            fingerprint: string;
+            /** @description Armored certificate, with its CA's marking certification. */
+            cert: string;
+            /**
+             * @description A peered organisation's CA certificate (armored, with our CA's bridge on it), by which
+             *     the client checks the marking; absent for the sender's own organisation (the client's
+             *     pinned CA).
+             */
+            ca_cert?: string | null;
+        };
+        /** @description The installed compliance key. */
+        ComplianceKeyView: {
+            domain: string;
+            /** @description Upper-case hex fingerprint. */
+            fingerprint: string;
+            /** @description Armored certificate, with the CA's marking certification. */
+            cert: string;
+            /** Format: int64 */
+            installed_at: number;
+        };
         /** @description A new app password's device name. */
         CreateAppPasswordRequest: {
             /** @description 1 to 64 characters, no control characters ("Laptop", "Phone"). */
@@ -1221,6 +1267,12 @@ export interface components {
             expires_at: number;
             sender: components["schemas"]["ResolvedRecipient"];
             recipients: components["schemas"]["ResolvedRecipient"][];
+            /**
+             * @description The compliance keys every part must also be encrypted to (docs/compliance.md): the
+             *     sender's organisation's and each peered recipient organisation's that publishes one.
+             *     The client accepts each only with its CA's marking ([`crypto::compliance_key_of`]).
+             */
+            compliance?: components["schemas"]["ComplianceKeyRef"][];
         };
         /** @description The body of every error answer: a stable machine-readable `code` and a sentence for people. */
         ErrorBody: {
@@ -1489,6 +1541,11 @@ export interface components {
              *     (`POST /smime/certificate`), so that clients sign S/MIME copies.
              */
             smime_signing?: boolean;
+            /**
+             * @description The organisation's compliance key (docs/compliance.md): the armored certificate with
+             *     the CA's marking certification; absent when none is installed.
+             */
+            compliance_key?: string | null;
         };
         /**
          * @description What kind of key an import holds.
@@ -1913,6 +1970,103 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    install: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ComplianceKeyInstall"];
+            };
+        };
+        responses: {
+            /** @description Installed: the certificate with the CA's marking */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComplianceKeyView"];
+                };
+            };
+            /** @description `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_admin`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_compliance_key`: secret key material, not v4, no encryption key, or not the one user ID `Compliance archive <compliance@DOMAIN>` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     guests: {
         parameters: {
             query?: never;

@@ -179,6 +179,7 @@ export type AccountView = Schemas['AccountView'];
 export type LoginResponse = Schemas['LoginResponse'];
 export type VerdictView = Schemas['VerdictView'];
 export type ResolvedRecipient = Schemas['ResolvedRecipient'];
+export type ComplianceKeyRef = Schemas['ComplianceKeyRef'];
 export type EnvelopeResponse = Schemas['EnvelopeResponse'];
 export type Folder = Schemas['Folder'];
 export type MailboxItem = Schemas['MailboxItem'];

@@ -394,6 +394,38 @@ async function checkedCert(s: Session, r: api.ResolvedRecipient): Promise<pgp.Pu
   return cert;
 }
 
+/** The CA a CA certificate is for (its `openpgp-ca@DOMAIN` user ID). */
+function caDomain(ca: pgp.PublicKey): string | undefined {
+  for (const id of ca.getUserIDs()) {
+    const m = /<openpgp-ca@([^>]+)>\s*$/i.exec(id) ?? /^openpgp-ca@(.+)$/i.exec(id.trim());
+    if (m) return m[1].toLowerCase();
+  }
+  return undefined;
+}
+
+/** A compliance key of an envelope answer, accepted only with the marking of the CA trusted
+ * for its domain: `ourCa` (pinned) for our organisation's; for a peered organisation's, its CA
+ * as the answer carries it, which `ourCa` must certify (the bridge). The CLI's
+ * `checked_compliance_key`. */
+export async function complianceCert(ourCa: pgp.PublicKey, k: api.ComplianceKeyRef): Promise<pgp.PublicKey> {
+  const refused = (why: string) => new Error(`The compliance key offered for ${k.domain} is refused: ${why}. Do not send; tell your administrator.`);
+  const cert = await pgp.readCert(k.cert);
+  if (cert.getFingerprint().toUpperCase() !== k.fingerprint.toUpperCase()) throw refused('it is not the key the node names');
+  const domain = k.domain.toLowerCase();
+  let ca = ourCa;
+  if (caDomain(ourCa) !== domain) {
+    if (!k.ca_cert) throw refused('it comes without its organisation\'s CA');
+    ca = await pgp.readCert(k.ca_cert);
+    if (!(await pgp.certifies(ourCa, ca, `openpgp-ca@${domain}`))) throw refused(`your organisation does not bridge to the CA of ${domain}`);
+  }
+  try {
+    await pgp.complianceKeyOf(cert, ca, domain);
+  } catch (e) {
+    throw refused(String((e as Error).message ?? e));
+  }
+  return cert;
+}
+
 export type SendProgress = (file: number, stage: string, fraction: number) => void;
 
 /** A pickup recipient's code and link, to show the sender once (docs/pickup.md). */
@@ -488,6 +520,9 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
     if (!api.acceptable(r.verdict, s.org.accept_partial)) throw new Error(api.refusal(r.verdict, r.address));
     certs.push(await checkedCert(s, r));
   }
+  // Every part also goes to the compliance keys the answer lists (docs/compliance.md), each
+  // only with the marking of the CA trusted for its domain.
+  for (const k of resp.compliance ?? []) certs.push(await complianceCert(s.ca, k));
   const to = resp.recipients.map((r) => r.address);
   const parts: api.EnvelopePart[] = [{ sha256: '', size: 0 }];
   const metas: api.AttachmentMeta[] = [];

@@ -218,7 +218,7 @@ function emailOf(userID: string): string {
 /** Whether `certifier`'s primary key made a valid, unexpired, unretracted certification of
  * `cert`'s user ID for `address` (the CLI's `crypto::ca_certifies`). Checked by hand: OpenPGP.js's
  * own certificate checks want a signing-capable key, and an organisation CA certifies only. */
-export async function certifies(certifier: Key, cert: PublicKey, address: string): Promise<boolean> {
+export async function certifies(certifier: Key, cert: PublicKey, address: string, marking?: (sig: any) => boolean): Promise<boolean> {
   if (await certifier.isRevoked()) return false;
   const issuer = certifier.getKeyID().toHex();
   const now = new Date();
@@ -237,6 +237,7 @@ export async function certifies(certifier: Key, cert: PublicKey, address: string
     const S = openpgp.enums.signature;
     let newestCert = 0;
     for (const sig of user.otherCertifications) {
+      if (marking && !marking(sig)) continue;
       if (await valid(sig, [S.certGeneric, S.certPersona, S.certCasual, S.certPositive])) newestCert = Math.max(newestCert, sig.created.getTime());
     }
     if (!newestCert) continue;
@@ -247,6 +248,36 @@ export async function certifies(certifier: Key, cert: PublicKey, address: string
     if (newestCert > newestRevocation) return true;
   }
   return false;
+}
+
+/** The notation of the CA's certification that marks its organisation's compliance key
+ * (docs/compliance.md), and its one value. */
+export const COMPLIANCE_NOTATION = 'compliance@sealpost.org';
+export const COMPLIANCE_ARCHIVE = 'archive';
+
+function hasComplianceMarking(sig: any): boolean {
+  const archive = new TextEncoder().encode(COMPLIANCE_ARCHIVE);
+  return (sig.rawNotations ?? []).some(
+    (n: { name: string; value: Uint8Array }) =>
+      n.name === COMPLIANCE_NOTATION && n.value.length === archive.length && n.value.every((b, i) => b === archive[i]),
+  );
+}
+
+/** Throws unless `cert` is `domain`'s compliance key as marked by `ca` (the CA already
+ * trusted for that domain): a valid, unretracted certification by `ca` of
+ * `compliance@DOMAIN` with the marking notation, and an encryption key valid now. The CLI's
+ * `crypto::compliance_key_of`. */
+export async function complianceKeyOf(cert: PublicKey, ca: Key, domain: string): Promise<void> {
+  const address = `compliance@${domain.toLowerCase()}`;
+  if (await cert.isRevoked()) throw new Error(`the compliance key of ${domain} is revoked`);
+  if (!(await certifies(ca, cert, address, hasComplianceMarking))) {
+    throw new Error(`no certification by the CA of ${domain} marks this key as its compliance key`);
+  }
+  try {
+    await cert.getEncryptionKey();
+  } catch {
+    throw new Error(`the compliance key of ${domain} has no encryption key valid now`);
+  }
 }
 
 export async function isRevoked(cert: PublicKey): Promise<boolean> {

@@ -153,6 +153,13 @@ export async function reply(u: Unlocked, subject: string, body: string, files: F
   const certs: pgp.PublicKey[] = [];
   for (const r of resp.recipients) certs.push(await replyCert(u, r));
   if (!resp.recipients.some((r) => r.address === u.envelope.from)) throw new Error(`The server did not offer ${u.envelope.from} as the recipient of your reply.`);
+  // The organisation's compliance key (docs/compliance.md), only with the marking of its CA,
+  // the one the unlock answer named.
+  if (resp.compliance?.length) {
+    const ca = await pgp.readCert((await org()).ca_cert);
+    if (ca.getFingerprint().toUpperCase() !== u.caFingerprint) throw new Error('The organisation key is not the one your message named. Your reply was not sent.');
+    for (const k of resp.compliance) certs.push(await client.complianceCert(ca, k));
+  }
   const to = resp.recipients.map((r) => r.address);
   const parts: api.EnvelopePart[] = [{ sha256: '', size: 0 }];
   const metas: api.AttachmentMeta[] = [];

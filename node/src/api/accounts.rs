@@ -37,8 +37,9 @@ use crate::{normalize_address, now};
     responses((status = 200, description = "The organisation's record", body = OrgInfo)),
     security(())
 )]
-pub(super) async fn org(State(st): State<AppState>) -> Json<serde_json::Value> {
-    Json(st.org_record())
+pub(super) async fn org(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    crate::service::compliance::current(&st).await?;
+    Ok(Json(st.org_record()))
 }
 
 pub(super) fn verifier_bytes(v: &str) -> ApiResult<[u8; 32]> {

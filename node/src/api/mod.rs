@@ -6,6 +6,7 @@
 
 mod accounts;
 mod app_passwords;
+mod compliance_key;
 mod console;
 pub mod error;
 mod guests;
@@ -147,6 +148,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(app_passwords::revoke_app_password))
         .routes(routes!(smime::issue_certificate, smime::stored_key))
+        .routes(routes!(compliance_key::install))
         .merge(console::routes())
 }
 
@@ -160,7 +162,7 @@ pub fn app(state: AppState) -> Router {
     let directory = sealpost_directory::router(
         Arc::new(crate::directory_store::NodeDirectory {
             store: state.store.clone(),
-            org_record: state.org_record(),
+            context: state.context.clone(),
             ca: Arc::new(state.ca.clone().strip_secret_key_material()),
             domain: state.config.domain.to_ascii_lowercase(),
         }),

@@ -364,6 +364,9 @@ impl Host for FedHost {
     }
 
     async fn org_record(&self, _peer: &Peer) -> Result<String, HostError> {
+        crate::service::compliance::current(&self.ctx)
+            .await
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
         serde_json::to_string(&self.ctx.org_record())
             .map_err(|e| HostError::Unavailable(e.to_string()))
     }

@@ -90,6 +90,12 @@ pub struct Context {
     pub bounce_key: crate::notify::BounceKey,
     /// The organisation's S/MIME CA (`[smime]`), read at start; `None`: copies go unsigned.
     pub smime: Option<Arc<super::smime::SmimeCa>>,
+    /// The active compliance key and the certificate generation it was read at
+    /// (`compliance::current`).
+    pub(super) compliance_cache:
+        std::sync::Mutex<Option<(u64, Option<Arc<super::compliance::ComplianceKey>>)>>,
+    /// Peers asked for their compliance key that had none, and when (one entry per peer).
+    pub(super) compliance_asked: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// The node's transit key as senders see it (docs/mail.md, mode `tls`).
@@ -168,6 +174,8 @@ impl Context {
             app_password_key: crate::keys::derive_subkey(node_key, b"sealpost/v1/app-password"),
             bounce_key: crate::notify::BounceKey::derive(node_key),
             smime: None,
+            compliance_cache: std::sync::Mutex::new(None),
+            compliance_asked: Default::default(),
             outside: super::outside_keys::Lookups::new(Arc::new(
                 crate::keyfetch::HttpKeyFetch::new(&config_delivery),
             )),
@@ -191,7 +199,8 @@ impl Context {
     }
 
     /// What this node publishes about its organisation (`/api/v1/org`,
-    /// `/.well-known/sealpost/org`, and to peers that ask).
+    /// `/.well-known/sealpost/org`, and to peers that ask). Its compliance key is the one
+    /// `compliance::current` read last: those doors call it first.
     pub fn org_record(&self) -> serde_json::Value {
         let l = &self.config.limits;
         serde_json::to_value(crate::proto::OrgInfo {
@@ -220,6 +229,7 @@ impl Context {
             kdf: self.config.accounts.login_kdf,
             submission: super::app_passwords::submission_info(self),
             smime_signing: self.smime.is_some(),
+            compliance_key: super::compliance::last_known(self).map(|k| k.armored.clone()),
         })
         .expect("org info serialises")
     }

@@ -294,6 +294,14 @@ pub enum ServiceError {
     /// A second, different decision on a registered message.
     #[error("you decided on this registered message already")]
     ReceiptGiven,
+    /// A part is not encrypted to a compliance key the organisations' policy requires
+    /// (docs/compliance.md, "Compliance key").
+    #[error("part {index} is not encrypted to the compliance key of {domain}")]
+    MissingComplianceRecipient { index: usize, domain: String },
+    /// A compliance key offered for installation is not fit (public only, an encryption key,
+    /// the user ID `Compliance archive <compliance@DOMAIN>`).
+    #[error("not a compliance key: {0}")]
+    InvalidComplianceKey(String),
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -352,6 +360,8 @@ impl ServiceError {
             ServiceError::PartMissing { .. } => "part_missing",
             ServiceError::NotEncrypted { .. } => "not_encrypted",
             ServiceError::MissingRecipientKey { .. } => "missing_recipient_key",
+            ServiceError::MissingComplianceRecipient { .. } => "missing_compliance_recipient",
+            ServiceError::InvalidComplianceKey(_) => "invalid_compliance_key",
             ServiceError::InvalidPeer(_) => "invalid_peer",
             ServiceError::OwnDomain { .. } => "own_domain",
             ServiceError::CaMismatch { .. } => "ca_mismatch",
@@ -482,6 +492,8 @@ impl ServiceError {
             | ServiceError::PartMissing { .. }
             | ServiceError::NotEncrypted { .. }
             | ServiceError::MissingRecipientKey { .. }
+            | ServiceError::MissingComplianceRecipient { .. }
+            | ServiceError::InvalidComplianceKey(_)
             | ServiceError::OwnDomain { .. }
             | ServiceError::CaMismatch { .. }
             | ServiceError::InvalidKdfParams(_)

@@ -184,11 +184,18 @@ pub async fn envelope(
     for r in recipients.iter_mut() {
         super::pickup::thread_recipient(ctx, &account.address, r, now).await?;
     }
+    let peer_domains: Vec<&str> = recipients
+        .iter()
+        .filter(|r| r.mode == DeliveryMode::Remote)
+        .map(|r| crate::domain_of(&r.address))
+        .collect();
+    let compliance = super::compliance::for_envelope(ctx, &peer_domains, at).await?;
     Ok(EnvelopeResponse {
         message_id,
         expires_at,
         sender,
         recipients,
+        compliance,
     })
 }
 

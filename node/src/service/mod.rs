@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod app_passwords;
+pub mod compliance;
 mod context;
 pub mod credentials;
 pub mod delivery;
@@ -34,6 +35,11 @@ pub use error::{ErrorKind, ServiceError};
 pub(crate) fn unix(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The time `unix` seconds after the epoch (negative: the epoch).
+pub(crate) fn time_of(unix: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64)
 }
 
 /// On whose behalf an operation runs: what the transaction log names as its actor.

@@ -385,6 +385,8 @@ pub async fn reply_envelope(
         why_not: None,
         explanation: vec![explanation],
     };
+    let compliance =
+        super::compliance::for_envelope(ctx, &[], crate::service::time_of(now)).await?;
     Ok(EnvelopeResponse {
         message_id,
         expires_at,
@@ -418,6 +420,7 @@ pub async fn reply_envelope(
             sees_content: false,
             pickup_thread: None,
         }],
+        compliance,
     })
 }
 

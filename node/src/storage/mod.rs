@@ -18,6 +18,7 @@ mod accounts;
 pub mod app_passwords;
 pub mod blobs;
 mod certs;
+pub mod compliance;
 mod error;
 pub mod evidence;
 pub mod federation;
@@ -34,6 +35,7 @@ pub use self::accounts::*;
 pub use self::app_passwords::AppPasswordStore;
 pub use self::blobs::{BlobStore, FsBlobStore};
 pub use self::certs::*;
+pub use self::compliance::ComplianceStore;
 pub use self::error::*;
 pub use self::evidence::EvidenceStore;
 pub use self::federation::*;
@@ -63,6 +65,7 @@ pub trait MetaStore:
     + AppPasswordStore
     + SmimeStore
     + EvidenceStore
+    + ComplianceStore
 {
 }
 
@@ -79,5 +82,6 @@ impl<T> MetaStore for T where
         + AppPasswordStore
         + SmimeStore
         + EvidenceStore
+        + ComplianceStore
 {
 }

@@ -34,6 +34,7 @@
 //! GnuPG 2.2 can read them (see `FOUNDATIONS.md`, pitfall 4).
 
 mod checks;
+mod compliance;
 mod detached;
 mod inspect;
 mod kdf;
@@ -46,6 +47,10 @@ mod tests;
 use sequoia_openpgp::Fingerprint;
 
 pub use checks::{after_previous_signatures, ca_certifies, check_user_cert, check_wrapped_key};
+pub use compliance::{
+    COMPLIANCE_ARCHIVE, COMPLIANCE_LOCAL_PART, COMPLIANCE_NOTATION, ComplianceKeyError,
+    compliance_address, compliance_key_of,
+};
 pub use detached::{MAX_CLOCK_SKEW, SignerFacts, verify_detached, verify_detached_with};
 pub use inspect::{
     encryption_key_handles, encryption_keys, missing_recipients, missing_recipients_among,

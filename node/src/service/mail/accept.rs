@@ -19,7 +19,8 @@
 //! 5. the parts: an inline part matches its signed hash and size and fits inline; any other
 //!    part is held (uploaded by the local sender, or streamed by the peer; `part_missing`);
 //! 6. every part is encrypted to every recipient resolved in 4 and to the sender
-//!    (`not_encrypted`, `missing_recipient_key`);
+//!    (`not_encrypted`, `missing_recipient_key`), and to every compliance key required
+//!    (`missing_compliance_recipient`; `service::compliance::required`);
 //! 7. one commit: message, parts, mailboxes, an outbox entry per remote domain, log entries.
 //!
 //! A local submission is all or nothing: the client corrects it and submits again. A peer's
@@ -833,6 +834,7 @@ async fn parts(
         .chain(std::iter::once((env.from.as_str(), &s.sender)))
         .map(|(a, c)| (a, c, ctx.cert_facts(c, now)))
         .collect();
+    let compliance = required_compliance(ctx, source, s, now).await?;
     for (i, part) in parts.iter().enumerate() {
         let keys = match &part.inline {
             Some(data) => crypto::pkesk_recipients_of_bytes(data),
@@ -870,8 +872,49 @@ async fn parts(
                 addresses,
             });
         }
+        // And to every compliance key the organisations' policy requires
+        // (docs/compliance.md): ours, and the peered organisations' of the sender or
+        // recipients.
+        if let Some(key) = compliance.iter().find(|(_, c, f)| {
+            !crypto::missing_recipients_among(&keys, [(c.fingerprint(), f.encryption.as_slice())])
+                .is_empty()
+        }) {
+            return Err(ServiceError::MissingComplianceRecipient {
+                index: i,
+                domain: key.0.clone(),
+            });
+        }
     }
     Ok(parts)
+}
+
+/// The compliance keys a message from `source` must be encrypted to, with what the policy
+/// says of each now: ours (`compliance::required`), and the peers' of a local sender's
+/// remote recipients or of a peer's sender.
+async fn required_compliance(
+    ctx: &Context,
+    source: &Source<'_>,
+    s: &Screened,
+    now: SystemTime,
+) -> Result<Vec<(String, Arc<Cert>, Arc<crate::service::CertFacts>)>, ServiceError> {
+    let peers: Vec<&str> = match source {
+        Source::Local { .. } => s
+            .recipients
+            .iter()
+            .filter(|r| r.account.is_none() && r.pickup.is_none())
+            .map(|r| crate::domain_of(&r.address))
+            .collect(),
+        Source::Peer { domain, .. } => vec![*domain],
+        Source::Pickup { .. } => Vec::new(),
+    };
+    Ok(crate::service::compliance::required(ctx, &peers, now)
+        .await?
+        .into_iter()
+        .map(|k| {
+            let facts = ctx.cert_facts(&k.cert, now);
+            (k.domain, k.cert, facts)
+        })
+        .collect())
 }
 
 /// Step 7: one commit, as the source's kind of message.

@@ -175,7 +175,7 @@ pub async fn gateway_submit(
         .issue_message_id(account.id, &message_id, expires_at, unix)
         .await?;
 
-    // Part 0: the mail for the sender and every local recipient.
+    // Part 0: the mail for the sender, every local recipient and the compliance key.
     let mut local: Vec<(i64, String)> = Vec::new();
     let mut readers: Vec<Arc<Cert>> = vec![sender.clone()];
     let mut by_mail = Vec::new();
@@ -195,6 +195,10 @@ pub async fn gateway_submit(
                 });
             }
         }
+    }
+    // And the organisation's compliance key, when one is installed (docs/compliance.md).
+    if let Some(key) = crate::service::compliance::current(ctx).await? {
+        readers.push(key.cert.clone());
     }
     let part0 = encrypt_to(ctx, &readers, &entity, now)?;
     let part = stored_part(ctx, part0).await?;

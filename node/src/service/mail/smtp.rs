@@ -41,6 +41,9 @@ pub struct SmtpRecipient {
     pub account: i64,
     pub address: String,
     cert: Arc<Cert>,
+    /// The organisation's compliance key, when one is installed (docs/compliance.md): the copy
+    /// encrypted on arrival goes to it too.
+    compliance: Option<Arc<Cert>>,
 }
 
 impl std::fmt::Debug for SmtpRecipient {
@@ -73,10 +76,14 @@ pub async fn smtp_recipient(
     if is_revoked(ctx, &cert) || ctx.cert_facts(&cert, now).encryption.is_empty() {
         return Err(unknown());
     }
+    let compliance = crate::service::compliance::current(ctx)
+        .await?
+        .map(|k| k.cert.clone());
     Ok(SmtpRecipient {
         account: account.id,
         address: account.address,
         cert,
+        compliance,
     })
 }
 
@@ -125,23 +132,29 @@ impl SmtpArrival {
             let session_key = SessionKey::new(algo.key_size().map_err(ServiceError::internal)?)
                 .map_err(ServiceError::internal)?;
             let mut message = Message::new(sink.clone());
-            let mut wrapped = 0;
-            for ka in crypto::encryption_keys(&r.cert, &ctx.policy, now)
-                .into_iter()
-                .flatten()
-            {
-                let mut pkesk = PKESK3::for_recipient(algo, &session_key, ka.key())
-                    .map_err(ServiceError::internal)?;
-                pkesk.set_recipient(Some(ka.key().keyid()));
-                Packet::PKESK(pkesk.into())
-                    .serialize(&mut message)
-                    .map_err(ServiceError::internal)?;
-                wrapped += 1;
-            }
-            if wrapped == 0 {
+            // The recipient's keys, then the organisation's compliance key's (docs/compliance.md;
+            // a recipient without a usable key of their own gets nothing).
+            let keys = |c: &Cert| {
+                crypto::encryption_keys(c, &ctx.policy, now)
+                    .into_iter()
+                    .flatten()
+                    .map(|ka| ka.key().clone())
+                    .collect::<Vec<_>>()
+            };
+            let own = keys(&r.cert);
+            if own.is_empty() {
                 return Err(ServiceError::UnknownRecipients {
                     addresses: vec![r.address],
                 });
+            }
+            let compliance = r.compliance.as_deref().map(keys).unwrap_or_default();
+            for key in own.iter().chain(&compliance) {
+                let mut pkesk = PKESK3::for_recipient(algo, &session_key, key)
+                    .map_err(ServiceError::internal)?;
+                pkesk.set_recipient(Some(key.keyid()));
+                Packet::PKESK(pkesk.into())
+                    .serialize(&mut message)
+                    .map_err(ServiceError::internal)?;
             }
             let message = Encryptor::with_session_key(message, algo, session_key)
                 .map_err(ServiceError::internal)?

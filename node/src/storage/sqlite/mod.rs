@@ -41,6 +41,7 @@ mod app_passwords;
 mod certs;
 mod chain;
 mod evidence;
+mod compliance;
 mod federation;
 mod log;
 mod mail;

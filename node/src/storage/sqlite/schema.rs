@@ -520,6 +520,17 @@ CREATE TABLE registered_receipts (
     PRIMARY KEY (message_id, recipient)
 );
 "#,
+    // The organisation's compliance key (service/compliance.rs, docs/compliance.md): the
+    // public certificate with the CA's marking certification; one active (retired_at NULL).
+    r#"
+CREATE TABLE compliance_keys (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    cert TEXT NOT NULL,
+    installed_at INTEGER NOT NULL,
+    retired_at INTEGER
+);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {

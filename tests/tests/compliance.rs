@@ -1,0 +1,462 @@
+//! The compliance key (docs/compliance.md, "Compliance key"): installed by an admin, marked by
+//! the organisation CA, published; every message is also encrypted to the compliance keys
+//! required (ours, and a peered organisation's), and a message without one is refused with
+//! `missing_compliance_recipient` over HTTP and over federation. GnuPG with the compliance
+//! secret key (held by the test, never by the node) reads what was stored.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sealpost_client::Outgoing;
+use sealpost_proto::{ComplianceKeyRef, EnvelopeResponse, KdfParams};
+use sealpost_tests::gpg::Gpg;
+use sealpost_tests::{TestNode, federation_refusal, inbox_ids, peered, wait_for};
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::policy::StandardPolicy;
+use sequoia_openpgp::serialize::SerializeInto;
+use sha2::{Digest, Sha256};
+
+fn note(to: &str, subject: &str) -> Outgoing {
+    Outgoing {
+        to: vec![to.to_owned()],
+        subject: subject.into(),
+        body: format!("body of {subject}"),
+        attachments: vec![],
+        pickup_kdf: None,
+    }
+}
+
+/// A compliance key for `domain` as an organisation's custodians make it (secret and all):
+/// the test holds the secret, the node only ever gets the public certificate.
+fn compliance_key(domain: &str) -> Cert {
+    sealpost_client::crypto::generate_user_key(
+        &format!("compliance@{domain}"),
+        Some("Compliance archive"),
+        SystemTime::now() - Duration::from_secs(60),
+    )
+    .unwrap()
+    .0
+}
+
+fn public_armored(cert: &Cert) -> String {
+    sealpost_client::crypto::cert_to_armored(cert).unwrap()
+}
+
+/// Installs `key` (public) at `node` through the admin command, from a file.
+async fn install(node: &TestNode, key: &Cert) {
+    let file = node.dir.path().join("compliance.asc");
+    std::fs::write(&file, public_armored(key)).unwrap();
+    node.admin(&["compliance", "install", file.to_str().unwrap()])
+        .await
+        .unwrap();
+}
+
+/// The envelope answer's recipient keys without the compliance keys it lists: what a client
+/// that leaves the compliance recipient out would encrypt to.
+fn without_compliance(env: &EnvelopeResponse, certs: Vec<Cert>) -> Vec<Cert> {
+    certs
+        .into_iter()
+        .filter(|c| {
+            !env.compliance
+                .iter()
+                .any(|k: &ComplianceKeyRef| k.fingerprint == c.fingerprint().to_hex())
+        })
+        .collect()
+}
+
+/// GnuPG with `secret` imported (and the sender's public key, so it checks a signature)
+/// decrypts `ciphertext`; returns the plaintext.
+fn gnupg_decrypts(secret: &Cert, sender: Option<&Cert>, ciphertext: &[u8]) -> String {
+    let gpg = Gpg::new();
+    let tsk = String::from_utf8(secret.as_tsk().armored().to_vec().unwrap()).unwrap();
+    let out = gpg.gpg(&["--import"], &tsk);
+    assert!(out.status.success());
+    if let Some(sender) = sender {
+        let out = gpg.gpg(&["--import"], &public_armored(sender));
+        assert!(out.status.success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("part.pgp");
+    std::fs::write(&file, ciphertext).unwrap();
+    let out = gpg.gpg(&["--decrypt", file.to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "gpg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Part 0 of a stored message, as the node keeps it.
+fn stored_head(node: &TestNode, id: &str) -> Vec<u8> {
+    node.db()
+        .query_row(
+            "SELECT data FROM parts WHERE message_id = ?1 AND idx = 0",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// The CA's marking is what makes a compliance key: not a plain certification, not another
+/// CA's marking, not the user ID of another domain.
+#[test]
+fn only_the_cas_marking_makes_a_compliance_key() {
+    use sealpost_client::crypto::{ComplianceKeyError, compliance_key_of};
+    let policy = StandardPolicy::new();
+    let now = SystemTime::now();
+    let ca = sealpost::crypto::generate_ca("a.test", now - Duration::from_secs(60)).unwrap();
+    let other_ca = sealpost::crypto::generate_ca("a.test", now - Duration::from_secs(60)).unwrap();
+    let key = compliance_key("a.test");
+    let check = |cert: &Cert, ca: &Cert, domain: &str| {
+        compliance_key_of(cert, ca, domain, &policy, now).map(|_| ())
+    };
+    let not_marked = Err(ComplianceKeyError::NotMarked {
+        domain: "a.test".into(),
+    });
+    assert_eq!(check(&key, &ca, "a.test"), not_marked, "unsigned");
+    let plain = sealpost_trust::certify(&ca, &key, "compliance@a.test", now).unwrap();
+    assert_eq!(
+        check(&plain, &ca, "a.test"),
+        not_marked,
+        "a plain certification"
+    );
+    let marked = sealpost_trust::certify_compliance(&ca, &key, "compliance@a.test", now).unwrap();
+    assert_eq!(check(&marked, &ca, "a.test"), Ok(()));
+    assert_eq!(
+        check(&marked, &other_ca, "a.test"),
+        not_marked,
+        "another CA"
+    );
+    assert!(matches!(
+        check(&marked, &ca, "b.test"),
+        Err(ComplianceKeyError::NoUserId { .. })
+    ));
+    // A retraction by the CA (a later certification revocation) ends the marking.
+    let retracted = sealpost_trust::retract(
+        &ca,
+        &marked,
+        "compliance@a.test",
+        now + Duration::from_secs(1),
+    )
+    .unwrap();
+    assert_eq!(
+        compliance_key_of(
+            &retracted,
+            &ca,
+            "a.test",
+            &policy,
+            now + Duration::from_secs(2)
+        )
+        .map(|_| ()),
+        not_marked
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submission_without_the_compliance_recipient_is_refused_and_gnupg_reads_a_good_one() {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let alice = node.person("alice").await;
+    let bob = node.person("bob").await;
+    let root = node
+        .enrolled("root@a.test", "root password!", KdfParams::MIN, true)
+        .await
+        .unwrap();
+    let key = compliance_key("a.test");
+    let http = reqwest::Client::new();
+    let put = |cert: String| {
+        http.put(format!("{}/api/v1/admin/compliance/key", node.url))
+            .bearer_auth(root.token())
+            .json(&serde_json::json!({ "cert": cert }))
+            .send()
+    };
+
+    // The secret key is refused (the node never keeps it); so is a key for another address.
+    let tsk = String::from_utf8(key.as_tsk().armored().to_vec().unwrap()).unwrap();
+    let r = put(tsk).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_compliance_key", "{body}");
+    let r = put(public_armored(&compliance_key("b.test")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // Not for users: only an admin installs it.
+    let r = http
+        .put(format!("{}/api/v1/admin/compliance/key", node.url))
+        .bearer_auth(alice.token())
+        .json(&serde_json::json!({ "cert": public_armored(&key) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(node.count("SELECT COUNT(*) FROM compliance_keys"), 0);
+
+    let r = put(public_armored(&key)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let view: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(view["fingerprint"], key.fingerprint().to_hex());
+    assert_eq!(
+        node.count("SELECT COUNT(*) FROM txlog WHERE kind = 'compliance.key_installed'"),
+        1
+    );
+
+    // Published, marked by the CA: the organisation record (both doors) and the directory.
+    let policy = StandardPolicy::new();
+    for path in ["/api/v1/org", "/.well-known/sealpost/org"] {
+        let org: sealpost_proto::OrgInfo = http
+            .get(format!("{}{path}", node.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let published = sealpost_client::crypto::cert_from_armored(
+            org.compliance_key.as_deref().expect("published"),
+        )
+        .unwrap();
+        assert_eq!(published.fingerprint(), key.fingerprint(), "{path}");
+        sealpost_client::crypto::compliance_key_of(
+            &published,
+            alice.ca(),
+            "a.test",
+            &policy,
+            SystemTime::now(),
+        )
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    let served = alice.directory_certs("compliance@a.test").await.unwrap();
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].fingerprint(), key.fingerprint());
+
+    // The envelope answer lists it; a client that leaves it out is refused, and nothing is
+    // stored.
+    let (env, certs) = alice.envelope(&["bob@a.test".to_owned()]).await.unwrap();
+    assert_eq!(env.compliance.len(), 1);
+    assert_eq!(env.compliance[0].domain, "a.test");
+    assert_eq!(env.compliance[0].fingerprint, key.fingerprint().to_hex());
+    let without = without_compliance(&env, certs);
+    let sealed = alice.seal_text(&env, &without, "left out", "b").unwrap();
+    let e = alice.submit(&sealed.request).await.unwrap_err();
+    assert_eq!(e.code(), Some("missing_compliance_recipient"), "{e}");
+    assert!(e.to_string().contains("a.test"), "{e}");
+    assert_eq!(node.count("SELECT COUNT(*) FROM messages"), 0);
+    assert_eq!(node.count("SELECT COUNT(*) FROM mailbox"), 0);
+
+    // The client encrypts to it: accepted, bob reads it, and GnuPG with the compliance secret
+    // key decrypts what the node stored.
+    let work = tempfile::tempdir().unwrap();
+    let sent = alice
+        .send(&note("bob@a.test", "For the archive too"), work.path())
+        .await
+        .unwrap();
+    let m = bob.read(&sent.message_id, None, work.path()).await.unwrap();
+    assert_eq!(m.subject, "For the archive too");
+    let plain = gnupg_decrypts(
+        &key,
+        Some(alice.unlocked_cert()),
+        &stored_head(&node, &sent.message_id),
+    );
+    assert!(plain.contains("For the archive too"), "{plain}");
+}
+
+/// A copy of a message put into `node`'s outbox for `domain` as a node that misbehaves would
+/// (its envelope, signature and inline parts as given), picked up after a restart.
+async fn queue_raw(node: &mut TestNode, sealed: &sealpost_client::Sealed, to: &str, domain: &str) {
+    node.stop().await.unwrap();
+    {
+        let db = rusqlite::Connection::open(node.data().join("sealpost.db")).unwrap();
+        let env: sealpost_proto::Envelope = serde_json::from_str(&sealed.request.envelope).unwrap();
+        let parts: Vec<Vec<u8>> = (0..env.parts.len() as u32)
+            .map(|i| STANDARD.decode(&sealed.request.inline_parts[&i]).unwrap())
+            .collect();
+        db.execute(
+            "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts, accepted_at)
+             VALUES (?1, ?2, '[]', ?3, ?4, 0, ?5, 0)",
+            rusqlite::params![
+                sealed.message_id,
+                env.from,
+                sealed.request.envelope,
+                sealed.request.signature,
+                parts.len() as i64
+            ],
+        )
+        .unwrap();
+        for (i, data) in parts.iter().enumerate() {
+            db.execute(
+                "INSERT INTO parts (message_id, idx, sha256, size, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    sealed.message_id,
+                    i as i64,
+                    Sha256::digest(data).to_vec(),
+                    data.len() as i64,
+                    data
+                ],
+            )
+            .unwrap();
+        }
+        db.execute(
+            "INSERT INTO outbox (message_id, domain, recipients, queued_at, expires_at)
+             VALUES (?1, ?2, ?3, 0, 9999999999)",
+            rusqlite::params![sealed.message_id, domain, format!("[\"{to}\"]")],
+        )
+        .unwrap();
+    }
+    node.start().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peers_compliance_key_is_required_over_federation() {
+    let (mut alpha, beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
+    let key = compliance_key("beta.test");
+    install(&beta, &key).await;
+
+    // alpha learns beta's compliance key through beta's directory; alice's client checks it
+    // through her CA's bridge to beta's CA.
+    let to = vec!["bob@beta.test".to_owned()];
+    let (env, certs) = alice.envelope(&to).await.unwrap();
+    assert_eq!(env.compliance.len(), 1, "{:?}", env.compliance);
+    assert_eq!(env.compliance[0].domain, "beta.test");
+    assert!(env.compliance[0].ca_cert.is_some());
+
+    // Left out: refused at alpha already (the HTTP door)...
+    let without = without_compliance(&env, certs);
+    let sealed = alice.seal_text(&env, &without, "left out", "b").unwrap();
+    let e = alice.submit(&sealed.request).await.unwrap_err();
+    assert_eq!(e.code(), Some("missing_compliance_recipient"), "{e}");
+    assert!(e.to_string().contains("beta.test"), "{e}");
+
+    // With it: delivered, and GnuPG with beta's compliance secret key reads beta's copy.
+    let work = tempfile::tempdir().unwrap();
+    let sent = alice
+        .send(&note("bob@beta.test", "Across, archived"), work.path())
+        .await
+        .unwrap();
+    let id = sent.message_id.clone();
+    wait_for(Duration::from_secs(30), async || {
+        inbox_ids(&bob).await.contains(&id).then_some(())
+    })
+    .await
+    .unwrap();
+    let plain = gnupg_decrypts(&key, Some(alice.unlocked_cert()), &stored_head(&beta, &id));
+    assert!(plain.contains("Across, archived"), "{plain}");
+
+    // A node that sends it anyway (the federation door; alpha restarts to pick it up): beta
+    // refuses it and stores nothing.
+    queue_raw(&mut alpha, &sealed, "bob@beta.test", "beta.test").await;
+    let reason = wait_for(Duration::from_secs(30), async || {
+        federation_refusal(&alpha, &sealed.message_id)
+    })
+    .await
+    .unwrap();
+    assert!(reason.contains("compliance"), "{reason}");
+    let stored: i64 = beta
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE id = ?1",
+            [&sealed.message_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0, "nothing stored at beta");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mail_arriving_by_smtp_is_encrypted_to_the_compliance_key_too() {
+    let node = TestNode::spawn_with("a.test", |c| {
+        c.federation.enabled = false;
+        c.smtp_in.enabled = true;
+        c.smtp_in.listen = "127.0.0.1:0".parse().unwrap();
+        c.smtp_in.hostname = "mx.a.test".into();
+    })
+    .await
+    .unwrap();
+    let bob = node.person("bob").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let out = sealpost_tests::smtp::python_at(
+        node.smtp.expect("the SMTP door is bound"),
+        r#"
+import smtplib
+from email.message import EmailMessage
+m = EmailMessage()
+m['From'] = 'erin@outside.test'
+m['To'] = 'bob@a.test'
+m['Subject'] = 'Invoice 4711'
+m.set_content('Please pay by Friday.')
+with smtplib.SMTP(HOST, PORT) as s:
+    print(s.send_message(m, from_addr='erin@outside.test', to_addrs=['bob@a.test']))
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), "{}", "taken");
+    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let id = &inbox[0].message_id;
+    // bob reads it, and GnuPG with the compliance secret key decrypts the stored copy.
+    let work = tempfile::tempdir().unwrap();
+    assert_eq!(
+        bob.read_mail(id, work.path()).await.unwrap().subject,
+        "Invoice 4711"
+    );
+    let plain = gnupg_decrypts(&key, None, &stored_head(&node, id));
+    assert!(plain.contains("Subject: Invoice 4711"), "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_seals_a_mail_programs_mail_to_the_compliance_key_too() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, tls_key) = sealpost_tests::smtp::self_signed_cert(certs.path()).unwrap();
+    let node = TestNode::spawn_with("a.test", move |c| {
+        c.federation.enabled = false;
+        c.submission.enabled = true;
+        c.submission.listen = "127.0.0.1:0".parse().unwrap();
+        c.submission.tls_cert = cert.display().to_string();
+        c.submission.tls_key = tls_key.display().to_string();
+    })
+    .await
+    .unwrap();
+    let alice = node.person("alice").await;
+    let bob = node.person("bob").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/app-passwords", node.url))
+        .bearer_auth(alice.token())
+        .json(&serde_json::json!({ "label": "mail program" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let password = created["password"].as_str().unwrap();
+    let script = format!(
+        r#"
+import smtplib, ssl
+from email.message import EmailMessage
+m = EmailMessage()
+m['From'] = 'alice@a.test'
+m['To'] = 'bob@a.test'
+m['Subject'] = 'Budget 2027'
+m.set_content('Sent from a mail program.')
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(HOST, PORT, timeout=30) as s:
+    s.starttls(context=tls)
+    s.login('alice@a.test', '{password}')
+    print(s.send_message(m, from_addr='alice@a.test', to_addrs=['bob@a.test']))
+"#
+    );
+    let out = sealpost_tests::smtp::python_at(node.submission().unwrap(), &script).await;
+    assert_eq!(out.trim(), "{}", "taken");
+    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    let plain = gnupg_decrypts(&key, None, &stored_head(&node, &inbox[0].message_id));
+    assert!(plain.contains("Subject: Budget 2027"), "{plain}");
+}
