@@ -74,6 +74,30 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// The compliance archive (docs/compliance.md).
+    Compliance {
+        #[command(subcommand)]
+        command: ComplianceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComplianceCommand {
+    /// Compliance officers, who hold the shares of the compliance key ("Dual control").
+    Officer {
+        #[command(subcommand)]
+        command: OfficerCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OfficerCommand {
+    /// Make a user a compliance officer (they get a share when the key is split anew).
+    Add { address: String },
+    /// Remove a compliance officer (split the key anew without them next).
+    Remove { address: String },
+    /// List the compliance officers.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,6 +153,8 @@ impl AdminCommand {
             // The node reads imports from the database at every look-up and keeps none in
             // memory: there is nothing for it to catch up with.
             AdminCommand::Key { .. } => false,
+            // Read from the database at every request; nothing in memory to catch up.
+            AdminCommand::Compliance { .. } => false,
             AdminCommand::User { .. } | AdminCommand::Peer { .. } | AdminCommand::Guest { .. } => {
                 true
             }
@@ -394,6 +420,34 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
         }
         AdminCommand::Guest { command } => guest_command(&store, data, command).await?,
         AdminCommand::Key { command } => key_command(&store, &config, command).await?,
+        AdminCommand::Compliance {
+            command: ComplianceCommand::Officer { command },
+        } => match command {
+            OfficerCommand::Add { ref address } | OfficerCommand::Remove { ref address } => {
+                let add = matches!(command, OfficerCommand::Add { .. });
+                service::custody::set_officer(
+                    &store,
+                    &Actor::Cli,
+                    address,
+                    add,
+                    std::time::SystemTime::now(),
+                )
+                .await?;
+                let address = address.to_ascii_lowercase();
+                if add {
+                    println!("{address} is now a compliance officer");
+                } else {
+                    println!(
+                        "{address} is no longer a compliance officer: split the compliance key anew without them"
+                    );
+                }
+            }
+            OfficerCommand::List => {
+                for o in service::custody::officers(&store).await? {
+                    println!("{}", o.address);
+                }
+            }
+        },
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {

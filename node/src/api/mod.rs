@@ -6,6 +6,7 @@
 
 mod accounts;
 mod app_passwords;
+mod compliance;
 mod console;
 pub mod error;
 mod guests;
@@ -146,6 +147,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(app_passwords::revoke_app_password))
         .routes(routes!(smime::issue_certificate, smime::stored_key))
         .merge(console::routes())
+        .merge(compliance::routes())
 }
 
 /// The router with every route, limit and fallback.

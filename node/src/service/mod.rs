@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod app_passwords;
 mod context;
 pub mod credentials;
+pub mod custody;
 pub mod delivery;
 mod error;
 pub mod guests;

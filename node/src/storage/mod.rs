@@ -18,6 +18,7 @@ mod accounts;
 pub mod app_passwords;
 pub mod blobs;
 mod certs;
+pub mod compliance_custody;
 mod error;
 pub mod federation;
 mod log;
@@ -33,6 +34,7 @@ pub use self::accounts::*;
 pub use self::app_passwords::AppPasswordStore;
 pub use self::blobs::{BlobStore, FsBlobStore};
 pub use self::certs::*;
+pub use self::compliance_custody::CustodyStore;
 pub use self::error::*;
 pub use self::federation::*;
 pub use self::log::*;
@@ -60,6 +62,7 @@ pub trait MetaStore:
     + OutsideKeyStore
     + AppPasswordStore
     + SmimeStore
+    + CustodyStore
 {
 }
 
@@ -75,5 +78,6 @@ impl<T> MetaStore for T where
         + OutsideKeyStore
         + AppPasswordStore
         + SmimeStore
+        + CustodyStore
 {
 }

@@ -40,6 +40,7 @@ mod accounts;
 mod app_passwords;
 mod certs;
 mod chain;
+mod compliance_custody;
 mod federation;
 mod log;
 mod mail;
