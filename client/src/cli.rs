@@ -74,6 +74,10 @@ pub enum ClientCommand {
         body_file: Option<PathBuf>,
         #[arg(long = "attach")]
         attach: Vec<PathBuf>,
+        /// Encrypt to this OpenPGP certificate (FILE, armored) too: the organisation's
+        /// compliance key, until the client adds it from the organisation record by itself.
+        #[arg(long = "also-encrypt-to", hide = true)]
+        also_encrypt_to: Vec<PathBuf>,
     },
     /// List received messages.
     Inbox {
@@ -596,6 +600,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             body,
             body_file,
             attach,
+            also_encrypt_to,
         } => {
             let body = match (body, body_file) {
                 (Some(b), _) => b.clone(),
@@ -608,19 +613,31 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     bail!("{} is not a file", a.display());
                 }
             }
+            let mut extra = Vec::new();
+            for f in also_encrypt_to {
+                let armored = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                extra.push(crate::crypto::cert_from_armored(&armored)?);
+            }
             let s = login(&args, &dir).await?;
-            let resp = s
-                .send_all(
-                    &Outgoing {
-                        to: to.clone(),
-                        subject: subject.clone(),
-                        body,
-                        attachments: attach.clone(),
-                        pickup_kdf: None,
-                    },
-                    &work,
-                )
-                .await;
+            let outgoing = Outgoing {
+                to: to.clone(),
+                subject: subject.clone(),
+                body,
+                attachments: attach.clone(),
+                pickup_kdf: None,
+            };
+            let resp = if extra.is_empty() {
+                s.send_all(&outgoing, &work).await
+            } else {
+                match s.envelope(to).await {
+                    Ok((envelope, mut certs)) => {
+                        certs.extend(extra);
+                        s.send_enveloped(&outgoing, envelope, certs, &work).await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
             // A signing identity made or renewed by this send is kept for the next.
             let (identity, signing) = (s.smime_identity(), s.smime_signing());
             s.logout().await?;
