@@ -150,3 +150,56 @@ pub struct CasePartQuery {
     /// The part index (0, the default, is the sealed head).
     pub part: Option<u32>,
 }
+
+/// One log entry of a case in its access report: the entry as the transaction log holds it,
+/// with its hash, so the report can be checked against the log and its signed checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ReportEntry {
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// `compliance.case_requested`, `.case_approved`, `.case_refused`, `.shares_released`,
+    /// `.message_opened`.
+    pub kind: String,
+    pub actor: String,
+    pub subject: String,
+    /// The entry's detail exactly as the log holds it (JSON text).
+    pub detail: String,
+    /// The entry's hash in the log's chain (hex).
+    pub hash: String,
+}
+
+/// Who read one message of a case, when.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct MessageAccess {
+    pub message_id: String,
+    /// `(officer, Unix seconds)` of each read, in order.
+    pub opened: Vec<OpenedBy>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct OpenedBy {
+    pub officer: String,
+    pub at: i64,
+    pub part: u32,
+}
+
+/// `GET /compliance/cases/{id}/report`: the case's access report, exportable as it is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CaseReport {
+    pub case: CaseView,
+    /// Every log entry of the case, in log order.
+    pub entries: Vec<ReportEntry>,
+    /// Per message of the case, its reads.
+    pub messages: Vec<MessageAccess>,
+    /// Unix seconds the report was made.
+    pub made_at: i64,
+}
+
+/// `GET /messages/{id}/compliance-opens`: when a message of the caller's was opened for
+/// compliance (not by whom, nor under which case).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ComplianceOpen {
+    /// Unix seconds.
+    pub at: i64,
+}

@@ -142,6 +142,13 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
         None,
     ),
     ("GET", "/compliance/archive", Who::Officer, None),
+    ("GET", "/compliance/cases/{id}/report", Who::Officer, None),
+    (
+        "GET",
+        "/messages/{id}/compliance-opens",
+        Who::User,
+        Some(404),
+    ),
 ];
 
 /// The `(method, path)` pairs the OpenAPI document lists.

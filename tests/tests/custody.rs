@@ -10,7 +10,8 @@ use std::time::SystemTime;
 use sealpost_client::crypto::{self, generate_user_key};
 use sealpost_client::{Outgoing, Session, custody, shamir};
 use sealpost_proto::custody::{
-    CaseRelease, CaseView, CustodySetupRequest, CustodyView, WrappedShare,
+    CaseRelease, CaseReport, CaseView, ComplianceOpen, CustodySetupRequest, CustodyView,
+    WrappedShare,
 };
 use sealpost_proto::{Head, KdfParams};
 use sealpost_tests::{TestNode, files_containing, password_of};
@@ -222,7 +223,6 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
         .unwrap()
         .0;
     let mid = sent.message_id;
-    drop(bob);
 
     // Officer 1 requests access with a request key made for this case.
     let (request_key, _) = generate_user_key("request@a.test", None, now).unwrap();
@@ -442,6 +442,74 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
         .await;
     assert!(found.iter().any(|m| m["message_id"] == mid.as_str()));
     assert!(!serde_json::to_string(&found).unwrap().contains("Quarterly"));
+
+    // The access report: every step in log order, each read per message, with log hashes.
+    let report: CaseReport = h
+        .ok(
+            "GET",
+            &format!("/compliance/cases/{id}/report"),
+            &officers[2],
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = report.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "compliance.case_requested",
+            "compliance.case_approved",
+            "compliance.shares_released",
+            "compliance.message_opened",
+        ]
+    );
+    assert!(report.entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    let db_hash: Vec<u8> = node
+        .db()
+        .query_row(
+            "SELECT hash FROM txlog WHERE seq = ?1",
+            [report.entries[0].seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(report.entries[0].hash, hex::encode(db_hash));
+    assert_eq!(report.messages.len(), 1);
+    assert_eq!(report.messages[0].opened.len(), 1);
+    assert_eq!(report.messages[0].opened[0].officer, "officer1@a.test");
+    assert_eq!(report.case.case_ref, "Court order 2026-17");
+    assert_eq!(
+        h.refused(
+            "GET",
+            &format!("/compliance/cases/{id}/report"),
+            &carol,
+            None
+        )
+        .await,
+        (403, "not_officer".into())
+    );
+
+    // alice and bob see that their message was opened for compliance; carol sees nothing.
+    for who in [&alice, &bob] {
+        let opens: Vec<ComplianceOpen> = h
+            .ok(
+                "GET",
+                &format!("/messages/{mid}/compliance-opens"),
+                who,
+                None,
+            )
+            .await;
+        assert_eq!(opens.len(), 1, "{}", who.address());
+    }
+    assert_eq!(
+        h.refused(
+            "GET",
+            &format!("/messages/{mid}/compliance-opens"),
+            &carol,
+            None
+        )
+        .await
+        .0,
+        404
+    );
 
     // The transaction log still verifies.
     node.admin(&["log", "verify"]).await.unwrap();

@@ -446,6 +446,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/compliance/cases/{id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A case's access report (exportable JSON): the case, its log entries with their hashes, each message's reads */
+        get: operations["case_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/compliance/custody": {
         parameters: {
             query?: never;
@@ -732,6 +749,23 @@ export interface paths {
         post?: never;
         /** Delete from your mailbox (logged) */
         delete: operations["delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/{id}/compliance-opens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** When a message of yours was opened for compliance */
+        get: operations["message_compliance_opens"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1321,6 +1355,19 @@ export interface components {
             /** @description The approvers' shares, each encrypted to the request key. */
             shares: components["schemas"]["ReleasedShare"][];
         };
+        /** @description `GET /compliance/cases/{id}/report`: the case's access report, exportable as it is. */
+        CaseReport: {
+            case: components["schemas"]["CaseView"];
+            /** @description Every log entry of the case, in log order. */
+            entries: components["schemas"]["ReportEntry"][];
+            /** @description Per message of the case, its reads. */
+            messages: components["schemas"]["MessageAccess"][];
+            /**
+             * Format: int64
+             * @description Unix seconds the report was made.
+             */
+            made_at: number;
+        };
         /** @description An access case. */
         CaseView: {
             /** Format: int64 */
@@ -1364,6 +1411,17 @@ export interface components {
             kdf_salt: string;
             kdf_params: components["schemas"]["KdfParams"];
             login_verifier: string;
+        };
+        /**
+         * @description `GET /messages/{id}/compliance-opens`: when a message of the caller's was opened for
+         *     compliance (not by whom, nor under which case).
+         */
+        ComplianceOpen: {
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            at: number;
         };
         /** @description A new app password's device name. */
         CreateAppPasswordRequest: {
@@ -1693,6 +1751,12 @@ export interface components {
             /** @description In the inbox: the node's notices to the user (deliveries that failed). */
             notices?: components["schemas"]["Notice"][];
         };
+        /** @description Who read one message of a case, when. */
+        MessageAccess: {
+            message_id: string;
+            /** @description `(officer, Unix seconds)` of each read, in order. */
+            opened: components["schemas"]["OpenedBy"][];
+        };
         MessageResponse: {
             item: components["schemas"]["MailboxItem"];
             envelope: string;
@@ -1760,6 +1824,13 @@ export interface components {
              * @description Unix seconds.
              */
             added_at: number;
+        };
+        OpenedBy: {
+            officer: string;
+            /** Format: int64 */
+            at: number;
+            /** Format: int32 */
+            part: number;
         };
         /** @description What a node publishes about its organisation. */
         OrgInfo: {
@@ -2042,6 +2113,30 @@ export interface components {
         ReleasedShare: {
             officer: string;
             share: string;
+        };
+        /**
+         * @description One log entry of a case in its access report: the entry as the transaction log holds it,
+         *     with its hash, so the report can be checked against the log and its signed checkpoints.
+         */
+        ReportEntry: {
+            /** Format: int64 */
+            seq: number;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            at: number;
+            /**
+             * @description `compliance.case_requested`, `.case_approved`, `.case_refused`, `.shares_released`,
+             *     `.message_opened`.
+             */
+            kind: string;
+            actor: string;
+            subject: string;
+            /** @description The entry's detail exactly as the log holds it (JSON text). */
+            detail: string;
+            /** @description The entry's hash in the log's chain (hex). */
+            hash: string;
         };
         ResolvedRecipient: {
             address: string;
@@ -4512,6 +4607,84 @@ export interface operations {
             };
         };
     };
+    case_report: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The case */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseReport"];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_case` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     compliance_custody: {
         parameters: {
             query?: never;
@@ -5913,6 +6086,84 @@ export interface operations {
                 };
             };
             /** @description `unknown_message`, `not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    message_compliance_opens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Message ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each opening, oldest first (empty: never) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComplianceOpen"][];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such message in your mailbox */
             404: {
                 headers: {
                     [name: string]: unknown;

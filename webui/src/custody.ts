@@ -117,3 +117,14 @@ export async function search(sender: string, recipient: string): Promise<Archive
   if (recipient.trim()) q.set('recipient', recipient.trim());
   return (await api.request('GET', `/compliance/archive?${q}`)).json();
 }
+
+/** Officer: a case's access report, saved as a JSON file. */
+export async function downloadReport(c: CaseView): Promise<void> {
+  const report = await api.get('/compliance/cases/{id}/report', { id: c.id });
+  const blob = new Blob([JSON.stringify(report, null, 2)], { type: 'application/json' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = `compliance-case-${c.id}-report.json`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}

@@ -12,8 +12,8 @@ use axum::response::Response;
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Authed};
 use crate::proto::ErrorBody;
 use crate::proto::custody::{
-    ApproveCaseRequest, ArchiveItem, ArchiveSearch, CasePartQuery, CaseRelease, CaseView,
-    CustodySetupRequest, CustodyView, NewCaseRequest, OfficerView,
+    ApproveCaseRequest, ArchiveItem, ArchiveSearch, CasePartQuery, CaseRelease, CaseReport,
+    CaseView, ComplianceOpen, CustodySetupRequest, CustodyView, NewCaseRequest, OfficerView,
 };
 use crate::service::{self, Actor};
 
@@ -31,6 +31,8 @@ pub(super) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(release_case))
         .routes(routes!(case_message))
         .routes(routes!(compliance_archive))
+        .routes(routes!(case_report))
+        .routes(routes!(message_compliance_opens))
 }
 
 /// A request of a compliance officer: a session of an active account flagged as officer.
@@ -344,5 +346,48 @@ pub(super) async fn compliance_archive(
 ) -> ApiResult<Json<Vec<ArchiveItem>>> {
     Ok(Json(
         service::custody::archive(&st, &auth.account, &q, std::time::SystemTime::now()).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/compliance/cases/{id}/report",
+    tag = "compliance",
+    summary = "A case's access report (exportable JSON): the case, its log entries with their hashes, each message's reads",
+    params(("id" = i64, Path, description = "The case")),
+    responses(
+        (status = 200, description = "The report", body = CaseReport),
+        (status = 403, description = "`not_officer`", body = ErrorBody),
+        (status = 404, description = "`unknown_case`", body = ErrorBody),
+    )
+)]
+pub(super) async fn case_report(
+    State(st): State<AppState>,
+    OfficerAuthed(auth): OfficerAuthed,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<CaseReport>> {
+    Ok(Json(
+        service::custody::report(&st, &auth.account, id, std::time::SystemTime::now()).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/messages/{id}/compliance-opens",
+    tag = "mail",
+    summary = "When a message of yours was opened for compliance",
+    params(("id" = String, Path, description = "Message ID")),
+    responses(
+        (status = 200, description = "Each opening, oldest first (empty: never)", body = [ComplianceOpen]),
+        (status = 404, description = "`not_found`: no such message in your mailbox", body = ErrorBody),
+    )
+)]
+pub(super) async fn message_compliance_opens(
+    State(st): State<AppState>,
+    auth: Authed,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Vec<ComplianceOpen>>> {
+    Ok(Json(
+        service::custody::opens_of_message(&st, &auth.account, &id).await?,
     ))
 }

@@ -25,8 +25,9 @@ use sequoia_openpgp::Cert;
 use super::{Actor, Context, ServiceError, unix};
 use crate::proto::crypto;
 use crate::proto::custody::{
-    ArchiveItem, ArchiveSearch, CaseRelease, CaseView, CustodySetupRequest, CustodyView,
-    OfficerView, ReleasedShare,
+    ArchiveItem, ArchiveSearch, CaseRelease, CaseReport, CaseView, ComplianceOpen,
+    CustodySetupRequest, CustodyView, MessageAccess, OfficerView, OpenedBy, ReleasedShare,
+    ReportEntry,
 };
 use crate::storage::compliance_custody::{ArchiveQuery, CaseRow, CaseStep, CustodyRow, NewCustody};
 use crate::storage::{Account, AccountState, MetaStore, PartData};
@@ -570,5 +571,84 @@ pub async fn archive(
             size: r.size,
             accepted_at: r.accepted_at,
         })
+        .collect())
+}
+
+/// The access report of case `id`, for any officer: the case, every log entry of it with its
+/// hash, and per message who read it when.
+pub async fn report(
+    ctx: &Context,
+    officer: &Account,
+    id: i64,
+    now: SystemTime,
+) -> Result<CaseReport, ServiceError> {
+    require_officer(&*ctx.store, officer).await?;
+    let case = ctx.store.case(id).await?.ok_or(ServiceError::UnknownCase)?;
+    let threshold = ctx
+        .store
+        .current_custody()
+        .await?
+        .filter(|c| c.id == case.custody_id)
+        .map_or(0, |c| c.threshold);
+    let entries: Vec<ReportEntry> = ctx
+        .store
+        .case_log(id)
+        .await?
+        .into_iter()
+        .map(|e| ReportEntry {
+            seq: e.seq,
+            at: e.at,
+            kind: e.kind,
+            actor: e.actor,
+            subject: e.subject,
+            detail: e.detail,
+            hash: hex::encode(e.hash),
+        })
+        .collect();
+    let messages = case
+        .message_ids
+        .iter()
+        .map(|m| MessageAccess {
+            message_id: m.clone(),
+            opened: entries
+                .iter()
+                .filter(|e| e.kind == "compliance.message_opened" && &e.subject == m)
+                .map(|e| OpenedBy {
+                    officer: e.actor.clone(),
+                    at: e.at,
+                    part: serde_json::from_str::<serde_json::Value>(&e.detail)
+                        .ok()
+                        .and_then(|d| d["part"].as_u64())
+                        .unwrap_or(0) as u32,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(CaseReport {
+        case: case_view(case, threshold),
+        entries,
+        messages,
+        made_at: unix(now),
+    })
+}
+
+/// When `account`'s message `message_id` (in any of their folders) was opened for compliance.
+/// Who opened it and why is the officers' report; the user learns that and when.
+pub async fn opens_of_message(
+    ctx: &Context,
+    account: &Account,
+    message_id: &str,
+) -> Result<Vec<ComplianceOpen>, ServiceError> {
+    if ctx.store.message(account.id, message_id).await?.is_none() {
+        return Err(ServiceError::Storage(
+            crate::storage::StorageError::NotFound("message"),
+        ));
+    }
+    Ok(ctx
+        .store
+        .message_opens(message_id)
+        .await?
+        .into_iter()
+        .map(|(at, _)| ComplianceOpen { at })
         .collect())
 }

@@ -106,6 +106,20 @@ pub struct ArchiveQuery {
     pub limit: u32,
 }
 
+/// A log entry of a case, as the access report shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseLogRow {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub kind: String,
+    pub actor: String,
+    pub subject: String,
+    /// JSON.
+    pub detail: String,
+    /// The entry's hash in the log's chain.
+    pub hash: Vec<u8>,
+}
+
 #[async_trait]
 pub trait CustodyStore: Send + Sync + 'static {
     /// Makes `account_id` an officer (or not) and logs `compliance.officer_added` /
@@ -182,4 +196,8 @@ pub trait CustodyStore: Send + Sync + 'static {
     async fn archive(&self, query: ArchiveQuery) -> Result<Vec<ArchiveRow>>;
     /// Which of `ids` are stored messages.
     async fn messages_exist(&self, ids: Vec<String>) -> Result<Vec<String>>;
+    /// The log entries of case `id` (its steps and every read under it), in log order.
+    async fn case_log(&self, id: i64) -> Result<Vec<CaseLogRow>>;
+    /// When message `message_id` was opened for compliance, and under which case.
+    async fn message_opens(&self, message_id: &str) -> Result<Vec<(Timestamp, i64)>>;
 }

@@ -207,6 +207,8 @@ function Officer({ session }: { session: Session }) {
               <div class="small">{c.message_ids.length} message(s) · approved by {c.approved_by.length ? c.approved_by.join(', ') : 'nobody yet'}
                 {' '}({c.approved_by.length} of {c.approvals_needed} needed){c.refused_by ? ` · refused by ${c.refused_by}` : ''}</div>
               <div class="row wrap">
+                <button class="btn btn-ghost" disabled={busy !== null} data-testid="co-report"
+                  onClick={() => act(`report-${c.id}`, () => custody.downloadReport(c))}>Access report</button>
                 {c.state === 'pending' && c.requester !== me && !c.approved_by.includes(me) && state.my_share && (
                   <>
                     <button class="btn btn-primary" disabled={busy !== null} data-testid="co-approve"

@@ -5,7 +5,8 @@
 // organisation record); officer 1 finds it by envelope data and requests access with a case
 // reference; alone they cannot open it; officer 2 approves; officer 1's browser combines the two
 // shares and reads the message. The log holds request, approval, release and read in that
-// order. Screenshots of every step at 1280x800 and 390x844 land in test-artefacts/compliance-*/.
+// order; the case's access report downloads as JSON; bob sees that the message was opened for
+// compliance. Screenshots of every step at 1280x800 and 390x844 land in test-artefacts/compliance-*/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -107,6 +108,21 @@ test('2-of-3: the admin sets up, officer 1 requests, officer 2 approves, officer
   assert.equal((await body.textContent()).trim(), 'Revenue is up 4 %.');
   assert.match(await o1.textContent('[data-testid=co-message]'), /Quarterly numbers/);
   await shot1('officer1-reads');
+
+  // The access report downloads as JSON, with every step in log order.
+  const [download] = await Promise.all([o1.waitForEvent('download'), o1.click('[data-testid=co-report]')]);
+  const report = JSON.parse(await (await import('node:fs')).promises.readFile(await download.path(), 'utf8'));
+  assert.deepEqual(report.entries.map((e) => e.kind),
+    ['compliance.case_requested', 'compliance.case_approved', 'compliance.shares_released', 'compliance.message_opened']);
+  assert.equal(report.messages[0].opened[0].officer, OFFICERS[0]);
+
+  // bob sees that the message was opened for compliance.
+  const b = await browser.page({ phone: true });
+  const shotB = shooter(b, 'compliance-bob');
+  await signIn(b, alpha.url, BOB, PW);
+  await b.goto(`${alpha.url}/#/mail/inbox/${mid}`);
+  await b.waitForSelector('[data-testid=compliance-opened]');
+  await shotB('bob-sees-opened');
 
   // The log: request and approval before the release, the release before the read.
   await until('the read is logged', 10_000, async () => kinds().includes('compliance.message_opened'));

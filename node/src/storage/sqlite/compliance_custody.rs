@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::rows::json;
 use crate::storage::compliance_custody::{
-    ApprovalRow, ArchiveQuery, ArchiveRow, CaseRow, CaseStep, CustodyRow, CustodyShareRow,
-    CustodyStore, NewCustody,
+    ApprovalRow, ArchiveQuery, ArchiveRow, CaseLogRow, CaseRow, CaseStep, CustodyRow,
+    CustodyShareRow, CustodyStore, NewCustody,
 };
 use crate::storage::error::{Result, Timestamp};
 use crate::storage::log::LogEvent;
@@ -473,6 +473,45 @@ impl CustodyStore for SqliteStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn case_log(&self, id: i64) -> Result<Vec<CaseLogRow>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, at, kind, actor, subject, detail, hash FROM txlog
+                 WHERE (subject = ?1 AND kind LIKE 'compliance.%')
+                    OR (kind = 'compliance.message_opened' AND json_extract(detail, '$.case') = ?2)
+                 ORDER BY seq",
+            )?;
+            Ok(stmt
+                .query_map(params![format!("case:{id}"), id], |r| {
+                    Ok(CaseLogRow {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        actor: r.get(3)?,
+                        subject: r.get(4)?,
+                        detail: r.get(5)?,
+                        hash: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn message_opens(&self, message_id: &str) -> Result<Vec<(Timestamp, i64)>> {
+        let message_id = message_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, json_extract(detail, '$.case') FROM txlog
+                 WHERE kind = 'compliance.message_opened' AND subject = ?1 ORDER BY seq",
+            )?;
+            Ok(stmt
+                .query_map([&message_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
