@@ -43,6 +43,18 @@ impl Http<'_> {
         }
         r.send().await.unwrap()
     }
+    /// Asserts the request is refused with `want` (status, code).
+    async fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        who: &Session,
+        body: Option<serde_json::Value>,
+        want: (u16, &str),
+    ) {
+        let got = self.refused(method, path, who, body).await;
+        assert_eq!((got.0, got.1.as_str()), want, "{method} {path}");
+    }
     /// Status and error code of a refused request.
     async fn refused(
         &self,
@@ -87,6 +99,219 @@ fn log_seqs(node: &TestNode, kind: &str) -> Vec<i64> {
         .collect()
 }
 
+/// What the admin's side makes: the key, S, the shares and the upload.
+struct Split {
+    key: Cert,
+    s: zeroize::Zeroizing<[u8; 32]>,
+    shares: Vec<zeroize::Zeroizing<Vec<u8>>>,
+    setup: CustodySetupRequest,
+}
+
+/// A new compliance key, locked under a new S split 2-of-3 among `officers`, as the admin's
+/// client makes it.
+fn split_2_of_3(officers: &[Session], now: SystemTime) -> Split {
+    let (key, _) = generate_user_key("compliance@a.test", Some("Compliance archive"), now).unwrap();
+    let s = custody::new_secret();
+    let locked = custody::lock_key(&key, &s[..]).unwrap();
+    let shares = shamir::split(&s[..], 2, officers.len()).unwrap();
+    let setup = CustodySetupRequest {
+        cert: public(&key),
+        locked_key: locked,
+        threshold: 2,
+        shares: officers
+            .iter()
+            .zip(&shares)
+            .map(|(o, share)| WrappedShare {
+                address: o.address().to_owned(),
+                share: custody::wrap_share(share, o.unlocked_cert(), now).unwrap(),
+            })
+            .collect(),
+    };
+    Split {
+        key,
+        s,
+        shares,
+        setup,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_closes_a_case_a_new_split_supersedes_pending_ones_and_a_removed_officer_cannot_act()
+ {
+    let node = TestNode::spawn("a.test").await.unwrap();
+    let admin = node
+        .enrolled("admin@a.test", &password_of("admin"), KdfParams::MIN, true)
+        .await
+        .unwrap();
+    let officers = [
+        node.person("officer1").await,
+        node.person("officer2").await,
+        node.person("officer3").await,
+    ];
+    let alice = node.person("alice").await;
+    let h = Http {
+        node: &node,
+        http: reqwest::Client::new(),
+    };
+    for o in &officers {
+        node.admin(&["compliance", "officer", "add", o.address()])
+            .await
+            .unwrap();
+    }
+    let now = SystemTime::now();
+    let setup = |split: &Split| Some(serde_json::to_value(&split.setup).unwrap());
+    let first = split_2_of_3(&officers, now);
+    let _: CustodyView = h
+        .ok("POST", "/admin/compliance/custody", &admin, setup(&first))
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let sent = alice
+        .send(
+            &Outgoing {
+                to: vec!["alice@a.test".into()],
+                subject: "s".into(),
+                body: "b".into(),
+                attachments: vec![],
+                pickup_kdf: None,
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    let (request_key, _) = generate_user_key("request@a.test", None, now).unwrap();
+    let new_case = |case_ref: &str| {
+        Some(serde_json::json!({
+            "case_ref": case_ref,
+            "message_ids": [sent.message_id],
+            "request_key": public(&request_key),
+        }))
+    };
+    // Malformed requests are refused and open nothing.
+    for (body, code) in [
+        (
+            serde_json::json!({"case_ref": "", "message_ids": [sent.message_id], "request_key": public(&request_key)}),
+            "invalid_case",
+        ),
+        (
+            serde_json::json!({"case_ref": "x", "message_ids": ["0".repeat(32)], "request_key": public(&request_key)}),
+            "invalid_case",
+        ),
+        (
+            serde_json::json!({"case_ref": "x", "message_ids": [sent.message_id], "request_key": "not a key"}),
+            "invalid_case",
+        ),
+    ] {
+        h.expect(
+            "POST",
+            "/compliance/cases",
+            &officers[0],
+            Some(body),
+            (400, code),
+        )
+        .await;
+    }
+    assert_eq!(node.count("SELECT count(*) FROM compliance_cases"), 0);
+
+    // Officer 3 refuses officer 1's case: it is closed for everyone.
+    let case: CaseView = h
+        .ok(
+            "POST",
+            "/compliance/cases",
+            &officers[0],
+            new_case("Case A"),
+        )
+        .await;
+    let id = case.id;
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{id}/refuse"),
+        &officers[0],
+        None,
+        (403, "own_case"),
+    )
+    .await;
+    let refused: CaseView = h
+        .ok(
+            "POST",
+            &format!("/compliance/cases/{id}/refuse"),
+            &officers[2],
+            None,
+        )
+        .await;
+    assert_eq!(refused.state, "refused");
+    assert_eq!(refused.refused_by.as_deref(), Some("officer3@a.test"));
+    let approval = Some(serde_json::json!({ "share": "x" }));
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{id}/approve"),
+        &officers[1],
+        approval.clone(),
+        (409, "case_closed"),
+    )
+    .await;
+    h.expect(
+        "GET",
+        &format!("/compliance/cases/{id}/release"),
+        &officers[0],
+        None,
+        (409, "case_closed"),
+    )
+    .await;
+
+    // A pending case does not survive a new split: its shares would be of the old key.
+    let case: CaseView = h
+        .ok(
+            "POST",
+            "/compliance/cases",
+            &officers[0],
+            new_case("Case B"),
+        )
+        .await;
+    let second = split_2_of_3(&officers, now);
+    let _: CustodyView = h
+        .ok("POST", "/admin/compliance/custody", &admin, setup(&second))
+        .await;
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{}/approve", case.id),
+        &officers[1],
+        approval.clone(),
+        (409, "case_closed"),
+    )
+    .await;
+    let state: String = node
+        .db()
+        .query_row(
+            "SELECT state FROM compliance_cases WHERE id = ?1",
+            [case.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "superseded");
+
+    // An officer removed by the admin can no longer act.
+    let case: CaseView = h
+        .ok(
+            "POST",
+            "/compliance/cases",
+            &officers[0],
+            new_case("Case C"),
+        )
+        .await;
+    node.admin(&["compliance", "officer", "remove", "officer2@a.test"])
+        .await
+        .unwrap();
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{}/approve", case.id),
+        &officers[1],
+        approval,
+        (403, "not_officer"),
+    )
+    .await;
+    assert_eq!(node.count("SELECT count(*) FROM compliance_approvals"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
     let node = TestNode::spawn("a.test").await.unwrap();
@@ -123,36 +348,23 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
         .await;
     assert_eq!(r.status().as_u16(), 204);
     // Only an admin makes officers.
-    assert_eq!(
-        h.refused(
-            "PUT",
-            "/admin/compliance/officers/carol@a.test",
-            &carol,
-            None
-        )
-        .await,
-        (403, "not_admin".into())
-    );
+    h.expect(
+        "PUT",
+        "/admin/compliance/officers/carol@a.test",
+        &carol,
+        None,
+        (403, "not_admin"),
+    )
+    .await;
 
     // The admin's side: make the key, lock it under S, split S 2-of-3, wrap a share each.
     let now = SystemTime::now();
-    let (key, _) = generate_user_key("compliance@a.test", Some("Compliance archive"), now).unwrap();
-    let s = custody::new_secret();
-    let locked = custody::lock_key(&key, &s[..]).unwrap();
-    let shares = shamir::split(&s[..], 2, 3).unwrap();
-    let setup = CustodySetupRequest {
-        cert: public(&key),
-        locked_key: locked.clone(),
-        threshold: 2,
-        shares: officers
-            .iter()
-            .zip(&shares)
-            .map(|(o, share)| WrappedShare {
-                address: o.address().to_owned(),
-                share: custody::wrap_share(share, o.unlocked_cert(), now).unwrap(),
-            })
-            .collect(),
-    };
+    let Split {
+        key,
+        s,
+        shares,
+        setup,
+    } = split_2_of_3(&officers, now);
     // A share wrapped for someone else than its officer is refused, and nothing is stored.
     let mut swapped = setup.clone();
     swapped.shares.swap(0, 1);
@@ -173,16 +385,14 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
         sequoia_openpgp::serialize::SerializeInto::to_vec(&key.as_tsk().armored()).unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        h.refused(
-            "POST",
-            "/admin/compliance/custody",
-            &admin,
-            Some(serde_json::to_value(&unlocked).unwrap())
-        )
-        .await,
-        (400, "invalid_custody".into())
-    );
+    h.expect(
+        "POST",
+        "/admin/compliance/custody",
+        &admin,
+        Some(serde_json::to_value(&unlocked).unwrap()),
+        (400, "invalid_custody"),
+    )
+    .await;
     assert_eq!(node.count("SELECT count(*) FROM compliance_custody"), 0);
     let view: CustodyView = h
         .ok(
@@ -243,26 +453,22 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
     let id = case.id;
 
     // Officer 1 alone: no release, no message.
-    assert_eq!(
-        h.refused(
-            "GET",
-            &format!("/compliance/cases/{id}/release"),
-            &officers[0],
-            None
-        )
-        .await,
-        (409, "not_enough_approvals".into())
-    );
-    assert_eq!(
-        h.refused(
-            "GET",
-            &format!("/compliance/cases/{id}/messages/{mid}"),
-            &officers[0],
-            None
-        )
-        .await,
-        (409, "case_closed".into())
-    );
+    h.expect(
+        "GET",
+        &format!("/compliance/cases/{id}/release"),
+        &officers[0],
+        None,
+        (409, "not_enough_approvals"),
+    )
+    .await;
+    h.expect(
+        "GET",
+        &format!("/compliance/cases/{id}/messages/{mid}"),
+        &officers[0],
+        None,
+        (409, "case_closed"),
+    )
+    .await;
     assert!(log_seqs(&node, "compliance.shares_released").is_empty());
 
     // Officer 2's share for the request key.
@@ -278,41 +484,33 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
 
     // A non-officer and the requester cannot approve; nothing changes.
     let log_before = node.count("SELECT count(*) FROM txlog");
-    assert_eq!(
-        h.refused(
-            "POST",
-            &format!("/compliance/cases/{id}/approve"),
-            &carol,
-            Some(approval.clone())
-        )
-        .await,
-        (403, "not_officer".into())
-    );
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{id}/approve"),
+        &carol,
+        Some(approval.clone()),
+        (403, "not_officer"),
+    )
+    .await;
     let own =
         custody::unwrap_share(&setup.shares[0].share, officers[0].unlocked_cert(), now).unwrap();
-    assert_eq!(
-        h.refused(
-            "POST",
-            &format!("/compliance/cases/{id}/approve"),
-            &officers[0],
-            Some(serde_json::json!({
-                "share": custody::wrap_share(&own, &request_key, now).unwrap()
-            }))
-        )
-        .await,
-        (403, "own_case".into())
-    );
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{id}/approve"),
+        &officers[0],
+        Some(serde_json::json!({ "share": custody::wrap_share(&own, &request_key, now).unwrap() })),
+        (403, "own_case"),
+    )
+    .await;
     // A share not encrypted to the request key is refused.
-    assert_eq!(
-        h.refused(
-            "POST",
-            &format!("/compliance/cases/{id}/approve"),
-            &officers[1],
-            Some(serde_json::json!({ "share": o2.my_share.clone().unwrap() }))
-        )
-        .await,
-        (400, "invalid_case".into())
-    );
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{id}/approve"),
+        &officers[1],
+        Some(serde_json::json!({ "share": o2.my_share.clone().unwrap() })),
+        (400, "invalid_case"),
+    )
+    .await;
     assert_eq!(node.count("SELECT count(*) FROM compliance_approvals"), 0);
     assert_eq!(node.count("SELECT count(*) FROM txlog"), log_before);
     // Nor can a non-officer see anything.
@@ -322,11 +520,8 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
         format!("/compliance/cases/{id}/release"),
         "/compliance/archive?sender=alice@a.test".to_owned(),
     ] {
-        assert_eq!(
-            h.refused("GET", &path, &carol, None).await,
-            (403, "not_officer".into()),
-            "{path}"
-        );
+        h.expect("GET", &path, &carol, None, (403, "not_officer"))
+            .await;
     }
 
     // Officer 2 approves, once.
@@ -339,28 +534,23 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
         )
         .await;
     assert_eq!(approved.approved_by, vec!["officer2@a.test".to_owned()]);
-    assert_eq!(
-        h.refused(
-            "POST",
-            &format!("/compliance/cases/{id}/approve"),
-            &officers[1],
-            Some(approval)
-        )
-        .await
-        .1,
-        "already_approved"
-    );
+    h.expect(
+        "POST",
+        &format!("/compliance/cases/{id}/approve"),
+        &officers[1],
+        Some(approval),
+        (409, "already_approved"),
+    )
+    .await;
     // Only the requester gets the release.
-    assert_eq!(
-        h.refused(
-            "GET",
-            &format!("/compliance/cases/{id}/release"),
-            &officers[2],
-            None
-        )
-        .await,
-        (403, "not_requester".into())
-    );
+    h.expect(
+        "GET",
+        &format!("/compliance/cases/{id}/release"),
+        &officers[2],
+        None,
+        (403, "not_requester"),
+    )
+    .await;
 
     // Officer 1's release: their own share and officer 2's meet only here.
     let release: CaseRelease = h
@@ -420,16 +610,14 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
     assert_eq!(opened.len(), 1);
     assert!(released[0] < opened[0]);
     // A message outside the case is not served.
-    assert_eq!(
-        h.refused(
-            "GET",
-            &format!("/compliance/cases/{id}/messages/{}", "0".repeat(32)),
-            &officers[0],
-            None
-        )
-        .await,
-        (404, "not_in_case".into())
-    );
+    h.expect(
+        "GET",
+        &format!("/compliance/cases/{id}/messages/{}", "0".repeat(32)),
+        &officers[0],
+        None,
+        (404, "not_in_case"),
+    )
+    .await;
 
     // The envelope-data search finds alice's message, without its subject.
     let found: Vec<serde_json::Value> = h
@@ -476,16 +664,14 @@ async fn two_of_three_officers_open_a_message_and_one_alone_cannot() {
     assert_eq!(report.messages[0].opened.len(), 1);
     assert_eq!(report.messages[0].opened[0].officer, "officer1@a.test");
     assert_eq!(report.case.case_ref, "Court order 2026-17");
-    assert_eq!(
-        h.refused(
-            "GET",
-            &format!("/compliance/cases/{id}/report"),
-            &carol,
-            None
-        )
-        .await,
-        (403, "not_officer".into())
-    );
+    h.expect(
+        "GET",
+        &format!("/compliance/cases/{id}/report"),
+        &carol,
+        None,
+        (403, "not_officer"),
+    )
+    .await;
 
     // alice and bob see that their message was opened for compliance; carol sees nothing.
     for who in [&alice, &bob] {
