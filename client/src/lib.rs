@@ -11,10 +11,12 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod custody;
 mod guest;
 mod keys;
 pub mod mime;
 pub mod pickup;
+pub mod shamir;
 pub mod smime;
 
 use std::io::{Read, Write};

@@ -96,7 +96,7 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// The organisation's compliance key (docs/compliance.md).
+    /// The organisation's compliance key and its custody (docs/compliance.md).
     Compliance {
         #[command(subcommand)]
         command: ComplianceCommand,
@@ -111,6 +111,21 @@ pub enum ComplianceCommand {
     Install { file: PathBuf },
     /// Show the active compliance key.
     Show,
+    /// Compliance officers, who hold the shares of the compliance key ("Dual control").
+    Officer {
+        #[command(subcommand)]
+        command: OfficerCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OfficerCommand {
+    /// Make a user a compliance officer (they get a share when the key is split anew).
+    Add { address: String },
+    /// Remove a compliance officer (split the key anew without them next).
+    Remove { address: String },
+    /// List the compliance officers.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,10 +182,10 @@ impl AdminCommand {
             // memory: there is nothing for it to catch up with.
             AdminCommand::Key { .. } => false,
             AdminCommand::Compliance {
-                command: ComplianceCommand::Show,
-            } => false,
-            // The node keeps the active key in memory while the certificate generation stands.
-            AdminCommand::Compliance { .. } => true,
+                command: ComplianceCommand::Install { .. },
+            } => true,
+            // Show reads the database; officers are read at every request.
+            AdminCommand::Compliance { .. } => false,
             AdminCommand::User { .. } | AdminCommand::Peer { .. } | AdminCommand::Guest { .. } => {
                 true
             }
@@ -546,6 +561,32 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
                     print!("{}", k.cert);
                 }
                 None => println!("no compliance key installed"),
+            },
+            ComplianceCommand::Officer { command } => match command {
+                OfficerCommand::Add { ref address } | OfficerCommand::Remove { ref address } => {
+                    let add = matches!(command, OfficerCommand::Add { .. });
+                    service::custody::set_officer(
+                        &store,
+                        &Actor::Cli,
+                        address,
+                        add,
+                        std::time::SystemTime::now(),
+                    )
+                    .await?;
+                    let address = address.to_ascii_lowercase();
+                    if add {
+                        println!("{address} is now a compliance officer");
+                    } else {
+                        println!(
+                            "{address} is no longer a compliance officer: split the compliance key anew without them"
+                        );
+                    }
+                }
+                OfficerCommand::List => {
+                    for o in service::custody::officers(&store).await? {
+                        println!("{}", o.address);
+                    }
+                }
             },
         },
         AdminCommand::Log {

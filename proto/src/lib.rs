@@ -11,6 +11,7 @@
 
 mod address;
 pub mod crypto;
+pub mod custody;
 pub mod outside;
 pub mod submission;
 

@@ -20,6 +20,8 @@ enum Who {
     Admin,
     /// A pickup session (docs/pickup.md): no user session reaches these routes either.
     PickupSession,
+    /// A compliance officer (docs/compliance.md, "Dual control"): any other user gets 403.
+    Officer,
 }
 
 /// `(method, documented path, who may call it, status for a user who does not own what the
@@ -111,6 +113,41 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     (
         "POST",
         "/messages/{id}/pickups/relock",
+        Who::User,
+        Some(404),
+    ),
+    // Compliance custody (docs/compliance.md, "Dual control"): admins set up, officers act.
+    ("GET", "/admin/compliance/officers", Who::Admin, None),
+    (
+        "PUT",
+        "/admin/compliance/officers/{address}",
+        Who::Admin,
+        None,
+    ),
+    (
+        "DELETE",
+        "/admin/compliance/officers/{address}",
+        Who::Admin,
+        None,
+    ),
+    ("POST", "/admin/compliance/custody", Who::Admin, None),
+    ("GET", "/compliance/custody", Who::Officer, None),
+    ("GET", "/compliance/cases", Who::Officer, None),
+    ("POST", "/compliance/cases", Who::Officer, None),
+    ("POST", "/compliance/cases/{id}/approve", Who::Officer, None),
+    ("POST", "/compliance/cases/{id}/refuse", Who::Officer, None),
+    ("GET", "/compliance/cases/{id}/release", Who::Officer, None),
+    (
+        "GET",
+        "/compliance/cases/{id}/messages/{mid}",
+        Who::Officer,
+        None,
+    ),
+    ("GET", "/compliance/archive", Who::Officer, None),
+    ("GET", "/compliance/cases/{id}/report", Who::Officer, None),
+    (
+        "GET",
+        "/messages/{id}/compliance-opens",
         Who::User,
         Some(404),
     ),
@@ -210,6 +247,7 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
             sent.message_id.clone()
         };
         path.replace("{id}", &id)
+            .replace("{mid}", &sent.message_id)
             .replace("{index}", "0")
             .replace("{address}", "bob@a.test")
             .replace("{folder}", "inbox")
@@ -265,6 +303,16 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
             let r = call(method, &path, Some(carol.token())).await.unwrap();
             let what = format!("non-admin {method} {path}");
             assert_eq!(error_shape(&what, r).await.0, 403, "{what}");
+            checked += 1;
+        }
+        if who == Who::Officer {
+            let r = call(method, &path, Some(carol.token())).await.unwrap();
+            let what = format!("non-officer {method} {path}");
+            assert_eq!(
+                error_shape(&what, r).await,
+                (403, "not_officer".into()),
+                "{what}"
+            );
             checked += 1;
         }
         if let Some(expected) = not_owner {

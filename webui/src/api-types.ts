@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/admin/compliance/custody": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Put the compliance key under dual control (or split it anew)
+         * @description The admin's browser made the key, locked its TSK under a random secret S, split S M-of-N and encrypted each share to one officer's key. The node checks the key is locked, each share is encrypted to its officer, and stores them; it never sees S.
+         */
+        post: operations["setup_custody"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/compliance/key": {
         parameters: {
             query?: never;
@@ -16,6 +36,47 @@ export interface paths {
         put: operations["install"];
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/compliance/officers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The compliance officers */
+        get: operations["compliance_officers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/compliance/officers/{address}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Make a user a compliance officer
+         * @description An officer holds a share of the compliance key only after the key is split anew (POST /admin/compliance/custody).
+         */
+        put: operations["add_compliance_officer"];
+        post?: never;
+        /**
+         * Remove a compliance officer
+         * @description Their share stays in the current split until the key is split anew without them: do that next.
+         */
+        delete: operations["remove_compliance_officer"];
         options?: never;
         head?: never;
         patch?: never;
@@ -287,6 +348,149 @@ export interface paths {
         put?: never;
         /** Publish certifications, introducer signatures or retractions made by the logged-in user's key (only those are kept) */
         post: operations["certify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Search messages by envelope data (sender, recipient, date); logged */
+        get: operations["compliance_archive"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/cases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Access cases, newest first (at most 500) */
+        get: operations["compliance_cases"];
+        put?: never;
+        /** Request access to messages under a case reference */
+        post: operations["request_case"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/cases/{id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Approve another officer's case with one's share encrypted to its request key */
+        post: operations["approve_case"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/cases/{id}/messages/{mid}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One encrypted part of a message of a released case, for its requester
+         * @description Logged `compliance.message_opened` before the ciphertext is served.
+         */
+        get: operations["case_message"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/cases/{id}/refuse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Refuse another officer's case, which closes it */
+        post: operations["refuse_case"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/cases/{id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The requester's release: the locked key, their own share, the approvers' shares
+         * @description Only the requester, only with M-1 approvals. `compliance.shares_released` is committed to the log before this answers; the shares meet only in the requester's browser.
+         */
+        get: operations["release_case"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/cases/{id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A case's access report (exportable JSON): the case, its log entries with their hashes, each message's reads */
+        get: operations["case_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/compliance/custody": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The key under custody, with the caller's own wrapped share */
+        get: operations["compliance_custody"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -567,6 +771,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/messages/{id}/compliance-opens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** When a message of yours was opened for compliance */
+        get: operations["message_compliance_opens"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/{id}/evidence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The evidence bundle of a message: every record for its sender, a recipient's own */
+        get: operations["evidence"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/messages/{id}/move": {
         parameters: {
             query?: never;
@@ -649,6 +887,23 @@ export interface paths {
         put?: never;
         /** Mark read (logged: evidence of reading) */
         post: operations["mark_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/{id}/receipt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Accept or refuse a message registered for you, with a signed statement */
+        post: operations["receipt"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1075,6 +1330,27 @@ export interface components {
              */
             last_used_at?: number | null;
         };
+        /** @description `POST /compliance/cases/{id}/approve`. */
+        ApproveCaseRequest: {
+            /** @description The approver's share, encrypted to the case's request key (armored OpenPGP message). */
+            share: string;
+        };
+        /** @description A message as the envelope-data search shows it: no subject, no content. */
+        ArchiveItem: {
+            message_id: string;
+            sender: string;
+            recipients: string[];
+            /**
+             * Format: int64
+             * @description Bytes of ciphertext.
+             */
+            size: number;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            accepted_at: number;
+        };
         /**
          * @description How a mail that came in over SMTP arrived: what the node saw in transit (its content is
          *     part 0, an OpenPGP message to the recipient).
@@ -1115,6 +1391,107 @@ export interface components {
              * @description Index of the part that carries it.
              */
             part: number;
+        };
+        /**
+         * @description One message's evidence, as one JSON file: binary parts in standard base64, signatures and
+         *     certificates armored, so each part can be cut out and checked with gpg or openssl.
+         */
+        Bundle: {
+            /** @description [`BUNDLE_FORMAT`]. */
+            format: string;
+            message_id: string;
+            /**
+             * @description The organisation CA's certificate (armored): the trust anchor, which the verifier
+             *     reports by fingerprint and may be told to pin.
+             */
+            ca_cert: string;
+            /** @description The node's evidence key (armored, public), certified by `ca_cert`. */
+            evidence_cert: string;
+            /**
+             * @description The TSA's CA as the node is configured with (PEM), for convenience: the verifier trusts
+             *     it only when not given its own.
+             */
+            tsa_ca?: string | null;
+            records: components["schemas"]["BundleRecord"][];
+            batches: components["schemas"]["BundleBatch"][];
+        };
+        BundleBatch: {
+            /** @description The head's canonical bytes (base64). */
+            head: string;
+            /** @description The evidence key's armored detached signature over them. */
+            signature: string;
+            /** @description The TSA's token (DER `TimeStampToken`, base64) over SHA-256(head). */
+            timestamp: string;
+        };
+        BundleRecord: {
+            /** @description The record's canonical bytes (base64). */
+            record: string;
+            /** @description The evidence key's armored detached signature over them. */
+            signature: string;
+            /**
+             * Format: int64
+             * @description The batch that covers it (a `batches[].head`'s `batch`).
+             */
+            batch: number;
+            /**
+             * Format: int64
+             * @description Its leaf index in that batch's tree.
+             */
+            index: number;
+            /** @description The RFC 6962 inclusion proof (base64 of the concatenated 32-byte hashes). */
+            proof: string;
+        };
+        /** @description `GET /compliance/cases/{id}/release`: what the requester's browser needs to unlock the key. */
+        CaseRelease: {
+            /** Format: int64 */
+            case_id: number;
+            fingerprint: string;
+            /** @description The locked TSK. */
+            locked_key: string;
+            /** Format: int32 */
+            threshold: number;
+            /** @description The requester's own share, encrypted to their account key. */
+            own_share: string;
+            /** @description The approvers' shares, each encrypted to the request key. */
+            shares: components["schemas"]["ReleasedShare"][];
+        };
+        /** @description `GET /compliance/cases/{id}/report`: the case's access report, exportable as it is. */
+        CaseReport: {
+            case: components["schemas"]["CaseView"];
+            /** @description Every log entry of the case, in log order. */
+            entries: components["schemas"]["ReportEntry"][];
+            /** @description Per message of the case, its reads. */
+            messages: components["schemas"]["MessageAccess"][];
+            /**
+             * Format: int64
+             * @description Unix seconds the report was made.
+             */
+            made_at: number;
+        };
+        /** @description An access case. */
+        CaseView: {
+            /** Format: int64 */
+            id: number;
+            case_ref: string;
+            requester: string;
+            message_ids: string[];
+            /** @description The request key (armored public certificate) approvers encrypt their shares to. */
+            request_key: string;
+            /** @description `pending`, `released`, `refused` or `superseded`. */
+            state: string;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description Officers who approved it. */
+            approved_by: string[];
+            /**
+             * Format: int32
+             * @description Approvals needed before release (M - 1).
+             */
+            approvals_needed: number;
+            refused_by?: string | null;
         };
         /** @description A certificate carrying new certifications (or retractions) made by the requesting user. */
         CertificationRequest: {
@@ -1164,6 +1541,17 @@ export interface components {
             /** Format: int64 */
             installed_at: number;
         };
+        /**
+         * @description `GET /messages/{id}/compliance-opens`: when a message of the caller's was opened for
+         *     compliance (not by whom, nor under which case).
+         */
+        ComplianceOpen: {
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            at: number;
+        };
         /** @description A new app password's device name. */
         CreateAppPasswordRequest: {
             /** @description 1 to 64 characters, no control characters ("Laptop", "Phone"). */
@@ -1181,6 +1569,38 @@ export interface components {
              *     typed.
              */
             password: string;
+        };
+        /** @description `POST /admin/compliance/custody`: what the admin's browser made. */
+        CustodySetupRequest: {
+            /** @description The compliance key's public certificate, armored. */
+            cert: string;
+            /** @description The same key with every secret key encrypted under the lock (armored TSK). */
+            locked_key: string;
+            /**
+             * Format: int32
+             * @description M: how many shares unlock it (2 to the number of shares).
+             */
+            threshold: number;
+            /** @description One per officer (N). */
+            shares: components["schemas"]["WrappedShare"][];
+        };
+        /** @description The key under custody, as officers and admins see it. */
+        CustodyView: {
+            fingerprint: string;
+            /** @description The public certificate, armored. */
+            cert: string;
+            /** Format: int32 */
+            threshold: number;
+            /** @description The officers holding a share. */
+            officers: string[];
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            created_by: string;
+            /** @description The caller's own wrapped share, if they hold one (to approve a case with). */
+            my_share?: string | null;
         };
         /**
          * @description How a recipient will be reached (docs/mail.md, "Delivery modes").
@@ -1251,6 +1671,13 @@ export interface components {
             external?: {
                 [key: string]: components["schemas"]["ExternalCopy"];
             };
+            /**
+             * @description Recipients (each also in `to`, Sealpost users here or at a peered organisation) for
+             *     whom the message is registered (docs/evidence.md, "Registered mail"): their node
+             *     withholds the parts until they sign an acceptance receipt ([`ReceiptStatement`]) or
+             *     refuse. Absent when empty, so envelopes without it keep their exact bytes.
+             */
+            registered?: string[];
         };
         EnvelopePart: {
             /** @description Lowercase hex SHA-256 of the part's ciphertext. */
@@ -1284,6 +1711,15 @@ export interface components {
              *     locks.
              */
             attempts_left?: number | null;
+        };
+        /**
+         * @description A message's evidence bundle (docs/evidence.md) and how many of the caller's records wait for
+         *     the next sealed batch (not in the bundle yet).
+         */
+        EvidenceResponse: {
+            bundle: components["schemas"]["Bundle"];
+            /** Format: int64 */
+            pending: number;
         };
         /**
          * @description The external copy of a message for one outside recipient (docs/mail.md, "The envelope and
@@ -1466,6 +1902,12 @@ export interface components {
             /** @description In the inbox: the node's notices to the user (deliveries that failed). */
             notices?: components["schemas"]["Notice"][];
         };
+        /** @description Who read one message of a case, when. */
+        MessageAccess: {
+            message_id: string;
+            /** @description `(officer, Unix seconds)` of each read, in order. */
+            opened: components["schemas"]["OpenedBy"][];
+        };
         MessageResponse: {
             item: components["schemas"]["MailboxItem"];
             envelope: string;
@@ -1477,10 +1919,23 @@ export interface components {
             sender_cert: string;
             /** @description In the sender's Sent: each pickup recipient's pickup key (docs/pickup.md). */
             pickups?: components["schemas"]["PickupView"][];
+            registered?: null | components["schemas"]["RegisteredView"];
         };
         MoveRequest: {
             from: components["schemas"]["Folder"];
             to: components["schemas"]["Folder"];
+        };
+        /** @description `POST /compliance/cases`: a request to open messages. */
+        NewCaseRequest: {
+            /** @description The case reference (court order, supervisory request): 1 to 128 printable characters. */
+            case_ref: string;
+            /** @description The messages to open (1 to 100). */
+            message_ids: string[];
+            /**
+             * @description A public OpenPGP certificate made in the requester's browser for this case only:
+             *     approvers encrypt their shares to it.
+             */
+            request_key: string;
         };
         NodeStatus: {
             domain: string;
@@ -1512,6 +1967,22 @@ export interface components {
             /** Format: int64 */
             created_at: number;
             unread: boolean;
+        };
+        /** @description A compliance officer. */
+        OfficerView: {
+            address: string;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            added_at: number;
+        };
+        OpenedBy: {
+            officer: string;
+            /** Format: int64 */
+            at: number;
+            /** Format: int32 */
+            part: number;
         };
         /** @description What a node publishes about its organisation. */
         OrgInfo: {
@@ -1784,6 +2255,16 @@ export interface components {
             max_recipients: number;
             inline_part_max_bytes: number;
         };
+        /**
+         * @description What a recipient decides about a registered message.
+         * @enum {string}
+         */
+        ReceiptDecision: "accept" | "refuse";
+        /** @description `POST /messages/{id}/receipt`: the statement's exact bytes and the signature over them. */
+        ReceiptRequest: {
+            statement: string;
+            signature: string;
+        };
         RecipientState: {
             address: string;
             mode?: null | components["schemas"]["DeliveryMode"];
@@ -1794,6 +2275,42 @@ export interface components {
              *     only, once.
              */
             link?: string | null;
+        };
+        /** @description A registered message as its recipient sees it. */
+        RegisteredView: {
+            /** @description `pending`, `accepted` or `refused`. */
+            state: string;
+            /** @description What to tell the reader before opening it. */
+            notice: string;
+        };
+        /** @description A share released to the requester: encrypted to the request key. */
+        ReleasedShare: {
+            officer: string;
+            share: string;
+        };
+        /**
+         * @description One log entry of a case in its access report: the entry as the transaction log holds it,
+         *     with its hash, so the report can be checked against the log and its signed checkpoints.
+         */
+        ReportEntry: {
+            /** Format: int64 */
+            seq: number;
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            at: number;
+            /**
+             * @description `compliance.case_requested`, `.case_approved`, `.case_refused`, `.shares_released`,
+             *     `.message_opened`.
+             */
+            kind: string;
+            actor: string;
+            subject: string;
+            /** @description The entry's detail exactly as the log holds it (JSON text). */
+            detail: string;
+            /** @description The entry's hash in the log's chain (hex). */
+            hash: string;
         };
         ResolvedRecipient: {
             address: string;
@@ -1961,6 +2478,16 @@ export interface components {
              */
             explanation: string[];
         };
+        /** @description One officer's share of the lock's secret, encrypted (OpenPGP) to that officer's key. */
+        WrappedShare: {
+            /** @description The officer's address. */
+            address: string;
+            /**
+             * @description An armored OpenPGP message to the officer's key holding the share (an x byte, then one
+             *     byte per byte of the secret).
+             */
+            share: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -1970,6 +2497,94 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    setup_custody: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CustodySetupRequest"];
+            };
+        };
+        responses: {
+            /** @description Under custody */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustodyView"];
+                };
+            };
+            /** @description `invalid_custody`, `invalid_address`; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     install: {
         parameters: {
             query?: never;
@@ -2039,6 +2654,224 @@ export interface operations {
             };
             /** @description `invalid_compliance_key`: secret key material, not v4, no encryption key, or not the one user ID `Compliance archive <compliance@DOMAIN>` */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    compliance_officers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Officers, in the order they were made officers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OfficerView"][];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    add_compliance_officer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user's address */
+                address: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An officer now */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `guest_not_allowed`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_user` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_enrolled` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove_compliance_officer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The officer's address */
+                address: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No longer an officer */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_user` */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3441,6 +4274,754 @@ export interface operations {
             };
         };
     };
+    compliance_archive: {
+        parameters: {
+            query?: {
+                /** @description The sender's address. */
+                sender?: string;
+                /** @description One recipient's address. */
+                recipient?: string;
+                /** @description Accepted at or after (Unix seconds). */
+                from?: number;
+                /** @description Accepted before (Unix seconds). */
+                to?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description At most 200 messages, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArchiveItem"][];
+                };
+            };
+            /** @description `invalid_address`; `invalid_query`: the query does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    compliance_cases: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cases */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseView"][];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    request_case: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewCaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Requested (logged `compliance.case_requested`) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseView"];
+                };
+            };
+            /** @description `invalid_case`; `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`, `no_share`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `no_custody` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    approve_case: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The case */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApproveCaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Approved (logged `compliance.case_approved`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseView"];
+                };
+            };
+            /** @description `invalid_case`: the share is not encrypted to the request key; `malformed_json`, `invalid_request`: not the JSON this route takes; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`, `own_case`, `no_share`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_case` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `already_approved`, `case_closed` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    case_message: {
+        parameters: {
+            query?: {
+                /** @description The part index (0, the default, is the sealed head). */
+                part?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The case */
+                id: number;
+                /** @description A message ID of the case */
+                mid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The part's ciphertext */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse; `invalid_query`: the query does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`, `not_requester`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_case`, `not_in_case`, `unknown_part` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `case_closed`: not released */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refuse_case: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The case */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Refused (logged `compliance.case_refused`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseView"];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`, `own_case`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_case` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `case_closed` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    release_case: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The case */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseRelease"];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`, `not_requester`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_case` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_enough_approvals`, `case_closed` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    case_report: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The case */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaseReport"];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_case` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    compliance_custody: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The custody */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustodyView"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `no_custody` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     enroll: {
         parameters: {
             query?: never;
@@ -4805,6 +6386,162 @@ export interface operations {
             };
         };
     };
+    message_compliance_opens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Message ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each opening, oldest first (empty: never) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComplianceOpen"][];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such message in your mailbox */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    evidence: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Message ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bundle */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EvidenceResponse"];
+                };
+            };
+            /** @description `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_message` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     move_message: {
         parameters: {
             query?: never;
@@ -5263,6 +7000,124 @@ export interface operations {
             };
             /** @description `unknown_message`, `not_found` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    receipt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Message ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReceiptRequest"];
+            };
+        };
+        responses: {
+            /** @description Kept: the decision */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReceiptDecision"];
+                };
+            };
+            /** @description `malformed_json`, `invalid_request`: not the JSON this route takes; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_message` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_registered`, `receipt_given` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_receipt` */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -3,6 +3,7 @@
 // share is in ui.tsx, auth.tsx and mail.tsx; cryptography lives in client.ts/pgp.ts.
 import { render } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import * as api from './api';
 import * as client from './client';
 import type { Session } from './client';
 import { Icon, Logo, go, initials, useRoute } from './ui';
@@ -17,6 +18,7 @@ import { OutsideKeys } from './screens/outside-keys';
 import { MailPrograms } from './screens/mail-programs';
 import { Settings } from './screens/settings';
 import { Admin } from './screens/admin';
+import { Compliance } from './screens/compliance';
 
 // ---------------------------------------------------------------- root
 
@@ -87,6 +89,13 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
     return () => document.removeEventListener('keydown', onKey);
   }, [menuOpen]);
   useEffect(() => { setMenuOpen(false); }, [route.join('/')]);
+  // Compliance is shown to admins and to officers (whom the node alone knows: ask it once).
+  const [officer, setOfficer] = useState(false);
+  useEffect(() => {
+    if (session.account.guest) return;
+    api.get('/compliance/custody').then(() => setOfficer(true), (e) => setOfficer(e instanceof api.ApiError && e.code === 'no_custody'));
+  }, []);
+  const compliance = session.account.is_admin || officer;
 
   const compose = (seed: ComposeSeed | null) => {
     setComposeSeed(seed);
@@ -102,6 +111,7 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
   else if (section === 'mail-programs' && session.org.submission && !session.account.guest) main = <MailPrograms session={session} />;
   else if (section === 'settings') main = <Settings session={session} onSession={onSession} onSignOut={onSignOut} />;
   else if (section === 'admin' && session.account.is_admin) main = <Admin session={session} />;
+  else if (section === 'compliance' && compliance) main = <Compliance session={session} />;
   else main = <div class="empty">Nothing here. <a href="#/mail/inbox">Go to your inbox</a>.</div>;
 
   const here = (active: boolean) => ({ class: active ? 'active' : '', 'aria-current': active ? ('page' as const) : undefined });
@@ -154,6 +164,7 @@ function Shell({ session, route, query, onSignOut, onSession }: ShellProps) {
           {session.org.submission && !session.account.guest && <li><a href="#/mail-programs" {...here(section === 'mail-programs')} data-testid="nav-mail-programs"><Icon name="sent" /> Mail programs</a></li>}
           <li><a href="#/settings" {...here(section === 'settings')}><Icon name="settings" /> Settings</a></li>
           {session.account.is_admin && <li><a href="#/admin" {...here(section === 'admin')}><Icon name="building" /> Administration</a></li>}
+          {compliance && <li><a href="#/compliance" {...here(section === 'compliance')} data-testid="nav-compliance"><Icon name="shield" /> Compliance</a></li>}
         </ul>
         <button class="btn btn-ghost nav-signout" onClick={onSignOut}><Icon name="signout" /> Sign out</button>
         <div class="sidebar-foot muted small">End-to-end encrypted · key {session.account.fingerprint.slice(-8)}</div>

@@ -390,3 +390,10 @@ export async function fullyLocked(armored: string): Promise<boolean> {
   const packets = [k.keyPacket, ...k.subkeys.map((s) => s.keyPacket)] as any[];
   return packets.every((p) => typeof p.isDecrypted === 'function' && p.isDecrypted() === false);
 }
+
+/** `data` encrypted to `key` alone, unsigned, armored: a share of the compliance key's lock
+ * (docs/compliance.md, "Dual control"), as the Rust client's `custody::wrap_share`. */
+export async function encryptShare(data: Uint8Array, key: PublicKey): Promise<string> {
+  const message = await openpgp.createMessage({ binary: data, format: 'binary' });
+  return (await openpgp.encrypt({ message, encryptionKeys: key, format: 'armored', config })) as string;
+}

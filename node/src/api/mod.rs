@@ -6,6 +6,7 @@
 
 mod accounts;
 mod app_passwords;
+mod compliance;
 mod compliance_key;
 mod console;
 pub mod error;
@@ -150,6 +151,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(smime::issue_certificate, smime::stored_key))
         .routes(routes!(compliance_key::install))
         .merge(console::routes())
+        .merge(compliance::routes())
 }
 
 /// The router with every route, limit and fallback.

@@ -250,7 +250,8 @@ mod tests {
                 .replace("{address}", "nobody@openapi.test")
                 .replace("{domain}", "peer.test")
                 .replace("{sha256}", &"ab".repeat(32))
-                .replace("{fingerprint}", &"AB".repeat(20));
+                .replace("{fingerprint}", &"AB".repeat(20))
+                .replace("{mid}", &"0".repeat(32));
             assert!(!concrete.contains('{'), "a new parameter in {path}");
             for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
                 let req = Request::builder()

@@ -302,6 +302,31 @@ pub enum ServiceError {
     /// the user ID `Compliance archive <compliance@DOMAIN>`).
     #[error("not a compliance key: {0}")]
     InvalidComplianceKey(String),
+    /// The compliance key's custody (docs/compliance.md, "Dual control").
+    #[error("only compliance officers may do this")]
+    NotOfficer,
+    #[error("the compliance key is not under custody yet: an admin sets it up first")]
+    NoCustody,
+    #[error("the custody setup is refused: {0}")]
+    InvalidCustody(String),
+    #[error("the access request is refused: {0}")]
+    InvalidCase(String),
+    #[error("no such compliance case")]
+    UnknownCase,
+    #[error("an officer cannot approve or refuse their own request")]
+    OwnCase,
+    #[error("you have approved this case already")]
+    AlreadyApproved,
+    #[error("this case is {state}: it can no longer change")]
+    CaseClosed { state: String },
+    #[error("this case has {have} of the {need} approvals it needs")]
+    NotEnoughApprovals { have: u32, need: u32 },
+    #[error("only the officer who requested this case may do this")]
+    NotRequester,
+    #[error("this message is not part of the case")]
+    NotInCase,
+    #[error("{address} holds no share of the compliance key")]
+    NoShare { address: String },
     #[error("the node's storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("the node failed: {0}")]
@@ -406,6 +431,18 @@ impl ServiceError {
             ServiceError::SmimeKeyUnsupported(_) => "smime_key_unsupported",
             ServiceError::SmimeRateLimited { .. } => "rate_limited",
             ServiceError::SmimeKeyNotStored => "not_found",
+            ServiceError::NotOfficer => "not_officer",
+            ServiceError::NoCustody => "no_custody",
+            ServiceError::InvalidCustody(_) => "invalid_custody",
+            ServiceError::InvalidCase(_) => "invalid_case",
+            ServiceError::UnknownCase => "unknown_case",
+            ServiceError::OwnCase => "own_case",
+            ServiceError::AlreadyApproved => "already_approved",
+            ServiceError::CaseClosed { .. } => "case_closed",
+            ServiceError::NotEnoughApprovals { .. } => "not_enough_approvals",
+            ServiceError::NotRequester => "not_requester",
+            ServiceError::NotInCase => "not_in_case",
+            ServiceError::NoShare { .. } => "no_share",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
             ServiceError::Storage(StorageError::NotFound(_)) => "not_found",
@@ -518,6 +555,16 @@ impl ServiceError {
             | ServiceError::PeerAnswerRefused { .. }
             | ServiceError::Storage(StorageError::Overloaded)
             | ServiceError::Storage(StorageError::Backlog(..)) => ErrorKind::Unavailable,
+            ServiceError::NotOfficer
+            | ServiceError::OwnCase
+            | ServiceError::NotRequester
+            | ServiceError::NoShare { .. } => ErrorKind::Forbidden,
+            ServiceError::InvalidCustody(_) | ServiceError::InvalidCase(_) => ErrorKind::Invalid,
+            ServiceError::UnknownCase | ServiceError::NotInCase => ErrorKind::NotFound,
+            ServiceError::NoCustody
+            | ServiceError::AlreadyApproved
+            | ServiceError::CaseClosed { .. }
+            | ServiceError::NotEnoughApprovals { .. } => ErrorKind::Conflict,
             ServiceError::Storage(StorageError::InviteInvalid) => ErrorKind::Refused,
             ServiceError::Storage(StorageError::Conflict(_)) => ErrorKind::Conflict,
             ServiceError::Storage(StorageError::NotFound(_)) => ErrorKind::NotFound,

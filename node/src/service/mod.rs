@@ -14,6 +14,7 @@ pub mod app_passwords;
 pub mod compliance;
 mod context;
 pub mod credentials;
+pub mod custody;
 pub mod delivery;
 mod error;
 pub mod evidence;

@@ -19,6 +19,7 @@ pub mod app_passwords;
 pub mod blobs;
 mod certs;
 pub mod compliance;
+pub mod compliance_custody;
 mod error;
 pub mod evidence;
 pub mod federation;
@@ -36,6 +37,7 @@ pub use self::app_passwords::AppPasswordStore;
 pub use self::blobs::{BlobStore, FsBlobStore};
 pub use self::certs::*;
 pub use self::compliance::ComplianceStore;
+pub use self::compliance_custody::CustodyStore;
 pub use self::error::*;
 pub use self::evidence::EvidenceStore;
 pub use self::federation::*;
@@ -66,6 +68,7 @@ pub trait MetaStore:
     + SmimeStore
     + EvidenceStore
     + ComplianceStore
+    + CustodyStore
 {
 }
 
@@ -83,5 +86,6 @@ impl<T> MetaStore for T where
         + SmimeStore
         + EvidenceStore
         + ComplianceStore
+        + CustodyStore
 {
 }

@@ -29,6 +29,12 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const [pickupBusy, setPickupBusy] = useState<string | null>(null);
   const [pickupError, setPickupError] = useState<unknown>(null);
   const [newCode, setNewCode] = useState<ShownCode | null>(null);
+  // When this message was opened for the compliance archive (docs/compliance.md, "Dual control").
+  const [complianceOpens, setComplianceOpens] = useState<number[]>([]);
+  useEffect(() => {
+    setComplianceOpens([]);
+    api.get('/messages/{id}/compliance-opens', { id }).then((l) => setComplianceOpens(l.map((x) => x.at)), () => {});
+  }, [id]);
 
   // While a copy for another organisation is queued, or a pickup's notification mail is not
   // sent yet, follow it until its node has it or the relay answered.
@@ -200,6 +206,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
               : verdict === undefined ? <span class="badge badge-unverified">Checking trust…</span> : <Badge verdict={verdict} onOpen={() => setShowPath(!showPath)} />}
           </div>
           <div class="muted small">to {o.head.to.join(', ')} · {fullDate(o.head.sent_at)}</div>
+          {complianceOpens.length > 0 && <div class="delivery-line small" data-testid="compliance-opened"><span class="muted">Opened for your organisation's compliance archive:</span> {complianceOpens.map(fullDate).join(', ')}</div>}
           {DELIVERY_ORDER.map((mode) => {
             const rows = delivery.filter((d) => deliveryMode(d, pickupOf) === mode);
             return rows.length > 0 && <div class="delivery-line small" data-testid="delivery" data-mode={mode}><span class="muted">{MODE_HEADINGS[mode]}:</span> <DeliveryChips delivery={rows} long /></div>;

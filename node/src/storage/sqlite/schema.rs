@@ -531,6 +531,56 @@ CREATE TABLE compliance_keys (
     retired_at INTEGER
 );
 "#,
+    r#"
+-- The compliance key's custody under dual control (docs/compliance.md, "Dual control").
+-- Officers: accounts an admin made compliance officers.
+CREATE TABLE compliance_officers (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+    added_at INTEGER NOT NULL,
+    added_by TEXT NOT NULL
+);
+-- The key under custody: its public certificate and its TSK locked under a secret the node
+-- never sees (one live row; earlier ones are retired when the key is split anew).
+CREATE TABLE compliance_custody (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    cert TEXT NOT NULL,
+    locked_key TEXT NOT NULL,
+    threshold INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    retired_at INTEGER
+);
+-- Each officer's share of the lock's secret, encrypted to the officer's key.
+CREATE TABLE compliance_custody_shares (
+    custody_id INTEGER NOT NULL REFERENCES compliance_custody(id),
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    wrapped_share TEXT NOT NULL,
+    PRIMARY KEY (custody_id, account_id)
+) WITHOUT ROWID;
+-- Access cases: a request by one officer, approvals by others, the release.
+CREATE TABLE compliance_cases (
+    id INTEGER PRIMARY KEY,
+    custody_id INTEGER NOT NULL REFERENCES compliance_custody(id),
+    requester_id INTEGER NOT NULL REFERENCES accounts(id),
+    case_ref TEXT NOT NULL,
+    message_ids TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    decided_at INTEGER,
+    refused_by TEXT
+);
+CREATE INDEX compliance_cases_by_state ON compliance_cases(state, id);
+-- An approval: the officer's share encrypted to the case's request key.
+CREATE TABLE compliance_approvals (
+    case_id INTEGER NOT NULL REFERENCES compliance_cases(id),
+    officer_id INTEGER NOT NULL REFERENCES accounts(id),
+    share TEXT NOT NULL,
+    approved_at INTEGER NOT NULL,
+    PRIMARY KEY (case_id, officer_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
