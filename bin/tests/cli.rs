@@ -873,3 +873,26 @@ fn client_send_to_erik(x: &Path, smime_ca: bool) -> (String, std::process::Outpu
     let again = sealpost(&send, &alice);
     (err, again)
 }
+
+#[test]
+fn evidence_verify_runs_offline_and_names_the_failing_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundle.json");
+    let f = file.to_str().unwrap();
+    // Not a bundle at all: the bundle is named.
+    std::fs::write(&file, "{}").unwrap();
+    let o = sealpost(&["evidence", "verify", f], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("evidence does not verify: bundle:"), "{err}");
+    // A bundle of another format: the format is named.
+    std::fs::write(
+        &file,
+        r#"{"format":"x","message_id":"m","ca_cert":"","evidence_cert":"","tsa_ca":null,"records":[],"batches":[]}"#,
+    )
+    .unwrap();
+    let o = sealpost(&["evidence", "verify", f], &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("evidence does not verify: format:"), "{err}");
+}

@@ -82,6 +82,25 @@ pub enum Frame {
     BatchAnswer(BatchAnswer),
     /// A request the answering node could not serve, in plain words.
     Error(ErrorFrame),
+    /// "Send me your evidence records of this message" (docs/evidence.md): asked by the
+    /// sender's node of a recipient's node; answered only for a message from the asking
+    /// peer's domain.
+    EvidenceLookup(EvidenceLookup),
+    /// The answer to an [`EvidenceLookup`]: an evidence bundle (JSON).
+    EvidenceRecords(EvidenceRecords),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceLookup {
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecords {
+    /// The answering node's evidence bundle of the message (`sealpost-evidence-bundle-v1`):
+    /// its records, signatures, proofs and time-stamps. At most
+    /// [`Limits::max_evidence_bytes`].
+    pub bundle: String,
 }
 
 /// Transfers sent together so that the two nodes sign and verify once per batch rather than
@@ -273,6 +292,8 @@ pub struct Limits {
     pub max_org_record_bytes: usize,
     /// Transfers in one [`Batch`] (and answers in one [`BatchAnswer`]).
     pub max_batch: usize,
+    /// An evidence bundle ([`EvidenceRecords::bundle`]).
+    pub max_evidence_bytes: usize,
 }
 
 impl Default for Limits {
@@ -293,6 +314,7 @@ impl Default for Limits {
             max_inline_bytes: 1 << 20,
             max_org_record_bytes: 64 << 10,
             max_batch: 64,
+            max_evidence_bytes: 1 << 20,
         }
     }
 }
@@ -452,6 +474,11 @@ impl Frame {
             Frame::OrgRecord(r) => {
                 check_nonempty("record", &r.record)?;
                 check_len("record", r.record.len(), limits.max_org_record_bytes)
+            }
+            Frame::EvidenceLookup(l) => check_id(&l.message_id, limits),
+            Frame::EvidenceRecords(r) => {
+                check_nonempty("bundle", &r.bundle)?;
+                check_len("bundle", r.bundle.len(), limits.max_evidence_bytes)
             }
             Frame::Want(w) => {
                 check_id(&w.message_id, limits)?;
@@ -809,6 +836,12 @@ mod tests {
             Frame::OrgRecord(OrgRecord {
                 record: r#"{"domain":"beta.test"}"#.into(),
             }),
+            Frame::EvidenceLookup(EvidenceLookup {
+                message_id: "m-1".into(),
+            }),
+            Frame::EvidenceRecords(EvidenceRecords {
+                bundle: r#"{"format":"sealpost-evidence-bundle-v1"}"#.into(),
+            }),
             receipt(),
             Frame::Lookup(Lookup {
                 address: "bob@beta.test".into(),
@@ -1059,6 +1092,7 @@ mod tests {
             max_inline_bytes: 5,
             max_org_record_bytes: 4,
             max_batch: 2,
+            max_evidence_bytes: 4,
         };
         let part = || PartRef {
             sha256: H.into(),
@@ -1114,6 +1148,14 @@ mod tests {
                     record: "{\"a\"}".into(),
                 }),
                 "record",
+                5,
+                4,
+            ),
+            (
+                Frame::EvidenceRecords(EvidenceRecords {
+                    bundle: "{\"a\"}".into(),
+                }),
+                "bundle",
                 5,
                 4,
             ),

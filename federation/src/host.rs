@@ -124,6 +124,15 @@ pub trait Host: Send + Sync + 'static {
     /// Our organisation record (JSON), as our directory publishes it, for a peer that asks.
     async fn org_record(&self, peer: &Peer) -> Result<String, HostError>;
 
+    /// Our evidence bundle (JSON) of a message from the peer's domain, for its sender's node
+    /// (docs/evidence.md). A host that keeps no evidence refuses.
+    async fn evidence(&self, peer: &Peer, message_id: &str) -> Result<String, HostError> {
+        let _ = (peer, message_id);
+        Err(HostError::Refused(
+            "this node keeps no evidence records".into(),
+        ))
+    }
+
     /// A directory look-up by a peer: certificates for one of our addresses.
     async fn lookup(&self, peer: &Peer, address: &str) -> Result<LookupAnswer, HostError>;
 

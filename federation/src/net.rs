@@ -871,6 +871,23 @@ impl Handle {
         .await
     }
 
+    /// Asks the peer for its evidence bundle (JSON) of `message_id`, within
+    /// `request_timeout` (docs/evidence.md).
+    pub async fn evidence(&self, peer: &PeerId, message_id: &str) -> Result<String, NetError> {
+        self.request(
+            peer,
+            Frame::EvidenceLookup(crate::frame::EvidenceLookup {
+                message_id: message_id.into(),
+            }),
+            "evidence records",
+            |f| match f {
+                Frame::EvidenceRecords(r) => Some(r.bundle),
+                _ => None,
+            },
+        )
+        .await
+    }
+
     /// Asks the peer for its organisation record (JSON), within `request_timeout`.
     pub async fn org_record(&self, peer: &PeerId) -> Result<String, NetError> {
         self.request(
@@ -991,5 +1008,7 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::Batch(_) => "batch",
         Frame::BatchAnswer(_) => "batch_answer",
         Frame::Error(_) => "error",
+        Frame::EvidenceLookup(_) => "evidence_lookup",
+        Frame::EvidenceRecords(_) => "evidence_records",
     }
 }

@@ -330,6 +330,24 @@ pub fn evidence_report(
             r.stamped_at
         )?;
     }
+    for p in &v.peers {
+        writeln!(
+            out,
+            "At a recipient's node, under organisation CA {} (from the bundle):",
+            p.ca_fingerprint
+        )?;
+        for r in &p.records {
+            writeln!(
+                out,
+                "{}  {}  {}  (recorded at {}, time-stamped at {})",
+                r.record.event.as_str(),
+                r.record.recipient.as_deref().unwrap_or("-"),
+                r.record.node,
+                r.record.at,
+                r.stamped_at
+            )?;
+        }
+    }
     writeln!(
         out,
         "Sealpost is no qualified trust service: see docs/evidence.md."

@@ -278,6 +278,11 @@ pub struct Bundle {
     pub tsa_ca: Option<String>,
     pub records: Vec<BundleRecord>,
     pub batches: Vec<BundleBatch>,
+    /// The recipients' nodes' bundles of the same message (in the sender's bundle), each under
+    /// its own organisation's CA; one level only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
+    pub peers: Vec<Bundle>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -347,6 +352,8 @@ pub struct Verified {
     /// Whether the TSA CA was the verifier's own (`false`: the bundle's).
     pub tsa_ca_given: bool,
     pub records: Vec<CheckedRecord>,
+    /// The recipients' nodes' bundles, checked the same way (their CAs reported, not pinned).
+    pub peers: Vec<Verified>,
 }
 
 fn b64(part: &str, s: &str) -> Result<Vec<u8>, VerifyError> {
@@ -363,6 +370,29 @@ pub fn verify(bytes: &[u8], anchors: &Anchors) -> Result<Verified, VerifyError> 
         return Err(fail("bundle", "too large"));
     }
     let b: Bundle = serde_json::from_slice(bytes).map_err(|e| fail("bundle", e))?;
+    let mut v = verify_one(&b, anchors)?;
+    let theirs = Anchors {
+        tsa_ca: anchors.tsa_ca,
+        ca: None,
+        now: anchors.now,
+    };
+    for (i, p) in b.peers.iter().enumerate() {
+        let nested = |e: VerifyError| fail(format!("peers[{i}].{}", e.part), e.reason);
+        if !p.peers.is_empty() {
+            return Err(fail(format!("peers[{i}].peers"), "nested too deep"));
+        }
+        if p.message_id != b.message_id {
+            return Err(fail(
+                format!("peers[{i}].message_id"),
+                "is about another message",
+            ));
+        }
+        v.peers.push(verify_one(p, &theirs).map_err(nested)?);
+    }
+    Ok(v)
+}
+
+fn verify_one(b: &Bundle, anchors: &Anchors) -> Result<Verified, VerifyError> {
     if b.format != BUNDLE_FORMAT {
         return Err(fail("format", format!("unknown format {:?}", b.format)));
     }
@@ -516,7 +546,8 @@ pub fn verify(bytes: &[u8], anchors: &Anchors) -> Result<Verified, VerifyError> 
         return Err(fail("records", "none"));
     }
     Ok(Verified {
-        message_id: b.message_id,
+        peers: Vec::new(),
+        message_id: b.message_id.clone(),
         ca_fingerprint: ca.fingerprint().to_hex(),
         evidence_fingerprint: ev.fingerprint().to_hex(),
         tsa_ca_given: anchors.tsa_ca.is_some(),

@@ -398,6 +398,35 @@ async fn a_registered_message_is_withheld_until_the_signed_receipt_and_a_refusal
     )
     .unwrap();
 
+    // The acceptance reaches alpha: alice's bundle carries beta's records of her message
+    // (asked over federation), checked under beta's CA.
+    let value = wait_for(Duration::from_secs(30), async || {
+        let (bundle, _) = alice.evidence(&id).await.ok()?;
+        let theirs = bundle["peers"][0]["records"].as_array()?.len();
+        (theirs >= 3).then_some(bundle)
+    })
+    .await
+    .expect("beta's records reach alice's bundle");
+    let at_alpha: Bundle = serde_json::from_value(value).unwrap();
+    let v = check(&at_alpha, &tsa, &alpha).unwrap();
+    assert_eq!(events(&v), [(Event::SubmissionAcceptance, None)]);
+    assert_eq!(v.peers.len(), 1);
+    assert_eq!(
+        v.peers[0].ca_fingerprint,
+        beta.context.ca.fingerprint().to_hex()
+    );
+    assert_eq!(
+        events(&v.peers[0]).last().unwrap(),
+        &(Event::AcceptanceByRecipient, bob_addr.clone())
+    );
+    // One changed byte in beta's part is named within it.
+    let mut bad = at_alpha.clone();
+    bad.peers[0].records[2].signature = flip_armor(&bad.peers[0].records[2].signature);
+    assert_eq!(
+        check(&bad, &tsa, &alpha).unwrap_err().part,
+        "peers[0].records[2].signature"
+    );
+
     // A refusal: signed, kept as RejectionByRecipient, and the parts stay closed.
     let id2 = arrived("Refuse me").await;
     assert_eq!(

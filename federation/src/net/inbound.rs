@@ -188,6 +188,16 @@ async fn serve(
                 };
                 answer_with(&inner, &slot, answer).await
             }
+            Frame::EvidenceLookup(l) => {
+                let answer = match inner.host.evidence(&peer, l.message_id.as_str()).await {
+                    Ok(bundle) => checked(
+                        Frame::EvidenceRecords(crate::frame::EvidenceRecords { bundle }),
+                        &inner,
+                    ),
+                    Err(e) => host_error(&e),
+                };
+                answer_with(&inner, &slot, answer).await
+            }
             Frame::OrgLookup(_) => {
                 let answer = match inner.host.org_record(&peer).await {
                     Ok(record) => checked(Frame::OrgRecord(OrgRecord { record }), &inner),

@@ -153,6 +153,7 @@ fn bundle(w: &World) -> Bundle {
             signature: sign(&w.ev, &head, at).unwrap(),
             timestamp: encode(&w.tsa.stamp(&head)),
         }],
+        peers: Vec::new(),
     }
 }
 

@@ -363,6 +363,16 @@ impl Host for FedHost {
         self.commit_with(peer, t, None).await
     }
 
+    async fn evidence(&self, peer: &Peer, message_id: &str) -> Result<String, HostError> {
+        match crate::service::evidence::for_peer(&self.ctx, &peer.domain, message_id).await {
+            Ok(b) => serde_json::to_string(&b).map_err(|e| HostError::Unavailable(e.to_string())),
+            Err(crate::service::ServiceError::UnknownMessage) => Err(HostError::Refused(
+                "no evidence of that message for your domain".into(),
+            )),
+            Err(e) => Err(HostError::Unavailable(e.to_string())),
+        }
+    }
+
     async fn org_record(&self, _peer: &Peer) -> Result<String, HostError> {
         crate::service::compliance::current(&self.ctx)
             .await

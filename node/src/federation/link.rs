@@ -40,6 +40,15 @@ impl FedLink for sealpost_federation::net::Handle {
             .map_err(|e| e.to_string())
     }
 
+    async fn evidence(&self, peer_id: &str, message_id: &str) -> Result<String, String> {
+        let peer = peer_id
+            .parse()
+            .map_err(|e| format!("bad peer ID {peer_id}: {e}"))?;
+        sealpost_federation::net::Handle::evidence(self, &peer, message_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn org_record(&self, peer_id: &str) -> Result<String, String> {
         let peer = peer_id
             .parse()

@@ -33,6 +33,8 @@ pub trait FedLink: Send + Sync + 'static {
     async fn lookup(&self, peer_id: &str, address: &str) -> Result<Vec<String>, String>;
     /// Asks a peer's node for its organisation record (JSON).
     async fn org_record(&self, peer_id: &str) -> Result<String, String>;
+    /// The peer's evidence bundle (JSON) of a message from our domain (docs/evidence.md).
+    async fn evidence(&self, peer_id: &str, message_id: &str) -> Result<String, String>;
 }
 
 pub struct Context {

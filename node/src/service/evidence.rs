@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use crate::evidence::{self, Bundle, BundleBatch, BundleRecord, Event, Record};
 use crate::service::{Context, ServiceError};
-use crate::storage::evidence::NewEvidence;
+use crate::storage::evidence::{NewEvidence, StoredEvidence};
 use crate::storage::{Account, Folder};
 
 /// What a record says of the message, beyond the event.
@@ -80,7 +80,9 @@ pub async fn keep(ctx: &Context, records: Vec<Result<NewEvidence, ServiceError>>
 
 /// The evidence bundle of `message_id` for `account`: every record for its sender, the
 /// records about the message as a whole and about the account for a recipient. Only sealed
-/// records (covered by a time-stamp) are in it; `pending` counts the others.
+/// records (covered by a time-stamp) are in it; `pending` counts the others. The sender's
+/// bundle also carries the bundles of the recipients' nodes at peered organisations, asked
+/// over federation (a node that does not answer is left out and logged).
 pub async fn bundle(
     ctx: &Context,
     account: &Account,
@@ -92,16 +94,79 @@ pub async fn bundle(
         .await?
         .ok_or(ServiceError::UnknownMessage)?;
     let is_sender = m.item.folder == Folder::Sent;
-    let (stored, batches) = ctx.store.evidence_of(message_id).await?;
-    let mine = |r: &Option<String>| {
+    let mine = |r: &StoredEvidence| {
         is_sender
-            || r.as_deref()
+            || r.recipient
+                .as_deref()
                 .is_none_or(|a| a.eq_ignore_ascii_case(&account.address))
     };
+    let (mut bundle, pending) = build(ctx, message_id, mine).await?;
+    if is_sender && let Ok(env) = serde_json::from_str::<crate::proto::Envelope>(&m.envelope) {
+        bundle.peers = peer_bundles(ctx, &env).await;
+    }
+    Ok((bundle, pending))
+}
+
+/// For a peer's node asking as the sender's node (`EvidenceLookup`): every record of ours about
+/// a message whose sender is of `domain`. Nothing for any other message.
+pub async fn for_peer(
+    ctx: &Context,
+    domain: &str,
+    message_id: &str,
+) -> Result<Bundle, ServiceError> {
+    let from_domain = |r: &StoredEvidence| {
+        Record::from_bytes(&r.record)
+            .is_ok_and(|rec| crate::domain_of(&rec.sender).eq_ignore_ascii_case(domain))
+    };
+    let (bundle, _) = build(ctx, message_id, from_domain).await?;
+    if bundle.records.is_empty() {
+        return Err(ServiceError::UnknownMessage);
+    }
+    Ok(bundle)
+}
+
+/// The bundles of the recipients' nodes at peered organisations.
+async fn peer_bundles(ctx: &Context, env: &crate::proto::Envelope) -> Vec<Bundle> {
+    let ours = ctx.config.domain.to_ascii_lowercase();
+    let mut domains: Vec<String> = env
+        .to
+        .iter()
+        .map(|a| crate::domain_of(a).to_ascii_lowercase())
+        .filter(|d| *d != ours)
+        .collect();
+    domains.sort();
+    domains.dedup();
+    let Some(link) = ctx.federation.get() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in domains {
+        let Ok(Some(peer)) = ctx.store.peer(&d).await else {
+            continue;
+        };
+        match link.evidence(&peer.peer_id, &env.message_id).await {
+            Ok(text) => match serde_json::from_str::<Bundle>(&text) {
+                Ok(b) if b.message_id == env.message_id && b.peers.is_empty() => out.push(b),
+                _ => tracing::warn!(domain = %d, "a peer's evidence bundle is malformed"),
+            },
+            Err(e) => tracing::info!(domain = %d, error = %e, "no evidence from the peer"),
+        }
+    }
+    out
+}
+
+/// The bundle of the sealed records of `message_id` that `keep` keeps, and how many kept
+/// ones are not sealed yet.
+async fn build(
+    ctx: &Context,
+    message_id: &str,
+    keep: impl Fn(&StoredEvidence) -> bool,
+) -> Result<(Bundle, usize), ServiceError> {
+    let (stored, batches) = ctx.store.evidence_of(message_id).await?;
     let mut records = Vec::new();
     let mut used = std::collections::BTreeSet::new();
     let mut pending = 0;
-    for r in stored.into_iter().filter(|r| mine(&r.recipient)) {
+    for r in stored.into_iter().filter(|r| keep(r)) {
         match (r.batch, r.leaf, r.proof) {
             (Some(batch), Some(index), Some(proof)) => {
                 used.insert(batch);
@@ -142,6 +207,7 @@ pub async fn bundle(
                     timestamp: evidence::encode(&b.token),
                 })
                 .collect(),
+            peers: Vec::new(),
         },
         pending,
     ))
