@@ -1414,6 +1414,11 @@ export interface components {
             tsa_ca?: string | null;
             records: components["schemas"]["BundleRecord"][];
             batches: components["schemas"]["BundleBatch"][];
+            /**
+             * @description The recipients' nodes' bundles of the same message (in the sender's bundle), each under
+             *     its own organisation's CA; one level only.
+             */
+            peers?: components["schemas"]["Bundle"][];
         };
         BundleBatch: {
             /** @description The head's canonical bytes (base64). */
