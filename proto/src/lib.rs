@@ -751,6 +751,10 @@ pub struct MessageResponse {
     /// In the sender's Sent: each pickup recipient's pickup key (docs/pickup.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pickups: Vec<PickupView>,
+    /// The organisations (domains) whose compliance archive the message is also encrypted to
+    /// (docs/compliance.md), as the node reads its head's recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<String>,
 }
 
 /// A pickup as its sender sees it: enough to issue a new unlock code for the same key.

@@ -88,6 +88,24 @@ fn gnupg_decrypts(secret: &Cert, sender: Option<&Cert>, ciphertext: &[u8]) -> St
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The compliance archives the message head (`GET /messages/{id}`) names, as `who` sees it.
+async fn archives_named(
+    node: &TestNode,
+    who: &sealpost_client::Session,
+    id: &str,
+) -> serde_json::Value {
+    let m: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/messages/{id}", node.url))
+        .bearer_auth(who.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    m["compliance"].clone()
+}
+
 /// Part 0 of a stored message, as the node keeps it.
 fn stored_head(node: &TestNode, id: &str) -> Vec<u8> {
     node.db()
@@ -254,6 +272,13 @@ async fn a_submission_without_the_compliance_recipient_is_refused_and_gnupg_read
         .unwrap();
     let m = bob.read(&sent.message_id, None, work.path()).await.unwrap();
     assert_eq!(m.subject, "For the archive too");
+    // The head says which archive it went to, to the reader and the sender.
+    for who in [&bob, &alice] {
+        assert_eq!(
+            archives_named(&node, who, &sent.message_id).await,
+            serde_json::json!(["a.test"])
+        );
+    }
     let plain = gnupg_decrypts(
         &key,
         Some(alice.unlocked_cert()),
@@ -342,6 +367,10 @@ async fn a_peers_compliance_key_is_required_over_federation() {
     })
     .await
     .unwrap();
+    assert_eq!(
+        archives_named(&beta, &bob, &id).await,
+        serde_json::json!(["beta.test"])
+    );
     let plain = gnupg_decrypts(&key, Some(alice.unlocked_cert()), &stored_head(&beta, &id));
     assert!(plain.contains("Across, archived"), "{plain}");
 

@@ -1477,6 +1477,11 @@ export interface components {
             sender_cert: string;
             /** @description In the sender's Sent: each pickup recipient's pickup key (docs/pickup.md). */
             pickups?: components["schemas"]["PickupView"][];
+            /**
+             * @description The organisations (domains) whose compliance archive the message is also encrypted to
+             *     (docs/compliance.md), as the node reads its head's recipients.
+             */
+            compliance?: string[];
         };
         MoveRequest: {
             from: components["schemas"]["Folder"];

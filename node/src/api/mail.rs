@@ -336,8 +336,11 @@ pub(super) async fn message(
     } else {
         Vec::new()
     };
+    let compliance =
+        crate::service::compliance::copies_of(&st, &id, std::time::SystemTime::now()).await?;
     Ok(Json(MessageResponse {
         pickups,
+        compliance,
         item: m.item,
         envelope: m.envelope,
         signature: m.signature,

@@ -3,6 +3,8 @@
 // alice writes to bob in the web app, which checks the CA's marking on the key the envelope
 // answer lists and encrypts to it too (the node refuses a message without it); GnuPG with the
 // compliance secret key decrypts what alpha stored, and bob reads the message in his browser.
+// Write says before sending that a copy goes to alpha.test's compliance archive; the reader says
+// so to bob.
 // Screenshots at 1280x800 and 390x844 land in test-artefacts/compliance-*/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,6 +58,10 @@ test('alice sends from the web app: encrypted to the compliance key too, which G
   await page.fill('#compose-to', BOB);
   await page.press('#compose-to', 'Enter');
   await page.waitForSelector('[data-testid=recipient][data-state=ok]', { timeout: 60_000 });
+  // Said before sending: a copy also goes to alpha.test's compliance archive.
+  const note = await page.waitForSelector('[data-testid=compliance-note]');
+  assert.equal(await note.getAttribute('data-domains'), 'alpha.test');
+  assert.match(await note.textContent(), /A copy also goes to the compliance archive of alpha\.test/);
   await page.fill('#compose-subject', SUBJECT);
   await page.fill('#compose-body', 'Revenue up, costs flat. Code word: OSPREY.');
   await shot('written');
@@ -80,5 +86,9 @@ test('alice sends from the web app: encrypted to the compliance key too, which G
   await signIn(bobPage, alpha.url, BOB, PW.bob);
   await bobPage.click(`text=${SUBJECT}`);
   await bobPage.waitForSelector('text=OSPREY', { timeout: 60_000 });
+  // Said when reading: the copy went to alpha.test's compliance archive.
+  const copy = await bobPage.waitForSelector('[data-testid=compliance-copy]');
+  assert.equal(await copy.getAttribute('data-domains'), 'alpha.test');
+  assert.match(await copy.textContent(), /A copy of this message went to the compliance archive of alpha\.test/);
   await bobShot('read');
 });
