@@ -489,3 +489,109 @@ with smtplib.SMTP(HOST, PORT, timeout=30) as s:
     let plain = gnupg_decrypts(&key, None, &stored_head(&node, &inbox[0].message_id));
     assert!(plain.contains("Subject: Budget 2027"), "{plain}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pickup_reply_is_encrypted_to_the_compliance_key_and_refused_without_it() {
+    let node = TestNode::spawn_with("a.test", |c| {
+        c.federation.enabled = false;
+        c.pickup.per_ip_per_minute = 10_000;
+    })
+    .await
+    .unwrap();
+    let alice = node.person("alice").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let work = tempfile::tempdir().unwrap();
+    let (_, issued) = alice
+        .send_all(
+            &Outgoing {
+                pickup_kdf: Some(KdfParams::MIN),
+                ..note("carol@outside.test", "Statement")
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    let carol =
+        sealpost_client::pickup::PickupClient::new(issued[0].link.as_deref().unwrap()).unwrap();
+    let u = carol
+        .unlock(issued[0].muc.as_deref().unwrap())
+        .await
+        .unwrap();
+
+    // Without it (sealed to alice and the pickup key only, as an old page would): refused.
+    let http = reqwest::Client::new();
+    let session = &u.info.session;
+    let env: EnvelopeResponse = http
+        .post(format!("{}/api/v1/pickup/envelope", node.url))
+        .bearer_auth(session)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        env.compliance.len(),
+        1,
+        "the reply's envelope answer lists it"
+    );
+    let policy = StandardPolicy::new();
+    let mut sealed = Vec::new();
+    sealpost_client::crypto::seal(
+        &[
+            alice.unlocked_cert().clone().strip_secret_key_material(),
+            u.key.clone().strip_secret_key_material(),
+        ],
+        &u.key,
+        &policy,
+        SystemTime::now(),
+        &mut &b"left out"[..],
+        &mut sealed,
+    )
+    .unwrap();
+    let envelope = sealpost_proto::Envelope {
+        v: 1,
+        message_id: env.message_id,
+        from: "carol@outside.test".into(),
+        to: vec!["alice@a.test".into()],
+        created_at: sealpost_proto::now(),
+        parts: vec![sealpost_proto::EnvelopePart {
+            sha256: hex::encode(Sha256::digest(&sealed)),
+            size: sealed.len() as u64,
+        }],
+        pickup: Default::default(),
+        external: Default::default(),
+    };
+    let text = serde_json::to_string(&envelope).unwrap();
+    let r = http
+        .post(format!("{}/api/v1/pickup/submit", node.url))
+        .bearer_auth(session)
+        .json(&sealpost_proto::SubmitRequest {
+            signature: sealpost_client::crypto::sign_detached(&u.key, &policy, text.as_bytes())
+                .unwrap(),
+            envelope: text,
+            inline_parts: [(0, STANDARD.encode(&sealed))].into(),
+            pickups: vec![],
+            pickup_continuations: vec![],
+            external_copies: Default::default(),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "missing_compliance_recipient", "{body}");
+    let inbox = || node.count("SELECT COUNT(*) FROM mailbox WHERE folder = 'inbox'");
+    assert_eq!(inbox(), 0, "nothing stored");
+
+    // The client's reply checks the marking and encrypts to it: accepted, GnuPG reads it.
+    let sent = carol
+        .reply(&u, "Re: Statement", "Signed and returned.", &[])
+        .await
+        .unwrap();
+    assert_eq!(inbox(), 1);
+    let plain = gnupg_decrypts(&key, Some(&u.key), &stored_head(&node, &sent.message_id));
+    assert!(plain.contains("Signed and returned."), "{plain}");
+}
