@@ -1,8 +1,9 @@
 //! The compliance key (docs/compliance.md, "Compliance key"): installed by an admin, marked by
 //! the organisation CA, published; every message is also encrypted to the compliance keys
 //! required (ours, and a peered organisation's), and a message without one is refused with
-//! `missing_compliance_recipient` over HTTP and over federation. GnuPG with the compliance
-//! secret key (held by the test, never by the node) reads what was stored.
+//! `missing_compliance_recipient` over HTTP, over federation and from a pickup reply; SMTP in
+//! and the submission gateway seal to it themselves. GnuPG with the compliance secret key (held
+//! by the test, never by the node) reads what was stored.
 
 use std::time::{Duration, SystemTime};
 
