@@ -755,6 +755,11 @@ pub struct MessageResponse {
     /// (docs/compliance.md), as the node reads its head's recipients.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compliance: Vec<String>,
+    /// This organisation has a compliance key and the message is not encrypted to it (an
+    /// OpenPGP mail that arrived encrypted to its recipient only, kept as it came, or a message
+    /// from before the key): it waits for the compliance session-key packet.
+    #[serde(default)]
+    pub compliance_pending: bool,
 }
 
 /// A pickup as its sender sees it: enough to issue a new unlock code for the same key.

@@ -95,7 +95,12 @@ async fn archives_named(
     who: &sealpost_client::Session,
     id: &str,
 ) -> serde_json::Value {
-    let m: serde_json::Value = reqwest::Client::new()
+    head(node, who, id).await["compliance"].clone()
+}
+
+/// The message head (`GET /messages/{id}`) as `who` gets it.
+async fn head(node: &TestNode, who: &sealpost_client::Session, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
         .get(format!("{}/api/v1/messages/{id}", node.url))
         .bearer_auth(who.token())
         .send()
@@ -103,8 +108,7 @@ async fn archives_named(
         .unwrap()
         .json()
         .await
-        .unwrap();
-    m["compliance"].clone()
+        .unwrap()
 }
 
 /// Part 0 of a stored message, as the node keeps it.
@@ -435,6 +439,62 @@ with smtplib.SMTP(HOST, PORT) as s:
     );
     let plain = gnupg_decrypts(&key, None, &stored_head(&node, id));
     assert!(plain.contains("Subject: Invoice 4711"), "{plain}");
+    assert_eq!(
+        archives_named(&node, &bob, id).await,
+        serde_json::json!(["a.test"])
+    );
+    assert_eq!(head(&node, &bob, id).await["compliance_pending"], false);
+
+    // A PGP/MIME mail encrypted to bob only is kept as it came: it waits for the compliance
+    // session-key packet, and its head says so.
+    let gpg = Gpg::new();
+    let bob_cert = public_armored(bob.unlocked_cert());
+    assert!(gpg.gpg(&["--import"], &bob_cert).status.success());
+    let enc = gpg.gpg(
+        &[
+            "--encrypt",
+            "--armor",
+            "--trust-model",
+            "always",
+            "--recipient",
+            &bob.fingerprint(),
+        ],
+        "Content-Type: text/plain\r\nSubject: Sealed 9\r\n\r\nfor bob only\r\n",
+    );
+    assert!(enc.status.success());
+    let armored = String::from_utf8(enc.stdout).unwrap();
+    let out = sealpost_tests::smtp::python_at(
+        node.smtp.unwrap(),
+        &format!(
+            r#"
+import smtplib
+from email.mime.multipart import MIMEMultipart
+from email.mime.base import MIMEBase
+m = MIMEMultipart('encrypted', protocol='application/pgp-encrypted')
+m['From'] = 'erin@outside.test'
+m['To'] = 'bob@a.test'
+m['Subject'] = '...'
+v = MIMEBase('application', 'pgp-encrypted')
+v.set_payload('Version: 1\n')
+m.attach(v)
+p = MIMEBase('application', 'octet-stream', name='encrypted.asc')
+p.set_payload('''{armored}''')
+m.attach(p)
+with smtplib.SMTP(HOST, PORT) as s:
+    print(s.send_message(m))
+"#
+        ),
+    )
+    .await;
+    assert_eq!(out.trim(), "{}");
+    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
+    let sealed = inbox
+        .iter()
+        .find(|i| &i.message_id != id)
+        .expect("the PGP/MIME mail");
+    let h = head(&node, &bob, &sealed.message_id).await;
+    assert_eq!(h["compliance"], serde_json::Value::Null, "{h}");
+    assert_eq!(h["compliance_pending"], true, "{h}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

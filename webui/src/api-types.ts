@@ -1482,6 +1482,12 @@ export interface components {
              *     (docs/compliance.md), as the node reads its head's recipients.
              */
             compliance?: string[];
+            /**
+             * @description This organisation has a compliance key and the message is not encrypted to it (an
+             *     OpenPGP mail that arrived encrypted to its recipient only, kept as it came, or a message
+             *     from before the key): it waits for the compliance session-key packet.
+             */
+            compliance_pending?: boolean;
         };
         MoveRequest: {
             from: components["schemas"]["Folder"];

@@ -338,9 +338,12 @@ pub(super) async fn message(
     };
     let compliance =
         crate::service::compliance::copies_of(&st, &id, std::time::SystemTime::now()).await?;
+    let compliance_pending = crate::service::compliance::current(&st).await?.is_some()
+        && !compliance.contains(&st.config.domain);
     Ok(Json(MessageResponse {
         pickups,
         compliance,
+        compliance_pending,
         item: m.item,
         envelope: m.envelope,
         signature: m.signature,
