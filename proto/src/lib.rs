@@ -811,6 +811,15 @@ pub struct MessageResponse {
     /// For a recipient of a registered message (docs/evidence.md): whether they accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered: Option<RegisteredView>,
+    /// The organisations (domains) whose compliance archive the message is also encrypted to
+    /// (docs/compliance.md), as the node reads its head's recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<String>,
+    /// This organisation has a compliance key and the message is not encrypted to it (an
+    /// OpenPGP mail that arrived encrypted to its recipient only, kept as it came, or a message
+    /// from before the key): it waits for the compliance session-key packet.
+    #[serde(default)]
+    pub compliance_pending: bool,
 }
 
 /// A pickup as its sender sees it: enough to issue a new unlock code for the same key.

@@ -368,3 +368,28 @@ pub async fn python_at(at: std::net::SocketAddr, script: &str) -> String {
     );
     String::from_utf8(out.stdout).expect("python prints UTF-8")
 }
+
+/// A Python `smtplib` script (for [`python_at`]) that sends erin@outside.test's PGP/MIME mail
+/// (RFC 3156: `multipart/encrypted`, the `armored` OpenPGP message as its second part) to
+/// `to`, and prints the refused recipients.
+pub fn pgp_mime_script(to: &str, armored: &str) -> String {
+    format!(
+        r#"
+import smtplib
+from email.mime.multipart import MIMEMultipart
+from email.mime.base import MIMEBase
+m = MIMEMultipart('encrypted', protocol='application/pgp-encrypted')
+m['From'] = 'erin@outside.test'
+m['To'] = '{to}'
+m['Subject'] = '...'
+v = MIMEBase('application', 'pgp-encrypted')
+v.set_payload('Version: 1\n')
+m.attach(v)
+p = MIMEBase('application', 'octet-stream', name='encrypted.asc')
+p.set_payload('''{armored}''')
+m.attach(p)
+with smtplib.SMTP(HOST, PORT) as s:
+    print(s.send_message(m))
+"#
+    )
+}

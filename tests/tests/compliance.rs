@@ -1,8 +1,9 @@
 //! The compliance key (docs/compliance.md, "Compliance key"): installed by an admin, marked by
 //! the organisation CA, published; every message is also encrypted to the compliance keys
 //! required (ours, and a peered organisation's), and a message without one is refused with
-//! `missing_compliance_recipient` over HTTP and over federation. GnuPG with the compliance
-//! secret key (held by the test, never by the node) reads what was stored.
+//! `missing_compliance_recipient` over HTTP, over federation and from a pickup reply; SMTP in
+//! and the submission gateway seal to it themselves. GnuPG with the compliance secret key (held
+//! by the test, never by the node) reads what was stored.
 
 use std::time::{Duration, SystemTime};
 
@@ -86,6 +87,28 @@ fn gnupg_decrypts(secret: &Cert, sender: Option<&Cert>, ciphertext: &[u8]) -> St
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The compliance archives the message head (`GET /messages/{id}`) names, as `who` sees it.
+async fn archives_named(
+    node: &TestNode,
+    who: &sealpost_client::Session,
+    id: &str,
+) -> serde_json::Value {
+    head(node, who, id).await["compliance"].clone()
+}
+
+/// The message head (`GET /messages/{id}`) as `who` gets it.
+async fn head(node: &TestNode, who: &sealpost_client::Session, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/messages/{id}", node.url))
+        .bearer_auth(who.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Part 0 of a stored message, as the node keeps it.
@@ -254,6 +277,13 @@ async fn a_submission_without_the_compliance_recipient_is_refused_and_gnupg_read
         .unwrap();
     let m = bob.read(&sent.message_id, None, work.path()).await.unwrap();
     assert_eq!(m.subject, "For the archive too");
+    // The head says which archive it went to, to the reader and the sender.
+    for who in [&bob, &alice] {
+        assert_eq!(
+            archives_named(&node, who, &sent.message_id).await,
+            serde_json::json!(["a.test"])
+        );
+    }
     let plain = gnupg_decrypts(
         &key,
         Some(alice.unlocked_cert()),
@@ -342,6 +372,10 @@ async fn a_peers_compliance_key_is_required_over_federation() {
     })
     .await
     .unwrap();
+    assert_eq!(
+        archives_named(&beta, &bob, &id).await,
+        serde_json::json!(["beta.test"])
+    );
     let plain = gnupg_decrypts(&key, Some(alice.unlocked_cert()), &stored_head(&beta, &id));
     assert!(plain.contains("Across, archived"), "{plain}");
 
@@ -405,6 +439,44 @@ with smtplib.SMTP(HOST, PORT) as s:
     );
     let plain = gnupg_decrypts(&key, None, &stored_head(&node, id));
     assert!(plain.contains("Subject: Invoice 4711"), "{plain}");
+    assert_eq!(
+        archives_named(&node, &bob, id).await,
+        serde_json::json!(["a.test"])
+    );
+    assert_eq!(head(&node, &bob, id).await["compliance_pending"], false);
+
+    // A PGP/MIME mail encrypted to bob only is kept as it came: it waits for the compliance
+    // session-key packet, and its head says so.
+    let gpg = Gpg::new();
+    let bob_cert = public_armored(bob.unlocked_cert());
+    assert!(gpg.gpg(&["--import"], &bob_cert).status.success());
+    let enc = gpg.gpg(
+        &[
+            "--encrypt",
+            "--armor",
+            "--trust-model",
+            "always",
+            "--recipient",
+            &bob.fingerprint(),
+        ],
+        "Content-Type: text/plain\r\nSubject: Sealed 9\r\n\r\nfor bob only\r\n",
+    );
+    assert!(enc.status.success());
+    let armored = String::from_utf8(enc.stdout).unwrap();
+    let out = sealpost_tests::smtp::python_at(
+        node.smtp.unwrap(),
+        &sealpost_tests::smtp::pgp_mime_script("bob@a.test", &armored),
+    )
+    .await;
+    assert_eq!(out.trim(), "{}");
+    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
+    let sealed = inbox
+        .iter()
+        .find(|i| &i.message_id != id)
+        .expect("the PGP/MIME mail");
+    let h = head(&node, &bob, &sealed.message_id).await;
+    assert_eq!(h["compliance"], serde_json::Value::Null, "{h}");
+    assert_eq!(h["compliance_pending"], true, "{h}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -459,4 +531,110 @@ with smtplib.SMTP(HOST, PORT, timeout=30) as s:
     assert_eq!(inbox.len(), 1);
     let plain = gnupg_decrypts(&key, None, &stored_head(&node, &inbox[0].message_id));
     assert!(plain.contains("Subject: Budget 2027"), "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pickup_reply_is_encrypted_to_the_compliance_key_and_refused_without_it() {
+    let node = TestNode::spawn_with("a.test", |c| {
+        c.federation.enabled = false;
+        c.pickup.per_ip_per_minute = 10_000;
+    })
+    .await
+    .unwrap();
+    let alice = node.person("alice").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let work = tempfile::tempdir().unwrap();
+    let (_, issued) = alice
+        .send_all(
+            &Outgoing {
+                pickup_kdf: Some(KdfParams::MIN),
+                ..note("carol@outside.test", "Statement")
+            },
+            work.path(),
+        )
+        .await
+        .unwrap();
+    let carol =
+        sealpost_client::pickup::PickupClient::new(issued[0].link.as_deref().unwrap()).unwrap();
+    let u = carol
+        .unlock(issued[0].muc.as_deref().unwrap())
+        .await
+        .unwrap();
+
+    // Without it (sealed to alice and the pickup key only, as an old page would): refused.
+    let http = reqwest::Client::new();
+    let session = &u.info.session;
+    let env: EnvelopeResponse = http
+        .post(format!("{}/api/v1/pickup/envelope", node.url))
+        .bearer_auth(session)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        env.compliance.len(),
+        1,
+        "the reply's envelope answer lists it"
+    );
+    let policy = StandardPolicy::new();
+    let mut sealed = Vec::new();
+    sealpost_client::crypto::seal(
+        &[
+            alice.unlocked_cert().clone().strip_secret_key_material(),
+            u.key.clone().strip_secret_key_material(),
+        ],
+        &u.key,
+        &policy,
+        SystemTime::now(),
+        &mut &b"left out"[..],
+        &mut sealed,
+    )
+    .unwrap();
+    let envelope = sealpost_proto::Envelope {
+        v: 1,
+        message_id: env.message_id,
+        from: "carol@outside.test".into(),
+        to: vec!["alice@a.test".into()],
+        created_at: sealpost_proto::now(),
+        parts: vec![sealpost_proto::EnvelopePart {
+            sha256: hex::encode(Sha256::digest(&sealed)),
+            size: sealed.len() as u64,
+        }],
+        pickup: Default::default(),
+        external: Default::default(),
+    };
+    let text = serde_json::to_string(&envelope).unwrap();
+    let r = http
+        .post(format!("{}/api/v1/pickup/submit", node.url))
+        .bearer_auth(session)
+        .json(&sealpost_proto::SubmitRequest {
+            signature: sealpost_client::crypto::sign_detached(&u.key, &policy, text.as_bytes())
+                .unwrap(),
+            envelope: text,
+            inline_parts: [(0, STANDARD.encode(&sealed))].into(),
+            pickups: vec![],
+            pickup_continuations: vec![],
+            external_copies: Default::default(),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "missing_compliance_recipient", "{body}");
+    let inbox = || node.count("SELECT COUNT(*) FROM mailbox WHERE folder = 'inbox'");
+    assert_eq!(inbox(), 0, "nothing stored");
+
+    // The client's reply checks the marking and encrypts to it: accepted, GnuPG reads it.
+    let sent = carol
+        .reply(&u, "Re: Statement", "Signed and returned.", &[])
+        .await
+        .unwrap();
+    assert_eq!(inbox(), 1);
+    let plain = gnupg_decrypts(&key, Some(&u.key), &stored_head(&node, &sent.message_id));
+    assert!(plain.contains("Signed and returned."), "{plain}");
 }

@@ -244,26 +244,7 @@ async fn a_pgp_mime_mail_made_with_gpg_is_kept_as_it_came_and_opened() {
     let armored = String::from_utf8(enc.stdout).unwrap();
     let out = python(
         &node,
-        &format!(
-            r#"
-import smtplib
-from email.mime.multipart import MIMEMultipart
-from email.mime.application import MIMEApplication
-from email.mime.base import MIMEBase
-m = MIMEMultipart('encrypted', protocol='application/pgp-encrypted')
-m['From'] = 'erin@outside.test'
-m['To'] = 'bob@a.test'
-m['Subject'] = '...'
-v = MIMEBase('application', 'pgp-encrypted')
-v.set_payload('Version: 1\n')
-m.attach(v)
-p = MIMEBase('application', 'octet-stream', name='encrypted.asc')
-p.set_payload('''{armored}''')
-m.attach(p)
-with smtplib.SMTP(HOST, PORT) as s:
-    print(s.send_message(m))
-"#
-        ),
+        &sealpost_tests::smtp::pgp_mime_script("bob@a.test", &armored),
     )
     .await;
     assert_eq!(out.trim(), "{}");

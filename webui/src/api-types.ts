@@ -1925,6 +1925,17 @@ export interface components {
             /** @description In the sender's Sent: each pickup recipient's pickup key (docs/pickup.md). */
             pickups?: components["schemas"]["PickupView"][];
             registered?: null | components["schemas"]["RegisteredView"];
+            /**
+             * @description The organisations (domains) whose compliance archive the message is also encrypted to
+             *     (docs/compliance.md), as the node reads its head's recipients.
+             */
+            compliance?: string[];
+            /**
+             * @description This organisation has a compliance key and the message is not encrypted to it (an
+             *     OpenPGP mail that arrived encrypted to its recipient only, kept as it came, or a message
+             *     from before the key): it waits for the compliance session-key packet.
+             */
+            compliance_pending?: boolean;
         };
         MoveRequest: {
             from: components["schemas"]["Folder"];

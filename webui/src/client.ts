@@ -320,10 +320,10 @@ export async function openSignedAttachment(me: pgp.PrivateKey, o: SignedMessage,
 /** How the node would reach `address` now: its envelope answer for that address alone (the
  * message ID it issues simply expires). `refusal`: the policy pins the address's domain to a
  * mode that is not possible for it, in the node's words; neither: the node knows no way. */
-export async function resolveOne(address: string): Promise<{ resolved?: Resolved; refusal?: string }> {
+export async function resolveOne(address: string): Promise<{ resolved?: Resolved; refusal?: string; compliance?: string[] }> {
   try {
     const r = await api.post('/envelopes', { to: [address] });
-    return r.recipients.length === 1 ? { resolved: r.recipients[0] } : {};
+    return r.recipients.length === 1 ? { resolved: r.recipients[0], compliance: (r.compliance ?? []).map((k) => k.domain) } : {};
   } catch (e) {
     if (e instanceof api.ApiError && e.code === 'no_delivery_mode') return { refusal: e.message };
     return {};

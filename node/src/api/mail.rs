@@ -337,9 +337,15 @@ pub(super) async fn message(
         Vec::new()
     };
     let registered = service::registered::view(&st, &auth.account, &m).await?;
+    let compliance =
+        crate::service::compliance::copies_of(&st, &id, std::time::SystemTime::now()).await?;
+    let compliance_pending = crate::service::compliance::current(&st).await?.is_some()
+        && !compliance.contains(&st.config.domain);
     Ok(Json(MessageResponse {
         registered,
         pickups,
+        compliance,
+        compliance_pending,
         item: m.item,
         envelope: m.envelope,
         signature: m.signature,

@@ -311,3 +311,52 @@ pub async fn for_envelope(
     }
     Ok(out)
 }
+
+/// The organisations whose compliance archive a stored message's head (part 0) is encrypted
+/// to: ours, and the peers' whose compliance keys we hold, each named once by domain. Read
+/// from the part's PKESKs (no decryption), against the keys known now: the reader's client
+/// says so ("a copy went to the compliance archive of …").
+pub async fn copies_of(
+    ctx: &Context,
+    message_id: &str,
+    now: SystemTime,
+) -> Result<Vec<String>, ServiceError> {
+    let mut keys: Vec<ComplianceKey> = current(ctx)
+        .await?
+        .map(|k| (*k).clone())
+        .into_iter()
+        .collect();
+    for peer in ctx.store.peers().await? {
+        if let Some((key, _)) = of_peer(ctx, &peer, false, now).await? {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recipients = match ctx.store.part(message_id, 0).await? {
+        None => return Ok(Vec::new()),
+        Some(crate::storage::PartData::Inline(bytes)) => {
+            super::mail::part_recipients(ctx, Some(&bytes), [0; 32]).await?
+        }
+        Some(crate::storage::PartData::Blob { sha256, .. }) => {
+            super::mail::part_recipients(ctx, None, sha256).await?
+        }
+    };
+    // A part that is not an OpenPGP message names no archive.
+    let Ok(recipients) = recipients else {
+        return Ok(Vec::new());
+    };
+    let mut domains = Vec::new();
+    for k in keys {
+        let facts = ctx.cert_facts(&k.cert, now);
+        let missing = crypto::missing_recipients_among(
+            &recipients,
+            [(k.cert.fingerprint(), facts.encryption.as_slice())],
+        );
+        if missing.is_empty() && !domains.contains(&k.domain) {
+            domains.push(k.domain);
+        }
+    }
+    Ok(domains)
+}

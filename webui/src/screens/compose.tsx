@@ -26,6 +26,9 @@ interface Rcpt {
   /** Their mail server receives the content and our node sees it in transit: the sender
    * must confirm before sending. */
   seesContent?: boolean;
+  /** Organisations whose compliance archive a message to this recipient also goes to (the
+   * envelope answer's `compliance`, docs/compliance.md). */
+  compliance?: string[];
 }
 
 const ADDRESS = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/;
@@ -59,9 +62,9 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     try {
       // An address at another organisation: the node's envelope answer says how it would be
       // reached (federated, OpenPGP mail, enforced TLS, pickup) and why.
-      const { resolved: r, refusal } = outsider ? await client.resolveOne(address) : {};
+      const { resolved: r, refusal, compliance } = outsider ? await client.resolveOne(address) : {};
       if (refusal) return { address, state: 'refused', verdict: null, reason: refusal };
-      const about = r ? { mode: r.mode, why: r.why || undefined, keySource: r.key_source ?? null, seesContent: !!r.sees_content } : {};
+      const about = r ? { mode: r.mode, why: r.why || undefined, keySource: r.key_source ?? null, seesContent: !!r.sees_content, compliance } : {};
       if (r && r.mode === 'smime') {
         // The copy is made here: refused now if it cannot be (not the certificate named, a
         // key that is not RSA), in smime.ts's words.
@@ -126,6 +129,11 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   const refused = rcpts.filter((r) => !sendable(r) && r.state !== 'checking');
   const pickups = rcpts.filter((r) => r.state === 'pickup');
   const exposed = rcpts.filter((r) => r.seesContent && sendable(r));
+  // Said before sending: every compliance archive the message also goes to (ours, when the
+  // organisation publishes a key; a peered organisation's, as its envelope answer lists it).
+  const archives = rcpts.some(sendable)
+    ? [...new Set([...(session.org.compliance_key ? [session.org.domain] : []), ...rcpts.filter(sendable).flatMap((r) => r.compliance ?? [])])]
+    : [];
   const unconfirmed = exposed.filter((r) => !confirmed.includes(r.address));
   const canSend = rcpts.length > 0 && refused.length === 0 && unconfirmed.length === 0 && rcpts.every(sendable) && !sending && !forwarding;
 
@@ -210,6 +218,11 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           {refused.map((r) => <div class="alert alert-error" role="alert" data-testid="refusal">{r.reason}</div>)}
           {pickups.map((r) => <div class="alert alert-info" data-testid="pickup-note">{pickupNote(r.address)}</div>)}
           <ModeList rcpts={rcpts} domain={session.org.domain} testid="modes" />
+          {archives.length > 0 && (
+            <div class="alert alert-info" data-testid="compliance-note" data-domains={archives.join(' ')}>
+              A copy also goes to the compliance archive of {archives.join(', ')}: encrypted to the archive's key, which only that organisation's authorised compliance staff can open.
+            </div>
+          )}
           {exposed.map((r) => (
             <div class="alert alert-warn" data-testid="sees-content" data-address={r.address}>
               <label class="check">

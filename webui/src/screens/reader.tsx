@@ -242,6 +242,16 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
             {b.kind !== 'verified' && <> To verify this sender yourself, <a href={`#/contacts?address=${encodeURIComponent(o.envelope.from)}`}>compare fingerprints with them</a>.</>}</p>
         </div>
       )}
+      {(o.raw.compliance ?? []).length > 0 && (
+        <div class="alert alert-info small" data-testid="compliance-copy" data-domains={(o.raw.compliance ?? []).join(' ')}>
+          A copy of this message went to the compliance archive of {(o.raw.compliance ?? []).join(', ')}: encrypted to the archive's key, which only that organisation's authorised compliance staff can open.
+        </div>
+      )}
+      {o.raw.compliance_pending && (
+        <div class="alert alert-warn small" data-testid="compliance-pending">
+          Not yet in your organisation's compliance archive: this message is encrypted to you only (it arrived that way) and waits for its copy.
+        </div>
+      )}
       {o.arrived && <ArrivalMark arrival={o.arrived.arrival} />}
       {answers && (
         <div class="thread-line small" data-testid="in-reply-to">In reply to your message <a href={`#/mail/sent/${answers.id}`}>“{answers.subject || '(no subject)'}”</a></div>
