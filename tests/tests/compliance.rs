@@ -606,6 +606,7 @@ async fn a_pickup_reply_is_encrypted_to_the_compliance_key_and_refused_without_i
         }],
         pickup: Default::default(),
         external: Default::default(),
+        registered: Default::default(),
     };
     let text = serde_json::to_string(&envelope).unwrap();
     let r = http
