@@ -49,6 +49,8 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("DELETE", "/messages/{id}", Who::User, Some(404)),
     ("GET", "/messages/{id}/parts/{index}", Who::User, Some(404)),
     ("POST", "/messages/{id}/read", Who::User, Some(404)),
+    ("GET", "/messages/{id}/evidence", Who::User, Some(404)),
+    ("POST", "/messages/{id}/receipt", Who::User, Some(404)),
     ("POST", "/messages/{id}/move", Who::User, Some(404)),
     ("POST", "/notices/{id}/read", Who::User, Some(404)),
     ("GET", "/trust/{address}", Who::User, None),
@@ -260,6 +262,8 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
         // to call it, not the body.
         let body = if path.ends_with("/move") {
             r#"{"from":"inbox","to":"archive"}"#
+        } else if path.ends_with("/receipt") {
+            r#"{"statement":"{}","signature":""}"#
         } else if path.ends_with("/pickups/withdraw") {
             r#"{"address":"dave@outside.test"}"#
         } else if path.ends_with("/pickups/relock") {
