@@ -100,15 +100,34 @@ pub struct ComplianceConfig {
     /// peer publishes one.
     #[serde(default = "yes")]
     pub required: bool,
+    /// Days a compliance copy is kept after it was accepted, once its users deleted it
+    /// (docs/compliance.md, "Retention and legal holds"); then the expiry sweep deletes its
+    /// ciphertext, unless a legal hold holds it. `0`: kept forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
 }
 
 fn yes() -> bool {
     true
 }
 
+fn default_retention_days() -> u32 {
+    3650
+}
+
+impl ComplianceConfig {
+    /// The retention in seconds; `None` when copies are kept forever.
+    pub fn retention_secs(&self) -> Option<i64> {
+        (self.retention_days > 0).then(|| i64::from(self.retention_days) * 86_400)
+    }
+}
+
 impl Default for ComplianceConfig {
     fn default() -> Self {
-        ComplianceConfig { required: true }
+        ComplianceConfig {
+            required: true,
+            retention_days: default_retention_days(),
+        }
     }
 }
 

@@ -215,7 +215,8 @@ impl Node {
             self.state.blobs.clone(),
             self.config.limits.message_id_ttl_secs,
         ));
-        // Expired pickups are shredded once a minute (docs/pickup.md).
+        // Expired pickups are shredded once a minute (docs/pickup.md), and compliance copies past
+        // their retention deleted.
         let (sweep_store, sweep_blobs) = (self.store.clone(), self.state.blobs.clone());
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -226,6 +227,12 @@ impl Node {
                     crate::service::pickup::sweep(&*sweep_store, &*sweep_blobs, now).await
                 {
                     tracing::warn!(error = %e, "could not expire pickups");
+                }
+                // Compliance copies past their retention, not on hold (docs/compliance.md).
+                if let Err(e) =
+                    crate::service::retention::sweep(&*sweep_store, &*sweep_blobs, now).await
+                {
+                    tracing::warn!(error = %e, "could not expire compliance copies");
                 }
             }
         });

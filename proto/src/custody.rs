@@ -84,6 +84,27 @@ pub struct CaseView {
     /// Approvals needed before release (M - 1).
     pub approvals_needed: u32,
     pub refused_by: Option<String>,
+    /// The legal hold on the case, if one is placed: its messages do not expire, and their
+    /// users' "opened for compliance" view leaves out openings under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<CaseHold>,
+}
+
+/// A legal hold on a case (docs/compliance.md, "Retention and legal holds").
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CaseHold {
+    pub reason: String,
+    pub placed_by: String,
+    /// Unix seconds.
+    pub placed_at: i64,
+}
+
+/// `POST /compliance/cases/{id}/hold`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// Why (a court order, a supervisor's request): 1 to 512 characters.
+    pub reason: String,
 }
 
 /// `POST /compliance/cases/{id}/approve`.

@@ -227,6 +227,18 @@ impl TestNode {
         .expect("database opens")
     }
 
+    /// The subjects of the transaction log's entries of `kind`, in log order.
+    pub fn logged(&self, kind: &str) -> Vec<String> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT subject FROM txlog WHERE kind = ?1 ORDER BY seq")
+            .expect("log query");
+        stmt.query_map([kind], |r| r.get(0))
+            .expect("log query")
+            .map(|r| r.expect("log row"))
+            .collect()
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         self.db()
             .query_row(sql, [], |r| r.get(0))

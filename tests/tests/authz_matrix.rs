@@ -138,6 +138,9 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("POST", "/compliance/cases", Who::Officer, None),
     ("POST", "/compliance/cases/{id}/approve", Who::Officer, None),
     ("POST", "/compliance/cases/{id}/refuse", Who::Officer, None),
+    // Legal holds (docs/compliance.md, "Retention and legal holds").
+    ("POST", "/compliance/cases/{id}/hold", Who::Officer, None),
+    ("DELETE", "/compliance/cases/{id}/hold", Who::Officer, None),
     ("GET", "/compliance/cases/{id}/release", Who::Officer, None),
     (
         "GET",

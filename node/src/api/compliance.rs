@@ -13,7 +13,8 @@ use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppSta
 use crate::proto::ErrorBody;
 use crate::proto::custody::{
     ApproveCaseRequest, ArchiveItem, ArchiveSearch, CasePartQuery, CaseRelease, CaseReport,
-    CaseView, ComplianceOpen, CustodySetupRequest, CustodyView, NewCaseRequest, OfficerView,
+    CaseView, ComplianceOpen, CustodySetupRequest, CustodyView, HoldRequest, NewCaseRequest,
+    OfficerView,
 };
 use crate::service::{self, Actor};
 
@@ -28,6 +29,7 @@ pub(super) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(compliance_cases, request_case))
         .routes(routes!(approve_case))
         .routes(routes!(refuse_case))
+        .routes(routes!(place_hold, lift_hold))
         .routes(routes!(release_case))
         .routes(routes!(case_message))
         .routes(routes!(compliance_archive))
@@ -246,6 +248,62 @@ pub(super) async fn approve_case(
 
 #[utoipa::path(
     post,
+    path = "/compliance/cases/{id}/hold",
+    tag = "compliance",
+    summary = "Place a legal hold on a case: its messages never expire while it stands",
+    params(("id" = i64, Path, description = "The case")),
+    request_body = HoldRequest,
+    responses(
+        (status = 200, description = "Held (logged `compliance.hold_placed`)", body = CaseView),
+        (status = 400, description = "`invalid_hold`: the reason is empty, too long or has control characters", body = ErrorBody),
+        (status = 403, description = "`not_officer`", body = ErrorBody),
+        (status = 404, description = "`unknown_case`", body = ErrorBody),
+        (status = 409, description = "`already_held`", body = ErrorBody),
+    )
+)]
+pub(super) async fn place_hold(
+    State(st): State<AppState>,
+    OfficerAuthed(auth): OfficerAuthed,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<HoldRequest>,
+) -> ApiResult<Json<CaseView>> {
+    Ok(Json(
+        service::retention::place_hold(
+            &st,
+            &auth.account,
+            id,
+            &req.reason,
+            std::time::SystemTime::now(),
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/compliance/cases/{id}/hold",
+    tag = "compliance",
+    summary = "Lift the legal hold on a case",
+    params(("id" = i64, Path, description = "The case")),
+    responses(
+        (status = 200, description = "Lifted (logged `compliance.hold_lifted`)", body = CaseView),
+        (status = 403, description = "`not_officer`", body = ErrorBody),
+        (status = 404, description = "`unknown_case`", body = ErrorBody),
+        (status = 409, description = "`not_held`", body = ErrorBody),
+    )
+)]
+pub(super) async fn lift_hold(
+    State(st): State<AppState>,
+    OfficerAuthed(auth): OfficerAuthed,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<CaseView>> {
+    Ok(Json(
+        service::retention::lift_hold(&st, &auth.account, id, std::time::SystemTime::now()).await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
     path = "/compliance/cases/{id}/refuse",
     tag = "compliance",
     summary = "Refuse another officer's case, which closes it",
@@ -388,6 +446,7 @@ pub(super) async fn message_compliance_opens(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<ComplianceOpen>>> {
     Ok(Json(
-        service::custody::opens_of_message(&st, &auth.account, &id).await?,
+        service::custody::opens_of_message(&st, &auth.account, &id, std::time::SystemTime::now())
+            .await?,
     ))
 }

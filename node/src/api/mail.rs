@@ -519,16 +519,8 @@ pub(super) async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     message_id_param(&id)?;
-    let orphans = st
-        .store
-        .delete(auth.account.id, &auth.account.address, &id, now())
-        .await?;
-    for sha in orphans {
-        // The rows are gone and committed; a file left behind is only wasted space.
-        if let Err(e) = st.blobs.remove(sha).await {
-            tracing::warn!(error = %e, "could not remove an unreferenced blob");
-        }
-    }
+    // A compliance copy stays stored for the archive until its retention ends.
+    service::retention::delete(&st, &auth.account, &id, std::time::SystemTime::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -25,7 +25,7 @@ use sequoia_openpgp::Cert;
 use super::{Actor, Context, ServiceError, unix};
 use crate::proto::crypto;
 use crate::proto::custody::{
-    ArchiveItem, ArchiveSearch, CaseRelease, CaseReport, CaseView, ComplianceOpen,
+    ArchiveItem, ArchiveSearch, CaseHold, CaseRelease, CaseReport, CaseView, ComplianceOpen,
     CustodySetupRequest, CustodyView, MessageAccess, OfficerView, OpenedBy, ReleasedShare,
     ReportEntry,
 };
@@ -252,7 +252,24 @@ fn case_view(row: CaseRow, threshold: u32) -> CaseView {
         approved_by: row.approvals.into_iter().map(|a| a.officer).collect(),
         approvals_needed: threshold.saturating_sub(1),
         refused_by: row.refused_by,
+        hold: row.hold.map(|h| CaseHold {
+            reason: h.reason,
+            placed_by: h.placed_by,
+            placed_at: h.placed_at,
+        }),
     }
+}
+
+/// Case `id` as officers see it (the caller checked the officer).
+pub(super) async fn case(ctx: &Context, id: i64) -> Result<CaseView, ServiceError> {
+    let row = ctx.store.case(id).await?.ok_or(ServiceError::UnknownCase)?;
+    let threshold = ctx
+        .store
+        .current_custody()
+        .await?
+        .filter(|c| c.id == row.custody_id)
+        .map_or(0, |c| c.threshold);
+    Ok(case_view(row, threshold))
 }
 
 /// A new access case by `officer`: see the module's doc.
@@ -639,20 +656,21 @@ pub async fn report(
 }
 
 /// When `account`'s message `message_id` (in any of their folders) was opened for compliance.
-/// Who opened it and why is the officers' report; the user learns that and when.
+/// Who opened it and why is the officers' report; the user learns that and when, except for
+/// openings under a case on legal hold (`service::retention::visible_opens`).
 pub async fn opens_of_message(
     ctx: &Context,
     account: &Account,
     message_id: &str,
+    now: SystemTime,
 ) -> Result<Vec<ComplianceOpen>, ServiceError> {
     if ctx.store.message(account.id, message_id).await?.is_none() {
         return Err(ServiceError::Storage(
             crate::storage::StorageError::NotFound("message"),
         ));
     }
-    Ok(ctx
-        .store
-        .message_opens(message_id)
+    let opens = ctx.store.message_opens(message_id).await?;
+    Ok(super::retention::visible_opens(ctx, message_id, opens, now)
         .await?
         .into_iter()
         .map(|(at, _)| ComplianceOpen { at })

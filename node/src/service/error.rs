@@ -325,6 +325,13 @@ pub enum ServiceError {
     NotRequester,
     #[error("this message is not part of the case")]
     NotInCase,
+    /// Legal holds (docs/compliance.md, "Retention and legal holds").
+    #[error("the hold is refused: {0}")]
+    InvalidHold(String),
+    #[error("this case is on hold already")]
+    AlreadyHeld,
+    #[error("this case is not on hold")]
+    NotHeld,
     #[error("{address} holds no share of the compliance key")]
     NoShare { address: String },
     #[error("the node's storage failed: {0}")]
@@ -442,6 +449,9 @@ impl ServiceError {
             ServiceError::NotEnoughApprovals { .. } => "not_enough_approvals",
             ServiceError::NotRequester => "not_requester",
             ServiceError::NotInCase => "not_in_case",
+            ServiceError::InvalidHold(_) => "invalid_hold",
+            ServiceError::AlreadyHeld => "already_held",
+            ServiceError::NotHeld => "not_held",
             ServiceError::NoShare { .. } => "no_share",
             ServiceError::Storage(StorageError::Overloaded) => "overloaded",
             ServiceError::Storage(StorageError::Conflict(_)) => "conflict",
@@ -559,10 +569,14 @@ impl ServiceError {
             | ServiceError::OwnCase
             | ServiceError::NotRequester
             | ServiceError::NoShare { .. } => ErrorKind::Forbidden,
-            ServiceError::InvalidCustody(_) | ServiceError::InvalidCase(_) => ErrorKind::Invalid,
+            ServiceError::InvalidCustody(_)
+            | ServiceError::InvalidCase(_)
+            | ServiceError::InvalidHold(_) => ErrorKind::Invalid,
             ServiceError::UnknownCase | ServiceError::NotInCase => ErrorKind::NotFound,
             ServiceError::NoCustody
             | ServiceError::AlreadyApproved
+            | ServiceError::AlreadyHeld
+            | ServiceError::NotHeld
             | ServiceError::CaseClosed { .. }
             | ServiceError::NotEnoughApprovals { .. } => ErrorKind::Conflict,
             ServiceError::Storage(StorageError::InviteInvalid) => ErrorKind::Refused,

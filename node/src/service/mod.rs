@@ -25,6 +25,7 @@ pub mod outside_keys;
 pub mod peers;
 pub mod pickup;
 pub mod registered;
+pub mod retention;
 pub mod smime;
 pub mod throttle;
 pub mod trust;

@@ -61,6 +61,27 @@ pub struct CaseRow {
     pub approvals: Vec<ApprovalRow>,
     /// Who refused it, if it was refused.
     pub refused_by: Option<String>,
+    /// The legal hold on it, if one is placed.
+    pub hold: Option<HoldRow>,
+}
+
+/// A legal hold on a case (docs/compliance.md, "Retention and legal holds").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRow {
+    pub case_id: i64,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: Timestamp,
+}
+
+/// What [`CustodyStore::place_hold`] and [`CustodyStore::lift_hold`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldStep {
+    Done,
+    /// No such case.
+    Unknown,
+    /// Placing: the case is held already; lifting: it is not held.
+    Unchanged,
 }
 
 /// An officer's approval: their share, encrypted to the case's request key (armored).
@@ -200,4 +221,28 @@ pub trait CustodyStore: Send + Sync + 'static {
     async fn case_log(&self, id: i64) -> Result<Vec<CaseLogRow>>;
     /// When message `message_id` was opened for compliance, and under which case.
     async fn message_opens(&self, message_id: &str) -> Result<Vec<(Timestamp, i64)>>;
+    /// Places a legal hold on case `id` and logs `compliance.hold_placed` (with the reason).
+    async fn place_hold(
+        &self,
+        id: i64,
+        officer: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<HoldStep>;
+    /// Lifts the legal hold on case `id` and logs `compliance.hold_lifted`.
+    async fn lift_hold(&self, id: i64, officer: &str, now: Timestamp) -> Result<HoldStep>;
+    /// The IDs of the cases under a legal hold.
+    async fn held_cases(&self) -> Result<Vec<i64>>;
+    /// A user's view of an opening of `message_id` under held case `id` was withheld: logs
+    /// `compliance.notice_delayed` if it is the first time under this hold; `true` if logged.
+    async fn log_notice_delayed(&self, id: i64, message_id: &str, now: Timestamp) -> Result<bool>;
+    /// Deletes (rows and blobs) up to `limit` retained compliance copies whose `retain_until`
+    /// is at or before `now`, with no mailbox entry, nothing queued and no case under a hold
+    /// naming them, each logged `compliance.expired` (message ID only). Returns the message IDs
+    /// and the blob files to remove.
+    async fn expire_compliance_copies(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<(Vec<String>, Vec<[u8; 32]>)>;
 }

@@ -196,13 +196,16 @@ pub trait MailStore: Send + Sync + 'static {
         from: Folder,
         to: Folder,
     ) -> Result<()>;
-    /// Removes the message from the user's folders and logs it. Returns the blobs no message
-    /// refers to any more (for the caller to remove from the BlobStore).
+    /// Removes the message from the user's folders and logs it. With `retain_until` (a
+    /// compliance copy: `service::retention`), the message itself stays until then, for the
+    /// expiry sweep. Returns the blobs no message refers to any more (for the caller to remove
+    /// from the BlobStore).
     async fn delete(
         &self,
         account_id: i64,
         actor: &str,
         message_id: &str,
+        retain_until: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Vec<[u8; 32]>>;
 }

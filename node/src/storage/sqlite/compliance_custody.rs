@@ -8,10 +8,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::rows::json;
+use super::rows::{drop_message, json};
 use crate::storage::compliance_custody::{
     ApprovalRow, ArchiveQuery, ArchiveRow, CaseLogRow, CaseRow, CaseStep, CustodyRow,
-    CustodyShareRow, CustodyStore, NewCustody,
+    CustodyShareRow, CustodyStore, HoldRow, HoldStep, NewCustody,
 };
 use crate::storage::error::{Result, Timestamp};
 use crate::storage::log::LogEvent;
@@ -39,6 +39,7 @@ fn case_row(c: &Connection, id: i64) -> Result<Option<CaseRow>> {
                 created_at: r.get(8)?,
                 approvals: Vec::new(),
                 refused_by: r.get(9)?,
+                hold: None,
             })
         })
         .optional()?;
@@ -60,8 +61,26 @@ fn case_row(c: &Connection, id: i64) -> Result<Option<CaseRow>> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    row.hold = c
+        .prepare_cached(
+            "SELECT reason, placed_by, placed_at FROM compliance_holds WHERE case_id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(HoldRow {
+                case_id: id,
+                reason: r.get(0)?,
+                placed_by: r.get(1)?,
+                placed_at: r.get(2)?,
+            })
+        })
+        .optional()?;
     Ok(Some(row))
 }
+
+/// Messages a case under a legal hold names (`compliance_cases.message_ids`: a JSON array).
+const HELD: &str = "EXISTS (SELECT 1 FROM compliance_holds h
+     JOIN compliance_cases k ON k.id = h.case_id, json_each(k.message_ids) j
+     WHERE j.value = messages.id)";
 
 /// The state of case `id`, if it exists.
 fn case_state(c: &Connection, id: i64) -> Result<Option<String>> {
@@ -512,6 +531,119 @@ impl CustodyStore for SqliteStore {
             Ok(stmt
                 .query_map([&message_id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn place_hold(
+        &self,
+        id: i64,
+        officer: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<HoldStep> {
+        let (officer, reason) = (officer.to_owned(), reason.to_owned());
+        self.write(move |c, chain| {
+            if case_state(c, id)?.is_none() {
+                return Ok(HoldStep::Unknown);
+            }
+            let added = c.execute(
+                "INSERT OR IGNORE INTO compliance_holds (case_id, reason, placed_by, placed_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, reason, officer, now],
+            )?;
+            if added == 0 {
+                return Ok(HoldStep::Unchanged);
+            }
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("compliance.hold_placed", &officer, &format!("case:{id}"))
+                    .with(serde_json::json!({ "reason": reason })),
+            )?;
+            Ok(HoldStep::Done)
+        })
+        .await
+    }
+
+    async fn lift_hold(&self, id: i64, officer: &str, now: Timestamp) -> Result<HoldStep> {
+        let officer = officer.to_owned();
+        self.write(move |c, chain| {
+            if case_state(c, id)?.is_none() {
+                return Ok(HoldStep::Unknown);
+            }
+            let gone = c.execute("DELETE FROM compliance_holds WHERE case_id = ?1", [id])?;
+            if gone == 0 {
+                return Ok(HoldStep::Unchanged);
+            }
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("compliance.hold_lifted", &officer, &format!("case:{id}")),
+            )?;
+            Ok(HoldStep::Done)
+        })
+        .await
+    }
+
+    async fn held_cases(&self) -> Result<Vec<i64>> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT case_id FROM compliance_holds ORDER BY case_id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            )
+        })
+        .await
+    }
+
+    async fn log_notice_delayed(&self, id: i64, message_id: &str, now: Timestamp) -> Result<bool> {
+        let message_id = message_id.to_owned();
+        self.write(move |c, chain| {
+            let first = c.execute(
+                "UPDATE compliance_holds SET notice_delayed = 1
+                 WHERE case_id = ?1 AND notice_delayed = 0",
+                [id],
+            )?;
+            if first == 0 {
+                return Ok(false);
+            }
+            chain.append(
+                c,
+                now,
+                &LogEvent::new("compliance.notice_delayed", "node", &format!("case:{id}"))
+                    .with(serde_json::json!({ "message": message_id })),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expire_compliance_copies(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<(Vec<String>, Vec<[u8; 32]>)> {
+        self.write(move |c, chain| {
+            let ids: Vec<String> = c
+                .prepare_cached(&format!(
+                    "SELECT id FROM messages
+                     WHERE retain_until IS NOT NULL AND retain_until <= ?1
+                       AND NOT EXISTS (SELECT 1 FROM mailbox WHERE message_id = messages.id)
+                       AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = messages.id)
+                       AND NOT EXISTS (SELECT 1 FROM pickups WHERE message_id = messages.id
+                                       AND state IN ('open', 'locked'))
+                       AND NOT {HELD}
+                     ORDER BY retain_until, id LIMIT ?2"
+                ))?
+                .query_map(params![now, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut files = Vec::new();
+            for id in &ids {
+                files.extend(drop_message(c, id)?);
+                chain.append(c, now, &LogEvent::new("compliance.expired", "node", id))?;
+            }
+            Ok((ids, files))
         })
         .await
     }

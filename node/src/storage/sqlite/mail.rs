@@ -478,6 +478,7 @@ impl MailStore for SqliteStore {
         account_id: i64,
         actor: &str,
         message_id: &str,
+        retain_until: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Vec<[u8; 32]>> {
         let (id, actor) = (message_id.to_owned(), actor.to_owned());
@@ -488,6 +489,10 @@ impl MailStore for SqliteStore {
             )?;
             if n == 0 {
                 return Err(StorageError::NotFound("message"));
+            }
+            if let Some(until) = retain_until {
+                c.prepare_cached("UPDATE messages SET retain_until = ?2 WHERE id = ?1")?
+                    .execute(params![id, until])?;
             }
             chain.append(c, now, &LogEvent::new("deletion", &actor, &id))?;
             drop_message_if_unreferenced(c, &id)

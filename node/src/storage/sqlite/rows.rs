@@ -59,20 +59,27 @@ pub(super) fn query_certs(
         .collect::<rusqlite::Result<Vec<String>>>()?)
 }
 
-/// Drops a message nobody holds any more (no mailbox entry, nothing queued for a peer), and
-/// every blob only it used; returns the blob files to remove.
+/// Drops a message nobody holds any more (no mailbox entry, nothing queued for a peer, not a
+/// retained compliance copy), and every blob only it used; returns the blob files to remove.
 pub(super) fn drop_message_if_unreferenced(c: &Connection, id: &str) -> Result<Vec<[u8; 32]>> {
     let still_referenced: bool = c
         .prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM mailbox WHERE message_id = ?1)
                 OR EXISTS(SELECT 1 FROM outbox WHERE message_id = ?1)
                 OR EXISTS(SELECT 1 FROM pickups WHERE message_id = ?1
-                          AND state IN ('open', 'locked'))",
+                          AND state IN ('open', 'locked'))
+                OR EXISTS(SELECT 1 FROM messages WHERE id = ?1 AND retain_until IS NOT NULL)",
         )?
         .query_row([id], |r| r.get(0))?;
     if still_referenced {
         return Ok(Vec::new());
     }
+    drop_message(c, id)
+}
+
+/// Drops message `id` with its parts, pickups and deliveries, and every blob only it used;
+/// returns the blob files to remove. The caller checked that nobody holds it.
+pub(super) fn drop_message(c: &Connection, id: &str) -> Result<Vec<[u8; 32]>> {
     // Parts stored in their row take their data with them; the others may free a blob.
     let hashes: Vec<Vec<u8>> = c
         .prepare_cached(

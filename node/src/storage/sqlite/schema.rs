@@ -581,6 +581,23 @@ CREATE TABLE compliance_approvals (
     PRIMARY KEY (case_id, officer_id)
 ) WITHOUT ROWID;
 "#,
+    // Retention of compliance copies and legal holds (docs/compliance.md, "Retention and legal
+    // holds"): `retain_until` is set when a user deletes a compliance copy (accepted_at + the
+    // retention; NULL for every other message), and a message with it stays, with no mailbox
+    // entry, until the expiry sweep deletes it; a hold on a case stops that for its messages.
+    r#"
+ALTER TABLE messages ADD COLUMN retain_until INTEGER;
+CREATE INDEX messages_retained ON messages(retain_until) WHERE retain_until IS NOT NULL;
+CREATE TABLE compliance_holds (
+    case_id INTEGER PRIMARY KEY REFERENCES compliance_cases(id),
+    reason TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    placed_at INTEGER NOT NULL,
+    -- Whether a user's view of an opening under this case was withheld and logged
+    -- (`compliance.notice_delayed`, once per case and hold).
+    notice_delayed INTEGER NOT NULL DEFAULT 0
+);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
