@@ -1477,6 +1477,21 @@ mod tests {
     }
 
     #[test]
+    fn compliance_retention_is_ten_years_by_default_and_zero_keeps_copies_forever() {
+        let default = Config::new("example.org");
+        assert_eq!(default.compliance.retention_days, 3650);
+        assert_eq!(default.compliance.retention_secs(), Some(3650 * 86_400));
+        let forever = ComplianceConfig {
+            retention_days: 0,
+            ..ComplianceConfig::default()
+        };
+        assert_eq!(forever.retention_secs(), None);
+        let parsed: ComplianceConfig = toml::from_str("retention_days = 30").unwrap();
+        assert_eq!(parsed.retention_secs(), Some(30 * 86_400));
+        assert!(parsed.required, "required keeps its default");
+    }
+
+    #[test]
     fn example_config_parses_to_the_defaults_and_documents_every_key() {
         let example = load(EXAMPLE, &[]).unwrap();
         assert_eq!(example, Config::new("example.org"));
