@@ -446,7 +446,7 @@ pub(super) async fn message_compliance_opens(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<ComplianceOpen>>> {
     Ok(Json(
-        service::custody::opens_of_message(&st, &auth.account, &id, std::time::SystemTime::now())
+        service::retention::opens_of_message(&st, &auth.account, &id, std::time::SystemTime::now())
             .await?,
     ))
 }

@@ -25,9 +25,8 @@ use sequoia_openpgp::Cert;
 use super::{Actor, Context, ServiceError, unix};
 use crate::proto::crypto;
 use crate::proto::custody::{
-    ArchiveItem, ArchiveSearch, CaseHold, CaseRelease, CaseReport, CaseView, ComplianceOpen,
-    CustodySetupRequest, CustodyView, MessageAccess, OfficerView, OpenedBy, ReleasedShare,
-    ReportEntry,
+    ArchiveItem, ArchiveSearch, CaseHold, CaseRelease, CaseReport, CaseView, CustodySetupRequest,
+    CustodyView, MessageAccess, OfficerView, OpenedBy, ReleasedShare, ReportEntry,
 };
 use crate::storage::compliance_custody::{ArchiveQuery, CaseRow, CaseStep, CustodyRow, NewCustody};
 use crate::storage::{Account, AccountState, MetaStore, PartData};
@@ -653,26 +652,4 @@ pub async fn report(
         messages,
         made_at: unix(now),
     })
-}
-
-/// When `account`'s message `message_id` (in any of their folders) was opened for compliance.
-/// Who opened it and why is the officers' report; the user learns that and when, except for
-/// openings under a case on legal hold (`service::retention::visible_opens`).
-pub async fn opens_of_message(
-    ctx: &Context,
-    account: &Account,
-    message_id: &str,
-    now: SystemTime,
-) -> Result<Vec<ComplianceOpen>, ServiceError> {
-    if ctx.store.message(account.id, message_id).await?.is_none() {
-        return Err(ServiceError::Storage(
-            crate::storage::StorageError::NotFound("message"),
-        ));
-    }
-    let opens = ctx.store.message_opens(message_id).await?;
-    Ok(super::retention::visible_opens(ctx, message_id, opens, now)
-        .await?
-        .into_iter()
-        .map(|(at, _)| ComplianceOpen { at })
-        .collect())
 }

@@ -8,7 +8,8 @@
 //!   find it. A message without a compliance copy of ours goes at once, as before.
 //! - **legal holds**: an officer places a hold on a case, with a reason, and lifts it; while
 //!   held, no message the case names expires, and the users' "opened for compliance" view
-//!   leaves out the openings under that case (the delay itself logged once per case and hold).
+//!   leaves out the openings under that case (the delay itself logged once per case and hold:
+//!   [`opens_of_message`], the users' door to that view).
 //! - **expiry**: [`sweep`] deletes the ciphertext of copies past their time with no hold and no
 //!   mailbox entry, logging `compliance.expired` per message (its ID, nothing else).
 //!
@@ -18,7 +19,7 @@
 use std::time::SystemTime;
 
 use super::{Context, ServiceError, unix};
-use crate::proto::custody::CaseView;
+use crate::proto::custody::{CaseView, ComplianceOpen};
 use crate::storage::compliance_custody::HoldStep;
 use crate::storage::{Account, BlobStore, MetaStore, StorageError};
 
@@ -116,10 +117,30 @@ pub async fn lift_hold(
     super::custody::case(ctx, id).await
 }
 
+/// When `account`'s message `message_id` (in any of their folders) was opened for compliance.
+/// Who opened it and why is the officers' report; the user learns that and when, except for
+/// openings under a case on legal hold ([`visible_opens`]).
+pub async fn opens_of_message(
+    ctx: &Context,
+    account: &Account,
+    message_id: &str,
+    now: SystemTime,
+) -> Result<Vec<ComplianceOpen>, ServiceError> {
+    if ctx.store.message(account.id, message_id).await?.is_none() {
+        return Err(ServiceError::Storage(StorageError::NotFound("message")));
+    }
+    let opens = ctx.store.message_opens(message_id).await?;
+    Ok(visible_opens(ctx, message_id, opens, now)
+        .await?
+        .into_iter()
+        .map(|(at, _)| ComplianceOpen { at })
+        .collect())
+}
+
 /// Of `opens` (when, under which case) of `message_id`, those a user may see now: openings
 /// under a case on hold are withheld, and the first withholding per case and hold is logged
 /// `compliance.notice_delayed`.
-pub async fn visible_opens(
+async fn visible_opens(
     ctx: &Context,
     message_id: &str,
     opens: Vec<(i64, i64)>,
