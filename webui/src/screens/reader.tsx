@@ -430,7 +430,7 @@ function EvidencePanel({ id, registered }: { id: string; registered: string[] })
         <span class="muted">One JSON file: the nodes' signed records, time-stamps and proofs; check it with <code>sealpost evidence verify</code>.</span>
       </div>
       {pending !== null && (pending > 0
-        ? <div data-testid="evidence-pending" data-pending={pending}>{pending} record{pending === 1 ? ' is' : 's are'} pending: not sealed yet. The node seals records (signs them in a batch and has a time-stamping authority stamp it) at its next checkpoint, if it has a time-stamping authority; until then they are in the file but cannot be checked. Download it again later.</div>
+        ? <div data-testid="evidence-pending" data-pending={pending}>{pending} record{pending === 1 ? ' is' : 's are'} pending: not sealed yet. Your node seals its records at each checkpoint (it signs a batch of them and has a time-stamping authority stamp it) when it is configured with one; until then they are in the file but cannot be checked. Download it again later.</div>
         : <div data-testid="evidence-pending" data-pending="0">Every record is sealed: signed and time-stamped.</div>)}
       <ErrorBox error={error} />
     </div>
