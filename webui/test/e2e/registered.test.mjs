@@ -70,6 +70,27 @@ test('registered: bob accepts one message (receipt signed in the browser) and re
   const alicePage = await browser.page();
   const aliceShot = shooter(alicePage, 'registered-send');
   await signIn(alicePage, alpha.url, ALICE, PW.alice);
+  // Refused in words for an outsider reached by unlock code, as the node refuses it; nothing is
+  // submitted.
+  const submits = [];
+  alicePage.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/v1/messages') submits.push(r.url()); });
+  await alicePage.click('[data-testid=nav] >> text=Write');
+  for (const to of [BOB, 'carol@outside.test']) {
+    await alicePage.fill('#compose-to', to);
+    await alicePage.press('#compose-to', 'Enter');
+  }
+  await alicePage.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 60_000 });
+  await alicePage.waitForSelector('[data-testid=recipient][data-state=ok]', { timeout: 60_000 });
+  await alicePage.check('[data-testid=registered]');
+  const why = await alicePage.waitForSelector('[data-testid=registered-refusal]');
+  assert.match(await why.textContent(), /carol@outside\.test is reached with an unlock code: registered mail goes to Sealpost users only/);
+  assert.equal((await alicePage.$$('[data-testid=registered-refusal]')).length, 1, 'bob, a Sealpost user, can get it');
+  await alicePage.fill('#compose-subject', 'Not to outsiders');
+  await alicePage.click('[data-testid=send]');
+  assert.match(await (await alicePage.waitForSelector('[data-testid=error]')).textContent(), /registered mail goes to Sealpost users only/);
+  await aliceShot('refused-outsider');
+  assert.deepEqual(submits, []);
+
   const first = await sendRegistered(alicePage, aliceShot, 'Signed contract', 'The countersigned contract. Code word: PELICAN.');
   const second = await sendRegistered(alicePage, null, 'Notice of termination', 'We terminate the agreement. Code word: HERON.');
 
