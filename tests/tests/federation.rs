@@ -148,6 +148,12 @@ async fn outage_200_messages_arrive_exactly_once_after_restart() {
     })
     .await
     .unwrap();
+    // And alpha has beta's receipt: its outbox row is gone before beta stops.
+    wait_for(Duration::from_secs(20), async || {
+        (alpha.count("SELECT COUNT(*) FROM outbox") == 0).then_some(())
+    })
+    .await
+    .unwrap();
 
     beta.stop().await.unwrap();
     let mut ids = Vec::new();

@@ -196,6 +196,11 @@ export async function openHead(s: Session, id: string): Promise<Opened> {
   } catch {
     throw new Error(`The sender's signature on this message's envelope does not verify: it may be forged or altered.`);
   }
+  // Registered for us and not accepted (docs/evidence.md, "Registered mail"): no part is
+  // asked for until the reader decides; opening it is accepting it. Not cached.
+  if (m.registered && m.registered.state !== 'accepted' && isRegisteredFor(env, s.account.address)) {
+    throw new RegisteredClosed(m.registered.state === 'refused' ? 'refused' : 'pending', env, m.registered.notice);
+  }
   const part0 = env.parts[0];
   const cipher = await api.download(`/messages/${id}/parts/0`, part0.size, () => {});
   if ((await pgp.sha256hex(cipher)) !== part0.sha256) throw new Error('The message does not match what the sender signed: it was altered.');
@@ -248,6 +253,56 @@ async function openArrived(s: Session, id: string, m: MessageResponse): Promise<
     raw: m,
     arrived: { entity, arrival: item.arrival ?? null, inReplyTo: item.in_reply_to ?? null, signedBy },
   };
+}
+
+// ---- registered mail (docs/evidence.md, "Registered mail") ----
+
+/** A message registered for the reader that is not open to them: `pending` (they have not
+ * decided; opening it signs an acceptance receipt) or `refused` (they signed a refusal). */
+export class RegisteredClosed extends Error {
+  constructor(public state: 'pending' | 'refused', public envelope: Envelope, public notice: string) {
+    super(state === 'refused' ? 'You refused this registered message.' : 'Registered: opening it confirms receipt.');
+  }
+}
+
+function isRegisteredFor(env: Envelope, address: string): boolean {
+  return (env.registered ?? []).some((a) => a.toLowerCase() === address.toLowerCase());
+}
+
+export type ReceiptDecision = api.ReceiptDecision;
+
+/** The exact bytes the CLI signs (`proto::ReceiptStatement::to_bytes`): compact JSON, keys in
+ * sorted order (at, decision, format, message_id, parts, recipient); the node re-serialises
+ * it and refuses any other spelling. */
+export function receiptStatement(env: Envelope, recipient: string, decision: ReceiptDecision, at: number): string {
+  if (!Number.isSafeInteger(at)) throw new Error('The receipt time must be whole seconds.');
+  return JSON.stringify({
+    at,
+    decision,
+    format: 'sealpost-receipt-v1',
+    message_id: env.message_id,
+    parts: env.parts.map((p) => p.sha256),
+    recipient,
+  });
+}
+
+/** Signs `decision` about a message registered for us (a detached signature by our key over
+ * the statement, as the CLI's `Session::decide`) and posts it; the envelope is the one
+ * `openHead` verified. Accepting releases the parts; a refusal keeps them closed for good. */
+export async function decideRegistered(s: Session, closed: RegisteredClosed, decision: ReceiptDecision): Promise<ReceiptDecision> {
+  const env = closed.envelope;
+  if (!isRegisteredFor(env, s.account.address)) throw new Error('This message is not registered for you.');
+  const statement = receiptStatement(env, s.account.address, decision, Math.floor(Date.now() / 1000));
+  const signature = await pgp.signDetached(new TextEncoder().encode(statement), s.me);
+  heads.delete(env.message_id);
+  return api.post('/messages/{id}/receipt', { id: env.message_id }, { statement, signature });
+}
+
+/** `GET /messages/{id}/evidence`: the bundle as the node gives it, and how many of our
+ * records are not sealed (time-stamped) yet. */
+export async function evidence(id: string): Promise<{ bundle: unknown; pending: number }> {
+  const r = await api.get('/messages/{id}/evidence', { id });
+  return { bundle: r.bundle, pending: r.pending };
 }
 
 export async function markRead(id: string) {
@@ -378,6 +433,17 @@ export interface Outgoing {
   seesContentConfirmed?: string[];
   /** A reply to mail that came by SMTP: its Message-ID (`<…>`), for the external copies. */
   inReplyTo?: string;
+  /** Registered mail for every recipient (`send --registered`; Sealpost users only): their
+   * node releases it once they sign a receipt (docs/evidence.md). */
+  registered?: boolean;
+}
+
+/** Why `mode` cannot get registered mail (the node refuses it too: `invalid_envelope`), or
+ * null when it can: only a Sealpost node holds a copy it can withhold until a receipt. */
+export function registeredRefusal(address: string, mode: string): string | null {
+  if (mode === 'local' || mode === 'remote') return null;
+  const how = mode === 'pickup' ? 'with an unlock code' : 'by mail';
+  return `${address} is reached ${how}: registered mail goes to Sealpost users only, whose node can keep it closed until they sign a receipt. Remove ${address} or send it unregistered.`;
 }
 
 /** Checks locally what can be checked without the node (as `checked_cert` in the CLI). */
@@ -481,6 +547,8 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
    * certificate is the answer's PEM). */
   const outside: { r: Resolved; cert?: pgp.PublicKey }[] = [];
   for (const r of resp.recipients) {
+    const notRegistrable = msg.registered ? registeredRefusal(r.address, r.mode) : null;
+    if (notRegistrable) throw new Error(notRegistrable);
     if (r.sees_content && !msg.seesContentConfirmed?.includes(r.address)) {
       // The mode may have changed since the sender looked: never send past an unconfirmed one.
       throw new Error(`${r.address}'s mail server will receive the content, and our node sees it in transit${r.why ? ` (${r.why})` : ''}. Confirm this for ${r.address} before sending.`);
@@ -576,6 +644,8 @@ export async function send(s: Session, msg: Outgoing, progress: SendProgress): P
       }
     }
   }
+  // Registered for every recipient, in `to`'s order; omitted when not registered.
+  if (msg.registered) env.registered = [...to];
   const text = JSON.stringify(env);
   const signature = await pgp.signDetached(new TextEncoder().encode(text), s.me);
   const body: MailSubmit = { envelope: text, signature, inline_parts: inline };

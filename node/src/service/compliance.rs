@@ -337,10 +337,10 @@ pub async fn copies_of(
     let recipients = match ctx.store.part(message_id, 0).await? {
         None => return Ok(Vec::new()),
         Some(crate::storage::PartData::Inline(bytes)) => {
-            super::mail::part_recipients(ctx, Some(&bytes), [0; 32]).await?
+            ctx.part_recipients(Some(&bytes), [0; 32]).await?
         }
         Some(crate::storage::PartData::Blob { sha256, .. }) => {
-            super::mail::part_recipients(ctx, None, sha256).await?
+            ctx.part_recipients(None, sha256).await?
         }
     };
     // A part that is not an OpenPGP message names no archive.

@@ -116,6 +116,31 @@ pub struct CertFacts {
 }
 
 impl Context {
+    /// The key handles a part's PKESKs name: of its `inline` bytes, or else of the blob stored
+    /// under `sha256` (read off the runtime's threads). The outer error is the node's failure.
+    pub(crate) async fn part_recipients(
+        &self,
+        inline: Option<&[u8]>,
+        sha256: [u8; 32],
+    ) -> Result<Result<Vec<sequoia_openpgp::KeyHandle>, crate::crypto::CryptoError>, ServiceError>
+    {
+        use crate::crypto;
+        match inline {
+            Some(data) => Ok(crypto::pkesk_recipients_of_bytes(data)),
+            None => {
+                let blobs = self.blobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut r = blobs
+                        .open_blocking(sha256)
+                        .map_err(|e| crypto::CryptoError::Other(e.to_string()))?;
+                    crypto::pkesk_recipients(&mut r)
+                })
+                .await
+                .map_err(ServiceError::internal)
+            }
+        }
+    }
+
     pub fn new(
         config: Config,
         store: Arc<dyn MetaStore>,

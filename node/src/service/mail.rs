@@ -18,7 +18,6 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::{Cert, Fingerprint};
 
-pub(crate) use accept::part_recipients;
 pub use accept::{
     Accepted, Declared, Delivery, Incoming, Screened, Screening, Source, accept, screen,
 };

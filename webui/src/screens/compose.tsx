@@ -49,6 +49,8 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
   const [forwarding, setForwarding] = useState<string | null>(null);
   /** Recipients with `sees_content` whose exposure the sender confirmed. */
   const [confirmed, setConfirmed] = useState<string[]>([]);
+  /** Registered mail for every recipient (docs/evidence.md): opening it confirms receipt. */
+  const [registered, setRegistered] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
 
   const resolve = async (address: string): Promise<Rcpt> => {
@@ -135,7 +137,9 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     ? [...new Set([...(session.org.compliance_key ? [session.org.domain] : []), ...rcpts.filter(sendable).flatMap((r) => r.compliance ?? [])])]
     : [];
   const unconfirmed = exposed.filter((r) => !confirmed.includes(r.address));
-  const canSend = rcpts.length > 0 && refused.length === 0 && unconfirmed.length === 0 && rcpts.every(sendable) && !sending && !forwarding;
+  // Registered: Sealpost recipients only (the node refuses the others as well).
+  const notRegistrable = registered ? rcpts.filter((r) => sendable(r) && r.mode).map((r) => client.registeredRefusal(r.address, r.mode!)).filter((w): w is string => !!w) : [];
+  const canSend = rcpts.length > 0 && refused.length === 0 && unconfirmed.length === 0 && notRegistrable.length === 0 && rcpts.every(sendable) && !sending && !forwarding;
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -145,13 +149,13 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
       return;
     }
     if (!canSend) {
-      setError(new Error(rcpts.length === 0 ? 'Add at least one recipient.' : refused.length ? `Remove the recipients that cannot receive this message: ${refused.map((r) => r.address).join(', ')}.` : unconfirmed.length ? `Confirm that ${unconfirmed.map((r) => r.address).join(', ')} may be reached this way (our node sees the content in transit), or remove ${unconfirmed.length > 1 ? 'them' : 'that recipient'}.` : 'Wait until every recipient is checked.'));
+      setError(new Error(rcpts.length === 0 ? 'Add at least one recipient.' : refused.length ? `Remove the recipients that cannot receive this message: ${refused.map((r) => r.address).join(', ')}.` : notRegistrable.length ? notRegistrable.join(' ') : unconfirmed.length ? `Confirm that ${unconfirmed.map((r) => r.address).join(', ')} may be reached this way (our node sees the content in transit), or remove ${unconfirmed.length > 1 ? 'them' : 'that recipient'}.` : 'Wait until every recipient is checked.'));
       return;
     }
     setSending(true);
     setError(null);
     try {
-      const done = await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files, seesContentConfirmed: confirmed, inReplyTo: seed?.inReplyTo }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
+      const done = await client.send(session, { to: rcpts.map((r) => r.address), subject, body, files, seesContentConfirmed: confirmed, inReplyTo: seed?.inReplyTo, registered }, (i, stage, value) => setFileProgress((p) => ({ ...p, [i]: { stage, value } })));
       setCodes(done.pickups);
       setContinued(done.continued);
       setSent(true);
@@ -176,6 +180,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
           ? <p class="muted">Only {rcpts.map((r) => r.address).join(', ')} and you can read it. The node stored it without being able to read it.</p>
           : <p class="muted">End-to-end encrypted for {rcpts.filter((r) => !r.seesContent).map((r) => r.address).join(', ') || 'nobody else'} and you. For {exposed.map((r) => r.address).join(', ')}, as you confirmed, our node sees the content in transit and their mail server receives it.</p>}
         <ModeList rcpts={rcpts} domain={session.org.domain} testid="sent-modes" />
+        {registered && <p class="muted" data-testid="sent-registered">Registered: {rcpts.map((r) => r.address).join(', ')} can open it only by signing a receipt, or refuse it with a signed refusal. <a href="#/mail/sent">Sent</a> offers the evidence.</p>}
         {continued.length > 0 && <p class="muted" data-testid="sent-continued">{continued.join(', ')}: the same unlock code as before (this message continues your conversation with them, encrypted to the same key).</p>}
         {pickups.length > 0 && <p class="muted" data-testid="sent-pickup">{pickups.map((r) => r.address).join(', ')} {pickups.length > 1 ? 'get' : 'gets'} a notification mail and can open it with the unlock code you passed on: <a href="#/mail/sent">Sent</a> shows when it was opened.</p>}
         {(() => {
@@ -232,6 +237,13 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
               </label>
             </div>
           ))}
+        </div>
+        <div class="field">
+          <label class="check registered-option">
+            <input type="checkbox" checked={registered} data-testid="registered" onChange={(e) => setRegistered(e.currentTarget.checked)} />
+            <span><strong>Registered (opening confirms receipt)</strong><br /><span class="muted small">Each recipient's node keeps it closed until they sign a receipt, or they refuse it; you can download the evidence. Sealpost recipients only.</span></span>
+          </label>
+          {notRegistrable.map((w) => <div class="alert alert-error" role="alert" data-testid="registered-refusal">{w}</div>)}
         </div>
         <Field label="Subject" id="compose-subject">
           <input id="compose-subject" value={subject} onInput={(e) => setSubject(e.currentTarget.value)} />

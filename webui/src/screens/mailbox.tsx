@@ -113,7 +113,7 @@ export function Mailbox({ session, folder, search, onUnread }: { session: Sessio
                     <span class="row-date">{when(it.received_at)}</span>
                   </span>
                   <span class="row-subject">
-                    {o === undefined ? <span class="muted">Decrypting…</span> : o instanceof Error ? <span class="text-bad">Cannot open: {o.message}</span> : o.head.subject || '(no subject)'}
+                    {o === undefined ? <span class="muted">Decrypting…</span> : o instanceof client.RegisteredClosed ? <span data-testid="row-registered" data-state={o.state}><span class="mode-tag mode-mail">registered</span> {o.state === 'refused' ? 'You refused this registered message' : 'Opening confirms receipt'}</span> : o instanceof Error ? <span class="text-bad">Cannot open: {o.message}</span> : o.head.subject || '(no subject)'}
                   </span>
                   <span class="row-snippet muted">
                     {o && !(o instanceof Error) && <>{o.head.attachments.length > 0 && <span class="clip" aria-label="has attachments"><Icon name="clip" size={14} /></span>}{o.head.body.slice(0, 140)}</>}

@@ -31,6 +31,10 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   const [newCode, setNewCode] = useState<ShownCode | null>(null);
   // When this message was opened for the compliance archive (docs/compliance.md, "Dual control").
   const [complianceOpens, setComplianceOpens] = useState<number[]>([]);
+  /** Registered for us and not open (docs/evidence.md): the notice, before any part is fetched. */
+  const [closed, setClosed] = useState<client.RegisteredClosed | null>(null);
+  /** Bumped once a receipt is accepted: the message is opened as usual. */
+  const [reload, setReload] = useState(0);
   useEffect(() => {
     setComplianceOpens([]);
     api.get('/messages/{id}/compliance-opens', { id }).then((l) => setComplianceOpens(l.map((x) => x.at)), () => {});
@@ -52,9 +56,19 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     // The same screen shows the next message (a thread's link): nothing of the last one stays.
     setAnswers(null);
     setReplies([]);
+    setClosed(null);
     (async () => {
       try {
-        const opened = await client.openHead(session, id);
+        let opened: Opened;
+        try {
+          opened = await client.openHead(session, id);
+        } catch (e) {
+          if (e instanceof client.RegisteredClosed) {
+            if (live) setClosed(e);
+            return;
+          }
+          throw e;
+        }
         if (!live) return;
         setO(opened);
         setDelivery(opened.item.delivery ?? []);
@@ -88,7 +102,7 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
       }
     })();
     return () => { live = false; };
-  }, [id]);
+  }, [id, reload]);
 
   const download = async (i: number) => {
     if (!o) return;
@@ -169,6 +183,8 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
     body: `\n\n---------- Forwarded message ----------\nFrom: ${o.envelope.from}\nDate: ${fullDate(o.head.sent_at)}\nSubject: ${o.head.subject}\nTo: ${o.head.to.join(', ')}\n\n${o.head.body}`,
     forwardFrom: o,
   });
+
+  if (closed) return <RegisteredGate session={session} folder={folder} closed={closed} onAccepted={() => setReload((n) => n + 1)} onRefused={(c) => setClosed(c)} />;
 
   if (error) return <section><a href={`#/mail/${folder}`} class="back">← Back</a><ErrorBox error={error} title="This message cannot be opened." /></section>;
   if (!o) return <section aria-busy="true"><a href={`#/mail/${folder}`} class="back">← Back</a><div class="skeleton tall" /><p class="muted">Decrypting and verifying…</p></section>;
@@ -253,6 +269,10 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
         </div>
       )}
       {o.arrived && <ArrivalMark arrival={o.arrived.arrival} />}
+      {o.raw.registered?.state === 'accepted' && (
+        <div class="alert alert-info small" data-testid="registered-accepted">Registered mail: you signed a receipt when you opened it. Your node keeps it as evidence for {o.envelope.from}.</div>
+      )}
+      {mine && (o.envelope.registered ?? []).length > 0 && <EvidencePanel id={id} registered={o.envelope.registered ?? []} />}
       {answers && (
         <div class="thread-line small" data-testid="in-reply-to">In reply to your message <a href={`#/mail/sent/${answers.id}`}>“{answers.subject || '(no subject)'}”</a></div>
       )}
@@ -331,3 +351,88 @@ function ArrivalMark({ arrival: a }: { arrival: Arrival | null }) {
 /** Pickup states in which the recipient has not read the message: it can still be withdrawn
  * or given a new code. */
 const UNREAD = ['pickup', 'notified', 'opened', 'locked'];
+
+/** A message registered for the reader, not open: the notice and the decision, before any part
+ * is fetched (docs/evidence.md, "Registered mail"). Accept signs the acceptance receipt and
+ * opens it; Refuse signs a refusal, after which it stays closed for good. */
+function RegisteredGate({ session, folder, closed, onAccepted, onRefused }: { session: Session; folder: api.Folder; closed: client.RegisteredClosed; onAccepted: () => void; onRefused: (c: client.RegisteredClosed) => void }) {
+  const [busy, setBusy] = useState<client.ReceiptDecision | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const env = closed.envelope;
+  const decide = async (d: client.ReceiptDecision) => {
+    if (d === 'refuse' && !confirm(`Refuse this registered message from ${env.from}? Your signed refusal is kept as evidence, and the message can never be opened afterwards.`)) return;
+    setBusy(d);
+    setError(null);
+    try {
+      await client.decideRegistered(session, closed, d);
+      if (d === 'accept') onAccepted();
+      else onRefused(new client.RegisteredClosed('refused', env, closed.notice));
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(null);
+    }
+  };
+  const back = <a href={`#/mail/${folder}`} class="back">← {FOLDERS.find((f) => f.id === folder)?.label}</a>;
+  const from = <div class="sender-card"><span class="avatar avatar-lg" aria-hidden="true">{initials(env.from)}</span><div class="sender-info"><strong data-testid="sender">{env.from}</strong><div class="muted small">sent {fullDate(env.created_at)} · the sender's signature on the envelope checked</div></div></div>;
+  if (closed.state === 'refused') {
+    return (
+      <article class="reader" data-testid="registered-refused">
+        <div class="reader-actions">{back}</div>
+        <h1>You refused this registered message</h1>
+        {from}
+        <div class="alert alert-info">You signed a refusal: your node keeps it as evidence for {env.from}, and the message stays closed. Nothing of its content was fetched to this device.</div>
+      </article>
+    );
+  }
+  return (
+    <article class="reader" data-testid="registered-gate">
+      <div class="reader-actions">{back}</div>
+      <h1>Registered message</h1>
+      {from}
+      <div class="alert alert-warn registered-notice" data-testid="registered-notice">
+        <strong>Registered: opening it confirms receipt.</strong>{' '}
+        {env.from} sent this as registered mail. To open it, you sign a receipt with your key (the message, its encrypted parts and the time), which your node keeps and shows {env.from} as evidence. You may refuse it instead: then you sign a refusal and it stays closed. Its subject and content are not fetched until you decide.
+      </div>
+      <ErrorBox error={error} title="Not done." />
+      <div class="row">
+        <button class="btn btn-primary" disabled={busy !== null} onClick={() => decide('accept')} data-testid="registered-accept">{busy === 'accept' ? <><span class="spinner" aria-hidden="true" /> Signing the receipt…</> : 'Accept and open'}</button>
+        <button class="btn btn-danger-ghost" disabled={busy !== null} onClick={() => decide('refuse')} data-testid="registered-refuse">{busy === 'refuse' ? 'Signing the refusal…' : 'Refuse'}</button>
+      </div>
+    </article>
+  );
+}
+
+/** The sender's evidence of a registered message: the bundle (`GET /messages/{id}/evidence`)
+ * saved as `evidence-ID.json`, and what `pending` means. */
+function EvidencePanel({ id, registered }: { id: string; registered: string[] }) {
+  const [busy, setBusy] = useState(false);
+  const [pending, setPending] = useState<number | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const save = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const e = await client.evidence(id);
+      saveBlob(new Blob([JSON.stringify(e.bundle, null, 2) + '\n'], { type: 'application/json' }), `evidence-${id}.json`);
+      setPending(e.pending);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="alert alert-info small evidence-panel" data-testid="evidence">
+      <div><strong>Registered</strong> for {registered.join(', ')}: they open it by signing a receipt, or refuse it with a signed refusal.</div>
+      <div class="row">
+        <button class="btn btn-sm" disabled={busy} onClick={save} data-testid="evidence-download">{busy ? 'Fetching…' : 'Download evidence'}</button>
+        <span class="muted">One JSON file: the nodes' signed records, time-stamps and proofs; check it with <code>sealpost evidence verify</code>.</span>
+      </div>
+      {pending !== null && (pending > 0
+        ? <div data-testid="evidence-pending" data-pending={pending}>{pending} record{pending === 1 ? ' is' : 's are'} pending: not sealed yet. Your node seals its records at each checkpoint (it signs a batch of them and has a time-stamping authority stamp it) when it is configured with one; until then they are in the file but cannot be checked. Download it again later.</div>
+        : <div data-testid="evidence-pending" data-pending="0">Every record is sealed: signed and time-stamped.</div>)}
+      <ErrorBox error={error} />
+    </div>
+  );
+}

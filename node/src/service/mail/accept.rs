@@ -836,7 +836,8 @@ async fn parts(
         .collect();
     let compliance = required_compliance(ctx, source, s, now).await?;
     for (i, part) in parts.iter().enumerate() {
-        let keys = part_recipients(ctx, part.inline.as_deref(), part.sha256)
+        let keys = ctx
+            .part_recipients(part.inline.as_deref(), part.sha256)
             .await?
             .map_err(|e| ServiceError::NotEncrypted {
                 index: i,
@@ -873,29 +874,6 @@ async fn parts(
         }
     }
     Ok(parts)
-}
-
-/// The key handles a part's PKESKs name: of its `inline` bytes, or else of the blob stored
-/// under `sha256` (read off the runtime's threads). The outer error is the node's failure.
-pub(crate) async fn part_recipients(
-    ctx: &Context,
-    inline: Option<&[u8]>,
-    sha256: [u8; 32],
-) -> Result<Result<Vec<sequoia_openpgp::KeyHandle>, crypto::CryptoError>, ServiceError> {
-    match inline {
-        Some(data) => Ok(crypto::pkesk_recipients_of_bytes(data)),
-        None => {
-            let blobs = ctx.blobs.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut r = blobs
-                    .open_blocking(sha256)
-                    .map_err(|e| crypto::CryptoError::Other(e.to_string()))?;
-                crypto::pkesk_recipients(&mut r)
-            })
-            .await
-            .map_err(ServiceError::internal)
-        }
-    }
 }
 
 /// The compliance keys a message from `source` must be encrypted to, with what the policy
