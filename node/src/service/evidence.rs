@@ -60,16 +60,22 @@ pub fn make(
     })
 }
 
-/// Keeps records; a failure is logged and does not undo the event they record (the message is
-/// already committed): the transaction log still holds the event.
-pub async fn keep(ctx: &Context, records: Vec<Result<NewEvidence, ServiceError>>) {
-    let records: Vec<NewEvidence> = records
+/// The records that could be made; a failure is logged and does not refuse the event they
+/// record: the transaction log still holds the event.
+pub fn made(records: Vec<Result<NewEvidence, ServiceError>>) -> Vec<NewEvidence> {
+    records
         .into_iter()
         .filter_map(|r| {
             r.map_err(|e| tracing::warn!(error = %e, "could not make an evidence record"))
                 .ok()
         })
-        .collect();
+        .collect()
+}
+
+/// Keeps records of an event already committed (see [`made`]); a failure is logged and does
+/// not undo the event. Records of an event that commits rows go in that commit instead.
+pub async fn keep(ctx: &Context, records: Vec<Result<NewEvidence, ServiceError>>) {
+    let records = made(records);
     if records.is_empty() {
         return;
     }

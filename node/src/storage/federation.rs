@@ -95,6 +95,8 @@ pub struct RemoteMessage {
     /// For a transfer that came in a batch: where it sits under the signed root (the batch
     /// proof as JSON), without which `node_sig` cannot be checked against it.
     pub node_proof: Option<serde_json::Value>,
+    /// Its evidence records (docs/evidence.md), kept in the same commit; none for a replay.
+    pub evidence: Vec<super::evidence::NewEvidence>,
 }
 
 /// What happened to a received message.

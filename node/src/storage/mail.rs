@@ -53,6 +53,8 @@ pub struct NewMessage {
     /// A message the submission gateway sealed (docs/mail.md): its `Arrival` (JSON), with no
     /// signed envelope (empty envelope and signature); `None` for a client's submission.
     pub arrival: Option<String>,
+    /// Its evidence records (docs/evidence.md), kept in the same commit; none for a replay.
+    pub evidence: Vec<super::evidence::NewEvidence>,
 }
 
 /// An outside recipient reached by mail: the external copy the sender made, as the signed

@@ -111,6 +111,8 @@ pub struct PickupReply {
     pub recipient: (i64, String),
     /// Most replies one pickup may make (`pickup.max_replies`).
     pub max_replies: u32,
+    /// Its evidence records (docs/evidence.md), kept in the same commit; none for a replay.
+    pub evidence: Vec<super::evidence::NewEvidence>,
 }
 
 /// What became of a reply.

@@ -197,69 +197,60 @@ pub async fn accept(
     };
     let inline = std::mem::take(&mut msg.inline);
     let parts = parts(ctx, source, &screened, inline, now).await?;
-    let (sender, hashes) = (
-        screened.env.from.clone(),
-        screened
-            .env
-            .parts
-            .iter()
-            .map(|p| p.sha256.clone())
-            .collect(),
-    );
-    let accepted = store(ctx, source, screened, &msg, parts, now).await?;
-    if !accepted.duplicate {
-        let facts = crate::service::evidence::Facts {
-            message_id: &accepted.message_id,
-            sender: &sender,
-            parts: hashes,
-        };
-        crate::service::evidence::keep(ctx, evidence_of(ctx, source, &facts, &accepted, now)).await;
-    }
-    Ok(accepted)
+    let evidence = evidence_of(ctx, source, &screened, now);
+    store(ctx, source, screened, &msg, parts, evidence, now).await
 }
 
-/// The evidence records of an accepted message (docs/evidence.md, "Events"): a local
-/// submission's acceptance and consignment to local mailboxes, a peer's transfer's relay
-/// acceptance (or rejection) and consignment per recipient of ours.
+/// The evidence records of a message about to be accepted (docs/evidence.md, "Events"),
+/// committed with it: a local submission's acceptance, consignment to local mailboxes and
+/// notification of pickup recipients; a peer's transfer's relay acceptance and consignment per
+/// recipient of ours, or its relay rejection. A replay commits nothing, so none of them.
 fn evidence_of(
     ctx: &Context,
     source: &Source<'_>,
-    facts: &crate::service::evidence::Facts<'_>,
-    accepted: &Accepted,
+    s: &Screened,
     now: SystemTime,
-) -> Vec<Result<crate::storage::evidence::NewEvidence, ServiceError>> {
+) -> Vec<crate::storage::evidence::NewEvidence> {
     use crate::evidence::Event;
+    let facts = crate::service::evidence::Facts {
+        message_id: &s.env.message_id,
+        sender: &s.env.from,
+        parts: s.env.parts.iter().map(|p| p.sha256.clone()).collect(),
+    };
     let make = |event, recipient: Option<&str>, detail: &[(&str, &str)]| {
-        crate::service::evidence::make(ctx, event, facts, recipient, detail, now)
+        crate::service::evidence::make(ctx, event, &facts, recipient, detail, now)
     };
     let mut out = Vec::new();
     if let Source::Local { .. } = source {
         out.push(make(Event::SubmissionAcceptance, None, &[]));
     }
-    for (address, delivery) in &accepted.recipients {
-        let to = Some(address.as_str());
-        match (source, delivery) {
-            (Source::Peer { domain, .. }, Delivery::Delivered) => {
+    for r in &s.recipients {
+        let to = Some(r.address.as_str());
+        match (source, r.account, &r.pickup) {
+            (Source::Peer { domain, .. }, Some(_), _) => {
                 out.push(make(Event::RelayAcceptance, to, &[("from_node", domain)]));
                 out.push(make(Event::ContentConsignment, to, &[]));
             }
-            (Source::Peer { domain, .. }, Delivery::Refused(e)) => {
-                out.push(make(
-                    Event::RelayRejection,
-                    to,
-                    &[("from_node", domain), ("reason", e.code())],
-                ));
-            }
-            (_, Delivery::Delivered) => out.push(make(Event::ContentConsignment, to, &[])),
-            (_, Delivery::Pickup { .. }) => out.push(make(
+            (_, Some(_), _) => out.push(make(Event::ContentConsignment, to, &[])),
+            (_, None, Some(_)) => out.push(make(
                 Event::NotificationForAcceptance,
                 to,
                 &[("via", "pickup")],
             )),
-            _ => {}
+            // Queued for a peer's node: its receipt is the evidence.
+            (_, None, None) => {}
         }
     }
-    out
+    if let Source::Peer { domain, .. } = source {
+        for (address, e) in &s.refused {
+            out.push(make(
+                Event::RelayRejection,
+                Some(address),
+                &[("from_node", domain), ("reason", e.code())],
+            ));
+        }
+    }
+    crate::service::evidence::made(out)
 }
 
 /// Steps 1 to 4: the envelope, the sender, the signature and the recipients. Looks at no
@@ -912,6 +903,7 @@ async fn store(
     mut s: Screened,
     msg: &Incoming<'_>,
     parts: Vec<NewPart>,
+    evidence: Vec<crate::storage::evidence::NewEvidence>,
     now: SystemTime,
 ) -> Result<Accepted, ServiceError> {
     let unix = crate::service::unix(now);
@@ -980,6 +972,7 @@ async fn store(
                         notify_max_queued: ctx.notifier.max_queued(),
                         external,
                         arrival: None,
+                        evidence,
                     },
                     unix,
                 )
@@ -1052,6 +1045,7 @@ async fn store(
                         recipients: local,
                         node_sig: node_sig.clone(),
                         node_proof: proof.clone(),
+                        evidence,
                     },
                     unix,
                 )
@@ -1090,6 +1084,7 @@ async fn store(
                         parts,
                         recipient: (account, r.address.clone()),
                         max_replies: max,
+                        evidence,
                     },
                     unix,
                 )

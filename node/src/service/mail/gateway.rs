@@ -301,6 +301,7 @@ pub async fn gateway_submit(
                 notify_max_queued: ctx.notifier.max_queued(),
                 external,
                 arrival: Some(serde_json::to_string(&arrival).map_err(ServiceError::internal)?),
+                evidence: Vec::new(),
             },
             unix,
         )

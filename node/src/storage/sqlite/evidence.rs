@@ -168,7 +168,7 @@ impl EvidenceStore for SqliteStore {
     }
 }
 
-fn insert_records(c: &rusqlite::Connection, records: &[NewEvidence]) -> Result<()> {
+pub(super) fn insert_records(c: &rusqlite::Connection, records: &[NewEvidence]) -> Result<()> {
     let mut stmt = c.prepare_cached(
         "INSERT INTO evidence_records (message_id, recipient, event, at, record, signature)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

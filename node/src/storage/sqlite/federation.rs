@@ -409,6 +409,7 @@ impl FederationStore for SqliteStore {
                 insert.execute(params![account, m.id, now])?;
                 chain.append(c, now, &LogEvent::new("delivery", address, &m.id))?;
             }
+            super::evidence::insert_records(c, &m.evidence)?;
             Ok(ReceiveOutcome::Stored)
         })
         .await

@@ -254,6 +254,7 @@ impl MailStore for SqliteStore {
                 start_delivery(c, &m.id, &x.address, x.mode.as_str(), "queued", now)?;
                 super::notify::insert_notification(c, chain, &x.mail, m.notify_max_queued, now)?;
             }
+            super::evidence::insert_records(c, &m.evidence)?;
             let unlinked = drop_unreferenced(c, used_up)?;
             Ok(SubmitOutcome::Accepted {
                 accepted_at: now,

@@ -652,6 +652,7 @@ impl PickupStore for SqliteStore {
                 &LogEvent::new("pickup.replied", &p.address, &p.message_id)
                     .with(json!({ "pickup": p.address, "reply": m.message_id })),
             )?;
+            super::evidence::insert_records(c, &m.evidence)?;
             Ok(ReplyOutcome::Accepted { accepted_at: now })
         })
         .await
