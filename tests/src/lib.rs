@@ -46,12 +46,21 @@ impl TestNode {
         domain: &str,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<TestNode> {
+        Self::spawn_in(tempfile::tempdir()?, domain, tweak).await
+    }
+
+    /// A fresh node for `domain` whose data directory is `data` under `dir` (a directory on a
+    /// [`Tmpfs`], say), with `tweak` applied to its configuration.
+    pub async fn spawn_in(
+        dir: tempfile::TempDir,
+        domain: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestNode> {
         // `RUST_LOG=sealpost=debug cargo test -- --nocapture` shows the nodes' logs.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
@@ -254,6 +263,75 @@ impl TestNode {
             t.await??;
         }
         Ok(())
+    }
+}
+
+/// A small file system of its own (a tmpfs of `size_mib` MiB mounted on a fresh temporary
+/// directory), to run a node's data directory out of space. Mounting takes root, as CI has;
+/// the mount goes when this is dropped (drop the node first: declare this before it).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_mib: u64) -> anyhow::Result<Tmpfs> {
+        let dir = tempfile::tempdir()?;
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "mounting a tmpfs needs root (CI runs the tests as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Takes every free byte with one file (`filler`), written until the file system refuses;
+    /// removing it makes room again.
+    pub fn fill(&self) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path)?;
+        for chunk in [1 << 20, 4096, 1] {
+            let buf = vec![0u8; chunk];
+            while f.write_all(&buf).is_ok() {}
+        }
+        Ok(path)
+    }
+
+    /// Free bytes left.
+    pub fn free(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .expect("df runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df prints the free bytes")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 

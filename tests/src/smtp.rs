@@ -39,6 +39,15 @@ pub fn relay_at(port: u16) -> impl FnOnce(&mut sealpost::config::Config) {
     }
 }
 
+/// A configuration tweak for [`TestNode::spawn_with`](crate::TestNode::spawn_with): no
+/// federation, the SMTP door on a free port of loopback as `mx.DOMAIN`, no TLS.
+pub fn smtp_door(c: &mut sealpost::config::Config) {
+    c.federation.enabled = false;
+    c.smtp_in.enabled = true;
+    c.smtp_in.listen = "127.0.0.1:0".parse().expect("an address");
+    c.smtp_in.hostname = format!("mx.{}", c.domain);
+}
+
 /// Queues a pickup notification from alice@alpha.test to `recipient` about `message_id`, as
 /// the pickup flow does: its queue row's ID.
 pub async fn queue_notification(

@@ -401,14 +401,9 @@ async fn a_peers_compliance_key_is_required_over_federation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mail_arriving_by_smtp_is_encrypted_to_the_compliance_key_too() {
-    let node = TestNode::spawn_with("a.test", |c| {
-        c.federation.enabled = false;
-        c.smtp_in.enabled = true;
-        c.smtp_in.listen = "127.0.0.1:0".parse().unwrap();
-        c.smtp_in.hostname = "mx.a.test".into();
-    })
-    .await
-    .unwrap();
+    let node = TestNode::spawn_with("a.test", sealpost_tests::smtp::smtp_door)
+        .await
+        .unwrap();
     let bob = node.person("bob").await;
     let key = compliance_key("a.test");
     install(&node, &key).await;

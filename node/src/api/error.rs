@@ -187,7 +187,23 @@ impl From<StorageError> for ApiError {
                     ),
                 )
             },
+            StorageError::Full => ApiError::storage_full(),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl ApiError {
+    /// 507: the node's storage refused a write for want of space. Nothing of the request was
+    /// kept; it may be sent again once the administrator has made room.
+    fn storage_full() -> ApiError {
+        ApiError {
+            retry_after: Some(60),
+            ..ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the node's storage is full: nothing was kept; try again later",
+            )
         }
     }
 }
@@ -200,6 +216,7 @@ impl From<BlobError> for ApiError {
                 ApiError::bad_request("upload_interrupted", format!("the upload broke off: {e}"))
             }
             BlobError::NotFound => ApiError::not_found("not_found", "blob not found"),
+            BlobError::Full => ApiError::storage_full(),
             other => ApiError::internal(other),
         }
     }

@@ -338,12 +338,16 @@ impl Host for FedHost {
             return Ok(());
         }
         let mut limited = data.as_mut().take(part.size);
-        let (got, size) = self
-            .ctx
-            .blobs
-            .put(&mut limited, part.size)
-            .await
-            .map_err(|e| HostError::Refused(format!("part not stored: {e}")))?;
+        let (got, size) =
+            self.ctx
+                .blobs
+                .put(&mut limited, part.size)
+                .await
+                .map_err(|e| match e {
+                    // Our own want of room: the peer keeps the message and tries again.
+                    crate::storage::blobs::BlobError::Full => unavailable(e),
+                    e => HostError::Refused(format!("part not stored: {e}")),
+                })?;
         if got != sha || size != part.size {
             // Content-addressed: the file is named by what arrived, which nothing references.
             let _ = self.ctx.blobs.remove(got).await;

@@ -340,6 +340,13 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl From<crate::storage::blobs::BlobError> for ServiceError {
+    /// A blob store's failure is the node's storage failing (a full one says so).
+    fn from(e: crate::storage::blobs::BlobError) -> Self {
+        ServiceError::Storage(e.into())
+    }
+}
+
 impl ServiceError {
     /// A stable, machine-readable code (`snake_case`), the same through every door.
     pub fn code(&self) -> &'static str {
@@ -460,6 +467,7 @@ impl ServiceError {
             ServiceError::Storage(StorageError::MessageIdNotIssued) => "message_id_not_issued",
             ServiceError::Storage(StorageError::MessageIdExpired) => "message_id_expired",
             ServiceError::Storage(StorageError::Backlog(..)) => "peer_backlog",
+            ServiceError::Storage(StorageError::Full) => "storage_full",
             ServiceError::Storage(_) | ServiceError::Internal(_) => "internal",
         }
     }
@@ -564,6 +572,7 @@ impl ServiceError {
             | ServiceError::PeerUnreachable { .. }
             | ServiceError::PeerAnswerRefused { .. }
             | ServiceError::Storage(StorageError::Overloaded)
+            | ServiceError::Storage(StorageError::Full)
             | ServiceError::Storage(StorageError::Backlog(..)) => ErrorKind::Unavailable,
             ServiceError::NotOfficer
             | ServiceError::OwnCase

@@ -266,6 +266,8 @@ fn reply_for(e: &ServiceError, address: &str) -> String {
         "too_large" => "552 5.3.4 Message too big for this server\r\n".into(),
         "malformed_mail" => format!("550 5.6.0 {text}\r\n"),
         "too_many_recipients" => "452 4.5.3 Too many recipients\r\n".into(),
+        // RFC 3463: the mail system is out of room; the sending server keeps it and retries.
+        "storage_full" => "452 4.3.1 Insufficient system storage\r\n".into(),
         "invalid_address" => "501 5.1.3 Bad recipient address\r\n".into(),
         "gateway_mode_unsupported"
         | "recipient_revoked"

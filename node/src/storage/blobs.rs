@@ -31,8 +31,31 @@ pub enum BlobError {
     Interrupted(std::io::Error),
     #[error("blob not found")]
     NotFound,
+    /// The store refused a write for want of space; nothing of the blob was kept.
+    #[error("the blob store is full")]
+    Full,
     #[error("blob store i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for BlobError {
+    fn from(e: std::io::Error) -> Self {
+        if super::error::is_out_of_space(&e) {
+            return BlobError::Full;
+        }
+        BlobError::Io(e)
+    }
+}
+
+impl From<BlobError> for super::StorageError {
+    /// A full blob store is the node's storage being full; any other failure is its i/o.
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Full => super::StorageError::Full,
+            BlobError::Io(e) | BlobError::Interrupted(e) => super::StorageError::Io(e),
+            other => super::StorageError::Io(std::io::Error::other(other)),
+        }
+    }
 }
 
 #[async_trait]

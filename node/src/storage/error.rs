@@ -32,16 +32,42 @@ pub enum StorageError {
     /// what it reported is the source, shown as it was.
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The data disk (or the database's) refused a write for want of space: nothing of the
+    /// refused operation was kept, and the next one succeeds once space returns
+    /// (docs/operations.md, "Disk full").
+    #[error("the node's storage is full")]
+    Full,
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StorageError::Full;
+        }
         StorageError::Database(Box::new(e))
     }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        if is_out_of_space(&e) {
+            return StorageError::Full;
+        }
+        StorageError::Io(e)
+    }
+}
+
+/// Whether a write failed for want of space: no space left on the device (`ENOSPC`), or over
+/// the owner's disk quota (`EDQUOT`).
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

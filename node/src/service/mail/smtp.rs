@@ -401,11 +401,7 @@ pub(super) async fn stored_part(ctx: &Context, data: Vec<u8>) -> Result<NewPart,
             inline: Some(data),
         });
     }
-    let (sha256, size) = ctx
-        .blobs
-        .put(&mut &data[..], size)
-        .await
-        .map_err(ServiceError::internal)?;
+    let (sha256, size) = ctx.blobs.put(&mut &data[..], size).await?;
     Ok(NewPart {
         sha256,
         size,
@@ -459,10 +455,7 @@ impl Sink {
                 inline: Some(buf),
             }),
             Some(task) => {
-                let (sha256, size) = task
-                    .await
-                    .map_err(ServiceError::internal)?
-                    .map_err(ServiceError::internal)?;
+                let (sha256, size) = task.await.map_err(ServiceError::internal)??;
                 Ok(NewPart {
                     sha256,
                     size,

@@ -118,6 +118,8 @@ pub(super) fn writer_loop(
         for job in batch {
             job.finish(match &committed {
                 Ok(_) => Ok(()),
+                // A full disk is a typed answer of its own: the caller may say so and retry.
+                Err(e) if matches!(**e, StorageError::Full) => Err(StorageError::Full),
                 // The commit's error, shared by every caller of the batch as its source.
                 Err(e) => Err(StorageError::Database(Box::new(e.clone()))),
             });
