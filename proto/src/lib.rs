@@ -1059,6 +1059,10 @@ pub struct PickupUnlocked {
     /// Fingerprint of the sending organisation's CA, which certifies the sender's key.
     pub ca_fingerprint: String,
     pub parts: Vec<PartView>,
+    /// The organisations whose compliance archive the message's head is also encrypted to
+    /// (read from its PKESKs, as a message head's `compliance`): the pickup page says so.
+    #[serde(default)]
+    pub compliance: Vec<String>,
 }
 
 /// `POST /pickup/envelope`: a reply's envelope request (the recipient is fixed: `{}`).

@@ -111,6 +111,26 @@ async fn head(node: &TestNode, who: &sealpost_client::Session, id: &str) -> serd
         .unwrap()
 }
 
+/// `alice` sends `subject` to bob@beta.test, who has it in his inbox; its message ID.
+async fn delivered(
+    alice: &sealpost_client::Session,
+    bob: &sealpost_client::Session,
+    subject: &str,
+) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let sent = alice
+        .send(&note("bob@beta.test", subject), work.path())
+        .await
+        .unwrap();
+    let id = sent.message_id.clone();
+    wait_for(Duration::from_secs(30), async || {
+        inbox_ids(bob).await.contains(&id).then_some(())
+    })
+    .await
+    .unwrap();
+    id
+}
+
 /// Part 0 of a stored message, as the node keeps it.
 fn stored_head(node: &TestNode, id: &str) -> Vec<u8> {
     node.db()
@@ -361,17 +381,7 @@ async fn a_peers_compliance_key_is_required_over_federation() {
     assert!(e.to_string().contains("beta.test"), "{e}");
 
     // With it: delivered, and GnuPG with beta's compliance secret key reads beta's copy.
-    let work = tempfile::tempdir().unwrap();
-    let sent = alice
-        .send(&note("bob@beta.test", "Across, archived"), work.path())
-        .await
-        .unwrap();
-    let id = sent.message_id.clone();
-    wait_for(Duration::from_secs(30), async || {
-        inbox_ids(&bob).await.contains(&id).then_some(())
-    })
-    .await
-    .unwrap();
+    let id = delivered(&alice, &bob, "Across, archived").await;
     assert_eq!(
         archives_named(&beta, &bob, &id).await,
         serde_json::json!(["beta.test"])
@@ -397,6 +407,56 @@ async fn a_peers_compliance_key_is_required_over_federation() {
         )
         .unwrap();
     assert_eq!(stored, 0, "nothing stored at beta");
+}
+
+/// Regression: a node that only ever received from a peer held none of that peer's compliance
+/// keys, so its readers did not say that the sender's archive had a copy too, and the peer's
+/// transfers were not checked for it. A transfer now teaches it the sender organisation's key
+/// (asked in the background, the receipt does not wait): the head names both archives, and a
+/// later transfer without the sender's archive is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_teaches_the_recipients_node_the_senders_compliance_key() {
+    let (mut alpha, beta) = peered("alpha.test", "beta.test").await;
+    let alice = alpha.person("alice").await;
+    let bob = beta.person("bob").await;
+    install(&alpha, &compliance_key("alpha.test")).await;
+    install(&beta, &compliance_key("beta.test")).await;
+
+    let id = delivered(&alice, &bob, "Both archives").await;
+    // Ours first, then the sender's, once beta has asked alpha's directory.
+    wait_for(Duration::from_secs(30), async || {
+        (archives_named(&beta, &bob, &id).await == serde_json::json!(["beta.test", "alpha.test"]))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Sealed to beta's archive but not to alpha's, sent anyway by alpha's node: refused now.
+    let to = vec!["bob@beta.test".to_owned()];
+    let (env, certs) = alice.envelope(&to).await.unwrap();
+    let alphas: Vec<&ComplianceKeyRef> = env
+        .compliance
+        .iter()
+        .filter(|k| k.domain == "alpha.test")
+        .collect();
+    assert_eq!(alphas.len(), 1, "{:?}", env.compliance);
+    let without_ours: Vec<Cert> = certs
+        .into_iter()
+        .filter(|c| c.fingerprint().to_hex() != alphas[0].fingerprint)
+        .collect();
+    let sealed = alice
+        .seal_text(&env, &without_ours, "no alpha archive", "b")
+        .unwrap();
+    queue_raw(&mut alpha, &sealed, "bob@beta.test", "beta.test").await;
+    let reason = wait_for(Duration::from_secs(30), async || {
+        federation_refusal(&alpha, &sealed.message_id)
+    })
+    .await
+    .unwrap();
+    assert!(
+        reason.contains("missing_compliance_recipient") && reason.contains("alpha.test"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2284,6 +2284,11 @@ export interface components {
             /** @description Fingerprint of the sending organisation's CA, which certifies the sender's key. */
             ca_fingerprint: string;
             parts: components["schemas"]["PartView"][];
+            /**
+             * @description The organisations whose compliance archive the message's head is also encrypted to
+             *     (read from its PKESKs, as a message head's `compliance`): the pickup page says so.
+             */
+            compliance?: string[];
         };
         /** @description A pickup as its sender sees it: enough to issue a new unlock code for the same key. */
         PickupView: {

@@ -68,6 +68,9 @@ export interface Unlocked {
   caFingerprint: string;
   /** Whether that CA's certification of the sender's key for their address was checked here. */
   caCertifies: boolean;
+  /** The organisations whose compliance archive the message also went to, as the node reads
+   * them from the head's PKESKs (the reader's `compliance`, docs/compliance.md). */
+  compliance: string[];
 }
 
 /** Derives the MUC's keys, proves the verifier, unlocks the pickup key and reads the message.
@@ -111,7 +114,7 @@ export async function unlock(token: string, info: PickupInfo, muc: string, step:
     throw new Error('The signed content belongs to another message or sender.');
   }
   const caCertifies = await checkCa(u, sender, envelope.from);
-  return { session: u.session, key, address, envelope, head, sender, senderFingerprint: sender.getFingerprint().toUpperCase(), caFingerprint: u.ca_fingerprint.toUpperCase(), caCertifies };
+  return { session: u.session, key, address, envelope, head, sender, senderFingerprint: sender.getFingerprint().toUpperCase(), caFingerprint: u.ca_fingerprint.toUpperCase(), caCertifies, compliance: u.compliance ?? [] };
 }
 
 /** The organisation's public record (`GET /org`), fetched once per page: unlock, every reply

@@ -203,8 +203,12 @@ impl FedHost {
     ) -> Result<Receipt, HostError> {
         let source = source(peer, t, proof);
         let message = incoming(t, inline);
-        match service::mail::accept(&self.ctx, &source, message, SystemTime::now()).await {
-            Ok(a) => Ok(receipt(t, a)),
+        let now = SystemTime::now();
+        match service::mail::accept(&self.ctx, &source, message, now).await {
+            Ok(a) => {
+                service::compliance::learn_from_sender(self.ctx.clone(), peer.domain.clone(), now);
+                Ok(receipt(t, a))
+            }
             Err(e) => self.refusal(peer, t, e).await,
         }
     }

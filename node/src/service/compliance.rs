@@ -250,6 +250,29 @@ pub async fn of_peer(
     Ok(None)
 }
 
+/// After a transfer from `domain`'s node was accepted: learn that organisation's compliance key
+/// when we hold none (asked as for an envelope, at most once per [`ASK_AGAIN_SECS`] while it
+/// has none), in the background, so that the receipt does not wait on a look-up. From then on
+/// our users' readers name its archive ([`copies_of`]) and its transfers must carry it
+/// ([`required`]). Without this a node that only receives from a peer never held the key: its
+/// recipients were not told the sender's archive had a copy.
+pub fn learn_from_sender(ctx: Arc<Context>, domain: String, now: SystemTime) {
+    if asked_recently(&ctx, &domain, super::unix(now)).is_some() {
+        return;
+    }
+    tokio::spawn(async move {
+        let learned = async {
+            if let Some(peer) = ctx.store.peer(&domain).await? {
+                of_peer(&ctx, &peer, true, now).await?;
+            }
+            Ok::<(), ServiceError>(())
+        };
+        if let Err(e) = learned.await {
+            tracing::debug!(%domain, error = %e, "the sender organisation's compliance key was not learned");
+        }
+    });
+}
+
 /// The compliance keys of the peered organisations among `domains` (each once; ours and
 /// domains that are not peers skipped), with the CA that marks each, by [`of_peer`].
 async fn of_peers(

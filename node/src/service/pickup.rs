@@ -607,6 +607,11 @@ pub async fn unlock(
                 .await?
                 .and_then(|a| a.cert)
                 .unwrap_or_default();
+            // Told to the outside recipient as to a member reading it (docs/compliance.md,
+            // "Saying so"): derived from the stored ciphertext, so it claims no copy that is
+            // not there.
+            let compliance =
+                super::compliance::copies_of(ctx, &p.message_id, super::time_of(now)).await?;
             Ok(PickupUnlocked {
                 session: URL_SAFE_NO_PAD.encode(session),
                 session_expires_at,
@@ -626,6 +631,7 @@ pub async fn unlock(
                         sha256: hex::encode(sha256),
                     })
                     .collect(),
+                compliance,
             })
         }
     }

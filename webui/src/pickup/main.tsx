@@ -157,6 +157,11 @@ function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
         <div class="muted small">From <strong data-testid="pickup-from">{u.envelope.from}</strong> · to {u.head.to.join(', ')} · {fullDate(u.head.sent_at)}</div>
         <div class="body" data-testid="pickup-body">{u.head.body}</div>
         <AttachmentList attachments={u.head.attachments} progress={progress} error={attError} onDownload={download} />
+        {u.compliance.length > 0 && (
+          <div class="alert alert-info small" data-testid="compliance-copy" data-domains={u.compliance.join(' ')}>
+            A copy of this message went to the compliance archive of {u.compliance.join(', ')}: encrypted to the archive's key, which only that organisation's authorised compliance staff can open.
+          </div>
+        )}
       </article>
       <section class="card stack verification" data-testid="pickup-verified" aria-labelledby="verified-title">
         <h2 class="h3" id="verified-title">What was checked in this browser</h2>

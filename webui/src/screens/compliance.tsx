@@ -172,7 +172,7 @@ function Officer({ session }: { session: Session }) {
                   onChange={(e) => setPicked(e.currentTarget.checked ? [...picked, m.message_id] : picked.filter((x) => x !== m.message_id))} />
                 <span class="okey-main">
                   <strong>{m.sender}</strong> → {m.recipients.join(', ')}
-                  <span class="muted small"> · <span title={fullDate(m.accepted_at)}>{when(m.accepted_at)}</span> · {m.size} bytes</span>
+                  <span class="muted small"><span title={fullDate(m.accepted_at)}>{when(m.accepted_at)}</span> · {m.size} bytes</span>
                 </span>
               </label>
             </li>

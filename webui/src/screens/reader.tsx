@@ -132,7 +132,12 @@ export function MessageView({ session, folder, id, onCompose }: { session: Sessi
   };
 
   const remove = async () => {
-    if (!confirm('Delete this message from your mailbox? This cannot be undone.')) return;
+    // Said before, not discovered later: a compliance copy of ours outlives the user's delete
+    // (docs/compliance.md, "Retention and legal holds").
+    const archived = (o?.raw.compliance ?? []).includes(session.org.domain);
+    if (!confirm(archived
+      ? `Delete this message from your mailbox? This cannot be undone. Its copy in the compliance archive of ${session.org.domain} stays until your organisation's retention period ends.`
+      : 'Delete this message from your mailbox? This cannot be undone.')) return;
     try {
       await api.del('/messages/{id}', { id });
       go(`mail/${folder}`);

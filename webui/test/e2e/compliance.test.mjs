@@ -9,42 +9,29 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestNode, launchBrowser, shooter, signIn, sealpost, MIN_KDF_ENV } from './harness.mjs';
+import { TestNode, launchBrowser, shooter, signIn, enrolAll, gpgComplianceKey, MIN_KDF_ENV } from './harness.mjs';
 
 const PW = { alice: 'correct horse battery staple', bob: 'purple monkey dishwasher 42' };
 const BOB = 'bob@alpha.test';
 const SUBJECT = 'Quarterly figures';
 let alpha, browser;
 
-/** The compliance officers' GnuPG home: the compliance key (ed25519/cv25519, gpg 2.2). */
-const home = mkdtempSync(join(tmpdir(), 'sealpost-compliance-gpg-'));
-chmodSync(home, 0o700);
-function gpg(args, input) {
-  return execFileSync('gpg', ['--homedir', home, '--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-gpg(['--quick-gen-key', 'Compliance archive <compliance@alpha.test>', 'future-default', 'default', 'never']);
-const FPR = /fpr:+([0-9A-F]{40}):/.exec(gpg(['--with-colons', '--fingerprint', 'compliance@alpha.test']).toString())[1];
+/** The compliance key, made by GnuPG: its home holds the secret key the node never has. */
+const key = gpgComplianceKey('alpha.test');
+const gpg = key.gpg;
 
 before(async () => {
   alpha = await TestNode.start('alpha.test', MIN_KDF_ENV);
-  for (const [address, name] of [['alice@alpha.test', 'Alice Martin'], [BOB, 'Bob Baker']]) {
-    const invite = alpha.addUser(address, { name });
-    alpha.cli(address, PW[address.split('@')[0]]).run('enroll', '--invite', invite, '--address', address, '--name', name);
-  }
-  const file = join(home, 'compliance.asc');
-  writeFileSync(file, gpg(['--armor', '--export', FPR]));
-  const out = sealpost(['admin', '--data', alpha.data, 'compliance', 'install', file]);
-  assert.match(out, /Installed .* as the compliance key of alpha\.test/);
+  enrolAll(alpha, [['alice@alpha.test', { name: 'Alice Martin' }], [BOB, { name: 'Bob Baker' }]], (a) => PW[a.split('@')[0]]);
+  assert.match(key.install(alpha), /Installed .* as the compliance key of alpha\.test/);
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
   alpha?.cleanup();
-  rmSync(home, { recursive: true, force: true });
+  key.cleanup();
 });
 
 test('alice sends from the web app: encrypted to the compliance key too, which GnuPG decrypts; bob reads it', async () => {
@@ -73,11 +60,9 @@ test('alice sends from the web app: encrypted to the compliance key too, which G
   // What alpha stored, decrypted by GnuPG with the compliance secret key (which the node never had).
   const id = execFileSync('sqlite3', [join(alpha.data, 'sealpost.db'), 'SELECT id FROM messages ORDER BY accepted_at DESC LIMIT 1']).toString().trim();
   const hex = execFileSync('sqlite3', [join(alpha.data, 'sealpost.db'), `SELECT hex(data) FROM parts WHERE message_id = '${id}' AND idx = 0`]).toString().trim();
-  const part = join(home, 'part.pgp');
-  writeFileSync(part, Buffer.from(hex, 'hex'));
   // alice's key, as anyone gets it from her organisation's directory: GnuPG checks her signature.
   gpg(['--import'], await (await fetch(`${alpha.url}/vks/v1/by-email/${encodeURIComponent('alice@alpha.test')}`)).text());
-  const plain = gpg(['--decrypt', part]).toString();
+  const plain = key.decrypt(Buffer.from(hex, 'hex'));
   assert.match(plain, new RegExp(SUBJECT));
   assert.match(plain, /OSPREY/);
 

@@ -1,7 +1,7 @@
 // Test kit for the browser tests: real `sealpost` nodes on loopback (free ports), the CLI
 // client, headless Debian Chromium through playwright-core, and screenshots of every step.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -436,4 +436,136 @@ export function startSink(outDir) {
     child.stderr.on('data', (c) => { out += c; });
     child.on('exit', (code) => reject(new Error(`the SMTP sink exited ${code}:\n${out}`)));
   });
+}
+
+// ---- set-up steps the tests share ----
+
+/** Authorises and enrols accounts of `node` with the CLI client: `users` is a list of
+ * `[address, { admin, name }]`, `password` a string or a function of the address. */
+export function enrolAll(node, users, password) {
+  for (const [address, { admin = false, name } = {}] of users) {
+    const invite = node.addUser(address, { admin, name });
+    const args = ['enroll', '--invite', invite, '--address', address, ...(name ? ['--name', name] : [])];
+    node.cli(address, typeof password === 'function' ? password(address) : password).run(...args);
+  }
+}
+
+/** Peers two nodes both ways, as the admin of each does with the other's published record. */
+export function peerBoth(a, b) {
+  sealpost(['admin', '--data', a.data, 'peer', 'add', b.domain, '--from', b.url, '--yes']);
+  sealpost(['admin', '--data', b.data, 'peer', 'add', a.domain, '--from', a.url, '--yes']);
+}
+
+/** A compliance key made by GnuPG outside the node (ed25519/cv25519, gpg 2.2), as an admin with
+ * any OpenPGP tool makes one (docs/compliance.md, "Compliance key"): its GnuPG home holds the
+ * secret key, `install(node)` hands the node the public certificate only. */
+export function gpgComplianceKey(domain) {
+  const home = mkdtempSync(join(tmpdir(), `sealpost-compliance-gpg-${domain}-`));
+  chmodSync(home, 0o700);
+  const gpg = (args, input) => execFileSync('gpg', ['--homedir', home, '--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase', '', ...args], { input, stdio: ['pipe', 'pipe', 'pipe'] });
+  gpg(['--quick-gen-key', `Compliance archive <compliance@${domain}>`, 'future-default', 'default', 'never']);
+  const fpr = /fpr:+([0-9A-F]{40}):/.exec(gpg(['--with-colons', '--fingerprint', `compliance@${domain}`]).toString())[1];
+  return {
+    home, gpg, fpr,
+    /** `sealpost admin compliance install` of the public certificate; returns its output. */
+    install(node) {
+      const file = join(home, 'compliance.asc');
+      writeFileSync(file, gpg(['--armor', '--export', fpr]));
+      return sealpost(['admin', '--data', node.data, 'compliance', 'install', file]);
+    },
+    /** Decrypts `bytes` (an OpenPGP message) with the compliance secret key; the plaintext. */
+    decrypt(bytes) {
+      const file = join(home, `part-${Date.now()}.pgp`);
+      writeFileSync(file, bytes);
+      return gpg(['--decrypt', file]).toString();
+    },
+    cleanup() {
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Opens the Compliance screen in `page` (signed in) and waits for `ready`. */
+async function complianceScreen(page, ready) {
+  await page.click('[data-testid=nav-compliance]');
+  await page.waitForSelector(ready);
+}
+
+/** The admin's browser sets the compliance key up under dual control (docs/compliance.md,
+ * "Setup"): the officers named, `threshold` of them needed; returns the "done" text. */
+export async function setUpCustody(page, officers, threshold, shot) {
+  await complianceScreen(page, '[data-testid=co-setup]');
+  for (const o of officers) {
+    await page.fill('#co-officer', o);
+    await page.click('[data-testid=co-add-officer]');
+    await page.waitForSelector(`[data-testid=co-officer-item]:has-text("${o}")`);
+  }
+  await page.fill('#co-threshold', String(threshold));
+  await shot?.('admin-officers');
+  await page.click('[data-testid=co-split]');
+  const done = await page.waitForSelector('[data-testid=co-setup-done]', { timeout: 60_000 });
+  await shot?.('admin-split');
+  return done.textContent();
+}
+
+/** Officer `page` finds `messageId` by its sender in the archive; the row's text, or null. */
+export async function archiveSearch(page, sender, messageId) {
+  await complianceScreen(page, '[data-testid=co-officer]');
+  await page.fill('#co-sender', sender);
+  await page.click('[data-testid=co-search-submit]');
+  await page.waitForSelector('[data-testid=co-found], [data-testid=co-search] .empty', { timeout: 30_000 });
+  const row = await page.$(`[data-testid=co-found][data-id="${messageId}"]`);
+  return row ? row.textContent() : null;
+}
+
+/** Officer `page` requests access to `messageId` (found by its sender) under `caseRef`; the
+ * pending case's ID. */
+export async function requestAccess(page, sender, messageId, caseRef, shot) {
+  await archiveSearch(page, sender, messageId);
+  await page.click(`[data-testid=co-found][data-id="${messageId}"] input[type=checkbox]`);
+  await page.fill('#co-case-ref', caseRef);
+  await shot?.('officer1-request');
+  await page.click('[data-testid=co-request-submit]');
+  const item = await page.waitForSelector('[data-testid=co-case][data-state=pending]');
+  if (!(await item.textContent()).includes(caseRef)) throw new Error(`the pending case does not name ${caseRef}`);
+  return item.getAttribute('data-id');
+}
+
+/** Another officer (`address`, signed in in `page`) approves the pending case. */
+export async function approveCase(page, address, shot) {
+  await complianceScreen(page, '[data-testid=co-case]');
+  await shot?.('officer2-case');
+  await page.click('[data-testid=co-approve]');
+  await page.waitForSelector(`[data-testid=co-case]:has-text("approved by ${address}")`);
+  await shot?.('officer2-approved');
+}
+
+/** The requesting officer opens the approved case in the browser that requested it; the
+ * decrypted body of its (first) message. */
+export async function openCase(page) {
+  await page.click('[data-testid=nav] a[href="#/mail/inbox"]');
+  await page.waitForSelector('#folder-title');
+  await complianceScreen(page, '[data-testid=co-open]');
+  await page.click('[data-testid=co-open]');
+  const body = await page.waitForSelector('[data-testid=co-message-body]', { timeout: 60_000 });
+  return (await body.textContent()).trim();
+}
+
+/** The kinds of the compliance entries in `node`'s transaction log, in log order. */
+export function complianceLog(node) {
+  return node.sql("SELECT kind FROM txlog WHERE kind LIKE 'compliance.%' ORDER BY seq").trim().split('\n');
+}
+
+/** What an officer's read leaves behind (docs/compliance.md, "Access"): the case's access
+ * report (as downloaded) lists request, approval, release and read in that order, and so does
+ * `node`'s transaction log, after the setup; the log's chain verifies. */
+export async function assertAccessTrail(node, report) {
+  const steps = ['compliance.case_requested', 'compliance.case_approved', 'compliance.shares_released', 'compliance.message_opened'];
+  const got = report.entries.map((e) => e.kind);
+  if (got.join() !== steps.join()) throw new Error(`the access report lists ${got.join(', ')}`);
+  await until('the read is logged', 10_000, async () => complianceLog(node).includes('compliance.message_opened'));
+  const log = complianceLog(node);
+  const at = ['compliance.custody_set', ...steps].map((kind) => log.indexOf(kind));
+  if (at.some((i, n) => i < 0 || (n > 0 && i < at[n - 1]))) throw new Error(`the log holds the steps out of order: ${log.join(', ')}`);
+  sealpost(['admin', '--data', node.data, 'log', 'verify']);
 }
