@@ -251,8 +251,8 @@ pub async fn of_peer(
 }
 
 /// After a transfer from `domain`'s node was accepted: learn that organisation's compliance key
-/// when we hold none (asked as for an envelope, at most once per [`ASK_AGAIN_SECS`] while it
-/// has none), in the background, so that the receipt does not wait on a look-up. From then on
+/// when we hold none (asked as for an envelope; looked at most once per [`ASK_AGAIN_SECS`] per
+/// peer, whatever the outcome), in the background, so that the receipt does not wait on a look-up. From then on
 /// our users' readers name its archive ([`copies_of`]) and its transfers must carry it
 /// ([`required`]). Without this a node that only receives from a peer never held the key: its
 /// recipients were not told the sender's archive had a copy.
@@ -270,6 +270,11 @@ pub fn learn_from_sender(ctx: Arc<Context>, domain: String, now: SystemTime) {
         if let Err(e) = learned.await {
             tracing::debug!(%domain, error = %e, "the sender organisation's compliance key was not learned");
         }
+        // Learned or not, not again for `ASK_AGAIN_SECS`: not one look-up per transfer.
+        ctx.compliance_asked
+            .lock()
+            .expect("not poisoned")
+            .insert(domain, super::unix(now));
     });
 }
 
