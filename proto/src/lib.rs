@@ -1059,6 +1059,23 @@ pub struct PickupUnlocked {
     /// Fingerprint of the sending organisation's CA, which certifies the sender's key.
     pub ca_fingerprint: String,
     pub parts: Vec<PartView>,
+    /// Present when the message is registered for this pickup recipient (docs/evidence.md,
+    /// "Pickup recipients"): its parts are withheld until `POST /pickup/receipt` accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<RegisteredView>,
+}
+
+/// `POST /pickup/receipt`: a pickup recipient's decision on a message registered for them.
+/// The statement is [`ReceiptStatement`]'s exact bytes, signed (binary detached OpenPGP
+/// signature) by `public_key`: a key made in the pickup page, certified by no one, which is
+/// not the pickup key (the sender's client made that one and holds a copy of it).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupReceiptRequest {
+    pub statement: String,
+    pub signature: String,
+    /// Armored public key that made `signature`.
+    pub public_key: String,
 }
 
 /// `POST /pickup/envelope`: a reply's envelope request (the recipient is fixed: `{}`).
