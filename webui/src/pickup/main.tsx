@@ -24,7 +24,7 @@ type Stage =
   | { kind: 'gone'; title: string; text: string }
   | { kind: 'code'; info: PickupInfo }
   | { kind: 'registered'; info: PickupInfo; c: pc.Checked }
-  | { kind: 'read'; info: PickupInfo; u: pc.Unlocked };
+  | { kind: 'read'; info: PickupInfo; u: pc.Unlocked; accepted?: boolean };
 
 function gone(e: unknown): Stage {
   const code = e instanceof pc.PickupError ? e.code : '';
@@ -59,8 +59,8 @@ function Page() {
           </div>
         )}
         {stage.kind === 'code' && <CodeForm info={stage.info} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u })} onRegistered={(c) => setStage({ kind: 'registered', info: stage.info, c })} onGone={(e) => setStage(gone(e))} />}
-        {stage.kind === 'registered' && <Registered info={stage.info} c={stage.c} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u })} />}
-        {stage.kind === 'read' && <Message info={stage.info} u={stage.u} />}
+        {stage.kind === 'registered' && <Registered info={stage.info} c={stage.c} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u, accepted: true })} />}
+        {stage.kind === 'read' && <Message info={stage.info} u={stage.u} accepted={stage.accepted} />}
       </main>
       {/* Not under a message that is gone: nothing is decrypted there, and "stores" would contradict "deleted". */}
       {stage.kind !== 'gone' && <footer class="pickup-foot muted small">Decrypted in this browser only: the server stores the message encrypted and cannot read it.</footer>}
@@ -189,7 +189,7 @@ function Registered({ info, c, onOpened }: { info: PickupInfo; c: pc.Checked; on
   );
 }
 
-function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
+function Message({ info, u, accepted }: { info: PickupInfo; u: pc.Unlocked; accepted?: boolean }) {
   const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
   const [attError, setAttError] = useState<unknown>(null);
   const download = async (i: number) => {
@@ -208,6 +208,7 @@ function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
       <article class="card stack" data-testid="pickup-message">
         <h1 id="msg-subject">{u.head.subject || '(no subject)'}</h1>
         <div class="muted small">From <strong data-testid="pickup-from">{u.envelope.from}</strong> · to {u.head.to.join(', ')} · {fullDate(u.head.sent_at)}</div>
+        {accepted && <p class="muted small" data-testid="registered-accepted">✔ Registered: you accepted it, and your signed receipt is kept by {info.organisation}.</p>}
         <div class="body" data-testid="pickup-body">{u.head.body}</div>
         <AttachmentList attachments={u.head.attachments} progress={progress} error={attError} onDownload={download} />
       </article>

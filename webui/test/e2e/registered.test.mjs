@@ -209,6 +209,7 @@ test('registered pickup: the page shows the notice before any part, Accept signs
     await page.click('[data-testid=registered-accept]');
     await page.waitForSelector(`[data-testid=pickup-body] >> text=${word}`, { timeout: 60_000 });
     assert.ok(parts().length > 0, 'the head is fetched once accepted');
+    assert.match(await page.textContent('[data-testid=registered-accepted]'), /you accepted it/);
     await shot('accepted');
 
     // The receipt: the statement the web app and the CLI sign, by a key made in the page (not
