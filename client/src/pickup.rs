@@ -472,14 +472,7 @@ impl PickupClient {
     pub async fn decide(&self, u: &Unlocked, decision: ReceiptDecision) -> Result<ReceiptDecision> {
         let env: Envelope = serde_json::from_str(&u.info.envelope)
             .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
-        let statement = ReceiptStatement {
-            at: now(),
-            decision,
-            format: RECEIPT_FORMAT.into(),
-            message_id: env.message_id.clone(),
-            parts: env.parts.iter().map(|p| p.sha256.clone()).collect(),
-            recipient: u.info.address.clone(),
-        };
+        let statement = ReceiptStatement::about(&env, &u.info.address, decision, now());
         let bytes = statement.to_bytes();
         let (key, _) = crypto::generate_user_key(&u.info.address, None, SystemTime::now())?;
         let signature = crypto::sign_detached(&key, &POLICY, &bytes)?;

@@ -526,6 +526,18 @@ pub struct ReceiptStatement {
 }
 
 impl ReceiptStatement {
+    /// The statement of `recipient`'s `decision` on the message of `env`, at `at`.
+    pub fn about(env: &Envelope, recipient: &str, decision: ReceiptDecision, at: i64) -> Self {
+        ReceiptStatement {
+            at,
+            decision,
+            format: RECEIPT_FORMAT.into(),
+            message_id: env.message_id.clone(),
+            parts: env.parts.iter().map(|p| p.sha256.clone()).collect(),
+            recipient: recipient.to_owned(),
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a statement serialises")
     }

@@ -533,14 +533,12 @@ async fn registered_mail_to_a_pickup_recipient_is_withheld_until_the_page_signs_
     assert!(alpha.logged("pickup.read").is_empty());
 
     // Signed with the pickup key (whose secret the sender's client made): refused, nothing kept.
-    let statement = sealpost_proto::ReceiptStatement {
-        at: sealpost::now(),
-        decision: ReceiptDecision::Accept,
-        format: sealpost_proto::RECEIPT_FORMAT.into(),
-        message_id: id.clone(),
-        parts: env.parts.iter().map(|p| p.sha256.clone()).collect(),
-        recipient: "carol@outside.test".into(),
-    };
+    let statement = sealpost_proto::ReceiptStatement::about(
+        &env,
+        "carol@outside.test",
+        ReceiptDecision::Accept,
+        sealpost::now(),
+    );
     let bytes = statement.to_bytes();
     let forged = sealpost_proto::PickupReceiptRequest {
         statement: String::from_utf8(bytes.clone()).unwrap(),
