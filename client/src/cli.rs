@@ -74,8 +74,8 @@ pub enum ClientCommand {
         body_file: Option<PathBuf>,
         #[arg(long = "attach")]
         attach: Vec<PathBuf>,
-        /// Registered mail for every recipient (Sealpost users only): their node releases it
-        /// once they sign a receipt (docs/evidence.md).
+        /// Registered mail for every recipient (Sealpost users and pickup recipients, not mail
+        /// recipients): their node releases it once they sign a receipt (docs/evidence.md).
         #[arg(long)]
         registered: bool,
     },

@@ -1420,14 +1420,7 @@ impl Session {
     /// Signs and posts the receipt statement (`accept` or `refuse`) for a message registered
     /// for us.
     async fn decide(&self, env: &Envelope, decision: ReceiptDecision) -> Result<ReceiptDecision> {
-        let statement = ReceiptStatement {
-            at: now(),
-            decision,
-            format: RECEIPT_FORMAT.into(),
-            message_id: env.message_id.clone(),
-            parts: env.parts.iter().map(|p| p.sha256.clone()).collect(),
-            recipient: self.account.address.clone(),
-        };
+        let statement = ReceiptStatement::about(env, &self.account.address, decision, now());
         let bytes = statement.to_bytes();
         let signature = crypto::sign_detached(&self.me, &POLICY, &bytes)?;
         let req = ReceiptRequest {

@@ -465,6 +465,46 @@ impl PickupClient {
         Ok(())
     }
 
+    /// Decides on the session's message, registered for this recipient (docs/evidence.md,
+    /// "Pickup recipients"), as the pickup page does: a key made here for this decision (never
+    /// the pickup key, whose secret the sender's client made) signs the receipt statement,
+    /// posted with its public key. Accepting releases the parts; a refusal closes them.
+    pub async fn decide(&self, u: &Unlocked, decision: ReceiptDecision) -> Result<ReceiptDecision> {
+        let env: Envelope = serde_json::from_str(&u.info.envelope)
+            .map_err(|e| ClientError::Integrity(format!("envelope: {e}")))?;
+        let statement = ReceiptStatement::about(&env, &u.info.address, decision, now());
+        let bytes = statement.to_bytes();
+        let (key, _) = crypto::generate_user_key(&u.info.address, None, SystemTime::now())?;
+        let signature = crypto::sign_detached(&key, &POLICY, &bytes)?;
+        let public_key = crypto::cert_to_armored(&key.strip_secret_key_material())?;
+        self.post_receipt(
+            &u.info.session,
+            &PickupReceiptRequest {
+                statement: String::from_utf8(bytes).expect("JSON is UTF-8"),
+                signature,
+                public_key,
+            },
+        )
+        .await
+    }
+
+    /// `POST /pickup/receipt` as given.
+    pub async fn post_receipt(
+        &self,
+        session: &str,
+        req: &PickupReceiptRequest,
+    ) -> Result<ReceiptDecision> {
+        json(
+            self.http
+                .post(self.url("/pickup/receipt"))
+                .bearer_auth(session)
+                .json(req)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
     /// Whether the organisation's CA, as the node publishes it and as the unlock answer names
     /// it, certifies the sender's key for the sender's address.
     pub async fn ca_certifies_sender(&self, u: &Unlocked) -> Result<bool> {

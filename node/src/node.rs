@@ -218,14 +218,13 @@ impl Node {
         // Expired pickups are shredded once a minute (docs/pickup.md), and compliance copies past
         // their retention deleted.
         let (sweep_store, sweep_blobs) = (self.store.clone(), self.state.blobs.clone());
+        let sweep_ctx = self.state.context.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 let now = crate::now();
-                if let Err(e) =
-                    crate::service::pickup::sweep(&*sweep_store, &*sweep_blobs, now).await
-                {
+                if let Err(e) = crate::service::pickup::sweep(&sweep_ctx, now).await {
                     tracing::warn!(error = %e, "could not expire pickups");
                 }
                 // Compliance copies past their retention, not on hold (docs/compliance.md).

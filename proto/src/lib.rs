@@ -526,6 +526,18 @@ pub struct ReceiptStatement {
 }
 
 impl ReceiptStatement {
+    /// The statement of `recipient`'s `decision` on the message of `env`, at `at`.
+    pub fn about(env: &Envelope, recipient: &str, decision: ReceiptDecision, at: i64) -> Self {
+        ReceiptStatement {
+            at,
+            decision,
+            format: RECEIPT_FORMAT.into(),
+            message_id: env.message_id.clone(),
+            parts: env.parts.iter().map(|p| p.sha256.clone()).collect(),
+            recipient: recipient.to_owned(),
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a statement serialises")
     }
@@ -1063,6 +1075,23 @@ pub struct PickupUnlocked {
     /// (read from its PKESKs, as a message head's `compliance`): the pickup page says so.
     #[serde(default)]
     pub compliance: Vec<String>,
+    /// Present when the message is registered for this pickup recipient (docs/evidence.md,
+    /// "Pickup recipients"): its parts are withheld until `POST /pickup/receipt` accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<RegisteredView>,
+}
+
+/// `POST /pickup/receipt`: a pickup recipient's decision on a message registered for them.
+/// The statement is [`ReceiptStatement`]'s exact bytes, signed (binary detached OpenPGP
+/// signature) by `public_key`: a key made in the pickup page, certified by no one, which is
+/// not the pickup key (the sender's client made that one and holds a copy of it).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupReceiptRequest {
+    pub statement: String,
+    pub signature: String,
+    /// Armored public key that made `signature`.
+    pub public_key: String,
 }
 
 /// `POST /pickup/envelope`: a reply's envelope request (the recipient is fixed: `{}`).

@@ -100,6 +100,7 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("PUT", "/pickup/uploads/{sha256}", Who::PickupSession, None),
     ("POST", "/pickup/submit", Who::PickupSession, None),
     ("GET", "/pickup/thread", Who::PickupSession, None),
+    ("POST", "/pickup/receipt", Who::PickupSession, None),
     (
         "GET",
         "/pickup/messages/{id}/parts/{index}",

@@ -3,7 +3,9 @@
 //! submission, the recipient's node the relay acceptance and the consignment; each bundle
 //! passes the offline verifier (`sealpost evidence verify`'s code), `gpg --verify` on every
 //! signature and `openssl ts -verify` on every batch's token, and one changed byte in any part
-//! fails with that part named.
+//! fails with that part named. Registered mail to a pickup recipient: parts withheld until the
+//! page's signed decision, the node's record of the unlock code, refusal, and
+//! `NoAcceptanceByRecipient` at expiry and withdrawal.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,8 +14,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use sealpost::config::TimestampingConfig;
 use sealpost::evidence::{Anchors, Bundle, Event, Verified, verify};
+use sealpost_client::pickup::PickupClient;
 use sealpost_client::{Outgoing, Session};
-use sealpost_proto::Folder;
+use sealpost_proto::{Folder, KdfParams, ReceiptDecision};
 use sealpost_tests::gpg::Gpg;
 use sealpost_tests::tsa::Tsa;
 use sealpost_tests::{TestNode, peer_both, wait_for};
@@ -451,4 +454,281 @@ async fn a_registered_message_is_withheld_until_the_signed_receipt_and_a_refusal
         (status, m["registered"]["state"].as_str()),
         (200, Some("refused"))
     );
+}
+
+/// A registered message from `who` to the pickup recipient `to`, and that recipient's side,
+/// unlocked with the code.
+async fn registered_pickup(
+    who: &Session,
+    to: &str,
+    subject: &str,
+    work: &Path,
+) -> (String, PickupClient, sealpost_client::pickup::Unlocked) {
+    let msg = Outgoing {
+        pickup_kdf: Some(KdfParams::MIN),
+        ..note(to, subject)
+    };
+    let (resp, issued) = who
+        .send_all_with(&msg, &[to.to_owned()], work)
+        .await
+        .unwrap();
+    let page = PickupClient::new(issued[0].link.as_deref().unwrap()).unwrap();
+    let u = page
+        .unlock(issued[0].muc.as_deref().unwrap())
+        .await
+        .unwrap();
+    (resp.message_id, page, u)
+}
+
+fn code_of<T>(r: sealpost_client::Result<T>) -> String {
+    r.err()
+        .and_then(|e| e.code().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The verified records of `event` in `v`.
+fn of_event(v: &Verified, event: Event) -> Vec<&sealpost::evidence::Record> {
+    v.records
+        .iter()
+        .map(|r| &r.record)
+        .filter(|r| r.event == event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registered_mail_to_a_pickup_recipient_is_withheld_until_the_page_signs_and_expiry_is_recorded()
+ {
+    let tsa = Tsa::start().await.unwrap();
+    let alpha = TestNode::spawn_with("alpha.test", stamped(&tsa))
+        .await
+        .unwrap();
+    let alice = alpha.person("alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let env_of = |u: &sealpost_client::pickup::Unlocked| -> sealpost_proto::Envelope {
+        serde_json::from_str(&u.info.envelope).unwrap()
+    };
+
+    // carol: the unlock answer says it is registered, and no part goes out before a decision.
+    let (id, carol, u) =
+        registered_pickup(&alice, "carol@outside.test", "Contract", work.path()).await;
+    let reg = u.info.registered.clone().expect("registered for carol");
+    assert_eq!(
+        (reg.state.as_str(), reg.notice.as_str()),
+        ("pending", "registered: opening it confirms receipt")
+    );
+    let env = env_of(&u);
+    assert_eq!(
+        code_of(carol.part(&u.info.session, &env, 0).await),
+        "receipt_required"
+    );
+    let thread_part = reqwest::Client::new()
+        .get(format!("{}/api/v1/pickup/messages/{id}/parts/0", alpha.url))
+        .bearer_auth(&u.info.session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thread_part.status().as_u16(), 403);
+    assert!(carol.read(&u).await.is_err());
+    // Not read: the sender sees no `read` for carol.
+    assert!(alpha.logged("pickup.read").is_empty());
+
+    // Signed with the pickup key (whose secret the sender's client made): refused, nothing kept.
+    let statement = sealpost_proto::ReceiptStatement::about(
+        &env,
+        "carol@outside.test",
+        ReceiptDecision::Accept,
+        sealpost::now(),
+    );
+    let bytes = statement.to_bytes();
+    let forged = sealpost_proto::PickupReceiptRequest {
+        statement: String::from_utf8(bytes.clone()).unwrap(),
+        signature: sealpost_client::crypto::sign_detached(
+            &u.key,
+            &sequoia_openpgp::policy::StandardPolicy::new(),
+            &bytes,
+        )
+        .unwrap(),
+        public_key: sealpost_client::crypto::cert_to_armored(
+            &u.key.clone().strip_secret_key_material(),
+        )
+        .unwrap(),
+    };
+    assert_eq!(
+        code_of(carol.post_receipt(&u.info.session, &forged).await),
+        "invalid_receipt"
+    );
+    // A statement about someone else: refused too.
+    let mut other = statement.clone();
+    other.recipient = "mallory@outside.test".into();
+    let (page_key, _) = sealpost_client::crypto::generate_user_key(
+        "carol@outside.test",
+        None,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let other_bytes = other.to_bytes();
+    let wrong = sealpost_proto::PickupReceiptRequest {
+        statement: String::from_utf8(other_bytes.clone()).unwrap(),
+        signature: sealpost_client::crypto::sign_detached(
+            &page_key,
+            &sequoia_openpgp::policy::StandardPolicy::new(),
+            &other_bytes,
+        )
+        .unwrap(),
+        public_key: sealpost_client::crypto::cert_to_armored(&page_key.strip_secret_key_material())
+            .unwrap(),
+    };
+    assert_eq!(
+        code_of(carol.post_receipt(&u.info.session, &wrong).await),
+        "invalid_receipt"
+    );
+    assert_eq!(
+        code_of(carol.part(&u.info.session, &env, 0).await),
+        "receipt_required"
+    );
+
+    // Accepted with a key made on the spot: the parts are released and the message reads.
+    assert_eq!(
+        carol.decide(&u, ReceiptDecision::Accept).await.unwrap(),
+        ReceiptDecision::Accept
+    );
+    let read = carol.read(&u).await.unwrap();
+    assert_eq!(read.head.body, "body of Contract");
+    // The same decision again is answered as before; the other one is refused.
+    assert_eq!(
+        carol.decide(&u, ReceiptDecision::Accept).await.unwrap(),
+        ReceiptDecision::Accept
+    );
+    assert_eq!(
+        code_of(carol.decide(&u, ReceiptDecision::Refuse).await),
+        "receipt_given"
+    );
+
+    // dave refuses: closed for good.
+    let (id2, dave, u2) =
+        registered_pickup(&alice, "dave@outside.test", "Refused", work.path()).await;
+    assert_eq!(
+        dave.decide(&u2, ReceiptDecision::Refuse).await.unwrap(),
+        ReceiptDecision::Refuse
+    );
+    assert_eq!(
+        code_of(dave.part(&u2.info.session, &env_of(&u2), 0).await),
+        "registered_refused"
+    );
+    assert_eq!(
+        code_of(dave.decide(&u2, ReceiptDecision::Accept).await),
+        "receipt_given"
+    );
+
+    // erin never decides and her pickup expires; frank's is withdrawn undecided.
+    let (id3, _, _) = registered_pickup(&alice, "erin@outside.test", "Expires", work.path()).await;
+    let (id4, _, _) =
+        registered_pickup(&alice, "frank@outside.test", "Withdrawn", work.path()).await;
+    {
+        let db = rusqlite::Connection::open(alpha.data().join("sealpost.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute(
+            "UPDATE pickups SET expires_at = ?1 WHERE address = 'erin@outside.test'",
+            [sealpost::now() - 1],
+        )
+        .unwrap();
+    }
+    let swept = sealpost::service::pickup::sweep(&alpha.context, sealpost::now())
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    let withdrawn = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/messages/{id4}/pickups/withdraw",
+            alpha.url
+        ))
+        .bearer_auth(alice.token())
+        .json(&serde_json::json!({"address": "frank@outside.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status().as_u16(), 204);
+
+    // alice's bundle of each: verifies offline, and says what happened.
+    let b = bundle_of(&alice, &id, 2).await;
+    let v = check(&b, &tsa, &alpha).unwrap();
+    let acc = of_event(&v, Event::AcceptanceByRecipient);
+    assert_eq!(acc.len(), 1);
+    let acc = acc[0];
+    assert_eq!(acc.recipient.as_deref(), Some("carol@outside.test"));
+    assert_eq!(acc.detail["method"], "pickup-muc");
+    assert!(acc.detail["muc_proven_at"].parse::<i64>().unwrap() <= acc.at);
+    assert!(acc.detail["recipient_key_certified"].starts_with("none: made in the pickup page"));
+    assert_eq!(acc.detail["pickup_key"], env.pickup["carol@outside.test"]);
+    assert_ne!(acc.detail["recipient_key"], acc.detail["pickup_key"]);
+    // The page's key, in the record, checks carol's signature on the statement.
+    let page_cert = sealpost::crypto::cert_from_armored(&acc.detail["recipient_cert"]).unwrap();
+    assert_eq!(
+        page_cert.fingerprint().to_hex(),
+        acc.detail["recipient_key"]
+    );
+    let st: sealpost_proto::ReceiptStatement =
+        serde_json::from_str(&acc.detail["receipt_statement"]).unwrap();
+    assert_eq!(
+        (st.message_id.as_str(), st.decision),
+        (id.as_str(), ReceiptDecision::Accept)
+    );
+    sealpost::crypto::verify_detached(
+        &page_cert,
+        &sequoia_openpgp::policy::StandardPolicy::new(),
+        std::time::SystemTime::now(),
+        acc.detail["receipt_statement"].as_bytes(),
+        &acc.detail["receipt_signature"],
+    )
+    .unwrap();
+    // `sealpost evidence verify` on the file, and one changed byte in the acceptance named.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundle.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&b).unwrap()).unwrap();
+    let tsa_ca = tsa.ca_file();
+    let report = sealpost::cli::evidence_report(&file, Some(tsa_ca.as_path()), None).unwrap();
+    assert!(report.contains("every part verifies"), "{report}");
+    assert!(
+        report.contains("AcceptanceByRecipient  carol@outside.test"),
+        "{report}"
+    );
+    let i = v
+        .records
+        .iter()
+        .position(|r| r.record.event == Event::AcceptanceByRecipient)
+        .unwrap();
+    let mut bad = b.clone();
+    bad.records[i].record = flip_b64(&bad.records[i].record, 200);
+    assert_eq!(
+        check(&bad, &tsa, &alpha).unwrap_err().part,
+        format!("records[{i}].record")
+    );
+    let mut bad = b.clone();
+    bad.records[i].signature = flip_armor(&bad.records[i].signature);
+    assert_eq!(
+        check(&bad, &tsa, &alpha).unwrap_err().part,
+        format!("records[{i}].signature")
+    );
+
+    let v2 = check(&bundle_of(&alice, &id2, 2).await, &tsa, &alpha).unwrap();
+    let rej = of_event(&v2, Event::RejectionByRecipient);
+    assert_eq!(rej.len(), 1);
+    assert_eq!(rej[0].detail["method"], "pickup-muc");
+    assert!(of_event(&v2, Event::NoAcceptanceByRecipient).is_empty());
+    for (id, address, reason) in [
+        (&id3, "erin@outside.test", "expired"),
+        (&id4, "frank@outside.test", "withdrawn"),
+    ] {
+        let v = check(&bundle_of(&alice, id, 2).await, &tsa, &alpha).unwrap();
+        let none = of_event(&v, Event::NoAcceptanceByRecipient);
+        assert_eq!(none.len(), 1, "{address}");
+        assert_eq!(none[0].recipient.as_deref(), Some(address));
+        assert_eq!(none[0].detail["reason"], reason);
+    }
+    // The decided pickups, swept later, get no second record.
+    sealpost::service::pickup::sweep(&alpha.context, sealpost::now() + 100 * 86_400)
+        .await
+        .unwrap();
+    let v = check(&bundle_of(&alice, &id, 2).await, &tsa, &alpha).unwrap();
+    assert!(of_event(&v, Event::NoAcceptanceByRecipient).is_empty());
 }

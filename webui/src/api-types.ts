@@ -1100,11 +1100,31 @@ export interface paths {
         };
         /**
          * Stream one encrypted part of the pickup session's message
-         * @description Part 0 (the sealed head), fetched the first time, marks the pickup read.
+         * @description Part 0 (the sealed head), fetched the first time, marks the pickup read. A message registered for the pickup's recipient: only once accepted (`POST /pickup/receipt`).
          */
         get: operations["pickup_part"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pickup/receipt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept or refuse a message registered for the pickup's recipient, with a signed statement
+         * @description The statement (`ReceiptStatement`'s exact bytes, about a message of the session's thread) signed by `public_key`, a key made in the pickup page (not the pickup key). Accepting releases the parts; a refusal keeps them closed for good. The evidence record says the unlock code was proven (`method: pickup-muc`) and that the key is certified by no one (docs/evidence.md).
+         */
+        post: operations["pickup_receipt"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2185,6 +2205,18 @@ export interface components {
             /** @description base64url of the 32-byte pickup token. */
             token: string;
         };
+        /**
+         * @description `POST /pickup/receipt`: a pickup recipient's decision on a message registered for them.
+         *     The statement is [`ReceiptStatement`]'s exact bytes, signed (binary detached OpenPGP
+         *     signature) by `public_key`: a key made in the pickup page, certified by no one, which is
+         *     not the pickup key (the sender's client made that one and holds a copy of it).
+         */
+        PickupReceiptRequest: {
+            statement: string;
+            signature: string;
+            /** @description Armored public key that made `signature`. */
+            public_key: string;
+        };
         /** @description A new unlock code for a pickup: the same pickup key, locked anew. */
         PickupRelockRequest: {
             address: string;
@@ -2289,6 +2321,7 @@ export interface components {
              *     (read from its PKESKs, as a message head's `compliance`): the pickup page says so.
              */
             compliance?: string[];
+            registered?: null | components["schemas"]["RegisteredView"];
         };
         /** @description A pickup as its sender sees it: enough to issue a new unlock code for the same key. */
         PickupView: {
@@ -7997,6 +8030,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `receipt_required`, `registered_refused` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `unknown_part`: no such part of a message of this thread */
             404: {
                 headers: {
@@ -8163,8 +8205,123 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `receipt_required`, `registered_refused` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `unknown_part` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    pickup_receipt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PickupReceiptRequest"];
+            };
+        };
+        responses: {
+            /** @description The decision, kept (or the same one given before) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReceiptDecision"];
+                };
+            };
+            /** @description `malformed_json`, `invalid_request`: not the JSON this route takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `pickup_session_invalid` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_message`: not a message of this session's thread */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_registered`, `receipt_given` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large`: the body is over `http.max_json_body` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_receipt` */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -433,17 +433,17 @@ export interface Outgoing {
   seesContentConfirmed?: string[];
   /** A reply to mail that came by SMTP: its Message-ID (`<…>`), for the external copies. */
   inReplyTo?: string;
-  /** Registered mail for every recipient (`send --registered`; Sealpost users only): their
-   * node releases it once they sign a receipt (docs/evidence.md). */
+  /** Registered mail for every recipient (`send --registered`; Sealpost users and pickup
+   * recipients): their node releases it once they sign a receipt (docs/evidence.md). */
   registered?: boolean;
 }
 
 /** Why `mode` cannot get registered mail (the node refuses it too: `invalid_envelope`), or
- * null when it can: only a Sealpost node holds a copy it can withhold until a receipt. */
+ * null when it can: only a Sealpost node holds a copy it can withhold until a receipt (a
+ * Sealpost user's, or a pickup recipient's, who decides in the pickup page). */
 export function registeredRefusal(address: string, mode: string): string | null {
-  if (mode === 'local' || mode === 'remote') return null;
-  const how = mode === 'pickup' ? 'with an unlock code' : 'by mail';
-  return `${address} is reached ${how}: registered mail goes to Sealpost users only, whose node can keep it closed until they sign a receipt. Remove ${address} or send it unregistered.`;
+  if (mode === 'local' || mode === 'remote' || mode === 'pickup') return null;
+  return `${address} is reached by mail: registered mail goes to Sealpost users and unlock-code recipients only, whose copy a node can keep closed until they sign a receipt. Remove ${address} or send it unregistered.`;
 }
 
 /** Checks locally what can be checked without the node (as `checked_cert` in the CLI). */

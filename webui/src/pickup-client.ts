@@ -73,10 +73,25 @@ export interface Unlocked {
   compliance: string[];
 }
 
-/** Derives the MUC's keys, proves the verifier, unlocks the pickup key and reads the message.
- * `muc` is in normal form (`parseMuc`). Throws PickupError for the node's refusals (wrong code
- * with attempts left, locked, expired, withdrawn) and Error when a check fails. */
-export async function unlock(token: string, info: PickupInfo, muc: string, step: (what: string) => void): Promise<Unlocked> {
+/** A pickup unlocked and its envelope checked, its content not fetched yet (`read`). */
+export interface Checked {
+  session: string;
+  key: pgp.PrivateKey;
+  address: string;
+  envelope: PickupEnvelope;
+  sender: pgp.PublicKey;
+  /** The unlock answer, as the node gave it. */
+  u: PickupUnlocked;
+  /** Set when the message is registered for this recipient (docs/evidence.md, "Pickup
+   * recipients"): no part is released before `decide` accepts it. */
+  registered: api.RegisteredView | null;
+}
+
+/** Derives the MUC's keys, proves the verifier, unlocks the pickup key and checks the signed
+ * envelope; fetches nothing of the message (`read` does). `muc` is in normal form
+ * (`parseMuc`). Throws PickupError for the node's refusals (wrong code with attempts left,
+ * locked, expired, withdrawn) and Error when a check fails. */
+export async function unlock(token: string, info: PickupInfo, muc: string, step: (what: string) => void): Promise<Checked> {
   step('Deriving the keys from your code');
   const keys = await derivePickupKeys(muc, unb64(info.salt), info.kdf);
   step('Checking the code');
@@ -103,6 +118,14 @@ export async function unlock(token: string, info: PickupInfo, muc: string, step:
   }
   const senderIds = sender.getUserIDs().map((id) => (/<([^>]+)>\s*$/.exec(id)?.[1] ?? id).toLowerCase());
   if (!senderIds.includes(envelope.from)) throw new Error(`The key that signed the message is not ${envelope.from}’s.`);
+  const registered = u.registered && (envelope.registered ?? []).some((a) => a.toLowerCase() === address.toLowerCase()) ? u.registered : null;
+  return { session: u.session, key, address, envelope, sender, u, registered };
+}
+
+/** Downloads, checks and decrypts the message's signed head (part 0). For a registered message
+ * only after `decide` accepted it: the node refuses the part before (`receipt_required`). */
+export async function read(c: Checked, step: (what: string) => void): Promise<Unlocked> {
+  const { u, key, envelope, sender, address } = c;
   step('Downloading and decrypting');
   const auth = { authorization: `Bearer ${u.session}` };
   const part0 = envelope.parts[0];
@@ -115,6 +138,17 @@ export async function unlock(token: string, info: PickupInfo, muc: string, step:
   }
   const caCertifies = await checkCa(u, sender, envelope.from);
   return { session: u.session, key, address, envelope, head, sender, senderFingerprint: sender.getFingerprint().toUpperCase(), caFingerprint: u.ca_fingerprint.toUpperCase(), caCertifies, compliance: u.compliance ?? [] };
+}
+
+/** Accepts or refuses the registered message (docs/evidence.md, "Pickup recipients"): a key
+ * made here for this decision (not the pickup key, which the sender's client made and keeps a
+ * copy of) signs the receipt statement the web app and the CLI sign (`client.receiptStatement`);
+ * the node keeps it with its record that the unlock code was proven. */
+export async function decide(c: Checked, decision: api.ReceiptDecision): Promise<api.ReceiptDecision> {
+  const statement = client.receiptStatement(c.envelope, c.address, decision, Math.floor(Date.now() / 1000));
+  const made = await pgp.generateUserKey(c.address);
+  const signature = await pgp.signDetached(new TextEncoder().encode(statement), made.privateKey);
+  return call<api.ReceiptDecision>('POST', '/pickup/receipt', { statement, signature, public_key: made.publicArmored }, c.session);
 }
 
 /** The organisation's public record (`GET /org`), fetched once per page: unlock, every reply

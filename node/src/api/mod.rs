@@ -129,6 +129,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pickup::submit))
         .routes(routes!(pickup::thread))
         .routes(routes!(pickup::thread_part))
+        .routes(routes!(pickup::receipt))
         .routes(routes!(trust::trust))
         .routes(routes!(trust::certify))
         .routes(routes!(guests::upgrade))

@@ -117,12 +117,13 @@ impl FromRequestParts<AppState> for PickupAuthed {
     tag = "pickup",
     operation_id = "pickup_part",
     summary = "Stream one encrypted part of the pickup session's message",
-    description = "Part 0 (the sealed head), fetched the first time, marks the pickup read.",
+    description = "Part 0 (the sealed head), fetched the first time, marks the pickup read. A message registered for the pickup's recipient: only once accepted (`POST /pickup/receipt`).",
     security(("pickup_session" = [])),
     params(("index" = u32, Path, description = "Part index (0 is the sealed head)")),
     responses(
         (status = 200, description = "The part's ciphertext", content_type = "application/octet-stream"),
         (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 403, description = "`receipt_required`, `registered_refused`", body = ErrorBody),
         (status = 404, description = "`unknown_part`", body = ErrorBody),
     )
 )]
@@ -133,6 +134,34 @@ pub(super) async fn part(
 ) -> ApiResult<Response> {
     let data = service::pickup::part(&st, &pickup, index, crate::now()).await?;
     super::mail::part_response(&st, data).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/pickup/receipt",
+    tag = "pickup",
+    operation_id = "pickup_receipt",
+    summary = "Accept or refuse a message registered for the pickup's recipient, with a signed statement",
+    description = "The statement (`ReceiptStatement`'s exact bytes, about a message of the session's thread) signed by `public_key`, a key made in the pickup page (not the pickup key). Accepting releases the parts; a refusal keeps them closed for good. The evidence record says the unlock code was proven (`method: pickup-muc`) and that the key is certified by no one (docs/evidence.md).",
+    security(("pickup_session" = [])),
+    request_body = PickupReceiptRequest,
+    responses(
+        (status = 200, description = "The decision, kept (or the same one given before)", body = ReceiptDecision),
+        (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 404, description = "`unknown_message`: not a message of this session's thread", body = ErrorBody),
+        (status = 409, description = "`not_registered`, `receipt_given`", body = ErrorBody),
+        (status = 422, description = "`invalid_receipt`", body = ErrorBody),
+    )
+)]
+pub(super) async fn receipt(
+    State(st): State<AppState>,
+    PickupAuthed(pickup): PickupAuthed,
+    ApiJson(req): ApiJson<PickupReceiptRequest>,
+) -> ApiResult<Json<ReceiptDecision>> {
+    Ok(Json(
+        service::registered::pickup_receipt(&st, &pickup, &req, std::time::SystemTime::now())
+            .await?,
+    ))
 }
 
 #[utoipa::path(
@@ -337,6 +366,7 @@ pub(super) async fn thread(
     responses(
         (status = 200, description = "The part's ciphertext", content_type = "application/octet-stream"),
         (status = 401, description = "`pickup_session_invalid`", body = ErrorBody),
+        (status = 403, description = "`receipt_required`, `registered_refused`", body = ErrorBody),
         (status = 404, description = "`unknown_part`: no such part of a message of this thread", body = ErrorBody),
     )
 )]

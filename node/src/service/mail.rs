@@ -132,15 +132,16 @@ pub fn check_envelope(limits: &Limits, text: &str) -> Result<Envelope, ServiceEr
             return Err(bad("a pickup key fingerprint must be 40 or 64 hex digits"));
         }
     }
-    // Registered mail (docs/evidence.md): Sealpost recipients only, here or at a peered
-    // organisation, whose node can withhold the parts until they sign a receipt.
+    // Registered mail (docs/evidence.md): Sealpost recipients, here or at a peered
+    // organisation, and pickup recipients: a node holds their copy and can withhold the parts
+    // until they sign a receipt. A mail recipient's copy leaves by SMTP: nothing to withhold.
     for (i, address) in env.registered.iter().enumerate() {
         if !env.to.contains(address) || env.registered[..i].contains(address) {
             return Err(bad("every registered recipient must be in to, once"));
         }
-        if env.pickup.contains_key(address) || env.external.contains_key(address) {
+        if env.external.contains_key(address) {
             return Err(bad(
-                "only Sealpost recipients can get registered mail, not pickup or mail recipients",
+                "only Sealpost and pickup recipients can get registered mail, not mail recipients",
             ));
         }
     }

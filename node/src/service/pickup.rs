@@ -24,7 +24,7 @@ use crate::proto::{
 use crate::storage::pickup::{
     Attempt, AttemptOutcome, NewPickup, PickupRecord, PickupState, SenderChange, SenderOutcome,
 };
-use crate::storage::{Account, BlobStore, MetaStore, PartData};
+use crate::storage::{Account, BlobStore, PartData};
 
 /// Largest armored key or key message a seal may carry.
 const MAX_KEY_TEXT: usize = 64 * 1024;
@@ -500,6 +500,7 @@ pub async fn thread_part(
     if !in_thread {
         return Err(ServiceError::UnknownPart);
     }
+    super::registered::check_pickup_release(ctx, pickup, message_id).await?;
     ctx.store
         .part(message_id, index)
         .await?
@@ -612,7 +613,9 @@ pub async fn unlock(
             // not there.
             let compliance =
                 super::compliance::copies_of(ctx, &p.message_id, super::time_of(now)).await?;
+            let registered = super::registered::pickup_view(ctx, &p.address, &envelope).await?;
             Ok(PickupUnlocked {
+                registered,
                 session: URL_SAFE_NO_PAD.encode(session),
                 session_expires_at,
                 address: p.address,
@@ -651,12 +654,14 @@ pub async fn session(ctx: &Context, bearer: &str, now: i64) -> Result<PickupReco
 }
 
 /// A part of the session's message; part 0 (the sealed head) the first time marks it read.
+/// Registered for the outside recipient: only once they accepted it (docs/evidence.md).
 pub async fn part(
     ctx: &Context,
     pickup: &PickupRecord,
     index: u32,
     now: i64,
 ) -> Result<PartData, ServiceError> {
+    super::registered::check_pickup_release(ctx, pickup, &pickup.message_id).await?;
     let data = ctx
         .store
         .part(&pickup.message_id, index)
@@ -684,7 +689,19 @@ pub async fn withdraw(
         SenderChange::Withdraw,
         now,
     )
-    .await
+    .await?;
+    // Registered for them and undecided: the evidence says they never decided.
+    if let Some(m) = ctx.store.message(account.id, message_id).await? {
+        super::registered::no_acceptance(
+            ctx,
+            address,
+            &m.envelope,
+            "withdrawn",
+            super::time_of(now),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// The sender issues a new unlock code for an unread (usually locked) pickup: the same pickup
@@ -753,13 +770,23 @@ pub(super) async fn remove_blobs(blobs: &dyn BlobStore, orphans: Vec<[u8; 32]>) 
     }
 }
 
-/// Expires every pickup whose time is up at `now` (crypto-shredding); returns how many.
-pub async fn sweep(
-    store: &dyn MetaStore,
-    blobs: &dyn BlobStore,
-    now: i64,
-) -> Result<usize, ServiceError> {
-    let (n, orphans) = store.expire_pickups(now).await?;
-    remove_blobs(blobs, orphans).await;
-    Ok(n)
+/// Expires every pickup whose time is up at `now` (crypto-shredding); returns how many. A
+/// message registered for an expired pickup's recipient who never decided gets its
+/// `NoAcceptanceByRecipient` record.
+pub async fn sweep(ctx: &Context, now: i64) -> Result<usize, ServiceError> {
+    let (expired, orphans) = ctx.store.expire_pickups(now).await?;
+    remove_blobs(&*ctx.blobs, orphans).await;
+    for e in &expired {
+        if let Some(envelope) = &e.envelope {
+            super::registered::no_acceptance(
+                ctx,
+                &e.pickup.address,
+                envelope,
+                "expired",
+                super::time_of(now),
+            )
+            .await;
+        }
+    }
+    Ok(expired.len())
 }

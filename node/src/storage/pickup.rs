@@ -95,6 +95,14 @@ pub struct PickupRecord {
     pub created_at: Timestamp,
 }
 
+/// A pickup the sweep expired, with its message's signed envelope as it was before the
+/// expiry (the message itself may go with the pickup).
+#[derive(Clone, Debug)]
+pub struct ExpiredPickup {
+    pub pickup: PickupRecord,
+    pub envelope: Option<String>,
+}
+
 /// A reply from a pickup session (docs/pickup.md, Replies): one message from the outside
 /// address to the pickup's sender, stored with the pickup that authenticated it.
 #[derive(Clone, Debug)]
@@ -244,7 +252,7 @@ pub trait PickupStore: Send + Sync + 'static {
     ) -> Result<SenderOutcome>;
     /// Expires (shreds) every open or locked pickup whose time is up at `now`; returns the
     /// blobs no message refers to any more.
-    async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)>;
+    async fn expire_pickups(&self, now: Timestamp) -> Result<(Vec<ExpiredPickup>, Vec<[u8; 32]>)>;
     /// The newest live (open or locked, not yet due) pickup of `sender` for `address`: the
     /// thread a new message to them continues.
     async fn live_thread(

@@ -23,7 +23,8 @@ type Stage =
   | { kind: 'opening' }
   | { kind: 'gone'; title: string; text: string }
   | { kind: 'code'; info: PickupInfo }
-  | { kind: 'read'; info: PickupInfo; u: pc.Unlocked };
+  | { kind: 'registered'; info: PickupInfo; c: pc.Checked }
+  | { kind: 'read'; info: PickupInfo; u: pc.Unlocked; accepted?: boolean };
 
 function gone(e: unknown): Stage {
   const code = e instanceof pc.PickupError ? e.code : '';
@@ -57,8 +58,9 @@ function Page() {
             <p>{stage.text}</p>
           </div>
         )}
-        {stage.kind === 'code' && <CodeForm info={stage.info} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u })} onGone={(e) => setStage(gone(e))} />}
-        {stage.kind === 'read' && <Message info={stage.info} u={stage.u} />}
+        {stage.kind === 'code' && <CodeForm info={stage.info} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u })} onRegistered={(c) => setStage({ kind: 'registered', info: stage.info, c })} onGone={(e) => setStage(gone(e))} />}
+        {stage.kind === 'registered' && <Registered info={stage.info} c={stage.c} onOpened={(u) => setStage({ kind: 'read', info: stage.info, u, accepted: true })} />}
+        {stage.kind === 'read' && <Message info={stage.info} u={stage.u} accepted={stage.accepted} />}
       </main>
       {/* Not under a message that is gone: nothing is decrypted there, and "stores" would contradict "deleted". */}
       {stage.kind !== 'gone' && <footer class="pickup-foot muted small">Decrypted in this browser only: the server stores the message encrypted and cannot read it.</footer>}
@@ -70,7 +72,7 @@ function senderLabel(info: PickupInfo) {
   return info.sender_name ? `${info.sender_name} (${info.sender})` : info.sender;
 }
 
-function CodeForm({ info, onOpened, onGone }: { info: PickupInfo; onOpened: (u: pc.Unlocked) => void; onGone: (e: unknown) => void }) {
+function CodeForm({ info, onOpened, onRegistered, onGone }: { info: PickupInfo; onOpened: (u: pc.Unlocked) => void; onRegistered: (c: pc.Checked) => void; onGone: (e: unknown) => void }) {
   const [code, setCode] = useState('');
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -89,9 +91,11 @@ function CodeForm({ info, onOpened, onGone }: { info: PickupInfo; onOpened: (u: 
       return;
     }
     try {
-      const u = await pc.unlock(token, info, muc, (s) => setBusy(s));
+      const c = await pc.unlock(token, info, muc, (s) => setBusy(s));
       setCode('');
-      onOpened(u);
+      // Registered and not accepted: nothing is fetched before the recipient decides.
+      if (c.registered && c.registered.state !== 'accepted') onRegistered(c);
+      else onOpened(await pc.read(c, (s) => setBusy(s)));
     } catch (err) {
       if (err instanceof pc.PickupError && err.code === 'wrong_unlock_code' && err.attemptsLeft === 0) {
         onGone(new pc.PickupError(403, 'pickup_locked', err.message));
@@ -136,7 +140,56 @@ function CodeForm({ info, onOpened, onGone }: { info: PickupInfo; onOpened: (u: 
   );
 }
 
-function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
+/** A message registered for this recipient (docs/evidence.md, "Pickup recipients"): the notice
+ * and the decision, before any part is fetched. Accept signs the receipt with a key made here,
+ * then opens the message; a refusal keeps it closed for good. */
+function Registered({ info, c, onOpened }: { info: PickupInfo; c: pc.Checked; onOpened: (u: pc.Unlocked) => void }) {
+  const [state, setState] = useState(c.registered?.state ?? 'pending');
+  const [busy, setBusy] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const act = async (decision: 'accept' | 'refuse') => {
+    if (decision === 'refuse' && !confirm('Refuse this registered message? You will not be able to open it afterwards, and the sender is told that you refused it.')) return;
+    setError(null);
+    try {
+      setBusy(decision === 'accept' ? 'Signing the receipt' : 'Signing the refusal');
+      const d = await pc.decide(c, decision);
+      if (d === 'refuse') { setState('refused'); return; }
+      onOpened(await pc.read(c, (s) => setBusy(s)));
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(null);
+    }
+  };
+  if (state === 'refused') {
+    return (
+      <div class="card stack pickup-card" data-testid="registered-refused">
+        <h1>You refused this registered message</h1>
+        <p>It stays closed: it cannot be opened any more. {info.sender_name ?? info.sender} can see that you refused it.</p>
+      </div>
+    );
+  }
+  return (
+    <div class="card stack pickup-card" data-testid="registered-notice">
+      <h1>Registered: opening it will confirm receipt</h1>
+      <dl class="dl pickup-facts">
+        <dt>From</dt><dd>{senderLabel(info)}</dd>
+        <dt>To</dt><dd>{c.address}</dd>
+      </dl>
+      <p>{info.sender_name ?? info.sender} sent this message as <strong>registered mail</strong>. If you open it, this page signs a receipt that you accepted it, and {info.organisation} keeps that receipt as evidence. You can also refuse it: then it stays closed.</p>
+      <p class="muted small">The receipt is signed with a key made in this browser just for it (nobody certifies it), and it is recorded that the unlock code was entered. Nothing of the message has been downloaded yet.</p>
+      <ErrorBox error={error} />
+      <div class="row">
+        <button class="btn btn-primary btn-big" disabled={!!busy} onClick={() => act('accept')} data-testid="registered-accept">
+          {busy ? <><span class="spinner" aria-hidden="true" /> {busy}…</> : <><Icon name="lock" /> Accept and open</>}
+        </button>
+        <button class="btn btn-big" disabled={!!busy} onClick={() => act('refuse')} data-testid="registered-refuse">Refuse</button>
+      </div>
+    </div>
+  );
+}
+
+function Message({ info, u, accepted }: { info: PickupInfo; u: pc.Unlocked; accepted?: boolean }) {
   const [progress, setProgress] = useState<Record<number, { value: number; stage: string }>>({});
   const [attError, setAttError] = useState<unknown>(null);
   const download = async (i: number) => {
@@ -155,6 +208,7 @@ function Message({ info, u }: { info: PickupInfo; u: pc.Unlocked }) {
       <article class="card stack" data-testid="pickup-message">
         <h1 id="msg-subject">{u.head.subject || '(no subject)'}</h1>
         <div class="muted small">From <strong data-testid="pickup-from">{u.envelope.from}</strong> · to {u.head.to.join(', ')} · {fullDate(u.head.sent_at)}</div>
+        {accepted && <p class="muted small" data-testid="registered-accepted">✔ Registered: you accepted it, and your signed receipt is kept by {info.organisation}.</p>}
         <div class="body" data-testid="pickup-body">{u.head.body}</div>
         <AttachmentList attachments={u.head.attachments} progress={progress} error={attError} onDownload={download} />
         {u.compliance.length > 0 && (

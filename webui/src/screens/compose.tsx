@@ -137,7 +137,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
     ? [...new Set([...(session.org.compliance_key ? [session.org.domain] : []), ...rcpts.filter(sendable).flatMap((r) => r.compliance ?? [])])]
     : [];
   const unconfirmed = exposed.filter((r) => !confirmed.includes(r.address));
-  // Registered: Sealpost recipients only (the node refuses the others as well).
+  // Registered: Sealpost and pickup recipients only (the node refuses mail recipients as well).
   const notRegistrable = registered ? rcpts.filter((r) => sendable(r) && r.mode).map((r) => client.registeredRefusal(r.address, r.mode!)).filter((w): w is string => !!w) : [];
   const canSend = rcpts.length > 0 && refused.length === 0 && unconfirmed.length === 0 && notRegistrable.length === 0 && rcpts.every(sendable) && !sending && !forwarding;
 
@@ -241,7 +241,7 @@ export function Compose({ session, seed }: { session: Session; seed: ComposeSeed
         <div class="field">
           <label class="check registered-option">
             <input type="checkbox" checked={registered} data-testid="registered" onChange={(e) => setRegistered(e.currentTarget.checked)} />
-            <span><strong>Registered (opening confirms receipt)</strong><br /><span class="muted small">Each recipient's node keeps it closed until they sign a receipt, or they refuse it; you can download the evidence. Sealpost recipients only.</span></span>
+            <span><strong>Registered (opening confirms receipt)</strong><br /><span class="muted small">Each recipient's node keeps it closed until they sign a receipt, or they refuse it; you can download the evidence. Not for recipients reached by mail.</span></span>
           </label>
           {notRegistrable.map((w) => <div class="alert alert-error" role="alert" data-testid="registered-refusal">{w}</div>)}
         </div>

@@ -6,6 +6,11 @@
 // bob's receipt. A second registered message bob refuses: the refused view, and the parts stay
 // closed. alice downloads the evidence bundle from Sent (`evidence-ID.json`), with its records
 // pending (this node has no `[timestamping]`, so nothing is sealed).
+// A registered message to a pickup recipient (alice's CLI, `send --registered`): the pickup
+// page unlocks with the code and shows the notice with Accept and Refuse before any part is
+// fetched (the browser's requests; the node refuses the part to the session as well), Accept
+// signs the same statement with a key made in the page, and the message opens; the node's
+// record says `pickup-muc`. At 1280x800 and on a 390x844 phone.
 // Screenshots at 1280x800 and 390x844 land in test-artefacts/registered-*/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -70,10 +75,8 @@ test('registered: bob accepts one message (receipt signed in the browser) and re
   const alicePage = await browser.page();
   const aliceShot = shooter(alicePage, 'registered-send');
   await signIn(alicePage, alpha.url, ALICE, PW.alice);
-  // Refused in words for an outsider reached by unlock code, as the node refuses it; nothing is
-  // submitted.
-  const submits = [];
-  alicePage.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/v1/messages') submits.push(r.url()); });
+  // An outsider reached by unlock code can get registered mail too (the pickup page asks them
+  // to decide): no refusal in words.
   await alicePage.click('[data-testid=nav] >> text=Write');
   for (const to of [BOB, 'carol@outside.test']) {
     await alicePage.fill('#compose-to', to);
@@ -82,14 +85,7 @@ test('registered: bob accepts one message (receipt signed in the browser) and re
   await alicePage.waitForSelector('[data-testid=recipient][data-state=pickup]', { timeout: 60_000 });
   await alicePage.waitForSelector('[data-testid=recipient][data-state=ok]', { timeout: 60_000 });
   await alicePage.check('[data-testid=registered]');
-  const why = await alicePage.waitForSelector('[data-testid=registered-refusal]');
-  assert.match(await why.textContent(), /carol@outside\.test is reached with an unlock code: registered mail goes to Sealpost users only/);
-  assert.equal((await alicePage.$$('[data-testid=registered-refusal]')).length, 1, 'bob, a Sealpost user, can get it');
-  await alicePage.fill('#compose-subject', 'Not to outsiders');
-  await alicePage.click('[data-testid=send]');
-  assert.match(await (await alicePage.waitForSelector('[data-testid=error]')).textContent(), /registered mail goes to Sealpost users only/);
-  await aliceShot('refused-outsider');
-  assert.deepEqual(submits, []);
+  assert.equal((await alicePage.$$('[data-testid=registered-refusal]')).length, 0, 'Sealpost and pickup recipients can get it');
 
   const first = await sendRegistered(alicePage, aliceShot, 'Signed contract', 'The countersigned contract. Code word: PELICAN.');
   const second = await sendRegistered(alicePage, null, 'Notice of termination', 'We terminate the agreement. Code word: HERON.');
@@ -172,4 +168,63 @@ test('registered: bob accepts one message (receipt signed in the browser) and re
   assert.ok(Number(await pending.getAttribute('data-pending')) > 0, 'no [timestamping]: the records are not sealed');
   assert.match(await pending.textContent(), /pending: not sealed yet/);
   await aliceShot('evidence');
+});
+
+test('registered pickup: the page shows the notice before any part, Accept signs with a key made in the page and opens it (desktop and phone)', async () => {
+  const alice = alpha.cli(ALICE, PW.alice);
+  for (const phone of [false, true]) {
+    const to = phone ? 'dora@outside.test' : 'carol@outside.test';
+    const word = phone ? 'OSPREY' : 'KESTREL';
+    const out = alice.send('--to', to, '--subject', 'Registered offer', '--body', `The offer. Code word: ${word}.`, '--registered');
+    const { link, muc } = out.pickups[to];
+    const id = out.id;
+    const env = JSON.parse(sql(`SELECT envelope FROM messages WHERE id = '${id}'`));
+    assert.deepEqual(env.registered, [to]);
+
+    const page = await browser.page({ phone });
+    const requests = [];
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+    let session = null;
+    page.on('response', async (r) => { if (r.url().endsWith('/api/v1/pickup/unlock') && r.ok()) session = (await r.json()).session; });
+    const parts = () => requests.filter((p) => p.startsWith('/api/v1/pickup/parts/') || p.startsWith('/api/v1/pickup/messages/'));
+    const shot = shooter(page, `registered-pickup-${phone ? 'phone' : 'desktop'}`);
+    await page.goto(alpha.url + link.slice(link.indexOf('/pickup#')));
+    await page.waitForSelector('[data-testid=pickup-form]');
+    await page.fill('#pickup-code', muc);
+    await page.click('[data-testid=pickup-unlock]');
+    const shown = await page.waitForSelector('[data-testid=registered-notice], [data-testid=pickup-message], [data-testid=pickup-gone], [data-testid=pickup-form] [data-testid=error]', { timeout: 60_000 });
+    assert.equal(await shown.getAttribute('data-testid'), 'registered-notice', await page.textContent('main'));
+    assert.match(await shown.textContent(), /Registered: opening it will confirm receipt/);
+    assert.ok(await page.$('[data-testid=registered-accept]'));
+    assert.ok(await page.$('[data-testid=registered-refuse]'));
+    await shot('notice');
+    assert.deepEqual(parts(), [], 'no part of the message is fetched before Accept');
+    assert.equal(sql(`SELECT count(*) FROM registered_receipts WHERE message_id = '${id}'`), '0');
+    // The node, not the page, keeps it closed: the session's own request for the head is refused.
+    assert.ok(session, 'the unlock answer was seen');
+    const early = await fetch(`${alpha.url}/api/v1/pickup/parts/0`, { headers: { authorization: `Bearer ${session}` } });
+    assert.equal(early.status, 403);
+    assert.equal((await early.json()).code, 'receipt_required');
+
+    await page.click('[data-testid=registered-accept]');
+    await page.waitForSelector(`[data-testid=pickup-body] >> text=${word}`, { timeout: 60_000 });
+    assert.ok(parts().length > 0, 'the head is fetched once accepted');
+    assert.match(await page.textContent('[data-testid=registered-accepted]'), /you accepted it/);
+    await shot('accepted');
+
+    // The receipt: the statement the web app and the CLI sign, by a key made in the page (not
+    // the pickup key), under the node's record that the unlock code was proven.
+    const [decision, statement] = sql(`SELECT decision || char(31) || statement FROM registered_receipts WHERE message_id = '${id}'`).split('\x1f');
+    assert.equal(decision, 'accept');
+    const st = JSON.parse(statement);
+    assert.equal(statement, JSON.stringify(st), 'compact JSON, keys sorted');
+    assert.deepEqual([st.message_id, st.recipient, st.parts], [id, to, env.parts.map((p) => p.sha256)]);
+    const record = JSON.parse(sql(`SELECT CAST(record AS TEXT) FROM evidence_records WHERE message_id = '${id}' AND event = 'AcceptanceByRecipient'`));
+    assert.equal(record.recipient, to);
+    assert.equal(record.detail.method, 'pickup-muc');
+    assert.match(record.detail.recipient_key_certified, /^none: made in the pickup page/);
+    assert.notEqual(record.detail.recipient_key.toUpperCase(), env.pickup[to].toUpperCase());
+    assert.equal(record.detail.receipt_statement, statement);
+    await page.context().close();
+  }
 });

@@ -19,8 +19,8 @@ use crate::storage::error::{Result, Timestamp};
 use crate::storage::log::LogEvent;
 use crate::storage::mail::NewMessage;
 use crate::storage::pickup::{
-    Attempt, AttemptOutcome, GuestOutcome, PickupRecord, PickupReply, PickupState, PickupStore,
-    ReplyOutcome, SenderChange, SenderOutcome, ThreadMessage,
+    Attempt, AttemptOutcome, ExpiredPickup, GuestOutcome, PickupRecord, PickupReply, PickupState,
+    PickupStore, ReplyOutcome, SenderChange, SenderOutcome, ThreadMessage,
 };
 
 const COLUMNS: &str = "id, message_id, address, sender, fingerprint, cert, locked_key, \
@@ -445,7 +445,7 @@ impl PickupStore for SqliteStore {
         out
     }
 
-    async fn expire_pickups(&self, now: Timestamp) -> Result<(usize, Vec<[u8; 32]>)> {
+    async fn expire_pickups(&self, now: Timestamp) -> Result<(Vec<ExpiredPickup>, Vec<[u8; 32]>)> {
         let out = self
             .write(move |c, chain| {
                 let due: Vec<PickupRecord> = c
@@ -456,15 +456,24 @@ impl PickupStore for SqliteStore {
                     .query_map([now], record_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 let mut orphans = Vec::new();
-                for p in &due {
+                let mut expired = Vec::with_capacity(due.len());
+                for p in due {
+                    let envelope = c
+                        .prepare_cached("SELECT envelope FROM messages WHERE id = ?1")?
+                        .query_row([&p.message_id], |r| r.get(0))
+                        .optional()?;
                     set_delivery(c, &p.message_id, &p.address, "expired", None, now)?;
-                    log(c, chain, p, "pickup.expired", "node", now)?;
-                    orphans.extend(shred(c, p, PickupState::Expired)?);
+                    log(c, chain, &p, "pickup.expired", "node", now)?;
+                    orphans.extend(shred(c, &p, PickupState::Expired)?);
+                    expired.push(ExpiredPickup {
+                        pickup: p,
+                        envelope,
+                    });
                 }
-                Ok((due.len(), orphans))
+                Ok((expired, orphans))
             })
             .await;
-        if matches!(out, Ok((n, _)) if n > 0) {
+        if matches!(&out, Ok((n, _)) if !n.is_empty()) {
             self.truncate_wal().await;
         }
         out
