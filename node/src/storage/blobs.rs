@@ -138,6 +138,8 @@ pub struct BackupLease {
 impl BackupLease {
     /// Takes the lease of the blob store at `root`, waiting for another backup's to end.
     pub fn take(root: &Path) -> std::io::Result<BackupLease> {
+        // A node initialised but never served has no blob store yet.
+        std::fs::create_dir_all(root)?;
         let lock = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
