@@ -31,10 +31,11 @@ pub enum Command {
         data: PathBuf,
     },
     /// Administer accounts and check the transaction log (works while the node runs: a
-    /// change is in force at the running node when the command returns).
+    /// change is in force at the running node when the command returns); back up and restore.
     Admin {
-        #[arg(long)]
-        data: PathBuf,
+        /// The node's data directory (also `--data-dir`; for `restore`, the new one).
+        #[arg(long, global = true, alias = "data-dir")]
+        data: Option<PathBuf>,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -101,6 +102,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ComplianceCommand,
     },
+    /// Back up the node into the new directory OUT while it runs: one consistent snapshot of
+    /// the database, the blobs it refers to, the keys and the config, with a manifest of
+    /// hashes (docs/operations.md, "Backups"). OUT holds the node's secret keys.
+    Backup { out: PathBuf },
+    /// Restore the backup in BACKUP into `--data-dir DIR` (new or empty), after checking its
+    /// manifest, every file's hash and the log; then `sealpost serve --data DIR`.
+    Restore { backup: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,7 +185,9 @@ impl AdminCommand {
             | AdminCommand::Guest {
                 command: GuestCommand::List { .. },
             }
-            | AdminCommand::Log { .. } => false,
+            | AdminCommand::Log { .. }
+            | AdminCommand::Backup { .. }
+            | AdminCommand::Restore { .. } => false,
             // The node reads imports from the database at every look-up and keeps none in
             // memory: there is nothing for it to catch up with.
             AdminCommand::Key { .. } => false,
@@ -373,7 +383,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Serve { data } => serve(&data).await,
-            Command::Admin { data, command } => admin(&data, command).await,
+            Command::Admin { data, command } => {
+                let data = data.context("--data DIR: the node's data directory is needed")?;
+                admin(&data, command).await
+            }
             Command::Evidence {
                 command: EvidenceCommand::Verify { file, tsa_ca, ca },
             } => verify_evidence(&file, tsa_ca.as_deref(), ca.as_deref()),
@@ -443,6 +456,12 @@ pub async fn admin(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
 }
 
 async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()> {
+    // Neither opens the node's store: a backup reads a snapshot, a restore makes the directory.
+    match command {
+        AdminCommand::Backup { out } => return backup(data, out).await,
+        AdminCommand::Restore { backup } => return restore(backup, data).await,
+        _ => {}
+    }
     let (config, store) = open_store(data)?;
     match command {
         AdminCommand::User { command } => match command {
@@ -607,6 +626,9 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
                 }
             },
         },
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            unreachable!("run above, without the store")
+        }
         AdminCommand::Log {
             command: LogCommand::Verify,
         } => {
@@ -623,6 +645,41 @@ async fn admin_command(data: &Path, command: AdminCommand) -> anyhow::Result<()>
             }
         }
     }
+    Ok(())
+}
+
+/// `sealpost admin backup OUT`: prints what the backup holds and its manifest's SHA-256.
+async fn backup(data: &Path, out: PathBuf) -> anyhow::Result<()> {
+    let data = data.to_owned();
+    let (manifest, digest) = tokio::task::spawn_blocking(move || {
+        let m = crate::backup::backup(&data, &out)?;
+        let digest = crate::backup::manifest_sha256(&out)?;
+        Ok::<_, crate::backup::BackupError>((m, digest))
+    })
+    .await??;
+    println!(
+        "Backed up {} ({} files, log up to entry {}).",
+        manifest.domain,
+        manifest.files.len(),
+        manifest.log_head.seq
+    );
+    println!("It holds the node's secret keys: keep it as you keep them.");
+    println!("Manifest SHA-256 (keep it apart from the backup): {digest}");
+    Ok(())
+}
+
+/// `sealpost admin restore BACKUP --data-dir DIR`.
+async fn restore(backup: PathBuf, data: &Path) -> anyhow::Result<()> {
+    let target = data.to_owned();
+    let manifest =
+        tokio::task::spawn_blocking(move || crate::backup::restore(&backup, &target)).await??;
+    println!(
+        "Restored {} into {}: every file checked, log verified up to entry {}.",
+        manifest.domain,
+        data.display(),
+        manifest.log_head.seq
+    );
+    println!("Next: sealpost serve --data {}", data.display());
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 
 pub mod admin_socket;
 pub mod api;
+pub mod backup;
 pub mod certs;
 pub mod cli;
 pub mod config;

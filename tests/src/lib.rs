@@ -65,6 +65,18 @@ impl TestNode {
         let mut config = init(&data, domain, Some("127.0.0.1:0".parse()?)).await?;
         tweak(&mut config);
         config.validate()?;
+        Self::serving(dir, config).await
+    }
+
+    /// Serves the data directory already at `dir/data` (a restored backup, say), with the
+    /// configuration it holds.
+    pub async fn open(dir: tempfile::TempDir) -> anyhow::Result<TestNode> {
+        let config = Config::load(&dir.path().join("data"))?;
+        Self::serving(dir, config).await
+    }
+
+    async fn serving(dir: tempfile::TempDir, config: Config) -> anyhow::Result<TestNode> {
+        let data = dir.path().join("data");
         let (url, store, notifier, smtp, context, stop, task) = launch(&data, &config).await?;
         Ok(TestNode {
             dir,

@@ -10,6 +10,15 @@
 //! end waits only for the last stretch. Otherwise the kernel holds the whole blob in its
 //! cache until that fsync (it starts writing back only at 10 % of memory dirty), and a 1 GiB
 //! part would wait a second or more after its last byte arrived.
+//!
+//! A backup (`crate::backup`) copies the blobs one snapshot of the database refers to, while
+//! the node keeps deleting blobs whose messages went (user deletes, expiry sweeps). So that a
+//! backup never names a blob it could not copy, it holds a [`BackupLease`]: an exclusive
+//! `flock` on [`LEASE_FILE`], taken *before* its snapshot. While the lease is held, `remove`
+//! moves the file into [`DEFERRED_DIR`] instead of unlinking it, and the backup finds it there.
+//! A removal that looked before the lease was taken belongs to a commit before the snapshot,
+//! which therefore no longer refers to that blob. The lock is the kernel's: it ends with the
+//! backup's process, however it ends, so a crashed backup never stops deletion for good.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,6 +30,12 @@ use tokio::task::JoinHandle;
 
 /// Bytes written to a blob between two flushes started while it is written.
 pub const WRITEBACK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The file under the blob root a backup holds locked while it copies blobs.
+pub const LEASE_FILE: &str = "backup.lease";
+
+/// Where blobs removed while a backup runs wait, under the blob root, until it ends.
+pub const DEFERRED_DIR: &str = "deferred";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -93,8 +108,97 @@ impl FsBlobStore {
     }
 
     fn path_of(&self, sha256: &[u8; 32]) -> PathBuf {
-        let hex = hex::encode(sha256);
-        self.root.join(&hex[..2]).join(hex)
+        blob_path(&self.root, sha256)
+    }
+}
+
+/// A blob's file under `root`: `ab/abcdef…`.
+pub fn blob_path(root: &Path, sha256: &[u8; 32]) -> PathBuf {
+    let hex = hex::encode(sha256);
+    root.join(&hex[..2]).join(hex)
+}
+
+/// Whether a backup holds the lease of the blob store at `root` (see the module's docs).
+fn backup_running(root: &Path) -> std::io::Result<bool> {
+    let file = match std::fs::File::open(root.join(LEASE_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Removes the blob file at `path`: moved into [`DEFERRED_DIR`] while a backup holds the
+/// lease, else unlinked. A file already gone is no error.
+fn remove_file(root: &Path, path: &Path) -> std::io::Result<()> {
+    let done = if backup_running(root)? {
+        let deferred = root.join(DEFERRED_DIR);
+        std::fs::create_dir_all(&deferred)?;
+        std::fs::rename(
+            path,
+            deferred.join(path.file_name().expect("blob files have a name")),
+        )
+    } else {
+        std::fs::remove_file(path)
+    };
+    match done {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A backup's hold on a blob store: while it lives, the store's `remove` defers (see the
+/// module's docs). Dropping it (or the process ending) releases it.
+pub struct BackupLease {
+    root: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl BackupLease {
+    /// Takes the lease of the blob store at `root`, waiting for another backup's to end.
+    pub fn take(root: &Path) -> std::io::Result<BackupLease> {
+        // A node initialised but never served has no blob store yet.
+        std::fs::create_dir_all(root)?;
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(root.join(LEASE_FILE))?;
+        lock.lock()?;
+        Ok(BackupLease {
+            root: root.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    /// Where blob `sha256` is now: its own place, or deferred; `None` if neither.
+    pub fn find(&self, sha256: &[u8; 32]) -> Option<PathBuf> {
+        let own = blob_path(&self.root, sha256);
+        let deferred = self.root.join(DEFERRED_DIR).join(hex::encode(sha256));
+        [own, deferred].into_iter().find(|p| p.is_file())
+    }
+
+    /// Deletes the deferred files: blobs the database no longer referred to when they were
+    /// removed, which no snapshot taken since can name. Called with the lease held (at a
+    /// backup's start and end).
+    pub fn purge_deferred(&self) -> std::io::Result<usize> {
+        let dir = self.root.join(DEFERRED_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for entry in entries {
+            std::fs::remove_file(entry?.path())?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -202,10 +306,11 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn remove(&self, sha256: [u8; 32]) -> Result<(), BlobError> {
-        match tokio::fs::remove_file(self.path_of(&sha256)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        let (root, path) = (self.root.clone(), self.path_of(&sha256));
+        tokio::task::spawn_blocking(move || remove_file(&root, &path))
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+        Ok(())
     }
 }
 
@@ -252,6 +357,32 @@ mod tests {
             store.open([0; 32]).await,
             Err(BlobError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_removal_while_a_backup_holds_the_lease_waits_in_deferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let (a, _) = store.put(&mut &b"first blob"[..], 1 << 20).await.unwrap();
+        let (b, _) = store.put(&mut &b"second blob"[..], 1 << 20).await.unwrap();
+
+        let lease = BackupLease::take(dir.path()).unwrap();
+        store.remove(a).await.unwrap();
+        assert!(matches!(store.open(a).await, Err(BlobError::NotFound)));
+        let kept = lease.find(&a).expect("the backup still finds it");
+        assert_eq!(std::fs::read(&kept).unwrap(), b"first blob");
+        assert_eq!(lease.find(&b), Some(blob_path(dir.path(), &b)));
+        // Removing it again, or one never stored, is no error.
+        store.remove(a).await.unwrap();
+        store.remove([9; 32]).await.unwrap();
+        assert_eq!(lease.purge_deferred().unwrap(), 1);
+        assert_eq!(lease.find(&a), None);
+        drop(lease);
+
+        // No backup: removed at once.
+        store.remove(b).await.unwrap();
+        assert!(!blob_path(dir.path(), &b).exists());
+        assert!(!dir.path().join(DEFERRED_DIR).join(hex::encode(b)).exists());
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! checkpoint every `checkpoint_every` entries) in the batch's own transaction.
 //!
 //! Used by the writer (which loads the head at the start of each batch) and by every write
-//! that logs what it does. It must not start, commit or roll back a transaction.
+//! that logs what it does, and `verify_chain` checks a stored chain (the log's `verify_log`, a
+//! restored backup). It must not start, commit or roll back a transaction.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::storage::error::{Result, StorageError, Timestamp};
-use crate::storage::log::LogEvent;
+use crate::storage::log::{LogEvent, LogReport};
 use crate::txlog;
 
 /// The head of the transaction log during one write batch.
@@ -105,4 +106,42 @@ impl Chain {
         self.head.signed_seq = self.head.seq;
         Ok(())
     }
+}
+
+/// Checks the hash chain and every signed checkpoint of the log in `c` against `key`.
+pub(super) fn verify_chain(c: &Connection, key: &ed25519_dalek::VerifyingKey) -> Result<LogReport> {
+    let mut v = txlog::ChainVerifier::new();
+    let mut entries = 0u64;
+    let mut stmt = c.prepare(
+        "SELECT seq, at, kind, actor, subject, detail, prev, hash FROM txlog ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let e = txlog::Entry {
+            seq: r.get::<_, i64>(0)? as u64,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            subject: r.get(4)?,
+            detail: r.get(5)?,
+        };
+        let prev: Vec<u8> = r.get(6)?;
+        let hash: Vec<u8> = r.get(7)?;
+        v.entry(&e, &prev, &hash);
+        entries += 1;
+    }
+    let mut checkpoints = 0u64;
+    let mut stmt = c.prepare("SELECT seq, hash, at, signature FROM checkpoints ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let hash: Vec<u8> = r.get(1)?;
+        let sig: Vec<u8> = r.get(3)?;
+        v.checkpoint(key, r.get::<_, i64>(0)? as u64, &hash, r.get(2)?, &sig);
+        checkpoints += 1;
+    }
+    Ok(LogReport {
+        entries,
+        checkpoints,
+        first_broken: v.first_broken,
+    })
 }

@@ -6,10 +6,10 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use super::chain::verify_chain;
 use crate::storage::error::StorageError;
 use crate::storage::error::{Result, Timestamp};
 use crate::storage::log::{CheckpointRef, LogEvent, LogReport, LogStore};
-use crate::txlog;
 
 #[async_trait]
 impl LogStore for SqliteStore {
@@ -29,44 +29,7 @@ impl LogStore for SqliteStore {
 
     async fn verify_log(&self) -> Result<LogReport> {
         let key = self.verifying_key;
-        self.read(move |c| {
-            let mut v = txlog::ChainVerifier::new();
-            let mut entries = 0u64;
-            let mut stmt = c.prepare(
-                "SELECT seq, at, kind, actor, subject, detail, prev, hash FROM txlog ORDER BY seq",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let e = txlog::Entry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    actor: r.get(3)?,
-                    subject: r.get(4)?,
-                    detail: r.get(5)?,
-                };
-                let prev: Vec<u8> = r.get(6)?;
-                let hash: Vec<u8> = r.get(7)?;
-                v.entry(&e, &prev, &hash);
-                entries += 1;
-            }
-            let mut checkpoints = 0u64;
-            let mut stmt =
-                c.prepare("SELECT seq, hash, at, signature FROM checkpoints ORDER BY seq")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let hash: Vec<u8> = r.get(1)?;
-                let sig: Vec<u8> = r.get(3)?;
-                v.checkpoint(&key, r.get::<_, i64>(0)? as u64, &hash, r.get(2)?, &sig);
-                checkpoints += 1;
-            }
-            Ok(LogReport {
-                entries,
-                checkpoints,
-                first_broken: v.first_broken,
-            })
-        })
-        .await
+        self.read(move |c| verify_chain(c, &key)).await
     }
 
     async fn unstamped_checkpoint(&self) -> Result<Option<CheckpointRef>> {

@@ -54,6 +54,7 @@ mod read_cache;
 mod rows;
 mod schema;
 mod smime;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 mod web;
