@@ -338,12 +338,7 @@ pub fn open_unsigned(
     ciphertext: &mut (dyn Read + Send + Sync),
     out: &mut dyn Write,
 ) -> Result<(), CryptoError> {
-    let mut state = OpenState::default();
-    match open_inner(me, &[], false, policy, now, ciphertext, out, &mut state) {
-        Ok(()) => Ok(()),
-        Err(OpenFailure::Write(e)) => Err(CryptoError::other("writing plaintext", e)),
-        Err(OpenFailure::Sequoia(e)) => Err(classify_open_error(&mut state, e)),
-    }
+    open_unsigned_keeping_session_key(me, policy, now, ciphertext, out).map(drop)
 }
 
 /// [`open_unsigned`], also returning the message's session key and its algorithm: what the

@@ -110,24 +110,16 @@ test('a PGP/MIME mail encrypted to bob only waits for the compliance packet; ope
   gpg(['--import'], await (await fetch(`${alpha.url}/vks/v1/by-email/${encodeURIComponent(BOB)}`)).text());
   const armored = gpg(['--armor', '--encrypt', '--trust-model', 'always', '--recipient', BOB],
     'Content-Type: text/plain\r\nSubject: Sealed offer\r\n\r\nOur offer stands. Code word: HERON.\r\n').toString();
-  const script = `
-import smtplib, sys
-from email.mime.multipart import MIMEMultipart
-from email.mime.base import MIMEBase
-m = MIMEMultipart('encrypted', protocol='application/pgp-encrypted')
-m['From'] = 'erin@outside.test'
-m['To'] = '${BOB}'
-m['Subject'] = '...'
-v = MIMEBase('application', 'pgp-encrypted')
-v.set_payload('Version: 1\\n')
-m.attach(v)
-p = MIMEBase('application', 'octet-stream', name='encrypted.asc')
-p.set_payload(sys.stdin.read())
-m.attach(p)
-with smtplib.SMTP('127.0.0.1', ${smtpPort}) as s:
-    print(s.send_message(m))
-`;
-  assert.equal(execFileSync('python3', ['-c', script], { input: armored }).toString().trim(), '{}');
+  // RFC 3156 PGP/MIME, CRLF line ends, handed to swaks as the whole message.
+  const boundary = 'pgp-mime-boundary';
+  const mail = [
+    'From: erin@outside.test', `To: ${BOB}`, 'Subject: ...', 'MIME-Version: 1.0',
+    `Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="${boundary}"`, '',
+    `--${boundary}`, 'Content-Type: application/pgp-encrypted', '', 'Version: 1', '',
+    `--${boundary}`, 'Content-Type: application/octet-stream; name="encrypted.asc"', '', ...armored.trim().split(/\r?\n/), '',
+    `--${boundary}--`, '',
+  ].join('\r\n');
+  execFileSync('swaks', ['--server', `127.0.0.1:${smtpPort}`, '--from', 'erin@outside.test', '--to', BOB, '--data', '-'], { input: mail, stdio: ['pipe', 'pipe', 'pipe'] });
   const id = sql("SELECT id FROM messages WHERE arrival IS NOT NULL ORDER BY accepted_at DESC LIMIT 1");
   assert.equal(sql(`SELECT compliance_pending FROM messages WHERE id = '${id}'`), '1', 'waiting for its packet');
 
