@@ -555,6 +555,47 @@ fn archived_copy(node: &TestNode, id: &str) -> Vec<u8> {
     sealpost::service::compliance::archive_copy(&packets, &stored_head(node, id)).unwrap()
 }
 
+/// A packet that must be refused: what it is, who posts it, the bytes, (status, code).
+type Refusal<'a> = (
+    &'a str,
+    &'a sealpost_client::Session,
+    Vec<u8>,
+    (u16, &'a str),
+);
+
+/// What officer `who` sees of the waiting copies: the IDs the archive search lists with
+/// `pending=true` (each flagged `pending`, and none of them in the `pending=false` search), and
+/// `GET /compliance/archive/pending`'s count.
+async fn waiting_in_archive(node: &TestNode, who: &sealpost_client::Session) -> (Vec<String>, u64) {
+    let get = async |path: &str| -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1{path}", node.url))
+            .bearer_auth(who.token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let waiting = get("/compliance/archive?pending=true").await;
+    let others = get("/compliance/archive?pending=false").await;
+    let ids = |v: &serde_json::Value, flag: bool| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .inspect(|row| assert_eq!(row["pending"], flag, "{row}"))
+            .map(|row| row["message_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (waiting, others) = (ids(&waiting, true), ids(&others, false));
+    assert!(waiting.iter().all(|w| !others.contains(w)));
+    let count = get("/compliance/archive/pending").await["pending"]
+        .as_u64()
+        .unwrap();
+    (waiting, count)
+}
+
 /// Incoming OpenPGP mail encrypted to bob only waits for the compliance session-key packet;
 /// the node refuses every packet that is not one for the current compliance key, from anyone
 /// but bob, or a second time, and changes nothing; `client read` adds it on first opening, and
@@ -573,7 +614,7 @@ async fn bobs_client_adds_the_compliance_packet_to_pgp_mime_mail_on_first_readin
     // Refused, each with its code, and nothing changes.
     let good_shape = packet_for(&key);
     let other = compliance_key("a.test");
-    let refusals: Vec<(&str, &sealpost_client::Session, Vec<u8>, (u16, &str))> = vec![
+    let refusals: Vec<Refusal> = vec![
         (
             "not the owner",
             &alice,
@@ -635,6 +676,14 @@ async fn bobs_client_adds_the_compliance_packet_to_pgp_mime_mail_on_first_readin
         stored,
         "the stored ciphertext is as it came"
     );
+    // The archive shows it waiting: the row's flag, the filter, the count.
+    node.admin(&["compliance", "officer", "add", "alice@a.test"])
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting_in_archive(&node, &alice).await,
+        (vec![id.clone()], 1)
+    );
 
     // bob reads it with the CLI client: it adds the packet.
     let work = tempfile::tempdir().unwrap();
@@ -650,6 +699,7 @@ async fn bobs_client_adds_the_compliance_packet_to_pgp_mime_mail_on_first_readin
         stored,
         "kept beside, not rewritten"
     );
+    assert_eq!(waiting_in_archive(&node, &alice).await, (vec![], 0));
     let plain = gnupg_decrypts(&key, None, &archived_copy(&node, &id));
     assert!(plain.contains("Subject: Sealed 12"), "{plain}");
     // Reading again adds nothing; a second packet is refused.
