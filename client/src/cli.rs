@@ -436,6 +436,11 @@ fn print_mail(m: &crate::ReadMail, json: bool) -> anyhow::Result<()> {
     } else {
         println!("Arrived: unencrypted (encrypted to you by your node on arrival)");
     }
+    if m.compliance_added {
+        println!(
+            "Archive: it came encrypted to you only; your organisation's compliance archive can open it now (the session key was wrapped for its compliance key)"
+        );
+    }
     println!(
         "Checks:  TLS {}, SPF {}, DKIM {}, DMARC {}; envelope sender <{}>",
         if a.tls { "yes" } else { "no" },

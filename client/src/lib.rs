@@ -414,6 +414,9 @@ pub struct ReadMail {
     pub arrival: Arrival,
     /// The message of ours this answers.
     pub in_reply_to: Option<String>,
+    /// It waited for the organisation's compliance session-key packet, and this reading added
+    /// it (docs/compliance.md, "Waiting copies").
+    pub compliance_added: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -1366,13 +1369,25 @@ impl Session {
         )
         .await?;
         let (me, path) = (self.me.clone(), file.path().to_owned());
-        let plain = blocking(move || {
+        let (plain, session_key) = blocking(move || {
             let mut plain = Vec::new();
             let mut input = std::io::BufReader::new(std::fs::File::open(&path)?);
-            crypto::open_unsigned(&me, &POLICY, SystemTime::now(), &mut input, &mut plain)?;
-            Ok(plain)
+            let sk = crypto::open_unsigned_keeping_session_key(
+                &me,
+                &POLICY,
+                SystemTime::now(),
+                &mut input,
+                &mut plain,
+            )?;
+            Ok((plain, sk))
         })
         .await?;
+        // First opening of mail that came encrypted to us only: the compliance archive gets
+        // the session key too (docs/compliance.md, "Waiting copies").
+        let compliance_added = m.compliance_pending && m.item.folder != Folder::Sent;
+        if compliance_added {
+            self.add_compliance_packet(id, session_key).await?;
+        }
         let parsed = mail_parser::MessageParser::default()
             .parse(&plain[..])
             .ok_or_else(|| ClientError::Integrity("the mail is not a MIME message".into()))?;
@@ -1407,8 +1422,48 @@ impl Session {
             attachments,
             arrival,
             in_reply_to: m.item.in_reply_to.clone(),
+            compliance_added,
         };
         Ok((mail, m.item.folder))
+    }
+
+    /// Wraps `session_key` for the organisation's compliance key (from the organisation record,
+    /// accepted only with our pinned CA's marking: [`checked_compliance_key`]) and posts the
+    /// packet (`POST /messages/{id}/compliance-key-packet`).
+    async fn add_compliance_packet(
+        &self,
+        id: &str,
+        session_key: (
+            Option<sequoia_openpgp::types::SymmetricAlgorithm>,
+            sequoia_openpgp::crypto::SessionKey,
+        ),
+    ) -> Result<()> {
+        let org = self.client.org().await?;
+        let Some(armored) = org.compliance_key else {
+            return Err(ClientError::Unverified(
+                "the message waits for a compliance key the organisation does not publish".into(),
+            ));
+        };
+        let cert = crypto::cert_from_armored(&armored)?;
+        let offered = ComplianceKeyRef {
+            domain: sealpost_proto::domain_of(&self.account.address).to_owned(),
+            fingerprint: cert.fingerprint().to_hex(),
+            cert: armored,
+            ca_cert: None,
+        };
+        let now = SystemTime::now();
+        let cert = checked_compliance_key(&offered, &self.ca, now)?;
+        let (algo, sk) = session_key;
+        let packet = crypto::compliance_packet(&cert, &POLICY, now, algo, &sk)?;
+        check(
+            self.post(&format!("/messages/{id}/compliance-key-packet"))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(packet)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
     }
 
     fn is_registered(&self, env: &Envelope) -> bool {

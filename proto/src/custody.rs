@@ -149,6 +149,10 @@ pub struct ArchiveSearch {
     pub from: Option<i64>,
     /// Accepted before (Unix seconds).
     pub to: Option<i64>,
+    /// `true`: only copies still waiting for their compliance session-key packet (incoming
+    /// OpenPGP mail encrypted to its user only, docs/compliance.md "Waiting copies");
+    /// `false`: only the others.
+    pub pending: Option<bool>,
 }
 
 /// A message as the envelope-data search shows it: no subject, no content.
@@ -161,6 +165,17 @@ pub struct ArchiveItem {
     pub size: i64,
     /// Unix seconds.
     pub accepted_at: i64,
+    /// Still waiting for the compliance session-key packet its recipient's client adds on
+    /// first opening: the archive cannot open it yet.
+    #[serde(default)]
+    pub pending: bool,
+}
+
+/// `GET /compliance/archive/pending`: how many stored copies are still waiting for their
+/// compliance session-key packet.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ArchivePending {
+    pub pending: u64,
 }
 
 /// `GET /compliance/cases/{id}/messages/{mid}` query.

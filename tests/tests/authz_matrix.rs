@@ -51,6 +51,13 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
     ("POST", "/messages/{id}/read", Who::User, Some(404)),
     ("GET", "/messages/{id}/evidence", Who::User, Some(404)),
     ("POST", "/messages/{id}/receipt", Who::User, Some(404)),
+    // The compliance session-key packet a user's client adds (docs/compliance.md).
+    (
+        "POST",
+        "/messages/{id}/compliance-key-packet",
+        Who::User,
+        Some(404),
+    ),
     ("POST", "/messages/{id}/move", Who::User, Some(404)),
     ("POST", "/notices/{id}/read", Who::User, Some(404)),
     ("GET", "/trust/{address}", Who::User, None),
@@ -150,6 +157,7 @@ const TABLE: &[(&str, &str, Who, Option<u16>)] = &[
         None,
     ),
     ("GET", "/compliance/archive", Who::Officer, None),
+    ("GET", "/compliance/archive/pending", Who::Officer, None),
     ("GET", "/compliance/cases/{id}/report", Who::Officer, None),
     (
         "GET",

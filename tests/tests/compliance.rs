@@ -461,9 +461,7 @@ async fn a_transfer_teaches_the_recipients_node_the_senders_compliance_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mail_arriving_by_smtp_is_encrypted_to_the_compliance_key_too() {
-    let node = TestNode::spawn_with("a.test", sealpost_tests::smtp::smtp_door)
-        .await
-        .unwrap();
+    let node = smtp_node().await;
     let bob = node.person("bob").await;
     let key = compliance_key("a.test");
     install(&node, &key).await;
@@ -502,9 +500,26 @@ with smtplib.SMTP(HOST, PORT) as s:
 
     // A PGP/MIME mail encrypted to bob only is kept as it came: it waits for the compliance
     // session-key packet, and its head says so.
+    let sealed = pgp_mime_to(&node, &bob, "Sealed 9").await;
+    let h = head(&node, &bob, &sealed).await;
+    assert_eq!(h["compliance"], serde_json::Value::Null, "{h}");
+    assert_eq!(h["compliance_pending"], true, "{h}");
+}
+
+/// A node of `a.test` taking mail over SMTP.
+async fn smtp_node() -> TestNode {
+    TestNode::spawn_with("a.test", sealpost_tests::smtp::smtp_door)
+        .await
+        .unwrap()
+}
+
+/// An outside sender's PGP/MIME mail, encrypted by GnuPG to `to`'s key only, in over SMTP;
+/// returns its message ID in `to`'s inbox.
+async fn pgp_mime_to(node: &TestNode, to: &sealpost_client::Session, subject: &str) -> String {
+    let before = inbox_ids(to).await;
     let gpg = Gpg::new();
-    let bob_cert = public_armored(bob.unlocked_cert());
-    assert!(gpg.gpg(&["--import"], &bob_cert).status.success());
+    let cert = public_armored(to.unlocked_cert());
+    assert!(gpg.gpg(&["--import"], &cert).status.success());
     let enc = gpg.gpg(
         &[
             "--encrypt",
@@ -512,26 +527,265 @@ with smtplib.SMTP(HOST, PORT) as s:
             "--trust-model",
             "always",
             "--recipient",
-            &bob.fingerprint(),
+            &to.fingerprint(),
         ],
-        "Content-Type: text/plain\r\nSubject: Sealed 9\r\n\r\nfor bob only\r\n",
+        &format!(
+            "Content-Type: text/plain\r\nSubject: {subject}\r\n\r\nfor {} only\r\n",
+            to.address()
+        ),
     );
     assert!(enc.status.success());
     let armored = String::from_utf8(enc.stdout).unwrap();
     let out = sealpost_tests::smtp::python_at(
-        node.smtp.unwrap(),
-        &sealpost_tests::smtp::pgp_mime_script("bob@a.test", &armored),
+        node.smtp.expect("the SMTP door is bound"),
+        &sealpost_tests::smtp::pgp_mime_script(to.address(), &armored),
     )
     .await;
-    assert_eq!(out.trim(), "{}");
-    let inbox = bob.mailbox(sealpost_proto::Folder::Inbox).await.unwrap();
-    let sealed = inbox
-        .iter()
-        .find(|i| &i.message_id != id)
-        .expect("the PGP/MIME mail");
-    let h = head(&node, &bob, &sealed.message_id).await;
-    assert_eq!(h["compliance"], serde_json::Value::Null, "{h}");
-    assert_eq!(h["compliance_pending"], true, "{h}");
+    assert_eq!(out.trim(), "{}", "taken");
+    inbox_ids(to)
+        .await
+        .into_iter()
+        .find(|i| !before.contains(i))
+        .expect("the PGP/MIME mail")
+}
+
+/// Posts `packet` as `who` to `POST /messages/{id}/compliance-key-packet`; status and code.
+async fn post_packet(
+    node: &TestNode,
+    who: &sealpost_client::Session,
+    id: &str,
+    packet: Vec<u8>,
+) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/messages/{id}/compliance-key-packet",
+            node.url
+        ))
+        .bearer_auth(who.token())
+        .header("content-type", "application/octet-stream")
+        .body(packet)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, v["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A PKESK wrapping a made-up session key for `cert`'s encryption key, as a client makes it.
+fn packet_for(cert: &Cert) -> Vec<u8> {
+    let sk = sequoia_openpgp::crypto::SessionKey::new(32).unwrap();
+    sealpost_client::crypto::compliance_packet(
+        cert,
+        &StandardPolicy::new(),
+        SystemTime::now(),
+        Some(sequoia_openpgp::types::SymmetricAlgorithm::AES256),
+        &sk,
+    )
+    .unwrap()
+}
+
+/// Packets kept beside `id`, and `compliance.packet_added` log entries about it.
+fn packets_kept(node: &TestNode, id: &str) -> (i64, i64) {
+    let db = node.db();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [id], |r| r.get(0)).unwrap() };
+    (
+        count("SELECT COUNT(*) FROM compliance_packets WHERE message_id = ?1"),
+        count("SELECT COUNT(*) FROM txlog WHERE kind = 'compliance.packet_added' AND subject = ?1"),
+    )
+}
+
+/// The copy of `id` as the compliance archive serves it: the packets kept beside it in front
+/// of part 0 (`service::compliance::archive_copy`, what an officer's read answers).
+fn archived_copy(node: &TestNode, id: &str) -> Vec<u8> {
+    let db = node.db();
+    let mut stmt = db
+        .prepare("SELECT packet FROM compliance_packets WHERE message_id = ?1 ORDER BY added_at")
+        .unwrap();
+    let packets: Vec<Vec<u8>> = stmt
+        .query_map([id], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    sealpost::service::compliance::archive_copy(&packets, &stored_head(node, id)).unwrap()
+}
+
+/// A packet that must be refused: what it is, who posts it, the bytes, (status, code).
+type Refusal<'a> = (
+    &'a str,
+    &'a sealpost_client::Session,
+    Vec<u8>,
+    (u16, &'a str),
+);
+
+/// What officer `who` sees of the waiting copies: the IDs the archive search lists with
+/// `pending=true` (each flagged `pending`, and none of them in the `pending=false` search), and
+/// `GET /compliance/archive/pending`'s count.
+async fn waiting_in_archive(node: &TestNode, who: &sealpost_client::Session) -> (Vec<String>, u64) {
+    let get = async |path: &str| -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1{path}", node.url))
+            .bearer_auth(who.token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let waiting = get("/compliance/archive?pending=true").await;
+    let others = get("/compliance/archive?pending=false").await;
+    let ids = |v: &serde_json::Value, flag: bool| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .inspect(|row| assert_eq!(row["pending"], flag, "{row}"))
+            .map(|row| row["message_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (waiting, others) = (ids(&waiting, true), ids(&others, false));
+    assert!(waiting.iter().all(|w| !others.contains(w)));
+    let count = get("/compliance/archive/pending").await["pending"]
+        .as_u64()
+        .unwrap();
+    (waiting, count)
+}
+
+/// Incoming OpenPGP mail encrypted to bob only waits for the compliance session-key packet;
+/// the node refuses every packet that is not one for the current compliance key, from anyone
+/// but bob, or a second time, and changes nothing; `client read` adds it on first opening, and
+/// GnuPG with the compliance secret key then decrypts the archive's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bobs_client_adds_the_compliance_packet_to_pgp_mime_mail_on_first_reading() {
+    let node = smtp_node().await;
+    let bob = node.person("bob").await;
+    let alice = node.person("alice").await;
+    let key = compliance_key("a.test");
+    install(&node, &key).await;
+    let id = pgp_mime_to(&node, &bob, "Sealed 12").await;
+    assert_eq!(head(&node, &bob, &id).await["compliance_pending"], true);
+    let stored = stored_head(&node, &id);
+
+    // Refused, each with its code, and nothing changes.
+    let good_shape = packet_for(&key);
+    let other = compliance_key("a.test");
+    let refusals: Vec<Refusal> = vec![
+        (
+            "not the owner",
+            &alice,
+            good_shape.clone(),
+            (404, "unknown_message"),
+        ),
+        (
+            "junk",
+            &bob,
+            b"not a packet at all".to_vec(),
+            (400, "invalid_compliance_packet"),
+        ),
+        (
+            "empty",
+            &bob,
+            Vec::new(),
+            (400, "invalid_compliance_packet"),
+        ),
+        (
+            "another packet",
+            &bob,
+            sequoia_openpgp::Packet::from(sequoia_openpgp::packet::UserID::from("x@a.test"))
+                .to_vec()
+                .unwrap(),
+            (400, "invalid_compliance_packet"),
+        ),
+        (
+            "two packets",
+            &bob,
+            [good_shape.clone(), good_shape.clone()].concat(),
+            (400, "invalid_compliance_packet"),
+        ),
+        (
+            "another key",
+            &bob,
+            packet_for(&other),
+            (422, "wrong_compliance_key"),
+        ),
+        (
+            "bob's own key",
+            &bob,
+            packet_for(bob.unlocked_cert()),
+            (422, "wrong_compliance_key"),
+        ),
+        ("too large", &bob, vec![0xc1; 5000], (413, "too_large")),
+    ];
+    for (what, who, packet, want) in refusals {
+        let got = post_packet(&node, who, &id, packet).await;
+        assert_eq!((got.0, got.1.as_str()), want, "{what}");
+        assert_eq!(packets_kept(&node, &id), (0, 0), "{what}: nothing kept");
+        assert_eq!(
+            head(&node, &bob, &id).await["compliance_pending"],
+            true,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        stored_head(&node, &id),
+        stored,
+        "the stored ciphertext is as it came"
+    );
+    // The archive shows it waiting: the row's flag, the filter, the count.
+    node.admin(&["compliance", "officer", "add", "alice@a.test"])
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting_in_archive(&node, &alice).await,
+        (vec![id.clone()], 1)
+    );
+
+    // bob reads it with the CLI client: it adds the packet.
+    let work = tempfile::tempdir().unwrap();
+    let mail = bob.read_mail(&id, work.path()).await.unwrap();
+    assert_eq!(mail.subject, "Sealed 12");
+    assert!(mail.compliance_added);
+    assert_eq!(packets_kept(&node, &id), (1, 1));
+    let h = head(&node, &bob, &id).await;
+    assert_eq!(h["compliance_pending"], false, "{h}");
+    assert_eq!(h["compliance"], serde_json::json!(["a.test"]), "{h}");
+    assert_eq!(
+        stored_head(&node, &id),
+        stored,
+        "kept beside, not rewritten"
+    );
+    assert_eq!(waiting_in_archive(&node, &alice).await, (vec![], 0));
+    let plain = gnupg_decrypts(&key, None, &archived_copy(&node, &id));
+    assert!(plain.contains("Subject: Sealed 12"), "{plain}");
+    // Reading again adds nothing; a second packet is refused.
+    assert!(
+        !bob.read_mail(&id, work.path())
+            .await
+            .unwrap()
+            .compliance_added
+    );
+    let got = post_packet(&node, &bob, &id, packet_for(&key)).await;
+    assert_eq!((got.0, got.1.as_str()), (409, "compliance_not_pending"));
+    assert_eq!(packets_kept(&node, &id), (1, 1));
+
+    // A client that lies (a packet for the compliance key around another session key) is
+    // taken, since the node cannot see inside; the archive's copy then does not decrypt.
+    let lied = pgp_mime_to(&node, &bob, "Sealed 13").await;
+    assert_eq!(
+        post_packet(&node, &bob, &lied, packet_for(&key)).await.0,
+        204
+    );
+    let gpg = Gpg::new();
+    let tsk = String::from_utf8(key.as_tsk().armored().to_vec().unwrap()).unwrap();
+    assert!(gpg.gpg(&["--import"], &tsk).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lied.pgp");
+    std::fs::write(&file, archived_copy(&node, &lied)).unwrap();
+    assert!(
+        !gpg.gpg(&["--decrypt", file.to_str().unwrap()], "")
+            .status
+            .success()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

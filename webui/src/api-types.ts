@@ -371,6 +371,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/compliance/archive/pending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How many stored copies still wait for their compliance session-key packet
+         * @description Incoming OpenPGP mail that came encrypted to its user only waits until the user's client adds the packet on first opening (docs/compliance.md, "Waiting copies"); until then the archive cannot open it.
+         */
+        get: operations["compliance_archive_pending"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/compliance/cases": {
         parameters: {
             query?: never;
@@ -784,6 +804,26 @@ export interface paths {
         post?: never;
         /** Delete from your mailbox (logged) */
         delete: operations["delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/{id}/compliance-key-packet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add the compliance key's session-key packet to incoming OpenPGP mail encrypted to you only
+         * @description The body is one binary v3 PKESK packet (at most 4096 bytes) for an encryption key of the organisation's current compliance key, wrapping the message's session key. The node keeps it beside the message as it came and the compliance archive can then open it. The node cannot check the session key inside: a wrong one makes a copy the archive cannot open.
+         */
+        post: operations["add_packet"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1388,6 +1428,19 @@ export interface components {
              * @description Unix seconds.
              */
             accepted_at: number;
+            /**
+             * @description Still waiting for the compliance session-key packet its recipient's client adds on
+             *     first opening: the archive cannot open it yet.
+             */
+            pending?: boolean;
+        };
+        /**
+         * @description `GET /compliance/archive/pending`: how many stored copies are still waiting for their
+         *     compliance session-key packet.
+         */
+        ArchivePending: {
+            /** Format: int64 */
+            pending: number;
         };
         /**
          * @description How a mail that came in over SMTP arrived: what the node saw in transit (its content is
@@ -4373,6 +4426,12 @@ export interface operations {
                 from?: number;
                 /** @description Accepted before (Unix seconds). */
                 to?: number;
+                /**
+                 * @description `true`: only copies still waiting for their compliance session-key packet (incoming
+                 *     OpenPGP mail encrypted to its user only, docs/compliance.md "Waiting copies");
+                 *     `false`: only the others.
+                 */
+                pending?: boolean;
             };
             header?: never;
             path?: never;
@@ -4396,6 +4455,63 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_officer`; `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    compliance_archive_pending: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The count */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArchivePending"];
                 };
             };
             /** @description `unauthenticated`: no valid session */
@@ -6642,6 +6758,114 @@ export interface operations {
             };
             /** @description `unknown_message`, `not_found` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal`: the node failed; the cause is logged, not shown */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `overloaded`: the node's write queue is full; retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    add_packet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Message ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description One PKESK packet, binary */
+        requestBody?: {
+            content: {
+                "application/octet-stream": unknown;
+            };
+        };
+        responses: {
+            /** @description Added: the message no longer waits (`compliance_pending` false) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_compliance_packet`: not exactly one v3 PKESK with a recipient of the compliance key's algorithm; `invalid_path`: a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthenticated`: no valid session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `account_disabled`; `csrf_failed`: a cookie session's request without its `X-CSRF-Token` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unknown_message` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `compliance_not_pending`: not incoming mail waiting for it (or added already); `no_compliance_key` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `wrong_compliance_key`: the packet is for another key */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

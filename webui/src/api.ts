@@ -48,8 +48,8 @@ export async function request(method: string, path: string, body?: unknown, extr
   try {
     resp = await fetch(path.startsWith('/api/') || path.startsWith('/pks') || path.startsWith('/vks') ? path : PREFIX + path, {
       method,
-      headers: { ...headers(method, body !== undefined && !(body instanceof URLSearchParams)), ...extra },
-      body: body === undefined ? undefined : body instanceof URLSearchParams ? body : JSON.stringify(body),
+      headers: { ...headers(method, body !== undefined && !(body instanceof URLSearchParams) && !(body instanceof Blob)), ...extra },
+      body: body === undefined ? undefined : body instanceof URLSearchParams || body instanceof Blob ? body : JSON.stringify(body),
       credentials: 'same-origin',
       cache: 'no-store',
     });
@@ -82,6 +82,11 @@ function fill(route: string, args: unknown[]): [string, unknown] {
   if (!route.includes('{')) return [route, args[0]];
   const params = args[0] as Record<string, string | number>;
   return [route.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params[name]))), args[1]];
+}
+
+/** POSTs raw bytes (`application/octet-stream`) to `path`; throws the node's error answer. */
+export async function postBytes(path: string, data: Uint8Array): Promise<void> {
+  await request('POST', path, new Blob([data as BlobPart]), { 'content-type': 'application/octet-stream' });
 }
 
 export async function get<P extends Route<'get'>>(route: P, ...params: ParamArgs<P>): Promise<Answer<P, 'get'>> {

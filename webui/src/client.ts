@@ -231,6 +231,18 @@ async function openArrived(s: Session, id: string, m: MessageResponse): Promise<
   } catch (e) {
     throw new Error('This mail is not encrypted to your key: it cannot be opened here.', { cause: e });
   }
+  // First opening of mail that came encrypted to us only: the compliance archive gets the
+  // session key too (docs/compliance.md, "Waiting copies"). Reading does not wait on it
+  // failing: the reader still shows the copy as waiting, and the next opening tries again.
+  let raw = m;
+  if (m.compliance_pending && item.folder !== 'sent') {
+    try {
+      await addCompliancePacket(s, id, cipher);
+      raw = await api.get('/messages/{id}', { id });
+    } catch (e) {
+      console.warn('compliance packet not added', e);
+    }
+  }
   const entity = await readEntity(data);
   const from = entity.from || item.from;
   const head: Head = {
@@ -250,9 +262,22 @@ async function openArrived(s: Session, id: string, m: MessageResponse): Promise<
     head,
     sender: null as unknown as pgp.PublicKey,
     signer: '',
-    raw: m,
+    raw,
     arrived: { entity, arrival: item.arrival ?? null, inReplyTo: item.in_reply_to ?? null, signedBy },
   };
+}
+
+/** Wraps the session key of `cipher` for our organisation's compliance key (from the
+ * organisation record, accepted only with the pinned CA's marking) and posts the packet. */
+async function addCompliancePacket(s: Session, id: string, cipher: Uint8Array): Promise<void> {
+  // Asked now: the key may have been installed since login.
+  const armored = (await api.get('/org')).compliance_key;
+  if (!armored) throw new Error('The organisation publishes no compliance key.');
+  const cert = await pgp.readCert(armored);
+  const domain = s.account.address.slice(s.account.address.lastIndexOf('@') + 1);
+  await complianceCert(s.ca, { domain, fingerprint: cert.getFingerprint(), cert: armored });
+  const packet = await pgp.compliancePacket(cipher, s.me, cert);
+  await api.postBytes(`/messages/${id}/compliance-key-packet`, packet);
 }
 
 // ---- registered mail (docs/evidence.md, "Registered mail") ----

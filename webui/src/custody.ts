@@ -9,6 +9,7 @@
 // kept in localStorage per case until the case is opened.
 import * as api from './api';
 import type { components } from './api-types';
+import { readEntity } from './mime';
 import * as pgp from './pgp';
 import * as shamir from './shamir';
 
@@ -78,6 +79,8 @@ export async function approve(me: pgp.PrivateKey, c: CaseView): Promise<CaseView
 export interface Opened {
   id: string;
   head: Head;
+  /** Why this copy did not open (its head is then empty). */
+  error?: string;
 }
 
 /** Requester: the release (logged by the node first), the key unlocked in memory, the case's
@@ -104,18 +107,49 @@ export async function open(me: pgp.PrivateKey, c: CaseView): Promise<Opened[]> {
   for (const id of c.message_ids) {
     const resp = await api.request('GET', `/compliance/cases/${c.id}/messages/${id}`);
     const cipher = new Uint8Array(await resp.arrayBuffer());
-    const { data } = await pgp.decryptArrived(cipher, key);
-    out.push({ id, head: JSON.parse(new TextDecoder().decode(data)) });
+    let data: Uint8Array;
+    try {
+      ({ data } = await pgp.decryptArrived(cipher, key));
+    } catch {
+      // A copy still waiting for its session-key packet, or one whose recipient's client added
+      // a packet around another key than the message's (the node cannot check it): said so,
+      // and the case's other messages still open (docs/compliance.md, "Waiting copies").
+      const empty: Head = { v: 1, message_id: id, from: '', to: [], subject: '', body: '', attachments: [], sent_at: 0 };
+      out.push({ id, head: empty, error: 'This copy does not open with the compliance key: it is still waiting for its session-key packet, or the packet its recipient\'s client added does not hold the message\'s key.' });
+      continue;
+    }
+    out.push({ id, head: await readHead(id, data) });
   }
   return out;
 }
 
+/** A decrypted copy's content: a Sealpost message's signed head (JSON), or the MIME entity of
+ * mail that came by SMTP. */
+async function readHead(id: string, data: Uint8Array): Promise<Head> {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    const e = await readEntity(data);
+    return { v: 1, message_id: id, from: e.from, to: e.to, subject: e.subject, body: e.text, attachments: [], sent_at: e.date ?? 0 };
+  }
+}
+
+/** Which copies a search lists: all, only those waiting for their compliance session-key
+ * packet, or only the others. */
+export type PendingFilter = 'all' | 'waiting' | 'complete';
+
 /** Officer: the envelope-data search (logged by the node). */
-export async function search(sender: string, recipient: string): Promise<ArchiveItem[]> {
+export async function search(sender: string, recipient: string, pending: PendingFilter = 'all'): Promise<ArchiveItem[]> {
   const q = new URLSearchParams();
   if (sender.trim()) q.set('sender', sender.trim());
   if (recipient.trim()) q.set('recipient', recipient.trim());
+  if (pending !== 'all') q.set('pending', String(pending === 'waiting'));
   return (await api.request('GET', `/compliance/archive?${q}`)).json();
+}
+
+/** Officer: how many stored copies still wait for their compliance session-key packet. */
+export async function waitingCount(): Promise<number> {
+  return (await api.request('GET', '/compliance/archive/pending')).json().then((v: { pending: number }) => v.pending);
 }
 
 /** Officer: a case's access report, saved as a JSON file. */

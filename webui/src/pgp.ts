@@ -99,14 +99,37 @@ export async function encryptTo(plain: Uint8Array, keys: PublicKey[], signer?: P
   })) as Uint8Array;
 }
 
+/** An OpenPGP message that came by SMTP, armored (a PGP/MIME payload as it came) or binary. */
+async function readArrived(cipher: Uint8Array) {
+  const head = new TextDecoder().decode(cipher.subarray(0, 64));
+  return head.includes('-----BEGIN PGP MESSAGE-----')
+    ? openpgp.readMessage({ armoredMessage: new TextDecoder().decode(cipher) })
+    : openpgp.readMessage({ binaryMessage: cipher });
+}
+
+/** The compliance key's session-key packet for mail that came encrypted to us only
+ * (docs/compliance.md, "Waiting copies"): the session key of `cipher` (decrypted with `me`)
+ * wrapped for `compliance`'s encryption key, one binary PKESK made by OpenPGP.js. The CLI's
+ * `crypto::compliance_packet`; the caller checked `compliance` with `complianceKeyOf`. */
+export async function compliancePacket(cipher: Uint8Array, me: PrivateKey, compliance: PublicKey): Promise<Uint8Array> {
+  const message = await readArrived(cipher);
+  const keys = await openpgp.decryptSessionKeys({ message, decryptionKeys: me });
+  const sk = keys[0];
+  if (!sk || !sk.algorithm) throw new Error('The session key of this mail could not be recovered.');
+  return (await openpgp.encryptSessionKey({
+    data: sk.data,
+    algorithm: sk.algorithm,
+    encryptionKeys: compliance,
+    format: 'binary',
+    config,
+  })) as Uint8Array;
+}
+
 /** Decrypts `cipher` (armored or binary) with `me`, without requiring a signature: mail that
  * came by SMTP is signed, if at all, by keys this app does not know. Returns the plaintext and
  * the key IDs of any signatures it carries. */
 export async function decryptArrived(cipher: Uint8Array, me: PrivateKey): Promise<{ data: Uint8Array; signedBy: string[] }> {
-  const head = new TextDecoder().decode(cipher.subarray(0, 64));
-  const message = head.includes('-----BEGIN PGP MESSAGE-----')
-    ? await openpgp.readMessage({ armoredMessage: new TextDecoder().decode(cipher) })
-    : await openpgp.readMessage({ binaryMessage: cipher });
+  const message = await readArrived(cipher);
   const result = await openpgp.decrypt({ message, decryptionKeys: me, format: 'binary' });
   return { data: result.data as Uint8Array, signedBy: Array.from(result.signatures, (s) => s.keyID.toHex().toUpperCase()) };
 }

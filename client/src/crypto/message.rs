@@ -116,6 +116,9 @@ struct OpenState {
     check_error: Option<CryptoError>,
     /// The signer, if `check` accepted the message.
     signer: Option<Fingerprint>,
+    /// The session key that decrypted the message, with its algorithm (absent for a v6
+    /// PKESK, which does not say it).
+    session_key: Option<(Option<SymmetricAlgorithm>, SessionKey)>,
 }
 
 struct OpenHelper<'a> {
@@ -247,6 +250,7 @@ impl DecryptionHelper for OpenHelper<'_> {
                     && decrypt(algo, &sk)
                 {
                     self.state.session_key_ok = true;
+                    self.state.session_key = Some((algo, sk.clone()));
                     // Returning our cert lets sequoia check the
                     // signature's intended-recipient list against us.
                     return Ok(Some(self.me.clone()));
@@ -334,12 +338,57 @@ pub fn open_unsigned(
     ciphertext: &mut (dyn Read + Send + Sync),
     out: &mut dyn Write,
 ) -> Result<(), CryptoError> {
+    open_unsigned_keeping_session_key(me, policy, now, ciphertext, out).map(drop)
+}
+
+/// [`open_unsigned`], also returning the message's session key and its algorithm: what the
+/// reader of incoming mail wraps for the organisation's compliance key ([`compliance_packet`];
+/// docs/compliance.md, "Waiting copies"). The session key stays in memory only.
+pub fn open_unsigned_keeping_session_key(
+    me: &Cert,
+    policy: &dyn Policy,
+    now: SystemTime,
+    ciphertext: &mut (dyn Read + Send + Sync),
+    out: &mut dyn Write,
+) -> Result<(Option<SymmetricAlgorithm>, SessionKey), CryptoError> {
     let mut state = OpenState::default();
     match open_inner(me, &[], false, policy, now, ciphertext, out, &mut state) {
-        Ok(()) => Ok(()),
+        Ok(()) => state
+            .session_key
+            .take()
+            .ok_or_else(|| CryptoError::Other("no session key was recovered".into())),
         Err(OpenFailure::Write(e)) => Err(CryptoError::other("writing plaintext", e)),
         Err(OpenFailure::Sequoia(e)) => Err(classify_open_error(&mut state, e)),
     }
+}
+
+/// One v3 PKESK packet (binary, as sequoia writes it) wrapping `session_key` for the first
+/// encryption key of `compliance` valid under `policy` at `now`: the packet that lets the
+/// compliance archive open a message that came encrypted to its user only. `algo` must be
+/// known (SEIPDv1: the v3 packet carries it); a v6-PKESK message gets
+/// [`CryptoError::Other`].
+pub fn compliance_packet(
+    compliance: &Cert,
+    policy: &dyn Policy,
+    now: SystemTime,
+    algo: Option<SymmetricAlgorithm>,
+    session_key: &SessionKey,
+) -> Result<Vec<u8>, CryptoError> {
+    use openpgp::Packet;
+    use openpgp::packet::pkesk::PKESK3;
+    use openpgp::serialize::MarshalInto;
+    let algo = algo.ok_or_else(|| {
+        CryptoError::Other("the message's session key has no algorithm (not SEIPDv1)".into())
+    })?;
+    let key = sealpost_proto::crypto::encryption_keys(compliance, policy, now)
+        .and_then(|mut keys| keys.next())
+        .ok_or(CryptoError::NoUsableKey(compliance.fingerprint()))?;
+    let mut pkesk = PKESK3::for_recipient(algo, session_key, key.key())
+        .map_err(|e| CryptoError::other("wrapping the session key", e))?;
+    pkesk.set_recipient(Some(key.key().keyid()));
+    Packet::PKESK(pkesk.into())
+        .to_vec()
+        .map_err(|e| CryptoError::other("writing the packet", e))
 }
 
 enum OpenFailure {

@@ -31,6 +31,9 @@ pub use kdf::{
     derive_password_keys,
 };
 pub use keys::{generate_user_key, revoke_cert, unwrap_secret_key, wrap_secret_key};
-pub use message::{OPEN_BUFFER_SIZE, open, open_unsigned, seal};
+pub use message::{
+    OPEN_BUFFER_SIZE, compliance_packet, open, open_unsigned, open_unsigned_keeping_session_key,
+    seal,
+};
 pub use sealpost_proto::crypto::*;
 pub use sign::sign_detached;

@@ -12,9 +12,9 @@ use axum::response::Response;
 use super::{AdminAuthed, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, Authed};
 use crate::proto::ErrorBody;
 use crate::proto::custody::{
-    ApproveCaseRequest, ArchiveItem, ArchiveSearch, CasePartQuery, CaseRelease, CaseReport,
-    CaseView, ComplianceOpen, CustodySetupRequest, CustodyView, HoldRequest, NewCaseRequest,
-    OfficerView,
+    ApproveCaseRequest, ArchiveItem, ArchivePending, ArchiveSearch, CasePartQuery, CaseRelease,
+    CaseReport, CaseView, ComplianceOpen, CustodySetupRequest, CustodyView, HoldRequest,
+    NewCaseRequest, OfficerView,
 };
 use crate::service::{self, Actor};
 
@@ -33,6 +33,7 @@ pub(super) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(release_case))
         .routes(routes!(case_message))
         .routes(routes!(compliance_archive))
+        .routes(routes!(compliance_archive_pending))
         .routes(routes!(case_report))
         .routes(routes!(message_compliance_opens))
 }
@@ -405,6 +406,26 @@ pub(super) async fn compliance_archive(
     Ok(Json(
         service::custody::archive(&st, &auth.account, &q, std::time::SystemTime::now()).await?,
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/compliance/archive/pending",
+    tag = "compliance",
+    summary = "How many stored copies still wait for their compliance session-key packet",
+    description = "Incoming OpenPGP mail that came encrypted to its user only waits until the user's client adds the packet on first opening (docs/compliance.md, \"Waiting copies\"); until then the archive cannot open it.",
+    responses(
+        (status = 200, description = "The count", body = ArchivePending),
+        (status = 403, description = "`not_officer`", body = ErrorBody),
+    )
+)]
+pub(super) async fn compliance_archive_pending(
+    State(st): State<AppState>,
+    OfficerAuthed(auth): OfficerAuthed,
+) -> ApiResult<Json<ArchivePending>> {
+    Ok(Json(ArchivePending {
+        pending: service::custody::archive_pending(&st, &auth.account).await?,
+    }))
 }
 
 #[utoipa::path(

@@ -151,6 +151,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(app_passwords::revoke_app_password))
         .routes(routes!(smime::issue_certificate, smime::stored_key))
         .routes(routes!(compliance_key::install))
+        .routes(routes!(compliance_key::add_packet))
         .merge(console::routes())
         .merge(compliance::routes())
 }

@@ -13,6 +13,10 @@
 //! - [`required`]: the compliance keys a message from a source must be encrypted to, which
 //!   `accept` checks on every part's PKESKs (`missing_compliance_recipient`).
 //!
+//! - [`add_packet`], [`archived_part`]: incoming OpenPGP mail that came encrypted to its user
+//!   only gets the compliance key's session-key packet from the user's client, kept beside
+//!   the message; the archive's read puts it in front of the ciphertext.
+//!
 //! Every key handed out or required passes `sealpost_proto::crypto::compliance_key_of` with
 //! the CA of its domain: never a key from unsigned data.
 
@@ -372,9 +376,11 @@ pub async fn copies_of(
         }
     };
     // A part that is not an OpenPGP message names no archive.
-    let Ok(recipients) = recipients else {
+    let Ok(mut recipients) = recipients else {
         return Ok(Vec::new());
     };
+    // With the session-key packets users' clients added beside it ("Waiting copies").
+    recipients.extend(side_recipients(ctx, message_id).await?);
     let mut domains = Vec::new();
     for k in keys {
         let facts = ctx.cert_facts(&k.cert, now);
@@ -387,4 +393,196 @@ pub async fn copies_of(
         }
     }
     Ok(domains)
+}
+
+/// The largest compliance session-key packet [`add_packet`] takes (one PKESK: about 100 bytes
+/// for Cv25519, about 530 for RSA-4096).
+pub const MAX_PACKET_BYTES: usize = 4096;
+
+/// The recipients named by the session-key packets kept beside message `message_id`.
+async fn side_recipients(
+    ctx: &Context,
+    message_id: &str,
+) -> Result<Vec<sequoia_openpgp::KeyHandle>, ServiceError> {
+    Ok(ctx
+        .store
+        .compliance_packets(message_id)
+        .await?
+        .iter()
+        .filter_map(|p| match sequoia_openpgp::Packet::from_bytes(p) {
+            Ok(sequoia_openpgp::Packet::PKESK(k)) => k.recipient(),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Adds the compliance key's session-key packet to incoming OpenPGP mail of `account`'s that
+/// came encrypted to them only (docs/compliance.md, "Waiting copies"): `packet` must be one
+/// v3 PKESK for an encryption key of the current compliance key, and the message must be an
+/// SMTP arrival of the caller's whose head's PKESKs (with the packets kept beside it) do not
+/// name that key yet. The packet is kept beside the message as it came (its logged hash stays
+/// true), `compliance_pending` cleared and `compliance.packet_added` logged, in one commit.
+///
+/// The node cannot check the session key inside the packet (it cannot decrypt it): a client
+/// that lies makes a copy the archive cannot open, which the officer's read reports.
+pub async fn add_packet(
+    ctx: &Context,
+    account: &crate::storage::Account,
+    message_id: &str,
+    packet: &[u8],
+    now: SystemTime,
+) -> Result<(), ServiceError> {
+    use sequoia_openpgp::Packet;
+    use sequoia_openpgp::packet::PKESK;
+    use sequoia_openpgp::serialize::MarshalInto;
+    let m = ctx
+        .store
+        .message(account.id, message_id)
+        .await?
+        .ok_or(ServiceError::UnknownMessage)?;
+    let key = current(ctx).await?.ok_or(ServiceError::NoComplianceKey)?;
+    if packet.len() > MAX_PACKET_BYTES {
+        return Err(ServiceError::TooLarge {
+            limit: MAX_PACKET_BYTES as u64,
+        });
+    }
+    let bad = |why: &str| ServiceError::InvalidCompliancePacket(why.to_owned());
+    // Exactly one packet, and it is a v3 PKESK with a recipient.
+    let pile = sequoia_openpgp::PacketPile::from_bytes(packet)
+        .map_err(|_| bad("not an OpenPGP packet"))?;
+    let mut packets = pile.into_children();
+    let (Some(Packet::PKESK(PKESK::V3(pkesk))), None) = (packets.next(), packets.next()) else {
+        return Err(bad(
+            "it must be exactly one v3 public-key encrypted session key packet",
+        ));
+    };
+    let Some(recipient) = pkesk.recipient() else {
+        return Err(bad("it names no recipient (wildcard)"));
+    };
+    let recipient = sequoia_openpgp::KeyHandle::from(recipient);
+    // For an encryption key of the current compliance key, of that key's algorithm.
+    let target = crypto::encryption_keys(&key.cert, &ctx.policy, now)
+        .into_iter()
+        .flatten()
+        .find(|ka| recipient.aliases(sequoia_openpgp::KeyHandle::from(ka.key().fingerprint())));
+    let Some(target) = target else {
+        return Err(ServiceError::WrongComplianceKey {
+            fingerprint: key.fingerprint.clone(),
+        });
+    };
+    if target.key().pk_algo() != pkesk.pk_algo() {
+        return Err(bad("its algorithm is not the compliance key's"));
+    }
+    // Only incoming mail of the caller's that waits: its head does not name the key yet.
+    let waiting = m.item.via.as_deref() == Some("smtp")
+        && m.item.folder != crate::proto::Folder::Sent
+        && m.parts.len() == 1;
+    if !waiting {
+        return Err(ServiceError::CompliancePacketNotPending);
+    }
+    let recipients = match ctx.store.part(message_id, 0).await? {
+        None => return Err(ServiceError::UnknownPart),
+        Some(crate::storage::PartData::Inline(bytes)) => {
+            ctx.part_recipients(Some(&bytes), [0; 32]).await?
+        }
+        Some(crate::storage::PartData::Blob { sha256, .. }) => {
+            ctx.part_recipients(None, sha256).await?
+        }
+    };
+    let Ok(mut recipients) = recipients else {
+        return Err(ServiceError::CompliancePacketNotPending);
+    };
+    recipients.extend(side_recipients(ctx, message_id).await?);
+    let facts = ctx.cert_facts(&key.cert, now);
+    if crypto::missing_recipients_among(
+        &recipients,
+        [(key.cert.fingerprint(), facts.encryption.as_slice())],
+    )
+    .is_empty()
+    {
+        return Err(ServiceError::CompliancePacketNotPending);
+    }
+    // Stored as sequoia writes it again: one well-formed packet, nothing trailing.
+    let canonical = Packet::PKESK(PKESK::V3(pkesk))
+        .to_vec()
+        .map_err(ServiceError::internal)?;
+    let event = LogEvent::new("compliance.packet_added", &account.address, message_id).with(
+        serde_json::json!({
+            "fingerprint": key.fingerprint,
+            "key": target.key().fingerprint().to_hex(),
+        }),
+    );
+    let added = ctx
+        .store
+        .add_compliance_packet(
+            message_id,
+            &key.fingerprint,
+            canonical,
+            event,
+            super::unix(now),
+        )
+        .await?;
+    if !added {
+        return Err(ServiceError::CompliancePacketNotPending);
+    }
+    tracing::info!(message = %message_id, "compliance session-key packet added");
+    Ok(())
+}
+
+/// Part `index` of message `message_id` as the compliance archive reads it: part 0 with the
+/// session-key packets kept beside it in front (binary: an armored payload as it came is
+/// dearmored first), so the compliance key opens it; any other part as stored.
+pub async fn archived_part(
+    ctx: &Context,
+    message_id: &str,
+    index: u32,
+    data: crate::storage::PartData,
+) -> Result<crate::storage::PartData, ServiceError> {
+    use crate::storage::PartData;
+    if index != 0 {
+        return Ok(data);
+    }
+    let packets = ctx.store.compliance_packets(message_id).await?;
+    if packets.is_empty() {
+        return Ok(data);
+    }
+    let stored = match data {
+        PartData::Inline(bytes) => bytes,
+        PartData::Blob { sha256, .. } => {
+            let blobs = ctx.blobs.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut bytes = Vec::new();
+                let mut file = blobs.open_blocking(sha256).map_err(|e| e.to_string())?;
+                std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| e.to_string())?;
+                Ok::<_, String>(bytes)
+            })
+            .await
+            .map_err(ServiceError::internal)?
+            .map_err(ServiceError::internal)?
+        }
+    };
+    archive_copy(&packets, &stored).map(PartData::Inline)
+}
+
+/// A stored part 0 (binary, or armored as an incoming PGP/MIME payload is kept) with the
+/// session-key packets kept beside it in front: one binary OpenPGP message, what the
+/// compliance archive's read serves ([`archived_part`]) and GnuPG decrypts.
+pub fn archive_copy(packets: &[Vec<u8>], stored: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    let mut out: Vec<u8> = packets.concat();
+    let armored = stored
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .is_some_and(|at| stored[at..].starts_with(b"-----BEGIN PGP MESSAGE-----"));
+    if armored {
+        let mut reader = sequoia_openpgp::armor::Reader::from_bytes(
+            stored,
+            sequoia_openpgp::armor::ReaderMode::Tolerant(Some(
+                sequoia_openpgp::armor::Kind::Message,
+            )),
+        );
+        std::io::copy(&mut reader, &mut out).map_err(ServiceError::internal)?;
+    } else {
+        out.extend_from_slice(stored);
+    }
+    Ok(out)
 }

@@ -536,6 +536,8 @@ pub async fn open_message(
         .part(message_id, part)
         .await?
         .ok_or(ServiceError::UnknownPart)?;
+    // Part 0 with the session-key packets a user's client added ("Waiting copies").
+    let data = super::compliance::archived_part(ctx, message_id, part, data).await?;
     ctx.store
         .log_message_opened(id, &officer.address, message_id, part, unix(now))
         .await?;
@@ -563,6 +565,7 @@ pub async fn archive(
         recipient: address(&search.recipient)?,
         from: search.from,
         to: search.to,
+        pending: search.pending,
         limit: ARCHIVE_LIMIT,
     };
     ctx.store
@@ -575,7 +578,7 @@ pub async fn archive(
                 )
                 .with(serde_json::json!({
                     "sender": query.sender, "recipient": query.recipient,
-                    "from": query.from, "to": query.to,
+                    "from": query.from, "to": query.to, "pending": query.pending,
                 })),
             ],
             unix(now),
@@ -592,8 +595,15 @@ pub async fn archive(
             recipients: r.recipients,
             size: r.size,
             accepted_at: r.accepted_at,
+            pending: r.pending,
         })
         .collect())
+}
+
+/// How many stored copies wait for their compliance session-key packet, for an officer.
+pub async fn archive_pending(ctx: &Context, officer: &Account) -> Result<u64, ServiceError> {
+    require_officer(&*ctx.store, officer).await?;
+    Ok(ctx.store.compliance_pending_count().await?)
 }
 
 /// The access report of case `id`, for any officer: the case, every log entry of it with its

@@ -302,6 +302,16 @@ pub enum ServiceError {
     /// the user ID `Compliance archive <compliance@DOMAIN>`).
     #[error("not a compliance key: {0}")]
     InvalidComplianceKey(String),
+    /// The compliance session-key packet a user's client adds to incoming mail
+    /// (docs/compliance.md, "Waiting copies").
+    #[error("not a compliance session-key packet: {0}")]
+    InvalidCompliancePacket(String),
+    #[error("the packet is not for the organisation's current compliance key {fingerprint}")]
+    WrongComplianceKey { fingerprint: String },
+    #[error("this message does not wait for a compliance session-key packet")]
+    CompliancePacketNotPending,
+    #[error("the organisation has no compliance key installed")]
+    NoComplianceKey,
     /// The compliance key's custody (docs/compliance.md, "Dual control").
     #[error("only compliance officers may do this")]
     NotOfficer,
@@ -401,6 +411,10 @@ impl ServiceError {
             ServiceError::MissingRecipientKey { .. } => "missing_recipient_key",
             ServiceError::MissingComplianceRecipient { .. } => "missing_compliance_recipient",
             ServiceError::InvalidComplianceKey(_) => "invalid_compliance_key",
+            ServiceError::InvalidCompliancePacket(_) => "invalid_compliance_packet",
+            ServiceError::WrongComplianceKey { .. } => "wrong_compliance_key",
+            ServiceError::CompliancePacketNotPending => "compliance_not_pending",
+            ServiceError::NoComplianceKey => "no_compliance_key",
             ServiceError::InvalidPeer(_) => "invalid_peer",
             ServiceError::OwnDomain { .. } => "own_domain",
             ServiceError::CaMismatch { .. } => "ca_mismatch",
@@ -482,7 +496,12 @@ impl ServiceError {
             | ServiceError::NoRecipients
             | ServiceError::InvalidPart(_)
             | ServiceError::MalformedMail(_)
-            | ServiceError::InvalidPeer(_) => ErrorKind::Invalid,
+            | ServiceError::InvalidPeer(_)
+            | ServiceError::InvalidCompliancePacket(_) => ErrorKind::Invalid,
+            ServiceError::WrongComplianceKey { .. } => ErrorKind::Refused,
+            ServiceError::CompliancePacketNotPending | ServiceError::NoComplianceKey => {
+                ErrorKind::Conflict
+            }
             ServiceError::InvalidPickupSeal { .. } => ErrorKind::Refused,
             ServiceError::PickupNotFound
             | ServiceError::UnknownPickup { .. }

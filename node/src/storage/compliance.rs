@@ -1,7 +1,8 @@
 //! The organisation's compliance key (docs/compliance.md, "Compliance key") and
 //! [`ComplianceStore`]. The rules (what a compliance key must be, the CA's marking) are
 //! `service::compliance`'s; this keeps the certified public certificate, one active at a time,
-//! and the ones it replaced (`retired_at`).
+//! and the ones it replaced (`retired_at`); and the compliance session-key packets users'
+//! clients add to incoming mail that came encrypted to them only ("Waiting copies").
 //!
 //! The same contract as every store: a write that returns `Ok` is durable with its log entry.
 
@@ -35,4 +36,19 @@ pub trait ComplianceStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// The active compliance key, if one is installed.
     async fn compliance_key(&self) -> Result<Option<ComplianceKeyRow>>;
+    /// Keeps `packet` (one PKESK for compliance key `fingerprint`) beside message
+    /// `message_id`, clears its `compliance_pending` and logs `event`, in one commit. `false`
+    /// (and nothing changed) when a packet for that key is there already.
+    async fn add_compliance_packet(
+        &self,
+        message_id: &str,
+        fingerprint: &str,
+        packet: Vec<u8>,
+        event: LogEvent,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// The session-key packets kept beside message `message_id`, oldest first.
+    async fn compliance_packets(&self, message_id: &str) -> Result<Vec<Vec<u8>>>;
+    /// How many stored messages wait for their compliance packet.
+    async fn compliance_pending_count(&self) -> Result<u64>;
 }

@@ -115,6 +115,8 @@ pub struct ArchiveRow {
     pub recipients: Vec<String>,
     pub size: i64,
     pub accepted_at: Timestamp,
+    /// Waiting for its compliance session-key packet.
+    pub pending: bool,
 }
 
 /// What an officer searches the archive by; every field is optional.
@@ -124,6 +126,8 @@ pub struct ArchiveQuery {
     pub recipient: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+    /// Only waiting copies (`true`) or only the others (`false`).
+    pub pending: Option<bool>,
     pub limit: u32,
 }
 

@@ -86,6 +86,9 @@ pub struct SmtpMail {
     pub arrival: String,
     /// The message of ours it answers, if it went to `sender`.
     pub in_reply_to: Option<String>,
+    /// Kept as it came without the organisation's compliance key: it waits for the user's
+    /// client to add the compliance session-key packet (docs/compliance.md, "Waiting copies").
+    pub compliance_pending: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -117,6 +117,8 @@ function Officer({ session }: { session: Session }) {
   const [sender, setSender] = useState('');
   const [recipient, setRecipient] = useState('');
   const [found, setFound] = useState<ArchiveItem[] | null>(null);
+  const [pending, setPending] = useState<custody.PendingFilter>('all');
+  const [waiting, setWaiting] = useState<number | null>(null);
   const [picked, setPicked] = useState<string[]>([]);
   const [caseRef, setCaseRef] = useState('');
   const [opened, setOpened] = useState<Record<number, Opened[]>>({});
@@ -127,6 +129,7 @@ function Officer({ session }: { session: Session }) {
     try {
       setState(await api.get('/compliance/custody'));
       setCases(await api.get('/compliance/cases'));
+      setWaiting(await custody.waitingCount());
     } catch (e) {
       if (e instanceof api.ApiError && (e.code === 'not_officer' || e.code === 'no_custody')) setState(e.code);
       else setError(e);
@@ -156,23 +159,38 @@ function Officer({ session }: { session: Session }) {
       <p class="small muted">Compliance key <span class="mono">{state.fingerprint.slice(-16)}</span>: {state.threshold} of
         {' '}{state.officers.length} officers open it{state.my_share ? ', you hold a share' : ', you hold no share'}.</p>
 
-      <form class="card stack" data-testid="co-search" onSubmit={(e) => { e.preventDefault(); act('search', async () => setFound(await custody.search(sender, recipient))); }}>
+      <form class="card stack" data-testid="co-search" onSubmit={(e) => { e.preventDefault(); act('search', async () => setFound(await custody.search(sender, recipient, pending))); }}>
         <h2 class="h3">Find messages (envelope data only)</h2>
+        {waiting !== null && (
+          <p class="small muted" data-testid="co-waiting" data-count={waiting}>
+            {waiting === 0 ? 'Every stored copy can be opened with the compliance key.'
+              : `${waiting} cop${waiting === 1 ? 'y is' : 'ies are'} still waiting: mail that came encrypted to its recipient only gets the compliance key's session-key packet when the recipient first opens it.`}
+          </p>
+        )}
         <div class="row wrap">
           <Field label="Sender" id="co-sender"><input id="co-sender" value={sender} onInput={(e) => setSender(e.currentTarget.value)} /></Field>
           <Field label="Recipient" id="co-recipient"><input id="co-recipient" value={recipient} onInput={(e) => setRecipient(e.currentTarget.value)} /></Field>
+          <Field label="Copies" id="co-pending">
+            <select id="co-pending" value={pending} data-testid="co-pending" onChange={(e) => setPending(e.currentTarget.value as custody.PendingFilter)}>
+              <option value="all">All</option>
+              <option value="waiting">Still waiting for their packet</option>
+              <option value="complete">In the archive</option>
+            </select>
+          </Field>
         </div>
         <div><button class="btn" type="submit" disabled={busy !== null} data-testid="co-search-submit">Search</button></div>
         {found && found.length === 0 && <div class="empty">No messages.</div>}
         <ul class="okey-list">
           {found?.map((m) => (
-            <li class="card okey" data-testid="co-found" data-id={m.message_id}>
+            <li class="card okey" data-testid="co-found" data-id={m.message_id} data-pending={m.pending ? 'true' : 'false'}>
               <label class="row grow">
                 <input type="checkbox" checked={picked.includes(m.message_id)}
                   onChange={(e) => setPicked(e.currentTarget.checked ? [...picked, m.message_id] : picked.filter((x) => x !== m.message_id))} />
                 <span class="okey-main">
                   <strong>{m.sender}</strong> → {m.recipients.join(', ')}
                   <span class="muted small"><span title={fullDate(m.accepted_at)}>{when(m.accepted_at)}</span> · {m.size} bytes</span>
+                  {m.pending && <span class="badge badge-unverified small" data-testid="co-found-waiting"
+                    title="Encrypted to its recipient only: the archive can open it once the recipient's client adds the compliance key's session-key packet">waiting</span>}
                 </span>
               </label>
             </li>
@@ -226,6 +244,7 @@ function Officer({ session }: { session: Session }) {
               {opened[c.id]?.map((m) => (
                 <article class="card stack" data-testid="co-message" data-id={m.id}>
                   <div class="small muted">From {m.head.from} to {m.head.to.join(', ')} · {fullDate(m.head.sent_at)}</div>
+                  {m.error && <div class="alert alert-warn small" data-testid="co-message-error">{m.error}</div>}
                   <h3 class="h3">{m.head.subject}</h3>
                   <pre class="body" data-testid="co-message-body">{m.head.body}</pre>
                 </article>

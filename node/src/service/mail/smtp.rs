@@ -260,7 +260,14 @@ impl SmtpArrival {
                 mail_from: transport.mail_from.clone(),
                 submitted: false,
             };
+            // Kept as it came without our compliance key: it waits for the user's client to
+            // add the compliance session-key packet (docs/compliance.md, "Waiting copies").
+            let compliance_pending = match (own, &r.compliance) {
+                (Some(p), Some(key)) => !encrypted_to(ctx, p, key, now),
+                _ => false,
+            };
             mails.push(SmtpMail {
+                compliance_pending,
                 id: crate::new_message_id(),
                 sender: sender.clone(),
                 recipient: (r.account, r.address),

@@ -56,4 +56,55 @@ impl ComplianceStore for SqliteStore {
         })
         .await
     }
+
+    async fn add_compliance_packet(
+        &self,
+        message_id: &str,
+        fingerprint: &str,
+        packet: Vec<u8>,
+        event: LogEvent,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (id, fingerprint) = (message_id.to_owned(), fingerprint.to_owned());
+        self.write(move |c, chain| {
+            let added = c
+                .prepare_cached(
+                    "INSERT INTO compliance_packets (message_id, fingerprint, packet, added_by,
+                         added_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)
+                     ON CONFLICT (message_id, fingerprint) DO NOTHING",
+                )?
+                .execute(params![id, fingerprint, packet, event.actor, now])?;
+            if added == 0 {
+                return Ok(false);
+            }
+            c.prepare_cached("UPDATE messages SET compliance_pending = 0 WHERE id = ?1")?
+                .execute([&id])?;
+            chain.append(c, now, &event)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn compliance_packets(&self, message_id: &str) -> Result<Vec<Vec<u8>>> {
+        let id = message_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT packet FROM compliance_packets WHERE message_id = ?1 ORDER BY added_at",
+            )?
+            .query_map([&id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn compliance_pending_count(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT COUNT(*) FROM messages WHERE compliance_pending = 1")?
+                    .query_row([], |r| r.get::<_, i64>(0))? as u64,
+            )
+        })
+        .await
+    }
 }

@@ -449,12 +449,13 @@ impl CustodyStore for SqliteStore {
         self.read(move |c| {
             // `recipients` is a JSON array of addresses.
             let mut stmt = c.prepare_cached(
-                "SELECT id, sender, recipients, size, accepted_at FROM messages
+                "SELECT id, sender, recipients, size, accepted_at, compliance_pending FROM messages
                  WHERE (?1 IS NULL OR sender = ?1)
                    AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(messages.recipients)
                                               WHERE json_each.value = ?2))
                    AND (?3 IS NULL OR accepted_at >= ?3)
                    AND (?4 IS NULL OR accepted_at < ?4)
+                   AND (?6 IS NULL OR compliance_pending = ?6)
                  ORDER BY accepted_at DESC, id DESC LIMIT ?5",
             )?;
             Ok(stmt
@@ -464,7 +465,8 @@ impl CustodyStore for SqliteStore {
                         query.recipient,
                         query.from,
                         query.to,
-                        query.limit
+                        query.limit,
+                        query.pending
                     ],
                     |r| {
                         let recipients: String = r.get(2)?;
@@ -474,6 +476,7 @@ impl CustodyStore for SqliteStore {
                             recipients: serde_json::from_str(&recipients).unwrap_or_default(),
                             size: r.get(3)?,
                             accepted_at: r.get(4)?,
+                            pending: r.get(5)?,
                         })
                     },
                 )?

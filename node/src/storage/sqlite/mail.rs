@@ -270,8 +270,8 @@ impl MailStore for SqliteStore {
                 let (account, to) = &m.recipient;
                 c.prepare_cached(
                     "INSERT INTO messages (id, sender, recipients, envelope, signature, size, parts,
-                         accepted_at, arrival, in_reply_to)
-                     VALUES (?1, ?2, ?3, '', '', ?4, 1, ?5, ?6, ?7)",
+                         accepted_at, arrival, in_reply_to, compliance_pending)
+                     VALUES (?1, ?2, ?3, '', '', ?4, 1, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     m.id,
@@ -280,7 +280,8 @@ impl MailStore for SqliteStore {
                     m.part.size as i64,
                     now,
                     m.arrival,
-                    m.in_reply_to
+                    m.in_reply_to,
+                    m.compliance_pending
                 ])?;
                 if m.part.inline.is_none() {
                     hold_file_blob(c, m.part.sha256, m.part.size)?;

@@ -96,6 +96,7 @@ pub(super) fn drop_message(c: &Connection, id: &str) -> Result<Vec<[u8; 32]>> {
         "DELETE FROM pickups WHERE message_id = ?1",
         "DELETE FROM deliveries WHERE message_id = ?1",
         "DELETE FROM external_copies WHERE message_id = ?1",
+        "DELETE FROM compliance_packets WHERE message_id = ?1",
         "DELETE FROM messages WHERE id = ?1",
     ] {
         c.prepare_cached(table)?.execute([id])?;

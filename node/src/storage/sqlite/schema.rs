@@ -598,6 +598,25 @@ CREATE TABLE compliance_holds (
     notice_delayed INTEGER NOT NULL DEFAULT 0
 );
 "#,
+    // Incoming OpenPGP mail encrypted to its user only (docs/compliance.md, "Waiting copies"):
+    // `compliance_pending` is set when such a copy is stored while a compliance key is
+    // installed, and cleared when the user's client adds the compliance key's session-key
+    // packet, which is kept beside the message as it came (its logged hash stays true); an
+    // officer's read gets the packets in front of part 0.
+    r#"
+ALTER TABLE messages ADD COLUMN compliance_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_compliance_pending ON messages(accepted_at) WHERE compliance_pending = 1;
+CREATE TABLE compliance_packets (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    -- The compliance key (upper-case hex primary fingerprint) the packet is for.
+    fingerprint TEXT NOT NULL,
+    -- One PKESK (v3) packet, binary.
+    packet BLOB NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, fingerprint)
+);
+"#,
 ];
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection> {
