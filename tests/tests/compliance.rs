@@ -100,8 +100,17 @@ async fn archives_named(
 
 /// The message head (`GET /messages/{id}`) as `who` gets it.
 async fn head(node: &TestNode, who: &sealpost_client::Session, id: &str) -> serde_json::Value {
+    get_json(node, who, &format!("/messages/{id}")).await
+}
+
+/// `GET /api/v1{path}` as `who`, its JSON answer.
+async fn get_json(
+    node: &TestNode,
+    who: &sealpost_client::Session,
+    path: &str,
+) -> serde_json::Value {
     reqwest::Client::new()
-        .get(format!("{}/api/v1/messages/{id}", node.url))
+        .get(format!("{}/api/v1{path}", node.url))
         .bearer_auth(who.token())
         .send()
         .await
@@ -622,17 +631,7 @@ type Refusal<'a> = (
 /// `pending=true` (each flagged `pending`, and none of them in the `pending=false` search), and
 /// `GET /compliance/archive/pending`'s count.
 async fn waiting_in_archive(node: &TestNode, who: &sealpost_client::Session) -> (Vec<String>, u64) {
-    let get = async |path: &str| -> serde_json::Value {
-        reqwest::Client::new()
-            .get(format!("{}/api/v1{path}", node.url))
-            .bearer_auth(who.token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let get = async |path: &str| get_json(node, who, path).await;
     let waiting = get("/compliance/archive?pending=true").await;
     let others = get("/compliance/archive?pending=false").await;
     let ids = |v: &serde_json::Value, flag: bool| -> Vec<String> {
