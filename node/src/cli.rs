@@ -389,6 +389,18 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     })
 }
 
+/// Whether `command` asks for JSON logs through its configuration (`[log] format = "json"` of
+/// the data directory `serve` runs): read before the binary installs its subscriber. A
+/// configuration that does not load is reported by the command itself, in text.
+pub fn wants_json_log(command: &Command) -> bool {
+    match command {
+        Command::Serve { data } => {
+            Config::load(data).is_ok_and(|c| c.log.format == crate::config::LogFormat::Json)
+        }
+        _ => false,
+    }
+}
+
 async fn serve(data: &Path) -> anyhow::Result<()> {
     let node = Node::open(data)?;
     let domain = node.config.domain.clone();
