@@ -894,3 +894,35 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     std::io::stdin().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_logs_json_when_its_configuration_says_so_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Command::Serve {
+            data: dir.path().to_owned(),
+        };
+        let write = |log: &str| {
+            std::fs::write(
+                dir.path().join(crate::config::CONFIG_FILE),
+                format!("domain = \"a.test\"\n{log}"),
+            )
+            .unwrap()
+        };
+        write("[log]\nformat = \"json\"");
+        assert!(wants_json_log(&serve));
+        write("[log]\nformat = \"text\"");
+        assert!(!wants_json_log(&serve));
+        write("");
+        assert!(!wants_json_log(&serve), "text by default");
+        write("[log]\nformat = \"xml\"");
+        assert!(
+            !wants_json_log(&serve),
+            "refused at start, reported in text"
+        );
+        assert!(!wants_json_log(&Command::Config));
+    }
+}
