@@ -25,7 +25,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Sealpost: federated, end-to-end encrypted messaging for organisations"
 )]
 struct Cli {
-    /// Log as JSON lines (for log collectors) instead of text.
+    /// Log as JSON lines (for log collectors) instead of text (`serve` also follows its
+    /// configuration's `[log] format`).
     #[arg(long, global = true, env = "SEALPOST_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
@@ -56,7 +57,9 @@ fn main() -> ExitCode {
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if cli.log_json {
+    let json = cli.log_json
+        || matches!(&cli.command, Command::Node(c) if sealpost::cli::wants_json_log(c));
+    if json {
         fmt.json().init();
     } else {
         fmt.init();

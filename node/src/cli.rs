@@ -402,6 +402,18 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     })
 }
 
+/// Whether `command` asks for JSON logs through its configuration (`[log] format = "json"` of
+/// the data directory `serve` runs): read before the binary installs its subscriber. A
+/// configuration that does not load is reported by the command itself, in text.
+pub fn wants_json_log(command: &Command) -> bool {
+    match command {
+        Command::Serve { data } => {
+            Config::load(data).is_ok_and(|c| c.log.format == crate::config::LogFormat::Json)
+        }
+        _ => false,
+    }
+}
+
 async fn serve(data: &Path) -> anyhow::Result<()> {
     let node = Node::open(data)?;
     let domain = node.config.domain.clone();
@@ -938,4 +950,36 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_logs_json_when_its_configuration_says_so_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Command::Serve {
+            data: dir.path().to_owned(),
+        };
+        let write = |log: &str| {
+            std::fs::write(
+                dir.path().join(crate::config::CONFIG_FILE),
+                format!("domain = \"a.test\"\n{log}"),
+            )
+            .unwrap()
+        };
+        write("[log]\nformat = \"json\"");
+        assert!(wants_json_log(&serve));
+        write("[log]\nformat = \"text\"");
+        assert!(!wants_json_log(&serve));
+        write("");
+        assert!(!wants_json_log(&serve), "text by default");
+        write("[log]\nformat = \"xml\"");
+        assert!(
+            !wants_json_log(&serve),
+            "refused at start, reported in text"
+        );
+        assert!(!wants_json_log(&Command::Config));
+    }
 }

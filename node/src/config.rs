@@ -85,6 +85,19 @@ pub struct Config {
     /// (docs/evidence.md, "Time-stamps"): absent, checkpoints are not time-stamped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamping: Option<TimestampingConfig>,
+    /// The Prometheus metrics listener (docs/operations.md): absent, no metrics are served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where Prometheus scrapes the node (`GET /metrics`). A listener of its own,
+/// not a route of the API: see docs/operations.md, "Why a separate listener".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the metrics listener (port 0 picks a free port). Bind it to loopback or a
+    /// management network only: it is unauthenticated.
+    pub listen: SocketAddr,
 }
 
 /// `[compliance]`: the compliance copy (docs/compliance.md). The compliance key itself is
@@ -1101,6 +1114,11 @@ pub struct StorageConfig {
     pub group_commit_window_us: u64,
     /// Write operations that may wait for the writer before callers get `overloaded`.
     pub write_queue: usize,
+    /// `/readyz` says `not ready` (check `disk`) when the data disk has fewer free bytes
+    /// than this...
+    pub ready_min_free_bytes: u64,
+    /// ...or less than this percentage of its size free (0 to 50).
+    pub ready_min_free_percent: u8,
 }
 
 impl Default for StorageConfig {
@@ -1109,6 +1127,8 @@ impl Default for StorageConfig {
             group_commit_max: 512,
             group_commit_window_us: 1000,
             write_queue: 4096,
+            ready_min_free_bytes: 256 * 1024 * 1024,
+            ready_min_free_percent: 1,
         }
     }
 }
@@ -1120,6 +1140,18 @@ pub struct LogConfig {
     pub checkpoint_every: u64,
     /// ... and at least this often (seconds) while there are unsigned entries.
     pub checkpoint_interval_secs: u64,
+    /// How `sealpost serve` writes its diagnostics to stderr: `text`, or `json` (one object
+    /// a line, for log collectors; `--log-json` asks for it too).
+    pub format: LogFormat,
+}
+
+/// The format of the node's diagnostics (`[log] format`).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LogConfig {
@@ -1127,6 +1159,7 @@ impl Default for LogConfig {
         LogConfig {
             checkpoint_every: 1000,
             checkpoint_interval_secs: 60,
+            format: LogFormat::Text,
         }
     }
 }
@@ -1152,6 +1185,7 @@ impl Config {
             compliance: ComplianceConfig::default(),
             smime: None,
             timestamping: None,
+            metrics: None,
         }
     }
 
@@ -1274,6 +1308,15 @@ impl Config {
         }
         if self.storage.group_commit_max == 0 || self.storage.write_queue == 0 {
             return bad("storage.group_commit_max and storage.write_queue must be at least 1");
+        }
+        if self.storage.ready_min_free_percent > 50 {
+            return bad("storage.ready_min_free_percent must be 0 to 50");
+        }
+        if let Some(m) = &self.metrics
+            && m.listen == self.http.listen
+            && m.listen.port() != 0
+        {
+            return bad("metrics.listen must differ from http.listen");
         }
         if self.storage.group_commit_window_us > 100_000 {
             return bad("storage.group_commit_window_us must be at most 100000 (0.1 s)");

@@ -21,6 +21,7 @@ pub mod federation;
 pub mod keyfetch;
 pub mod keys;
 pub mod memo;
+pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod service;

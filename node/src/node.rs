@@ -56,6 +56,16 @@ pub fn open_store(
     config: &Config,
     node_key: ed25519_dalek::SigningKey,
 ) -> anyhow::Result<SqliteStore> {
+    open_store_measured(paths, config, node_key, None)
+}
+
+/// [`open_store`] with the writer recording its commits into `metrics`.
+fn open_store_measured(
+    paths: &Paths,
+    config: &Config,
+    node_key: ed25519_dalek::SigningKey,
+    metrics: Option<crate::metrics::WriterMetrics>,
+) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(
         &paths.database(),
         node_key,
@@ -66,6 +76,7 @@ pub fn open_store(
             ),
             write_queue: config.storage.write_queue,
             checkpoint_every: config.log.checkpoint_every,
+            metrics,
         },
     )
     .with_context(|| format!("opening {}", paths.database().display()))
@@ -108,7 +119,15 @@ impl Node {
         let ca = keys::load_ca(&paths)?;
         // Data directories made before the transit key existed get one now.
         let transit = crate::notify::TransitKey::load_or_create(&paths, &config.domain)?;
-        let store = Arc::new(open_store(&paths, &config, node_key.clone())?);
+        // The one registry of this process: the writer, the service layer and the HTTP side
+        // record into it, the metrics listener encodes it.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = Arc::new(open_store_measured(
+            &paths,
+            &config,
+            node_key.clone(),
+            Some(metrics.writer()),
+        )?);
         let blobs = Arc::new(FsBlobStore::open(&paths.blobs())?);
         let smime = config
             .smime
@@ -118,7 +137,8 @@ impl Node {
         let context =
             crate::service::Context::new(config.clone(), store.clone(), blobs, ca, &node_key)
                 .with_transit_key(&transit)
-                .with_smime_ca(smime);
+                .with_smime_ca(smime)
+                .with_metrics(metrics);
         let state = AppState::new(context, &node_key);
         let notifier = state.notifier.clone();
         let route = match crate::notify::DirectLink::load(&config)? {
@@ -179,6 +199,25 @@ impl Node {
             )?)
         } else {
             None
+        };
+        // The metrics listener (`[metrics]`), its own port: see docs/operations.md.
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = match &self.config.metrics {
+            Some(m) => {
+                let l = tokio::net::TcpListener::bind(m.listen)
+                    .await
+                    .with_context(|| format!("binding metrics.listen {}", m.listen))?;
+                let _ = self.state.context.metrics_bound.set(l.local_addr()?);
+                tracing::info!(addr = %l.local_addr()?, "metrics listening");
+                Some(tokio::spawn(crate::api::run_metrics(
+                    l,
+                    self.state.context.clone(),
+                    async move {
+                        let _ = metrics_stopped.await;
+                    },
+                )))
+            }
+            None => None,
         };
         on_bound(listener.local_addr()?);
         let store: Arc<dyn MetaStore> = self.store.clone();
@@ -247,6 +286,7 @@ impl Node {
                     transit: Some(self.transit),
                     bounce_key: self.state.context.bounce_key.clone(),
                     domain: self.config.domain.clone(),
+                    metrics: self.state.context.metrics.clone(),
                 },
             )
         });
@@ -256,6 +296,10 @@ impl Node {
             result = crate::api::run(listener, self.state, shutdown) => result,
             never = admin.serve(self.store.clone()) => match never {},
         };
+        let _ = metrics_stop.send(());
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         checkpoints.abort();
         gc.abort();
         sweeper.abort();

@@ -6,6 +6,7 @@
 //! may use it too.
 
 pub mod postfix;
+pub mod prometheus;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -12,6 +12,7 @@ pub mod mail;
 pub mod smtp;
 pub mod tsa;
 
+pub use sealpost_testkit::prometheus::Prometheus;
 pub use sealpost_testkit::{NodeProcess, init_node, run, run_ok, wait_for, wait_for_blocking};
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,11 @@ impl TestNode {
     /// The submission gateway's address, when `[submission]` is enabled.
     pub fn submission(&self) -> Option<std::net::SocketAddr> {
         self.context.submission_bound.get().copied()
+    }
+
+    /// The metrics listener's address, when `[metrics]` is set.
+    pub fn metrics(&self) -> Option<std::net::SocketAddr> {
+        self.context.metrics_bound.get().copied()
     }
 
     /// Serves the node's data directory again after [`TestNode::stop`]: a new HTTP port, the

@@ -378,3 +378,37 @@ async fn every_documented_route_is_authorised_and_answers_errors_as_json() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// The routes outside the API (not in the OpenAPI document) that anyone may call: the health
+/// answers (docs/operations.md, "Health"). `(path, the answer's body)`.
+const OUTSIDE_API: &[(&str, &str)] = &[
+    ("/healthz", "ok"),
+    ("/livez", "alive"),
+    ("/readyz", "ready"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_routes_are_public_and_answer_everyone_alike() {
+    let node = sealpost_tests::TestNode::spawn("a.test").await.unwrap();
+    let carol = node.person("carol").await;
+    let http = reqwest::Client::new();
+    for &(path, body) in OUTSIDE_API {
+        // Anonymous, a made-up token, a user's session: one answer, a word and no more.
+        for token in [None, Some("not-a-session"), Some(carol.token())] {
+            let mut req = http.get(format!("{}{path}", node.url));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path} as {token:?}");
+            assert_eq!(r.text().await.unwrap(), body, "{path} as {token:?}");
+        }
+        // Nothing but GET (and HEAD) is served there.
+        let r = http
+            .post(format!("{}{path}", node.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "POST {path}");
+    }
+}

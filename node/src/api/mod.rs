@@ -13,6 +13,7 @@ pub mod error;
 mod guests;
 mod mail;
 pub mod openapi;
+mod ops;
 mod outside_keys;
 mod pickup;
 mod serve;
@@ -37,6 +38,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ApiResult};
+pub use ops::{failed_checks, metrics_app, run_metrics};
 
 use crate::service::Context;
 use crate::storage::{Account, AccountState};
@@ -177,6 +179,10 @@ pub fn app(state: AppState) -> Router {
         // The directory keeps its protocols' own answers (plain text), wrong methods included.
         .merge(directory)
         .route("/healthz", get(|| async { "ok" }))
+        // Health for orchestrators and load balancers (docs/operations.md, "Health"):
+        // unauthenticated, a status word and at most the names of failed checks.
+        .route("/livez", get(ops::livez))
+        .route("/readyz", get(ops::readyz))
         // The web app (api/web.rs): static files, then cookie sessions and CSP for everything.
         .route("/", get(web::index))
         // The pickup page (its token stays in the fragment, which browsers never send).
@@ -187,8 +193,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The layers every route is served under: the JSON body limit, security headers, the web
-/// app's cookie session and, outermost, the conversion of a panic anywhere inside into a
-/// logged `500 internal` (the connection and the other requests carry on either way).
+/// app's cookie session, the conversion of a panic anywhere inside into a logged `500
+/// internal` (the connection and the other requests carry on either way) and, outermost, the
+/// request metrics (which so count every answer, a panic's too).
 fn layered(routes: Router<AppState>, state: AppState) -> Router<AppState> {
     let json_limit = state.config.http.max_json_body;
     routes
@@ -196,12 +203,13 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router<AppState> {
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_response(web::headers))
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             web::cookie_session,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
+        .layer(axum::middleware::from_fn_with_state(state, ops::track))
 }
 
 async fn no_route() -> ApiError {

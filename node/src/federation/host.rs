@@ -569,6 +569,13 @@ impl Host for FedHost {
         for f in files {
             let _ = self.ctx.blobs.remove(f).await;
         }
+        let took =
+            crate::metrics::age_of_message_id(&receipt.message_id.0, std::time::SystemTime::now());
+        let m = &self.ctx.metrics;
+        m.delivered("federated", receipt.accepted.len() as u64, took);
+        for _ in &receipt.refused {
+            m.delivery_failed("federated");
+        }
         Ok(())
     }
 

@@ -47,6 +47,8 @@ pub struct Setup {
     /// this key ([`bounce`](super::bounce)): a later bounce names its row.
     pub bounce_key: BounceKey,
     pub domain: String,
+    /// Where sent and failed mail is counted (`deliveries{kind="smtp"}`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The running driver.
@@ -226,8 +228,22 @@ async fn send_group(
                 NotifyOutcome::Failed { .. } => failed += 1,
             }
             tracing::debug!(notification = n.id, ?outcome, "outbound mail attempt");
+            let counted = match &outcome {
+                NotifyOutcome::Sent { .. } => Some(true),
+                NotifyOutcome::Failed { .. } => Some(false),
+                NotifyOutcome::Retry { .. } => None,
+            };
             if !record(notifier, n.id, outcome).await {
                 return;
+            }
+            match counted {
+                Some(true) => {
+                    let waited = (crate::now() - n.created_at).max(0) as u64;
+                    let took = std::time::Duration::from_secs(waited);
+                    setup.metrics.delivered("smtp", 1, Some(took));
+                }
+                Some(false) => setup.metrics.delivery_failed("smtp"),
+                None => {}
             }
         }
         if let Some((s, _)) = session {

@@ -66,6 +66,8 @@ pub struct Context {
     pub smtp_bound: OnceLock<std::net::SocketAddr>,
     /// The submission gateway's address, once bound (`[submission]`).
     pub submission_bound: OnceLock<std::net::SocketAddr>,
+    /// The metrics listener's address, once bound (`[metrics]`).
+    pub metrics_bound: OnceLock<std::net::SocketAddr>,
     /// Parsed certificates by fingerprint, with the armored text they were parsed from: a
     /// certificate that changed (new certification, revocation) under the same fingerprint must
     /// not be served from the cache.
@@ -98,6 +100,8 @@ pub struct Context {
         std::sync::Mutex<Option<(u64, Option<Arc<super::compliance::ComplianceKey>>)>>,
     /// Peers asked for their compliance key that had none, and when (one entry per peer).
     pub(super) compliance_asked: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The node's metrics (one registry, made at start): what every door and operation counts.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The node's transit key as senders see it (docs/mail.md, mode `tls`).
@@ -181,6 +185,7 @@ impl Context {
             bound: OnceLock::new(),
             smtp_bound: OnceLock::new(),
             submission_bound: OnceLock::new(),
+            metrics_bound: OnceLock::new(),
             config,
             store,
             blobs,
@@ -203,6 +208,7 @@ impl Context {
             smime: None,
             compliance_cache: std::sync::Mutex::new(None),
             compliance_asked: Default::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             outside: super::outside_keys::Lookups::new(Arc::new(
                 crate::keyfetch::HttpKeyFetch::new(&config_delivery),
             )),
@@ -216,6 +222,13 @@ impl Context {
             fingerprint: key.fingerprint(),
             cert: Arc::new(key.public_cert()),
         });
+        self
+    }
+
+    /// This context recording into `metrics` (`Node::open`: the registry the writer records
+    /// into too).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Context {
+        self.metrics = metrics;
         self
     }
 

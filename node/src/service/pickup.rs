@@ -530,7 +530,15 @@ async fn live_pickup(ctx: &Context, token: &str, now: i64) -> Result<PickupRecor
 }
 
 /// `POST /pickup/open`: what the page shows before the code is entered. Changes nothing.
+/// Counted (`sealpost_pickups_total{event="opened"}`, or `failed`).
 pub async fn open(ctx: &Context, token: &str, now: i64) -> Result<PickupInfo, ServiceError> {
+    let result = open_page(ctx, token, now).await;
+    ctx.metrics
+        .pickup(if result.is_ok() { "opened" } else { "failed" });
+    result
+}
+
+async fn open_page(ctx: &Context, token: &str, now: i64) -> Result<PickupInfo, ServiceError> {
     let p = live_pickup(ctx, token, now).await?;
     let sender_name = ctx
         .store
@@ -559,8 +567,27 @@ pub async fn open(ctx: &Context, token: &str, now: i64) -> Result<PickupInfo, Se
 
 /// `POST /pickup/unlock`: the verifier against its hash. Right: a session and what the
 /// browser needs to decrypt. Wrong: counted (and locked at `max_wrong`). Locked: refused even
-/// with the right code.
+/// with the right code. Counted: `unlocked` (and a `pickup` delivery), or `failed`.
 pub async fn unlock(
+    ctx: &Context,
+    token: &str,
+    verifier: &str,
+    now: i64,
+) -> Result<PickupUnlocked, ServiceError> {
+    let result = unlock_with(ctx, token, verifier, now).await;
+    match &result {
+        Ok(u) => {
+            ctx.metrics.pickup("unlocked");
+            let age =
+                crate::metrics::age_of_message_id(&u.message_id, crate::service::time_of(now));
+            ctx.metrics.delivered("pickup", 1, age);
+        }
+        Err(_) => ctx.metrics.pickup("failed"),
+    }
+    result
+}
+
+async fn unlock_with(
     ctx: &Context,
     token: &str,
     verifier: &str,

@@ -90,10 +90,16 @@ pub async fn verdict(
     cert: &Cert,
     address: &str,
 ) -> Result<Verdict, ServiceError> {
-    ctx.trust
+    let verdict = ctx
+        .trust
         .authenticate(viewer, &cert.fingerprint(), address)
         .await
-        .map_err(ServiceError::internal)
+        .map_err(ServiceError::internal);
+    ctx.metrics.trust_lookup(match &verdict {
+        Ok(v) => v.level.word(),
+        Err(_) => "error",
+    });
+    verdict
 }
 
 /// Every key claiming `address`, with its verdict for `viewer`. A peered organisation's user

@@ -87,6 +87,19 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Opens a blob for a blocking read (parsing the packets at its start on a blocking thread).
     fn open_blocking(&self, sha256: [u8; 32]) -> Result<Box<dyn Read + Send + Sync>, BlobError>;
     async fn remove(&self, sha256: [u8; 32]) -> Result<(), BlobError>;
+    /// Proves that the store takes writes now (`/readyz`): writes and removes a small probe,
+    /// which is never a blob and never read.
+    async fn probe_write(&self) -> Result<(), BlobError>;
+    /// Free and total bytes of the local disk the store writes to; `None` where there is no
+    /// local disk to watch (an object store), so `/readyz` checks no space.
+    fn disk_space(&self) -> Option<std::io::Result<DiskSpace>>;
+}
+
+/// Space on a disk: bytes an unprivileged writer may still use, and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub available: u64,
+    pub total: u64,
 }
 
 /// Blobs as files under `DATA/blobs/ab/abcdef…`.
@@ -312,6 +325,29 @@ impl BlobStore for FsBlobStore {
             .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
         Ok(())
     }
+
+    async fn probe_write(&self) -> Result<(), BlobError> {
+        // In `tmp/`, which `open` empties: a probe a crash left behind is gone at the next start.
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("ready-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let written = tokio::fs::write(&path, b"ready").await;
+        let removed = tokio::fs::remove_file(&path).await;
+        written?;
+        Ok(removed?)
+    }
+
+    fn disk_space(&self) -> Option<std::io::Result<DiskSpace>> {
+        Some(
+            rustix::fs::statvfs(&self.root)
+                .map(|s| DiskSpace {
+                    available: s.f_bavail.saturating_mul(s.f_frsize),
+                    total: s.f_blocks.saturating_mul(s.f_frsize),
+                })
+                .map_err(std::io::Error::from),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +369,22 @@ mod tests {
     /// Files of unfinished uploads.
     fn leftovers(root: &Path) -> usize {
         std::fs::read_dir(root.join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn the_write_probe_leaves_nothing_and_the_disk_has_a_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        store.probe_write().await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        let space = store.disk_space().unwrap().unwrap();
+        assert!(
+            space.total > 0 && space.available <= space.total,
+            "{space:?}"
+        );
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ pub mod federation;
 mod log;
 mod mail;
 pub mod notify;
+pub mod ops;
 pub mod outside_keys;
 pub mod pickup;
 pub mod smime;
@@ -34,7 +35,7 @@ pub mod web;
 
 pub use self::accounts::*;
 pub use self::app_passwords::AppPasswordStore;
-pub use self::blobs::{BlobStore, FsBlobStore};
+pub use self::blobs::{BlobStore, DiskSpace, FsBlobStore};
 pub use self::certs::*;
 pub use self::compliance::ComplianceStore;
 pub use self::compliance_custody::CustodyStore;
@@ -44,6 +45,7 @@ pub use self::federation::*;
 pub use self::log::*;
 pub use self::mail::*;
 pub use self::notify::NotifyStore;
+pub use self::ops::{OpsStore, QueueDepths};
 pub use self::outside_keys::OutsideKeyStore;
 pub use self::pickup::PickupStore;
 pub use self::smime::SmimeStore;
@@ -69,6 +71,7 @@ pub trait MetaStore:
     + EvidenceStore
     + ComplianceStore
     + CustodyStore
+    + OpsStore
 {
 }
 
@@ -87,5 +90,6 @@ impl<T> MetaStore for T where
         + EvidenceStore
         + ComplianceStore
         + CustodyStore
+        + OpsStore
 {
 }

@@ -184,8 +184,41 @@ impl Screened {
 }
 
 /// Accepts a message from `source`: every rule of this module, then one commit. A refusal
-/// stores nothing.
+/// stores nothing. Counted in the metrics by door and outcome (`sealpost_submissions_total`),
+/// with the local deliveries it made.
 pub async fn accept(
+    ctx: &Context,
+    source: &Source<'_>,
+    msg: Incoming<'_>,
+    now: SystemTime,
+) -> Result<Accepted, ServiceError> {
+    // The duration of the work, not a rule's time: `now` stays the one the door passed.
+    let started = std::time::Instant::now();
+    let result = accept_measured(ctx, source, msg, now).await;
+    let took = started.elapsed();
+    let door = match source {
+        Source::Local { .. } => "local",
+        Source::Peer { .. } => "peer",
+        Source::Pickup { .. } => "pickup",
+    };
+    match &result {
+        Ok(a) => {
+            ctx.metrics.submission(door, None, took);
+            if !a.duplicate {
+                let local = a
+                    .recipients
+                    .iter()
+                    .filter(|(_, d)| matches!(d, Delivery::Delivered))
+                    .count();
+                ctx.metrics.delivered("local", local as u64, Some(took));
+            }
+        }
+        Err(e) => ctx.metrics.submission(door, Some(e.code()), took),
+    }
+    result
+}
+
+async fn accept_measured(
     ctx: &Context,
     source: &Source<'_>,
     mut msg: Incoming<'_>,

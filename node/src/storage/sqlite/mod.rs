@@ -47,6 +47,7 @@ mod federation;
 mod log;
 mod mail;
 mod notify;
+mod ops;
 mod outbox;
 mod outside_keys;
 mod pickup;

@@ -21,6 +21,7 @@ pub(super) fn settings() -> WriterSettings {
         group_commit_window: std::time::Duration::ZERO,
         write_queue: 16,
         checkpoint_every: 1000,
+        metrics: None,
     }
 }
 

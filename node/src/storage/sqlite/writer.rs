@@ -73,6 +73,8 @@ pub struct WriterSettings {
     pub write_queue: usize,
     /// A signed log checkpoint after this many log entries.
     pub checkpoint_every: u64,
+    /// Where each commit's batch size and duration are recorded (`None`: nowhere).
+    pub metrics: Option<crate::metrics::WriterMetrics>,
 }
 
 pub(super) fn writer_loop(
@@ -109,7 +111,11 @@ pub(super) fn writer_loop(
             batch.push(job);
         }
         under_load = batch.len() > 1;
+        let started = std::time::Instant::now();
         let committed = run_batch(&conn, &mut chain, &mut batch).map_err(Arc::new);
+        if let Some(m) = &settings.metrics {
+            m.committed(batch.len(), started.elapsed());
+        }
         if let Ok(Some(g)) = committed {
             // Before anyone is answered: a caller that logged out, or disabled an account,
             // is not served from the cache afterwards.
